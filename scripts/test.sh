@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every test, in the environment each part ships with. Called by `make test` (and so by .ci/run).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export WANPOD_WORKER_PYTHON="$PWD/.venvs/worker/bin/python"
+export PYTHONDONTWRITEBYTECODE=1
+reports=$(mktemp -d)
+status=0
+
+echo "== ruff"
+.venvs/worker/bin/ruff check . && .venvs/worker/bin/ruff format --check . || status=1
+
+run_suite() {  # name, venv, test folders...
+  local name=$1 venv=$2; shift 2
+  local dirs=()
+  for d in "$@"; do [ -d "$d" ] && dirs+=("$d"); done
+  [ ${#dirs[@]} -gt 0 ] || return 0
+  echo "== tests ($name environment): ${dirs[*]}"
+  "$venv/bin/python" -m pytest "${dirs[@]}" --junitxml="$reports/$name.xml" "${PYTEST_ARGS[@]}"
+  local rc=$?
+  [ $rc -eq 0 ] || [ $rc -eq 5 ] || status=1
+}
+
+PYTEST_ARGS=("$@")
+run_suite worker .venvs/worker tests/emulators tests/worker tests/workflows
+run_suite app .venvs/app tests/endpoint tests/app
+
+.venvs/worker/bin/python scripts/summarize_junit.py "$reports"/*.xml || status=1
+exit $status

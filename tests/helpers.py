@@ -1,0 +1,111 @@
+"""Test helpers shared by every suite: where the shared fixtures are, free ports, and real
+server processes started the right way (free port, readiness poll to a deadline, the child's
+output in the failure message, terminate then kill)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("WANPOD_SHARED", REPO.parent / "shared")).resolve()
+COMFY_FIXTURES = SHARED / "fixtures" / "comfyui"
+RECORDINGS = COMFY_FIXTURES / "recordings"
+WAN_SCHEMA = COMFY_FIXTURES / "object_info_with_wan_placeholders.json"
+WORKER_PYTHON = os.environ.get("WANPOD_WORKER_PYTHON", sys.executable)
+
+
+def load_json(path: Path) -> object:
+    return json.loads(Path(path).read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_ok(url: str, timeout: float = 0.5) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return 200 <= r.status < 500
+    except urllib.error.HTTPError as e:
+        return e.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass
+class ServerProcess:
+    """A child process serving HTTP on 127.0.0.1:port. Use as a context manager."""
+
+    argv: Sequence[str]
+    port: int
+    ready_path: str = "/"
+    env: Mapping[str, str] | None = None
+    cwd: Path = REPO
+    deadline_s: float = 30.0
+    ready: Callable[[ServerProcess], bool] | None = None
+    proc: subprocess.Popen | None = field(default=None, init=False)
+    _log: object = field(default=None, init=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> ServerProcess:
+        self._log = tempfile.NamedTemporaryFile(prefix="wanpod-child-", suffix=".log", delete=False)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
+        self.proc = subprocess.Popen(
+            list(self.argv), cwd=self.cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def output(self) -> str:
+        if self._log is None:
+            return ""
+        return Path(self._log.name).read_text(errors="replace")
+
+    def wait_ready(self, deadline_s: float | None = None) -> None:
+        end = time.monotonic() + (deadline_s or self.deadline_s)
+        check = self.ready or (lambda s: http_ok(s.base_url + s.ready_path))
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.argv} exited with {self.proc.returncode} before it was ready:\n"
+                    + self.output()[-4000:]
+                )
+            if check(self):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.argv} not ready in time:\n" + self.output()[-4000:])
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

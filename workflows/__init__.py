@@ -1,0 +1,1 @@
+"""WanPod workflows."""
