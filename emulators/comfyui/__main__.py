@@ -1,0 +1,99 @@
+"""`python -m emulators.comfyui --host 127.0.0.1 --port PORT [...]`: run until killed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import ConfigError, EmulatorConfig
+from .runner import serve
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m emulators.comfyui", description="Protocol-faithful ComfyUI 0.3.64 emulator."
+    )
+    p.add_argument("--host", "--listen", dest="host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8188)
+    p.add_argument(
+        "--schema",
+        type=Path,
+        default=None,
+        help="an /object_info dump (JSON or .json.gz); default: the shipped Wan 2.2 one",
+    )
+    p.add_argument("--input-directory", type=Path, default=None)
+    p.add_argument("--output-directory", type=Path, default=None)
+    p.add_argument("--temp-directory", type=Path, default=None)
+    p.add_argument(
+        "--step-delay",
+        type=float,
+        default=0.05,
+        help="seconds per sampler step / upscale tile (default 0.05)",
+    )
+    p.add_argument("--node-delay", type=float, default=0.0, help="seconds every node takes")
+    p.add_argument(
+        "--startup-delay", type=float, default=0.0, help="wait this long before binding the port"
+    )
+    p.add_argument(
+        "--ws-drop-after",
+        type=int,
+        default=None,
+        help="close each websocket after sending it N messages",
+    )
+    p.add_argument("--crash-at-node", default=None, help="os._exit(1) when this node starts")
+    p.add_argument("--error-at-node", default=None, help="execution_error at this node")
+    p.add_argument("--output-bytes", type=int, default=None, help="pad each mp4 to about N bytes")
+    p.add_argument(
+        "--video-max-side",
+        type=int,
+        default=320,
+        help="scale encoded video to fit this side (0: full size)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="disable the output cache")
+    p.add_argument("--verbose", "-v", action="store_true")
+    # accepted and ignored, so ComfyUI command lines work unchanged
+    for flag in ("--cpu", "--disable-auto-launch", "--disable-metadata"):
+        p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+    for opt in ("--extra-model-paths-config", "--user-directory", "--database-url"):
+        p.add_argument(opt, default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s comfyui-emulator %(levelname)s %(message)s",
+    )
+    try:
+        config = EmulatorConfig(
+            input_directory=args.input_directory,
+            output_directory=args.output_directory,
+            temp_directory=args.temp_directory,
+            schema_path=args.schema,
+            step_delay=args.step_delay,
+            node_delay=args.node_delay,
+            startup_delay=args.startup_delay,
+            ws_drop_after=args.ws_drop_after,
+            crash_at_node=args.crash_at_node,
+            error_at_node=args.error_at_node,
+            output_bytes=args.output_bytes,
+            video_max_side=args.video_max_side,
+            cache=not args.no_cache,
+            argv=["main.py", *(argv if argv is not None else sys.argv[1:])],
+        )
+    except (ConfigError, OSError, ValueError) as e:
+        print(f"comfyui emulator: {e}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

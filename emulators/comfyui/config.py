@@ -1,0 +1,150 @@
+"""Emulator settings: folders, schema, pace and the fault knobs.
+
+`EmulatorConfig` is built once from the command line (or by a test) and its *knobs* can be changed
+at run time through `GET/POST /emulator/config` (JSON with the same names; POST merges and returns
+the whole new config). Folder and schema settings are fixed at start.
+
+Knobs (all optional, `None`/0 means off):
+- step_delay (s): pause before each sampler step / upscale tile `progress` message.
+- node_delay (s): time every executed node takes (besides sampler steps).
+- startup_delay (s): the process binds its port only after this long (real ComfyUI does not listen
+  until it is ready); CLI and `serve()` only.
+- ws_drop_after (int N): the server closes each websocket right after sending it its N-th message
+  (the count starts at 1 with the `status` sent on connect, per connection).
+- crash_at_node (node id): `os._exit(1)` when that node starts (right after its `executing` message
+  has been sent).
+- error_at_node (node id): that node fails with `execution_error` (recorded shape) when it starts.
+- output_bytes (int N): every mp4 written is padded with a trailing `free` box to about N bytes (it
+  stays a valid, decodable mp4); ignored when the encoded file is already larger.
+- video_max_side (int): encoded video frames are scaled down to fit this side (0 = full size).
+- cache (bool): ComfyUI's classic output cache (identical re-runs are served from it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KNOBS: tuple[str, ...] = (
+    "step_delay",
+    "node_delay",
+    "startup_delay",
+    "ws_drop_after",
+    "crash_at_node",
+    "error_at_node",
+    "output_bytes",
+    "video_max_side",
+    "cache",
+)
+
+
+class ConfigError(ValueError):
+    """A knob name or value that the emulator does not accept."""
+
+
+def _opt_float(name: str, v: Any) -> float:
+    if v is None:
+        return 0.0
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise ConfigError(f"{name}: expected a number of seconds, got {v!r}")
+    try:
+        f = float(v)
+    except ValueError as e:
+        raise ConfigError(f"{name}: expected a number of seconds, got {v!r}") from e
+    if f < 0:
+        raise ConfigError(f"{name}: must be >= 0, got {v!r}")
+    return f
+
+
+def _opt_int(name: str, v: Any) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        raise ConfigError(f"{name}: expected an integer or null, got {v!r}")
+    try:
+        i = int(v)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name}: expected an integer or null, got {v!r}") from e
+    if i < 0:
+        raise ConfigError(f"{name}: must be >= 0, got {v!r}")
+    return i
+
+
+def _opt_node(name: str, v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, bool) or not isinstance(v, str | int):
+        raise ConfigError(f"{name}: expected a node id string or null, got {v!r}")
+    return str(v)
+
+
+def _bool(name: str, v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "1", "false", "0"):
+        return v.lower() in ("true", "1")
+    raise ConfigError(f"{name}: expected true or false, got {v!r}")
+
+
+_COERCE = {
+    "step_delay": _opt_float,
+    "node_delay": _opt_float,
+    "startup_delay": _opt_float,
+    "ws_drop_after": _opt_int,
+    "crash_at_node": _opt_node,
+    "error_at_node": _opt_node,
+    "output_bytes": _opt_int,
+    "video_max_side": lambda n, v: _opt_int(n, v) or 0,
+    "cache": _bool,
+}
+
+
+@dataclass
+class EmulatorConfig:
+    input_directory: Path | None = None  # None: a fresh folder under the system temp dir
+    output_directory: Path | None = None
+    temp_directory: Path | None = None
+    schema_path: Path | None = None  # None: the shipped Wan 2.2 schema (emulators/data)
+    step_delay: float = 0.05
+    node_delay: float = 0.0
+    startup_delay: float = 0.0
+    ws_drop_after: int | None = None
+    crash_at_node: str | None = None
+    error_at_node: str | None = None
+    output_bytes: int | None = None
+    video_max_side: int = 320
+    cache: bool = True
+    argv: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        root: Path | None = None
+        for name in ("input_directory", "output_directory", "temp_directory"):
+            if getattr(self, name) is None:
+                root = root or Path(tempfile.mkdtemp(prefix="wanpod-comfy-"))
+                setattr(self, name, root / name.split("_")[0])
+        self.input_directory = Path(self.input_directory).resolve()
+        self.output_directory = Path(self.output_directory).resolve()
+        self.temp_directory = Path(self.temp_directory).resolve()
+        for d in (self.input_directory, self.output_directory, self.temp_directory):
+            d.mkdir(parents=True, exist_ok=True)
+        self.update({k: getattr(self, k) for k in KNOBS})
+
+    def knobs(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in KNOBS}
+
+    def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and apply knob changes (all or nothing); return the knobs now in force."""
+        unknown = sorted(set(changes) - set(KNOBS))
+        if unknown:
+            raise ConfigError(f"unknown knob(s) {unknown}; known: {list(KNOBS)}")
+        coerced = {k: _COERCE[k](k, v) for k, v in changes.items()}
+        for k, v in coerced.items():
+            setattr(self, k, v)
+        return self.knobs()
+
+    def replace(self, **kw: Any) -> EmulatorConfig:
+        return dataclasses.replace(self, **kw)

@@ -1,0 +1,455 @@
+"""The prompt queue, history and the execution loop (ComfyUI's PromptQueue + PromptExecutor).
+
+One asyncio task takes queued prompts one at a time (lowest `number` first) and produces the
+recorded message sequence:
+`status` (queue.get) → `execution_start` → `execution_cached` → per node
+[`progress_state` running → `executing` → `progress`… → `executed` → `progress_state` finished] →
+`execution_success` | `execution_error` | `execution_interrupted` → history written → `status` →
+`executing {node: null}`. Messages without `broadcast` go only to the prompt's client_id (none at
+all without one); `status` and `execution_interrupted` (no client_id) go to everybody;
+`progress_state`/`progress` use the client_id as target, so without one they are broadcast, as in
+the 0.3.64 source.
+
+The interrupt flag is cleared when a prompt starts, checked after each node's `executing` and at
+every progress step. The output cache is ComfyUI's classic one: keyed by the node's input
+signature (its inputs and its ancestors'), keeping only the last prompt's nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hashlib
+import heapq
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import EmulatorConfig
+from .graph import ExecutionList, is_link
+from .hub import Hub
+from .nodes import Interrupted, NodeContext, NodeFailure, run_node
+from .schema import INPUT_FILE_COMBOS, Schema
+
+log = logging.getLogger("emulators.comfyui")
+
+SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
+MAXIMUM_HISTORY_SIZE = 10000
+
+TRACEBACK_HEAD = [
+    '  File "/comfyui/execution.py", line 496, in execute\n    output_data, output_ui, '
+    "has_subgraph, has_pending_tasks = await get_output_data(prompt_id, unique_id, obj, "
+    "input_data_all, execution_block_cb=execution_block_cb, pre_execute_cb=pre_execute_cb, "
+    "hidden_inputs=hidden_inputs)\n",
+    '  File "/comfyui/execution.py", line 315, in get_output_data\n    return_values = await '
+    "_async_map_node_over_list(prompt_id, unique_id, obj, input_data_all, obj.FUNCTION, "
+    "allow_interrupt=True, execution_block_cb=execution_block_cb, pre_execute_cb=pre_execute_cb, "
+    "hidden_inputs=hidden_inputs)\n",
+    '  File "/comfyui/execution.py", line 289, in _async_map_node_over_list\n    await '
+    "process_inputs(input_dict, i)\n",
+    '  File "/comfyui/execution.py", line 277, in process_inputs\n    result = f(**inputs)\n',
+]
+SAFETENSORS_ERROR = (
+    "safetensors._safetensors_rust.SafetensorError",
+    "Error while deserializing header: header too small",
+)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(order=True)
+class QueueItem:
+    number: float
+    prompt_id: str = field(compare=False)
+    prompt: dict[str, Any] = field(compare=False)
+    extra_data: dict[str, Any] = field(compare=False)
+    outputs: list[str] = field(compare=False)
+
+    def as_list(self) -> list[Any]:
+        return [self.number, self.prompt_id, self.prompt, self.extra_data, self.outputs]
+
+
+class PromptQueue:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.pending: list[QueueItem] = []
+        self.running: dict[int, QueueItem] = {}
+        self.history: dict[str, dict[str, Any]] = {}
+        self.task_counter = 0
+        self._wake = asyncio.Event()
+
+    def remaining(self) -> int:
+        return len(self.pending) + len(self.running)
+
+    def status(self) -> dict[str, Any]:
+        return {"exec_info": {"queue_remaining": self.remaining()}}
+
+    def queue_updated(self) -> None:
+        self.hub.send("status", {"status": self.status()})
+
+    def put(self, item: QueueItem) -> None:
+        heapq.heappush(self.pending, item)
+        self.queue_updated()
+        self._wake.set()
+
+    async def get(self) -> tuple[QueueItem, int]:
+        while not self.pending:
+            self._wake.clear()
+            await self._wake.wait()
+        item = heapq.heappop(self.pending)
+        i = self.task_counter
+        self.running[i] = copy.deepcopy(item)
+        self.task_counter += 1
+        self.queue_updated()
+        return item, i
+
+    def task_done(self, i: int, result: dict[str, Any], status: dict[str, Any]) -> None:
+        item = self.running.pop(i)
+        if len(self.history) > MAXIMUM_HISTORY_SIZE:
+            self.history.pop(next(iter(self.history)))
+        for k in SENSITIVE_EXTRA_DATA_KEYS:
+            item.extra_data.pop(k, None)
+        self.history[item.prompt_id] = {
+            "prompt": item.as_list(),
+            "outputs": {},
+            "status": status,
+            **result,
+        }
+        self.queue_updated()
+
+    def queue_lists(self) -> tuple[list[Any], list[Any]]:
+        return [x.as_list() for x in self.running.values()], [x.as_list() for x in self.pending]
+
+    def delete_pending(self, prompt_id: str) -> bool:
+        for x in self.pending:
+            if x.prompt_id == prompt_id:
+                self.pending.remove(x)
+                heapq.heapify(self.pending)
+                self.queue_updated()
+                return True
+        return False
+
+    def wipe(self) -> None:
+        self.pending = []
+        self.queue_updated()
+
+    def running_ids(self) -> list[str]:
+        return [x.prompt_id for x in self.running.values()]
+
+
+class Executor:
+    def __init__(self, config: EmulatorConfig, schema: Schema, hub: Hub, queue: PromptQueue):
+        self.config = config
+        self.schema = schema
+        self.hub = hub
+        self.queue = queue
+        self.interrupted = False
+        self.client_id: str | None = None
+        self.last_node_id: str | None = None
+        self.outputs_cache: dict[str, tuple[Any, ...]] = {}
+        self.ui_cache: dict[str, dict[str, Any]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+
+    def free(self) -> None:
+        self.outputs_cache.clear()
+        self.ui_cache.clear()
+
+    async def _loop(self) -> None:
+        while True:
+            item, i = await self.queue.get()
+            try:
+                result, success, messages = await self.execute(item)
+            except Exception:  # an emulator bug must not kill the queue
+                log.exception("executing %s failed", item.prompt_id)
+                result, success, messages = {"outputs": {}, "meta": {}}, False, []
+            self.queue.task_done(
+                i,
+                result,
+                {
+                    "status_str": "success" if success else "error",
+                    "completed": success,
+                    "messages": messages,
+                },
+            )
+            if self.client_id is not None:
+                self.hub.send(
+                    "executing", {"node": None, "prompt_id": item.prompt_id}, self.client_id
+                )
+
+    # -- one prompt -------------------------------------------------------------------------
+
+    def _signature(self, prompt: dict[str, Any], node_id: str, memo: dict[str, str]) -> str:
+        if node_id in memo:
+            return memo[node_id]
+        memo[node_id] = "cycle:" + node_id
+        node = prompt[node_id]
+        parts: list[Any] = [node["class_type"]]
+        for key in sorted(node.get("inputs", {})):
+            v = node["inputs"][key]
+            if is_link(v) and v[0] in prompt:
+                parts.append((key, self._signature(prompt, v[0], memo), v[1]))
+            else:
+                parts.append((key, v))
+        name = INPUT_FILE_COMBOS.get(node["class_type"])
+        if name and isinstance(node.get("inputs", {}).get(name), str):
+            p = self.config.input_directory / node["inputs"][name]
+            try:  # LoadImage's IS_CHANGED: the file's hash
+                parts.append(hashlib.sha256(p.read_bytes()).hexdigest())
+            except OSError:
+                parts.append(None)
+        sig = hashlib.sha256(json.dumps(parts, default=repr).encode()).hexdigest()
+        memo[node_id] = sig
+        return sig
+
+    async def execute(self, item: QueueItem) -> tuple[dict[str, Any], bool, list[Any]]:
+        prompt, prompt_id, extra = item.prompt, item.prompt_id, item.extra_data
+        self.interrupted = False
+        self.client_id = extra.get("client_id")
+        messages: list[Any] = []
+
+        def add_message(event: str, data: dict[str, Any], broadcast: bool) -> None:
+            data = {**data, "timestamp": now_ms()}
+            messages.append([event, data])
+            if self.client_id is not None or broadcast:
+                self.hub.send(event, data, self.client_id)
+
+        add_message("execution_start", {"prompt_id": prompt_id}, False)
+        memo: dict[str, str] = {}
+        sigs = {nid: self._signature(prompt, nid, memo) for nid in prompt}
+        if not self.config.cache:
+            self.free()
+        live = set(sigs.values())
+        for k in [k for k in self.outputs_cache if k not in live]:
+            del self.outputs_cache[k]
+        for k in [k for k in self.ui_cache if k not in live]:
+            del self.ui_cache[k]
+        cached = [nid for nid in prompt if sigs[nid] in self.outputs_cache]
+        add_message("execution_cached", {"nodes": cached, "prompt_id": prompt_id}, False)
+
+        progress: dict[str, dict[str, Any]] = {}
+
+        def send_progress_state() -> None:
+            nodes = {
+                nid: {
+                    "value": st["value"],
+                    "max": st["max"],
+                    "state": st["state"],
+                    "node_id": nid,
+                    "prompt_id": prompt_id,
+                    "display_node_id": nid,
+                    "parent_node_id": None,
+                    "real_node_id": nid,
+                }
+                for nid, st in progress.items()
+            }
+            self.hub.send(
+                "progress_state", {"prompt_id": prompt_id, "nodes": nodes}, self.client_id
+            )
+
+        def finish(nid: str) -> None:
+            st = progress.setdefault(nid, {"value": 0.0, "max": 1.0, "state": "running"})
+            st["state"], st["value"] = "finished", st["max"]
+            send_progress_state()
+
+        executed: list[str] = []
+        current_outputs = list(prompt)
+        elist = ExecutionList(
+            prompt, self.schema.is_output, lambda nid: sigs.get(nid) in self.outputs_cache
+        )
+        elist.add_outputs(item.outputs)
+        failure: tuple[str, str, Any] | None = None  # (kind, node_id, detail)
+        while not elist.is_empty():
+            nid = elist.next_node()
+            if nid is None:
+                failure = (
+                    "error",
+                    elist.cycle_nodes()[0],
+                    NodeFailure("graph.DependencyCycleError", "Dependency cycle detected"),
+                )
+                break
+            node = prompt[nid]
+            class_type = node["class_type"]
+            sig = sigs[nid]
+            if sig in self.outputs_cache:
+                if self.client_id is not None:
+                    ui = self.ui_cache.get(sig) or {}
+                    self.hub.send(
+                        "executed",
+                        {
+                            "node": nid,
+                            "display_node": nid,
+                            "output": ui.get("output"),
+                            "prompt_id": prompt_id,
+                        },
+                        self.client_id,
+                    )
+                finish(nid)
+                elist.complete(nid)
+                continue
+            progress[nid] = {"value": 0.0, "max": 1.0, "state": "running"}
+            send_progress_state()
+            inputs = self._resolve(node, sigs, prompt)
+            if self.client_id is not None:
+                self.last_node_id = nid
+                self.hub.send(
+                    "executing",
+                    {"node": nid, "display_node": nid, "prompt_id": prompt_id},
+                    self.client_id,
+                )
+            try:
+                if self.interrupted:
+                    raise Interrupted()
+                if self.config.crash_at_node is not None and nid == self.config.crash_at_node:
+                    await self.hub.drain()
+                    log.warning("crash_at_node=%s: exiting the process", nid)
+                    os._exit(1)
+                if self.config.error_at_node is not None and nid == self.config.error_at_node:
+                    raise (
+                        NodeFailure(*SAFETENSORS_ERROR)
+                        if "Loader" in class_type
+                        else NodeFailure(
+                            "RuntimeError",
+                            f"emulated failure in node {nid} (fault knob error_at_node)",
+                        )
+                    )
+
+                async def report(value: int, total: int, _nid: str = nid) -> None:
+                    if self.interrupted:
+                        raise Interrupted()
+                    progress[_nid].update(value=value, max=total)
+                    send_progress_state()
+                    self.hub.send(
+                        "progress",
+                        {"value": value, "max": total, "prompt_id": prompt_id, "node": _nid},
+                        self.client_id,
+                    )
+
+                ctx = NodeContext(
+                    node_id=nid,
+                    class_type=class_type,
+                    inputs=inputs,
+                    output_types=self.schema.outputs(class_type),
+                    prompt=prompt,
+                    extra_data=extra,
+                    input_directory=self.config.input_directory,
+                    output_directory=self.config.output_directory,
+                    temp_directory=self.config.temp_directory,
+                    step_delay=self.config.step_delay,
+                    node_delay=self.config.node_delay,
+                    video_max_side=self.config.video_max_side,
+                    output_bytes=self.config.output_bytes,
+                    progress=report,
+                )
+                outputs, ui = await run_node(ctx)
+            except Interrupted:
+                failure = ("interrupted", nid, None)
+                break
+            except NodeFailure as nf:
+                failure = ("error", nid, (nf, inputs))
+                break
+            except Exception as ex:  # unexpected input values for a simulated node
+                t = type(ex)
+                name = (
+                    t.__qualname__
+                    if t.__module__ == "builtins"
+                    else f"{t.__module__}.{t.__qualname__}"
+                )
+                failure = ("error", nid, (NodeFailure(name, str(ex)), inputs))
+                break
+            if ui:
+                self.ui_cache[sig] = {
+                    "meta": {
+                        "node_id": nid,
+                        "display_node": nid,
+                        "parent_node": None,
+                        "real_node_id": nid,
+                    },
+                    "output": ui,
+                }
+                if self.client_id is not None:
+                    self.hub.send(
+                        "executed",
+                        {"node": nid, "display_node": nid, "output": ui, "prompt_id": prompt_id},
+                        self.client_id,
+                    )
+            self.outputs_cache[sig] = outputs
+            finish(nid)
+            executed.append(nid)
+            elist.complete(nid)
+
+        success = failure is None
+        if failure is None:
+            add_message("execution_success", {"prompt_id": prompt_id}, False)
+        else:
+            kind, nid, detail = failure
+            base = {
+                "prompt_id": prompt_id,
+                "node_id": nid,
+                "node_type": prompt[nid]["class_type"],
+                "executed": list(executed),
+            }
+            if kind == "interrupted":
+                add_message("execution_interrupted", base, True)
+            else:
+                nf, inputs = detail if isinstance(detail, tuple) else (detail, {})
+                add_message(
+                    "execution_error",
+                    {
+                        **base,
+                        "exception_message": f"{nf.message}\n",
+                        "exception_type": nf.exception_type,
+                        "traceback": TRACEBACK_HEAD + nf.traceback,
+                        "current_inputs": self._format_inputs(prompt[nid], inputs),
+                        "current_outputs": current_outputs,
+                    },
+                    False,
+                )
+        self.last_node_id = None
+        outputs, meta = {}, {}
+        for nid in prompt:
+            ui = self.ui_cache.get(sigs[nid])
+            if ui is not None:
+                outputs[nid], meta[nid] = ui["output"], ui["meta"]
+        return {"outputs": outputs, "meta": meta}, success, messages
+
+    def _resolve(
+        self, node: dict[str, Any], sigs: dict[str, str], prompt: dict[str, Any]
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in node.get("inputs", {}).items():
+            if is_link(v):
+                vals = self.outputs_cache.get(sigs.get(v[0], ""))
+                out[k] = vals[v[1]] if vals is not None and v[1] < len(vals) else None
+            else:
+                out[k] = v
+        return out
+
+    def _format_inputs(self, node: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+        specs = self.schema.inputs(node["class_type"])
+        res: dict[str, Any] = {}
+        for k in specs:
+            if k not in inputs:
+                continue
+            v = inputs[k]
+            res[k] = [v if v is None or isinstance(v, int | float | bool | str) else repr(v)]
+        return res

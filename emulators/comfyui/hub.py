@@ -1,0 +1,97 @@
+"""Websocket clients and the single ordered message pipe (ComfyUI's `send_sync` + publish loop).
+
+Every message goes through one asyncio queue, so the order clients see is the order the server
+produced, as in ComfyUI. `sid=None` broadcasts to every socket; otherwise only the socket whose
+clientId equals `sid` gets it. JSON frames are `json.dumps({"type", "data"})` with the default
+separators, byte-identical in form to ComfyUI's aiohttp `send_json`.
+
+Fault knob `ws_drop_after=N`: right after a socket has been sent its N-th message (counting from
+the `status` sent on connect), the server closes it (close code 1001, "emulator ws_drop_after").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .config import EmulatorConfig
+
+log = logging.getLogger("emulators.comfyui")
+
+
+@dataclass
+class Client:
+    ws: web.WebSocketResponse
+    sent: int = 0
+    feature_flags: dict[str, Any] = field(default_factory=dict)
+
+
+class Hub:
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.clients: dict[str, Client] = {}
+        self.queue: asyncio.Queue[tuple[str, Any, str | None] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._publish_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for c in list(self.clients.values()):
+            await c.ws.close()
+
+    def send(self, event: str, data: Any, sid: str | None = None) -> None:
+        """Queue a message (ComfyUI's send_sync)."""
+        self.queue.put_nowait((event, data, sid))
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far has been written to the sockets."""
+        await self.queue.join()
+
+    async def _publish_loop(self) -> None:
+        while True:
+            item = await self.queue.get()
+            try:
+                if item is not None:
+                    event, data, sid = item
+                    await self.deliver(event, data, sid)
+            except Exception:  # a broken socket must not stop the pipe
+                log.exception("publishing %s failed", item and item[0])
+            finally:
+                self.queue.task_done()
+
+    async def deliver(self, event: str, data: Any, sid: str | None) -> None:
+        if sid is None:
+            targets = list(self.clients.items())
+        elif sid in self.clients:
+            targets = [(sid, self.clients[sid])]
+        else:
+            targets = []
+        text = json.dumps({"type": event, "data": data})
+        for csid, client in targets:
+            await self.send_to(csid, client, text)
+
+    async def send_to(self, sid: str, client: Client, text: str) -> None:
+        if client.ws.closed:
+            return
+        try:
+            await client.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            return
+        client.sent += 1
+        limit = self.config.ws_drop_after
+        if limit and client.sent >= limit:
+            log.info("ws_drop_after=%s: closing websocket %s", limit, sid)
+            await client.ws.close(code=1001, message=b"emulator ws_drop_after")

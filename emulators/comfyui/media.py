@@ -1,0 +1,138 @@
+"""Real output files: PNG images (Pillow) and H.264 mp4 videos (PyAV/libx264).
+
+Frames are simple generated pictures (a solid colour with a bar that moves frame by frame), so an
+81-frame Wan video encodes in a few tens of milliseconds. `encode_mp4` keeps the frame count and
+frame rate; the picture is scaled to fit `max_side` (0 = as requested). `pad_mp4` appends an ISO
+BMFF `free` box so the file reaches a wanted size and stays a valid mp4 every player ignores the
+padding of. Odd frame sizes fail like libx264 does inside ComfyUI (`av.error.ExternalError`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+from PIL import Image, PngImagePlugin
+
+LIBX264_ODD_SIZE = (
+    "[Errno 542398533] Generic error in an external library: 'avcodec_open2(\"libx264\", {})'"
+)
+
+
+class EncodeError(Exception):
+    """Raised with the exception type/message real ComfyUI would report."""
+
+    def __init__(self, exception_type: str, message: str) -> None:
+        super().__init__(message)
+        self.exception_type = exception_type
+
+
+def rgb(color: int) -> tuple[int, int, int]:
+    return ((color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF)
+
+
+def frame_image(width: int, height: int, color: int, index: int, total: int) -> Image.Image:
+    img = Image.new("RGB", (max(1, width), max(1, height)), rgb(color))
+    if total > 1 and width >= 4:
+        bar_w = max(2, width // 16)
+        x = int((width - bar_w) * index / max(1, total - 1))
+        inv = tuple(255 - c for c in rgb(color))
+        img.paste(inv, (x, 0, x + bar_w, height))
+    return img
+
+
+def write_png(
+    path: Path,
+    width: int,
+    height: int,
+    color: int,
+    index: int = 0,
+    total: int = 1,
+    metadata: dict[str, Any] | None = None,
+    invert: bool = False,
+) -> None:
+    img = frame_image(width, height, color, index, total)
+    if invert:
+        img = Image.eval(img, lambda c: 255 - c)
+    info = PngImagePlugin.PngInfo()
+    for k, v in (metadata or {}).items():
+        info.add_text(k, json.dumps(v))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format="PNG", pnginfo=info, compress_level=4)
+
+
+def fit(width: int, height: int, max_side: int) -> tuple[int, int]:
+    if max_side and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        width, height = max(2, round(width * scale)), max(2, round(height * scale))
+        width, height = width - width % 2, height - height % 2
+    return width, height
+
+
+def encode_mp4(
+    path: Path,
+    width: int,
+    height: int,
+    frames: int,
+    fps: float,
+    colors: list[int],
+    max_side: int = 320,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Encode `frames` generated frames as H.264 in mp4 at `fps`; raise EncodeError like ComfyUI."""
+    if width % 2 or height % 2:
+        # libx264 (yuv420p) refuses odd sizes when the codec is opened
+        raise EncodeError("av.error.ExternalError", LIBX264_ODD_SIZE)
+    w, h = fit(width, height, max_side)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        for k, v in (metadata or {}).items():
+            container.metadata[k] = v
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "30"}
+        frames = max(1, frames)
+        for i in range(frames):
+            color = colors[min(len(colors) - 1, i * len(colors) // frames)] if colors else 0
+            vf = av.VideoFrame.from_image(frame_image(w, h, color, i, frames))
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue())
+
+
+def pad_mp4(path: Path, target_bytes: int | None) -> None:
+    """Append a `free` box so the file is `target_bytes` long (no-op when already larger)."""
+    if not target_bytes:
+        return
+    size = path.stat().st_size
+    missing = target_bytes - size
+    if missing < 8:
+        return
+    with path.open("ab") as f:
+        f.write(struct.pack(">I4s", missing, b"free"))
+        chunk = b"\0" * (1 << 20)
+        left = missing - 8
+        while left > 0:
+            n = min(left, len(chunk))
+            f.write(chunk[:n])
+            left -= n
+
+
+def probe_image(path: Path) -> tuple[int, int]:
+    """Size of an input image; raises like ComfyUI's LoadImage for a non-image file."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.size
+    except Exception as ex:
+        raise EncodeError(
+            "PIL.UnidentifiedImageError", f"cannot identify image file '{path}'"
+        ) from ex

@@ -1,0 +1,125 @@
+"""Running the emulator: `serve()` for the command line, `EmulatorThread` for tests and benches.
+
+`serve(config, host, port)` sleeps `startup_delay` seconds *before* binding (real ComfyUI does not
+listen until it has loaded its nodes), then serves until cancelled or killed.
+
+`EmulatorThread(config)` serves the same app on 127.0.0.1 and a free port from a background
+thread with its own event loop:
+
+    with EmulatorThread(EmulatorConfig(step_delay=0.01)) as emu:
+        requests.get(emu.base_url + "/system_stats")
+        emu.set(error_at_node="9")   # same as POST /emulator/config
+
+`emu.config` is the live config object (knob changes apply at once); `emu.ws_url(client_id)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from typing import Any
+
+from aiohttp import web
+
+from .config import EmulatorConfig
+from .server import create_app
+
+log = logging.getLogger("emulators.comfyui")
+
+
+async def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8188) -> None:
+    if config.startup_delay:
+        log.info("startup_delay: binding %s:%s in %.2f s", host, port, config.startup_delay)
+        await asyncio.sleep(config.startup_delay)
+    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("ComfyUI emulator listening on http://%s:%s", host, port)
+    print(f"To see the GUI go to: http://{host}:{port}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmulatorThread:
+    """The emulator in a daemon thread on 127.0.0.1:<free port>. Context manager."""
+
+    def __init__(self, config: EmulatorConfig | None = None, port: int | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.app: web.Application | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def ws_url(self, client_id: str) -> str:
+        return f"ws://{self.host}:{self.port}/ws?clientId={client_id}"
+
+    @property
+    def address(self) -> str:
+        """host:port, the form COMFY_HOST takes."""
+        return f"{self.host}:{self.port}"
+
+    def set(self, **knobs: Any) -> dict[str, Any]:
+        return self.config.update(knobs)
+
+    def start(self) -> EmulatorThread:
+        self._thread = threading.Thread(target=self._run, name="comfyui-emulator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("ComfyUI emulator did not start within 30 s")
+        if self._error is not None:
+            raise RuntimeError(f"ComfyUI emulator failed to start: {self._error!r}")
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as e:  # surfaced by start()
+            self._error = e
+            self._ready.set()
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        self.app = create_app(self.config)
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, self.host, self.port).start()
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> EmulatorThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,131 @@
+"""The node schema: ComfyUI's `GET /object_info` dump, loaded once.
+
+The default is `emulators/data/object_info_wan22.json.gz`: the recorded
+`object_info_with_wan_placeholders.json` (real ComfyUI 0.3.64 with the Wan 2.2 placeholder model
+files, so the official Wan templates validate) merged with the 18 audio node schemas that the
+recording machine lacked (`object_info_audio_nodes_torchaudio_stub.json`). Any other dump can be
+given with `--schema PATH` (plain or gzipped JSON).
+
+Input specs are `[type, options?]`: `type` is a string ("INT", "IMAGE", "COMBO" for V3 combos) or a
+list of allowed values (a legacy COMBO, validated at /prompt).
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SCHEMA = Path(__file__).resolve().parent.parent / "data" / "object_info_wan22.json.gz"
+
+# Image loaders whose option list is the live list of files in the input folder.
+INPUT_FILE_COMBOS: dict[str, str] = {"LoadImage": "image", "LoadImageMask": "image"}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def load_schema_file(path: Path | None) -> dict[str, Any]:
+    p = Path(path) if path is not None else DEFAULT_SCHEMA
+    raw = p.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    data = json.loads(raw)
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{p}: not an /object_info dump (a JSON object of node schemas)")
+    return data
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    category: str  # required | optional | hidden
+    type: Any  # str or list (legacy COMBO options)
+    options: dict[str, Any]
+
+    @property
+    def info(self) -> list[Any]:
+        """The spec as ComfyUI echoes it in `extra_info.input_config`."""
+        return [self.type, self.options]
+
+
+class Schema:
+    def __init__(self, nodes: dict[str, Any], input_directory: Path) -> None:
+        self.nodes = nodes
+        self.input_directory = Path(input_directory)
+
+    def has(self, class_type: str) -> bool:
+        return class_type in self.nodes
+
+    def is_output(self, class_type: str) -> bool:
+        return bool(self.nodes.get(class_type, {}).get("output_node", False))
+
+    def outputs(self, class_type: str) -> list[str]:
+        return list(self.nodes[class_type].get("output", []))
+
+    def inputs(self, class_type: str) -> dict[str, InputSpec]:
+        """required + optional inputs (what validation walks), in schema order."""
+        out: dict[str, InputSpec] = {}
+        spec = self.nodes[class_type].get("input", {})
+        for cat in ("required", "optional"):
+            for name, val in (spec.get(cat) or {}).items():
+                if isinstance(val, list) and val:
+                    typ = val[0]
+                    opts = val[1] if len(val) > 1 and isinstance(val[1], dict) else {}
+                else:
+                    typ, opts = val, {}
+                if class_type in INPUT_FILE_COMBOS and INPUT_FILE_COMBOS[class_type] == name:
+                    typ = self.input_files()
+                out[name] = InputSpec(name, cat, typ, opts)
+        return out
+
+    def input_spec(self, class_type: str, name: str) -> InputSpec | None:
+        return self.inputs(class_type).get(name)
+
+    def input_files(self) -> list[str]:
+        """Top-level image files of the input folder (LoadImage's option list)."""
+        d = self.input_directory
+        if not d.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in d.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+
+    def node_info(self, class_type: str) -> dict[str, Any]:
+        info = self.nodes[class_type]
+        if class_type in INPUT_FILE_COMBOS:
+            info = copy.deepcopy(info)
+            name = INPUT_FILE_COMBOS[class_type]
+            val = info["input"]["required"][name]
+            info["input"]["required"][name] = [self.input_files(), *val[1:]]
+        return info
+
+    def object_info(self) -> dict[str, Any]:
+        return {k: self.node_info(k) for k in self.nodes}
+
+    def model_lists(self) -> dict[str, list[str]]:
+        """Model folder -> file names, read from the loaders' option lists."""
+        sources = {
+            "diffusion_models": ("UNETLoader", "unet_name"),
+            "text_encoders": ("CLIPLoader", "clip_name"),
+            "vae": ("VAELoader", "vae_name"),
+            "loras": ("LoraLoaderModelOnly", "lora_name"),
+            "upscale_models": ("UpscaleModelLoader", "model_name"),
+            "checkpoints": ("CheckpointLoaderSimple", "ckpt_name"),
+            "clip_vision": ("CLIPVisionLoader", "clip_name"),
+            "controlnet": ("ControlNetLoader", "control_net_name"),
+            "embeddings": ("", ""),
+        }
+        out: dict[str, list[str]] = {}
+        for folder, (cls, name) in sources.items():
+            files: list[str] = []
+            if cls in self.nodes:
+                spec = self.input_spec(cls, name)
+                if spec is not None:
+                    opts = spec.type if isinstance(spec.type, list) else spec.options.get("options")
+                    files = [f for f in (opts or []) if isinstance(f, str) and f != "pixel_space"]
+            out[folder] = sorted(files)
+        return out

@@ -1,0 +1,491 @@
+"""HTTP and websocket routes of the emulator, ComfyUI 0.3.64's shapes (see the fixture README).
+
+`create_app(config) -> aiohttp.web.Application` builds everything; the hub, queue and executor
+start with the app (on_startup) and stop with it. Every route is also served under `/api`.
+Routes that real ComfyUI has: /ws, /prompt (GET, POST), /queue (GET, POST), /interrupt, /free,
+/history (GET, POST), /history/{id}, /view, /upload/image, /object_info, /object_info/{class},
+/system_stats, /features, /models, /models/{folder}, /embeddings, /extensions.
+Emulator only: GET/POST /emulator/config (the fault knobs, see config.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .config import ConfigError, EmulatorConfig
+from .executor import Executor, PromptQueue, QueueItem
+from .hub import Client, Hub
+from .schema import Schema, load_schema_file
+from .validation import validate_prompt
+
+log = logging.getLogger("emulators.comfyui")
+
+COMFYUI_VERSION = "0.3.64"
+FEATURES = {"supports_preview_metadata": True, "max_upload_size": 100 * 1024 * 1024}
+MODEL_FOLDERS = [
+    "checkpoints",
+    "configs",
+    "loras",
+    "vae",
+    "text_encoders",
+    "diffusion_models",
+    "clip_vision",
+    "style_models",
+    "embeddings",
+    "diffusers",
+    "vae_approx",
+    "controlnet",
+    "gligen",
+    "upscale_models",
+    "custom_nodes",
+    "hypernetworks",
+    "photomaker",
+    "classifiers",
+    "model_patches",
+    "audio_encoders",
+]
+STATE = web.AppKey("comfy_state", object)
+
+
+class State:
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.schema = Schema(load_schema_file(config.schema_path), config.input_directory)
+        self.hub = Hub(config)
+        self.queue = PromptQueue(self.hub)
+        self.executor = Executor(config, self.schema, self.hub, self.queue)
+        self.number = 0
+
+    def dir_by_type(self, typ: str | None) -> Path | None:
+        return {
+            "input": self.config.input_directory,
+            "output": self.config.output_directory,
+            "temp": self.config.temp_directory,
+        }.get(typ or "input")
+
+
+def _state(request: web.Request) -> State:
+    return request.app[STATE]  # type: ignore[return-value]
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    st = _state(request)
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    sid = request.rel_url.query.get("clientId", "") or uuid.uuid4().hex
+    old = st.hub.clients.pop(sid, None)
+    if old is not None and not old.ws.closed:
+        await old.ws.close()
+    client = Client(ws)
+    st.hub.clients[sid] = client
+    try:
+        await st.hub.send_to(
+            sid,
+            client,
+            json.dumps({"type": "status", "data": {"status": st.queue.status(), "sid": sid}}),
+        )
+        if st.executor.client_id == sid and st.executor.last_node_id is not None:
+            await st.hub.send_to(
+                sid,
+                client,
+                json.dumps({"type": "executing", "data": {"node": st.executor.last_node_id}}),
+            )
+        first = True
+        async for msg in ws:
+            if msg.type != web.WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(msg.data)
+            except ValueError:
+                log.warning("invalid JSON from websocket client %s", sid)
+                continue
+            if first and isinstance(data, dict) and data.get("type") == "feature_flags":
+                client.feature_flags = data.get("data") or {}
+                st.hub.send("feature_flags", dict(FEATURES), sid)
+            first = False
+    finally:
+        if st.hub.clients.get(sid) is client:
+            del st.hub.clients[sid]
+    return ws
+
+
+async def post_prompt(request: web.Request) -> web.Response:
+    st = _state(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.Response(
+            status=500,
+            text="500 Internal Server Error\n\nServer got itself in trouble",
+            content_type="text/plain",
+        )
+    if not isinstance(body, dict):
+        return web.Response(
+            status=500,
+            text="500 Internal Server Error\n\nServer got itself in trouble",
+            content_type="text/plain",
+        )
+    if "number" in body:
+        number: float = float(body["number"])
+    else:
+        number = st.number
+        if body.get("front"):
+            number = -number
+        st.number += 1
+    if "prompt" not in body:
+        error = {
+            "type": "no_prompt",
+            "message": "No prompt provided",
+            "details": "No prompt provided",
+            "extra_info": {},
+        }
+        return web.json_response({"error": error, "node_errors": {}}, status=400)
+    prompt = body["prompt"]
+    prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+    cfg = st.config
+    v = validate_prompt(
+        prompt,
+        st.schema,
+        body.get("partial_execution_targets"),
+        (cfg.input_directory, cfg.output_directory, cfg.temp_directory),
+    )
+    extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
+    if "client_id" in body:
+        extra["client_id"] = body["client_id"]
+    if not v.ok:
+        log.warning("invalid prompt: %s", v.error)
+        return web.json_response({"error": v.error, "node_errors": v.node_errors}, status=400)
+    st.queue.put(QueueItem(number, prompt_id, prompt, extra, v.outputs))
+    return web.json_response(
+        {"prompt_id": prompt_id, "number": number, "node_errors": v.node_errors}
+    )
+
+
+async def get_prompt(request: web.Request) -> web.Response:
+    return web.json_response(_state(request).queue.status())
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    running, pending = _state(request).queue.queue_lists()
+    return web.json_response({"queue_running": running, "queue_pending": pending})
+
+
+async def post_queue(request: web.Request) -> web.Response:
+    st = _state(request)
+    body = await _json_or_empty(request)
+    if body.get("clear"):
+        st.queue.wipe()
+    for pid in body.get("delete", []) or []:
+        st.queue.delete_pending(pid)
+    return web.Response(status=200)
+
+
+async def _json_or_empty(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+async def post_interrupt(request: web.Request) -> web.Response:
+    st = _state(request)
+    body = await _json_or_empty(request)
+    pid = body.get("prompt_id")
+    if pid:
+        if pid in st.queue.running_ids():
+            st.executor.interrupt()
+        else:
+            log.info("Prompt %s is not currently running, skipping interrupt", pid)
+    else:
+        st.executor.interrupt()
+    return web.Response(status=200)
+
+
+async def post_free(request: web.Request) -> web.Response:
+    st = _state(request)
+    body = await _json_or_empty(request)
+    if body.get("free_memory"):
+        st.executor.free()
+    return web.Response(status=200)
+
+
+async def get_history(request: web.Request) -> web.Response:
+    st = _state(request)
+    q = request.rel_url.query
+    max_items = int(q["max_items"]) if "max_items" in q else None
+    offset = int(q["offset"]) if "offset" in q else -1
+    hist = st.queue.history
+    if offset < 0 and max_items is not None:
+        offset = len(hist) - max_items
+    out: dict[str, Any] = {}
+    for i, (k, v) in enumerate(hist.items()):
+        if i >= offset:
+            out[k] = v
+            if max_items is not None and len(out) >= max_items:
+                break
+    return web.json_response(out)
+
+
+async def get_history_id(request: web.Request) -> web.Response:
+    st = _state(request)
+    pid = request.match_info["prompt_id"]
+    if pid in st.queue.history:
+        return web.json_response({pid: st.queue.history[pid]})
+    return web.json_response({})
+
+
+async def post_history(request: web.Request) -> web.Response:
+    st = _state(request)
+    body = await _json_or_empty(request)
+    if body.get("clear"):
+        st.queue.history.clear()
+    for pid in body.get("delete", []) or []:
+        st.queue.history.pop(pid, None)
+    return web.Response(status=200)
+
+
+def _inside(base: Path, path: Path) -> bool:
+    return os.path.commonpath((str(base), str(path))) == str(base)
+
+
+async def view(request: web.Request) -> web.StreamResponse:
+    st = _state(request)
+    q = request.rel_url.query
+    if "filename" not in q:
+        return web.Response(status=404)
+    filename = q["filename"]
+    base: Path | None = None
+    for typ in ("output", "input", "temp"):
+        if filename.endswith(f" [{typ}]"):
+            filename, base = filename[: -len(typ) - 3], st.dir_by_type(typ)
+    if not filename or filename[0] == "/" or ".." in filename:
+        return web.Response(status=400)
+    if base is None:
+        base = st.dir_by_type(q.get("type", "output"))
+    if base is None:
+        return web.Response(status=400)
+    if "subfolder" in q:
+        full = Path(os.path.abspath(base / q["subfolder"]))
+        if not _inside(base, full):
+            return web.Response(status=403)
+        base = full
+    filename = os.path.basename(filename)
+    path = base / filename
+    if not path.is_file():
+        return web.Response(status=404)
+    disposition = {"Content-Disposition": f'filename="{filename}"'}
+    if "preview" in q:
+        return _preview(path, q, disposition)
+    ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    if ctype in {
+        "text/html",
+        "text/html-sandboxed",
+        "application/xhtml+xml",
+        "text/javascript",
+        "text/css",
+    }:
+        ctype = "application/octet-stream"
+    return web.FileResponse(path, headers={**disposition, "Content-Type": ctype})
+
+
+def _preview(path: Path, q: Any, headers: dict[str, str]) -> web.Response:
+    import io
+
+    from PIL import Image
+
+    info = q["preview"].split(";")
+    fmt = info[0] if info[0] in ("webp", "jpeg") and "a" not in q.get("channel", "") else "webp"
+    quality = int(info[-1]) if info[-1].isdigit() else 90
+    with Image.open(path) as img:
+        if fmt == "jpeg" or q.get("channel", "") == "rgb":
+            img = img.convert("RGB")
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, quality=quality)
+    return web.Response(body=buf.getvalue(), content_type=f"image/{fmt}", headers=headers)
+
+
+async def upload_image(request: web.Request) -> web.Response:
+    st = _state(request)
+    post = await request.post()
+    image = post.get("image")
+    overwrite = post.get("overwrite")
+    upload_dir = st.dir_by_type(post.get("type") or None)  # type: ignore[arg-type]
+    typ = post.get("type") or "input"
+    if upload_dir is None or image is None or not hasattr(image, "file"):
+        return web.Response(status=400)
+    filename = image.filename
+    if not filename:
+        return web.Response(status=400)
+    subfolder = str(post.get("subfolder", ""))
+    folder = Path(os.path.join(upload_dir, os.path.normpath(subfolder)))
+    filepath = Path(os.path.abspath(folder / filename))
+    if not _inside(upload_dir, filepath):
+        return web.Response(status=400)
+    data = image.file.read()
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, ext = os.path.splitext(filename)
+    duplicate = False
+    if overwrite not in ("true", "1"):
+        i = 1
+        while filepath.exists():
+            if hashlib.sha256(filepath.read_bytes()).digest() == hashlib.sha256(data).digest():
+                duplicate = True
+                break
+            filename = f"{stem} ({i}){ext}"
+            filepath = folder / filename
+            i += 1
+    if not duplicate:
+        filepath.write_bytes(data)
+    return web.json_response({"name": filename, "subfolder": subfolder, "type": typ})
+
+
+async def object_info(request: web.Request) -> web.Response:
+    return web.json_response(_state(request).schema.object_info())
+
+
+async def object_info_node(request: web.Request) -> web.Response:
+    st = _state(request)
+    name = request.match_info["node_class"]
+    return web.json_response({name: st.schema.node_info(name)} if st.schema.has(name) else {})
+
+
+async def system_stats(request: web.Request) -> web.Response:
+    st = _state(request)
+    total, free = _memory()
+    return web.json_response(
+        {
+            "system": {
+                "os": os.name,
+                "ram_total": total,
+                "ram_free": free,
+                "comfyui_version": COMFYUI_VERSION,
+                "required_frontend_version": "1.27.10",
+                "installed_templates_version": "0.1.95",
+                "required_templates_version": "0.1.95",
+                "python_version": sys.version,
+                "pytorch_version": "2.14.1+cu130",
+                "embedded_python": False,
+                "argv": st.config.argv or ["main.py"],
+            },
+            "devices": [
+                {
+                    "name": "cpu",
+                    "type": "cpu",
+                    "index": None,
+                    "vram_total": total,
+                    "vram_free": free,
+                    "torch_vram_total": total,
+                    "torch_vram_free": free,
+                }
+            ],
+        }
+    )
+
+
+def _memory() -> tuple[int, int]:
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        return (
+            int(info["MemTotal"].split()[0]) * 1024,
+            int(info["MemAvailable"].split()[0]) * 1024,
+        )
+    except (OSError, KeyError, ValueError):
+        return 0, 0
+
+
+async def features(request: web.Request) -> web.Response:
+    return web.json_response(FEATURES)
+
+
+async def models(request: web.Request) -> web.Response:
+    return web.json_response(MODEL_FOLDERS)
+
+
+async def models_folder(request: web.Request) -> web.Response:
+    folder = request.match_info["folder"]
+    if folder not in MODEL_FOLDERS:
+        return web.Response(status=404)
+    return web.json_response(_state(request).schema.model_lists().get(folder, []))
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    return web.json_response([])
+
+
+async def extensions(request: web.Request) -> web.Response:
+    return web.json_response([])
+
+
+async def get_config(request: web.Request) -> web.Response:
+    return web.json_response(_state(request).config.knobs())
+
+
+async def post_config(request: web.Request) -> web.Response:
+    st = _state(request)
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ConfigError("body must be a JSON object of knob names to values")
+        return web.json_response(st.config.update(body))
+    except (ValueError, ConfigError) as e:
+        return web.json_response({"error": str(e)}, status=400)
+
+
+ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "/ws", websocket),
+    ("GET", "/prompt", get_prompt),
+    ("POST", "/prompt", post_prompt),
+    ("GET", "/queue", get_queue),
+    ("POST", "/queue", post_queue),
+    ("POST", "/interrupt", post_interrupt),
+    ("POST", "/free", post_free),
+    ("GET", "/history", get_history),
+    ("GET", "/history/{prompt_id}", get_history_id),
+    ("POST", "/history", post_history),
+    ("GET", "/view", view),
+    ("POST", "/upload/image", upload_image),
+    ("GET", "/object_info", object_info),
+    ("GET", "/object_info/{node_class}", object_info_node),
+    ("GET", "/system_stats", system_stats),
+    ("GET", "/features", features),
+    ("GET", "/models", models),
+    ("GET", "/models/{folder}", models_folder),
+    ("GET", "/embeddings", embeddings),
+    ("GET", "/extensions", extensions),
+    ("GET", "/emulator/config", get_config),
+    ("POST", "/emulator/config", post_config),
+]
+
+
+def create_app(config: EmulatorConfig | None = None) -> web.Application:
+    """The emulator as an aiohttp application (serve it with aiohttp's runners)."""
+    config = config or EmulatorConfig()
+    state = State(config)
+    app = web.Application(client_max_size=FEATURES["max_upload_size"])
+    app[STATE] = state
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, "/api" + path, handler)
+        app.router.add_route(method, path, handler)
+
+    async def on_startup(_app: web.Application) -> None:
+        state.hub.start()
+        state.executor.start()
+
+    async def on_shutdown(_app: web.Application) -> None:
+        await state.executor.stop()
+        await state.hub.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return app
