@@ -267,7 +267,7 @@ class Executor:
             )
 
         def finish(nid: str) -> None:
-            st = progress.setdefault(nid, {"value": 0.0, "max": 1.0, "state": "running"})
+            st = progress.setdefault(nid, {"value": 0, "max": 1, "state": "pending"})
             st["state"], st["value"] = "finished", st["max"]
             send_progress_state()
 
