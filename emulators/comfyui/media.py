@@ -90,7 +90,9 @@ def encode_mp4(
         raise EncodeError("av.error.ExternalError", LIBX264_ODD_SIZE)
     w, h = fit(width, height, max_side)
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
+    with av.open(
+        buf, mode="w", format="mp4", options={"movflags": "use_metadata_tags"}
+    ) as container:
         for k, v in (metadata or {}).items():
             container.metadata[k] = v
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))

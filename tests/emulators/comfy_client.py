@@ -95,7 +95,10 @@ class Socket:
     messages: list[dict[str, Any]] = field(default_factory=list)
 
     def recv(self) -> dict[str, Any]:
-        msg = json.loads(self.ws.recv())
+        raw = self.ws.recv()
+        if not raw:  # websocket-client returns "" for the server's close frame
+            raise websocket.WebSocketConnectionClosedException("closed by the server")
+        msg = json.loads(raw)
         self.messages.append(msg)
         return msg
 

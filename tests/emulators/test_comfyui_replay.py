@@ -126,7 +126,7 @@ def test_feature_flags_and_preview(comfy: Comfy) -> None:
     got, _ = replay(comfy, rec["name"], before=lambda s: s.ws.send(json.dumps(sent)))
     assert_same_messages(got, rec)
     assert got[1] == recorded_ws(rec)[1]  # the server's feature_flags answer, verbatim
-    previews = [m for m in got if m["type"] == "executed" and m["data"]["node"] == "4"][0]
+    previews = next(m for m in got if m["type"] == "executed" and m["data"]["node"] == "4")
     for item in previews["data"]["output"]["images"]:
         assert item["type"] == "temp" and item["subfolder"] == ""
         assert item["filename"].startswith("ComfyUI_temp_") and item["filename"].endswith(".png")
@@ -289,7 +289,7 @@ def test_two_queued_prompts(comfy: Comfy) -> None:
     ]
     assert statuses == recorded_statuses
     # history drops api_key_comfy_org from extra_data
-    recorded_hist = [e for e in recorded_http(rec, "GET", f"/history/{rec['prompt_ids'][0]}")][0]
+    recorded_hist = next(iter(recorded_http(rec, "GET", f"/history/{rec['prompt_ids'][0]}")))
     h = history(comfy, ids[0])
     assert set(h["prompt"][3]) == set(next(iter(recorded_hist["json"].values()))["prompt"][3])
     assert "api_key_comfy_org" not in h["prompt"][3]

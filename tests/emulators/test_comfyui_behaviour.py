@@ -1,0 +1,274 @@
+"""Emulator behaviour beyond single recordings: real media files, the official Wan templates
+running end to end, client_id routing, reconnects, and every fault knob."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import sys
+import time
+import uuid
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+import websocket
+from PIL import Image
+
+from tests.emulators.comfy_client import Comfy, recorded_ws, recording
+from tests.emulators.test_comfyui_replay import png_bytes, upload_wan_inputs, wait_history
+from tests.helpers import COMFY_FIXTURES, RECORDINGS, ServerProcess, free_port
+
+WAN_TEMPLATES = sorted((COMFY_FIXTURES / "workflows").glob("*.api.json"))
+
+
+def probe_mp4(data: bytes) -> dict[str, Any]:
+    with av.open(io.BytesIO(data)) as c:
+        s = c.streams.video[0]
+        frames = sum(1 for _ in c.decode(video=0))
+        return {
+            "codec": s.codec_context.name,
+            "fps": Fraction(s.average_rate),
+            "frames": frames,
+            "size": (s.codec_context.width, s.codec_context.height),
+            "prompt_tag": "prompt" in c.metadata,
+        }
+
+
+def run(comfy: Comfy, workflow: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    with comfy.connect() as sock:
+        sock.recv()
+        pid = comfy.queue_prompt(workflow, sock.client_id)["prompt_id"]
+        return sock.until_done(pid), pid
+
+
+def first_output(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(m for m in messages if m["type"] == "executed")["data"]["output"]
+
+
+def test_video_is_real_h264_like_the_recorded_one(comfy: Comfy) -> None:
+    rec = recording("video_success")
+    got, _ = run(comfy, rec["workflow"])
+    item = first_output(got)["images"][0]
+    r = comfy.get("/view", params=item)
+    assert r.headers["Content-Type"] == "video/mp4"
+    recorded_item = first_output(recorded_ws(rec))["images"][0]
+    reference = (RECORDINGS / "files" / "video_success" / recorded_item["filename"]).read_bytes()
+    assert probe_mp4(r.content) == probe_mp4(reference)
+
+
+@pytest.mark.parametrize("path", WAN_TEMPLATES, ids=[p.stem for p in WAN_TEMPLATES])
+def test_official_wan_template_runs_to_an_mp4(comfy: Comfy, path: Path) -> None:
+    workflow = json.loads(path.read_text())
+    upload_wan_inputs(comfy, workflow)
+    got, pid = run(comfy, workflow)
+    types = [m["type"] for m in got]
+    assert "execution_success" in types and "execution_error" not in types
+    # one progress per sampler step, value 1..max, max = the steps that sampler runs
+    for nid, node in workflow.items():
+        if node["class_type"] not in ("KSampler", "KSamplerAdvanced"):
+            continue
+        i = node["inputs"]
+        if node["class_type"] == "KSampler":
+            expected = i["steps"]
+        else:
+            expected = min(i["steps"], i["end_at_step"]) - i["start_at_step"]
+        prog = [m["data"] for m in got if m["type"] == "progress" and m["data"]["node"] == nid]
+        assert [(p["value"], p["max"]) for p in prog] == [
+            (v, expected) for v in range(1, expected + 1)
+        ]
+    item = first_output(got)["images"][0]
+    assert first_output(got)["animated"] == [True]
+    info = probe_mp4(comfy.get("/view", params=item).content)
+    fps = next(n["inputs"]["fps"] for n in workflow.values() if n["class_type"] == "CreateVideo")
+    length = next(n["inputs"]["length"] for n in workflow.values() if "length" in n["inputs"])
+    assert info["codec"] == "h264"
+    assert info["fps"] == fps
+    assert info["frames"] == length
+    assert info["prompt_tag"]
+    h = wait_history(comfy, pid)
+    assert h["status"]["status_str"] == "success"
+    assert next(iter(h["outputs"].values()))["images"] == [item]
+
+
+def test_video_size_follows_the_latent_and_can_be_full_size(comfy: Comfy) -> None:
+    workflow = json.loads(
+        (COMFY_FIXTURES / "workflows" / "wan22_t2v_14B_lightx2v.api.json").read_text()
+    )
+    latent = next(n for n in workflow.values() if n["class_type"] == "EmptyHunyuanLatentVideo")
+    latent["inputs"].update(width=192, height=112, length=9)
+    comfy.config(video_max_side=0)
+    got, _ = run(comfy, workflow)
+    info = probe_mp4(comfy.get("/view", params=first_output(got)["images"][0]).content)
+    assert (info["size"], info["frames"]) == ((192, 112), 9)
+
+
+def test_output_bytes_pads_a_still_valid_mp4(comfy: Comfy) -> None:
+    rec = recording("video_success")
+    comfy.config(output_bytes=3_000_000)
+    got, _ = run(comfy, rec["workflow"])
+    data = comfy.get("/view", params=first_output(got)["images"][0]).content
+    assert len(data) == 3_000_000
+    info = probe_mp4(data)
+    assert (info["codec"], info["frames"]) == ("h264", 24)
+
+
+def test_error_at_node_knob_on_a_non_loader(comfy: Comfy) -> None:
+    rec = recording("image_success")
+    comfy.config(error_at_node="2")
+    got, pid = run(comfy, rec["workflow"])
+    err = next(m for m in got if m["type"] == "execution_error")["data"]
+    assert (err["node_id"], err["node_type"], err["executed"]) == ("2", "SaveImage", ["1"])
+    assert "error_at_node" in err["exception_message"]
+    assert [m["type"] for m in got][-3:] == ["execution_error", "status", "executing"]
+    assert wait_history(comfy, pid)["status"]["status_str"] == "error"
+
+
+def test_no_client_id_routing(comfy: Comfy) -> None:
+    """Without client_id only status, progress_state/progress (target None = everyone, as in the
+    0.3.64 source) and execution_interrupted reach sockets; nothing else."""
+    rec = recording("progress_upscale")
+    with comfy.connect() as sock:
+        sock.recv()
+        pid = comfy.queue_prompt(rec["workflow"], None)["prompt_id"]
+        wait_history(comfy, pid)
+        comfy.config(node_delay=0.2)
+        workflow = json.loads(json.dumps(recording("interrupt")["workflow"]))
+        pid2 = comfy.queue_prompt(workflow, None)["prompt_id"]
+        sock.until(lambda m: m["type"] == "progress_state" and "10" in m["data"]["nodes"])
+        comfy.post("/interrupt")
+        sock.until(lambda m: m["type"] == "execution_interrupted")
+        wait_history(comfy, pid2)
+        sock.ws.settimeout(0.3)
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            while True:
+                sock.recv()
+    types = {m["type"] for m in sock.messages}
+    assert types == {"status", "progress_state", "progress", "execution_interrupted"}
+
+
+def test_messages_go_only_to_the_prompt_client(comfy: Comfy) -> None:
+    rec = recording("image_success")
+    with comfy.connect() as other, comfy.connect() as mine:
+        other.recv()
+        mine.recv()
+        pid = comfy.queue_prompt(rec["workflow"], mine.client_id)["prompt_id"]
+        mine.until_done(pid)
+        wait_history(comfy, pid)
+        other.ws.settimeout(0.3)
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            while True:
+                other.recv()
+    assert {m["type"] for m in other.messages} == {"status"}
+    assert len([m for m in other.messages if m["type"] == "status"]) == 4
+
+
+def test_reconnect_gets_the_running_node(comfy: Comfy) -> None:
+    rec = recording("interrupt")
+    comfy.config(node_delay=0.2)
+    cid = uuid.uuid4().hex
+    with comfy.connect(cid) as sock:
+        sock.recv()
+        pid = comfy.queue_prompt(rec["workflow"], cid)["prompt_id"]
+        sock.until(lambda m: m["type"] == "executing" and m["data"]["node"] == "10")
+    with comfy.connect(cid) as again:
+        assert again.recv()["type"] == "status"
+        m = again.recv()
+        assert m["type"] == "executing" and set(m["data"]) == {"node"} and m["data"]["node"]
+        comfy.post("/interrupt", json={"prompt_id": pid})
+        again.until_done(pid)
+
+
+def test_ws_drop_after_closes_each_socket_after_n_messages(comfy: Comfy) -> None:
+    rec = recording("image_success")
+    comfy.config(ws_drop_after=3, node_delay=0.1)
+    with comfy.connect() as sock:
+        sock.recv()
+        pid = comfy.queue_prompt(rec["workflow"], sock.client_id)["prompt_id"]
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                sock.recv()
+    assert [m["type"] for m in sock.messages] == ["status", "status", "status"]
+    h = wait_history(comfy, pid)  # the job itself carries on and finishes
+    assert h["status"]["status_str"] == "success"
+
+
+def test_config_route_validates_and_merges(comfy: Comfy) -> None:
+    r = comfy.post("/emulator/config", json={"no_such_knob": 1})
+    assert r.status_code == 400 and "no_such_knob" in r.json()["error"]
+    r = comfy.post("/emulator/config", json={"step_delay": "fast"})
+    assert r.status_code == 400 and "step_delay" in r.json()["error"]
+    merged = comfy.post("/api/emulator/config", json={"error_at_node": 7}).json()
+    assert merged["error_at_node"] == "7" and merged["step_delay"] == 0.01
+    assert comfy.get("/emulator/config").json() == merged
+
+
+def test_loadimage_options_follow_the_input_folder(comfy: Comfy) -> None:
+    name = f"probe_{uuid.uuid4().hex[:8]}.png"
+    assert comfy.upload(name, png_bytes((1, 2, 3))).ok
+    info = comfy.get("/object_info/LoadImage").json()["LoadImage"]
+    assert name in info["input"]["required"]["image"][0]
+
+
+def _spawn(tmp_path: Path, *flags: str) -> ServerProcess:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "emulators.comfyui",
+        "--port",
+        str(port),
+        "--output-directory",
+        str(tmp_path / "out"),
+        "--step-delay",
+        "0",
+        *flags,
+    ]
+    return ServerProcess(argv, port, ready_path="/system_stats", deadline_s=30)
+
+
+def test_crash_at_node_exits_the_process(tmp_path: Path) -> None:
+    rec = recording("video_success")
+    srv = _spawn(tmp_path, "--crash-at-node", "5").start()
+    try:
+        c = Comfy(srv.base_url)
+        with c.connect() as sock:
+            sock.recv()
+            c.queue_prompt(rec["workflow"], sock.client_id)
+            with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+                while True:
+                    sock.recv()
+        assert sock.messages[-1]["type"] == "executing"
+        assert sock.messages[-1]["data"]["node"] == "5"
+        assert srv.proc.wait(10) == 1
+    finally:
+        srv.stop()
+
+
+def test_startup_delay_binds_late(tmp_path: Path) -> None:
+    srv = _spawn(tmp_path, "--startup-delay", "1.5")
+    started = time.monotonic()
+    srv.start(wait=False)
+    try:
+        time.sleep(0.5)
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", srv.port)) != 0  # not listening yet
+        srv.wait_ready()
+        assert time.monotonic() - started >= 1.5
+    finally:
+        srv.stop()
+
+
+def test_png_outputs_are_real(comfy: Comfy) -> None:
+    rec = recording("image_save_and_preview_feature_flags")
+    got, _ = run(comfy, rec["workflow"])
+    items = [i for m in got if m["type"] == "executed" for i in m["data"]["output"]["images"]]
+    assert len(items) == 4
+    for item in items:
+        with Image.open(io.BytesIO(comfy.get("/view", params=item).content)) as img:
+            assert img.format == "PNG" and img.size == (64, 48)
+            if item["type"] == "output":
+                assert json.loads(img.text["prompt"])["3"]["class_type"] == "SaveImage"
