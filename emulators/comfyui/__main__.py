@@ -45,6 +45,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="close each websocket after sending it N messages",
     )
+    p.add_argument(
+        "--ws-drop-after-type",
+        default=None,
+        help="close a websocket right after sending it a message of this type",
+    )
     p.add_argument("--crash-at-node", default=None, help="os._exit(1) when this node starts")
     p.add_argument("--error-at-node", default=None, help="execution_error at this node")
     p.add_argument("--output-bytes", type=int, default=None, help="pad each mp4 to about N bytes")
@@ -80,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             node_delay=args.node_delay,
             startup_delay=args.startup_delay,
             ws_drop_after=args.ws_drop_after,
+            ws_drop_after_type=args.ws_drop_after_type,
             crash_at_node=args.crash_at_node,
             error_at_node=args.error_at_node,
             output_bytes=args.output_bytes,

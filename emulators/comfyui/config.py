@@ -11,6 +11,8 @@ Knobs (all optional, `None`/0 means off):
   until it is ready); CLI and `serve()` only.
 - ws_drop_after (int N): the server closes each websocket right after sending it its N-th message
   (the count starts at 1 with the `status` sent on connect, per connection).
+- ws_drop_after_type (message type, e.g. "execution_success"): the server closes a websocket right
+  after sending it a message of that type (every time one is sent).
 - crash_at_node (node id): `os._exit(1)` when that node starts (right after its `executing` message
   has been sent).
 - error_at_node (node id): that node fails with `execution_error` (recorded shape) when it starts.
@@ -34,6 +36,7 @@ KNOBS: tuple[str, ...] = (
     "node_delay",
     "startup_delay",
     "ws_drop_after",
+    "ws_drop_after_type",
     "crash_at_node",
     "error_at_node",
     "output_bytes",
@@ -95,6 +98,7 @@ _COERCE = {
     "node_delay": _opt_float,
     "startup_delay": _opt_float,
     "ws_drop_after": _opt_int,
+    "ws_drop_after_type": lambda n, v: None if v in (None, "") else str(v),
     "crash_at_node": _opt_node,
     "error_at_node": _opt_node,
     "output_bytes": _opt_int,
@@ -113,6 +117,7 @@ class EmulatorConfig:
     node_delay: float = 0.0
     startup_delay: float = 0.0
     ws_drop_after: int | None = None
+    ws_drop_after_type: str | None = None
     crash_at_node: str | None = None
     error_at_node: str | None = None
     output_bytes: int | None = None

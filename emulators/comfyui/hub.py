@@ -7,6 +7,7 @@ separators, byte-identical in form to ComfyUI's aiohttp `send_json`.
 
 Fault knob `ws_drop_after=N`: right after a socket has been sent its N-th message (counting from
 the `status` sent on connect), the server closes it (close code 1001, "emulator ws_drop_after").
+`ws_drop_after_type=T` does the same right after a socket is sent a message of type T.
 """
 
 from __future__ import annotations
@@ -81,9 +82,9 @@ class Hub:
             targets = []
         text = json.dumps({"type": event, "data": data})
         for csid, client in targets:
-            await self.send_to(csid, client, text)
+            await self.send_to(csid, client, text, event)
 
-    async def send_to(self, sid: str, client: Client, text: str) -> None:
+    async def send_to(self, sid: str, client: Client, text: str, event: str = "") -> None:
         if client.ws.closed:
             return
         try:
@@ -92,6 +93,7 @@ class Hub:
             return
         client.sent += 1
         limit = self.config.ws_drop_after
-        if limit and client.sent >= limit:
-            log.info("ws_drop_after=%s: closing websocket %s", limit, sid)
+        drop_type = self.config.ws_drop_after_type
+        if (limit and client.sent >= limit) or (drop_type and event == drop_type):
+            log.info("ws_drop_after: closing websocket %s after %s", sid, event or "a message")
             await client.ws.close(code=1001, message=b"emulator ws_drop_after")

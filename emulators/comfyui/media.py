@@ -128,6 +128,65 @@ def pad_mp4(path: Path, target_bytes: int | None) -> None:
             left -= n
 
 
+def write_animation(path: Path, images: list[Image.Image], fps: float, fmt: str) -> None:
+    """Animated WEBP or PNG (SaveAnimatedWEBP / SaveAnimatedPNG)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duration = int(1000.0 / max(fps, 0.01))
+    images[0].save(
+        path,
+        format=fmt,
+        save_all=True,
+        append_images=images[1:],
+        duration=duration,
+        loop=0,
+        **({"lossless": False, "quality": 50} if fmt == "WEBP" else {}),
+    )
+
+
+AUDIO_CODECS = {"flac": "flac", "mp3": "libmp3lame", "opus": "libopus"}
+
+
+def encode_audio(path: Path, fmt: str, duration: float, sample_rate: int, channels: int) -> None:
+    """A quiet tone as flac/mp3/opus (SaveAudio, SaveAudioMP3, SaveAudioOpus, PreviewAudio)."""
+    import math
+
+    rate = 48000 if fmt == "opus" else max(8000, int(sample_rate))
+    layout = "stereo" if channels >= 2 else "mono"
+    n_total = max(1, int(min(duration, 600.0) * rate))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w", format={"opus": "ogg"}.get(fmt, fmt)) as c:
+        stream = c.add_stream(AUDIO_CODECS[fmt], rate=rate, layout=layout)
+        chunk = 960 if fmt == "opus" else 1152 if fmt == "mp3" else 4096
+        ch = 2 if layout == "stereo" else 1
+        done = 0
+        while done < n_total:
+            n = min(chunk, n_total - done)
+            samples = bytearray()
+            for i in range(n):
+                v = int(800 * math.sin(2 * math.pi * 440 * (done + i) / rate))
+                samples += v.to_bytes(2, "little", signed=True) * ch
+            frame = av.AudioFrame(format="s16", layout=layout, samples=n)
+            frame.planes[0].update(bytes(samples))
+            frame.sample_rate = rate
+            frame.pts = done
+            for packet in stream.encode(frame):
+                c.mux(packet)
+            done += n
+        for packet in stream.encode():
+            c.mux(packet)
+
+
+def probe_audio(path: Path) -> tuple[float, int, int]:
+    """(duration s, sample rate, channels) of an input audio file; raises like ComfyUI would."""
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.audio[0]
+            dur = float(c.duration / 1_000_000) if c.duration else 0.0
+            return dur, s.codec_context.sample_rate, s.codec_context.channels
+    except Exception as ex:
+        raise EncodeError("RuntimeError", f"Failed to load audio {path}: {ex}") from ex
+
+
 def probe_image(path: Path) -> tuple[int, int]:
     """Size of an input image; raises like ComfyUI's LoadImage for a non-image file."""
     try:

@@ -76,6 +76,19 @@ class Video:
 
 
 @dataclass
+class Audio:
+    duration: float
+    sample_rate: int = 44100
+    channels: int = 2
+
+    def __repr__(self) -> str:
+        return (
+            f"{{'waveform': tensor(<1x{self.channels}x{int(self.duration * self.sample_rate)}>), "
+            f"'sample_rate': {self.sample_rate}}}"
+        )
+
+
+@dataclass
 class Opaque:
     type: str
     source: str = ""
@@ -240,6 +253,61 @@ async def save_video(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]
     }
 
 
+async def save_animation(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    images: Images = ctx.inputs["images"]
+    fmt = "WEBP" if ctx.class_type == "SaveAnimatedWEBP" else "PNG"
+    folder, stem, sub, counter = save_path(
+        str(ctx.inputs.get("filename_prefix", "ComfyUI")), ctx.output_directory
+    )
+    name = f"{stem}_{counter:05}_.{fmt.lower()}"
+    w, h = media.fit(images.width, images.height, ctx.video_max_side)
+
+    def work() -> None:
+        frames = [
+            media.frame_image(
+                w, h, images.colors[i * len(images.colors) // images.frames], i, images.frames
+            )
+            for i in range(images.frames)
+        ]
+        media.write_animation(folder / name, frames, float(ctx.inputs.get("fps", 6.0)), fmt)
+
+    await asyncio.to_thread(work)
+    return (), {
+        "images": [{"filename": name, "subfolder": sub, "type": "output"}],
+        "animated": [True],
+    }
+
+
+async def save_audio(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    audio = ctx.inputs["audio"]
+    if not isinstance(audio, Audio):
+        audio = Audio(5.0)
+    fmt = {"SaveAudioMP3": "mp3", "SaveAudioOpus": "opus"}.get(ctx.class_type, "flac")
+    if ctx.class_type == "PreviewAudio":
+        suffix = "".join(random.choice(string.ascii_lowercase) for _ in range(5))
+        folder, stem, sub, counter = save_path("ComfyUI_temp_" + suffix, ctx.temp_directory)
+        typ = "temp"
+    else:
+        folder, stem, sub, counter = save_path(
+            str(ctx.inputs.get("filename_prefix", "audio/ComfyUI")), ctx.output_directory
+        )
+        typ = "output"
+    name = f"{stem}_{counter:05}_.{fmt}"
+    await asyncio.to_thread(
+        media.encode_audio, folder / name, fmt, audio.duration, audio.sample_rate, audio.channels
+    )
+    return (), {"audio": [{"filename": name, "subfolder": sub, "type": typ}]}
+
+
+async def load_audio(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    path = ctx.input_directory / str(ctx.inputs["audio"])
+    try:
+        dur, rate, ch = await asyncio.to_thread(media.probe_audio, path)
+    except media.EncodeError as e:
+        raise NodeFailure(e.exception_type, str(e)) from e
+    return (Audio(dur, rate, ch),), None
+
+
 async def load_image(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
     name = str(ctx.inputs["image"])
     path = ctx.input_directory / re.sub(r" \[(input|output|temp)\]$", "", name)
@@ -318,6 +386,14 @@ async def simple(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
                 img, width=_int(ctx, "width", img.width), height=_int(ctx, "height", img.height)
             ),
         ), None
+    if ct == "EmptyAudio":
+        return (
+            Audio(
+                float(i.get("duration", 60.0)),
+                _int(ctx, "sample_rate", 44100),
+                _int(ctx, "channels", 2),
+            ),
+        ), None
     if ct == "CreateVideo":
         return (Video(i["images"], float(i.get("fps", 30.0))),), None
     outs: list[Any] = []
@@ -329,6 +405,8 @@ async def simple(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
             outs.append(
                 _latent_from_inputs(ctx) if has_size else (_first(ctx, Latent) or Latent(512, 512))
             )
+        elif t == "AUDIO":
+            outs.append(_first(ctx, Audio) or Audio(5.0))
         elif t == "VIDEO":
             outs.append(_first(ctx, Video) or Video(Images(512, 512, 1), 24.0))
         else:
@@ -340,6 +418,13 @@ HANDLERS: dict[str, Callable[[NodeContext], Awaitable[tuple[tuple[Any, ...], Any
     "SaveImage": save_image,
     "PreviewImage": preview_image,
     "SaveVideo": save_video,
+    "SaveAnimatedWEBP": save_animation,
+    "SaveAnimatedPNG": save_animation,
+    "SaveAudio": save_audio,
+    "SaveAudioMP3": save_audio,
+    "SaveAudioOpus": save_audio,
+    "PreviewAudio": save_audio,
+    "LoadAudio": load_audio,
     "LoadImage": load_image,
     "LoadImageMask": load_image,
     "KSampler": sampler,

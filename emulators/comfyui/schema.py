@@ -21,9 +21,16 @@ from typing import Any
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parent.parent / "data" / "object_info_wan22.json.gz"
 
-# Image loaders whose option list is the live list of files in the input folder.
-INPUT_FILE_COMBOS: dict[str, str] = {"LoadImage": "image", "LoadImageMask": "image"}
+# Loaders whose option list is the live list of files in the input folder; validation only checks
+# that the named file exists (their VALIDATE_INPUTS), which is what INPUT_FILE_COMBOS drives.
+INPUT_FILE_COMBOS: dict[str, str] = {
+    "LoadImage": "image",
+    "LoadImageMask": "image",
+    "LoadAudio": "audio",
+}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+AUDIO_EXTENSIONS = (".wav", ".mp3", ".ogg", ".flac", ".aiff", ".aif", ".m4a", ".opus")
+FILE_KIND = {"image": ("image", IMAGE_EXTENSIONS), "audio": ("audio", AUDIO_EXTENSIONS)}
 
 
 def load_schema_file(path: Path | None) -> dict[str, Any]:
@@ -76,22 +83,23 @@ class Schema:
                 else:
                     typ, opts = val, {}
                 if class_type in INPUT_FILE_COMBOS and INPUT_FILE_COMBOS[class_type] == name:
-                    typ = self.input_files()
+                    typ = self.input_files(name)
                 out[name] = InputSpec(name, cat, typ, opts)
         return out
 
     def input_spec(self, class_type: str, name: str) -> InputSpec | None:
         return self.inputs(class_type).get(name)
 
-    def input_files(self) -> list[str]:
-        """Top-level image files of the input folder (LoadImage's option list)."""
+    def input_files(self, kind: str = "image") -> list[str]:
+        """Top-level image (or audio) files of the input folder (the loader's option list)."""
         d = self.input_directory
+        exts = FILE_KIND.get(kind, FILE_KIND["image"])[1]
         if not d.is_dir():
             return []
         return sorted(
             p.name
             for p in d.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts
         )
 
     def node_info(self, class_type: str) -> dict[str, Any]:
@@ -100,7 +108,7 @@ class Schema:
             info = copy.deepcopy(info)
             name = INPUT_FILE_COMBOS[class_type]
             val = info["input"]["required"][name]
-            info["input"]["required"][name] = [self.input_files(), *val[1:]]
+            info["input"]["required"][name] = [self.input_files(name), *val[1:]]
         return info
 
     def object_info(self) -> dict[str, Any]:

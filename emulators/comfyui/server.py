@@ -93,12 +93,14 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             sid,
             client,
             json.dumps({"type": "status", "data": {"status": st.queue.status(), "sid": sid}}),
+            "status",
         )
         if st.executor.client_id == sid and st.executor.last_node_id is not None:
             await st.hub.send_to(
                 sid,
                 client,
                 json.dumps({"type": "executing", "data": {"node": st.executor.last_node_id}}),
+                "executing",
             )
         first = True
         async for msg in ws:

@@ -89,7 +89,7 @@ class _Validator:
             _err(
                 "custom_validation_failed",
                 "Custom validation failed for node",
-                f"{name} - Invalid image file: {inputs[name]}",
+                f"{name} - Invalid {name} file: {inputs[name]}",
                 {"input_name": name},
             )
         ]

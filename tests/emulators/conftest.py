@@ -17,6 +17,7 @@ DEFAULT_KNOBS = {
     "step_delay": 0.01,
     "node_delay": 0.0,
     "ws_drop_after": None,
+    "ws_drop_after_type": None,
     "crash_at_node": None,
     "error_at_node": None,
     "output_bytes": None,

@@ -272,3 +272,69 @@ def test_png_outputs_are_real(comfy: Comfy) -> None:
             assert img.format == "PNG" and img.size == (64, 48)
             if item["type"] == "output":
                 assert json.loads(img.text["prompt"])["3"]["class_type"] == "SaveImage"
+
+
+def test_ws_drop_after_type_drops_at_completion(comfy: Comfy) -> None:
+    """The socket closes right after execution_success: the client must find the result in
+    /history after reconnecting."""
+    rec = recording("image_success")
+    comfy.config(ws_drop_after_type="execution_success")
+    with comfy.connect() as sock:
+        sock.recv()
+        pid = comfy.queue_prompt(rec["workflow"], sock.client_id)["prompt_id"]
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                sock.recv()
+    assert sock.messages[-1]["type"] == "execution_success"
+    assert wait_history(comfy, pid)["status"]["status_str"] == "success"
+
+
+def test_audio_and_animation_outputs_are_real_files(comfy: Comfy) -> None:
+    workflow = {
+        "1": {
+            "class_type": "EmptyAudio",
+            "inputs": {"duration": 0.5, "sample_rate": 44100, "channels": 2},
+        },
+        "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "a/x"}},
+        "3": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 64, "height": 48, "batch_size": 5, "color": 255},
+        },
+        "4": {
+            "class_type": "SaveAnimatedWEBP",
+            "inputs": {
+                "images": ["3", 0],
+                "filename_prefix": "anim",
+                "fps": 5.0,
+                "lossless": False,
+                "quality": 80,
+                "method": "default",
+            },
+        },
+    }
+    got, _ = run(comfy, workflow)
+    outputs = {m["data"]["node"]: m["data"]["output"] for m in got if m["type"] == "executed"}
+    audio = outputs["2"]["audio"][0]
+    assert (audio["subfolder"], audio["type"]) == ("a", "output")
+    assert audio["filename"].endswith("_.flac")
+    with av.open(io.BytesIO(comfy.get("/view", params=audio).content)) as c:
+        s = c.streams.audio[0]
+        assert (s.codec_context.name, s.codec_context.sample_rate) == ("flac", 44100)
+    assert outputs["4"]["animated"] == [True]
+    data = comfy.get("/view", params=outputs["4"]["images"][0]).content
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == "WEBP" and img.n_frames == 5
+
+
+def test_loadaudio_checks_existence_only(comfy: Comfy) -> None:
+    workflow = {
+        "1": {"class_type": "LoadAudio", "inputs": {"audio": "missing.flac"}},
+        "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "a/y"}},
+    }
+    r = comfy.post("/prompt", json={"prompt": workflow})
+    assert r.status_code == 400
+    err = r.json()["node_errors"]["1"]["errors"][0]
+    assert (err["type"], err["details"]) == (
+        "custom_validation_failed",
+        "audio - Invalid audio file: missing.flac",
+    )
