@@ -1,0 +1,222 @@
+"""Deliver output files: base64 in the result, or S3 (boto3) with a presigned URL.
+
+Files are read straight from ComfyUI's output folder when it is shared (COMFY_OUTPUT_DIR), else
+streamed from `/view`. base64 mode checks the result size BEFORE encoding anything: over
+RESULT_MAX_BYTES it fails with a message that says how to enable S3 (RunPod rejects big results
+after the job, worker-comfyui #129/#167). Encoding is one pass into a preallocated buffer (peak
+memory about 2.67x the file for the final Python string). S3 mode streams the file with
+`upload_file` (multipart, bounded memory), real ContentType, key `[prefix/]<job id>/<file name>`,
+and returns a presigned GET URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .comfy import ComfyClient
+from .errors import DeliveryError, OutputError, ResultTooLarge
+from .outputs import OutputFile
+from .settings import S3Settings, Settings
+
+log = logging.getLogger("worker.delivery")
+ITEM_OVERHEAD = 512  # JSON keys and metadata per item
+_CHUNK = 3 * (1 << 20)  # multiple of 3: chunks encode without padding
+
+
+@dataclass
+class Located:
+    file: OutputFile
+    path: Path | None  # on the shared filesystem, or None (fetch through /view)
+    size: int | None
+
+
+def b64_size(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+def b64_file(path: Path, size: int) -> str:
+    """base64 of a file in one pass, without holding the raw bytes and the text at once."""
+    out = bytearray(b64_size(size))
+    pos = 0
+    chunk = min(_CHUNK, max(3, size + 3 - size % 3))
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = 0
+            while n < chunk:
+                got = f.readinto(view[n:])
+                if not got:
+                    break
+                n += got
+            if not n:
+                break
+            enc = binascii.b2a_base64(view[:n], newline=False)
+            out[pos : pos + len(enc)] = enc
+            pos += len(enc)
+            if n < chunk:
+                break
+    view.release()
+    if pos != len(out):
+        del out[pos:]
+    text = out.decode("ascii")
+    del out
+    return text
+
+
+def locate(files: list[OutputFile], settings: Settings) -> list[Located]:
+    out: list[Located] = []
+    roots = {"output": settings.comfy_output_dir, "input": settings.comfy_input_dir}
+    for f in files:
+        root = roots.get(f.type) or ""
+        if root:
+            p = Path(root, f.subfolder, f.filename)
+            try:
+                out.append(Located(f, p, p.stat().st_size))
+                continue
+            except OSError:
+                pass
+        out.append(Located(f, None, None))
+    return out
+
+
+def too_large_message(total: int, limit: int) -> str:
+    return (
+        f"the outputs would make a {total / 1e6:.1f} MB result as base64, over the "
+        f"{limit / 1e6:.1f} MB limit (RESULT_MAX_BYTES; RunPod rejects larger results). "
+        "Enable S3 delivery: set BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, "
+        "BUCKET_SECRET_ACCESS_KEY and BUCKET_NAME on the endpoint, or make the output smaller"
+    )
+
+
+def _item(loc: Located, type_: str, data: str, size: int) -> dict:
+    f = loc.file
+    return {
+        "filename": f.filename,
+        "type": type_,
+        "data": data,
+        "kind": f.kind,
+        "mime": f.mime,
+        "size": size,
+        "node_id": f.node_id,
+        "subfolder": f.subfolder,
+    }
+
+
+class Delivery:
+    """Turns located output files into result items. Build once per worker (S3 client)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.s3 = make_s3_client(settings.s3) if settings.s3 else None
+
+    async def deliver(self, job_id: str, located: list[Located], client: ComfyClient) -> list[dict]:
+        if self.s3 is not None:
+            return [await self._to_s3(job_id, loc, client) for loc in located]
+        return await self._to_base64(located, client)
+
+    async def _to_base64(self, located: list[Located], client: ComfyClient) -> list[dict]:
+        known = sum(b64_size(loc.size) + ITEM_OVERHEAD for loc in located if loc.size is not None)
+        if known > self.s.result_max_bytes:
+            raise ResultTooLarge(too_large_message(known, self.s.result_max_bytes))
+        items: list[dict] = []
+        total = 0
+        for loc in located:
+            if loc.path is not None:
+                try:
+                    data = b64_file(loc.path, loc.size or 0)
+                except OSError as e:
+                    raise OutputError(f"{loc.file.filename}: {e.strerror}") from None
+                size = loc.size or 0
+            else:
+                raw = await self._fetch_bytes(loc, client)
+                size = len(raw)
+                if total + b64_size(size) > self.s.result_max_bytes:
+                    raise ResultTooLarge(
+                        too_large_message(total + b64_size(size), self.s.result_max_bytes)
+                    )
+                enc = binascii.b2a_base64(raw, newline=False)
+                del raw
+                data = enc.decode("ascii")
+                del enc
+            total += len(data) + ITEM_OVERHEAD
+            items.append(_item(loc, "base64", data, size))
+        return items
+
+    async def _fetch_bytes(self, loc: Located, client: ComfyClient) -> bytes:
+        f = loc.file
+        try:
+            return await client.view_bytes(f.filename, f.subfolder, f.type)
+        except Exception as e:
+            raise OutputError(f"{f.filename} (node {f.node_id}): {e}") from None
+
+    async def _to_s3(self, job_id: str, loc: Located, client: ComfyClient) -> dict:
+        cfg = self.s.s3
+        assert cfg is not None
+        key = "/".join(p for p in (cfg.prefix, job_id, loc.file.filename) if p)
+        tmp: str | None = None
+        path = loc.path
+        if path is None:
+            fd, tmp = tempfile.mkstemp(prefix="wanpod-out-", suffix="-" + loc.file.filename)
+            with os.fdopen(fd, "wb") as fh:
+                try:
+                    await client.view_to(loc.file.filename, loc.file.subfolder, loc.file.type, fh)
+                except Exception as e:
+                    raise OutputError(f"{loc.file.filename}: {e}") from None
+            path = Path(tmp)
+        try:
+            size = path.stat().st_size
+            url = await asyncio.to_thread(self._upload, path, key, loc.file.mime)
+        finally:
+            if tmp:
+                os.unlink(tmp)
+        return _item(loc, "s3_url", url, size)
+
+    def _upload(self, path: Path, key: str, mime: str) -> str:
+        from boto3.s3.transfer import TransferConfig
+
+        cfg = self.s.s3
+        assert cfg is not None and self.s3 is not None
+        transfer = TransferConfig(
+            multipart_threshold=16 << 20, multipart_chunksize=8 << 20, max_concurrency=4
+        )
+        try:
+            self.s3.upload_file(
+                str(path), cfg.bucket, key, ExtraArgs={"ContentType": mime}, Config=transfer
+            )
+            return self.s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": cfg.bucket, "Key": key},
+                ExpiresIn=cfg.url_expires_s,
+            )
+        except Exception as e:
+            # botocore messages carry no secrets, but keep it to the type and the S3 error code
+            code = (
+                getattr(e, "response", {}).get("Error", {}).get("Code", "")
+                if hasattr(e, "response")
+                else ""
+            )
+            raise DeliveryError(
+                f"S3 upload of {key!r} to bucket {cfg.bucket!r} at {cfg.endpoint_url} failed: "
+                f"{type(e).__name__} {code}".rstrip()
+            ) from None
+
+
+def make_s3_client(cfg: S3Settings):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=cfg.endpoint_url,
+        aws_access_key_id=cfg.access_key_id.value,
+        aws_secret_access_key=cfg.secret_access_key.value,
+        region_name=cfg.region,
+        config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
+    )

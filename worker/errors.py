@@ -1,0 +1,169 @@
+"""The worker's exception tree and the ONE place that turns an exception into a result.
+
+Every failure the handler can report is a `WorkerError` subclass with a readable message (and,
+where useful, `details`: one line per problem). `to_result(exc)` maps any exception to the RunPod
+failure shape `{"error": "<one string>", "details": [str, ...]}`; `error` is always a string
+(a dict there ends as COMPLETED with no output, runpod-python #299). Messages never carry input
+payloads, base64 data or keys: unexpected exceptions are reported by type and a scrubbed message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+
+class WorkerError(Exception):
+    """Base of every error the worker reports to the caller."""
+
+    prefix = "worker error"
+
+    def __init__(self, message: str, details: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: list[str] = [str(d) for d in details]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}: {self.message}"
+
+
+class ConfigError(WorkerError):
+    """The worker's environment is incomplete or invalid (raised at start)."""
+
+    prefix = "worker configuration error"
+
+
+class InputError(WorkerError):
+    """The job input is invalid: names the field, the bad value and what is allowed."""
+
+    prefix = "invalid input"
+
+    def __init__(self, field: str, problem: str, allowed: str = "", value: object = None) -> None:
+        shown = "" if value is None else f" (got {_short(value)})"
+        msg = f"{field}: {problem}{shown}"
+        if allowed:
+            msg += f"; allowed: {allowed}"
+        super().__init__(msg)
+        self.field = field
+        self.allowed = allowed
+
+
+class ComfyUnavailable(WorkerError):
+    """ComfyUI did not become reachable in time, or its process is gone."""
+
+    prefix = "ComfyUI unavailable"
+
+
+class ComfyDied(WorkerError):
+    """The ComfyUI process exited or stopped answering while a job ran."""
+
+    prefix = "ComfyUI stopped during the job"
+
+
+class ComfyProtocolError(WorkerError):
+    """ComfyUI answered something the worker cannot interpret (status, body)."""
+
+    prefix = "unexpected answer from ComfyUI"
+
+
+class UploadFailed(WorkerError):
+    """An input image could not be uploaded to ComfyUI."""
+
+    prefix = "image upload failed"
+
+
+class WorkflowRejected(WorkerError):
+    """ComfyUI refused the workflow (HTTP 400); details has one line per node error."""
+
+    prefix = "workflow rejected by ComfyUI"
+
+
+class ExecutionFailed(WorkerError):
+    """A node raised while ComfyUI executed the workflow (`execution_error`)."""
+
+    prefix = "workflow execution failed"
+
+
+class Interrupted(WorkerError):
+    """ComfyUI reported `execution_interrupted` for this prompt (someone interrupted it)."""
+
+    prefix = "workflow interrupted"
+
+
+class JobTimeout(WorkerError):
+    """The handler-side deadline passed; ComfyUI was interrupted."""
+
+    prefix = "job timed out"
+
+
+class ConnectionLost(WorkerError):
+    """The websocket to ComfyUI dropped and could not be re-established."""
+
+    prefix = "lost connection to ComfyUI"
+
+
+class OutputError(WorkerError):
+    """An output ComfyUI reported could not be read."""
+
+    prefix = "could not read output"
+
+
+class DeliveryError(WorkerError):
+    """Outputs could not be delivered (S3 upload failed)."""
+
+    prefix = "delivery failed"
+
+
+class ResultTooLarge(WorkerError):
+    """The base64 result would exceed the platform's limit; S3 is needed."""
+
+    prefix = "result too large"
+
+
+ALL_ERRORS: tuple[type[WorkerError], ...] = (
+    WorkerError,
+    ConfigError,
+    InputError,
+    ComfyUnavailable,
+    ComfyDied,
+    ComfyProtocolError,
+    UploadFailed,
+    WorkflowRejected,
+    ExecutionFailed,
+    Interrupted,
+    JobTimeout,
+    ConnectionLost,
+    OutputError,
+    DeliveryError,
+    ResultTooLarge,
+)
+
+_B64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{64,}")
+
+
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
+    """Remove known secret values and long base64-looking runs from a message."""
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    return _B64_RUN.sub("<…>", text)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    text = _B64_RUN.sub("<…>", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def to_result(exc: BaseException, secrets: Sequence[str] = ()) -> dict[str, object]:
+    """Map any exception to the RunPod failure payload (the one place that does this)."""
+    if isinstance(exc, WorkerError):
+        error = str(exc)
+        details = list(exc.details)
+    else:
+        error = f"internal worker error: {type(exc).__name__}: {exc}"
+        details = []
+    out: dict[str, object] = {"error": scrub(error, secrets)}
+    if details:
+        out["details"] = [scrub(d, secrets) for d in details]
+    return out

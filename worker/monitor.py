@@ -1,0 +1,239 @@
+"""Follow one prompt over ComfyUI's websocket until it ends; survive drops.
+
+`watch(...)` reads `ws://HOST/ws?clientId=` messages for our prompt id, feeds progress to the
+`ProgressReporter`, collects `executed` outputs and returns a `JobEnd` on `execution_success` (or
+`executing {node: null}`). `execution_error` / `execution_interrupted` raise `ExecutionFailed` /
+`Interrupted`. When the socket drops it reconnects with backoff (WEBSOCKET_RECONNECT_ATTEMPTS,
+WEBSOCKET_RECONNECT_DELAY_S) and after EVERY reconnect (and every quiet 5 s) checks `/history`, so
+a job that ended during the drop is seen at once. A dead ComfyUI process fails the job at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from .comfy import ComfyClient, pid_alive
+from .errors import ComfyDied, ConnectionLost, ExecutionFailed, Interrupted
+from .progress import ProgressReporter, stage_for
+from .settings import Settings
+
+log = logging.getLogger("worker.monitor")
+QUIET_CHECK_S = 5.0
+
+
+@dataclass
+class JobEnd:
+    outputs: dict[str, dict] = field(default_factory=dict)
+    start_ts_ms: float | None = None
+    success_ts_ms: float | None = None
+    detected_at: float = 0.0  # time.time() when the end was seen
+    cached: list[str] = field(default_factory=list)
+    reconnects: int = 0
+    via: str = "websocket"
+
+
+def _error_from(data: dict) -> ExecutionFailed:
+    node = data.get("node_id")
+    ntype = data.get("node_type")
+    etype = data.get("exception_type", "")
+    msg = (data.get("exception_message") or "").strip()
+    details = [f"{etype}: {msg}".strip(": ")]
+    tb = data.get("traceback") or []
+    if tb:
+        details.append("last frame: " + str(tb[-1]).strip())
+    return ExecutionFailed(f"node {node} ({ntype}) raised {etype}: {msg}", details)
+
+
+def _interrupted_from(data: dict) -> Interrupted:
+    return Interrupted(
+        f"ComfyUI interrupted the workflow at node {data.get('node_id')} ({data.get('node_type')})"
+    )
+
+
+class Watcher:
+    def __init__(
+        self,
+        client: ComfyClient,
+        settings: Settings,
+        prompt_id: str,
+        client_id: str,
+        workflow: dict,
+        progress: ProgressReporter,
+    ) -> None:
+        self.client = client
+        self.s = settings
+        self.prompt_id = prompt_id
+        self.client_id = client_id
+        self.workflow = workflow
+        self.progress = progress
+        self.end = JobEnd()
+        self.finished_nodes: set[str] = set()
+
+    async def connect(self) -> aiohttp.ClientWebSocketResponse:
+        url = f"{self.s.comfy_ws}/ws?clientId={self.client_id}"
+        return await self.client.session.ws_connect(url, heartbeat=None, max_msg_size=0)
+
+    # -- message handling -------------------------------------------------------------------
+    def _handle(self, msg: dict) -> bool:
+        """Apply one message; True when the job has ended successfully."""
+        mtype = msg.get("type")
+        data = msg.get("data") or {}
+        if self.s.ws_trace:
+            log.debug("ws %s %s", mtype, {k: data.get(k) for k in ("node", "prompt_id", "value")})
+        if mtype == "status":
+            remaining = (data.get("status") or {}).get("exec_info", {}).get("queue_remaining")
+            if self.progress.state.stage == "queued" and isinstance(remaining, int):
+                self.progress.update(queue_position=max(0, remaining - 1))
+            return False
+        if data.get("prompt_id") not in (None, self.prompt_id):
+            return False
+        if mtype == "execution_start" and data.get("prompt_id") == self.prompt_id:
+            self.end.start_ts_ms = data.get("timestamp")
+            self.progress.update(stage="loading", queue_position=0)
+        elif mtype == "execution_cached" and data.get("prompt_id") == self.prompt_id:
+            self.end.cached = list(data.get("nodes") or [])
+            self.finished_nodes.update(self.end.cached)
+            self.progress.update(nodes_done=len(self.finished_nodes))
+        elif mtype == "executing" and data.get("prompt_id") == self.prompt_id:
+            node = data.get("node")
+            if node is None:
+                return True
+            ct = (self.workflow.get(str(node)) or {}).get("class_type")
+            self.progress.update(
+                stage=stage_for(ct or "", self.progress.state.stage),
+                node=str(node),
+                node_type=ct,
+                step=None,
+                steps=None,
+            )
+        elif mtype == "progress" and data.get("prompt_id") == self.prompt_id:
+            self.progress.update(step=data.get("value"), steps=data.get("max"))
+        elif mtype == "progress_state" and data.get("prompt_id") == self.prompt_id:
+            nodes = data.get("nodes") or {}
+            done = {k for k, v in nodes.items() if (v or {}).get("state") == "finished"}
+            self.finished_nodes.update(done)
+            if len(self.finished_nodes) != self.progress.state.nodes_done:
+                self.progress.update(nodes_done=len(self.finished_nodes))
+        elif mtype == "executed" and data.get("prompt_id") == self.prompt_id:
+            node = str(data.get("node"))
+            out = data.get("output") or {}
+            merged = self.end.outputs.setdefault(node, {})
+            for k, v in out.items():
+                if isinstance(v, list) and isinstance(merged.get(k), list):
+                    merged[k] = merged[k] + v
+                else:
+                    merged[k] = v
+        elif mtype == "execution_success" and data.get("prompt_id") == self.prompt_id:
+            self.end.success_ts_ms = data.get("timestamp")
+            return True
+        elif mtype == "execution_error" and data.get("prompt_id") == self.prompt_id:
+            raise _error_from(data)
+        elif mtype == "execution_interrupted" and data.get("prompt_id") == self.prompt_id:
+            raise _interrupted_from(data)
+        return False
+
+    # -- history fallback -------------------------------------------------------------------
+    async def _check_history(self) -> bool:
+        """True (outputs merged) if /history shows the prompt finished; raise if it failed."""
+        try:
+            entry = await self.client.history(self.prompt_id)
+        except (aiohttp.ClientError, OSError):
+            return False
+        if not entry:
+            return False
+        status = entry.get("status") or {}
+        messages = status.get("messages") or []
+        for mtype, data in messages:
+            if mtype == "execution_error":
+                raise _error_from(data)
+            if mtype == "execution_interrupted":
+                raise _interrupted_from(data)
+            if mtype == "execution_start":
+                self.end.start_ts_ms = self.end.start_ts_ms or data.get("timestamp")
+            if mtype == "execution_success":
+                self.end.success_ts_ms = self.end.success_ts_ms or data.get("timestamp")
+        if status.get("completed") or status.get("status_str") == "success":
+            for node, out in (entry.get("outputs") or {}).items():
+                self.end.outputs[str(node)] = out
+            self.end.via = "history"
+            return True
+        return False
+
+    def _check_alive(self) -> None:
+        if pid_alive(self.s.comfy_pid_file) is False:
+            raise ComfyDied(
+                f"the ComfyUI process exited while running prompt {self.prompt_id} "
+                "(crash or out of memory?); see the ComfyUI log"
+            )
+
+    async def _reconnect(self) -> aiohttp.ClientWebSocketResponse:
+        attempts = self.s.ws_reconnect_attempts
+        delay = self.s.ws_reconnect_delay_s
+        last = "closed by ComfyUI"
+        for i in range(attempts):
+            self._check_alive()
+            if i:
+                await asyncio.sleep(min(delay * (2 ** (i - 1)), 30.0))
+                self._check_alive()
+            try:
+                ws = await self.connect()
+            except (aiohttp.ClientError, OSError) as e:
+                last = f"{type(e).__name__}: {e}"
+                log.warning("websocket reconnect %d/%d failed: %s", i + 1, attempts, last)
+                continue
+            self.end.reconnects += 1
+            log.info("websocket reconnected (attempt %d/%d)", i + 1, attempts)
+            return ws
+        raise ConnectionLost(
+            f"the websocket to {self.s.comfy_host} dropped and {attempts} reconnect attempts "
+            f"failed (WEBSOCKET_RECONNECT_ATTEMPTS, WEBSOCKET_RECONNECT_DELAY_S); last: {last}"
+        )
+
+    async def watch(self, ws: aiohttp.ClientWebSocketResponse) -> JobEnd:
+        try:
+            while True:
+                try:
+                    msg = await ws.receive(timeout=QUIET_CHECK_S)
+                except TimeoutError:
+                    self._check_alive()
+                    if await self._check_history():
+                        return self._done()
+                    continue
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    if self._handle(msg.json()):
+                        if self.end.reconnects:
+                            await self._outputs_after_drop()
+                        return self._done()
+                    continue
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    continue  # previews
+                # closed / error: reconnect, then check history for an end we missed
+                await ws.close()
+                log.warning("websocket to ComfyUI dropped (%s)", msg.type.name)
+                ws = await self._reconnect()
+                if await self._check_history():
+                    return self._done()
+        finally:
+            await ws.close()
+
+    async def _outputs_after_drop(self) -> None:
+        """`executed` messages may have been lost in a drop: take outputs from /history
+        (written right after `execution_success`, so poll briefly)."""
+        detected = time.time()
+        for _ in range(40):
+            if await self._check_history():
+                break
+            await asyncio.sleep(0.05)
+        self.end.via = "websocket+history"
+        self.end.detected_at = detected
+
+    def _done(self) -> JobEnd:
+        if self.end.detected_at:
+            return self.end
+        self.end.detected_at = time.time()
+        return self.end

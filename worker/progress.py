@@ -1,0 +1,128 @@
+"""Job progress in one documented shape, posted to RunPod with `progress_update`, throttled.
+
+`Progress.to_dict()` always has every key (None where unknown):
+`{"stage", "node", "node_type", "step", "steps", "nodes_done", "nodes_total", "percent",
+"elapsed_s", "queue_position"}`; stage is one of `STAGES`.
+
+`ProgressReporter.update(...)` merges changes and posts when the stage changed or
+`PROGRESS_INTERVAL_S` passed since the last post. Posting is only enabled when the SDK has somewhere
+to post (`RUNPOD_WEBHOOK_POST_OUTPUT`). `finish()` stops all posting and `quiet()` waits until
+`PROGRESS_QUIET_S` has passed since the last post, so a late progress post cannot land after the
+final result and flip the job back to IN_PROGRESS (runpod-python #250).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+STAGES = (
+    "starting",
+    "uploading",
+    "queued",
+    "loading",
+    "sampling",
+    "decoding",
+    "saving",
+    "delivering",
+)
+
+log = logging.getLogger("worker.progress")
+
+
+def stage_for(class_type: str, previous: str) -> str:
+    """The stage a node of this class puts the job in."""
+    ct = class_type.lower()
+    if "sampler" in ct:
+        return "sampling"
+    if "decode" in ct:
+        return "decoding"
+    if ct.startswith("save") or "videocombine" in ct or ct in ("createvideo", "previewimage"):
+        return "saving"
+    if previous in ("sampling", "decoding", "saving"):
+        return previous
+    return "loading"
+
+
+@dataclass
+class Progress:
+    stage: str = "starting"
+    node: str | None = None
+    node_type: str | None = None
+    step: int | None = None
+    steps: int | None = None
+    nodes_done: int = 0
+    nodes_total: int = 0
+    percent: float = 0.0
+    elapsed_s: float = 0.0
+    queue_position: int | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _default_post(job: dict, payload: dict) -> None:
+    from runpod.serverless import progress_update
+
+    progress_update(job, payload)
+
+
+class ProgressReporter:
+    def __init__(
+        self,
+        job: dict,
+        enabled: bool,
+        interval_s: float,
+        quiet_s: float,
+        post: Callable[[dict, dict], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.job = job
+        self.enabled = enabled
+        self.interval_s = interval_s
+        self.quiet_s = quiet_s
+        self._post = post or _default_post
+        self._clock = clock
+        self.started = clock()
+        self.state = Progress()
+        self.last_post: float | None = None
+        self.posted = 0
+        self.finished = False
+
+    def update(self, force: bool = False, **changes: object) -> None:
+        old_stage = self.state.stage
+        for k, v in changes.items():
+            setattr(self.state, k, v)
+        s = self.state
+        if s.nodes_total:
+            frac = (s.step / s.steps) if s.step and s.steps else 0.0
+            s.percent = round(min(99.9, 100.0 * (s.nodes_done + frac) / s.nodes_total), 1)
+        now = self._clock()
+        s.elapsed_s = round(now - self.started, 2)
+        if not self.enabled or self.finished:
+            return
+        due = self.last_post is None or now - self.last_post >= self.interval_s
+        if force or s.stage != old_stage or due:
+            self.last_post = now
+            self.posted += 1
+            try:
+                self._post(self.job, s.to_dict())
+            except Exception as e:  # progress must never fail a job
+                log.warning("progress post failed: %s", type(e).__name__)
+
+    def finish(self) -> None:
+        """No more posts from here on (the final result is next)."""
+        self.finished = True
+
+    async def quiet(self) -> None:
+        """Wait until the last post is at least `quiet_s` old (runpod-python #250)."""
+        self.finished = True
+        if self.last_post is None:
+            return
+        left = self.quiet_s - (self._clock() - self.last_post)
+        if left > 0:
+            await asyncio.sleep(left)
