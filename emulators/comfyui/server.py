@@ -121,22 +121,23 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+def server_error() -> web.Response:
+    """aiohttp's answer to an unhandled exception, which is what ComfyUI sends then."""
+    return web.Response(
+        status=500,
+        text="500 Internal Server Error\n\nServer got itself in trouble",
+        content_type="text/plain",
+    )
+
+
 async def post_prompt(request: web.Request) -> web.Response:
     st = _state(request)
     try:
         body = await request.json()
     except ValueError:
-        return web.Response(
-            status=500,
-            text="500 Internal Server Error\n\nServer got itself in trouble",
-            content_type="text/plain",
-        )
+        return server_error()
     if not isinstance(body, dict):
-        return web.Response(
-            status=500,
-            text="500 Internal Server Error\n\nServer got itself in trouble",
-            content_type="text/plain",
-        )
+        return server_error()
     if "number" in body:
         number: float = float(body["number"])
     else:
@@ -155,12 +156,16 @@ async def post_prompt(request: web.Request) -> web.Response:
     prompt = body["prompt"]
     prompt_id = str(body.get("prompt_id") or uuid.uuid4())
     cfg = st.config
-    v = validate_prompt(
-        prompt,
-        st.schema,
-        body.get("partial_execution_targets"),
-        (cfg.input_directory, cfg.output_directory, cfg.temp_directory),
-    )
+    try:
+        v = validate_prompt(
+            prompt,
+            st.schema,
+            body.get("partial_execution_targets"),
+            (cfg.input_directory, cfg.output_directory, cfg.temp_directory),
+        )
+    except (TypeError, KeyError, AttributeError) as e:  # where ComfyUI's handler crashes
+        log.warning("POST /prompt crashed like ComfyUI would: %r", e)
+        return server_error()
     extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
     if "client_id" in body:
         extra["client_id"] = body["client_id"]

@@ -98,7 +98,7 @@ class _Validator:
         if unique_id in self.validated:
             return self.validated[unique_id]
         node = self.prompt[unique_id]
-        inputs = node.setdefault("inputs", {})
+        inputs = node["inputs"]  # KeyError when missing, reported like ComfyUI does
         class_type = node["class_type"]
         specs = self.schema.inputs(class_type)
         custom = INPUT_FILE_COMBOS.get(class_type)
@@ -272,20 +272,13 @@ def validate_prompt(
 ) -> Validation:
     """Validate (and normalise in place) an API-format prompt."""
     if not isinstance(prompt, dict):
-        # ComfyUI iterates the value; anything but a dict of nodes fails on the class_type lookup.
-        return Validation(
-            False,
-            _err(
-                "invalid_prompt",
-                "Cannot execute because a node is missing the class_type property.",
-                "Node ID '#'",
-                {},
-            ),
-            [],
-        )
+        # ComfyUI indexes the value like a dict and crashes: the caller answers 500.
+        raise TypeError(f"prompt must be an object of nodes, not {type(prompt).__name__}")
     outputs: list[str] = []
     for x, node in prompt.items():
-        if not isinstance(node, dict) or "class_type" not in node:
+        if not isinstance(node, dict | str | list):
+            raise TypeError(f"argument of type '{type(node).__name__}' is not iterable")
+        if "class_type" not in node:
             return Validation(
                 False,
                 _err(
@@ -296,7 +289,10 @@ def validate_prompt(
                 ),
                 [],
             )
+        if not isinstance(node, dict):
+            raise TypeError("string indices must be integers")
         class_type = node["class_type"]
+        hash(class_type)  # an unhashable class_type crashes ComfyUI's lookup (500)
         if not isinstance(class_type, str) or not schema.has(class_type):
             return Validation(
                 False,

@@ -338,3 +338,22 @@ def test_loadaudio_checks_existence_only(comfy: Comfy) -> None:
         "custom_validation_failed",
         "audio - Invalid audio file: missing.flac",
     )
+
+
+@pytest.mark.parametrize(
+    ("prompt", "status"),
+    [
+        ("not a dict", 500),
+        ({"1": 5}, 500),
+        ({"1": "text"}, 400),
+        ({"1": {"class_type": "SaveImage"}}, 400),
+    ],
+    ids=["string_prompt", "int_node", "string_node", "node_without_inputs"],
+)
+def test_malformed_prompts_fail_like_comfyui(comfy: Comfy, prompt: Any, status: int) -> None:
+    r = comfy.post("/prompt", json={"prompt": prompt})
+    assert r.status_code == status
+    if status == 500:
+        assert r.text == "500 Internal Server Error\n\nServer got itself in trouble"
+    else:
+        assert r.json()["error"]["type"] in ("invalid_prompt", "prompt_outputs_failed_validation")
