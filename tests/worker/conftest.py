@@ -1,0 +1,161 @@
+"""Worker test fixtures: a real ComfyUI emulator subprocess (shared, knobs reset per test), a
+moto S3 server subprocess, and helpers to build settings and jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import io
+import json
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import COMFY_FIXTURES, ServerProcess, free_port
+from worker.settings import Settings
+
+WORKFLOWS = COMFY_FIXTURES / "workflows"
+DEFAULT_KNOBS = {
+    "step_delay": 0.005,
+    "node_delay": 0.0,
+    "ws_drop_after": None,
+    "ws_drop_after_type": None,
+    "crash_at_node": None,
+    "error_at_node": None,
+    "output_bytes": None,
+    "cache": False,
+}
+
+
+def load_workflow(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+
+
+def post_json(url: str, body: object) -> dict:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read() or b"null")
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+class Comfy:
+    """A running emulator process plus its folders."""
+
+    def __init__(self, root: Path, extra_args: list[str] = (), wait: bool = True) -> None:
+        self.root = root
+        self.input = root / "input"
+        self.output = root / "output"
+        self.temp = root / "temp"
+        for d in (self.input, self.output, self.temp):
+            d.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.pid_file = root / "comfyui.pid"
+        argv = [
+            sys.executable, "-m", "emulators.comfyui", "--host", "127.0.0.1",
+            "--port", str(self.port), "--input-directory", str(self.input),
+            "--output-directory", str(self.output), "--temp-directory", str(self.temp),
+            "--step-delay", "0.005", "--no-cache", *extra_args,
+        ]  # fmt: skip
+        self.server = ServerProcess(argv, self.port, ready_path="/system_stats")
+        self.server.start(wait=False)
+        self.pid_file.write_text(str(self.server.proc.pid))
+        if wait:
+            self.server.wait_ready()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def knobs(self, **knobs: object) -> dict:
+        return post_json(self.url + "/emulator/config", knobs)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            "COMFY_HOST": self.address,
+            "COMFY_PID_FILE": str(self.pid_file),
+            "COMFY_INPUT_DIR": str(self.input),
+            "COMFY_OUTPUT_DIR": str(self.output),
+            "COMFY_READY_TIMEOUT_S": "20",
+            "WEBSOCKET_RECONNECT_ATTEMPTS": "3",
+            "WEBSOCKET_RECONNECT_DELAY_S": "0.1",
+            "JOB_TIMEOUT_S": "60",
+        }
+        env.update(extra)
+        return env
+
+    def settings(self, **extra: str) -> Settings:
+        return Settings.from_env(self.env(**extra))
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory) -> Comfy:
+    c = Comfy(tmp_path_factory.mktemp("comfy"))
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def emu(comfy: Comfy) -> Comfy:
+    """The shared emulator with its knobs reset before and after the test."""
+    comfy.knobs(**DEFAULT_KNOBS)
+    yield comfy
+    comfy.knobs(**DEFAULT_KNOBS)
+
+
+@pytest.fixture
+def own_comfy(tmp_path) -> Comfy:
+    """A private emulator (for tests that crash or restart it)."""
+    c = Comfy(tmp_path / "own")
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    port = free_port()
+    srv = ServerProcess(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        port,
+        ready_path="/moto-api/",
+        deadline_s=60,
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def run(handler, job: dict) -> dict:
+    return asyncio.run(handler(job))
+
+
+def png_b64(size: tuple[int, int] = (64, 48), fmt: str = "PNG") -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buf, format=fmt)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def with_seed(wf: dict, seed: int) -> dict:
+    wf = copy.deepcopy(wf)
+    for node in wf.values():
+        for k in ("noise_seed", "seed"):
+            if k in node["inputs"] and not isinstance(node["inputs"][k], list):
+                node["inputs"][k] = seed
+    return wf

@@ -1,0 +1,253 @@
+"""Pure modules: settings, errors, input validation, outputs, progress, base64 encoding."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+
+from tests.worker.conftest import load_workflow, png_b64
+from worker import errors
+from worker.comfy import format_node_errors
+from worker.delivery import b64_file, too_large_message
+from worker.errors import ConfigError, InputError, to_result
+from worker.inputs import parse_job_input
+from worker.outputs import collect
+from worker.progress import STAGES, Progress, ProgressReporter, stage_for
+from worker.settings import Secret, Settings
+
+S = Settings()
+
+
+# -- settings --------------------------------------------------------------------------------
+def test_settings_defaults_match_worker_comfyui():
+    s = Settings.from_env({})
+    assert s.comfy_host == "127.0.0.1:8188"
+    assert s.ready_interval_s == 0.05 and s.ready_max_retries == 0
+    assert s.ws_reconnect_attempts == 5 and s.ws_reconnect_delay_s == 3.0
+    assert s.s3 is None and not s.progress_enabled
+
+
+def test_settings_bad_values_name_the_variable():
+    with pytest.raises(ConfigError, match="WEBSOCKET_RECONNECT_ATTEMPTS='x' is not an integer"):
+        Settings.from_env({"WEBSOCKET_RECONNECT_ATTEMPTS": "x"})
+    with pytest.raises(ConfigError, match="REFRESH_WORKER='maybe' is not a boolean"):
+        Settings.from_env({"REFRESH_WORKER": "maybe"})
+    with pytest.raises(ConfigError, match="COMFY_HOST"):
+        Settings.from_env({"COMFY_HOST": "http://x:1"})
+
+
+def test_incomplete_s3_settings_are_an_error_at_start():
+    with pytest.raises(ConfigError) as e:
+        Settings.from_env({"BUCKET_ENDPOINT_URL": "http://s3.local", "BUCKET_ACCESS_KEY_ID": "AK"})
+    assert "BUCKET_SECRET_ACCESS_KEY missing" in str(e.value)
+    with pytest.raises(ConfigError, match="set BUCKET_NAME"):
+        Settings.from_env(
+            {
+                "BUCKET_ENDPOINT_URL": "http://127.0.0.1:9000",
+                "BUCKET_ACCESS_KEY_ID": "AK",
+                "BUCKET_SECRET_ACCESS_KEY": "SK",
+            }
+        )
+
+
+def test_s3_bucket_from_virtual_hosted_endpoint_and_secrets_masked():
+    s = Settings.from_env(
+        {
+            "BUCKET_ENDPOINT_URL": "https://my-bucket.s3.eu-west-1.amazonaws.com",
+            "BUCKET_ACCESS_KEY_ID": "AKIAEXAMPLEKEY",
+            "BUCKET_SECRET_ACCESS_KEY": "very-secret-value",
+            "COMFY_ORG_API_KEY": "comfy-org-key-123",
+        }
+    )
+    assert s.s3.bucket == "my-bucket"
+    assert s.s3.endpoint_url == "https://s3.eu-west-1.amazonaws.com"
+    assert s.s3.region == "eu-west-1"
+    text = repr(s)
+    for secret in ("AKIAEXAMPLEKEY", "very-secret-value", "comfy-org-key-123"):
+        assert secret not in text
+    assert repr(Secret("x")) == "Secret('***')"
+
+
+# -- errors ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", errors.ALL_ERRORS)
+def test_every_error_class_has_a_readable_message(cls):
+    assert cls.__doc__
+    exc = cls("field", "is wrong", "a, b") if cls is InputError else cls("something broke")
+    out = to_result(exc)
+    assert isinstance(out["error"], str) and out["error"]
+    assert out["error"].startswith(cls.prefix + ": ")
+
+
+def test_to_result_unexpected_exception_and_scrubbing():
+    out = to_result(ValueError("bad thing with key sk-12345678"), secrets=["sk-12345678"])
+    assert out == {"error": "internal worker error: ValueError: bad thing with key ***"}
+    blob = base64.b64encode(b"x" * 300).decode()
+    assert blob not in to_result(errors.ExecutionFailed(f"oops {blob}"))["error"]
+
+
+# -- inputs ----------------------------------------------------------------------------------
+WF = load_workflow("wan22_t2v_14B_lightx2v")
+
+
+def refuse(raw, match):
+    with pytest.raises(InputError, match=match):
+        parse_job_input(raw, S)
+
+
+def test_accepts_worker_comfyui_input_forms():
+    r = parse_job_input({"workflow": WF}, S)
+    assert r.workflow["80"]["class_type"] == "SaveVideo"
+    r2 = parse_job_input(json.dumps({"workflow": json.dumps(WF)}), S)
+    assert r2.workflow == r.workflow
+    img = png_b64()
+    r3 = parse_job_input(
+        {"workflow": WF, "images": [{"name": "a.png", "image": "data:image/png;base64," + img}]}, S
+    )
+    assert r3.images[0].mime == "image/png" and r3.images[0].width == 64
+    r4 = parse_job_input(
+        {"workflow": WF, "images": [{"name": "b.jpg", "image": png_b64(fmt="JPEG")}]}, S
+    )
+    assert r4.images[0].mime == "image/jpeg"
+
+
+def test_refusals_name_field_value_and_allowed():
+    refuse(None, "input: is missing")
+    refuse("{nope", "input: is not valid JSON")
+    refuse({"workflow": WF, "extra": 1}, r"unknown key\(s\) 'extra'; allowed: workflow, images")
+    refuse({}, "input: is missing")
+    refuse({"images": []}, "workflow: is missing")
+    refuse({"workflow": []}, "workflow: must be a non-empty object")
+    refuse({"workflow": {"nodes": [], "links": []}}, "UI format")
+    refuse({"workflow": {"1": {"inputs": {}}}}, r"workflow\['1'\].class_type")
+    refuse({"workflow": {"1": {"class_type": "X"}}}, r"workflow\['1'\].inputs")
+    refuse({"workflow": WF, "images": {}}, "images: must be a list")
+    refuse({"workflow": WF, "images": [{"name": "a.png"}]}, r"images\[0\]: must be an object")
+    for bad in ("../x.png", "a/b.png", "a\\b.png", "..png"):
+        refuse(
+            {"workflow": WF, "images": [{"name": bad, "image": png_b64()}]}, "not a plain file name"
+        )
+    refuse(
+        {"workflow": WF, "images": [{"name": "a.gif", "image": png_b64()}]}, ".png .jpg .jpeg .webp"
+    )
+    refuse({"workflow": WF, "images": [{"name": "a.png", "image": "!!!"}]}, "not valid base64")
+    txt = base64.b64encode(b"hello world, not an image").decode()
+    refuse({"workflow": WF, "images": [{"name": "a.png", "image": txt}]}, "not a PNG, JPEG or WebP")
+    refuse({"workflow": WF, "images": [{"name": "a.jpg", "image": png_b64()}]}, "content is png")
+    two = [{"name": "a.png", "image": png_b64()}] * 2
+    refuse({"workflow": WF, "images": two}, "duplicate")
+    refuse({"workflow": WF, "comfy_org_api_key": 5}, "comfy_org_api_key: must be a string")
+
+
+def test_limits_count_size_and_decompression_bomb():
+    s = Settings(max_images=1, max_image_bytes=2000, max_image_pixels=10_000)
+    imgs = [{"name": f"{i}.png", "image": png_b64()} for i in range(2)]
+    with pytest.raises(InputError, match="at most 1 \\(MAX_IMAGES\\)"):
+        parse_job_input({"workflow": WF, "images": imgs}, s)
+    from PIL import Image
+
+    big = io.BytesIO()
+    Image.new("RGB", (300, 300)).save(big, format="PNG")  # small file, 90k pixels
+    b = base64.b64encode(big.getvalue()).decode()
+    with pytest.raises(InputError, match="pixels"):
+        parse_job_input({"workflow": WF, "images": [{"name": "b.png", "image": b}]}, s)
+    noisy = base64.b64encode(bytes(range(256)) * 20).decode()
+    with pytest.raises(InputError, match="MAX_IMAGE_BYTES"):
+        parse_job_input({"workflow": WF, "images": [{"name": "c.png", "image": noisy}]}, s)
+
+
+def test_api_key_from_input_overrides_env_and_is_masked():
+    s = Settings(comfy_org_api_key=Secret("env-key"))
+    assert parse_job_input({"workflow": WF}, s).comfy_org_api_key.value == "env-key"
+    r = parse_job_input({"workflow": WF, "comfy_org_api_key": "job-key"}, s)
+    assert r.comfy_org_api_key.value == "job-key" and "job-key" not in repr(r)
+
+
+# -- node errors -----------------------------------------------------------------------------
+def test_node_errors_one_line_each_and_missing_model_lists_files(tmp_path):
+    from tests.helpers import RECORDINGS
+
+    rec = json.loads((RECORDINGS / "invalid_prompts.json").read_text())
+    bodies = [
+        e["json"]
+        for e in rec["events"]
+        if isinstance(e.get("json"), dict) and e["json"].get("node_errors")
+    ]
+    lines = [line for b in bodies for line in format_node_errors(b["node_errors"])]
+    assert any(
+        "node 2 (VAELoader) input 'vae_name': 'no_such_vae.safetensors' is not available; files "
+        "that exist: wan2.2_vae.safetensors, wan_2.1_vae.safetensors, pixel_space" in line
+        for line in lines
+    ), lines
+    assert "node 2 (SaveImage) input 'images': Required input is missing" in lines
+
+
+# -- outputs ---------------------------------------------------------------------------------
+def test_collect_every_kind_dedupes_and_skips_temp():
+    def f(name, sub="", t="output"):
+        return {"filename": name, "subfolder": sub, "type": t}
+
+    outputs = {
+        "9": {"images": [f("w_00001_.mp4", "video")], "animated": [True]},
+        "10": {"images": [f("p.png"), f("ComfyUI_temp_x.png", t="temp")]},
+        "11": {"gifs": [{**f("vhs_00001.mp4"), "format": "video/h264-mp4"}]},
+        "12": {"audio": [f("a.flac", "audio")]},
+        "13": {"images": [f("anim.webp")], "animated": [True]},
+        "14": {"images": [f("p.png")]},
+        "15": {"text": ["hello"]},
+    }
+    got = [(f.node_id, f.filename, f.kind, f.mime) for f in collect(outputs)]
+    assert got == [
+        ("9", "w_00001_.mp4", "video", "video/mp4"),
+        ("10", "p.png", "image", "image/png"),
+        ("11", "vhs_00001.mp4", "video", "video/mp4"),
+        ("12", "a.flac", "audio", "audio/flac"),
+        ("13", "anim.webp", "animation", "image/webp"),
+    ]
+
+
+# -- progress --------------------------------------------------------------------------------
+def test_progress_shape_throttle_and_quiet():
+    posts = []
+    now = [0.0]
+    rep = ProgressReporter(
+        {"id": "j"}, True, 1.0, 0.3, post=lambda j, p: posts.append(p), clock=lambda: now[0]
+    )
+    rep.update(stage="starting", nodes_total=10)
+    rep.update(stage="loading")  # stage change: posted
+    now[0] = 0.5
+    rep.update(nodes_done=3)  # throttled
+    now[0] = 1.6
+    rep.update(stage="sampling", node="81", node_type="KSamplerAdvanced", step=1, steps=2)
+    assert [p["stage"] for p in posts] == ["starting", "loading", "sampling"]
+    assert set(posts[-1]) == set(Progress().to_dict()) == {
+        "stage", "node", "node_type", "step", "steps", "nodes_done", "nodes_total", "percent",
+        "elapsed_s", "queue_position",
+    }  # fmt: skip
+    assert posts[-1]["percent"] == 35.0 and posts[-1]["elapsed_s"] == 1.6
+    rep.finish()
+    rep.update(stage="saving")
+    assert len(posts) == 3
+    assert all(p["stage"] in STAGES for p in posts)
+    assert stage_for("KSamplerAdvanced", "loading") == "sampling"
+    assert stage_for("VAEDecode", "sampling") == "decoding"
+    assert stage_for("SaveVideo", "decoding") == "saving"
+    assert stage_for("UNETLoader", "starting") == "loading"
+
+
+# -- delivery helpers ------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 3 * (1 << 20) + 1, 7 * (1 << 20) + 2])
+def test_b64_file_matches_base64(tmp_path, n):
+    import os
+
+    p = tmp_path / "f.bin"
+    data = os.urandom(n)
+    p.write_bytes(data)
+    assert b64_file(p, n) == base64.b64encode(data).decode()
+
+
+def test_too_large_message_says_how_to_enable_s3():
+    msg = too_large_message(26_700_000, 20_000_000)
+    assert "26.7 MB" in msg and "BUCKET_ENDPOINT_URL" in msg and "BUCKET_NAME" in msg
