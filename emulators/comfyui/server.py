@@ -83,9 +83,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse()
     await ws.prepare(request)
     sid = request.rel_url.query.get("clientId", "") or uuid.uuid4().hex
-    old = st.hub.clients.pop(sid, None)
-    if old is not None and not old.ws.closed:
-        await old.ws.close()
+    # Like ComfyUI: a reused clientId replaces the old socket in the table without closing it,
+    # and whichever socket of that id ends first unregisters the id (see the finally below).
+    st.hub.clients.pop(sid, None)
     client = Client(ws)
     st.hub.clients[sid] = client
     try:
@@ -113,11 +113,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 continue
             if first and isinstance(data, dict) and data.get("type") == "feature_flags":
                 client.feature_flags = data.get("data") or {}
-                st.hub.send("feature_flags", dict(FEATURES), sid)
+                await st.hub.send_to(
+                    sid,
+                    client,
+                    json.dumps({"type": "feature_flags", "data": FEATURES}),
+                    "feature_flags",
+                )
             first = False
     finally:
-        if st.hub.clients.get(sid) is client:
-            del st.hub.clients[sid]
+        st.hub.clients.pop(sid, None)
     return ws
 
 

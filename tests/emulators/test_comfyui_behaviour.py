@@ -357,3 +357,21 @@ def test_malformed_prompts_fail_like_comfyui(comfy: Comfy, prompt: Any, status: 
         assert r.text == "500 Internal Server Error\n\nServer got itself in trouble"
     else:
         assert r.json()["error"]["type"] in ("invalid_prompt", "prompt_outputs_failed_validation")
+
+
+def test_stale_socket_with_same_client_id_unregisters_the_new_one(comfy: Comfy) -> None:
+    """ComfyUI's quirk: a second socket with the same clientId replaces the first in its table
+    without closing it; when the first one closes, the id is removed and the second socket gets
+    nothing more. Clients must close the old socket before reconnecting."""
+    cid = uuid.uuid4().hex
+    old = comfy.connect(cid)
+    old.recv()
+    with comfy.connect(cid) as new:
+        new.recv()
+        old.close()
+        time.sleep(0.2)
+        pid = comfy.queue_prompt(recording("image_success")["workflow"], cid)["prompt_id"]
+        wait_history(comfy, pid)
+        new.ws.settimeout(0.3)
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            new.recv()
