@@ -375,3 +375,22 @@ def test_stale_socket_with_same_client_id_unregisters_the_new_one(comfy: Comfy) 
         new.ws.settimeout(0.3)
         with pytest.raises(websocket.WebSocketTimeoutException):
             new.recv()
+
+
+def test_in_process_emulator_thread(tmp_path: Path) -> None:
+    from emulators.comfyui import EmulatorConfig, EmulatorThread
+
+    config = EmulatorConfig(output_directory=tmp_path / "out", step_delay=0)
+    with EmulatorThread(config) as emu:
+        c = Comfy(emu.base_url)
+        assert c.get("/system_stats").json()["system"]["comfyui_version"] == "0.3.64"
+        emu.set(error_at_node="2")
+        assert c.get("/emulator/config").json()["error_at_node"] == "2"
+        emu.set(error_at_node=None)
+        with c.connect() as sock:
+            sock.recv()
+            pid = c.queue_prompt(recording("image_success")["workflow"], sock.client_id)
+            sock.until_done(pid["prompt_id"])
+        assert list((tmp_path / "out" / "acceptance").glob("image_*_.png"))
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", emu.port)) != 0  # stopped and unbound
