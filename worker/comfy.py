@@ -151,7 +151,7 @@ class ComfyClient:
             await asyncio.sleep(self.s.ready_interval_s)
 
     async def upload(self, image: ImageInput) -> str:
-        form = aiohttp.FormData()
+        form = aiohttp.FormData(quote_fields=False)  # names are validated: no quotes
         form.add_field("image", image.data, filename=image.name, content_type=image.mime)
         form.add_field("overwrite", "true")
         form.add_field("type", "input")

@@ -1,0 +1,314 @@
+"""The real handler against the real ComfyUI emulator (a subprocess): success paths and every
+failure the worker must turn into one clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import time
+
+import av
+import pytest
+
+from tests.worker.conftest import (
+    Comfy,
+    get_json,
+    load_workflow,
+    png_b64,
+    run,
+    with_seed,
+)
+from worker.handler import make_handler
+
+T2V = load_workflow("wan22_t2v_14B_lightx2v")
+I2V = load_workflow("wan22_i2v_14B_lightx2v")
+
+
+def decode_mp4(data: bytes) -> tuple[int, int, int]:
+    with av.open(io.BytesIO(data)) as c:
+        frames = list(c.decode(video=0))
+        return len(frames), frames[0].width, frames[0].height
+
+
+def test_t2v_job_returns_a_decodable_mp4_and_cleans_up(emu: Comfy):
+    h = make_handler(emu.settings())
+    out = run(h, {"id": "t2v-1", "input": {"workflow": with_seed(T2V, 11)}})
+    assert "error" not in out, out
+    [item] = out["images"]
+    assert item["type"] == "base64" and item["kind"] == "video" and item["mime"] == "video/mp4"
+    assert item["node_id"] == "80" and item["subfolder"] == "video"
+    assert item["filename"].endswith(".mp4")
+    data = base64.b64decode(item["data"])
+    assert len(data) == item["size"]
+    frames, w, h_ = decode_mp4(data)
+    assert frames == 81 and w > 0 and h_ > 0
+    assert out["comfyui"]["version"] and out["comfyui"]["prompt_id"]
+    t = out["timings"]
+    assert t["execution_ms"] >= 0 and t["end_detect_ms"] < 1000
+    # outputs and the history entry were removed after delivery
+    assert not list(emu.output.rglob("*.mp4"))
+    assert get_json(f"{emu.url}/history/{out['comfyui']['prompt_id']}") == {}
+
+
+def test_i2v_job_uploads_the_image_with_its_real_content_type(emu: Comfy):
+    wf = with_seed(I2V, 12)
+    wf["97"]["inputs"]["image"] = "start frame.jpg"
+    h = make_handler(emu.settings())
+    job = {"workflow": wf, "images": [{"name": "start frame.jpg", "image": png_b64(fmt="JPEG")}]}
+    out = run(h, {"id": "i2v-1", "input": job})
+    assert "error" not in out, out
+    assert out["images"][0]["kind"] == "video"
+    assert decode_mp4(base64.b64decode(out["images"][0]["data"]))[0] == 81
+    assert not (emu.input / "start frame.jpg").exists()  # job input deleted after the job
+
+
+def test_image_referenced_but_not_uploaded_is_rejected_by_comfyui(emu: Comfy):
+    out = run(make_handler(emu.settings()), {"id": "x", "input": {"workflow": I2V}})
+    assert out["error"].startswith("workflow rejected by ComfyUI")
+    assert any("node 97 (LoadImage)" in d for d in out["details"])
+
+
+def test_invalid_input_is_refused_before_comfyui(emu: Comfy):
+    out = run(make_handler(emu.settings()), {"id": "x", "input": {"workflow": {"1": {}}}})
+    assert out == {"error": "invalid input: workflow['1'].class_type: is missing or not a string; "
+                            "allowed: a node class"}  # fmt: skip
+
+
+def test_invalid_workflow_gives_one_line_per_node_error(emu: Comfy):
+    wf = with_seed(T2V, 13)
+    wf["74"]["inputs"]["width"] = 0
+    wf["81"]["inputs"]["sampler_name"] = "nope"
+    out = run(make_handler(emu.settings()), {"id": "x", "input": {"workflow": wf}})
+    assert isinstance(out["error"], str)
+    assert out["error"].startswith("workflow rejected by ComfyUI: Prompt outputs failed validation")
+    assert len(out["details"]) == 2, out
+    assert any(
+        d.startswith("node 74 (EmptyHunyuanLatentVideo) input 'width'") for d in out["details"]
+    )
+    assert any("node 81 (KSamplerAdvanced) input 'sampler_name': 'nope' is not available" in d
+               for d in out["details"])  # fmt: skip
+
+
+def test_missing_model_lists_the_files_that_exist(emu: Comfy):
+    wf = with_seed(T2V, 14)
+    wf["75"]["inputs"]["unet_name"] = "wan2.2_t2v_high_noise_14B_fp16.safetensors"
+    out = run(make_handler(emu.settings()), {"id": "x", "input": {"workflow": wf}})
+    [line] = [d for d in out["details"] if "node 75" in d]
+    assert "'wan2.2_t2v_high_noise_14B_fp16.safetensors' is not available" in line
+    assert (
+        "files that exist: " in line and "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors" in line
+    )
+    assert "wan2.2_t2v_high_noise_14B_fp8_scaled" in out["error"]
+
+
+def test_partially_valid_workflow_is_not_silent(emu: Comfy):
+    wf = with_seed(T2V, 15)
+    wf["999"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "broken"}}
+    out = run(make_handler(emu.settings()), {"id": "x", "input": {"workflow": wf}})
+    assert "error" not in out, out
+    assert len(out["images"]) == 1
+    assert (
+        "dropped invalid nodes" in out["errors"][0] and "node 999 (SaveImage)" in out["errors"][0]
+    )
+
+
+def test_execution_error_names_the_node_and_exception(emu: Comfy):
+    emu.knobs(error_at_node="87")
+    out = run(make_handler(emu.settings()), {"id": "x", "input": {"workflow": with_seed(T2V, 16)}})
+    assert out["error"].startswith("workflow execution failed: node 87 (VAEDecode) raised ")
+    assert out["details"]
+    assert get_json(emu.url + "/queue") == {"queue_running": [], "queue_pending": []}
+
+
+def test_cancel_interrupts_comfyui_and_clears_the_queue(emu: Comfy):
+    emu.knobs(step_delay=0.5)
+    h = make_handler(emu.settings())
+
+    async def scenario():
+        task = asyncio.create_task(h({"id": "c1", "input": {"workflow": with_seed(T2V, 17)}}))
+        prompt_id = None
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            q = await asyncio.to_thread(get_json, emu.url + "/queue")
+            if q["queue_running"]:
+                prompt_id = q["queue_running"][0][1]
+                break
+        assert prompt_id, "the job never started running"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return prompt_id
+
+    t0 = time.monotonic()
+    prompt_id = asyncio.run(scenario())
+    assert time.monotonic() - t0 < 5
+    for _ in range(100):
+        q = get_json(emu.url + "/queue")
+        hist = get_json(f"{emu.url}/history/{prompt_id}")
+        if not q["queue_running"] and hist:
+            break
+        time.sleep(0.05)
+    assert q == {"queue_running": [], "queue_pending": []}
+    msgs = [m[0] for m in hist[prompt_id]["status"]["messages"]]
+    assert msgs[-1] == "execution_interrupted"
+
+
+def test_cancel_while_pending_removes_the_prompt_from_the_queue(emu: Comfy):
+    emu.knobs(step_delay=0.3)
+    h = make_handler(emu.settings())
+
+    async def scenario():
+        first = asyncio.create_task(h({"id": "a", "input": {"workflow": with_seed(T2V, 18)}}))
+        await asyncio.sleep(0.3)
+        second = asyncio.create_task(h({"id": "b", "input": {"workflow": with_seed(T2V, 19)}}))
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            q = await asyncio.to_thread(get_json, emu.url + "/queue")
+            if q["queue_pending"]:
+                break
+        assert q["queue_pending"], q
+        pending_id = q["queue_pending"][0][1]
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        q2 = await asyncio.to_thread(get_json, emu.url + "/queue")
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return pending_id, q2
+
+    pending_id, q2 = asyncio.run(scenario())
+    assert pending_id not in [p[1] for p in q2["queue_pending"]]
+
+
+def test_handler_timeout_interrupts_and_fails_clearly(emu: Comfy):
+    emu.knobs(step_delay=1.0)
+    h = make_handler(emu.settings(JOB_TIMEOUT_S="0.8"))
+    t0 = time.monotonic()
+    out = run(h, {"id": "x", "input": {"workflow": with_seed(T2V, 20)}})
+    assert time.monotonic() - t0 < 4
+    assert out["error"].startswith("job timed out: no result after 0.8 s (JOB_TIMEOUT_S)")
+    for _ in range(60):
+        if get_json(emu.url + "/queue")["queue_running"] == []:
+            break
+        time.sleep(0.05)
+    assert get_json(emu.url + "/queue") == {"queue_running": [], "queue_pending": []}
+
+
+DROPS = {
+    "early": ({"ws_drop_after": 6}, 1),
+    "after_output": ({"ws_drop_after_type": "executed"}, 1),  # the end arrives during the drop
+    "every_progress_state": ({"ws_drop_after_type": "progress_state"}, 2),
+    "after_success": ({"ws_drop_after_type": "execution_success"}, 0),  # end already seen
+}
+
+
+@pytest.mark.parametrize("case", DROPS)
+def test_websocket_drops_before_and_at_completion(emu: Comfy, case):
+    knobs, min_reconnects = DROPS[case]
+    emu.knobs(**knobs)
+    t0 = time.monotonic()
+    out = run(make_handler(emu.settings()), {"id": "d", "input": {"workflow": with_seed(T2V, 21)}})
+    assert "error" not in out, out
+    assert time.monotonic() - t0 < 5
+    assert out["timings"]["ws_reconnects"] >= min_reconnects
+    [item] = out["images"]
+    assert item["kind"] == "video" and decode_mp4(base64.b64decode(item["data"]))[0] == 81
+
+
+def test_comfyui_crash_mid_job_fails_fast_and_clearly(own_comfy: Comfy):
+    own_comfy.knobs(crash_at_node="81", step_delay=0.005)
+    h = make_handler(own_comfy.settings(WEBSOCKET_RECONNECT_DELAY_S="3"))
+    t0 = time.monotonic()
+    out = run(h, {"id": "x", "input": {"workflow": with_seed(T2V, 22)}})
+    took = time.monotonic() - t0
+    assert out["error"].startswith("ComfyUI stopped during the job: the ComfyUI process exited")
+    assert took < 2, took
+
+
+def test_crash_without_pid_file_gives_connection_lost(own_comfy: Comfy):
+    own_comfy.knobs(crash_at_node="81")
+    h = make_handler(own_comfy.settings(COMFY_PID_FILE="", WEBSOCKET_RECONNECT_DELAY_S="0.05"))
+    out = run(h, {"id": "x", "input": {"workflow": with_seed(T2V, 23)}})
+    assert out["error"].startswith("lost connection to ComfyUI: the websocket to 127.0.0.1:")
+    assert "3 reconnect attempts failed" in out["error"]
+
+
+def test_slow_start_is_waited_for(tmp_path):
+    c = Comfy(tmp_path / "slow", ["--startup-delay", "1.0"], wait=False)
+    try:
+        t0 = time.monotonic()
+        out = run(
+            make_handler(c.settings()), {"id": "s", "input": {"workflow": with_seed(T2V, 24)}}
+        )
+        assert "error" not in out, out
+        assert out["timings"]["wait_ready_ms"] >= 500
+        assert time.monotonic() - t0 < 10
+    finally:
+        c.stop()
+
+
+def test_comfyui_never_up_fails_with_deadline(tmp_path):
+    from tests.helpers import free_port
+    from worker.settings import Settings
+
+    s = Settings.from_env({"COMFY_HOST": f"127.0.0.1:{free_port()}", "COMFY_READY_TIMEOUT_S": "0.5",
+                           "COMFY_PID_FILE": ""})  # fmt: skip
+    out = run(make_handler(s), {"id": "x", "input": {"workflow": T2V}})
+    assert out["error"].startswith("ComfyUI unavailable: ComfyUI at 127.0.0.1:")
+    assert "within 0.5 s (COMFY_READY_TIMEOUT_S)" in out["error"]
+    dead = tmp_path / "pid"
+    dead.write_text("999999999")
+    s2 = s.replace(ready_timeout_s=30.0, comfy_pid_file=str(dead))
+    t0 = time.monotonic()
+    out = run(make_handler(s2), {"id": "x", "input": {"workflow": T2V}})
+    assert "its process (pid file" in out["error"] and time.monotonic() - t0 < 2
+
+
+def test_oversized_result_without_s3_fails_before_posting(emu: Comfy):
+    emu.knobs(output_bytes=3_000_000)
+    h = make_handler(emu.settings(RESULT_MAX_BYTES="2000000"))
+    out = run(h, {"id": "big", "input": {"workflow": with_seed(T2V, 25)}})
+    assert out["error"].startswith("result too large: the outputs would make a 4.0 MB result")
+    assert "BUCKET_ENDPOINT_URL" in out["error"] and "images" not in out
+    assert not list(emu.output.rglob("*.mp4"))  # cleaned up anyway
+
+
+def test_outputs_fetched_over_http_when_folder_not_shared(emu: Comfy):
+    h = make_handler(emu.settings(COMFY_OUTPUT_DIR="", COMFY_INPUT_DIR=""))
+    out = run(h, {"id": "v", "input": {"workflow": with_seed(T2V, 26)}})
+    assert "error" not in out, out
+    assert decode_mp4(base64.b64decode(out["images"][0]["data"]))[0] == 81
+
+
+def test_s3_delivery_against_moto(emu: Comfy, s3_server):
+    import boto3
+    import requests
+
+    env = dict(
+        BUCKET_ENDPOINT_URL=s3_server.base_url,
+        BUCKET_ACCESS_KEY_ID="AKIDTESTKEY",
+        BUCKET_SECRET_ACCESS_KEY="test-secret-key",
+        BUCKET_NAME="wanpod-out",
+        BUCKET_PREFIX="renders",
+    )
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_server.base_url, aws_access_key_id="a", aws_secret_access_key="b",
+        region_name="us-east-1",
+    )  # fmt: skip
+    s3.create_bucket(Bucket="wanpod-out")
+    emu.knobs(output_bytes=2_000_000)
+    h = make_handler(emu.settings(**env, RESULT_MAX_BYTES="1000"))
+    out = run(h, {"id": "job-s3", "input": {"workflow": with_seed(T2V, 27)}})
+    assert "error" not in out, out
+    [item] = out["images"]
+    assert item["type"] == "s3_url" and item["mime"] == "video/mp4" and item["kind"] == "video"
+    url = item["data"]
+    assert f"/wanpod-out/renders/job-s3/{item['filename']}?" in url
+    assert "test-secret-key" not in json.dumps(out)
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "video/mp4"
+    assert len(r.content) == item["size"] >= 2_000_000
+    assert decode_mp4(r.content)[0] == 81
