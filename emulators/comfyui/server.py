@@ -10,10 +10,8 @@ Emulator only: GET/POST /emulator/config (the fault knobs, see config.py).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import mimetypes
 import os
 import sys
 import uuid
@@ -23,9 +21,10 @@ from typing import Any
 from aiohttp import web
 
 from .config import ConfigError, EmulatorConfig
-from .executor import Executor, PromptQueue, QueueItem
-from .hub import Client, Hub
-from .schema import Schema, load_schema_file
+from .files import upload_image, view
+from .hub import Client
+from .prompt_queue import QueueItem
+from .state import STATE, State, get_state
 from .validation import validate_prompt
 
 log = logging.getLogger("emulators.comfyui")
@@ -54,32 +53,10 @@ MODEL_FOLDERS = [
     "model_patches",
     "audio_encoders",
 ]
-STATE = web.AppKey("comfy_state", object)
-
-
-class State:
-    def __init__(self, config: EmulatorConfig) -> None:
-        self.config = config
-        self.schema = Schema(load_schema_file(config.schema_path), config.input_directory)
-        self.hub = Hub(config)
-        self.queue = PromptQueue(self.hub)
-        self.executor = Executor(config, self.schema, self.hub, self.queue)
-        self.number = 0
-
-    def dir_by_type(self, typ: str | None) -> Path | None:
-        return {
-            "input": self.config.input_directory,
-            "output": self.config.output_directory,
-            "temp": self.config.temp_directory,
-        }.get(typ or "input")
-
-
-def _state(request: web.Request) -> State:
-    return request.app[STATE]  # type: ignore[return-value]
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    st = _state(request)
+    st = get_state(request)
     ws = web.WebSocketResponse()
     await ws.prepare(request)
     sid = request.rel_url.query.get("clientId", "") or uuid.uuid4().hex
@@ -135,7 +112,7 @@ def server_error() -> web.Response:
 
 
 async def post_prompt(request: web.Request) -> web.Response:
-    st = _state(request)
+    st = get_state(request)
     try:
         body = await request.json()
     except ValueError:
@@ -183,16 +160,16 @@ async def post_prompt(request: web.Request) -> web.Response:
 
 
 async def get_prompt(request: web.Request) -> web.Response:
-    return web.json_response(_state(request).queue.status())
+    return web.json_response(get_state(request).queue.status())
 
 
 async def get_queue(request: web.Request) -> web.Response:
-    running, pending = _state(request).queue.queue_lists()
+    running, pending = get_state(request).queue.queue_lists()
     return web.json_response({"queue_running": running, "queue_pending": pending})
 
 
 async def post_queue(request: web.Request) -> web.Response:
-    st = _state(request)
+    st = get_state(request)
     body = await _json_or_empty(request)
     if body.get("clear"):
         st.queue.wipe()
@@ -210,7 +187,7 @@ async def _json_or_empty(request: web.Request) -> dict[str, Any]:
 
 
 async def post_interrupt(request: web.Request) -> web.Response:
-    st = _state(request)
+    st = get_state(request)
     body = await _json_or_empty(request)
     pid = body.get("prompt_id")
     if pid:
@@ -224,7 +201,7 @@ async def post_interrupt(request: web.Request) -> web.Response:
 
 
 async def post_free(request: web.Request) -> web.Response:
-    st = _state(request)
+    st = get_state(request)
     body = await _json_or_empty(request)
     if body.get("free_memory"):
         st.executor.free()
@@ -232,7 +209,7 @@ async def post_free(request: web.Request) -> web.Response:
 
 
 async def get_history(request: web.Request) -> web.Response:
-    st = _state(request)
+    st = get_state(request)
     q = request.rel_url.query
     max_items = int(q["max_items"]) if "max_items" in q else None
     offset = int(q["offset"]) if "offset" in q else -1
@@ -249,7 +226,7 @@ async def get_history(request: web.Request) -> web.Response:
 
 
 async def get_history_id(request: web.Request) -> web.Response:
-    st = _state(request)
+    st = get_state(request)
     pid = request.match_info["prompt_id"]
     if pid in st.queue.history:
         return web.json_response({pid: st.queue.history[pid]})
@@ -257,7 +234,7 @@ async def get_history_id(request: web.Request) -> web.Response:
 
 
 async def post_history(request: web.Request) -> web.Response:
-    st = _state(request)
+    st = get_state(request)
     body = await _json_or_empty(request)
     if body.get("clear"):
         st.queue.history.clear()
@@ -266,113 +243,18 @@ async def post_history(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-def _inside(base: Path, path: Path) -> bool:
-    return os.path.commonpath((str(base), str(path))) == str(base)
-
-
-async def view(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
-    q = request.rel_url.query
-    if "filename" not in q:
-        return web.Response(status=404)
-    filename = q["filename"]
-    base: Path | None = None
-    for typ in ("output", "input", "temp"):
-        if filename.endswith(f" [{typ}]"):
-            filename, base = filename[: -len(typ) - 3], st.dir_by_type(typ)
-    if not filename or filename[0] == "/" or ".." in filename:
-        return web.Response(status=400)
-    if base is None:
-        base = st.dir_by_type(q.get("type", "output"))
-    if base is None:
-        return web.Response(status=400)
-    if "subfolder" in q:
-        full = Path(os.path.abspath(base / q["subfolder"]))
-        if not _inside(base, full):
-            return web.Response(status=403)
-        base = full
-    filename = os.path.basename(filename)
-    path = base / filename
-    if not path.is_file():
-        return web.Response(status=404)
-    disposition = {"Content-Disposition": f'filename="{filename}"'}
-    if "preview" in q:
-        return _preview(path, q, disposition)
-    ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-    if ctype in {
-        "text/html",
-        "text/html-sandboxed",
-        "application/xhtml+xml",
-        "text/javascript",
-        "text/css",
-    }:
-        ctype = "application/octet-stream"
-    return web.FileResponse(path, headers={**disposition, "Content-Type": ctype})
-
-
-def _preview(path: Path, q: Any, headers: dict[str, str]) -> web.Response:
-    import io
-
-    from PIL import Image
-
-    info = q["preview"].split(";")
-    fmt = info[0] if info[0] in ("webp", "jpeg") and "a" not in q.get("channel", "") else "webp"
-    quality = int(info[-1]) if info[-1].isdigit() else 90
-    with Image.open(path) as img:
-        if fmt == "jpeg" or q.get("channel", "") == "rgb":
-            img = img.convert("RGB")
-        buf = io.BytesIO()
-        img.save(buf, format=fmt, quality=quality)
-    return web.Response(body=buf.getvalue(), content_type=f"image/{fmt}", headers=headers)
-
-
-async def upload_image(request: web.Request) -> web.Response:
-    st = _state(request)
-    post = await request.post()
-    image = post.get("image")
-    overwrite = post.get("overwrite")
-    upload_dir = st.dir_by_type(post.get("type") or None)  # type: ignore[arg-type]
-    typ = post.get("type") or "input"
-    if upload_dir is None or image is None or not hasattr(image, "file"):
-        return web.Response(status=400)
-    filename = image.filename
-    if not filename:
-        return web.Response(status=400)
-    subfolder = str(post.get("subfolder", ""))
-    folder = Path(os.path.join(upload_dir, os.path.normpath(subfolder)))
-    filepath = Path(os.path.abspath(folder / filename))
-    if not _inside(upload_dir, filepath):
-        return web.Response(status=400)
-    data = image.file.read()
-    folder.mkdir(parents=True, exist_ok=True)
-    stem, ext = os.path.splitext(filename)
-    duplicate = False
-    if overwrite not in ("true", "1"):
-        i = 1
-        while filepath.exists():
-            if hashlib.sha256(filepath.read_bytes()).digest() == hashlib.sha256(data).digest():
-                duplicate = True
-                break
-            filename = f"{stem} ({i}){ext}"
-            filepath = folder / filename
-            i += 1
-    if not duplicate:
-        filepath.write_bytes(data)
-    return web.json_response({"name": filename, "subfolder": subfolder, "type": typ})
-
-
 async def object_info(request: web.Request) -> web.Response:
-    return web.json_response(_state(request).schema.object_info())
+    return web.json_response(get_state(request).schema.object_info())
 
 
 async def object_info_node(request: web.Request) -> web.Response:
-    st = _state(request)
+    st = get_state(request)
     name = request.match_info["node_class"]
     return web.json_response({name: st.schema.node_info(name)} if st.schema.has(name) else {})
 
 
 async def system_stats(request: web.Request) -> web.Response:
-    st = _state(request)
+    st = get_state(request)
     total, free = _memory()
     return web.json_response(
         {
@@ -427,7 +309,7 @@ async def models_folder(request: web.Request) -> web.Response:
     folder = request.match_info["folder"]
     if folder not in MODEL_FOLDERS:
         return web.Response(status=404)
-    return web.json_response(_state(request).schema.model_lists().get(folder, []))
+    return web.json_response(get_state(request).schema.model_lists().get(folder, []))
 
 
 async def embeddings(request: web.Request) -> web.Response:
@@ -439,11 +321,11 @@ async def extensions(request: web.Request) -> web.Response:
 
 
 async def get_config(request: web.Request) -> web.Response:
-    return web.json_response(_state(request).config.knobs())
+    return web.json_response(get_state(request).config.knobs())
 
 
 async def post_config(request: web.Request) -> web.Response:
-    st = _state(request)
+    st = get_state(request)
     try:
         body = await request.json()
         if not isinstance(body, dict):

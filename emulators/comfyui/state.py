@@ -1,0 +1,36 @@
+"""The emulator's shared state (config, schema, hub, queue, executor), one per aiohttp app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from .config import EmulatorConfig
+from .executor import Executor
+from .hub import Hub
+from .prompt_queue import PromptQueue
+from .schema import Schema, load_schema_file
+
+STATE: web.AppKey[State] = web.AppKey("comfy_state")
+
+
+class State:
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.schema = Schema(load_schema_file(config.schema_path), config.input_directory)
+        self.hub = Hub(config)
+        self.queue = PromptQueue(self.hub)
+        self.executor = Executor(config, self.schema, self.hub, self.queue)
+        self.number = 0
+
+    def dir_by_type(self, typ: str | None) -> Path | None:
+        return {
+            "input": self.config.input_directory,
+            "output": self.config.output_directory,
+            "temp": self.config.temp_directory,
+        }.get(typ or "input")
+
+
+def get_state(request: web.Request) -> State:
+    return request.app[STATE]
