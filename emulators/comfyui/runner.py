@@ -11,6 +11,8 @@ thread with its own event loop:
         emu.set(error_at_node="9")   # same as POST /emulator/config
 
 `emu.config` is the live config object (knob changes apply at once); `emu.ws_url(client_id)`.
+`startup_delay` delays the bind here too (`start(wait=False)` returns at once). Never use
+`crash_at_node` in process: it exits the whole process, test runner included.
 """
 
 from __future__ import annotations
@@ -80,14 +82,19 @@ class EmulatorThread:
     def set(self, **knobs: Any) -> dict[str, Any]:
         return self.config.update(knobs)
 
-    def start(self) -> EmulatorThread:
+    def start(self, wait: bool = True) -> EmulatorThread:
+        """Start serving; with `wait`, return once the port is bound (after startup_delay)."""
         self._thread = threading.Thread(target=self._run, name="comfyui-emulator", daemon=True)
         self._thread.start()
-        if not self._ready.wait(30):
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        if not self._ready.wait(timeout + self.config.startup_delay):
             raise RuntimeError("ComfyUI emulator did not start within 30 s")
         if self._error is not None:
             raise RuntimeError(f"ComfyUI emulator failed to start: {self._error!r}")
-        return self
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -102,6 +109,8 @@ class EmulatorThread:
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
+        if self.config.startup_delay:
+            await asyncio.sleep(self.config.startup_delay)
         self.app = create_app(self.config)
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
