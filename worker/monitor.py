@@ -118,7 +118,8 @@ class Watcher:
             done = {k for k, v in nodes.items() if (v or {}).get("state") == "finished"}
             self.finished_nodes.update(done)
             if len(self.finished_nodes) != self.progress.state.nodes_done:
-                self.progress.update(nodes_done=len(self.finished_nodes))
+                # a finished node's steps are part of nodes_done now
+                self.progress.update(nodes_done=len(self.finished_nodes), step=None, steps=None)
         elif mtype == "executed" and data.get("prompt_id") == self.prompt_id:
             node = str(data.get("node"))
             out = data.get("output") or {}
