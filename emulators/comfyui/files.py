@@ -3,7 +3,8 @@
 /view: `filename` (optionally annotated " [output]"), `type` (default output), `subfolder`;
 a name with `..` or starting with `/` → 400, a subfolder outside the folder → 403, a missing file →
 404 with an empty body; the bytes with `Content-Type` from the extension and
-`Content-Disposition: filename="<name>"`; `preview=webp;Q` / `jpeg;Q` re-encodes.
+`Content-Disposition: filename="<name>"`; `preview=webp;Q` / `jpeg;Q` re-encodes, `channel=rgb`/`a`
+gives the colour or alpha channel as PNG.
 /upload/image (multipart `image`, `overwrite`, `type`, `subfolder`): without overwrite a name clash
 becomes "name (1).ext" unless the bytes are identical (then the name is kept); a missing file, a
 `../` name or a subfolder outside the folder → 400 with an empty body; content is not checked.
@@ -56,6 +57,8 @@ async def view(request: web.Request) -> web.StreamResponse:
     disposition = {"Content-Disposition": f'filename="{filename}"'}
     if "preview" in q:
         return _preview(path, q, disposition)
+    if q.get("channel") in ("rgb", "a"):
+        return _channel(path, q["channel"], disposition)
     ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     if ctype in {
         "text/html",
@@ -113,3 +116,17 @@ async def upload_image(request: web.Request) -> web.Response:
     if not duplicate:
         filepath.write_bytes(data)
     return web.json_response({"name": filename, "subfolder": subfolder, "type": typ})
+
+
+def _channel(path: Path, channel: str, headers: dict[str, str]) -> web.Response:
+    """`channel=rgb`: the picture without alpha; `channel=a`: its alpha as an RGBA PNG."""
+    with Image.open(path) as img:
+        if channel == "rgb":
+            out = img.convert("RGB")
+        else:
+            alpha = img.getchannel("A") if img.mode == "RGBA" else Image.new("L", img.size, 255)
+            out = Image.new("RGBA", img.size)
+            out.putalpha(alpha)
+        buf = io.BytesIO()
+        out.save(buf, format="PNG")
+    return web.Response(body=buf.getvalue(), content_type="image/png", headers=headers)

@@ -394,3 +394,23 @@ def test_in_process_emulator_thread(tmp_path: Path) -> None:
         assert list((tmp_path / "out" / "acceptance").glob("image_*_.png"))
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", emu.port)) != 0  # stopped and unbound
+
+
+def test_view_channels_and_preview(comfy: Comfy) -> None:
+    name = f"rgba_{uuid.uuid4().hex[:6]}.png"
+    buf = io.BytesIO()
+    Image.new("RGBA", (6, 4), (10, 20, 30, 77)).save(buf, format="PNG")
+    assert comfy.upload(name, buf.getvalue()).ok
+    params = {"filename": name, "type": "input"}
+    with Image.open(
+        io.BytesIO(comfy.get("/view", params={**params, "channel": "rgb"}).content)
+    ) as im:
+        assert (im.mode, im.getpixel((0, 0))) == ("RGB", (10, 20, 30))
+    with Image.open(
+        io.BytesIO(comfy.get("/view", params={**params, "channel": "a"}).content)
+    ) as im:
+        assert im.getchannel("A").getpixel((0, 0)) == 77
+    r = comfy.get("/view", params={**params, "preview": "jpeg;80"})
+    assert r.headers["Content-Type"] == "image/jpeg" and r.content[:2] == b"\xff\xd8"
+    assert comfy.get("/view", params={"filename": "../x.png"}).status_code == 400
+    assert comfy.get("/view", params={"filename": "x.png", "subfolder": "../.."}).status_code == 403
