@@ -60,7 +60,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="scale encoded video to fit this side (0: full size)",
     )
     p.add_argument("--no-cache", action="store_true", help="disable the output cache")
-    p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument(
+        "--verbose",
+        "-v",
+        nargs="?",
+        const="DEBUG",
+        default=None,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="log level like ComfyUI's --verbose [LEVEL] (bare flag: DEBUG; default WARNING)",
+    )
     # accepted and ignored, so ComfyUI command lines work unchanged
     for flag in ("--cpu", "--disable-auto-launch", "--disable-metadata"):
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
@@ -72,7 +80,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=getattr(logging, args.verbose or "WARNING"),
         format="%(asctime)s comfyui-emulator %(levelname)s %(message)s",
     )
     try:
