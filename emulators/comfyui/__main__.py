@@ -18,7 +18,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m emulators.comfyui", description="Protocol-faithful ComfyUI 0.3.64 emulator."
     )
-    p.add_argument("--host", "--listen", dest="host", default="127.0.0.1")
+    p.add_argument(
+        "--host",
+        "--listen",
+        dest="host",
+        default="127.0.0.1",
+        nargs="?",
+        const="0.0.0.0",
+        help="address to bind (bare --listen: 0.0.0.0, like ComfyUI)",
+    )
     p.add_argument("--port", type=int, default=8188)
     p.add_argument(
         "--schema",
@@ -70,11 +78,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="log level like ComfyUI's --verbose [LEVEL] (bare flag: DEBUG; default WARNING)",
     )
     # accepted and ignored, so ComfyUI command lines work unchanged
-    for flag in ("--cpu", "--disable-auto-launch", "--disable-metadata"):
+    for flag in ("--cpu", "--disable-auto-launch", "--disable-metadata", "--log-stdout"):
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     for opt in ("--extra-model-paths-config", "--user-directory", "--database-url"):
         p.add_argument(opt, default=None, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args, unknown = p.parse_known_args(argv)
+    if unknown:  # other ComfyUI options (--preview-method auto, --highvram, ...) are ignored
+        print(f"comfyui emulator: ignoring options {unknown}", file=sys.stderr)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -414,3 +414,25 @@ def test_view_channels_and_preview(comfy: Comfy) -> None:
     assert r.headers["Content-Type"] == "image/jpeg" and r.content[:2] == b"\xff\xd8"
     assert comfy.get("/view", params={"filename": "../x.png"}).status_code == 400
     assert comfy.get("/view", params={"filename": "x.png", "subfolder": "../.."}).status_code == 403
+
+
+def test_cli_accepts_comfyui_command_lines() -> None:
+    from emulators.comfyui.__main__ import parse_args
+
+    args = parse_args(
+        [
+            "--disable-auto-launch",
+            "--disable-metadata",
+            "--listen",
+            "--verbose",
+            "INFO",
+            "--log-stdout",
+            "--port",
+            "8188",
+            "--preview-method",
+            "auto",
+        ]
+    )
+    assert (args.host, args.port, args.verbose) == ("0.0.0.0", 8188, "INFO")
+    args = parse_args(["--listen", "127.0.0.1", "--verbose", "--error-at-node", "9"])
+    assert (args.host, args.verbose, args.error_at_node) == ("127.0.0.1", "DEBUG", "9")
