@@ -1,0 +1,119 @@
+"""worker/start.sh against the emulator with a fake network volume, and the volume report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import yaml
+
+from tests.helpers import COMFY_FIXTURES, REPO, free_port
+from tests.worker.conftest import load_workflow, with_seed
+from worker.volume import DEFAULT_ROOTS, WAN22_FILES, render_yaml, scan
+
+START = REPO / "worker" / "start.sh"
+EMULATOR = f"{sys.executable} -m emulators.comfyui --step-delay 0.005 --no-cache"
+
+
+def fake_volume(root, misplaced: bool = False):
+    for name, folder in WAN22_FILES.items():
+        if misplaced and folder == "text_encoders":
+            folder = "checkpoints"
+        if misplaced and name.startswith("wan2.2_ti2v"):
+            continue
+        d = root / "models" / ("unet" if folder == "diffusion_models" and "i2v" in name else folder)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / name).write_bytes(b"")
+    (root / "models" / "loras" / "README.txt").write_text("not a model")
+    return root
+
+
+def start_env(tmp_path, volume, **extra):
+    port = free_port()
+    folders = tmp_path / "comfy"
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "WANPOD_PYTHON": sys.executable,
+        "COMFY_CMD": EMULATOR,
+        "COMFY_EXTRA_ARGS": f"--input-directory {folders}/in --output-directory {folders}/out "
+        f"--temp-directory {folders}/tmp",
+        "COMFY_HOST": f"127.0.0.1:{port}",
+        "COMFY_PID_FILE": str(tmp_path / "comfy.pid"),
+        "COMFY_OUTPUT_DIR": str(folders / "out"),
+        "WANPOD_VOLUME_PATHS": f"{tmp_path}/nothing-here:{volume}",
+        "COMFY_START_TIMEOUT_S": "30",
+        **extra,
+    }
+
+
+def test_volume_report_counts_and_warnings(tmp_path):
+    rep = scan(fake_volume(tmp_path / "vol", misplaced=True))
+    assert rep.counts["diffusion_models"] == 2 and rep.counts["unet"] == 2
+    assert rep.counts["loras"] == 4 and rep.counts["checkpoints"] == 1
+    text = "\n".join(rep.warnings)
+    assert "umt5_xxl_fp8_e4m3fn_scaled.safetensors is in models/checkpoints/ but" in text
+    assert "models/text_encoders/" in text
+    assert "diffusion_models/wan2.2_ti2v_5B_fp16.safetensors" in text and "missing" in text
+    assert "unet" not in text  # the legacy alias is accepted
+    assert scan(fake_volume(tmp_path / "ok")).warnings == []
+
+
+def test_shipped_yaml_lists_both_roots_and_the_wan_folders():
+    shipped = (REPO / "worker" / "extra_model_paths.yaml").read_text()
+    assert shipped == render_yaml(DEFAULT_ROOTS)
+    doc = yaml.safe_load(shipped)
+    assert [v["base_path"] for v in doc.values()] == list(DEFAULT_ROOTS)
+    for section in doc.values():
+        for folder in ("diffusion_models", "text_encoders", "vae", "loras", "upscale_models",
+                       "clip_vision", "audio_encoders", "unet", "clip"):  # fmt: skip
+            assert section[folder] == f"models/{folder}/"
+    # the same keys ComfyUI knows (recorded /models list) plus the two legacy aliases
+    recorded = json.loads((COMFY_FIXTURES / "recordings" / "endpoints.json").read_text())
+    models = next(
+        e["json"] for e in recorded["events"]
+        if e.get("request", {}).get("path") in ("/models", "/api/models") and "json" in e
+    )  # fmt: skip
+    assert set(doc["runpod_volume"]) - {"base_path", "unet", "clip"} <= set(models)
+
+
+def test_start_sh_runs_a_job_against_the_emulator_with_a_fake_volume(tmp_path):
+    vol = fake_volume(tmp_path / "volume", misplaced=True)
+    env = start_env(tmp_path, vol, NETWORK_VOLUME_DEBUG="true")
+    job = {"input": {"workflow": with_seed(load_workflow("wan22_t2v_14B_lightx2v"), 41)}}
+    p = subprocess.run(["bash", str(START), "--test_input", json.dumps(job)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=90)  # fmt: skip
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-4000:]
+    assert f"volume: {vol} (11 model files)" in out
+    assert "volume:   models/loras: 4" in out and "volume:     umt5_xxl_fp8_e4m3fn_scaled" in out
+    assert "WARNING: umt5_xxl_fp8_e4m3fn_scaled.safetensors is in models/checkpoints/" in out
+    assert "ComfyUI is ready on" in out
+    assert "job local_test done: ComfyUI_00001_.mp4 (video/mp4" in out
+    assert "worker exited with code 0" in out
+
+
+def test_start_sh_fails_clearly_when_comfyui_does_not_start(tmp_path):
+    fail = tmp_path / "broken_comfy.sh"
+    fail.write_text("echo 'Traceback: CUDA error: no kernel image'; exit 3\n")
+    env = start_env(tmp_path, tmp_path, COMFY_CMD=f"bash {fail}")
+    t0 = time.monotonic()
+    p = subprocess.run(["bash", str(START)], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    assert p.returncode == 1
+    assert "ComfyUI exited with code 3 before it was ready" in p.stdout + p.stderr
+    assert time.monotonic() - t0 < 15
+
+
+def test_start_sh_stops_when_comfyui_dies_while_the_worker_runs(tmp_path):
+    vol = fake_volume(tmp_path / "volume")
+    env = start_env(tmp_path, vol)
+    env["COMFY_EXTRA_ARGS"] += " --crash-at-node 81"
+    job = {"input": {"workflow": with_seed(load_workflow("wan22_t2v_14B_lightx2v"), 42)}}
+    p = subprocess.run(["bash", str(START), "--test_input", json.dumps(job)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=90)  # fmt: skip
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out[-3000:]
+    assert "ComfyUI stopped during the job" in out or "ComfyUI (pid" in out, out[-3000:]

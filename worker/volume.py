@@ -1,0 +1,192 @@
+"""Network volume checks for start.sh: where the volume is, how many model files each ComfyUI
+folder holds, and warnings for Wan 2.2 files that are missing or sit in the wrong folder.
+
+`python -m worker.volume [--roots A:B] [--write-yaml PATH]` prints the report (never fails the
+start: a worker without a volume can still run workflows whose models are baked into the image).
+Roots default to WANPOD_VOLUME_PATHS or `/runpod-volume:/workspace` (serverless, pods).
+`render_yaml(roots)` writes ComfyUI's extra_model_paths.yaml for those roots; the shipped
+`worker/extra_model_paths.yaml` is `render_yaml(DEFAULT_ROOTS)` (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_ROOTS = ("/runpod-volume", "/workspace")
+ROOT_KEYS = {"/runpod-volume": "runpod_volume", "/workspace": "workspace"}
+MODEL_FOLDERS = (
+    "checkpoints",
+    "diffusion_models",
+    "unet",
+    "text_encoders",
+    "clip",
+    "vae",
+    "loras",
+    "upscale_models",
+    "clip_vision",
+    "audio_encoders",
+    "controlnet",
+    "embeddings",
+)
+ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
+MODEL_EXTS = {".safetensors", ".ckpt", ".pt", ".pt2", ".bin", ".pth", ".pkl", ".sft", ".gguf"}
+
+# The files the official Wan 2.2 templates load, by ComfyUI folder.
+WAN22_FILES: dict[str, str] = {
+    "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors": "diffusion_models",
+    "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors": "diffusion_models",
+    "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": "diffusion_models",
+    "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": "diffusion_models",
+    "wan2.2_ti2v_5B_fp16.safetensors": "diffusion_models",
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": "text_encoders",
+    "wan_2.1_vae.safetensors": "vae",
+    "wan2.2_vae.safetensors": "vae",
+    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors": "loras",
+    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors": "loras",
+    "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors": "loras",
+    "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors": "loras",
+}
+
+
+def expected_folder(name: str) -> str | None:
+    """The folder a Wan-family file belongs in, from its name (None: not a Wan file we know)."""
+    if name in WAN22_FILES:
+        return WAN22_FILES[name]
+    n = name.lower()
+    if "lora" in n or "lightx2v" in n:
+        return "loras" if "wan" in n else None
+    if n.startswith("umt5"):
+        return "text_encoders"
+    if "wan" in n and "vae" in n:
+        return "vae"
+    if n.startswith("clip_vision_h"):
+        return "clip_vision"
+    if n.startswith("wav2vec2"):
+        return "audio_encoders"
+    if re.match(r"^wan2?\.?[12]", n) and re.search(r"(t2v|i2v|ti2v|flf2v|s2v|vace|fun|animate)", n):
+        return "diffusion_models"
+    return None
+
+
+@dataclass
+class Report:
+    root: Path | None
+    counts: dict[str, int] = field(default_factory=dict)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def find_root(roots: Sequence[str]) -> Path | None:
+    for r in roots:
+        p = Path(r)
+        if p.is_dir():
+            return p
+    return None
+
+
+def scan(root: Path) -> Report:
+    rep = Report(root)
+    models = root / "models"
+    located: dict[str, list[str]] = {}
+    for folder in MODEL_FOLDERS:
+        d = models / folder
+        names = (
+            sorted(
+                str(p.relative_to(d))
+                for p in d.rglob("*")
+                if p.is_file() and p.suffix.lower() in MODEL_EXTS
+            )
+            if d.is_dir()
+            else []
+        )
+        rep.counts[folder] = len(names)
+        rep.files[folder] = names
+        for n in names:
+            located.setdefault(Path(n).name, []).append(folder)
+    if models.is_dir():  # model files outside any known folder
+        for p in models.iterdir():
+            if p.is_file() and p.suffix.lower() in MODEL_EXTS and expected_folder(p.name):
+                rep.warnings.append(
+                    f"{p.name} is directly in models/; move it to models/{expected_folder(p.name)}/"
+                )
+    for name, folders in sorted(located.items()):
+        want = expected_folder(name)
+        if want is None:
+            continue
+        ok = {want} | {a for a, t in ALIASES.items() if t == want}
+        for f in folders:
+            if f not in ok:
+                rep.warnings.append(
+                    f"{name} is in models/{f}/ but ComfyUI's Wan loaders look in models/{want}/; "
+                    "move it there"
+                )
+    missing = [n for n in WAN22_FILES if n not in located]
+    if missing:
+        rep.warnings.append(
+            f"{len(missing)} of the {len(WAN22_FILES)} Wan 2.2 template files are missing "
+            "(templates that need them will fail with a 'not available' error): "
+            + ", ".join(f"{WAN22_FILES[n]}/{n}" for n in missing)
+        )
+    return rep
+
+
+YAML_HEADER = """\
+# ComfyUI extra model paths for WanPod workers: the network volume is searched under both roots.
+# /runpod-volume is where serverless workers mount a network volume; /workspace is where pods do.
+# Keys are ComfyUI folder names. Wan 2.2 needs diffusion_models, text_encoders, vae, loras (and
+# clip_vision / audio_encoders for some variants); unet and clip are the legacy names of the same
+# folders (worker-comfyui's layout), so volumes made for it keep working.
+"""
+
+
+def render_yaml(roots: Sequence[str]) -> str:
+    out = YAML_HEADER.splitlines()
+    for i, root in enumerate(roots):
+        key = ROOT_KEYS.get(root) or f"volume_{i}"
+        out.append(f"{key}:")
+        out.append(f"  base_path: {root}")
+        out += [f"  {f}: models/{f}/" for f in MODEL_FOLDERS]
+        out.append("")
+    return "\n".join(out[:-1] if out[-1] == "" else out) + "\n"
+
+
+def print_report(rep: Report, debug: bool, out=sys.stdout) -> None:
+    if rep.root is None:
+        print(
+            "volume: no network volume found; models must be in the image (/comfyui/models)",
+            file=out,
+        )
+        return
+    total = sum(rep.counts.values())
+    print(f"volume: {rep.root} ({total} model files)", file=out)
+    for folder in MODEL_FOLDERS:
+        print(f"volume:   models/{folder}: {rep.counts.get(folder, 0)}", file=out)
+        if debug:
+            for n in rep.files.get(folder, []):
+                print(f"volume:     {n}", file=out)
+    for w in rep.warnings:
+        print(f"volume: WARNING: {w}", file=out)
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
+    ap = argparse.ArgumentParser(prog="python -m worker.volume")
+    ap.add_argument("--roots", default=env.get("WANPOD_VOLUME_PATHS") or ":".join(DEFAULT_ROOTS))
+    ap.add_argument("--write-yaml", help="write extra_model_paths.yaml for the roots here")
+    args = ap.parse_args(argv)
+    roots = [r for r in args.roots.split(":") if r]
+    if args.write_yaml:
+        Path(args.write_yaml).write_text(render_yaml(roots))
+    root = find_root(roots)
+    debug = (env.get("NETWORK_VOLUME_DEBUG") or "").lower() in ("1", "true", "yes")
+    print_report(scan(root) if root else Report(None), debug)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
