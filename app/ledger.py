@@ -1,0 +1,199 @@
+"""The job ledger: one SQLite row per job, written before /run is sent and updated until the end.
+
+A row is created in state SUBMITTING (so a crash between /run and the answer is visible), gets the
+RunPod job id the moment /run answers, and is then updated by the tracker (state, progress,
+timings, result file, actual cost, error). Rows survive restarts: `live()` lists the jobs the
+tracker must resume. The row keeps the recipe (template, params, filled workflow, quote) so the
+history and "rerun" features can reuse it. Thread-safe: one connection per thread, WAL mode.
+
+States: SUBMITTING, IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST
+(SUBMITTING with no answer, or the endpoint no longer knows the job).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LIVE_STATES = ("SUBMITTING", "IN_QUEUE", "IN_PROGRESS", "RUNNING")
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT", "LOST")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    job_id TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    submitted_at REAL,
+    finished_at REAL,
+    template TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    params TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    quote TEXT NOT NULL,
+    gpu TEXT NOT NULL,
+    state TEXT NOT NULL,
+    progress TEXT,
+    delay_ms INTEGER,
+    execution_ms INTEGER,
+    worker_id TEXT,
+    result_path TEXT,
+    result_mime TEXT,
+    outputs TEXT,
+    cost TEXT,
+    error TEXT,
+    completed_seen_at REAL,
+    stored_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+"""
+
+_JSON = ("params", "workflow", "quote", "progress", "outputs", "cost")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: str
+    job_id: str | None
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+    finished_at: float | None
+    template: str
+    mode: str
+    params: dict[str, Any]
+    workflow: dict[str, Any]
+    quote: dict[str, Any]
+    gpu: str
+    state: str
+    progress: dict[str, Any] | None = None
+    delay_ms: int | None = None
+    execution_ms: int | None = None
+    worker_id: str | None = None
+    result_path: str | None = None
+    result_mime: str | None = None
+    outputs: list[Any] | None = None
+    cost: dict[str, Any] | None = None
+    error: str | None = None
+    completed_seen_at: float | None = None
+    stored_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as c:
+            c.execute("PRAGMA journal_mode=WAL")
+            c.executescript(_SCHEMA)
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        yield conn
+
+    def create(
+        self,
+        *,
+        template: str,
+        mode: str,
+        params: Mapping[str, Any],
+        workflow: Mapping[str, Any],
+        quote: Mapping[str, Any],
+        gpu: str,
+    ) -> str:
+        """A new row in state SUBMITTING; returns the ledger id (not the RunPod job id)."""
+        rid = "wp-" + uuid.uuid4().hex[:16]
+        now = time.time()
+        with self._conn() as c:
+            c.execute(
+                "INSERT INTO jobs (id, created_at, updated_at, template, mode, params, workflow,"
+                " quote, gpu, state) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    rid,
+                    now,
+                    now,
+                    template,
+                    mode,
+                    json.dumps(dict(params), default=str),
+                    json.dumps(dict(workflow)),
+                    json.dumps(dict(quote)),
+                    gpu,
+                    "SUBMITTING",
+                ),
+            )
+        return rid
+
+    def update(self, rid: str, **fields: Any) -> None:
+        if not fields:
+            return
+        cols, values = [], []
+        for name, value in fields.items():
+            cols.append(f"{name}=?")
+            values.append(json.dumps(value, default=str) if name in _JSON else value)
+        cols.append("updated_at=?")
+        values.append(time.time())
+        with self._conn() as c:
+            c.execute(f"UPDATE jobs SET {', '.join(cols)} WHERE id=?", (*values, rid))
+
+    def get(self, rid: str) -> JobRow | None:
+        with self._conn() as c:
+            row = c.execute("SELECT * FROM jobs WHERE id=?", (rid,)).fetchone()
+        return _row(row) if row else None
+
+    def live(self) -> list[JobRow]:
+        marks = ",".join("?" * len(LIVE_STATES))
+        with self._conn() as c:
+            rows = c.execute(
+                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created_at", LIVE_STATES
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def recent(self, limit: int = 20) -> list[JobRow]:
+        with self._conn() as c:
+            rows = c.execute(
+                "SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def finished_with_timing(self, limit: int = 500) -> list[JobRow]:
+        """COMPLETED jobs with an executionTime: what the cost model learns from."""
+        with self._conn() as c:
+            rows = c.execute(
+                "SELECT * FROM jobs WHERE state='COMPLETED' AND execution_ms IS NOT NULL"
+                " ORDER BY finished_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+
+def _row(row: sqlite3.Row) -> JobRow:
+    data = dict(row)
+    for name in _JSON:
+        if data.get(name) is not None:
+            data[name] = json.loads(data[name])
+    return JobRow(**data)

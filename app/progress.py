@@ -1,0 +1,147 @@
+"""Turn a job's state and the worker's progress dict into one status line and a fraction. Pure.
+
+The worker posts (see BRIEF): {"stage", "node", "node_type", "step", "steps", "nodes_done",
+"nodes_total", "percent", "elapsed_s", "queue_position"}. `describe()` gives e.g.
+"Sampling: step 3 of 4 on the high-noise expert · 12 s elapsed · about 9 s left". Which expert a
+KSamplerAdvanced node runs is read from the filled workflow (`experts()`: follow the node's model
+input back to its UNETLoader and look at the file name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+_STAGE_SPAN = {  # overall fraction at the start and end of each stage
+    "starting": (0.0, 0.03),
+    "uploading": (0.03, 0.05),
+    "queued": (0.05, 0.06),
+    "loading": (0.06, 0.10),
+    "sampling": (0.10, 0.90),
+    "decoding": (0.90, 0.96),
+    "saving": (0.96, 0.98),
+    "delivering": (0.98, 0.995),
+}
+_STAGE_WORD = {
+    "starting": "Worker starting",
+    "uploading": "Uploading images to ComfyUI",
+    "queued": "Queued in ComfyUI",
+    "loading": "Loading models",
+    "sampling": "Sampling",
+    "decoding": "Decoding video (VAE)",
+    "saving": "Saving video",
+    "delivering": "Sending the result",
+}
+
+
+@dataclass(frozen=True)
+class ProgressView:
+    line: str
+    fraction: float
+    eta_s: float | None
+    final: bool = False
+
+
+def experts(workflow: Mapping[str, Any]) -> dict[str, str]:
+    """Sampler node id -> "high-noise" / "low-noise" (empty for single-model workflows)."""
+    result: dict[str, str] = {}
+    for nid, node in workflow.items():
+        if not isinstance(node, Mapping) or "Sampler" not in str(node.get("class_type", "")):
+            continue
+        seen = 0
+        link = (node.get("inputs") or {}).get("model")
+        while isinstance(link, list) and link and seen < 20:
+            seen += 1
+            src = workflow.get(str(link[0]))
+            if not isinstance(src, Mapping):
+                break
+            inputs = src.get("inputs") or {}
+            name = str(inputs.get("unet_name") or inputs.get("ckpt_name") or "")
+            if name:
+                if "high_noise" in name or "high-noise" in name:
+                    result[str(nid)] = "high-noise"
+                elif "low_noise" in name or "low-noise" in name:
+                    result[str(nid)] = "low-noise"
+                break
+            link = inputs.get("model")
+    return result
+
+
+def _sampler_order(workflow: Mapping[str, Any]) -> list[str]:
+    ids = [
+        str(nid)
+        for nid, node in workflow.items()
+        if isinstance(node, Mapping)
+        and "Sampler" in str(node.get("class_type", ""))
+        and "Select" not in str(node.get("class_type", ""))
+    ]
+    ex = experts(workflow)
+    # high-noise runs first in every Wan 2.2 14B template
+    return sorted(ids, key=lambda i: (ex.get(i) != "high-noise", int(i) if i.isdigit() else 0))
+
+
+def _fmt(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def describe(
+    state: str,
+    progress: Mapping[str, Any] | None,
+    elapsed_s: float,
+    quote_s: float | None = None,
+    workflow: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> ProgressView:
+    """One status line + an overall fraction in [0, 1] for the page's bar."""
+    p = dict(progress or {})
+    tail = f" · {_fmt(elapsed_s)} elapsed"
+    if state == "COMPLETED":
+        return ProgressView(f"Done in {_fmt(elapsed_s)}", 1.0, 0.0, final=True)
+    if state in ("FAILED", "TIMED_OUT", "LOST", "CANCELLED"):
+        word = {
+            "FAILED": "Failed",
+            "TIMED_OUT": "Timed out",
+            "LOST": "Lost",
+            "CANCELLED": "Cancelled",
+        }[state]
+        return ProgressView(f"{word}: {error}" if error else word, 0.0, None, final=True)
+    if state == "SUBMITTING":
+        return ProgressView("Submitting to the endpoint" + tail, 0.0, quote_s)
+    if state == "IN_QUEUE":
+        pos = p.get("queue_position")
+        line = "Queued: waiting for a worker (a cold start if none is warm)"
+        if pos is not None:
+            line += f", position {pos}"
+        return ProgressView(line + tail, 0.0, quote_s)
+    stage = str(p.get("stage") or "")
+    if stage not in _STAGE_SPAN:
+        return ProgressView("Worker picked up the job: starting ComfyUI" + tail, 0.01, quote_s)
+    lo, hi = _STAGE_SPAN[stage]
+    inner = 0.0
+    line = _STAGE_WORD[stage]
+    if stage == "sampling":
+        step, steps = p.get("step"), p.get("steps")
+        order = _sampler_order(workflow or {})
+        node = str(p.get("node")) if p.get("node") is not None else None
+        k, n = (order.index(node), len(order)) if node in order else (0, 1)
+        if isinstance(step, int) and isinstance(steps, int) and steps > 0:
+            inner = (k + step / steps) / n
+            line = f"Sampling: step {step} of {steps}"
+            expert = experts(workflow or {}).get(node or "")
+            if expert:
+                line += f" on the {expert} expert"
+            elif n > 1:
+                line += f" (sampler {k + 1} of {n})"
+    elif stage == "queued" and p.get("queue_position") is not None:
+        line += f", position {p['queue_position']}"
+    fraction = lo + (hi - lo) * min(max(inner, 0.0), 1.0)
+    eta = None
+    if fraction >= 0.15 and elapsed_s > 0:
+        eta = elapsed_s / fraction - elapsed_s
+    elif quote_s is not None:
+        eta = max(quote_s - elapsed_s, 0.0)
+    if eta is not None:
+        tail += f" · about {_fmt(eta)} left"
+    return ProgressView(line + tail, fraction, eta)

@@ -1,0 +1,151 @@
+"""Studio settings, read once from the environment into a typed, immutable object.
+
+`Settings.from_env(env)` takes any mapping (tests pass a dict, `python -m app` passes os.environ).
+With RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID set the studio talks to RunPod; with neither it runs
+the local demo stack; one without the other is a ConfigError. Secrets are `Secret` objects whose
+repr/str is masked, so logging the settings never leaks them.
+
+Variables: RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID, RUNPOD_API_BASE (default https://api.runpod.ai/v2),
+WANPOD_DATA_DIR (default ./data), WANPOD_GPU_TYPE (a key of app/prices.yaml, default "H100 PRO"),
+WANPOD_PRICES (path of the prices YAML), GRADIO_SERVER_NAME (default 127.0.0.1),
+GRADIO_SERVER_PORT (default 7860), WANPOD_CONCURRENCY (Gradio concurrency per event, default 64),
+WANPOD_POLL_S (tracker's fastest poll interval, default 1.0), WANPOD_DEMO_WORKERS (local worker
+processes in demo mode, default 2), WANPOD_DEMO_STEP_DELAY (emulated seconds per sampler step,
+default 0.5), S3 secrets for the worker are never read here (BUCKET_ACCESS_KEY_ID / ..._SECRET are
+the worker's), but their values are scrubbed from messages when present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.studio_errors import ConfigError
+
+DEFAULT_API_BASE = "https://api.runpod.ai/v2"
+PRICES_PATH = Path(__file__).with_name("prices.yaml")
+
+
+class Secret:
+    """A string that never shows itself in repr/str/f-strings. Use `.value` deliberately."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    @property
+    def value(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer; allowed: {lo}..{hi}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is out of range; allowed: {lo}..{hi}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; allowed: {lo}..{hi}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is out of range; allowed: {lo}..{hi}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: Secret = field(default_factory=lambda: Secret(""))
+    endpoint_id: str = ""
+    api_base: str = DEFAULT_API_BASE
+    data_dir: Path = Path("data")
+    gpu_type: str = "H100 PRO"
+    prices_path: Path = PRICES_PATH
+    host: str = "127.0.0.1"
+    port: int = 7860
+    concurrency: int = 64
+    poll_s: float = 1.0
+    demo_workers: int = 2
+    demo_step_delay: float = 0.5
+    extra_secrets: tuple[Secret, ...] = ()
+
+    @property
+    def demo(self) -> bool:
+        """True when no RunPod credentials are configured: the local stack stands in."""
+        return not self.api_key
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.api_base.rstrip('/')}/{self.endpoint_id}"
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret's raw value, for scrubbing messages (never for display)."""
+        return tuple(s.value for s in (self.api_key, *self.extra_secrets) if s)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        key = env.get("RUNPOD_API_KEY", "").strip()
+        endpoint = env.get("RUNPOD_ENDPOINT_ID", "").strip()
+        if bool(key) != bool(endpoint):
+            missing = "RUNPOD_ENDPOINT_ID" if key else "RUNPOD_API_KEY"
+            raise ConfigError(
+                f"{missing} is not set; set both RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID to use "
+                "RunPod, or neither for the local demo"
+            )
+        if endpoint and not endpoint.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(
+                f"RUNPOD_ENDPOINT_ID={endpoint!r} is not an endpoint id; allowed: letters, digits"
+            )
+        base = env.get("RUNPOD_API_BASE", DEFAULT_API_BASE).strip() or DEFAULT_API_BASE
+        if not base.startswith(("http://", "https://")):
+            raise ConfigError(f"RUNPOD_API_BASE={base!r} is not an http(s) URL")
+        prices = Path(env.get("WANPOD_PRICES", "") or PRICES_PATH)
+        if not prices.is_file():
+            raise ConfigError(f"WANPOD_PRICES={str(prices)!r} is not a file")
+        extra = tuple(
+            Secret(env[n])
+            for n in ("BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")
+            if env.get(n)
+        )
+        return cls(
+            api_key=Secret(key),
+            endpoint_id=endpoint,
+            api_base=base,
+            data_dir=Path(env.get("WANPOD_DATA_DIR", "") or "data"),
+            gpu_type=env.get("WANPOD_GPU_TYPE", "") or "H100 PRO",
+            prices_path=prices,
+            host=env.get("GRADIO_SERVER_NAME", "") or "127.0.0.1",
+            port=_int(env, "GRADIO_SERVER_PORT", 7860, 1, 65535),
+            concurrency=_int(env, "WANPOD_CONCURRENCY", 64, 1, 1024),
+            poll_s=_float(env, "WANPOD_POLL_S", 1.0, 0.05, 60.0),
+            demo_workers=_int(env, "WANPOD_DEMO_WORKERS", 2, 1, 64),
+            demo_step_delay=_float(env, "WANPOD_DEMO_STEP_DELAY", 0.5, 0.0, 30.0),
+            extra_secrets=extra,
+        )
