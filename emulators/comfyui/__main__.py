@@ -80,7 +80,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # accepted and ignored, so ComfyUI command lines work unchanged
     for flag in ("--cpu", "--disable-auto-launch", "--disable-metadata", "--log-stdout"):
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
-    for opt in ("--extra-model-paths-config", "--user-directory", "--database-url"):
+    p.add_argument(
+        "--extra-model-paths-config",
+        type=Path,
+        nargs="+",
+        action="append",
+        default=[],
+        help="ComfyUI extra_model_paths.yaml: loader lists from disk",
+    )
+    p.add_argument(
+        "--base-directory",
+        type=Path,
+        default=None,
+        help="ComfyUI base directory: its models/ folders are scanned too",
+    )
+    for opt in ("--user-directory", "--database-url"):
         p.add_argument(opt, default=None, help=argparse.SUPPRESS)
     args, unknown = p.parse_known_args(argv)
     if unknown:  # other ComfyUI options (--preview-method auto, --highvram, ...) are ignored
@@ -100,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             output_directory=args.output_directory,
             temp_directory=args.temp_directory,
             schema_path=args.schema,
+            extra_model_paths=[p for group in args.extra_model_paths_config for p in group],
+            base_directory=args.base_directory,
             step_delay=args.step_delay,
             node_delay=args.node_delay,
             startup_delay=args.startup_delay,

@@ -113,6 +113,9 @@ class EmulatorConfig:
     output_directory: Path | None = None
     temp_directory: Path | None = None
     schema_path: Path | None = None  # None: the shipped Wan 2.2 schema (emulators/data)
+    # With these, loader option lists and /models come from the model folders on disk.
+    extra_model_paths: list[Path] = field(default_factory=list)
+    base_directory: Path | None = None
     step_delay: float = 0.05
     node_delay: float = 0.0
     startup_delay: float = 0.0

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .models import EXTRA_OPTIONS, LOADER_INPUTS, STANDARD_FOLDERS, ModelFolders
+
 DEFAULT_SCHEMA = Path(__file__).resolve().parent.parent / "data" / "object_info_wan22.json.gz"
 
 # Loaders whose option list is the live list of files in the input folder; validation only checks
@@ -58,9 +60,20 @@ class InputSpec:
 
 
 class Schema:
-    def __init__(self, nodes: dict[str, Any], input_directory: Path) -> None:
+    """Node schemas; with `models`, loader option lists come from the model folders on disk."""
+
+    def __init__(
+        self, nodes: dict[str, Any], input_directory: Path, models: ModelFolders | None = None
+    ) -> None:
         self.nodes = nodes
         self.input_directory = Path(input_directory)
+        self.models = models
+
+    def _model_options(self, class_type: str, name: str) -> list[str] | None:
+        folder = LOADER_INPUTS.get((class_type, name))
+        if self.models is None or folder is None or folder not in self.models.folders:
+            return None
+        return self.models.files(folder) + EXTRA_OPTIONS.get((class_type, name), [])
 
     def has(self, class_type: str) -> bool:
         return class_type in self.nodes
@@ -84,6 +97,12 @@ class Schema:
                     typ, opts = val, {}
                 if class_type in INPUT_FILE_COMBOS and INPUT_FILE_COMBOS[class_type] == name:
                     typ = self.input_files(name)
+                files = self._model_options(class_type, name)
+                if files is not None:
+                    if isinstance(typ, list):
+                        typ = files
+                    else:
+                        opts = {**opts, "options": files}
                 out[name] = InputSpec(name, cat, typ, opts)
         return out
 
@@ -104,18 +123,30 @@ class Schema:
 
     def node_info(self, class_type: str) -> dict[str, Any]:
         info = self.nodes[class_type]
-        if class_type in INPUT_FILE_COMBOS:
+        model_inputs = [n for (c, n) in LOADER_INPUTS if c == class_type and self.models]
+        if class_type in INPUT_FILE_COMBOS or model_inputs:
             info = copy.deepcopy(info)
-            name = INPUT_FILE_COMBOS[class_type]
-            val = info["input"]["required"][name]
-            info["input"]["required"][name] = [self.input_files(name), *val[1:]]
+            for cat in ("required", "optional"):
+                for name, val in (info["input"].get(cat) or {}).items():
+                    spec = self.inputs(class_type)[name]
+                    if name == INPUT_FILE_COMBOS.get(class_type) or name in model_inputs:
+                        if isinstance(spec.type, list):
+                            val[0] = spec.type
+                        elif len(val) > 1 and isinstance(val[1], dict):
+                            val[1]["options"] = spec.options.get("options", [])
         return info
 
     def object_info(self) -> dict[str, Any]:
         return {k: self.node_info(k) for k in self.nodes}
 
+    def model_folders(self) -> list[str]:
+        return self.models.names() if self.models is not None else list(STANDARD_FOLDERS)
+
     def model_lists(self) -> dict[str, list[str]]:
-        """Model folder -> file names, read from the loaders' option lists."""
+        """Model folder -> file names: scanned from disk when model folders are configured,
+        else read from the schema's loader option lists."""
+        if self.models is not None:
+            return {f: self.models.files(f) for f in self.models.names()}
         sources = {
             "diffusion_models": ("UNETLoader", "unet_name"),
             "text_encoders": ("CLIPLoader", "clip_name"),

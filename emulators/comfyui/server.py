@@ -31,28 +31,6 @@ log = logging.getLogger("emulators.comfyui")
 
 COMFYUI_VERSION = "0.3.64"
 FEATURES = {"supports_preview_metadata": True, "max_upload_size": 100 * 1024 * 1024}
-MODEL_FOLDERS = [
-    "checkpoints",
-    "configs",
-    "loras",
-    "vae",
-    "text_encoders",
-    "diffusion_models",
-    "clip_vision",
-    "style_models",
-    "embeddings",
-    "diffusers",
-    "vae_approx",
-    "controlnet",
-    "gligen",
-    "upscale_models",
-    "custom_nodes",
-    "hypernetworks",
-    "photomaker",
-    "classifiers",
-    "model_patches",
-    "audio_encoders",
-]
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -302,14 +280,15 @@ async def features(request: web.Request) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
-    return web.json_response(MODEL_FOLDERS)
+    return web.json_response(get_state(request).schema.model_folders())
 
 
 async def models_folder(request: web.Request) -> web.Response:
     folder = request.match_info["folder"]
-    if folder not in MODEL_FOLDERS:
+    schema = get_state(request).schema
+    if folder not in schema.model_folders():
         return web.Response(status=404)
-    return web.json_response(get_state(request).schema.model_lists().get(folder, []))
+    return web.json_response(schema.model_lists().get(folder, []))
 
 
 async def embeddings(request: web.Request) -> web.Response:

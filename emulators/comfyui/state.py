@@ -9,6 +9,7 @@ from aiohttp import web
 from .config import EmulatorConfig
 from .executor import Executor
 from .hub import Hub
+from .models import ModelFolders
 from .prompt_queue import PromptQueue
 from .schema import Schema, load_schema_file
 
@@ -18,7 +19,10 @@ STATE: web.AppKey[State] = web.AppKey("comfy_state")
 class State:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.schema = Schema(load_schema_file(config.schema_path), config.input_directory)
+        models = None
+        if config.extra_model_paths or config.base_directory:
+            models = ModelFolders.from_config(config.extra_model_paths, config.base_directory)
+        self.schema = Schema(load_schema_file(config.schema_path), config.input_directory, models)
         self.hub = Hub(config)
         self.queue = PromptQueue(self.hub)
         self.executor = Executor(config, self.schema, self.hub, self.queue)

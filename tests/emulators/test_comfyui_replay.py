@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tests.emulators.comfy_client import (
     recorded_ws,
     recording,
 )
-from tests.helpers import RECORDINGS
+from tests.helpers import RECORDINGS, ServerProcess, free_port
 
 
 def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (8, 6)) -> bytes:
@@ -461,3 +462,55 @@ def test_recorded_outputs_have_matching_files(comfy: Comfy) -> None:
         with Image.open(io.BytesIO(r.content)) as mine, Image.open(ref) as theirs:
             assert mine.format == theirs.format == "PNG"
             assert mine.size == theirs.size
+
+
+def test_model_folders_from_extra_model_paths_yaml(tmp_path: Path) -> None:
+    """A RunPod-style fake volume like the recording's: /models, /models/{folder} and the loader
+    lists in /object_info come out as recorded (aliases, filters, nested files, unknown keys)."""
+    rec = recording("endpoints")
+    lists = {
+        e["request"]["path"].split("/")[-1]: e
+        for e in rec["events"]
+        if e["kind"] == "http" and e["request"]["path"].startswith("/models/")
+    }
+    volume = tmp_path / "volume"
+    keys = set()
+    for folder, ev in lists.items():
+        for name in ev.get("json") or []:
+            key = folder
+            if "probe_in_unet_dir" in name:
+                key = "unet"
+            elif "probe_in_clip_dir" in name:
+                key = "clip"
+            keys.add(key)
+            path = volume / "models" / key / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+    (volume / "models" / "vae" / "README.txt").write_text("not a model")  # filtered out
+    yaml_lines = ["fake_volume:", "  base_path: ."]
+    yaml_lines += [f"  {k}: models/{k}/" for k in sorted(keys)]
+    (volume / "extra_model_paths.yaml").write_text("\n".join(yaml_lines) + "\n")
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "emulators.comfyui",
+        "--port",
+        str(port),
+        "--extra-model-paths-config",
+        str(volume / "extra_model_paths.yaml"),
+    ]
+    with ServerProcess(argv, port, ready_path="/system_stats") as srv:
+        c = Comfy(srv.base_url)
+        for ev in rec["events"]:
+            path = ev.get("request", {}).get("path", "")
+            if path == "/models" or path.startswith("/models/") or path.startswith("/object_info/"):
+                r = c.get(path)
+                assert r.status_code == ev["status"], path
+                if ev["status"] == 200:
+                    assert r.json() == ev["json"], path
+        # a file added after start shows up at once
+        (volume / "models" / "vae" / "late.safetensors").write_bytes(b"")
+        assert "late.safetensors" in c.get("/models/vae").json()
+        vae = c.get("/object_info/VAELoader").json()["VAELoader"]["input"]["required"]
+        assert "late.safetensors" in vae["vae_name"][0]
