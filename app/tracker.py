@@ -1,0 +1,282 @@
+"""The tracker: ONE background thread that follows every live job, whatever the browsers do.
+
+It polls `endpoint.status(job_id)` for each live ledger row (fast while running, backing off while
+queued and after errors), writes state/progress/timings into the ledger, and the moment a job is
+COMPLETED fetches its outputs into the data folder (base64 decoded, or an S3 URL downloaded
+server-side: the URL never reaches a browser) and records billed seconds and dollars. On start it
+resumes every live row of the ledger, so a restart loses nothing. Pages do not poll RunPod: they
+`wait()` on the tracker's change counter for a row and read the row from the ledger.
+
+The endpoint is anything with `.status(job_id)` returning an object with `state`, `progress`,
+`output`, `error`, `delay_ms`, `execution_ms`, `worker_id` (app/endpoint.py's JobStatus).
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+
+from app import cost
+from app.ledger import Ledger
+
+log = logging.getLogger("wanpod.tracker")
+
+QUEUED_MAX_S = 5.0  # slowest poll while queued
+ERROR_MAX_S = 30.0  # slowest poll after endpoint errors
+NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class StatusSource(Protocol):
+    def status(self, job_id: str) -> Any: ...
+
+
+def _is_not_found(exc: Exception) -> bool:
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"JobNotFound", "JobExpired", "Expired", "NotFound"})
+
+
+class Tracker:
+    def __init__(
+        self,
+        ledger: Ledger,
+        endpoint: StatusSource,
+        data_dir: Path,
+        prices: cost.Prices,
+        poll_s: float = 1.0,
+        secrets: tuple[str, ...] = (),
+        on_final: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.endpoint = endpoint
+        self.results_dir = Path(data_dir) / "results"
+        self.prices = prices
+        self.poll_s = poll_s
+        self.secrets = secrets
+        self.on_final = on_final
+        self._heap: list[tuple[float, str]] = []
+        self._scheduled: set[str] = set()
+        self._interval: dict[str, float] = {}
+        self._misses: dict[str, int] = {}
+        self._versions: dict[str, int] = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wanpod-fetch")
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> Tracker:
+        for row in self.ledger.live():
+            if row.job_id:
+                self.watch(row.id)
+            else:  # the app stopped between writing the row and /run answering
+                self.ledger.update(
+                    row.id,
+                    state="LOST",
+                    finished_at=time.time(),
+                    error="the studio stopped before the endpoint answered /run; "
+                    "the job cannot be followed",
+                )
+        self._thread = threading.Thread(target=self._loop, name="wanpod-tracker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    # -- pages ---------------------------------------------------------------------------------
+    def watch(self, rid: str) -> None:
+        with self._cond:
+            if rid not in self._scheduled:
+                self._scheduled.add(rid)
+                self._interval[rid] = self.poll_s
+                heapq.heappush(self._heap, (time.monotonic(), rid))
+            self._bump(rid)
+            self._cond.notify_all()
+
+    def version(self, rid: str) -> int:
+        with self._cond:
+            return self._versions.get(rid, 0)
+
+    def wait(self, rid: str, seen: int, timeout: float) -> int:
+        """Block until the row `rid` changed after version `seen` (or timeout); new version."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._versions.get(rid, 0) == seen and not self._stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._versions.get(rid, 0)
+
+    def _bump(self, rid: str) -> None:  # caller holds the condition
+        self._versions[rid] = self._versions.get(rid, 0) + 1
+
+    def _changed(self, rid: str) -> None:
+        with self._cond:
+            self._bump(rid)
+            self._cond.notify_all()
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                if not self._heap:
+                    self._cond.wait(1.0)
+                    continue
+                due, rid = self._heap[0]
+                delay = due - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(min(delay, 1.0))
+                    continue
+                heapq.heappop(self._heap)
+            try:
+                again = self._poll(rid)
+            except Exception:  # never let one job kill the tracker
+                log.exception("tracker: polling %s failed", rid)
+                again = True
+                self._interval[rid] = min(self._interval[rid] * 2, ERROR_MAX_S)
+            with self._cond:
+                if again and not self._stop.is_set():
+                    heapq.heappush(self._heap, (time.monotonic() + self._interval[rid], rid))
+                else:
+                    self._scheduled.discard(rid)
+
+    def _poll(self, rid: str) -> bool:
+        """One status call for one job; True when it must be polled again."""
+        row = self.ledger.get(rid)
+        if row is None or not row.live or not row.job_id:
+            return False
+        try:
+            st = self.endpoint.status(row.job_id)
+        except Exception as exc:
+            if _is_not_found(exc):
+                self._misses[rid] = self._misses.get(rid, 0) + 1
+                if self._misses[rid] >= NOT_FOUND_LIMIT:
+                    self._finish(rid, "LOST", error="the endpoint no longer knows this job")
+                    return False
+            log.warning("tracker: status of %s: %s", rid, type(exc).__name__)
+            self._interval[rid] = min(self._interval[rid] * 2, ERROR_MAX_S)
+            return True
+        self._misses.pop(rid, None)
+        state = str(st.state)
+        fields: dict[str, Any] = {"state": state}
+        if getattr(st, "delay_ms", None) is not None:
+            fields["delay_ms"] = st.delay_ms
+        if getattr(st, "execution_ms", None) is not None:
+            fields["execution_ms"] = st.execution_ms
+        if getattr(st, "worker_id", None):
+            fields["worker_id"] = st.worker_id
+        if state in ("IN_PROGRESS", "RUNNING") and isinstance(st.progress, dict):
+            fields["progress"] = st.progress
+        if state == "IN_QUEUE":
+            self._interval[rid] = min(max(self._interval[rid], self.poll_s) * 1.5, QUEUED_MAX_S)
+        else:
+            self._interval[rid] = self.poll_s
+        if state == "COMPLETED":
+            fields["state"] = "IN_PROGRESS"  # stays live until the files are stored
+            fields["completed_seen_at"] = time.time()
+            fields["progress"] = {"stage": "delivering"}
+            self.ledger.update(rid, **fields)
+            self._changed(rid)
+            self._pool.submit(self._store, rid, st)
+            return False
+        if state in ("FAILED", "CANCELLED", "TIMED_OUT"):
+            err = st.error if isinstance(st.error, str) else None
+            if err is None and isinstance(st.output, dict):
+                err = st.output.get("error")
+            self.ledger.update(rid, **{k: v for k, v in fields.items() if k != "state"})
+            self._finish(rid, state, error=self._scrub(str(err or state.lower())))
+            return False
+        if row.state != state or "progress" in fields:
+            self.ledger.update(rid, **fields)
+            self._changed(rid)
+        return True
+
+    # -- results -------------------------------------------------------------------------------
+    def _store(self, rid: str, st: Any) -> None:
+        try:
+            output = st.output if isinstance(st.output, dict) else {}
+            if output.get("error"):
+                self._finish(rid, "FAILED", error=self._scrub(str(output["error"])))
+                return
+            folder = self.results_dir / rid
+            folder.mkdir(parents=True, exist_ok=True)
+            saved: list[dict[str, Any]] = []
+            for i, item in enumerate(output.get("images") or []):
+                name = _SAFE_NAME.sub("_", str(item.get("filename") or f"output_{i}"))
+                path = folder / name
+                data = str(item.get("data") or "")
+                if item.get("type") == "s3_url" or data.startswith(("http://", "https://")):
+                    with requests.get(data, stream=True, timeout=(10, 120)) as r:
+                        r.raise_for_status()
+                        with path.open("wb") as fh:
+                            for chunk in r.iter_content(1 << 20):
+                                fh.write(chunk)
+                else:
+                    path.write_bytes(base64.b64decode(data))
+                saved.append(
+                    {
+                        "path": str(path),
+                        "filename": name,
+                        "kind": item.get("kind"),
+                        "mime": item.get("mime"),
+                        "size": path.stat().st_size,
+                        "node_id": item.get("node_id"),
+                    }
+                )
+            if not saved:
+                self._finish(rid, "FAILED", error="the job completed without any output file")
+                return
+            video = next((s for s in saved if (s.get("mime") or "").startswith("video")), saved[0])
+            row = self.ledger.get(rid)
+            bill = cost.actual(
+                getattr(st, "execution_ms", None),
+                getattr(st, "delay_ms", None),
+                row.gpu if row else "",
+                self.prices,
+            )
+            self.ledger.update(
+                rid,
+                outputs=saved,
+                result_path=video["path"],
+                result_mime=video.get("mime") or "video/mp4",
+                cost={"billed_s": bill.billed_s, "dollars": bill.dollars, "delay_s": bill.delay_s},
+                stored_at=time.time(),
+            )
+            self._finish(rid, "COMPLETED")
+        except Exception as exc:
+            log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
+            self._finish(
+                rid, "FAILED", error=f"the result could not be stored ({type(exc).__name__})"
+            )
+
+    def _finish(self, rid: str, state: str, error: str | None = None) -> None:
+        self.ledger.update(rid, state=state, error=error, finished_at=time.time())
+        self._changed(rid)
+        if self.on_final:
+            try:
+                self.on_final(rid)
+            except Exception:
+                log.exception("tracker: on_final hook failed")
+
+    def _scrub(self, text: str) -> str:
+        for s in self.secrets:
+            if s:
+                text = text.replace(s, "***")
+        return text
