@@ -1,0 +1,154 @@
+"""Pure parts of the studio: settings, cost arithmetic, progress lines, image preparation, ledger."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+from PIL import Image
+
+from app import cost
+from app.images import prepare_image
+from app.ledger import Ledger
+from app.progress import describe, experts
+from app.settings import PRICES_PATH, Settings
+from app.studio_errors import ConfigError, ImageError, user_message
+from tests.helpers import COMFY_FIXTURES, load_json
+
+PRICES = cost.load_prices(PRICES_PATH)
+
+
+def test_settings_demo_and_runpod_and_masking():
+    assert Settings.from_env({}).demo
+    s = Settings.from_env({"RUNPOD_API_KEY": "rpa_SECRET123", "RUNPOD_ENDPOINT_ID": "abc123"})
+    assert not s.demo and s.base_url == "https://api.runpod.ai/v2/abc123"
+    assert "rpa_SECRET123" not in repr(s) and "rpa_SECRET123" not in str(s)
+    with pytest.raises(ConfigError, match="RUNPOD_ENDPOINT_ID"):
+        Settings.from_env({"RUNPOD_API_KEY": "k"})
+    with pytest.raises(ConfigError, match=r"WANPOD_CONCURRENCY=0 is out of range"):
+        Settings.from_env({"WANPOD_CONCURRENCY": "0"})
+
+
+def test_prices_yaml_has_the_date_and_runpod_rates():
+    assert PRICES.read_on == "2026-05-13"
+    assert PRICES.price("H100 PRO") == 0.00116
+    assert PRICES.price("4090 PRO") == 0.00031
+    with pytest.raises(KeyError, match="allowed"):
+        PRICES.price("TPU")
+
+
+def test_quote_arithmetic_is_seconds_rounded_up_times_price():
+    req = cost.CostRequest("t2v_14b", "turbo", 832, 480, 81, 4, 1.0)
+    q = cost.quote(req, "A100", PRICES)
+    assert q.dollars == pytest.approx(math.ceil(q.execution_s) * 0.00076)
+    assert q.cold_dollars == pytest.approx(math.ceil(q.cold_start_s) * 0.00076)
+    assert q.basis == "published timings"
+    # quality (cfg>1, 20 steps) costs more than turbo; 720p more than 480p; A100 slower than H100
+    quality = cost.CostRequest("t2v_14b", "quality", 832, 480, 81, 20, 3.5)
+    big = cost.CostRequest("t2v_14b", "quality", 1280, 720, 81, 20, 3.5)
+    assert cost.model_seconds(quality, "H100 PRO") > cost.model_seconds(req, "H100 PRO")
+    ratio = cost.model_seconds(big, "H100 PRO") / cost.model_seconds(quality, "H100 PRO")
+    assert 2.5 < ratio < 4.0  # the official table: 480p -> 720p is 3.2x on H100
+    assert cost.model_seconds(req, "A100") > cost.model_seconds(req, "H100 PRO")
+
+
+def test_published_reference_is_reproduced_within_a_quarter():
+    # H100, A14B T2V, 480p x 81, 40 steps, cfg > 1: 326.9 s in the official table
+    req = cost.CostRequest("t2v_14b", "quality", 832, 480, 81, 40, 5.0)
+    assert cost.model_seconds(req, "H100 PRO") == pytest.approx(326.9, rel=0.25)
+
+
+def test_calibration_learns_from_finished_jobs():
+    req = cost.CostRequest("t2v_14b", "turbo", 832, 480, 81, 4, 1.0)
+    other = cost.CostRequest("t2v_14b", "turbo", 640, 640, 81, 4, 1.0)
+    obs = [cost.Observation(req, "H100 PRO", 10.0), cost.Observation(req, "H100 PRO", 12.0)]
+    cal = cost.calibrate(obs)
+    exact = cost.quote(req, "H100 PRO", PRICES, cal)
+    assert exact.execution_s == pytest.approx(11.0) and "2 identical jobs" in exact.basis
+    scaled = cost.quote(other, "H100 PRO", PRICES, cal)
+    factor = math.sqrt(10.0 * 12.0) / cost.model_seconds(req, "H100 PRO")
+    assert scaled.execution_s == pytest.approx(cost.model_seconds(other, "H100 PRO") * factor)
+    assert "calibrated from 2 jobs" in scaled.basis
+
+
+def test_actual_cost_is_billed_per_second_rounded_up():
+    a = cost.actual(4001, 1500, "H100 PRO", PRICES)
+    assert a.billed_s == 5 and a.dollars == pytest.approx(5 * 0.00116) and a.delay_s == 1.5
+
+
+def test_progress_lines_name_the_expert_and_step():
+    wf = load_json(COMFY_FIXTURES / "workflows" / "wan22_t2v_14B_lightx2v.api.json")
+    assert experts(wf) == {"81": "high-noise", "78": "low-noise"}
+    p = {
+        "stage": "sampling",
+        "node": "78",
+        "node_type": "KSamplerAdvanced",
+        "step": 1,
+        "steps": 2,
+        "nodes_done": 9,
+        "nodes_total": 14,
+        "percent": 60.0,
+        "elapsed_s": 3.0,
+        "queue_position": None,
+    }
+    v = describe("IN_PROGRESS", p, 20.0, 40.0, wf)
+    assert v.line.startswith("Sampling: step 1 of 2 on the low-noise expert")
+    assert 0.5 < v.fraction < 0.9 and "left" in v.line
+    first = describe("IN_PROGRESS", {**p, "node": "81"}, 10.0, 40.0, wf)
+    assert "high-noise" in first.line and first.fraction < v.fraction
+    assert describe("IN_QUEUE", None, 3.0, 40.0).line.startswith("Queued")
+    assert describe("IN_PROGRESS", {"stage": "decoding"}, 30.0, 40.0).line.startswith("Decoding")
+    assert describe("COMPLETED", None, 31.0).fraction == 1.0
+    assert "boom" in describe("FAILED", None, 3.0, error="boom").line
+
+
+def _png(w: int, h: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_images_are_fitted_and_bad_files_named():
+    img = prepare_image(_png(1000, 500), 640, 640, field="start image", name="start.png")
+    with Image.open(io.BytesIO(img.data)) as out:
+        assert out.size == (640, 640)
+    assert "cropped and resized" in img.note
+    with pytest.raises(ImageError, match=r"^start image: not a readable image"):
+        prepare_image(b"not an image at all", 640, 640, field="start image", name="s.png")
+    with pytest.raises(ImageError, match=r"^end image: the file is empty"):
+        prepare_image(b"", 640, 640, field="end image", name="e.png")
+
+
+def test_images_are_reencoded_under_the_budget():
+    noise = Image.effect_noise((1280, 720), 100).convert("RGB")
+    buf = io.BytesIO()
+    noise.save(buf, format="PNG")
+    img = prepare_image(
+        buf.getvalue(), 1280, 720, field="start image", name="s.png", max_bytes=400_000
+    )
+    assert len(img.data) <= 400_000 and img.mime == "image/jpeg" and img.name == "s.jpg"
+
+
+def test_ledger_survives_reopen(tmp_path):
+    led = Ledger(tmp_path / "l.db")
+    rid = led.create(
+        template="t2v_14b",
+        mode="turbo",
+        params={"seed": 1},
+        workflow={"1": {}},
+        quote={"dollars": 0.1},
+        gpu="H100 PRO",
+    )
+    led.update(rid, job_id="job-1", state="IN_QUEUE")
+    again = Ledger(tmp_path / "l.db")
+    row = again.get(rid)
+    assert row.job_id == "job-1" and row.params == {"seed": 1} and row.live
+    assert [r.id for r in again.live()] == [rid]
+    again.update(rid, state="COMPLETED", execution_ms=1234)
+    assert again.live() == [] and again.finished_with_timing()[0].execution_ms == 1234
+
+
+def test_user_message_scrubs_secrets_and_hides_internals():
+    assert user_message(ConfigError("key rpa_X leaked"), ("rpa_X",)) == "key *** leaked"
+    assert user_message(RuntimeError("rpa_X")) == "internal error (RuntimeError)"
