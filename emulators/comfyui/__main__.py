@@ -108,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.verbose or "WARNING"),
         format="%(asctime)s comfyui-emulator %(levelname)s %(message)s",
     )
+    base = args.base_directory
+    for name in ("input", "output", "temp"):  # ComfyUI: --base-directory moves these too
+        if base is not None and getattr(args, f"{name}_directory") is None:
+            setattr(args, f"{name}_directory", base / name)
     try:
         config = EmulatorConfig(
             input_directory=args.input_directory,
