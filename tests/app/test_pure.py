@@ -1,4 +1,4 @@
-"""Pure parts of the studio: settings, cost arithmetic, progress lines, image preparation, ledger."""
+"""Pure parts of the studio: settings, quote arithmetic, progress lines, images, ledger."""
 
 from __future__ import annotations
 
