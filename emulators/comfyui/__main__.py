@@ -69,6 +69,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-cache", action="store_true", help="disable the output cache")
     p.add_argument(
+        "--preview-method",
+        default="none",
+        choices=["none", "auto", "latent2rgb", "taesd"],
+        help="send binary preview frames at sampler steps (default none, like ComfyUI)",
+    )
+    p.add_argument(
         "--verbose",
         "-v",
         nargs="?",
@@ -130,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             output_bytes=args.output_bytes,
             video_max_side=args.video_max_side,
             cache=not args.no_cache,
+            preview_method=args.preview_method,
             argv=["main.py", *(argv if argv is not None else sys.argv[1:])],
         )
     except (ConfigError, OSError, ValueError) as e:

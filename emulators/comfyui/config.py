@@ -20,6 +20,10 @@ Knobs (all optional, `None`/0 means off):
   stays a valid, decodable mp4); ignored when the encoded file is already larger.
 - video_max_side (int): encoded video frames are scaled down to fit this side (0 = full size).
 - cache (bool): ComfyUI's classic output cache (identical re-runs are served from it).
+- preview_method ("none" | "auto" | "latent2rgb" | "taesd"): anything but "none" makes samplers send
+  a binary JPEG preview frame at every step, as ComfyUI's `--preview-method` does: type 4
+  PREVIEW_IMAGE_WITH_METADATA before `progress` to clients that sent the `supports_preview_metadata`
+  feature flag, else type 1 PREVIEW_IMAGE after it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ KNOBS: tuple[str, ...] = (
     "output_bytes",
     "video_max_side",
     "cache",
+    "preview_method",
 )
 
 
@@ -93,6 +98,13 @@ def _bool(name: str, v: Any) -> bool:
     raise ConfigError(f"{name}: expected true or false, got {v!r}")
 
 
+def _choice(name: str, v: Any, allowed: tuple[str, ...]) -> str:
+    v = "none" if v is None else v
+    if v not in allowed:
+        raise ConfigError(f"{name}: expected one of {list(allowed)}, got {v!r}")
+    return str(v)
+
+
 _COERCE = {
     "step_delay": _opt_float,
     "node_delay": _opt_float,
@@ -104,6 +116,7 @@ _COERCE = {
     "output_bytes": _opt_int,
     "video_max_side": lambda n, v: _opt_int(n, v) or 0,
     "cache": _bool,
+    "preview_method": lambda n, v: _choice(n, v, ("none", "auto", "latent2rgb", "taesd")),
 }
 
 
@@ -126,6 +139,7 @@ class EmulatorConfig:
     output_bytes: int | None = None
     video_max_side: int = 320
     cache: bool = True
+    preview_method: str = "none"
     argv: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:

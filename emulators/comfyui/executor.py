@@ -23,12 +23,14 @@ import hashlib
 import json
 import logging
 import os
+import struct
 import time
 from typing import Any
 
 from .config import EmulatorConfig
 from .graph import ExecutionList, is_link
 from .hub import Hub
+from .media import preview_jpeg
 from .nodes import Interrupted, NodeContext, NodeFailure, run_node
 from .prompt_queue import PromptQueue, QueueItem
 from .schema import INPUT_FILE_COMBOS, Schema
@@ -248,16 +250,26 @@ class Executor:
                         )
                     )
 
-                async def report(value: int, total: int, _nid: str = nid) -> None:
+                async def report(value: int, total: int, latent: Any, _nid: str = nid) -> None:
                     if self.interrupted:
                         raise Interrupted()
                     progress[_nid].update(value=value, max=total)
                     send_progress_state()
+                    image = None
+                    if latent is not None and self.config.preview_method not in (None, "none"):
+                        image = await asyncio.to_thread(preview_jpeg, latent, value)
+                    with_meta = self.hub.supports(self.client_id, "supports_preview_metadata")
+                    if image is not None and with_meta:
+                        self.hub.send_binary(
+                            4, preview_with_metadata(image, _nid, prompt_id), self.client_id
+                        )
                     self.hub.send(
                         "progress",
                         {"value": value, "max": total, "prompt_id": prompt_id, "node": _nid},
                         self.client_id,
                     )
+                    if image is not None and not with_meta:
+                        self.hub.send_binary(1, struct.pack(">I", 1) + image, self.client_id)
 
                 ctx = NodeContext(
                     node_id=nid,
@@ -368,3 +380,18 @@ class Executor:
             v = inputs[k]
             res[k] = [v if v is None or isinstance(v, int | float | bool | str) else repr(v)]
         return res
+
+
+def preview_with_metadata(image: bytes, node_id: str, prompt_id: str) -> bytes:
+    """PREVIEW_IMAGE_WITH_METADATA payload: [uint32 len][JSON metadata][JPEG]."""
+    meta = json.dumps(
+        {
+            "node_id": node_id,
+            "prompt_id": prompt_id,
+            "display_node_id": node_id,
+            "parent_node_id": None,
+            "real_node_id": node_id,
+            "image_type": "image/jpeg",
+        }
+    ).encode()
+    return struct.pack(">I", len(meta)) + meta + image

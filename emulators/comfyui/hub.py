@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,7 @@ class Hub:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.clients: dict[str, Client] = {}
-        self.queue: asyncio.Queue[tuple[str, Any, str | None] | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[str | int, Any, str | None] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -57,6 +58,15 @@ class Hub:
         """Queue a message (ComfyUI's send_sync)."""
         self.queue.put_nowait((event, data, sid))
 
+    def send_binary(self, event: int, payload: bytes, sid: str | None = None) -> None:
+        """Queue a binary frame `[uint32 BE event][payload]` (1 PREVIEW_IMAGE, 4 ..._METADATA)."""
+        self.queue.put_nowait((event, payload, sid))
+
+    def supports(self, sid: str | None, flag: str) -> bool:
+        """Whether that client announced a feature flag (ComfyUI's supports_feature)."""
+        client = self.clients.get(sid) if sid is not None else None
+        return bool(client is not None and client.feature_flags.get(flag))
+
     async def drain(self) -> None:
         """Wait until everything queued so far has been written to the sockets."""
         await self.queue.join()
@@ -73,22 +83,29 @@ class Hub:
             finally:
                 self.queue.task_done()
 
-    async def deliver(self, event: str, data: Any, sid: str | None) -> None:
+    async def deliver(self, event: str | int, data: Any, sid: str | None) -> None:
         if sid is None:
             targets = list(self.clients.items())
         elif sid in self.clients:
             targets = [(sid, self.clients[sid])]
         else:
             targets = []
-        text = json.dumps({"type": event, "data": data})
+        if isinstance(event, int):
+            frame: str | bytes = struct.pack(">I", event) + data
+            event = "binary"
+        else:
+            frame = json.dumps({"type": event, "data": data})
         for csid, client in targets:
-            await self.send_to(csid, client, text, event)
+            await self.send_to(csid, client, frame, event)
 
-    async def send_to(self, sid: str, client: Client, text: str, event: str = "") -> None:
+    async def send_to(self, sid: str, client: Client, frame: str | bytes, event: str = "") -> None:
         if client.ws.closed:
             return
         try:
-            await client.ws.send_str(text)
+            if isinstance(frame, bytes):
+                await client.ws.send_bytes(frame)
+            else:
+                await client.ws.send_str(frame)
         except (ConnectionError, RuntimeError):
             return
         client.sent += 1

@@ -187,6 +187,18 @@ def probe_audio(path: Path) -> tuple[float, int, int]:
         raise EncodeError("RuntimeError", f"Failed to load audio {path}: {ex}") from ex
 
 
+def preview_jpeg(latent: Any, step: int, max_size: int = 512) -> bytes:
+    """A sampler step preview like latent2rgb's: 1/8 of the latent size, JPEG q95, <= 512 px."""
+    w, h = max(1, latent.width // 8), max(1, latent.height // 8)
+    scale = min(1.0, max_size / max(w, h))
+    img = frame_image(
+        max(1, int(w * scale)), max(1, int(h * scale)), (0x406080 + step * 0x0A0A0A) % 0x1000000, 0, 1
+    )
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
 def probe_image(path: Path) -> tuple[int, int]:
     """Size of an input image; raises like ComfyUI's LoadImage for a non-image file."""
     try:

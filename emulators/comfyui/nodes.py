@@ -42,11 +42,11 @@ from .values import (
 __all__ = ["Interrupted", "NodeContext", "NodeFailure", "run_node"]
 
 
-async def _steps(ctx: NodeContext, total: int) -> None:
+async def _steps(ctx: NodeContext, total: int, preview: Latent | None = None) -> None:
     for i in range(1, total + 1):
         if ctx.step_delay:
             await asyncio.sleep(ctx.step_delay)
-        await ctx.progress(i, total)
+        await ctx.progress(i, total, preview)
 
 
 def _latent_from_inputs(ctx: NodeContext) -> Latent:
@@ -66,8 +66,8 @@ async def sampler(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
         total = max(0, end - start)
     else:
         total = steps
-    await _steps(ctx, total)
     latent = ctx.inputs.get("latent_image") or first_of(ctx, Latent) or Latent(512, 512)
+    await _steps(ctx, total, latent)  # samplers offer a latent preview at every step
     return (latent,), None
 
 

@@ -99,7 +99,7 @@ class NodeContext:
     node_delay: float
     video_max_side: int
     output_bytes: int | None
-    progress: Callable[[int, int], Awaitable[None]]
+    progress: Callable[[int, int, Any], Awaitable[None]]  # (value, max, latent to preview|None)
 
 
 def first_of(ctx: NodeContext, kind: type) -> Any:

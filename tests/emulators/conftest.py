@@ -23,6 +23,7 @@ DEFAULT_KNOBS = {
     "output_bytes": None,
     "video_max_side": 320,
     "cache": True,
+    "preview_method": "none",
 }
 
 

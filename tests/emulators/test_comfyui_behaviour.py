@@ -436,3 +436,63 @@ def test_cli_accepts_comfyui_command_lines() -> None:
     assert (args.host, args.port, args.verbose) == ("0.0.0.0", 8188, "INFO")
     args = parse_args(["--listen", "127.0.0.1", "--verbose", "--error-at-node", "9"])
     assert (args.host, args.verbose, args.error_at_node) == ("127.0.0.1", "DEBUG", "9")
+
+
+def _sampler_workflow(seed: int) -> dict[str, Any]:
+    workflow = json.loads((COMFY_FIXTURES / "workflows" / "wan22_ti2v_5B.api.json").read_text())
+    for node in workflow.values():
+        if node["class_type"] == "KSampler":
+            node["inputs"].update(steps=3, seed=seed)
+    return workflow
+
+
+@pytest.mark.parametrize("with_flag", [True, False], ids=["metadata_client", "plain_client"])
+def test_preview_method_sends_binary_preview_frames(comfy: Comfy, with_flag: bool) -> None:
+    """Per step: progress_state, [type 4 frame], progress, [type 1 frame] (ComfyUI's order)."""
+    comfy.config(preview_method="auto")
+    workflow = _sampler_workflow(seed=1000 + with_flag)
+    frames: list[Any] = []
+    with comfy.connect() as sock:
+        sock.recv()
+        if with_flag:
+            sock.ws.send(
+                json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+            )
+            assert sock.recv()["type"] == "feature_flags"
+        pid = comfy.queue_prompt(workflow, sock.client_id)["prompt_id"]
+        while True:
+            raw = sock.ws.recv()
+            if isinstance(raw, bytes):
+                frames.append(raw)
+                continue
+            m = json.loads(raw)
+            if m["type"] in ("progress_state", "progress"):
+                frames.append(m["type"])
+            if m["type"] == "executing" and m["data"]["node"] is None:
+                break
+    sampler = next(k for k, n in workflow.items() if n["class_type"] == "KSampler")
+    kinds = ["bin" if isinstance(f, bytes) else f for f in frames]
+    k = kinds.index("progress")  # the first step
+    binaries = [f for f in frames if isinstance(f, bytes)]
+    assert len(binaries) == 3
+    for raw in binaries:
+        event = int.from_bytes(raw[:4], "big")
+        if with_flag:
+            assert event == 4
+            n = int.from_bytes(raw[4:8], "big")
+            meta = json.loads(raw[8 : 8 + n])
+            assert (meta["node_id"], meta["prompt_id"], meta["image_type"]) == (
+                sampler,
+                pid,
+                "image/jpeg",
+            )
+            image = raw[8 + n :]
+        else:
+            assert (event, int.from_bytes(raw[4:8], "big")) == (1, 1)  # PREVIEW_IMAGE, JPEG
+            image = raw[8:]
+        with Image.open(io.BytesIO(image)) as img:
+            assert img.format == "JPEG" and max(img.size) <= 512
+    if with_flag:
+        assert kinds[k - 2 : k + 1] == ["progress_state", "bin", "progress"]
+    else:
+        assert kinds[k - 1 : k + 2] == ["progress_state", "progress", "bin"]
