@@ -3,10 +3,10 @@
 Files are read straight from ComfyUI's output folder when it is shared (COMFY_OUTPUT_DIR), else
 streamed from `/view`. base64 mode checks the result size BEFORE encoding anything: over
 RESULT_MAX_BYTES it fails with a message that says how to enable S3 (RunPod rejects big results
-after the job, worker-comfyui #129/#167). Encoding is one pass into a preallocated buffer (peak
-memory about 2.67x the file for the final Python string). S3 mode streams the file with
-`upload_file` (multipart, bounded memory), real ContentType, key `[prefix/]<job id>/<file name>`,
-and returns a presigned GET URL.
+after the job, worker-comfyui #129/#167). Encoding is one pass (pybase64's SIMD encoder when
+installed, straight to a `str`; else binascii into a preallocated buffer); peak memory 2.33x
+(2.67x) the file. S3 mode streams the file with `upload_file` (multipart, bounded memory), real
+ContentType, key `[prefix/]<job id>/<file name>`, and returns a presigned GET URL.
 """
 
 from __future__ import annotations
@@ -40,8 +40,25 @@ def b64_size(n: int) -> int:
     return 4 * ((n + 2) // 3)
 
 
+try:  # SIMD base64 (about 20x faster than binascii; str result without an extra copy)
+    from pybase64 import b64encode_as_string as _fast_b64
+except ImportError:  # pragma: no cover - the image installs it; binascii is the fallback
+    _fast_b64 = None
+
+
+def b64_text(data: bytes) -> str:
+    if _fast_b64 is not None:
+        return _fast_b64(data)
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
 def b64_file(path: Path, size: int) -> str:
-    """base64 of a file in one pass, without holding the raw bytes and the text at once."""
+    """base64 of a file in one pass. With pybase64: the file's bytes plus the text (2.33x);
+    without: chunked into a preallocated buffer, then the text (2.67x)."""
+    if _fast_b64 is not None:
+        with open(path, "rb", buffering=0) as f:
+            data = f.read()
+        return _fast_b64(data)
     out = bytearray(b64_size(size))
     pos = 0
     chunk = min(_CHUNK, max(3, size + 3 - size % 3))
@@ -141,10 +158,8 @@ class Delivery:
                     raise ResultTooLarge(
                         too_large_message(total + b64_size(size), self.s.result_max_bytes)
                     )
-                enc = binascii.b2a_base64(raw, newline=False)
+                data = b64_text(raw)
                 del raw
-                data = enc.decode("ascii")
-                del enc
             total += len(data) + ITEM_OVERHEAD
             items.append(_item(loc, "base64", data, size))
         return items

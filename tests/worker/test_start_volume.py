@@ -79,20 +79,37 @@ def test_shipped_yaml_lists_both_roots_and_the_wan_folders():
     assert set(doc["runpod_volume"]) - {"base_path", "unet", "clip"} <= set(models)
 
 
+def run_start(tmp_path, vol, job, **env):
+    p = subprocess.run(["bash", str(START), "--test_input", json.dumps(job)], cwd=REPO,
+                       env=start_env(tmp_path, vol, **env), capture_output=True, text=True,
+                       timeout=90)  # fmt: skip
+    return p.returncode, p.stdout + p.stderr
+
+
+T2V_JOB = {"input": {"workflow": with_seed(load_workflow("wan22_t2v_14B_lightx2v"), 41)}}
+
+
 def test_start_sh_runs_a_job_against_the_emulator_with_a_fake_volume(tmp_path):
-    vol = fake_volume(tmp_path / "volume", misplaced=True)
-    env = start_env(tmp_path, vol, NETWORK_VOLUME_DEBUG="true")
-    job = {"input": {"workflow": with_seed(load_workflow("wan22_t2v_14B_lightx2v"), 41)}}
-    p = subprocess.run(["bash", str(START), "--test_input", json.dumps(job)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=90)  # fmt: skip
-    out = p.stdout + p.stderr
-    assert p.returncode == 0, out[-4000:]
-    assert f"volume: {vol} (11 model files)" in out
+    vol = fake_volume(tmp_path / "volume")
+    code, out = run_start(tmp_path, vol, T2V_JOB, NETWORK_VOLUME_DEBUG="true")
+    assert code == 0, out[-4000:]
+    assert f"volume: {vol} (12 model files)" in out
     assert "volume:   models/loras: 4" in out and "volume:     umt5_xxl_fp8_e4m3fn_scaled" in out
-    assert "WARNING: umt5_xxl_fp8_e4m3fn_scaled.safetensors is in models/checkpoints/" in out
+    assert "WARNING" not in out
     assert "ComfyUI is ready on" in out
     assert "job local_test done: ComfyUI_00001_.mp4 (video/mp4" in out
     assert "worker exited with code 0" in out
+
+
+def test_start_sh_warns_about_misplaced_wan_files_and_the_job_says_what_exists(tmp_path):
+    vol = fake_volume(tmp_path / "volume", misplaced=True)
+    code, out = run_start(tmp_path, vol, T2V_JOB)
+    assert "WARNING: umt5_xxl_fp8_e4m3fn_scaled.safetensors is in models/checkpoints/" in out
+    assert "diffusion_models/wan2.2_ti2v_5B_fp16.safetensors" in out
+    # ComfyUI (the emulator reads the generated extra_model_paths.yaml) does not find it either
+    assert code == 1
+    assert "node 71 (CLIPLoader) input 'clip_name': 'umt5_xxl_fp8_e4m3fn_scaled.safetensors' is " \
+        "not available" in out  # fmt: skip
 
 
 def test_start_sh_fails_clearly_when_comfyui_does_not_start(tmp_path):
