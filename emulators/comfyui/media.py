@@ -192,7 +192,11 @@ def preview_jpeg(latent: Any, step: int, max_size: int = 512) -> bytes:
     w, h = max(1, latent.width // 8), max(1, latent.height // 8)
     scale = min(1.0, max_size / max(w, h))
     img = frame_image(
-        max(1, int(w * scale)), max(1, int(h * scale)), (0x406080 + step * 0x0A0A0A) % 0x1000000, 0, 1
+        max(1, int(w * scale)),
+        max(1, int(h * scale)),
+        (0x406080 + step * 0x0A0A0A) % 0x1000000,
+        0,
+        1,
     )
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=95)

@@ -14,6 +14,7 @@ import os
 import random
 import re
 import string
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,29 @@ from . import media
 from .values import Audio, Images, NodeContext, NodeFailure, Opaque, Video
 
 
-def save_path(prefix: str, base: Path) -> tuple[Path, str, str, int]:
+def compute_vars(prefix: str, width: int, height: int) -> str:
+    """The %width% %height% %year% %month% %day% %hour% %minute% %second% placeholders."""
+    now = time.localtime()
+    for key, value in (
+        ("width", str(width)),
+        ("height", str(height)),
+        ("year", str(now.tm_year)),
+        ("month", f"{now.tm_mon:02}"),
+        ("day", f"{now.tm_mday:02}"),
+        ("hour", f"{now.tm_hour:02}"),
+        ("minute", f"{now.tm_min:02}"),
+        ("second", f"{now.tm_sec:02}"),
+    ):
+        prefix = prefix.replace(f"%{key}%", value)
+    return prefix
+
+
+def save_path(
+    prefix: str, base: Path, width: int = 0, height: int = 0
+) -> tuple[Path, str, str, int]:
     """ComfyUI's get_save_image_path: (folder, file stem, subfolder, next counter)."""
+    if "%" in prefix:
+        prefix = compute_vars(prefix, width, height)
     norm = os.path.normpath(prefix)
     subfolder, stem = os.path.dirname(norm), os.path.basename(norm)
     folder = (base / subfolder).resolve()
@@ -80,7 +102,10 @@ def _write_images(
 async def save_image(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]:
     images = ctx.inputs["images"]
     folder, stem, sub, counter = save_path(
-        str(ctx.inputs.get("filename_prefix", "ComfyUI")), ctx.output_directory
+        str(ctx.inputs.get("filename_prefix", "ComfyUI")),
+        ctx.output_directory,
+        images.width,
+        images.height,
     )
     res = await asyncio.to_thread(_write_images, ctx, images, folder, stem, sub, counter, "output")
     return (), {"images": res}
@@ -108,7 +133,10 @@ async def save_video(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]
         raise NodeFailure("ValueError", f"{codec!r} is not a valid VideoCodec")
     img = video.images
     folder, stem, sub, counter = save_path(
-        str(ctx.inputs.get("filename_prefix", "video/ComfyUI")), ctx.output_directory
+        str(ctx.inputs.get("filename_prefix", "video/ComfyUI")),
+        ctx.output_directory,
+        img.width,
+        img.height,
     )
     name = f"{stem}_{counter:05}_.mp4"
     meta = {"prompt": json.dumps(ctx.prompt)}
@@ -142,7 +170,10 @@ async def save_animation(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, A
     images: Images = ctx.inputs["images"]
     fmt = "WEBP" if ctx.class_type == "SaveAnimatedWEBP" else "PNG"
     folder, stem, sub, counter = save_path(
-        str(ctx.inputs.get("filename_prefix", "ComfyUI")), ctx.output_directory
+        str(ctx.inputs.get("filename_prefix", "ComfyUI")),
+        ctx.output_directory,
+        images.width,
+        images.height,
     )
     name = f"{stem}_{counter:05}_.{fmt.lower()}"
     w, h = media.fit(images.width, images.height, ctx.video_max_side)

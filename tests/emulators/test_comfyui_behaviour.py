@@ -496,3 +496,12 @@ def test_preview_method_sends_binary_preview_frames(comfy: Comfy, with_flag: boo
         assert kinds[k - 2 : k + 1] == ["progress_state", "bin", "progress"]
     else:
         assert kinds[k - 1 : k + 2] == ["progress_state", "progress", "bin"]
+
+
+def test_filename_prefix_placeholders(comfy: Comfy) -> None:
+    workflow = json.loads(json.dumps(recording("image_success")["workflow"]))
+    workflow["2"]["inputs"]["filename_prefix"] = "vars/%year%/img_%width%x%height%"
+    got, _ = run(comfy, workflow)
+    item = first_output(got)["images"][0]
+    assert item["subfolder"] == f"vars/{time.localtime().tm_year}"
+    assert item["filename"].startswith("img_64x48_")
