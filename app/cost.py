@@ -206,3 +206,35 @@ def actual(execution_ms: int | None, delay_ms: int | None, gpu: str, prices: Pri
     return Actual(
         billed_s=billed, dollars=billed * prices.price(gpu), delay_s=(delay_ms or 0) / 1000
     )
+
+
+_LATENT_NODES = (
+    "EmptyHunyuanLatentVideo",
+    "EmptyWanLatentVideo",
+    "Wan22ImageToVideoLatent",
+    "WanImageToVideo",
+    "WanFirstLastFrameToVideo",
+)
+
+
+def request_from_workflow(pipeline: str, mode: str, workflow: Mapping[str, object]) -> CostRequest:
+    """The cost features of a filled API workflow: latent size and length, steps and cfg."""
+    width = height = 0
+    frames = 1
+    steps, cfg = 0, 1.0
+    for node in workflow.values():
+        if not isinstance(node, Mapping):
+            continue
+        kind = str(node.get("class_type", ""))
+        inputs = node.get("inputs") or {}
+        if not isinstance(inputs, Mapping):
+            continue
+        if kind in _LATENT_NODES or {"width", "height", "length"} <= set(inputs):
+            w, h, n = inputs.get("width"), inputs.get("height"), inputs.get("length")
+            if all(isinstance(v, int | float) for v in (w, h, n)):
+                width, height, frames = int(w), int(h), int(n)
+        if "Sampler" in kind and isinstance(inputs.get("steps"), int | float):
+            steps = max(steps, int(inputs["steps"]))
+            if isinstance(inputs.get("cfg"), int | float):
+                cfg = float(inputs["cfg"])
+    return CostRequest(pipeline, mode, width or 832, height or 480, frames, steps or 20, cfg)

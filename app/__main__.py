@@ -1,0 +1,106 @@
+"""`python -m app`: start the WanPod studio.
+
+With RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID set, it talks to that RunPod endpoint (RUNPOD_API_BASE
+may point at another control plane, e.g. the local one). With neither set it starts the local stack
+(ComfyUI emulator + local RunPod control plane + real worker processes) and the page says plainly
+that it runs in demo mode with synthetic video. GRADIO_ANALYTICS_ENABLED defaults to False.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from contextlib import ExitStack
+from typing import Any
+
+log = logging.getLogger("wanpod.app")
+
+
+def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tuple[Any, Any]:
+    """Build the services and the Blocks; returns (blocks, studio). Starts the tracker."""
+    from app import cost
+    from app.endpoint import EndpointClient
+    from app.forms_catalog import load_forms
+    from app.jobs import Studio
+    from app.ledger import Ledger
+    from app.tracker import Tracker
+    from app.ui import build_ui
+    from workflows.fill import fill
+
+    prices = cost.load_prices(settings.prices_path)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(settings.data_dir / "ledger.sqlite3")
+    endpoint = EndpointClient(base_url, api_key)
+    tracker = Tracker(
+        ledger,
+        endpoint,
+        settings.data_dir,
+        prices,
+        poll_s=settings.poll_s,
+        secrets=settings.secret_values(),
+    )
+    forms, byo_fill = load_forms()
+    studio = Studio(
+        settings=settings,
+        forms=forms,
+        fill=fill,
+        byo_fill=byo_fill,
+        endpoint=endpoint,
+        ledger=ledger,
+        tracker=tracker,
+        prices=prices,
+    )
+    tracker.on_final = studio.forget_calibration
+    tracker.start()
+    return build_ui(studio, demo_mode), studio
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    env = dict(os.environ if env is None else env)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from app.settings import Settings
+    from app.studio_errors import StudioError, user_message
+
+    try:
+        settings = Settings.from_env(env)
+    except StudioError as exc:
+        print(f"wanpod studio: {user_message(exc)}", file=sys.stderr)
+        return 2
+    with ExitStack() as stack:
+        if settings.demo:
+            from app.demo import start_local_stack
+
+            local = stack.enter_context(start_local_stack(settings))
+            base_url, api_key = local.base_url, local.api_key
+            log.info("demo mode: local stack at %s", local.base_url)
+        else:
+            base_url, api_key = settings.base_url, settings.api_key.value
+        blocks, studio = assemble(settings, base_url, api_key, settings.demo)
+        stack.callback(studio.tracker.stop)
+        blocks.queue(default_concurrency_limit=settings.concurrency)
+        blocks.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            max_threads=settings.concurrency * 2 + 40,
+            allowed_paths=[str((settings.data_dir / "results").resolve())],
+            show_error=True,
+            run_history=False,
+            prevent_thread_lock=True,
+            quiet=False,
+            footer_links=["api", "gradio"],
+        )
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        done.wait()
+        blocks.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The studio's job service: form values -> filled workflow -> quote -> ledger row -> /run.
+
+`Studio` is what the UI callbacks call; it holds the injected services (settings, pipeline forms,
+fill function, endpoint client, ledger, tracker, prices) and has no Gradio in it.
+- `quote(values)`: fill (validation included) + the cost model, calibrated on this endpoint's
+  finished jobs.
+- `submit(values)`: the same, then images prepared, a ledger row written BEFORE /run, the RunPod
+  job id stored the moment /run answers, and the tracker told to follow it. Returns the row id.
+- `view(rid)`: what a page shows for a row (status line, fraction, video path, details).
+Every refusal is a StudioError naming the field (ParamError from workflows becomes InputError).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app import cost
+from app.forms import FormValues, PipelineForm, to_params
+from app.images import RUN_LIMIT_BYTES, prepare_image
+from app.ledger import JobRow, Ledger
+from app.progress import ProgressView, describe
+from app.settings import Settings
+from app.studio_errors import InputError, StudioError, SubmitError, user_message
+from app.tracker import Tracker
+
+CALIBRATION_TTL_S = 30.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    form: PipelineForm
+    template_id: str
+    params: dict[str, Any]
+    filled: Any  # workflows.fill.FilledWorkflow
+    request: cost.CostRequest
+    quote: cost.Quote
+
+
+@dataclass(frozen=True)
+class JobView:
+    rid: str
+    state: str
+    progress: ProgressView
+    video: str | None
+    details: str
+    final: bool
+
+
+class Studio:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        forms: Mapping[str, PipelineForm],
+        fill: Callable[[str, Mapping[str, object]], Any],
+        endpoint: Any,
+        ledger: Ledger,
+        tracker: Tracker,
+        prices: cost.Prices,
+        byo_fill: Callable[[Any, Mapping[str, object]], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.forms = forms
+        self.fill = fill
+        self.byo_fill = byo_fill
+        self.endpoint = endpoint
+        self.ledger = ledger
+        self.tracker = tracker
+        self.prices = prices
+        self._cal: tuple[float, cost.Calibration] | None = None
+
+    # -- quote -----------------------------------------------------------------------------
+    def calibration(self) -> cost.Calibration:
+        now = time.monotonic()
+        if self._cal and now - self._cal[0] < CALIBRATION_TTL_S:
+            return self._cal[1]
+        obs = []
+        for row in self.ledger.finished_with_timing():
+            req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+            obs.append(cost.Observation(req, row.gpu, (row.execution_ms or 0) / 1000))
+        cal = cost.calibrate(obs)
+        self._cal = (now, cal)
+        return cal
+
+    def forget_calibration(self, _rid: str = "") -> None:
+        self._cal = None
+
+    def prepare(self, values: FormValues) -> Prepared:
+        form = self.forms.get(values.pipeline)
+        if form is None:
+            raise InputError(
+                "pipeline", f"{values.pipeline!r} is not offered; allowed: {', '.join(self.forms)}"
+            )
+        params = to_params(form, values)
+        try:
+            if form.byo:
+                if self.byo_fill is None:
+                    raise InputError("pipeline", "bring-your-own workflows are not available")
+                filled = self.byo_fill(values.workflow_file, params)
+            else:
+                filled = self.fill(form.template_id, params)
+        except StudioError:
+            raise
+        except Exception as exc:  # ParamError and friends carry the field in their message
+            field = getattr(exc, "param", None) or getattr(exc, "field", None) or "form"
+            if type(exc).__name__ not in ("ParamError", "WorkflowError", "TemplateError") and not (
+                isinstance(exc, ValueError)
+            ):
+                raise
+            raise InputError(str(form.label_of(field)), str(exc)) from None
+        req = cost.request_from_workflow(form.template_id, values.mode, filled.workflow)
+        q = cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
+        return Prepared(form, form.template_id, params, filled, req, q)
+
+    # -- submit ------------------------------------------------------------------------------
+    def submit(self, values: FormValues) -> str:
+        prep = self.prepare(values)
+        images = []
+        names = dict(getattr(prep.filled, "images", {}) or {})
+        for name, param in names.items():
+            path = values.image_for(str(param))
+            field = "end image" if "end" in str(param) else "start image"
+            if path is None:
+                raise InputError(field, f"{prep.form.title} needs a {field}; upload one")
+            images.append(
+                prepare_image(
+                    path, prep.request.width, prep.request.height, field=field, name=str(name)
+                ).payload()
+            )
+        job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
+        if images:
+            job_input["images"] = images
+        size = sum(len(i["image"]) for i in images) + len(str(prep.filled.workflow))
+        if size > RUN_LIMIT_BYTES - 64 * 1024:
+            raise InputError("start image", "the request would exceed RunPod's 10 MB /run limit")
+        resolved = dict(getattr(prep.filled, "params", {}) or prep.params)
+        rid = self.ledger.create(
+            template=prep.template_id,
+            mode=values.mode,
+            params={**resolved, "prompt": values.prompt},
+            workflow=prep.filled.workflow,
+            quote=dataclasses.asdict(prep.quote),
+            gpu=self.settings.gpu_type,
+        )
+        try:
+            ref = self.endpoint.run(job_input)
+        except Exception as exc:
+            msg = user_message(exc, self.settings.secret_values())
+            self.ledger.update(rid, state="FAILED", error=msg, finished_at=time.time())
+            raise SubmitError(f"the endpoint did not take the job: {msg}") from None
+        job_id = getattr(ref, "id", None) or (ref.get("id") if isinstance(ref, dict) else None)
+        state = getattr(ref, "state", None) or getattr(ref, "status", None) or "IN_QUEUE"
+        self.ledger.update(rid, job_id=job_id, state=str(state), submitted_at=time.time())
+        self.tracker.watch(rid)
+        return rid
+
+    # -- view --------------------------------------------------------------------------------
+    def view(self, rid: str) -> JobView | None:
+        row = self.ledger.get(rid)
+        if row is None:
+            return None
+        start = row.submitted_at or row.created_at
+        end = row.finished_at or time.time()
+        quote_s = (row.quote or {}).get("execution_s")
+        pv = describe(row.state, row.progress, end - start, quote_s, row.workflow, row.error)
+        video = row.result_path if row.state == "COMPLETED" and row.result_path else None
+        if video and not Path(video).is_file():
+            video = None
+        return JobView(rid, row.state, pv, video, details(row), row.final)
+
+
+def details(row: JobRow) -> str:
+    """Markdown: parameters and seed used, timings, quote vs actual cost."""
+    p = row.params or {}
+    q = row.quote or {}
+    lines = [f"**Job** `{row.id}` · RunPod id `{row.job_id or '-'}` · **{row.state}**"]
+    shown = {k: v for k, v in p.items() if k not in ("prompt",) and not isinstance(v, dict | list)}
+    if p.get("prompt"):
+        lines.append(f"**Prompt:** {p['prompt']}")
+    if shown:
+        lines.append("**Parameters:** " + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
+    if q:
+        lines.append(
+            f"**Quote:** ≈{q.get('execution_s', 0):.0f} GPU s = ${q.get('dollars', 0):.4f} "
+            f"on {q.get('gpu')} ({q.get('basis')}); cold start +{q.get('cold_start_s', 0):.0f} s"
+            f" = +${q.get('cold_dollars', 0):.4f}"
+        )
+    if row.delay_ms is not None or row.execution_ms is not None:
+        lines.append(
+            f"**Timings:** queue/cold start {(row.delay_ms or 0) / 1000:.1f} s · execution "
+            f"{(row.execution_ms or 0) / 1000:.1f} s"
+        )
+    if row.cost:
+        lines.append(
+            f"**Actual:** {row.cost.get('billed_s')} billed s = ${row.cost.get('dollars', 0):.4f} "
+            f"(quote ${q.get('dollars', 0):.4f})"
+        )
+    if row.error:
+        lines.append(f"**Error:** {row.error}")
+    return "\n\n".join(lines)

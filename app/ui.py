@@ -1,0 +1,391 @@
+"""All Gradio wiring of the studio, in one module. Nothing runs at import time.
+
+`build_ui(studio, demo_mode)` returns the Blocks. Callbacks are thin: they turn component values
+into `FormValues`, call the `Studio` service and format its answers; every error goes through
+`studio_errors.user_message` into a `gr.Error` (secret-free). API names: `/quote`, `/generate`
+(submits, then streams the job until it is final), `/attach` (streams an existing job by id).
+
+The page keeps its job id in `gr.BrowserState` (localStorage), so a closed and reopened tab, or a
+restarted app, attaches to the same job again: the job itself lives in the ledger and is followed
+by the server-side tracker, not by this page. Our own status line + <progress> bar replaces
+Gradio's overlay (show_progress="hidden"), so the status stays readable.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from app.forms import ADVANCED, FormValues, PipelineForm
+from app.jobs import JobView, Studio
+from app.studio_errors import StudioError, user_message
+
+WATCH_TICK_S = 1.0  # refresh the elapsed time at least this often
+CSS = """
+#wp-status progress {width: 100%; height: 14px;}
+#wp-status .wp-line {font-size: 1.05em; margin-top: 4px;}
+#wp-demo {background: #fff4d6; border: 1px solid #e0b84a; padding: 8px 12px; border-radius: 6px;}
+"""
+
+
+def status_html(view: JobView | None, note: str = "") -> str:
+    if view is None:
+        text = html.escape(note or "No job yet: fill the form and press Generate.")
+        return (
+            '<div id="wp-status" data-state="IDLE" data-fraction="0">'
+            f'<progress value="0" max="1"></progress><div class="wp-line">{text}</div></div>'
+        )
+    pv = view.progress
+    return (
+        f'<div id="wp-status" data-state="{html.escape(view.state)}" data-rid="{view.rid}" '
+        f'data-fraction="{pv.fraction:.4f}"><progress value="{pv.fraction:.4f}" max="1">'
+        f'</progress><div class="wp-line">{html.escape(pv.line)}</div></div>'
+    )
+
+
+class Callbacks:
+    """The thin functions the Blocks call; each maps errors to gr.Error in one place."""
+
+    def __init__(self, studio: Studio) -> None:
+        self.studio = studio
+
+    def _error(self, exc: BaseException) -> gr.Error:
+        return gr.Error(
+            user_message(exc, self.studio.settings.secret_values()), print_exception=False
+        )
+
+    def values(self, *args: Any) -> FormValues:
+        (
+            pipeline,
+            mode,
+            prompt,
+            negative,
+            start,
+            end,
+            wf_file,
+            resolution,
+            seconds,
+            seed,
+            randomize,
+            *adv,
+        ) = args
+        extra = dict(zip(ADVANCED, adv, strict=True))
+        return FormValues(
+            pipeline=pipeline,
+            mode=mode,
+            prompt=prompt or "",
+            negative_prompt=negative or "",
+            start_image=_path(start),
+            end_image=_path(end),
+            workflow_file=_path(wf_file),
+            resolution=resolution or "",
+            seconds=float(seconds or 0),
+            seed=int(seed) if seed not in (None, "") else None,
+            randomize=bool(randomize),
+            steps=int(extra["steps"]) if extra["steps"] is not None else None,
+            cfg=_num(extra["cfg"]),
+            shift=_num(extra["shift"]),
+            sampler=extra["sampler"] or None,
+            scheduler=extra["scheduler"] or None,
+            lora_high=_num(extra["lora_high"]),
+            lora_low=_num(extra["lora_low"]),
+        )
+
+    def quote(self, *args: Any) -> str:
+        try:
+            prep = self.studio.prepare(self.values(*args))
+        except StudioError as exc:
+            return f"⚠️ {user_message(exc, self.studio.settings.secret_values())}"
+        except Exception as exc:
+            return f"⚠️ {user_message(exc, self.studio.settings.secret_values())}"
+        return "**Quote:** " + prep.quote.summary()
+
+    def frames_note(self, pipeline: str, seconds: float) -> str:
+        form = self.studio.forms.get(pipeline)
+        if form is None or form.byo:
+            return ""
+        n = form.frames(float(seconds or 0))
+        return f"{seconds:g} s → **{n} frames** at {form.fps} fps ({(n - 1) / form.fps:.2f} s)"
+
+    def generate(self, *args: Any) -> Iterator[tuple[Any, ...]]:
+        try:
+            rid = self.studio.submit(self.values(*args))
+        except Exception as exc:
+            raise self._error(exc) from None
+        yield from self.watch(rid)
+
+    def attach(self, rid: str | None) -> Iterator[tuple[Any, ...]]:
+        rid = (rid or "").strip()
+        if not rid or self.studio.ledger.get(rid) is None:
+            yield status_html(None), gr.skip(), gr.skip(), rid or "", gr.skip()
+            return
+        yield from self.watch(rid)
+
+    def watch(self, rid: str) -> Iterator[tuple[Any, ...]]:
+        """Stream one job's view until it is final (the tracker does the polling)."""
+        tracker = self.studio.tracker
+        seen = -1
+        shown_video = False
+        while True:
+            version = tracker.version(rid)
+            view = self.studio.view(rid)
+            if view is None:
+                yield status_html(None, f"unknown job {rid}"), gr.skip(), gr.skip(), rid, rid
+                return
+            video: Any = gr.skip()
+            if view.video and not shown_video:
+                video, shown_video = view.video, True
+            elif seen == -1:
+                video = None
+            yield status_html(view), video, view.details, rid, rid
+            if view.final:
+                return
+            seen = version
+            tracker.wait(rid, seen, WATCH_TICK_S)
+
+    def recent(self) -> list[list[Any]]:
+        rows = self.studio.ledger.recent(20)
+        return [
+            [
+                r.id,
+                time.strftime("%H:%M:%S", time.localtime(r.created_at)),
+                r.template,
+                r.mode,
+                r.state,
+                (r.params or {}).get("prompt", "")[:60],
+                f"${(r.cost or {}).get('dollars', 0):.4f}" if r.cost else "",
+            ]
+            for r in rows
+        ]
+
+    def form_update(self, pipeline: str, mode: str) -> tuple[Any, ...]:
+        """Visibility, choices and ranges for the chosen pipeline and mode (from the catalog)."""
+        form = self.studio.forms[pipeline]
+        mode = mode if mode in form.modes else form.modes[0]
+        adv = form.advanced.get(mode) or {}
+        updates = []
+        for key in ADVANCED:
+            spec = adv.get(key)
+            if spec is None:
+                updates.append(gr.update(visible=False, value=None))
+            elif spec.kind == "choice":
+                updates.append(
+                    gr.update(visible=True, choices=list(spec.choices), value=spec.default)
+                )
+            else:
+                updates.append(
+                    gr.update(
+                        visible=True,
+                        minimum=spec.minimum,
+                        maximum=spec.maximum,
+                        step=spec.step,
+                        value=spec.default,
+                    )
+                )
+        lo, hi, step, default = form.seconds
+        neg_used = form.negative_used.get(mode, mode != "turbo")
+        return (
+            gr.update(choices=list(form.modes), value=mode),
+            gr.update(visible=form.needs_start),
+            gr.update(visible=form.needs_end),
+            gr.update(visible=form.byo),
+            gr.update(
+                visible=bool(form.presets),
+                choices=[p.label for p in form.presets],
+                value=form.default_preset or (form.presets[0].label if form.presets else None),
+            ),
+            gr.update(visible=not form.byo, minimum=lo, maximum=hi, step=step, value=default),
+            gr.update(
+                label="Negative prompt" + ("" if neg_used else " (ignored in turbo: cfg = 1)"),
+                visible=not form.byo,
+            ),
+            *updates,
+        )
+
+
+def _path(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        return value.get("path") or value.get("name")
+    return str(getattr(value, "path", None) or getattr(value, "name", None) or value)
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if value is not None and value != "" else None
+
+
+def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
+    cb = Callbacks(studio)
+    forms: dict[str, PipelineForm] = dict(studio.forms)
+    first = next(iter(forms.values()))
+    with gr.Blocks(title="WanPod studio", analytics_enabled=False) as blocks:
+        gr.Markdown("# WanPod studio · Wan 2.2 on RunPod serverless")
+        if demo_mode:
+            gr.Markdown(
+                "**Demo mode:** no RunPod credentials are set, so this studio runs the local "
+                "stack (ComfyUI emulator + local RunPod control plane + the real worker). "
+                "Videos are **synthetic** test patterns, not Wan 2.2 output; timings are emulated.",
+                elem_id="wp-demo",
+            )
+        job_store = gr.BrowserState("", storage_key="wanpod_job")
+        with gr.Row():
+            with gr.Column(scale=5):
+                pipeline = gr.Dropdown(
+                    [(f.title, k) for k, f in forms.items()],
+                    value=first.template_id,
+                    label="Pipeline",
+                    elem_id="wp-pipeline",
+                )
+                mode = gr.Radio(
+                    list(first.modes), value=first.modes[0], label="Mode", elem_id="wp-mode"
+                )
+                prompt = gr.Textbox(
+                    label="Prompt", lines=3, value=first.prompt_default, elem_id="wp-prompt"
+                )
+                negative = gr.Textbox(
+                    label="Negative prompt (ignored in turbo: cfg = 1)",
+                    lines=2,
+                    value=first.negative_default,
+                    elem_id="wp-negative",
+                )
+                with gr.Row():
+                    start = gr.Image(
+                        label="Start image",
+                        type="filepath",
+                        visible=first.needs_start,
+                        elem_id="wp-start",
+                    )
+                    end = gr.Image(
+                        label="End image",
+                        type="filepath",
+                        visible=first.needs_end,
+                        elem_id="wp-end",
+                    )
+                wf_file = gr.File(
+                    label="API workflow (.json)",
+                    file_types=[".json"],
+                    type="filepath",
+                    visible=first.byo,
+                    elem_id="wp-workflow",
+                )
+                resolution = gr.Dropdown(
+                    [p.label for p in first.presets],
+                    value=first.default_preset or None,
+                    label="Resolution",
+                    elem_id="wp-resolution",
+                )
+                lo, hi, step, default = first.seconds
+                seconds = gr.Slider(
+                    lo,
+                    hi,
+                    value=default,
+                    step=step,
+                    label="Duration (seconds)",
+                    elem_id="wp-seconds",
+                )
+                frames_md = gr.Markdown(
+                    cb.frames_note(first.template_id, default), elem_id="wp-frames"
+                )
+                with gr.Row():
+                    seed = gr.Number(value=0, precision=0, label="Seed", elem_id="wp-seed")
+                    randomize = gr.Checkbox(
+                        value=True, label="Randomize seed", elem_id="wp-randomize"
+                    )
+                with gr.Accordion("Advanced", open=False):
+                    adv = []
+                    for key in ADVANCED:
+                        label = {
+                            "steps": "Steps",
+                            "cfg": "CFG",
+                            "shift": "Shift (ModelSampling)",
+                            "sampler": "Sampler",
+                            "scheduler": "Scheduler",
+                            "lora_high": "LoRA strength, high-noise expert",
+                            "lora_low": "LoRA strength, low-noise expert",
+                        }[key]
+                        if key in ("sampler", "scheduler"):
+                            adv.append(gr.Dropdown([], label=label, elem_id=f"wp-{key}"))
+                        else:
+                            adv.append(gr.Slider(0, 1, label=label, elem_id=f"wp-{key}"))
+                quote_md = gr.Markdown(elem_id="wp-quote")
+                generate_btn = gr.Button("Generate", variant="primary", elem_id="wp-generate")
+            with gr.Column(scale=5):
+                status = gr.HTML(status_html(None), elem_id="wp-status-box")
+                video = gr.Video(
+                    label="Result", interactive=False, elem_id="wp-video", buttons=["download"]
+                )
+                details = gr.Markdown(elem_id="wp-details")
+                job_id = gr.Textbox(label="Job", interactive=False, elem_id="wp-job")
+                with gr.Accordion("Recent jobs", open=False):
+                    history = gr.Dataframe(
+                        headers=["job", "time", "pipeline", "mode", "state", "prompt", "cost"],
+                        interactive=False,
+                        elem_id="wp-history",
+                    )
+                    refresh = gr.Button("Refresh", size="sm")
+                    attach_id = gr.Textbox(label="Open job by id", elem_id="wp-attach-id")
+                    attach_btn = gr.Button("Open", size="sm", elem_id="wp-attach")
+
+        inputs = [
+            pipeline,
+            mode,
+            prompt,
+            negative,
+            start,
+            end,
+            wf_file,
+            resolution,
+            seconds,
+            seed,
+            randomize,
+            *adv,
+        ]
+        watch_out = [status, video, details, job_id, job_store]
+        form_out = [mode, start, end, wf_file, resolution, seconds, negative, *adv]
+
+        gr.on(
+            [pipeline.change, mode.change],
+            cb.form_update,
+            [pipeline, mode],
+            form_out,
+            api_visibility="private",
+            show_progress="hidden",
+        ).then(cb.quote, inputs, quote_md, api_visibility="private", show_progress="hidden")
+        gr.on(
+            [c.change for c in inputs if c not in (pipeline, mode)],
+            cb.quote,
+            inputs,
+            quote_md,
+            api_name="quote",
+            show_progress="hidden",
+            trigger_mode="always_last",
+        )
+        seconds.change(
+            cb.frames_note,
+            [pipeline, seconds],
+            frames_md,
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        generate_btn.click(
+            cb.generate, inputs, watch_out, api_name="generate", show_progress="hidden"
+        )
+        attach_btn.click(cb.attach, attach_id, watch_out, api_name="attach", show_progress="hidden")
+        refresh.click(cb.recent, None, history, api_visibility="private")
+        blocks.load(
+            cb.form_update,
+            [pipeline, mode],
+            form_out,
+            api_visibility="private",
+            show_progress="hidden",
+        ).then(cb.quote, inputs, quote_md, api_visibility="private", show_progress="hidden")
+        blocks.load(
+            cb.attach, job_store, watch_out, api_visibility="private", show_progress="hidden"
+        )
+        blocks.load(cb.recent, None, history, api_visibility="private")
+    return blocks
