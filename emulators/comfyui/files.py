@@ -25,6 +25,15 @@ from PIL import Image
 from .state import get_state
 
 
+def server_error() -> web.Response:
+    """aiohttp's answer to an unhandled exception, which is what ComfyUI sends then."""
+    return web.Response(
+        status=500,
+        text="500 Internal Server Error\n\nServer got itself in trouble",
+        content_type="text/plain",
+    )
+
+
 def _inside(base: Path, path: Path) -> bool:
     return os.path.commonpath((str(base), str(path))) == str(base)
 
@@ -88,9 +97,12 @@ async def upload_image(request: web.Request) -> web.Response:
     post = await request.post()
     image = post.get("image")
     overwrite = post.get("overwrite")
-    upload_dir = st.dir_by_type(post.get("type") or None)  # type: ignore[arg-type]
-    typ = post.get("type") or "input"
-    if upload_dir is None or image is None or not hasattr(image, "file"):
+    typ = str(post.get("type") or "input")
+    upload_dir = st.dir_by_type(typ)
+    if upload_dir is None or (image and not hasattr(image, "file")):
+        # ComfyUI crashes here (unbound folder for an unknown type / a text field named image)
+        return server_error()
+    if not image:
         return web.Response(status=400)
     filename = image.filename
     if not filename:

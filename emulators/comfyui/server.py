@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from .config import ConfigError, EmulatorConfig
-from .files import upload_image, view
+from .files import server_error, upload_image, view
 from .hub import Client
 from .prompt_queue import QueueItem
 from .state import STATE, State, get_state
@@ -78,15 +78,6 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     finally:
         st.hub.clients.pop(sid, None)
     return ws
-
-
-def server_error() -> web.Response:
-    """aiohttp's answer to an unhandled exception, which is what ComfyUI sends then."""
-    return web.Response(
-        status=500,
-        text="500 Internal Server Error\n\nServer got itself in trouble",
-        content_type="text/plain",
-    )
 
 
 async def post_prompt(request: web.Request) -> web.Response:

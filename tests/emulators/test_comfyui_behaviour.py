@@ -505,3 +505,10 @@ def test_filename_prefix_placeholders(comfy: Comfy) -> None:
     item = first_output(got)["images"][0]
     assert item["subfolder"] == f"vars/{time.localtime().tm_year}"
     assert item["filename"].startswith("img_64x48_")
+
+
+def test_upload_crashes_where_comfyui_does(comfy: Comfy) -> None:
+    r = comfy.upload("x.png", png_bytes((1, 1, 1)), type="bogus")
+    assert r.status_code == 500  # ComfyUI: unbound upload folder for an unknown type
+    r = comfy.post("/upload/image", data={"image": "not a file"})
+    assert r.status_code == 500
