@@ -22,6 +22,8 @@ log = logging.getLogger("wanpod.app")
 
 def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tuple[Any, Any]:
     """Build the services and the Blocks; returns (blocks, studio). Starts the tracker."""
+    from workflows.fill import fill
+
     from app import cost
     from app.endpoint import EndpointClient
     from app.forms_catalog import load_forms
@@ -29,7 +31,6 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     from app.ledger import Ledger
     from app.tracker import Tracker
     from app.ui import build_ui
-    from workflows.fill import fill
 
     prices = cost.load_prices(settings.prices_path)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
