@@ -59,6 +59,11 @@ def b64_file(path: Path, size: int) -> str:
         with open(path, "rb", buffering=0) as f:
             data = f.read()
         return _fast_b64(data)
+    return b64_file_chunked(path, size)
+
+
+def b64_file_chunked(path: Path, size: int) -> str:
+    """The binascii fallback: chunks encoded into one preallocated buffer, then one str."""
     out = bytearray(b64_size(size))
     pos = 0
     chunk = min(_CHUNK, max(3, size + 3 - size % 3))

@@ -30,7 +30,7 @@ from .comfy import ComfyClient, format_node_errors
 from .delivery import Delivery, locate
 from .errors import ConfigError, JobTimeout, OutputError, WorkerError, to_result
 from .inputs import JobRequest, parse_job_input
-from .monitor import Watcher
+from .monitor import JobEnd, Watcher
 from .outputs import OutputFile, collect
 from .progress import ProgressReporter
 from .settings import Settings
@@ -81,9 +81,10 @@ async def run_job(job: dict, settings: Settings, delivery: Delivery) -> dict:
             ) from None
     except WorkerError as e:
         progress.finish()
-        log.warning("job %s failed: %s", job_id, e)
+        result = to_result(e, settings.secrets())
+        log.warning("job %s failed: %s", job_id, result["error"])
         await progress.quiet()
-        return to_result(e, settings.secrets())
+        return result
     except Exception as e:  # a bug: still one readable string, never a traceback
         progress.finish()
         log.exception("job %s: unexpected error", job_id)
@@ -105,62 +106,102 @@ async def _run(
 ) -> dict:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        client = ComfyClient(s, session)
-        progress.update(stage="starting", nodes_total=len(req.workflow))
-        info = await client.wait_ready()
-        t_ready = time.monotonic()
-        uploaded: list[str] = []
+        run = _JobRun(job_id, req, s, delivery, progress, ComfyClient(s, session))
+        run.marks["start"] = t0
+        return await run.execute()
+
+
+class _JobRun:
+    """One job's steps against ComfyUI, with the state its clean-up needs."""
+
+    def __init__(self, job_id, req, s, delivery, progress, client) -> None:
+        self.job_id: str = job_id
+        self.req: JobRequest = req
+        self.s: Settings = s
+        self.delivery: Delivery = delivery
+        self.progress: ProgressReporter = progress
+        self.client: ComfyClient = client
+        self.marks: dict[str, float] = {}
+        self.uploaded: list[str] = []
+        self.prompt_id: str | None = None
+        self.files: list[OutputFile] = []
+        self.problems: list[str] = []
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = time.monotonic()
+
+    async def execute(self) -> dict:
+        self.progress.update(stage="starting", nodes_total=len(self.req.workflow))
+        info = await self.client.wait_ready()
+        self.mark("ready")
         try:
-            if req.images:
-                progress.update(stage="uploading")
-                for image in req.images:
-                    uploaded.append(await client.upload(image))
-            t_up = time.monotonic()
-            return await _queue_and_finish(
-                job_id, req, s, delivery, progress, client, info, uploaded, (t0, t_ready, t_up)
-            )
+            if self.req.images:
+                self.progress.update(stage="uploading")
+                for image in self.req.images:
+                    self.uploaded.append(await self.client.upload(image))
+            self.mark("uploaded")
+            try:
+                end, items = await self._queue_and_follow()
+            except asyncio.CancelledError:
+                if self.prompt_id:
+                    await _stop_prompt(self.client, self.prompt_id, self.job_id)
+                raise
+            except WorkerError:
+                if self.prompt_id:
+                    await _stop_prompt(self.client, self.prompt_id, self.job_id, quiet=True)
+                raise
         finally:
-            if s.cleanup:
-                _delete_files(s.comfy_input_dir, uploaded)
-
-
-async def _queue_and_finish(job_id, req, s, delivery, progress, client, info, uploaded, marks):
-    t0, t_ready, t_up = marks
-    client_id = uuid.uuid4().hex
-    watcher_ws = None
-    extra = {"api_key_comfy_org": req.comfy_org_api_key.value} if req.comfy_org_api_key else None
-    watcher = None
-    prompt_id = None
-    files: list[OutputFile] = []
-    try:
-        # Connect before queueing so no message for our prompt is missed.
-        queued_ws = await client.session.ws_connect(
-            f"{s.comfy_ws}/ws?clientId={client_id}", max_msg_size=0
+            await self._cleanup()
+        result: dict = {
+            "images": items,
+            "comfyui": {
+                "prompt_id": self.prompt_id,
+                "version": (info.get("system") or {}).get("comfyui_version"),
+            },
+            "timings": _timings(end, self.marks),
+        }
+        if not items:
+            result["status"] = "success_no_images"
+        if self.problems:
+            result["errors"] = self.problems
+        log.info(
+            "job %s done: %s in %.2f s",
+            self.job_id,
+            ", ".join(f"{i['filename']} ({i['mime']}, {i['size']} B, {i['type']})" for i in items)
+            or "no outputs",
+            self.marks["done"] - self.marks["start"],
         )
-        watcher_ws = queued_ws
-        queued = await client.queue(req.workflow, client_id, extra)
-        prompt_id = queued.prompt_id
-        t_queued = time.monotonic()
-        problems: list[str] = []
-        if queued.node_errors:
-            lines = format_node_errors(queued.node_errors)
-            problems.append(
-                "ComfyUI accepted the workflow but dropped invalid nodes (their outputs will be "
-                "missing): " + "; ".join(lines)
-            )
-            log.warning("job %s: %s", job_id, problems[-1])
-        progress.update(stage="queued")
-        watcher = Watcher(client, s, prompt_id, client_id, req.workflow, progress)
-        watcher_ws = None
-        end = await watcher.watch(queued_ws)
-        t_end = time.monotonic()
-        files = collect(end.outputs)
-        located = locate(files, s)
-        if s.s3 is not None and files:
-            progress.update(stage="delivering", force=True)
-        progress.finish()
+        return result
+
+    async def _queue_and_follow(self) -> tuple[JobEnd, list[dict]]:
+        client, s = self.client, self.s
+        key = self.req.comfy_org_api_key
+        extra = {"api_key_comfy_org": key.value} if key else None
+        watcher = Watcher(client, s, "", uuid.uuid4().hex, self.req.workflow, self.progress)
+        ws = await watcher.connect()  # before queueing, so no message for our prompt is missed
         try:
-            items = await delivery.deliver(job_id, located, client)
+            queued = await client.queue(self.req.workflow, watcher.client_id, extra)
+        except BaseException:
+            await ws.close()
+            raise
+        self.prompt_id = watcher.prompt_id = queued.prompt_id
+        self.mark("queued")
+        if queued.node_errors:
+            self.problems.append(
+                "ComfyUI accepted the workflow but dropped invalid nodes (their outputs will be "
+                "missing): " + "; ".join(format_node_errors(queued.node_errors))
+            )
+            log.warning("job %s: %s", self.job_id, self.problems[-1])
+        self.progress.update(stage="queued", queue_position=await client.queue_position(queued))
+        end = await watcher.watch(ws)
+        self.mark("ended")
+        self.files = collect(end.outputs)
+        located = locate(self.files, s)
+        if s.s3 is not None and self.files:
+            self.progress.update(stage="delivering", force=True)
+        self.progress.finish()
+        try:
+            items = await self.delivery.deliver(self.job_id, located, client)
         except OutputError as e:
             if end.cached:
                 e.details.append(
@@ -168,56 +209,32 @@ async def _queue_and_finish(job_id, req, s, delivery, progress, client, info, up
                     "the file was already removed; change the seed or set CLEANUP_JOB_FILES=false"
                 )
             raise
-        t_done = time.monotonic()
-    except asyncio.CancelledError:
-        if prompt_id:
-            await _stop_prompt(client, prompt_id, job_id)
-        raise
-    except WorkerError:
-        if prompt_id:
-            await _stop_prompt(client, prompt_id, job_id, quiet=True)
-        raise
-    finally:
-        if watcher_ws is not None:
-            await watcher_ws.close()
-        if prompt_id and s.cleanup:
-            _delete_files(s.comfy_output_dir, [_rel(f) for f in files if f.type == "output"])
+        self.mark("done")
+        return end, items
+
+    async def _cleanup(self) -> None:
+        """Delete the job's inputs, outputs and history entry from ComfyUI (CLEANUP_JOB_FILES)."""
+        if not self.s.cleanup:
+            return
+        _delete_files(self.s.comfy_input_dir, self.uploaded)
+        _delete_files(self.s.comfy_output_dir, [_rel(f) for f in self.files if f.type == "output"])
+        if self.prompt_id:
             with contextlib.suppress(Exception):
-                await asyncio.shield(client.delete_history(prompt_id))
-
-    result: dict = {
-        "images": items,
-        "comfyui": {
-            "prompt_id": prompt_id,
-            "version": (info.get("system") or {}).get("comfyui_version"),
-        },
-        "timings": _timings(end, t0, t_ready, t_up, t_queued, t_end, t_done),
-    }
-    if not items:
-        result["status"] = "success_no_images"
-    if problems:
-        result["errors"] = problems
-    log.info(
-        "job %s done: %s in %.2f s",
-        job_id,
-        ", ".join(f"{i['filename']} ({i['mime']}, {i['size']} B, {i['type']})" for i in items)
-        or "no outputs",
-        t_done - t0,
-    )
-    return result
+                async with asyncio.timeout(5):
+                    await asyncio.shield(self.client.delete_history(self.prompt_id))
 
 
-def _timings(end, t0, t_ready, t_up, t_queued, t_end, t_done) -> dict:
-    def ms(a: float, b: float) -> float:
-        return round((b - a) * 1000, 2)
+def _timings(end: JobEnd, m: dict[str, float]) -> dict:
+    def ms(a: str, b: str) -> float:
+        return round((m[b] - m[a]) * 1000, 2)
 
     out = {
-        "wait_ready_ms": ms(t0, t_ready),
-        "upload_ms": ms(t_ready, t_up),
-        "queue_ms": ms(t_up, t_queued),
-        "run_ms": ms(t_queued, t_end),
-        "deliver_ms": ms(t_end, t_done),
-        "total_ms": ms(t0, t_done),
+        "wait_ready_ms": ms("start", "ready"),
+        "upload_ms": ms("ready", "uploaded"),
+        "queue_ms": ms("uploaded", "queued"),
+        "run_ms": ms("queued", "ended"),
+        "deliver_ms": ms("ended", "done"),
+        "total_ms": ms("start", "done"),
         "execution_start_ts": end.start_ts_ms,
         "execution_success_ts": end.success_ts_ms,
         "end_detected_ts": round(end.detected_at * 1000, 3),

@@ -87,8 +87,9 @@ class Watcher:
             log.debug("ws %s %s", mtype, {k: data.get(k) for k in ("node", "prompt_id", "value")})
         if mtype == "status":
             remaining = (data.get("status") or {}).get("exec_info", {}).get("queue_remaining")
-            if self.progress.state.stage == "queued" and isinstance(remaining, int):
-                self.progress.update(queue_position=max(0, remaining - 1))
+            pos = self.progress.state.queue_position
+            if self.progress.state.stage == "queued" and isinstance(remaining, int) and pos:
+                self.progress.update(queue_position=max(0, min(pos, remaining - 1)))
             return False
         if data.get("prompt_id") not in (None, self.prompt_id):
             return False

@@ -17,6 +17,7 @@ from tests.worker.conftest import (
     get_json,
     load_workflow,
     png_b64,
+    post_json,
     run,
     with_seed,
 )
@@ -312,3 +313,66 @@ def test_s3_delivery_against_moto(emu: Comfy, s3_server):
     assert r.status_code == 200 and r.headers["Content-Type"] == "video/mp4"
     assert len(r.content) == item["size"] >= 2_000_000
     assert decode_mp4(r.content)[0] == 81
+
+
+def test_interrupt_by_someone_else_is_reported(emu: Comfy):
+    emu.knobs(step_delay=0.3)
+    h = make_handler(emu.settings())
+
+    async def scenario():
+        task = asyncio.create_task(h({"id": "i", "input": {"workflow": with_seed(T2V, 50)}}))
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if (await asyncio.to_thread(get_json, emu.url + "/queue"))["queue_running"]:
+                break
+        await asyncio.to_thread(post_json, emu.url + "/interrupt", {})
+        return await task
+
+    out = asyncio.run(scenario())
+    assert out["error"].startswith(
+        "workflow interrupted: ComfyUI interrupted the workflow at node "
+    )
+
+
+def test_comfy_org_api_key_reaches_comfyui_but_never_the_result(emu: Comfy):
+    emu.knobs(error_at_node="80", step_delay=0.05)
+    h = make_handler(emu.settings(COMFY_ORG_API_KEY="env-key-ABCDEF"))
+    seen = {}
+
+    async def scenario():
+        task = asyncio.create_task(h({"id": "k", "input": {
+            "workflow": with_seed(T2V, 51), "comfy_org_api_key": "job-key-123456"}}))  # fmt: skip
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            q = await asyncio.to_thread(get_json, emu.url + "/queue")
+            if q["queue_running"]:
+                seen["extra"] = q["queue_running"][0][3]
+                break
+        return await task
+
+    out = asyncio.run(scenario())
+    assert seen["extra"]["api_key_comfy_org"] == "job-key-123456"
+    assert out["error"].startswith("workflow execution failed")
+    assert "key-" not in json.dumps(out)
+
+
+def test_cached_rerun_after_cleanup_says_what_happened(emu: Comfy):
+    emu.knobs(cache=True)
+    h = make_handler(emu.settings())
+    wf = with_seed(T2V, 52)
+    first = run(h, {"id": "c1", "input": {"workflow": wf}})
+    assert "error" not in first, first
+    second = run(h, {"id": "c2", "input": {"workflow": wf}})
+    assert second["error"].startswith("could not read output: ")
+    assert "served this output from its cache" in second["details"][-1]
+    keep = make_handler(emu.settings(CLEANUP_JOB_FILES="false"))
+    wf2 = with_seed(T2V, 53)
+    assert "error" not in run(keep, {"id": "c3", "input": {"workflow": wf2}})
+    again = run(keep, {"id": "c4", "input": {"workflow": wf2}})
+    assert "error" not in again and again["images"][0]["kind"] == "video"
+
+
+def test_refresh_worker_is_returned(emu: Comfy):
+    out = run(make_handler(emu.settings(REFRESH_WORKER="true")),
+              {"id": "r", "input": {"workflow": with_seed(T2V, 54)}})  # fmt: skip
+    assert out["refresh_worker"] is True and out["images"]

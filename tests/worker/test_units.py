@@ -11,7 +11,7 @@ import pytest
 from tests.worker.conftest import load_workflow, png_b64
 from worker import errors
 from worker.comfy import format_node_errors
-from worker.delivery import b64_file, too_large_message
+from worker.delivery import b64_file, b64_file_chunked, too_large_message
 from worker.errors import ConfigError, InputError, to_result
 from worker.inputs import parse_job_input
 from worker.outputs import collect
@@ -246,6 +246,45 @@ def test_b64_file_matches_base64(tmp_path, n):
     data = os.urandom(n)
     p.write_bytes(data)
     assert b64_file(p, n) == base64.b64encode(data).decode()
+    assert b64_file_chunked(p, n) == base64.b64encode(data).decode()
+
+
+def test_upload_sends_the_real_content_type_and_name():
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from worker.comfy import ComfyClient
+
+    seen = {}
+
+    async def upload(request):
+        post = await request.post()
+        f = post["image"]
+        seen.update(
+            name=f.filename, type=f.content_type, overwrite=post["overwrite"], n=len(f.file.read())
+        )
+        return web.json_response({"name": f.filename, "subfolder": "", "type": "input"})
+
+    async def scenario():
+        app = web.Application()
+        app.router.add_post("/upload/image", upload)
+        async with TestServer(app, host="127.0.0.1") as srv, aiohttp.ClientSession() as session:
+            s = Settings(comfy_host=f"127.0.0.1:{srv.port}")
+            req = parse_job_input(
+                {
+                    "workflow": WF,
+                    "images": [{"name": "my photo.jpg", "image": png_b64(fmt="JPEG")}],
+                },
+                s,
+            )
+            return await ComfyClient(s, session).upload(req.images[0])
+
+    assert asyncio.run(scenario()) == "my photo.jpg"
+    assert seen["name"] == "my photo.jpg" and seen["type"] == "image/jpeg"
+    assert seen["overwrite"] == "true" and seen["n"] > 100
 
 
 def test_too_large_message_says_how_to_enable_s3():
