@@ -171,7 +171,7 @@ class Callbacks:
         for key in ADVANCED:
             spec = adv.get(key)
             if spec is None:
-                updates.append(gr.update(visible=False, value=None))
+                updates.append(gr.update(visible=False))
             elif spec.kind == "choice":
                 updates.append(
                     gr.update(visible=True, choices=list(spec.choices), value=spec.default)
@@ -308,10 +308,39 @@ def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
                             "lora_high": "LoRA strength, high-noise expert",
                             "lora_low": "LoRA strength, low-noise expert",
                         }[key]
+                        specs = [
+                            m[key] for f in forms.values() for m in f.advanced.values() if key in m
+                        ]
+                        start_spec = (first.advanced.get(first.modes[0]) or {}).get(key)
                         if key in ("sampler", "scheduler"):
-                            adv.append(gr.Dropdown([], label=label, elem_id=f"wp-{key}"))
+                            union = list(dict.fromkeys(c for sp in specs for c in sp.choices))
+                            adv.append(
+                                gr.Dropdown(
+                                    union,
+                                    value=start_spec.default if start_spec else None,
+                                    label=label,
+                                    visible=start_spec is not None,
+                                    elem_id=f"wp-{key}",
+                                )
+                            )
                         else:
-                            adv.append(gr.Slider(0, 1, label=label, elem_id=f"wp-{key}"))
+                            lo_ = min(
+                                (sp.minimum for sp in specs if sp.minimum is not None), default=0
+                            )
+                            hi_ = max(
+                                (sp.maximum for sp in specs if sp.maximum is not None), default=1
+                            )
+                            adv.append(
+                                gr.Slider(
+                                    lo_,
+                                    hi_,
+                                    value=start_spec.default if start_spec else lo_,
+                                    step=min((sp.step for sp in specs if sp.step), default=None),
+                                    label=label,
+                                    visible=start_spec is not None,
+                                    elem_id=f"wp-{key}",
+                                )
+                            )
                 quote_md = gr.Markdown(elem_id="wp-quote")
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="wp-generate")
             with gr.Column(scale=5):
@@ -355,7 +384,14 @@ def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
             form_out,
             api_visibility="private",
             show_progress="hidden",
-        ).then(cb.quote, inputs, quote_md, api_visibility="private", show_progress="hidden")
+        ).then(
+            cb.quote,
+            inputs,
+            quote_md,
+            api_name="form_quote",
+            api_visibility="private",
+            show_progress="hidden",
+        )
         gr.on(
             [c.change for c in inputs if c not in (pipeline, mode)],
             cb.quote,
@@ -383,9 +419,21 @@ def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
             form_out,
             api_visibility="private",
             show_progress="hidden",
-        ).then(cb.quote, inputs, quote_md, api_visibility="private", show_progress="hidden")
+        ).then(
+            cb.quote,
+            inputs,
+            quote_md,
+            api_name="load_quote",
+            api_visibility="private",
+            show_progress="hidden",
+        )
         blocks.load(
-            cb.attach, job_store, watch_out, api_visibility="private", show_progress="hidden"
+            cb.attach,
+            job_store,
+            watch_out,
+            api_name="load_attach",
+            api_visibility="private",
+            show_progress="hidden",
         )
         blocks.load(cb.recent, None, history, api_visibility="private")
     return blocks
