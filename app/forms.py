@@ -8,6 +8,7 @@ choices, so `fill` refuses nothing the form lets through (fill stays the judge e
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,8 +85,8 @@ class PipelineForm:
 
     def frames(self, seconds: float) -> int:
         """The frame count `seconds` snaps to: 4k+1 frames at this pipeline's fps."""
-        k = max(0, round(seconds * self.fps / 4))
-        return 4 * k + 1
+        k = math.floor(seconds * self.fps / 4 + 0.5)  # the catalog's rule: ties go up
+        return 4 * max(k, 0) + 1
 
     def preset(self, label: str) -> Preset | None:
         return next((p for p in self.presets if p.label == label), None)
@@ -122,8 +123,12 @@ def resolve_seed(values: FormValues) -> int:
     return int(values.seed)
 
 
-def to_params(form: PipelineForm, values: FormValues) -> dict[str, Any]:
-    """The page's values as `fill` parameters (only the ones this pipeline has)."""
+def to_params(
+    form: PipelineForm, values: FormValues, images: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The page's values as `fill` parameters (only the ones this pipeline has).
+
+    `images` maps "start_image"/"end_image" to the file names the worker will upload them as."""
     from app.studio_errors import InputError
 
     if values.mode not in form.modes:
@@ -157,6 +162,9 @@ def to_params(form: PipelineForm, values: FormValues) -> dict[str, Any]:
         out[n["frames"]] = form.frames(values.seconds)
     if "seed" in n:
         out[n["seed"]] = resolve_seed(values)
+    for key, name in (images or {}).items():
+        if key in n:
+            out[n[key]] = name
     for key in ADVANCED:
         value = getattr(values, key)
         if key in n and value is not None and key in (form.advanced.get(values.mode) or {}):

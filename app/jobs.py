@@ -13,7 +13,9 @@ Every refusal is a StudioError naming the field (ParamError from workflows becom
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +92,24 @@ class Studio:
     def forget_calibration(self, _rid: str = "") -> None:
         self._cal = None
 
-    def prepare(self, values: FormValues) -> Prepared:
+    def _size(self, form: PipelineForm, values: FormValues) -> tuple[int, int]:
+        preset = form.preset(values.resolution)
+        return (preset.width, preset.height) if preset else (832, 480)
+
+    def prepare(self, values: FormValues, images: Mapping[str, str] | None = None) -> Prepared:
+        """Fill + quote. `images`: param -> upload name; placeholders are used for quoting."""
         form = self.forms.get(values.pipeline)
         if form is None:
             raise InputError(
                 "pipeline", f"{values.pipeline!r} is not offered; allowed: {', '.join(self.forms)}"
             )
-        params = to_params(form, values)
+        if images is None:
+            images = {}
+            if form.needs_start and (values.start_image or form.template_id != "ti2v_5b"):
+                images["start_image"] = "wanpod_start.png"
+            if form.needs_end:
+                images["end_image"] = "wanpod_end.png"
+        params = to_params(form, values, images)
         try:
             if form.byo:
                 if self.byo_fill is None:
@@ -106,38 +119,57 @@ class Studio:
                 filled = self.fill(form.template_id, params)
         except StudioError:
             raise
-        except Exception as exc:  # ParamError and friends carry the field in their message
-            field = getattr(exc, "param", None) or getattr(exc, "field", None) or "form"
-            if type(exc).__name__ not in ("ParamError", "WorkflowError", "TemplateError") and not (
-                isinstance(exc, ValueError)
-            ):
-                raise
-            raise InputError(str(form.label_of(field)), str(exc)) from None
+        except ValueError as exc:  # workflows' ParamError is a ValueError naming the parameter
+            field = getattr(exc, "param", None) or "form"
+            text = str(exc)
+            label = form.label_of(str(field))
+            if text.startswith(f"{field}:"):
+                text = text[len(field) + 1 :].strip()
+            raise InputError(label, text) from None
         req = cost.request_from_workflow(form.template_id, values.mode, filled.workflow)
         q = cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
         return Prepared(form, form.template_id, params, filled, req, q)
 
     # -- submit ------------------------------------------------------------------------------
     def submit(self, values: FormValues) -> str:
-        prep = self.prepare(values)
-        images = []
-        names = dict(getattr(prep.filled, "images", {}) or {})
-        for name, param in names.items():
-            path = values.image_for(str(param))
-            field = "end image" if "end" in str(param) else "start image"
+        form = self.forms.get(values.pipeline)
+        if form is None:
+            self.prepare(values)  # raises the pipeline error
+            raise AssertionError("unreachable")
+        width, height = self._size(form, values)
+        tag = uuid.uuid4().hex[:10]
+        prepared = []
+        wanted = [("start_image", "start image", values.start_image, form.needs_start)]
+        wanted.append(("end_image", "end image", values.end_image, form.needs_end))
+        for param, label, path, used in wanted:
+            if not used:
+                continue
             if path is None:
-                raise InputError(field, f"{prep.form.title} needs a {field}; upload one")
-            images.append(
-                prepare_image(
-                    path, prep.request.width, prep.request.height, field=field, name=str(name)
-                ).payload()
+                if form.template_id == "ti2v_5b" and param == "start_image":
+                    continue  # optional there
+                raise InputError(label, f"{form.title} needs a {label}; upload one")
+            prepared.append(
+                (
+                    param,
+                    prepare_image(path, width, height, field=label, name=f"wanpod_{tag}_{param}"),
+                )
             )
+        images = {param: img.name for param, img in prepared}
+        prep = self.prepare(values, images)
         job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
-        if images:
-            job_input["images"] = images
-        size = sum(len(i["image"]) for i in images) + len(str(prep.filled.workflow))
-        if size > RUN_LIMIT_BYTES - 64 * 1024:
-            raise InputError("start image", "the request would exceed RunPod's 10 MB /run limit")
+        by_param = dict(prepared)
+        uploads = []
+        for name, param in dict(getattr(prep.filled, "images", {}) or {}).items():
+            if param in by_param:  # fill may rename the upload; the bytes are ours
+                uploads.append({"name": str(name), "image": by_param[param].b64})
+        if uploads:
+            job_input["images"] = uploads
+        size = len(json.dumps(job_input))
+        if size > RUN_LIMIT_BYTES:
+            raise InputError(
+                "start image",
+                f"the request is {size / 1e6:.1f} MB; RunPod's /run takes at most 10 MB",
+            )
         resolved = dict(getattr(prep.filled, "params", {}) or prep.params)
         rid = self.ledger.create(
             template=prep.template_id,
