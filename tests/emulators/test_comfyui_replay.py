@@ -233,7 +233,7 @@ def test_interrupt_global(comfy: Comfy) -> None:
 
 def _interrupt(comfy: Comfy, name: str, by_id: bool) -> None:
     rec = recording(name)
-    comfy.config(node_delay=0.2)
+    comfy.config(node_delay=0.5)
     with comfy.connect() as sock:
         sock.recv()
         pid = comfy.queue_prompt(rec["workflow"], sock.client_id)["prompt_id"]
@@ -257,7 +257,7 @@ def _interrupt(comfy: Comfy, name: str, by_id: bool) -> None:
 
 def test_interrupt_during_progress(comfy: Comfy) -> None:
     rec = recording("interrupt_during_progress")
-    comfy.config(step_delay=0.1)
+    comfy.config(step_delay=0.3)
     with comfy.connect() as sock:
         sock.recv()
         pid = comfy.queue_prompt(rec["workflow"], sock.client_id)["prompt_id"]
@@ -285,7 +285,7 @@ def test_interrupt_for_another_prompt_is_ignored(comfy: Comfy) -> None:
 def test_two_queued_prompts(comfy: Comfy) -> None:
     rec = recording("queue_two_prompts")
     posts = recorded_http(rec, "POST", "/prompt")
-    comfy.config(node_delay=0.15)
+    comfy.config(node_delay=0.25)
     with comfy.connect() as sock:
         sock.recv()
         ids = []
