@@ -126,6 +126,7 @@ class _JobRun:
         self.prompt_id: str | None = None
         self.files: list[OutputFile] = []
         self.problems: list[str] = []
+        self.history_delete: asyncio.Task | None = None
 
     def mark(self, name: str) -> None:
         self.marks[name] = time.monotonic()
@@ -195,6 +196,9 @@ class _JobRun:
         self.progress.update(stage="queued", queue_position=await client.queue_position(queued))
         end = await watcher.watch(ws)
         self.mark("ended")
+        if self.s.cleanup:  # runs while the outputs are delivered
+            self.history_delete = asyncio.create_task(client.delete_history(queued.prompt_id))
+            await asyncio.sleep(0)  # let it send its request before the (blocking) encoding
         self.files = collect(end.outputs)
         located = locate(self.files, s)
         if s.s3 is not None and self.files:
@@ -221,7 +225,9 @@ class _JobRun:
         if self.prompt_id:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
-                    await asyncio.shield(self.client.delete_history(self.prompt_id))
+                    await asyncio.shield(
+                        self.history_delete or self.client.delete_history(self.prompt_id)
+                    )
 
 
 def _timings(end: JobEnd, m: dict[str, float]) -> dict:
