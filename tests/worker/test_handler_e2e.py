@@ -376,3 +376,15 @@ def test_refresh_worker_is_returned(emu: Comfy):
     out = run(make_handler(emu.settings(REFRESH_WORKER="true")),
               {"id": "r", "input": {"workflow": with_seed(T2V, 54)}})  # fmt: skip
     assert out["refresh_worker"] is True and out["images"]
+
+
+def test_binary_preview_frames_are_tolerated(emu: Comfy):
+    emu.knobs(preview_method="auto")
+    try:
+        out = run(
+            make_handler(emu.settings()), {"id": "pv", "input": {"workflow": with_seed(T2V, 55)}}
+        )
+    finally:
+        emu.knobs(preview_method="none")
+    assert "error" not in out, out
+    assert out["images"][0]["kind"] == "video"
