@@ -13,6 +13,7 @@ list of allowed values (a legacy COMBO, validated at /prompt).
 from __future__ import annotations
 
 import copy
+import functools
 import gzip
 import json
 from dataclasses import dataclass
@@ -36,7 +37,15 @@ FILE_KIND = {"image": ("image", IMAGE_EXTENSIONS), "audio": ("audio", AUDIO_EXTE
 
 
 def load_schema_file(path: Path | None) -> dict[str, Any]:
-    p = Path(path) if path is not None else DEFAULT_SCHEMA
+    """The parsed dump; cached per file, so many in-process emulators share one (read-only) copy."""
+    p = (Path(path) if path is not None else DEFAULT_SCHEMA).resolve()
+    st = p.stat()
+    return _load(str(p), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, _mtime_ns: int, _size: int) -> dict[str, Any]:
+    p = Path(path)
     raw = p.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
