@@ -132,9 +132,9 @@ class Quote:
 
     def summary(self) -> str:
         return (
-            f"≈ {self.execution_s:.0f} GPU s on {self.gpu} = ${self.dollars:.4f} "
+            f"≈ {math.ceil(self.execution_s)} GPU s on {self.gpu} = ${self.dollars:.4f} "
             f"(at ${self.per_s:.5f}/s, prices of {self.prices_read_on}; {self.basis}) · "
-            f"cold start +{self.cold_start_s:.0f} s = +${self.cold_dollars:.4f} "
+            f"cold start +{math.ceil(self.cold_start_s)} s = +${self.cold_dollars:.4f} "
             "if no worker is warm"
         )
 

@@ -211,9 +211,13 @@ def details(row: JobRow) -> str:
     p = row.params or {}
     q = row.quote or {}
     lines = [f"**Job** `{row.id}` · RunPod id `{row.job_id or '-'}` · **{row.state}**"]
-    shown = {k: v for k, v in p.items() if k not in ("prompt",) and not isinstance(v, dict | list)}
+    hidden = ("prompt", "negative_prompt", "output_prefix")
+    shown = {k: v for k, v in p.items() if k not in hidden and not isinstance(v, dict | list)}
     if p.get("prompt"):
         lines.append(f"**Prompt:** {p['prompt']}")
+    if p.get("negative_prompt"):
+        neg = str(p["negative_prompt"])
+        lines.append(f"**Negative prompt:** {neg[:80]}{'…' if len(neg) > 80 else ''}")
     if shown:
         lines.append("**Parameters:** " + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
     if q:
