@@ -1,7 +1,7 @@
-"""The prompt queue, history and the execution loop (ComfyUI's PromptQueue + PromptExecutor).
+"""The execution loop (ComfyUI's prompt_worker + PromptExecutor).
 
-One asyncio task takes queued prompts one at a time (lowest `number` first) and produces the
-recorded message sequence:
+One asyncio task takes prompts from the PromptQueue one at a time (lowest `number` first) and
+produces the recorded message sequence:
 `status` (queue.get) → `execution_start` → `execution_cached` → per node
 [`progress_state` running → `executing` → `progress`… → `executed` → `progress_state` finished] →
 `execution_success` | `execution_error` | `execution_interrupted` → history written → `status` →
