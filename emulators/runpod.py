@@ -52,6 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker-module", default="worker.handler")
     p.add_argument("--worker-arg", action="append", default=[], help="extra worker argv item")
     p.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "--worker-env-slots",
+        action="append",
+        default=[],
+        metavar="NAME=V0,V1,...",
+        help="one value per worker slot, e.g. a ComfyUI address per worker",
+    )
     p.add_argument("--log-dir", type=Path, default=None, help="worker logs (default: temp dirs)")
     p.add_argument("--ping-interval-ms", type=int, default=2000)
     p.add_argument("--hold", type=float, default=20.0, help="long-poll hold, s (< 90)")
@@ -68,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--hold must be between 0 and 90 seconds (the SDK gives up on a poll at 90 s)")
     if args.ping_interval_ms < 1000:
         p.error("--ping-interval-ms must be >= 1000 (the SDK's heartbeat dies below 1 s)")
-    for item in args.worker_env:
+    for item in args.worker_env + args.worker_env_slots:
         if "=" not in item:
             p.error(f"--worker-env {item!r}: expected NAME=VALUE")
     return args
@@ -82,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> RunpodConfig:
             module=args.worker_module,
             args=tuple(args.worker_arg),
             env=dict(item.split("=", 1) for item in args.worker_env),
+            slot_env={k: v.split(",") for k, v in (i.split("=", 1) for i in args.worker_env_slots)},
             ping_interval_ms=args.ping_interval_ms,
             log_dir=args.log_dir,
         )

@@ -71,9 +71,9 @@ class Job:
         """The public /status body (RunPod's field names; times in ms)."""
         body: dict[str, Any] = {"id": self.id, "status": self.state}
         if self.taken is not None:
-            body["delayTime"] = int(round((self.taken - self.submitted) * 1000))
+            body["delayTime"] = round((self.taken - self.submitted) * 1000)
         if self.finished is not None and self.taken is not None:
-            body["executionTime"] = int(round((self.finished - self.taken) * 1000))
+            body["executionTime"] = round((self.finished - self.taken) * 1000)
         if self.worker_id is not None:
             body["workerId"] = self.worker_id
         if self.state == IN_PROGRESS:
@@ -256,17 +256,13 @@ class JobStore:
                     to_stop.append(job)
                     del self.jobs[job.id]
                 continue
-            if job.state == IN_PROGRESS and job.taken is not None:
-                if now - job.taken >= job.execution_timeout_ms / 1000:
-                    self.finish(
-                        job,
-                        TIMED_OUT,
-                        error=f"job exceeded its execution timeout of {job.execution_timeout_ms} ms",
-                        now=now,
-                    )
-                    job.stop_pending = True
-                    to_stop.append(job)
-                    final.append(job)
+            limit_s = job.execution_timeout_ms / 1000
+            if job.state == IN_PROGRESS and job.taken is not None and now - job.taken >= limit_s:
+                error = f"job exceeded its execution timeout of {job.execution_timeout_ms} ms"
+                self.finish(job, TIMED_OUT, error=error, now=now)
+                job.stop_pending = True
+                to_stop.append(job)
+                final.append(job)
         return to_stop, final
 
     def counts(self) -> dict:

@@ -39,6 +39,7 @@ class WorkerSpec:
     module: str = "worker.handler"
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    slot_env: dict[str, list[str]] = field(default_factory=dict)  # NAME -> value per slot
     ping_interval_ms: int = 2000
     log_dir: Path | None = None
 
@@ -46,6 +47,7 @@ class WorkerSpec:
 @dataclass
 class WorkerRec:
     id: str
+    slot: int = 0
     state: str = "initializing"  # initializing | idle | running | unhealthy | stopping
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -66,12 +68,22 @@ class WorkerRec:
 
 
 def worker_env(
-    spec: WorkerSpec, base_url: str, endpoint_id: str, worker_id: str, key: str, home: str
+    spec: WorkerSpec,
+    base_url: str,
+    endpoint_id: str,
+    worker_id: str,
+    key: str,
+    home: str,
+    slot: int = 0,
 ) -> dict[str, str]:
-    """The environment RunPod gives a serverless worker (section D of the reference)."""
+    """The environment RunPod gives a serverless worker (section D of the reference), plus the
+    pass-through variables; `slot_env` values are picked by the worker's slot (0..max-1)."""
     ep = f"{base_url}/v2/{endpoint_id}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
     env.update(spec.env)
+    for name, values in spec.slot_env.items():
+        if values:
+            env[name] = values[slot % len(values)]
     env.update(
         {
             "RUNPOD_WEBHOOK_GET_JOB": f"{ep}/job-take/$ID?gpu=LOCAL-CPU",
@@ -135,7 +147,9 @@ class Supervisor:
         if self.spec is None or len(self.workers) >= self.max_workers:
             return None
         self._counter += 1
-        rec = WorkerRec(id=f"w{self._counter}", started=time.monotonic())
+        used = {w.slot for w in self.workers.values()}
+        slot = min(set(range(self.max_workers)) - used)
+        rec = WorkerRec(id=f"w{self._counter}", slot=slot, started=time.monotonic())
         rec.idle_since = rec.started
         self.workers[rec.id] = rec
         task = asyncio.get_running_loop().create_task(
@@ -152,7 +166,9 @@ class Supervisor:
             return
         assert self.spec is not None
         rec.home = tempfile.mkdtemp(prefix=f"wanpod-{rec.id}-home-")
-        env = worker_env(self.spec, self.base_url, self.endpoint_id, rec.id, self.key, rec.home)
+        env = worker_env(
+            self.spec, self.base_url, self.endpoint_id, rec.id, self.key, rec.home, rec.slot
+        )
         log_dir = self.spec.log_dir or Path(rec.home)
         log_dir.mkdir(parents=True, exist_ok=True)
         rec.log_path = log_dir / f"{rec.id}.log"
