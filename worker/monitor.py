@@ -147,6 +147,7 @@ class Watcher:
         except (aiohttp.ClientError, OSError):
             return False
         if not entry:
+            await self._check_still_known()
             return False
         status = entry.get("status") or {}
         messages = status.get("messages") or []
@@ -165,6 +166,24 @@ class Watcher:
             self.end.via = "history"
             return True
         return False
+
+    async def _check_still_known(self) -> None:
+        """A prompt in neither /history nor /queue is gone: ComfyUI was restarted (history is
+        written before a prompt leaves the queue, so there is no gap between the two)."""
+        try:
+            async with self.client.session.get(self.client.base + "/queue") as r:
+                body = await r.json()
+        except (aiohttp.ClientError, OSError, ValueError):
+            return
+        items = (body.get("queue_running") or []) + (body.get("queue_pending") or [])
+        if any(isinstance(i, list) and len(i) > 1 and i[1] == self.prompt_id for i in items):
+            return
+        if await self.client.history(self.prompt_id):
+            return  # it finished between the two requests
+        raise ComfyDied(
+            f"ComfyUI no longer knows prompt {self.prompt_id} (it was restarted during the job); "
+            "resubmit the job"
+        )
 
     def _check_alive(self) -> None:
         if pid_alive(self.s.comfy_pid_file) is False:

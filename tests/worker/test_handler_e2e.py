@@ -388,3 +388,25 @@ def test_binary_preview_frames_are_tolerated(emu: Comfy):
         emu.knobs(preview_method="none")
     assert "error" not in out, out
     assert out["images"][0]["kind"] == "video"
+
+
+def test_comfyui_restarted_during_the_job_is_not_waited_for(own_comfy: Comfy):
+    """ComfyUI crashes and a supervisor restarts it on the same port before the worker reconnects:
+    the new ComfyUI knows nothing of the prompt, and the job fails at once instead of hanging."""
+    import threading
+
+    own_comfy.knobs(crash_at_node="81")
+    h = make_handler(own_comfy.settings(COMFY_PID_FILE="", WEBSOCKET_RECONNECT_DELAY_S="0.5",
+                                        WEBSOCKET_RECONNECT_ATTEMPTS="10"))  # fmt: skip
+
+    def restart():
+        own_comfy.server.proc.wait(30)
+        own_comfy.server.start(wait=False)  # same argv, same port
+
+    t = threading.Thread(target=restart, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    out = run(h, {"id": "rs", "input": {"workflow": with_seed(T2V, 56)}})
+    t.join(5)
+    assert out["error"].startswith("ComfyUI stopped during the job: ComfyUI no longer knows prompt")
+    assert time.monotonic() - t0 < 15
