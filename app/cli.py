@@ -1,0 +1,183 @@
+"""`python -m app.cli run WORKFLOW.json [--image name=path ...] [--out DIR]`
+
+Submits one ComfyUI job through the endpoint client, draws a terminal progress bar from the
+job's progress, saves the outputs (base64 decoded, or the presigned URL downloaded) and prints
+the timings. WORKFLOW.json is either an API-format workflow or a whole job (`{"input":
+{"workflow": ..., "images": [...]}}` as in test_input.json).
+With RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID set it talks to that endpoint (RUNPOD_API_BASE may
+point elsewhere); otherwise it starts the local stack (ComfyUI emulator + local control plane +
+one real worker) for the duration of the run. Exit: 0 COMPLETED, 1 the job did not complete,
+2 bad usage or endpoint error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import mimetypes
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import requests
+
+from app.endpoint import EndpointClient, JobStatus
+from app.errors import EndpointError
+
+
+def load_job_input(path: Path, images: list[str]) -> dict:
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object (a workflow or a job)")
+    inp = dict(data["input"]) if isinstance(data.get("input"), dict) else {"workflow": data}
+    if "workflow" not in inp:
+        raise ValueError(f"{path}: the job's input has no 'workflow'")
+    extra = []
+    for item in images:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise ValueError(f"--image {item!r}: expected NAME=PATH, e.g. input.png=./cat.png")
+        p = Path(file)
+        if not p.is_file():
+            raise ValueError(f"--image {item!r}: {file} is not a file")
+        mime = mimetypes.guess_type(p.name)[0] or "image/png"
+        data_uri = f"data:{mime};base64," + base64.b64encode(p.read_bytes()).decode()
+        extra.append({"name": name, "image": data_uri})
+    if extra:
+        inp["images"] = [*inp.get("images", []), *extra]
+    return inp
+
+
+def progress_line(st: JobStatus, started: float, width: int = 30) -> str:
+    p = st.progress if isinstance(st.progress, Mapping) else {}
+    pct = p.get("percent")
+    pct = float(pct) if isinstance(pct, int | float) else 0.0
+    if st.ok:
+        pct = 100.0
+    fill = int(width * min(100.0, max(0.0, pct)) / 100)
+    bar = "#" * fill + "-" * (width - fill)
+    parts = [f"[{bar}] {pct:5.1f}%", st.state]
+    if p.get("stage"):
+        parts.append(str(p["stage"]))
+    if p.get("node_type"):
+        parts.append(str(p["node_type"]))
+    if p.get("step") is not None and p.get("steps"):
+        parts.append(f"step {p['step']}/{p['steps']}")
+    if p.get("nodes_total"):
+        parts.append(f"nodes {p.get('nodes_done', 0)}/{p['nodes_total']}")
+    if p.get("queue_position") is not None:
+        parts.append(f"queue #{p['queue_position']}")
+    parts.append(f"{time.monotonic() - started:5.1f}s")
+    return " ".join(parts)
+
+
+def save_outputs(output: object, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = []
+    items = output.get("images", []) if isinstance(output, Mapping) else []
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            continue
+        name = Path(str(item.get("filename") or f"output_{i}")).name
+        target = out_dir / name
+        if item.get("type") == "base64":
+            target.write_bytes(base64.b64decode(item["data"]))
+        elif item.get("type") == "s3_url":
+            with requests.get(item["data"], timeout=120, stream=True) as r:
+                r.raise_for_status()
+                with open(target, "wb") as f:
+                    for chunk in r.iter_content(1 << 20):
+                        f.write(chunk)
+        else:
+            continue
+        saved.append(target)
+    return saved
+
+
+def run_job(
+    client: EndpointClient, job_input: dict, out_dir: Path, poll_s: float, timeout_s: float | None
+) -> int:
+    started = time.monotonic()
+    ref = client.run(job_input)
+    print(f"job {ref.id} submitted ({ref.state})", file=sys.stderr)
+    tty = sys.stderr.isatty()
+
+    def show(st: JobStatus) -> None:
+        line = progress_line(st, started)
+        if tty:
+            print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    try:
+        st = client.wait(ref.id, on_update=show, poll_s=poll_s, timeout_s=timeout_s)
+    except KeyboardInterrupt:
+        client.cancel(ref.id)
+        print(f"\ncancelled job {ref.id}", file=sys.stderr)
+        return 1
+    if tty:
+        print(file=sys.stderr)
+    wall = time.monotonic() - started
+    delay = f"{st.delay_ms / 1000:.2f} s" if st.delay_ms is not None else "-"
+    execution = f"{st.execution_ms / 1000:.2f} s" if st.execution_ms is not None else "-"
+    print(f"{st.state}: queue/cold start {delay}, execution {execution}, wall {wall:.2f} s, "
+          f"worker {st.worker_id or '-'}")  # fmt: skip
+    if not st.final:
+        print(f"job {ref.id} still {st.state} after {timeout_s} s; cancelling", file=sys.stderr)
+        client.cancel(ref.id)
+        return 1
+    if not st.ok:
+        print(f"error: {st.error or 'no error text'}", file=sys.stderr)
+        details = st.output.get("details") if isinstance(st.output, Mapping) else None
+        for d in details or []:
+            print(f"  - {d}", file=sys.stderr)
+        return 1
+    timings = st.output.get("timings") if isinstance(st.output, Mapping) else None
+    if isinstance(timings, Mapping):
+        keys = ("wait_ready_ms", "upload_ms", "queue_ms", "run_ms", "deliver_ms", "total_ms")
+        print("worker: " + ", ".join(f"{k} {timings[k]}" for k in keys if k in timings))
+    for path in save_outputs(st.output, out_dir):
+        print(f"saved {path} ({path.stat().st_size} bytes)")
+    return 0
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    p = argparse.ArgumentParser(prog="python -m app.cli")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run one workflow and save its outputs")
+    r.add_argument("workflow", type=Path)
+    r.add_argument("--image", action="append", default=[], metavar="NAME=PATH")
+    r.add_argument("--out", type=Path, default=Path("out"))
+    r.add_argument("--poll", type=float, default=1.0, help="status poll interval, s")
+    r.add_argument("--timeout", type=float, default=None, help="give up (and cancel) after s")
+    r.add_argument("--step-delay", type=float, default=0.05, help="local stack only")
+    a = p.parse_args(argv)
+    try:
+        job_input = load_job_input(a.workflow, a.image)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        try:
+            if env.get("RUNPOD_API_KEY") and env.get("RUNPOD_ENDPOINT_ID"):
+                client = EndpointClient.from_env(env)
+            else:
+                from emulators.stack import LocalStack, StackConfig
+
+                print("no RUNPOD_API_KEY/RUNPOD_ENDPOINT_ID: starting the local stack "
+                      "(ComfyUI emulator, synthetic video)", file=sys.stderr)  # fmt: skip
+                local = stack.enter_context(LocalStack(StackConfig(step_delay=a.step_delay)))
+                client = EndpointClient(local.base_url, local.api_key)
+            return run_job(client, job_input, a.out, a.poll, a.timeout)
+        except EndpointError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
