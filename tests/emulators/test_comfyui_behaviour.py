@@ -512,3 +512,29 @@ def test_upload_crashes_where_comfyui_does(comfy: Comfy) -> None:
     assert r.status_code == 500  # ComfyUI: unbound upload folder for an unknown type
     r = comfy.post("/upload/image", data={"image": "not a file"})
     assert r.status_code == 500
+
+
+def test_queue_delete_front_and_interrupt_leave_pending_prompts_alone(comfy: Comfy) -> None:
+    slow = json.loads(json.dumps(recording("interrupt")["workflow"]))
+    quick = recording("image_success")["workflow"]
+    comfy.config(node_delay=0.3)
+    with comfy.connect() as sock:
+        sock.recv()
+        running = comfy.queue_prompt(slow, sock.client_id)["prompt_id"]
+        sock.until(lambda m: m["type"] == "executing" and m["data"]["prompt_id"] == running)
+        deleted = comfy.queue_prompt(quick, sock.client_id)["prompt_id"]
+        later = comfy.queue_prompt(quick, sock.client_id, extra_data={"n": 1})["prompt_id"]
+        first = comfy.queue_prompt(quick, sock.client_id, front=True)["prompt_id"]
+        pending = [x[1] for x in comfy.get("/queue").json()["queue_pending"]]
+        assert set(pending) == {deleted, later, first}
+        assert comfy.post("/queue", json={"delete": [deleted]}).status_code == 200
+        assert deleted not in [x[1] for x in comfy.get("/queue").json()["queue_pending"]]
+        comfy.post("/interrupt")  # global: only the running prompt
+        sock.until_done(running)
+        comfy.config(node_delay=0)
+        sock.until_done(later)
+    starts = [m["data"]["prompt_id"] for m in sock.messages if m["type"] == "execution_start"]
+    assert starts == [running, first, later]  # front=True jumps the queue
+    assert comfy.get(f"/history/{deleted}").json() == {}
+    assert wait_history(comfy, running)["status"]["status_str"] == "error"
+    assert wait_history(comfy, later)["status"]["status_str"] == "success"
