@@ -32,6 +32,7 @@ from workflows.errors import ParamError
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.(png|jpg|jpeg|webp)$", re.IGNORECASE)
 SAFE_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 EXTRA = ("mode", "resolution")
+SNAPPED = ("seconds",)  # any value in range; snapped to 4n+1 frames, not refused
 TO_THE_END = 10000  # KSamplerAdvanced end_at_step meaning "run to the last step"
 NEGATIVE_IGNORED = (
     "cfg is 1, so the negative prompt has no effect (ComfyUI skips the unconditional pass)"
@@ -149,18 +150,19 @@ def _text(t: Template, name: str, value: object, empty_ok: bool) -> str:
 def _number(spec: ParamSpec, value: object) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ParamError(spec.name, value, f"a number, {spec.allowed()}")
+    raw = value
     if spec.type == "int":
         if value != int(value):
-            raise ParamError(spec.name, value, f"a whole number, {spec.allowed()}")
+            raise ParamError(spec.name, raw, f"a whole number, {spec.allowed()}")
         value = int(value)
     else:
         value = float(value)
     if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
-        raise ParamError(spec.name, value, spec.allowed())
-    if spec.step and spec.type == "float":
+        raise ParamError(spec.name, raw, spec.allowed())
+    if spec.step and spec.type == "float" and spec.name not in SNAPPED:
         k = (value - (spec.min or 0)) / spec.step
         if abs(k - round(k)) > 1e-6:
-            raise ParamError(spec.name, value, spec.allowed())
+            raise ParamError(spec.name, raw, spec.allowed())
     return value
 
 
