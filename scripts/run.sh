@@ -16,7 +16,12 @@ $PY -m emulators.comfyui --host 127.0.0.1 --port "$PORT" --step-delay "${WANPOD_
   >"$WORK/comfyui.log" 2>&1 &
 COMFY_PID=$!
 echo "$COMFY_PID" >"$WORK/comfyui.pid"
-cleanup() { kill "$COMFY_PID" 2>/dev/null || true; wait "$COMFY_PID" 2>/dev/null || true; }
+cleanup() {
+  local rc=$?
+  kill "$COMFY_PID" 2>/dev/null || true
+  wait "$COMFY_PID" 2>/dev/null || true
+  if [ "$rc" -eq 0 ]; then rm -rf "$WORK"; else echo "ComfyUI emulator log: $WORK/comfyui.log" >&2; fi
+}
 trap cleanup EXIT
 echo "ComfyUI emulator on 127.0.0.1:$PORT (log: $WORK/comfyui.log)"
 
