@@ -236,7 +236,7 @@ def test_unknown_preset():
         fill("t2v_14b", {"prompt": "x", "resolution": "4k"})
 
 
-# -- steps, split, cfg, shift, sampler, LoRA --------------------------------------------------------
+# -- steps, split, cfg, shift, sampler, LoRA ---------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -414,7 +414,7 @@ def test_images_named_for_upload(schema):
     assert f.images == {"my_photo-1.jpg": "start_image"}
     assert f.workflow["17"]["inputs"]["image"] == "my_photo-1.jpg"
     for bad in ("../x.png", "x.gif", "", "a b.png"):
-        with pytest.raises(ParamError, match="^start_image: "):
+        with pytest.raises(ParamError, match=r"^start_image: "):
             fill("i2v_14b", {"prompt": "x", "start_image": bad})
 
 
