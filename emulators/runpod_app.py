@@ -114,6 +114,7 @@ class ControlPlane:
         r.add_get(p + "/ping/{w}", self.ping)
         r.add_get("/emulator/state", self.state)
         r.add_post("/emulator/faults", self.set_faults)
+        r.add_get("/emulator/faults", self.get_faults)
         app.on_startup.append(self._startup)
         app.on_shutdown.append(self._shutdown)
         return app
@@ -398,6 +399,9 @@ class ControlPlane:
             for w in self.sup.workers.values()
         }
         return web.json_response({"workers": workers, "queue": list(self.store.queue)})
+
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response({"faults": self.faults})
 
     async def set_faults(self, request: web.Request) -> web.Response:
         body = await self._body(request)

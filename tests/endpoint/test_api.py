@@ -1,0 +1,181 @@
+"""The control plane's public answers against the shapes in shared/reference/runpod.md
+(section A), and the endpoint client's error mapping and retries, on a plane without workers
+(one process: jobs stay IN_QUEUE)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from app.endpoint import EndpointClient, JobStatus
+from app.errors import (
+    AuthError,
+    EndpointUnreachable,
+    JobNotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServerError,
+    UnknownEndpoint,
+)
+from tests.endpoint.conftest import EP, KEY, plane
+from tests.helpers import free_port
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    with plane(tmp_path_factory.mktemp("api"), "--workers", "0", wait_workers=None) as p:
+        yield p
+
+
+def test_auth_bearer_or_raw_key_else_401(api):
+    assert api.get("health").status_code == 200
+    raw = requests.get(f"{api.base_url}/health", headers={"Authorization": KEY}, timeout=5)
+    assert raw.status_code == 200
+    assert api.get("health", key=None).status_code == 401
+    assert api.get("health", key="wrong").status_code == 401
+    other = api.base_url.replace(f"/v2/{EP}", "/v2/nope")
+    r = requests.get(f"{other}/health", headers={"Authorization": KEY}, timeout=5)
+    assert r.status_code == 404
+
+
+def test_run_status_cancel_retry_purge_shapes(api):
+    r = api.post("run", {"input": {"sleep": 1}})
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"id", "status"} and body["status"] == "IN_QUEUE"
+    assert body["id"].endswith("-u1")
+    st = api.get(f"status/{body['id']}").json()
+    assert st == {"id": body["id"], "status": "IN_QUEUE"}
+    assert api.post(f"status/{body['id']}").json() == st  # GET or POST
+    s = api.get(f"stream/{body['id']}").json()
+    assert s == {"id": body["id"], "status": "IN_QUEUE", "stream": []}
+    c = api.post(f"cancel/{body['id']}").json()
+    assert c == {"id": body["id"], "status": "CANCELLED"}
+    assert api.get(f"status/{body['id']}").json()["status"] == "CANCELLED"
+    retry = api.post(f"retry/{body['id']}")
+    assert retry.status_code == 400 and "FAILED or TIMED_OUT" in retry.json()["error"]
+    ids = [api.post("run", {"input": {}}).json()["id"] for _ in range(2)]
+    purge = api.post("purge-queue").json()
+    assert purge["status"] == "completed" and purge["removed"] >= 2
+    assert api.get(f"status/{ids[0]}").status_code == 404
+
+
+def test_health_shape(api):
+    h = api.health()
+    assert set(h["jobs"]) == {"completed", "failed", "inProgress", "inQueue", "retried"}
+    assert {"idle", "running"} <= set(h["workers"])
+    assert all(isinstance(v, int) for v in [*h["jobs"].values(), *h["workers"].values()])
+
+
+def test_bad_requests_are_400_with_reason(api):
+    assert "no 'input'" in api.post("run", {"nope": 1}).json()["error"]
+    r = requests.post(
+        f"{api.base_url}/run", data=b"{not json", timeout=5, headers={"Authorization": KEY}
+    )
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    r = api.post("run", {"input": {}, "policy": {"executionTimeout": 10}})
+    assert r.status_code == 400 and "executionTimeout" in r.json()["error"]
+    assert api.get("status/does-not-exist").status_code == 404
+
+
+def test_payload_limits_413(api):
+    big = {"input": {"blob": "x" * (10 * 1024 * 1024 + 10)}}
+    r = api.post("run", big)
+    assert r.status_code == 413 and "/run accepts at most 10 MB" in r.json()["error"]
+    r = api.post("runsync?wait=1000", big)  # under the 20 MB /runsync limit
+    assert r.status_code == 200 and r.json()["id"].startswith("sync-")
+    api.post("purge-queue")
+
+
+def test_runsync_returns_id_and_state_when_not_done_in_time(api):
+    t0 = time.monotonic()
+    body = api.post("runsync?wait=1000", {"input": {}}).json()
+    assert 0.9 < time.monotonic() - t0 < 5
+    assert set(body) == {"id", "status"} and body["status"] == "IN_QUEUE"
+    api.post("purge-queue")
+
+
+def test_client_maps_errors_without_leaking_the_key(api):
+    bad = EndpointClient(api.base_url, "sk-very-secret-key-000", backoff_s=0.01)
+    with pytest.raises(AuthError) as e:
+        bad.health()
+    assert "sk-very-secret" not in str(e.value) and "RUNPOD_API_KEY" in str(e.value)
+    assert "sk-very-secret" not in repr(bad)
+    wrong_ep = EndpointClient(api.base_url.replace(EP, "nope"), KEY, backoff_s=0.01)
+    with pytest.raises(UnknownEndpoint, match="RUNPOD_ENDPOINT_ID"):
+        wrong_ep.health()
+    with pytest.raises(JobNotFound, match="expired"):
+        api.client().status("no-such-job")
+    before = api.health()["jobs"]["inQueue"]
+    with pytest.raises(PayloadTooLarge, match="at most 10 MB on /run"):
+        api.client().run({"blob": "x" * (10 * 1024 * 1024)})
+    assert api.health()["jobs"]["inQueue"] == before  # refused before sending
+
+
+def test_reads_retry_5xx_and_429(api):
+    c = api.client()
+    ref = c.run({})
+    api.emulator("faults", {"status": 503, "count": 2, "ops": ["status"]})
+    api.emulator("faults", {"status": 429, "count": 1, "ops": ["status"]})
+    assert c.status(ref.id).state == "IN_QUEUE"
+    assert all(f["count"] == 0 for f in api.emulator("faults")["faults"])
+    api.emulator("faults", {"status": 502, "count": 5, "ops": ["health"]})
+    with pytest.raises(ServerError, match="HTTP 502"):
+        api.client(retries=2).health()
+    api.client(retries=2).health()  # the 2 faults left are retried away
+    api.post("purge-queue")
+
+
+def test_run_is_never_retried_after_reaching_the_server_but_429_is(api):
+    c = api.client()
+    api.emulator("faults", {"status": 500, "count": 2, "ops": ["run"]})
+    with pytest.raises(ServerError, match="may or may not have been created"):
+        c.run({})
+    left = [f for f in api.emulator("faults")["faults"] if f["ops"] == ["run"]]
+    assert left[-1]["count"] == 1  # exactly one attempt
+    with pytest.raises(ServerError):  # the second injected 500
+        c.run({"x": 1})
+    api.emulator("faults", {"status": 429, "count": 2, "ops": ["run"]})
+    before = api.health()["jobs"]["inQueue"]
+    ref = c.run({})  # 429 means refused: safe to retry
+    assert ref.state == "IN_QUEUE"
+    assert api.health()["jobs"]["inQueue"] == before + 1
+    api.post("purge-queue")
+
+
+def test_unreachable_endpoint_after_retries():
+    c = EndpointClient(f"http://127.0.0.1:{free_port()}/v2/x", KEY, retries=2, backoff_s=0.01)
+    with pytest.raises(EndpointUnreachable, match="Cannot reach"):
+        c.status("j")
+    with pytest.raises(EndpointUnreachable):  # never sent: retried, then unreachable
+        c.run({})
+
+
+def test_rate_limit_429_retried_by_the_client(tmp_path):
+    with plane(
+        tmp_path, "--workers", "0", "--rate-limit", "3", "--rate-window", "0.5", wait_workers=None
+    ) as p:
+        strict = p.client(retries=0)
+        with pytest.raises(RateLimited, match="rate-limiting"):
+            for _ in range(10):
+                strict.health()
+        patient = p.client(retries=8, backoff_s=0.1)
+        for _ in range(8):
+            patient.health()
+
+
+def test_job_status_from_body_maps_fields():
+    st = JobStatus.from_body(
+        {
+            "id": "a",
+            "status": "IN_PROGRESS",
+            "delayTime": 12,
+            "workerId": "w1",
+            "output": {"stage": "sampling"},
+        }
+    )
+    assert st.progress == {"stage": "sampling"} and st.output is None and not st.final
+    st = JobStatus.from_body({"id": "a", "status": "FAILED", "error": {"x": 1}, "executionTime": 5})
+    assert st.error == '{"x": 1}' and st.final and not st.ok and st.execution_ms == 5
