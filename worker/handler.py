@@ -71,10 +71,13 @@ async def run_job(job: dict, settings: Settings, delivery: Delivery) -> dict:
     try:
         request = parse_job_input(job.get("input"), settings)
         timeout = settings.job_timeout_s or None
+        deadline = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with deadline:
                 result = await _run(job_id, request, settings, delivery, progress, t0)
         except TimeoutError:
+            if not deadline.expired():  # a network timeout inside, not our deadline
+                raise
             raise JobTimeout(
                 f"no result after {settings.job_timeout_s:g} s (JOB_TIMEOUT_S); "
                 "ComfyUI was interrupted and the prompt removed from its queue"
