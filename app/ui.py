@@ -20,6 +20,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.fields import Dropdown, Image, Number, Radio, Slider
 from app.forms import ADVANCED, FormValues, PipelineForm
 from app.jobs import JobView, Studio
 from app.studio_errors import StudioError, user_message
@@ -235,13 +236,13 @@ def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
         job_store = gr.BrowserState("", storage_key="wanpod_job")
         with gr.Row():
             with gr.Column(scale=5):
-                pipeline = gr.Dropdown(
+                pipeline = Dropdown(
                     [(f.title, k) for k, f in forms.items()],
                     value=first.template_id,
                     label="Pipeline",
                     elem_id="wp-pipeline",
                 )
-                mode = gr.Radio(
+                mode = Radio(
                     list(first.modes), value=first.modes[0], label="Mode", elem_id="wp-mode"
                 )
                 prompt = gr.Textbox(
@@ -254,13 +255,13 @@ def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
                     elem_id="wp-negative",
                 )
                 with gr.Row():
-                    start = gr.Image(
+                    start = Image(
                         label="Start image",
                         type="filepath",
                         visible=first.needs_start,
                         elem_id="wp-start",
                     )
-                    end = gr.Image(
+                    end = Image(
                         label="End image",
                         type="filepath",
                         visible=first.needs_end,
@@ -273,14 +274,14 @@ def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
                     visible=first.byo,
                     elem_id="wp-workflow",
                 )
-                resolution = gr.Dropdown(
+                resolution = Dropdown(
                     [p.label for p in first.presets],
                     value=first.default_preset or None,
                     label="Resolution",
                     elem_id="wp-resolution",
                 )
                 lo, hi, step, default = first.seconds
-                seconds = gr.Slider(
+                seconds = Slider(
                     lo,
                     hi,
                     value=default,
@@ -292,7 +293,7 @@ def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
                     cb.frames_note(first.template_id, default), elem_id="wp-frames"
                 )
                 with gr.Row():
-                    seed = gr.Number(value=0, precision=0, label="Seed", elem_id="wp-seed")
+                    seed = Number(value=0, precision=0, label="Seed", elem_id="wp-seed")
                     randomize = gr.Checkbox(
                         value=True, label="Randomize seed", elem_id="wp-randomize"
                     )
@@ -315,7 +316,7 @@ def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
                         if key in ("sampler", "scheduler"):
                             union = list(dict.fromkeys(c for sp in specs for c in sp.choices))
                             adv.append(
-                                gr.Dropdown(
+                                Dropdown(
                                     union,
                                     value=start_spec.default if start_spec else None,
                                     label=label,
@@ -331,7 +332,7 @@ def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
                                 (sp.maximum for sp in specs if sp.maximum is not None), default=1
                             )
                             adv.append(
-                                gr.Slider(
+                                Slider(
                                     lo_,
                                     hi_,
                                     value=start_spec.default if start_spec else lo_,

@@ -1,0 +1,101 @@
+"""Studio fixtures: one local stack per session (ComfyUI emulator + local RunPod control plane +
+real worker processes), studio processes (`python -m app`) pointed at it as if it were RunPod, and
+one headless Chromium per session for the browser tier."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from app.demo import LocalStack, start_local_stack
+from tests.helpers import ServerProcess, free_port
+
+S3_SECRET = "s3SECRETdoNotLeak0123456789abcdefABCDEF"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[LocalStack]:
+    folder = tmp_path_factory.mktemp("stack")
+    with start_local_stack(workers=3, step_delay=0.1, folder=folder) as s:
+        yield s
+
+
+def studio_env(stack: LocalStack, data_dir: Path, port: int) -> dict[str, str]:
+    return {
+        "RUNPOD_API_KEY": stack.api_key,
+        "RUNPOD_ENDPOINT_ID": stack.endpoint_id,
+        "RUNPOD_API_BASE": stack.api_base,
+        "WANPOD_DATA_DIR": str(data_dir),
+        "GRADIO_SERVER_PORT": str(port),
+        "WANPOD_POLL_S": "0.2",
+        "BUCKET_SECRET_ACCESS_KEY": S3_SECRET,
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+
+
+def start_studio(stack: LocalStack, data_dir: Path, port: int | None = None) -> ServerProcess:
+    port = port or free_port()
+    proc = ServerProcess(
+        [sys.executable, "-m", "app"],
+        port=port,
+        ready_path="/gradio_api/info",
+        env=studio_env(stack, data_dir, port),
+        deadline_s=60,
+    )
+    return proc.start()
+
+
+@pytest.fixture(scope="session")
+def studio(stack, tmp_path_factory) -> Iterator[ServerProcess]:
+    proc = start_studio(stack, tmp_path_factory.mktemp("studio"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def client(studio):
+    from gradio_client import Client
+
+    return Client(studio.base_url + "/", verbose=False)
+
+
+def png_bytes(w: int = 300, h: int = 200, color=(20, 120, 200)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def png_file(tmp_path) -> Path:
+    path = tmp_path / "start.png"
+    path.write_bytes(png_bytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def context(browser):
+    ctx = browser.new_context()
+    yield ctx
+    ctx.close()

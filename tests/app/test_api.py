@@ -1,0 +1,148 @@
+"""The studio's generate API through gradio_client, against the local stack (real worker
+processes behind the local RunPod control plane, ComfyUI emulator writing real mp4s)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+
+from app import cost
+from app.settings import PRICES_PATH
+
+ADV = {
+    "steps": 4,
+    "cfg": 1.0,
+    "shift": 5.0,
+    "sampler": "euler",
+    "scheduler": "simple",
+    "lora_high": 1.0,
+    "lora_low": 1.0,
+}
+
+
+def args(
+    pipeline="t2v_14b",
+    mode="turbo",
+    prompt="a red fox in snow",
+    start=None,
+    end=None,
+    resolution="480p square",
+    seconds=2.0,
+    seed=1234,
+    randomize=False,
+    **adv,
+):
+    a = {**ADV, **adv}
+    return [
+        pipeline,
+        mode,
+        prompt,
+        "",
+        start,
+        end,
+        None,
+        resolution,
+        seconds,
+        seed,
+        randomize,
+        a["steps"],
+        a["cfg"],
+        a["shift"],
+        a["sampler"],
+        a["scheduler"],
+        a["lora_high"],
+        a["lora_low"],
+    ]
+
+
+def finished(result) -> tuple[str, str, str, str]:
+    status, video, details, job, _store = result
+    return status, video, details, job
+
+
+def test_text_to_video_end_to_end(client):
+    status, video, details, job = finished(client.predict(*args(), api_name="/generate"))
+    assert 'data-state="COMPLETED"' in status, status
+    data = Path(video).read_bytes()
+    assert data[4:8] == b"ftyp" and len(data) > 1000
+    assert job.startswith("wp-")
+    assert "seed=1234" in details and "frames=33" in details  # 2 s at 16 fps -> 33 frames
+    assert "**Actual:**" in details and "billed s" in details and "**Quote:**" in details
+
+
+def test_image_to_video_end_to_end(client, png_file):
+    result = client.predict(
+        *args("i2v_14b", start=handle_file(str(png_file)), seed=77), api_name="/generate"
+    )
+    status, video, details, _ = finished(result)
+    assert 'data-state="COMPLETED"' in status, status
+    assert Path(video).read_bytes()[4:8] == b"ftyp"
+    assert "start_image=wanpod_" in details and "seed=77" in details
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"prompt": "   "}, r"^prompt: is empty"),
+        ({"pipeline": "i2v_14b"}, r"^start image: .*needs a start image"),
+        ({"resolution": "4k"}, r"^resolution: Value: 4k is not in the list of choices: \['480p"),
+        ({"mode": "quality", "lora_high": 1.5}, None),  # LoRA not used in quality: accepted
+        ({"pipeline": "ti2v_5b", "mode": "turbo"}, r"^mode: 'turbo' is not offered"),
+        ({"steps": 61}, r"^steps: Value 61 is greater than maximum value 60"),
+        ({"sampler": "warp9"}, r"^sampler: Value: warp9 is not in the list of choices"),
+    ],
+)
+def test_bad_inputs_are_refused_naming_the_field(client, kwargs, expected):
+    if expected is None:
+        text = client.predict(*args(**kwargs), api_name="/quote")
+        assert text.startswith("**Quote:**"), text
+        return
+    with pytest.raises(AppError, match=expected):
+        client.predict(*args(**kwargs), api_name="/generate")
+
+
+def test_unreadable_image_is_refused(client, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    with pytest.raises(
+        AppError,
+        match=r"^start image: not a readable image; allowed: PNG, JPEG or WebP \(UnidentifiedImageError\)$",
+    ):
+        client.predict(*args("i2v_14b", start=handle_file(str(bad))), api_name="/generate")
+
+
+def test_quote_arithmetic(client):
+    prices = cost.load_prices(PRICES_PATH)
+    text = client.predict(
+        *args(
+            "t2v_14b",
+            "quality",
+            resolution="720p landscape",
+            seconds=5,
+            steps=20,
+            cfg=3.5,
+            shift=8.0,
+        ),
+        api_name="/quote",
+    )
+    m = re.search(
+        r"≈ (\d+) GPU s on (.+?) = \$([\d.]+) .*cold start \+(\d+) s = \+\$([\d.]+)", text
+    )
+    assert m, text
+    secs, gpu, dollars, cold, cold_dollars = m.groups()
+    per_s = prices.price(gpu)
+    assert float(dollars) == pytest.approx(int(secs) * per_s, abs=5e-5)
+    assert float(cold_dollars) == pytest.approx(int(cold) * per_s, abs=5e-5)
+    turbo = client.predict(
+        *args("t2v_14b", "turbo", resolution="720p landscape", seconds=5), api_name="/quote"
+    )
+    t_secs = int(re.search(r"≈ (\d+) GPU s", turbo).group(1))
+    assert t_secs < int(secs)  # 4 steps at cfg 1 is cheaper than 20 steps at cfg 3.5
+    if "published timings" in text:  # before any 720p quality job calibrated it
+        req = cost.CostRequest("t2v_14b", "quality", 1280, 720, 81, 20, 3.5)
+        assert int(secs) == math.ceil(cost.model_seconds(req, gpu))
