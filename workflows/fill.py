@@ -250,15 +250,12 @@ def _build(t: Template, mode: str, v: Mapping[str, Any]) -> dict[str, Any]:
         if name in t.params and name not in v:
             for land in t.params[name].lands:
                 _drop(wf, land.node, replacement=None)
-    value_of = dict(v)
-    value_of["frames"] = v["frames"]
-    value_of["output_prefix"] = v["output_prefix"]
     for name, spec in t.params.items():
-        if name not in value_of or name in ("seconds", "mode"):
+        if name not in v:
             continue
-        for land in spec.lands:
+        for land in spec.lands:  # seconds lands nowhere: frames carries the length
             if land.node in wf:
-                wf[land.node]["inputs"][land.input] = value_of[name]
+                wf[land.node]["inputs"][land.input] = v[name]
     if "split" in v:  # expert 2 runs to the end: keep the template's 10000, else = steps
         low = t.params["split"].lands[1].node
         if wf[low]["inputs"]["end_at_step"] != TO_THE_END:
