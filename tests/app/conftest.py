@@ -40,13 +40,15 @@ def studio_env(stack: LocalStack, data_dir: Path, port: int) -> dict[str, str]:
     }
 
 
-def start_studio(stack: LocalStack, data_dir: Path, port: int | None = None) -> ServerProcess:
+def start_studio(
+    stack: LocalStack, data_dir: Path, port: int | None = None, **env: str
+) -> ServerProcess:
     port = port or free_port()
     proc = ServerProcess(
         [sys.executable, "-m", "app"],
         port=port,
         ready_path="/gradio_api/info",
-        env=studio_env(stack, data_dir, port),
+        env={**studio_env(stack, data_dir, port), **env},
         deadline_s=60,
     )
     return proc.start()
