@@ -471,3 +471,36 @@ def test_params_record_what_was_used():
         "simple",
     )
     assert p["seed"] == f.seed and p["output_prefix"] == f.output_prefix
+
+
+# -- every numeric parameter at its bounds, for every template x mode -------------------------
+
+COMPANIONS = {"split": {"steps": 60}, "fps": {"frames": 81}}
+
+
+def numeric_bounds():
+    cat = load_catalog()
+    for tid, mode in TEMPLATE_MODES:
+        for p in cat[tid].params_for(mode):
+            if p.type in ("int", "float") and p.min is not None and p.max is not None:
+                yield pytest.param(tid, mode, p.name, id=f"{tid}-{mode}-{p.name}")
+
+
+@pytest.mark.parametrize(("tid", "mode", "name"), list(numeric_bounds()))
+def test_bounds_accepted_and_just_beyond_refused(tid, mode, name, schema):
+    spec = load_catalog()[tid].params[name]
+    base = {"prompt": "x", "mode": mode, **COMPANIONS.get(name, {})}
+    step = spec.step or 1
+    for edge in (spec.min, spec.max):
+        value = int(edge) if spec.type == "int" else edge
+        f = fill(tid, {**base, name: value})
+        if name == "seconds":
+            assert f.params["frames"] == load_catalog()[tid].frames_for(value)
+        else:
+            assert f.params[name] == value
+        assert check(f.workflow, schema) == [], (name, value)
+    for beyond in (spec.min - step, spec.max + step):
+        value = int(beyond) if spec.type == "int" else beyond
+        with pytest.raises(ParamError) as e:
+            fill(tid, {**base, name: value})
+        assert e.value.param == name and e.value.value == value
