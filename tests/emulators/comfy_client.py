@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +85,22 @@ class Comfy:
         assert r.status_code == 200, r.text
         return r.json()
 
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Comfy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def upload(self, name: str, data: bytes, **form: str) -> requests.Response:
         return self.post("/upload/image", files={"image": (name, data, "image/png")}, data=form)
+
+
+def close_later(c: Comfy) -> None:
+    """Close the client's HTTP session when the client object goes away."""
+    weakref.finalize(c, c.session.close)
 
 
 @dataclass

@@ -56,6 +56,7 @@ def comfy(comfy_server: ServerProcess) -> Iterator[Comfy]:
     c.post("/queue", json={"clear": True})
     c.config(**DEFAULT_KNOBS)
     wait_idle(c)
+    c.close()
 
 
 def wait_idle(c: Comfy, timeout: float = 20) -> None:

@@ -18,7 +18,7 @@ import pytest
 import websocket
 from PIL import Image
 
-from tests.emulators.comfy_client import Comfy, recorded_ws, recording
+from tests.emulators.comfy_client import Comfy, close_later, recorded_ws, recording
 from tests.emulators.test_comfyui_replay import png_bytes, upload_wan_inputs, wait_history
 from tests.helpers import COMFY_FIXTURES, RECORDINGS, ServerProcess, free_port
 
@@ -235,6 +235,7 @@ def test_crash_at_node_exits_the_process(tmp_path: Path) -> None:
     srv = _spawn(tmp_path, "--crash-at-node", "5").start()
     try:
         c = Comfy(srv.base_url)
+        close_later(c)
         with c.connect() as sock:
             sock.recv()
             c.queue_prompt(rec["workflow"], sock.client_id)
@@ -383,6 +384,7 @@ def test_in_process_emulator_thread(tmp_path: Path) -> None:
     config = EmulatorConfig(output_directory=tmp_path / "out", step_delay=0)
     with EmulatorThread(config) as emu:
         c = Comfy(emu.base_url)
+        close_later(c)
         assert c.get("/system_stats").json()["system"]["comfyui_version"] == "0.3.64"
         emu.set(error_at_node="2")
         assert c.get("/emulator/config").json()["error_at_node"] == "2"

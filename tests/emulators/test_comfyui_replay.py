@@ -17,6 +17,7 @@ from PIL import Image
 
 from tests.emulators.comfy_client import (
     Comfy,
+    close_later,
     key_shape,
     label,
     recorded_http,
@@ -502,6 +503,7 @@ def test_model_folders_from_extra_model_paths_yaml(tmp_path: Path) -> None:
     ]
     with ServerProcess(argv, port, ready_path="/system_stats") as srv:
         c = Comfy(srv.base_url)
+        close_later(c)
         for ev in rec["events"]:
             path = ev.get("request", {}).get("path", "")
             if path == "/models" or path.startswith("/models/") or path.startswith("/object_info/"):
