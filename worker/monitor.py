@@ -192,6 +192,14 @@ class Watcher:
                 "(crash or out of memory?); see the ComfyUI log"
             )
 
+    async def _sleep_watching(self, seconds: float) -> None:
+        """Sleep, but notice a dead ComfyUI process within 50 ms (it may still be exiting when
+        its socket closes)."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(0.05, left))
+            self._check_alive()
+
     async def _reconnect(self) -> aiohttp.ClientWebSocketResponse:
         attempts = self.s.ws_reconnect_attempts
         delay = self.s.ws_reconnect_delay_s
@@ -199,8 +207,7 @@ class Watcher:
         for i in range(attempts):
             self._check_alive()
             if i:
-                await asyncio.sleep(min(delay * (2 ** (i - 1)), 30.0))
-                self._check_alive()
+                await self._sleep_watching(min(delay * (2 ** (i - 1)), 30.0))
             try:
                 ws = await self.connect()
             except (aiohttp.ClientError, OSError) as e:
