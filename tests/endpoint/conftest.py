@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,11 +13,15 @@ import pytest
 import requests
 
 from app.endpoint import EndpointClient
-from tests.helpers import REPO, WORKER_PYTHON, ServerProcess, free_port
+from tests.helpers import REPO, ServerProcess, free_port
 
 KEY = "test-client-key-123456"
 EP = "test-ep"
 PYTHON = str(REPO / ".venvs" / "app" / "bin" / "python")
+# the runpod SDK lives only in the worker venv
+WORKER_PYTHON = os.environ.get("WANPOD_WORKER_PYTHON") or str(
+    REPO / ".venvs" / "worker" / "bin" / "python"
+)
 
 
 class Plane:
