@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
 from collections.abc import Mapping
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("wanpod.app")
@@ -22,8 +24,6 @@ log = logging.getLogger("wanpod.app")
 
 def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tuple[Any, Any]:
     """Build the services and the Blocks; returns (blocks, studio). Starts the tracker."""
-    from workflows.fill import fill
-
     from app import cost
     from app.endpoint import EndpointClient
     from app.forms_catalog import load_forms
@@ -31,6 +31,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     from app.ledger import Ledger
     from app.tracker import Tracker
     from app.ui import build_ui
+    from workflows.fill import fill
 
     prices = cost.load_prices(settings.prices_path)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,15 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     )
     tracker.on_final = studio.forget_calibration
     tracker.start()
-    return build_ui(studio, demo_mode), studio
+    return build_ui(studio, demo_mode, browser_key(settings.data_dir)), studio
+
+
+def browser_key(data_dir: Path) -> str:
+    """A random value kept in the data folder (stable across restarts); see ui.build_ui."""
+    path = data_dir / "browser-state.key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(16))
+    return path.read_text().strip()
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

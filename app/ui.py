@@ -220,7 +220,10 @@ def _num(value: Any) -> float | None:
     return float(value) if value is not None and value != "" else None
 
 
-def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
+def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Blocks:
+    """The page. `browser_key` keys Gradio's (client-side) encryption of the remembered job id in
+    localStorage; it must survive restarts so a reopened tab finds its job again. It is not a
+    secret (the browser holds it) and must not be one of ours."""
     cb = Callbacks(studio)
     forms: dict[str, PipelineForm] = dict(studio.forms)
     first = next(iter(forms.values()))
@@ -233,7 +236,7 @@ def build_ui(studio: Studio, demo_mode: bool) -> gr.Blocks:
                 "Videos are **synthetic** test patterns, not Wan 2.2 output; timings are emulated.",
                 elem_id="wp-demo",
             )
-        job_store = gr.BrowserState("", storage_key="wanpod_job")
+        job_store = gr.BrowserState("", storage_key="wanpod_job", secret=browser_key or None)
         with gr.Row():
             with gr.Column(scale=5):
                 pipeline = Dropdown(
