@@ -156,7 +156,7 @@ def detect(workflow: Mapping[str, Any], schema: Mapping[str, Any] | None = None)
         cls = node.get("class_type", "")
         inputs = node.get("inputs", {})
         for want in ("positive", "negative"):
-            if _is_link(inputs.get(want)) and "latent_image" in inputs:  # a sampler
+            if _is_link(inputs.get(want)):  # samplers, guiders, conditioning nodes
                 for s in _trace_text(wf, inputs[want], want, schema):
                     if s not in found[want]:
                         found[want].append(s)

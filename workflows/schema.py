@@ -88,6 +88,7 @@ def check(
             if spec is None:
                 continue  # ComfyUI ignores unknown inputs
             problems.extend(_check_input(workflow, schema, node_id, cls, name, value, spec, files))
+    problems.extend(_cycles(workflow))
     problems.extend(_wan_vae_pairing(workflow))
     if not has_output:
         problems.append(
@@ -96,6 +97,38 @@ def check(
             )
         )
     return problems
+
+
+def _cycles(workflow: Mapping[str, Any]) -> list[Problem]:
+    """Nodes on a dependency cycle (ComfyUI refuses those at run time)."""
+    deps = {}
+    for node_id, node in workflow.items():
+        inputs = node.get("inputs") if isinstance(node, Mapping) else None
+        links = (inputs or {}).values() if isinstance(inputs, Mapping) else ()
+        deps[str(node_id)] = {str(v[0]) for v in links if _is_link(v) and str(v[0]) in workflow}
+    # Peel nodes with no remaining dependencies (Kahn), then nodes nothing remaining depends on:
+    # what is left lies on a cycle. Linear time, no recursion.
+    users: dict[str, set[str]] = {n: set() for n in deps}
+    for n, ds in deps.items():
+        for d in ds:
+            users[d].add(n)
+    left = set(deps)
+    for edges, back in ((deps, users), (users, deps)):
+        count = {n: len(edges[n] & left) for n in left}
+        ready = [n for n in left if count[n] == 0]
+        while ready:
+            n = ready.pop()
+            left.discard(n)
+            for m in back[n]:
+                if m in left:
+                    count[m] -= 1
+                    if count[m] == 0:
+                        ready.append(m)
+    on_cycle = [n for n in deps if n in left]
+    return [
+        Problem(n, workflow[n].get("class_type"), None, "is part of a dependency cycle", "link")
+        for n in on_cycle
+    ]
 
 
 WAN_VAE = {"14B": "wan_2.1_vae.safetensors", "5B": "wan2.2_vae.safetensors"}

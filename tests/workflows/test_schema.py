@@ -177,3 +177,11 @@ def test_problem_is_one_line(t2v, schema):
     for p in check(bad, schema):
         assert isinstance(p, Problem)
         assert "\n" not in str(p)
+
+
+def test_dependency_cycle(t2v, schema):
+    t2v["12"]["inputs"]["latent_image"] = ["13", 0]  # high expert now waits for the low one
+    assert lines(t2v, schema) == [
+        "node 12 (KSamplerAdvanced): is part of a dependency cycle",
+        "node 13 (KSamplerAdvanced): is part of a dependency cycle",
+    ]
