@@ -67,6 +67,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=320,
         help="scale encoded video to fit this side (0: full size)",
     )
+    p.add_argument(
+        "--gc-stall",
+        type=float,
+        default=0.0,
+        help="stall the server this long after a job, at most every 10 s (off: 0)",
+    )
     p.add_argument("--no-cache", action="store_true", help="disable the output cache")
     p.add_argument(
         "--preview-method",
@@ -137,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             video_max_side=args.video_max_side,
             cache=not args.no_cache,
             preview_method=args.preview_method,
+            gc_stall=args.gc_stall,
             argv=["main.py", *(argv if argv is not None else sys.argv[1:])],
         )
     except (ConfigError, OSError, ValueError) as e:

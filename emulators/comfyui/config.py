@@ -20,6 +20,9 @@ Knobs (all optional, `None`/0 means off):
   stays a valid, decodable mp4); ignored when the encoded file is already larger.
 - video_max_side (int): encoded video frames are scaled down to fit this side (0 = full size).
 - cache (bool): ComfyUI's classic output cache (identical re-runs are served from it).
+- gc_stall (s): ComfyUI's end-of-job garbage collection: after a job, when 10 s have passed since
+  the last one, the whole server stalls this long (0.29 s measured on the recording machine)
+  before the final `status` / `executing {node: null}` go out. Default 0 (off).
 - preview_method ("none" | "auto" | "latent2rgb" | "taesd"): anything but "none" makes samplers send
   a binary JPEG preview frame at every step, as ComfyUI's `--preview-method` does: type 4
   PREVIEW_IMAGE_WITH_METADATA before `progress` to clients that sent the `supports_preview_metadata`
@@ -47,6 +50,7 @@ KNOBS: tuple[str, ...] = (
     "video_max_side",
     "cache",
     "preview_method",
+    "gc_stall",
 )
 
 
@@ -116,6 +120,7 @@ _COERCE = {
     "output_bytes": _opt_int,
     "video_max_side": lambda n, v: _opt_int(n, v) or 0,
     "cache": _bool,
+    "gc_stall": _opt_float,
     "preview_method": lambda n, v: _choice(n, v, ("none", "auto", "latent2rgb", "taesd")),
 }
 
@@ -140,6 +145,7 @@ class EmulatorConfig:
     video_max_side: int = 320
     cache: bool = True
     preview_method: str = "none"
+    gc_stall: float = 0.0
     argv: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:

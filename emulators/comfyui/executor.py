@@ -72,6 +72,7 @@ class Executor:
         self.outputs_cache: dict[str, tuple[Any, ...]] = {}
         self.ui_cache: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._last_gc = -1e9
 
     def start(self) -> None:
         if self._task is None:
@@ -99,6 +100,7 @@ class Executor:
             except Exception:  # an emulator bug must not kill the queue
                 log.exception("executing %s failed", item.prompt_id)
                 result, success, messages = {"outputs": {}, "meta": {}}, False, []
+            await self._gc_stall()
             self.queue.task_done(
                 i,
                 result,
@@ -112,6 +114,14 @@ class Executor:
                 self.hub.send(
                     "executing", {"node": None, "prompt_id": item.prompt_id}, self.client_id
                 )
+
+    async def _gc_stall(self) -> None:
+        """ComfyUI's gc.collect() after a job (at most every 10 s) blocks the whole process."""
+        if not self.config.gc_stall or time.monotonic() - self._last_gc < 10.0:
+            return
+        await self.hub.drain()  # what the job sent so far is out (execution_success...)
+        time.sleep(self.config.gc_stall)  # deliberately blocks the event loop, like the GIL does
+        self._last_gc = time.monotonic()
 
     # -- one prompt -------------------------------------------------------------------------
 

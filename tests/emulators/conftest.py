@@ -24,6 +24,7 @@ DEFAULT_KNOBS = {
     "video_max_side": 320,
     "cache": True,
     "preview_method": "none",
+    "gc_stall": 0.0,
 }
 
 

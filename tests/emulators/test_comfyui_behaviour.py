@@ -540,3 +540,20 @@ def test_queue_delete_front_and_interrupt_leave_pending_prompts_alone(comfy: Com
     assert comfy.get(f"/history/{deleted}").json() == {}
     assert wait_history(comfy, running)["status"]["status_str"] == "error"
     assert wait_history(comfy, later)["status"]["status_str"] == "success"
+
+
+def test_gc_stall_holds_the_end_of_job_messages_at_most_every_10_s(comfy: Comfy) -> None:
+    comfy.config(gc_stall=1.0)
+    workflow = json.loads(json.dumps(recording("image_success")["workflow"]))
+    gaps = []
+    for color in (1, 2):
+        workflow["1"]["inputs"]["color"] = color
+        with comfy.connect() as sock:
+            sock.recv()
+            pid = comfy.queue_prompt(workflow, sock.client_id)["prompt_id"]
+            sock.until(lambda m: m["type"] == "execution_success")
+            t = time.monotonic()
+            sock.until_done(pid)
+            gaps.append(time.monotonic() - t)
+    assert gaps[0] >= 0.9  # the first job stalls (no collection yet)
+    assert gaps[1] < 0.9  # the next one, within 10 s, does not
