@@ -1,0 +1,150 @@
+"""The studio in Debian's headless Chromium (Playwright): form, quote, generate, progress, the
+video playing, a closed-and-reopened tab and a restarted studio finding their job again."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from tests.app.conftest import S3_SECRET, start_studio
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT_MS = 60_000
+STATE = "document.querySelector('#wp-status')"
+
+
+def open_studio(context, url: str):
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.locator("#wp-prompt textarea").wait_for()
+    return page
+
+
+def state(page) -> dict:
+    return page.evaluate(f"(() => {{ const s = {STATE}; return s ? {{...s.dataset}} : null; }})()")
+
+
+def wait_state(page, js_condition: str) -> dict:
+    page.wait_for_function(
+        f"(() => {{ const s = {STATE}; if (!s) return false; const d = s.dataset; "
+        f"const f = parseFloat(d.fraction); return {js_condition}; }})()",
+        timeout=TIMEOUT_MS,
+    )
+    return state(page)
+
+
+def start_job(page, prompt: str, quality: bool = True) -> dict:
+    if quality:
+        page.locator("#wp-mode input[value='quality']").check()
+        page.wait_for_function(
+            "document.querySelector('#wp-negative label, #wp-negative span') &&"
+            " !document.querySelector('#wp-negative').innerText.includes('ignored in turbo')"
+        )
+    page.locator("#wp-prompt textarea").fill(prompt)
+    page.wait_for_function(
+        "document.querySelector('#wp-quote') &&"
+        " document.querySelector('#wp-quote').innerText.includes('GPU s')"
+    )
+    page.locator("#wp-generate").click()
+    return wait_state(page, "d.rid && d.rid.startsWith('wp-')")
+
+
+def wait_video_playable(page) -> dict:
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('#wp-video video');"
+        " return v && v.readyState >= 2 && v.duration > 0; })()",
+        timeout=TIMEOUT_MS,
+    )
+    page.evaluate("document.querySelector('#wp-video video').muted = true")
+    page.evaluate("document.querySelector('#wp-video video').play()")
+    page.wait_for_function(
+        "document.querySelector('#wp-video video').currentTime > 0", timeout=TIMEOUT_MS
+    )
+    return page.evaluate(
+        "(() => { const v = document.querySelector('#wp-video video');"
+        " return {readyState: v.readyState, duration: v.duration, t: v.currentTime}; })()"
+    )
+
+
+def slow_steps(stack, delay: float) -> None:
+    req = urllib.request.Request(
+        stack.comfy_urls[0] + "/emulator/config",
+        data=json.dumps({"step_delay": delay}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert json.load(r)["step_delay"] == delay
+
+
+@pytest.fixture
+def slow_stack(stack):
+    slow_steps(stack, 0.3)
+    yield stack
+    slow_steps(stack, 0.1)
+
+
+def test_form_quote_generate_progress_and_playback(studio, context, slow_stack):
+    page = open_studio(context, studio.base_url)
+    # image inputs only where the pipeline uses them
+    assert not page.locator("#wp-start").is_visible()
+    page.locator("#wp-pipeline input").click()
+    page.get_by_role("option", name="First and last frame to video (Wan 2.2 14B)").click()
+    page.locator("#wp-end").wait_for(state="visible")
+    assert page.locator("#wp-start").is_visible()
+    page.locator("#wp-pipeline input").click()
+    page.get_by_role("option", name="Text to video (Wan 2.2 14B)").click()
+    page.locator("#wp-end").wait_for(state="hidden")
+    assert "81 frames" in page.locator("#wp-frames").inner_text()  # 5 s at 16 fps
+
+    job = start_job(page, "a lighthouse in a storm, waves crashing")
+    first = wait_state(page, "d.state === 'IN_PROGRESS' && f > 0.1 && f < 0.9")
+    line = page.locator("#wp-status .wp-line").inner_text()
+    assert "Sampling: step" in line and "expert" in line and "elapsed" in line, line
+    later = wait_state(page, f"f > {float(first['fraction'])}")
+    assert later["rid"] == job["rid"]
+    done = wait_state(page, "d.state === 'COMPLETED'")
+    assert float(done["fraction"]) == 1.0
+    video = wait_video_playable(page)
+    assert video["duration"] > 1.0  # 81 frames at 16 fps
+    details = page.locator("#wp-details").inner_text()
+    assert "Actual:" in details and "seed=" in details and "Quote:" in details
+    storage = page.evaluate("JSON.stringify(window.localStorage)")
+    assert slow_stack.api_key not in storage and S3_SECRET not in storage
+    assert slow_stack.api_key not in page.content()
+
+
+def test_closed_tab_reopened_finds_its_job(studio, context, slow_stack):
+    page = open_studio(context, studio.base_url)
+    job = start_job(page, "a paper boat on a river")
+    wait_state(page, "d.state === 'IN_PROGRESS'")
+    page.close()
+    again = open_studio(context, studio.base_url)
+    seen = wait_state(again, f"d.rid === '{job['rid']}'")
+    assert seen["state"] in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
+    wait_state(again, "d.state === 'COMPLETED'")
+    wait_video_playable(again)
+
+
+def test_restarted_studio_resumes_the_job(stack, context, slow_stack, tmp_path):
+    port = free_port()
+    app = start_studio(stack, tmp_path / "data", port)
+    try:
+        page = open_studio(context, app.base_url)
+        job = start_job(page, "a hot air balloon over hills")
+        wait_state(page, "d.state === 'IN_PROGRESS'")
+        app.proc.kill()  # no clean shutdown: the ledger alone must carry the job
+        app.proc.wait(10)
+        page.close()
+        app = start_studio(stack, tmp_path / "data", port)
+        again = open_studio(context, app.base_url)
+        wait_state(again, f"d.rid === '{job['rid']}'")
+        wait_state(again, "d.state === 'COMPLETED'")
+        wait_video_playable(again)
+    finally:
+        app.stop()
