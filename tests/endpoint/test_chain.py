@@ -1,0 +1,196 @@
+"""The whole chain: EndpointClient -> local control plane -> real runpod SDK loop ->
+worker.handler -> ComfyUI emulator (emulators.stack starts them as real processes)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import time
+
+import pytest
+import requests
+
+from app.endpoint import EndpointClient
+from emulators.stack import LocalStack, StackConfig
+from tests.endpoint.conftest import WORKER_PYTHON
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow
+JOB = json.loads((REPO / "test_input.json").read_text())["input"]
+PROGRESS_KEYS = {
+    "stage",
+    "node",
+    "node_type",
+    "step",
+    "steps",
+    "nodes_done",
+    "nodes_total",
+    "percent",
+    "elapsed_s",
+    "queue_position",
+}
+
+
+def job(seed: int) -> dict:
+    wf = json.loads(json.dumps(JOB["workflow"]))
+    for node in wf.values():
+        if "noise_seed" in node["inputs"]:
+            node["inputs"]["noise_seed"] = seed
+    return {**JOB, "workflow": wf}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    cfg = StackConfig(
+        workers=1,
+        step_delay=0.02,
+        worker_python=WORKER_PYTHON,
+        hold_s=5,
+        plane_args=("--lost-after", "3"),
+    )
+    with LocalStack(cfg) as s:
+        yield s
+
+
+def comfy(stack, **knobs) -> dict:
+    r = requests.post(f"{stack.comfy_urls[0]}/emulator/config", json=knobs, timeout=5)
+    r.raise_for_status()
+    return r.json()
+
+
+def client(stack) -> EndpointClient:
+    return EndpointClient(stack.base_url, stack.api_key, backoff_s=0.05)
+
+
+def fault(stack, **f) -> None:
+    r = requests.post(
+        f"{stack.plane_url}/emulator/faults",
+        json=f,
+        headers={"Authorization": stack.api_key},
+        timeout=5,
+    )
+    r.raise_for_status()
+
+
+def interrupted_count(stack) -> int:
+    hist = requests.get(f"{stack.comfy_urls[0]}/history", timeout=5).json()
+    return sum(
+        any(m[0] == "execution_interrupted" for m in h["status"].get("messages", []))
+        for h in hist.values()
+    )
+
+
+def test_success_with_progress_in_status_and_retried_reads(stack):
+    comfy(stack, step_delay=0.5, cache=False)
+    c = client(stack)
+    ref = c.run(job(1))
+    seen = []
+
+    def on(st):
+        seen.append(st)
+        if len(seen) == 3:  # the client rides through 5xx and 429 while polling
+            fault(stack, status=503, count=2, ops=["status"])
+            fault(stack, status=429, count=1, ops=["status"])
+
+    st = c.wait(ref.id, on_update=on, poll_s=0.1, timeout_s=60)
+    assert st.ok, st.error
+    progress = [s.progress for s in seen if s.state == "IN_PROGRESS" and s.progress]
+    assert progress and all(set(p) == PROGRESS_KEYS for p in progress)
+    sampling = [p for p in progress if p["stage"] == "sampling"]
+    assert sampling and sampling[0]["node_type"] == "KSamplerAdvanced"
+    assert sampling[0]["steps"] == 2
+    video = st.output["images"][0]
+    assert video["kind"] == "video" and video["type"] == "base64"
+    assert base64.b64decode(video["data"])[4:8] == b"ftyp"
+    assert st.worker_id == "w1" and st.execution_ms > 1500
+
+
+def test_second_job_queues_while_the_worker_is_busy(stack):
+    comfy(stack, step_delay=0.3, cache=False)
+    c = client(stack)
+    a, b = c.run(job(2)), c.run(job(3))
+    for _ in range(40):
+        if c.status(a.id).state == "IN_PROGRESS":
+            break
+        time.sleep(0.05)
+    assert c.status(b.id).state == "IN_QUEUE"
+    sa = c.wait(a.id, poll_s=0.1, timeout_s=60)
+    sb = c.wait(b.id, poll_s=0.1, timeout_s=60)
+    assert sa.ok and sb.ok
+    assert sb.delay_ms >= sa.execution_ms - 100
+
+
+def test_cancel_mid_job_interrupts_comfyui(stack):
+    comfy(stack, step_delay=2.0, cache=False)
+    before = interrupted_count(stack)
+    c = client(stack)
+    ref = c.run(job(4))
+    for _ in range(200):
+        st = c.status(ref.id)
+        if st.progress and st.progress.get("stage") == "sampling":
+            break
+        time.sleep(0.05)
+    assert st.progress and st.progress["stage"] == "sampling", st
+    assert c.cancel(ref.id).state == "CANCELLED"
+    end = time.monotonic() + 10
+    while interrupted_count(stack) == before and time.monotonic() < end:
+        time.sleep(0.1)
+    assert interrupted_count(stack) == before + 1
+    assert c.status(ref.id).state == "CANCELLED"
+    comfy(stack, step_delay=0.02)
+    stack.wait_idle(1, 15)
+
+
+def test_handler_error_is_failed_with_our_text(stack):
+    comfy(stack, step_delay=0.02, cache=False, error_at_node="81")
+    try:
+        st = client(stack).wait(client(stack).run(job(5)).id, poll_s=0.1, timeout_s=60)
+    finally:
+        comfy(stack, error_at_node=None)
+    assert st.state == "FAILED"
+    assert isinstance(st.error, str) and "81" in st.error and "KSamplerAdvanced" in st.error
+    assert "Traceback" not in st.error
+
+
+def test_killed_worker_mid_job_does_not_hang(stack):
+    comfy(stack, step_delay=2.0, cache=False)
+    c = client(stack)
+    ref = c.run(job(6))
+    for _ in range(100):
+        if c.status(ref.id).state == "IN_PROGRESS":
+            break
+        time.sleep(0.05)
+    state = requests.get(
+        f"{stack.plane_url}/emulator/state", timeout=5, headers={"Authorization": stack.api_key}
+    ).json()
+    os.kill(state["workers"]["w1"]["pid"], signal.SIGKILL)
+    st = c.wait(ref.id, poll_s=0.1, timeout_s=20)
+    assert st.state == "FAILED" and "worker w1 exited" in st.error
+    comfy(stack, step_delay=0.02)
+    nxt = c.wait(c.run(job(7)).id, poll_s=0.1, timeout_s=60)
+    assert nxt.ok and nxt.worker_id == "w2"
+
+
+def test_cold_start_from_zero_shows_queue_then_progress(tmp_path):
+    cfg = StackConfig(
+        workers=1,
+        start_workers=0,
+        boot_delay=1.0,
+        idle_timeout=30,
+        step_delay=0.3,
+        worker_python=WORKER_PYTHON,
+        wait_workers=False,
+    )
+    with LocalStack(cfg) as s:
+        assert s.health()["workers"]["idle"] == 0
+        c = client(s)
+        states = []
+        st = c.wait(
+            c.run(job(8)).id, on_update=lambda x: states.append(x.state), poll_s=0.1, timeout_s=60
+        )
+        assert st.ok, st.error
+        assert states[0] == "IN_QUEUE" and "IN_PROGRESS" in states
+        assert states.index("IN_PROGRESS") > 0
+        assert st.delay_ms >= 1000
