@@ -557,3 +557,29 @@ def test_gc_stall_holds_the_end_of_job_messages_at_most_every_10_s(comfy: Comfy)
             gaps.append(time.monotonic() - t)
     assert gaps[0] >= 0.9  # the first job stalls (no collection yet)
     assert gaps[1] < 0.9  # the next one, within 10 s, does not
+
+
+def test_stock_schema_rejects_the_wan_models(tmp_path: Path) -> None:
+    """With the recorded stock /object_info (no Wan files on the machine) the official template is
+    refused at /prompt, one value_not_in_list per loader, like a worker without the volume."""
+    workflow = json.loads(
+        (COMFY_FIXTURES / "workflows" / "wan22_t2v_14B_lightx2v.api.json").read_text()
+    )
+    srv = _spawn(tmp_path, "--schema", str(COMFY_FIXTURES / "object_info.json")).start()
+    try:
+        with Comfy(srv.base_url) as c:
+            r = c.post("/prompt", json={"prompt": workflow})
+        assert r.status_code == 400
+        body = r.json()
+        assert body["error"]["type"] == "prompt_outputs_failed_validation"
+        loaders = {
+            k
+            for k, n in workflow.items()
+            if n["class_type"].endswith("Loader") or n["class_type"] == "LoraLoaderModelOnly"
+        }
+        assert set(body["node_errors"]) == loaders
+        for nid in loaders:
+            errors = body["node_errors"][nid]["errors"]
+            assert {e["type"] for e in errors} == {"value_not_in_list"}
+    finally:
+        srv.stop()
