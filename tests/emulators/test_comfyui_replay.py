@@ -516,3 +516,16 @@ def test_model_folders_from_extra_model_paths_yaml(tmp_path: Path) -> None:
         assert "late.safetensors" in c.get("/models/vae").json()
         vae = c.get("/object_info/VAELoader").json()["VAELoader"]["input"]["required"]
         assert "late.safetensors" in vae["vae_name"][0]
+
+
+REPLAYED = {
+    "endpoints", "execution_error_not_an_image", "execution_error_odd_video_size",
+    "image_cached_rerun", "image_save_and_preview_feature_flags", "image_success", "interrupt",
+    "interrupt_during_progress", "interrupt_global", "invalid_prompts", "loadimage_uploaded",
+    "progress_upscale", "queue_two_prompts", "upload_image", "video_success", *WAN,
+}  # fmt: skip
+
+
+def test_every_recording_is_replayed() -> None:
+    """A recording added to the fixtures must get a replay here."""
+    assert {p.stem for p in RECORDINGS.glob("*.json")} == REPLAYED
