@@ -75,6 +75,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-cache", action="store_true", help="disable the output cache")
     p.add_argument(
+        "--max-upload-size",
+        type=float,
+        default=100.0,
+        help="largest request body in MB, like ComfyUI (default 100)",
+    )
+    p.add_argument(
         "--preview-method",
         default="none",
         choices=["none", "auto", "latent2rgb", "taesd"],
@@ -144,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache=not args.no_cache,
             preview_method=args.preview_method,
             gc_stall=args.gc_stall,
+            max_upload_size_mb=args.max_upload_size,
             argv=["main.py", *(argv if argv is not None else sys.argv[1:])],
         )
     except (ConfigError, OSError, ValueError) as e:

@@ -134,6 +134,7 @@ class EmulatorConfig:
     # With these, loader option lists and /models come from the model folders on disk.
     extra_model_paths: list[Path] = field(default_factory=list)
     base_directory: Path | None = None
+    max_upload_size_mb: float = 100.0  # ComfyUI's --max-upload-size (request body limit, 413)
     step_delay: float = 0.05
     node_delay: float = 0.0
     startup_delay: float = 0.0

@@ -30,7 +30,14 @@ from .validation import validate_prompt
 log = logging.getLogger("emulators.comfyui")
 
 COMFYUI_VERSION = "0.3.64"
-FEATURES = {"supports_preview_metadata": True, "max_upload_size": 100 * 1024 * 1024}
+
+
+def features_of(config: EmulatorConfig) -> dict[str, Any]:
+    """ComfyUI's server feature flags (`GET /features`, the ws `feature_flags` answer)."""
+    return {
+        "supports_preview_metadata": True,
+        "max_upload_size": int(config.max_upload_size_mb * 1024 * 1024),
+    }
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -71,7 +78,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 await st.hub.send_to(
                     sid,
                     client,
-                    json.dumps({"type": "feature_flags", "data": FEATURES}),
+                    json.dumps({"type": "feature_flags", "data": features_of(st.config)}),
                     "feature_flags",
                 )
             first = False
@@ -267,7 +274,7 @@ def _memory() -> tuple[int, int]:
 
 
 async def features(request: web.Request) -> web.Response:
-    return web.json_response(FEATURES)
+    return web.json_response(features_of(get_state(request).config))
 
 
 async def models(request: web.Request) -> web.Response:
@@ -335,7 +342,7 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     """The emulator as an aiohttp application (serve it with aiohttp's runners)."""
     config = config or EmulatorConfig()
     state = State(config)
-    app = web.Application(client_max_size=FEATURES["max_upload_size"])
+    app = web.Application(client_max_size=features_of(config)["max_upload_size"])
     app[STATE] = state
     for method, path, handler in ROUTES:
         app.router.add_route(method, "/api" + path, handler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import sys
 import time
@@ -581,5 +582,17 @@ def test_stock_schema_rejects_the_wan_models(tmp_path: Path) -> None:
         for nid in loaders:
             errors = body["node_errors"][nid]["errors"]
             assert {e["type"] for e in errors} == {"value_not_in_list"}
+    finally:
+        srv.stop()
+
+
+def test_max_upload_size_limits_uploads(tmp_path: Path) -> None:
+    srv = _spawn(tmp_path, "--max-upload-size", "0.01").start()  # about 10 KB
+    try:
+        with Comfy(srv.base_url) as c:
+            assert c.get("/features").json()["max_upload_size"] == 10485
+            assert c.upload("small.png", png_bytes((1, 2, 3))).status_code == 200
+            big = png_bytes((1, 2, 3)) + os.urandom(20_000)
+            assert c.upload("big.png", big).status_code == 413
     finally:
         srv.stop()
