@@ -7,7 +7,8 @@ health. Oversized payloads (> 10 MB /run, > 20 MB /runsync) answer 413 with an `
 Past `rate_limit` client requests per `rate_window_s`, 429.
 Worker routes (raw worker key): job-take/{w}, job-take-batch/{w}, job-stop/{w} (long-polls held
 `hold_s` < 90 s), job-done/{w}/{job}, job-stream/{w}/{job}, ping/{w}.
-Test-only routes (client key): GET /emulator/state (workers with pids, queue), POST
+Test-only routes (client key): GET /emulator/state (workers with pids, queue), GET
+/emulator/jobs/{id} (wall times of progress posts and result), POST
 /emulator/faults `{"status": 503, "count": 2, "ops": ["status"]}` (the next `count` matching
 client requests answer `status`; ops omitted = all client routes).
 """
@@ -115,6 +116,7 @@ class ControlPlane:
         r.add_get("/emulator/state", self.state)
         r.add_post("/emulator/faults", self.set_faults)
         r.add_get("/emulator/faults", self.get_faults)
+        r.add_get("/emulator/jobs/{id}", self.job_times)
         app.on_startup.append(self._startup)
         app.on_shutdown.append(self._shutdown)
         return app
@@ -399,6 +401,15 @@ class ControlPlane:
             for w in self.sup.workers.values()
         }
         return web.json_response({"workers": workers, "queue": list(self.store.queue)})
+
+    async def job_times(self, request: web.Request) -> web.Response:
+        """Wall-clock times the plane saw a job's progress posts and final result (bench)."""
+        job = self._job(request)
+        if isinstance(job, web.Response):
+            return job
+        return web.json_response(
+            {"id": job.id, "finished_wall": job.finished_wall, "progress_wall": job.progress_wall}
+        )
 
     async def get_faults(self, request: web.Request) -> web.Response:
         return web.json_response({"faults": self.faults})

@@ -57,6 +57,8 @@ class Job:
     stop_sent_at: float = 0.0
     pings_missing: int = 0  # heartbeats after the take that did not list this job
     retries: int = 0
+    finished_wall: float | None = None  # time.time() of the final state (bench)
+    progress_wall: list = field(default_factory=list)  # [(time.time(), progress)], last 100
 
     def worker_payload(self) -> dict:
         """What the worker's job-take receives (handed to the handler verbatim by the SDK)."""
@@ -170,6 +172,7 @@ class JobStore:
         self.queue.pop(job.id, None)
         job.state = state
         job.finished = time.monotonic() if now is None else now
+        job.finished_wall = time.time()
         if job.taken is None and state != CANCELLED:
             job.taken = job.finished  # RunPod reports delayTime for jobs that never ran too
         job.output = output
@@ -182,6 +185,7 @@ class JobStore:
         if job.state != IN_PROGRESS:
             return False
         job.progress = value
+        job.progress_wall = [*job.progress_wall[-99:], (time.time(), value)]
         return True
 
     def result(self, job: Job, body: dict) -> bool:
