@@ -3,10 +3,12 @@
 Every message goes through one asyncio queue, so the order clients see is the order the server
 produced, as in ComfyUI. `sid=None` broadcasts to every socket; otherwise only the socket whose
 clientId equals `sid` gets it. JSON frames are `json.dumps({"type", "data"})` with the default
-separators, byte-identical in form to ComfyUI's aiohttp `send_json`.
+separators, byte-identical in form to ComfyUI's aiohttp `send_json`; binary frames (previews) are
+`[uint32 BE event][payload]` (`send_binary`).
 
-Fault knob `ws_drop_after=N`: right after a socket has been sent its N-th message (counting from
-the `status` sent on connect), the server closes it (close code 1001, "emulator ws_drop_after").
+Fault knob `ws_drop_after=N`: right after a socket has been sent its N-th message (text or binary,
+counting from the `status` sent on connect), the server closes it (close code 1001,
+"emulator ws_drop_after").
 `ws_drop_after_type=T` does the same right after a socket is sent a message of type T.
 """
 
