@@ -1,0 +1,170 @@
+"""Who may open the studio: login, bind address, share link and reverse-proxy root path.
+
+`Access.from_env(env, share=None)` reads, once:
+- APP_AUTH: `user:password` pairs, comma-separated (`ann:pw1,bob:pw2`; a password may contain
+  `:` but not `,`). Users must be unique and non-empty, passwords non-empty.
+- APP_ALLOW_PUBLIC_WITHOUT_AUTH: true/false (default false).
+- GRADIO_SHARE: true/false (default false); `python -m app --share` passes share=True.
+- GRADIO_ROOT_PATH: the path (`/wanpod`) or full URL the studio is served under behind a reverse
+  proxy ("" = served at /).
+`access.launch_kwargs(host)` returns the `Blocks.launch` keyword arguments (auth, auth_message,
+share, root_path) or raises `AccessError` when the studio would be reachable from other machines
+(a bind address other than loopback, or a share link) with no login and no explicit permission.
+No auth is allowed on localhost. Passwords are `Secret`s (masked in repr) and are compared in
+constant time; `secret_values()` lists them for message scrubbing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.settings import Secret
+from app.studio_errors import ConfigError
+
+ENV_VARS = ("APP_AUTH", "APP_ALLOW_PUBLIC_WITHOUT_AUTH", "GRADIO_SHARE", "GRADIO_ROOT_PATH")
+AUTH_MESSAGE = "WanPod studio: sign in (accounts are set by the operator in APP_AUTH)."
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+class AccessError(ConfigError):
+    """The launch settings would expose the studio without a login; names what to change."""
+
+
+def parse_bool(name: str, raw: str | None) -> bool:
+    text = (raw or "").strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not true/false; allowed: true, false, 1, 0, yes, no")
+
+
+def parse_auth(raw: str | None) -> tuple[tuple[str, Secret], ...]:
+    """APP_AUTH -> ((user, Secret(password)), ...); never echoes a password in an error."""
+    text = (raw or "").strip()
+    if not text:
+        return ()
+    users: list[tuple[str, Secret]] = []
+    for n, pair in enumerate(text.split(","), start=1):
+        pair = pair.strip()
+        user, sep, password = pair.partition(":")
+        user = user.strip()
+        where = f"APP_AUTH entry {n}" + (f" (user {user!r})" if user and sep else "")
+        if not sep:
+            raise ConfigError(f"{where} has no ':'; allowed: user:password pairs separated by ','")
+        if not user or any(c.isspace() for c in user):
+            raise ConfigError(f"{where}: the user name is empty or has spaces")
+        if not password:
+            raise ConfigError(f"{where}: the password is empty")
+        if any(u == user for u, _ in users):
+            raise ConfigError(f"{where}: user {user!r} appears twice; each user once")
+        users.append((user, Secret(password)))
+    return tuple(users)
+
+
+def parse_root_path(raw: str | None) -> str:
+    text = (raw or "").strip()
+    if not text or text == "/":
+        return ""
+    if text.startswith(("http://", "https://")):
+        return text.rstrip("/")
+    if not text.startswith("/") or any(c.isspace() or c in "?#" for c in text):
+        raise ConfigError(
+            f"GRADIO_ROOT_PATH={raw!r} is not a path; allowed: '/prefix' or a full http(s) URL"
+        )
+    return text.rstrip("/")
+
+
+def is_local_host(host: str) -> bool:
+    """True when binding to `host` is reachable from this machine only (loopback)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: assume reachable
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Gradio's `auth` callable: constant-time check against the APP_AUTH accounts."""
+
+    users: tuple[tuple[str, Secret], ...] = field(repr=False)
+
+    def __call__(self, username: str, password: str) -> bool:
+        ok = False
+        for user, secret in self.users:
+            same_user = hmac.compare_digest(user.encode(), (username or "").encode())
+            same_pw = hmac.compare_digest(secret.value.encode(), (password or "").encode())
+            ok |= same_user and same_pw
+        return ok
+
+    def __repr__(self) -> str:
+        return f"Credentials({len(self.users)} users)"
+
+
+@dataclass(frozen=True)
+class Access:
+    users: tuple[tuple[str, Secret], ...] = ()
+    allow_public_without_auth: bool = False
+    share: bool = False
+    root_path: str = ""
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.users)
+
+    @property
+    def usernames(self) -> tuple[str, ...]:
+        return tuple(u for u, _ in self.users)
+
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(s.value for _, s in self.users)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], share: bool | None = None) -> Access:
+        return cls(
+            users=parse_auth(env.get("APP_AUTH")),
+            allow_public_without_auth=parse_bool(
+                "APP_ALLOW_PUBLIC_WITHOUT_AUTH", env.get("APP_ALLOW_PUBLIC_WITHOUT_AUTH")
+            ),
+            share=parse_bool("GRADIO_SHARE", env.get("GRADIO_SHARE")) if share is None else share,
+            root_path=parse_root_path(env.get("GRADIO_ROOT_PATH")),
+        )
+
+    def exposure(self, host: str) -> list[str]:
+        """Why the studio would be reachable from other machines (empty: loopback only)."""
+        out = []
+        if not is_local_host(host):
+            out.append(f"it listens on {host} (GRADIO_SERVER_NAME), not only on 127.0.0.1")
+        if self.share:
+            out.append("a public Gradio share link was asked for (--share / GRADIO_SHARE)")
+        return out
+
+    def check(self, host: str) -> None:
+        """Raise AccessError when the studio would be public without a login or permission."""
+        reasons = self.exposure(host)
+        if reasons and not self.auth_enabled and not self.allow_public_without_auth:
+            raise AccessError(
+                "refusing to start without a login: "
+                + " and ".join(reasons)
+                + ", so anyone who finds it could spend your RunPod credit. Set APP_AUTH="
+                "user:password[,user2:password2], or bind to 127.0.0.1, or set "
+                "APP_ALLOW_PUBLIC_WITHOUT_AUTH=true if something else guards it (a private "
+                "Space, a reverse proxy with its own login)."
+            )
+
+    def launch_kwargs(self, host: str) -> dict[str, Any]:
+        """Keyword arguments for `Blocks.launch` (after `check`): auth, share, root_path."""
+        self.check(host)
+        kwargs: dict[str, Any] = {"share": self.share, "root_path": self.root_path}
+        if self.auth_enabled:
+            kwargs["auth"] = Credentials(self.users)
+            kwargs["auth_message"] = AUTH_MESSAGE
+        return kwargs
