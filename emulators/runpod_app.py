@@ -292,8 +292,10 @@ class ControlPlane:
         end = time.monotonic() + self.cfg.hold_s
         async with self.cond:
             while True:
+                if rec.state == "unhealthy":  # 429: the SDK backs off 5 s instead of spinning
+                    return _error(429, "worker reported unhealthy")
                 gone = request.transport is None or request.transport.is_closing()
-                if gone or rec.id not in self.sup.workers or rec.state == "unhealthy":
+                if gone or rec.id not in self.sup.workers:
                     return web.Response(status=204)
                 if self.store.queue:
                     jobs = []

@@ -162,3 +162,30 @@ def test_stop_pod_replaces_the_worker(tmp_path):
         assert first.ok and first.worker_id == "w1"
         second = c.wait(c.run({"echo": 1}).id, poll_s=0.05, timeout_s=30)
         assert second.ok and second.worker_id == "w2"
+
+
+def test_cancel_right_after_the_take_is_re_sent_until_it_lands(echo_plane, tmp_path):
+    # the SDK drops a stop that arrives before the job's task exists; the plane re-sends it
+    marker = tmp_path / "cancelled-early"
+    c = echo_plane.client()
+    ref = c.run({"sleep": 30, "cancel_marker": str(marker)})
+    echo_plane.wait_for(lambda: c.status(ref.id).state == "IN_PROGRESS", what="taken")
+    assert c.cancel(ref.id).state == "CANCELLED"
+    echo_plane.wait_for(marker.exists, 10, "the stop to reach the handler")
+    echo_plane.wait_idle()
+
+
+def test_silent_worker_is_lost_and_its_late_result_ignored(tmp_path):
+    with plane(tmp_path, "--workers", "1", "--lost-after", "2") as p:
+        c = p.client()
+        ref = c.run({"sleep": 1.5, "echo": "late"})
+        p.wait_for(lambda: c.status(ref.id).state == "IN_PROGRESS", what="running")
+        pid = p.emulator("state")["workers"]["w1"]["pid"]
+        os.killpg(pid, signal.SIGSTOP)  # the worker's own process group (heartbeat included)
+        try:
+            st = c.wait(ref.id, poll_s=0.1, timeout_s=15)
+        finally:
+            os.killpg(pid, signal.SIGCONT)
+        assert st.state == "FAILED" and "sent no heartbeat" in st.error
+        time.sleep(2.0)  # the resumed worker posts its result: the final state is sticky
+        assert c.status(ref.id).state == "FAILED"
