@@ -31,6 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when the thread that started it dies (Linux), so no
+    worker is left re-polling a dead control plane in a tight loop (the SDK re-polls at once
+    on connection errors)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -180,6 +191,7 @@ class Supervisor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: the heartbeat child dies with it
+                preexec_fn=die_with_parent,
             )
         rec.last_seen = time.monotonic()
 

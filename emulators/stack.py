@@ -11,6 +11,8 @@ As a process (stays up until SIGTERM/SIGINT; prints `READY <base_url>` then env 
 Each worker gets its own ComfyUI emulator (as on RunPod, where every worker runs its own
 ComfyUI), unless `shared_comfy` is set. Children are separate processes, stopped by pid.
 Worker python: StackConfig.worker_python, else WANPOD_WORKER_PYTHON, else .venvs/worker.
+Children get SIGTERM when the thread that started the stack ends (Linux PDEATHSIG): start it
+from the main thread or one that lives as long as the stack.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .runpod import default_worker_python
-from .runpod_workers import REPO
+from .runpod_workers import REPO, die_with_parent
 
 
 @dataclass
@@ -109,6 +111,7 @@ class LocalStack:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # children go when the thread that started them ends
         )
         log.close()
         self.procs.append(proc)
@@ -194,7 +197,8 @@ class LocalStack:
                 self._wait(proc, url + "/system_stats", None, "ComfyUI emulator")
             self._wait(plane, self.base_url + "/health", self.api_key, "control plane")
             if c.wait_workers:
-                self.wait_idle(c.workers if c.start_workers is None else c.start_workers)
+                n = c.workers if c.start_workers is None else c.start_workers
+                self.wait_idle(n, max(c.ready_timeout_s, 5.0 * n))  # ~2 s CPU per worker boot
         except BaseException:
             self.stop()
             raise
