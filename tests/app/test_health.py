@@ -1,0 +1,117 @@
+"""Health panel: RunPod's /health answer -> idle/running workers, queued/in-progress jobs and a
+cold-start note priced from the quote; and the panel following the local stack while a job runs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app import cost
+from app.endpoint import EndpointClient, Health
+from app.health import ColdStart, HealthPanel, panel_from, read_panel, render_html
+from app.settings import PRICES_PATH
+
+RECORDED = {  # the shape in ../shared/reference/runpod.md (RunPod docs' example)
+    "jobs": {"completed": 1, "failed": 5, "inProgress": 0, "inQueue": 2, "retried": 0},
+    "workers": {"idle": 0, "running": 0},
+}
+COLD = ColdStart(seconds=79.2, dollars=0.0928, gpu="H100 PRO")
+
+
+def test_recorded_shape_with_no_worker_up_names_the_cold_start_and_its_price():
+    p = panel_from(RECORDED, COLD, now=0)
+    assert (p.idle, p.running, p.in_queue, p.in_progress, p.completed, p.failed) == (
+        0,
+        0,
+        2,
+        0,
+        1,
+        5,
+    )
+    assert not p.warm
+    assert "waits in the queue" in p.note and "≈ 80 s" in p.note and "+$0.0928" in p.note
+    assert "H100 PRO" in p.note
+    assert p.workers_line == "Workers: 0 idle, 0 running"
+    assert p.jobs_line == "Jobs: 2 queued, 0 in progress (1 completed, 5 failed recently)"
+
+
+def test_idle_workers_mean_no_cold_start():
+    p = panel_from(Health({"inQueue": 0}, {"idle": 2, "running": 1}), COLD)
+    assert p.warm and p.note == "2 workers warm: the next job starts without a cold start."
+
+
+def test_nothing_up_and_nothing_queued():
+    p = panel_from({"jobs": {}, "workers": {}}, COLD)
+    assert p.note.startswith("No worker is up: the next job pays a cold start ≈ 80 s")
+
+
+def test_queued_jobs_take_the_idle_workers_first():
+    p = panel_from({"jobs": {"inQueue": 3}, "workers": {"idle": 2}}, None)
+    assert "No idle worker" in p.note and "$" not in p.note
+
+
+def test_extra_worker_states_are_shown_and_bad_values_ignored():
+    p = panel_from({"workers": {"idle": 1, "unhealthy": 2, "initializing": True, "running": "x"}})
+    assert p.workers_line == "Workers: 1 idle, 0 running, 2 unhealthy"
+
+
+def test_cold_start_from_a_real_quote():
+    prices = cost.load_prices(PRICES_PATH)
+    q = cost.quote(cost.CostRequest("t2v_14b", "turbo", 832, 480, 81, 4, 1.0), "A100", prices)
+    cold = ColdStart.from_quote(q)
+    assert cold.dollars == q.cold_dollars and cold.gpu == "A100"
+    assert f"+${q.cold_dollars:.4f} on A100" in panel_from(RECORDED, cold).note
+
+
+def test_render_html_escapes_and_carries_data_attributes():
+    html = render_html(panel_from({"jobs": {"inQueue": 1}, "workers": {"running": 3}}, now=0))
+    assert 'data-running="3"' in html and 'data-queued="1"' in html and 'data-warm="false"' in html
+    assert "checked 00:00:00 UTC" in html
+    bad = render_html(HealthPanel(error="<b>down</b>"))
+    assert "&lt;b&gt;down" in bad and 'data-ok="false"' in bad
+
+
+def test_read_panel_turns_an_unreachable_endpoint_into_an_error_panel_without_the_key():
+    from tests.helpers import free_port
+
+    key = "rpa_SECRETKEY0123456789"
+    client = EndpointClient(f"http://127.0.0.1:{free_port()}/v2/ep", key, retries=0)
+    p = read_panel(client, COLD, secrets=(key,))
+    assert not p.ok and not p.warm
+    assert p.error.startswith("/health did not answer: Cannot reach the endpoint")
+    assert key not in p.error
+
+
+@pytest.mark.slow
+def test_panel_follows_the_local_stack_through_a_job(stack):
+    from workflows.fill import fill
+
+    client = EndpointClient(stack.base_url, stack.api_key)
+    before = read_panel(client, COLD)
+    assert before.ok and before.idle >= 1 and before.warm
+    filled = fill(
+        "t2v_14b",
+        {"prompt": "health", "mode": "quality", "steps": 20, "seconds": 0.25, "seed": 7},
+    )
+    ref = client.run({"workflow": filled.workflow})
+    busy = None
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        p = read_panel(client, COLD)
+        if p.in_progress >= 1 and p.running >= 1:
+            busy = p
+            break
+        time.sleep(0.05)
+    assert busy is not None, "the panel never showed the job in progress"
+    assert f'data-in-progress="{busy.in_progress}"' in render_html(busy)
+    final = client.wait(ref.id, poll_s=0.1, timeout_s=120)
+    assert final.state == "COMPLETED", final.error
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        after = read_panel(client, COLD)
+        if after.in_progress == 0 and after.idle >= 1:
+            break
+        time.sleep(0.05)
+    assert after.completed >= before.completed + 1
+    assert after.warm and "warm" in after.note
