@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.demo import LocalStack, start_local_stack
+from emulators.stack import LocalStack, StackConfig
 from tests.helpers import ServerProcess, free_port
 
 S3_SECRET = "s3SECRETdoNotLeak0123456789abcdefABCDEF"
@@ -23,7 +23,7 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Iterator[LocalStack]:
     folder = tmp_path_factory.mktemp("stack")
-    with start_local_stack(workers=3, step_delay=0.1, folder=folder) as s:
+    with LocalStack(StackConfig(workers=3, step_delay=0.1, work_dir=folder)) as s:
         yield s
 
 

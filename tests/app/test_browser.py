@@ -72,14 +72,15 @@ def wait_video_playable(page) -> dict:
 
 
 def slow_steps(stack, delay: float) -> None:
-    req = urllib.request.Request(
-        stack.comfy_urls[0] + "/emulator/config",
-        data=json.dumps({"step_delay": delay}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=5) as r:
-        assert json.load(r)["step_delay"] == delay
+    for url in stack.comfy_urls:
+        req = urllib.request.Request(
+            url + "/emulator/config",
+            data=json.dumps({"step_delay": delay}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert json.load(r)["step_delay"] == delay
 
 
 @pytest.fixture
