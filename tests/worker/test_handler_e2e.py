@@ -125,7 +125,7 @@ def test_execution_error_names_the_node_and_exception(emu: Comfy):
 
 def test_cancel_interrupts_comfyui_and_clears_the_queue(emu: Comfy):
     emu.knobs(step_delay=0.5)
-    h = make_handler(emu.settings())
+    h = make_handler(emu.settings(CLEANUP_JOB_FILES="false"))  # keep the history to inspect it
 
     async def scenario():
         task = asyncio.create_task(h({"id": "c1", "input": {"workflow": with_seed(T2V, 17)}}))

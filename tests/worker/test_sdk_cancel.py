@@ -23,7 +23,7 @@ def test_sdk_stop_signal_cancels_the_handler_and_interrupts_comfyui(emu: Comfy, 
     }
     state = {"given": False, "stop": False, "stopped_sent": False}
     outcome: dict = {}
-    handler = make_handler(emu.settings())
+    handler = make_handler(emu.settings(CLEANUP_JOB_FILES="false"))  # keep the history
 
     async def recording_handler(j):
         try:
@@ -71,7 +71,8 @@ def test_sdk_stop_signal_cancels_the_handler_and_interrupts_comfyui(emu: Comfy, 
 
     prompt_id = asyncio.run(scenario())
     assert "cancelled_at" in outcome, "the stop signal never reached the handler"
-    assert outcome["cancelled_at"] - outcome["stop_at"] < 1.0
+    # the SDK polls the stop channel with a 1 s pause after an empty answer
+    assert outcome["cancelled_at"] - outcome["stop_at"] < 2.5
     for _ in range(100):
         hist = get_json(f"{emu.url}/history/{prompt_id}")
         if hist:
