@@ -2,13 +2,13 @@
 
 `EmulatorConfig` is built once from the command line (or by a test) and its *knobs* can be changed
 at run time through `GET/POST /emulator/config` (JSON with the same names; POST merges and returns
-the whole new config). Folder and schema settings are fixed at start.
+the whole new config). Folder, schema, model-path and upload-size settings are fixed at start.
 
 Knobs (all optional, `None`/0 means off):
 - step_delay (s): pause before each sampler step / upscale tile `progress` message.
 - node_delay (s): time every executed node takes (besides sampler steps).
 - startup_delay (s): the process binds its port only after this long (real ComfyUI does not listen
-  until it is ready); CLI and `serve()` only.
+  until it is ready); read at start by the CLI / `serve()` / `EmulatorThread`.
 - ws_drop_after (int N): the server closes each websocket right after sending it its N-th message
   (the count starts at 1 with the `status` sent on connect, per connection).
 - ws_drop_after_type (message type, e.g. "execution_success"): the server closes a websocket right
@@ -16,8 +16,8 @@ Knobs (all optional, `None`/0 means off):
 - crash_at_node (node id): `os._exit(1)` when that node starts (right after its `executing` message
   has been sent).
 - error_at_node (node id): that node fails with `execution_error` (recorded shape) when it starts.
-- output_bytes (int N): every mp4 written is padded with a trailing `free` box to about N bytes (it
-  stays a valid, decodable mp4); ignored when the encoded file is already larger.
+- output_bytes (int N): every mp4 written is padded with a trailing `free` box to exactly N bytes
+  (it stays a valid, decodable mp4); ignored when the encoded file is already larger.
 - video_max_side (int): encoded video frames are scaled down to fit this side (0 = full size).
 - cache (bool): ComfyUI's classic output cache (identical re-runs are served from it).
 - gc_stall (s): ComfyUI's end-of-job garbage collection: after a job, when 10 s have passed since
