@@ -33,7 +33,9 @@ log = logging.getLogger("wanpod.tracker")
 
 QUEUED_MAX_S = 5.0  # slowest poll while queued
 ERROR_MAX_S = 30.0  # slowest poll after endpoint errors
-NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
+NOT_FOUND_LIMIT = 3
+FINISHING_STAGES = ("decoding", "saving", "delivering")
+FINISHING_POLL_S = 0.2  # consecutive "unknown job" answers before the row is LOST
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -184,8 +186,11 @@ class Tracker:
             fields["worker_id"] = st.worker_id
         if state in ("IN_PROGRESS", "RUNNING") and isinstance(st.progress, dict):
             fields["progress"] = st.progress
+        stage = st.progress.get("stage") if isinstance(st.progress, dict) else None
         if state == "IN_QUEUE":
             self._interval[rid] = min(max(self._interval[rid], self.poll_s) * 1.5, QUEUED_MAX_S)
+        elif stage in FINISHING_STAGES:  # the result is seconds away: notice it quickly
+            self._interval[rid] = min(self.poll_s, FINISHING_POLL_S)
         else:
             self._interval[rid] = self.poll_s
         if state == "COMPLETED":
