@@ -99,8 +99,8 @@ def test_success_with_progress_in_status_and_retried_reads(stack):
     progress = [s.progress for s in seen if s.state == "IN_PROGRESS" and s.progress]
     assert progress and all(set(p) == PROGRESS_KEYS for p in progress)
     sampling = [p for p in progress if p["stage"] == "sampling"]
-    assert sampling and sampling[0]["node_type"] == "KSamplerAdvanced"
-    assert sampling[0]["steps"] == 2
+    assert sampling and all(p["node_type"] == "KSamplerAdvanced" for p in sampling)
+    assert any(p["steps"] == 2 and p["step"] in (1, 2) for p in sampling), sampling
     video = st.output["images"][0]
     assert video["kind"] == "video" and video["type"] == "base64"
     assert base64.b64decode(video["data"])[4:8] == b"ftyp"
