@@ -102,6 +102,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self._log is not None:
+            self._log.close()
         return self.proc.returncode
 
     def __enter__(self) -> ServerProcess:
