@@ -43,6 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--endpoint-id", default="local-ep")
     p.add_argument("--api-key", default=os.environ.get("WANPOD_LOCAL_API_KEY", "local-key"))
+    p.add_argument(
+        "--worker-key",
+        default=None,
+        help="raw key workers must send (default: random; set it to attach workers by hand)",
+    )
     p.add_argument("--workers", type=int, default=1, help="max workers (0 = serve API only)")
     p.add_argument("--start-workers", type=int, default=None, help="started at boot (default all)")
     p.add_argument("--min-workers", type=int, default=0, help="kept when scaling down")
@@ -96,7 +101,7 @@ def config_from_args(args: argparse.Namespace) -> RunpodConfig:
     return RunpodConfig(
         endpoint_id=args.endpoint_id,
         api_key=args.api_key,
-        worker_key=secrets.token_hex(16),
+        worker_key=args.worker_key or secrets.token_hex(16),
         worker=spec,
         max_workers=args.workers,
         start_workers=args.workers if args.start_workers is None else args.start_workers,

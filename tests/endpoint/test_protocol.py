@@ -189,3 +189,20 @@ def test_silent_worker_is_lost_and_its_late_result_ignored(tmp_path):
         assert st.state == "FAILED" and "sent no heartbeat" in st.error
         time.sleep(2.0)  # the resumed worker posts its result: the final state is sticky
         assert c.status(ref.id).state == "FAILED"
+
+
+def test_stream_returns_only_new_chunks_then_the_aggregate(tmp_path):
+    with plane(tmp_path, "--workers", "1", module="tests.endpoint.stream_worker") as p:
+        c = p.client()
+        ref = c.run({"n": 5})
+        chunks, state = [], ""
+        end = time.monotonic() + 20
+        while state not in ("COMPLETED", "FAILED") and time.monotonic() < end:
+            state, new = c.stream(ref.id)
+            chunks.extend(new)
+            time.sleep(0.1)
+        state, new = c.stream(ref.id)
+        chunks.extend(new)
+        assert chunks == [{"chunk": i} for i in range(5)]  # each chunk exactly once
+        st = c.status(ref.id)
+        assert st.ok and st.output == [{"chunk": i} for i in range(5)]

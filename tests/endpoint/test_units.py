@@ -139,3 +139,28 @@ def test_cli_progress_line_and_saving(tmp_path: Path):
     }
     saved = save_outputs(out, tmp_path / "o")
     assert saved == [tmp_path / "o" / "v.mp4"] and saved[0].read_bytes() == b"video"
+
+
+def test_cli_downloads_presigned_urls(tmp_path: Path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Files(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path.startswith("/bucket/v.mp4?") else 404)
+            self.end_headers()
+            self.wfile.write(b"s3 video bytes")
+
+        def log_message(self, *a):
+            pass
+
+    srv = HTTPServer(("127.0.0.1", 0), Files)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_port}/bucket/v.mp4?X-Amz-Signature=abc"
+        saved = save_outputs(
+            {"images": [{"filename": "v.mp4", "type": "s3_url", "data": url}]}, tmp_path
+        )
+        assert saved[0].read_bytes() == b"s3 video bytes"
+    finally:
+        srv.shutdown()
