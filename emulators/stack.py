@@ -54,7 +54,7 @@ class StackConfig:
     worker_env: dict[str, str] = field(default_factory=dict)
     plane_args: tuple[str, ...] = ()
     comfy_args: tuple[str, ...] = ()
-    ping_interval_ms: int = 1000
+    ping_interval_ms: int = 2000
     hold_s: float = 10.0
     wait_workers: bool = True  # wait until the started workers are idle
     ready_timeout_s: float = 60.0
