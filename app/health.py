@@ -162,3 +162,33 @@ def render_html(panel: HealthPanel) -> str:
             f'<div class="wp-health-note">{html.escape(panel.note)}</div>'
         )
     return f'<div {attrs}>{body}<div class="wp-health-time">checked {stamp} UTC</div></div>'
+
+
+class CachedHealth:
+    """One /health call per `ttl_s` however many pages refresh their panel (thread-safe)."""
+
+    def __init__(self, endpoint: Any, ttl_s: float = 2.0, secrets: tuple[str, ...] = ()) -> None:
+        import threading
+
+        self.endpoint = endpoint
+        self.ttl_s = ttl_s
+        self.secrets = secrets
+        self._lock = threading.Lock()
+        self._last: tuple[float, Any, float] | None = None
+
+    def panel(self, cold: ColdStart | None = None) -> HealthPanel:
+        with self._lock:
+            now = time.monotonic()
+            if self._last is None or now - self._last[0] >= self.ttl_s:
+                try:
+                    answer: Any = self.endpoint.health()
+                except Exception as exc:
+                    answer = exc
+                self._last = (now, answer, time.time())
+            _, answer, checked = self._last
+        if isinstance(answer, Exception):
+            from app.studio_errors import user_message
+
+            msg = user_message(answer, self.secrets)
+            return HealthPanel(error=f"/health did not answer: {msg}", checked_at=checked)
+        return panel_from(answer, cold, now=checked)

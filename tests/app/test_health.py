@@ -115,3 +115,32 @@ def test_panel_follows_the_local_stack_through_a_job(stack):
         time.sleep(0.05)
     assert after.completed >= before.completed + 1
     assert after.warm and "warm" in after.note
+
+
+class CountingEndpoint:
+    """Answers /health from a list (an exception is raised), counting calls."""
+
+    def __init__(self, *answers) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    def health(self):
+        self.calls += 1
+        item = self.answers.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def test_cached_health_calls_the_endpoint_once_per_ttl():
+    from app.errors import EndpointUnreachable
+    from app.health import CachedHealth
+
+    key = "rpa_SECRETKEY0123456789"
+    ep = CountingEndpoint(RECORDED, EndpointUnreachable(f"down {key}"))
+    cached = CachedHealth(ep, ttl_s=0.2, secrets=(key,))
+    first = cached.panel(COLD)
+    assert cached.panel(None).in_queue == first.in_queue == 2 and ep.calls == 1
+    time.sleep(0.25)
+    down = cached.panel(COLD)
+    assert ep.calls == 2 and not down.ok and key not in down.error and "***" in down.error
