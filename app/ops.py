@@ -1,0 +1,144 @@
+"""The operator's checks, composed for the studio: what `Studio.submit` asks before `/run`, and
+what the page's health panel shows. No Gradio here.
+
+`Operations.from_env(env, endpoint, ledger, data_dir, endpoint_key, secrets)` reads the guardrails
+and pre-flight settings once and wires the inventory cache (data folder) to the endpoint client.
+- `refusals(prepared, user)`: every broken limit for a prepared job (app.jobs.Prepared: its cost
+  request and quote), today's spend taken from the ledger. Used by the quote line.
+- `before_run(prepared, user)`: raises `GuardrailError` (limits, budgets) or `PreflightError`
+  (missing model files / nodes), else returns the `/run` policy with `executionTimeout` and a note
+  (e.g. "not checked against the endpoint's models: ...").
+- `health_html(quote)`: the health panel (one /health call per 2 s for all pages).
+- `warm_up()`: fetch the inventory in the background at start, so the first job does not wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app import guardrails as gr_
+from app.health import CachedHealth, ColdStart, render_html
+from app.preflight import (
+    InventoryCache,
+    InventoryUnavailable,
+    Preflight,
+    PreflightSettings,
+    fetch_inventory,
+)
+
+log = logging.getLogger("wanpod.ops")
+SPEND_ROWS = 10_000  # ledger rows read for today's spend when the ledger has no since() query
+
+
+@dataclass(frozen=True)
+class Clearance:
+    policy: dict[str, int]
+    note: str = ""
+
+
+def job_shape(prepared: Any, user: str | None = None) -> gr_.JobShape:
+    req, q = prepared.request, prepared.quote
+    return gr_.JobShape(
+        width=int(req.width),
+        height=int(req.height),
+        frames=int(req.frames),
+        steps=int(req.steps),
+        dollars=float(q.dollars),
+        user=user or None,
+        seconds=float(q.execution_s),
+    )
+
+
+class Operations:
+    def __init__(
+        self,
+        *,
+        limits: gr_.Guardrails,
+        ledger: Any,
+        preflight: Preflight | None = None,
+        health: CachedHealth | None = None,
+    ) -> None:
+        self.limits = limits
+        self.ledger = ledger
+        self.preflight = preflight
+        self.health = health
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        endpoint: Any,
+        ledger: Any,
+        data_dir: Path,
+        endpoint_key: str,
+        secrets: tuple[str, ...] = (),
+        limits: gr_.Guardrails | None = None,
+        preflight_settings: PreflightSettings | None = None,
+    ) -> Operations:
+        settings = preflight_settings or PreflightSettings.from_env(env)
+
+        def fetch(**kw: Any):
+            return fetch_inventory(endpoint, poll_s=0.5, **kw)
+
+        cache = InventoryCache(
+            Path(data_dir) / "inventory.json",
+            fetch,
+            max_age_s=settings.max_age_s,
+            endpoint_key=endpoint_key,
+        )
+        return cls(
+            limits=limits or gr_.Guardrails.from_env(env),
+            ledger=ledger,
+            preflight=Preflight(cache, settings),
+            health=CachedHealth(endpoint, ttl_s=2.0, secrets=secrets),
+        )
+
+    def _rows_today(self) -> list[Any]:
+        since = gr_.day_start()
+        if hasattr(self.ledger, "since"):
+            return list(self.ledger.since(since))
+        return [r for r in self.ledger.recent(SPEND_ROWS) if r.created_at >= since]
+
+    def refusals(self, prepared: Any, user: str | None = None) -> list[gr_.Refusal]:
+        return gr_.check_rows(job_shape(prepared, user), self.limits, self._rows_today())
+
+    def before_run(self, prepared: Any, user: str | None = None) -> Clearance:
+        """Raise when the job must not be sent; else the policy to send it with."""
+        refusals = self.refusals(prepared, user)
+        if refusals:
+            raise gr_.GuardrailError(refusals)
+        note = ""
+        if self.preflight is not None:
+            note = self.preflight.check(prepared.filled.workflow).note
+        q = prepared.quote
+        return Clearance(gr_.policy(q.execution_s, q.cold_start_s, self.limits), note)
+
+    def health_html(self, quote: Any | None = None) -> str:
+        if self.health is None:
+            return ""
+        cold = ColdStart.from_quote(quote) if quote is not None else None
+        return render_html(self.health.panel(cold))
+
+    def warm_up(self) -> threading.Thread | None:
+        """Fetch the endpoint inventory in the background (errors only logged)."""
+        pre = self.preflight
+        if pre is None or pre.settings.mode == "off":
+            return None
+
+        def run() -> None:
+            try:
+                pre.cache.get(timeout_s=pre.settings.timeout_s)
+            except InventoryUnavailable as exc:
+                log.info("pre-flight inventory not available yet: %s", exc)
+            except Exception as exc:  # never kill the app for a warm-up
+                log.warning("pre-flight inventory warm-up failed: %s", type(exc).__name__)
+
+        thread = threading.Thread(target=run, name="wanpod-inventory", daemon=True)
+        thread.start()
+        return thread

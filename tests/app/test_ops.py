@@ -1,0 +1,93 @@
+"""app/ops.py: the checks the studio runs before /run, on a real ledger and real quotes."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import cost
+from app.guardrails import GuardrailError, Guardrails, execution_timeout_ms
+from app.jobs import Prepared
+from app.ledger import Ledger
+from app.ops import Operations, job_shape
+from app.preflight import (
+    InventoryCache,
+    InventoryUnavailable,
+    Preflight,
+    PreflightError,
+    PreflightSettings,
+)
+from app.settings import PRICES_PATH
+from tests.app.test_preflight import FULL, Fetcher, without
+from workflows.fill import fill
+
+PRICES = cost.load_prices(PRICES_PATH)
+
+
+def prepared(mode: str = "turbo", **params) -> Prepared:
+    filled = fill("t2v_14b", {"prompt": "x", "mode": mode, **params})
+    req = cost.request_from_workflow("t2v_14b", mode, filled.workflow)
+    return Prepared(
+        None, "t2v_14b", dict(filled.params), filled, req, cost.quote(req, "A100", PRICES)
+    )
+
+
+@pytest.fixture
+def ledger(tmp_path) -> Ledger:
+    return Ledger(tmp_path / "ledger.sqlite3")
+
+
+def ops(ledger, tmp_path, fetch=None, mode="best-effort", **limits) -> Operations:
+    cache = InventoryCache(tmp_path / "inv.json", fetch or Fetcher(FULL))
+    return Operations(
+        limits=Guardrails(**limits),
+        ledger=ledger,
+        preflight=Preflight(cache, PreflightSettings(mode=mode)),
+    )
+
+
+def test_job_shape_comes_from_the_filled_workflow_and_quote():
+    p = prepared("quality", steps=12, resolution="720p landscape")
+    shape = job_shape(p, "ann")
+    assert (shape.width, shape.height, shape.steps, shape.user) == (1280, 720, 12, "ann")
+    assert shape.frames == p.filled.params["frames"] and shape.dollars == p.quote.dollars
+
+
+def test_clear_job_gets_the_timeout_policy(ledger, tmp_path):
+    p = prepared()
+    cleared = ops(ledger, tmp_path).before_run(p)
+    want = execution_timeout_ms(p.quote.execution_s, p.quote.cold_start_s, Guardrails())
+    assert cleared.policy == {"executionTimeout": want} and cleared.note == ""
+
+
+def test_spent_budget_refuses_before_anything_is_sent(ledger, tmp_path):
+    rid = ledger.create(
+        template="t2v_14b", mode="turbo", params={}, workflow={}, quote={"dollars": 1}, gpu="A100"
+    )
+    ledger.update(rid, state="COMPLETED", cost={"dollars": 0.99})
+    fetch = Fetcher()  # would fail if asked: the budget refuses first
+    with pytest.raises(GuardrailError) as info:
+        ops(ledger, tmp_path, fetch, daily_usd=1.0).before_run(prepared())
+    assert "daily budget: $0.9900 spent today" in str(info.value)
+    assert fetch.calls == []
+    assert [r.limit for r in ops(ledger, tmp_path, daily_usd=1.0).refusals(prepared())] == [
+        "daily budget"
+    ]
+
+
+def test_missing_file_refuses_and_unknown_inventory_passes_with_a_note(ledger, tmp_path):
+    lacking = ops(ledger, tmp_path, Fetcher(without("vae", "wan_2.1_vae.safetensors")))
+    with pytest.raises(PreflightError, match=r"wan_2\.1_vae\.safetensors → models/vae/"):
+        lacking.before_run(prepared())
+    unknown = ops(ledger, tmp_path / "b", Fetcher(InventoryUnavailable("ended FAILED: x")))
+    cleared = unknown.before_run(prepared())
+    assert "not checked against the endpoint's models" in cleared.note
+    assert cleared.policy["executionTimeout"] >= 5000
+
+
+def test_warm_up_fills_the_cache_in_the_background(ledger, tmp_path):
+    fetch = Fetcher(FULL)
+    o = ops(ledger, tmp_path, fetch)
+    o.warm_up().join(5)
+    assert fetch.calls == [None] and (tmp_path / "inv.json").exists()
+    o.before_run(prepared())
+    assert fetch.calls == [None]  # served from the cache
