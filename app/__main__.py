@@ -8,6 +8,7 @@ that it runs in demo mode with synthetic video. GRADIO_ANALYTICS_ENABLED default
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -73,7 +74,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     env = dict(os.environ if env is None else env)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from app.settings import Settings
+    from app.settings import Secret, Settings
     from app.studio_errors import StudioError, user_message
 
     try:
@@ -87,6 +88,9 @@ def main(env: Mapping[str, str] | None = None) -> int:
 
             local = stack.enter_context(start_local_stack(settings))
             base_url, api_key = local.base_url, local.api_key
+            settings = dataclasses.replace(  # the local key is scrubbed like a real one
+                settings, extra_secrets=(*settings.extra_secrets, Secret(api_key))
+            )
             log.info("demo mode: local stack at %s", local.base_url)
         else:
             base_url, api_key = settings.base_url, settings.api_key.value

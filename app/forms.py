@@ -66,6 +66,7 @@ class PipelineForm:
     byo: bool = False
     needs_start: bool = False
     needs_end: bool = False
+    start_optional: bool = False  # shown, but the pipeline also runs without it (TI2V 5B)
     modes: tuple[str, ...] = ("turbo", "quality")
     presets: tuple[Preset, ...] = ()
     default_preset: str = ""

@@ -57,6 +57,7 @@ def form_for(t: Any) -> PipelineForm:
         title=t.title,
         needs_start="start_image" in needs,
         needs_end="end_image" in needs,
+        start_optional="start_image" in t.optional,
         modes=modes,
         presets=tuple(Preset(p.label, p.width, p.height) for p in t.presets),
         default_preset=t.default_preset,
@@ -90,7 +91,7 @@ def load_forms() -> tuple[
             title="Bring your own API workflow",
             byo=True,
             modes=("as uploaded",),
-            names={"prompt": "prompt", "seed": "seed"},
+            names={"prompt": "prompt", "negative_prompt": "negative_prompt", "seed": "seed"},
         )
         byo_fill = _byo_fill
     except ImportError:

@@ -105,7 +105,7 @@ class Studio:
             )
         if images is None:
             images = {}
-            if form.needs_start and (values.start_image or form.template_id != "ti2v_5b"):
+            if form.needs_start and (values.start_image or not form.start_optional):
                 images["start_image"] = "wanpod_start.png"
             if form.needs_end:
                 images["end_image"] = "wanpod_end.png"
@@ -145,8 +145,8 @@ class Studio:
             if not used:
                 continue
             if path is None:
-                if form.template_id == "ti2v_5b" and param == "start_image":
-                    continue  # optional there
+                if param == "start_image" and form.start_optional:
+                    continue
                 raise InputError(label, f"{form.title} needs a {label}; upload one")
             prepared.append(
                 (

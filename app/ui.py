@@ -127,24 +127,34 @@ class Callbacks:
         yield from self.watch(rid)
 
     def watch(self, rid: str) -> Iterator[tuple[Any, ...]]:
-        """Stream one job's view until it is final (the tracker does the polling)."""
+        """Stream one job's view until it is final (the tracker does the polling).
+
+        Yields only what changed (gr.skip() for the rest): the status line at least every
+        WATCH_TICK_S for the elapsed time, the rest when the tracker reports a change."""
         tracker = self.studio.tracker
         seen = -1
-        shown_video = False
+        last: dict[str, Any] = {}
         while True:
             version = tracker.version(rid)
             view = self.studio.view(rid)
             if view is None:
                 yield status_html(None, f"unknown job {rid}"), gr.skip(), gr.skip(), rid, rid
                 return
-            video: Any = gr.skip()
-            if view.video and not shown_video:
-                video, shown_video = view.video, True
-            elif seen == -1:
-                video = None
-            yield status_html(view), video, view.details, rid, rid
-            if view.final:
+            first = seen == -1
+            if view.final:  # complete, so an API client's result (the last yield) is whole
+                yield status_html(view), view.video, view.details, rid, rid
                 return
+            out: list[Any] = [status_html(view)]
+            if first:
+                out.append(view.video)  # None clears a previous job's video
+            elif view.video and last.get("video") != view.video:
+                out.append(view.video)
+            else:
+                out.append(gr.skip())
+            out.append(view.details if last.get("details") != view.details else gr.skip())
+            out += [rid, rid] if first else [gr.skip(), gr.skip()]
+            last = {"video": view.video, "details": view.details}
+            yield tuple(out)
             seen = version
             tracker.wait(rid, seen, WATCH_TICK_S)
 
@@ -245,9 +255,10 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                     label="Pipeline",
                     elem_id="wp-pipeline",
                 )
-                mode = Radio(
-                    list(first.modes), value=first.modes[0], label="Mode", elem_id="wp-mode"
-                )
+                # choices span every pipeline (the API accepts what some form offers); the page
+                # narrows them to the chosen pipeline's (form_update)
+                all_modes = list(dict.fromkeys(m for f in forms.values() for m in f.modes))
+                mode = Radio(all_modes, value=first.modes[0], label="Mode", elem_id="wp-mode")
                 prompt = gr.Textbox(
                     label="Prompt", lines=3, value=first.prompt_default, elem_id="wp-prompt"
                 )
@@ -278,7 +289,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                     elem_id="wp-workflow",
                 )
                 resolution = Dropdown(
-                    [p.label for p in first.presets],
+                    list(dict.fromkeys(p.label for f in forms.values() for p in f.presets)),
                     value=first.default_preset or None,
                     label="Resolution",
                     elem_id="wp-resolution",

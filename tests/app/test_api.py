@@ -146,3 +146,27 @@ def test_quote_arithmetic(client):
     if "published timings" in text:  # before any 720p quality job calibrated it
         req = cost.CostRequest("t2v_14b", "quality", 1280, 720, 81, 20, 3.5)
         assert int(secs) == math.ceil(cost.model_seconds(req, gpu))
+
+
+def byo_args(path, prompt="a byo cat", seed=99):
+    a = args("byo", "as uploaded", prompt=prompt, seed=seed)
+    a[6] = handle_file(str(path))
+    return a
+
+
+def test_bring_your_own_workflow_end_to_end(client, tmp_path):
+    from tests.helpers import COMFY_FIXTURES
+
+    wf = tmp_path / "my_t2v.json"
+    wf.write_bytes((COMFY_FIXTURES / "workflows" / "wan22_t2v_14B_lightx2v.api.json").read_bytes())
+    status, video, details, _ = finished(client.predict(*byo_args(wf), api_name="/generate"))
+    assert 'data-state="COMPLETED"' in status, status
+    assert Path(video).read_bytes()[4:8] == b"ftyp"
+    assert "seed=99" in details and "a byo cat" in details
+
+
+def test_bring_your_own_ui_format_is_refused_with_the_export_hint(client, tmp_path):
+    wf = tmp_path / "ui_format.json"
+    wf.write_text('{"nodes": [], "links": []}')
+    with pytest.raises(AppError, match=r"^workflow file: .*Export \(API\)"):
+        client.predict(*byo_args(wf), api_name="/generate")
