@@ -23,6 +23,8 @@ run_suite() {  # name, venv, test folders...
 
 PYTEST_ARGS=("$@")
 run_suite worker .venvs/worker tests/emulators tests/worker tests/workflows
+# The browser tests drive Debian's Chromium (installed once, idempotently).
+bash scripts/ensure-chromium.sh || status=1
 run_suite app .venvs/app tests/endpoint tests/app
 
 .venvs/worker/bin/python scripts/summarize_junit.py "$reports"/*.xml || status=1
