@@ -3,6 +3,7 @@ deliver → clean up → return, in worker-comfyui's result shape plus additive 
 
 `handler(job)` is the `async def` the runpod SDK calls (settings from the environment, read once).
 `make_handler(settings)` builds the same handler for explicit settings (tests, bench).
+`{"inventory": true}` answers what ComfyUI has (worker/inventory.py) instead of running a workflow.
 Cancellation (RunPod /cancel or timeout → `asyncio.CancelledError`) and the handler-side deadline
 (JOB_TIMEOUT_S) interrupt ComfyUI for this prompt and delete it from the queue. Every failure
 returns `{"error": "<string>", "details": [...]}` via `errors.to_result`.
@@ -30,6 +31,7 @@ from .comfy import ComfyClient, format_node_errors
 from .delivery import Delivery, locate
 from .errors import ConfigError, JobTimeout, OutputError, WorkerError, to_result
 from .inputs import JobRequest, parse_job_input
+from .inventory import collect_inventory, wants_inventory
 from .monitor import JobEnd, Watcher
 from .outputs import OutputFile, collect
 from .progress import ProgressReporter
@@ -69,12 +71,16 @@ async def run_job(job: dict, settings: Settings, delivery: Delivery) -> dict:
         job, settings.progress_enabled, settings.progress_interval_s, settings.progress_quiet_s
     )
     try:
-        request = parse_job_input(job.get("input"), settings)
+        inventory = wants_inventory(job.get("input"))
+        request = None if inventory else parse_job_input(job.get("input"), settings)
         timeout = settings.job_timeout_s or None
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
-                result = await _run(job_id, request, settings, delivery, progress, t0)
+                if request is None:
+                    result = await _inventory(settings)
+                else:
+                    result = await _run(job_id, request, settings, delivery, progress, t0)
         except TimeoutError:
             if not deadline.expired():  # a network timeout inside, not our deadline
                 raise
@@ -97,6 +103,15 @@ async def run_job(job: dict, settings: Settings, delivery: Delivery) -> dict:
     if settings.refresh_worker:
         result["refresh_worker"] = True
     return result
+
+
+async def _inventory(s: Settings) -> dict:
+    """The `{"inventory": true}` job: models, node classes and version; no workflow runs."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        client = ComfyClient(s, session)
+        await client.wait_ready()
+        return await collect_inventory(client)
 
 
 async def _run(

@@ -253,14 +253,7 @@ def test_settings_from_env():
 
 
 # -- the inventory job through the local stack -------------------------------------------------
-def _worker_has_inventory() -> bool:
-    from tests.helpers import REPO
-
-    return "inventory" in (REPO / "worker" / "inputs.py").read_text()
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _worker_has_inventory(), reason="worker lacks the inventory job")
 def test_inventory_job_through_the_local_stack_then_preflight(stack, tmp_path):
     from app.endpoint import EndpointClient
 
