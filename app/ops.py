@@ -1,8 +1,9 @@
 """The operator's checks, composed for the studio: what `Studio.submit` asks before `/run`, and
 what the page's health panel shows. No Gradio here.
 
-`Operations.from_env(env, endpoint, ledger, data_dir, endpoint_key, secrets)` reads the guardrails
-and pre-flight settings once and wires the inventory cache (data folder) to the endpoint client.
+`Operations.from_settings(settings, endpoint=, ledger=, endpoint_key=)` takes the guardrails and
+pre-flight settings the studio read once (`Operations.from_env(env, ...)` reads them itself) and
+wires the inventory cache (data folder, keyed by the endpoint URL) to the endpoint client.
 - `refusals(prepared, user)`: every broken limit for a prepared job (app.jobs.Prepared: its cost
   request and quote), today's spend taken from the ledger. Used by the quote line.
 - `before_run(prepared, user)`: raises `GuardrailError` (limits, budgets) or `PreflightError`
@@ -97,6 +98,22 @@ class Operations:
             ledger=ledger,
             preflight=Preflight(cache, settings),
             health=CachedHealth(endpoint, ttl_s=2.0, secrets=secrets),
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Any, *, endpoint: Any, ledger: Any, endpoint_key: str
+    ) -> Operations:
+        """From the studio's Settings (its guardrails / preflight sub-objects, read once)."""
+        return cls.from_env(
+            {},
+            endpoint=endpoint,
+            ledger=ledger,
+            data_dir=settings.data_dir,
+            endpoint_key=endpoint_key,
+            secrets=settings.secret_values(),
+            limits=getattr(settings, "guardrails", None),
+            preflight_settings=getattr(settings, "preflight", None),
         )
 
     def _rows_today(self) -> list[Any]:
