@@ -92,6 +92,7 @@ def studio(fstack, tmp_path):
         "WANPOD_DATA_DIR": str(tmp_path / "data"),
         "WANPOD_POLL_S": "0.1",
         "BUCKET_SECRET_ACCESS_KEY": S3_KEY,
+        "WANPOD_PREFLIGHT": "off",  # no inventory job racing the injected faults
     }
     settings = Settings.from_env(env)
     _, st = assemble(settings, fstack.base_url, fstack.api_key, False)
