@@ -19,7 +19,7 @@ import aiohttp
 
 from .comfy import ComfyClient, pid_alive
 from .errors import ComfyDied, ConnectionLost, ExecutionFailed, Interrupted
-from .progress import ProgressReporter, stage_for
+from .progress import ProgressReporter, planned_steps, stage_for
 from .settings import Settings
 
 log = logging.getLogger("worker.monitor")
@@ -104,13 +104,15 @@ class Watcher:
             node = data.get("node")
             if node is None:
                 return True
-            ct = (self.workflow.get(str(node)) or {}).get("class_type")
+            spec = self.workflow.get(str(node)) or {}
+            ct = spec.get("class_type")
+            steps = planned_steps(spec)  # known before the first `progress` message
             self.progress.update(
                 stage=stage_for(ct or "", self.progress.state.stage),
                 node=str(node),
                 node_type=ct,
-                step=None,
-                steps=None,
+                step=0 if steps else None,
+                steps=steps,
             )
         elif mtype == "progress" and data.get("prompt_id") == self.prompt_id:
             self.progress.update(step=data.get("value"), steps=data.get("max"))

@@ -48,6 +48,25 @@ def stage_for(class_type: str, previous: str) -> str:
     return "loading"
 
 
+def planned_steps(node: dict) -> int | None:
+    """How many sampler steps a node will report, read from its inputs before it runs (None when
+    the node is not a known sampler or the numbers are links). KSamplerAdvanced runs
+    `min(steps, end_at_step) - start_at_step` steps, which is what ComfyUI's progress counts."""
+    inputs = node.get("inputs") or {}
+    steps = inputs.get("steps")
+    if not isinstance(steps, int) or isinstance(steps, bool):
+        return None
+    ct = node.get("class_type")
+    if ct == "KSampler":
+        return steps
+    if ct == "KSamplerAdvanced":
+        start, end = inputs.get("start_at_step", 0), inputs.get("end_at_step", 10000)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+            return None
+        return max(0, min(steps, end) - start)
+    return None
+
+
 @dataclass
 class Progress:
     stage: str = "starting"

@@ -15,7 +15,7 @@ from worker.delivery import b64_file, b64_file_chunked, too_large_message
 from worker.errors import ConfigError, InputError, to_result
 from worker.inputs import parse_job_input
 from worker.outputs import collect
-from worker.progress import STAGES, Progress, ProgressReporter, stage_for
+from worker.progress import STAGES, Progress, ProgressReporter, planned_steps, stage_for
 from worker.settings import Secret, Settings
 
 S = Settings()
@@ -290,3 +290,29 @@ def test_upload_sends_the_real_content_type_and_name():
 def test_too_large_message_says_how_to_enable_s3():
     msg = too_large_message(26_700_000, 20_000_000)
     assert "26.7 MB" in msg and "BUCKET_ENDPOINT_URL" in msg and "BUCKET_NAME" in msg
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"class_type": "KSampler", "inputs": {"steps": 20}}, 20),
+        (  # the high-noise expert of a 4-step split: steps 0..2
+            {
+                "class_type": "KSamplerAdvanced",
+                "inputs": {"steps": 4, "start_at_step": 0, "end_at_step": 2},
+            },
+            2,
+        ),
+        (  # the low-noise expert of a 20-step split runs to the end (end_at_step 10000)
+            {
+                "class_type": "KSamplerAdvanced",
+                "inputs": {"steps": 20, "start_at_step": 10, "end_at_step": 10000},
+            },
+            10,
+        ),
+        ({"class_type": "KSampler", "inputs": {"steps": ["5", 0]}}, None),  # a link: unknown
+        ({"class_type": "VAEDecode", "inputs": {}}, None),
+    ],
+)
+def test_planned_steps_of_a_sampler_are_known_before_it_reports(node, expected):
+    assert planned_steps(node) == expected
