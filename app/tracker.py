@@ -1,11 +1,13 @@
-"""The tracker: ONE background thread that follows every live job, whatever the browsers do.
+"""The tracker: ONE scheduling thread that follows every live job, whatever the browsers do.
 
-It polls `endpoint.status(job_id)` for each live ledger row (fast while running, backing off while
-queued and after errors), writes state/progress/timings into the ledger, and the moment a job is
-COMPLETED fetches its outputs into the data folder (base64 decoded, or an S3 URL downloaded
-server-side: the URL never reaches a browser) and records billed seconds and dollars. On start it
-resumes every live row of the ledger, so a restart loses nothing. Pages do not poll RunPod: they
-`wait()` on the tracker's change counter for a row and read the row from the ledger.
+It polls `endpoint.status(job_id)` for each live ledger row: every poll_s while running, every
+0.2 s from the last sampler step on, backing off while queued and after errors; the calls go
+through a small pool so one slow answer delays no other job. It writes state, progress and
+timings into the ledger, and the moment a job is COMPLETED fetches its outputs into the data
+folder (base64 decoded, or an S3 URL downloaded server-side: the URL never reaches a browser)
+and records billed seconds and dollars. On start it resumes every live row of the ledger, so a
+restart loses nothing. Pages do not poll RunPod: they `wait()` on the tracker's change counter
+for a row and read the row from the ledger.
 
 The endpoint is anything with `.status(job_id)` returning an object with `state`, `progress`,
 `output`, `error`, `delay_ms`, `execution_ms`, `worker_id` (app/endpoint.py's JobStatus).
@@ -28,6 +30,7 @@ import requests
 
 from app import cost
 from app.ledger import Ledger
+from app.progress import describe
 
 log = logging.getLogger("wanpod.tracker")
 
@@ -75,6 +78,7 @@ class Tracker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wanpod-fetch")
+        self._polls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wanpod-status")
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Tracker:
@@ -99,6 +103,7 @@ class Tracker:
             self._cond.notify_all()
         if self._thread:
             self._thread.join(timeout=5)
+        self._polls.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=False)
 
     # -- pages ---------------------------------------------------------------------------------
@@ -136,6 +141,9 @@ class Tracker:
 
     # -- the loop ------------------------------------------------------------------------------
     def _loop(self) -> None:
+        """The one scheduling thread: pops due jobs and hands each status call to a small pool,
+        so one slow answer does not delay the other jobs (a job is never polled twice at once:
+        it is back in the heap only after its call returned)."""
         while not self._stop.is_set():
             with self._cond:
                 if not self._heap:
@@ -148,16 +156,23 @@ class Tracker:
                     continue
                 heapq.heappop(self._heap)
             try:
-                again = self._poll(rid)
-            except Exception:  # never let one job kill the tracker
-                log.exception("tracker: polling %s failed", rid)
-                again = True
-                self._interval[rid] = min(self._interval[rid] * 2, ERROR_MAX_S)
-            with self._cond:
-                if again and not self._stop.is_set():
-                    heapq.heappush(self._heap, (time.monotonic() + self._interval[rid], rid))
-                else:
-                    self._scheduled.discard(rid)
+                self._polls.submit(self._poll_and_reschedule, rid)
+            except RuntimeError:  # pool shut down: stopping
+                return
+
+    def _poll_and_reschedule(self, rid: str) -> None:
+        try:
+            again = self._poll(rid)
+        except Exception:  # never let one job kill the tracker
+            log.exception("tracker: polling %s failed", rid)
+            again = True
+            self._interval[rid] = min(self._interval[rid] * 2, ERROR_MAX_S)
+        with self._cond:
+            if again and not self._stop.is_set():
+                heapq.heappush(self._heap, (time.monotonic() + self._interval[rid], rid))
+                self._cond.notify_all()
+            else:
+                self._scheduled.discard(rid)
 
     def _poll(self, rid: str) -> bool:
         """One status call for one job; True when it must be polled again."""
@@ -186,10 +201,14 @@ class Tracker:
             fields["worker_id"] = st.worker_id
         if state in ("IN_PROGRESS", "RUNNING") and isinstance(st.progress, dict):
             fields["progress"] = st.progress
-        stage = st.progress.get("stage") if isinstance(st.progress, dict) else None
+        near_end = False
+        if isinstance(st.progress, dict):
+            near_end = st.progress.get("stage") in FINISHING_STAGES or (
+                describe(state, st.progress, 0.0, None, row.workflow).fraction >= 0.8
+            )
         if state == "IN_QUEUE":
             self._interval[rid] = min(max(self._interval[rid], self.poll_s) * 1.5, QUEUED_MAX_S)
-        elif stage in FINISHING_STAGES:  # the result is seconds away: notice it quickly
+        elif near_end:  # the last sampler step or later: notice the result quickly
             self._interval[rid] = min(self.poll_s, FINISHING_POLL_S)
         else:
             self._interval[rid] = self.poll_s

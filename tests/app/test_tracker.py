@@ -1,0 +1,67 @@
+"""The tracker against the real local control plane: resuming rows at start, unknown jobs."""
+
+from __future__ import annotations
+
+import time
+
+from app import cost
+from app.endpoint import EndpointClient
+from app.ledger import Ledger
+from app.settings import PRICES_PATH
+from app.tracker import Tracker
+
+
+def wait_for(predicate, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def row(ledger: Ledger) -> str:
+    return ledger.create(
+        template="t2v_14b", mode="turbo", params={}, workflow={}, quote={}, gpu="H100 PRO"
+    )
+
+
+def test_rows_without_answer_or_unknown_to_the_endpoint_end_lost(stack, tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    unanswered = row(ledger)  # the app died between writing the row and /run answering
+    unknown = row(ledger)
+    ledger.update(unknown, job_id="no-such-job", state="IN_QUEUE")
+    client = EndpointClient(stack.base_url, stack.api_key, retries=0)
+    tracker = Tracker(ledger, client, tmp_path, cost.load_prices(PRICES_PATH), poll_s=0.05)
+    tracker.start()
+    try:
+        assert ledger.get(unanswered).state == "LOST"
+        assert "before the endpoint answered /run" in ledger.get(unanswered).error
+        assert wait_for(lambda: ledger.get(unknown).state == "LOST")
+        assert ledger.get(unknown).error == "the endpoint no longer knows this job"
+        assert ledger.live() == []
+    finally:
+        tracker.stop()
+
+
+def test_a_job_submitted_elsewhere_is_followed_and_stored(stack, tmp_path):
+    from workflows.fill import fill
+
+    filled = fill("t2v_14b", {"prompt": "tracker test", "seconds": 1.0})
+    client = EndpointClient(stack.base_url, stack.api_key)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    rid = row(ledger)
+    ref = client.run({"workflow": filled.workflow})
+    ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())
+    tracker = Tracker(ledger, client, tmp_path, cost.load_prices(PRICES_PATH), poll_s=0.1)
+    tracker.start()  # resumes the live row by itself
+    try:
+        assert wait_for(lambda: ledger.get(rid).state == "COMPLETED", 30)
+        done = ledger.get(rid)
+        assert done.result_path.startswith(str(tmp_path / "results" / rid))
+        with open(done.result_path, "rb") as fh:
+            assert fh.read(12)[4:8] == b"ftyp"
+        assert done.cost["billed_s"] == -(-done.execution_ms // 1000)
+        assert done.cost["dollars"] == done.cost["billed_s"] * 0.00116
+    finally:
+        tracker.stop()
