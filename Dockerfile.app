@@ -11,7 +11,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GRADIO_SERVER_PORT=7860 \
     WANPOD_DATA_DIR=/home/user/data
 
-RUN useradd --create-home --uid 1000 user
+RUN useradd --create-home --uid 1000 user \
+    && mkdir -p /home/user/data \
+    && chown user:user /home/user/data
 WORKDIR /home/user/app
 
 COPY requirements/app.txt requirements/app.txt

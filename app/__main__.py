@@ -4,11 +4,15 @@ With RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID set, it talks to that RunPod endpoint
 may point at another control plane, e.g. the local one). With neither set it starts the local stack
 (ComfyUI emulator + local RunPod control plane + real worker processes) and the page says plainly
 that it runs in demo mode with synthetic video. GRADIO_ANALYTICS_ENABLED defaults to False.
+`--share` adds a Gradio share link. Login, bind and root path come from app/access.py: a public
+bind or share link without APP_AUTH is refused here, before anything starts (exit 2).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import importlib.util
 import logging
 import os
 import secrets
@@ -30,6 +34,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     from app.forms_catalog import load_forms
     from app.jobs import Studio
     from app.ledger import Ledger
+    from app.ops import Operations
     from app.tracker import Tracker
     from app.ui import build_ui
     from workflows.fill import fill
@@ -56,9 +61,13 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         ledger=ledger,
         tracker=tracker,
         prices=prices,
+        ops=Operations.from_settings(
+            settings, endpoint=endpoint, ledger=ledger, endpoint_key=base_url
+        ),
     )
     tracker.on_final = studio.forget_calibration
     tracker.start()
+    studio.ops.warm_up()  # the endpoint's inventory, fetched before the first job needs it
     return build_ui(studio, demo_mode, browser_key(settings.data_dir)), studio
 
 
@@ -70,7 +79,20 @@ def browser_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def main(env: Mapping[str, str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m app", description="Start the WanPod studio.")
+    ap.add_argument(
+        "--share",
+        action="store_true",
+        help="also open a public Gradio share link (needs APP_AUTH, see the README)",
+    )
+    return ap.parse_args(argv)
+
+
+def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) -> int:
+    if argv is None:  # the command line only when run as `python -m app`
+        argv = sys.argv[1:] if env is None else []
+    args = parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     env = dict(os.environ if env is None else env)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -79,11 +101,23 @@ def main(env: Mapping[str, str] | None = None) -> int:
 
     try:
         settings = Settings.from_env(env)
+        if args.share:
+            settings = dataclasses.replace(
+                settings, access=dataclasses.replace(settings.access, share=True)
+            )
+        access_kwargs = settings.access.launch_kwargs(settings.host)  # refuses public, no login
     except StudioError as exc:
         print(f"wanpod studio: {user_message(exc)}", file=sys.stderr)
         return 2
     with ExitStack() as stack:
         if settings.demo:
+            if importlib.util.find_spec("emulators") is None:  # e.g. the Docker image / a Space
+                print(
+                    "wanpod studio: set RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID (Space secrets); "
+                    "the demo mode needs the full repository (emulators/ and worker/)",
+                    file=sys.stderr,
+                )
+                return 2
             from app.demo import start_local_stack
 
             local = stack.enter_context(start_local_stack(settings))
@@ -107,6 +141,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
             prevent_thread_lock=True,
             quiet=False,
             footer_links=["api", "gradio"],
+            **access_kwargs,  # auth, share, root_path (app/access.py)
         )
         done = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

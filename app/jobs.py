@@ -4,8 +4,11 @@
 fill function, endpoint client, ledger, tracker, prices) and has no Gradio in it.
 - `quote(values)`: fill (validation included) + the cost model, calibrated on this endpoint's
   finished jobs.
-- `submit(values)`: the same, then images prepared, a ledger row written BEFORE /run, the RunPod
+- `submit(values, user)`: the same, then the operator checks (`ops.before_run`: limits, budgets,
+  pre-flight; refusals raise before anything is written or sent), images prepared, a ledger row
+  written BEFORE /run (with `policy.executionTimeout` from the quote), the RunPod
   job id stored the moment /run answers, and the tracker told to follow it. Returns the row id.
+- `cancel(rid)`: /cancel for a live job; the tracker records CANCELLED and the partial cost.
 - `view(rid)`: what a page shows for a row (status line, fraction, video path, details).
 Every refusal is a StudioError naming the field (ParamError from workflows becomes InputError).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,6 +34,7 @@ from app.settings import Settings
 from app.studio_errors import InputError, StudioError, SubmitError, user_message
 from app.tracker import Tracker
 
+log = logging.getLogger("wanpod.jobs")
 CALIBRATION_TTL_S = 30.0
 
 
@@ -65,6 +70,7 @@ class Studio:
         tracker: Tracker,
         prices: cost.Prices,
         byo_fill: Callable[[Any, Mapping[str, object]], Any] | None = None,
+        ops: Any | None = None,
     ) -> None:
         self.settings = settings
         self.forms = forms
@@ -75,6 +81,7 @@ class Studio:
         self.tracker = tracker
         self.prices = prices
         self._cal: tuple[float, cost.Calibration] | None = None
+        self.ops = ops  # app.ops.Operations: limits, budgets, pre-flight (None: no checks)
 
     # -- quote -----------------------------------------------------------------------------
     def calibration(self) -> cost.Calibration:
@@ -131,7 +138,7 @@ class Studio:
         return Prepared(form, form.template_id, params, filled, req, q)
 
     # -- submit ------------------------------------------------------------------------------
-    def submit(self, values: FormValues) -> str:
+    def submit(self, values: FormValues, user: str | None = None) -> str:
         form = self.forms.get(values.pipeline)
         if form is None:
             self.prepare(values)  # raises the pipeline error
@@ -156,6 +163,7 @@ class Studio:
             )
         images = {param: img.name for param, img in prepared}
         prep = self.prepare(values, images)
+        clearance = self.ops.before_run(prep, user) if self.ops is not None else None
         job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
         by_param = dict(prepared)
         uploads = []
@@ -178,9 +186,13 @@ class Studio:
             workflow=prep.filled.workflow,
             quote=dataclasses.asdict(prep.quote),
             gpu=self.settings.gpu_type,
+            user=user,
         )
         try:
-            ref = self.endpoint.run(job_input)
+            if clearance is not None:
+                ref = self.endpoint.run(job_input, policy=clearance.policy)
+            else:
+                ref = self.endpoint.run(job_input)
         except Exception as exc:
             msg = user_message(exc, self.settings.secret_values())
             self.ledger.update(rid, state="FAILED", error=msg, finished_at=time.time())
@@ -189,7 +201,28 @@ class Studio:
         state = getattr(ref, "state", None) or getattr(ref, "status", None) or "IN_QUEUE"
         self.ledger.update(rid, job_id=job_id, state=str(state), submitted_at=time.time())
         self.tracker.watch(rid)
+        if clearance is not None and clearance.note:
+            log.info("job %s: %s", rid, clearance.note)
         return rid
+
+    # -- cancel ------------------------------------------------------------------------------
+    def cancel(self, rid: str) -> str:
+        """Ask RunPod to cancel a queued or running job; the tracker records the end (CANCELLED,
+        with the billed seconds so far). Returns a line for the operator."""
+        row = self.ledger.get(rid or "")
+        if row is None:
+            raise InputError("job", f"{rid!r} is not a job of this studio")
+        if row.final:
+            return f"Job {rid} already ended {row.state}."
+        if not row.job_id:
+            raise SubmitError("the job has no RunPod id yet (still submitting); try again")
+        try:
+            self.endpoint.cancel(row.job_id)
+        except Exception as exc:
+            msg = user_message(exc, self.settings.secret_values())
+            raise SubmitError(f"cancelling failed: {msg}") from None
+        self.tracker.watch(rid)
+        return f"Cancel sent for job {rid}; RunPod stops it and the worker interrupts ComfyUI."
 
     # -- view --------------------------------------------------------------------------------
     def view(self, rid: str) -> JobView | None:

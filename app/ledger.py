@@ -4,7 +4,8 @@ A row is created in state SUBMITTING (so a crash between /run and the answer is 
 RunPod job id the moment /run answers, and is then updated by the tracker (state, progress,
 timings, result file, actual cost, error). Rows survive restarts: `live()` lists the jobs the
 tracker must resume. The row keeps the recipe (template, params, filled workflow, quote) so the
-history and "rerun" features can reuse it. Thread-safe: one connection per thread, WAL mode.
+history and "rerun" features can reuse it, and the signed-in user who sent it (per-user budget).
+Thread-safe: one connection per thread, WAL mode.
 
 States: SUBMITTING, IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST
 (SUBMITTING with no answer, or the endpoint no longer knows the job).
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cost TEXT,
     error TEXT,
     completed_seen_at REAL,
-    stored_at REAL
+    stored_at REAL,
+    user TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
@@ -86,6 +88,7 @@ class JobRow:
     error: str | None = None
     completed_seen_at: float | None = None
     stored_at: float | None = None
+    user: str | None = None  # the signed-in user (APP_AUTH) who submitted it
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -105,6 +108,9 @@ class Ledger:
         with self._conn() as c:
             c.execute("PRAGMA journal_mode=WAL")
             c.executescript(_SCHEMA)
+            cols = {r[1] for r in c.execute("PRAGMA table_info(jobs)").fetchall()}
+            if "user" not in cols:  # ledgers written before the per-user budget
+                c.execute("ALTER TABLE jobs ADD COLUMN user TEXT")
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -125,6 +131,7 @@ class Ledger:
         workflow: Mapping[str, Any],
         quote: Mapping[str, Any],
         gpu: str,
+        user: str | None = None,
     ) -> str:
         """A new row in state SUBMITTING; returns the ledger id (not the RunPod job id)."""
         rid = "wp-" + uuid.uuid4().hex[:16]
@@ -132,7 +139,7 @@ class Ledger:
         with self._conn() as c:
             c.execute(
                 "INSERT INTO jobs (id, created_at, updated_at, template, mode, params, workflow,"
-                " quote, gpu, state) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " quote, gpu, state, user) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     rid,
                     now,
@@ -144,6 +151,7 @@ class Ledger:
                     json.dumps(dict(quote)),
                     gpu,
                     "SUBMITTING",
+                    user,
                 ),
             )
         return rid
@@ -177,6 +185,14 @@ class Ledger:
         with self._conn() as c:
             rows = c.execute(
                 "SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def since(self, ts: float) -> list[JobRow]:
+        """Rows created at or after `ts` (epoch seconds): today's spend for the budgets."""
+        with self._conn() as c:
+            rows = c.execute(
+                "SELECT * FROM jobs WHERE created_at >= ? ORDER BY created_at", (ts,)
             ).fetchall()
         return [_row(r) for r in rows]
 

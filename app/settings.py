@@ -13,6 +13,10 @@ WANPOD_POLL_S (tracker's fastest poll interval, default 1.0), WANPOD_DEMO_WORKER
 processes in demo mode, default 2), WANPOD_DEMO_STEP_DELAY (emulated seconds per sampler step,
 default 0.5), S3 secrets for the worker are never read here (BUCKET_ACCESS_KEY_ID / ..._SECRET are
 the worker's), but their values are scrubbed from messages when present.
+Operator settings are sub-objects read in the same pass: `guardrails` (app/guardrails.py:
+WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*, WANPOD_TIMEOUT_*), `access` (app/access.py:
+APP_AUTH, APP_ALLOW_PUBLIC_WITHOUT_AUTH, GRADIO_SHARE, GRADIO_ROOT_PATH; the APP_AUTH passwords
+count as secrets) and `preflight` (app/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*).
 """
 
 from __future__ import annotations
@@ -20,8 +24,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.studio_errors import ConfigError
+
+if TYPE_CHECKING:
+    from app.access import Access
+    from app.guardrails import Guardrails
+    from app.preflight import PreflightSettings
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
 PRICES_PATH = Path(__file__).with_name("prices.yaml")
@@ -95,6 +105,9 @@ class Settings:
     demo_workers: int = 2
     demo_step_delay: float = 0.5
     extra_secrets: tuple[Secret, ...] = ()
+    guardrails: Guardrails = field(default_factory=lambda: _sub("guardrails"))
+    access: Access = field(default_factory=lambda: _sub("access"))
+    preflight: PreflightSettings = field(default_factory=lambda: _sub("preflight"))
 
     @property
     def demo(self) -> bool:
@@ -107,7 +120,8 @@ class Settings:
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret's raw value, for scrubbing messages (never for display)."""
-        return tuple(s.value for s in (self.api_key, *self.extra_secrets) if s)
+        own = tuple(s.value for s in (self.api_key, *self.extra_secrets) if s)
+        return own + self.access.secret_values()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -148,4 +162,18 @@ class Settings:
             demo_workers=_int(env, "WANPOD_DEMO_WORKERS", 2, 1, 64),
             demo_step_delay=_float(env, "WANPOD_DEMO_STEP_DELAY", 0.5, 0.0, 30.0),
             extra_secrets=extra,
+            guardrails=_sub("guardrails", env),
+            access=_sub("access", env),
+            preflight=_sub("preflight", env),
         )
+
+
+def _sub(name: str, env: Mapping[str, str] | None = None):
+    """The operator settings (app/guardrails.py, app/access.py, app/preflight.py) from `env`
+    (defaults when None); imported here, not at the top, because app.access uses Secret."""
+    from app.access import Access
+    from app.guardrails import Guardrails
+    from app.preflight import PreflightSettings
+
+    kind = {"guardrails": Guardrails, "access": Access, "preflight": PreflightSettings}[name]
+    return kind() if env is None else kind.from_env(env)

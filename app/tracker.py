@@ -5,7 +5,8 @@ It polls `endpoint.status(job_id)` for each live ledger row: every poll_s while 
 through a small pool so one slow answer delays no other job. It writes state, progress and
 timings into the ledger, and the moment a job is COMPLETED fetches its outputs into the data
 folder (base64 decoded, or an S3 URL downloaded server-side: the URL never reaches a browser)
-and records billed seconds and dollars. On start it resumes every live row of the ledger, so a
+and records billed seconds and dollars (also for a FAILED / CANCELLED / TIMED_OUT job that ran:
+its partial cost, `cost.partial` true). On start it resumes every live row of the ledger, so a
 restart loses nothing. Pages do not poll RunPod: they `wait()` on the tracker's change counter
 for a row and read the row from the ledger.
 
@@ -224,6 +225,16 @@ class Tracker:
             err = st.error if isinstance(st.error, str) else None
             if err is None and isinstance(st.output, dict):
                 err = st.output.get("error")
+            if fields.get("execution_ms"):  # a cancelled or failed job still bills its seconds
+                bill = cost.actual(
+                    fields["execution_ms"], fields.get("delay_ms"), row.gpu, self.prices
+                )
+                fields["cost"] = {
+                    "billed_s": bill.billed_s,
+                    "dollars": bill.dollars,
+                    "delay_s": bill.delay_s,
+                    "partial": True,
+                }
             self.ledger.update(rid, **{k: v for k, v in fields.items() if k != "state"})
             self._finish(rid, state, error=self._scrub(str(err or state.lower())))
             return False

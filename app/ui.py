@@ -3,7 +3,9 @@
 `build_ui(studio, demo_mode)` returns the Blocks. Callbacks are thin: they turn component values
 into `FormValues`, call the `Studio` service and format its answers; every error goes through
 `studio_errors.user_message` into a `gr.Error` (secret-free). API names: `/quote`, `/generate`
-(submits, then streams the job until it is final), `/attach` (streams an existing job by id).
+(submits, then streams the job until it is final), `/attach` (streams an existing job by id),
+`/cancel` (cancels a live job by id). The quote line warns when a job breaks the studio's limits
+(app/guardrails.py); the endpoint health panel (app/health.py) refreshes every HEALTH_TICK_S.
 
 The page keeps its job id in `gr.BrowserState` (localStorage), so a closed and reopened tab, or a
 restarted app, attaches to the same job again: the job itself lives in the ledger and is followed
@@ -26,6 +28,7 @@ from app.jobs import JobView, Studio
 from app.studio_errors import StudioError, user_message
 
 WATCH_TICK_S = 1.0  # refresh the elapsed time at least this often
+HEALTH_TICK_S = 5.0  # the endpoint health panel's refresh (one /health per 2 s for all pages)
 CSS = """
 #wp-status progress {width: 100%; height: 14px;}
 #wp-status .wp-line {font-size: 1.05em; margin-top: 4px;}
@@ -103,7 +106,30 @@ class Callbacks:
             return f"⚠️ {user_message(exc, self.studio.settings.secret_values())}"
         except Exception as exc:
             return f"⚠️ {user_message(exc, self.studio.settings.secret_values())}"
-        return "**Quote:** " + prep.quote.summary()
+        line = "**Quote:** " + prep.quote.summary()
+        refusals = self.studio.ops.refusals(prep) if self.studio.ops is not None else []
+        if refusals:
+            line += "\n\n⚠️ **Over the studio's limits** (Generate would be refused): " + "; ".join(
+                html.escape(str(r)) for r in refusals
+            )
+        return line
+
+    def health(self, *args: Any) -> str:
+        """The endpoint health panel, its cold-start note priced for the form's current job."""
+        ops = self.studio.ops
+        if ops is None:
+            return ""
+        try:
+            quote = self.studio.prepare(self.values(*args)).quote
+        except Exception:  # an unfinished form still gets the panel, without a price
+            quote = None
+        return ops.health_html(quote)
+
+    def cancel(self, rid: str | None) -> None:
+        try:
+            gr.Info(self.studio.cancel((rid or "").strip()))
+        except Exception as exc:
+            raise self._error(exc) from None
 
     def frames_note(self, pipeline: str, seconds: float) -> str:
         form = self.studio.forms.get(pipeline)
@@ -112,9 +138,11 @@ class Callbacks:
         n = form.frames(float(seconds or 0))
         return f"{seconds:g} s → **{n} frames** at {form.fps} fps ({(n - 1) / form.fps:.2f} s)"
 
-    def generate(self, *args: Any) -> Iterator[tuple[Any, ...]]:
+    def generate(self, request: gr.Request, *args: Any) -> Iterator[tuple[Any, ...]]:
+        # Gradio injects `request` (not part of the API); its username is set under APP_AUTH
+        user = getattr(request, "username", None) if request is not None else None
         try:
-            rid = self.studio.submit(self.values(*args))
+            rid = self.studio.submit(self.values(*args), user=user)
         except Exception as exc:
             raise self._error(exc) from None
         yield from self.watch(rid)
@@ -365,6 +393,10 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                 )
                 details = gr.Markdown(elem_id="wp-details")
                 job_id = gr.Textbox(label="Job", interactive=False, elem_id="wp-job")
+                cancel_btn = gr.Button("Cancel job", size="sm", variant="stop", elem_id="wp-cancel")
+                with gr.Accordion("Endpoint health", open=True):
+                    health_box = gr.HTML(elem_id="wp-health-box")
+                    health_timer = gr.Timer(HEALTH_TICK_S)
                 with gr.Accordion("Recent jobs", open=False):
                     history = gr.Dataframe(
                         headers=["job", "time", "pipeline", "mode", "state", "prompt", "cost"],
@@ -427,6 +459,16 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
             cb.generate, inputs, watch_out, api_name="generate", show_progress="hidden"
         )
         attach_btn.click(cb.attach, attach_id, watch_out, api_name="attach", show_progress="hidden")
+        cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
+        gr.on(
+            [blocks.load, health_timer.tick],
+            cb.health,
+            inputs,
+            health_box,
+            api_visibility="private",
+            show_progress="hidden",
+            trigger_mode="always_last",
+        )
         refresh.click(cb.recent, None, history, api_visibility="private")
         blocks.load(
             cb.form_update,
