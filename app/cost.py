@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from workflows.catalog import load_catalog
+
 REF_TOKENS = 52 * 30 * 21  # 832x480, 81 frames, patch 16
 TOKEN_EXP = 1.45
 REF_STEP_S = {"14b": 8.2, "5b": 4.0}  # H100, cfg>1, per step
@@ -44,7 +46,13 @@ GPU_SPEED = {  # seconds relative to H100 PRO (lower is faster)
     "H200 PRO": 0.9,
     "B200": 0.6,
 }
-PIPELINE_MODEL = {"t2v_14b": "14b", "i2v_14b": "14b", "flf2v_14b": "14b", "ti2v_5b": "5b"}
+
+
+def model_family(pipeline: str) -> str:
+    """The model family ("14b" or "5b") of a catalog template; bring-your-own workflows count as
+    14B (the larger, safer quote)."""
+    catalog = load_catalog()
+    return catalog[pipeline].family if pipeline in catalog.ids() else "14b"
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,7 @@ class CostRequest:
 
     @property
     def model(self) -> str:
-        return PIPELINE_MODEL.get(self.pipeline, "14b")
+        return model_family(self.pipeline)
 
     @property
     def key(self) -> tuple[str, str]:

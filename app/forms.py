@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from workflows.catalog import Preset
+
 ADVANCED = ("steps", "cfg", "shift", "sampler", "scheduler", "lora_high", "lora_low")
 LABELS = {
     "prompt": "prompt",
@@ -50,13 +52,6 @@ class FieldSpec:
     step: float | None = None
     choices: tuple[Any, ...] = ()
     param: str = ""  # the fill parameter name
-
-
-@dataclass(frozen=True)
-class Preset:
-    label: str
-    width: int
-    height: int
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.forms import ADVANCED, FieldSpec, PipelineForm, Preset
+from app.forms import ADVANCED, FieldSpec, PipelineForm
 
 BYO_ID = "byo"
 _NAMES = (
@@ -59,7 +59,7 @@ def form_for(t: Any) -> PipelineForm:
         needs_end="end_image" in needs,
         start_optional="start_image" in t.optional,
         modes=modes,
-        presets=tuple(Preset(p.label, p.width, p.height) for p in t.presets),
+        presets=tuple(t.presets),
         default_preset=t.default_preset,
         fps=t.fps,
         seconds=(float(sec.min), float(sec.max), float(sec.step), float(sec.default)),
