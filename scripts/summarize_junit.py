@@ -1,4 +1,5 @@
-"""Print one closing line over several pytest JUnit reports: 'tests: N passed, N failed, N skipped'."""
+"""Print one closing line over several pytest JUnit reports:
+'tests: N passed, N failed, N skipped'."""
 
 import sys
 import xml.etree.ElementTree as ET

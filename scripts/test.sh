@@ -8,7 +8,10 @@ reports=$(mktemp -d)
 status=0
 
 echo "== ruff"
-.venvs/worker/bin/ruff check . && .venvs/worker/bin/ruff format --check . || status=1
+if ! { .venvs/worker/bin/ruff check . && .venvs/worker/bin/ruff format --check .; }; then
+  echo "== ruff FAILED (see above): make format fixes most of it"
+  status=1
+fi
 
 run_suite() {  # name, venv, test folders...
   local name=$1 venv=$2; shift 2

@@ -64,7 +64,10 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True) -> ServerProcess:
-        self._log = tempfile.NamedTemporaryFile(prefix="wanpod-child-", suffix=".log", delete=False)
+        # kept open for the child's lifetime and closed in stop(), so no context manager
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="wanpod-child-", suffix=".log", delete=False
+        )
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
         self.proc = subprocess.Popen(
             list(self.argv), cwd=self.cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT
