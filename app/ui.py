@@ -461,7 +461,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
         attach_btn.click(cb.attach, attach_id, watch_out, api_name="attach", show_progress="hidden")
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
         gr.on(
-            [blocks.load, health_timer.tick],
+            [health_timer.tick],
             cb.health,
             inputs,
             health_box,
@@ -481,6 +481,12 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
             inputs,
             quote_md,
             api_name="load_quote",
+            api_visibility="private",
+            show_progress="hidden",
+        ).then(  # first paint of the health panel, after the form has settled
+            cb.health,
+            inputs,
+            health_box,
             api_visibility="private",
             show_progress="hidden",
         )
