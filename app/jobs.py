@@ -8,6 +8,10 @@ fill function, endpoint client, ledger, tracker, prices) and has no Gradio in it
   pre-flight; refusals raise before anything is written or sent), images prepared, a ledger row
   written BEFORE /run (with `policy.executionTimeout` from the quote), the RunPod
   job id stored the moment /run answers, and the tracker told to follow it. Returns the row id.
+- `rerun(rid, user)`: the same filled workflow and seed as a new job (limits and pre-flight
+  apply; input images are kept per job in the data folder for this); `reuse(rid)`: a past job's
+  form values. Each row keeps its recipe: template, template version (hash), seed, and the
+  worker-reported ComfyUI version.
 - `cancel(rid)`: /cancel for a live job; the tracker records CANCELLED and the partial cost.
 - `view(rid)`: what a page shows for a row (status line, fraction, video path, details).
 Every refusal is a StudioError naming the field (ParamError from workflows becomes InputError).
@@ -16,6 +20,7 @@ Every refusal is a StudioError naming the field (ParamError from workflows becom
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -179,15 +184,32 @@ class Studio:
                 f"the request is {size / 1e6:.1f} MB; RunPod's /run takes at most 10 MB",
             )
         resolved = dict(getattr(prep.filled, "params", {}) or prep.params)
+        recipe = {
+            "template": prep.template_id,
+            "template_version": template_version(prep.template_id, values.workflow_file),
+            "seed": resolved.get("seed"),
+        }
+        return self._send(
+            prep, values.mode, {**resolved, "prompt": values.prompt}, job_input, clearance, user,
+            recipe,
+        )  # fmt: skip
+
+    def _send(self, prep, mode, params, job_input, clearance, user, recipe) -> str:
+        """Ledger row first (inputs kept for reruns), then /run; returns the row id."""
         rid = self.ledger.create(
             template=prep.template_id,
-            mode=values.mode,
-            params={**resolved, "prompt": values.prompt},
+            mode=mode,
+            params=params,
             workflow=prep.filled.workflow,
             quote=dataclasses.asdict(prep.quote),
             gpu=self.settings.gpu_type,
             user=user,
+            recipe=recipe,
         )
+        keep = self.settings.data_dir / "inputs" / rid
+        for upload in job_input.get("images", []):
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / upload["name"]).write_text(upload["image"])
         try:
             if clearance is not None:
                 ref = self.endpoint.run(job_input, policy=clearance.policy)
@@ -204,6 +226,64 @@ class Studio:
         if clearance is not None and clearance.note:
             log.info("job %s: %s", rid, clearance.note)
         return rid
+
+    # -- history: rerun exactly, reuse settings ------------------------------------------------
+    def rerun(self, rid: str, user: str | None = None) -> str:
+        """The same filled workflow (same seed) as a new job and ledger row; limits apply."""
+        row = self.ledger.get(rid or "")
+        if row is None:
+            raise InputError("job", f"{rid!r} is not a job of this studio")
+        job_input: dict[str, Any] = {"workflow": row.workflow}
+        kept = self.settings.data_dir / "inputs" / row.id
+        names = [str(n["inputs"]["image"]) for n in row.workflow.values()
+                 if n.get("class_type") == "LoadImage"]  # fmt: skip
+        if names:
+            missing = [n for n in names if not (kept / n).is_file()]
+            if missing:
+                raise InputError(
+                    "job", f"its input images were not kept ({', '.join(missing)}); use Reuse "
+                    "settings and upload them again",
+                )  # fmt: skip
+            job_input["images"] = [{"name": n, "image": (kept / n).read_text()} for n in names]
+        req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+        q = cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
+        filled = _Filled(row.workflow, dict(row.params or {}))
+        prep = Prepared(self.forms.get(row.template), row.template, filled.params, filled, req, q)
+        clearance = self.ops.before_run(prep, user) if self.ops is not None else None
+        recipe = {**(row.recipe or {}), "rerun_of": row.id}
+        recipe.pop("comfyui_version", None)
+        return self._send(prep, row.mode, filled.params, job_input, clearance, user, recipe)
+
+    def reuse(self, rid: str) -> FormValues:
+        """The form values of a past job (its seed fixed, not randomized)."""
+        row = self.ledger.get(rid or "")
+        if row is None:
+            raise InputError("job", f"{rid!r} is not a job of this studio")
+        p = dict(row.params or {})
+        form = self.forms.get(row.template)
+        resolution = ""
+        if form is not None:
+            resolution = next(
+                (pr.label for pr in form.presets
+                 if (pr.width, pr.height) == (p.get("width"), p.get("height"))), "",
+            )  # fmt: skip
+        return FormValues(
+            pipeline=row.template if form is not None else next(iter(self.forms)),
+            mode=row.mode,
+            prompt=str(p.get("prompt", "")),
+            negative_prompt=str(p.get("negative_prompt", "")),
+            resolution=resolution,
+            seconds=float(p.get("seconds") or 5.0),
+            seed=p.get("seed"),
+            randomize=False,
+            steps=p.get("steps"),
+            cfg=p.get("cfg"),
+            shift=p.get("shift"),
+            sampler=p.get("sampler"),
+            scheduler=p.get("scheduler"),
+            lora_high=p.get("lora_high"),
+            lora_low=p.get("lora_low"),
+        )
 
     # -- cancel ------------------------------------------------------------------------------
     def cancel(self, rid: str) -> str:
@@ -237,6 +317,26 @@ class Studio:
         if video and not Path(video).is_file():
             video = None
         return JobView(rid, row.state, pv, video, details(row), row.final)
+
+
+@dataclass(frozen=True)
+class _Filled:
+    workflow: dict[str, Any]
+    params: dict[str, Any]
+
+
+def template_version(template_id: str, workflow_file: str | None = None) -> str:
+    """A short hash of the template the job was filled from (the uploaded file for BYO)."""
+    try:
+        if workflow_file:
+            data = Path(workflow_file).read_bytes()
+        else:
+            from workflows.catalog import load_catalog
+
+            data = json.dumps(load_catalog()[template_id].workflow, sort_keys=True).encode()
+    except Exception:  # an unknown template still runs; its version is unknown
+        return ""
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 def details(row: JobRow) -> str:

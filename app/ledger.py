@@ -53,13 +53,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     completed_seen_at REAL,
     stored_at REAL,
-    user TEXT
+    user TEXT,
+    recipe TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 """
 
-_JSON = ("params", "workflow", "quote", "progress", "outputs", "cost")
+_JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class JobRow:
     completed_seen_at: float | None = None
     stored_at: float | None = None
     user: str | None = None  # the signed-in user (APP_AUTH) who submitted it
+    recipe: dict[str, Any] | None = None  # template version, seed, worker's ComfyUI version
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -109,8 +111,9 @@ class Ledger:
             c.execute("PRAGMA journal_mode=WAL")
             c.executescript(_SCHEMA)
             cols = {r[1] for r in c.execute("PRAGMA table_info(jobs)").fetchall()}
-            if "user" not in cols:  # ledgers written before the per-user budget
-                c.execute("ALTER TABLE jobs ADD COLUMN user TEXT")
+            for col in ("user", "recipe"):  # ledgers written before these columns
+                if col not in cols:
+                    c.execute(f"ALTER TABLE jobs ADD COLUMN {col} TEXT")
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -132,6 +135,7 @@ class Ledger:
         quote: Mapping[str, Any],
         gpu: str,
         user: str | None = None,
+        recipe: Mapping[str, Any] | None = None,
     ) -> str:
         """A new row in state SUBMITTING; returns the ledger id (not the RunPod job id)."""
         rid = "wp-" + uuid.uuid4().hex[:16]
@@ -139,7 +143,7 @@ class Ledger:
         with self._conn() as c:
             c.execute(
                 "INSERT INTO jobs (id, created_at, updated_at, template, mode, params, workflow,"
-                " quote, gpu, state, user) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " quote, gpu, state, user, recipe) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     rid,
                     now,
@@ -152,6 +156,7 @@ class Ledger:
                     gpu,
                     "SUBMITTING",
                     user,
+                    json.dumps(dict(recipe)) if recipe is not None else None,
                 ),
             )
         return rid

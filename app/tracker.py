@@ -280,6 +280,8 @@ class Tracker:
                 return
             video = next((s for s in saved if (s.get("mime") or "").startswith("video")), saved[0])
             row = self.ledger.get(rid)
+            comfy = output.get("comfyui") if isinstance(output.get("comfyui"), dict) else {}
+            comfy_version = comfy.get("version")
             bill = cost.actual(
                 getattr(st, "execution_ms", None),
                 getattr(st, "delay_ms", None),
@@ -293,6 +295,7 @@ class Tracker:
                 result_mime=video.get("mime") or "video/mp4",
                 cost={"billed_s": bill.billed_s, "dollars": bill.dollars, "delay_s": bill.delay_s},
                 stored_at=time.time(),
+                recipe={**((row.recipe or {}) if row else {}), "comfyui_version": comfy_version},
             )
             self._finish(rid, "COMPLETED")
         except Exception as exc:

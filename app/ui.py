@@ -4,8 +4,10 @@
 into `FormValues`, call the `Studio` service and format its answers; every error goes through
 `studio_errors.user_message` into a `gr.Error` (secret-free). API names: `/quote`, `/generate`
 (submits, then streams the job until it is final), `/attach` (streams an existing job by id),
-`/cancel` (cancels a live job by id). The quote line warns when a job breaks the studio's limits
-(app/guardrails.py); the endpoint health panel (app/health.py) refreshes every HEALTH_TICK_S.
+`/cancel` (cancels a live job by id), `/rerun` (the job's exact workflow and seed as a new job,
+streamed like /generate), `/reuse` (a past job's form values). The quote line warns when a job
+breaks the studio's limits (app/guardrails.py); the health panel (app/health.py) refreshes every
+HEALTH_TICK_S.
 
 The page keeps its job id in `gr.BrowserState` (localStorage), so a closed and reopened tab, or a
 restarted app, attaches to the same job again: the job itself lives in the ledger and is followed
@@ -124,6 +126,25 @@ class Callbacks:
         except Exception:  # an unfinished form still gets the panel, without a price
             quote = None
         return ops.health_html(quote)
+
+    def rerun(self, request: gr.Request, rid: str | None) -> Iterator[tuple[Any, ...]]:
+        user = getattr(request, "username", None) if request is not None else None
+        try:
+            new = self.studio.rerun((rid or "").strip(), user=user)
+        except Exception as exc:
+            raise self._error(exc) from None
+        yield from self.watch(new)
+
+    def reuse(self, rid: str | None) -> tuple[Any, ...]:
+        try:
+            v = self.studio.reuse((rid or "").strip())
+        except Exception as exc:
+            raise self._error(exc) from None
+        images = (gr.skip(), gr.skip(), gr.skip())  # start, end, workflow file: upload again
+        return (
+            v.pipeline, v.mode, v.prompt, v.negative_prompt, *images, v.resolution, v.seconds,
+            v.seed, v.randomize, *(getattr(v, key) for key in ADVANCED),
+        )  # fmt: skip
 
     def cancel(self, rid: str | None) -> None:
         try:
@@ -393,7 +414,12 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                 )
                 details = gr.Markdown(elem_id="wp-details")
                 job_id = gr.Textbox(label="Job", interactive=False, elem_id="wp-job")
-                cancel_btn = gr.Button("Cancel job", size="sm", variant="stop", elem_id="wp-cancel")
+                with gr.Row():
+                    cancel_btn = gr.Button(
+                        "Cancel job", size="sm", variant="stop", elem_id="wp-cancel"
+                    )
+                    rerun_btn = gr.Button("Rerun exactly", size="sm", elem_id="wp-rerun")
+                    reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="wp-reuse")
                 with gr.Accordion("Endpoint health", open=True):
                     health_box = gr.HTML(elem_id="wp-health-box")
                     health_timer = gr.Timer(HEALTH_TICK_S)
@@ -460,6 +486,8 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
         )
         attach_btn.click(cb.attach, attach_id, watch_out, api_name="attach", show_progress="hidden")
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
+        rerun_btn.click(cb.rerun, job_id, watch_out, api_name="rerun", show_progress="hidden")
+        reuse_btn.click(cb.reuse, job_id, inputs, api_name="reuse", show_progress="hidden")
         gr.on(
             [health_timer.tick],
             cb.health,

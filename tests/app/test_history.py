@@ -1,0 +1,75 @@
+"""History through the API (gradio_client, local stack): each stored result keeps its recipe
+(template version, seed, worker-reported ComfyUI version); "reuse settings" gives back a past
+job's form values; "rerun exactly" sends the same filled workflow and seed as a new job."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+
+from app.jobs import template_version
+from app.ledger import Ledger
+from tests.app.test_api import args, finished
+
+
+def ledger_of(studio) -> Ledger:
+    return Ledger(Path(studio.env["WANPOD_DATA_DIR"]) / "ledger.sqlite3")
+
+
+def seed_of(details: str) -> str:
+    return re.search(r"seed=(\d+)", details).group(1)
+
+
+def test_recipe_reuse_and_rerun_exactly(client, studio):
+    first = finished(
+        client.predict(*args(prompt="a kite at dusk", seed=4242), api_name="/generate")
+    )
+    status, _, details, rid = first
+    assert 'data-state="COMPLETED"' in status, status
+    row = ledger_of(studio).get(rid)
+    assert row.recipe["template"] == "t2v_14b"
+    assert row.recipe["template_version"] == template_version("t2v_14b")
+    assert re.fullmatch(r"[0-9a-f]{12}", row.recipe["template_version"])
+    assert row.recipe["seed"] == 4242 and row.recipe["comfyui_version"]
+
+    values = client.predict(rid, api_name="/reuse")
+    pipeline, mode, prompt, _neg, _s, _e, _wf, resolution, seconds, seed, randomize, *adv = values
+    assert (pipeline, mode, prompt, resolution) == (
+        "t2v_14b",
+        "turbo",
+        "a kite at dusk",
+        "480p square",
+    )
+    assert (seed, randomize, adv[0]) == (4242, False, 4)
+    assert seconds == pytest.approx(row.params["seconds"])
+
+    status2, video2, details2, rid2 = finished(client.predict(rid, api_name="/rerun"))
+    assert 'data-state="COMPLETED"' in status2 and rid2 != rid
+    assert seed_of(details2) == seed_of(details) == "4242"
+    again = ledger_of(studio).get(rid2)
+    assert again.workflow == row.workflow  # exactly the same filled workflow
+    assert again.recipe["rerun_of"] == rid and again.recipe["comfyui_version"]
+    assert Path(video2).read_bytes()[4:8] == b"ftyp"
+
+
+def test_rerun_of_an_image_job_resends_its_kept_image(client, studio, png_file):
+    first = finished(
+        client.predict(
+            *args("i2v_14b", start=handle_file(str(png_file)), seed=77), api_name="/generate"
+        )
+    )
+    assert 'data-state="COMPLETED"' in first[0], first[0]
+    status, _, _, rid2 = finished(client.predict(first[3], api_name="/rerun"))
+    assert 'data-state="COMPLETED"' in status, status
+    assert ledger_of(studio).get(rid2).recipe["rerun_of"] == first[3]
+
+
+def test_unknown_job_is_refused_naming_the_field(client):
+    with pytest.raises(AppError, match=r"job: 'wp-nope' is not a job of this studio"):
+        client.predict("wp-nope", api_name="/reuse")
+    with pytest.raises(AppError, match="is not a job of this studio"):
+        client.predict("wp-nope", api_name="/rerun")
