@@ -22,6 +22,13 @@ def open_studio(context, url: str):
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
     page.locator("#wp-prompt textarea").wait_for()
+    # Wait for the page's load chain (form update -> quote, then the health panel) to finish, so
+    # a click is not undone by a late load answer.
+    page.wait_for_function(
+        "document.querySelector('#wp-quote') &&"
+        " document.querySelector('#wp-quote').innerText.trim() !== '' &&"
+        " document.querySelector('#wp-health') !== null"
+    )
     return page
 
 

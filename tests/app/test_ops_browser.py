@@ -24,18 +24,6 @@ pytestmark = pytest.mark.slow
 TIMEOUT_MS = 60_000
 
 
-def ready(page):
-    """Wait for the page's load chain (form_update -> quote, and the health panel) to finish, so
-    a click is not undone by a late load answer."""
-    page.wait_for_function(
-        "document.querySelector('#wp-quote') &&"
-        " document.querySelector('#wp-quote').innerText.trim() !== '' &&"
-        " document.querySelector('#wp-health') !== null",
-        timeout=TIMEOUT_MS,
-    )
-    return page
-
-
 def toast_text(page, needle: str) -> str:
     loc = page.locator(".toast-body", has_text=needle)
     loc.first.wait_for(timeout=TIMEOUT_MS)
@@ -91,7 +79,7 @@ def test_public_bind_without_auth_is_refused_at_start(stack, tmp_path):
 def test_budget_refusal_in_the_quote_and_on_generate(stack, context, tmp_path):
     proc = start_studio(stack, tmp_path / "data", WANPOD_BUDGET_DAILY_USD="0.001")
     try:
-        page = ready(open_studio(context, proc.base_url))
+        page = open_studio(context, proc.base_url)
         page.locator("#wp-prompt textarea").fill("over budget")
         page.wait_for_function(
             "document.querySelector('#wp-quote').innerText.includes('daily budget')"
@@ -113,7 +101,7 @@ def test_preflight_refusal_names_the_missing_file(studio, context, tmp_path):
     lora["inputs"]["lora_name"] = "my_style_lora.safetensors"
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(wf))
-    page = ready(open_studio(context, studio.base_url))
+    page = open_studio(context, studio.base_url)
     page.locator("#wp-pipeline input").click()
     page.get_by_role("option", name="Bring your own", exact=False).click()
     page.locator("#wp-workflow input[type='file']").set_input_files(str(path))
@@ -136,7 +124,7 @@ def interrupted_count(stack) -> int:
 
 
 def test_health_panel_follows_a_job_and_cancel_interrupts_it(studio, context, stack):
-    page = ready(open_studio(context, studio.base_url))
+    page = open_studio(context, studio.base_url)
     page.locator("#wp-health[data-ok='true']").wait_for()
     before = interrupted_count(stack)
     slow_steps(stack, 0.5)
