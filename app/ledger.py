@@ -193,6 +193,35 @@ class Ledger:
             ).fetchall()
         return [_row(r) for r in rows]
 
+    def search(
+        self,
+        text: str = "",
+        template: str | None = None,
+        states: tuple[str, ...] | None = None,
+        limit: int = 48,
+    ) -> list[JobRow]:
+        """Newest first, filtered: `text` is a case-insensitive substring of the prompt or of the
+        row id, `template` an exact template id, `states` the allowed states (None: all)."""
+        where, args = [], []
+        if text.strip():
+            like = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%")
+            like = like.replace("_", "\\_") + "%"
+            where.append(
+                "(lower(coalesce(json_extract(params, '$.prompt'), '')) LIKE ? ESCAPE '\\'"
+                " OR lower(id) LIKE ? ESCAPE '\\')"
+            )
+            args += [like, like]
+        if template:
+            where.append("template = ?")
+            args.append(template)
+        if states is not None:
+            where.append(f"state IN ({','.join('?' * len(states)) or 'NULL'})")
+            args += list(states)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._conn() as c:
+            rows = c.execute(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_row(r) for r in rows]
+
     def since(self, ts: float) -> list[JobRow]:
         """Rows created at or after `ts` (epoch seconds): today's spend for the budgets."""
         with self._conn() as c:

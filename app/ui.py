@@ -18,7 +18,6 @@ Gradio's overlay (show_progress="hidden"), so the status stays readable.
 from __future__ import annotations
 
 import html
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +27,7 @@ from app.fields import Dropdown, Image, Number, Radio, Slider
 from app.forms import ADVANCED, FormValues, PipelineForm
 from app.jobs import JobView, Studio
 from app.studio_errors import StudioError, user_message
+from app.ui_history import build_history, chain_reuse
 
 WATCH_TICK_S = 1.0  # refresh the elapsed time at least this often
 HEALTH_TICK_S = 5.0  # the endpoint health panel's refresh (one /health per 2 s for all pages)
@@ -206,21 +206,6 @@ class Callbacks:
             yield tuple(out)
             seen = version
             tracker.wait(rid, seen, WATCH_TICK_S)
-
-    def recent(self) -> list[list[Any]]:
-        rows = self.studio.ledger.recent(20)
-        return [
-            [
-                r.id,
-                time.strftime("%H:%M:%S", time.localtime(r.created_at)),
-                r.template,
-                r.mode,
-                r.state,
-                (r.params or {}).get("prompt", "")[:60],
-                f"${(r.cost or {}).get('dollars', 0):.4f}" if r.cost else "",
-            ]
-            for r in rows
-        ]
 
     def form_update(self, pipeline: str, mode: str) -> tuple[Any, ...]:
         """Visibility, choices and ranges for the chosen pipeline and mode (from the catalog)."""
@@ -423,14 +408,8 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                 with gr.Accordion("Endpoint health", open=True):
                     health_box = gr.HTML(elem_id="wp-health-box")
                     health_timer = gr.Timer(HEALTH_TICK_S)
-                with gr.Accordion("Recent jobs", open=False):
-                    history = gr.Dataframe(
-                        headers=["job", "time", "pipeline", "mode", "state", "prompt", "cost"],
-                        interactive=False,
-                        elem_id="wp-history",
-                    )
-                    refresh = gr.Button("Refresh", size="sm")
-                    attach_id = gr.Textbox(label="Open job by id", elem_id="wp-attach-id")
+                with gr.Accordion("Open a job by id", open=False):
+                    attach_id = gr.Textbox(label="Job id", elem_id="wp-attach-id")
                     attach_btn = gr.Button("Open", size="sm", elem_id="wp-attach")
 
         inputs = [
@@ -449,9 +428,12 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
         ]
         watch_out = [status, video, details, job_id, job_store]
         form_out = [mode, start, end, wf_file, resolution, seconds, negative, *adv]
+        history = build_history(
+            cb, blocks, inputs=inputs, watch_out=watch_out, quote_md=quote_md, frames_md=frames_md
+        )
 
-        gr.on(
-            [pipeline.change, mode.change],
+        gr.on(  # a user's choice only: a programmatic change (Reuse settings) keeps its values
+            [pipeline.input, mode.input],
             cb.form_update,
             [pipeline, mode],
             form_out,
@@ -481,13 +463,24 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
             api_visibility="private",
             show_progress="hidden",
         )
-        generate_btn.click(
-            cb.generate, inputs, watch_out, api_name="generate", show_progress="hidden"
+        history.refresh_after(  # the gallery shows the job once it has ended
+            generate_btn.click(
+                cb.generate, inputs, watch_out, api_name="generate", show_progress="hidden"
+            )
         )
         attach_btn.click(cb.attach, attach_id, watch_out, api_name="attach", show_progress="hidden")
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
-        rerun_btn.click(cb.rerun, job_id, watch_out, api_name="rerun", show_progress="hidden")
-        reuse_btn.click(cb.reuse, job_id, inputs, api_name="reuse", show_progress="hidden")
+        history.refresh_after(
+            rerun_btn.click(cb.rerun, job_id, watch_out, api_name="rerun", show_progress="hidden")
+        )
+        chain_reuse(  # /reuse gives API clients plain values; the page then gets the full form
+            history,
+            reuse_btn.click(cb.reuse, job_id, inputs, api_name="reuse", show_progress="hidden"),
+            job_id,
+            inputs,
+            quote_md,
+            frames_md,
+        )
         gr.on(
             [health_timer.tick],
             cb.health,
@@ -497,7 +490,6 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
             show_progress="hidden",
             trigger_mode="always_last",
         )
-        refresh.click(cb.recent, None, history, api_visibility="private")
         blocks.load(
             cb.form_update,
             [pipeline, mode],
@@ -526,5 +518,4 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
             api_visibility="private",
             show_progress="hidden",
         )
-        blocks.load(cb.recent, None, history, api_visibility="private")
     return blocks

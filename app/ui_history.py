@@ -1,0 +1,296 @@
+"""The studio's History section: a filterable gallery of past jobs, one opened job, reuse, rerun.
+
+`build_history(cb, blocks, inputs=..., watch_out=..., quote_md=..., frames_md=...)` is called by
+`app.ui.build_ui` inside the Blocks (after the form and result column, so it spans the page). It
+renders and wires:
+- filters (text in the prompt or job id, pipeline, status group) and a Refresh button over a
+  `gr.Gallery` of thumbnails (app/history.py: first frame JPEGs, placeholders for jobs without a
+  video), newest first, at most GALLERY_LIMIT jobs;
+- the opened job (a click on a thumbnail): its video, its details (app.jobs.details: parameters,
+  quote, timings, actual cost, error) and recipe, its filled workflow as JSON and as a download;
+- "Reuse settings" (the opened job's form values, pipeline included) and "Rerun exactly" (the same
+  filled workflow and seed as a new job, streamed into the page's status panel like Generate).
+
+Reuse across pipelines: the page's `form_update` (visibility, choices, ranges and defaults of a
+pipeline) runs on the pipeline/mode `.input` events (a user's choice), never on a programmatic
+change, and `reuse_form` returns that same update for the job's pipeline and mode with the job's
+values in it; one answer, so no later default can overwrite a reused value.
+`History.refresh_after(event)` chains a gallery refresh after an event (a job streamed to its end).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app import history as hist
+from app.forms import ADVANCED
+from app.jobs import details
+
+GALLERY_LIMIT = 48
+
+
+class HistoryCallbacks:
+    """Thin functions over the ledger and `app.history`; errors become gr.Error via `cb`."""
+
+    def __init__(self, cb: Any) -> None:
+        self.cb = cb
+        self.studio = cb.studio
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.studio.settings.data_dir) / "results"
+
+    def titles(self) -> dict[str, str]:
+        return {k: f.title for k, f in self.studio.forms.items()}
+
+    def refresh(
+        self, text: str | None, pipeline: str | None, status: str | None
+    ) -> tuple[Any, list[str], str]:
+        try:
+            filt = hist.HistoryFilter.from_ui(text, pipeline, status)
+        except ValueError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        rows = self.studio.ledger.search(filt.text, filt.template, filt.states, GALLERY_LIMIT)
+        items = hist.gallery_items(rows, self.titles(), self.results_dir)
+        if not items:
+            note = "No job matches these filters." if filt.active else "No jobs yet."
+        else:
+            more = (
+                " (the newest; narrow the filters for older ones)"
+                if len(items) >= GALLERY_LIMIT
+                else ""
+            )
+            note = f"{len(items)} job{'s' if len(items) != 1 else ''} shown, newest first{more}."
+        return [(i.image, i.caption) for i in items], [i.rid for i in items], note
+
+    def open(self, rids: list[str] | None, evt: gr.SelectData) -> tuple[Any, ...]:
+        index = evt.index if isinstance(evt.index, int) else (evt.index or [0])[0]
+        rid = (rids or [])[index] if 0 <= index < len(rids or []) else ""
+        return self.open_job(rid)
+
+    def open_job(self, rid: str) -> tuple[Any, ...]:
+        row = self.studio.ledger.get(rid) if rid else None
+        if row is None:
+            return "", None, "Pick a job in the gallery.", None, gr.update(value=None)
+        video = hist.video_of(row)
+        text = details(row) + "\n\n" + hist.recipe_markdown(row)
+        return rid, str(video) if video else None, text, row.workflow, self._workflow_file(row)
+
+    def _workflow_file(self, row: Any) -> str | None:
+        """The filled workflow as a file in the served results folder (written once)."""
+        path = self.results_dir / row.id / f"workflow_{row.id}.json"
+        try:
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(row.workflow, indent=2))
+            return str(path)
+        except OSError:
+            return None
+
+    def reuse_form(self, rid: str | None) -> tuple[Any, ...]:
+        """The form (every input of the page, in `inputs` order) set to a past job's values, with
+        its pipeline's visibility, choices and ranges."""
+        try:
+            v = self.studio.reuse((rid or "").strip())
+        except Exception as exc:
+            raise self.cb._error(exc) from None
+        mode_u, start_u, end_u, wf_u, res_u, sec_u, neg_u, *adv_u = self.cb.form_update(
+            v.pipeline, v.mode
+        )
+        if v.resolution:
+            res_u["value"] = v.resolution
+        form = self.studio.forms.get(v.pipeline)
+        row = self.studio.ledger.get((rid or "").strip())
+        frames = (row.params or {}).get("frames") if row is not None else None
+        sec_u["value"] = (
+            hist.form_seconds(v.seconds, frames, form.seconds, form.fps)
+            if form is not None and not form.byo
+            else v.seconds
+        )
+        neg_u["value"] = v.negative_prompt
+        for key, update in zip(ADVANCED, adv_u, strict=True):
+            if getattr(v, key) is not None and update.get("visible"):
+                update["value"] = getattr(v, key)
+        return (
+            v.pipeline, mode_u, v.prompt, neg_u, start_u, end_u, wf_u, res_u, sec_u, v.seed,
+            v.randomize, *adv_u,
+        )  # fmt: skip
+
+
+@dataclass
+class History:
+    callbacks: HistoryCallbacks
+    filters: list[Any]
+    gallery: gr.Gallery
+    rids: gr.State
+    note: gr.Markdown
+    opened: gr.State
+
+    def refresh_after(self, event: Any) -> Any:
+        return event.then(
+            self.callbacks.refresh,
+            self.filters,
+            [self.gallery, self.rids, self.note],
+            api_name="history_refresh_after",
+            api_visibility="private",
+            show_progress="hidden",
+        )
+
+
+def _after_reuse(event: Any, cb: Any, inputs: list[Any], quote_md: Any, frames_md: Any) -> None:
+    event.then(
+        cb.quote,
+        inputs,
+        quote_md,
+        api_name="history_reuse_quote",
+        api_visibility="private",
+        show_progress="hidden",
+    ).then(
+        cb.frames_note,
+        [inputs[0], inputs[8]],  # pipeline, seconds (the frame note depends on the fps)
+        frames_md,
+        api_name="history_reuse_frames",
+        api_visibility="private",
+        show_progress="hidden",
+    )
+
+
+def chain_reuse(
+    history: History, event: Any, job_id: Any, inputs: list[Any], quote_md: Any, frames_md: Any
+) -> None:
+    """After the page's /reuse (plain values, for API clients): the same job's full form update."""
+    again = event.then(
+        history.callbacks.reuse_form,
+        job_id,
+        inputs,
+        api_name="reuse_form",
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    _after_reuse(again, history.callbacks.cb, inputs, quote_md, frames_md)
+
+
+def build_history(
+    cb: Any,
+    blocks: gr.Blocks,
+    *,
+    inputs: list[Any],
+    watch_out: list[Any],
+    quote_md: Any,
+    frames_md: Any,
+) -> History:
+    hc = HistoryCallbacks(cb)
+    forms = cb.studio.forms
+    with gr.Accordion("History", open=True, elem_id="wp-history"):
+        with gr.Row():
+            text = gr.Textbox(
+                label="Prompt or job id contains",
+                placeholder="e.g. lighthouse",
+                scale=3,
+                elem_id="wp-hist-text",
+            )
+            pipeline = gr.Dropdown(
+                [(hist.ALL, hist.ALL), *((f.title, k) for k, f in forms.items())],
+                value=hist.ALL,
+                label="Pipeline",
+                scale=2,
+                elem_id="wp-hist-pipeline",
+            )
+            status = gr.Dropdown(
+                [hist.ALL, *hist.STATUS_GROUPS],
+                value=hist.ALL,
+                label="Status",
+                scale=2,
+                elem_id="wp-hist-status",
+            )
+            refresh = gr.Button("Refresh", size="sm", scale=1, elem_id="wp-hist-refresh")
+        note = gr.Markdown(elem_id="wp-hist-note")
+        gallery = gr.Gallery(
+            label="Past jobs (click one to open it)",
+            columns=6,
+            fit_columns=False,  # a lone job stays a thumbnail, not a page-wide image
+            height="auto",
+            allow_preview=False,
+            object_fit="cover",
+            interactive=False,
+            elem_id="wp-hist-gallery",
+        )
+        rids = gr.State([])
+        opened = gr.State("")
+        with gr.Row():
+            with gr.Column(scale=5):
+                video = gr.Video(
+                    label="Opened job", interactive=False, elem_id="wp-hist-video",
+                    buttons=["download"],
+                )  # fmt: skip
+            with gr.Column(scale=5):
+                info = gr.Markdown("Pick a job in the gallery.", elem_id="wp-hist-details")
+                with gr.Row():
+                    reuse = gr.Button("Reuse settings", size="sm", elem_id="wp-hist-reuse")
+                    rerun = gr.Button("Rerun exactly", size="sm", elem_id="wp-hist-rerun")
+                    download = gr.DownloadButton(
+                        "Download workflow JSON", size="sm", elem_id="wp-hist-download"
+                    )
+                with gr.Accordion("Filled workflow (API format)", open=False):
+                    workflow = gr.JSON(elem_id="wp-hist-workflow")
+
+    filters = [text, pipeline, status]
+    history = History(hc, filters, gallery, rids, note, opened)
+    listing = [gallery, rids, note]
+    gr.on(
+        [text.submit, text.change, pipeline.change, status.change, refresh.click],
+        hc.refresh,
+        filters,
+        listing,
+        api_name="history_refresh",
+        api_visibility="private",
+        show_progress="hidden",
+        trigger_mode="always_last",
+    )
+    gr.on(
+        [gallery.select],
+        hc.open,
+        rids,
+        [opened, video, info, workflow, download],
+        api_name="history_open",
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    _after_reuse(
+        reuse.click(
+            hc.reuse_form,
+            opened,
+            inputs,
+            api_name="history_reuse",
+            api_visibility="private",
+            show_progress="hidden",
+        ),
+        cb,
+        inputs,
+        quote_md,
+        frames_md,
+    )
+    history.refresh_after(
+        rerun.click(
+            cb.rerun,
+            opened,
+            watch_out,
+            api_name="history_rerun",
+            api_visibility="private",
+            show_progress="hidden",
+        )
+    )
+    blocks.load(
+        hc.refresh,
+        filters,
+        listing,
+        api_name="history_load",
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    return history

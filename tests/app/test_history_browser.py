@@ -1,0 +1,160 @@
+"""The History section in Debian's headless Chromium (Playwright) against the session's studio:
+the gallery shows a finished job with its thumbnail and filters it; an opened job replays its
+video and shows its seed and recipe; "Reuse settings" from a job of another pipeline fills the
+form with that job's values; "Rerun exactly" from the gallery makes a new job with the same seed.
+
+Jobs are made through the API first (fast), with prompts no other test uses, so the filters find
+exactly them in the session's shared ledger."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app.ledger import Ledger
+from tests.app.test_api import args, finished
+from tests.app.test_browser import TIMEOUT_MS, open_studio, wait_state
+from tests.app.test_history import ledger_of
+
+pytestmark = pytest.mark.slow
+
+TAG = uuid.uuid4().hex[:6]
+OWL = f"history owl {TAG} gliding at night"
+KOI = f"history koi {TAG} in a pond"
+TI2V = "Text (+ optional image) to video (Wan 2.2 5B)"
+ITEM = "#wp-hist-gallery button.thumbnail-item"
+
+
+@pytest.fixture(scope="module")
+def owl(client) -> str:
+    status, _, _, rid = finished(
+        client.predict(*args(prompt=OWL, seed=31337), api_name="/generate")
+    )
+    assert 'data-state="COMPLETED"' in status, status
+    return rid
+
+
+@pytest.fixture(scope="module")
+def koi(client) -> str:
+    """A job of another pipeline than the page's first (t2v_14b), every value off its defaults."""
+    a = args(
+        "ti2v_5b", "quality", KOI, resolution="480p landscape", seconds=1.5, seed=9876,
+        steps=5, cfg=4.5, shift=7.0, sampler="uni_pc",
+    )  # fmt: skip
+    status, _, _, rid = finished(client.predict(*a, api_name="/generate"))
+    assert 'data-state="COMPLETED"' in status, status
+    return rid
+
+
+def filter_text(page, text: str, count: int) -> None:
+    page.locator("#wp-hist-text textarea, #wp-hist-text input").first.fill(text)
+    page.wait_for_function(
+        f"document.querySelectorAll('{ITEM}').length === {count} && Array.from("
+        f"document.querySelectorAll('{ITEM}')).every(b => b.innerText.includes({text!r}))"
+        if count
+        else f"document.querySelectorAll('{ITEM}').length === 0"
+    )
+
+
+def open_item(page, needle: str) -> None:
+    page.locator(ITEM, has_text=needle).first.click()
+    page.wait_for_function(
+        "document.querySelector('#wp-hist-details') &&"
+        f" document.querySelector('#wp-hist-details').innerText.includes({needle!r})"
+    )
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_gallery_thumbnail_filter_open_and_replay(studio, context, owl):
+    page = open_studio(context, studio.base_url)
+    filter_text(page, OWL, 1)
+    item = page.locator(ITEM, has_text=OWL)
+    caption = item.inner_text()
+    for part in ("COMPLETED", "Text to video (Wan 2.2 14B)", "turbo", "640×640", "seed 31337", "$"):
+        assert part in caption, caption
+    thumb = item.locator("img")
+    assert thumb.get_attribute("src").endswith(".thumb.jpg")  # the first frame, not a placeholder
+    page.wait_for_function(
+        f"(() => {{ const i = document.querySelector('{ITEM} img');"
+        " return i && i.complete && i.naturalWidth > 0; })()"
+    )
+    # filters: another status, another pipeline, a text nothing has -> nothing; back -> the job
+    choose(page, "wp-hist-status", "Failed")
+    page.wait_for_function(f"document.querySelectorAll('{ITEM}').length === 0")
+    assert "No job matches" in page.locator("#wp-hist-note").inner_text()
+    choose(page, "wp-hist-status", "Completed")
+    page.wait_for_function(f"document.querySelectorAll('{ITEM}').length === 1")
+    choose(page, "wp-hist-pipeline", TI2V)
+    page.wait_for_function(f"document.querySelectorAll('{ITEM}').length === 0")
+    choose(page, "wp-hist-pipeline", "All")
+    filter_text(page, f"no such prompt {TAG}", 0)
+    filter_text(page, OWL, 1)
+
+    open_item(page, OWL)
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('#wp-hist-video video');"
+        " return v && v.readyState >= 2 && v.duration > 0; })()",
+        timeout=TIMEOUT_MS,
+    )
+    info = page.locator("#wp-hist-details").inner_text()
+    assert owl in info and "seed=31337" in info and "Recipe:" in info, info
+    row = ledger_of(studio).get(owl)
+    assert row.recipe["template_version"] in info and row.recipe["comfyui_version"] in info
+    assert "Actual:" in info and "Timings:" in info
+    with page.expect_download() as download:
+        page.locator("#wp-hist-download").click()
+    assert json.loads(Path(download.value.path()).read_text()) == row.workflow
+
+
+def test_reuse_settings_from_another_pipeline(studio, context, koi):
+    page = open_studio(context, studio.base_url)
+    assert page.locator("#wp-pipeline input").input_value() == "Text to video (Wan 2.2 14B)"
+    filter_text(page, KOI, 1)
+    open_item(page, KOI)
+    page.locator("#wp-hist-reuse").click()
+    page.wait_for_function(f"document.querySelector('#wp-prompt textarea').value === {KOI!r}")
+    # the quote for the reused form comes last in the chain: every value has landed by then
+    page.wait_for_function(
+        "document.querySelector('#wp-quote').innerText.includes('GPU s') &&"
+        " document.querySelector('#wp-frames').innerText.includes('24 fps')"
+    )
+    page.get_by_role("button", name="Advanced").click()  # its fields render when opened
+    page.locator("#wp-steps input[type=number]").wait_for()
+    expected = {
+        "#wp-pipeline input": TI2V,
+        "#wp-resolution input": "480p landscape",
+        "#wp-seconds input[type=number]": "1.5",
+        "#wp-seed input": "9876",
+        "#wp-steps input[type=number]": "5",
+        "#wp-cfg input[type=number]": "4.5",
+        "#wp-shift input[type=number]": "7",
+    }
+    got = {sel: page.locator(sel).first.input_value() for sel in expected}
+    assert got == expected
+    assert page.locator("#wp-mode input[value='quality']").is_checked()
+    assert not page.locator("#wp-mode input[value='turbo']").is_visible()  # ti2v: quality only
+    assert not page.locator("#wp-randomize input").is_checked()
+    assert "37 frames" in page.locator("#wp-frames").inner_text()  # 1.5 s at 24 fps
+    assert page.locator("#wp-start").is_visible()  # ti2v_5b takes an optional start image
+
+
+def test_rerun_exactly_from_the_gallery(studio, context, owl):
+    page = open_studio(context, studio.base_url)
+    filter_text(page, OWL, 1)
+    open_item(page, OWL)
+    page.locator("#wp-hist-rerun").click()
+    job = wait_state(page, f"d.rid && d.rid.startsWith('wp-') && d.rid !== '{owl}'")
+    wait_state(page, "d.state === 'COMPLETED'")
+    assert "seed=31337" in page.locator("#wp-details").inner_text()
+    again = Ledger.get(ledger_of(studio), job["rid"])
+    assert again.recipe["rerun_of"] == owl and again.params["seed"] == 31337
+    # the gallery refreshes once the rerun has ended: both jobs, the newest first
+    page.wait_for_function(f"document.querySelectorAll('{ITEM}').length === 2")
+    assert "seed 31337" in page.locator(ITEM).first.inner_text()
