@@ -11,6 +11,7 @@
   Still images in the gallery, not videos: one small JPEG per job loads fast for 48 jobs, where
   48 `<video>` elements would each fetch their mp4. A placeholder PNG per status is drawn once
   in `<results>/_placeholders/` (inside the folder the studio already serves).
+- `restore_input(kept, out)`: a job's kept input image (base64) back as a file, for reuse.
 - `recipe_markdown(row)`: the recipe (template, version hash, seed, ComfyUI version, rerun of),
   the times and the user, for the opened job's panel.
 """
@@ -218,6 +219,25 @@ def form_seconds(
 
     same = [g for g in grid if frames is not None and frames_of(g) == frames]
     return min(same or grid, key=lambda g: abs(g - seconds))
+
+
+def restore_input(kept: Path, out: Path) -> Path | None:
+    """A job's kept input image (`$WANPOD_DATA_DIR/inputs/<job>/<name>`, base64 as sent to the
+    worker) as an image file at `out`, for "Reuse settings"; None when it was not kept."""
+    import base64
+    import binascii
+
+    if out.is_file():
+        return out
+    try:
+        data = base64.b64decode(Path(kept).read_text(), validate=True)
+    except (OSError, ValueError, binascii.Error):
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    return out
 
 
 def _when(ts: float | None) -> str:

@@ -8,8 +8,9 @@ renders and wires:
   video), newest first, at most GALLERY_LIMIT jobs;
 - the opened job (a click on a thumbnail): its video, its details (app.jobs.details: parameters,
   quote, timings, actual cost, error) and recipe, its filled workflow as JSON and as a download;
-- "Reuse settings" (the opened job's form values, pipeline included) and "Rerun exactly" (the same
-  filled workflow and seed as a new job, streamed into the page's status panel like Generate).
+- "Reuse settings" (the opened job's form values, its pipeline and kept input images included)
+  and "Rerun exactly" (the same filled workflow and seed as a new job, streamed into the page's
+  status panel like Generate).
 
 Reuse across pipelines: the page's `form_update` (visibility, choices, ranges and defaults of a
 pipeline) runs on the pipeline/mode `.input` events (a user's choice), never on a programmatic
@@ -92,11 +93,20 @@ class HistoryCallbacks:
         except OSError:
             return None
 
+    def _kept_image(self, row: Any, param: str) -> str | None:
+        name = str((row.params or {}).get(param) or "")
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            return None
+        kept = Path(self.studio.settings.data_dir) / "inputs" / row.id / name
+        out = hist.restore_input(kept, self.results_dir / row.id / "inputs" / name)
+        return str(out) if out else None
+
     def reuse_form(self, rid: str | None) -> tuple[Any, ...]:
         """The form (every input of the page, in `inputs` order) set to a past job's values, with
         its pipeline's visibility, choices and ranges."""
+        rid = (rid or "").strip()
         try:
-            v = self.studio.reuse((rid or "").strip())
+            v = self.studio.reuse(rid)
         except Exception as exc:
             raise self.cb._error(exc) from None
         mode_u, start_u, end_u, wf_u, res_u, sec_u, neg_u, *adv_u = self.cb.form_update(
@@ -105,7 +115,7 @@ class HistoryCallbacks:
         if v.resolution:
             res_u["value"] = v.resolution
         form = self.studio.forms.get(v.pipeline)
-        row = self.studio.ledger.get((rid or "").strip())
+        row = self.studio.ledger.get(rid)
         frames = (row.params or {}).get("frames") if row is not None else None
         sec_u["value"] = (
             hist.form_seconds(v.seconds, frames, form.seconds, form.fps)
@@ -113,6 +123,13 @@ class HistoryCallbacks:
             else v.seconds
         )
         neg_u["value"] = v.negative_prompt
+        if form is not None and row is not None:  # the job's images, or none where it had none
+            for update, param, used in (
+                (start_u, "start_image", form.needs_start),
+                (end_u, "end_image", form.needs_end),
+            ):
+                if used:
+                    update["value"] = self._kept_image(row, param)
         for key, update in zip(ADVANCED, adv_u, strict=True):
             if getattr(v, key) is not None and update.get("visible"):
                 update["value"] = getattr(v, key)

@@ -13,8 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from gradio_client import handle_file
 
 from app.ledger import Ledger
+from tests.app.conftest import png_bytes
 from tests.app.test_api import args, finished
 from tests.app.test_browser import TIMEOUT_MS, open_studio, wait_state
 from tests.app.test_history import ledger_of
@@ -38,11 +40,14 @@ def owl(client) -> str:
 
 
 @pytest.fixture(scope="module")
-def koi(client) -> str:
-    """A job of another pipeline than the page's first (t2v_14b), every value off its defaults."""
+def koi(client, tmp_path_factory) -> str:
+    """A job of another pipeline than the page's first (t2v_14b), every value off its defaults,
+    with its optional start image."""
+    png = tmp_path_factory.mktemp("koi") / "koi.png"
+    png.write_bytes(png_bytes(320, 180, (200, 120, 20)))
     a = args(
-        "ti2v_5b", "quality", KOI, resolution="480p landscape", seconds=1.5, seed=9876,
-        steps=5, cfg=4.5, shift=7.0, sampler="uni_pc",
+        "ti2v_5b", "quality", KOI, start=handle_file(str(png)), resolution="480p landscape",
+        seconds=1.5, seed=9876, steps=5, cfg=4.5, shift=7.0, sampler="uni_pc",
     )  # fmt: skip
     status, _, _, rid = finished(client.predict(*a, api_name="/generate"))
     assert 'data-state="COMPLETED"' in status, status
@@ -142,7 +147,11 @@ def test_reuse_settings_from_another_pipeline(studio, context, koi):
     assert not page.locator("#wp-mode input[value='turbo']").is_visible()  # ti2v: quality only
     assert not page.locator("#wp-randomize input").is_checked()
     assert "37 frames" in page.locator("#wp-frames").inner_text()  # 1.5 s at 24 fps
-    assert page.locator("#wp-start").is_visible()  # ti2v_5b takes an optional start image
+    # its start image (kept per job, as sent: fitted to 832x480) is back in the form
+    page.wait_for_function(
+        "(() => { const i = document.querySelector('#wp-start img');"
+        " return i && i.complete && i.naturalWidth === 832 && i.naturalHeight === 480; })()"
+    )
 
 
 def test_rerun_exactly_from_the_gallery(studio, context, owl):

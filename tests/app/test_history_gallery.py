@@ -170,3 +170,20 @@ def test_recipe_markdown(ledger):
     for part in ("`t2v_14b`", "`abc123def456`", "seed **7**", "ComfyUI 0.3.66", "`wp-0123`"):
         assert part in text, text
     assert "(30.0 s after sending)" in text and "**User:** ann" in text
+
+
+def test_restore_input_gives_back_the_image_as_sent(tmp_path):
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 32), (10, 200, 30)).save(buf, format="PNG")
+    kept = tmp_path / "inputs" / "wp-1" / "wanpod_x_start_image.png"
+    kept.parent.mkdir(parents=True)
+    kept.write_text(base64.b64encode(buf.getvalue()).decode())
+    out = tmp_path / "results" / "wp-1" / "inputs" / kept.name
+    assert hist.restore_input(kept, out) == out and out.read_bytes() == buf.getvalue()
+    assert hist.restore_input(tmp_path / "nothing.png", tmp_path / "o1.png") is None
+    (tmp_path / "bad.png").write_text("not base64 !!!")
+    assert hist.restore_input(tmp_path / "bad.png", tmp_path / "o2.png") is None
+    assert not (tmp_path / "o1.png").exists() and not (tmp_path / "o2.png").exists()
