@@ -16,11 +16,14 @@ Reuse across pipelines: the page's `form_update` (visibility, choices, ranges an
 pipeline) runs on the pipeline/mode `.input` events (a user's choice), never on a programmatic
 change, and `reuse_form` returns that same update for the job's pipeline and mode with the job's
 values in it; one answer, so no later default can overwrite a reused value.
-`History.refresh_after(event)` chains a gallery refresh after an event (a job streamed to its end).
+`HistoryCallbacks.form_for(values)` is that one answer for any `FormValues` (for other features
+that fill the form, e.g. draft -> final). `History.refresh_after(event)` chains a gallery refresh
+after an event (a job streamed to its end).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +32,7 @@ from typing import Any
 import gradio as gr
 
 from app import history as hist
-from app.forms import ADVANCED
+from app.forms import ADVANCED, FormValues
 from app.jobs import details
 
 GALLERY_LIMIT = 48
@@ -109,27 +112,41 @@ class HistoryCallbacks:
             v = self.studio.reuse(rid)
         except Exception as exc:
             raise self.cb._error(exc) from None
+        form = self.studio.forms.get(v.pipeline)
+        row = self.studio.ledger.get(rid)
+        if form is not None and row is not None:
+            frames = (row.params or {}).get("frames")
+            images = {  # the job's images, or none where it had none
+                param: self._kept_image(row, param) if used else None
+                for param, used in (
+                    ("start_image", form.needs_start),
+                    ("end_image", form.needs_end),
+                )
+            }
+            seconds = v.seconds
+            if not form.byo:
+                seconds = hist.form_seconds(v.seconds, frames, form.seconds, form.fps)
+            v = dataclasses.replace(v, seconds=seconds, **images)
+        return self.form_for(v)
+
+    def form_for(self, v: FormValues) -> tuple[Any, ...]:
+        """Updates for every input of the page (`inputs` order) that show `v` in the form of
+        `v.pipeline` and `v.mode`: that form's visibility, choices and ranges, with v's values
+        (an advanced field left None keeps the mode's default; images only where the pipeline
+        takes them). One answer, so nothing resets a value afterwards (see the module doc)."""
         mode_u, start_u, end_u, wf_u, res_u, sec_u, neg_u, *adv_u = self.cb.form_update(
             v.pipeline, v.mode
         )
+        form = self.studio.forms.get(v.pipeline)
         if v.resolution:
             res_u["value"] = v.resolution
-        form = self.studio.forms.get(v.pipeline)
-        row = self.studio.ledger.get(rid)
-        frames = (row.params or {}).get("frames") if row is not None else None
-        sec_u["value"] = (
-            hist.form_seconds(v.seconds, frames, form.seconds, form.fps)
-            if form is not None and not form.byo
-            else v.seconds
-        )
+        sec_u["value"] = v.seconds
         neg_u["value"] = v.negative_prompt
-        if form is not None and row is not None:  # the job's images, or none where it had none
-            for update, param, used in (
-                (start_u, "start_image", form.needs_start),
-                (end_u, "end_image", form.needs_end),
-            ):
-                if used:
-                    update["value"] = self._kept_image(row, param)
+        if form is not None:
+            if form.needs_start:
+                start_u["value"] = v.start_image
+            if form.needs_end:
+                end_u["value"] = v.end_image
         for key, update in zip(ADVANCED, adv_u, strict=True):
             if getattr(v, key) is not None and update.get("visible"):
                 update["value"] = getattr(v, key)
