@@ -3,7 +3,8 @@
 With RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID set, it talks to that RunPod endpoint (RUNPOD_API_BASE
 may point at another control plane, e.g. the local one). With neither set it starts the local stack
 (ComfyUI emulator + local RunPod control plane + real worker processes) and the page says plainly
-that it runs in demo mode with synthetic video. GRADIO_ANALYTICS_ENABLED defaults to False.
+that it runs in demo mode with synthetic video. GRADIO_ANALYTICS_ENABLED defaults to False,
+GRADIO_ANALYTICS_CACHE_FREQUENCY to 1000000 (see main()).
 `--share` adds a Gradio share link. Login, bind and root path come from app/access.py: a public
 bind or share link without APP_AUTH is refused here, before anything starts (exit 2).
 """
@@ -94,6 +95,10 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         argv = sys.argv[1:] if env is None else []
     args = parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Gradio's queue recomputes a pandas summary of up to 10,000 past events after EVERY event
+    # (for its /monitoring dashboard, unused here): ~10 ms of CPU per health tick or job update
+    # in a long-running studio. Recompute it at most every million events instead.
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000000")
     env = dict(os.environ if env is None else env)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from app.settings import Secret, Settings

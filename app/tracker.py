@@ -1,8 +1,9 @@
 """The tracker: ONE scheduling thread that follows every live job, whatever the browsers do.
 
-It polls `endpoint.status(job_id)` for each live ledger row: every poll_s while running, every
-0.2 s from the last sampler step on, backing off while queued and after errors; the calls go
-through a small pool so one slow answer delays no other job. It writes state, progress and
+It polls `endpoint.status(job_id)` for each live ledger row on the schedule of app/polling.py
+(every poll_s while running, fast when the job's own pace says it is about to end, backing off
+while queued and after errors); the calls go through a small pool so one slow answer delays no
+other job. It writes state, progress and
 timings into the ledger, and the moment a job is COMPLETED fetches its outputs into the data
 folder (base64 decoded, or an S3 URL downloaded server-side: the URL never reaches a browser)
 and records billed seconds and dollars (also for a FAILED / CANCELLED / TIMED_OUT job that ran:
@@ -29,17 +30,13 @@ from typing import Any, Protocol
 
 import requests
 
-from app import cost
+from app import cost, polling
 from app.ledger import Ledger
 from app.progress import describe
 
 log = logging.getLogger("wanpod.tracker")
 
-QUEUED_MAX_S = 5.0  # slowest poll while queued
-ERROR_MAX_S = 30.0  # slowest poll after endpoint errors
-NOT_FOUND_LIMIT = 3
-FINISHING_STAGES = ("decoding", "saving", "delivering")
-FINISHING_POLL_S = 0.2  # consecutive "unknown job" answers before the row is LOST
+NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -74,6 +71,8 @@ class Tracker:
         self._scheduled: set[str] = set()
         self._interval: dict[str, float] = {}
         self._misses: dict[str, int] = {}
+        self._pace: dict[str, polling.Pace] = {}
+        self._near_end: set[str] = set()
         self._versions: dict[str, int] = {}
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -167,13 +166,15 @@ class Tracker:
         except Exception:  # never let one job kill the tracker
             log.exception("tracker: polling %s failed", rid)
             again = True
-            self._interval[rid] = min(self._interval[rid] * 2, ERROR_MAX_S)
+            self._interval[rid] = polling.error_interval(self._interval[rid])
         with self._cond:
             if again and not self._stop.is_set():
                 heapq.heappush(self._heap, (time.monotonic() + self._interval[rid], rid))
                 self._cond.notify_all()
             else:
                 self._scheduled.discard(rid)
+                self._pace.pop(rid, None)
+                self._near_end.discard(rid)
 
     def _poll(self, rid: str) -> bool:
         """One status call for one job; True when it must be polled again."""
@@ -189,7 +190,7 @@ class Tracker:
                     self._finish(rid, "LOST", error="the endpoint no longer knows this job")
                     return False
             log.warning("tracker: status of %s: %s", rid, type(exc).__name__)
-            self._interval[rid] = min(self._interval[rid] * 2, ERROR_MAX_S)
+            self._interval[rid] = polling.error_interval(self._interval[rid])
             return True
         self._misses.pop(rid, None)
         state = str(st.state)
@@ -204,13 +205,19 @@ class Tracker:
             fields["progress"] = st.progress
         near_end = False
         if isinstance(st.progress, dict):
-            near_end = st.progress.get("stage") in FINISHING_STAGES or (
-                describe(state, st.progress, 0.0, None, row.workflow).fraction >= 0.8
-            )
+            now = time.monotonic()
+            pace = self._pace.setdefault(rid, polling.Pace())
+            if st.progress.get("stage") == "sampling":
+                pace.observe(now, describe(state, st.progress, 0.0, None, row.workflow).fraction)
+            near_end = polling.near_end(pace, now, st.progress.get("stage"), self.poll_s)
+        if near_end:
+            self._near_end.add(rid)
+        else:
+            self._near_end.discard(rid)
         if state == "IN_QUEUE":
-            self._interval[rid] = min(max(self._interval[rid], self.poll_s) * 1.5, QUEUED_MAX_S)
-        elif near_end:  # the last sampler step or later: notice the result quickly
-            self._interval[rid] = min(self.poll_s, FINISHING_POLL_S)
+            self._interval[rid] = polling.queued_interval(self._interval[rid], self.poll_s)
+        elif near_end:  # about to end: notice the result quickly (within the status budget)
+            self._interval[rid] = polling.fast_interval(self.poll_s, len(self._near_end))
         else:
             self._interval[rid] = self.poll_s
         if state == "COMPLETED":
