@@ -11,8 +11,9 @@ WANPOD_PRICES (path of the prices YAML), GRADIO_SERVER_NAME (default 127.0.0.1),
 GRADIO_SERVER_PORT (default 7860), WANPOD_CONCURRENCY (Gradio concurrency per event, default 64),
 WANPOD_POLL_S (tracker's fastest poll interval, default 1.0), WANPOD_DEMO_WORKERS (local worker
 processes in demo mode, default 2), WANPOD_DEMO_STEP_DELAY (emulated seconds per sampler step,
-default 0.5), S3 secrets for the worker are never read here (BUCKET_ACCESS_KEY_ID / ..._SECRET are
-the worker's), but their values are scrubbed from messages when present.
+default 0.5), WANPOD_BATCH_MAX (most jobs in one batch, default 16); S3 secrets for the worker
+are never read here (BUCKET_ACCESS_KEY_ID / ..._SECRET are the worker's), but their values are
+scrubbed from messages when present.
 Operator settings are sub-objects read in the same pass: `guardrails` (app/guardrails.py:
 WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*, WANPOD_TIMEOUT_*), `access` (app/access.py:
 APP_AUTH, APP_ALLOW_PUBLIC_WITHOUT_AUTH, GRADIO_SHARE, GRADIO_ROOT_PATH; the APP_AUTH passwords
@@ -104,6 +105,7 @@ class Settings:
     poll_s: float = 1.0
     demo_workers: int = 2
     demo_step_delay: float = 0.5
+    batch_max: int = 16
     extra_secrets: tuple[Secret, ...] = ()
     guardrails: Guardrails = field(default_factory=lambda: _sub("guardrails"))
     access: Access = field(default_factory=lambda: _sub("access"))
@@ -161,6 +163,7 @@ class Settings:
             poll_s=_float(env, "WANPOD_POLL_S", 1.0, 0.05, 60.0),
             demo_workers=_int(env, "WANPOD_DEMO_WORKERS", 2, 1, 64),
             demo_step_delay=_float(env, "WANPOD_DEMO_STEP_DELAY", 0.5, 0.0, 30.0),
+            batch_max=_int(env, "WANPOD_BATCH_MAX", 16, 1, 256),
             extra_secrets=extra,
             guardrails=_sub("guardrails", env),
             access=_sub("access", env),

@@ -27,6 +27,7 @@ from app.fields import Dropdown, Image, Number, Radio, Slider
 from app.forms import ADVANCED, FormValues, PipelineForm
 from app.jobs import JobView, Studio
 from app.studio_errors import StudioError, user_message
+from app.ui_batch import batch_panel, draft_final_panel, wire_batch
 from app.ui_history import build_history, chain_reuse
 
 WATCH_TICK_S = 1.0  # refresh the elapsed time at least this often
@@ -392,6 +393,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                             )
                 quote_md = gr.Markdown(elem_id="wp-quote")
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="wp-generate")
+                batch = batch_panel(cb)
             with gr.Column(scale=5):
                 status = gr.HTML(status_html(None), elem_id="wp-status-box")
                 video = gr.Video(
@@ -405,6 +407,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                     )
                     rerun_btn = gr.Button("Rerun exactly", size="sm", elem_id="wp-rerun")
                     reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="wp-reuse")
+                final = draft_final_panel()
                 with gr.Accordion("Endpoint health", open=True):
                     health_box = gr.HTML(elem_id="wp-health-box")
                     health_timer = gr.Timer(HEALTH_TICK_S)
@@ -481,6 +484,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
             quote_md,
             frames_md,
         )
+        wire_batch(cb, batch, final, inputs=inputs, job_id=job_id, frames_md=frames_md)
         gr.on(
             [health_timer.tick],
             cb.health,

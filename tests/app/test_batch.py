@@ -1,0 +1,193 @@
+"""Batch planning, the combined quote's arithmetic, the batch budget check and the draft → final
+size rule: pure functions (app/batch.py, app/promote.py), no server."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from app import batch, cost, guardrails
+from app.forms import MAX_SEED, FormValues
+from app.forms_catalog import load_forms
+from app.promote import larger_preset
+from app.settings import PRICES_PATH, Settings
+from app.studio_errors import ConfigError, InputError
+
+BASE = FormValues(pipeline="t2v_14b", prompt="a fox", resolution="480p square", seed=100)
+
+
+def test_count_of_seeds_with_a_fixed_seed_counts_up_from_it():
+    p = batch.plan(dataclass_replace(BASE, randomize=False), count=3)
+    assert p.seeds == (100, 101, 102)
+    assert [(j.prompt, j.seed, j.randomize) for j in p.jobs] == [
+        ("a fox", 100, False),
+        ("a fox", 101, False),
+        ("a fox", 102, False),
+    ]
+    assert p.describe() == "3 jobs (1 prompt × 3 seeds: 100, 101, 102)"
+
+
+def test_random_seeds_are_distinct_in_range_and_fixed_per_job():
+    p = batch.plan(BASE, count=5, rng=random.Random(7))
+    assert len(set(p.seeds)) == 5 and all(0 <= s <= MAX_SEED for s in p.seeds)
+    assert all(not j.randomize for j in p.jobs)
+    assert batch.plan(BASE, count=5, rng=random.Random(8)).seeds != p.seeds
+
+
+def test_prompts_times_seeds_share_the_same_seeds():
+    p = batch.plan(
+        dataclass_replace(BASE, randomize=False),
+        count=2,
+        prompts_text="a cat\n\n   a dog on a boat  \n",
+    )
+    assert [(j.prompt, j.seed) for j in p.jobs] == [
+        ("a cat", 100),
+        ("a cat", 101),
+        ("a dog on a boat", 100),
+        ("a dog on a boat", 101),
+    ]
+    assert p.prompts == ("a cat", "a dog on a boat")
+    # everything else of the form stays as it was
+    assert {(j.pipeline, j.resolution, j.mode) for j in p.jobs} == {
+        ("t2v_14b", "480p square", "turbo")
+    }
+
+
+def test_an_explicit_seed_list_replaces_the_count():
+    p = batch.plan(BASE, count=9, seeds_text="7, 8;9  10")
+    assert p.seeds == (7, 8, 9, 10) and len(p.jobs) == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1, x", r"^batch seeds: 'x' is not a whole number; allowed: whole numbers 0\.\."),
+        ("-1", r"^batch seeds: -1 is out of range"),
+        (str(MAX_SEED + 1), r"^batch seeds: 9007199254740992 is out of range"),
+        ("5 6 5", r"^batch seeds: 5 is listed twice"),
+    ],
+)
+def test_bad_seed_lists_are_refused_naming_the_field(text, expected):
+    with pytest.raises(InputError, match=expected):
+        batch.plan(BASE, seeds_text=text)
+
+
+@pytest.mark.parametrize("count", [0, -2, 2.5, "many"])
+def test_bad_counts_are_refused_naming_the_setting(count):
+    with pytest.raises(InputError, match=r"^number of seeds: .*allowed: a whole number 1\.\.16 "):
+        batch.plan(BASE, count=count)
+
+
+def test_a_batch_over_the_maximum_is_refused_before_anything():
+    with pytest.raises(
+        InputError,
+        match=r"^batch: 3 prompts × 2 seeds = 6 jobs; allowed: at most 5 jobs per batch "
+        r"\(set by WANPOD_BATCH_MAX\)",
+    ):
+        batch.plan(BASE, count=2, prompts_text="a\nb\nc", max_jobs=5)
+    assert len(batch.plan(BASE, count=5, max_jobs=5).jobs) == 5
+
+
+def test_the_maximum_is_a_documented_setting():
+    assert Settings.from_env({}).batch_max == 16
+    assert Settings.from_env({"WANPOD_BATCH_MAX": "4"}).batch_max == 4
+    for bad in ("0", "x", "1000"):
+        with pytest.raises(ConfigError, match="WANPOD_BATCH_MAX"):
+            Settings.from_env({"WANPOD_BATCH_MAX": bad})
+
+
+# -- the combined quote --------------------------------------------------------------------
+def quotes(*steps: int) -> list[cost.Quote]:
+    prices = cost.load_prices(PRICES_PATH)
+    return [
+        cost.quote(cost.CostRequest("t2v_14b", "turbo", 640, 640, 33, s, 1.0), "H100 PRO", prices)
+        for s in steps
+    ]
+
+
+def test_combined_quote_adds_each_jobs_billed_seconds():
+    qs = quotes(4, 4, 4)
+    bq = batch.combine(qs)
+    per_s = qs[0].per_s
+    each = math.ceil(qs[0].execution_s)
+    assert bq.jobs == 3 and bq.gpu_s == 3 * each
+    assert bq.dollars == pytest.approx(3 * each * per_s)
+    assert bq.dollars == pytest.approx(sum(q.dollars for q in qs))
+    assert bq.job_dollars == (qs[0].dollars, qs[0].dollars)
+    assert bq.cold_start_s == qs[0].cold_start_s  # apart, not in the total
+    text = bq.summary()
+    assert (
+        f"≈ 3 × {each} GPU s = {3 * each} GPU s on H100 PRO = ${bq.dollars:.4f} for the batch"
+        in text
+    )
+    assert f"${qs[0].dollars:.4f} per job" in text
+    assert f"cold start +{math.ceil(qs[0].cold_start_s)} s = +${qs[0].cold_dollars:.4f}" in text
+    assert "not included" in text
+
+
+def test_combined_quote_of_unequal_jobs_gives_the_range():
+    qs = quotes(4, 8)
+    bq = batch.combine(qs)
+    assert bq.gpu_s == math.ceil(qs[0].execution_s) + math.ceil(qs[1].execution_s)
+    assert qs[0].dollars < qs[1].dollars
+    assert f"${qs[0].dollars:.4f}–${qs[1].dollars:.4f} per job" in bq.summary()
+    with pytest.raises(InputError, match=r"^batch: has no jobs"):
+        batch.combine([])
+
+
+# -- the batch budget ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    created_at: float
+    state: str = "COMPLETED"
+    cost: dict[str, Any] = field(default_factory=dict)
+    quote: dict[str, Any] = field(default_factory=dict)
+    user: str | None = None
+
+
+def test_budgets_are_checked_against_the_whole_batch():
+    now = time.time()
+    limits = guardrails.Guardrails(daily_usd=1.0, user_daily_usd=0.5, job_usd=0.2)
+    rows = [Row(now, cost={"dollars": 0.6}), Row(now, cost={"dollars": 0.1}, user="ann")]
+    # each job (0.15) is under every limit; three of them break the daily budget (0.7 + 0.45)
+    found = batch.budget_refusals(0.45, 3, limits, rows, None, now)
+    assert [r.limit for r in found] == ["daily budget"]
+    assert found[0].value == (
+        "$0.7000 spent today (all users) + this batch's (3 jobs) $0.4500 = $1.15"
+    )
+    assert found[0].setting == "WANPOD_BUDGET_DAILY_USD"
+    found = batch.budget_refusals(0.45, 3, limits, rows, "ann", now)  # ann: 0.1 + 0.45 > 0.5
+    assert [r.limit for r in found] == ["daily budget", "your daily budget"]
+    assert batch.budget_refusals(0.3, 2, limits, rows, "ann", now) == []
+    # the single-job limit is not applied to the total
+    assert batch.budget_refusals(0.3, 2, limits, [], None, now) == []
+
+
+# -- draft -> final: the next bigger preset --------------------------------------------------
+@pytest.mark.parametrize(
+    ("pipeline", "label", "expected"),
+    [
+        ("t2v_14b", "480p square", "720p square"),
+        ("t2v_14b", "480p landscape", "720p landscape"),
+        ("i2v_14b", "480p portrait", "720p portrait"),
+        ("t2v_14b", "720p landscape", None),
+        ("ti2v_5b", "480p landscape", "720p landscape"),
+    ],
+)
+def test_the_final_size_is_the_next_bigger_preset_in_the_same_orientation(
+    pipeline, label, expected
+):
+    forms, _ = load_forms()
+    bigger = larger_preset(forms[pipeline], label)
+    assert (bigger.label if bigger else None) == expected
+
+
+def dataclass_replace(values: FormValues, **kw: Any) -> FormValues:
+    import dataclasses
+
+    return dataclasses.replace(values, **kw)
