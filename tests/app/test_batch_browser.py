@@ -1,0 +1,92 @@
+"""Batch and draft → final in Debian's headless Chromium (Playwright) against the session's
+studio: the Batch accordion shows one combined quote before anything is sent and runs a small
+batch to the end (its jobs' table and videos); "Draft → final" on a finished turbo job fills the
+form with the quality mode at the next bigger size, same seed and prompt, shows the final's own
+quote, and Generate sends it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from tests.app.test_api import args, finished
+from tests.app.test_browser import open_studio, wait_state
+from tests.app.test_history import ledger_of
+
+pytestmark = pytest.mark.slow
+
+TAG = uuid.uuid4().hex[:6]
+STATUS = "document.querySelector('#wp-batch-status')"
+
+
+def text_of(page, selector: str) -> str:
+    return page.locator(selector).inner_text()
+
+
+def test_batch_combined_quote_then_run_to_the_end(studio, context):
+    page = open_studio(context, studio.base_url)
+    page.locator("#wp-prompt textarea").fill(f"batch lantern {TAG} on a lake")
+    page.locator("#wp-batch").get_by_text("Batch: several seeds or prompts").click()
+    page.locator("#wp-batch-count input").fill("2")
+    page.locator("#wp-batch-count input").press("Tab")
+    page.wait_for_function(
+        "document.querySelector('#wp-batch-quote') &&"
+        " document.querySelector('#wp-batch-quote').innerText.includes('Batch of 2 jobs')"
+    )
+    quote = text_of(page, "#wp-batch-quote")
+    m = re.search(r"≈ 2 × (\d+) GPU s = (\d+) GPU s on .+? = \$([\d.]+) for the batch", quote)
+    assert m and int(m.group(2)) == 2 * int(m.group(1)), quote
+    assert "per job" in quote and "per worker that starts cold (not included)" in quote
+    assert page.evaluate(STATUS) is None  # nothing sent yet
+
+    page.locator("#wp-batch-generate").click()
+    page.wait_for_function(f"{STATUS} && {STATUS}.dataset.total === '2'")
+    page.wait_for_function(f"{STATUS}.dataset.completed === '2'")
+    rids = page.evaluate(f"{STATUS}.dataset.rids").split(",")
+    rows = [ledger_of(studio).get(r) for r in rids]
+    assert [r.state for r in rows] == ["COMPLETED", "COMPLETED"]
+    assert len({r.params["seed"] for r in rows}) == 2
+    assert all(r.params["prompt"] == f"batch lantern {TAG} on a lake" for r in rows)
+    table = text_of(page, "#wp-batch-status")
+    assert all(r in table for r in rids) and table.count("COMPLETED") == 2
+    page.wait_for_function("document.querySelectorAll('#wp-batch-gallery video').length === 2")
+
+
+def test_draft_to_final_fills_the_form_with_its_own_quote_and_runs(studio, client, context):
+    prompt = f"draft heron {TAG} at dawn"
+    status, _, _, draft = finished(
+        client.predict(*args(prompt=prompt, seed=2468), api_name="/generate")
+    )
+    assert 'data-state="COMPLETED"' in status, status
+    page = open_studio(context, studio.base_url)
+    page.get_by_text("Open a job by id").click()
+    page.locator("#wp-attach-id textarea, #wp-attach-id input").first.fill(draft)
+    page.locator("#wp-attach").click()
+    wait_state(page, f"d.rid === '{draft}' && d.state === 'COMPLETED'")
+
+    page.locator("#wp-draft-final").click()
+    page.wait_for_function(
+        "document.querySelector('#wp-draft-final-note') &&"
+        " document.querySelector('#wp-draft-final-note').innerText.includes('Draft → final')"
+    )
+    note = text_of(page, "#wp-draft-final-note")
+    assert "turbo 480p square → quality 720p square" in note, note
+    final_usd = re.search(r"final quote: ≈ \d+ GPU s on .+? = \$([\d.]+)", note).group(1)
+    draft_usd = re.search(r"Draft quote \$([\d.]+)", note).group(1)
+    assert float(final_usd) > float(draft_usd)
+    page.wait_for_function(  # the quote line shows the final's own quote
+        f"document.querySelector('#wp-quote').innerText.includes('${final_usd}')"
+    )
+    assert page.locator("#wp-mode input[value='quality']").is_checked()
+    assert page.locator("#wp-resolution input").input_value() == "720p square"
+    assert page.locator("#wp-seed input").input_value() == "2468"
+    assert not page.locator("#wp-randomize input").is_checked()
+    assert page.locator("#wp-prompt textarea").input_value() == prompt
+
+    page.locator("#wp-generate").click()  # the operator's confirm
+    done = wait_state(page, f"d.rid && d.rid !== '{draft}' && d.state === 'COMPLETED'")
+    row = ledger_of(studio).get(done["rid"])
+    assert (row.mode, row.params["width"], row.params["height"]) == ("quality", 960, 960)
+    assert (row.params["seed"], row.params["prompt"]) == (2468, prompt)
