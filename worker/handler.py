@@ -4,6 +4,9 @@ deliver → clean up → return, in worker-comfyui's result shape plus additive 
 `handler(job)` is the `async def` the runpod SDK calls (settings from the environment, read once).
 `make_handler(settings)` builds the same handler for explicit settings (tests, bench).
 `{"inventory": true}` answers what ComfyUI has (worker/inventory.py) instead of running a workflow.
+An identical re-run that ComfyUI serves from its cache after CLEANUP_JOB_FILES removed the
+earlier job's files is queued once more with this job's own output file names
+(`fresh_output_names`): only the save nodes run again, the rest stays cached.
 Cancellation (RunPod /cancel or timeout → `asyncio.CancelledError`) and the handler-side deadline
 (JOB_TIMEOUT_S) interrupt ComfyUI for this prompt and delete it from the queue. Every failure
 returns `{"error": "<string>", "details": [...]}` via `errors.to_result`.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -145,6 +149,7 @@ class _JobRun:
         self.files: list[OutputFile] = []
         self.problems: list[str] = []
         self.history_delete: asyncio.Task | None = None
+        self.renamed = False  # outputs re-made under this job's own names (cached re-run)
 
     def mark(self, name: str) -> None:
         self.marks[name] = time.monotonic()
@@ -225,6 +230,23 @@ class _JobRun:
         try:
             items = await self.delivery.deliver(self.job_id, located, client)
         except OutputError as e:
+            if end.cached and s.cleanup and not self.renamed:
+                # an identical re-run: ComfyUI answered from its cache with the files an earlier
+                # job already removed. Run the save nodes again under this job's own names.
+                log.info(
+                    "job %s: ComfyUI served the outputs from its cache but an earlier job's "
+                    "clean-up removed the files; saving them again under new names",
+                    self.job_id,
+                )
+                self.renamed = True
+                if self.history_delete is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(asyncio.shield(self.history_delete), 5)
+                    self.history_delete = None
+                self.req = dataclasses.replace(
+                    self.req, workflow=fresh_output_names(self.req.workflow, self.job_id)
+                )
+                return await self._queue_and_follow()
             if end.cached:
                 e.details.append(
                     "ComfyUI served this output from its cache (identical workflow re-run) and "
@@ -246,6 +268,19 @@ class _JobRun:
                     await asyncio.shield(
                         self.history_delete or self.client.delete_history(self.prompt_id)
                     )
+
+
+def fresh_output_names(workflow: Mapping[str, dict], job_id: str) -> dict[str, dict]:
+    """The workflow with every save node's `filename_prefix` made unique to this job."""
+    tag = "".join(c for c in job_id if c.isalnum())[-8:] or uuid.uuid4().hex[:8]
+    out: dict[str, dict] = {}
+    for nid, node in workflow.items():
+        inputs = node.get("inputs") if isinstance(node, Mapping) else None
+        prefix = inputs.get("filename_prefix") if isinstance(inputs, Mapping) else None
+        if isinstance(prefix, str):
+            node = {**node, "inputs": {**inputs, "filename_prefix": f"{prefix}_{tag}"}}
+        out[nid] = node
+    return out
 
 
 def _timings(end: JobEnd, m: dict[str, float]) -> dict:

@@ -356,15 +356,21 @@ def test_comfy_org_api_key_reaches_comfyui_but_never_the_result(emu: Comfy):
     assert "key-" not in json.dumps(out)
 
 
-def test_cached_rerun_after_cleanup_says_what_happened(emu: Comfy):
+def test_identical_rerun_after_cleanup_saves_the_cached_result_again(emu: Comfy):
+    """ComfyUI serves an identical re-run from its cache, naming the files the first job's clean-up
+    removed: the worker queues it once more with its own output names, so only the save node runs
+    again and the job gets the same video under a new name."""
     emu.knobs(cache=True)
     h = make_handler(emu.settings())
     wf = with_seed(T2V, 52)
     first = run(h, {"id": "c1", "input": {"workflow": wf}})
     assert "error" not in first, first
-    second = run(h, {"id": "c2", "input": {"workflow": wf}})
-    assert second["error"].startswith("could not read output: ")
-    assert "served this output from its cache" in second["details"][-1]
+    second = run(h, {"id": "job-c2-rerun", "input": {"workflow": wf}})
+    assert "error" not in second, second
+    a, b = first["images"][0], second["images"][0]
+    assert b["filename"] != a["filename"] and "c2rerun" in b["filename"]
+    assert base64.b64decode(b["data"])[4:8] == b"ftyp"
+    assert second["timings"]["run_ms"] < first["timings"]["run_ms"]  # the samplers stayed cached
     keep = make_handler(emu.settings(CLEANUP_JOB_FILES="false"))
     wf2 = with_seed(T2V, 53)
     assert "error" not in run(keep, {"id": "c3", "input": {"workflow": wf2}})
