@@ -36,6 +36,10 @@ from app.forms import ADVANCED, FormValues
 from app.jobs import details
 
 GALLERY_LIMIT = 48
+CSS = """
+#wp-hist-gallery .caption-label {white-space: normal; max-width: calc(100% - 8px);
+  font-size: 11px; line-height: 1.25; opacity: 0.92;}
+"""
 
 
 class HistoryCallbacks:
@@ -246,9 +250,9 @@ def build_history(
         note = gr.Markdown(elem_id="wp-hist-note")
         gallery = gr.Gallery(
             label="Past jobs (click one to open it)",
-            columns=6,
+            columns=4,
             fit_columns=False,  # a lone job stays a thumbnail, not a page-wide image
-            height="auto",
+            height=440,  # scrolls past two rows
             allow_preview=False,
             object_fit="cover",
             interactive=False,
@@ -259,7 +263,7 @@ def build_history(
         with gr.Row():
             with gr.Column(scale=5):
                 video = gr.Video(
-                    label="Opened job", interactive=False, elem_id="wp-hist-video",
+                    label="Opened job", interactive=False, height=400, elem_id="wp-hist-video",
                     buttons=["download"],
                 )  # fmt: skip
             with gr.Column(scale=5):
@@ -272,6 +276,7 @@ def build_history(
                     )
                 with gr.Accordion("Filled workflow (API format)", open=False):
                     workflow = gr.JSON(elem_id="wp-hist-workflow")
+        gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions wrap in full
 
     filters = [text, pipeline, status]
     history = History(hc, filters, gallery, rids, note, opened)

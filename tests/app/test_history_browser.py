@@ -84,6 +84,10 @@ def test_gallery_thumbnail_filter_open_and_replay(studio, context, owl):
     caption = item.inner_text()
     for part in ("COMPLETED", "Text to video (Wan 2.2 14B)", "turbo", "640×640", "seed 31337", "$"):
         assert part in caption, caption
+    assert page.evaluate(  # the caption wraps in full (no ellipsis)
+        "(() => { const c = document.querySelector('#wp-hist-gallery .caption-label');"
+        " return c.scrollWidth <= c.clientWidth + 1 && c.scrollHeight <= c.clientHeight + 1; })()"
+    )
     thumb = item.locator("img")
     assert thumb.get_attribute("src").endswith(".thumb.jpg")  # the first frame, not a placeholder
     page.wait_for_function(
