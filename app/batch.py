@@ -292,9 +292,11 @@ class BatchService:
                 if not rids:
                     raise
                 n = len(batch.jobs)
+                sent = "Job 1 was" if k == 2 else f"Jobs 1–{k - 1} were"
+                unsent = f"job {n} was" if k == n else f"jobs {k}–{n} were"
                 error = (
-                    f"the batch stopped at job {k} of {n}: {msg}. Jobs 1–{k - 1} were sent and "
-                    f"run; jobs {k}–{n} were NOT sent."
+                    f"the batch stopped at job {k} of {n}: {msg}. {sent} sent and run; "
+                    f"{unsent} NOT sent."
                 )
                 return BatchRun(batch, checked.quote, tuple(rids), error)
         return BatchRun(batch, checked.quote, tuple(rids))

@@ -50,7 +50,8 @@ class BatchCallbacks:
         count, seeds, prompts = args[_N_FORM:]
         return self.service.plan(values, count, seeds, prompts)
 
-    def quote(self, *args: Any) -> str:
+    def quote(self, request: gr.Request, *args: Any) -> str:
+        user = getattr(request, "username", None) if request is not None else None
         count, seeds, prompts = args[_N_FORM:]
         if (count in (None, "", 1, 1.0)) and not (seeds or "").strip() and not prompts:
             return (
@@ -58,7 +59,7 @@ class BatchCallbacks:
                 "becomes its own job, quoted here together before you press Generate batch."
             )
         try:
-            checked = self.service.check(self._plan(args))
+            checked = self.service.check(self._plan(args), user)
         except Exception as exc:
             return f"⚠️ {user_message(exc, self.studio.settings.secret_values())}"
         line = f"**Batch of {checked.plan.describe()}:** {checked.quote.summary()}"

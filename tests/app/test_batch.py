@@ -16,7 +16,7 @@ from app.forms import MAX_SEED, FormValues
 from app.forms_catalog import load_forms
 from app.promote import larger_preset
 from app.settings import PRICES_PATH, Settings
-from app.studio_errors import ConfigError, InputError
+from app.studio_errors import ConfigError, InputError, SubmitError
 
 BASE = FormValues(pipeline="t2v_14b", prompt="a fox", resolution="480p square", seed=100)
 
@@ -191,3 +191,42 @@ def dataclass_replace(values: FormValues, **kw: Any) -> FormValues:
     import dataclasses
 
     return dataclasses.replace(values, **kw)
+
+
+# -- a batch that stops half-way says so ---------------------------------------------------
+class Refuses:
+    """A stand-in for the Studio's two public methods a batch uses: the endpoint takes the
+    first `takes` jobs and refuses the next one."""
+
+    def __init__(self, takes: int) -> None:
+        self.settings = Settings.from_env({})
+        self.ops = None
+        self.takes = takes
+        self.sent: list[FormValues] = []
+
+    def prepare(self, values: FormValues) -> Any:
+        @dataclass
+        class Prepared:
+            quote: cost.Quote
+
+        return Prepared(quotes(4)[0])
+
+    def submit(self, values: FormValues, user: str | None = None) -> str:
+        if len(self.sent) >= self.takes:
+            raise SubmitError("the endpoint did not take the job: injected 500")
+        self.sent.append(values)
+        return f"wp-{len(self.sent)}"
+
+
+def test_a_batch_stopped_half_way_names_what_was_and_was_not_sent():
+    studio = Refuses(takes=2)
+    run = batch.BatchService(studio).submit(batch.plan(BASE, count=4))
+    assert run.rids == ("wp-1", "wp-2") and len(studio.sent) == 2
+    assert run.error == (
+        "the batch stopped at job 3 of 4: the endpoint did not take the job: injected 500. "
+        "Jobs 1–2 were sent and run; jobs 3–4 were NOT sent."
+    )
+    last = batch.BatchService(Refuses(takes=1)).submit(batch.plan(BASE, count=2)).error
+    assert last.endswith("injected 500. Job 1 was sent and run; job 2 was NOT sent.")
+    with pytest.raises(SubmitError, match="injected 500"):  # the first job refused: an error
+        batch.BatchService(Refuses(takes=0)).submit(batch.plan(BASE, count=2))
