@@ -80,11 +80,14 @@ def final_values(studio: Any, rid: str, inputs_dir: Path | None = None) -> tuple
         raise InputError("job", f"{rid!r} is not a job of this studio")
     if row.state != "COMPLETED":
         raise _refuse(rid, f"is {row.state}, not finished")
-    if row.mode != DRAFT_MODE:
-        raise _refuse(rid, f"ran in {row.mode} mode, not as a {DRAFT_MODE} draft")
     form = studio.forms.get(row.template)
     if form is None or form.byo or FINAL_MODE not in form.modes:
         raise _refuse(rid, f"ran on {row.template}, which has no {FINAL_MODE} mode")
+    if DRAFT_MODE not in form.modes:
+        only = "/".join(form.modes)
+        raise _refuse(rid, f"ran on {form.title}, which is {only} only: it has no drafts")
+    if row.mode != DRAFT_MODE:
+        raise _refuse(rid, f"ran in {row.mode} mode, not as a {DRAFT_MODE} draft")
     draft = studio.reuse(rid)
     bigger = larger_preset(form, draft.resolution)
     if bigger is None:

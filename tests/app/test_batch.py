@@ -14,7 +14,7 @@ import pytest
 from app import batch, cost, guardrails
 from app.forms import MAX_SEED, FormValues
 from app.forms_catalog import load_forms
-from app.promote import larger_preset
+from app.promote import larger_preset, promote
 from app.settings import PRICES_PATH, Settings
 from app.studio_errors import ConfigError, InputError, SubmitError
 
@@ -230,3 +230,79 @@ def test_a_batch_stopped_half_way_names_what_was_and_was_not_sent():
     assert last.endswith("injected 500. Job 1 was sent and run; job 2 was NOT sent.")
     with pytest.raises(SubmitError, match="injected 500"):  # the first job refused: an error
         batch.BatchService(Refuses(takes=0)).submit(batch.plan(BASE, count=2))
+
+
+# -- draft -> final refusals and values, on a real ledger ----------------------------------------
+@pytest.fixture
+def offline(tmp_path):
+    """The studio's services without an endpoint: promote reads the ledger and quotes only."""
+    from app.jobs import Studio
+    from app.ledger import Ledger
+    from workflows.fill import fill
+
+    forms, byo_fill = load_forms()
+    return Studio(
+        settings=Settings.from_env({"WANPOD_DATA_DIR": str(tmp_path)}),
+        forms=forms,
+        fill=fill,
+        byo_fill=byo_fill,
+        endpoint=None,
+        ledger=Ledger(tmp_path / "ledger.sqlite3"),
+        tracker=None,
+        prices=cost.load_prices(PRICES_PATH),
+    )
+
+
+def job(studio, template="t2v_14b", mode="turbo", state="COMPLETED", res="480p square") -> str:
+    values = FormValues(
+        pipeline=template, mode=mode, prompt="a heron", resolution=res, seed=5, randomize=False
+    )
+    prep = studio.prepare(values)
+    rid = studio.ledger.create(
+        template=template,
+        mode=mode,
+        params=prep.filled.params,
+        workflow=prep.filled.workflow,
+        quote={"dollars": prep.quote.dollars},
+        gpu="H100 PRO",
+    )
+    studio.ledger.update(rid, state=state)
+    return rid
+
+
+def test_draft_to_final_values_and_quote(offline):
+    draft = job(offline)
+    p = promote(offline, draft)
+    v = p.values
+    assert (v.pipeline, v.mode, v.resolution, v.seed, v.prompt) == (
+        "t2v_14b",
+        "quality",
+        "720p square",
+        5,
+        "a heron",
+    )
+    assert (v.steps, v.cfg, v.shift, v.randomize) == (20, 3.5, 8.0, False)
+    assert offline.prepare(v).filled.params["frames"] == offline.ledger.get(draft).params["frames"]
+    assert p.quote.dollars > p.draft_quote["dollars"]
+    assert p.summary().startswith(f"**Draft → final** from `{draft}`: turbo 480p square → ")
+
+
+@pytest.mark.parametrize(
+    ("kw", "why"),
+    [
+        ({"state": "FAILED"}, r"is FAILED, not finished"),
+        ({"state": "IN_PROGRESS"}, r"is IN_PROGRESS, not finished"),
+        ({"mode": "quality"}, r"ran in quality mode, not as a turbo draft"),
+        (
+            {"template": "ti2v_5b", "mode": "quality"},
+            r"ran on .*\(Wan 2.2 5B\), which is quality only: it has no drafts",
+        ),
+        ({"res": "720p portrait"}, r"is already at the largest size of .* \(720p portrait\)"),
+    ],
+)
+def test_draft_to_final_refusals_name_the_reason(offline, kw, why):
+    rid = job(offline, **kw)
+    with pytest.raises(InputError, match=rf"^job: {rid} {why}; allowed: a COMPLETED turbo job"):
+        promote(offline, rid)
+    with pytest.raises(InputError, match=r"^job: 'wp-none' is not a job of this studio"):
+        promote(offline, "wp-none")
