@@ -162,8 +162,9 @@ def test_a_batch_over_budget_is_refused_whole_before_any_row(tight):
     assert "Over the studio's limits" in warned and "this batch's (3 jobs)" in warned
     with pytest.raises(
         AppError,
-        match=r"^refused by the studio's limits:\ndaily budget: \$0.00 spent today \(all users\) \+ "
-        rf"this batch's \(3 jobs\) \${3 * job_usd:.4f} = .*\(set by WANPOD_BUDGET_DAILY_USD\)",
+        match=r"^refused by the studio's limits:\ndaily budget: \$0.00 spent today "
+        rf"\(all users\) \+ this batch's \(3 jobs\) \${3 * job_usd:.4f} = "
+        r".*\(set by WANPOD_BUDGET_DAILY_USD\)",
     ):
         tc.predict(*batch_args(form, count=3), api_name="/generate_batch")
     with pytest.raises(AppError, match=r"^refused by the studio's limits:\njob cost: this job is"):
