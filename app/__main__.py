@@ -136,7 +136,10 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         blocks, studio = assemble(settings, base_url, api_key, settings.demo)
         stack.callback(studio.tracker.stop)
         blocks.queue(default_concurrency_limit=settings.concurrency)
+        from app.ui import CSS
+
         blocks.launch(
+            css=CSS,  # Gradio 6 takes the page's CSS at launch, not in Blocks()
             server_name=settings.host,
             server_port=settings.port,
             max_threads=settings.concurrency * 2 + 40,
