@@ -214,12 +214,8 @@ def budget_refusals(
         limits, job_usd=None, max_width=None, max_height=None, max_frames=None, max_steps=None
     )
     shape = gr_.JobShape(width=0, height=0, frames=0, steps=0, dollars=dollars, user=user)
-    found = gr_.check_rows(shape, only_budgets, rows, now)
-    return [
-        dataclasses.replace(r, value=r.value.replace("this job's", f"this batch's ({jobs} jobs)"))
-        for r in found
-        if r.limit in BUDGET_LIMITS
-    ]
+    found = gr_.check_rows(shape, only_budgets, rows, now, whose=f"this batch's ({jobs} jobs)")
+    return [r for r in found if r.limit in BUDGET_LIMITS]
 
 
 # -- running a plan through the studio ---------------------------------------------------------
@@ -270,11 +266,11 @@ class BatchService:
         ops = self.studio.ops
         refusals: list[gr_.Refusal] = []
         if ops is not None:
+            rows = ops.rows_today()  # read once for every job's check and the batch's budgets
             for prep in preps:
-                for r in ops.refusals(prep, user):
+                for r in ops.refusals(prep, user, rows):
                     if r.limit not in BUDGET_LIMITS and r not in refusals:
                         refusals.append(r)
-            rows = self.studio.ledger.since(gr_.day_start())
             refusals += budget_refusals(combined.dollars, combined.jobs, ops.limits, rows, user)
         return BatchCheck(batch, combined, tuple(refusals))
 

@@ -203,9 +203,14 @@ def _usd(x: float) -> str:
 
 
 def check(
-    job: JobShape, g: Guardrails, spent_today: float = 0.0, spent_by_user: float = 0.0
+    job: JobShape,
+    g: Guardrails,
+    spent_today: float = 0.0,
+    spent_by_user: float = 0.0,
+    whose: str = "this job's",
 ) -> list[Refusal]:
-    """Every limit `job` would break, given what was spent today (all users / this user)."""
+    """Every limit `job` would break, given what was spent today (all users / this user).
+    `whose` names what the budget lines add (e.g. "this batch's (3 jobs)")."""
     out: list[Refusal] = []
     for limit, value, cap, var in (
         ("width", job.width, g.max_width, "WANPOD_MAX_WIDTH"),
@@ -249,7 +254,7 @@ def check(
             out.append(
                 Refusal(
                     limit,
-                    f"{_usd(spent)} spent today ({who}) + this job's {_usd(job.dollars)} = "
+                    f"{_usd(spent)} spent today ({who}) + {whose} {_usd(job.dollars)} = "
                     f"{_usd(spent + job.dollars)}",
                     f"{_usd(cap)} per UTC day ({_usd(left)} left; resets at 00:00 UTC)",
                     var,
@@ -267,14 +272,18 @@ def enforce(
 
 
 def check_rows(
-    job: JobShape, g: Guardrails, rows: Iterable[Any], now: float | None = None
+    job: JobShape,
+    g: Guardrails,
+    rows: Iterable[Any],
+    now: float | None = None,
+    whose: str = "this job's",
 ) -> list[Refusal]:
     """`check` with today's spend computed from ledger rows (all users, and job.user's)."""
     rows = list(rows)
     since = day_start(now)
     today = spend(rows, since=since)
     mine = spend(rows, since=since, user=job.user) if job.user else 0.0
-    return check(job, g, today, mine)
+    return check(job, g, today, mine, whose)
 
 
 # -- execution timeout ---------------------------------------------------------------------------

@@ -4,8 +4,9 @@ what the page's health panel shows. No Gradio here.
 `Operations.from_settings(settings, endpoint=, ledger=, endpoint_key=)` takes the guardrails and
 pre-flight settings the studio read once (`Operations.from_env(env, ...)` reads them itself) and
 wires the inventory cache (data folder, keyed by the endpoint URL) to the endpoint client.
-- `refusals(prepared, user)`: every broken limit for a prepared job (app.jobs.Prepared: its cost
-  request and quote), today's spend taken from the ledger. Used by the quote line.
+- `refusals(prepared, user, rows=None)`: every broken limit for a prepared job (app.jobs.Prepared:
+  its cost request and quote), today's spend taken from the ledger (`rows_today()`, or the rows
+  the caller read once for several jobs, as a batch does). Used by the quote line.
 - `before_run(prepared, user)`: raises `GuardrailError` (limits, budgets) or `PreflightError`
   (missing model files / nodes), else returns the `/run` policy with `executionTimeout` and a note
   (e.g. "not checked against the endpoint's models: ...").
@@ -116,14 +117,19 @@ class Operations:
             preflight_settings=getattr(settings, "preflight", None),
         )
 
-    def _rows_today(self) -> list[Any]:
+    def rows_today(self) -> list[Any]:
+        """The ledger rows created since 00:00 UTC (what today's spend is computed from)."""
         since = gr_.day_start()
         if hasattr(self.ledger, "since"):
             return list(self.ledger.since(since))
         return [r for r in self.ledger.recent(SPEND_ROWS) if r.created_at >= since]
 
-    def refusals(self, prepared: Any, user: str | None = None) -> list[gr_.Refusal]:
-        return gr_.check_rows(job_shape(prepared, user), self.limits, self._rows_today())
+    def refusals(
+        self, prepared: Any, user: str | None = None, rows: list[Any] | None = None
+    ) -> list[gr_.Refusal]:
+        """Every broken limit; `rows`: today's ledger rows when the caller already has them."""
+        rows = self.rows_today() if rows is None else rows
+        return gr_.check_rows(job_shape(prepared, user), self.limits, rows)
 
     def before_run(self, prepared: Any, user: str | None = None) -> Clearance:
         """Raise when the job must not be sent; else the policy to send it with."""

@@ -72,8 +72,10 @@ def _refuse(rid: str, why: str) -> InputError:
     )  # fmt: skip
 
 
-def final_values(studio: Any, rid: str, inputs_dir: Path | None = None) -> tuple[FormValues, str]:
-    """The final job's form values for draft `rid` and the draft's resolution label."""
+def final_values(
+    studio: Any, rid: str, inputs_dir: Path | None = None
+) -> tuple[FormValues, str, Any]:
+    """The final job's form values for draft `rid`, the draft's resolution label and its row."""
     rid = (rid or "").strip()
     row = studio.ledger.get(rid)
     if row is None:
@@ -114,12 +116,11 @@ def final_values(studio: Any, rid: str, inputs_dir: Path | None = None) -> tuple
         **images,
         **{k: (quality[k].default if k in quality else None) for k in ADVANCED},
     )
-    return values, draft.resolution
+    return values, draft.resolution, row
 
 
 def promote(studio: Any, rid: str, inputs_dir: Path | None = None) -> Promotion:
     """The final job for draft `rid` with its own quote (nothing sent)."""
-    values, draft_resolution = final_values(studio, rid, inputs_dir)
+    values, draft_resolution, row = final_values(studio, rid, inputs_dir)
     quote = studio.prepare(values).quote
-    row = studio.ledger.get(rid.strip())
     return Promotion(row.id, draft_resolution, dict(row.quote or {}), values, quote)
