@@ -18,6 +18,7 @@ Needs /usr/bin/chromium (scripts/ensure-chromium.sh).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
 import statistics
@@ -27,6 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -244,17 +246,14 @@ def run_browsers(url: str, args: argparse.Namespace, data: Path) -> int:
         if len(ready) < len(pages):
             print(f"only {len(ready)} of {len(pages)} videos became playable within 300 s")
             return 1
-        ready_ms = [ready[i] for i in range(len(pages))]
-        t_end = max(ready_ms) / 1000
+        t_end = max(ready.values()) / 1000
         cpu_report(cpu_before, time.time() - t_start)
         fired = sorted(int(p.evaluate("window.__wpClick || 0")) for p in pages)
         browser.close()
     wall = t_end - t_start
-    rows = completed_rows(data)
-    delays = []
-    for _rid, submitted, delay_ms, exec_ms, ready_s in zip_rows(rows, ready_ms, len(pages)):
-        delays.append(ready_s - (submitted + (delay_ms + exec_ms) / 1000))
-    execs = [r[3] / 1000 for r in rows]
+    jobs = completed_jobs(data)
+    delays = [ready[u] / 1000 - job.completed for u, job in jobs.items() if u in ready]
+    execs = [job.exec_ms / 1000 for job in jobs.values()]
     print(
         f"users: {args.users}, job: {args.job_s:.1f} s emulated sampling, "
         f"tracker poll {args.poll_s:.2f} s, pages' requestAnimationFrame "
@@ -274,64 +273,63 @@ def run_browsers(url: str, args: argparse.Namespace, data: Path) -> int:
             f"COMPLETED -> playable in page: median {statistics.median(delays):.2f} s, "
             f"p90 {p90:.2f} s, max {max(delays):.2f} s (target <= 1 s plus download)"
         )
-    breakdown(data, t_start, src, ready)
+    breakdown(jobs, t_start, src, ready)
     return 0
 
 
-def breakdown(data: Path, t_start: float, src: dict[int, int], ready: dict[int, int]) -> None:
-    """Where each job's time went, from the ledger's timestamps and the pages' events."""
-    import json
+@dataclass(frozen=True)
+class Job:
+    """One COMPLETED ledger row's timestamps (seconds, epoch) and RunPod's timings (ms)."""
 
+    created: float
+    submitted: float
+    delay_ms: int
+    exec_ms: int
+    seen: float
+    stored: float
+
+    @property
+    def completed(self) -> float:
+        """When the endpoint's job ended: submit time + delayTime + executionTime."""
+        return self.submitted + (self.delay_ms + self.exec_ms) / 1000
+
+
+def completed_jobs(data: Path) -> dict[int, Job]:
+    """The studio ledger's COMPLETED rows by page number (their prompt says "bench user i")."""
     con = sqlite3.connect(data / "ledger.sqlite3")
     rows = con.execute(
         "SELECT created_at, submitted_at, delay_ms, execution_ms, completed_seen_at, stored_at,"
         " params FROM jobs WHERE state='COMPLETED'"
     ).fetchall()
     con.close()
-    parts: dict[str, list[float]] = {}
+    jobs = {}
     for created, submitted, delay_ms, exec_ms, seen, stored, params in rows:
-        done = submitted + (delay_ms + exec_ms) / 1000
         user = int(json.loads(params)["prompt"].split(":")[0].split()[-1])
+        jobs[user] = Job(created, submitted, delay_ms or 0, exec_ms or 0, seen, stored)
+    return jobs
+
+
+def breakdown(
+    jobs: dict[int, Job], t_start: float, src: dict[int, int], ready: dict[int, int]
+) -> None:
+    """Where each job's time went, from the ledger's timestamps and the pages' events."""
+    parts: dict[str, list[float]] = {}
+    for user, job in jobs.items():
         steps = [
-            ("first click -> ledger row", created - t_start),
-            ("ledger row -> /run answered", submitted - created),
-            ("delayTime (queue + pick-up)", delay_ms / 1000),
-            ("executionTime", exec_ms / 1000),
-            ("COMPLETED -> tracker saw it", seen - done),
-            ("tracker saw it -> stored", stored - seen),
+            ("first click -> ledger row", job.created - t_start),
+            ("ledger row -> /run answered", job.submitted - job.created),
+            ("delayTime (queue + pick-up)", job.delay_ms / 1000),
+            ("executionTime", job.exec_ms / 1000),
+            ("COMPLETED -> tracker saw it", job.seen - job.completed),
+            ("tracker saw it -> stored", job.stored - job.seen),
         ]
         if user in src and user in ready:
-            steps.append(("stored -> page has the video", src[user] / 1000 - stored))
+            steps.append(("stored -> page has the video", src[user] / 1000 - job.stored))
             steps.append(("page has it -> playable", (ready[user] - src[user]) / 1000))
         for name, value in steps:
             parts.setdefault(name, []).append(value)
     for name, values in parts.items():
         print(f"  {name:30s} median {statistics.median(values):6.2f} s  max {max(values):6.2f} s")
-
-
-def completed_rows(data: Path) -> list[tuple]:
-    con = sqlite3.connect(data / "ledger.sqlite3")
-    rows = con.execute(
-        "SELECT id, submitted_at, delay_ms, execution_ms, params FROM jobs"
-        " WHERE state='COMPLETED' ORDER BY created_at"
-    ).fetchall()
-    con.close()
-    return rows
-
-
-def zip_rows(rows, ready_ms, pages_n):
-    """Match ledger rows to pages by prompt ("bench user i")."""
-    import json
-
-    by_user = {}
-    for rid, submitted, delay_ms, exec_ms, params in rows:
-        prompt = json.loads(params).get("prompt", "")
-        user = int(prompt.split(":")[0].split()[-1])
-        by_user[user] = (rid, submitted, delay_ms or 0, exec_ms or 0)
-    for i in range(pages_n):
-        if i in by_user:
-            rid, submitted, d, e = by_user[i]
-            yield rid, submitted, d, e, ready_ms[i] / 1000
 
 
 if __name__ == "__main__":
