@@ -19,7 +19,7 @@ import aiohttp
 
 from .comfy import ComfyClient, pid_alive
 from .errors import ComfyDied, ConnectionLost, ExecutionFailed, Interrupted
-from .progress import ProgressReporter, planned_steps, stage_for
+from .progress import ProgressReporter, is_sampler, planned_steps, stage_for
 from .settings import Settings
 
 log = logging.getLogger("worker.monitor")
@@ -106,9 +106,14 @@ class Watcher:
                 return True
             spec = self.workflow.get(str(node)) or {}
             ct = spec.get("class_type")
+            stage = stage_for(ct or "", self.progress.state.stage)
+            if stage == "sampling" and not is_sampler(ct):
+                # a node between two samplers (the next expert's shift or LoRA): the job is
+                # still between sampler steps, so the last sampler's progress stands
+                return False
             steps = planned_steps(spec)  # known before the first `progress` message
             self.progress.update(
-                stage=stage_for(ct or "", self.progress.state.stage),
+                stage=stage,
                 node=str(node),
                 node_type=ct,
                 step=0 if steps else None,
@@ -121,8 +126,12 @@ class Watcher:
             done = {k for k, v in nodes.items() if (v or {}).get("state") == "finished"}
             self.finished_nodes.update(done)
             if len(self.finished_nodes) != self.progress.state.nodes_done:
-                # a finished node's steps are part of nodes_done now
-                self.progress.update(nodes_done=len(self.finished_nodes), step=None, steps=None)
+                # a finished node's steps are part of nodes_done now; a finished sampler keeps
+                # its last step on show until the next node runs (the job is between samplers)
+                self.progress.update(
+                    nodes_done=len(self.finished_nodes),
+                    node_done=self.progress.state.node in self.finished_nodes,
+                )
         elif mtype == "executed" and data.get("prompt_id") == self.prompt_id:
             node = str(data.get("node"))
             out = data.get("output") or {}

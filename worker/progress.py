@@ -5,7 +5,9 @@
 "elapsed_s", "queue_position"}`; stage is one of `STAGES`.
 
 `ProgressReporter.update(...)` merges changes and posts when the stage changed or
-`PROGRESS_INTERVAL_S` passed since the last post. Posting is only enabled when the SDK has somewhere
+`PROGRESS_INTERVAL_S` passed since the last post; a change the throttle held back is posted when
+the interval is up (trailing edge, inside the running event loop), so the latest step is never
+lost for want of a later update. Posting is only enabled when the SDK has somewhere
 to post (`RUNPOD_WEBHOOK_POST_OUTPUT`). `finish()` stops all posting and `quiet()` waits until
 `PROGRESS_QUIET_S` has passed since the last post, so a late progress post cannot land after the
 final result and flip the job back to IN_PROGRESS (runpod-python #250).
@@ -34,10 +36,15 @@ STAGES = (
 log = logging.getLogger("worker.progress")
 
 
+def is_sampler(class_type: str | None) -> bool:
+    """A node that reports sampler steps (KSampler, KSamplerAdvanced, SamplerCustom...)."""
+    return "sampler" in (class_type or "").lower()
+
+
 def stage_for(class_type: str, previous: str) -> str:
     """The stage a node of this class puts the job in."""
     ct = class_type.lower()
-    if "sampler" in ct:
+    if is_sampler(class_type):
         return "sampling"
     if "decode" in ct:
         return "decoding"
@@ -111,14 +118,22 @@ class ProgressReporter:
         self.last_post: float | None = None
         self.posted = 0
         self.finished = False
+        self._node_done = False  # the current node's steps are already in nodes_done
+        self._trailing: asyncio.TimerHandle | None = None  # posts a throttled-away change later
 
-    def update(self, force: bool = False, **changes: object) -> None:
+    def update(self, force: bool = False, node_done: bool | None = None, **changes: object) -> None:
+        """Apply `changes` to the progress and post it (throttled). `node_done`: the current
+        node has finished (its steps now count in nodes_done, not again as step/steps)."""
         old_stage = self.state.stage
+        if "node" in changes:
+            self._node_done = False
+        if node_done is not None:
+            self._node_done = node_done
         for k, v in changes.items():
             setattr(self.state, k, v)
         s = self.state
         if s.nodes_total:
-            frac = (s.step / s.steps) if s.step and s.steps else 0.0
+            frac = (s.step / s.steps) if s.step and s.steps and not self._node_done else 0.0
             s.percent = round(min(99.9, 100.0 * (s.nodes_done + frac) / s.nodes_total), 1)
         now = self._clock()
         s.elapsed_s = round(now - self.started, 2)
@@ -126,20 +141,41 @@ class ProgressReporter:
             return
         due = self.last_post is None or now - self.last_post >= self.interval_s
         if force or s.stage != old_stage or due:
-            self.last_post = now
-            self.posted += 1
+            self._send(now)
+        elif self._trailing is None:  # throttled: the latest state still goes out, later
             try:
-                self._post(self.job, s.to_dict())
-            except Exception as e:  # progress must never fail a job
-                log.warning("progress post failed: %s", type(e).__name__)
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (unit tests with a fake clock)
+                return
+            wait = self.interval_s - (now - (self.last_post or now))
+            self._trailing = loop.call_later(max(wait, 0.0), self._flush)
+
+    def _send(self, now: float) -> None:
+        if self._trailing is not None:
+            self._trailing.cancel()
+            self._trailing = None
+        self.last_post = now
+        self.posted += 1
+        try:
+            self._post(self.job, self.state.to_dict())
+        except Exception as e:  # progress must never fail a job
+            log.warning("progress post failed: %s", type(e).__name__)
+
+    def _flush(self) -> None:
+        self._trailing = None
+        if self.enabled and not self.finished:
+            self._send(self._clock())
 
     def finish(self) -> None:
         """No more posts from here on (the final result is next)."""
         self.finished = True
+        if self._trailing is not None:
+            self._trailing.cancel()
+            self._trailing = None
 
     async def quiet(self) -> None:
         """Wait until the last post is at least `quiet_s` old (runpod-python #250)."""
-        self.finished = True
+        self.finish()
         if self.last_post is None:
             return
         left = self.quiet_s - (self._clock() - self.last_post)

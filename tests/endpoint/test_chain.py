@@ -83,7 +83,9 @@ def interrupted_count(stack) -> int:
 
 
 def test_success_with_progress_in_status_and_retried_reads(stack):
-    comfy(stack, step_delay=0.5, cache=False)
+    # 4 steps of 1 s: longer than the client's worst retry backoff for the faults below
+    # (jitter up to 0.5 + 1 + 2 s), so some sampler step is always seen after them
+    comfy(stack, step_delay=1.0, cache=False)
     c = client(stack)
     ref = c.run(job(1))
     seen = []

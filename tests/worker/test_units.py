@@ -237,6 +237,61 @@ def test_progress_shape_throttle_and_quiet():
     assert stage_for("UNETLoader", "starting") == "loading"
 
 
+def test_a_throttled_change_is_posted_when_the_interval_is_up():
+    import asyncio
+
+    posts: list[dict] = []
+
+    async def scenario() -> None:
+        rep = ProgressReporter({"id": "j"}, True, 0.2, 0.0, post=lambda j, p: posts.append(p))
+        rep.update(stage="sampling", node="81", step=0, steps=2)  # posted (stage change)
+        rep.update(step=1)  # throttled ...
+        rep.update(step=2)
+        assert [p["step"] for p in posts] == [0]
+        await asyncio.sleep(0.3)  # ... and posted once the interval is up, latest state only
+        assert [p["step"] for p in posts] == [0, 2]
+        rep.update(step=1, steps=2, node="84")  # 0.1 s after that post: throttled
+        rep.finish()  # nothing after the end, not even a pending trailing post
+        await asyncio.sleep(0.3)
+
+    asyncio.run(scenario())
+    assert [p["step"] for p in posts] == [0, 2]
+
+
+def test_nodes_between_two_samplers_keep_the_last_samplers_progress():
+    """Wan 2.2 14B runs the low-noise expert's ModelSamplingSD3 (and LoRA) between the two
+    KSamplerAdvanced nodes: the job stays at the first sampler's last step meanwhile (its steps
+    counted once in the percent), so pages never see a non-sampler "sampling" or a step reset."""
+    from worker.monitor import Watcher
+
+    wf = load_workflow("wan22_t2v_14B_lightx2v")
+    samplers = sorted(
+        (n for n, v in wf.items() if v["class_type"] == "KSamplerAdvanced"),
+        key=lambda n: wf[n]["inputs"]["start_at_step"],
+    )
+    second_model = str(wf[samplers[1]]["inputs"]["model"][0])  # the low-noise ModelSamplingSD3
+    assert wf[second_model]["class_type"] == "ModelSamplingSD3"
+    rep = ProgressReporter({"id": "j"}, enabled=False, interval_s=0.0, quiet_s=0.0)
+    watch = Watcher(None, S, "p1", "c1", wf, rep)  # type: ignore[arg-type]
+
+    def msg(mtype: str, **data) -> None:
+        assert watch._handle({"type": mtype, "data": {"prompt_id": "p1", **data}}) is False
+
+    rep.update(nodes_total=len(wf))
+    msg("executing", node=samplers[0])
+    msg("progress", value=2, max=2)
+    msg("progress_state", nodes={samplers[0]: {"state": "finished"}})
+    assert (rep.state.step, rep.state.steps) == (2, 2)  # shown, but counted once
+    assert rep.state.percent == round(100 * 1 / len(wf), 1)
+    msg("executing", node=second_model)
+    state = rep.state
+    assert (state.stage, state.node, state.node_type, state.step, state.steps) == (
+        "sampling", samplers[0], "KSamplerAdvanced", 2, 2,
+    )  # fmt: skip
+    msg("executing", node=samplers[1])
+    assert (rep.state.node, rep.state.step, rep.state.steps) == (samplers[1], 0, 2)
+
+
 # -- delivery helpers ------------------------------------------------------------------------
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 3 * (1 << 20) + 1, 7 * (1 << 20) + 2])
 def test_b64_file_matches_base64(tmp_path, n):
