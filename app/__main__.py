@@ -136,6 +136,9 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         blocks, studio = assemble(settings, base_url, api_key, settings.demo)
         stack.callback(studio.tracker.stop)
         blocks.queue(default_concurrency_limit=settings.concurrency)
+        from starlette.middleware import Middleware
+
+        from app.early_script import EarlyScript
         from app.ui import CSS
 
         blocks.launch(
@@ -149,6 +152,8 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
             prevent_thread_lock=True,
             quiet=False,
             footer_links=["api", "gradio"],
+            # the fix for Gradio's idle frame loop must run before Gradio's own scripts
+            app_kwargs={"middleware": [Middleware(EarlyScript)]},
             **access_kwargs,  # auth, share, root_path (app/access.py)
         )
         done = threading.Event()

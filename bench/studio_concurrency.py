@@ -1,7 +1,6 @@
 """Studio concurrency bench: N simultaneous browser users, each running one ~5 s emulated job.
 
     .venvs/app/bin/python bench/studio_concurrency.py [--users 32] [--job-s 5] [--poll-s 1.0]
-                                                      [--page-raf-hz 10]
 
 Starts the local stack (one ComfyUI emulator per worker, N real worker processes behind the local
 RunPod control plane), a studio (`python -m app`) pointed at it, and one headless Chromium with
@@ -59,24 +58,6 @@ document.addEventListener('loadeddata', mark, true);
 document.addEventListener('canplay', mark, true);
 """
 
-
-# Harness economy, not a studio change: every Gradio page runs a requestAnimationFrame loop even
-# when idle (~0.05 of a core per page in headless Chromium without a GPU). On the users' own
-# machines that costs the studio nothing, but 32 pages on this bench's 2 cores would use most
-# of the machine that the studio and the stack also need. By default each page's
-# requestAnimationFrame runs its callbacks on a timer at --page-raf-hz (about 6x less idle CPU);
-# `--page-raf-hz 0` leaves the pages exactly as they are.
-CAP_RAF_JS = """
-(() => {
-  let next = 0; const timers = new Map();
-  window.requestAnimationFrame = (cb) => {
-    const id = ++next;
-    timers.set(id, setTimeout(() => { timers.delete(id); cb(performance.now()); }, %d));
-    return id;
-  };
-  window.cancelAnimationFrame = (id) => { clearTimeout(timers.get(id)); timers.delete(id); };
-})();
-"""
 
 HZ = os.sysconf("SC_CLK_TCK")
 GROUPS = (  # cmdline marker -> group, first match wins
@@ -151,12 +132,6 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=32)
     ap.add_argument("--job-s", type=float, default=5.0, help="emulated sampling time per job")
     ap.add_argument("--poll-s", type=float, default=1.0, help="studio tracker poll (WANPOD_POLL_S)")
-    ap.add_argument(
-        "--page-raf-hz",
-        type=float,
-        default=10.0,
-        help="run each page's requestAnimationFrame callbacks at this rate (0: untouched)",
-    )
     args = ap.parse_args()
     steps = 4  # T2V 14B turbo: 2 + 2 KSamplerAdvanced steps
     work = Path(tempfile.mkdtemp(prefix="wanpod-bench-"))
@@ -216,8 +191,6 @@ def run_browsers(url: str, args: argparse.Namespace, data: Path) -> int:
         for i in range(args.users):
             ctx = browser.new_context()
             ctx.add_init_script(RECORD_READY_JS)
-            if args.page_raf_hz > 0:
-                ctx.add_init_script(CAP_RAF_JS % round(1000 / args.page_raf_hz))
             page = ctx.new_page()
             page.on("console", lambda msg, i=i: on_console(i, msg))
             page.set_default_timeout(300_000)
@@ -256,8 +229,7 @@ def run_browsers(url: str, args: argparse.Namespace, data: Path) -> int:
     execs = [job.exec_ms / 1000 for job in jobs.values()]
     print(
         f"users: {args.users}, job: {args.job_s:.1f} s emulated sampling, "
-        f"tracker poll {args.poll_s:.2f} s, pages' requestAnimationFrame "
-        + (f"at {args.page_raf_hz:g} Hz" if args.page_raf_hz > 0 else "untouched")
+        f"tracker poll {args.poll_s:.2f} s, pages as served (no harness changes)"
     )
     print(
         f"clicks fired {fired[0] - start_ms} ms to {fired[-1] - start_ms} ms after the agreed"

@@ -156,3 +156,33 @@ def test_restarted_studio_resumes_the_job(stack, context, slow_stack, tmp_path):
         wait_video_playable(again)
     finally:
         app.stop()
+
+
+# Counts the animation frames the page asks the browser for. An init script runs before any of
+# the page's own scripts, so this counter sits under the studio's early script (app/early_script.py)
+# and sees only the requests that reach the browser.
+COUNT_FRAMES_JS = """
+window.__wpFrames = 0;
+const native = window.requestAnimationFrame.bind(window);
+window.requestAnimationFrame = (cb) => { window.__wpFrames += 1; return native(cb); };
+"""
+
+
+def test_an_idle_page_does_not_render_sixty_frames_a_second(studio, browser):
+    # Gradio 6's page loader leaves its status tracker's timer asking for a frame 60 times a
+    # second forever; the studio's early script runs status-tracker timers at 4 Hz instead.
+    ctx = browser.new_context()
+    try:
+        ctx.add_init_script(COUNT_FRAMES_JS)
+        page = open_studio(ctx, studio.base_url)
+        page.wait_for_timeout(4000)  # the load chain's answers and their transitions
+        before = page.evaluate("window.__wpFrames")
+        page.wait_for_timeout(3000)
+        per_s = (page.evaluate("window.__wpFrames") - before) / 3
+        # with the leak: about 60 a second (plus Svelte's own); without it a few per second
+        assert per_s < 20, f"an idle studio page asks for {per_s:.0f} animation frames a second"
+        # the page still works: status-tracker timers run, on a timer, and the form answers
+        page.locator("#wp-prompt textarea").fill("an idle page, then a quote")
+        page.wait_for_function("document.querySelector('#wp-quote').innerText.includes('GPU s')")
+    finally:
+        ctx.close()
