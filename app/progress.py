@@ -23,6 +23,7 @@ _STAGE_SPAN = {  # overall fraction at the start and end of each stage
     "saving": (0.96, 0.98),
     "delivering": (0.98, 0.995),
 }
+PACE_FROM = 0.15  # from this fraction on, the time left comes from the job's own pace
 _STAGE_WORD = {
     "starting": "Worker starting",
     "uploading": "Uploading images to ComfyUI",
@@ -37,10 +38,35 @@ _STAGE_WORD = {
 
 @dataclass(frozen=True)
 class ProgressView:
+    """`line` = `head` + `clock(elapsed_s, left_s)` for a live job; `head` is what only the
+    server can know (stage, step, expert), the clock is what a page can keep counting itself."""
+
     line: str
     fraction: float
     eta_s: float | None
     final: bool = False
+    head: str = ""
+    elapsed_s: float | None = None  # None: the line has no clock (a final job)
+    left_s: float | None = None  # the "about ... left" the line shows, if any
+    left_from: str = ""  # "pace": elapsed / fraction - elapsed; "quote": counts down; "": none
+
+
+def clock(elapsed_s: float, left_s: float | None = None) -> str:
+    """The status line's running part: " · 12 s elapsed · about 9 s left"."""
+    tail = f" · {_fmt(elapsed_s)} elapsed"
+    return tail + (f" · about {_fmt(left_s)} left" if left_s is not None else "")
+
+
+def _live(
+    head: str,
+    fraction: float,
+    eta_s: float | None,
+    elapsed_s: float,
+    left_s: float | None = None,
+    left_from: str = "",
+) -> ProgressView:
+    line = head + clock(elapsed_s, left_s)
+    return ProgressView(line, fraction, eta_s, False, head, elapsed_s, left_s, left_from)
 
 
 def experts(workflow: Mapping[str, Any]) -> dict[str, str]:
@@ -96,7 +122,6 @@ def describe(
 ) -> ProgressView:
     """One status line + an overall fraction in [0, 1] for the page's bar."""
     p = dict(progress or {})
-    tail = f" · {_fmt(elapsed_s)} elapsed"
     if state == "COMPLETED":
         return ProgressView(f"Done in {_fmt(elapsed_s)}", 1.0, 0.0, final=True)
     if state in ("FAILED", "TIMED_OUT", "LOST", "CANCELLED"):
@@ -108,16 +133,16 @@ def describe(
         }[state]
         return ProgressView(f"{word}: {error}" if error else word, 0.0, None, final=True)
     if state == "SUBMITTING":
-        return ProgressView("Submitting to the endpoint" + tail, 0.0, quote_s)
+        return _live("Submitting to the endpoint", 0.0, quote_s, elapsed_s)
     if state == "IN_QUEUE":
         pos = p.get("queue_position")
         line = "Queued: waiting for a worker (a cold start if none is warm)"
         if pos is not None:
             line += f", position {pos}"
-        return ProgressView(line + tail, 0.0, quote_s)
+        return _live(line, 0.0, quote_s, elapsed_s)
     stage = str(p.get("stage") or "")
     if stage not in _STAGE_SPAN:
-        return ProgressView("Worker picked up the job: starting ComfyUI" + tail, 0.01, quote_s)
+        return _live("Worker picked up the job: starting ComfyUI", 0.01, quote_s, elapsed_s)
     lo, hi = _STAGE_SPAN[stage]
     inner = 0.0
     line = _STAGE_WORD[stage]
@@ -137,11 +162,9 @@ def describe(
     elif stage == "queued" and p.get("queue_position") is not None:
         line += f", position {p['queue_position']}"
     fraction = lo + (hi - lo) * min(max(inner, 0.0), 1.0)
-    eta = None
-    if fraction >= 0.15 and elapsed_s > 0:
-        eta = elapsed_s / fraction - elapsed_s
+    eta, left_from = None, ""
+    if fraction >= PACE_FROM and elapsed_s > 0:
+        eta, left_from = elapsed_s / fraction - elapsed_s, "pace"
     elif quote_s is not None:
-        eta = max(quote_s - elapsed_s, 0.0)
-    if eta is not None:
-        tail += f" · about {_fmt(eta)} left"
-    return ProgressView(line + tail, fraction, eta)
+        eta, left_from = max(quote_s - elapsed_s, 0.0), "quote"
+    return _live(line, fraction, eta, elapsed_s, eta, left_from)

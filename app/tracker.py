@@ -116,6 +116,10 @@ class Tracker:
             self._bump(rid)
             self._cond.notify_all()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     def version(self, rid: str) -> int:
         with self._cond:
             return self._versions.get(rid, 0)

@@ -12,12 +12,14 @@ HEALTH_TICK_S.
 The page keeps its job id in `gr.BrowserState` (localStorage), so a closed and reopened tab, or a
 restarted app, attaches to the same job again: the job itself lives in the ledger and is followed
 by the server-side tracker, not by this page. Our own status line + <progress> bar replaces
-Gradio's overlay (show_progress="hidden"), so the status stays readable.
+Gradio's overlay (show_progress="hidden"), so the status stays readable. A live job's status
+is sent when it changes (and every RESYNC_S); the page counts the elapsed time itself (CLOCK_JS).
 """
 
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,16 +28,47 @@ import gradio as gr
 from app.fields import Dropdown, Image, Number, Radio, Slider
 from app.forms import ADVANCED, FormValues, PipelineForm
 from app.jobs import JobView, Studio
+from app.progress import clock
 from app.studio_errors import StudioError, user_message
 from app.ui_batch import batch_panel, draft_final_panel, wire_batch
 from app.ui_history import build_history, chain_reuse
 
-WATCH_TICK_S = 1.0  # refresh the elapsed time at least this often
+RESYNC_S = 30.0  # a live job's status is sent at least this often (the page's clock resyncs)
 HEALTH_TICK_S = 5.0  # the endpoint health panel's refresh (one /health per 2 s for all pages)
 CSS = """
 #wp-status progress {width: 100%; height: 14px;}
 #wp-status .wp-line {font-size: 1.05em; margin-top: 4px;}
 #wp-demo {background: #fff4d6; border: 1px solid #e0b84a; padding: 8px 12px; border-radius: 6px;}
+"""
+# The page counts a live job's elapsed time (and time left) itself, once a second, from what the
+# last status said (`.wp-clock` data); the server sends a status only when the job changed or
+# every RESYNC_S. Same format and rules as app/progress.py (`clock`, `_fmt`, PACE_FROM).
+CLOCK_JS = """
+const fmt = (s) => {
+  s = Math.max(0, Math.round(s));
+  return s >= 60 ? `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s` : `${s} s`;
+};
+let shown = null;
+let since = 0;
+const stamp = () => { shown = element.querySelector(".wp-clock"); since = performance.now(); };
+const tick = () => {
+  const c = element.querySelector(".wp-clock");
+  if (!c) { shown = null; return; }
+  if (c !== shown) { stamp(); return; }
+  const d = (performance.now() - since) / 1000;
+  const e = parseFloat(c.dataset.elapsed) + d;
+  let text = ` · ${fmt(e)} elapsed`;
+  if (c.dataset.leftFrom === "pace") {
+    const f = parseFloat(c.dataset.fraction);
+    text += ` · about ${fmt(e / f - e)} left`;
+  } else if (c.dataset.leftFrom === "quote") {
+    text += ` · about ${fmt(Math.max(parseFloat(c.dataset.left) - d, 0))} left`;
+  }
+  if (c.textContent !== text) c.textContent = text;
+};
+if (typeof watch === "function") watch("value", stamp);
+stamp();
+setInterval(tick, 1000);
 """
 
 
@@ -47,10 +80,20 @@ def status_html(view: JobView | None, note: str = "") -> str:
             f'<progress value="0" max="1"></progress><div class="wp-line">{text}</div></div>'
         )
     pv = view.progress
+    if pv.elapsed_s is None:  # final: no clock
+        line = html.escape(pv.line)
+    else:
+        left = f"{pv.left_s:.1f}" if pv.left_s is not None else ""
+        line = (
+            f'<span class="wp-head">{html.escape(pv.head)}</span><span class="wp-clock" '
+            f'data-elapsed="{pv.elapsed_s:.1f}" data-left="{left}" '
+            f'data-left-from="{pv.left_from}" data-fraction="{pv.fraction:.4f}">'
+            f"{html.escape(clock(pv.elapsed_s, pv.left_s))}</span>"
+        )
     return (
         f'<div id="wp-status" data-state="{html.escape(view.state)}" data-rid="{view.rid}" '
         f'data-fraction="{pv.fraction:.4f}"><progress value="{pv.fraction:.4f}" max="1">'
-        f'</progress><div class="wp-line">{html.escape(pv.line)}</div></div>'
+        f'</progress><div class="wp-line">{line}</div></div>'
     )
 
 
@@ -179,11 +222,13 @@ class Callbacks:
     def watch(self, rid: str) -> Iterator[tuple[Any, ...]]:
         """Stream one job's view until it is final (the tracker does the polling).
 
-        Yields only what changed (gr.skip() for the rest): the status line at least every
-        WATCH_TICK_S for the elapsed time, the rest when the tracker reports a change."""
+        Yields when the job changed (state, stage, step, video, details; gr.skip() for what did
+        not) and at least every RESYNC_S: the page's clock counts the seconds in between."""
         tracker = self.studio.tracker
         seen = -1
         last: dict[str, Any] = {}
+        sent_key: tuple[Any, ...] | None = None
+        sent_at = 0.0
         while True:
             version = tracker.version(rid)
             view = self.studio.view(rid)
@@ -194,6 +239,14 @@ class Callbacks:
             if view.final:  # complete, so an API client's result (the last yield) is whole
                 yield status_html(view), view.video, view.details, rid, rid
                 return
+            pv = view.progress
+            key = (view.state, pv.head, f"{pv.fraction:.4f}", pv.left_from, view.video)
+            key += (view.details,)
+            if key == sent_key and time.monotonic() - sent_at < RESYNC_S:
+                if tracker.wait(rid, version, RESYNC_S) == version and tracker.stopped:
+                    return  # the studio is shutting down
+                continue
+            sent_key, sent_at = key, time.monotonic()
             out: list[Any] = [status_html(view)]
             if first:
                 out.append(view.video)  # None clears a previous job's video
@@ -206,7 +259,6 @@ class Callbacks:
             last = {"video": view.video, "details": view.details}
             yield tuple(out)
             seen = version
-            tracker.wait(rid, seen, WATCH_TICK_S)
 
     def form_update(self, pipeline: str, mode: str) -> tuple[Any, ...]:
         """Visibility, choices and ranges for the chosen pipeline and mode (from the catalog)."""
@@ -395,7 +447,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="wp-generate")
                 batch = batch_panel(cb)
             with gr.Column(scale=5):
-                status = gr.HTML(status_html(None), elem_id="wp-status-box")
+                status = gr.HTML(status_html(None), js_on_load=CLOCK_JS, elem_id="wp-status-box")
                 video = gr.Video(
                     label="Result", interactive=False, elem_id="wp-video", buttons=["download"]
                 )

@@ -186,3 +186,40 @@ def test_an_idle_page_does_not_render_sixty_frames_a_second(studio, browser):
         page.wait_for_function("document.querySelector('#wp-quote').innerText.includes('GPU s')")
     finally:
         ctx.close()
+
+
+def test_the_page_counts_elapsed_time_between_status_updates(studio, context, stack):
+    # The server sends a live job's status when it changes (stage, step...) and every 30 s; in
+    # between, the page's own clock advances the elapsed time from the last status's data.
+    slow_steps(stack, 4.0)
+    try:
+        page = open_studio(context, studio.base_url)
+        start_job(page, "a clock tower at dusk", quality=False)
+        wait_state(page, "d.state === 'IN_PROGRESS' && f > 0.1")
+        clock = page.locator("#wp-status .wp-clock")
+        seconds = "(t) => parseInt(t.split(' · ')[1])"  # " · 7 s elapsed · about ..."
+        before = page.evaluate(
+            "() => { const c = document.querySelector('#wp-status .wp-clock');"
+            " return {sent: c.dataset.elapsed, text: c.textContent}; }"
+        )
+        page.wait_for_timeout(2500)  # inside one 4 s sampling step: no status change
+        after = page.evaluate(
+            "() => { const c = document.querySelector('#wp-status .wp-clock');"
+            " return {sent: c.dataset.elapsed, text: c.textContent}; }"
+        )
+        if after["sent"] == before["sent"]:  # no update arrived: the page counted by itself
+            grown = page.evaluate(seconds, after["text"]) - page.evaluate(seconds, before["text"])
+            assert grown >= 2, (before, after)
+        else:  # a step ended in the window; the next one has 4 s of silence
+            before = after
+            page.wait_for_timeout(2500)
+            after = {"sent": clock.get_attribute("data-elapsed"), "text": clock.text_content()}
+            assert after["sent"] == before["sent"], (before, after)
+            grown = page.evaluate(seconds, after["text"]) - page.evaluate(seconds, before["text"])
+            assert grown >= 2, (before, after)
+        assert "elapsed" in after["text"] and "left" in after["text"]
+        wait_state(page, "d.state === 'COMPLETED'")
+        assert page.locator("#wp-status .wp-clock").count() == 0  # final: no clock
+        assert page.locator("#wp-status .wp-line").inner_text().startswith("Done in")
+    finally:
+        slow_steps(stack, 0.1)

@@ -11,7 +11,7 @@ from PIL import Image
 from app import cost
 from app.images import prepare_image
 from app.ledger import Ledger
-from app.progress import describe, experts
+from app.progress import clock, describe, experts
 from app.settings import PRICES_PATH, Settings
 from app.studio_errors import ConfigError, ImageError, user_message
 from tests.helpers import COMFY_FIXTURES, load_json
@@ -101,6 +101,22 @@ def test_progress_lines_name_the_expert_and_step():
     assert describe("IN_PROGRESS", {"stage": "decoding"}, 30.0, 40.0).line.startswith("Decoding")
     assert describe("COMPLETED", None, 31.0).fraction == 1.0
     assert "boom" in describe("FAILED", None, 3.0, error="boom").line
+
+
+def test_a_live_line_is_a_head_the_server_knows_plus_a_clock_the_page_can_count():
+    # the page's clock (app/ui.py CLOCK_JS) redraws `clock(elapsed, left)` from these fields
+    paced = describe("IN_PROGRESS", {"stage": "decoding"}, 30.0, 40.0)
+    assert paced.line == paced.head + clock(30.0, paced.left_s)
+    assert paced.head == "Decoding video (VAE)" and paced.left_from == "pace"
+    assert paced.left_s == pytest.approx(30.0 / paced.fraction - 30.0)
+    quoted = describe("IN_PROGRESS", {"stage": "loading"}, 3.0, 40.0)  # fraction < 0.15
+    assert quoted.left_from == "quote" and quoted.left_s == 37.0
+    assert quoted.line == "Loading models · 3 s elapsed · about 37 s left"
+    queued = describe("IN_QUEUE", None, 75.0, 40.0)
+    assert queued.left_s is None and queued.left_from == "" and queued.elapsed_s == 75.0
+    assert queued.line.endswith(" · 1 min 15 s elapsed")
+    done = describe("COMPLETED", None, 31.0)
+    assert done.elapsed_s is None and done.line == "Done in 31 s"
 
 
 def _png(w: int, h: int) -> bytes:
