@@ -64,7 +64,9 @@ document.addEventListener('canplay', mark, true);
 
 HZ = os.sysconf("SC_CLK_TCK")
 GROUPS = (  # cmdline marker -> group, first match wins
-    ("chromium", "browser (Chromium pages)"),
+    ("chromium --type=renderer", "browser: page renderers"),
+    ("chromium --type=gpu-process", "browser: GPU process (compositing)"),
+    ("chromium", "browser: main + utility processes"),
     ("-m app", "studio (python -m app)"),
     ("emulators.runpod", "stack: RunPod control plane"),
     ("emulators.comfyui", "stack: ComfyUI emulators"),
