@@ -80,11 +80,10 @@ class EarlyScript:
             if message["type"] == "http.response.start":
                 headers = dict(message.get("headers") or [])
                 html = headers.get(b"content-type", b"").startswith(b"text/html")
-                if not html or b"content-encoding" in headers:
-                    start = None
-                    await send(message)
+                if html and b"content-encoding" not in headers:
+                    start = message  # held until the whole body is in
                 else:
-                    start = message
+                    await send(message)
                 return
             if message["type"] != "http.response.body" or start is None:
                 await send(message)

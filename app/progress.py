@@ -38,35 +38,29 @@ _STAGE_WORD = {
 
 @dataclass(frozen=True)
 class ProgressView:
-    """`line` = `head` + `clock(elapsed_s, left_s)` for a live job; `head` is what only the
-    server can know (stage, step, expert), the clock is what a page can keep counting itself."""
+    """A live job's line is `head` + `clock(elapsed_s, left_s)`: the head is what only the
+    server can know (stage, step, expert), the clock what a page can keep counting itself.
+    A final job's line is its head alone (`elapsed_s` None)."""
 
-    line: str
+    head: str
     fraction: float
     eta_s: float | None
     final: bool = False
-    head: str = ""
-    elapsed_s: float | None = None  # None: the line has no clock (a final job)
+    elapsed_s: float | None = None
     left_s: float | None = None  # the "about ... left" the line shows, if any
     left_from: str = ""  # "pace": elapsed / fraction - elapsed; "quote": counts down; "": none
+
+    @property
+    def line(self) -> str:
+        if self.elapsed_s is None:
+            return self.head
+        return self.head + clock(self.elapsed_s, self.left_s)
 
 
 def clock(elapsed_s: float, left_s: float | None = None) -> str:
     """The status line's running part: " · 12 s elapsed · about 9 s left"."""
     tail = f" · {_fmt(elapsed_s)} elapsed"
     return tail + (f" · about {_fmt(left_s)} left" if left_s is not None else "")
-
-
-def _live(
-    head: str,
-    fraction: float,
-    eta_s: float | None,
-    elapsed_s: float,
-    left_s: float | None = None,
-    left_from: str = "",
-) -> ProgressView:
-    line = head + clock(elapsed_s, left_s)
-    return ProgressView(line, fraction, eta_s, False, head, elapsed_s, left_s, left_from)
 
 
 def experts(workflow: Mapping[str, Any]) -> dict[str, str]:
@@ -133,16 +127,17 @@ def describe(
         }[state]
         return ProgressView(f"{word}: {error}" if error else word, 0.0, None, final=True)
     if state == "SUBMITTING":
-        return _live("Submitting to the endpoint", 0.0, quote_s, elapsed_s)
+        return ProgressView("Submitting to the endpoint", 0.0, quote_s, elapsed_s=elapsed_s)
     if state == "IN_QUEUE":
         pos = p.get("queue_position")
         line = "Queued: waiting for a worker (a cold start if none is warm)"
         if pos is not None:
             line += f", position {pos}"
-        return _live(line, 0.0, quote_s, elapsed_s)
+        return ProgressView(line, 0.0, quote_s, elapsed_s=elapsed_s)
     stage = str(p.get("stage") or "")
     if stage not in _STAGE_SPAN:
-        return _live("Worker picked up the job: starting ComfyUI", 0.01, quote_s, elapsed_s)
+        head = "Worker picked up the job: starting ComfyUI"
+        return ProgressView(head, 0.01, quote_s, elapsed_s=elapsed_s)
     lo, hi = _STAGE_SPAN[stage]
     inner = 0.0
     line = _STAGE_WORD[stage]
@@ -167,4 +162,4 @@ def describe(
         eta, left_from = elapsed_s / fraction - elapsed_s, "pace"
     elif quote_s is not None:
         eta, left_from = max(quote_s - elapsed_s, 0.0), "quote"
-    return _live(line, fraction, eta, elapsed_s, eta, left_from)
+    return ProgressView(line, fraction, eta, elapsed_s=elapsed_s, left_s=eta, left_from=left_from)

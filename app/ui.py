@@ -240,8 +240,8 @@ class Callbacks:
                 yield status_html(view), view.video, view.details, rid, rid
                 return
             pv = view.progress
-            key = (view.state, pv.head, f"{pv.fraction:.4f}", pv.left_from, view.video)
-            key += (view.details,)
+            key = (view.state, pv.head, round(pv.fraction, 4), pv.left_from)
+            key += (view.video, view.details)
             if key == sent_key and time.monotonic() - sent_at < RESYNC_S:
                 if tracker.wait(rid, version, RESYNC_S) == version and tracker.stopped:
                     return  # the studio is shutting down

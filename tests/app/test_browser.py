@@ -196,27 +196,28 @@ def test_the_page_counts_elapsed_time_between_status_updates(studio, context, st
         page = open_studio(context, studio.base_url)
         start_job(page, "a clock tower at dusk", quality=False)
         wait_state(page, "d.state === 'IN_PROGRESS' && f > 0.1")
-        clock = page.locator("#wp-status .wp-clock")
         seconds = "(t) => parseInt(t.split(' · ')[1])"  # " · 7 s elapsed · about ..."
-        before = page.evaluate(
-            "() => { const c = document.querySelector('#wp-status .wp-clock');"
-            " return {sent: c.dataset.elapsed, text: c.textContent}; }"
-        )
+
+        def read_clock() -> dict:
+            return page.evaluate(
+                "() => { const c = document.querySelector('#wp-status .wp-clock');"
+                " return {sent: c.dataset.elapsed, text: c.textContent}; }"
+            )
+
+        def grown(before: dict, after: dict) -> int:
+            return page.evaluate(seconds, after["text"]) - page.evaluate(seconds, before["text"])
+
+        before = read_clock()
         page.wait_for_timeout(2500)  # inside one 4 s sampling step: no status change
-        after = page.evaluate(
-            "() => { const c = document.querySelector('#wp-status .wp-clock');"
-            " return {sent: c.dataset.elapsed, text: c.textContent}; }"
-        )
+        after = read_clock()
         if after["sent"] == before["sent"]:  # no update arrived: the page counted by itself
-            grown = page.evaluate(seconds, after["text"]) - page.evaluate(seconds, before["text"])
-            assert grown >= 2, (before, after)
+            assert grown(before, after) >= 2, (before, after)
         else:  # a step ended in the window; the next one has 4 s of silence
             before = after
             page.wait_for_timeout(2500)
-            after = {"sent": clock.get_attribute("data-elapsed"), "text": clock.text_content()}
+            after = read_clock()
             assert after["sent"] == before["sent"], (before, after)
-            grown = page.evaluate(seconds, after["text"]) - page.evaluate(seconds, before["text"])
-            assert grown >= 2, (before, after)
+            assert grown(before, after) >= 2, (before, after)
         assert "elapsed" in after["text"] and "left" in after["text"]
         wait_state(page, "d.state === 'COMPLETED'")
         assert page.locator("#wp-status .wp-clock").count() == 0  # final: no clock
