@@ -1,6 +1,6 @@
 """Cost model: what a job will cost before it runs, and what it did cost after. Pure functions.
 
-Time model (from ../shared/reference/wan22-timings.md):
+Time model (from measured Wan 2.2 timings; see the figures below):
   execution_s = load_s + steps x t_step + decode_s
   t_step      = REF_STEP_S[model] x gpu_speed x (tokens / REF_TOKENS) ** TOKEN_EXP x passes / 2
   tokens      = (W/p)·(H/p)·((frames-1)/4+1), p = 16 (14B, Wan 2.1 VAE) or 32 (5B, Wan 2.2 VAE)

@@ -1,6 +1,6 @@
 """Jobs of the local RunPod control plane: the state machine, the queue and the public shapes.
 
-Contract (mirrors RunPod serverless, see shared/reference/runpod.md sections A and G):
+Contract (mirrors RunPod serverless, see RunPod serverless docs: job lifecycle and /health):
 - states IN_QUEUE -> IN_PROGRESS (at hand-out; `delayTime` from it) -> COMPLETED | FAILED |
   CANCELLED | TIMED_OUT; `executionTime` at the final state. Final states are sticky: late
   progress, stream chunks and results for a final job are ignored.

@@ -2,11 +2,11 @@
 
 import pytest
 
-from tests.helpers import COMFY_FIXTURES, SHARED
+from tests.helpers import COMFY_FIXTURES
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if not COMFY_FIXTURES.is_dir():
         raise pytest.UsageError(
-            f"shared fixtures not found at {SHARED}; set WANPOD_SHARED to the shared/ folder"
+            f"recorded ComfyUI fixtures not found at {COMFY_FIXTURES}: the checkout is incomplete"
         )

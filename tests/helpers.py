@@ -1,4 +1,4 @@
-"""Test helpers shared by every suite: where the shared fixtures are, free ports, and real
+"""Test helpers shared by every suite: where the recorded fixtures are, free ports, and real
 server processes started the right way (free port, readiness poll to a deadline, the child's
 output in the failure message, terminate then kill)."""
 
@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("WANPOD_SHARED", REPO.parent / "shared")).resolve()
-COMFY_FIXTURES = SHARED / "fixtures" / "comfyui"
+# Recorded from a real ComfyUI 0.3.64 (tests/fixtures/comfyui/README.md says how); kept in the
+# repository so a clone anywhere runs its tests.
+COMFY_FIXTURES = REPO / "tests" / "fixtures" / "comfyui"
 RECORDINGS = COMFY_FIXTURES / "recordings"
 WAN_SCHEMA = COMFY_FIXTURES / "object_info_with_wan_placeholders.json"
 WORKER_PYTHON = os.environ.get("WANPOD_WORKER_PYTHON", sys.executable)

@@ -12,7 +12,7 @@ from app.endpoint import EndpointClient, Health
 from app.health import ColdStart, HealthPanel, panel_from, read_panel, render_html
 from app.settings import PRICES_PATH
 
-RECORDED = {  # the shape in ../shared/reference/runpod.md (RunPod docs' example)
+RECORDED = {  # the shape in RunPod docs' example of GET /health
     "jobs": {"completed": 1, "failed": 5, "inProgress": 0, "inQueue": 2, "retried": 0},
     "workers": {"idle": 0, "running": 0},
 }

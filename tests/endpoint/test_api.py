@@ -1,4 +1,4 @@
-"""The control plane's public answers against the shapes in shared/reference/runpod.md
+"""The control plane's public answers against the shapes RunPod documents
 (section A), and the endpoint client's error mapping and retries, on a plane without workers
 (one process: jobs stay IN_QUEUE)."""
 
