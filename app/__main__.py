@@ -30,14 +30,14 @@ log = logging.getLogger("wanpod.app")
 
 def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tuple[Any, Any]:
     """Build the services and the Blocks; returns (blocks, studio). Starts the tracker."""
-    from app import cost
     from app.endpoint import EndpointClient
-    from app.forms_catalog import load_forms
-    from app.jobs import Studio
-    from app.ledger import Ledger
-    from app.ops import Operations
-    from app.tracker import Tracker
-    from app.ui import build_ui
+    from app.studio import cost
+    from app.studio.checks.gate import Operations
+    from app.studio.forms_catalog import load_forms
+    from app.studio.jobs import Studio
+    from app.studio.ledger import Ledger
+    from app.studio.tracker import Tracker
+    from app.ui.page import build_ui
     from workflows.fill import fill
 
     prices = cost.load_prices(settings.prices_path)
@@ -138,8 +138,8 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         blocks.queue(default_concurrency_limit=settings.concurrency)
         from starlette.middleware import Middleware
 
-        from app.early_script import EarlyScript
-        from app.ui import CSS
+        from app.ui.early_script import EarlyScript
+        from app.ui.page import CSS
 
         blocks.launch(
             css=CSS,  # Gradio 6 takes the page's CSS at launch, not in Blocks()

@@ -6,18 +6,19 @@ the local demo stack; one without the other is a ConfigError. Secrets are `Secre
 repr/str is masked, so logging the settings never leaks them.
 
 Variables: RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID, RUNPOD_API_BASE (default https://api.runpod.ai/v2),
-WANPOD_DATA_DIR (default ./data), WANPOD_GPU_TYPE (a key of app/prices.yaml, default "H100 PRO"),
-WANPOD_PRICES (path of the prices YAML), GRADIO_SERVER_NAME (default 127.0.0.1),
+WANPOD_DATA_DIR (default ./data), WANPOD_GPU_TYPE (a key of app/studio/prices.yaml, default
+"H100 PRO"), WANPOD_PRICES (path of the prices YAML), GRADIO_SERVER_NAME (default 127.0.0.1),
 GRADIO_SERVER_PORT (default 7860), WANPOD_CONCURRENCY (Gradio concurrency per event, default 64),
 WANPOD_POLL_S (tracker's fastest poll interval, default 1.0), WANPOD_DEMO_WORKERS (local worker
 processes in demo mode, default 2), WANPOD_DEMO_STEP_DELAY (emulated seconds per sampler step,
 default 0.5), WANPOD_BATCH_MAX (most jobs in one batch, default 16); S3 secrets for the worker
 are never read here (BUCKET_ACCESS_KEY_ID / ..._SECRET are the worker's), but their values are
 scrubbed from messages when present.
-Operator settings are sub-objects read in the same pass: `guardrails` (app/guardrails.py:
-WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*, WANPOD_TIMEOUT_*), `access` (app/access.py:
-APP_AUTH, APP_ALLOW_PUBLIC_WITHOUT_AUTH, GRADIO_SHARE, GRADIO_ROOT_PATH; the APP_AUTH passwords
-count as secrets) and `preflight` (app/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*).
+Operator settings are sub-objects read in the same pass: `guardrails`
+(app/studio/checks/guardrails.py: WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*,
+WANPOD_TIMEOUT_*), `access` (app/access.py: APP_AUTH, APP_ALLOW_PUBLIC_WITHOUT_AUTH, GRADIO_SHARE,
+GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets) and `preflight`
+(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*).
 """
 
 from __future__ import annotations
@@ -27,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.studio.cost import PRICES_PATH
 from app.studio_errors import ConfigError
 
 if TYPE_CHECKING:
     from app.access import Access
-    from app.guardrails import Guardrails
-    from app.preflight import PreflightSettings
+    from app.studio.checks.guardrails import Guardrails
+    from app.studio.checks.preflight import PreflightSettings
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
-PRICES_PATH = Path(__file__).with_name("prices.yaml")
 
 
 class Secret:
@@ -172,11 +173,12 @@ class Settings:
 
 
 def _sub(name: str, env: Mapping[str, str] | None = None):
-    """The operator settings (app/guardrails.py, app/access.py, app/preflight.py) from `env`
-    (defaults when None); imported here, not at the top, because app.access uses Secret."""
+    """The operator settings (app/studio/checks/guardrails.py, app/access.py,
+    app/studio/checks/preflight.py) from `env` (defaults when None); imported here, not at the top,
+    because app.access uses Secret."""
     from app.access import Access
-    from app.guardrails import Guardrails
-    from app.preflight import PreflightSettings
+    from app.studio.checks.guardrails import Guardrails
+    from app.studio.checks.preflight import PreflightSettings
 
     kind = {"guardrails": Guardrails, "access": Access, "preflight": PreflightSettings}[name]
     return kind() if env is None else kind.from_env(env)

@@ -1,5 +1,5 @@
 """Batch planning, the combined quote's arithmetic, the batch budget check and the draft → final
-size rule: pure functions (app/batch.py, app/promote.py), no server."""
+size rule: pure functions (app/studio/batch.py, app/studio/promote.py), no server."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from app import batch, cost, guardrails
-from app.forms import MAX_SEED, FormValues
-from app.forms_catalog import load_forms
-from app.promote import larger_preset, promote
 from app.settings import PRICES_PATH, Settings
+from app.studio import batch, cost
+from app.studio.checks import guardrails
+from app.studio.forms import MAX_SEED, FormValues
+from app.studio.forms_catalog import load_forms
+from app.studio.promote import larger_preset, promote
 from app.studio_errors import ConfigError, InputError, SubmitError
 
 BASE = FormValues(pipeline="t2v_14b", prompt="a fox", resolution="480p square", seed=100)
@@ -236,8 +237,8 @@ def test_a_batch_stopped_half_way_names_what_was_and_was_not_sent():
 @pytest.fixture
 def offline(tmp_path):
     """The studio's services without an endpoint: promote reads the ledger and quotes only."""
-    from app.jobs import Studio
-    from app.ledger import Ledger
+    from app.studio.jobs import Studio
+    from app.studio.ledger import Ledger
     from workflows.fill import fill
 
     forms, byo_fill = load_forms()

@@ -13,9 +13,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from app import cost
-from app.ledger import Ledger
 from app.settings import PRICES_PATH
+from app.studio import cost
+from app.studio.ledger import Ledger
 from tests.app.conftest import start_studio
 from tests.app.test_api import args, finished
 

@@ -159,8 +159,8 @@ def test_restarted_studio_resumes_the_job(stack, context, slow_stack, tmp_path):
 
 
 # Counts the animation frames the page asks the browser for. An init script runs before any of
-# the page's own scripts, so this counter sits under the studio's early script (app/early_script.py)
-# and sees only the requests that reach the browser.
+# the page's own scripts, so this counter sits under the studio's early script
+# (app/ui/early_script.py) and sees only the requests that reach the browser.
 COUNT_FRAMES_JS = """
 window.__wpFrames = 0;
 const native = window.requestAnimationFrame.bind(window);

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from app import cost
 from app.endpoint import EndpointClient
-from app.forms import FormValues
-from app.ledger import Ledger
 from app.settings import PRICES_PATH, Settings
+from app.studio import cost
+from app.studio.forms import FormValues
+from app.studio.ledger import Ledger
+from app.studio.tracker import Tracker
 from app.studio_errors import SubmitError
-from app.tracker import Tracker
 from emulators.stack import LocalStack, StackConfig
 from tests.helpers import WORKER_PYTHON, ServerProcess, free_port
 

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from app import cost
-from app.guardrails import (
+from app.settings import PRICES_PATH
+from app.studio import cost
+from app.studio.checks.guardrails import (
     RUNPOD_TIMEOUT_MAX_MS,
     RUNPOD_TIMEOUT_MIN_MS,
     GuardrailError,
@@ -24,8 +25,7 @@ from app.guardrails import (
     row_dollars,
     spend,
 )
-from app.ledger import Ledger
-from app.settings import PRICES_PATH
+from app.studio.ledger import Ledger
 from app.studio_errors import ConfigError, StudioError, user_message
 
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from app import cost
 from app.endpoint import EndpointClient, Health
-from app.health import ColdStart, HealthPanel, panel_from, read_panel, render_html
 from app.settings import PRICES_PATH
+from app.studio import cost
+from app.studio.checks.health import ColdStart, HealthPanel, panel_from, read_panel, render_html
 
 RECORDED = {  # the shape in RunPod docs' example of GET /health
     "jobs": {"completed": 1, "failed": 5, "inProgress": 0, "inQueue": 2, "retried": 0},
@@ -134,7 +134,7 @@ class CountingEndpoint:
 
 def test_cached_health_calls_the_endpoint_once_per_ttl():
     from app.errors import EndpointUnreachable
-    from app.health import CachedHealth
+    from app.studio.checks.health import CachedHealth
 
     key = "rpa_SECRETKEY0123456789"
     ep = CountingEndpoint(RECORDED, EndpointUnreachable(f"down {key}"))

@@ -11,8 +11,8 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from app.jobs import template_version
-from app.ledger import Ledger
+from app.studio.jobs import template_version
+from app.studio.ledger import Ledger
 from tests.app.test_api import args, finished
 
 

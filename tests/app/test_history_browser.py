@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from gradio_client import handle_file
 
-from app.ledger import Ledger
+from app.studio.ledger import Ledger
 from tests.app.conftest import png_bytes
 from tests.app.test_api import args, finished
 from tests.app.test_browser import TIMEOUT_MS, open_studio, wait_state

@@ -1,5 +1,5 @@
-"""The history gallery's pure parts (app/history.py) and the ledger's filtered query, on a real
-SQLite ledger in a temporary folder and the real H.264 mp4 from the ComfyUI recordings."""
+"""The history gallery's pure parts (app/studio/history.py) and the ledger's filtered query, on a
+real SQLite ledger in a temporary folder and the real H.264 mp4 from the ComfyUI recordings."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app import history as hist
-from app.ledger import Ledger
+from app.studio import history as hist
+from app.studio.ledger import Ledger
 from tests.helpers import COMFY_FIXTURES
 
 MP4 = COMFY_FIXTURES / "recordings" / "files" / "video_success" / "acceptance_00001_.mp4"

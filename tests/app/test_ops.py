@@ -1,22 +1,23 @@
-"""app/ops.py: the checks the studio runs before /run, on a real ledger and real quotes."""
+"""app/studio/checks/gate.py: the checks the studio runs before /run, on a real ledger and real
+quotes."""
 
 from __future__ import annotations
 
 import pytest
 
-from app import cost
-from app.guardrails import GuardrailError, Guardrails, execution_timeout_ms
-from app.jobs import Prepared
-from app.ledger import Ledger
-from app.ops import Operations, job_shape
-from app.preflight import (
+from app.settings import PRICES_PATH
+from app.studio import cost
+from app.studio.checks.gate import Operations, job_shape
+from app.studio.checks.guardrails import GuardrailError, Guardrails, execution_timeout_ms
+from app.studio.checks.preflight import (
     InventoryCache,
     InventoryUnavailable,
     Preflight,
     PreflightError,
     PreflightSettings,
 )
-from app.settings import PRICES_PATH
+from app.studio.jobs import Prepared
+from app.studio.ledger import Ledger
 from tests.app.test_preflight import FULL, Fetcher, without
 from workflows.fill import fill
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.ledger import Ledger
+from app.studio.ledger import Ledger
 from tests.app.conftest import start_studio, studio_env
 from tests.app.test_browser import open_studio, slow_steps, wait_state
 from tests.helpers import free_port

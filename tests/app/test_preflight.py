@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from app.preflight import (
+from app.studio.checks.preflight import (
     Inventory,
     InventoryCache,
     InventoryPending,

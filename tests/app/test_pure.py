@@ -8,11 +8,11 @@ import math
 import pytest
 from PIL import Image
 
-from app import cost
-from app.images import prepare_image
-from app.ledger import Ledger
-from app.progress import clock, describe, experts
 from app.settings import PRICES_PATH, Settings
+from app.studio import cost
+from app.studio.images import prepare_image
+from app.studio.ledger import Ledger
+from app.studio.progress import clock, describe, experts
 from app.studio_errors import ConfigError, ImageError, user_message
 from tests.helpers import COMFY_FIXTURES, load_json
 
@@ -104,7 +104,7 @@ def test_progress_lines_name_the_expert_and_step():
 
 
 def test_a_live_line_is_a_head_the_server_knows_plus_a_clock_the_page_can_count():
-    # the page's clock (app/ui.py CLOCK_JS) redraws `clock(elapsed, left)` from these fields
+    # the page's clock (app/ui/page.py CLOCK_JS) redraws `clock(elapsed, left)` from these fields
     paced = describe("IN_PROGRESS", {"stage": "decoding"}, 30.0, 40.0)
     assert paced.line == paced.head + clock(30.0, paced.left_s)
     assert paced.head == "Decoding video (VAE)" and paced.left_from == "pace"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from app import cost
 from app.endpoint import EndpointClient
-from app.ledger import Ledger
 from app.settings import PRICES_PATH
-from app.tracker import Tracker
+from app.studio import cost
+from app.studio.ledger import Ledger
+from app.studio.tracker import Tracker
 
 
 def wait_for(predicate, timeout=20.0):

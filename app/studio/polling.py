@@ -20,7 +20,7 @@ QUEUED_MAX_S = 5.0  # slowest poll while queued
 ERROR_MAX_S = 30.0  # slowest poll after endpoint errors
 FINISHING_POLL_S = 0.2  # poll interval for a job near its end
 STATUS_BUDGET_PER_S = 100.0  # all fast polls together
-SAMPLING_END = 0.90  # overall fraction where sampling ends (app/progress.py's stage spans)
+SAMPLING_END = 0.90  # overall fraction where sampling ends (app/studio/progress.py's stage spans)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.ledger import LIVE_STATES, JobRow
+from app.studio.ledger import LIVE_STATES, JobRow
 
 log = logging.getLogger("wanpod.history")
 
@@ -245,7 +245,7 @@ def _when(ts: float | None) -> str:
 
 
 def recipe_markdown(row: JobRow) -> str:
-    """The recipe and the times of one job (the rest comes from `app.jobs.details`)."""
+    """The recipe and the times of one job (the rest comes from `app.studio.jobs.details`)."""
     r = row.recipe or {}
     seed = r.get("seed", (row.params or {}).get("seed"))
     parts = [

@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app import cost
-from app.forms import FormValues, PipelineForm, to_params
-from app.images import RUN_LIMIT_BYTES, prepare_image
-from app.ledger import JobRow, Ledger
-from app.progress import ProgressView, describe
 from app.settings import Settings
+from app.studio import cost
+from app.studio.forms import FormValues, PipelineForm, to_params
+from app.studio.images import RUN_LIMIT_BYTES, prepare_image
+from app.studio.ledger import JobRow, Ledger
+from app.studio.progress import ProgressView, describe
+from app.studio.tracker import Tracker
 from app.studio_errors import InputError, StudioError, SubmitError, user_message
-from app.tracker import Tracker
 
 log = logging.getLogger("wanpod.jobs")
 CALIBRATION_TTL_S = 30.0
@@ -86,7 +86,8 @@ class Studio:
         self.tracker = tracker
         self.prices = prices
         self._cal: tuple[float, cost.Calibration] | None = None
-        self.ops = ops  # app.ops.Operations: limits, budgets, pre-flight (None: no checks)
+        # app.studio.checks.gate.Operations: limits, budgets, pre-flight (None: no checks)
+        self.ops = ops
 
     # -- quote -----------------------------------------------------------------------------
     def calibration(self) -> cost.Calibration:

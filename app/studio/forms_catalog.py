@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.forms import ADVANCED, FieldSpec, PipelineForm
+from app.studio.forms import ADVANCED, FieldSpec, PipelineForm
 
 BYO_ID = "byo"
 _NAMES = (
@@ -84,7 +84,7 @@ def load_forms() -> tuple[
     forms = {t.id: form_for(t) for t in catalog}
     byo_fill = None
     try:
-        from app.byo import byo_fill as _byo_fill
+        from app.studio.byo import byo_fill as _byo_fill
 
         forms[BYO_ID] = PipelineForm(
             template_id=BYO_ID,

@@ -1,6 +1,6 @@
 """The tracker: ONE scheduling thread that follows every live job, whatever the browsers do.
 
-It polls `endpoint.status(job_id)` for each live ledger row on the schedule of app/polling.py
+It polls `endpoint.status(job_id)` for each live ledger row on the schedule of app/studio/polling.py
 (every poll_s while running, fast when the job's own pace says it is about to end, backing off
 while queued and after errors); the calls go through a small pool so one slow answer delays no
 other job. It writes state, progress and
@@ -12,7 +12,7 @@ restart loses nothing. Pages do not poll RunPod: they `wait()` on the tracker's 
 for a row and read the row from the ledger.
 
 The endpoint is anything with `.status(job_id)` returning an object with `state`, `progress`,
-`output`, `error`, `delay_ms`, `execution_ms`, `worker_id` (app/endpoint.py's JobStatus).
+`output`, `error`, `delay_ms`, `execution_ms`, `worker_id` (app/endpoint/client.py's JobStatus).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from typing import Any, Protocol
 
 import requests
 
-from app import cost, polling
-from app.ledger import Ledger
-from app.progress import describe
+from app.studio import cost, polling
+from app.studio.ledger import Ledger
+from app.studio.progress import describe
 
 log = logging.getLogger("wanpod.tracker")
 

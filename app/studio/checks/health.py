@@ -3,8 +3,8 @@
 `panel_from(health, cold)` is pure: `health` is the endpoint client's `Health` (or the raw
 `/health` JSON: `{"jobs": {completed, failed, inProgress, inQueue, retried}, "workers": {idle,
 running, ...}}`), `cold` the `ColdStart` of the current quote (seconds, dollars, GPU, from
-app/cost.py). The panel says how many workers are idle / running, how many jobs are queued / in
-progress, and what the next job will meet: a warm worker, or a cold start and what it costs.
+app/studio/cost.py). The panel says how many workers are idle / running, how many jobs are queued /
+in progress, and what the next job will meet: a warm worker, or a cold start and what it costs.
 `read_panel(endpoint, cold)` asks the endpoint and never raises: a failed /health becomes a panel
 with `error` set (secret-free). `render_html(panel)` is the page's fragment, with data attributes
 that tests and scripts read (data-idle, data-running, data-queued, data-in-progress, data-warm).

@@ -1,8 +1,8 @@
 """Spend guardrails and request limits: pure arithmetic, no I/O beyond reading the config once.
 
-`Guardrails.from_env(env)` reads app/guardrails.yaml (or the file named by WANPOD_GUARDRAILS) and
-lets single environment variables override single keys (see the YAML for the names); a bad value
-is a ConfigError naming the variable or key, the value and what is allowed.
+`Guardrails.from_env(env)` reads app/studio/checks/guardrails.yaml (or the file named by
+WANPOD_GUARDRAILS) and lets single environment variables override single keys (see the YAML for the
+names); a bad value is a ConfigError naming the variable or key, the value and what is allowed.
 
 Before a job is sent:
 - `spend(rows, since=..., user=...)` adds up the dollars of ledger rows created since a moment:

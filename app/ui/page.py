@@ -6,8 +6,8 @@ into `FormValues`, call the `Studio` service and format its answers; every error
 (submits, then streams the job until it is final), `/attach` (streams an existing job by id),
 `/cancel` (cancels a live job by id), `/rerun` (the job's exact workflow and seed as a new job,
 streamed like /generate), `/reuse` (a past job's form values). The quote line warns when a job
-breaks the studio's limits (app/guardrails.py); the health panel (app/health.py) refreshes every
-HEALTH_TICK_S.
+breaks the studio's limits (app/studio/checks/guardrails.py); the health panel
+(app/studio/checks/health.py) refreshes every HEALTH_TICK_S.
 
 The page keeps its job id in `gr.BrowserState` (localStorage), so a closed and reopened tab, or a
 restarted app, attaches to the same job again: the job itself lives in the ledger and is followed
@@ -25,13 +25,13 @@ from typing import Any
 
 import gradio as gr
 
-from app.fields import Dropdown, Image, Number, Radio, Slider
-from app.forms import ADVANCED, FormValues, PipelineForm
-from app.jobs import JobView, Studio
-from app.progress import clock
+from app.studio.forms import ADVANCED, FormValues, PipelineForm
+from app.studio.jobs import JobView, Studio
+from app.studio.progress import clock
 from app.studio_errors import StudioError, user_message
-from app.ui_batch import batch_panel, draft_final_panel, wire_batch
-from app.ui_history import build_history, chain_reuse
+from app.ui.batch import batch_panel, draft_final_panel, wire_batch
+from app.ui.fields import Dropdown, Image, Number, Radio, Slider
+from app.ui.history import build_history, chain_reuse
 
 RESYNC_S = 30.0  # a live job's status is sent at least this often (the page's clock resyncs)
 HEALTH_TICK_S = 5.0  # the endpoint health panel's refresh (one /health per 2 s for all pages)
@@ -42,7 +42,7 @@ CSS = """
 """
 # The page counts a live job's elapsed time (and time left) itself, once a second, from what the
 # last status said (`.wp-clock` data); the server sends a status only when the job changed or
-# every RESYNC_S. Same format and rules as app/progress.py (`clock`, `_fmt`, PACE_FROM).
+# every RESYNC_S. Same format and rules as app/studio/progress.py (`clock`, `_fmt`, PACE_FROM).
 CLOCK_JS = """
 const fmt = (s) => {
   s = Math.max(0, Math.round(s));

@@ -13,7 +13,7 @@ Learning: `calibrate(observations)` fits one scale factor per (pipeline, mode, g
 geometric mean of observed/predicted execution time over this endpoint's finished jobs, and an
 exact match (same size, frames, steps, cfg) uses the mean of those observations directly.
 
-Money: RunPod bills per second, rounded up (prices in app/prices.yaml with the date read).
+Money: RunPod bills per second, rounded up (prices in app/studio/prices.yaml with the date read).
 `actual(...)` turns a finished job's executionTime into billed seconds and dollars.
 """
 
@@ -28,6 +28,7 @@ import yaml
 
 from workflows.catalog import load_catalog
 
+PRICES_PATH = Path(__file__).with_name("prices.yaml")
 REF_TOKENS = 52 * 30 * 21  # 832x480, 81 frames, patch 16
 TOKEN_EXP = 1.45
 REF_STEP_S = {"14b": 8.2, "5b": 4.0}  # H100, cfg>1, per step

@@ -1,13 +1,14 @@
 """The studio's History section: a filterable gallery of past jobs, one opened job, reuse, rerun.
 
 `build_history(cb, blocks, inputs=..., watch_out=..., quote_md=..., frames_md=...)` is called by
-`app.ui.build_ui` inside the Blocks (after the form and result column, so it spans the page). It
-renders and wires:
+`app.ui.page.build_ui` inside the Blocks (after the form and result column, so it spans the page).
+It renders and wires:
 - filters (text in the prompt or job id, pipeline, status group) and a Refresh button over a
-  `gr.Gallery` of thumbnails (app/history.py: first frame JPEGs, placeholders for jobs without a
-  video), newest first, at most GALLERY_LIMIT jobs;
-- the opened job (a click on a thumbnail): its video, its details (app.jobs.details: parameters,
-  quote, timings, actual cost, error) and recipe, its filled workflow as JSON and as a download;
+  `gr.Gallery` of thumbnails (app/studio/history.py: first frame JPEGs, placeholders for jobs
+  without a video), newest first, at most GALLERY_LIMIT jobs;
+- the opened job (a click on a thumbnail): its video, its details (app.studio.jobs.details:
+  parameters, quote, timings, actual cost, error) and recipe, its filled workflow as JSON and as a
+  download;
 - "Reuse settings" (the opened job's form values, its pipeline and kept input images included)
   and "Rerun exactly" (the same filled workflow and seed as a new job, streamed into the page's
   status panel like Generate).
@@ -31,9 +32,9 @@ from typing import Any
 
 import gradio as gr
 
-from app import history as hist
-from app.forms import ADVANCED, FormValues
-from app.jobs import details
+from app.studio import history as hist
+from app.studio.forms import ADVANCED, FormValues
+from app.studio.jobs import details
 
 GALLERY_LIMIT = 48
 CSS = """
@@ -43,7 +44,7 @@ CSS = """
 
 
 class HistoryCallbacks:
-    """Thin functions over the ledger and `app.history`; errors become gr.Error via `cb`."""
+    """Thin functions over the ledger and `app.studio.history`; errors become gr.Error via `cb`."""
 
     def __init__(self, cb: Any) -> None:
         self.cb = cb

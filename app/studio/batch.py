@@ -12,7 +12,8 @@ Pure planning and arithmetic (no I/O, no Gradio):
   per second, rounded up, as RunPod bills it), the per-job figure, and the cold start apart (what
   each worker that starts cold adds; the total never includes it).
 - `budget_refusals(dollars, jobs, limits, rows, user)`: the daily and per-user budgets checked
-  against the WHOLE batch's quoted dollars (today's spend from ledger rows, app/guardrails.py).
+  against the WHOLE batch's quoted dollars (today's spend from ledger rows,
+  app/studio/checks/guardrails.py).
 
 `BatchService(studio)` runs a plan through the studio's public methods: `quote(plan, user)`
 (prepare every job, combined quote, every refusal: per-job limits once each and the budgets for
@@ -33,9 +34,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app import guardrails as gr_
-from app.cost import Quote
-from app.forms import MAX_SEED, FormValues
+from app.studio.checks import guardrails as gr_
+from app.studio.cost import Quote
+from app.studio.forms import MAX_SEED, FormValues
 from app.studio_errors import InputError, user_message
 
 DEFAULT_MAX = 16
@@ -209,7 +210,7 @@ def budget_refusals(
     now: float | None = None,
 ) -> list[gr_.Refusal]:
     """The daily / per-user budgets against the whole batch's `dollars` (today's spend from the
-    ledger `rows`, app/guardrails.py's arithmetic)."""
+    ledger `rows`, app/studio/checks/guardrails.py's arithmetic)."""
     only_budgets = dataclasses.replace(
         limits, job_usd=None, max_width=None, max_height=None, max_frames=None, max_steps=None
     )

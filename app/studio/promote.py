@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.cost import Quote
-from app.forms import ADVANCED, FormValues, PipelineForm
-from app.history import form_seconds, restore_input
+from app.studio.cost import Quote
+from app.studio.forms import ADVANCED, FormValues, PipelineForm
+from app.studio.history import form_seconds, restore_input
 from app.studio_errors import InputError
 from workflows.catalog import Preset
 

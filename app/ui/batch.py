@@ -1,6 +1,6 @@
 """The studio's Batch section and its "Draft → final" action (Gradio wiring only).
 
-`app.ui.build_ui` calls, inside its Blocks:
+`app.ui.page.build_ui` calls, inside its Blocks:
 - `batch_panel(cb)` in the form column: a "Batch" accordion with the number of seeds, an
   optional seed list, prompts one per line, the combined quote and "Generate batch", then the
   batch's jobs (id, seed, prompt, state, progress) and their videos as they finish;
@@ -14,7 +14,7 @@ whole batch up front or sends every job through `Studio.submit`, then streams th
 videos and job ids until every job is final), `/draft_final` (a job id -> the final job's form
 values and a note with the draft's and the final's quotes; the page then shows the final's own
 quote in the quote line and the operator presses Generate to send it). Planning and arithmetic
-live in app/batch.py and app/promote.py.
+live in app/studio/batch.py and app/studio/promote.py.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any
 
 import gradio as gr
 
-from app.batch import BatchRun, BatchService
-from app.forms import ADVANCED
-from app.promote import promote
+from app.studio.batch import BatchRun, BatchService
+from app.studio.forms import ADVANCED
+from app.studio.promote import promote
 from app.studio_errors import user_message
-from app.ui_history import HistoryCallbacks
+from app.ui.history import HistoryCallbacks
 
 BATCH_TICK_S = 0.5  # the batch table's refresh while jobs run
 _N_FORM = 11 + len(ADVANCED)  # the page's form inputs before the batch's own three

@@ -4,9 +4,10 @@ what the page's health panel shows. No Gradio here.
 `Operations.from_settings(settings, endpoint=, ledger=, endpoint_key=)` takes the guardrails and
 pre-flight settings the studio read once (`Operations.from_env(env, ...)` reads them itself) and
 wires the inventory cache (data folder, keyed by the endpoint URL) to the endpoint client.
-- `refusals(prepared, user, rows=None)`: every broken limit for a prepared job (app.jobs.Prepared:
-  its cost request and quote), today's spend taken from the ledger (`rows_today()`, or the rows
-  the caller read once for several jobs, as a batch does). Used by the quote line.
+- `refusals(prepared, user, rows=None)`: every broken limit for a prepared job
+  (app.studio.jobs.Prepared: its cost request and quote), today's spend taken from the ledger
+  (`rows_today()`, or the rows the caller read once for several jobs, as a batch does). Used by the
+  quote line.
 - `before_run(prepared, user)`: raises `GuardrailError` (limits, budgets) or `PreflightError`
   (missing model files / nodes), else returns the `/run` policy with `executionTimeout` and a note
   (e.g. "not checked against the endpoint's models: ...").
@@ -23,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app import guardrails as gr_
-from app.health import CachedHealth, ColdStart, render_html
-from app.preflight import (
+from app.studio.checks import guardrails as gr_
+from app.studio.checks.health import CachedHealth, ColdStart, render_html
+from app.studio.checks.preflight import (
     InventoryCache,
     InventoryUnavailable,
     Preflight,
