@@ -22,17 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.errors import AccessError, ConfigError
 from app.settings import Secret
-from app.studio_errors import ConfigError
 
 ENV_VARS = ("APP_AUTH", "APP_ALLOW_PUBLIC_WITHOUT_AUTH", "GRADIO_SHARE", "GRADIO_ROOT_PATH")
 AUTH_MESSAGE = "WanPod studio: sign in (accounts are set by the operator in APP_AUTH)."
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
-
-
-class AccessError(ConfigError):
-    """The launch settings would expose the studio without a login; names what to change."""
 
 
 def parse_bool(name: str, raw: str | None) -> bool:

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.studio.cost import PRICES_PATH
-from app.studio_errors import ConfigError
+from app.errors import ConfigError
+from app.studio.cost import PRICES_PATH, load_prices
 
 if TYPE_CHECKING:
     from app.access import Access
@@ -146,6 +146,8 @@ class Settings:
         prices = Path(env.get("WANPOD_PRICES", "") or PRICES_PATH)
         if not prices.is_file():
             raise ConfigError(f"WANPOD_PRICES={str(prices)!r} is not a file")
+        gpu_type = env.get("WANPOD_GPU_TYPE", "") or "H100 PRO"
+        load_prices(prices).price(gpu_type)  # refuses an unknown GPU type now, not at each quote
         extra = tuple(
             Secret(env[n])
             for n in ("BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")
@@ -156,7 +158,7 @@ class Settings:
             endpoint_id=endpoint,
             api_base=base,
             data_dir=Path(env.get("WANPOD_DATA_DIR", "") or "data"),
-            gpu_type=env.get("WANPOD_GPU_TYPE", "") or "H100 PRO",
+            gpu_type=gpu_type,
             prices_path=prices,
             host=env.get("GRADIO_SERVER_NAME", "") or "127.0.0.1",
             port=_int(env, "GRADIO_SERVER_PORT", 7860, 1, 65535),

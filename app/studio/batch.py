@@ -34,10 +34,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.errors import InputError, user_message
 from app.studio.checks import guardrails as gr_
 from app.studio.cost import Quote
 from app.studio.forms import MAX_SEED, FormValues
-from app.studio_errors import InputError, user_message
 
 DEFAULT_MAX = 16
 BUDGET_LIMITS = ("daily budget", "your daily budget")

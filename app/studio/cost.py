@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from app.errors import ConfigError
 from workflows.catalog import load_catalog
 
 PRICES_PATH = Path(__file__).with_name("prices.yaml")
@@ -65,7 +66,10 @@ class Prices:
 
     def price(self, gpu: str) -> float:
         if gpu not in self.per_s:
-            raise KeyError(f"GPU type {gpu!r} not in prices; allowed: {', '.join(self.per_s)}")
+            raise ConfigError(
+                f"WANPOD_GPU_TYPE={gpu!r} is not a GPU type of the prices file (WANPOD_PRICES);"
+                f" allowed: {', '.join(self.per_s)}"
+            )
         return self.per_s[gpu]
 
 

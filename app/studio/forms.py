@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.errors import InputError
 from workflows.catalog import Preset
 
 ADVANCED = ("steps", "cfg", "shift", "sampler", "scheduler", "lora_high", "lora_low")
@@ -125,8 +126,6 @@ def to_params(
     """The page's values as `fill` parameters (only the ones this pipeline has).
 
     `images` maps "start_image"/"end_image" to the file names the worker will upload them as."""
-    from app.studio_errors import InputError
-
     if values.mode not in form.modes:
         raise InputError(
             "mode", f"{values.mode!r} is not offered; allowed: {', '.join(form.modes)}"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.studio_errors import ImageError
+from app.errors import ImageError
 
 RUN_LIMIT_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_BYTES = 3 * 1024 * 1024  # per image, before base64 (x4/3): two images + workflow fit

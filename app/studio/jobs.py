@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.errors import InputError, StudioError, SubmitError, user_message
 from app.settings import Settings
 from app.studio import cost
 from app.studio.forms import FormValues, PipelineForm, to_params
@@ -37,7 +38,6 @@ from app.studio.images import RUN_LIMIT_BYTES, prepare_image
 from app.studio.ledger import JobRow, Ledger
 from app.studio.progress import ProgressView, describe
 from app.studio.tracker import Tracker
-from app.studio_errors import InputError, StudioError, SubmitError, user_message
 
 log = logging.getLogger("wanpod.jobs")
 CALIBRATION_TTL_S = 30.0

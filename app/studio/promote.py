@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.errors import InputError
 from app.studio.cost import Quote
 from app.studio.forms import ADVANCED, FormValues, PipelineForm
 from app.studio.history import form_seconds, restore_input
-from app.studio_errors import InputError
 from workflows.catalog import Preset
 
 DRAFT_MODE = "turbo"

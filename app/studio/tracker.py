@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import requests
 
+from app.errors import JobNotFound, scrub
 from app.studio import cost, polling
 from app.studio.ledger import Ledger
 from app.studio.progress import describe
@@ -42,11 +43,6 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 class StatusSource(Protocol):
     def status(self, job_id: str) -> Any: ...
-
-
-def _is_not_found(exc: Exception) -> bool:
-    names = {c.__name__ for c in type(exc).__mro__}
-    return bool(names & {"JobNotFound", "JobExpired", "Expired", "NotFound"})
 
 
 class Tracker:
@@ -188,7 +184,7 @@ class Tracker:
         try:
             st = self.endpoint.status(row.job_id)
         except Exception as exc:
-            if _is_not_found(exc):
+            if isinstance(exc, JobNotFound):
                 self._misses[rid] = self._misses.get(rid, 0) + 1
                 if self._misses[rid] >= NOT_FOUND_LIMIT:
                     self._finish(rid, "LOST", error="the endpoint no longer knows this job")
@@ -325,7 +321,4 @@ class Tracker:
                 log.exception("tracker: on_final hook failed")
 
     def _scrub(self, text: str) -> str:
-        for s in self.secrets:
-            if s:
-                text = text.replace(s, "***")
-        return text
+        return scrub(text, self.secrets)

@@ -26,10 +26,10 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import user_message
 from app.studio.batch import BatchRun, BatchService
 from app.studio.forms import ADVANCED
 from app.studio.promote import promote
-from app.studio_errors import user_message
 from app.ui.history import HistoryCallbacks
 
 BATCH_TICK_S = 0.5  # the batch table's refresh while jobs run

@@ -2,7 +2,7 @@
 
 `build_ui(studio, demo_mode)` returns the Blocks. Callbacks are thin: they turn component values
 into `FormValues`, call the `Studio` service and format its answers; every error goes through
-`studio_errors.user_message` into a `gr.Error` (secret-free). API names: `/quote`, `/generate`
+`errors.user_message` into a `gr.Error` (secret-free). API names: `/quote`, `/generate`
 (submits, then streams the job until it is final), `/attach` (streams an existing job by id),
 `/cancel` (cancels a live job by id), `/rerun` (the job's exact workflow and seed as a new job,
 streamed like /generate), `/reuse` (a past job's form values). The quote line warns when a job
@@ -25,10 +25,10 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import StudioError, user_message
 from app.studio.forms import ADVANCED, FormValues, PipelineForm
 from app.studio.jobs import JobView, Studio
 from app.studio.progress import clock
-from app.studio_errors import StudioError, user_message
 from app.ui.batch import batch_panel, draft_final_panel, wire_batch
 from app.ui.fields import Dropdown, Image, Number, Radio, Slider
 from app.ui.history import build_history, chain_reuse

@@ -16,7 +16,7 @@ from app.access import (
     parse_bool,
     parse_root_path,
 )
-from app.studio_errors import ConfigError
+from app.errors import ConfigError
 from tests.helpers import free_port
 
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from app.errors import ConfigError, InputError, SubmitError
 from app.settings import PRICES_PATH, Settings
 from app.studio import batch, cost
 from app.studio.checks import guardrails
 from app.studio.forms import MAX_SEED, FormValues
 from app.studio.forms_catalog import load_forms
 from app.studio.promote import larger_preset, promote
-from app.studio_errors import ConfigError, InputError, SubmitError
 
 BASE = FormValues(pipeline="t2v_14b", prompt="a fox", resolution="480p square", seed=100)
 

@@ -21,12 +21,12 @@ import pytest
 import requests
 
 from app.endpoint import EndpointClient
+from app.errors import SubmitError
 from app.settings import PRICES_PATH, Settings
 from app.studio import cost
 from app.studio.forms import FormValues
 from app.studio.ledger import Ledger
 from app.studio.tracker import Tracker
-from app.studio_errors import SubmitError
 from emulators.stack import LocalStack, StackConfig
 from tests.helpers import WORKER_PYTHON, ServerProcess, free_port
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from app.errors import ConfigError, StudioError, user_message
 from app.settings import PRICES_PATH
 from app.studio import cost
 from app.studio.checks.guardrails import (
@@ -26,7 +27,6 @@ from app.studio.checks.guardrails import (
     spend,
 )
 from app.studio.ledger import Ledger
-from app.studio_errors import ConfigError, StudioError, user_message
 
 
 def shape(**kw) -> JobShape:

@@ -66,7 +66,6 @@ def test_the_layers_are_packages():
         "access.py",
         "demo.py",
         "errors.py",
-        "studio_errors.py",
         "doctor.py",
     }, top
 

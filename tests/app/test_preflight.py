@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from app.errors import ConfigError, StudioError, user_message
 from app.studio.checks.preflight import (
     Inventory,
     InventoryCache,
@@ -22,7 +23,6 @@ from app.studio.checks.preflight import (
     parse_inventory,
     template_gaps,
 )
-from app.studio_errors import ConfigError, StudioError, user_message
 from tests.helpers import RECORDINGS, WAN_SCHEMA
 from workflows.catalog import load_catalog
 from workflows.fill import fill

@@ -8,12 +8,12 @@ import math
 import pytest
 from PIL import Image
 
+from app.errors import ConfigError, ImageError, user_message
 from app.settings import PRICES_PATH, Settings
 from app.studio import cost
 from app.studio.images import prepare_image
 from app.studio.ledger import Ledger
 from app.studio.progress import clock, describe, experts
-from app.studio_errors import ConfigError, ImageError, user_message
 from tests.helpers import COMFY_FIXTURES, load_json
 
 PRICES = cost.load_prices(PRICES_PATH)
@@ -34,7 +34,7 @@ def test_prices_yaml_has_the_date_and_runpod_rates():
     assert PRICES.read_on == "2026-05-13"
     assert PRICES.price("H100 PRO") == 0.00116
     assert PRICES.price("4090 PRO") == 0.00031
-    with pytest.raises(KeyError, match="allowed"):
+    with pytest.raises(ConfigError, match=r"WANPOD_GPU_TYPE='TPU'.*allowed: .*H100 PRO"):
         PRICES.price("TPU")
 
 

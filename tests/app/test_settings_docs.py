@@ -10,9 +10,9 @@ import re
 import pytest
 
 from app import access
+from app.errors import ConfigError
 from app.settings import Settings
 from app.studio.checks import guardrails, preflight
-from app.studio_errors import ConfigError
 from tests.helpers import REPO
 
 APP = REPO / "app"

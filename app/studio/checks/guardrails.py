@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from app.studio_errors import ConfigError, StudioError
+from app.errors import ConfigError, GuardrailError
 
 DEFAULTS_PATH = Path(__file__).with_name("guardrails.yaml")
 RUNPOD_TIMEOUT_MIN_MS = 5_000
@@ -188,14 +188,6 @@ class Refusal:
 
     def __str__(self) -> str:
         return f"{self.limit}: {self.value}; allowed: {self.allowed} (set by {self.setting})"
-
-
-class GuardrailError(StudioError):
-    """A request breaks one or more limits; str() has one line per broken limit."""
-
-    def __init__(self, refusals: list[Refusal]) -> None:
-        self.refusals = tuple(refusals)
-        super().__init__("refused by the studio's limits:\n" + "\n".join(map(str, refusals)))
 
 
 def _usd(x: float) -> str:

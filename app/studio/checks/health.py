@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.errors import user_message
+
 
 @dataclass(frozen=True)
 class ColdStart:
@@ -138,8 +140,6 @@ def read_panel(
     try:
         return panel_from(endpoint.health(), cold)
     except Exception as exc:
-        from app.studio_errors import user_message
-
         return HealthPanel(
             error=f"/health did not answer: {user_message(exc, secrets)}", checked_at=time.time()
         )
@@ -187,8 +187,6 @@ class CachedHealth:
                 self._last = (now, answer, time.time())
             _, answer, checked = self._last
         if isinstance(answer, Exception):
-            from app.studio_errors import user_message
-
             msg = user_message(answer, self.secrets)
             return HealthPanel(error=f"/health did not answer: {msg}", checked_at=checked)
         return panel_from(answer, cold, now=checked)

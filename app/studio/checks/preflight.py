@@ -34,7 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.studio_errors import ConfigError, StudioError
+from app.errors import (
+    ConfigError,
+    InventoryPending,
+    InventoryUnavailable,
+    PreflightError,
+    StudioError,
+)
 from workflows.catalog import LOADER_FOLDERS
 from workflows.schema import check as schema_check
 
@@ -43,22 +49,6 @@ MODES = ("required", "best-effort", "off")
 INVENTORY_INPUT: dict[str, Any] = {"inventory": True}
 ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
 FOLDERS = tuple(sorted({f for inputs in LOADER_FOLDERS.values() for f in inputs.values()}))
-
-
-class PreflightError(StudioError):
-    """The endpoint lacks what the workflow needs; str() lists each file (with its folder)."""
-
-    def __init__(self, missing: Missing, endpoint_note: str = "") -> None:
-        self.missing = missing
-        super().__init__(missing.message() + (f" {endpoint_note}" if endpoint_note else ""))
-
-
-class InventoryUnavailable(StudioError):
-    """The endpoint's inventory could not be had (old worker, failed or slow job)."""
-
-
-class InventoryPending(InventoryUnavailable):
-    """The inventory job is still queued or running (e.g. a cold start); polled again later."""
 
 
 @dataclass(frozen=True)
