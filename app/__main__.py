@@ -101,8 +101,9 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000000")
     env = dict(os.environ if env is None else env)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from app.environment import Secret
     from app.errors import StudioError, user_message
-    from app.settings import Secret, Settings
+    from app.settings import Settings
 
     try:
         settings = Settings.from_env(env)
