@@ -23,18 +23,19 @@ from typing import Any
 import requests
 
 from app import errors
+from app.endpoint.states import ENDED_ON_RUNPOD, JobState
 from app.errors import EndpointError, JobNotFound
 
 RUNPOD_API_BASE = "https://api.runpod.ai/v2"
 RUN_LIMIT = 10 * errors.MB
 RUNSYNC_LIMIT = 20 * errors.MB
-FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+FINAL_STATES = ENDED_ON_RUNPOD
 
 
 @dataclass(frozen=True)
 class JobRef:
     id: str
-    state: str
+    state: JobState
 
     @property
     def status(self) -> str:
@@ -47,7 +48,7 @@ class JobStatus:
     `output` only once final. Times in ms (None until RunPod reports them)."""
 
     id: str
-    state: str
+    state: JobState
     progress: Any = None
     output: Any = None
     error: str | None = None
@@ -62,19 +63,19 @@ class JobStatus:
 
     @property
     def ok(self) -> bool:
-        return self.state == "COMPLETED"
+        return self.state is JobState.COMPLETED
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> JobStatus:
-        state = str(body.get("status", "UNKNOWN"))
+        state = JobState.parse(body.get("status"))
         out = body.get("output")
         err = body.get("error")
         if err is not None and not isinstance(err, str):
             err = json.dumps(err)
-        if err is None and state == "FAILED" and isinstance(out, dict):
+        if err is None and state is JobState.FAILED and isinstance(out, dict):
             inner = out.get("error")
             err = inner if isinstance(inner, str) else None
-        running = state in ("IN_PROGRESS", "RUNNING")
+        running = state.running
         return cls(
             id=str(body.get("id", "")),
             state=state,
@@ -179,7 +180,7 @@ class EndpointClient:
     ) -> JobRef:
         body = self._job_body(input, policy, webhook, s3_config, "run", RUN_LIMIT)
         data = self._call("POST", "run", body, idempotent=False)
-        return JobRef(str(data["id"]), str(data.get("status", "IN_QUEUE")))
+        return JobRef(str(data["id"]), JobState.parse(data.get("status", "IN_QUEUE")))
 
     def runsync(
         self, input: Any, wait_ms: int = 90_000, policy: Mapping[str, Any] | None = None
@@ -191,19 +192,19 @@ class EndpointClient:
     def status(self, job_id: str) -> JobStatus:
         return JobStatus.from_body(self._call("GET", f"status/{job_id}", job_id=job_id))
 
-    def stream(self, job_id: str) -> tuple[str, list[Any]]:
+    def stream(self, job_id: str) -> tuple[JobState, list[Any]]:
         data = self._call("GET", f"stream/{job_id}", job_id=job_id)
         chunks = data.get("stream", []) if isinstance(data, dict) else data
-        state = data.get("status", "") if isinstance(data, dict) else ""
+        state = JobState.parse(data.get("status") if isinstance(data, dict) else None)
         return state, [c.get("output") if isinstance(c, dict) else c for c in chunks or []]
 
     def cancel(self, job_id: str) -> JobRef:
         data = self._call("POST", f"cancel/{job_id}", job_id=job_id)
-        return JobRef(str(data.get("id", job_id)), str(data.get("status", "")))
+        return JobRef(str(data.get("id", job_id)), JobState.parse(data.get("status")))
 
     def retry(self, job_id: str) -> JobRef:
         data = self._call("POST", f"retry/{job_id}", job_id=job_id, idempotent=False)
-        return JobRef(str(data.get("id", job_id)), str(data.get("status", "")))
+        return JobRef(str(data.get("id", job_id)), JobState.parse(data.get("status")))
 
     def purge_queue(self) -> int:
         return int(self._call("POST", "purge-queue").get("removed", 0))

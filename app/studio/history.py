@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.endpoint.states import JobState
 from app.studio.ledger import LIVE_STATES, JobRow
 
 log = logging.getLogger("wanpod.history")
@@ -33,18 +34,18 @@ log = logging.getLogger("wanpod.history")
 THUMB_W = 320
 ALL = "All"
 STATUS_GROUPS: dict[str, tuple[str, ...]] = {
-    "Completed": ("COMPLETED",),
-    "Failed": ("FAILED",),
-    "Cancelled": ("CANCELLED",),
-    "Timed out": ("TIMED_OUT",),
-    "Lost": ("LOST",),
+    "Completed": (JobState.COMPLETED,),
+    "Failed": (JobState.FAILED,),
+    "Cancelled": (JobState.CANCELLED,),
+    "Timed out": (JobState.TIMED_OUT,),
+    "Lost": (JobState.LOST,),
     "Live (queued or running)": LIVE_STATES,
 }
 _COLOURS = {  # placeholder background per state
-    "FAILED": (150, 40, 40),
-    "CANCELLED": (110, 110, 110),
-    "TIMED_OUT": (150, 90, 20),
-    "LOST": (90, 60, 120),
+    JobState.FAILED: (150, 40, 40),
+    JobState.CANCELLED: (110, 110, 110),
+    JobState.TIMED_OUT: (150, 90, 20),
+    JobState.LOST: (90, 60, 120),
 }
 _LIVE_COLOUR = (30, 90, 160)
 
@@ -128,7 +129,7 @@ def caption(row: JobRow, title: str | None = None, prompt_chars: int = 90) -> st
 
 
 def video_of(row: JobRow) -> Path | None:
-    if row.state != "COMPLETED" or not row.result_path:
+    if row.state is not JobState.COMPLETED or not row.result_path:
         return None
     path = Path(row.result_path)
     return path if path.is_file() else None

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.endpoint import EndpointClient
+from app.endpoint.states import JobState
 from app.errors import InputError, StudioError, SubmitError, user_message
 from app.settings import Settings
 from app.studio import cost
@@ -56,7 +58,7 @@ class Prepared:
 @dataclass(frozen=True)
 class JobView:
     rid: str
-    state: str
+    state: JobState
     progress: ProgressView
     video: str | None
     details: str
@@ -70,7 +72,7 @@ class Studio:
         settings: Settings,
         forms: Mapping[str, PipelineForm],
         fill: Callable[[str, Mapping[str, object]], Any],
-        endpoint: Any,
+        endpoint: EndpointClient,
         ledger: Ledger,
         tracker: Tracker,
         prices: cost.Prices,
@@ -109,13 +111,18 @@ class Studio:
         preset = form.preset(values.resolution)
         return (preset.width, preset.height) if preset else (832, 480)
 
-    def prepare(self, values: FormValues, images: Mapping[str, str] | None = None) -> Prepared:
-        """Fill + quote. `images`: param -> upload name; placeholders are used for quoting."""
-        form = self.forms.get(values.pipeline)
+    def form(self, pipeline: str) -> PipelineForm:
+        """The form of `pipeline`, or an InputError naming the offered ones."""
+        form = self.forms.get(pipeline)
         if form is None:
             raise InputError(
-                "pipeline", f"{values.pipeline!r} is not offered; allowed: {', '.join(self.forms)}"
+                "pipeline", f"{pipeline!r} is not offered; allowed: {', '.join(self.forms)}"
             )
+        return form
+
+    def prepare(self, values: FormValues, images: Mapping[str, str] | None = None) -> Prepared:
+        """Fill + quote. `images`: param -> upload name; placeholders are used for quoting."""
+        form = self.form(values.pipeline)
         if images is None:
             images = {}
             if form.needs_start and (values.start_image or not form.start_optional):
@@ -145,10 +152,7 @@ class Studio:
 
     # -- submit ------------------------------------------------------------------------------
     def submit(self, values: FormValues, user: str | None = None) -> str:
-        form = self.forms.get(values.pipeline)
-        if form is None:
-            self.prepare(values)  # raises the pipeline error
-            raise AssertionError("unreachable")
+        form = self.form(values.pipeline)
         width, height = self._size(form, values)
         tag = uuid.uuid4().hex[:10]
         prepared = []
@@ -218,11 +222,9 @@ class Studio:
                 ref = self.endpoint.run(job_input)
         except Exception as exc:
             msg = user_message(exc, self.settings.secret_values())
-            self.ledger.update(rid, state="FAILED", error=msg, finished_at=time.time())
+            self.ledger.update(rid, state=JobState.FAILED, error=msg, finished_at=time.time())
             raise SubmitError(f"the endpoint did not take the job: {msg}") from None
-        job_id = getattr(ref, "id", None) or (ref.get("id") if isinstance(ref, dict) else None)
-        state = getattr(ref, "state", None) or getattr(ref, "status", None) or "IN_QUEUE"
-        self.ledger.update(rid, job_id=job_id, state=str(state), submitted_at=time.time())
+        self.ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())
         self.tracker.watch(rid)
         if clearance is not None and clearance.note:
             log.info("job %s: %s", rid, clearance.note)
@@ -314,7 +316,7 @@ class Studio:
         end = row.finished_at or time.time()
         quote_s = (row.quote or {}).get("execution_s")
         pv = describe(row.state, row.progress, end - start, quote_s, row.workflow, row.error)
-        video = row.result_path if row.state == "COMPLETED" and row.result_path else None
+        video = row.result_path if row.state is JobState.COMPLETED and row.result_path else None
         if video and not Path(video).is_file():
             video = None
         return JobView(rid, row.state, pv, video, details(row), row.final)

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LIVE_STATES = ("SUBMITTING", "IN_QUEUE", "IN_PROGRESS", "RUNNING")
-FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT", "LOST")
+from app.endpoint.states import LIVE, JobState
+
+LIVE_STATES = tuple(sorted(LIVE))  # for SQL: `state IN (...)`
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -77,7 +78,7 @@ class JobRow:
     workflow: dict[str, Any]
     quote: dict[str, Any]
     gpu: str
-    state: str
+    state: JobState
     progress: dict[str, Any] | None = None
     delay_ms: int | None = None
     execution_ms: int | None = None
@@ -95,11 +96,11 @@ class JobRow:
 
     @property
     def live(self) -> bool:
-        return self.state in LIVE_STATES
+        return self.state.live
 
     @property
     def final(self) -> bool:
-        return self.state in FINAL_STATES
+        return self.state.final
 
 
 class Ledger:
@@ -154,7 +155,7 @@ class Ledger:
                     json.dumps(dict(workflow)),
                     json.dumps(dict(quote)),
                     gpu,
-                    "SUBMITTING",
+                    JobState.SUBMITTING,
                     user,
                     json.dumps(dict(recipe)) if recipe is not None else None,
                 ),
@@ -246,4 +247,5 @@ def _row(row: sqlite3.Row) -> JobRow:
     for name in _JSON:
         if data.get(name) is not None:
             data[name] = json.loads(data[name])
+    data["state"] = JobState.parse(data["state"])
     return JobRow(**data)

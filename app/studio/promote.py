@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.endpoint.states import JobState
 from app.errors import InputError
 from app.studio.cost import Quote
 from app.studio.forms import ADVANCED, FormValues, PipelineForm
@@ -80,7 +81,7 @@ def final_values(
     row = studio.ledger.get(rid)
     if row is None:
         raise InputError("job", f"{rid!r} is not a job of this studio")
-    if row.state != "COMPLETED":
+    if row.state is not JobState.COMPLETED:
         raise _refuse(rid, f"is {row.state}, not finished")
     form = studio.forms.get(row.template)
     if form is None or form.byo or FINAL_MODE not in form.modes:

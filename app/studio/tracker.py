@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import requests
 
+from app.endpoint.states import JobState
 from app.errors import JobNotFound, scrub
 from app.studio import cost, polling
 from app.studio.ledger import Ledger
@@ -84,7 +85,7 @@ class Tracker:
             else:  # the app stopped between writing the row and /run answering
                 self.ledger.update(
                     row.id,
-                    state="LOST",
+                    state=JobState.LOST,
                     finished_at=time.time(),
                     error="the studio stopped before the endpoint answered /run; "
                     "the job cannot be followed",
@@ -187,13 +188,13 @@ class Tracker:
             if isinstance(exc, JobNotFound):
                 self._misses[rid] = self._misses.get(rid, 0) + 1
                 if self._misses[rid] >= NOT_FOUND_LIMIT:
-                    self._finish(rid, "LOST", error="the endpoint no longer knows this job")
+                    self._finish(rid, JobState.LOST, error="the endpoint no longer knows this job")
                     return False
             log.warning("tracker: status of %s: %s", rid, type(exc).__name__)
             self._interval[rid] = polling.error_interval(self._interval[rid])
             return True
         self._misses.pop(rid, None)
-        state = str(st.state)
+        state = JobState.parse(st.state)
         fields: dict[str, Any] = {"state": state}
         if getattr(st, "delay_ms", None) is not None:
             fields["delay_ms"] = st.delay_ms
@@ -201,7 +202,7 @@ class Tracker:
             fields["execution_ms"] = st.execution_ms
         if getattr(st, "worker_id", None):
             fields["worker_id"] = st.worker_id
-        if state in ("IN_PROGRESS", "RUNNING") and isinstance(st.progress, dict):
+        if state.running and isinstance(st.progress, dict):
             fields["progress"] = st.progress
         near_end = False
         if isinstance(st.progress, dict):
@@ -214,21 +215,21 @@ class Tracker:
             self._near_end.add(rid)
         else:
             self._near_end.discard(rid)
-        if state == "IN_QUEUE":
+        if state is JobState.IN_QUEUE:
             self._interval[rid] = polling.queued_interval(self._interval[rid], self.poll_s)
         elif near_end:  # about to end: notice the result quickly (within the status budget)
             self._interval[rid] = polling.fast_interval(self.poll_s, len(self._near_end))
         else:
             self._interval[rid] = self.poll_s
-        if state == "COMPLETED":
-            fields["state"] = "IN_PROGRESS"  # stays live until the files are stored
+        if state is JobState.COMPLETED:
+            fields["state"] = JobState.IN_PROGRESS  # stays live until the files are stored
             fields["completed_seen_at"] = time.time()
             fields["progress"] = {"stage": "delivering"}
             self.ledger.update(rid, **fields)
             self._changed(rid)
             self._pool.submit(self._store, rid, st)
             return False
-        if state in ("FAILED", "CANCELLED", "TIMED_OUT"):
+        if state.final:
             err = st.error if isinstance(st.error, str) else None
             if err is None and isinstance(st.output, dict):
                 err = st.output.get("error")
@@ -255,7 +256,7 @@ class Tracker:
         try:
             output = st.output if isinstance(st.output, dict) else {}
             if output.get("error"):
-                self._finish(rid, "FAILED", error=self._scrub(str(output["error"])))
+                self._finish(rid, JobState.FAILED, error=self._scrub(str(output["error"])))
                 return
             folder = self.results_dir / rid
             folder.mkdir(parents=True, exist_ok=True)
@@ -283,7 +284,9 @@ class Tracker:
                     }
                 )
             if not saved:
-                self._finish(rid, "FAILED", error="the job completed without any output file")
+                self._finish(
+                    rid, JobState.FAILED, error="the job completed without any output file"
+                )
                 return
             video = next((s for s in saved if (s.get("mime") or "").startswith("video")), saved[0])
             row = self.ledger.get(rid)
@@ -304,14 +307,14 @@ class Tracker:
                 stored_at=time.time(),
                 recipe={**((row.recipe or {}) if row else {}), "comfyui_version": comfy_version},
             )
-            self._finish(rid, "COMPLETED")
+            self._finish(rid, JobState.COMPLETED)
         except Exception as exc:
             log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
             self._finish(
-                rid, "FAILED", error=f"the result could not be stored ({type(exc).__name__})"
+                rid, JobState.FAILED, error=f"the result could not be stored ({type(exc).__name__})"
             )
 
-    def _finish(self, rid: str, state: str, error: str | None = None) -> None:
+    def _finish(self, rid: str, state: JobState, error: str | None = None) -> None:
         self.ledger.update(rid, state=state, error=error, finished_at=time.time())
         self._changed(rid)
         if self.on_final:

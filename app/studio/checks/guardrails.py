@@ -29,12 +29,12 @@ from typing import Any
 
 import yaml
 
+from app.endpoint.states import LIVE
 from app.errors import ConfigError, GuardrailError
 
 DEFAULTS_PATH = Path(__file__).with_name("guardrails.yaml")
 RUNPOD_TIMEOUT_MIN_MS = 5_000
 RUNPOD_TIMEOUT_MAX_MS = 7 * 24 * 3600 * 1000
-LIVE_STATES = frozenset({"SUBMITTING", "IN_QUEUE", "IN_PROGRESS", "RUNNING"})
 _OFF = ("off", "none", "null", "unlimited")
 
 # (yaml section, key, env var, type, lower bound, may be None)
@@ -145,7 +145,7 @@ def row_dollars(row: Any) -> float:
     quote = getattr(row, "quote", None) or {}
     if isinstance(cost.get("dollars"), int | float):
         return float(cost["dollars"])
-    if getattr(row, "state", "") in LIVE_STATES:
+    if getattr(row, "state", "") in LIVE:
         return float(quote.get("dollars") or 0.0)
     execution_ms = getattr(row, "execution_ms", None)
     if execution_ms:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.endpoint.states import JobState
 from app.environment import env_float
 from app.errors import (
     ConfigError,
@@ -224,7 +225,7 @@ def fetch_inventory(
                 "(a cold start?); it is checked again on the next run"
             )
         sleep(poll_s)
-    if st.state != "COMPLETED":
+    if st.state is not JobState.COMPLETED:
         reason = st.error or st.state
         raise InventoryUnavailable(f"the inventory job ended {st.state}: {reason}")
     return parse_inventory(st.output, fetched_at=time.time())
