@@ -36,6 +36,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     from app.studio.forms_catalog import load_forms
     from app.studio.jobs import Studio
     from app.studio.ledger import Ledger
+    from app.studio.reuse import migrate_forms
     from app.studio.tracker import Tracker
     from app.ui.page import build_ui
     from workflows.fill import fill
@@ -53,6 +54,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         secrets=settings.secret_values(),
     )
     forms, byo_fill = load_forms()
+    migrate_forms(ledger, forms)  # rows stored before the ledger kept the form values, once
     studio = Studio(
         settings=settings,
         forms=forms,

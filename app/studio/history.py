@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from app.endpoint.states import JobState
 from app.studio.ledger import LIVE_STATES, JobRow
+from workflows.catalog import frames_for
 
 log = logging.getLogger("wanpod.history")
 
@@ -103,9 +103,9 @@ def size_of(row: JobRow) -> str:
 
 def cost_of(row: JobRow) -> str:
     """Actual billed dollars when known (partial for a cancelled job), else the quote."""
-    if row.cost and row.cost.get("dollars") is not None:
-        return f"${float(row.cost['dollars']):.4f}"
-    dollars = (row.quote or {}).get("dollars")
+    if row.cost is not None:
+        return f"${row.cost.dollars:.4f}"
+    dollars = row.quote.dollars if row.quote else None
     return f"≈${float(dollars):.4f} quoted" if dollars is not None else "-"
 
 
@@ -214,11 +214,7 @@ def form_seconds(
     if step <= 0:
         return min(max(seconds, lo), hi)
     grid = [round(lo + k * step, 6) for k in range(round((hi - lo) / step) + 1)]
-
-    def frames_of(s: float) -> int:
-        return 4 * max(math.floor(s * fps / 4 + 0.5), 0) + 1
-
-    same = [g for g in grid if frames is not None and frames_of(g) == frames]
+    same = [g for g in grid if frames is not None and frames_for(g, fps) == frames]
     return min(same or grid, key=lambda g: abs(g - seconds))
 
 

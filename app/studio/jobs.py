@@ -19,7 +19,6 @@ Every refusal is a StudioError naming the field (ParamError from workflows becom
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -30,15 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.endpoint import EndpointClient
+from app.endpoint import RUN_LIMIT, EndpointClient
 from app.endpoint.states import JobState
-from app.errors import InputError, StudioError, SubmitError, user_message
+from app.errors import MB, InputError, StudioError, SubmitError, user_message
 from app.settings import Settings
 from app.studio import cost
 from app.studio.forms import FormValues, PipelineForm, to_params
-from app.studio.images import RUN_LIMIT_BYTES, prepare_image
+from app.studio.images import prepare_image
 from app.studio.ledger import JobRow, Ledger
 from app.studio.progress import ProgressView, describe
+from app.studio.reuse import asked
 from app.studio.tracker import Tracker
 
 log = logging.getLogger("wanpod.jobs")
@@ -183,10 +183,11 @@ class Studio:
         if uploads:
             job_input["images"] = uploads
         size = len(json.dumps(job_input))
-        if size > RUN_LIMIT_BYTES:
+        if size > RUN_LIMIT:
             raise InputError(
                 "start image",
-                f"the request is {size / 1e6:.1f} MB; RunPod's /run takes at most 10 MB",
+                f"the request is {size / MB:.1f} MB; RunPod's /run takes at most "
+                f"{RUN_LIMIT // MB} MB",
             )
         resolved = dict(getattr(prep.filled, "params", {}) or prep.params)
         recipe = {
@@ -194,24 +195,24 @@ class Studio:
             "template_version": template_version(prep.template_id, values.workflow_file),
             "seed": resolved.get("seed"),
         }
-        return self._send(
-            prep, values.mode, {**resolved, "prompt": values.prompt}, job_input, clearance, user,
-            recipe,
-        )  # fmt: skip
+        params = {**resolved, "prompt": values.prompt}
+        form = asked(values, resolved.get("seed"))
+        return self._send(prep, values.mode, params, job_input, clearance, user, recipe, form)
 
-    def _send(self, prep, mode, params, job_input, clearance, user, recipe) -> str:
+    def _send(self, prep, mode, params, job_input, clearance, user, recipe, form) -> str:
         """Ledger row first (inputs kept for reruns), then /run; returns the row id."""
         rid = self.ledger.create(
             template=prep.template_id,
             mode=mode,
             params=params,
             workflow=prep.filled.workflow,
-            quote=dataclasses.asdict(prep.quote),
+            quote=prep.quote,
             gpu=self.settings.gpu_type,
             user=user,
             recipe=recipe,
+            form=form,
         )
-        keep = self.settings.data_dir / "inputs" / rid
+        keep = self.inputs_dir(rid)
         for upload in job_input.get("images", []):
             keep.mkdir(parents=True, exist_ok=True)
             (keep / upload["name"]).write_text(upload["image"])
@@ -233,11 +234,9 @@ class Studio:
     # -- history: rerun exactly, reuse settings ------------------------------------------------
     def rerun(self, rid: str, user: str | None = None) -> str:
         """The same filled workflow (same seed) as a new job and ledger row; limits apply."""
-        row = self.ledger.get(rid or "")
-        if row is None:
-            raise InputError("job", f"{rid!r} is not a job of this studio")
+        row = self.row(rid)
         job_input: dict[str, Any] = {"workflow": row.workflow}
-        kept = self.settings.data_dir / "inputs" / row.id
+        kept = self.inputs_dir(row.id)
         names = [str(n["inputs"]["image"]) for n in row.workflow.values()
                  if n.get("class_type") == "LoadImage"]  # fmt: skip
         if names:
@@ -255,46 +254,33 @@ class Studio:
         clearance = self.ops.before_run(prep, user) if self.ops is not None else None
         recipe = {**(row.recipe or {}), "rerun_of": row.id}
         recipe.pop("comfyui_version", None)
-        return self._send(prep, row.mode, filled.params, job_input, clearance, user, recipe)
+        args = (prep, row.mode, filled.params, job_input, clearance, user, recipe, row.form)
+        return self._send(*args)
 
     def reuse(self, rid: str) -> FormValues:
-        """The form values of a past job (its seed fixed, not randomized)."""
-        row = self.ledger.get(rid or "")
+        """The form values of a past job as the user set them (its seed fixed, not randomized)."""
+        row = self.row(rid)
+        if row.form is None:
+            raise InputError("job", f"{rid!r} was not sent from the form; it has no form values")
+        return row.form
+
+    # -- rows --------------------------------------------------------------------------------
+    def row(self, rid: str | None) -> JobRow:
+        """The ledger row `rid`, or an InputError saying it is not a job of this studio."""
+        row = self.ledger.get((rid or "").strip())
         if row is None:
             raise InputError("job", f"{rid!r} is not a job of this studio")
-        p = dict(row.params or {})
-        form = self.forms.get(row.template)
-        resolution = ""
-        if form is not None:
-            resolution = next(
-                (pr.label for pr in form.presets
-                 if (pr.width, pr.height) == (p.get("width"), p.get("height"))), "",
-            )  # fmt: skip
-        return FormValues(
-            pipeline=row.template if form is not None else next(iter(self.forms)),
-            mode=row.mode,
-            prompt=str(p.get("prompt", "")),
-            negative_prompt=str(p.get("negative_prompt", "")),
-            resolution=resolution,
-            seconds=float(p.get("seconds") or 5.0),
-            seed=p.get("seed"),
-            randomize=False,
-            steps=p.get("steps"),
-            cfg=p.get("cfg"),
-            shift=p.get("shift"),
-            sampler=p.get("sampler"),
-            scheduler=p.get("scheduler"),
-            lora_high=p.get("lora_high"),
-            lora_low=p.get("lora_low"),
-        )
+        return row
+
+    def inputs_dir(self, rid: str) -> Path:
+        """Where a job's input images are kept (base64, as sent) for reruns and reuse."""
+        return self.settings.data_dir / "inputs" / rid
 
     # -- cancel ------------------------------------------------------------------------------
     def cancel(self, rid: str) -> str:
         """Ask RunPod to cancel a queued or running job; the tracker records the end (CANCELLED,
         with the billed seconds so far). Returns a line for the operator."""
-        row = self.ledger.get(rid or "")
-        if row is None:
-            raise InputError("job", f"{rid!r} is not a job of this studio")
+        row = self.row(rid)
         if row.final:
             return f"Job {rid} already ended {row.state}."
         if not row.job_id:
@@ -314,7 +300,7 @@ class Studio:
             return None
         start = row.submitted_at or row.created_at
         end = row.finished_at or time.time()
-        quote_s = (row.quote or {}).get("execution_s")
+        quote_s = row.quote.execution_s if row.quote else None
         pv = describe(row.state, row.progress, end - start, quote_s, row.workflow, row.error)
         video = row.result_path if row.state is JobState.COMPLETED and row.result_path else None
         if video and not Path(video).is_file():
@@ -345,7 +331,7 @@ def template_version(template_id: str, workflow_file: str | None = None) -> str:
 def details(row: JobRow) -> str:
     """Markdown: parameters and seed used, timings, quote vs actual cost."""
     p = row.params or {}
-    q = row.quote or {}
+    q = row.quote
     lines = [f"**Job** `{row.id}` · RunPod id `{row.job_id or '-'}` · **{row.state}**"]
     hidden = ("prompt", "negative_prompt", "output_prefix")
     shown = {k: v for k, v in p.items() if k not in hidden and not isinstance(v, dict | list)}
@@ -358,9 +344,8 @@ def details(row: JobRow) -> str:
         lines.append("**Parameters:** " + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
     if q:
         lines.append(
-            f"**Quote:** ≈{q.get('execution_s', 0):.0f} GPU s = ${q.get('dollars', 0):.4f} "
-            f"on {q.get('gpu')} ({q.get('basis')}); cold start +{q.get('cold_start_s', 0):.0f} s"
-            f" = +${q.get('cold_dollars', 0):.4f}"
+            f"**Quote:** ≈{q.execution_s:.0f} GPU s = ${q.dollars:.4f} on {q.gpu} ({q.basis});"
+            f" cold start +{q.cold_start_s:.0f} s = +${q.cold_dollars:.4f}"
         )
     if row.delay_ms is not None or row.execution_ms is not None:
         lines.append(
@@ -368,9 +353,10 @@ def details(row: JobRow) -> str:
             f"{(row.execution_ms or 0) / 1000:.1f} s"
         )
     if row.cost:
+        quoted = q.dollars if q else 0.0
         lines.append(
-            f"**Actual:** {row.cost.get('billed_s')} billed s = ${row.cost.get('dollars', 0):.4f} "
-            f"(quote ${q.get('dollars', 0):.4f})"
+            f"**Actual:** {row.cost.billed_s} billed s = ${row.cost.dollars:.4f} "
+            f"(quote ${quoted:.4f})"
         )
     if row.error:
         lines.append(f"**Error:** {row.error}")

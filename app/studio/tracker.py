@@ -18,6 +18,7 @@ The endpoint is anything with `.status(job_id)` returning an object with `state`
 from __future__ import annotations
 
 import base64
+import dataclasses
 import heapq
 import logging
 import re
@@ -237,12 +238,7 @@ class Tracker:
                 bill = cost.actual(
                     fields["execution_ms"], fields.get("delay_ms"), row.gpu, self.prices
                 )
-                fields["cost"] = {
-                    "billed_s": bill.billed_s,
-                    "dollars": bill.dollars,
-                    "delay_s": bill.delay_s,
-                    "partial": True,
-                }
+                fields["cost"] = dataclasses.replace(bill, partial=True)
             self.ledger.update(rid, **{k: v for k, v in fields.items() if k != "state"})
             self._finish(rid, state, error=self._scrub(str(err or state.lower())))
             return False
@@ -303,7 +299,7 @@ class Tracker:
                 outputs=saved,
                 result_path=video["path"],
                 result_mime=video.get("mime") or "video/mp4",
-                cost={"billed_s": bill.billed_s, "dollars": bill.dollars, "delay_s": bill.delay_s},
+                cost=bill,
                 stored_at=time.time(),
                 recipe={**((row.recipe or {}) if row else {}), "comfyui_version": comfy_version},
             )

@@ -62,9 +62,14 @@ def test_clear_job_gets_the_timeout_policy(ledger, tmp_path):
 
 def test_spent_budget_refuses_before_anything_is_sent(ledger, tmp_path):
     rid = ledger.create(
-        template="t2v_14b", mode="turbo", params={}, workflow={}, quote={"dollars": 1}, gpu="A100"
+        template="t2v_14b",
+        mode="turbo",
+        params={},
+        workflow={},
+        quote=cost.Quote("A100", 0.001, 1000, 1.0),
+        gpu="A100",
     )
-    ledger.update(rid, state="COMPLETED", cost={"dollars": 0.99})
+    ledger.update(rid, state="COMPLETED", cost=cost.Actual(0, 0.99))
     fetch = Fetcher()  # would fail if asked: the budget refuses first
     with pytest.raises(GuardrailError) as info:
         ops(ledger, tmp_path, fetch, daily_usd=1.0).before_run(prepared())
