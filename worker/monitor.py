@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
 import aiohttp
 
 from .comfy import ComfyClient, pid_alive
-from .errors import ComfyDied, ConnectionLost, ExecutionFailed, Interrupted
+from .errors import (
+    ComfyDied,
+    ConnectionLost,
+    ExecutionFailed,
+    Interrupted,
+    UnreadableModel,
+    one_line,
+)
 from .progress import ProgressReporter, is_sampler, planned_steps, stage_for
 from .settings import Settings
 
@@ -37,16 +45,25 @@ class JobEnd:
     via: str = "websocket"
 
 
+_UNREADABLE = re.compile(
+    r"SafetensorError|HeaderTooLarge|HeaderTooSmall|header too small|MetadataIncompleteBuffer|"
+    r"invalid load key|PytorchStreamReader failed|unexpected EOF|corrupt",
+    re.IGNORECASE,
+)
+
+
 def _error_from(data: dict) -> ExecutionFailed:
-    node = data.get("node_id")
-    ntype = data.get("node_type")
-    etype = data.get("exception_type", "")
-    msg = (data.get("exception_message") or "").strip()
-    details = [f"{etype}: {msg}".strip(": ")]
-    tb = data.get("traceback") or []
-    if tb:
-        details.append("last frame: " + str(tb[-1]).strip())
-    return ExecutionFailed(f"node {node} ({ntype}) raised {etype}: {msg}", details)
+    node = str(data.get("node_id"))
+    ntype = str(data.get("node_type"))
+    etype = str(data.get("exception_type", "")).rpartition(".")[2]
+    msg = one_line(data.get("exception_message") or "")
+    cause = f"{etype}: {msg}".strip(": ")
+    if _UNREADABLE.search(f"{etype} {msg}"):
+        for name, value in (data.get("current_inputs") or {}).items():
+            value = value[0] if isinstance(value, list) and value else value
+            if str(name).endswith("_name") and isinstance(value, str) and "." in value:
+                return UnreadableModel(node, ntype, str(name), value, cause)
+    return ExecutionFailed(f"node {node} ({ntype}) raised {cause}", [cause])
 
 
 def _interrupted_from(data: dict) -> Interrupted:
