@@ -71,11 +71,15 @@ def test_a_file_input_outside_the_input_folder_never_reaches_comfyui(emu: Comfy)
 
 def test_validation_errors_read_plainly(emu: Comfy):
     h = make_handler(emu.settings())
+    size = {"width": 64, "height": 64}
     wf = {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
-        "2": {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "upscale_method": "bogus", "width": 64, "height": 64, "crop": "disabled"}},
+        "1": {"class_type": "EmptyImage", "inputs": {**size, "batch_size": 1, "color": 0}},
+        "2": {
+            "class_type": "ImageScale",
+            "inputs": {"image": ["1", 0], "upscale_method": "bogus", **size, "crop": "disabled"},
+        },
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}},
-    }  # fmt: skip
+    }
     out = run(h, {"id": "v1", "input": {"workflow": wf}})
     assert "'bogus' is not one of the options: nearest-exact" in out["details"][0], out
     missing = {
@@ -100,7 +104,8 @@ def test_validation_errors_read_plainly(emu: Comfy):
     }
     out = run(h, {"id": "v4", "input": {"workflow": nope}})
     assert out["error"] == (
-        "workflow rejected by ComfyUI: Cannot execute because node NoSuchNode does not exist (node 1)"
+        "workflow rejected by ComfyUI: "
+        "Cannot execute because node NoSuchNode does not exist (node 1)"
     )
     assert out["details"] == ["node 1: Cannot execute because node NoSuchNode does not exist"]
     for entry in [out["error"], *out["details"]]:

@@ -267,6 +267,12 @@ def test_execution_error_details_are_one_line_without_server_paths():
         "in models/vae is unreadable (incomplete download?); replace the file and run the job again"
     )
     assert out["details"] == ["SafetensorError: Error while deserializing header: header too small"]
-    tb = 'Traceback (most recent call last):\n  File "/comfyui/x.py", line 3, in f\n    g()\n    ^^^\nValueError: bad /srv/comfy/models/vae/v.safetensors'
+    tb = (
+        "Traceback (most recent call last):\n"
+        '  File "/comfyui/x.py", line 3, in f\n'
+        "    g()\n"
+        "    ^^^\n"
+        "ValueError: bad /srv/comfy/models/vae/v.safetensors"
+    )
     one = to_result(UnreadableModel("1", "VAELoader", "vae_name", "v.safetensors", tb))
     assert one["details"] == ["ValueError: bad v.safetensors"]
