@@ -24,6 +24,7 @@ from .savers import (
     save_animation,
     save_audio,
     save_image,
+    save_image_websocket,
     save_video,
 )
 from .values import (
@@ -152,6 +153,7 @@ async def simple(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
 HANDLERS: dict[str, Callable[[NodeContext], Awaitable[tuple[tuple[Any, ...], Any]]]] = {
     "SaveImage": save_image,
     "PreviewImage": preview_image,
+    "SaveImageWebsocket": save_image_websocket,
     "SaveVideo": save_video,
     "SaveAnimatedWEBP": save_animation,
     "SaveAnimatedPNG": save_animation,

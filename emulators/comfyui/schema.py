@@ -36,6 +36,42 @@ AUDIO_EXTENSIONS = (".wav", ".mp3", ".ogg", ".flac", ".aiff", ".aif", ".m4a", ".
 FILE_KIND = {"image": ("image", IMAGE_EXTENSIONS), "audio": ("audio", AUDIO_EXTENSIONS)}
 
 
+# Files the recording session put in its model folders to see how they are listed; they are no
+# part of any ComfyUI install, so the loaders' option lists leave them out.
+RECORDING_ARTEFACTS = ("probe_in_", "probe_subdir/")
+
+
+def _artefact(option: object) -> bool:
+    return isinstance(option, str) and option.startswith(RECORDING_ARTEFACTS)
+
+
+def _options(val: object) -> list[Any] | None:
+    """The option list of an input spec (legacy `[[...], {}]` or V3 `["COMBO", {"options"}]`)."""
+    if not isinstance(val, list) or not val:
+        return None
+    if isinstance(val[0], list):
+        return val[0]
+    opts = val[1].get("options") if len(val) > 1 and isinstance(val[1], dict) else None
+    return opts if isinstance(opts, list) else None
+
+
+def without_artefacts(nodes: dict[str, Any]) -> dict[str, Any]:
+    """The schema with recording artefacts left out of every option list; nodes without any
+    are shared, not copied."""
+    out = dict(nodes)
+    for cls, info in nodes.items():
+        cats = [c for c in (info.get("input") or {}).values() if isinstance(c, dict)]
+        if not any(_artefact(o) for c in cats for v in c.values() for o in _options(v) or ()):
+            continue
+        info = out[cls] = copy.deepcopy(info)
+        for cat in info["input"].values():
+            for val in cat.values() if isinstance(cat, dict) else ():
+                options = _options(val)
+                if options is not None:
+                    options[:] = [o for o in options if not _artefact(o)]
+    return out
+
+
 def load_schema_file(path: Path | None) -> dict[str, Any]:
     """The parsed dump; cached per file, so many in-process emulators share one (read-only) copy."""
     p = (Path(path) if path is not None else DEFAULT_SCHEMA).resolve()
@@ -74,7 +110,7 @@ class Schema:
     def __init__(
         self, nodes: dict[str, Any], input_directory: Path, models: ModelFolders | None = None
     ) -> None:
-        self.nodes = nodes
+        self.nodes = without_artefacts(nodes)
         self.input_directory = Path(input_directory)
         self.models = models
 
