@@ -32,12 +32,12 @@ from pathlib import Path
 import aiohttp
 
 from .comfy import ComfyClient, format_node_errors
-from .delivery import Delivery, locate
+from .delivery import ITEM_OVERHEAD, Delivery, locate
 from .errors import ConfigError, JobTimeout, OutputError, UnreadableModel, WorkerError, to_result
 from .inputs import JobRequest, job_upload_folder, parse_job_input, rewrite_image_refs
 from .inventory import collect_inventory, model_folder, wants_inventory
 from .monitor import JobEnd, Watcher
-from .outputs import OutputFile, collect
+from .outputs import OutputFile, collect, websocket_files
 from .progress import ProgressReporter
 from .settings import Settings
 
@@ -245,6 +245,10 @@ class _JobRun:
         self.progress.finish()
         try:
             items = await self.delivery.deliver(self.job_id, located, client)
+            if end.ws_images:  # SaveImageWebsocket: the images came as websocket frames
+                used = sum(len(i["data"]) + ITEM_OVERHEAD for i in items if i["type"] == "base64")
+                blobs = websocket_files([(i.node_id, i.mime, i.data) for i in end.ws_images])
+                items += await self.delivery.deliver_blobs(self.job_id, blobs, used)
         except OutputError as e:
             if end.cached and s.cleanup and not self.renamed:
                 # an identical re-run: ComfyUI answered from its cache with the files an earlier

@@ -110,3 +110,58 @@ def test_validation_errors_read_plainly(emu: Comfy):
     assert out["details"] == ["node 1: Cannot execute because node NoSuchNode does not exist"]
     for entry in [out["error"], *out["details"]]:
         assert "\n" not in entry and "/" not in entry
+
+
+def test_save_image_websocket_images_are_returned(emu: Comfy):
+    """ComfyUI sends SaveImageWebsocket's images only as binary websocket frames (no file, no
+    history output); the worker returns them like files, sampler previews are not mistaken."""
+    wf = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 24, "height": 16, "batch_size": 3, "color": 255},
+        },
+        "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}},
+    }
+    emu.knobs(preview_method="auto")
+    try:
+        out = run(make_handler(emu.settings()), {"id": "ws-img", "input": {"workflow": wf}})
+    finally:
+        emu.knobs(preview_method="none")
+    assert "error" not in out, out
+    assert [(i["filename"], i["type"], i["mime"], i["node_id"]) for i in out["images"]] == [
+        (f"websocket_2_0000{n}_.png", "base64", "image/png", "2") for n in (1, 2, 3)
+    ]
+    assert {size_of(i) for i in out["images"]} == {(24, 16)}
+    assert "status" not in out  # not "success_no_images"
+
+
+def test_save_image_websocket_images_go_to_s3_too(emu: Comfy, s3_server):
+    import boto3
+    import requests
+
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_server.base_url, aws_access_key_id="a", aws_secret_access_key="b",
+        region_name="us-east-1",
+    )  # fmt: skip
+    s3.create_bucket(Bucket="wanpod-ws")
+    env = dict(
+        BUCKET_ENDPOINT_URL=s3_server.base_url,
+        BUCKET_ACCESS_KEY_ID="AKIDTESTKEY",
+        BUCKET_SECRET_ACCESS_KEY="test-secret-key",
+        BUCKET_NAME="wanpod-ws",
+    )
+    wf = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 20, "height": 10, "batch_size": 1, "color": 0},
+        },
+        "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}},
+    }
+    out = run(make_handler(emu.settings(**env)), {"id": "ws-s3", "input": {"workflow": wf}})
+    assert "error" not in out, out
+    [item] = out["images"]
+    assert item["type"] == "s3_url" and "/wanpod-ws/ws-s3/websocket_2_00001_.png?" in item["data"]
+    r = requests.get(item["data"], timeout=10)
+    assert r.headers["Content-Type"] == "image/png" and len(r.content) == item["size"]
+    with Image.open(io.BytesIO(r.content)) as img:
+        assert img.size == (20, 10)
