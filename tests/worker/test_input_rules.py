@@ -276,3 +276,30 @@ def test_execution_error_details_are_one_line_without_server_paths():
     )
     one = to_result(UnreadableModel("1", "VAELoader", "vae_name", "v.safetensors", tb))
     assert one["details"] == ["ValueError: bad v.safetensors"]
+
+
+# -- SaveImageWebsocket frames (issue 11) ------------------------------------------------------
+def test_binary_frames_of_a_websocket_output_node_are_kept_and_previews_dropped():
+    import struct
+
+    from worker.monitor import Watcher
+
+    wf = {
+        "3": {"class_type": "KSampler", "inputs": {}},
+        "9": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["8", 0]}},
+    }
+    w = Watcher(None, S, "p1", "c1", wf, None)  # type: ignore[arg-type]
+    png = base64.b64decode(png_b64())
+    w.current_node = "3"
+    w._binary(struct.pack(">II", 1, 1) + b"\xff\xd8\xffjpeg preview")  # a sampler preview
+    w.current_node = "9"
+    w._binary(struct.pack(">II", 1, 2) + png)  # send_image: [1][2 = PNG][bytes]
+    meta = json.dumps({"node_id": "9", "prompt_id": "p1", "image_type": "image/png"}).encode()
+    w._binary(struct.pack(">II", 4, len(meta)) + meta + png)  # with preview metadata
+    other = json.dumps({"node_id": "9", "prompt_id": "p2", "image_type": "image/png"}).encode()
+    w._binary(struct.pack(">II", 4, len(other)) + other + png)  # another prompt's
+    w._binary(b"\x00\x00")  # too short to be anything
+    assert [(i.node_id, i.mime, i.data) for i in w.end.ws_images] == [
+        ("9", "image/png", png),
+        ("9", "image/png", png),
+    ]
