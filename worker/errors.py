@@ -169,9 +169,9 @@ _TB_NOISE = re.compile(r'^\s*(File "|Traceback \(most recent call last\)|[\^~ ]+
 _ABS_PATH = re.compile(r"(?<![\w.:/\\])(?:/[\w.@+-]+){2,}|\b[A-Za-z]:\\[^\s'\"]+")
 
 
-def one_line(text: str) -> str:
-    """`text` as one line without traceback frames or the server's file paths (a path becomes
-    its last part: the file name is useful, the server's layout is not)."""
+def one_line(text: str, server_paths: bool = False) -> str:
+    """`text` as one line without traceback frames and, unless `server_paths`, without file
+    paths (a path becomes its last part: the file name is useful, the server's layout is not)."""
     lines = str(text).splitlines()
     kept: list[str] = []
     skip_code = False
@@ -185,6 +185,8 @@ def one_line(text: str) -> str:
         if line.strip():
             kept.append(line.strip())
     joined = " ".join(kept)
+    if server_paths:
+        return joined
     return _ABS_PATH.sub(lambda m: re.split(r"[/\\]", m.group(0))[-1], joined)
 
 
@@ -210,7 +212,8 @@ def to_result(exc: BaseException, secrets: Sequence[str] = ()) -> dict[str, obje
     else:
         error = f"internal worker error: {type(exc).__name__}: {exc}"
         details = []
-    out: dict[str, object] = {"error": scrub(one_line(error), secrets)}
+    own = isinstance(exc, InputError)  # quotes the caller's own values: paths stay as given
+    out: dict[str, object] = {"error": scrub(one_line(error, own), secrets)}
     if details:
-        out["details"] = [scrub(one_line(d), secrets) for d in details]
+        out["details"] = [scrub(one_line(d, own), secrets) for d in details]
     return out

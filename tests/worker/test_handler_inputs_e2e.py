@@ -66,6 +66,7 @@ def test_a_file_input_outside_the_input_folder_never_reaches_comfyui(emu: Comfy)
         )
         assert out["error"].startswith("invalid input: workflow['1'] (LoadImage) input 'image': ")
         assert "points outside ComfyUI's input folder" in out["error"]
+        assert f"(got {value!r}"[:40] in out["error"]  # the caller's own value, as given
     assert not list(emu.output.rglob("in_*.png"))
 
 
