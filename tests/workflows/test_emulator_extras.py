@@ -157,5 +157,11 @@ def test_without_the_custom_node_rife_is_refused_at_prompt(tmp_path: Path):
         f = fill("t2v_14b", {"prompt": "x", "frames": 9, "interpolate": True})
         r = c.post("/prompt", json={"prompt": f.workflow})
         assert r.status_code == 400
-        err = r.json()["error"]
-        assert err["type"] == "invalid_prompt" and "RIFE VFI" in err["message"]
+        # what a real ComfyUI 0.3.64 without the pack answered to this workflow
+        rife = next(n for n, v in f.workflow.items() if v["class_type"] == "RIFE VFI")
+        assert r.json()["error"] == {
+            "type": "invalid_prompt",
+            "message": "Cannot execute because node RIFE VFI does not exist.",
+            "details": f"Node ID '#{rife}'",
+            "extra_info": {},
+        }

@@ -219,3 +219,20 @@ def test_the_recipe_records_loras_and_steps_and_fill_takes_it_back():
     names = {(m.name, m.folder) for m in first.model_files}
     assert (post_steps().upscale.default_model, "upscale_models") in names
     assert ("style/my_style_LOW.safetensors", "loras") in names
+
+
+def test_a_missing_upscale_model_is_named_before_a_paid_run(schema):
+    """Real ComfyUI's /prompt does not check UpscaleModelLoader's (V3) list: a missing file
+    fails only once the job runs. check (pre-flight's rule) names the file and its folder."""
+    f = fill("t2v_14b", {"prompt": "x", "upscale": True, "upscale_model": "missing_4x.pth"})
+    files = endpoint_files(schema, f)
+    files["upscale_models"] = ["4x-UltraSharp.pth"]
+    problems = check(f.workflow, schema, files)
+    assert [(p.kind, p.class_type, str(p)) for p in problems] == [
+        (
+            "missing_model",
+            "UpscaleModelLoader",
+            f"node {next(iter(f.post_nodes))} (UpscaleModelLoader): model_name: missing model file "
+            "'missing_4x.pth': put it in models/upscale_models/",
+        )
+    ]
