@@ -18,8 +18,9 @@ post-steps upscale, upscale_model, interpolate, interpolate_model (workflows/pos
 - user LoRAs: a LoraLoaderModelOnly chain on each expert's model path, right after the template's
   own LoRA (turbo) or the UNETLoader (quality), before ModelSamplingSD3: a pair's high file on the
   high-noise expert, its low file on the low-noise one, a single on both; the 5B takes singles;
-- post-steps between VAEDecode and CreateVideo; `.params` gains output_width/height/frames/fps
-  (what the video will be) and `.post_nodes` names the inserted nodes' step;
+- post-steps between VAEDecode and CreateVideo; `.output` is the video the job writes (size,
+  frames, fps after the post-steps) and `.post_nodes` names the inserted nodes' step; `.params`
+  records `loras` and the post-step choices only when used (fill takes them back unchanged);
 - a note when cfg is 1 (negative prompt has no effect).
 """
 
@@ -66,6 +67,7 @@ class FilledWorkflow:
     output_prefix: str = ""
     model_files: tuple[ModelFile, ...] = ()
     post_nodes: dict[str, str] = field(default_factory=dict)  # node id -> post-step name
+    output: poststeps.Output | None = None  # the video written: size, frames, fps
 
     @property
     def seed(self) -> int:
@@ -131,7 +133,8 @@ def fill(
         raise ParamError("output_prefix", prefix, "letters, digits, _ and - in /-separated parts")
     v["output_prefix"] = f"{prefix}_{t.id}_{job}"
     loras = parse_loras(given.get("loras", ()), _experts(t), _reserved(t, v))
-    v["loras"] = [use.to_json() for use in loras]
+    if loras:
+        v["loras"] = [use.to_json() for use in loras]
     choice = poststeps.choose(given)
     v.update(choice.to_params())
 
@@ -147,12 +150,6 @@ def fill(
         v["fps"],
     )
     notes.extend(post.notes)
-    v.update(
-        output_width=post.width,
-        output_height=post.height,
-        output_frames=post.frames,
-        output_fps=post.fps,
-    )
     return FilledWorkflow(
         template_id=t.id,
         mode=mode,
@@ -163,6 +160,7 @@ def fill(
         output_prefix=v["output_prefix"],
         model_files=_model_files(workflow),
         post_nodes=post.nodes,
+        output=post.output,
     )
 
 

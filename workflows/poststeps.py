@@ -11,7 +11,7 @@ Both are named fill parameters (see workflows/fill.py) on every template, read f
   workflows/data/ (`custom_schema(nodes)` merges it only for an endpoint whose inventory has the
   class) and `unavailable(nodes)` says what to install when it is missing.
 `choose(given)` checks the parameters (ParamError naming the parameter); `apply(...)` inserts the
-nodes into a workflow and returns what they change (size, frames, fps). Pure.
+nodes into a workflow and returns the video they make (`Output`: size, frames, fps). Pure.
 """
 
 from __future__ import annotations
@@ -74,20 +74,28 @@ class Choice:
     interpolate_model: str | None = None
 
     def to_params(self) -> dict[str, Any]:
-        return {
-            "upscale": self.upscale_model is not None,
-            "upscale_model": self.upscale_model,
-            "interpolate": self.interpolate_model is not None,
-            "interpolate_model": self.interpolate_model,
-        }
+        """The recipe: only the steps that are on (fill takes this back unchanged)."""
+        out: dict[str, Any] = {}
+        if self.upscale_model is not None:
+            out.update(upscale=True, upscale_model=self.upscale_model)
+        if self.interpolate_model is not None:
+            out.update(interpolate=True, interpolate_model=self.interpolate_model)
+        return out
 
 
 @dataclass(frozen=True)
-class Applied:
+class Output:
+    """The video a filled workflow writes (after the post-steps)."""
+
     width: int
     height: int
     frames: int
     fps: float
+
+
+@dataclass(frozen=True)
+class Applied:
+    output: Output
     nodes: dict[str, str] = field(default_factory=dict)  # node id -> "upscale" | "interpolate"
     notes: tuple[str, ...] = ()
 
@@ -212,7 +220,7 @@ def apply(
         tip = [rife, 0]
     wf[video_node]["inputs"]["images"] = tip
     wf[video_node]["inputs"]["fps"] = fps
-    return Applied(width, height, frames, fps, nodes, tuple(notes))
+    return Applied(Output(width, height, frames, fps), nodes, tuple(notes))
 
 
 def _defaults(info: Mapping[str, Any]) -> dict[str, Any]:

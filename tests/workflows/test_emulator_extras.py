@@ -1,5 +1,5 @@
 """Filled workflows with user LoRAs and post-steps run on the ComfyUI emulator to a real mp4 whose
-decoded size, frame count and fps are what fill said (`output_*`).
+decoded size, frame count and fps are what fill said (`FilledWorkflow.output`).
 
 The emulator gets a fake model volume (0-byte files named like the templates', the user's LoRAs
 and two upscale models) and the RIFE node's recorded schema (`--extra-schema`), the way an
@@ -137,9 +137,8 @@ def test_runs_to_a_video_of_the_promised_size_frames_and_fps(comfy, tid, mode, l
         decoded = sum(1 for _ in container.decode(stream))
         got = (stream.codec_context.width, stream.codec_context.height, decoded)
         fps = Fraction(stream.average_rate)
-    p = f.params
-    assert got == (p["output_width"], p["output_height"], p["output_frames"])
-    assert fps == p["output_fps"]
+    assert got == (f.output.width, f.output.height, f.output.frames)
+    assert fps == f.output.fps
     up = post.get("upscale", False)
     smooth = post.get("interpolate", False)
     native = 24 if tid == "ti2v_5b" else 16

@@ -56,7 +56,7 @@ def endpoint_files(schema, f):
     for m in f.model_files:
         if m.folder != "loras":
             files.setdefault(m.folder, []).append(m.name)
-    for use in f.params["loras"]:
+    for use in f.params.get("loras", ()):
         files["loras"] += [use[k] for k in ("file", "high", "low") if k in use]
     return files
 
@@ -131,10 +131,16 @@ def test_every_combination_passes_check(tm, loras, post, schema):
     smooth = post in ("interpolate", "both")
     native = 24 if tid == "ti2v_5b" else 16
     frames = f.params["frames"]
-    assert f.params["output_width"] == w * (2 if up else 1)
-    assert f.params["output_height"] == h * (2 if up else 1)
-    assert f.params["output_frames"] == (2 * frames - 1 if smooth else frames)
-    assert f.params["output_fps"] == video["fps"] == native * (2 if smooth else 1)
+    assert f.output.width == w * (2 if up else 1)
+    assert f.output.height == h * (2 if up else 1)
+    assert f.output.frames == (2 * frames - 1 if smooth else frames)
+    assert f.output.fps == video["fps"] == native * (2 if smooth else 1)
+    recorded = {"loras", "upscale", "upscale_model", "interpolate", "interpolate_model"}
+    assert recorded & set(f.params) == (
+        ({"loras"} if given else set())
+        | ({"upscale", "upscale_model"} if up else set())
+        | ({"interpolate", "interpolate_model"} if smooth else set())
+    )
     for n in wf.values():
         if n["class_type"] == "ImageScale":
             assert (n["inputs"]["width"], n["inputs"]["height"]) == (2 * w, 2 * h)
@@ -165,7 +171,7 @@ def test_unavailable_says_what_to_install(schema):
 
 def test_fps_doubling_follows_a_changed_fps():
     f = fill("t2v_14b", {"prompt": "x", "fps": 24, "frames": 49, "interpolate": True})
-    assert (f.params["output_fps"], f.params["output_frames"]) == (48, 97)
+    assert (f.output.fps, f.output.frames) == (48, 97)
     assert f.workflow["15"]["inputs"]["fps"] == 48
 
 
