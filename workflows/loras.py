@@ -238,6 +238,7 @@ def parse_loras(
             f"at most {MAX_STACK} stacked (a high/low pair counts once)",
         )
     uses = tuple(_use(f"loras[{i}]", item, experts) for i, item in enumerate(value))
+    own = dict(reserved or {})
     seen: dict[tuple[str, str], str] = {}
     for i, use in enumerate(uses):
         for expert in experts:
@@ -245,12 +246,12 @@ def parse_loras(
             if placed is None:
                 continue
             name = placed[0]
-            if name in (reserved or {}):
+            if name in own:
                 raise ParamError(
                     f"loras[{i}]",
                     name,
                     f"another LoRA: this file is the template's own 4-step LoRA in this mode "
-                    f"(set its strength with {reserved[name]})",  # type: ignore[index]
+                    f"(set its strength with {own[name]})",
                 )
             if (expert, name) in seen:
                 raise ParamError(
