@@ -6,6 +6,11 @@ files, so the official Wan templates validate) merged with the 18 audio node sch
 recording machine lacked (`object_info_audio_nodes_torchaudio_stub.json`). Any other dump can be
 given with `--schema PATH` (plain or gzipped JSON).
 
+`--extra-schema PATH` (repeatable) stands for an installed custom node pack: the node schemas of
+that file (an /object_info dump, or `{"nodes": {...}}` with its provenance beside, like
+workflows/data/comfyui_frame_interpolation.object_info.json) are merged over the dump, and nodes.py
+runs the ones it knows (RIFE VFI).
+
 Input specs are `[type, options?]`: `type` is a string ("INT", "IMAGE", "COMBO" for V3 combos) or a
 list of allowed values (a legacy COMBO, validated at /prompt).
 """
@@ -89,6 +94,18 @@ def _load(path: str, _mtime_ns: int, _size: int) -> dict[str, Any]:
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"{p}: not an /object_info dump (a JSON object of node schemas)")
     return data
+
+
+def with_extra_schemas(nodes: dict[str, Any], paths: list[Path]) -> dict[str, Any]:
+    """`nodes` plus the node schemas of each extra file (a new dict; the cached one is shared)."""
+    if not paths:
+        return nodes
+    merged = dict(nodes)
+    for path in paths:
+        data = load_schema_file(Path(path))
+        extra = data["nodes"] if isinstance(data.get("nodes"), dict) else data
+        merged.update({k: v for k, v in extra.items() if isinstance(v, dict) and "input" in v})
+    return merged
 
 
 @dataclass(frozen=True)
