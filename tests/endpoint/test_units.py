@@ -11,8 +11,8 @@ import pytest
 
 from app.cli import load_job_input, progress_line, save_outputs
 from app.endpoint import JobStatus
-from emulators.runpod_jobs import JobRequestError, JobStore
-from emulators.runpod_workers import WorkerSpec, worker_env
+from emulators.runpod.jobs import JobRequestError, JobStore
+from emulators.runpod.workers import WorkerSpec, worker_env
 
 
 def test_state_machine_sticky_final_states_and_progress():

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from .runpod_jobs import CANCELLED, FAILED, FINAL, IN_PROGRESS, Job, JobRequestError, JobStore
-from .runpod_workers import Supervisor, WorkerRec, WorkerSpec
+from .jobs import CANCELLED, FAILED, FINAL, IN_PROGRESS, Job, JobRequestError, JobStore
+from .workers import Supervisor, WorkerRec, WorkerSpec
 
 log = logging.getLogger("emulators.runpod")
 MB = 1024 * 1024

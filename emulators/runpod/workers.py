@@ -25,12 +25,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 _PR_SET_PDEATHSIG = 1
 
 
@@ -42,6 +43,16 @@ def die_with_parent() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def default_worker_python() -> str:
+    """The python that runs workers: env WANPOD_WORKER_PYTHON, else .venvs/worker/bin/python,
+    else this interpreter."""
+    env = os.environ.get("WANPOD_WORKER_PYTHON")
+    if env:
+        return env
+    venv = REPO / ".venvs" / "worker" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
 
 
 @dataclass

@@ -8,7 +8,7 @@ Contract (mirrors RunPod serverless, see RunPod serverless docs: job lifecycle a
 - `/retry` (FAILED/TIMED_OUT only) keeps the id and re-queues the job.
 - a final job is kept `retention_s` seconds (`/runsync` jobs `sync_retention_s`), then it is gone.
 - `policy.ttl` (ms from submit): a queued job past it becomes TIMED_OUT; a running one is removed.
-No I/O here: the aiohttp layer (runpod_app) and the worker supervisor (runpod_workers) drive it.
+No I/O here: the aiohttp layer (app.py) and the worker supervisor (workers.py) drive it.
 """
 
 from __future__ import annotations
