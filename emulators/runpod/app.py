@@ -3,7 +3,8 @@
 
 Client routes (key as `Authorization: Bearer <key>` or the raw key, else 401; other endpoint id
 404): run, runsync[?wait=ms], status/{id}, stream/{id}, cancel/{id}, retry/{id}, purge-queue,
-health. Oversized payloads (> 10 MB /run, > 20 MB /runsync) answer 413 with an `error` text.
+health. Oversized payloads (> 10,000,000 bytes /run, > 20,000,000 /runsync: app.endpoint's
+RUN_LIMIT / RUNSYNC_LIMIT, which the client checks before sending) answer 413 with an `error`.
 Past `rate_limit` client requests per `rate_window_s`, 429.
 Worker routes (raw worker key): job-take/{w}, job-take-batch/{w}, job-stop/{w} (long-polls held
 `hold_s` < 90 s), job-done/{w}/{job}, job-stream/{w}/{job}, ping/{w}.
@@ -24,6 +25,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, ClientTimeout, web
+
+from app.endpoint import RUN_LIMIT, RUNSYNC_LIMIT  # the client's pre-check: one number each
 
 from .jobs import CANCELLED, FAILED, FINAL, IN_PROGRESS, Job, JobRequestError, JobStore
 from .workers import Supervisor, WorkerRec, WorkerSpec
@@ -50,8 +53,8 @@ class RunpodConfig:
     retention_s: float = 1800.0
     sync_retention_s: float = 60.0
     execution_timeout_ms: int = 600_000
-    run_max_bytes: int = 10 * MB
-    runsync_max_bytes: int = 20 * MB
+    run_max_bytes: int = RUN_LIMIT
+    runsync_max_bytes: int = RUNSYNC_LIMIT
     rate_limit: int = 0  # client requests per window; 0 = unlimited
     rate_window_s: float = 10.0
     webhook_tries: int = 3
@@ -63,6 +66,13 @@ class RunpodConfig:
 
 def _error(status: int, text: str) -> web.Response:
     return web.json_response({"error": text}, status=status)
+
+
+def presented_key(authorization: str) -> str:
+    """The key in an Authorization header: `Bearer <key>` (the scheme is case-insensitive, as
+    for every HTTP auth scheme) or the raw key (RunPod's curl examples)."""
+    scheme, _, rest = authorization.strip().partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" and rest.strip() else authorization
 
 
 class ControlPlane:
@@ -142,8 +152,9 @@ class ControlPlane:
     async def _auth(self, request: web.Request, handler):
         parts = request.path.strip("/").split("/")
         auth = request.headers.get("Authorization", "")
+        client_ok = presented_key(auth) == self.cfg.api_key
         if parts[:1] == ["emulator"]:
-            if auth not in (self.cfg.api_key, f"Bearer {self.cfg.api_key}"):
+            if not client_ok:
                 return _error(401, "Unauthorized")
             return await handler(request)
         if len(parts) < 3 or parts[0] != "v2":
@@ -153,7 +164,7 @@ class ControlPlane:
             if auth != self.cfg.worker_key:
                 return _error(401, "Unauthorized")
         else:
-            if auth not in (self.cfg.api_key, f"Bearer {self.cfg.api_key}"):
+            if not client_ok:
                 return _error(401, "Unauthorized")
             if parts[1] != self.cfg.endpoint_id:
                 return _error(404, f"endpoint {parts[1]!r} not found")
@@ -187,8 +198,8 @@ class ControlPlane:
             op = "/runsync" if sync else "/run"
             return _error(
                 413,
-                f"request payload is {len(raw) / MB:.1f} MB; {op} accepts at most "
-                f"{limit / MB:.0f} MB",
+                f"request payload is {len(raw):,} bytes; {op} accepts at most "
+                f"{limit:,} bytes ({limit / 1e6:g} MB)",
             )
         try:
             body = json.loads(raw or b"null")

@@ -8,6 +8,8 @@ Contract (mirrors RunPod serverless, see RunPod serverless docs: job lifecycle a
 - `/retry` (FAILED/TIMED_OUT only) keeps the id and re-queues the job.
 - a final job is kept `retention_s` seconds (`/runsync` jobs `sync_retention_s`), then it is gone.
 - `policy.ttl` (ms from submit): a queued job past it becomes TIMED_OUT; a running one is removed.
+- `policy.executionTimeout` must be more than 5000 ms (RunPod answers 400 at 5000 and below); the
+  bounds are app.endpoint's, which the studio's guardrails clamp to.
 No I/O here: the aiohttp layer (app.py) and the worker supervisor (workers.py) drive it.
 """
 
@@ -19,6 +21,8 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+from app.endpoint import EXECUTION_TIMEOUT_ABOVE_MS, EXECUTION_TIMEOUT_MAX_MS
 
 IN_QUEUE = "IN_QUEUE"
 IN_PROGRESS = "IN_PROGRESS"
@@ -92,16 +96,18 @@ class Job:
         return body
 
 
-def _ms(policy: dict, key: str, default: int, lo: int, hi: int) -> int:
+def _ms(policy: dict, key: str, default: int, lo: int, hi: int, above: bool = False) -> int:
+    """policy[key] in ms within [lo, hi], or (lo, hi] when `above`; JobRequestError otherwise."""
     value = policy.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise JobRequestError(f"policy.{key} must be a number of milliseconds, got {value!r}")
-    if not lo <= value <= hi:
-        raise JobRequestError(f"policy.{key} must be between {lo} and {hi} ms, got {value}")
+    if (value <= lo if above else value < lo) or value > hi:
+        low = f"more than {lo}" if above else f"at least {lo}"
+        raise JobRequestError(f"policy.{key} must be {low} and at most {hi} ms, got {value}")
     return int(value)
 
 
-WEEK_MS = 7 * 24 * 3600 * 1000
+WEEK_MS = 7 * 24 * 3600 * 1000  # the longest policy.ttl
 
 
 @dataclass
@@ -135,7 +141,12 @@ class JobStore:
             input=body["input"],
             submitted=time.monotonic() if now is None else now,
             execution_timeout_ms=_ms(
-                policy, "executionTimeout", self.execution_timeout_ms, 5000, WEEK_MS
+                policy,
+                "executionTimeout",
+                self.execution_timeout_ms,
+                EXECUTION_TIMEOUT_ABOVE_MS,
+                EXECUTION_TIMEOUT_MAX_MS,
+                above=True,
             ),
             ttl_ms=_ms(policy, "ttl", self.ttl_ms, 10_000, WEEK_MS),
             webhook=webhook,

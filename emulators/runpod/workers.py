@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.endpoint import WORKER_STATES
+
 REPO = Path(__file__).resolve().parents[2]
 _PR_SET_PDEATHSIG = 1
 
@@ -276,11 +278,15 @@ class Supervisor:
             if job_id not in job_ids and rec.stops[job_id] > 0:
                 del rec.stops[job_id]  # the SDK no longer runs it: stop delivered
 
-    def counts(self) -> dict:
-        c = {"idle": 0, "running": 0, "unhealthy": 0, "initializing": 0}
+    def counts(self) -> dict[str, int]:
+        """/health `workers`: every count RunPod documents. `ready` is a worker up and free to
+        take a job (RunPod's example shows it equal to `idle`: idle 4, ready 4, running 1);
+        `throttled` (no host capacity) never happens on this machine and stays 0."""
+        c = dict.fromkeys(WORKER_STATES, 0)
         for rec in self.workers.values():
             if rec.state in c:
                 c[rec.state] += 1
+        c["ready"] = c["idle"]
         return c
 
     def wanted(self, queued: int) -> None:

@@ -73,10 +73,10 @@ def test_cancel_mid_job_reaches_the_handler(echo_plane, tmp_path):
 def test_execution_timeout_is_timed_out_and_stops_the_handler(echo_plane, tmp_path):
     marker = tmp_path / "timed-out"
     c = echo_plane.client()
-    ref = c.run({"sleep": 30, "cancel_marker": str(marker)}, policy={"executionTimeout": 5000})
+    ref = c.run({"sleep": 30, "cancel_marker": str(marker)}, policy={"executionTimeout": 5001})
     st = c.wait(ref.id, poll_s=0.1, timeout_s=20)
-    assert st.state == "TIMED_OUT" and "5000 ms" in st.error
-    assert 5000 <= st.execution_ms < 7000
+    assert st.state == "TIMED_OUT" and "5001 ms" in st.error
+    assert 5001 <= st.execution_ms < 7000
     echo_plane.wait_for(marker.exists, 10, "stop signal for the timed-out job")
     # retry keeps the id and runs it again
     assert c.retry(ref.id).state == "IN_QUEUE"
