@@ -9,7 +9,7 @@ Past `rate_limit` client requests per `rate_window_s`, 429.
 Worker routes (raw worker key): job-take/{w}, job-take-batch/{w}, job-stop/{w} (long-polls held
 `hold_s` < 90 s), job-done/{w}/{job}, job-stream/{w}/{job}, ping/{w}.
 Test-only routes (client key): GET /emulator/state (workers with pids, queue), GET
-/emulator/jobs/{id} (wall times of progress posts and result), POST
+/emulator/jobs/{id} (wall times of hand-out, progress posts and result; late posts ignored), POST
 /emulator/faults `{"status": 503, "count": 2, "ops": ["status"]}` (the next `count` matching
 client requests answer `status`; ops omitted = all client routes).
 """
@@ -416,12 +416,19 @@ class ControlPlane:
         return web.json_response({"workers": workers, "queue": list(self.store.queue)})
 
     async def job_times(self, request: web.Request) -> web.Response:
-        """Wall-clock times the plane saw a job's progress posts and final result (bench)."""
+        """Wall-clock times the plane handed a job out, saw its progress posts and its final
+        result (bench, and tests that order jobs), and how many late posts it ignored."""
         job = self._job(request)
         if isinstance(job, web.Response):
             return job
         return web.json_response(
-            {"id": job.id, "finished_wall": job.finished_wall, "progress_wall": job.progress_wall}
+            {
+                "id": job.id,
+                "taken_wall": job.taken_wall,
+                "finished_wall": job.finished_wall,
+                "progress_wall": job.progress_wall,
+                "ignored_posts": job.ignored_posts,
+            }
         )
 
     async def get_faults(self, request: web.Request) -> web.Response:

@@ -61,7 +61,9 @@ class Job:
     stop_sent_at: float = 0.0
     pings_missing: int = 0  # heartbeats after the take that did not list this job
     retries: int = 0
+    taken_wall: float | None = None  # time.time() of the hand-out (tests order jobs by it)
     finished_wall: float | None = None  # time.time() of the final state (bench)
+    ignored_posts: int = 0  # progress/results that arrived after the final state
     progress_wall: list = field(default_factory=list)  # [(time.time(), progress)], last 100
 
     def worker_payload(self) -> dict:
@@ -169,6 +171,7 @@ class JobStore:
         job = self.jobs[job_id]
         job.state = IN_PROGRESS
         job.taken = time.monotonic() if now is None else now
+        job.taken_wall = time.time()
         job.worker_id = worker_id
         job.progress = None
         job.pings_missing = 0
@@ -194,6 +197,7 @@ class JobStore:
     def progress(self, job: Job, value: Any) -> bool:
         """Latest progress (replaces `output` while IN_PROGRESS); ignored otherwise."""
         if job.state != IN_PROGRESS:
+            job.ignored_posts += job.state in FINAL
             return False
         job.progress = value
         job.progress_wall = [*job.progress_wall[-99:], (time.time(), value)]
@@ -201,6 +205,9 @@ class JobStore:
 
     def result(self, job: Job, body: dict) -> bool:
         """A final post from the worker (job-done without status IN_PROGRESS)."""
+        if job.state in FINAL:
+            job.ignored_posts += 1
+            return False
         if "error" in body and body["error"] not in (None, ""):
             err = body["error"]
             error = err if isinstance(err, str) else json.dumps(err)
