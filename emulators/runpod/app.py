@@ -9,7 +9,8 @@ Past `rate_limit` client requests per `rate_window_s`, 429.
 Worker routes (raw worker key): job-take/{w}, job-take-batch/{w}, job-stop/{w} (long-polls held
 `hold_s` < 90 s), job-done/{w}/{job}, job-stream/{w}/{job}, ping/{w}.
 Test-only routes (client key): GET /emulator/state (workers with pids, queue), GET
-/emulator/jobs/{id} (wall times of hand-out, progress posts and result; late posts ignored), POST
+/emulator/jobs/{id} (wall times of hand-out, progress posts and result; late posts ignored;
+webhook calls made and whether the webhook is done), POST
 /emulator/faults `{"status": 503, "count": 2, "ops": ["status"]}` (the next `count` matching
 client requests answer `status`; ops omitted = all client routes).
 """
@@ -428,6 +429,8 @@ class ControlPlane:
                 "finished_wall": job.finished_wall,
                 "progress_wall": job.progress_wall,
                 "ignored_posts": job.ignored_posts,
+                "webhook_calls": job.webhook_calls,
+                "webhook_done": job.webhook_done,
             }
         )
 
@@ -475,7 +478,7 @@ class ControlPlane:
         if event is not None:
             event.set()
         if job.webhook:
-            self._spawn_bg(self._webhook(job.webhook, job.status_body()))
+            self._spawn_bg(self._webhook(job, job.webhook, job.status_body()))
 
     def _lose(self, rec: WorkerRec, job: Job, reason: str) -> None:
         self.sup.released(rec, job.id)
@@ -489,17 +492,22 @@ class ControlPlane:
         if self.store.finish(job, FAILED, error=error):
             self._final(job)
 
-    async def _webhook(self, url: str, body: dict) -> None:
+    async def _webhook(self, job: Job, url: str, body: dict) -> None:
         assert self.http is not None
-        for attempt in range(self.cfg.webhook_tries):
-            try:
-                async with self.http.post(url, json=body) as resp:
-                    if resp.status == 200:
-                        return
-            except Exception as e:
-                log.warning("webhook %s failed: %s", url, e)
-            if attempt + 1 < self.cfg.webhook_tries:
-                await asyncio.sleep(self.cfg.webhook_retry_s)
+        job.webhook_calls, job.webhook_done = 0, False
+        try:
+            for attempt in range(self.cfg.webhook_tries):
+                job.webhook_calls += 1
+                try:
+                    async with self.http.post(url, json=body) as resp:
+                        if resp.status == 200:
+                            return
+                except Exception as e:
+                    log.warning("webhook %s failed: %s", url, e)
+                if attempt + 1 < self.cfg.webhook_tries:
+                    await asyncio.sleep(self.cfg.webhook_retry_s)
+        finally:
+            job.webhook_done = True
 
     async def _tick_loop(self) -> None:
         ping_s = (self.cfg.worker.ping_interval_ms if self.cfg.worker else 10000) / 1000

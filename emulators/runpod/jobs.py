@@ -64,6 +64,8 @@ class Job:
     taken_wall: float | None = None  # time.time() of the hand-out (tests order jobs by it)
     finished_wall: float | None = None  # time.time() of the final state (bench)
     ignored_posts: int = 0  # progress/results that arrived after the final state
+    webhook_calls: int = 0  # POSTs to `webhook` for the latest final state
+    webhook_done: bool = False  # delivered (200) or out of tries
     progress_wall: list = field(default_factory=list)  # [(time.time(), progress)], last 100
 
     def worker_payload(self) -> dict:

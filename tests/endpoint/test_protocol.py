@@ -101,9 +101,8 @@ def test_webhook_retried_until_200(echo_plane):
     try:
         c = echo_plane.client()
         ref = c.run({"echo": "w"}, webhook=f"http://127.0.0.1:{srv.server_port}/hook")
-        echo_plane.wait_for(lambda: len(calls) >= 3, 10, "3 webhook tries")
-        time.sleep(0.5)
-        assert len(calls) == 3
+        echo_plane.wait_for(lambda: echo_plane.job_times(ref.id)["webhook_done"], 20, "webhook")
+        assert echo_plane.job_times(ref.id)["webhook_calls"] == len(calls) == 3
         assert calls[0]["id"] == ref.id and calls[0]["status"] == "COMPLETED"
         assert calls[0]["output"]["echo"] == "w"
     finally:
