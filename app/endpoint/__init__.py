@@ -6,10 +6,13 @@ handed on here so callers write `from app.endpoint import EndpointClient`.
 """
 
 from app.endpoint.client import (
+    EXECUTION_TIMEOUT_ABOVE_MS,
+    EXECUTION_TIMEOUT_MAX_MS,
     FINAL_STATES,
     RUN_LIMIT,
     RUNPOD_API_BASE,
     RUNSYNC_LIMIT,
+    WORKER_STATES,
     EndpointClient,
     Health,
     JobRef,
@@ -17,10 +20,13 @@ from app.endpoint.client import (
 )
 
 __all__ = [
+    "EXECUTION_TIMEOUT_ABOVE_MS",
+    "EXECUTION_TIMEOUT_MAX_MS",
     "FINAL_STATES",
     "RUNPOD_API_BASE",
     "RUNSYNC_LIMIT",
     "RUN_LIMIT",
+    "WORKER_STATES",
     "EndpointClient",
     "Health",
     "JobRef",
