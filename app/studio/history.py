@@ -69,18 +69,6 @@ class HistoryFilter:
         template = pipeline if pipeline and pipeline != ALL else None
         return cls((text or "").strip(), template, states)
 
-    def matches(self, row: JobRow) -> bool:
-        """The same rule as `Ledger.search`, for rows already in hand."""
-        if self.template and row.template != self.template:
-            return False
-        if self.states is not None and row.state not in self.states:
-            return False
-        if self.text:
-            needle = self.text.lower()
-            prompt = str((row.params or {}).get("prompt") or "").lower()
-            return needle in prompt or needle in row.id.lower()
-        return True
-
     @property
     def active(self) -> bool:
         return bool(self.text or self.template or self.states is not None)
