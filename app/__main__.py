@@ -32,7 +32,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     """Build the services and the Blocks; returns (blocks, studio). Starts the tracker."""
     from app.endpoint import EndpointClient
     from app.studio import cost
-    from app.studio.checks.gate import Operations
+    from app.studio.checks.gate import Gate
     from app.studio.forms_catalog import load_forms
     from app.studio.jobs import Studio
     from app.studio.ledger import Ledger
@@ -64,9 +64,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         ledger=ledger,
         tracker=tracker,
         prices=prices,
-        ops=Operations.from_settings(
-            settings, endpoint=endpoint, ledger=ledger, endpoint_key=base_url
-        ),
+        ops=Gate.from_settings(settings, endpoint=endpoint, ledger=ledger, endpoint_key=base_url),
     )
     tracker.on_final = studio.forget_calibration
     tracker.start()

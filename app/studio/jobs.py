@@ -34,6 +34,7 @@ from app.endpoint.states import JobState
 from app.errors import MB, InputError, StudioError, SubmitError, user_message
 from app.settings import Settings
 from app.studio import cost
+from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
 from app.studio.images import prepare_image
 from app.studio.ledger import JobRow, Ledger
@@ -77,7 +78,7 @@ class Studio:
         tracker: Tracker,
         prices: cost.Prices,
         byo_fill: Callable[[Any, Mapping[str, object]], Any] | None = None,
-        ops: Any | None = None,
+        ops: Gate | None = None,
     ) -> None:
         self.settings = settings
         self.forms = forms
@@ -88,8 +89,7 @@ class Studio:
         self.tracker = tracker
         self.prices = prices
         self._cal: tuple[float, cost.Calibration] | None = None
-        # app.studio.checks.gate.Operations: limits, budgets, pre-flight (None: no checks)
-        self.ops = ops
+        self.ops = ops  # limits, budgets, pre-flight before /run (None: no checks)
 
     # -- quote -----------------------------------------------------------------------------
     def calibration(self) -> cost.Calibration:

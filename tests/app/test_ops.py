@@ -7,7 +7,7 @@ import pytest
 
 from app.settings import PRICES_PATH
 from app.studio import cost
-from app.studio.checks.gate import Operations, job_shape
+from app.studio.checks.gate import Gate, job_shape
 from app.studio.checks.guardrails import GuardrailError, Guardrails, execution_timeout_ms
 from app.studio.checks.preflight import (
     InventoryCache,
@@ -37,9 +37,9 @@ def ledger(tmp_path) -> Ledger:
     return Ledger(tmp_path / "ledger.sqlite3")
 
 
-def ops(ledger, tmp_path, fetch=None, mode="best-effort", **limits) -> Operations:
+def ops(ledger, tmp_path, fetch=None, mode="best-effort", **limits) -> Gate:
     cache = InventoryCache(tmp_path / "inv.json", fetch or Fetcher(FULL))
-    return Operations(
+    return Gate(
         limits=Guardrails(**limits),
         ledger=ledger,
         preflight=Preflight(cache, PreflightSettings(mode=mode)),
