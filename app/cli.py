@@ -24,11 +24,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import requests
-
 from app.endpoint import EndpointClient, JobStatus
 from app.errors import ConfigError, EndpointError
 from app.settings import runpod_credentials
+from app.studio import results
 
 
 def read_json(path: Path) -> object:
@@ -89,26 +88,9 @@ def progress_line(st: JobStatus, started: float, width: int = 30) -> str:
 
 
 def save_outputs(output: object, out_dir: Path) -> list[Path]:
+    """The job's outputs as files in `out_dir` (the studio's rule: app/studio/results.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    saved = []
-    items = output.get("images", []) if isinstance(output, Mapping) else []
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            continue
-        name = Path(str(item.get("filename") or f"output_{i}")).name
-        target = out_dir / name
-        if item.get("type") == "base64":
-            target.write_bytes(base64.b64decode(item["data"]))
-        elif item.get("type") == "s3_url":
-            with requests.get(item["data"], timeout=120, stream=True) as r:
-                r.raise_for_status()
-                with open(target, "wb") as f:
-                    for chunk in r.iter_content(1 << 20):
-                        f.write(chunk)
-        else:
-            continue
-        saved.append(target)
-    return saved
+    return [saved.path for saved in results.save_outputs(output, out_dir)]
 
 
 def run_job(

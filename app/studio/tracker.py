@@ -5,7 +5,7 @@ It polls `endpoint.status(job_id)` for each live ledger row on the schedule of a
 while queued and after errors); the calls go through a small pool so one slow answer delays no
 other job. It writes state, progress and
 timings into the ledger, and the moment a job is COMPLETED fetches its outputs into the data
-folder (base64 decoded, or an S3 URL downloaded server-side: the URL never reaches a browser)
+folder (app/studio/results.py: base64 decoded, or an S3 URL downloaded server-side)
 and records billed seconds and dollars (also for a FAILED / CANCELLED / TIMED_OUT job that ran:
 its partial cost, `cost.partial` true). On start it resumes every live row of the ledger, so a
 restart loses nothing. Pages do not poll RunPod: they `wait()` on the tracker's change counter
@@ -17,11 +17,9 @@ The endpoint is anything with `.status(job_id)` returning an object with `state`
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import heapq
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -29,18 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-import requests
-
 from app.endpoint.states import JobState
 from app.errors import JobNotFound, scrub
-from app.studio import cost, polling
+from app.studio import cost, polling, results
 from app.studio.ledger import Ledger
 from app.studio.progress import describe
 
 log = logging.getLogger("wanpod.tracker")
 
 NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class StatusSource(Protocol):
@@ -254,37 +249,13 @@ class Tracker:
             if output.get("error"):
                 self._finish(rid, JobState.FAILED, error=self._scrub(str(output["error"])))
                 return
-            folder = self.results_dir / rid
-            folder.mkdir(parents=True, exist_ok=True)
-            saved: list[dict[str, Any]] = []
-            for i, item in enumerate(output.get("images") or []):
-                name = _SAFE_NAME.sub("_", str(item.get("filename") or f"output_{i}"))
-                path = folder / name
-                data = str(item.get("data") or "")
-                if item.get("type") == "s3_url" or data.startswith(("http://", "https://")):
-                    with requests.get(data, stream=True, timeout=(10, 120)) as r:
-                        r.raise_for_status()
-                        with path.open("wb") as fh:
-                            for chunk in r.iter_content(1 << 20):
-                                fh.write(chunk)
-                else:
-                    path.write_bytes(base64.b64decode(data))
-                saved.append(
-                    {
-                        "path": str(path),
-                        "filename": name,
-                        "kind": item.get("kind"),
-                        "mime": item.get("mime"),
-                        "size": path.stat().st_size,
-                        "node_id": item.get("node_id"),
-                    }
-                )
+            saved = results.save_outputs(output, self.results_dir / rid)
             if not saved:
                 self._finish(
                     rid, JobState.FAILED, error="the job completed without any output file"
                 )
                 return
-            video = next((s for s in saved if (s.get("mime") or "").startswith("video")), saved[0])
+            video = results.main_video(saved)
             row = self.ledger.get(rid)
             comfy = output.get("comfyui") if isinstance(output.get("comfyui"), dict) else {}
             comfy_version = comfy.get("version")
@@ -296,9 +267,9 @@ class Tracker:
             )
             self.ledger.update(
                 rid,
-                outputs=saved,
-                result_path=video["path"],
-                result_mime=video.get("mime") or "video/mp4",
+                outputs=[s.to_json() for s in saved],
+                result_path=str(video.path),
+                result_mime=video.mime or "video/mp4",
                 cost=bill,
                 stored_at=time.time(),
                 recipe={**((row.recipe or {}) if row else {}), "comfyui_version": comfy_version},
