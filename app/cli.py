@@ -23,11 +23,13 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from app.endpoint import EndpointClient, JobStatus
 from app.errors import ConfigError, EndpointError
 from app.settings import runpod_credentials
 from app.studio import results
+from app.studio.progress import describe
 
 
 def read_json(path: Path) -> object:
@@ -64,27 +66,13 @@ def load_job_input(path: Path, images: list[str]) -> dict:
     return inp
 
 
-def progress_line(st: JobStatus, started: float, width: int = 30) -> str:
-    p = st.progress if isinstance(st.progress, Mapping) else {}
-    pct = p.get("percent")
-    pct = float(pct) if isinstance(pct, int | float) else 0.0
-    if st.ok:
-        pct = 100.0
-    fill = int(width * min(100.0, max(0.0, pct)) / 100)
-    bar = "#" * fill + "-" * (width - fill)
-    parts = [f"[{bar}] {pct:5.1f}%", st.state]
-    if p.get("stage"):
-        parts.append(str(p["stage"]))
-    if p.get("node_type"):
-        parts.append(str(p["node_type"]))
-    if p.get("step") is not None and p.get("steps"):
-        parts.append(f"step {p['step']}/{p['steps']}")
-    if p.get("nodes_total"):
-        parts.append(f"nodes {p.get('nodes_done', 0)}/{p['nodes_total']}")
-    if p.get("queue_position") is not None:
-        parts.append(f"queue #{p['queue_position']}")
-    parts.append(f"{time.monotonic() - started:5.1f}s")
-    return " ".join(parts)
+def progress_line(
+    st: JobStatus, started: float, width: int = 30, workflow: Mapping[str, Any] | None = None
+) -> str:
+    """A terminal bar and the studio's own status line (app/studio/progress.py's `describe`)."""
+    view = describe(st.state, st.progress, time.monotonic() - started, None, workflow, st.error)
+    fill = int(width * min(1.0, max(0.0, view.fraction)))
+    return f"[{'#' * fill}{'-' * (width - fill)}] {100 * view.fraction:5.1f}% {view.line}"
 
 
 def save_outputs(output: object, out_dir: Path) -> list[Path]:
@@ -102,7 +90,7 @@ def run_job(
     tty = sys.stderr.isatty()
 
     def show(st: JobStatus) -> None:
-        line = progress_line(st, started)
+        line = progress_line(st, started, workflow=job_input.get("workflow"))
         if tty:
             print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
         else:
