@@ -38,6 +38,7 @@ FINAL_STATES = ENDED_ON_RUNPOD
 # /health `workers`: the counts RunPod documents, plus `unhealthy` (a worker whose fitness check
 # failed). The local control plane answers exactly these; the studio's panel reads each.
 WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhealthy")
+JOB_COUNTS = ("inQueue", "inProgress", "completed", "failed", "retried")  # /health `jobs`
 
 
 @dataclass(frozen=True)
@@ -99,15 +100,28 @@ class JobStatus:
 
 @dataclass(frozen=True)
 class Health:
+    """One /health answer, its counts parsed once (`from_body`): `jobs` by RunPod's names
+    (inQueue, inProgress, completed, failed, retried), `workers` by WORKER_STATES."""
+
     jobs: dict[str, int]
     workers: dict[str, int]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Health:
+        jobs, workers = body.get("jobs") or {}, body.get("workers") or {}
+        return cls(
+            {name: _count(jobs.get(name)) for name in JOB_COUNTS},
+            {state: _count(workers.get(state)) for state in WORKER_STATES},
+        )
 
     def worker_count(self, state: str) -> int:
         """Workers RunPod reports in `state` (one of WORKER_STATES); 0 when absent or not a
         number."""
-        value = self.workers.get(state)
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return max(int(value), 0) if ok else 0
+        return _count(self.workers.get(state))
+
+    def job_count(self, name: str) -> int:
+        """Jobs RunPod reports under `name` (one of JOB_COUNTS)."""
+        return _count(self.jobs.get(name))
 
     @property
     def idle(self) -> int:
@@ -119,7 +133,13 @@ class Health:
 
     @property
     def in_queue(self) -> int:
-        return int(self.jobs.get("inQueue", 0))
+        return self.job_count("inQueue")
+
+
+def _count(value: object) -> int:
+    """A count as RunPod reports it: a number >= 0; anything else (absent, text, bool) is 0."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return max(int(value), 0) if ok else 0
 
 
 def _int(value: object) -> int | None:
@@ -226,7 +246,7 @@ class EndpointClient:
 
     def health(self) -> Health:
         data = self._call("GET", "health")
-        return Health(dict(data.get("jobs", {})), dict(data.get("workers", {})))
+        return Health.from_body(data)
 
     def wait(
         self,

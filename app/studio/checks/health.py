@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import html
 import math
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.endpoint import WORKER_STATES
+from app.endpoint import WORKER_STATES, EndpointClient, Health
 from app.errors import user_message
 
 
@@ -91,14 +92,6 @@ class HealthPanel:
         )
 
 
-def _count(part: Mapping[str, Any], *names: str) -> int:
-    for name in names:
-        value = part.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return max(int(value), 0)
-    return 0
-
-
 def cold_note(free: int, running: int, in_queue: int, cold: ColdStart | None) -> str:
     """One sentence: will the next job start warm, and if not, what a cold start costs."""
     cost = ""
@@ -119,26 +112,24 @@ def cold_note(free: int, running: int, in_queue: int, cold: ColdStart | None) ->
     return f"No worker is up: the next job pays a cold start{cost}."
 
 
-def panel_from(health: Any, cold: ColdStart | None = None, now: float | None = None) -> HealthPanel:
-    """The panel for one /health answer (the client's Health or the raw JSON mapping)."""
-    if isinstance(health, Mapping):
-        jobs, workers = health.get("jobs") or {}, health.get("workers") or {}
-    else:
-        jobs, workers = getattr(health, "jobs", {}) or {}, getattr(health, "workers", {}) or {}
+def panel_from(
+    health: Health, cold: ColdStart | None = None, now: float | None = None
+) -> HealthPanel:
+    """The panel for one /health answer (the client's Health: its counts parsed once)."""
     panel = HealthPanel(
-        **{state: _count(workers, state) for state in WORKER_STATES},
-        in_queue=_count(jobs, "inQueue", "in_queue"),
-        in_progress=_count(jobs, "inProgress", "in_progress"),
-        completed=_count(jobs, "completed"),
-        failed=_count(jobs, "failed"),
-        retried=_count(jobs, "retried"),
+        **{state: health.worker_count(state) for state in WORKER_STATES},
+        in_queue=health.job_count("inQueue"),
+        in_progress=health.job_count("inProgress"),
+        completed=health.job_count("completed"),
+        failed=health.job_count("failed"),
+        retried=health.job_count("retried"),
         checked_at=time.time() if now is None else now,
     )
     return replace(panel, note=cold_note(panel.free, panel.running, panel.in_queue, cold))
 
 
 def read_panel(
-    endpoint: Any, cold: ColdStart | None = None, secrets: tuple[str, ...] = ()
+    endpoint: EndpointClient, cold: ColdStart | None = None, secrets: tuple[str, ...] = ()
 ) -> HealthPanel:
     """Ask the endpoint's /health; a failure becomes a panel with `error` (never raises)."""
     try:
@@ -171,18 +162,23 @@ def render_html(panel: HealthPanel) -> str:
 class CachedHealth:
     """One /health call per `ttl_s` however many pages refresh their panel (thread-safe)."""
 
-    def __init__(self, endpoint: Any, ttl_s: float = 2.0, secrets: tuple[str, ...] = ()) -> None:
-        import threading
-
+    def __init__(
+        self,
+        endpoint: EndpointClient,
+        ttl_s: float = 2.0,
+        secrets: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.endpoint = endpoint
         self.ttl_s = ttl_s
         self.secrets = secrets
+        self.clock = clock
         self._lock = threading.Lock()
         self._last: tuple[float, Any, float] | None = None
 
     def panel(self, cold: ColdStart | None = None) -> HealthPanel:
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             if self._last is None or now - self._last[0] >= self.ttl_s:
                 try:
                     answer: Any = self.endpoint.health()
