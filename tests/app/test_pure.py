@@ -14,7 +14,7 @@ from app.studio import cost
 from app.studio.images import prepare_image
 from app.studio.ledger import Ledger
 from app.studio.progress import clock, describe, experts, samplers
-from tests.helpers import COMFY_FIXTURES, load_json
+from tests.helpers import COMFY_FIXTURES, load_json, png_bytes
 
 PRICES = cost.load_prices(PRICES_PATH)
 
@@ -122,14 +122,8 @@ def test_a_live_line_is_a_head_the_server_knows_plus_a_clock_the_page_can_count(
     assert done.elapsed_s is None and done.line == "Done in 31 s"
 
 
-def _png(w: int, h: int) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (w, h), (200, 30, 30)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_images_are_fitted_and_bad_files_named():
-    img = prepare_image(_png(1000, 500), 640, 640, field="start image", name="start.png")
+    img = prepare_image(png_bytes(1000, 500), 640, 640, field="start image", name="start.png")
     with Image.open(io.BytesIO(img.data)) as out:
         assert out.size == (640, 640)
     assert "cropped and resized" in img.note
