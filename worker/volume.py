@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workflows.catalog import load_catalog
+
 DEFAULT_ROOTS = ("/runpod-volume", "/workspace")
 ROOT_KEYS = {"/runpod-volume": "runpod_volume", "/workspace": "workspace"}
 MODEL_FOLDERS = (
@@ -37,21 +39,8 @@ MODEL_FOLDERS = (
 ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
 MODEL_EXTS = {".safetensors", ".ckpt", ".pt", ".pt2", ".bin", ".pth", ".pkl", ".sft", ".gguf"}
 
-# The files the official Wan 2.2 templates load, by ComfyUI folder.
-WAN22_FILES: dict[str, str] = {
-    "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors": "diffusion_models",
-    "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors": "diffusion_models",
-    "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": "diffusion_models",
-    "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": "diffusion_models",
-    "wan2.2_ti2v_5B_fp16.safetensors": "diffusion_models",
-    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": "text_encoders",
-    "wan_2.1_vae.safetensors": "vae",
-    "wan2.2_vae.safetensors": "vae",
-    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors": "loras",
-    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors": "loras",
-    "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors": "loras",
-    "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors": "loras",
-}
+# The files the official Wan 2.2 templates load, by ComfyUI folder (from the catalog, the one list).
+WAN22_FILES: dict[str, str] = {f.name: f.folder for f in load_catalog().sources.values()}
 
 
 def expected_folder(name: str) -> str | None:
