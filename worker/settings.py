@@ -44,6 +44,9 @@ class Secret:
         return hash(self._value)
 
 
+# Where a network volume is mounted: serverless workers (/runpod-volume), pods (/workspace).
+VOLUME_ROOTS = ("/runpod-volume", "/workspace")
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -120,6 +123,8 @@ class Settings:
     network_volume_debug: bool = False
     comfy_log_level: str = ""
     allow_annotated_inputs: bool = False
+    hf_token: Secret = field(default_factory=lambda: Secret(""))  # provision job (gated repos)
+    volume_paths: tuple[str, ...] = VOLUME_ROOTS  # WANPOD_VOLUME_PATHS, ':'-separated
 
     @property
     def comfy_http(self) -> str:
@@ -135,7 +140,7 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Secret values, so error messages can be scrubbed of them."""
-        out = [self.comfy_org_api_key.value]
+        out = [self.comfy_org_api_key.value, self.hf_token.value]
         if self.s3:
             out += [self.s3.access_key_id.value, self.s3.secret_access_key.value]
         return [s for s in out if s]
@@ -180,6 +185,9 @@ class Settings:
             network_volume_debug=_bool(env, "NETWORK_VOLUME_DEBUG", False),
             comfy_log_level=_str(env, "COMFY_LOG_LEVEL"),
             allow_annotated_inputs=_bool(env, "ALLOW_ANNOTATED_INPUTS", False),
+            hf_token=Secret(_str(env, "HF_TOKEN")),
+            volume_paths=tuple(p for p in _str(env, "WANPOD_VOLUME_PATHS").split(":") if p)
+            or VOLUME_ROOTS,
         )
 
 

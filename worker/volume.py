@@ -20,7 +20,9 @@ from pathlib import Path
 
 from workflows.catalog import load_catalog
 
-DEFAULT_ROOTS = ("/runpod-volume", "/workspace")
+from .settings import VOLUME_ROOTS
+
+DEFAULT_ROOTS = VOLUME_ROOTS
 ROOT_KEYS = {"/runpod-volume": "runpod_volume", "/workspace": "workspace"}
 MODEL_FOLDERS = (
     "checkpoints",
