@@ -6,7 +6,8 @@
 Which files, from which Hub repository and path, into which ComfyUI folder: the catalog
 (workflows/catalog.yaml `model_sources`, the official templates' list). Files land in
 `<volume>/models/<folder>/<name>`, where worker/extra_model_paths.yaml points ComfyUI. The volume
-defaults to the first of /runpod-volume (serverless) and /workspace (pods) that exists.
+defaults to the first of /runpod-volume (serverless) and /workspace (pods) that exists
+(WANPOD_VOLUME_PATHS changes the list, as for start.sh and the job).
 
 For each file the Hub is asked (`huggingface_hub.get_hf_file_metadata`: HEAD on
 `/resolve/main/<path>`) for its published size and sha256 (X-Linked-Size, X-Linked-Etag), then:
@@ -454,7 +455,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     )
     ap.add_argument("--pipelines", default="", help="comma-separated template ids (default: all)")
     ap.add_argument("--modes", default="", help="comma-separated modes (default: all)")
-    ap.add_argument("--volume", default=None, help="default: /runpod-volume, else /workspace")
+    ap.add_argument("--volume", default=None, help="default: first of WANPOD_VOLUME_PATHS")
     ap.add_argument(
         "--dry-run", action="store_true", help="show what would be fetched; no download"
     )
@@ -464,7 +465,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         request = parse_request(
             {"pipelines": args.pipelines, "modes": args.modes, "dry_run": args.dry_run}
         )
-        volume = choose_volume(args.volume)
+        roots = [r for r in (env.get("WANPOD_VOLUME_PATHS") or "").split(":") if r]
+        volume = choose_volume(args.volume, roots or DEFAULT_ROOTS)
         plan = make_plan(request, volume, token)
         print(render(plan), flush=True)
         if request.dry_run:

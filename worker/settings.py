@@ -3,7 +3,7 @@
 `Settings.from_env(env)` takes any mapping (tests pass a dict; the worker passes `os.environ`),
 validates every value and raises `ConfigError` naming the variable, the bad value and what is
 allowed. Secrets are wrapped in `Secret`, whose repr/str is masked. worker-comfyui's variable
-names are honoured; the rest are ours. Every variable read here is documented in README.md (a
+names are honoured; the rest are ours. Every variable read here is documented in docs/worker.md (a
 test checks it).
 """
 

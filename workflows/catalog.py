@@ -368,7 +368,7 @@ def frames_for_duration(template_id: str, seconds: float, fps: float | None = No
 
 
 def markdown_table() -> str:
-    """The README table: templates, modes, defaults and model files (generated, tested)."""
+    """The docs/workflows.md table: templates, modes, defaults, model files (generated, tested)."""
     rows = [
         "| Template | Modes (default first) | Defaults | Model files (folder) |",
         "|---|---|---|---|",
