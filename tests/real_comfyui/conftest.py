@@ -8,20 +8,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.real_comfyui.helpers import idle, wait_for
 from tests.real_comfyui.server import RealComfyUI, comfyui_dir, shared_real_comfyui
-from tests.worker.conftest import get_json
 
 
 @pytest.fixture
 def real() -> RealComfyUI:
-    """The shared real ComfyUI with empty input/output folders (what an earlier test left is
-    removed first); the test must leave its queue empty."""
+    """The shared real ComfyUI, idle and with empty input/output folders (what an earlier test
+    left is removed first); the test must leave it idle (real ComfyUI may still be finishing a
+    node it cannot interrupt: waited for)."""
     c = shared_real_comfyui()
+    wait_for(lambda: idle(c), "ComfyUI to finish an earlier test's prompt", 300)
     for folder in (c.input, c.output):
         shutil.rmtree(folder)
         folder.mkdir()
     yield c
-    assert get_json(c.url + "/queue") == {"queue_running": [], "queue_pending": []}
+    wait_for(lambda: idle(c), "the test's prompts to end", 300)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from tests.worker.conftest import Comfy, get_json
+
 T = TypeVar("T")
 REFUSAL = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
@@ -63,6 +65,11 @@ async def await_for(probe: Callable[[], T], what: str, deadline_s: float = 120.0
             return value
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {deadline_s:g} s waiting for {what}")
+
+
+def idle(comfy: Comfy) -> bool:
+    """Nothing running or pending in ComfyUI's queue."""
+    return get_json(comfy.url + "/queue") == {"queue_running": [], "queue_pending": []}
 
 
 def files_under(folder: Path, pattern: str = "*.mp4") -> list[Path]:

@@ -16,6 +16,7 @@ from tests.real_comfyui.helpers import (
     WsGate,
     await_for,
     files_under,
+    idle,
     video_workflow,
     wait_for,
 )
@@ -29,7 +30,6 @@ TEMPLATES = [
     "wan22_flf2v_14B_lightx2v",
     "wan22_ti2v_5B",
 ]
-EMPTY = {"queue_running": [], "queue_pending": []}
 
 
 def known_gap(what: str) -> pytest.MarkDecorator:
@@ -61,22 +61,33 @@ def history(real: RealComfyUI, prompt_id: str) -> dict:
     return get_json(f"{real.url}/history/{prompt_id}")
 
 
-def idle(real: RealComfyUI) -> bool:
-    return queue(real) == EMPTY
-
-
 # -- model-free video ---------------------------------------------------------------------------
 
 
+def model_free_job(real: RealComfyUI, seed: int) -> dict:
+    job = {"id": f"mf-{seed}", "input": {"workflow": video_workflow(frames=24, seed=seed)}}
+    return run(make_handler(real.settings()), job)
+
+
 def test_model_free_video_comes_back_as_a_decodable_mp4(real: RealComfyUI):
-    job = {"id": "mf-1", "input": {"workflow": video_workflow(frames=24, seed=101)}}
-    out = run(make_handler(real.settings()), job)
+    out = model_free_job(real, 101)
     assert "error" not in out, out
     [item] = out["images"]
     assert (item["kind"], item["mime"], item["node_id"]) == ("video", "video/mp4", "4")
     assert decode(base64.b64decode(item["data"])) == (24, 256, 256)
     assert out["comfyui"]["version"] == "0.3.64"
     assert not files_under(real.output)  # cleaned up
+
+
+@pytest.mark.xfail(
+    strict=False,  # a race: lost in about half the runs on this machine
+    reason="found here: the worker deletes the history entry on execution_success, which real "
+    "ComfyUI broadcasts before it writes that entry (main.py: execute(), then task_done)",
+)
+def test_model_free_video_leaves_no_history_entry(real: RealComfyUI):
+    out = model_free_job(real, 102)
+    assert "error" not in out, out
+    wait_for(lambda: idle(real), "ComfyUI to finish the prompt")
     assert history(real, out["comfyui"]["prompt_id"]) == {}
 
 
@@ -161,12 +172,10 @@ def after_next_job(real: RealComfyUI) -> None:
 
 def test_cancel_while_running_interrupts_before_the_save(real: RealComfyUI):
     wf = video_workflow(frames=48, blur=21, seed=301)
-    prompt_id, took = cancel_when(real, wf, lambda: not files_under(real.output))
+    _, took = cancel_when(real, wf, lambda: not files_under(real.output))
     assert took < 10, took
     wait_for(lambda: idle(real), "the interrupt to end the prompt", 300)
     assert not files_under(real.output)  # interrupted before SaveVideo
-    [entry] = history(real, prompt_id).values()
-    assert entry["status"]["messages"][-1][0] == "execution_interrupted"
 
 
 @known_gap("issue 11: history entries of interrupted prompts stay")
@@ -259,22 +268,23 @@ def test_bad_option_is_not_called_a_missing_file(real: RealComfyUI):
     assert "files that exist" not in line and "file" not in line, line
 
 
-@known_gap("issue 11: a link to a missing node reads 'Exception when validating inner node'")
-def test_link_to_a_missing_node_says_which(real: RealComfyUI):
+@pytest.mark.parametrize(
+    ("link", "said", "not_said"),
+    [
+        pytest.param(["99", 0], "99", "Exception when validating", id="missing-node",
+                     marks=known_gap("issue 11: a link to a missing node reads "
+                                     "'Exception when validating inner node'")),
+        pytest.param(["2", 5], "slot", "tuple index out of range", id="bad-slot",
+                     marks=known_gap("issue 11: a bad output slot reads "
+                                     "'(tuple index out of range)'")),
+    ],
+)  # fmt: skip
+def test_a_bad_link_says_what_is_wrong(real: RealComfyUI, link: list, said: str, not_said: str):
     wf = video_workflow()
-    wf["3"]["inputs"]["images"] = ["99", 0]
+    wf["3"]["inputs"]["images"] = link
     out = handle(real, {"workflow": wf})
     text = out["error"] + details_of(out)
-    assert "99" in text and "Exception when validating" not in text, out
-
-
-@known_gap("issue 11: a bad output slot reads '(tuple index out of range)'")
-def test_bad_output_slot_says_which(real: RealComfyUI):
-    wf = video_workflow()
-    wf["3"]["inputs"]["images"] = ["2", 5]
-    out = handle(real, {"workflow": wf})
-    text = out["error"] + details_of(out)
-    assert "tuple index out of range" not in text and "slot" in text, out
+    assert said in text and not_said not in text, out
 
 
 @known_gap("issue 11: an unknown node class: stray '.:' and no details list")
