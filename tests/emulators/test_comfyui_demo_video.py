@@ -10,45 +10,19 @@
 
 from __future__ import annotations
 
-import io
-from fractions import Fraction
 from typing import Any
 
-import av
 import pytest
-from PIL import Image, ImageChops, ImageOps, ImageStat
+from PIL import Image
 
 from emulators.comfyui import scene
 from emulators.comfyui.values import Look
 from tests.emulators.comfy_client import Comfy
 from tests.emulators.conftest import DEFAULT_KNOBS
+from tests.emulators.video_checks import END, START, Video, distance, grid, middle, seen
 from workflows.fill import FilledWorkflow, fill
 
 MAX_SIDE = DEFAULT_KNOBS["video_max_side"]
-START = [(230, 40, 40), (40, 200, 60), (40, 70, 220), (240, 220, 40)]
-END = [(250, 250, 250), (20, 20, 20), (160, 40, 200), (30, 200, 210)]
-
-
-def grid(palette: list[tuple[int, int, int]], size: tuple[int, int] = (832, 480)) -> bytes:
-    """A 4x4 checker of the palette's colours as PNG bytes: it looks different when zoomed."""
-    w, h = size
-    img = Image.new("RGB", size)
-    for row in range(4):
-        for col in range(4):
-            box = (col * w // 4, row * h // 4, (col + 1) * w // 4, (row + 1) * h // 4)
-            img.paste(palette[(row + col) % len(palette)], box)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-class Video:
-    def __init__(self, data: bytes) -> None:
-        with av.open(io.BytesIO(data)) as c:
-            stream = c.streams.video[0]
-            self.fps = Fraction(stream.average_rate)
-            self.frames = [f.to_image() for f in c.decode(stream)]
-        self.size = self.frames[0].size
 
 
 def run_job(
@@ -70,23 +44,6 @@ def run_job(
     assert "execution_success" in [m["type"] for m in done]
     output = next(m for m in done if m["type"] == "executed")["data"]["output"]
     return Video(comfy.get("/view", params=output["images"][0]).content), f
-
-
-def middle(img: Image.Image) -> Image.Image:
-    """The picture between the tag band (top) and the caption band (bottom)."""
-    w, h = img.size
-    return img.crop((0, h // 4, w, h * 3 // 5))
-
-
-def distance(a: Image.Image, b: Image.Image) -> float:
-    """Mean absolute difference per channel (0..255) of two pictures, compared at 32x18."""
-    a, b = a.resize((32, 18)), b.resize((32, 18))
-    return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean) / 3
-
-
-def seen(png: bytes, size: tuple[int, int]) -> Image.Image:
-    """What WanImageToVideo makes of an input image: centre-cropped and scaled to the video."""
-    return ImageOps.fit(Image.open(io.BytesIO(png)).convert("RGB"), size)
 
 
 @pytest.mark.parametrize(
