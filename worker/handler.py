@@ -35,7 +35,8 @@ import aiohttp
 from .comfy import ComfyClient, format_node_errors
 from .delivery import ITEM_OVERHEAD, Delivery, locate
 from .errors import ConfigError, JobTimeout, OutputError, UnreadableModel, WorkerError, to_result
-from .inputs import JobRequest, job_upload_folder, parse_job_input, rewrite_image_refs
+from .fetch import ImageFetcher
+from .inputs import ImageURL, JobRequest, job_upload_folder, parse_job_input, rewrite_image_refs
 from .inventory import collect_inventory, model_folder, wants_inventory
 from .monitor import JobEnd, Watcher
 from .outputs import OutputFile, collect, websocket_files
@@ -214,6 +215,8 @@ class _JobRun:
         folder = job_upload_folder(f"{self.job_id}-{uuid.uuid4().hex[:8]}")
         names: dict[str, str] = {}
         for image in self.req.images:
+            if isinstance(image, ImageURL):  # downloaded and checked here (worker/fetch.py)
+                image = await asyncio.to_thread(ImageFetcher(self.s).fetch, image)
             names[image.name] = await self.client.upload(image, folder)
             self.uploaded.append(names[image.name])
         workflow = rewrite_image_refs(self.req.workflow, names)

@@ -10,6 +10,8 @@ test checks it).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +84,31 @@ def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
     return (env.get(name) or default).strip()
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    """A comma-separated list of addresses or CIDR networks (`10.1.2.3, 10.8.0.0/16, fd00::/64`)."""
+    out: list[IPNetwork] = []
+    for part in _str(env, name).split(","):
+        if part.strip():
+            try:
+                out.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"{name}: {part.strip()!r} is not an IP address or network; allowed: a "
+                    "comma-separated list such as 10.1.2.3, 10.8.0.0/16, fd00:1::/64"
+                ) from None
+    return tuple(out)
+
+
+def _ca_bundle(env: Mapping[str, str], name: str) -> str:
+    path = _str(env, name)
+    if path and not os.path.isfile(path):
+        raise ConfigError(f"{name}={path!r} is not a file; allowed: a PEM file of CA certificates")
+    return path
+
+
 @dataclass(frozen=True)
 class S3Settings:
     """Complete S3 delivery settings (only built when every required part is present)."""
@@ -125,6 +152,13 @@ class Settings:
     allow_annotated_inputs: bool = False
     hf_token: Secret = field(default_factory=lambda: Secret(""))  # provision job (gated repos)
     volume_paths: tuple[str, ...] = VOLUME_ROOTS  # WANPOD_VOLUME_PATHS, ':'-separated
+    # `images[].image` given as a URL (worker/fetch.py)
+    image_url_timeout_s: float = 60.0
+    image_url_read_timeout_s: float = 15.0
+    image_url_allow_http: bool = False
+    image_url_allow_private: bool = False
+    image_url_allow_networks: tuple[IPNetwork, ...] = ()
+    image_url_ca_bundle: str = ""
 
     @property
     def comfy_http(self) -> str:
@@ -188,6 +222,12 @@ class Settings:
             hf_token=Secret(_str(env, "HF_TOKEN")),
             volume_paths=tuple(p for p in _str(env, "WANPOD_VOLUME_PATHS").split(":") if p)
             or VOLUME_ROOTS,
+            image_url_timeout_s=_num(env, "IMAGE_URL_TIMEOUT_S", 60.0, float, 0.1),
+            image_url_read_timeout_s=_num(env, "IMAGE_URL_READ_TIMEOUT_S", 15.0, float, 0.1),
+            image_url_allow_http=_bool(env, "IMAGE_URL_ALLOW_HTTP", False),
+            image_url_allow_private=_bool(env, "IMAGE_URL_ALLOW_PRIVATE", False),
+            image_url_allow_networks=_networks(env, "IMAGE_URL_ALLOW_NETWORKS"),
+            image_url_ca_bundle=_ca_bundle(env, "IMAGE_URL_CA_BUNDLE"),
         )
 
 
