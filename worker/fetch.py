@@ -27,6 +27,7 @@ what was wrong and what is allowed. Against a hostile URL:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http
 import ipaddress
@@ -269,8 +270,21 @@ class ImageFetcher:
 
     def fetch(self, image: ImageURL) -> ImageInput:
         """Download and check one image, or raise `InputError` for `images[i].image`."""
-        t0 = time.monotonic()
-        data = _Download(self, image).run()
+        return self._fetch(_Download(self, image))
+
+    async def fetch_async(self, image: ImageURL) -> ImageInput:
+        """`fetch` in a worker thread; if the job is cancelled meanwhile (RunPod's cancel,
+        JOB_TIMEOUT_S), the download's sockets are shut so the thread ends at once."""
+        download = _Download(self, image)
+        try:
+            return await asyncio.to_thread(self._fetch, download)
+        except asyncio.CancelledError:
+            download.guard.expire()
+            raise
+
+    def _fetch(self, download: _Download) -> ImageInput:
+        t0, image = time.monotonic(), download.image
+        data = download.run()
         checked = image_from_bytes(image.where, image.name, data, self.s)
         log.info(
             "%s: downloaded %s (%d B, %s) in %.2f s",

@@ -216,7 +216,7 @@ class _JobRun:
         names: dict[str, str] = {}
         for image in self.req.images:
             if isinstance(image, ImageURL):  # downloaded and checked here (worker/fetch.py)
-                image = await asyncio.to_thread(ImageFetcher(self.s).fetch, image)
+                image = await ImageFetcher(self.s).fetch_async(image)
             names[image.name] = await self.client.upload(image, folder)
             self.uploaded.append(names[image.name])
         workflow = rewrite_image_refs(self.req.workflow, names)

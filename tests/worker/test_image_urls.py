@@ -185,6 +185,17 @@ def test_a_drip_server_is_cut_off_at_the_total_time_cap(server: ImageServer, hea
     assert "images[0].image: did not download within 1 s (IMAGE_URL_TIMEOUT_S)" in text
 
 
+def test_a_cancelled_job_stops_its_download_at_once(emu: Comfy, server: ImageServer):
+    """JOB_TIMEOUT_S (like RunPod's cancel) cancels the handler: the download thread's sockets
+    are shut at once instead of dripping on until IMAGE_URL_TIMEOUT_S."""
+    server.route("/drip.png", drip(0.05, 2000))  # 100 s
+    env = emu.env(**LOCAL, JOB_TIMEOUT_S="1", IMAGE_URL_TIMEOUT_S="300")
+    job = {"workflow": WF, "images": [{"name": "start.png", "image": server.url("/drip.png")}]}
+    out = run(make_handler(Settings.from_env(env)), {"id": "url-cancel", "input": job})
+    assert out["error"].startswith("job timed out: no result after 1 s (JOB_TIMEOUT_S)")
+    assert server.hung_up.wait(20)  # the worker hung up long before the drip's 100 s
+
+
 def test_a_silent_server_is_cut_off_at_the_read_timeout(server: ImageServer):
     server.route("/stall.png", stall)
     s = settings(**LOCAL, IMAGE_URL_TIMEOUT_S="30", IMAGE_URL_READ_TIMEOUT_S="0.3")

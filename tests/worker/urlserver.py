@@ -4,7 +4,6 @@ asked and how many body bytes it sent. Only ever bound to 127.0.0.0/8."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import http.server
 import ipaddress
@@ -26,8 +25,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if behaviour is None:
             self.send_error(404)
             return
-        with contextlib.suppress(OSError):  # the client hung up: what the caps are for
+        try:
             behaviour(self)
+        except OSError:  # the client hung up: what the caps are for
+            self.server.owner.hung_up.set()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -53,6 +54,7 @@ class ImageServer:
         self.seen: list[str] = []
         self.sent = 0
         self.stopping = threading.Event()
+        self.hung_up = threading.Event()  # a client went away mid-answer
         self._srv = _Server((host, 0), _Handler)
         self._srv.owner = self
         if tls is not None:
