@@ -160,7 +160,10 @@ class _Guard:
     def problem(self, ip: str) -> str | None:
         return address_problem(ip, self.s.image_url_allow_private, self.s.image_url_allow_networks)
 
-    def connect(self, host: str, port: int, timeout: object, options: object) -> socket.socket:
+    def connect(
+        self, host: str, port: int, timeout: object, options: Sequence[tuple] | None
+    ) -> socket.socket:
+        """A socket connected to a checked address of `host` (urllib3's `_new_conn`)."""
         try:
             addresses = list(self.resolver(host, port))
         except (OSError, UnicodeError) as e:
@@ -197,8 +200,10 @@ class _Guard:
                 sock.close()
                 raise _Refused(f"its host {host!r} connected to {peer}, {problem}", ADDRESS_ALLOWED)
             return sock
+        if self.expired:
+            raise TimeoutError("IMAGE_URL_TIMEOUT_S")  # reported as too slow, not refused
         raise _Refused(
-            f"could not connect to {host}:{port} ({last or 'time is up'})",
+            f"could not connect to {host}:{port} ({last})",
             "a URL whose server accepts connections",
         )
 
@@ -211,7 +216,8 @@ class _Guard:
             self._shut(watch)
 
     def expire(self) -> None:
-        """The total time is up: every blocked connect or read of this download ends now."""
+        """The total time is up: every blocked read (headers, TLS, body) ends now; a connect
+        under way ends within its connect timeout, and no new one starts."""
         with self._lock:
             self.expired = True
             socks = list(self._watch)

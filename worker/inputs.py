@@ -416,7 +416,7 @@ def url_problem(url: str, allow_http: bool) -> str | None:
     if scheme == "http" and not allow_http:
         return "is a plain http:// URL (not encrypted)"
     if scheme not in ("http", "https"):
-        return f"is a {scheme}:// URL"
+        return f"uses the {scheme}:// scheme"
     if not p.hostname:
         return "is a URL without a host"
     if p.username is not None or p.password is not None:

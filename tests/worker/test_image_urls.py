@@ -126,8 +126,8 @@ def test_a_resolver_decides_where_a_name_connects(server: ImageServer):
     ("url", "why"),
     [
         ("http://example.com/a.png", "is a plain http:// URL (not encrypted)"),
-        ("ftp://example.com/a.png", "is a ftp:// URL"),
-        ("file:///etc/passwd", "is a file:// URL"),
+        ("ftp://example.com/a.png", "uses the ftp:// scheme"),
+        ("file:///etc/passwd", "uses the file:// scheme"),
         ("https://user:pw@example.com/a.png", "is a URL with a user name or password in it"),
         ("https:///a.png", "is a URL without a host"),
         ("https://example.com:99999/a.png", "is not a valid URL"),
@@ -142,6 +142,16 @@ def test_urls_other_than_https_are_refused_before_any_download(url, why):
         in (str(e.value))
     )
     assert "pw" not in str(e.value)
+
+
+def test_base64_is_never_taken_for_a_url():
+    """Only a `scheme://` prefix makes a URL (base64 has no ':'): base64 that happens to start
+    with "https" is decoded, not fetched."""
+    looks_like = "https" + "A" * 59
+    with pytest.raises(InputError, match=r"images\[0\].image: is not a PNG, JPEG or WebP"):
+        parse_job_input(
+            {"workflow": WF, "images": [{"name": "a.png", "image": looks_like}]}, Settings()
+        )
 
 
 def test_http_is_allowed_by_its_own_setting_only(server: ImageServer):
@@ -250,7 +260,7 @@ def test_redirect_targets_are_checked_like_the_url(server: ImageServer):
     server.route("/loop.png", redirect("/loop.png"))
     server.route("/hop.png", redirect("/a.png", 301)).route("/a.png", serve(png()))
     s = settings(**LOCAL)
-    assert "redirected to file:///etc/passwd: is a file:// URL" in refusal(
+    assert "redirected to file:///etc/passwd: uses the file:// scheme" in refusal(
         server.url("/to-file.png"), s
     )
     assert f"was redirected more than {MAX_REDIRECTS} times" in refusal(server.url("/loop.png"), s)
