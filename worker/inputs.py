@@ -4,10 +4,10 @@ Accepts worker-comfyui's input (`workflow` as an object or JSON string, `images`
 `{name, image}` with or without a data-URI prefix, `comfy_org_api_key`). An `image` may also be
 an `https://` URL: checked here as a URL (`url_problem`) and kept as an `ImageURL`, which the
 handler's upload stage downloads (worker/fetch.py) and checks with `image_from_bytes`, the same
-content checks as base64. Like worker-comfyui 5.x,
-unknown keys (top level and inside `images[]`) are ignored; each one is named in
-`JobRequest.warnings` (returned under `warnings`) so a typo stays visible. An image name may carry
-a relative subfolder (`sub/test.png`, each segment a safe name), as ComfyUI's upload route does.
+content checks as base64. Like worker-comfyui 5.x, unknown keys (top level and inside
+`images[]`) are ignored; each one is named in `JobRequest.warnings` (returned under
+`warnings`) so a typo stays visible. An image name may carry a relative subfolder
+(`sub/test.png`, each segment a safe name), as ComfyUI's upload route does.
 Refused: a workflow that is not a dict of nodes with `class_type` and `inputs`, input nested
 deeper than `MAX_DEPTH`, file inputs of any node that point outside ComfyUI's input folder (`..`,
 absolute paths, `[output]`/`[temp]` unless ALLOW_ANNOTATED_INPUTS), unsafe or duplicate image
