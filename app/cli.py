@@ -1,4 +1,5 @@
 """`python -m app.cli run WORKFLOW.json [--image name=path ...] [--out DIR]`
+`python -m app.cli doctor [--timeout S]`: what the configured endpoint can run (app/doctor.py).
 
 Submits one ComfyUI job through the endpoint client, draws a terminal progress bar from the
 job's progress, saves the outputs (base64 decoded, or the presigned URL downloaded) and prints
@@ -139,7 +140,14 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     r.add_argument("--poll", type=float, default=1.0, help="status poll interval, s")
     r.add_argument("--timeout", type=float, default=None, help="give up (and cancel) after s")
     r.add_argument("--step-delay", type=float, default=0.05, help="local stack only")
+    d = sub.add_parser("doctor", help="check the endpoint: key, health, inventory, pipelines")
+    d.add_argument("--timeout", type=float, default=300.0, help="inventory job deadline, s")
+    d.add_argument("--poll", type=float, default=1.0, help="status poll interval, s")
     a = p.parse_args(argv)
+    if a.cmd == "doctor":
+        from app.doctor import main as doctor
+
+        return doctor(env, a.timeout, a.poll)
     try:
         remote = runpod_credentials(env) is not None
         job_input = load_job_input(a.workflow, a.image)

@@ -145,6 +145,12 @@ class ResultTooLarge(WorkerError):
     prefix = "result too large"
 
 
+class ProvisionError(WorkerError):
+    """Model files could not be put on the volume (no volume, no room, download or check failed)."""
+
+    prefix = "provision failed"
+
+
 ALL_ERRORS: tuple[type[WorkerError], ...] = (
     WorkerError,
     ConfigError,
@@ -162,6 +168,7 @@ ALL_ERRORS: tuple[type[WorkerError], ...] = (
     OutputError,
     DeliveryError,
     ResultTooLarge,
+    ProvisionError,
 )
 
 _B64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{64,}")

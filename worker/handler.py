@@ -3,7 +3,8 @@ deliver → clean up → return, in worker-comfyui's result shape plus additive 
 
 `handler(job)` is the `async def` the runpod SDK calls (settings from the environment, read once).
 `make_handler(settings)` builds the same handler for explicit settings (tests, bench).
-`{"inventory": true}` answers what ComfyUI has (worker/inventory.py) instead of running a workflow.
+`{"inventory": true}` answers what ComfyUI has (worker/inventory.py) instead of running a workflow;
+`{"provision": {...}}` downloads model files onto the volume (worker/provision.py).
 An identical re-run that ComfyUI serves from its cache after CLEANUP_JOB_FILES removed the
 earlier job's files is queued once more with this job's own output file names
 (`fresh_output_names`): only the save nodes run again, the rest stays cached.
@@ -34,11 +35,14 @@ import aiohttp
 from .comfy import ComfyClient, format_node_errors
 from .delivery import ITEM_OVERHEAD, Delivery, locate
 from .errors import ConfigError, JobTimeout, OutputError, UnreadableModel, WorkerError, to_result
-from .inputs import JobRequest, job_upload_folder, parse_job_input, rewrite_image_refs
+from .fetch import ImageFetcher
+from .inputs import ImageURL, JobRequest, job_upload_folder, parse_job_input, rewrite_image_refs
 from .inventory import collect_inventory, model_folder, wants_inventory
 from .monitor import JobEnd, Watcher
 from .outputs import OutputFile, collect, websocket_files
 from .progress import ProgressReporter
+from .provision import run_job as run_provision
+from .provision import wants_provision
 from .settings import Settings
 
 log = logging.getLogger("worker")
@@ -76,12 +80,15 @@ async def run_job(job: dict, settings: Settings, delivery: Delivery) -> dict:
     )
     try:
         inventory = wants_inventory(job.get("input"))
-        request = None if inventory else parse_job_input(job.get("input"), settings)
+        provision = None if inventory else wants_provision(job.get("input"))
+        request = None if inventory or provision else parse_job_input(job.get("input"), settings)
         timeout = settings.job_timeout_s or None
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
-                if request is None:
+                if provision is not None:
+                    result = await run_provision(provision, job, settings)
+                elif request is None:
                     result = await _inventory(settings)
                 else:
                     result = await _run(job_id, request, settings, delivery, progress, t0)
@@ -208,6 +215,8 @@ class _JobRun:
         folder = job_upload_folder(f"{self.job_id}-{uuid.uuid4().hex[:8]}")
         names: dict[str, str] = {}
         for image in self.req.images:
+            if isinstance(image, ImageURL):  # downloaded and checked here (worker/fetch.py)
+                image = await ImageFetcher(self.s).fetch_async(image)
             names[image.name] = await self.client.upload(image, folder)
             self.uploaded.append(names[image.name])
         workflow = rewrite_image_refs(self.req.workflow, names)

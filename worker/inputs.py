@@ -1,10 +1,13 @@
 """Pure validation of a job's input into a typed `JobRequest` (no I/O, no network).
 
 Accepts worker-comfyui's input (`workflow` as an object or JSON string, `images` as a list of
-`{name, image}` with or without a data-URI prefix, `comfy_org_api_key`). Like worker-comfyui 5.x,
-unknown keys (top level and inside `images[]`) are ignored; each one is named in
-`JobRequest.warnings` (returned under `warnings`) so a typo stays visible. An image name may carry
-a relative subfolder (`sub/test.png`, each segment a safe name), as ComfyUI's upload route does.
+`{name, image}` with or without a data-URI prefix, `comfy_org_api_key`). An `image` may also be
+an `https://` URL: checked here as a URL (`url_problem`) and kept as an `ImageURL`, which the
+handler's upload stage downloads (worker/fetch.py) and checks with `image_from_bytes`, the same
+content checks as base64. Like worker-comfyui 5.x, unknown keys (top level and inside
+`images[]`) are ignored; each one is named in `JobRequest.warnings` (returned under
+`warnings`) so a typo stays visible. An image name may carry a relative subfolder
+(`sub/test.png`, each segment a safe name), as ComfyUI's upload route does.
 Refused: a workflow that is not a dict of nodes with `class_type` and `inputs`, input nested
 deeper than `MAX_DEPTH`, file inputs of any node that point outside ComfyUI's input folder (`..`,
 absolute paths, `[output]`/`[temp]` unless ALLOW_ANNOTATED_INPUTS), unsafe or duplicate image
@@ -26,6 +29,7 @@ import binascii
 import io
 import json
 import re
+import urllib.parse
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +56,10 @@ _MEDIA_EXT = re.compile(
     re.IGNORECASE,
 )
 _ANNOTATION = re.compile(r" \[(input|output|temp)\]$")
+# Any `scheme://` prefix: base64 never contains ':', so such a value is meant as a URL.
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,15}://")
+# Browsers and CDNs handle 8 KB; signed storage URLs run to ~2 KB.
+MAX_URL_CHARS = 8192
 _DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 
 
@@ -74,9 +82,24 @@ class ImageInput:
 
 
 @dataclass(frozen=True)
+class ImageURL:
+    """An input image the worker downloads in its upload stage (worker/fetch.py) and then
+    checks like a base64 one (`image_from_bytes`). `url` never goes to a log line: use
+    `shown`, which drops the query (it often carries a signature)."""
+
+    where: str  # "images[0]": what refusals name
+    name: str
+    url: str = field(repr=False)
+
+    @property
+    def shown(self) -> str:
+        return url_for_logs(self.url)
+
+
+@dataclass(frozen=True)
 class JobRequest:
     workflow: dict[str, dict]
-    images: tuple[ImageInput, ...] = ()
+    images: tuple[ImageInput | ImageURL, ...] = ()
     comfy_org_api_key: Secret = field(default_factory=lambda: Secret(""))
     warnings: tuple[str, ...] = ()
 
@@ -248,7 +271,9 @@ def rewrite_image_refs(workflow: Mapping[str, dict], names: Mapping[str, str]) -
     return out
 
 
-def _images(images: object, settings: Settings, warns: list[str]) -> tuple[ImageInput, ...]:
+def _images(
+    images: object, settings: Settings, warns: list[str]
+) -> tuple[ImageInput | ImageURL, ...]:
     if images is None:
         return ()
     if not isinstance(images, list):
@@ -257,7 +282,7 @@ def _images(images: object, settings: Settings, warns: list[str]) -> tuple[Image
         raise InputError(
             "images", f"has {len(images)} items", f"at most {settings.max_images} (MAX_IMAGES)"
         )
-    out: list[ImageInput] = []
+    out: list[ImageInput | ImageURL] = []
     seen: set[str] = set()
     for i, item in enumerate(images):
         where = f"images[{i}]"
@@ -285,14 +310,28 @@ def _images(images: object, settings: Settings, warns: list[str]) -> tuple[Image
         if name in seen:
             raise InputError(f"{where}.name", "is a duplicate", "unique names", name)
         seen.add(name)
-        out.append(_decode_image(where, name, item["image"], settings))
+        out.append(_image(where, name, item["image"], settings))
     return tuple(out)
+
+
+def _image(where: str, name: str, value: object, settings: Settings) -> ImageInput | ImageURL:
+    if isinstance(value, str) and _URL_SCHEME.match(value):
+        problem = url_problem(value, settings.image_url_allow_http)
+        if problem:
+            raise InputError(
+                f"{where}.image",
+                problem,
+                url_allowed(settings.image_url_allow_http),
+                url_for_logs(value),
+            )
+        return ImageURL(where=where, name=name, url=value)
+    return _decode_image(where, name, value, settings)
 
 
 def _decode_image(where: str, name: str, b64: object, settings: Settings) -> ImageInput:
     if not isinstance(b64, str) or not b64:
         raise InputError(
-            f"{where}.image", "must be a non-empty base64 string", "base64 or a data URI"
+            f"{where}.image", "must be a non-empty base64 string", "base64, a data URI or a URL"
         )
     m = _DATA_URI.match(b64)
     if m:
@@ -309,8 +348,14 @@ def _decode_image(where: str, name: str, b64: object, settings: Settings) -> Ima
         data = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         raise InputError(
-            f"{where}.image", "is not valid base64", "standard base64 (RFC 4648)"
+            f"{where}.image", "is not valid base64", "standard base64 (RFC 4648) or a URL"
         ) from None
+    return image_from_bytes(where, name, data, settings)
+
+
+def image_from_bytes(where: str, name: str, data: bytes, settings: Settings) -> ImageInput:
+    """The content checks every input image passes, however it came (base64 or a download):
+    a real PNG/JPEG/WebP matching the name's extension, within MAX_IMAGE_PIXELS."""
     kind = sniff_image(data)
     if kind is None:
         raise InputError(
@@ -330,6 +375,53 @@ def _decode_image(where: str, name: str, b64: object, settings: Settings) -> Ima
     return ImageInput(
         name=name, data=data, mime=IMAGE_TYPES[kind], width=width, height=height, frames=frames
     )
+
+
+def url_for_logs(url: str, limit: int = 160) -> str:
+    """`url` without its query, fragment and user info (a query often carries a signature):
+    the only form of an image URL that reaches a log line or an error message."""
+    try:
+        p = urllib.parse.urlsplit(url)
+        host = p.hostname or ""
+        port = f":{p.port}" if p.port else ""
+    except ValueError:
+        return "<unparsable URL>"
+    host = f"[{host}]" if ":" in host else host
+    shown = f"{p.scheme}://{host}{port}{p.path}"
+    if p.query:
+        shown += "?<query hidden>"
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def url_allowed(allow_http: bool) -> str:
+    """What an image URL may be (the `allowed` part of a refused URL)."""
+    if allow_http:
+        return "an https:// or http:// URL without user info, or base64"
+    return "an https:// URL without user info (http:// with IMAGE_URL_ALLOW_HTTP=true), or base64"
+
+
+def url_problem(url: str, allow_http: bool) -> str | None:
+    """Why `url` cannot be downloaded as an input image (None: it may be fetched). Checked for
+    the job's URL and again for every redirect target; the address is checked at connect time."""
+    if len(url) > MAX_URL_CHARS:
+        return f"is a URL of {len(url)} characters (at most {MAX_URL_CHARS})"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return "is a URL with spaces or control characters"
+    try:
+        p = urllib.parse.urlsplit(url)
+        p.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as e:
+        return f"is not a valid URL ({e})"
+    scheme = p.scheme.lower()
+    if scheme == "http" and not allow_http:
+        return "is a plain http:// URL (not encrypted)"
+    if scheme not in ("http", "https"):
+        return f"uses the {scheme}:// scheme"
+    if not p.hostname:
+        return "is a URL without a host"
+    if p.username is not None or p.password is not None:
+        return "is a URL with a user name or password in it"
+    return None
 
 
 def _check_pixels(where: str, data: bytes, max_pixels: int) -> tuple[int, int, int]:

@@ -2,7 +2,11 @@
 
 No model runs. Values carry just enough to write truthful outputs: `Images` (size, frame count,
 colours), `Latent` (size and frame length from the latent nodes' width/height/length), `Video`
-(images + fps) and `Opaque` for everything else (models, CLIP, conditioning...).
+(images + fps), `Conditioning` and `Opaque` for everything else (models, CLIP...).
+The job's inputs flow to the frames as a `Look`: CLIPTextEncode's text rides on the conditioning,
+WanImageToVideo / WanFirstLastFrameToVideo add their start/end images to both conditionings (as
+real ComfyUI adds concat_latent_image), Wan22ImageToVideoLatent puts its start image on the latent,
+the sampler that adds noise sets its seed, and VAEDecode hands the look to the images.
 `run_node(ctx)` returns `(outputs tuple, ui dict or None)` or raises `NodeFailure` with the
 exception type/message ComfyUI would report. Samplers and ImageUpscaleWithModel report progress
 through `ctx.progress(value, max)` (which raises `Interrupted` when an interrupt is pending).
@@ -34,9 +38,11 @@ from .savers import (
 )
 from .values import (
     Audio,
+    Conditioning,
     Images,
     Interrupted,
     Latent,
+    Look,
     NodeContext,
     NodeFailure,
     Opaque,
@@ -75,7 +81,43 @@ async def sampler(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
         total = steps
     latent = ctx.inputs.get("latent_image") or first_of(ctx, Latent) or Latent(512, 512)
     await _steps(ctx, total, latent)  # samplers offer a latent preview at every step
-    return (latent,), None
+    look = latent.look or Look()
+    positive = ctx.inputs.get("positive")
+    if isinstance(positive, Conditioning):
+        look = look.joined(positive.look)
+    if ctx.class_type == "KSampler" or ctx.inputs.get("add_noise", "enable") == "enable":
+        seed = int_input(ctx, "seed" if ctx.class_type == "KSampler" else "noise_seed", 0)
+        look = replace(look, seed=seed)  # a sampler that adds no noise keeps the first's motion
+    return (replace(latent, look=look),), None
+
+
+async def clip_text_encode(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    text = ctx.inputs.get("text", "")
+    return (Conditioning("CONDITIONING", ctx.class_type, Look(caption=str(text))),), None
+
+
+def _guides(ctx: NodeContext) -> Look:
+    start, end = ctx.inputs.get("start_image"), ctx.inputs.get("end_image")
+    return Look(
+        start=start.picture if isinstance(start, Images) else None,
+        end=end.picture if isinstance(end, Images) else None,
+    )
+
+
+async def wan_image_to_video(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    """WanImageToVideo / WanFirstLastFrameToVideo: (positive, negative, empty latent)."""
+    guides = _guides(ctx)
+    conds = []
+    for name in ("positive", "negative"):
+        cond = ctx.inputs.get(name)
+        look = cond.look if isinstance(cond, Conditioning) else Look()
+        conds.append(Conditioning("CONDITIONING", ctx.class_type, look.joined(guides)))
+    return (*conds, _latent_from_inputs(ctx)), None
+
+
+async def wan22_image_to_video_latent(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    """The 5B's latent: the start image (when given) is encoded into it."""
+    return (replace(_latent_from_inputs(ctx), look=_guides(ctx)),), None
 
 
 async def vae_decode(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
@@ -84,7 +126,8 @@ async def vae_decode(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
         lat = Latent(512, 512)
     frames = ((lat.length - 1) // 4) * 4 + 1 if lat.length > 1 else 1
     seed = abs(hash((lat.width, lat.height, lat.length))) & 0xFFFFFF
-    return (Images(lat.width, lat.height, frames * lat.batch, [seed, seed ^ 0x3F7FBF]),), None
+    colors = [seed, seed ^ 0x3F7FBF]
+    return (Images(lat.width, lat.height, frames * lat.batch, colors, look=lat.look),), None
 
 
 UPSCALE_FACTOR = re.compile(r"(?:^|[^0-9a-z])(?:([1-8])x|x([1-8])(?![0-9]))")
@@ -190,6 +233,10 @@ HANDLERS: dict[str, Callable[[NodeContext], Awaitable[tuple[tuple[Any, ...], Any
     "LoadAudio": load_audio,
     "LoadImage": load_image,
     "LoadImageMask": load_image,
+    "CLIPTextEncode": clip_text_encode,
+    "WanImageToVideo": wan_image_to_video,
+    "WanFirstLastFrameToVideo": wan_image_to_video,
+    "Wan22ImageToVideoLatent": wan22_image_to_video_latent,
     "KSampler": sampler,
     "KSamplerAdvanced": sampler,
     "VAEDecode": vae_decode,

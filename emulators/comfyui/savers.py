@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import media
+from . import media, scene
 from .validation import annotated_path
 from .values import Audio, Images, NodeContext, NodeFailure, Opaque, Video
 
@@ -159,17 +159,11 @@ async def save_video(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]
     for k, v in (ctx.extra_data.get("extra_pnginfo") or {}).items():
         meta[k] = json.dumps(v)
 
+    w, h = media.fit(img.width, img.height, ctx.video_max_side)
+
     def work() -> None:
-        media.encode_mp4(
-            folder / name,
-            img.width,
-            img.height,
-            img.frames,
-            video.fps,
-            img.colors,
-            ctx.video_max_side,
-            meta,
-        )
+        pictures = scene.frames(img, w, h)
+        media.encode_mp4(folder / name, img.width, img.height, pictures, video.fps, meta)
         media.pad_mp4(folder / name, ctx.output_bytes)
 
     try:
@@ -195,12 +189,7 @@ async def save_animation(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, A
     w, h = media.fit(images.width, images.height, ctx.video_max_side)
 
     def work() -> None:
-        frames = [
-            media.frame_image(
-                w, h, images.colors[i * len(images.colors) // images.frames], i, images.frames
-            )
-            for i in range(images.frames)
-        ]
+        frames = list(scene.frames(images, w, h))
         media.write_animation(folder / name, frames, float(ctx.inputs.get("fps", 6.0)), fmt)
 
     await asyncio.to_thread(work)
@@ -246,7 +235,8 @@ async def load_image(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
         str(ctx.inputs["image"]), ctx.input_directory, ctx.output_directory, ctx.temp_directory
     )
     try:
-        w, h = await asyncio.to_thread(media.probe_image, path)
+        picture = await asyncio.to_thread(media.load_image_file, path)
     except media.EncodeError as e:
         raise NodeFailure(e.exception_type, str(e)) from e
-    return (Images(w, h, 1, [0x808080]), Opaque("MASK")), None
+    w, h = picture.size
+    return (Images(w, h, 1, [0x808080], picture=picture), Opaque("MASK")), None

@@ -13,7 +13,7 @@ Contract:
 - lost worker: a job whose worker process exited, or whose worker missed heartbeats for
   `lost_after_s`, or that two heartbeats after the take no longer list (its result was lost),
   is FAILED with a readable error (policy "fail", the default) or put back at the head of the
-  queue (policy "requeue"). RunPod does not document this; see the README endpoint section.
+  queue (policy "requeue"). RunPod does not document this; see docs/endpoint.md.
 - a worker idle longer than `idle_timeout_s` is stopped (SIGTERM, then its process group is
   killed), down to `min_workers`; queued jobs start new workers up to `max_workers`.
 """

@@ -13,8 +13,10 @@ import requests
 
 from app.endpoint import EndpointClient
 from emulators.stack import LocalStack, StackConfig
+from tests.emulators.video_checks import START, Video, distance, grid, middle, seen
 from tests.endpoint.conftest import WORKER_PYTHON
 from tests.helpers import REPO, wait_for
+from workflows.fill import fill
 
 pytestmark = pytest.mark.slow
 JOB = json.loads((REPO / "test_input.json").read_text())["input"]
@@ -112,6 +114,20 @@ def test_success_with_progress_in_status_and_retried_reads(stack):
     assert video["kind"] == "video" and video["type"] == "base64"
     assert base64.b64decode(video["data"])[4:8] == b"ftyp"
     assert st.worker_id == "w1" and st.execution_ms > 1500
+
+
+def test_the_demo_video_shows_the_jobs_inputs(stack):
+    """A shared demo link shows the job: its aspect ratio (scaled to 320 px), frames, fps and
+    its start image, uploaded by the worker and zoomed by the emulator."""
+    comfy(stack, step_delay=0.0)
+    f = fill("i2v_14b", {"prompt": "a paper boat", "width": 832, "height": 480, "frames": 17})
+    start = grid(START)
+    images = [{"name": name, "image": base64.b64encode(start).decode()} for name in f.images]
+    st = client(stack).runsync({"workflow": f.workflow, "images": images}, wait_ms=60_000)
+    assert st.ok, st.error
+    video = Video(base64.b64decode(st.output["images"][0]["data"]))
+    assert (video.size, len(video.frames), video.fps) == ((320, 184), 17, 16)
+    assert distance(middle(video.frames[0]), middle(seen(start, video.size))) < 8
 
 
 def test_second_job_queues_while_the_worker_is_busy(stack):
