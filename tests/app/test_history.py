@@ -45,7 +45,9 @@ def test_recipe_reuse_and_rerun_exactly(client, studio):
         "480p square",
     )
     assert (seed, randomize, adv[0]) == (4242, False, 4)
-    assert seconds == pytest.approx(row.params["seconds"])
+    # the duration as the form asked it (2 s), not the 33 frames' 2.0625 s: /reuse answers what
+    # the page shows
+    assert seconds == 2.0 and row.params["frames"] == 33
 
     status2, video2, details2, rid2 = finished(client.predict(rid, api_name="/rerun"))
     assert 'data-state="COMPLETED"' in status2 and rid2 != rid
