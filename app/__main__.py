@@ -32,10 +32,11 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     """Build the services and the Blocks; returns (blocks, studio). Starts the tracker."""
     from app.endpoint import EndpointClient
     from app.studio import cost
-    from app.studio.checks.gate import Operations
+    from app.studio.checks.gate import Gate
     from app.studio.forms_catalog import load_forms
     from app.studio.jobs import Studio
     from app.studio.ledger import Ledger
+    from app.studio.reuse import migrate_forms
     from app.studio.tracker import Tracker
     from app.ui.page import build_ui
     from workflows.fill import fill
@@ -53,6 +54,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         secrets=settings.secret_values(),
     )
     forms, byo_fill = load_forms()
+    migrate_forms(ledger, forms)  # rows stored before the ledger kept the form values, once
     studio = Studio(
         settings=settings,
         forms=forms,
@@ -62,9 +64,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         ledger=ledger,
         tracker=tracker,
         prices=prices,
-        ops=Operations.from_settings(
-            settings, endpoint=endpoint, ledger=ledger, endpoint_key=base_url
-        ),
+        ops=Gate.from_settings(settings, endpoint=endpoint, ledger=ledger, endpoint_key=base_url),
     )
     tracker.on_final = studio.forget_calibration
     tracker.start()
@@ -101,8 +101,9 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000000")
     env = dict(os.environ if env is None else env)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from app.environment import Secret
     from app.errors import StudioError, user_message
-    from app.settings import Secret, Settings
+    from app.settings import Settings
 
     try:
         settings = Settings.from_env(env)

@@ -5,9 +5,10 @@ job's progress, saves the outputs (base64 decoded, or the presigned URL download
 the timings. WORKFLOW.json is either an API-format workflow or a whole job (`{"input":
 {"workflow": ..., "images": [...]}}` as in test_input.json).
 With RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID set it talks to that endpoint (RUNPOD_API_BASE may
-point elsewhere); otherwise it starts the local stack (ComfyUI emulator + local control plane +
-one real worker) for the duration of the run. Exit: 0 COMPLETED, 1 the job did not complete,
-2 bad usage or endpoint error.
+point elsewhere); with neither it starts the local stack (ComfyUI emulator + local control plane +
+one real worker) for the duration of the run; with only one it refuses, naming the other
+(app.settings.runpod_credentials, the studio's rule). Exit: 0 COMPLETED, 1 the job did not
+complete, 2 bad usage (a missing variable, a file that is not valid JSON, ...) or endpoint error.
 """
 
 from __future__ import annotations
@@ -22,15 +23,28 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-
-import requests
+from typing import Any
 
 from app.endpoint import EndpointClient, JobStatus
-from app.errors import EndpointError
+from app.errors import ConfigError, EndpointError
+from app.settings import runpod_credentials
+from app.studio import results
+from app.studio.progress import describe
+
+
+def read_json(path: Path) -> object:
+    """The JSON in `path`; ValueError naming the file and, for bad JSON, where it goes wrong."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        where = f"line {e.lineno}, column {e.colno}"
+        raise ValueError(f"{path} is not valid JSON: {e.msg} at {where}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not valid JSON: it is not UTF-8 text") from None
 
 
 def load_job_input(path: Path, images: list[str]) -> dict:
-    data = json.loads(path.read_text())
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object (a workflow or a job)")
     inp = dict(data["input"]) if isinstance(data.get("input"), dict) else {"workflow": data}
@@ -52,50 +66,19 @@ def load_job_input(path: Path, images: list[str]) -> dict:
     return inp
 
 
-def progress_line(st: JobStatus, started: float, width: int = 30) -> str:
-    p = st.progress if isinstance(st.progress, Mapping) else {}
-    pct = p.get("percent")
-    pct = float(pct) if isinstance(pct, int | float) else 0.0
-    if st.ok:
-        pct = 100.0
-    fill = int(width * min(100.0, max(0.0, pct)) / 100)
-    bar = "#" * fill + "-" * (width - fill)
-    parts = [f"[{bar}] {pct:5.1f}%", st.state]
-    if p.get("stage"):
-        parts.append(str(p["stage"]))
-    if p.get("node_type"):
-        parts.append(str(p["node_type"]))
-    if p.get("step") is not None and p.get("steps"):
-        parts.append(f"step {p['step']}/{p['steps']}")
-    if p.get("nodes_total"):
-        parts.append(f"nodes {p.get('nodes_done', 0)}/{p['nodes_total']}")
-    if p.get("queue_position") is not None:
-        parts.append(f"queue #{p['queue_position']}")
-    parts.append(f"{time.monotonic() - started:5.1f}s")
-    return " ".join(parts)
+def progress_line(
+    st: JobStatus, started: float, width: int = 30, workflow: Mapping[str, Any] | None = None
+) -> str:
+    """A terminal bar and the studio's own status line (app/studio/progress.py's `describe`)."""
+    view = describe(st.state, st.progress, time.monotonic() - started, None, workflow, st.error)
+    fill = int(width * min(1.0, max(0.0, view.fraction)))
+    return f"[{'#' * fill}{'-' * (width - fill)}] {100 * view.fraction:5.1f}% {view.line}"
 
 
 def save_outputs(output: object, out_dir: Path) -> list[Path]:
+    """The job's outputs as files in `out_dir` (the studio's rule: app/studio/results.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    saved = []
-    items = output.get("images", []) if isinstance(output, Mapping) else []
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            continue
-        name = Path(str(item.get("filename") or f"output_{i}")).name
-        target = out_dir / name
-        if item.get("type") == "base64":
-            target.write_bytes(base64.b64decode(item["data"]))
-        elif item.get("type") == "s3_url":
-            with requests.get(item["data"], timeout=120, stream=True) as r:
-                r.raise_for_status()
-                with open(target, "wb") as f:
-                    for chunk in r.iter_content(1 << 20):
-                        f.write(chunk)
-        else:
-            continue
-        saved.append(target)
-    return saved
+    return [saved.path for saved in results.save_outputs(output, out_dir)]
 
 
 def run_job(
@@ -107,7 +90,7 @@ def run_job(
     tty = sys.stderr.isatty()
 
     def show(st: JobStatus) -> None:
-        line = progress_line(st, started)
+        line = progress_line(st, started, workflow=job_input.get("workflow"))
         if tty:
             print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
         else:
@@ -158,13 +141,14 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     r.add_argument("--step-delay", type=float, default=0.05, help="local stack only")
     a = p.parse_args(argv)
     try:
+        remote = runpod_credentials(env) is not None
         job_input = load_job_input(a.workflow, a.image)
-    except (OSError, ValueError) as e:
+    except (ConfigError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     with contextlib.ExitStack() as stack:
         try:
-            if env.get("RUNPOD_API_KEY") and env.get("RUNPOD_ENDPOINT_ID"):
+            if remote:
                 client = EndpointClient.from_env(env)
             else:
                 from emulators.stack import LocalStack, StackConfig

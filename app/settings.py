@@ -26,70 +26,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from app.access import Access
+from app.environment import Secret, env_float, env_int
 from app.errors import ConfigError
+from app.studio.checks.guardrails import Guardrails
+from app.studio.checks.preflight import PreflightSettings
 from app.studio.cost import PRICES_PATH, load_prices
-
-if TYPE_CHECKING:
-    from app.access import Access
-    from app.studio.checks.guardrails import Guardrails
-    from app.studio.checks.preflight import PreflightSettings
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
 
 
-class Secret:
-    """A string that never shows itself in repr/str/f-strings. Use `.value` deliberately."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    @property
-    def value(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer; allowed: {lo}..{hi}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={value} is out of range; allowed: {lo}..{hi}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; allowed: {lo}..{hi}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={value} is out of range; allowed: {lo}..{hi}")
-    return value
+def runpod_credentials(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID) when both are set, None when neither is (the local
+    demo), ConfigError naming the missing one when only one is: the rule for the studio and the
+    CLI alike, so a half-configured environment never falls back to the demo silently."""
+    key = env.get("RUNPOD_API_KEY", "").strip()
+    endpoint = env.get("RUNPOD_ENDPOINT_ID", "").strip()
+    if bool(key) != bool(endpoint):
+        missing = "RUNPOD_ENDPOINT_ID" if key else "RUNPOD_API_KEY"
+        raise ConfigError(
+            f"{missing} is not set; set both RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID to use "
+            "RunPod, or neither for the local demo"
+        )
+    return (key, endpoint) if key else None
 
 
 @dataclass(frozen=True)
@@ -108,9 +68,9 @@ class Settings:
     demo_step_delay: float = 0.5
     batch_max: int = 16
     extra_secrets: tuple[Secret, ...] = ()
-    guardrails: Guardrails = field(default_factory=lambda: _sub("guardrails"))
-    access: Access = field(default_factory=lambda: _sub("access"))
-    preflight: PreflightSettings = field(default_factory=lambda: _sub("preflight"))
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    access: Access = field(default_factory=Access)
+    preflight: PreflightSettings = field(default_factory=PreflightSettings)
 
     @property
     def demo(self) -> bool:
@@ -128,14 +88,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        key = env.get("RUNPOD_API_KEY", "").strip()
-        endpoint = env.get("RUNPOD_ENDPOINT_ID", "").strip()
-        if bool(key) != bool(endpoint):
-            missing = "RUNPOD_ENDPOINT_ID" if key else "RUNPOD_API_KEY"
-            raise ConfigError(
-                f"{missing} is not set; set both RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID to use "
-                "RunPod, or neither for the local demo"
-            )
+        key, endpoint = runpod_credentials(env) or ("", "")
         if endpoint and not endpoint.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(
                 f"RUNPOD_ENDPOINT_ID={endpoint!r} is not an endpoint id; allowed: letters, digits"
@@ -161,26 +114,14 @@ class Settings:
             gpu_type=gpu_type,
             prices_path=prices,
             host=env.get("GRADIO_SERVER_NAME", "") or "127.0.0.1",
-            port=_int(env, "GRADIO_SERVER_PORT", 7860, 1, 65535),
-            concurrency=_int(env, "WANPOD_CONCURRENCY", 64, 1, 1024),
-            poll_s=_float(env, "WANPOD_POLL_S", 1.0, 0.05, 60.0),
-            demo_workers=_int(env, "WANPOD_DEMO_WORKERS", 2, 1, 64),
-            demo_step_delay=_float(env, "WANPOD_DEMO_STEP_DELAY", 0.5, 0.0, 30.0),
-            batch_max=_int(env, "WANPOD_BATCH_MAX", 16, 1, 256),
+            port=env_int(env, "GRADIO_SERVER_PORT", 7860, 1, 65535),
+            concurrency=env_int(env, "WANPOD_CONCURRENCY", 64, 1, 1024),
+            poll_s=env_float(env, "WANPOD_POLL_S", 1.0, 0.05, 60.0),
+            demo_workers=env_int(env, "WANPOD_DEMO_WORKERS", 2, 1, 64),
+            demo_step_delay=env_float(env, "WANPOD_DEMO_STEP_DELAY", 0.5, 0.0, 30.0),
+            batch_max=env_int(env, "WANPOD_BATCH_MAX", 16, 1, 256),
             extra_secrets=extra,
-            guardrails=_sub("guardrails", env),
-            access=_sub("access", env),
-            preflight=_sub("preflight", env),
+            guardrails=Guardrails.from_env(env),
+            access=Access.from_env(env),
+            preflight=PreflightSettings.from_env(env),
         )
-
-
-def _sub(name: str, env: Mapping[str, str] | None = None):
-    """The operator settings (app/studio/checks/guardrails.py, app/access.py,
-    app/studio/checks/preflight.py) from `env` (defaults when None); imported here, not at the top,
-    because app.access uses Secret."""
-    from app.access import Access
-    from app.studio.checks.guardrails import Guardrails
-    from app.studio.checks.preflight import PreflightSettings
-
-    kind = {"guardrails": Guardrails, "access": Access, "preflight": PreflightSettings}[name]
-    return kind() if env is None else kind.from_env(env)

@@ -32,12 +32,12 @@ from pathlib import Path
 import aiohttp
 
 from .comfy import ComfyClient, format_node_errors
-from .delivery import Delivery, locate
-from .errors import ConfigError, JobTimeout, OutputError, WorkerError, to_result
-from .inputs import JobRequest, parse_job_input
-from .inventory import collect_inventory, wants_inventory
+from .delivery import ITEM_OVERHEAD, Delivery, locate
+from .errors import ConfigError, JobTimeout, OutputError, UnreadableModel, WorkerError, to_result
+from .inputs import JobRequest, job_upload_folder, parse_job_input, rewrite_image_refs
+from .inventory import collect_inventory, model_folder, wants_inventory
 from .monitor import JobEnd, Watcher
-from .outputs import OutputFile, collect
+from .outputs import OutputFile, collect, websocket_files
 from .progress import ProgressReporter
 from .settings import Settings
 
@@ -161,8 +161,7 @@ class _JobRun:
         try:
             if self.req.images:
                 self.progress.update(stage="uploading")
-                for image in self.req.images:
-                    self.uploaded.append(await self.client.upload(image))
+                await self._upload()
             self.mark("uploaded")
             try:
                 end, items = await self._queue_and_follow()
@@ -170,9 +169,13 @@ class _JobRun:
                 if self.prompt_id:
                     await _stop_prompt(self.client, self.prompt_id, self.job_id)
                 raise
-            except WorkerError:
+            except WorkerError as e:
                 if self.prompt_id:
                     await _stop_prompt(self.client, self.prompt_id, self.job_id, quiet=True)
+                if isinstance(e, UnreadableModel):
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(5):
+                            e.locate(await model_folder(self.client, e.filename))
                 raise
         finally:
             await self._cleanup()
@@ -188,6 +191,8 @@ class _JobRun:
             result["status"] = "success_no_images"
         if self.problems:
             result["errors"] = self.problems
+        if self.req.warnings:
+            result["warnings"] = list(self.req.warnings)
         log.info(
             "job %s done: %s in %.2f s",
             self.job_id,
@@ -196,6 +201,17 @@ class _JobRun:
             self.marks["done"] - self.marks["start"],
         )
         return result
+
+    async def _upload(self) -> None:
+        """Upload into this job's own input folder and point the workflow at the uploads, so
+        no file the job did not create is overwritten (or later deleted by the clean-up)."""
+        folder = job_upload_folder(f"{self.job_id}-{uuid.uuid4().hex[:8]}")
+        names: dict[str, str] = {}
+        for image in self.req.images:
+            names[image.name] = await self.client.upload(image, folder)
+            self.uploaded.append(names[image.name])
+        workflow = rewrite_image_refs(self.req.workflow, names)
+        self.req = dataclasses.replace(self.req, workflow=workflow)
 
     async def _queue_and_follow(self) -> tuple[JobEnd, list[dict]]:
         client, s = self.client, self.s
@@ -229,6 +245,10 @@ class _JobRun:
         self.progress.finish()
         try:
             items = await self.delivery.deliver(self.job_id, located, client)
+            if end.ws_images:  # SaveImageWebsocket: the images came as websocket frames
+                used = sum(len(i["data"]) + ITEM_OVERHEAD for i in items if i["type"] == "base64")
+                blobs = websocket_files([(i.node_id, i.mime, i.data) for i in end.ws_images])
+                items += await self.delivery.deliver_blobs(self.job_id, blobs, used)
         except OutputError as e:
             if end.cached and s.cleanup and not self.renamed:
                 # an identical re-run: ComfyUI answered from its cache with the files an earlier
@@ -261,6 +281,7 @@ class _JobRun:
         if not self.s.cleanup:
             return
         _delete_files(self.s.comfy_input_dir, self.uploaded)
+        _remove_empty_parents(self.s.comfy_input_dir, self.uploaded)
         _delete_files(self.s.comfy_output_dir, [_rel(f) for f in self.files if f.type == "output"])
         if self.prompt_id:
             with contextlib.suppress(Exception):
@@ -341,6 +362,21 @@ def _delete_files(root: str, rel_paths: list[str]) -> None:
             pass
         except OSError as e:
             log.warning("could not delete %s: %s", p, e.strerror)
+
+
+def _remove_empty_parents(root: str, rel_paths: list[str]) -> None:
+    """Remove the folders these files were in (the job's own upload folder) once empty."""
+    if not root:
+        return
+    base = Path(root).resolve()
+    for rel in rel_paths:
+        p = (base / rel).resolve().parent
+        while p != base and base in p.parents:
+            try:
+                p.rmdir()
+            except OSError:
+                break
+            p = p.parent
 
 
 # -- process entry point -------------------------------------------------------------------------

@@ -119,6 +119,7 @@ class Settings:
     log_level: str = "INFO"
     network_volume_debug: bool = False
     comfy_log_level: str = ""
+    allow_annotated_inputs: bool = False
 
     @property
     def comfy_http(self) -> str:
@@ -178,6 +179,7 @@ class Settings:
             log_level=level,
             network_volume_debug=_bool(env, "NETWORK_VOLUME_DEBUG", False),
             comfy_log_level=_str(env, "COMFY_LOG_LEVEL"),
+            allow_annotated_inputs=_bool(env, "ALLOW_ANNOTATED_INPUTS", False),
         )
 
 

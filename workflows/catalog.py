@@ -182,6 +182,7 @@ class Catalog:
     templates: Mapping[str, Template]
     sampler_names: tuple[str, ...]
     schedulers: tuple[str, ...]
+    post_steps: Mapping[str, Any] = field(default_factory=dict)  # read by workflows/poststeps.py
 
     def __getitem__(self, template_id: str) -> Template:
         return self.get(template_id)
@@ -299,7 +300,12 @@ def _load() -> Catalog:
             official=t.get("official", ""),
             workflow=workflow,
         )
-    return Catalog(templates, tuple(lists["sampler_name"]), tuple(lists["scheduler"]))
+    return Catalog(
+        templates,
+        tuple(lists["sampler_name"]),
+        tuple(lists["scheduler"]),
+        data.get("post_steps", {}),
+    )
 
 
 def load_catalog() -> Catalog:

@@ -6,10 +6,14 @@ handed on here so callers write `from app.endpoint import EndpointClient`.
 """
 
 from app.endpoint.client import (
+    EXECUTION_TIMEOUT_ABOVE_MS,
+    EXECUTION_TIMEOUT_MAX_MS,
     FINAL_STATES,
+    JOB_COUNTS,
     RUN_LIMIT,
     RUNPOD_API_BASE,
     RUNSYNC_LIMIT,
+    WORKER_STATES,
     EndpointClient,
     Health,
     JobRef,
@@ -17,10 +21,14 @@ from app.endpoint.client import (
 )
 
 __all__ = [
+    "EXECUTION_TIMEOUT_ABOVE_MS",
+    "EXECUTION_TIMEOUT_MAX_MS",
     "FINAL_STATES",
+    "JOB_COUNTS",
     "RUNPOD_API_BASE",
     "RUNSYNC_LIMIT",
     "RUN_LIMIT",
+    "WORKER_STATES",
     "EndpointClient",
     "Health",
     "JobRef",

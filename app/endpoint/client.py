@@ -23,18 +23,28 @@ from typing import Any
 import requests
 
 from app import errors
+from app.endpoint.states import ENDED_ON_RUNPOD, JobState
 from app.errors import EndpointError, JobNotFound
 
 RUNPOD_API_BASE = "https://api.runpod.ai/v2"
-RUN_LIMIT = 10 * errors.MB
-RUNSYNC_LIMIT = 20 * errors.MB
-FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+# RunPod's request-size limits ("10 MB" /run, "20 MB" /runsync) as decimal bytes, so nothing
+# passes this pre-check that RunPod may refuse. The local control plane enforces these constants.
+RUN_LIMIT = 10_000_000
+RUNSYNC_LIMIT = 20_000_000
+# policy.executionTimeout: RunPod takes more than 5 s (5000 and below answer 400), at most 7 days.
+EXECUTION_TIMEOUT_ABOVE_MS = 5_000
+EXECUTION_TIMEOUT_MAX_MS = 7 * 24 * 3600 * 1000
+FINAL_STATES = ENDED_ON_RUNPOD
+# /health `workers`: the counts RunPod documents, plus `unhealthy` (a worker whose fitness check
+# failed). The local control plane answers exactly these; the studio's panel reads each.
+WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhealthy")
+JOB_COUNTS = ("inQueue", "inProgress", "completed", "failed", "retried")  # /health `jobs`
 
 
 @dataclass(frozen=True)
 class JobRef:
     id: str
-    state: str
+    state: JobState
 
     @property
     def status(self) -> str:
@@ -47,7 +57,7 @@ class JobStatus:
     `output` only once final. Times in ms (None until RunPod reports them)."""
 
     id: str
-    state: str
+    state: JobState
     progress: Any = None
     output: Any = None
     error: str | None = None
@@ -62,19 +72,19 @@ class JobStatus:
 
     @property
     def ok(self) -> bool:
-        return self.state == "COMPLETED"
+        return self.state is JobState.COMPLETED
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> JobStatus:
-        state = str(body.get("status", "UNKNOWN"))
+        state = JobState.parse(body.get("status"))
         out = body.get("output")
         err = body.get("error")
         if err is not None and not isinstance(err, str):
             err = json.dumps(err)
-        if err is None and state == "FAILED" and isinstance(out, dict):
+        if err is None and state is JobState.FAILED and isinstance(out, dict):
             inner = out.get("error")
             err = inner if isinstance(inner, str) else None
-        running = state in ("IN_PROGRESS", "RUNNING")
+        running = state.running
         return cls(
             id=str(body.get("id", "")),
             state=state,
@@ -90,20 +100,46 @@ class JobStatus:
 
 @dataclass(frozen=True)
 class Health:
+    """One /health answer, its counts parsed once (`from_body`): `jobs` by RunPod's names
+    (inQueue, inProgress, completed, failed, retried), `workers` by WORKER_STATES."""
+
     jobs: dict[str, int]
     workers: dict[str, int]
 
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Health:
+        jobs, workers = body.get("jobs") or {}, body.get("workers") or {}
+        return cls(
+            {name: _count(jobs.get(name)) for name in JOB_COUNTS},
+            {state: _count(workers.get(state)) for state in WORKER_STATES},
+        )
+
+    def worker_count(self, state: str) -> int:
+        """Workers RunPod reports in `state` (one of WORKER_STATES); 0 when absent or not a
+        number."""
+        return _count(self.workers.get(state))
+
+    def job_count(self, name: str) -> int:
+        """Jobs RunPod reports under `name` (one of JOB_COUNTS)."""
+        return _count(self.jobs.get(name))
+
     @property
     def idle(self) -> int:
-        return int(self.workers.get("idle", 0))
+        return self.worker_count("idle")
 
     @property
     def running(self) -> int:
-        return int(self.workers.get("running", 0))
+        return self.worker_count("running")
 
     @property
     def in_queue(self) -> int:
-        return int(self.jobs.get("inQueue", 0))
+        return self.job_count("inQueue")
+
+
+def _count(value: object) -> int:
+    """A count as RunPod reports it: a number >= 0; anything else (absent, text, bool) is 0."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return max(int(value), 0) if ok else 0
 
 
 def _int(value: object) -> int | None:
@@ -179,7 +215,7 @@ class EndpointClient:
     ) -> JobRef:
         body = self._job_body(input, policy, webhook, s3_config, "run", RUN_LIMIT)
         data = self._call("POST", "run", body, idempotent=False)
-        return JobRef(str(data["id"]), str(data.get("status", "IN_QUEUE")))
+        return JobRef(str(data["id"]), JobState.parse(data.get("status", "IN_QUEUE")))
 
     def runsync(
         self, input: Any, wait_ms: int = 90_000, policy: Mapping[str, Any] | None = None
@@ -191,26 +227,26 @@ class EndpointClient:
     def status(self, job_id: str) -> JobStatus:
         return JobStatus.from_body(self._call("GET", f"status/{job_id}", job_id=job_id))
 
-    def stream(self, job_id: str) -> tuple[str, list[Any]]:
+    def stream(self, job_id: str) -> tuple[JobState, list[Any]]:
         data = self._call("GET", f"stream/{job_id}", job_id=job_id)
         chunks = data.get("stream", []) if isinstance(data, dict) else data
-        state = data.get("status", "") if isinstance(data, dict) else ""
+        state = JobState.parse(data.get("status") if isinstance(data, dict) else None)
         return state, [c.get("output") if isinstance(c, dict) else c for c in chunks or []]
 
     def cancel(self, job_id: str) -> JobRef:
         data = self._call("POST", f"cancel/{job_id}", job_id=job_id)
-        return JobRef(str(data.get("id", job_id)), str(data.get("status", "")))
+        return JobRef(str(data.get("id", job_id)), JobState.parse(data.get("status")))
 
     def retry(self, job_id: str) -> JobRef:
         data = self._call("POST", f"retry/{job_id}", job_id=job_id, idempotent=False)
-        return JobRef(str(data.get("id", job_id)), str(data.get("status", "")))
+        return JobRef(str(data.get("id", job_id)), JobState.parse(data.get("status")))
 
     def purge_queue(self) -> int:
         return int(self._call("POST", "purge-queue").get("removed", 0))
 
     def health(self) -> Health:
         data = self._call("GET", "health")
-        return Health(dict(data.get("jobs", {})), dict(data.get("workers", {})))
+        return Health.from_body(data)
 
     def wait(
         self,
@@ -316,4 +352,12 @@ def _reason(resp: requests.Response) -> str:
     return f"HTTP {resp.status_code} {resp.text[:200]}"
 
 
-__all__ = ["EndpointClient", "EndpointError", "Health", "JobNotFound", "JobRef", "JobStatus"]
+__all__ = [
+    "WORKER_STATES",
+    "EndpointClient",
+    "EndpointError",
+    "Health",
+    "JobNotFound",
+    "JobRef",
+    "JobStatus",
+]

@@ -138,10 +138,10 @@ class Quote:
     per_s: float
     execution_s: float  # expected warm GPU seconds
     dollars: float  # execution_s rounded up x per_s
-    cold_start_s: float  # extra when no worker is warm (container + model load + idle timeout)
-    cold_dollars: float
-    basis: str  # "published timings" | "calibrated from N jobs" | "N identical jobs"
-    prices_read_on: str
+    cold_start_s: float = 0.0  # extra when no worker is warm (container + model + idle timeout)
+    cold_dollars: float = 0.0
+    basis: str = ""  # "published timings" | "calibrated from N jobs" | "N identical jobs"
+    prices_read_on: str = ""
 
     def summary(self) -> str:
         return (
@@ -154,9 +154,13 @@ class Quote:
 
 @dataclass(frozen=True)
 class Actual:
+    """What a job cost: billed seconds (rounded up), dollars, its queue/cold-start delay;
+    `partial` for a job that ended without completing (it still bills its seconds)."""
+
     billed_s: int
     dollars: float
-    delay_s: float
+    delay_s: float = 0.0
+    partial: bool = False
 
 
 def tokens(req: CostRequest) -> float:

@@ -8,14 +8,13 @@ choices, so `fill` refuses nothing the form lets through (fill stays the judge e
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import InputError
-from workflows.catalog import Preset
+from workflows.catalog import Preset, frames_for
 
 ADVANCED = ("steps", "cfg", "shift", "sampler", "scheduler", "lora_high", "lora_low")
 LABELS = {
@@ -83,8 +82,7 @@ class PipelineForm:
 
     def frames(self, seconds: float) -> int:
         """The frame count `seconds` snaps to: 4k+1 frames at this pipeline's fps."""
-        k = math.floor(seconds * self.fps / 4 + 0.5)  # the catalog's rule: ties go up
-        return 4 * max(k, 0) + 1
+        return frames_for(seconds, self.fps)
 
     def preset(self, label: str) -> Preset | None:
         return next((p for p in self.presets if p.label == label), None)

@@ -19,32 +19,33 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.endpoint.states import JobState
 from app.studio.ledger import LIVE_STATES, JobRow
+from workflows.catalog import frames_for
 
 log = logging.getLogger("wanpod.history")
 
 THUMB_W = 320
 ALL = "All"
 STATUS_GROUPS: dict[str, tuple[str, ...]] = {
-    "Completed": ("COMPLETED",),
-    "Failed": ("FAILED",),
-    "Cancelled": ("CANCELLED",),
-    "Timed out": ("TIMED_OUT",),
-    "Lost": ("LOST",),
+    "Completed": (JobState.COMPLETED,),
+    "Failed": (JobState.FAILED,),
+    "Cancelled": (JobState.CANCELLED,),
+    "Timed out": (JobState.TIMED_OUT,),
+    "Lost": (JobState.LOST,),
     "Live (queued or running)": LIVE_STATES,
 }
 _COLOURS = {  # placeholder background per state
-    "FAILED": (150, 40, 40),
-    "CANCELLED": (110, 110, 110),
-    "TIMED_OUT": (150, 90, 20),
-    "LOST": (90, 60, 120),
+    JobState.FAILED: (150, 40, 40),
+    JobState.CANCELLED: (110, 110, 110),
+    JobState.TIMED_OUT: (150, 90, 20),
+    JobState.LOST: (90, 60, 120),
 }
 _LIVE_COLOUR = (30, 90, 160)
 
@@ -68,18 +69,6 @@ class HistoryFilter:
         template = pipeline if pipeline and pipeline != ALL else None
         return cls((text or "").strip(), template, states)
 
-    def matches(self, row: JobRow) -> bool:
-        """The same rule as `Ledger.search`, for rows already in hand."""
-        if self.template and row.template != self.template:
-            return False
-        if self.states is not None and row.state not in self.states:
-            return False
-        if self.text:
-            needle = self.text.lower()
-            prompt = str((row.params or {}).get("prompt") or "").lower()
-            return needle in prompt or needle in row.id.lower()
-        return True
-
     @property
     def active(self) -> bool:
         return bool(self.text or self.template or self.states is not None)
@@ -102,9 +91,9 @@ def size_of(row: JobRow) -> str:
 
 def cost_of(row: JobRow) -> str:
     """Actual billed dollars when known (partial for a cancelled job), else the quote."""
-    if row.cost and row.cost.get("dollars") is not None:
-        return f"${float(row.cost['dollars']):.4f}"
-    dollars = (row.quote or {}).get("dollars")
+    if row.cost is not None:
+        return f"${row.cost.dollars:.4f}"
+    dollars = row.quote.dollars if row.quote else None
     return f"≈${float(dollars):.4f} quoted" if dollars is not None else "-"
 
 
@@ -128,7 +117,7 @@ def caption(row: JobRow, title: str | None = None, prompt_chars: int = 90) -> st
 
 
 def video_of(row: JobRow) -> Path | None:
-    if row.state != "COMPLETED" or not row.result_path:
+    if row.state is not JobState.COMPLETED or not row.result_path:
         return None
     path = Path(row.result_path)
     return path if path.is_file() else None
@@ -213,11 +202,7 @@ def form_seconds(
     if step <= 0:
         return min(max(seconds, lo), hi)
     grid = [round(lo + k * step, 6) for k in range(round((hi - lo) / step) + 1)]
-
-    def frames_of(s: float) -> int:
-        return 4 * max(math.floor(s * fps / 4 + 0.5), 0) + 1
-
-    same = [g for g in grid if frames is not None and frames_of(g) == frames]
+    same = [g for g in grid if frames is not None and frames_for(g, fps) == frames]
     return min(same or grid, key=lambda g: abs(g - seconds))
 
 

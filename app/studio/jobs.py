@@ -19,7 +19,6 @@ Every refusal is a StudioError naming the field (ParamError from workflows becom
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -30,13 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.errors import InputError, StudioError, SubmitError, user_message
+from app.endpoint import RUN_LIMIT, EndpointClient
+from app.endpoint.states import JobState
+from app.errors import MB, InputError, StudioError, SubmitError, user_message
 from app.settings import Settings
 from app.studio import cost
+from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
-from app.studio.images import RUN_LIMIT_BYTES, prepare_image
+from app.studio.images import prepare_image
 from app.studio.ledger import JobRow, Ledger
 from app.studio.progress import ProgressView, describe
+from app.studio.reuse import asked
 from app.studio.tracker import Tracker
 
 log = logging.getLogger("wanpod.jobs")
@@ -56,7 +59,7 @@ class Prepared:
 @dataclass(frozen=True)
 class JobView:
     rid: str
-    state: str
+    state: JobState
     progress: ProgressView
     video: str | None
     details: str
@@ -70,12 +73,12 @@ class Studio:
         settings: Settings,
         forms: Mapping[str, PipelineForm],
         fill: Callable[[str, Mapping[str, object]], Any],
-        endpoint: Any,
+        endpoint: EndpointClient,
         ledger: Ledger,
         tracker: Tracker,
         prices: cost.Prices,
         byo_fill: Callable[[Any, Mapping[str, object]], Any] | None = None,
-        ops: Any | None = None,
+        ops: Gate | None = None,
     ) -> None:
         self.settings = settings
         self.forms = forms
@@ -86,8 +89,7 @@ class Studio:
         self.tracker = tracker
         self.prices = prices
         self._cal: tuple[float, cost.Calibration] | None = None
-        # app.studio.checks.gate.Operations: limits, budgets, pre-flight (None: no checks)
-        self.ops = ops
+        self.ops = ops  # limits, budgets, pre-flight before /run (None: no checks)
 
     # -- quote -----------------------------------------------------------------------------
     def calibration(self) -> cost.Calibration:
@@ -109,13 +111,18 @@ class Studio:
         preset = form.preset(values.resolution)
         return (preset.width, preset.height) if preset else (832, 480)
 
-    def prepare(self, values: FormValues, images: Mapping[str, str] | None = None) -> Prepared:
-        """Fill + quote. `images`: param -> upload name; placeholders are used for quoting."""
-        form = self.forms.get(values.pipeline)
+    def form(self, pipeline: str) -> PipelineForm:
+        """The form of `pipeline`, or an InputError naming the offered ones."""
+        form = self.forms.get(pipeline)
         if form is None:
             raise InputError(
-                "pipeline", f"{values.pipeline!r} is not offered; allowed: {', '.join(self.forms)}"
+                "pipeline", f"{pipeline!r} is not offered; allowed: {', '.join(self.forms)}"
             )
+        return form
+
+    def prepare(self, values: FormValues, images: Mapping[str, str] | None = None) -> Prepared:
+        """Fill + quote. `images`: param -> upload name; placeholders are used for quoting."""
+        form = self.form(values.pipeline)
         if images is None:
             images = {}
             if form.needs_start and (values.start_image or not form.start_optional):
@@ -145,10 +152,7 @@ class Studio:
 
     # -- submit ------------------------------------------------------------------------------
     def submit(self, values: FormValues, user: str | None = None) -> str:
-        form = self.forms.get(values.pipeline)
-        if form is None:
-            self.prepare(values)  # raises the pipeline error
-            raise AssertionError("unreachable")
+        form = self.form(values.pipeline)
         width, height = self._size(form, values)
         tag = uuid.uuid4().hex[:10]
         prepared = []
@@ -179,10 +183,11 @@ class Studio:
         if uploads:
             job_input["images"] = uploads
         size = len(json.dumps(job_input))
-        if size > RUN_LIMIT_BYTES:
+        if size > RUN_LIMIT:
             raise InputError(
                 "start image",
-                f"the request is {size / 1e6:.1f} MB; RunPod's /run takes at most 10 MB",
+                f"the request is {size / MB:.1f} MB; RunPod's /run takes at most "
+                f"{RUN_LIMIT // MB} MB",
             )
         resolved = dict(getattr(prep.filled, "params", {}) or prep.params)
         recipe = {
@@ -190,24 +195,24 @@ class Studio:
             "template_version": template_version(prep.template_id, values.workflow_file),
             "seed": resolved.get("seed"),
         }
-        return self._send(
-            prep, values.mode, {**resolved, "prompt": values.prompt}, job_input, clearance, user,
-            recipe,
-        )  # fmt: skip
+        params = {**resolved, "prompt": values.prompt}
+        form = asked(values, resolved.get("seed"))
+        return self._send(prep, values.mode, params, job_input, clearance, user, recipe, form)
 
-    def _send(self, prep, mode, params, job_input, clearance, user, recipe) -> str:
+    def _send(self, prep, mode, params, job_input, clearance, user, recipe, form) -> str:
         """Ledger row first (inputs kept for reruns), then /run; returns the row id."""
         rid = self.ledger.create(
             template=prep.template_id,
             mode=mode,
             params=params,
             workflow=prep.filled.workflow,
-            quote=dataclasses.asdict(prep.quote),
+            quote=prep.quote,
             gpu=self.settings.gpu_type,
             user=user,
             recipe=recipe,
+            form=form,
         )
-        keep = self.settings.data_dir / "inputs" / rid
+        keep = self.inputs_dir(rid)
         for upload in job_input.get("images", []):
             keep.mkdir(parents=True, exist_ok=True)
             (keep / upload["name"]).write_text(upload["image"])
@@ -218,11 +223,9 @@ class Studio:
                 ref = self.endpoint.run(job_input)
         except Exception as exc:
             msg = user_message(exc, self.settings.secret_values())
-            self.ledger.update(rid, state="FAILED", error=msg, finished_at=time.time())
+            self.ledger.update(rid, state=JobState.FAILED, error=msg, finished_at=time.time())
             raise SubmitError(f"the endpoint did not take the job: {msg}") from None
-        job_id = getattr(ref, "id", None) or (ref.get("id") if isinstance(ref, dict) else None)
-        state = getattr(ref, "state", None) or getattr(ref, "status", None) or "IN_QUEUE"
-        self.ledger.update(rid, job_id=job_id, state=str(state), submitted_at=time.time())
+        self.ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())
         self.tracker.watch(rid)
         if clearance is not None and clearance.note:
             log.info("job %s: %s", rid, clearance.note)
@@ -231,11 +234,9 @@ class Studio:
     # -- history: rerun exactly, reuse settings ------------------------------------------------
     def rerun(self, rid: str, user: str | None = None) -> str:
         """The same filled workflow (same seed) as a new job and ledger row; limits apply."""
-        row = self.ledger.get(rid or "")
-        if row is None:
-            raise InputError("job", f"{rid!r} is not a job of this studio")
+        row = self.row(rid)
         job_input: dict[str, Any] = {"workflow": row.workflow}
-        kept = self.settings.data_dir / "inputs" / row.id
+        kept = self.inputs_dir(row.id)
         names = [str(n["inputs"]["image"]) for n in row.workflow.values()
                  if n.get("class_type") == "LoadImage"]  # fmt: skip
         if names:
@@ -253,46 +254,33 @@ class Studio:
         clearance = self.ops.before_run(prep, user) if self.ops is not None else None
         recipe = {**(row.recipe or {}), "rerun_of": row.id}
         recipe.pop("comfyui_version", None)
-        return self._send(prep, row.mode, filled.params, job_input, clearance, user, recipe)
+        args = (prep, row.mode, filled.params, job_input, clearance, user, recipe, row.form)
+        return self._send(*args)
 
     def reuse(self, rid: str) -> FormValues:
-        """The form values of a past job (its seed fixed, not randomized)."""
-        row = self.ledger.get(rid or "")
+        """The form values of a past job as the user set them (its seed fixed, not randomized)."""
+        row = self.row(rid)
+        if row.form is None:
+            raise InputError("job", f"{rid!r} was not sent from the form; it has no form values")
+        return row.form
+
+    # -- rows --------------------------------------------------------------------------------
+    def row(self, rid: str | None) -> JobRow:
+        """The ledger row `rid`, or an InputError saying it is not a job of this studio."""
+        row = self.ledger.get((rid or "").strip())
         if row is None:
             raise InputError("job", f"{rid!r} is not a job of this studio")
-        p = dict(row.params or {})
-        form = self.forms.get(row.template)
-        resolution = ""
-        if form is not None:
-            resolution = next(
-                (pr.label for pr in form.presets
-                 if (pr.width, pr.height) == (p.get("width"), p.get("height"))), "",
-            )  # fmt: skip
-        return FormValues(
-            pipeline=row.template if form is not None else next(iter(self.forms)),
-            mode=row.mode,
-            prompt=str(p.get("prompt", "")),
-            negative_prompt=str(p.get("negative_prompt", "")),
-            resolution=resolution,
-            seconds=float(p.get("seconds") or 5.0),
-            seed=p.get("seed"),
-            randomize=False,
-            steps=p.get("steps"),
-            cfg=p.get("cfg"),
-            shift=p.get("shift"),
-            sampler=p.get("sampler"),
-            scheduler=p.get("scheduler"),
-            lora_high=p.get("lora_high"),
-            lora_low=p.get("lora_low"),
-        )
+        return row
+
+    def inputs_dir(self, rid: str) -> Path:
+        """Where a job's input images are kept (base64, as sent) for reruns and reuse."""
+        return self.settings.data_dir / "inputs" / rid
 
     # -- cancel ------------------------------------------------------------------------------
     def cancel(self, rid: str) -> str:
         """Ask RunPod to cancel a queued or running job; the tracker records the end (CANCELLED,
         with the billed seconds so far). Returns a line for the operator."""
-        row = self.ledger.get(rid or "")
-        if row is None:
-            raise InputError("job", f"{rid!r} is not a job of this studio")
+        row = self.row(rid)
         if row.final:
             return f"Job {rid} already ended {row.state}."
         if not row.job_id:
@@ -312,9 +300,9 @@ class Studio:
             return None
         start = row.submitted_at or row.created_at
         end = row.finished_at or time.time()
-        quote_s = (row.quote or {}).get("execution_s")
+        quote_s = row.quote.execution_s if row.quote else None
         pv = describe(row.state, row.progress, end - start, quote_s, row.workflow, row.error)
-        video = row.result_path if row.state == "COMPLETED" and row.result_path else None
+        video = row.result_path if row.state is JobState.COMPLETED and row.result_path else None
         if video and not Path(video).is_file():
             video = None
         return JobView(rid, row.state, pv, video, details(row), row.final)
@@ -343,7 +331,7 @@ def template_version(template_id: str, workflow_file: str | None = None) -> str:
 def details(row: JobRow) -> str:
     """Markdown: parameters and seed used, timings, quote vs actual cost."""
     p = row.params or {}
-    q = row.quote or {}
+    q = row.quote
     lines = [f"**Job** `{row.id}` · RunPod id `{row.job_id or '-'}` · **{row.state}**"]
     hidden = ("prompt", "negative_prompt", "output_prefix")
     shown = {k: v for k, v in p.items() if k not in hidden and not isinstance(v, dict | list)}
@@ -356,9 +344,8 @@ def details(row: JobRow) -> str:
         lines.append("**Parameters:** " + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
     if q:
         lines.append(
-            f"**Quote:** ≈{q.get('execution_s', 0):.0f} GPU s = ${q.get('dollars', 0):.4f} "
-            f"on {q.get('gpu')} ({q.get('basis')}); cold start +{q.get('cold_start_s', 0):.0f} s"
-            f" = +${q.get('cold_dollars', 0):.4f}"
+            f"**Quote:** ≈{q.execution_s:.0f} GPU s = ${q.dollars:.4f} on {q.gpu} ({q.basis});"
+            f" cold start +{q.cold_start_s:.0f} s = +${q.cold_dollars:.4f}"
         )
     if row.delay_ms is not None or row.execution_ms is not None:
         lines.append(
@@ -366,9 +353,10 @@ def details(row: JobRow) -> str:
             f"{(row.execution_ms or 0) / 1000:.1f} s"
         )
     if row.cost:
+        quoted = q.dollars if q else 0.0
         lines.append(
-            f"**Actual:** {row.cost.get('billed_s')} billed s = ${row.cost.get('dollars', 0):.4f} "
-            f"(quote ${q.get('dollars', 0):.4f})"
+            f"**Actual:** {row.cost.billed_s} billed s = ${row.cost.dollars:.4f} "
+            f"(quote ${quoted:.4f})"
         )
     if row.error:
         lines.append(f"**Error:** {row.error}")

@@ -5,7 +5,10 @@ RunPod job id the moment /run answers, and is then updated by the tracker (state
 timings, result file, actual cost, error). Rows survive restarts: `live()` lists the jobs the
 tracker must resume. The row keeps the recipe (template, params, filled workflow, quote) so the
 history and "rerun" features can reuse it, and the signed-in user who sent it (per-user budget).
-Thread-safe: one connection per thread, WAL mode.
+Typed records go in and come out: what the user asked (`form`, a FormValues: reuse reads it back
+as it was) next to what was sent (`params`, `workflow`), the `quote` (cost.Quote) and the actual
+`cost` (cost.Actual). Rows written before the `form` column are given one once by
+`Studio.migrate_forms()` (app/studio/reuse.py). Thread-safe: one connection per thread, WAL mode.
 
 States: SUBMITTING, IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST
 (SUBMITTING with no answer, or the endpoint no longer knows the job).
@@ -13,6 +16,7 @@ States: SUBMITTING, IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_O
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -24,8 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LIVE_STATES = ("SUBMITTING", "IN_QUEUE", "IN_PROGRESS", "RUNNING")
-FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT", "LOST")
+from app.endpoint.states import LIVE, JobState
+from app.studio.cost import Actual, Quote
+from app.studio.forms import FormValues
+
+LIVE_STATES = tuple(sorted(LIVE))  # for SQL: `state IN (...)`
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -54,13 +61,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     completed_seen_at REAL,
     stored_at REAL,
     user TEXT,
-    recipe TEXT
+    recipe TEXT,
+    form TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 """
 
-_JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe")
+_JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe", "form")
+_RECORDS: dict[str, type] = {"quote": Quote, "cost": Actual, "form": FormValues}
 
 
 @dataclass(frozen=True)
@@ -75,9 +84,9 @@ class JobRow:
     mode: str
     params: dict[str, Any]
     workflow: dict[str, Any]
-    quote: dict[str, Any]
+    quote: Quote | None
     gpu: str
-    state: str
+    state: JobState
     progress: dict[str, Any] | None = None
     delay_ms: int | None = None
     execution_ms: int | None = None
@@ -85,21 +94,22 @@ class JobRow:
     result_path: str | None = None
     result_mime: str | None = None
     outputs: list[Any] | None = None
-    cost: dict[str, Any] | None = None
+    cost: Actual | None = None
     error: str | None = None
     completed_seen_at: float | None = None
     stored_at: float | None = None
     user: str | None = None  # the signed-in user (APP_AUTH) who submitted it
     recipe: dict[str, Any] | None = None  # template version, seed, worker's ComfyUI version
+    form: FormValues | None = None  # what the user asked (None: not sent from the form)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
-        return self.state in LIVE_STATES
+        return self.state.live
 
     @property
     def final(self) -> bool:
-        return self.state in FINAL_STATES
+        return self.state.final
 
 
 class Ledger:
@@ -111,7 +121,7 @@ class Ledger:
             c.execute("PRAGMA journal_mode=WAL")
             c.executescript(_SCHEMA)
             cols = {r[1] for r in c.execute("PRAGMA table_info(jobs)").fetchall()}
-            for col in ("user", "recipe"):  # ledgers written before these columns
+            for col in ("user", "recipe", "form"):  # ledgers written before these columns
                 if col not in cols:
                     c.execute(f"ALTER TABLE jobs ADD COLUMN {col} TEXT")
 
@@ -132,10 +142,11 @@ class Ledger:
         mode: str,
         params: Mapping[str, Any],
         workflow: Mapping[str, Any],
-        quote: Mapping[str, Any],
+        quote: Quote | None,
         gpu: str,
         user: str | None = None,
         recipe: Mapping[str, Any] | None = None,
+        form: FormValues | None = None,
     ) -> str:
         """A new row in state SUBMITTING; returns the ledger id (not the RunPod job id)."""
         rid = "wp-" + uuid.uuid4().hex[:16]
@@ -143,7 +154,7 @@ class Ledger:
         with self._conn() as c:
             c.execute(
                 "INSERT INTO jobs (id, created_at, updated_at, template, mode, params, workflow,"
-                " quote, gpu, state, user, recipe) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " quote, gpu, state, user, recipe, form) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     rid,
                     now,
@@ -152,11 +163,12 @@ class Ledger:
                     mode,
                     json.dumps(dict(params), default=str),
                     json.dumps(dict(workflow)),
-                    json.dumps(dict(quote)),
+                    _encode(quote) or "{}",  # NOT NULL in older ledgers: {} is no quote
                     gpu,
-                    "SUBMITTING",
+                    JobState.SUBMITTING,
                     user,
                     json.dumps(dict(recipe)) if recipe is not None else None,
+                    _encode(form),
                 ),
             )
         return rid
@@ -167,7 +179,7 @@ class Ledger:
         cols, values = [], []
         for name, value in fields.items():
             cols.append(f"{name}=?")
-            values.append(json.dumps(value, default=str) if name in _JSON else value)
+            values.append(_encode(value) if name in _JSON else value)
         cols.append("updated_at=?")
         values.append(time.time())
         with self._conn() as c:
@@ -230,6 +242,12 @@ class Ledger:
             ).fetchall()
         return [_row(r) for r in rows]
 
+    def without_form(self) -> list[JobRow]:
+        """Rows stored before the `form` column (for the one-time migration)."""
+        with self._conn() as c:
+            rows = c.execute("SELECT * FROM jobs WHERE form IS NULL").fetchall()
+        return [_row(r) for r in rows]
+
     def finished_with_timing(self, limit: int = 500) -> list[JobRow]:
         """COMPLETED jobs with an executionTime: what the cost model learns from."""
         with self._conn() as c:
@@ -246,4 +264,24 @@ def _row(row: sqlite3.Row) -> JobRow:
     for name in _JSON:
         if data.get(name) is not None:
             data[name] = json.loads(data[name])
+    for name, kind in _RECORDS.items():
+        data[name] = _record(kind, data.get(name))
+    data["state"] = JobState.parse(data["state"])
     return JobRow(**data)
+
+
+def _encode(value: Any) -> str | None:
+    """JSON for a column: a typed record as its fields."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    return json.dumps(value, default=str)
+
+
+def _record(kind: Any, data: Mapping[str, Any] | None) -> Any:
+    """A stored record back as `kind` (None when nothing was stored; unknown keys ignored)."""
+    if not data:
+        return None
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in data.items() if k in names})

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.endpoint.states import JobState
+
 _STAGE_SPAN = {  # overall fraction at the start and end of each stage
     "starting": (0.0, 0.03),
     "uploading": (0.03, 0.05),
@@ -22,6 +24,12 @@ _STAGE_SPAN = {  # overall fraction at the start and end of each stage
     "decoding": (0.90, 0.96),
     "saving": (0.96, 0.98),
     "delivering": (0.98, 0.995),
+}
+_ENDED = {
+    JobState.FAILED: "Failed",
+    JobState.TIMED_OUT: "Timed out",
+    JobState.LOST: "Lost",
+    JobState.CANCELLED: "Cancelled",
 }
 PACE_FROM = 0.15  # from this fraction on, the time left comes from the job's own pace
 _STAGE_WORD = {
@@ -107,7 +115,7 @@ def _fmt(seconds: float) -> str:
 
 
 def describe(
-    state: str,
+    state: JobState | str,
     progress: Mapping[str, Any] | None,
     elapsed_s: float,
     quote_s: float | None = None,
@@ -115,20 +123,16 @@ def describe(
     error: str | None = None,
 ) -> ProgressView:
     """One status line + an overall fraction in [0, 1] for the page's bar."""
+    state = JobState.parse(state)
     p = dict(progress or {})
-    if state == "COMPLETED":
+    if state is JobState.COMPLETED:
         return ProgressView(f"Done in {_fmt(elapsed_s)}", 1.0, 0.0, final=True)
-    if state in ("FAILED", "TIMED_OUT", "LOST", "CANCELLED"):
-        word = {
-            "FAILED": "Failed",
-            "TIMED_OUT": "Timed out",
-            "LOST": "Lost",
-            "CANCELLED": "Cancelled",
-        }[state]
+    if state.final:
+        word = _ENDED[state]
         return ProgressView(f"{word}: {error}" if error else word, 0.0, None, final=True)
-    if state == "SUBMITTING":
+    if state is JobState.SUBMITTING:
         return ProgressView("Submitting to the endpoint", 0.0, quote_s, elapsed_s=elapsed_s)
-    if state == "IN_QUEUE":
+    if state is JobState.IN_QUEUE:
         pos = p.get("queue_position")
         line = "Queued: waiting for a worker (a cold start if none is warm)"
         if pos is not None:

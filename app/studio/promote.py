@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.endpoint.states import JobState
 from app.errors import InputError
 from app.studio.cost import Quote
 from app.studio.forms import ADVANCED, FormValues, PipelineForm
-from app.studio.history import form_seconds, restore_input
+from app.studio.history import restore_input
 from workflows.catalog import Preset
 
 DRAFT_MODE = "turbo"
@@ -34,17 +35,17 @@ FINAL_MODE = "quality"
 class Promotion:
     draft: str  # the draft's row id
     draft_resolution: str
-    draft_quote: dict[str, Any]  # as stored with the draft
+    draft_quote: Quote | None  # as stored with the draft
     values: FormValues  # the final job's form values
     quote: Quote  # the final job's own quote
 
     def summary(self) -> str:
         v = self.values
-        dq = self.draft_quote or {}
+        dq = self.draft_quote.dollars if self.draft_quote else 0.0
         return (
             f"**Draft → final** from `{self.draft}`: {DRAFT_MODE} {self.draft_resolution} → "
             f"**{v.mode} {v.resolution}**, same seed {v.seed} and prompt. Draft quote "
-            f"${float(dq.get('dollars') or 0):.4f}; **final quote:** {self.quote.summary()}. "
+            f"${dq:.4f}; **final quote:** {self.quote.summary()}. "
             "Press Generate to send it."
         )
 
@@ -77,10 +78,8 @@ def final_values(
 ) -> tuple[FormValues, str, Any]:
     """The final job's form values for draft `rid`, the draft's resolution label and its row."""
     rid = (rid or "").strip()
-    row = studio.ledger.get(rid)
-    if row is None:
-        raise InputError("job", f"{rid!r} is not a job of this studio")
-    if row.state != "COMPLETED":
+    row = studio.row(rid)
+    if row.state is not JobState.COMPLETED:
         raise _refuse(rid, f"is {row.state}, not finished")
     form = studio.forms.get(row.template)
     if form is None or form.byo or FINAL_MODE not in form.modes:
@@ -94,14 +93,13 @@ def final_values(
     bigger = larger_preset(form, draft.resolution)
     if bigger is None:
         raise _refuse(rid, f"is already at the largest size of {form.title} ({draft.resolution})")
-    frames = (row.params or {}).get("frames")
     quality = form.advanced.get(FINAL_MODE) or {}
     images: dict[str, str | None] = {"start_image": None, "end_image": None}
     for param, used in (("start_image", form.needs_start), ("end_image", form.needs_end)):
         name = str((row.params or {}).get(param) or "")
         if not used or not name:
             continue
-        kept = Path(studio.settings.data_dir) / "inputs" / rid / Path(name).name
+        kept = studio.inputs_dir(rid) / Path(name).name
         out = Path(inputs_dir or Path(studio.settings.data_dir) / "results" / rid / "inputs")
         restored = restore_input(kept, out / Path(name).name)
         if restored is None:
@@ -111,7 +109,6 @@ def final_values(
         draft,
         mode=FINAL_MODE,
         resolution=bigger.label,
-        seconds=form_seconds(draft.seconds, frames, form.seconds, form.fps),
         randomize=False,
         **images,
         **{k: (quality[k].default if k in quality else None) for k in ADVANCED},
@@ -123,4 +120,4 @@ def promote(studio: Any, rid: str, inputs_dir: Path | None = None) -> Promotion:
     """The final job for draft `rid` with its own quote (nothing sent)."""
     values, draft_resolution, row = final_values(studio, rid, inputs_dir)
     quote = studio.prepare(values).quote
-    return Promotion(row.id, draft_resolution, dict(row.quote or {}), values, quote)
+    return Promotion(row.id, draft_resolution, row.quote, values, quote)

@@ -5,7 +5,7 @@ It polls `endpoint.status(job_id)` for each live ledger row on the schedule of a
 while queued and after errors); the calls go through a small pool so one slow answer delays no
 other job. It writes state, progress and
 timings into the ledger, and the moment a job is COMPLETED fetches its outputs into the data
-folder (base64 decoded, or an S3 URL downloaded server-side: the URL never reaches a browser)
+folder (app/studio/results.py: base64 decoded, or an S3 URL downloaded server-side)
 and records billed seconds and dollars (also for a FAILED / CANCELLED / TIMED_OUT job that ran:
 its partial cost, `cost.partial` true). On start it resumes every live row of the ledger, so a
 restart loses nothing. Pages do not poll RunPod: they `wait()` on the tracker's change counter
@@ -17,10 +17,9 @@ The endpoint is anything with `.status(job_id)` returning an object with `state`
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import heapq
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,17 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-import requests
-
+from app.endpoint.states import JobState
 from app.errors import JobNotFound, scrub
-from app.studio import cost, polling
+from app.studio import cost, polling, results
 from app.studio.ledger import Ledger
 from app.studio.progress import describe
 
 log = logging.getLogger("wanpod.tracker")
 
 NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class StatusSource(Protocol):
@@ -84,7 +81,7 @@ class Tracker:
             else:  # the app stopped between writing the row and /run answering
                 self.ledger.update(
                     row.id,
-                    state="LOST",
+                    state=JobState.LOST,
                     finished_at=time.time(),
                     error="the studio stopped before the endpoint answered /run; "
                     "the job cannot be followed",
@@ -187,13 +184,13 @@ class Tracker:
             if isinstance(exc, JobNotFound):
                 self._misses[rid] = self._misses.get(rid, 0) + 1
                 if self._misses[rid] >= NOT_FOUND_LIMIT:
-                    self._finish(rid, "LOST", error="the endpoint no longer knows this job")
+                    self._finish(rid, JobState.LOST, error="the endpoint no longer knows this job")
                     return False
             log.warning("tracker: status of %s: %s", rid, type(exc).__name__)
             self._interval[rid] = polling.error_interval(self._interval[rid])
             return True
         self._misses.pop(rid, None)
-        state = str(st.state)
+        state = JobState.parse(st.state)
         fields: dict[str, Any] = {"state": state}
         if getattr(st, "delay_ms", None) is not None:
             fields["delay_ms"] = st.delay_ms
@@ -201,7 +198,7 @@ class Tracker:
             fields["execution_ms"] = st.execution_ms
         if getattr(st, "worker_id", None):
             fields["worker_id"] = st.worker_id
-        if state in ("IN_PROGRESS", "RUNNING") and isinstance(st.progress, dict):
+        if state.running and isinstance(st.progress, dict):
             fields["progress"] = st.progress
         near_end = False
         if isinstance(st.progress, dict):
@@ -214,21 +211,21 @@ class Tracker:
             self._near_end.add(rid)
         else:
             self._near_end.discard(rid)
-        if state == "IN_QUEUE":
+        if state is JobState.IN_QUEUE:
             self._interval[rid] = polling.queued_interval(self._interval[rid], self.poll_s)
         elif near_end:  # about to end: notice the result quickly (within the status budget)
             self._interval[rid] = polling.fast_interval(self.poll_s, len(self._near_end))
         else:
             self._interval[rid] = self.poll_s
-        if state == "COMPLETED":
-            fields["state"] = "IN_PROGRESS"  # stays live until the files are stored
+        if state is JobState.COMPLETED:
+            fields["state"] = JobState.IN_PROGRESS  # stays live until the files are stored
             fields["completed_seen_at"] = time.time()
             fields["progress"] = {"stage": "delivering"}
             self.ledger.update(rid, **fields)
             self._changed(rid)
             self._pool.submit(self._store, rid, st)
             return False
-        if state in ("FAILED", "CANCELLED", "TIMED_OUT"):
+        if state.final:
             err = st.error if isinstance(st.error, str) else None
             if err is None and isinstance(st.output, dict):
                 err = st.output.get("error")
@@ -236,12 +233,7 @@ class Tracker:
                 bill = cost.actual(
                     fields["execution_ms"], fields.get("delay_ms"), row.gpu, self.prices
                 )
-                fields["cost"] = {
-                    "billed_s": bill.billed_s,
-                    "dollars": bill.dollars,
-                    "delay_s": bill.delay_s,
-                    "partial": True,
-                }
+                fields["cost"] = dataclasses.replace(bill, partial=True)
             self.ledger.update(rid, **{k: v for k, v in fields.items() if k != "state"})
             self._finish(rid, state, error=self._scrub(str(err or state.lower())))
             return False
@@ -255,37 +247,15 @@ class Tracker:
         try:
             output = st.output if isinstance(st.output, dict) else {}
             if output.get("error"):
-                self._finish(rid, "FAILED", error=self._scrub(str(output["error"])))
+                self._finish(rid, JobState.FAILED, error=self._scrub(str(output["error"])))
                 return
-            folder = self.results_dir / rid
-            folder.mkdir(parents=True, exist_ok=True)
-            saved: list[dict[str, Any]] = []
-            for i, item in enumerate(output.get("images") or []):
-                name = _SAFE_NAME.sub("_", str(item.get("filename") or f"output_{i}"))
-                path = folder / name
-                data = str(item.get("data") or "")
-                if item.get("type") == "s3_url" or data.startswith(("http://", "https://")):
-                    with requests.get(data, stream=True, timeout=(10, 120)) as r:
-                        r.raise_for_status()
-                        with path.open("wb") as fh:
-                            for chunk in r.iter_content(1 << 20):
-                                fh.write(chunk)
-                else:
-                    path.write_bytes(base64.b64decode(data))
-                saved.append(
-                    {
-                        "path": str(path),
-                        "filename": name,
-                        "kind": item.get("kind"),
-                        "mime": item.get("mime"),
-                        "size": path.stat().st_size,
-                        "node_id": item.get("node_id"),
-                    }
-                )
+            saved = results.save_outputs(output, self.results_dir / rid)
             if not saved:
-                self._finish(rid, "FAILED", error="the job completed without any output file")
+                self._finish(
+                    rid, JobState.FAILED, error="the job completed without any output file"
+                )
                 return
-            video = next((s for s in saved if (s.get("mime") or "").startswith("video")), saved[0])
+            video = results.main_video(saved)
             row = self.ledger.get(rid)
             comfy = output.get("comfyui") if isinstance(output.get("comfyui"), dict) else {}
             comfy_version = comfy.get("version")
@@ -297,21 +267,21 @@ class Tracker:
             )
             self.ledger.update(
                 rid,
-                outputs=saved,
-                result_path=video["path"],
-                result_mime=video.get("mime") or "video/mp4",
-                cost={"billed_s": bill.billed_s, "dollars": bill.dollars, "delay_s": bill.delay_s},
+                outputs=[s.to_json() for s in saved],
+                result_path=str(video.path),
+                result_mime=video.mime or "video/mp4",
+                cost=bill,
                 stored_at=time.time(),
                 recipe={**((row.recipe or {}) if row else {}), "comfyui_version": comfy_version},
             )
-            self._finish(rid, "COMPLETED")
+            self._finish(rid, JobState.COMPLETED)
         except Exception as exc:
             log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
             self._finish(
-                rid, "FAILED", error=f"the result could not be stored ({type(exc).__name__})"
+                rid, JobState.FAILED, error=f"the result could not be stored ({type(exc).__name__})"
             )
 
-    def _finish(self, rid: str, state: str, error: str | None = None) -> None:
+    def _finish(self, rid: str, state: JobState, error: str | None = None) -> None:
         self.ledger.update(rid, state=state, error=error, finished_at=time.time())
         self._changed(rid)
         if self.on_final:

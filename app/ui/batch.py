@@ -146,7 +146,7 @@ def batch_html(run: BatchRun, views: list[tuple[str, Any, Any]]) -> str:
     final = sum(1 for _, v, _ in views if v is None or v.final)
     completed = states.count("COMPLETED")
     actual = sum(
-        float((row.cost or {}).get("dollars") or 0) for _, _, row in views if row is not None
+        row.cost.dollars for _, _, row in views if row is not None and row.cost is not None
     )
     line = (
         f"Batch of {len(run.rids)} job{'s' if len(run.rids) != 1 else ''}: {final} finished "

@@ -106,13 +106,13 @@ class HistoryCallbacks:
         name = str((row.params or {}).get(param) or "")
         if not name or "/" in name or "\\" in name or name.startswith("."):
             return None
-        kept = Path(self.studio.settings.data_dir) / "inputs" / row.id / name
+        kept = self.studio.inputs_dir(row.id) / name
         out = hist.restore_input(kept, self.results_dir / row.id / "inputs" / name)
         return str(out) if out else None
 
     def reused(self, rid: str | None) -> FormValues:
-        """A past job's form values (one call of the service), with its kept input images where
-        its pipeline takes them and its duration on the form's slider grid."""
+        """A past job's form values as the user set them (one call of the service), with its
+        kept input images where its pipeline takes them."""
         rid = (rid or "").strip()
         try:
             v = self.studio.reuse(rid)
@@ -121,7 +121,6 @@ class HistoryCallbacks:
         form = self.studio.forms.get(v.pipeline)
         row = self.studio.ledger.get(rid)
         if form is not None and row is not None:
-            frames = (row.params or {}).get("frames")
             images = {  # the job's images, or none where it had none
                 param: self._kept_image(row, param) if used else None
                 for param, used in (
@@ -129,10 +128,7 @@ class HistoryCallbacks:
                     ("end_image", form.needs_end),
                 )
             }
-            seconds = v.seconds
-            if not form.byo:
-                seconds = hist.form_seconds(v.seconds, frames, form.seconds, form.fps)
-            v = dataclasses.replace(v, seconds=seconds, **images)
+            v = dataclasses.replace(v, **images)
         return v
 
     def reuse(self, job_id: str | None) -> dict[Any, Any]:

@@ -46,6 +46,13 @@ def frame_image(width: int, height: int, color: int, index: int, total: int) -> 
     return img
 
 
+def png_bytes(width: int, height: int, color: int, index: int = 0, total: int = 1) -> bytes:
+    """One frame as PNG bytes without metadata (what SaveImageWebsocket sends: PNG, level 1)."""
+    buf = io.BytesIO()
+    frame_image(width, height, color, index, total).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def write_png(
     path: Path,
     width: int,

@@ -6,6 +6,10 @@ colours), `Latent` (size and frame length from the latent nodes' width/height/le
 `run_node(ctx)` returns `(outputs tuple, ui dict or None)` or raises `NodeFailure` with the
 exception type/message ComfyUI would report. Samplers and ImageUpscaleWithModel report progress
 through `ctx.progress(value, max)` (which raises `Interrupted` when an interrupt is pending).
+UpscaleModelLoader's model scales by the factor its file name says (`4x-UltraSharp.pth`,
+`RealESRGAN_x2plus.pth`; 4 when the name does not say: most upscale models are 4x), as spandrel
+reads it from the weights. RIFE VFI (ComfyUI-Frame-Interpolation, a custom node: present when its
+schema is loaded) turns N frames into (N - 1) * multiplier + 1, as its source does.
 Unknown-but-valid node classes pass IMAGE/LATENT inputs through and yield opaque values.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -24,6 +29,7 @@ from .savers import (
     save_animation,
     save_audio,
     save_image,
+    save_image_websocket,
     save_video,
 )
 from .values import (
@@ -34,6 +40,7 @@ from .values import (
     NodeContext,
     NodeFailure,
     Opaque,
+    UpscaleModel,
     Video,
     first_of,
     int_input,
@@ -80,12 +87,32 @@ async def vae_decode(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
     return (Images(lat.width, lat.height, frames * lat.batch, [seed, seed ^ 0x3F7FBF]),), None
 
 
+UPSCALE_FACTOR = re.compile(r"(?:^|[^0-9a-z])(?:([1-8])x|x([1-8])(?![0-9]))")
+DEFAULT_UPSCALE = 4  # most published upscale models (ESRGAN, UltraSharp, Nomos...) are 4x
+
+
+async def upscale_model_loader(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    name = str(ctx.inputs.get("model_name", ""))
+    m = UPSCALE_FACTOR.search(name.rsplit("/", 1)[-1].lower())
+    scale = int(m.group(1) or m.group(2)) if m else DEFAULT_UPSCALE
+    return (UpscaleModel(name, scale),), None
+
+
 async def upscale_with_model(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
     img: Images = ctx.inputs["image"]
+    model = ctx.inputs.get("upscale_model")
+    scale = model.scale if isinstance(model, UpscaleModel) else 2
     tile, overlap = 512, 32
     per = math.ceil(img.height / (tile - overlap)) * math.ceil(img.width / (tile - overlap))
     await _steps(ctx, img.frames * per)
-    return (replace(img, width=img.width * 2, height=img.height * 2),), None
+    return (replace(img, width=img.width * scale, height=img.height * scale),), None
+
+
+async def rife_vfi(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    img: Images = ctx.inputs["frames"]
+    multiplier = max(1, int_input(ctx, "multiplier", 2))
+    frames = (img.frames - 1) * multiplier + 1 if img.frames > 1 else img.frames
+    return (replace(img, frames=frames),), None
 
 
 async def simple(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
@@ -152,6 +179,7 @@ async def simple(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
 HANDLERS: dict[str, Callable[[NodeContext], Awaitable[tuple[tuple[Any, ...], Any]]]] = {
     "SaveImage": save_image,
     "PreviewImage": preview_image,
+    "SaveImageWebsocket": save_image_websocket,
     "SaveVideo": save_video,
     "SaveAnimatedWEBP": save_animation,
     "SaveAnimatedPNG": save_animation,
@@ -166,7 +194,9 @@ HANDLERS: dict[str, Callable[[NodeContext], Awaitable[tuple[tuple[Any, ...], Any
     "KSamplerAdvanced": sampler,
     "VAEDecode": vae_decode,
     "VAEDecodeTiled": vae_decode,
+    "UpscaleModelLoader": upscale_model_loader,
     "ImageUpscaleWithModel": upscale_with_model,
+    "RIFE VFI": rife_vfi,
 }
 
 

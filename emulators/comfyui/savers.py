@@ -1,5 +1,7 @@
 """Nodes that read or write files: SaveImage, PreviewImage, SaveVideo, SaveAnimatedWEBP/PNG,
-SaveAudio (+MP3/Opus), PreviewAudio, LoadImage, LoadAudio.
+SaveAudio (+MP3/Opus), PreviewAudio, LoadImage, LoadAudio; and SaveImageWebsocket, which writes
+nothing and sends each image through the progress hook as a PNG preview (binary websocket frames,
+no `executed` message, no history output), as ComfyUI's custom_nodes/websocket_image_save.py does.
 
 File names follow ComfyUI's `get_save_image_path`: `<prefix dir>/<stem>_<counter:05>_.<ext>`, the
 counter one above the highest already in the folder; previews go to the temp folder as
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import media
+from .validation import annotated_path
 from .values import Audio, Images, NodeContext, NodeFailure, Opaque, Video
 
 
@@ -109,6 +112,19 @@ async def save_image(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]
     )
     res = await asyncio.to_thread(_write_images, ctx, images, folder, stem, sub, counter, "output")
     return (), {"images": res}
+
+
+async def save_image_websocket(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    images = ctx.inputs["images"]
+    if not isinstance(images, Images):
+        images = Images(512, 512, 1)
+    for i in range(images.frames):
+        color = images.colors[min(len(images.colors) - 1, i * len(images.colors) // images.frames)]
+        data = await asyncio.to_thread(
+            media.png_bytes, images.width, images.height, color, i, images.frames
+        )
+        await ctx.progress(i, images.frames, ("PNG", data))  # ProgressBar.update_absolute(i, n)
+    return (), None
 
 
 async def preview_image(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -225,8 +241,10 @@ async def load_audio(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
 
 
 async def load_image(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
-    name = str(ctx.inputs["image"])
-    path = ctx.input_directory / re.sub(r" \[(input|output|temp)\]$", "", name)
+    # like LoadImage's get_annotated_filepath: " [output]" reads the output folder at run time
+    path = annotated_path(
+        str(ctx.inputs["image"]), ctx.input_directory, ctx.output_directory, ctx.temp_directory
+    )
     try:
         w, h = await asyncio.to_thread(media.probe_image, path)
     except media.EncodeError as e:

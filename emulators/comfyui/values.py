@@ -1,7 +1,8 @@
 """The values simulated nodes pass to each other, the node context, and the node errors.
 
 `Images` (size, frame count, colours), `Latent` (size and frame length from the latent nodes'
-width/height/length), `Video` (images + fps), `Audio` and `Opaque` (models, CLIP, conditioning...).
+width/height/length), `Video` (images + fps), `Audio`, `UpscaleModel` (file and scale factor) and
+`Opaque` (models, CLIP, conditioning...).
 Their reprs imitate what ComfyUI puts in `execution_error.current_inputs`.
 """
 
@@ -72,6 +73,19 @@ class Audio:
         return (
             f"{{'waveform': tensor(<1x{self.channels}x{int(self.duration * self.sample_rate)}>), "
             f"'sample_rate': {self.sample_rate}}}"
+        )
+
+
+@dataclass
+class UpscaleModel:
+    """What UpscaleModelLoader passes on: the file and its scale factor (read from the name)."""
+
+    name: str
+    scale: int
+
+    def __repr__(self) -> str:
+        return (
+            f"<spandrel.__helpers.model_descriptor.ImageModelDescriptor object at 0x{id(self):x}>"
         )
 
 

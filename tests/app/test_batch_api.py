@@ -119,7 +119,7 @@ def test_draft_to_final_quality_larger_size_same_seed_and_prompt(client, studio)
     draft_usd = dollars(note, "Draft quote ")
     final_usd = dollars(note, r"final quote:\*\* ≈ \d+ GPU s on .+? = ")
     assert final_usd > draft_usd > 0
-    assert draft_usd == pytest.approx(ledger_of(studio).get(draft).quote["dollars"], abs=5e-5)
+    assert draft_usd == pytest.approx(ledger_of(studio).get(draft).quote.dollars, abs=5e-5)
     own = client.predict(*values, api_name="/quote")  # the final's own quote, as the page shows
     assert dollars(own, r"GPU s on .+? = ") == pytest.approx(final_usd, abs=5e-5)
 

@@ -136,7 +136,7 @@ def wait_state(ledger, rid: str, states: tuple[str, ...], timeout: float = 60.0)
 def assert_stored(row) -> None:
     assert row.state == "COMPLETED", row.error
     assert row.result_path and Path(row.result_path).is_file()
-    assert row.cost and row.cost["billed_s"] >= 1 and row.execution_ms
+    assert row.cost and row.cost.billed_s >= 1 and row.execution_ms
 
 
 def test_status_429_and_503_while_a_job_runs(studio, fstack):
@@ -175,7 +175,7 @@ def test_frozen_control_plane_times_out_then_the_job_finishes(fstack, tmp_path):
         knobs(fstack, step_delay=0.3)
         wf = fill("t2v_14b", {"prompt": "frozen plane", "seconds": 1.0}).workflow
         rid = ledger.create(
-            template="t2v_14b", mode="turbo", params={}, workflow=wf, quote={}, gpu="H100 PRO"
+            template="t2v_14b", mode="turbo", params={}, workflow=wf, quote=None, gpu="H100 PRO"
         )
         ref = client.run({"workflow": wf})
         ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())

@@ -45,9 +45,9 @@ def test_recipe_reuse_and_rerun_exactly(client, studio):
         "480p square",
     )
     assert (seed, randomize, adv[0]) == (4242, False, 4)
-    # the duration as the form asked it (2 s), not the 33 frames' 2.0625 s: /reuse answers what
-    # the page shows
-    assert seconds == 2.0 and row.params["frames"] == 33
+    # the duration as asked (2.0 s on the slider), not as resolved (33 frames = 2.0625 s)
+    assert seconds == row.form.seconds == 2.0
+    assert row.params["seconds"] == pytest.approx(2.0625, abs=1e-3)
 
     status2, video2, details2, rid2 = finished(client.predict(rid, api_name="/rerun"))
     assert 'data-state="COMPLETED"' in status2 and rid2 != rid

@@ -56,7 +56,7 @@ def app_files() -> list[Path]:
 def test_the_layers_are_packages():
     for package in ("app/endpoint", "app/studio", "app/studio/checks", "app/ui"):
         assert (REPO / package / "__init__.py").is_file(), package
-    # only the entry points, settings, access, demo and the error tree stay at the top
+    # only the entry points, settings (+ environment parsers, access), demo and the error tree
     top = {p.name for p in APP.glob("*.py")}
     assert top <= {
         "__init__.py",
@@ -65,6 +65,7 @@ def test_the_layers_are_packages():
         "settings.py",
         "access.py",
         "demo.py",
+        "environment.py",
         "errors.py",
         "doctor.py",
     }, top

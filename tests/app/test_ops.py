@@ -7,7 +7,7 @@ import pytest
 
 from app.settings import PRICES_PATH
 from app.studio import cost
-from app.studio.checks.gate import Operations, job_shape
+from app.studio.checks.gate import Gate, job_shape
 from app.studio.checks.guardrails import GuardrailError, Guardrails, execution_timeout_ms
 from app.studio.checks.preflight import (
     InventoryCache,
@@ -37,9 +37,9 @@ def ledger(tmp_path) -> Ledger:
     return Ledger(tmp_path / "ledger.sqlite3")
 
 
-def ops(ledger, tmp_path, fetch=None, mode="best-effort", **limits) -> Operations:
+def ops(ledger, tmp_path, fetch=None, mode="best-effort", **limits) -> Gate:
     cache = InventoryCache(tmp_path / "inv.json", fetch or Fetcher(FULL))
-    return Operations(
+    return Gate(
         limits=Guardrails(**limits),
         ledger=ledger,
         preflight=Preflight(cache, PreflightSettings(mode=mode)),
@@ -62,9 +62,14 @@ def test_clear_job_gets_the_timeout_policy(ledger, tmp_path):
 
 def test_spent_budget_refuses_before_anything_is_sent(ledger, tmp_path):
     rid = ledger.create(
-        template="t2v_14b", mode="turbo", params={}, workflow={}, quote={"dollars": 1}, gpu="A100"
+        template="t2v_14b",
+        mode="turbo",
+        params={},
+        workflow={},
+        quote=cost.Quote("A100", 0.001, 1000, 1.0),
+        gpu="A100",
     )
-    ledger.update(rid, state="COMPLETED", cost={"dollars": 0.99})
+    ledger.update(rid, state="COMPLETED", cost=cost.Actual(0, 0.99))
     fetch = Fetcher()  # would fail if asked: the budget refuses first
     with pytest.raises(GuardrailError) as info:
         ops(ledger, tmp_path, fetch, daily_usd=1.0).before_run(prepared())

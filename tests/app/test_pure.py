@@ -153,7 +153,7 @@ def test_ledger_survives_reopen(tmp_path):
         mode="turbo",
         params={"seed": 1},
         workflow={"1": {}},
-        quote={"dollars": 0.1},
+        quote=cost.Quote(gpu="H100 PRO", per_s=0.001, execution_s=100, dollars=0.1),
         gpu="H100 PRO",
     )
     led.update(rid, job_id="job-1", state="IN_QUEUE")

@@ -88,7 +88,7 @@ def test_invalid_workflow_gives_one_line_per_node_error(emu: Comfy):
     assert any(
         d.startswith("node 74 (EmptyHunyuanLatentVideo) input 'width'") for d in out["details"]
     )
-    assert any("node 81 (KSamplerAdvanced) input 'sampler_name': 'nope' is not available" in d
+    assert any("node 81 (KSamplerAdvanced) input 'sampler_name': 'nope' is not one of the" in d
                for d in out["details"])  # fmt: skip
 
 

@@ -1,8 +1,8 @@
-"""The operator's checks, composed for the studio: what `Studio.submit` asks before `/run`, and
-what the page's health panel shows. No Gradio here.
+"""The gate a job passes before `/run`: the operator's checks composed for the studio (limits and
+budgets, the pre-flight model check), and the health panel the page shows beside them. No Gradio.
 
-`Operations.from_settings(settings, endpoint=, ledger=, endpoint_key=)` takes the guardrails and
-pre-flight settings the studio read once (`Operations.from_env(env, ...)` reads them itself) and
+`Gate.from_settings(settings, endpoint=, ledger=, endpoint_key=)` takes the guardrails and
+pre-flight settings the studio read once (`Gate.from_env(env, ...)` reads them itself) and
 wires the inventory cache (data folder, keyed by the endpoint URL) to the endpoint client.
 - `refusals(prepared, user, rows=None)`: every broken limit for a prepared job
   (app.studio.jobs.Prepared: its cost request and quote), today's spend taken from the ledger
@@ -22,8 +22,10 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from app.endpoint import EndpointClient
+from app.settings import Settings
 from app.studio.checks import guardrails as gr_
 from app.studio.checks.health import CachedHealth, ColdStart, render_html
 from app.studio.checks.preflight import (
@@ -33,9 +35,13 @@ from app.studio.checks.preflight import (
     PreflightSettings,
     fetch_inventory,
 )
+from app.studio.cost import Quote
+from app.studio.ledger import JobRow, Ledger
 
-log = logging.getLogger("wanpod.ops")
-SPEND_ROWS = 10_000  # ledger rows read for today's spend when the ledger has no since() query
+if TYPE_CHECKING:  # jobs.Studio holds a Gate
+    from app.studio.jobs import Prepared
+
+log = logging.getLogger("wanpod.gate")
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class Clearance:
     note: str = ""
 
 
-def job_shape(prepared: Any, user: str | None = None) -> gr_.JobShape:
+def job_shape(prepared: Prepared, user: str | None = None) -> gr_.JobShape:
     req, q = prepared.request, prepared.quote
     return gr_.JobShape(
         width=int(req.width),
@@ -57,12 +63,12 @@ def job_shape(prepared: Any, user: str | None = None) -> gr_.JobShape:
     )
 
 
-class Operations:
+class Gate:
     def __init__(
         self,
         *,
         limits: gr_.Guardrails,
-        ledger: Any,
+        ledger: Ledger,
         preflight: Preflight | None = None,
         health: CachedHealth | None = None,
     ) -> None:
@@ -76,14 +82,14 @@ class Operations:
         cls,
         env: Mapping[str, str],
         *,
-        endpoint: Any,
-        ledger: Any,
+        endpoint: EndpointClient,
+        ledger: Ledger,
         data_dir: Path,
         endpoint_key: str,
         secrets: tuple[str, ...] = (),
         limits: gr_.Guardrails | None = None,
         preflight_settings: PreflightSettings | None = None,
-    ) -> Operations:
+    ) -> Gate:
         settings = preflight_settings or PreflightSettings.from_env(env)
 
         def fetch(**kw: Any):
@@ -104,8 +110,8 @@ class Operations:
 
     @classmethod
     def from_settings(
-        cls, settings: Any, *, endpoint: Any, ledger: Any, endpoint_key: str
-    ) -> Operations:
+        cls, settings: Settings, *, endpoint: EndpointClient, ledger: Ledger, endpoint_key: str
+    ) -> Gate:
         """From the studio's Settings (its guardrails / preflight sub-objects, read once)."""
         return cls.from_env(
             {},
@@ -114,25 +120,22 @@ class Operations:
             data_dir=settings.data_dir,
             endpoint_key=endpoint_key,
             secrets=settings.secret_values(),
-            limits=getattr(settings, "guardrails", None),
-            preflight_settings=getattr(settings, "preflight", None),
+            limits=settings.guardrails,
+            preflight_settings=settings.preflight,
         )
 
-    def rows_today(self) -> list[Any]:
+    def rows_today(self) -> list[JobRow]:
         """The ledger rows created since 00:00 UTC (what today's spend is computed from)."""
-        since = gr_.day_start()
-        if hasattr(self.ledger, "since"):
-            return list(self.ledger.since(since))
-        return [r for r in self.ledger.recent(SPEND_ROWS) if r.created_at >= since]
+        return self.ledger.since(gr_.day_start())
 
     def refusals(
-        self, prepared: Any, user: str | None = None, rows: list[Any] | None = None
+        self, prepared: Prepared, user: str | None = None, rows: list[JobRow] | None = None
     ) -> list[gr_.Refusal]:
         """Every broken limit; `rows`: today's ledger rows when the caller already has them."""
         rows = self.rows_today() if rows is None else rows
         return gr_.check_rows(job_shape(prepared, user), self.limits, rows)
 
-    def before_run(self, prepared: Any, user: str | None = None) -> Clearance:
+    def before_run(self, prepared: Prepared, user: str | None = None) -> Clearance:
         """Raise when the job must not be sent; else the policy to send it with."""
         refusals = self.refusals(prepared, user)
         if refusals:
@@ -143,7 +146,7 @@ class Operations:
         q = prepared.quote
         return Clearance(gr_.policy(q.execution_s, q.cold_start_s, self.limits), note)
 
-    def health_html(self, quote: Any | None = None) -> str:
+    def health_html(self, quote: Quote | None = None) -> str:
         if self.health is None:
             return ""
         cold = ColdStart.from_quote(quote) if quote is not None else None

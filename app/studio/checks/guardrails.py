@@ -6,7 +6,7 @@ names); a bad value is a ConfigError naming the variable or key, the value and w
 
 Before a job is sent:
 - `spend(rows, since=..., user=...)` adds up the dollars of ledger rows created since a moment:
-  a finished job counts its actual cost (`row.cost["dollars"]`, else its billed executionTime at
+  a finished job counts its actual cost (`row.cost.dollars`, else its billed executionTime at
   the quoted price), a job still live counts its quote (reserved until it ends).
 - `check(job, guardrails, spent_today, spent_by_user)` returns one `Refusal` per broken limit
   (size, frames, steps, one job's quote, its quoted seconds against the timeout ceiling, daily
@@ -29,12 +29,13 @@ from typing import Any
 
 import yaml
 
+from app.endpoint import EXECUTION_TIMEOUT_ABOVE_MS, EXECUTION_TIMEOUT_MAX_MS
 from app.errors import ConfigError, GuardrailError
+from app.studio.ledger import JobRow
 
 DEFAULTS_PATH = Path(__file__).with_name("guardrails.yaml")
-RUNPOD_TIMEOUT_MIN_MS = 5_000
-RUNPOD_TIMEOUT_MAX_MS = 7 * 24 * 3600 * 1000
-LIVE_STATES = frozenset({"SUBMITTING", "IN_QUEUE", "IN_PROGRESS", "RUNNING"})
+RUNPOD_TIMEOUT_MIN_MS = EXECUTION_TIMEOUT_ABOVE_MS + 1  # the smallest RunPod accepts
+RUNPOD_TIMEOUT_MAX_MS = EXECUTION_TIMEOUT_MAX_MS
 _OFF = ("off", "none", "null", "unlimited")
 
 # (yaml section, key, env var, type, lower bound, may be None)
@@ -131,33 +132,30 @@ def day_start(now: float | None = None) -> float:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
-def row_user(row: Any) -> str | None:
+def row_user(row: JobRow) -> str | None:
     """Who submitted a ledger row (the signed-in user), None when anonymous."""
-    user = getattr(row, "user", None)
-    if user is None:
-        user = (getattr(row, "params", None) or {}).get("user")
+    user = row.user if row.user is not None else (row.params or {}).get("user")
     return str(user) if user else None
 
 
-def row_dollars(row: Any) -> float:
+def row_dollars(row: JobRow) -> float:
     """What one ledger row costs or may still cost: actual when final, the quote while live."""
-    cost = getattr(row, "cost", None) or {}
-    quote = getattr(row, "quote", None) or {}
-    if isinstance(cost.get("dollars"), int | float):
-        return float(cost["dollars"])
-    if getattr(row, "state", "") in LIVE_STATES:
-        return float(quote.get("dollars") or 0.0)
-    execution_ms = getattr(row, "execution_ms", None)
-    if execution_ms:
-        return math.ceil(execution_ms / 1000) * float(quote.get("per_s") or 0.0)
+    if row.cost is not None:
+        return row.cost.dollars
+    if row.quote is None:
+        return 0.0
+    if row.live:
+        return row.quote.dollars
+    if row.execution_ms:
+        return math.ceil(row.execution_ms / 1000) * row.quote.per_s
     return 0.0
 
 
-def spend(rows: Iterable[Any], *, since: float, user: str | None = None) -> float:
+def spend(rows: Iterable[JobRow], *, since: float, user: str | None = None) -> float:
     """Dollars of the rows created at or after `since` (only `user`'s rows when given)."""
     total = 0.0
     for row in rows:
-        if getattr(row, "created_at", 0.0) < since:
+        if row.created_at < since:
             continue
         if user is not None and row_user(row) != user:
             continue
@@ -266,7 +264,7 @@ def enforce(
 def check_rows(
     job: JobShape,
     g: Guardrails,
-    rows: Iterable[Any],
+    rows: Iterable[JobRow],
     now: float | None = None,
     whose: str = "this job's",
 ) -> list[Refusal]:

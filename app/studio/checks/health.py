@@ -1,10 +1,12 @@
 """The endpoint health panel: RunPod's `/health` answer turned into a small model for the page.
 
-`panel_from(health, cold)` is pure: `health` is the endpoint client's `Health` (or the raw
-`/health` JSON: `{"jobs": {completed, failed, inProgress, inQueue, retried}, "workers": {idle,
-running, ...}}`), `cold` the `ColdStart` of the current quote (seconds, dollars, GPU, from
-app/studio/cost.py). The panel says how many workers are idle / running, how many jobs are queued /
-in progress, and what the next job will meet: a warm worker, or a cold start and what it costs.
+`panel_from(health, cold)` is pure: `health` is the endpoint client's `Health` (or the raw `/health`
+JSON: `{"jobs": {completed, failed, inProgress, inQueue, retried}, "workers": {idle, initializing,
+ready, running, throttled, unhealthy}}`: app.endpoint.WORKER_STATES, each read; `idle` and `ready`
+both mean free to take a job), `cold` the `ColdStart` of the current quote (seconds, dollars, GPU,
+from app/studio/cost.py). The panel says how many workers are idle / running, how many jobs are
+queued / in progress, and what the next job will meet: a warm worker, or a cold start and what it
+costs.
 `read_panel(endpoint, cold)` asks the endpoint and never raises: a failed /health becomes a panel
 with `error` set (secret-free). `render_html(panel)` is the page's fragment, with data attributes
 that tests and scripts read (data-idle, data-running, data-queued, data-in-progress, data-warm).
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import html
 import math
+import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
+from app.endpoint import WORKER_STATES, EndpointClient, Health
 from app.errors import user_message
 
 
@@ -40,6 +44,7 @@ class HealthPanel:
     idle: int = 0
     running: int = 0
     initializing: int = 0
+    ready: int = 0
     throttled: int = 0
     unhealthy: int = 0
     in_queue: int = 0
@@ -56,14 +61,21 @@ class HealthPanel:
         return self.error is None
 
     @property
+    def free(self) -> int:
+        """Workers up and free to take a job: RunPod reports them as `idle` and `ready`."""
+        return max(self.idle, self.ready)
+
+    @property
     def warm(self) -> bool:
         """A job sent now would start on a worker that is already up."""
-        return self.ok and self.idle > 0
+        return self.ok and self.free > 0
 
     @property
     def workers_line(self) -> str:
         parts = [f"{self.idle} idle", f"{self.running} running"]
+        ready = self.ready if self.ready != self.idle else 0  # RunPod's example: idle 4, ready 4
         for n, word in (
+            (ready, "ready"),
             (self.initializing, "starting"),
             (self.throttled, "throttled"),
             (self.unhealthy, "unhealthy"),
@@ -80,15 +92,7 @@ class HealthPanel:
         )
 
 
-def _count(part: Mapping[str, Any], *names: str) -> int:
-    for name in names:
-        value = part.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return max(int(value), 0)
-    return 0
-
-
-def cold_note(idle: int, running: int, in_queue: int, cold: ColdStart | None) -> str:
+def cold_note(free: int, running: int, in_queue: int, cold: ColdStart | None) -> str:
     """One sentence: will the next job start warm, and if not, what a cold start costs."""
     cost = ""
     if cold is not None:
@@ -96,10 +100,10 @@ def cold_note(idle: int, running: int, in_queue: int, cold: ColdStart | None) ->
             f" ≈ {math.ceil(cold.seconds)} s (container start + model load + idle timeout), "
             f"+${cold.dollars:.4f} on {cold.gpu}"
         )
-    if idle > in_queue:
-        free = idle - in_queue
-        plural = "s" if free != 1 else ""
-        return f"{free} worker{plural} warm: the next job starts without a cold start."
+    if free > in_queue:
+        left = free - in_queue
+        plural = "s" if left != 1 else ""
+        return f"{left} worker{plural} warm: the next job starts without a cold start."
     if running or in_queue:
         return (
             "No idle worker: the next job waits in the queue until a worker frees up, or RunPod "
@@ -108,33 +112,24 @@ def cold_note(idle: int, running: int, in_queue: int, cold: ColdStart | None) ->
     return f"No worker is up: the next job pays a cold start{cost}."
 
 
-def panel_from(health: Any, cold: ColdStart | None = None, now: float | None = None) -> HealthPanel:
-    """The panel for one /health answer (the client's Health or the raw JSON mapping)."""
-    if isinstance(health, Mapping):
-        jobs, workers = health.get("jobs") or {}, health.get("workers") or {}
-    else:
-        jobs, workers = getattr(health, "jobs", {}) or {}, getattr(health, "workers", {}) or {}
-    idle = _count(workers, "idle")
-    running = _count(workers, "running")
-    in_queue = _count(jobs, "inQueue", "in_queue")
-    return HealthPanel(
-        idle=idle,
-        running=running,
-        initializing=_count(workers, "initializing"),
-        throttled=_count(workers, "throttled"),
-        unhealthy=_count(workers, "unhealthy"),
-        in_queue=in_queue,
-        in_progress=_count(jobs, "inProgress", "in_progress"),
-        completed=_count(jobs, "completed"),
-        failed=_count(jobs, "failed"),
-        retried=_count(jobs, "retried"),
-        note=cold_note(idle, running, in_queue, cold),
+def panel_from(
+    health: Health, cold: ColdStart | None = None, now: float | None = None
+) -> HealthPanel:
+    """The panel for one /health answer (the client's Health: its counts parsed once)."""
+    panel = HealthPanel(
+        **{state: health.worker_count(state) for state in WORKER_STATES},
+        in_queue=health.job_count("inQueue"),
+        in_progress=health.job_count("inProgress"),
+        completed=health.job_count("completed"),
+        failed=health.job_count("failed"),
+        retried=health.job_count("retried"),
         checked_at=time.time() if now is None else now,
     )
+    return replace(panel, note=cold_note(panel.free, panel.running, panel.in_queue, cold))
 
 
 def read_panel(
-    endpoint: Any, cold: ColdStart | None = None, secrets: tuple[str, ...] = ()
+    endpoint: EndpointClient, cold: ColdStart | None = None, secrets: tuple[str, ...] = ()
 ) -> HealthPanel:
     """Ask the endpoint's /health; a failure becomes a panel with `error` (never raises)."""
     try:
@@ -167,18 +162,23 @@ def render_html(panel: HealthPanel) -> str:
 class CachedHealth:
     """One /health call per `ttl_s` however many pages refresh their panel (thread-safe)."""
 
-    def __init__(self, endpoint: Any, ttl_s: float = 2.0, secrets: tuple[str, ...] = ()) -> None:
-        import threading
-
+    def __init__(
+        self,
+        endpoint: EndpointClient,
+        ttl_s: float = 2.0,
+        secrets: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.endpoint = endpoint
         self.ttl_s = ttl_s
         self.secrets = secrets
+        self.clock = clock
         self._lock = threading.Lock()
         self._last: tuple[float, Any, float] | None = None
 
     def panel(self, cold: ColdStart | None = None) -> HealthPanel:
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             if self._last is None or now - self._last[0] >= self.ttl_s:
                 try:
                     answer: Any = self.endpoint.health()

@@ -34,8 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.endpoint.states import JobState
+from app.environment import env_float
 from app.errors import (
     ConfigError,
+    EndpointError,
     InventoryPending,
     InventoryUnavailable,
     PreflightError,
@@ -188,24 +191,11 @@ class PreflightSettings:
             )
         return cls(
             mode=mode,
-            max_age_s=_seconds(env, "WANPOD_INVENTORY_MAX_AGE_S", 3600.0, 0.0, 7 * 86400.0),
-            timeout_s=_seconds(env, "WANPOD_INVENTORY_TIMEOUT_S", 300.0, 5.0, 3600.0),
+            max_age_s=env_float(
+                env, "WANPOD_INVENTORY_MAX_AGE_S", 3600.0, 0.0, 7 * 86400.0, "seconds"
+            ),
+            timeout_s=env_float(env, "WANPOD_INVENTORY_TIMEOUT_S", 300.0, 5.0, 3600.0, "seconds"),
         )
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(
-            f"{name}={raw!r} is not a number of seconds; allowed: {lo:g}..{hi:g}"
-        ) from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={raw!r} is out of range; allowed: {lo:g}..{hi:g} seconds")
-    return value
 
 
 def fetch_inventory(
@@ -235,7 +225,7 @@ def fetch_inventory(
                 "(a cold start?); it is checked again on the next run"
             )
         sleep(poll_s)
-    if st.state != "COMPLETED":
+    if st.state is not JobState.COMPLETED:
         reason = st.error or st.state
         raise InventoryUnavailable(f"the inventory job ended {st.state}: {reason}")
     return parse_inventory(st.output, fetched_at=time.time())
@@ -278,9 +268,11 @@ class InventoryCache:
                 )
             except InventoryPending:
                 raise
-            except StudioError:
+            except StudioError as exc:
                 self._write({"pending_job": None})
-                raise
+                if not isinstance(exc, EndpointError):
+                    raise
+                raise InventoryUnavailable(f"the inventory job failed: {exc}") from None
             except Exception as exc:  # the endpoint client's messages are secret-free
                 self._write({"pending_job": None})
                 raise InventoryUnavailable(f"the inventory job failed: {exc}") from None
