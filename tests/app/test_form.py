@@ -17,19 +17,15 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from app.errors import SubmitError
-from app.settings import PRICES_PATH, Settings
-from app.studio import cost
 from app.studio.forms import FormValues
 from app.studio.forms_catalog import load_forms
 from app.studio.jobs import Studio
-from app.studio.ledger import Ledger
 from app.ui import page
 from app.ui.fields import Slider
 from app.ui.form import Form
 from tests.app.test_api import args
-from tests.app.test_batch import job
+from tests.app.test_batch import job, offline_studio
 from tests.helpers import free_port
-from workflows.fill import fill
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,18 +68,7 @@ class Recording(Studio):
 
 @pytest.fixture(scope="module")
 def motion(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("form")
-    forms, byo_fill = load_forms()
-    studio = Recording(
-        settings=Settings.from_env({"WANPOD_DATA_DIR": str(tmp)}),
-        forms=forms,
-        fill=fill,
-        byo_fill=byo_fill,
-        endpoint=None,
-        ledger=Ledger(tmp / "ledger.sqlite3"),
-        tracker=None,
-        prices=cost.load_prices(PRICES_PATH),
-    )
+    studio = offline_studio(tmp_path_factory.mktemp("form"), Recording)
     studio.seen = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(page, "Form", MotionForm)
