@@ -20,6 +20,7 @@ from app.errors import SubmitError
 from app.studio.forms import FormValues
 from app.studio.forms_catalog import load_forms
 from app.studio.jobs import Studio
+from app.studio.tracker import Tracker
 from app.ui import page
 from app.ui.fields import Slider
 from app.ui.form import Form
@@ -44,7 +45,8 @@ class MotionForm(Form):
 
     def build(self) -> Form:
         super().build()
-        self.add("motion", Slider(0, 1, value=0.5, label="Motion"), "how much the camera moves")
+        motion = Slider(0, 1, value=0.5, label="Motion", elem_id="wp-motion")
+        self.add("motion", motion, "how much the camera moves")
         return self
 
 
@@ -62,21 +64,27 @@ class Recording(Studio):
         raise SubmitError("recorded by the test; nothing sent")
 
     def reuse(self, rid: str) -> FormValues:
-        base = super().reuse(rid)
-        return WithMotion(**dataclasses.asdict(base), motion=0.25)
+        base = dataclasses.asdict(super().reuse(rid))
+        values = WithMotion(**{**base, "seconds": 2.0}, motion=0.25)
+        self.seen.append(("reuse", values))
+        return values
 
 
 @pytest.fixture(scope="module")
 def motion(tmp_path_factory):
-    studio = offline_studio(tmp_path_factory.mktemp("form"), Recording)
+    folder = tmp_path_factory.mktemp("form")
+    studio = offline_studio(folder, Recording)
     studio.seen = []
+    # a tracker that is never started: the page's job panel shows finished rows
+    studio.tracker = Tracker(studio.ledger, None, folder, studio.prices)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(page, "Form", MotionForm)
         blocks = page.build_ui(studio, demo_mode=False)
     port = free_port()
     blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
     try:
-        yield studio, MotionForm.built[-1], Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        yield studio, MotionForm.built[-1], client
     finally:
         blocks.close()
 
@@ -175,3 +183,37 @@ def test_the_layout_and_the_values_are_one_answer():
         out[form["start_image"]]["visible"] is True and out[form["end_image"]]["visible"] is False
     )
     assert form.frames_note("ti2v_5b", 1.5).startswith("1.5 s → **37 frames** at 24 fps")
+
+
+def open_job(page, url: str, rid: str) -> None:
+    """The page with job `rid` shown (opened by id), its load chain done."""
+    page.goto(url)
+    page.wait_for_function("document.querySelector('#wp-quote')?.innerText.trim()")
+    page.get_by_role("button", name="Open a job by id").click()
+    page.locator("#wp-attach-id textarea, #wp-attach-id input").first.fill(rid)
+    page.locator("#wp-attach").click()
+    page.wait_for_function(f"document.querySelector('#wp-status')?.dataset.rid === {rid!r}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("button", ["#wp-reuse", "#wp-draft-final"])
+def test_a_click_asks_the_service_once_and_fills_the_added_field(motion, browser, button):
+    """Reuse settings and Draft -> final: one reuse per click (the API's answer and the page's
+    form come from the same call), and the page's form shows the added field."""
+    studio, _, client = motion
+    draft = job(studio)
+    page = browser.new_page()
+    page.set_default_timeout(120_000)  # other suites may load the machine; waits end on events
+    try:
+        open_job(page, client.src, draft)
+        assert "81 frames" in page.locator("#wp-frames").inner_text()  # the page's 5 s
+        studio.seen.clear()
+        page.locator(button).click()
+        # the frame note for the filled form's 2 s ends the chain (values, form, quote, note)
+        page.wait_for_function("document.querySelector('#wp-frames').innerText.includes('33')")
+        assert page.locator("#wp-prompt textarea").input_value() == "a heron"
+        page.get_by_role("button", name="Advanced").click()
+        assert page.locator("#wp-motion input[type=number]").input_value() == "0.25"
+        assert [kind for kind, _ in studio.seen].count("reuse") == 1, studio.seen
+    finally:
+        page.close()
