@@ -19,6 +19,7 @@ Every refusal is a StudioError naming the field (ParamError from workflows becom
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
 from app.studio.images import prepare_image
 from app.studio.ledger import JobRow, Ledger
-from app.studio.progress import ProgressView, describe
+from app.studio.progress import ProgressView, Samplers, describe, samplers
 from app.studio.reuse import asked
 from app.studio.tracker import Tracker
 
@@ -90,6 +91,7 @@ class Studio:
         self.prices = prices
         self._cal: tuple[float, cost.Calibration] | None = None
         self.ops = ops  # limits, budgets, pre-flight before /run (None: no checks)
+        self._samplers = functools.lru_cache(maxsize=1024)(self._read_samplers)
 
     # -- quote -----------------------------------------------------------------------------
     def calibration(self) -> cost.Calibration:
@@ -264,6 +266,9 @@ class Studio:
             raise InputError("job", f"{rid!r} was not sent from the form; it has no form values")
         return row.form
 
+    def _read_samplers(self, rid: str) -> Samplers:
+        return samplers(self.ledger.workflow(rid))
+
     # -- rows --------------------------------------------------------------------------------
     def row(self, rid: str | None) -> JobRow:
         """The ledger row `rid`, or an InputError saying it is not a job of this studio."""
@@ -295,13 +300,16 @@ class Studio:
 
     # -- view --------------------------------------------------------------------------------
     def view(self, rid: str) -> JobView | None:
-        row = self.ledger.get(rid)
+        """What a page shows for `rid`, read at every update: the row without its workflow, and
+        the workflow's samplers read once per job."""
+        row = self.ledger.get(rid, workflow=False)
         if row is None:
             return None
         start = row.submitted_at or row.created_at
         end = row.finished_at or time.time()
         quote_s = row.quote.execution_s if row.quote else None
-        pv = describe(row.state, row.progress, end - start, quote_s, row.workflow, row.error)
+        plan = self._samplers(rid)
+        pv = describe(row.state, row.progress, end - start, quote_s, plan, row.error)
         video = row.result_path if row.state is JobState.COMPLETED and row.result_path else None
         if video and not Path(video).is_file():
             video = None

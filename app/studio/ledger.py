@@ -124,6 +124,10 @@ class Ledger:
             for col in ("user", "recipe", "form"):  # ledgers written before these columns
                 if col not in cols:
                     c.execute(f"ALTER TABLE jobs ADD COLUMN {col} TEXT")
+            names = [r[1] for r in c.execute("PRAGMA table_info(jobs)").fetchall()]
+        self._without_workflow = ", ".join(
+            "'{}' AS workflow" if name == "workflow" else f'"{name}"' for name in names
+        )
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -185,10 +189,19 @@ class Ledger:
         with self._conn() as c:
             c.execute(f"UPDATE jobs SET {', '.join(cols)} WHERE id=?", (*values, rid))
 
-    def get(self, rid: str) -> JobRow | None:
+    def get(self, rid: str, workflow: bool = True) -> JobRow | None:
+        """The row `rid`; `workflow=False` leaves the (large) filled workflow unread ({}), for
+        callers that read a live row at every update (`workflow(rid)` reads it alone)."""
+        cols = "*" if workflow else self._without_workflow
         with self._conn() as c:
-            row = c.execute("SELECT * FROM jobs WHERE id=?", (rid,)).fetchone()
+            row = c.execute(f"SELECT {cols} FROM jobs WHERE id=?", (rid,)).fetchone()
         return _row(row) if row else None
+
+    def workflow(self, rid: str) -> dict[str, Any]:
+        """The filled workflow a row was sent with ({} for an unknown row)."""
+        with self._conn() as c:
+            row = c.execute("SELECT workflow FROM jobs WHERE id=?", (rid,)).fetchone()
+        return json.loads(row[0]) if row else {}
 
     def live(self) -> list[JobRow]:
         marks = ",".join("?" * len(LIVE_STATES))

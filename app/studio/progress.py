@@ -10,7 +10,7 @@ input back to its UNETLoader and look at the file name).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.endpoint.states import JobState
@@ -96,7 +96,20 @@ def experts(workflow: Mapping[str, Any]) -> dict[str, str]:
     return result
 
 
-def _sampler_order(workflow: Mapping[str, Any]) -> list[str]:
+@dataclass(frozen=True)
+class Samplers:
+    """A workflow's sampler nodes in the order they run, and the expert each one uses: what the
+    status line needs from the workflow, read once per job (`samplers(workflow)`)."""
+
+    order: tuple[str, ...] = ()
+    experts: Mapping[str, str] = field(default_factory=dict)
+
+
+def samplers(workflow: Mapping[str, Any] | None) -> Samplers:
+    """One walk of the graph: the sampler ids (high-noise first, as in every Wan 2.2 14B
+    template) and their experts."""
+    workflow = workflow or {}
+    ex = experts(workflow)
     ids = [
         str(nid)
         for nid, node in workflow.items()
@@ -104,9 +117,8 @@ def _sampler_order(workflow: Mapping[str, Any]) -> list[str]:
         and "Sampler" in str(node.get("class_type", ""))
         and "Select" not in str(node.get("class_type", ""))
     ]
-    ex = experts(workflow)
-    # high-noise runs first in every Wan 2.2 14B template
-    return sorted(ids, key=lambda i: (ex.get(i) != "high-noise", int(i) if i.isdigit() else 0))
+    order = sorted(ids, key=lambda i: (ex.get(i) != "high-noise", int(i) if i.isdigit() else 0))
+    return Samplers(tuple(order), ex)
 
 
 def _fmt(seconds: float) -> str:
@@ -119,10 +131,11 @@ def describe(
     progress: Mapping[str, Any] | None,
     elapsed_s: float,
     quote_s: float | None = None,
-    workflow: Mapping[str, Any] | None = None,
+    workflow: Mapping[str, Any] | Samplers | None = None,
     error: str | None = None,
 ) -> ProgressView:
-    """One status line + an overall fraction in [0, 1] for the page's bar."""
+    """One status line + an overall fraction in [0, 1] for the page's bar. `workflow`: the job's
+    filled workflow, or its `samplers(workflow)` read once (what a caller that polls keeps)."""
     state = JobState.parse(state)
     p = dict(progress or {})
     if state is JobState.COMPLETED:
@@ -147,13 +160,14 @@ def describe(
     line = _STAGE_WORD[stage]
     if stage == "sampling":
         step, steps = p.get("step"), p.get("steps")
-        order = _sampler_order(workflow or {})
+        plan = workflow if isinstance(workflow, Samplers) else samplers(workflow)
+        order = plan.order
         node = str(p.get("node")) if p.get("node") is not None else None
         k, n = (order.index(node), len(order)) if node in order else (0, 1)
         if isinstance(step, int) and isinstance(steps, int) and steps > 0:
             inner = (k + step / steps) / n
             line = f"Sampling: step {step} of {steps}"
-            expert = experts(workflow or {}).get(node or "")
+            expert = plan.experts.get(node or "")
             if expert:
                 line += f" on the {expert} expert"
             elif n > 1:

@@ -31,7 +31,7 @@ from app.endpoint.states import JobState
 from app.errors import JobNotFound, scrub
 from app.studio import cost, polling, results
 from app.studio.ledger import Ledger
-from app.studio.progress import describe
+from app.studio.progress import Samplers, describe, samplers
 
 log = logging.getLogger("wanpod.tracker")
 
@@ -65,6 +65,7 @@ class Tracker:
         self._interval: dict[str, float] = {}
         self._misses: dict[str, int] = {}
         self._pace: dict[str, polling.Pace] = {}
+        self._samplers: dict[str, Samplers] = {}  # per live job, read once from its workflow
         self._near_end: set[str] = set()
         self._versions: dict[str, int] = {}
         self._cond = threading.Condition()
@@ -171,11 +172,12 @@ class Tracker:
             else:
                 self._scheduled.discard(rid)
                 self._pace.pop(rid, None)
+                self._samplers.pop(rid, None)
                 self._near_end.discard(rid)
 
     def _poll(self, rid: str) -> bool:
         """One status call for one job; True when it must be polled again."""
-        row = self.ledger.get(rid)
+        row = self.ledger.get(rid, workflow=False)
         if row is None or not row.live or not row.job_id:
             return False
         try:
@@ -205,7 +207,9 @@ class Tracker:
             now = time.monotonic()
             pace = self._pace.setdefault(rid, polling.Pace())
             if st.progress.get("stage") == "sampling":
-                pace.observe(now, describe(state, st.progress, 0.0, None, row.workflow).fraction)
+                plan = self._samplers.get(rid) or samplers(self.ledger.workflow(rid))
+                self._samplers[rid] = plan
+                pace.observe(now, describe(state, st.progress, 0.0, None, plan).fraction)
             near_end = polling.near_end(pace, now, st.progress.get("stage"), self.poll_s)
         if near_end:
             self._near_end.add(rid)

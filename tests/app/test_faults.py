@@ -28,7 +28,7 @@ from app.studio.forms import FormValues
 from app.studio.ledger import Ledger
 from app.studio.tracker import Tracker
 from emulators.stack import LocalStack, StackConfig
-from tests.helpers import WORKER_PYTHON, ServerProcess, free_port
+from tests.helpers import WORKER_PYTHON, ServerProcess, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -114,23 +114,19 @@ def values(prompt: str, **kw) -> FormValues:
 
 
 def wait_final(ledger, rid: str, timeout: float = 90.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    def final():
         row = ledger.get(rid)
-        if row.final:
-            return row
-        time.sleep(0.1)
-    raise AssertionError(f"{rid} still {ledger.get(rid).state} after {timeout} s")
+        return row if row.final else None
+
+    return wait_for(final, timeout, f"{rid} to end", lambda: f"still {ledger.get(rid).state}")
 
 
 def wait_state(ledger, rid: str, states: tuple[str, ...], timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    def reached():
         row = ledger.get(rid)
-        if row.state in states:
-            return row
-        time.sleep(0.05)
-    raise AssertionError(f"{rid} never reached {states}: {ledger.get(rid).state}")
+        return row if row.state in states else None
+
+    return wait_for(reached, timeout, f"{rid} in {states}", lambda: ledger.get(rid).state)
 
 
 def assert_stored(row) -> None:

@@ -3,14 +3,13 @@ cold-start note priced from the quote; and the panel following the local stack w
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from app.endpoint import EndpointClient, Health
 from app.settings import PRICES_PATH
 from app.studio import cost
 from app.studio.checks.health import ColdStart, HealthPanel, panel_from, read_panel, render_html
+from tests.helpers import wait_for
 
 RECORDED = {  # the shape in RunPod docs' example of GET /health
     "jobs": {"completed": 1, "failed": 5, "inProgress": 0, "inQueue": 2, "retried": 0},
@@ -125,24 +124,21 @@ def test_panel_follows_the_local_stack_through_a_job(stack):
         {"prompt": "health", "mode": "quality", "steps": 20, "seconds": 0.25, "seed": 7},
     )
     ref = client.run({"workflow": filled.workflow})
-    busy = None
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
+
+    def busy_panel():
         p = read_panel(client, COLD)
-        if p.in_progress >= 1 and p.running >= 1:
-            busy = p
-            break
-        time.sleep(0.05)
-    assert busy is not None, "the panel never showed the job in progress"
+        return p if p.in_progress >= 1 and p.running >= 1 else None
+
+    busy = wait_for(busy_panel, 60, "the panel to show the job in progress")
     assert f'data-in-progress="{busy.in_progress}"' in render_html(busy)
     final = client.wait(ref.id, poll_s=0.1, timeout_s=120)
     assert final.state == "COMPLETED", final.error
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        after = read_panel(client, COLD)
-        if after.in_progress == 0 and after.idle >= 1:
-            break
-        time.sleep(0.05)
+
+    def idle_panel():
+        p = read_panel(client, COLD)
+        return p if p.in_progress == 0 and p.idle >= 1 else None
+
+    after = wait_for(idle_panel, 30, "the panel to show the worker idle again")
     assert after.completed >= before.completed + 1
     assert after.warm and "warm" in after.note
 

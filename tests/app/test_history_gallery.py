@@ -13,7 +13,7 @@ from PIL import Image
 from app.studio import history as hist
 from app.studio.cost import Actual, Quote
 from app.studio.ledger import Ledger
-from tests.helpers import COMFY_FIXTURES
+from tests.helpers import COMFY_FIXTURES, png_bytes
 
 MP4 = COMFY_FIXTURES / "recordings" / "files" / "video_success" / "acceptance_00001_.mp4"
 TITLES = {"t2v_14b": "Text to video (Wan 2.2 14B)", "ti2v_5b": "Text (+ optional image) 5B"}
@@ -173,15 +173,13 @@ def test_recipe_markdown(ledger):
 
 def test_restore_input_gives_back_the_image_as_sent(tmp_path):
     import base64
-    import io
 
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 32), (10, 200, 30)).save(buf, format="PNG")
+    png = png_bytes(64, 32, (10, 200, 30))
     kept = tmp_path / "inputs" / "wp-1" / "wanpod_x_start_image.png"
     kept.parent.mkdir(parents=True)
-    kept.write_text(base64.b64encode(buf.getvalue()).decode())
+    kept.write_text(base64.b64encode(png).decode())
     out = tmp_path / "results" / "wp-1" / "inputs" / kept.name
-    assert hist.restore_input(kept, out) == out and out.read_bytes() == buf.getvalue()
+    assert hist.restore_input(kept, out) == out and out.read_bytes() == png
     assert hist.restore_input(tmp_path / "nothing.png", tmp_path / "o1.png") is None
     (tmp_path / "bad.png").write_text("not base64 !!!")
     assert hist.restore_input(tmp_path / "bad.png", tmp_path / "o2.png") is None

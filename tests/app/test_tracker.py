@@ -9,15 +9,7 @@ from app.settings import PRICES_PATH
 from app.studio import cost
 from app.studio.ledger import Ledger
 from app.studio.tracker import Tracker
-
-
-def wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+from tests.helpers import wait_for
 
 
 def row(ledger: Ledger) -> str:
@@ -37,7 +29,7 @@ def test_rows_without_answer_or_unknown_to_the_endpoint_end_lost(stack, tmp_path
     try:
         assert ledger.get(unanswered).state == "LOST"
         assert "before the endpoint answered /run" in ledger.get(unanswered).error
-        assert wait_for(lambda: ledger.get(unknown).state == "LOST")
+        wait_for(lambda: ledger.get(unknown).state == "LOST", what="the unknown job LOST")
         assert ledger.get(unknown).error == "the endpoint no longer knows this job"
         assert ledger.live() == []
     finally:
@@ -56,7 +48,7 @@ def test_a_job_submitted_elsewhere_is_followed_and_stored(stack, tmp_path):
     tracker = Tracker(ledger, client, tmp_path, cost.load_prices(PRICES_PATH), poll_s=0.1)
     tracker.start()  # resumes the live row by itself
     try:
-        assert wait_for(lambda: ledger.get(rid).state == "COMPLETED", 30)
+        wait_for(lambda: ledger.get(rid).state == "COMPLETED", 30, "the job COMPLETED")
         done = ledger.get(rid)
         assert done.result_path.startswith(str(tmp_path / "results" / rid))
         with open(done.result_path, "rb") as fh:

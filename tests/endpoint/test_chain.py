@@ -13,8 +13,8 @@ import requests
 
 from app.endpoint import EndpointClient
 from emulators.stack import LocalStack, StackConfig
-from tests.endpoint.conftest import WORKER_PYTHON, wait_for
-from tests.helpers import REPO
+from tests.endpoint.conftest import WORKER_PYTHON
+from tests.helpers import REPO, wait_for
 
 pytestmark = pytest.mark.slow
 JOB = json.loads((REPO / "test_input.json").read_text())["input"]

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from app.endpoint import EndpointClient
 from app.settings import Settings
@@ -35,11 +35,22 @@ from app.studio.checks.preflight import (
     PreflightSettings,
     fetch_inventory,
 )
-from app.studio.cost import Quote
+from app.studio.cost import CostRequest, Quote
 from app.studio.ledger import JobRow, Ledger
 
-if TYPE_CHECKING:  # jobs.Studio holds a Gate
-    from app.studio.jobs import Prepared
+
+class Prepared(Protocol):
+    """What the gate reads of a prepared job (app.studio.jobs.Prepared, which holds a Gate)."""
+
+    @property
+    def request(self) -> CostRequest: ...
+
+    @property
+    def quote(self) -> Quote: ...
+
+    @property
+    def filled(self) -> Any: ...  # workflows.fill.FilledWorkflow: its `workflow`
+
 
 log = logging.getLogger("wanpod.gate")
 
