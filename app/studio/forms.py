@@ -72,6 +72,7 @@ class PipelineForm:
     prompt_default: str = ""
     negative_used: Mapping[str, bool] = field(default_factory=dict)  # by mode
     names: Mapping[str, str] = field(default_factory=dict)  # our key -> fill param name
+    descriptions: Mapping[str, str] = field(default_factory=dict)  # our key -> the catalog's
 
     def label_of(self, param: str) -> str:
         for ours, theirs in self.names.items():

@@ -67,6 +67,7 @@ def form_for(t: Any) -> PipelineForm:
         negative_default=str(t.default("negative_prompt", t.default_mode) or ""),
         prompt_default="",
         negative_used={m: float(t.default("cfg", m) or 1) != 1.0 for m in modes},
+        descriptions={n: t.params[n].description for n in _NAMES if n in t.params},
         names={
             "mode": "mode",
             "resolution": "resolution",

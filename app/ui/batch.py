@@ -5,63 +5,82 @@
   optional seed list, prompts one per line, the combined quote and "Generate batch", then the
   batch's jobs (id, seed, prompt, state, progress) and their videos as they finish;
 - `draft_final_panel()` under the job buttons: the "Draft → final" button and its note;
-- `wire_batch(cb, batch, final, inputs=..., job_id=..., frames_md=...)` after the form's inputs
-  exist, to wire both.
+- `wire_batch(cb, batch, final, job_id=..., after_fill=...)` after the form exists, to wire both.
 
-API names: `/batch_quote` (form values + number of seeds, seed list, prompts -> the combined
+API names: `/batch_quote` (the form's fields + count, seeds, prompts -> the combined
 quote, with every limit the batch would break), `/generate_batch` (the same inputs; refuses the
 whole batch up front or sends every job through `Studio.submit`, then streams the batch's table,
 videos and job ids until every job is final), `/draft_final` (a job id -> the final job's form
-values and a note with the draft's and the final's quotes; the page then shows the final's own
-quote in the quote line and the operator presses Generate to send it). Planning and arithmetic
+values and a note with the draft's and the final's quotes; the page then shows them in the
+final's form, with its own quote in the quote line, and the operator presses Generate to send it;
+the service is asked once per click). Planning and arithmetic
 live in app/studio/batch.py and app/studio/promote.py.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from app.errors import user_message
-from app.studio.batch import BatchRun, BatchService
-from app.studio.forms import ADVANCED
+from app.studio.batch import BatchPlan, BatchRun, BatchService
 from app.studio.promote import promote
-from app.ui.history import HistoryCallbacks
+from app.ui.callbacks import user_of
+from app.ui.fields import Number, Textbox, described
 
 BATCH_TICK_S = 0.5  # the batch table's refresh while jobs run
-_N_FORM = 11 + len(ADVANCED)  # the page's form inputs before the batch's own three
+
+
+@dataclass
+class BatchPanel:
+    count: Any
+    seeds: Any
+    prompts: Any
+    quote: Any
+    button: Any
+    status: Any
+    gallery: Any
+    ids: Any
+
+
+@dataclass
+class DraftFinalPanel:
+    button: Any
+    note: Any
+    values: Any  # a gr.State: the final's FormValues, for the page's form
 
 
 class BatchCallbacks:
-    """Thin functions over `BatchService` and `promote`; errors go through `cb._error`."""
+    """Thin functions over `BatchService` and `promote`; errors go through `cb.error`. The batch
+    events read the form by name (`cb.form.kwargs`) plus the batch's own count, seeds, prompts."""
 
-    def __init__(self, cb: Any) -> None:
+    def __init__(self, cb: Any, final: DraftFinalPanel) -> None:
         self.cb = cb
         self.studio = cb.studio
         self.service = BatchService(cb.studio)
-        self.form = HistoryCallbacks(cb)  # its form_for(values): the whole form in one answer
+        self.final = final
 
-    def _plan(self, args: tuple[Any, ...]):
-        values = self.cb.values(*args[:_N_FORM])
-        count, seeds, prompts = args[_N_FORM:]
-        return self.service.plan(values, count, seeds, prompts)
+    def _plan(self, count: Any, seeds: Any, prompts: Any, fields: dict[str, Any]) -> BatchPlan:
+        return self.service.plan(self.cb.form.values(fields), count, seeds, prompts)
 
-    def quote(self, request: gr.Request, *args: Any) -> str:
-        user = getattr(request, "username", None) if request is not None else None
-        count, seeds, prompts = args[_N_FORM:]
+    def quote(
+        self, request: gr.Request, count: Any, seeds: Any, prompts: Any, **fields: Any
+    ) -> str:
+        """The batch's combined quote (each job quoted, then added up) and every limit the
+        batch would break."""
         if (count in (None, "", 1, 1.0)) and not (seeds or "").strip() and not prompts:
             return (
                 "Set a number of seeds, a seed list or several prompts (one per line): each "
                 "becomes its own job, quoted here together before you press Generate batch."
             )
         try:
-            checked = self.service.check(self._plan(args), user)
+            plan = self._plan(count, seeds, prompts, fields)
+            checked = self.service.check(plan, user_of(request))
         except Exception as exc:
-            return f"⚠️ {user_message(exc, self.studio.settings.secret_values())}"
+            return f"⚠️ {self.cb.message(exc)}"
         line = f"**Batch of {checked.plan.describe()}:** {checked.quote.summary()}"
         if checked.refusals:
             line += (
@@ -70,12 +89,16 @@ class BatchCallbacks:
             )
         return line
 
-    def generate(self, request: gr.Request, *args: Any) -> Iterator[tuple[Any, ...]]:
-        user = getattr(request, "username", None) if request is not None else None
+    def generate(
+        self, request: gr.Request, count: Any, seeds: Any, prompts: Any, **fields: Any
+    ) -> Iterator[tuple[Any, ...]]:
+        """Refuse the whole batch up front, or send every job; then stream the batch's table,
+        videos and job ids until every job is final."""
         try:
-            run = self.service.submit(self._plan(args), user=user)
+            plan = self._plan(count, seeds, prompts, fields)
+            run = self.service.submit(plan, user=user_of(request))
         except Exception as exc:
-            raise self.cb._error(exc) from None
+            raise self.cb.error(exc) from None
         if run.error:
             gr.Warning(run.error)
         yield from self.follow(run)
@@ -102,27 +125,15 @@ class BatchCallbacks:
             live = next(rid for rid, v, _ in views if v is not None and not v.final)
             tracker.wait(live, tracker.version(live), BATCH_TICK_S)
 
-    def draft_final(self, rid: str | None) -> tuple[Any, ...]:
-        """The final job's form values (plain, for API clients) and the draft → final note."""
+    def draft_final(self, job_id: str | None) -> dict[Any, Any]:
+        """A finished turbo draft's final: its form values in quality mode at the next bigger
+        size (same seed and prompt), and a note with the draft's and the final's quotes."""
         try:
-            p = promote(self.studio, (rid or "").strip())
+            p = promote(self.studio, (job_id or "").strip())
         except Exception as exc:
-            raise self.cb._error(exc) from None
-        v = p.values
-        return (
-            v.pipeline, v.mode, v.prompt, v.negative_prompt, v.start_image, v.end_image, None,
-            v.resolution, v.seconds, v.seed, v.randomize, *(getattr(v, k) for k in ADVANCED),
-            p.summary(),
-        )  # fmt: skip
-
-    def draft_final_form(self, rid: str | None) -> tuple[Any, ...]:
-        """The same values with the pipeline's visibility, choices and ranges for its quality
-        mode (the page's form_update runs only on a user's own pipeline/mode choice)."""
-        try:
-            p = promote(self.studio, (rid or "").strip())
-        except Exception as exc:
-            raise self.cb._error(exc) from None
-        return self.form.form_for(p.values)
+            raise self.cb.error(exc) from None
+        final = {self.final.note: p.summary(), self.final.values: p.values}
+        return {**self.cb.form.plain(p.values), **final}
 
 
 def _seed(row: Any) -> str:
@@ -166,42 +177,24 @@ def batch_html(run: BatchRun, views: list[tuple[str, Any, Any]]) -> str:
     )
 
 
-@dataclass
-class BatchPanel:
-    count: Any
-    seeds: Any
-    prompts: Any
-    quote: Any
-    button: Any
-    status: Any
-    gallery: Any
-    ids: Any
-
-
-@dataclass
-class DraftFinalPanel:
-    button: Any
-    note: Any
-
-
 def batch_panel(cb: Any) -> BatchPanel:
     """The Batch accordion (inside the page's form column)."""
     most = int(getattr(cb.studio.settings, "batch_max", 16))
     with gr.Accordion("Batch: several seeds or prompts", open=False, elem_id="wp-batch"):
         with gr.Row():
-            count = gr.Number(
+            count = Number(
                 value=1,
                 precision=None,
                 label=f"Number of seeds (1..{most})",
                 info="random ones with Randomize seed, else the seed and the ones after it",
                 elem_id="wp-batch-count",
             )
-            seeds = gr.Textbox(
+            seeds = Textbox(
                 label="Seed list (optional; replaces the number)",
                 placeholder="e.g. 11, 12, 13",
                 elem_id="wp-batch-seeds",
             )
-        prompts = gr.Textbox(
+        prompts = Textbox(
             label="Prompts, one per line (empty: the form's prompt)",
             lines=3,
             elem_id="wp-batch-prompts",
@@ -217,6 +210,10 @@ def batch_panel(cb: Any) -> BatchPanel:
             elem_id="wp-batch-gallery",
         )
         ids = gr.Textbox(label="Batch job ids", interactive=False, elem_id="wp-batch-ids")
+    described(count, f"how many seeds (1..{most}): random ones when randomize is true, else the "
+              "form's seed and the ones after it")  # fmt: skip
+    described(seeds, "the seeds, separated by commas or spaces; replaces count when given")
+    described(prompts, "prompts, one per line, each run with every seed; empty: the form's")
     return BatchPanel(count, seeds, prompts, quote, button, status, gallery, ids)
 
 
@@ -224,7 +221,7 @@ def draft_final_panel() -> DraftFinalPanel:
     """ "Draft → final" for the job shown (under the page's job buttons)."""
     button = gr.Button("Draft → final (quality, larger size)", size="sm", elem_id="wp-draft-final")
     note = gr.Markdown(elem_id="wp-draft-final-note")
-    return DraftFinalPanel(button, note)
+    return DraftFinalPanel(button, note, gr.State(None))
 
 
 def wire_batch(
@@ -232,47 +229,38 @@ def wire_batch(
     batch: BatchPanel,
     final: DraftFinalPanel,
     *,
-    inputs: list[Any],
     job_id: Any,
-    frames_md: Any,
+    after_fill: Callable[[Any], Any],
 ) -> BatchCallbacks:
-    bc = BatchCallbacks(cb)
-    batch_inputs = [*inputs, batch.count, batch.seeds, batch.prompts]
+    """The batch's and draft -> final's events; `after_fill(event)` chains what follows a filled
+    form (its quote and frame note)."""
+    bc = BatchCallbacks(cb, final)
+    form = cb.form
+    batch_inputs = {**form.kwargs, "count": batch.count, "seeds": batch.seeds,
+                    "prompts": batch.prompts}  # fmt: skip
     gr.on(
-        [batch.count.change, batch.seeds.change, batch.prompts.change, *(c.change for c in inputs)],
+        [batch.count.change, batch.seeds.change, batch.prompts.change,
+         *(c.change for c in form.inputs)],
         bc.quote,
-        batch_inputs,
-        batch.quote,
+        inputs_kwargs=batch_inputs,
+        outputs=batch.quote,
         api_name="batch_quote",
         show_progress="hidden",
         trigger_mode="always_last",
-    )
+    )  # fmt: skip
     batch.button.click(
         bc.generate,
-        batch_inputs,
-        [batch.status, batch.gallery, batch.ids],
+        inputs_kwargs=batch_inputs,
+        outputs=[batch.status, batch.gallery, batch.ids],
         api_name="generate_batch",
         show_progress="hidden",
     )
-    final.button.click(
+    event = final.button.click(
         bc.draft_final,
         job_id,
-        [*inputs, final.note],
+        [*form.inputs, final.note, final.values],
         api_name="draft_final",
         show_progress="hidden",
-    ).then(
-        bc.draft_final_form,
-        job_id,
-        inputs,
-        api_name="draft_final_form",
-        api_visibility="private",
-        show_progress="hidden",
-    ).then(
-        cb.frames_note,
-        [inputs[0], inputs[8]],  # pipeline, seconds
-        frames_md,
-        api_name="draft_final_frames",
-        api_visibility="private",
-        show_progress="hidden",
     )
+    after_fill(form.shown(event, final.values))
     return bc

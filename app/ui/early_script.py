@@ -14,8 +14,8 @@ while the HTML is parsed; Gradio's module scripts run after). The fix runs the s
 frame requests (recognised by their module in the caller's stack) at 4 Hz on a timer instead:
 their timers show tenths of a second, and our page hides them anyway (show_progress="hidden").
 Every other frame request goes to the browser unchanged. A browser test
-(tests/app/test_browser.py) counts an idle page's frames, so a Gradio upgrade that renames the
-module or fixes the leak shows up.
+(tests/app/test_browser.py) waits for an idle page to have no frame request waiting (a frame loop
+always has one), so a Gradio upgrade that renames the module or fixes the leak shows up.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The studio's History section: a filterable gallery of past jobs, one opened job, reuse, rerun.
 
-`build_history(cb, blocks, inputs=..., watch_out=..., quote_md=..., frames_md=...)` is called by
-`app.ui.page.build_ui` inside the Blocks (after the form and result column, so it spans the page).
-It renders and wires:
+`build_history(cb, blocks, watch_out=..., after_fill=...)` is called by `app.ui.page.build_ui`
+inside the Blocks (after the form and result column, so it spans the page). It renders and wires:
 - filters (text in the prompt or job id, pipeline, status group) and a Refresh button over a
   `gr.Gallery` of thumbnails (app/studio/history.py: first frame JPEGs, placeholders for jobs
   without a video), newest first, at most GALLERY_LIMIT jobs;
@@ -12,20 +11,21 @@ It renders and wires:
 - "Reuse settings" (the opened job's form values, its pipeline and kept input images included)
   and "Rerun exactly" (the same filled workflow and seed as a new job, streamed into the page's
   status panel like Generate).
+`History.wire_reuse(button, job_id)` wires the page's own "Reuse settings" (API `/reuse`), and
+`History.refresh_after(event)` chains a gallery refresh after an event (a job streamed to its end).
 
-Reuse across pipelines: the page's `form_update` (visibility, choices, ranges and defaults of a
+Reuse across pipelines: the form's `layout` (visibility, choices, ranges and defaults of a
 pipeline) runs on the pipeline/mode `.input` events (a user's choice), never on a programmatic
-change, and `reuse_form` returns that same update for the job's pipeline and mode with the job's
-values in it; one answer, so no later default can overwrite a reused value.
-`HistoryCallbacks.form_for(values)` is that one answer for any `FormValues` (for other features
-that fill the form, e.g. draft -> final). `History.refresh_after(event)` chains a gallery refresh
-after an event (a job streamed to its end).
+change, and a reuse answers `Form.updates(values)`: that same layout for the job's pipeline and
+mode with the job's values in it; one answer, so no later default can overwrite a reused value.
+Either way the service is asked once per click (`HistoryCallbacks.reused`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import gradio as gr
 
 from app.studio import history as hist
-from app.studio.forms import ADVANCED, FormValues
+from app.studio.forms import FormValues
 from app.studio.jobs import details
 
 GALLERY_LIMIT = 48
@@ -49,6 +49,7 @@ class HistoryCallbacks:
     def __init__(self, cb: Any) -> None:
         self.cb = cb
         self.studio = cb.studio
+        self.values: Any = None  # a gr.State (build_history): what /reuse gave the page
 
     @property
     def results_dir(self) -> Path:
@@ -105,22 +106,21 @@ class HistoryCallbacks:
         name = str((row.params or {}).get(param) or "")
         if not name or "/" in name or "\\" in name or name.startswith("."):
             return None
-        kept = Path(self.studio.settings.data_dir) / "inputs" / row.id / name
+        kept = self.studio.inputs_dir(row.id) / name
         out = hist.restore_input(kept, self.results_dir / row.id / "inputs" / name)
         return str(out) if out else None
 
-    def reuse_form(self, rid: str | None) -> tuple[Any, ...]:
-        """The form (every input of the page, in `inputs` order) set to a past job's values, with
-        its pipeline's visibility, choices and ranges."""
+    def reused(self, rid: str | None) -> FormValues:
+        """A past job's form values as the user set them (one call of the service), with its
+        kept input images where its pipeline takes them."""
         rid = (rid or "").strip()
         try:
             v = self.studio.reuse(rid)
         except Exception as exc:
-            raise self.cb._error(exc) from None
+            raise self.cb.error(exc) from None
         form = self.studio.forms.get(v.pipeline)
         row = self.studio.ledger.get(rid)
         if form is not None and row is not None:
-            frames = (row.params or {}).get("frames")
             images = {  # the job's images, or none where it had none
                 param: self._kept_image(row, param) if used else None
                 for param, used in (
@@ -128,37 +128,18 @@ class HistoryCallbacks:
                     ("end_image", form.needs_end),
                 )
             }
-            seconds = v.seconds
-            if not form.byo:
-                seconds = hist.form_seconds(v.seconds, frames, form.seconds, form.fps)
-            v = dataclasses.replace(v, seconds=seconds, **images)
-        return self.form_for(v)
+            v = dataclasses.replace(v, **images)
+        return v
 
-    def form_for(self, v: FormValues) -> tuple[Any, ...]:
-        """Updates for every input of the page (`inputs` order) that show `v` in the form of
-        `v.pipeline` and `v.mode`: that form's visibility, choices and ranges, with v's values
-        (an advanced field left None keeps the mode's default; images only where the pipeline
-        takes them). One answer, so nothing resets a value afterwards (see the module doc)."""
-        mode_u, start_u, end_u, wf_u, res_u, sec_u, neg_u, *adv_u = self.cb.form_update(
-            v.pipeline, v.mode
-        )
-        form = self.studio.forms.get(v.pipeline)
-        if v.resolution:
-            res_u["value"] = v.resolution
-        sec_u["value"] = v.seconds
-        neg_u["value"] = v.negative_prompt
-        if form is not None:
-            if form.needs_start:
-                start_u["value"] = v.start_image
-            if form.needs_end:
-                end_u["value"] = v.end_image
-        for key, update in zip(ADVANCED, adv_u, strict=True):
-            if getattr(v, key) is not None and update.get("visible"):
-                update["value"] = getattr(v, key)
-        return (
-            v.pipeline, mode_u, v.prompt, neg_u, start_u, end_u, wf_u, res_u, sec_u, v.seed,
-            v.randomize, *adv_u,
-        )  # fmt: skip
+    def reuse(self, job_id: str | None) -> dict[Any, Any]:
+        """A past job's form values: its pipeline, prompts, size, duration, seed (fixed), mode
+        and advanced settings, and its kept input images."""
+        v = self.reused(job_id)
+        return {**self.cb.form.plain(v), self.values: v}
+
+    def reuse_form(self, rid: str | None) -> dict[Any, Any]:
+        """The whole form set to a past job's values, in its pipeline's layout."""
+        return self.cb.form.updates(self.reused(rid))
 
 
 @dataclass
@@ -169,6 +150,7 @@ class History:
     rids: gr.State
     note: gr.Markdown
     opened: gr.State
+    after_fill: Callable[[Any], Any]
 
     def refresh_after(self, event: Any) -> Any:
         return event.then(
@@ -180,49 +162,27 @@ class History:
             show_progress="hidden",
         )
 
-
-def _after_reuse(event: Any, cb: Any, inputs: list[Any], quote_md: Any, frames_md: Any) -> None:
-    event.then(
-        cb.quote,
-        inputs,
-        quote_md,
-        api_name="history_reuse_quote",
-        api_visibility="private",
-        show_progress="hidden",
-    ).then(
-        cb.frames_note,
-        [inputs[0], inputs[8]],  # pipeline, seconds (the frame note depends on the fps)
-        frames_md,
-        api_name="history_reuse_frames",
-        api_visibility="private",
-        show_progress="hidden",
-    )
-
-
-def chain_reuse(
-    history: History, event: Any, job_id: Any, inputs: list[Any], quote_md: Any, frames_md: Any
-) -> None:
-    """After the page's /reuse (plain values, for API clients): the same job's full form update."""
-    again = event.then(
-        history.callbacks.reuse_form,
-        job_id,
-        inputs,
-        api_name="reuse_form",
-        api_visibility="private",
-        show_progress="hidden",
-    )
-    _after_reuse(again, history.callbacks.cb, inputs, quote_md, frames_md)
+    def wire_reuse(self, button: Any, job_id: Any) -> None:
+        """The page's "Reuse settings" for the job shown: `/reuse` gives API clients the plain
+        values (and keeps them in a State); the page then shows them in their pipeline's form
+        from that State, without asking the service again."""
+        hc = self.callbacks
+        form = hc.cb.form
+        event = button.click(
+            hc.reuse,
+            job_id,
+            [*form.inputs, hc.values],
+            api_name="reuse",
+            show_progress="hidden",
+        )
+        self.after_fill(form.shown(event, hc.values))
 
 
 def build_history(
-    cb: Any,
-    blocks: gr.Blocks,
-    *,
-    inputs: list[Any],
-    watch_out: list[Any],
-    quote_md: Any,
-    frames_md: Any,
+    cb: Any, blocks: gr.Blocks, *, watch_out: list[Any], after_fill: Callable[[Any], Any]
 ) -> History:
+    """The History accordion and its events; `after_fill(event)` chains what follows a filled
+    form (its quote and frame note)."""
     hc = HistoryCallbacks(cb)
     forms = cb.studio.forms
     with gr.Accordion("History", open=True, elem_id="wp-history"):
@@ -261,6 +221,7 @@ def build_history(
         )
         rids = gr.State([])
         opened = gr.State("")
+        hc.values = gr.State(None)  # the values /reuse gave, for the page's form
         with gr.Row():
             with gr.Column(scale=5):
                 video = gr.Video(
@@ -280,7 +241,7 @@ def build_history(
         gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions wrap in full
 
     filters = [text, pipeline, status]
-    history = History(hc, filters, gallery, rids, note, opened)
+    history = History(hc, filters, gallery, rids, note, opened, after_fill)
     listing = [gallery, rids, note]
     gr.on(
         [text.submit, text.change, pipeline.change, status.change, refresh.click],
@@ -301,19 +262,15 @@ def build_history(
         api_visibility="private",
         show_progress="hidden",
     )
-    _after_reuse(
+    after_fill(
         reuse.click(
             hc.reuse_form,
             opened,
-            inputs,
+            cb.form.inputs,
             api_name="history_reuse",
             api_visibility="private",
             show_progress="hidden",
-        ),
-        cb,
-        inputs,
-        quote_md,
-        frames_md,
+        )
     )
     history.refresh_after(
         rerun.click(

@@ -7,6 +7,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,24 +240,30 @@ def test_a_batch_stopped_half_way_names_what_was_and_was_not_sent():
 
 
 # -- draft -> final refusals and values, on a real ledger ----------------------------------------
-@pytest.fixture
-def offline(tmp_path):
-    """The studio's services without an endpoint: promote reads the ledger and quotes only."""
+def offline_studio(folder: Path, cls: type | None = None) -> Any:
+    """The studio's services (`cls`: Studio or a subclass) on a real ledger in `folder`, without
+    an endpoint: they read the ledger and quote, and send nothing."""
     from app.studio.jobs import Studio
     from app.studio.ledger import Ledger
     from workflows.fill import fill
 
     forms, byo_fill = load_forms()
-    return Studio(
-        settings=Settings.from_env({"WANPOD_DATA_DIR": str(tmp_path)}),
+    return (cls or Studio)(
+        settings=Settings.from_env({"WANPOD_DATA_DIR": str(folder)}),
         forms=forms,
         fill=fill,
         byo_fill=byo_fill,
         endpoint=None,
-        ledger=Ledger(tmp_path / "ledger.sqlite3"),
+        ledger=Ledger(folder / "ledger.sqlite3"),
         tracker=None,
         prices=cost.load_prices(PRICES_PATH),
     )
+
+
+@pytest.fixture
+def offline(tmp_path):
+    """The studio's services without an endpoint: promote reads the ledger and quotes only."""
+    return offline_studio(tmp_path)
 
 
 def job(studio, template="t2v_14b", mode="turbo", state="COMPLETED", res="480p square") -> str:
