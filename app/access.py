@@ -3,6 +3,8 @@
 `Access.from_env(env, share=None)` reads, once:
 - APP_AUTH: `user:password` pairs, comma-separated (`ann:pw1,bob:pw2`; a password may contain
   `:` but not `,`). Users must be unique and non-empty, passwords non-empty.
+- APP_ADMINS: user names (comma-separated, each one of APP_AUTH's) who see every user's jobs;
+  everyone else sees only their own (app/studio/owners.py).
 - APP_ALLOW_PUBLIC_WITHOUT_AUTH: true/false (default false).
 - GRADIO_SHARE: true/false (default false); `python -m app --share` passes share=True.
 - GRADIO_ROOT_PATH: the path (`/wanpod`) or full URL the studio is served under behind a reverse
@@ -25,7 +27,13 @@ from typing import Any
 from app.environment import Secret, env_bool
 from app.errors import AccessError, ConfigError
 
-ENV_VARS = ("APP_AUTH", "APP_ALLOW_PUBLIC_WITHOUT_AUTH", "GRADIO_SHARE", "GRADIO_ROOT_PATH")
+ENV_VARS = (
+    "APP_AUTH",
+    "APP_ADMINS",
+    "APP_ALLOW_PUBLIC_WITHOUT_AUTH",
+    "GRADIO_SHARE",
+    "GRADIO_ROOT_PATH",
+)
 AUTH_MESSAGE = "WanPod studio: sign in (accounts are set by the operator in APP_AUTH)."
 
 
@@ -50,6 +58,19 @@ def parse_auth(raw: str | None) -> tuple[tuple[str, Secret], ...]:
             raise ConfigError(f"{where}: user {user!r} appears twice; each user once")
         users.append((user, Secret(password)))
     return tuple(users)
+
+
+def parse_admins(raw: str | None, users: tuple[tuple[str, Secret], ...]) -> tuple[str, ...]:
+    """APP_ADMINS -> user names; each must be an APP_AUTH user."""
+    names = tuple(n.strip() for n in (raw or "").split(",") if n.strip())
+    known = {u for u, _ in users}
+    for name in names:
+        if name not in known:
+            allowed = ", ".join(sorted(known)) or "none (APP_AUTH is not set)"
+            raise ConfigError(
+                f"APP_ADMINS names {name!r}, who is not in APP_AUTH; allowed: {allowed}"
+            )
+    return names
 
 
 def parse_root_path(raw: str | None) -> str:
@@ -97,6 +118,7 @@ class Credentials:
 @dataclass(frozen=True)
 class Access:
     users: tuple[tuple[str, Secret], ...] = ()
+    admins: tuple[str, ...] = ()
     allow_public_without_auth: bool = False
     share: bool = False
     root_path: str = ""
@@ -114,8 +136,10 @@ class Access:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], share: bool | None = None) -> Access:
+        users = parse_auth(env.get("APP_AUTH"))
         return cls(
-            users=parse_auth(env.get("APP_AUTH")),
+            users=users,
+            admins=parse_admins(env.get("APP_ADMINS"), users),
             allow_public_without_auth=env_bool(env, "APP_ALLOW_PUBLIC_WITHOUT_AUTH"),
             share=env_bool(env, "GRADIO_SHARE") if share is None else share,
             root_path=parse_root_path(env.get("GRADIO_ROOT_PATH")),

@@ -3,6 +3,8 @@
 - `HistoryFilter.from_ui(text, pipeline, status)` turns the page's filter fields into a ledger
   query (`Ledger.search`): text in the prompt (or the job id), one pipeline, one status group
   (`STATUS_GROUPS`: "Live" is every queued/running state).
+- `listing(ledger, filt, caller, limit)`: the rows the caller may see (their own; an admin's:
+  everyone's), filtered, newest first.
 - `gallery_items(rows, titles, results_dir)` -> one `HistoryItem` per ledger row, newest first:
   its thumbnail (or a placeholder image for jobs without a video: failed, cancelled, lost, live),
   a caption with status, pipeline, mode, size, seed, cost and prompt, and the row id.
@@ -26,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.endpoint.states import JobState
-from app.studio.ledger import LIVE_STATES, JobRow
+from app.studio.ledger import LIVE_STATES, JobRow, Ledger
+from app.studio.owners import Caller
 from workflows.catalog import frames_for
 
 log = logging.getLogger("wanpod.history")
@@ -72,6 +75,11 @@ class HistoryFilter:
     @property
     def active(self) -> bool:
         return bool(self.text or self.template or self.states is not None)
+
+
+def listing(ledger: Ledger, filt: HistoryFilter, caller: Caller, limit: int) -> list[JobRow]:
+    """The caller's jobs (an admin's: everyone's) matching `filt`, newest first."""
+    return ledger.search(filt.text, filt.template, filt.states, limit, user=caller.scope)
 
 
 @dataclass(frozen=True)

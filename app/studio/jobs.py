@@ -8,12 +8,16 @@ fill function, endpoint client, ledger, tracker, prices) and has no Gradio in it
   pre-flight; refusals raise before anything is written or sent), images prepared, a ledger row
   written BEFORE /run (with `policy.executionTimeout` from the quote), the RunPod
   job id stored the moment /run answers, and the tracker told to follow it. Returns the row id.
-- `rerun(rid, user)`: the same filled workflow and seed as a new job (limits and pre-flight
-  apply; input images are kept per job in the data folder for this); `reuse(rid)`: a past job's
-  form values. Each row keeps its recipe: template, template version (hash), seed, and the
-  worker-reported ComfyUI version.
-- `cancel(rid)`: /cancel for a live job; the tracker records CANCELLED and the partial cost.
-- `view(rid)`: what a page shows for a row (status line, fraction, video path, details).
+- `rerun(rid, caller)`: the same filled workflow and seed as a new job (limits and pre-flight
+  apply; input images are kept per job in the data folder for this); `reuse(rid, caller)`: a
+  past job's form values. Each row keeps its recipe: template, template version (hash), seed,
+  and the worker-reported ComfyUI version.
+- `cancel(rid, caller)`: /cancel for a live job; the tracker records CANCELLED and the partial
+  cost.
+- `view(rid, caller)`: what a page shows for a row (status line, fraction, video path, details).
+Every job lookup takes the caller (app/studio/owners.py) and goes through `row(rid, caller)`:
+under APP_AUTH a user reaches only their own jobs (an admin every job); another user's job is
+answered like an unknown one.
 Every refusal is a StudioError naming the field (ParamError from workflows becomes InputError).
 """
 
@@ -39,6 +43,7 @@ from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
 from app.studio.images import prepare_image
 from app.studio.ledger import JobRow, Ledger
+from app.studio.owners import Caller
 from app.studio.progress import ProgressView, Samplers, describe, samplers
 from app.studio.reuse import asked
 from app.studio.tracker import Tracker
@@ -234,9 +239,11 @@ class Studio:
         return rid
 
     # -- history: rerun exactly, reuse settings ------------------------------------------------
-    def rerun(self, rid: str, user: str | None = None) -> str:
-        """The same filled workflow (same seed) as a new job and ledger row; limits apply."""
-        row = self.row(rid)
+    def rerun(self, rid: str, caller: Caller) -> str:
+        """The same filled workflow (same seed) as a new job and ledger row, sent as the caller's
+        own; limits apply."""
+        row = self.row(rid, caller)
+        user = caller.user
         job_input: dict[str, Any] = {"workflow": row.workflow}
         kept = self.inputs_dir(row.id)
         names = [str(n["inputs"]["image"]) for n in row.workflow.values()
@@ -259,9 +266,9 @@ class Studio:
         args = (prep, row.mode, filled.params, job_input, clearance, user, recipe, row.form)
         return self._send(*args)
 
-    def reuse(self, rid: str) -> FormValues:
+    def reuse(self, rid: str, caller: Caller) -> FormValues:
         """The form values of a past job as the user set them (its seed fixed, not randomized)."""
-        row = self.row(rid)
+        row = self.row(rid, caller)
         if row.form is None:
             raise InputError("job", f"{rid!r} was not sent from the form; it has no form values")
         return row.form
@@ -270,10 +277,15 @@ class Studio:
         return samplers(self.ledger.workflow(rid))
 
     # -- rows --------------------------------------------------------------------------------
-    def row(self, rid: str | None) -> JobRow:
-        """The ledger row `rid`, or an InputError saying it is not a job of this studio."""
-        row = self.ledger.get((rid or "").strip())
-        if row is None:
+    def caller(self, username: str | None) -> Caller:
+        """The caller for a signed-in user name (Gradio's `request.username`)."""
+        return Caller.of(username, self.settings.access)
+
+    def row(self, rid: str | None, caller: Caller, workflow: bool = True) -> JobRow:
+        """The ledger row `rid` when `caller` may see it, else an InputError saying it is not a
+        job of this studio (the same words for another user's job as for an unknown one)."""
+        row = self.ledger.get((rid or "").strip(), workflow=workflow)
+        if row is None or not caller.sees(row.user):
             raise InputError("job", f"{rid!r} is not a job of this studio")
         return row
 
@@ -282,10 +294,10 @@ class Studio:
         return self.settings.data_dir / "inputs" / rid
 
     # -- cancel ------------------------------------------------------------------------------
-    def cancel(self, rid: str) -> str:
+    def cancel(self, rid: str, caller: Caller) -> str:
         """Ask RunPod to cancel a queued or running job; the tracker records the end (CANCELLED,
         with the billed seconds so far). Returns a line for the operator."""
-        row = self.row(rid)
+        row = self.row(rid, caller)
         if row.final:
             return f"Job {rid} already ended {row.state}."
         if not row.job_id:
@@ -299,11 +311,12 @@ class Studio:
         return f"Cancel sent for job {rid}; RunPod stops it and the worker interrupts ComfyUI."
 
     # -- view --------------------------------------------------------------------------------
-    def view(self, rid: str) -> JobView | None:
+    def view(self, rid: str, caller: Caller) -> JobView | None:
         """What a page shows for `rid`, read at every update: the row without its workflow, and
-        the workflow's samplers read once per job."""
-        row = self.ledger.get(rid, workflow=False)
-        if row is None:
+        the workflow's samplers read once per job. None: no such job of the caller's."""
+        try:
+            row = self.row(rid, caller, workflow=False)
+        except InputError:
             return None
         start = row.submitted_at or row.created_at
         end = row.finished_at or time.time()

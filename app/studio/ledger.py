@@ -224,10 +224,15 @@ class Ledger:
         template: str | None = None,
         states: tuple[str, ...] | None = None,
         limit: int = 48,
+        user: str | None = None,
     ) -> list[JobRow]:
         """Newest first, filtered: `text` is a case-insensitive substring of the prompt or of the
-        row id, `template` an exact template id, `states` the allowed states (None: all)."""
+        row id, `template` an exact template id, `states` the allowed states (None: all), `user`
+        the user who sent it (None: every user's)."""
         where, args = [], []
+        if user is not None:
+            where.append("user = ?")
+            args.append(user)
         if text.strip():
             like = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%")
             like = like.replace("_", "\\_") + "%"

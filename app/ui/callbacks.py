@@ -20,6 +20,7 @@ import gradio as gr
 
 from app.errors import user_message
 from app.studio.jobs import Studio
+from app.studio.owners import Caller
 from app.ui.form import Form
 from app.ui.status import status_html
 
@@ -29,6 +30,11 @@ RESYNC_S = 30.0  # a live job's status is sent at least this often (the page's c
 def user_of(request: gr.Request | None) -> str | None:
     """The signed-in user (set under APP_AUTH); Gradio injects `request`, not part of the API."""
     return getattr(request, "username", None) if request is not None else None
+
+
+def caller_of(studio: Studio, request: gr.Request | None) -> Caller:
+    """Who is asking, for the service's job lookups (app/studio/owners.py)."""
+    return studio.caller(user_of(request))
 
 
 class Callbacks:
@@ -76,32 +82,34 @@ class Callbacks:
             rid = self.studio.submit(self.form.values(fields), user=user_of(request))
         except Exception as exc:
             raise self.error(exc) from None
-        yield from self.watch(rid)
+        yield from self.watch(rid, caller_of(self.studio, request))
 
     def rerun(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
         """The job's exact workflow and seed as a new job, streamed like /generate."""
+        caller = caller_of(self.studio, request)
         try:
-            new = self.studio.rerun((job_id or "").strip(), user=user_of(request))
+            new = self.studio.rerun((job_id or "").strip(), caller)
         except Exception as exc:
             raise self.error(exc) from None
-        yield from self.watch(new)
+        yield from self.watch(new, caller)
 
-    def cancel(self, job_id: str | None) -> None:
+    def cancel(self, request: gr.Request, job_id: str | None) -> None:
         """Cancel a queued or running job."""
         try:
-            gr.Info(self.studio.cancel((job_id or "").strip()))
+            gr.Info(self.studio.cancel((job_id or "").strip(), caller_of(self.studio, request)))
         except Exception as exc:
             raise self.error(exc) from None
 
-    def attach(self, job_id: str | None) -> Iterator[tuple[Any, ...]]:
-        """Stream an existing job by id until it is final."""
+    def attach(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
+        """Stream an existing job (one the caller may see) by id until it is final."""
         rid = (job_id or "").strip()
-        if not rid or self.studio.ledger.get(rid) is None:
+        caller = caller_of(self.studio, request)
+        if not rid or self.studio.view(rid, caller) is None:
             yield status_html(None), gr.skip(), gr.skip(), rid or "", gr.skip()
             return
-        yield from self.watch(rid)
+        yield from self.watch(rid, caller)
 
-    def watch(self, rid: str) -> Iterator[tuple[Any, ...]]:
+    def watch(self, rid: str, caller: Caller) -> Iterator[tuple[Any, ...]]:
         """Stream one job's view until it is final (the tracker does the polling).
 
         Yields when the job changed (state, stage, step, video, details; gr.skip() for what did
@@ -113,7 +121,7 @@ class Callbacks:
         sent_at = 0.0
         while True:
             version = tracker.version(rid)
-            view = self.studio.view(rid)
+            view = self.studio.view(rid, caller)
             if view is None:
                 yield status_html(None, f"unknown job {rid}"), gr.skip(), gr.skip(), rid, rid
                 return
