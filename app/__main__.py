@@ -102,7 +102,7 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
     env = dict(os.environ if env is None else env)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from app.environment import Secret
-    from app.errors import StudioError, user_message
+    from app.errors import MB, StudioError, user_message
     from app.settings import Settings
 
     try:
@@ -140,6 +140,7 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         from starlette.middleware import Middleware
 
         from app.ui.early_script import EarlyScript
+        from app.ui.guards import FileGuard, SignInGuard
         from app.ui.page import CSS
 
         blocks.launch(
@@ -153,8 +154,16 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
             prevent_thread_lock=True,
             quiet=False,
             footer_links=["api", "gradio"],
-            # the fix for Gradio's idle frame loop must run before Gradio's own scripts
-            app_kwargs={"middleware": [Middleware(EarlyScript)]},
+            max_file_size=settings.max_upload_mb * MB,  # Gradio refuses bigger uploads
+            # the fix for Gradio's idle frame loop must run before Gradio's own scripts; a job's
+            # stored files for the users who may see the job; failed sign-ins throttled
+            app_kwargs={
+                "middleware": [
+                    Middleware(EarlyScript),
+                    Middleware(FileGuard, studio=studio),
+                    Middleware(SignInGuard),
+                ]
+            },
             **access_kwargs,  # auth, share, root_path (app/access.py)
         )
         done = threading.Event()

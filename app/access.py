@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,61 @@ class Credentials:
 
     def __repr__(self) -> str:
         return f"Credentials({len(self.users)} users)"
+
+
+SIGNIN_WINDOW_S = 300.0  # failed sign-ins count for five minutes
+SIGNIN_PER_USER = 5  # a few typos per user; a password guesser gets 5 tries per 5 minutes
+SIGNIN_PER_ADDRESS = 20  # people behind one NAT may all mistype; one guesser is still stopped
+SIGNIN_KEYS = 10_000  # users and addresses remembered at most (made-up names cannot grow it)
+
+
+class SignInThrottle:
+    """Failed sign-ins per user name and per client address over a sliding window: while either
+    has its limit of failures in the window, `wait_s` says how long until the oldest one ages out
+    (the login is refused until then, right or wrong password)."""
+
+    def __init__(
+        self,
+        window_s: float = SIGNIN_WINDOW_S,
+        per_user: int = SIGNIN_PER_USER,
+        per_address: int = SIGNIN_PER_ADDRESS,
+        keys: int = SIGNIN_KEYS,
+    ) -> None:
+        self.window_s = window_s
+        self.limits = {"user": per_user, "address": per_address}
+        self.keys = keys
+        self._fails: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        times = self._fails.get(key) or deque()
+        while times and now - times[0] >= self.window_s:
+            times.popleft()
+        return times
+
+    def wait_s(self, user: str, address: str, now: float) -> float:
+        """Seconds until a sign-in of `user` from `address` is taken (0: now)."""
+        wait = 0.0
+        for key in (("user", user), ("address", address)):
+            times = self._recent(key, now)
+            limit = self.limits[key[0]]
+            if len(times) >= limit:
+                wait = max(wait, times[-limit] + self.window_s - now)
+        return wait
+
+    def failed(self, user: str, address: str, now: float) -> int:
+        """Record a failure; returns the user's failures in the window."""
+        for key in (("user", user), ("address", address)):
+            times = self._recent(key, now)
+            times.append(now)
+            self._fails[key] = times
+            self._fails.move_to_end(key)
+        while len(self._fails) > self.keys:
+            self._fails.popitem(last=False)
+        return len(self._fails[("user", user)])
+
+    def succeeded(self, user: str) -> None:
+        """A right password clears the user's failures (not its address's)."""
+        self._fails.pop(("user", user), None)
 
 
 @dataclass(frozen=True)

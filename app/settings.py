@@ -67,6 +67,7 @@ class Settings:
     demo_workers: int = 2
     demo_step_delay: float = 0.5
     batch_max: int = 16
+    max_upload_mb: int = 20  # Gradio's max_file_size: images and workflow JSON, /run takes 10 MB
     extra_secrets: tuple[Secret, ...] = ()
     guardrails: Guardrails = field(default_factory=Guardrails)
     access: Access = field(default_factory=Access)
@@ -120,6 +121,7 @@ class Settings:
             demo_workers=env_int(env, "WANPOD_DEMO_WORKERS", 2, 1, 64),
             demo_step_delay=env_float(env, "WANPOD_DEMO_STEP_DELAY", 0.5, 0.0, 30.0),
             batch_max=env_int(env, "WANPOD_BATCH_MAX", 16, 1, 256),
+            max_upload_mb=env_int(env, "WANPOD_MAX_UPLOAD_MB", 20, 1, 1024),
             extra_secrets=extra,
             guardrails=Guardrails.from_env(env),
             access=Access.from_env(env),
