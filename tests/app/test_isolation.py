@@ -27,7 +27,7 @@ NOT_HERS = "is not a job of this studio"
 def shared(stack, tmp_path_factory):
     data = tmp_path_factory.mktemp("shared")
     auth = ",".join(f"{u}:{p}" for u, p in USERS.items())
-    proc = start_studio(stack, data, APP_AUTH=auth, APP_ADMINS="root")
+    proc = start_studio(stack, data, APP_AUTH=auth, APP_ADMINS="root", WANPOD_MAX_UPLOAD_MB="1")
     yield proc, data
     proc.stop()
 
@@ -150,3 +150,13 @@ def test_her_stored_files_download_only_for_her_and_the_admin(shared, hers):
     )
     r = s.get(f"{proc.base_url}/gradio_api/file={sneaky}", timeout=30)
     assert r.status_code == 403
+
+
+def test_uploads_over_the_setting_are_refused(shared):
+    proc, _ = shared
+    s = signed_in(proc, "bob")
+    url = f"{proc.base_url}/gradio_api/upload"
+    big = s.post(url, files={"files": ("big.png", b"\0" * 1_500_000)}, timeout=30)
+    assert big.status_code == 413, big.text  # WANPOD_MAX_UPLOAD_MB=1
+    small = s.post(url, files={"files": ("small.png", b"\0" * 500_000)}, timeout=30)
+    assert small.status_code == 200, small.text
