@@ -155,6 +155,9 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
             quiet=False,
             footer_links=["api", "gradio"],
             max_file_size=settings.max_upload_mb * MB,  # Gradio refuses bigger uploads
+            # each browser session keeps a copy of the page's component config (~0.25 MB) until
+            # Gradio evicts the least recently used beyond this many (its default: 10,000)
+            state_session_capacity=settings.sessions,
             # the fix for Gradio's idle frame loop must run before Gradio's own scripts; a job's
             # stored files for the users who may see the job; failed sign-ins throttled
             app_kwargs={

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from app.endpoint.states import JobState
 from app.studio.ledger import LIVE_STATES, JobRow, Ledger
+from app.studio.markup import md_text
 from app.studio.owners import Caller
 from workflows.catalog import frames_for
 
@@ -256,5 +257,5 @@ def recipe_markdown(row: JobRow) -> str:
         when += f" ({row.finished_at - (row.submitted_at or row.created_at):.1f} s after sending)"
     lines.append(when)
     if row.user:
-        lines.append(f"**User:** {row.user}")
+        lines.append(f"**User:** {md_text(row.user)}")
     return "\n\n".join(lines)

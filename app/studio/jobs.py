@@ -43,6 +43,7 @@ from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
 from app.studio.images import prepare_image
 from app.studio.ledger import JobRow, Ledger
+from app.studio.markup import md_text, md_value
 from app.studio.owners import Caller
 from app.studio.progress import ProgressView, Samplers, describe, samplers
 from app.studio.reuse import asked
@@ -350,19 +351,21 @@ def template_version(template_id: str, workflow_file: str | None = None) -> str:
 
 
 def details(row: JobRow) -> str:
-    """Markdown: parameters and seed used, timings, quote vs actual cost."""
+    """Markdown: parameters and seed used, timings, quote vs actual cost; what a user typed is
+    shown as text (`md_text`: no image, link or HTML from a prompt)."""
     p = row.params or {}
     q = row.quote
     lines = [f"**Job** `{row.id}` · RunPod id `{row.job_id or '-'}` · **{row.state}**"]
     hidden = ("prompt", "negative_prompt", "output_prefix")
     shown = {k: v for k, v in p.items() if k not in hidden and not isinstance(v, dict | list)}
     if p.get("prompt"):
-        lines.append(f"**Prompt:** {p['prompt']}")
+        lines.append(f"**Prompt:** {md_text(p['prompt'])}")
     if p.get("negative_prompt"):
         neg = str(p["negative_prompt"])
-        lines.append(f"**Negative prompt:** {neg[:80]}{'…' if len(neg) > 80 else ''}")
+        lines.append(f"**Negative prompt:** {md_text(neg[:80])}{'…' if len(neg) > 80 else ''}")
     if shown:
-        lines.append("**Parameters:** " + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
+        pairs = (f"{k}={md_value(v)}" for k, v in sorted(shown.items()))
+        lines.append("**Parameters:** " + ", ".join(pairs))
     if q:
         lines.append(
             f"**Quote:** ≈{q.execution_s:.0f} GPU s = ${q.dollars:.4f} on {q.gpu} ({q.basis});"
@@ -380,5 +383,5 @@ def details(row: JobRow) -> str:
             f"(quote ${quoted:.4f})"
         )
     if row.error:
-        lines.append(f"**Error:** {row.error}")
+        lines.append(f"**Error:** {md_text(row.error)}")
     return "\n\n".join(lines)

@@ -28,6 +28,7 @@ import gradio as gr
 
 from app.errors import InputError
 from app.studio.batch import BatchPlan, BatchRun, BatchService
+from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.promote import promote
 from app.ui.callbacks import caller_of, user_of
@@ -82,7 +83,7 @@ class BatchCallbacks:
             plan = self._plan(count, seeds, prompts, fields)
             checked = self.service.check(plan, user_of(request))
         except Exception as exc:
-            return f"⚠️ {self.cb.message(exc)}"
+            return f"⚠️ {md_text(self.cb.message(exc))}"
         line = f"**Batch of {checked.plan.describe()}:** {checked.quote.summary()}"
         if checked.refusals:
             line += (

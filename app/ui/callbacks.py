@@ -20,6 +20,7 @@ import gradio as gr
 
 from app.errors import user_message
 from app.studio.jobs import Studio
+from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.ui.form import Form
 from app.ui.status import status_html
@@ -55,7 +56,7 @@ class Callbacks:
         try:
             prep = self.studio.prepare(self.form.values(fields))
         except Exception as exc:
-            return f"⚠️ {self.message(exc)}"
+            return f"⚠️ {md_text(self.message(exc))}"
         line = "**Quote:** " + prep.quote.summary()
         refusals = self.studio.ops.refusals(prep) if self.studio.ops is not None else []
         if refusals:

@@ -107,7 +107,7 @@ def test_the_owner_and_the_admin_reach_her_job(shared, hers):
         c = client_as(proc, user)
         status, video, details, job, _ = c.predict(rid, api_name="/attach")
         assert 'data-state="COMPLETED"' in status and Path(video).is_file()
-        assert prompt in details and job == rid
+        assert "secret lighthouse" in details and job == rid
         assert prompt in c.predict(rid, api_name="/reuse")
     client_as(proc, "root").predict(rid, api_name="/cancel")  # the admin may (it has ended)
 
