@@ -18,8 +18,8 @@ are never read here (BUCKET_ACCESS_KEY_ID / ..._SECRET are the worker's), but th
 scrubbed from messages when present.
 Operator settings are sub-objects read in the same pass: `guardrails`
 (app/studio/checks/guardrails.py: WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*,
-WANPOD_TIMEOUT_*), `access` (app/access.py: APP_AUTH, APP_ADMINS, APP_ALLOW_PUBLIC_WITHOUT_AUTH, GRADIO_SHARE,
-GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets) and `preflight`
+WANPOD_TIMEOUT_*), `access` (app/access.py: APP_AUTH, APP_ADMINS, APP_ALLOW_PUBLIC_WITHOUT_AUTH,
+GRADIO_SHARE, GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets) and `preflight`
 (app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*).
 """
 

@@ -17,7 +17,6 @@ Adding a field: a `FormValues` field (the service's typed shape) and one `add` i
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from collections.abc import Mapping
@@ -25,7 +24,6 @@ from typing import Any
 
 import gradio as gr
 
-from app.errors import InputError
 from app.studio.forms import ADVANCED, FormValues, PipelineForm
 from app.ui.fields import Checkbox, Dropdown, File, Image, Number, Radio, Slider, Textbox, described
 
@@ -100,17 +98,8 @@ class Form:
 
     # -- values both ways ----------------------------------------------------------------------
     def values(self, fields: Mapping[str, Any]) -> FormValues:
-        """The components' values (`fields`: by name, as an event with `kwargs` passes them). A
-        value that is not of its field's type (a word, NaN or infinity for a number) is an
-        InputError naming the field."""
-        out = {}
-        for n in self.names:
-            try:
-                out[n] = _typed(self._types[n], fields[n])
-            except (TypeError, ValueError, OverflowError):
-                kind = "a finite number" if n != "randomize" else "true or false"
-                raise InputError(n, f"{fields[n]!r} is not allowed; allowed: {kind}") from None
-        return self.shape(**out)
+        """The components' values (`fields`: by name, as an event with `kwargs` passes them)."""
+        return self.shape(**{n: _typed(self._types[n], fields[n]) for n in self.names})
 
     def plain(self, values: FormValues) -> dict[Any, Any]:
         """Every component set to its field's value (what an API client gets back)."""
@@ -326,11 +315,7 @@ def _typed(hint: Any, raw: Any) -> Any:
         return None if optional else kind()
     if kind is str:
         return _path(raw)
-    if kind in (int, float):
-        if isinstance(raw, str | int | float) and not math.isfinite(float(raw)):
-            raise ValueError(f"{raw!r} is not a finite number")
-        return kind(raw)
-    if kind is bool:
+    if kind in (int, float, bool):
         return kind(raw)
     raise TypeError(f"a form field's type must be str, int, float or bool, not {kind}")
 
