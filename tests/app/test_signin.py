@@ -63,10 +63,12 @@ def signin_app():
 def test_a_hundred_wrong_passwords_are_refused_and_logged_without_them(signin_app, caplog):
     caplog.set_level(logging.WARNING, logger="wanpod.access")
     tried = [f"guess-{k:03d}-pw" for k in range(100)]
-    answers = [
-        requests.post(f"{signin_app}/login", data={"username": "ann", "password": p}, timeout=10)
-        for p in tried
-    ]
+    answers = []
+    for k, p in enumerate(tried):  # urlencoded (a script) and multipart (Gradio's login page)
+        form = {"username": "ann", "password": p}
+        multipart = {n: (None, v) for n, v in form.items()}
+        sent = {"files": multipart} if k % 2 else {"data": form}
+        answers.append(requests.post(f"{signin_app}/login", timeout=10, **sent))
     codes = [a.status_code for a in answers]
     assert codes[:SIGNIN_PER_USER] == [400] * SIGNIN_PER_USER  # Gradio's own "wrong password"
     assert set(codes[SIGNIN_PER_USER:]) == {429}
