@@ -139,8 +139,8 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         blocks.queue(default_concurrency_limit=settings.concurrency)
         from starlette.middleware import Middleware
 
-        from app.ui.early_script import EarlyScript
-        from app.ui.guards import FileGuard, SignInGuard
+        from app.ui.early_script import RAF_FIX_JS, EarlyScript
+        from app.ui.guards import LOGIN_NOTICE_JS, FileGuard, SignInGuard
         from app.ui.page import CSS
 
         blocks.launch(
@@ -162,7 +162,7 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
             # stored files for the users who may see the job; failed sign-ins throttled
             app_kwargs={
                 "middleware": [
-                    Middleware(EarlyScript),
+                    Middleware(EarlyScript, script=RAF_FIX_JS + LOGIN_NOTICE_JS),
                     Middleware(FileGuard, studio=studio),
                     Middleware(SignInGuard),
                 ]

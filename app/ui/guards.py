@@ -15,6 +15,8 @@ as Gradio reads it: the `access-token-*` cookie looked up in the app's tokens.
 user name and the client address, refuses with 429 and a message saying when to try again while
 either is over its limit (app/access.py's `SignInThrottle`), and records each answer (400: a
 failed sign-in, logged with the user name and address, never the password; 200: a success).
+Gradio's login page shows nothing for a 429 (it knows 400 and 200 only), so `LOGIN_NOTICE_JS`
+(put into the page by app/ui/early_script.py's `EarlyScript`) shows the refusal's message on it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,32 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+LOGIN_NOTICE_JS = """
+(() => {
+  const native = window.fetch.bind(window);
+  window.fetch = async function (input, init) {
+    const res = await native(input, init);
+    try {
+      const url = new URL(String((input && input.url) || input), location.href);
+      if (res.status === 429 && /\\/login\\/?$/.test(url.pathname)) {
+        const detail = (await res.clone().json()).detail;
+        let box = document.getElementById("wp-login-notice");
+        if (!box) {
+          box = document.createElement("div");
+          box.id = "wp-login-notice";
+          box.setAttribute("role", "alert");
+          box.style.cssText = "position:fixed;top:12px;left:50%;transform:translateX(-50%);" +
+            "z-index:1000;background:#fde8e8;color:#8a1c1c;border:1px solid #e0a0a0;" +
+            "padding:8px 14px;border-radius:6px;font:14px sans-serif;max-width:90vw";
+          document.body.appendChild(box);
+        }
+        box.textContent = String(detail);
+      }
+    } catch (e) { /* not ours to break: the page keeps its own handling */ }
+    return res;
+  };
+})();
+"""
 FILE_ROUTE = re.compile(r"/gradio_api/file[=/](?P<path>.+)$")
 LOGIN_ROUTE = re.compile(r"/login/?$")
 MAX_LOGIN_BODY = 64 * 1024  # a sign-in form is a user name and a password

@@ -11,7 +11,8 @@ import requests
 from starlette.middleware import Middleware
 
 from app.access import SIGNIN_PER_USER, Access, SignInThrottle
-from app.ui.guards import SignInGuard
+from app.ui.early_script import EarlyScript
+from app.ui.guards import LOGIN_NOTICE_JS, SignInGuard
 from tests.helpers import free_port
 
 PASSWORD = "right-pass-9f3"
@@ -53,7 +54,9 @@ def signin_app():
         server_name="127.0.0.1",
         server_port=port,
         prevent_thread_lock=True,
-        app_kwargs={"middleware": [Middleware(SignInGuard)]},
+        app_kwargs={
+            "middleware": [Middleware(EarlyScript, script=LOGIN_NOTICE_JS), Middleware(SignInGuard)]
+        },
         **kwargs,
     )
     yield f"http://127.0.0.1:{port}"
@@ -85,3 +88,23 @@ def test_a_hundred_wrong_passwords_are_refused_and_logged_without_them(signin_ap
     assert log.count("sign-in failed for user 'ann' from 127.0.0.1") == SIGNIN_PER_USER
     assert "sign-in refused for user 'ann' from 127.0.0.1" in log
     assert not any(p in log for p in [*tried, PASSWORD])
+
+
+@pytest.mark.slow
+def test_the_login_page_says_why_a_sign_in_is_refused(signin_app, browser):
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(signin_app + "/")
+        for k in range(SIGNIN_PER_USER + 1):
+            page.locator("input").nth(0).fill("bob")
+            page.locator("input[type=password]").fill(f"wrong-{k}")
+            with page.expect_response(lambda r: r.url.endswith("/login")):
+                page.locator("button").filter(has_text="Login").click()
+        notice = page.locator("#wp-login-notice")
+        notice.wait_for()
+        assert "Too many failed sign-ins" in notice.inner_text()
+        assert "try again in" in notice.inner_text()
+    finally:
+        context.close()
