@@ -218,6 +218,13 @@ class ComfyClient:
         in_running = any(item[1] == queued.prompt_id for item in running if len(item) > 1)
         return 0 if in_running else len(running) + len(ahead)
 
+    async def queue_ids(self) -> set[str]:
+        """Ids of the prompts ComfyUI runs or has pending (`GET /queue`)."""
+        async with self.session.get(self.base + "/queue") as r:
+            body = await r.json()
+        items = (body.get("queue_running") or []) + (body.get("queue_pending") or [])
+        return {str(i[1]) for i in items if isinstance(i, list) and len(i) > 1}
+
     async def history(self, prompt_id: str) -> dict | None:
         async with self.session.get(f"{self.base}/history/{prompt_id}") as r:
             if r.status != 200:

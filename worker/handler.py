@@ -7,6 +7,9 @@ deliver → clean up → return, in worker-comfyui's result shape plus additive 
 An identical re-run that ComfyUI serves from its cache after CLEANUP_JOB_FILES removed the
 earlier job's files is queued once more with this job's own output file names
 (`fresh_output_names`): only the save nodes run again, the rest stays cached.
+Clean-up (CLEANUP_JOB_FILES, worker/cleanup.py) runs after every job, whatever its end: the
+uploads, every prompt's created files and history entry; a prompt still running then (an
+uninterruptible SaveVideo encode) is swept by a later job once it has ended.
 Cancellation (RunPod /cancel or timeout → `asyncio.CancelledError`) and the handler-side deadline
 (JOB_TIMEOUT_S) interrupt ComfyUI for this prompt and delete it from the queue. Every failure
 returns `{"error": "<string>", "details": [...]}` via `errors.to_result`.
@@ -19,7 +22,6 @@ base64 payload or key reaches a log line (the SDK logs whole jobs at DEBUG, and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -27,17 +29,17 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 
 import aiohttp
 
+from .cleanup import Footprint, Sweeper
 from .comfy import ComfyClient, format_node_errors
 from .delivery import Delivery, locate
 from .errors import ConfigError, JobTimeout, OutputError, WorkerError, to_result
 from .inputs import JobRequest, parse_job_input
 from .inventory import collect_inventory, wants_inventory
 from .monitor import JobEnd, Watcher
-from .outputs import OutputFile, collect
+from .outputs import collect
 from .progress import ProgressReporter
 from .settings import Settings
 
@@ -47,9 +49,10 @@ Handler = Callable[[dict], Awaitable[dict]]
 
 def make_handler(settings: Settings, delivery: Delivery | None = None) -> Handler:
     delivery = delivery or Delivery(settings)
+    sweeper = Sweeper()  # prompts of earlier jobs still to clean up, per worker
 
     async def handler(job: dict) -> dict:
-        return await run_job(job, settings, delivery)
+        return await run_job(job, settings, delivery, sweeper)
 
     return handler
 
@@ -68,7 +71,9 @@ async def handler(job: dict) -> dict:
     return await _default(job)
 
 
-async def run_job(job: dict, settings: Settings, delivery: Delivery) -> dict:
+async def run_job(
+    job: dict, settings: Settings, delivery: Delivery, sweeper: Sweeper | None = None
+) -> dict:
     job_id = str(job.get("id") or "local")
     t0 = time.monotonic()
     progress = ProgressReporter(
@@ -84,7 +89,9 @@ async def run_job(job: dict, settings: Settings, delivery: Delivery) -> dict:
                 if request is None:
                     result = await _inventory(settings)
                 else:
-                    result = await _run(job_id, request, settings, delivery, progress, t0)
+                    result = await _run(
+                        job_id, request, settings, delivery, progress, t0, sweeper or Sweeper()
+                    )
         except TimeoutError:
             if not deadline.expired():  # a network timeout inside, not our deadline
                 raise
@@ -125,10 +132,11 @@ async def _run(
     delivery: Delivery,
     progress: ProgressReporter,
     t0: float,
+    sweeper: Sweeper,
 ) -> dict:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        run = _JobRun(job_id, req, s, delivery, progress, ComfyClient(s, session))
+        run = _JobRun(job_id, req, s, delivery, progress, ComfyClient(s, session), sweeper)
         run.marks["start"] = t0
         return await run.execute()
 
@@ -136,19 +144,18 @@ async def _run(
 class _JobRun:
     """One job's steps against ComfyUI, with the state its clean-up needs."""
 
-    def __init__(self, job_id, req, s, delivery, progress, client) -> None:
+    def __init__(self, job_id, req, s, delivery, progress, client, sweeper) -> None:
         self.job_id: str = job_id
         self.req: JobRequest = req
         self.s: Settings = s
         self.delivery: Delivery = delivery
         self.progress: ProgressReporter = progress
         self.client: ComfyClient = client
+        self.sweeper: Sweeper = sweeper
         self.marks: dict[str, float] = {}
-        self.uploaded: list[str] = []
+        self.footprint = Footprint(s, client)  # what clean-up removes, whatever the end
         self.prompt_id: str | None = None
-        self.files: list[OutputFile] = []
         self.problems: list[str] = []
-        self.history_delete: asyncio.Task | None = None
         self.renamed = False  # outputs re-made under this job's own names (cached re-run)
 
     def mark(self, name: str) -> None:
@@ -159,10 +166,12 @@ class _JobRun:
         info = await self.client.wait_ready()
         self.mark("ready")
         try:
+            if self.s.cleanup and self.sweeper.pending:
+                await self.sweeper.sweep(self.client, self.s)
             if self.req.images:
                 self.progress.update(stage="uploading")
                 for image in self.req.images:
-                    self.uploaded.append(await self.client.upload(image))
+                    self.footprint.uploaded.append(await self.client.upload(image))
             self.mark("uploaded")
             try:
                 end, items = await self._queue_and_follow()
@@ -209,6 +218,7 @@ class _JobRun:
             await ws.close()
             raise
         self.prompt_id = watcher.prompt_id = queued.prompt_id
+        self.footprint.track(queued.prompt_id, watcher.end)
         self.mark("queued")
         if queued.node_errors:
             self.problems.append(
@@ -219,12 +229,12 @@ class _JobRun:
         self.progress.update(stage="queued", queue_position=await client.queue_position(queued))
         end = await watcher.watch(ws)
         self.mark("ended")
-        if self.s.cleanup:  # runs while the outputs are delivered
-            self.history_delete = asyncio.create_task(client.delete_history(queued.prompt_id))
+        if self.s.cleanup:  # the history entry is removed while the outputs are delivered
+            self.footprint.retire_soon(queued.prompt_id)
             await asyncio.sleep(0)  # let it send its request before the (blocking) encoding
-        self.files = collect(end.outputs)
-        located = locate(self.files, s)
-        if s.s3 is not None and self.files:
+        files = collect(end.outputs)
+        located = locate(files, s)
+        if s.s3 is not None and files:
             self.progress.update(stage="delivering", force=True)
         self.progress.finish()
         try:
@@ -239,10 +249,6 @@ class _JobRun:
                     self.job_id,
                 )
                 self.renamed = True
-                if self.history_delete is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(asyncio.shield(self.history_delete), 5)
-                    self.history_delete = None
                 self.req = dataclasses.replace(
                     self.req, workflow=fresh_output_names(self.req.workflow, self.job_id)
                 )
@@ -257,17 +263,9 @@ class _JobRun:
         return end, items
 
     async def _cleanup(self) -> None:
-        """Delete the job's inputs, outputs and history entry from ComfyUI (CLEANUP_JOB_FILES)."""
-        if not self.s.cleanup:
-            return
-        _delete_files(self.s.comfy_input_dir, self.uploaded)
-        _delete_files(self.s.comfy_output_dir, [_rel(f) for f in self.files if f.type == "output"])
-        if self.prompt_id:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await asyncio.shield(
-                        self.history_delete or self.client.delete_history(self.prompt_id)
-                    )
+        """Remove the job's uploads, outputs and history entries (CLEANUP_JOB_FILES)."""
+        if self.s.cleanup:
+            await self.footprint.remove(self.sweeper)
 
 
 def fresh_output_names(workflow: Mapping[str, dict], job_id: str) -> dict[str, dict]:
@@ -321,26 +319,6 @@ async def _stop_prompt(client: ComfyClient, prompt_id: str, job_id: str, quiet=F
         log.warning(
             "job %s: could not interrupt prompt %s: %s", job_id, prompt_id, type(e).__name__
         )
-
-
-def _rel(f: OutputFile) -> str:
-    return f"{f.subfolder}/{f.filename}" if f.subfolder else f.filename
-
-
-def _delete_files(root: str, rel_paths: list[str]) -> None:
-    if not root:
-        return
-    base = Path(root).resolve()
-    for rel in rel_paths:
-        p = (base / rel).resolve()
-        if base not in p.parents:
-            continue
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            log.warning("could not delete %s: %s", p, e.strerror)
 
 
 # -- process entry point -------------------------------------------------------------------------

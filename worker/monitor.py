@@ -182,12 +182,9 @@ class Watcher:
         """A prompt in neither /history nor /queue is gone: ComfyUI was restarted (history is
         written before a prompt leaves the queue, so there is no gap between the two)."""
         try:
-            async with self.client.session.get(self.client.base + "/queue") as r:
-                body = await r.json()
+            if self.prompt_id in await self.client.queue_ids():
+                return
         except (aiohttp.ClientError, OSError, ValueError):
-            return
-        items = (body.get("queue_running") or []) + (body.get("queue_pending") or [])
-        if any(isinstance(i, list) and len(i) > 1 and i[1] == self.prompt_id for i in items):
             return
         if await self.client.history(self.prompt_id):
             return  # it finished between the two requests

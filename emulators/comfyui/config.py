@@ -18,6 +18,9 @@ Knobs (all optional, `None`/0 means off):
 - error_at_node (node id): that node fails with `execution_error` (recorded shape) when it starts.
 - output_bytes (int N): every mp4 written is padded with a trailing `free` box to exactly N bytes
   (it stays a valid, decodable mp4); ignored when the encoded file is already larger.
+- encode_delay (s): SaveVideo's encode takes this long (the file exists, partly written, from its
+  start, as PyAV writes it). Like the real encode it cannot be interrupted: an interrupt that
+  lands meanwhile is seen only before the next node, so a prompt ending in SaveVideo succeeds.
 - video_max_side (int): encoded video frames are scaled down to fit this side (0 = full size).
 - cache (bool): ComfyUI's classic output cache (identical re-runs are served from it).
 - gc_stall (s): ComfyUI's end-of-job garbage collection: after a job, when 10 s have passed since
@@ -47,6 +50,7 @@ KNOBS: tuple[str, ...] = (
     "crash_at_node",
     "error_at_node",
     "output_bytes",
+    "encode_delay",
     "video_max_side",
     "cache",
     "preview_method",
@@ -118,6 +122,7 @@ _COERCE = {
     "crash_at_node": _opt_node,
     "error_at_node": _opt_node,
     "output_bytes": _opt_int,
+    "encode_delay": _opt_float,
     "video_max_side": lambda n, v: _opt_int(n, v) or 0,
     "cache": _bool,
     "gc_stall": _opt_float,
@@ -143,6 +148,7 @@ class EmulatorConfig:
     crash_at_node: str | None = None
     error_at_node: str | None = None
     output_bytes: int | None = None
+    encode_delay: float = 0.0
     video_max_side: int = 320
     cache: bool = True
     preview_method: str = "none"

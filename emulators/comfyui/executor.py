@@ -296,6 +296,7 @@ class Executor:
                     video_max_side=self.config.video_max_side,
                     output_bytes=self.config.output_bytes,
                     progress=report,
+                    encode_delay=self.config.encode_delay,
                 )
                 outputs, ui = await run_node(ctx)
             except Interrupted:

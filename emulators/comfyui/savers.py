@@ -144,6 +144,10 @@ async def save_video(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]
         meta[k] = json.dumps(v)
 
     def work() -> None:
+        if ctx.encode_delay:  # a long encode: the file is there, partly written, meanwhile
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(b"\x00\x00\x00\x18ftypisom")
+            time.sleep(ctx.encode_delay)
         media.encode_mp4(
             folder / name,
             img.width,

@@ -26,6 +26,7 @@ DEFAULT_KNOBS = {
     "crash_at_node": None,
     "error_at_node": None,
     "output_bytes": None,
+    "encode_delay": 0.0,
     "cache": False,
 }
 
