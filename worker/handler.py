@@ -233,7 +233,11 @@ class _JobRun:
             self.footprint.retire_soon(queued.prompt_id)
             await asyncio.sleep(0)  # let it send its request before the (blocking) encoding
         files = collect(end.outputs)
-        located = locate(files, s)
+        located, refused = locate(files, s)
+        for r in refused:
+            if r.message() not in self.problems:
+                self.problems.append(r.message())
+                log.warning("job %s: %s", self.job_id, r.message())
         if s.s3 is not None and files:
             self.progress.update(stage="delivering", force=True)
         self.progress.finish()

@@ -21,6 +21,9 @@ Knobs (all optional, `None`/0 means off):
 - encode_delay (s): SaveVideo's encode takes this long (the file exists, partly written, from its
   start, as PyAV writes it). Like the real encode it cannot be interrupted: an interrupt that
   lands meanwhile is seen only before the next node, so a prompt ending in SaveVideo succeeds.
+- extra_output ({"filename", "subfolder", "type"} or null): every node that reports files also
+  reports this one, as a custom node or a compromised ComfyUI could (e.g. `{"filename":
+  "environ", "subfolder": "/proc/self", "type": "output"}`); nothing is written for it.
 - video_max_side (int): encoded video frames are scaled down to fit this side (0 = full size).
 - cache (bool): ComfyUI's classic output cache (identical re-runs are served from it).
 - gc_stall (s): ComfyUI's end-of-job garbage collection: after a job, when 10 s have passed since
@@ -51,6 +54,7 @@ KNOBS: tuple[str, ...] = (
     "error_at_node",
     "output_bytes",
     "encode_delay",
+    "extra_output",
     "video_max_side",
     "cache",
     "preview_method",
@@ -98,6 +102,21 @@ def _opt_node(name: str, v: Any) -> str | None:
     return str(v)
 
 
+def _file_ref(name: str, v: Any) -> dict[str, str] | None:
+    if v is None:
+        return None
+    keys = ("filename", "subfolder", "type")
+    if (
+        not isinstance(v, Mapping)
+        or set(v) != set(keys)
+        or not all(isinstance(v[k], str) for k in keys)
+    ):
+        raise ConfigError(
+            f"{name}: expected null or {{filename, subfolder, type}} strings, got {v!r}"
+        )
+    return {k: v[k] for k in keys}
+
+
 def _bool(name: str, v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -123,6 +142,7 @@ _COERCE = {
     "error_at_node": _opt_node,
     "output_bytes": _opt_int,
     "encode_delay": _opt_float,
+    "extra_output": _file_ref,
     "video_max_side": lambda n, v: _opt_int(n, v) or 0,
     "cache": _bool,
     "gc_stall": _opt_float,
@@ -149,6 +169,7 @@ class EmulatorConfig:
     error_at_node: str | None = None
     output_bytes: int | None = None
     encode_delay: float = 0.0
+    extra_output: dict[str, str] | None = None
     video_max_side: int = 320
     cache: bool = True
     preview_method: str = "none"

@@ -299,6 +299,9 @@ class Executor:
                     encode_delay=self.config.encode_delay,
                 )
                 outputs, ui = await run_node(ctx)
+                if ui and self.config.extra_output:  # a file it did not write (fault knob)
+                    key = "audio" if "audio" in ui else "images"
+                    ui = {**ui, key: [*ui.get(key, []), dict(self.config.extra_output)]}
             except Interrupted:
                 failure = ("interrupted", nid, None)
                 break

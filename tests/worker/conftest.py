@@ -27,6 +27,7 @@ DEFAULT_KNOBS = {
     "error_at_node": None,
     "output_bytes": None,
     "encode_delay": 0.0,
+    "extra_output": None,
     "cache": False,
 }
 
