@@ -4,8 +4,14 @@
 `ProgressReporter`, collects `executed` outputs and returns a `JobEnd` on `execution_success` (or
 `executing {node: null}`). `execution_error` / `execution_interrupted` raise `ExecutionFailed` /
 `Interrupted`. When the socket drops it reconnects with backoff (WEBSOCKET_RECONNECT_ATTEMPTS,
-WEBSOCKET_RECONNECT_DELAY_S) and after EVERY reconnect (and every quiet 5 s) checks `/history`, so
-a job that ended during the drop is seen at once. A dead ComfyUI process fails the job at once.
+WEBSOCKET_RECONNECT_DELAY_S) and checks `/history` after every attempt, failed ones included, and
+once more before giving up, so a job that ended while the websocket could not be re-opened (HTTP
+still working) is delivered, not failed as a lost connection. It also checks `/history` whenever
+the socket is quiet: every 5 s, and every 0.5 s once it has reconnected, because real ComfyUI
+may then send the new socket nothing after its `status` / `executing` greeting: when the server
+notices the old socket's end only after the new one registered, it forgets the client id
+(`sockets.pop(sid)`) and the prompt's messages go nowhere. A dead ComfyUI process fails the job
+at once.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from .settings import Settings
 
 log = logging.getLogger("worker.monitor")
 QUIET_CHECK_S = 5.0
+RECONNECTED_CHECK_S = 0.5  # after a reconnect the new socket may be deaf (see above)
 
 
 @dataclass
@@ -208,7 +215,8 @@ class Watcher:
             await asyncio.sleep(min(0.05, left))
             self._check_alive()
 
-    async def _reconnect(self) -> aiohttp.ClientWebSocketResponse:
+    async def _reconnect(self) -> aiohttp.ClientWebSocketResponse | None:
+        """A new socket, or None when /history shows the prompt ended meanwhile."""
         attempts = self.s.ws_reconnect_attempts
         delay = self.s.ws_reconnect_delay_s
         last = "closed by ComfyUI"
@@ -221,10 +229,14 @@ class Watcher:
             except (aiohttp.ClientError, OSError) as e:
                 last = f"{type(e).__name__}: {e}"
                 log.warning("websocket reconnect %d/%d failed: %s", i + 1, attempts, last)
+                if await self._check_history():  # HTTP may work while the websocket does not
+                    return None
                 continue
             self.end.reconnects += 1
             log.info("websocket reconnected (attempt %d/%d)", i + 1, attempts)
             return ws
+        if await self._check_history():
+            return None
         raise ConnectionLost(
             f"the websocket to {self.s.comfy_host} dropped and {attempts} reconnect attempts "
             f"failed (WEBSOCKET_RECONNECT_ATTEMPTS, WEBSOCKET_RECONNECT_DELAY_S); last: {last}"
@@ -233,8 +245,9 @@ class Watcher:
     async def watch(self, ws: aiohttp.ClientWebSocketResponse) -> JobEnd:
         try:
             while True:
+                quiet_s = RECONNECTED_CHECK_S if self.end.reconnects else QUIET_CHECK_S
                 try:
-                    msg = await ws.receive(timeout=QUIET_CHECK_S)
+                    msg = await ws.receive(timeout=quiet_s)
                 except TimeoutError:
                     self._check_alive()
                     if await self._check_history():
@@ -251,7 +264,10 @@ class Watcher:
                 # closed / error: reconnect, then check history for an end we missed
                 await ws.close()
                 log.warning("websocket to ComfyUI dropped (%s)", msg.type.name)
-                ws = await self._reconnect()
+                new_ws = await self._reconnect()
+                if new_ws is None:
+                    return self._done()
+                ws = new_ws
                 if await self._check_history():
                     return self._done()
         finally:

@@ -13,6 +13,13 @@ Knobs (all optional, `None`/0 means off):
   (the count starts at 1 with the `status` sent on connect, per connection).
 - ws_drop_after_type (message type, e.g. "execution_success"): the server closes a websocket right
   after sending it a message of that type (every time one is sent).
+- ws_drop_unnoticed_s (s): a drop by ws_drop_after(_type) is a network failure instead of a close:
+  the connection is cut at once, but the server notices only this long after, and its socket
+  table then forgets the clientId whichever socket holds it now (ComfyUI's `sockets.pop(sid)`):
+  a client that reconnected meanwhile with the same clientId gets its `status` / `executing`
+  on connect and nothing after (real ComfyUI after a client-side drop).
+- ws_refuse_after (int N): once N websockets have been accepted (counted from when the knob is
+  set), further upgrades are answered HTTP 503 while HTTP keeps working.
 - crash_at_node (node id): `os._exit(1)` when that node starts (right after its `executing` message
   has been sent).
 - error_at_node (node id): that node fails with `execution_error` (recorded shape) when it starts.
@@ -50,6 +57,8 @@ KNOBS: tuple[str, ...] = (
     "startup_delay",
     "ws_drop_after",
     "ws_drop_after_type",
+    "ws_drop_unnoticed_s",
+    "ws_refuse_after",
     "crash_at_node",
     "error_at_node",
     "output_bytes",
@@ -138,6 +147,8 @@ _COERCE = {
     "startup_delay": _opt_float,
     "ws_drop_after": _opt_int,
     "ws_drop_after_type": lambda n, v: None if v in (None, "") else str(v),
+    "ws_drop_unnoticed_s": _opt_float,
+    "ws_refuse_after": _opt_int,
     "crash_at_node": _opt_node,
     "error_at_node": _opt_node,
     "output_bytes": _opt_int,
@@ -165,6 +176,9 @@ class EmulatorConfig:
     startup_delay: float = 0.0
     ws_drop_after: int | None = None
     ws_drop_after_type: str | None = None
+    ws_drop_unnoticed_s: float = 0.0
+    ws_refuse_after: int | None = None
+    ws_accepted: int = 0  # websockets accepted since ws_refuse_after was set (not a knob)
     crash_at_node: str | None = None
     error_at_node: str | None = None
     output_bytes: int | None = None
@@ -200,6 +214,8 @@ class EmulatorConfig:
         coerced = {k: _COERCE[k](k, v) for k, v in changes.items()}
         for k, v in coerced.items():
             setattr(self, k, v)
+        if "ws_refuse_after" in coerced:
+            self.ws_accepted = 0
         return self.knobs()
 
     def replace(self, **kw: Any) -> EmulatorConfig:

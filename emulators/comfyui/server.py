@@ -10,6 +10,7 @@ Emulator only: GET/POST /emulator/config (the fault knobs, see config.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -40,15 +41,20 @@ def features_of(config: EmulatorConfig) -> dict[str, Any]:
     }
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+async def websocket(request: web.Request) -> web.StreamResponse:
     st = get_state(request)
+    cfg = st.config
+    if cfg.ws_refuse_after is not None:
+        if cfg.ws_accepted >= cfg.ws_refuse_after:
+            return web.Response(status=503, text="emulator ws_refuse_after")
+        cfg.ws_accepted += 1
     ws = web.WebSocketResponse()
     await ws.prepare(request)
     sid = request.rel_url.query.get("clientId", "") or uuid.uuid4().hex
     # Like ComfyUI: a reused clientId replaces the old socket in the table without closing it,
     # and whichever socket of that id ends first unregisters the id (see the finally below).
     st.hub.clients.pop(sid, None)
-    client = Client(ws)
+    client = Client(ws, transport=request.transport)
     st.hub.clients[sid] = client
     try:
         await st.hub.send_to(
@@ -83,6 +89,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 )
             first = False
     finally:
+        if client.unnoticed_s:  # a network drop, noticed late (knob ws_drop_unnoticed_s)
+            await asyncio.sleep(client.unnoticed_s)
         st.hub.clients.pop(sid, None)
     return ws
 

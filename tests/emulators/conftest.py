@@ -18,6 +18,8 @@ DEFAULT_KNOBS = {
     "node_delay": 0.0,
     "ws_drop_after": None,
     "ws_drop_after_type": None,
+    "ws_drop_unnoticed_s": 0.0,
+    "ws_refuse_after": None,
     "crash_at_node": None,
     "error_at_node": None,
     "output_bytes": None,

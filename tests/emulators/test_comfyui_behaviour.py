@@ -197,6 +197,41 @@ def test_ws_drop_after_closes_each_socket_after_n_messages(comfy: Comfy) -> None
     assert h["status"]["status_str"] == "success"
 
 
+def test_a_drop_noticed_late_leaves_the_reconnected_socket_deaf(comfy: Comfy) -> None:
+    """Real ComfyUI (checked against 0.3.64): after a client-side drop, a socket reconnected
+    with the same clientId gets `status` and `executing` on connect, then nothing, because the
+    server's end of the old socket unregisters that clientId (`sockets.pop(sid)`)."""
+    rec = recording("image_success")
+    comfy.config(node_delay=0.4, ws_drop_after=5, ws_drop_unnoticed_s=0.2)
+    with comfy.connect() as old:
+        old.recv()
+        pid = comfy.queue_prompt(rec["workflow"], old.client_id)["prompt_id"]
+        with pytest.raises((websocket.WebSocketException, OSError)):
+            while True:
+                old.recv()
+    assert len(old.messages) == 5
+    with comfy.connect(old.client_id, timeout=3) as new:
+        first = new.recv()
+        assert first["type"] == "status" and first["data"]["sid"] == old.client_id
+        wait_history(comfy, pid)  # the prompt ends meanwhile ...
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            while True:  # ... and the new socket heard at most the executing greeting
+                m = new.recv()
+                assert m["type"] == "executing" and set(m["data"]) == {"node"}
+
+
+def test_ws_refuse_after_refuses_new_sockets_while_http_works(comfy: Comfy) -> None:
+    comfy.config(ws_refuse_after=1)
+    with comfy.connect() as first:
+        assert first.recv()["type"] == "status"
+        with pytest.raises(websocket.WebSocketBadStatusException, match="503"):
+            comfy.connect()
+    assert comfy.get("/system_stats").status_code == 200
+    comfy.config(ws_refuse_after=None)
+    with comfy.connect() as again:
+        assert again.recv()["type"] == "status"
+
+
 def test_config_route_validates_and_merges(comfy: Comfy) -> None:
     r = comfy.post("/emulator/config", json={"no_such_knob": 1})
     assert r.status_code == 400 and "no_such_knob" in r.json()["error"]

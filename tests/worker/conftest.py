@@ -28,6 +28,8 @@ DEFAULT_KNOBS = {
     "output_bytes": None,
     "encode_delay": 0.0,
     "extra_output": None,
+    "ws_drop_unnoticed_s": 0.0,
+    "ws_refuse_after": None,
     "cache": False,
 }
 
