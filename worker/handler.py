@@ -226,7 +226,9 @@ class _JobRun:
                 "missing): " + "; ".join(format_node_errors(queued.node_errors))
             )
             log.warning("job %s: %s", self.job_id, self.problems[-1])
-        self.progress.update(stage="queued", queue_position=await client.queue_position(queued))
+        # the position comes from the `status` ComfyUI broadcasts for our put (queue_remaining):
+        # no GET /queue, whose answer carries every queued workflow
+        self.progress.update(stage="queued")
         end = await watcher.watch(ws)
         self.mark("ended")
         if self.s.cleanup:  # the history entry is removed while the outputs are delivered

@@ -93,10 +93,14 @@ class Watcher:
         if self.s.ws_trace:
             log.debug("ws %s %s", mtype, {k: data.get(k) for k in ("node", "prompt_id", "value")})
         if mtype == "status":
+            # queue_remaining counts the running and pending prompts, ours included once queued
+            # (the greeting on connect, with `sid`, came before our prompt was put)
             remaining = (data.get("status") or {}).get("exec_info", {}).get("queue_remaining")
             pos = self.progress.state.queue_position
-            if self.progress.state.stage == "queued" and isinstance(remaining, int) and pos:
-                self.progress.update(queue_position=max(0, min(pos, remaining - 1)))
+            queued = self.progress.state.stage == "queued"
+            if queued and isinstance(remaining, int) and "sid" not in data:
+                ahead = max(0, remaining - 1)
+                self.progress.update(queue_position=ahead if pos is None else min(pos, ahead))
             return False
         if data.get("prompt_id") not in (None, self.prompt_id):
             return False

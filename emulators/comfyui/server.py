@@ -5,7 +5,9 @@ start with the app (on_startup) and stop with it. Every route is also served und
 Routes that real ComfyUI has: /ws, /prompt (GET, POST), /queue (GET, POST), /interrupt, /free,
 /history (GET, POST), /history/{id}, /view, /upload/image, /object_info, /object_info/{class},
 /system_stats, /features, /models, /models/{folder}, /embeddings, /extensions.
-Emulator only: GET/POST /emulator/config (the fault knobs, see config.py).
+Emulator only: GET/POST /emulator/config (the fault knobs, see config.py); GET /emulator/requests
+(the last 1000 requests served: method, path, status, bytes of the answer; the websocket is
+logged when it ends) and POST /emulator/requests (empties that log).
 """
 
 from __future__ import annotations
@@ -305,6 +307,31 @@ async def extensions(request: web.Request) -> web.Response:
     return web.json_response([])
 
 
+async def get_requests(request: web.Request) -> web.Response:
+    return web.json_response(list(get_state(request).requests))
+
+
+async def clear_requests(request: web.Request) -> web.Response:
+    get_state(request).requests.clear()
+    return web.json_response([])
+
+
+@web.middleware
+async def record_request(request: web.Request, handler: Any) -> web.StreamResponse:
+    resp = await handler(request)
+    if not request.path.startswith(("/emulator/", "/api/emulator/")):
+        body = resp.body if isinstance(resp, web.Response) else None
+        get_state(request).requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "status": resp.status,
+                "bytes": len(body) if isinstance(body, bytes) else resp.content_length,
+            }
+        )
+    return resp
+
+
 async def get_config(request: web.Request) -> web.Response:
     return web.json_response(get_state(request).config.knobs())
 
@@ -343,6 +370,8 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/extensions", extensions),
     ("GET", "/emulator/config", get_config),
     ("POST", "/emulator/config", post_config),
+    ("GET", "/emulator/requests", get_requests),
+    ("POST", "/emulator/requests", clear_requests),
 ]
 
 
@@ -350,7 +379,9 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     """The emulator as an aiohttp application (serve it with aiohttp's runners)."""
     config = config or EmulatorConfig()
     state = State(config)
-    app = web.Application(client_max_size=features_of(config)["max_upload_size"])
+    app = web.Application(
+        client_max_size=features_of(config)["max_upload_size"], middlewares=[record_request]
+    )
     app[STATE] = state
     for method, path, handler in ROUTES:
         app.router.add_route(method, "/api" + path, handler)

@@ -232,6 +232,18 @@ def test_ws_refuse_after_refuses_new_sockets_while_http_works(comfy: Comfy) -> N
         assert again.recv()["type"] == "status"
 
 
+def test_request_log_lists_what_was_asked(comfy: Comfy) -> None:
+    assert comfy.post("/emulator/requests").json() == []
+    comfy.get("/system_stats")
+    comfy.get("/api/history/nope")
+    log = comfy.get("/emulator/requests").json()
+    assert [(r["method"], r["path"], r["status"]) for r in log] == [
+        ("GET", "/system_stats", 200),
+        ("GET", "/api/history/nope", 200),
+    ]
+    assert log[1]["bytes"] == 2  # {}
+
+
 def test_config_route_validates_and_merges(comfy: Comfy) -> None:
     r = comfy.post("/emulator/config", json={"no_such_knob": 1})
     assert r.status_code == 400 and "no_such_knob" in r.json()["error"]

@@ -291,6 +291,30 @@ def test_percent_never_goes_backwards():
     assert [p["percent"] for p in posts] == [62.5, 62.5]
 
 
+def test_queue_position_comes_from_the_status_broadcasts():
+    """No GET /queue: ComfyUI broadcasts queue_remaining (running + pending, ours included) when
+    our prompt is put; the greeting on connect (with `sid`) predates our prompt."""
+    from worker.monitor import Watcher
+
+    rep = ProgressReporter({"id": "j"}, enabled=False, interval_s=0.0, quiet_s=0.0)
+    watch = Watcher(None, S, "p1", "c1", {}, rep)  # type: ignore[arg-type]
+
+    def status(remaining: int, **extra) -> None:
+        data = {"status": {"exec_info": {"queue_remaining": remaining}}, **extra}
+        watch._handle({"type": "status", "data": data})
+
+    rep.update(stage="queued")
+    status(2, sid="c1")  # two prompts before ours was put: not counted
+    assert rep.state.queue_position is None
+    status(3)  # ours put behind two
+    assert rep.state.queue_position == 2
+    status(4)  # someone queued after us: we do not move back
+    status(2)
+    assert rep.state.queue_position == 1
+    watch._handle({"type": "execution_start", "data": {"prompt_id": "p1"}})
+    assert rep.state.queue_position == 0 and rep.state.stage == "loading"
+
+
 def test_nodes_between_two_samplers_keep_the_last_samplers_progress():
     """Wan 2.2 14B runs the low-noise expert's ModelSamplingSD3 (and LoRA) between the two
     KSamplerAdvanced nodes: the job stays at the first sampler's last step meanwhile (its steps
