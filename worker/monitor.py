@@ -10,8 +10,11 @@ still working) is delivered, not failed as a lost connection. It also checks `/h
 the socket is quiet: every 5 s, and every 0.5 s once it has reconnected, because real ComfyUI
 may then send the new socket nothing after its `status` / `executing` greeting: when the server
 notices the old socket's end only after the new one registered, it forgets the client id
-(`sockets.pop(sid)`) and the prompt's messages go nowhere. A dead ComfyUI process fails the job
-at once.
+(`sockets.pop(sid)`) and the prompt's messages go nowhere (this can happen any time after the
+reconnect, whenever the server notices). So after a reconnect, 2 s of silence make the worker open
+another socket, leaving the silent one open (closing it would make ComfyUI forget the id again);
+the new one takes the id back and progress resumes (at most 3 times per job; a socket that was
+only quiet loses nothing). A dead ComfyUI process fails the job at once.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from .settings import Settings
 log = logging.getLogger("worker.monitor")
 QUIET_CHECK_S = 5.0
 RECONNECTED_CHECK_S = 0.5  # after a reconnect the new socket may be deaf (see above)
+DEAF_AFTER_S = 2.0  # silence after a reconnect that makes the worker open another socket
+MAX_REOPENS = 3
 
 
 @dataclass
@@ -247,6 +252,10 @@ class Watcher:
         )
 
     async def watch(self, ws: aiohttp.ClientWebSocketResponse) -> JobEnd:
+        # sockets that may be deaf, kept open to the end: closing one would make ComfyUI forget
+        # our client id once more, whichever socket holds it by then
+        kept: list[aiohttp.ClientWebSocketResponse] = []
+        last_heard = time.monotonic()
         try:
             while True:
                 quiet_s = RECONNECTED_CHECK_S if self.end.reconnects else QUIET_CHECK_S
@@ -256,7 +265,19 @@ class Watcher:
                     self._check_alive()
                     if await self._check_history():
                         return self._done()
+                    silent = time.monotonic() - last_heard >= DEAF_AFTER_S
+                    if self.end.reconnects and silent and len(kept) < MAX_REOPENS:
+                        try:  # a new socket takes our client id back (progress resumes)
+                            new_ws = await self.connect()
+                        except (aiohttp.ClientError, OSError):
+                            continue
+                        kept.append(ws)
+                        ws, last_heard = new_ws, time.monotonic()
+                        log.info(
+                            "reconnected websocket silent for %g s: opened another", DEAF_AFTER_S
+                        )
                     continue
+                last_heard = time.monotonic()
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     if self._handle(msg.json()):
                         if self.end.reconnects:
@@ -271,11 +292,12 @@ class Watcher:
                 new_ws = await self._reconnect()
                 if new_ws is None:
                     return self._done()
-                ws = new_ws
+                ws, last_heard = new_ws, time.monotonic()
                 if await self._check_history():
                     return self._done()
         finally:
-            await ws.close()
+            for sock in [ws, *kept]:
+                await sock.close()
 
     async def _outputs_after_drop(self) -> None:
         """`executed` messages may have been lost in a drop: take outputs from /history

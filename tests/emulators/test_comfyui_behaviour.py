@@ -198,9 +198,10 @@ def test_ws_drop_after_closes_each_socket_after_n_messages(comfy: Comfy) -> None
 
 
 def test_a_drop_noticed_late_leaves_the_reconnected_socket_deaf(comfy: Comfy) -> None:
-    """Real ComfyUI (checked against 0.3.64): after a client-side drop, a socket reconnected
-    with the same clientId gets `status` and `executing` on connect, then nothing, because the
-    server's end of the old socket unregisters that clientId (`sockets.pop(sid)`)."""
+    """Real ComfyUI 0.3.64 (checked): when the server notices a dropped socket's end only after
+    the client reconnected with the same clientId, the new socket gets `status` and `executing`
+    on connect, then nothing for the rest of the prompt: the old socket's end unregisters that
+    clientId (`sockets.pop(sid)`)."""
     rec = recording("image_success")
     comfy.config(node_delay=0.4, ws_drop_after=5, ws_drop_unnoticed_s=0.2)
     with comfy.connect() as old:

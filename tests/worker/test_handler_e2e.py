@@ -249,6 +249,17 @@ def test_deaf_socket_after_a_client_side_drop_does_not_delay_the_end(emu: Comfy)
     assert out["images"][0]["kind"] == "video"
 
 
+def test_a_deaf_socket_is_replaced_so_progress_resumes(emu: Comfy):
+    """When the reconnected socket hears nothing but its greeting for 2 s, the worker opens
+    another (keeping the deaf one open: closing it would make ComfyUI forget the id again); that
+    one takes the client id back and the rest of the job, its end included, arrives over it."""
+    emu.knobs(step_delay=1.0, ws_drop_after_type="execution_cached", ws_drop_unnoticed_s=0.3)
+    out = run(make_handler(emu.settings()), {"id": "q2", "input": {"workflow": with_seed(T2V, 24)}})
+    assert "error" not in out, out
+    t = out["timings"]
+    assert t["ws_reconnects"] == 1 and t["end_seen_via"] == "websocket+history", t
+
+
 def test_comfyui_crash_mid_job_fails_fast_and_clearly(own_comfy: Comfy):
     own_comfy.knobs(crash_at_node="81", step_delay=0.005)
     h = make_handler(own_comfy.settings(WEBSOCKET_RECONNECT_DELAY_S="3"))
