@@ -150,3 +150,25 @@ def test_files_the_job_did_not_write_are_left_alone(clean: Comfy):
     )
     assert "error" not in again and again["images"][0]["filename"] == kept[0]
     assert left_in(emu) == kept
+
+
+def test_cancel_mid_sampling_removes_the_interrupted_prompts_entry(clean: Comfy):
+    """The interrupt lands at the next sampler step and ComfyUI writes the prompt's history entry
+    only then, after the worker's cancel: the worker waits for it and removes it."""
+    emu = clean
+    emu.knobs(step_delay=0.5)
+    h = make_handler(emu.settings())
+
+    async def scenario() -> None:
+        task = asyncio.create_task(h({"id": "mid", "input": {"workflow": with_seed(T2V, 73)}}))
+        while not get_json(emu.url + "/queue")["queue_running"]:
+            assert not task.done(), task.result()
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # into the first 0.5 s sampler step
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert get_json(emu.url + "/queue") == {"queue_running": [], "queue_pending": []}
+    assert history(emu) == {} and left_in(emu) == []
