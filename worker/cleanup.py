@@ -117,8 +117,8 @@ async def _retire(client: ComfyClient, p: _Prompt, wait_s: float) -> list[Output
     """Once the prompt has ended: delete its history entry and return the files it created.
     None when it still runs after `wait_s`; [] when ComfyUI no longer knows it."""
     deadline = time.monotonic() + wait_s
-    while True:
-        try:
+    try:
+        while True:
             entry = await client.history(p.prompt_id)
             if entry:
                 break
@@ -128,12 +128,12 @@ async def _retire(client: ComfyClient, p: _Prompt, wait_s: float) -> list[Output
                 if not entry:
                     return []  # deleted while pending, or ComfyUI restarted
                 break
-        except (aiohttp.ClientError, OSError, ValueError, WorkerError):
-            return None
-        if time.monotonic() >= deadline:
-            return None
-        await asyncio.sleep(POLL_S)
-    await client.delete_history(p.prompt_id)
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(POLL_S)
+        await client.delete_history(p.prompt_id)
+    except (aiohttp.ClientError, OSError, ValueError, RuntimeError, WorkerError):
+        return None  # ComfyUI unreachable (or this job's session closed): the sweeper retries
     return created_files(entry.get("outputs") or {}, _cached_of(entry))
 
 
