@@ -20,6 +20,8 @@ DEFAULT_KNOBS = {
     "ws_drop_after_type": None,
     "ws_drop_unnoticed_s": 0.0,
     "ws_refuse_after": None,
+    "encode_delay": 0.0,
+    "extra_output": None,
     "crash_at_node": None,
     "error_at_node": None,
     "output_bytes": None,

@@ -221,6 +221,25 @@ def test_a_drop_noticed_late_leaves_the_reconnected_socket_deaf(comfy: Comfy) ->
                 assert m["type"] == "executing" and set(m["data"]) == {"node"}
 
 
+def test_an_interrupt_during_the_video_encode_still_ends_in_success(comfy: Comfy) -> None:
+    """Real ComfyUI 0.3.64 (checked): SaveVideo's encode cannot be interrupted, and nothing
+    checks the flag after the last node, so the prompt reports success with its mp4. With
+    encode_delay the file exists, partly written, while the encode runs."""
+    rec = recording("video_success")
+    save = next(n for n, v in rec["workflow"].items() if v["class_type"] == "SaveVideo")
+    comfy.config(encode_delay=0.5)
+    with comfy.connect() as sock:
+        sock.recv()
+        pid = comfy.queue_prompt(rec["workflow"], sock.client_id)["prompt_id"]
+        sock.until(lambda m: m["type"] == "executing" and m["data"].get("node") == save)
+        comfy.post("/interrupt", json={"prompt_id": pid})
+        labels = [m["type"] for m in sock.until_done(pid)]
+    assert "execution_success" in labels and "execution_interrupted" not in labels
+    h = wait_history(comfy, pid)
+    assert h["status"]["status_str"] == "success"
+    assert h["outputs"][save]["images"][0]["filename"].endswith(".mp4")
+
+
 def test_ws_refuse_after_refuses_new_sockets_while_http_works(comfy: Comfy) -> None:
     comfy.config(ws_refuse_after=1)
     with comfy.connect() as first:
