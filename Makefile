@@ -3,7 +3,7 @@ PY ?= python3
 WORKER_VENV := .venvs/worker
 APP_VENV := .venvs/app
 
-.PHONY: run test venvs lint format
+.PHONY: run test test-comfyui venvs lint format
 
 venvs: $(WORKER_VENV)/.stamp $(APP_VENV)/.stamp
 
@@ -25,6 +25,10 @@ run: venvs
 
 test: venvs
 	bash scripts/test.sh
+
+# The optional real-ComfyUI tier: `make test-comfyui COMFYUI_DIR=/path/to/ComfyUI [COMFYUI_PYTHON=...]`
+test-comfyui: $(WORKER_VENV)/.stamp
+	COMFYUI_DIR="$(COMFYUI_DIR)" COMFYUI_PYTHON="$(COMFYUI_PYTHON)" bash scripts/test_comfyui.sh
 
 lint: venvs
 	$(WORKER_VENV)/bin/ruff check . && $(WORKER_VENV)/bin/ruff format --check .

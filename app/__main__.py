@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--share",
         action="store_true",
-        help="also open a public Gradio share link (needs APP_AUTH, see the README)",
+        help="also open a public Gradio share link (needs APP_AUTH, see docs/operating.md)",
     )
     return ap.parse_args(argv)
 

@@ -1,13 +1,15 @@
 """`python -m app.cli run WORKFLOW.json [--image name=path ...] [--out DIR]`
+`python -m app.cli doctor [--timeout S]`: what the configured endpoint can run (app/doctor.py).
 
 Submits one ComfyUI job through the endpoint client, draws a terminal progress bar from the
 job's progress, saves the outputs (base64 decoded, or the presigned URL downloaded) and prints
 the timings. WORKFLOW.json is either an API-format workflow or a whole job (`{"input":
 {"workflow": ..., "images": [...]}}` as in test_input.json).
 With RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID set it talks to that endpoint (RUNPOD_API_BASE may
-point elsewhere); otherwise it starts the local stack (ComfyUI emulator + local control plane +
-one real worker) for the duration of the run. Exit: 0 COMPLETED, 1 the job did not complete,
-2 bad usage or endpoint error.
+point elsewhere); with neither it starts the local stack (ComfyUI emulator + local control plane +
+one real worker) for the duration of the run; with only one it refuses, naming the other
+(app.settings.runpod_credentials, the studio's rule). Exit: 0 COMPLETED, 1 the job did not
+complete, 2 bad usage (a missing variable, a file that is not valid JSON, ...) or endpoint error.
 """
 
 from __future__ import annotations
@@ -27,10 +29,23 @@ import requests
 
 from app.endpoint import EndpointClient, JobStatus
 from app.errors import EndpointError
+from app.settings import runpod_credentials
+from app.studio_errors import ConfigError
+
+
+def read_json(path: Path) -> object:
+    """The JSON in `path`; ValueError naming the file and, for bad JSON, where it goes wrong."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        where = f"line {e.lineno}, column {e.colno}"
+        raise ValueError(f"{path} is not valid JSON: {e.msg} at {where}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not valid JSON: it is not UTF-8 text") from None
 
 
 def load_job_input(path: Path, images: list[str]) -> dict:
-    data = json.loads(path.read_text())
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object (a workflow or a job)")
     inp = dict(data["input"]) if isinstance(data.get("input"), dict) else {"workflow": data}
@@ -156,15 +171,23 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     r.add_argument("--poll", type=float, default=1.0, help="status poll interval, s")
     r.add_argument("--timeout", type=float, default=None, help="give up (and cancel) after s")
     r.add_argument("--step-delay", type=float, default=0.05, help="local stack only")
+    d = sub.add_parser("doctor", help="check the endpoint: key, health, inventory, pipelines")
+    d.add_argument("--timeout", type=float, default=300.0, help="inventory job deadline, s")
+    d.add_argument("--poll", type=float, default=1.0, help="status poll interval, s")
     a = p.parse_args(argv)
+    if a.cmd == "doctor":
+        from app.doctor import main as doctor
+
+        return doctor(env, a.timeout, a.poll)
     try:
+        remote = runpod_credentials(env) is not None
         job_input = load_job_input(a.workflow, a.image)
-    except (OSError, ValueError) as e:
+    except (ConfigError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     with contextlib.ExitStack() as stack:
         try:
-            if env.get("RUNPOD_API_KEY") and env.get("RUNPOD_ENDPOINT_ID"):
+            if remote:
                 client = EndpointClient.from_env(env)
             else:
                 from emulators.stack import LocalStack, StackConfig

@@ -26,9 +26,17 @@ from app import errors
 from app.errors import EndpointError, JobNotFound
 
 RUNPOD_API_BASE = "https://api.runpod.ai/v2"
-RUN_LIMIT = 10 * errors.MB
-RUNSYNC_LIMIT = 20 * errors.MB
+# RunPod's request-size limits ("10 MB" /run, "20 MB" /runsync) as decimal bytes, so nothing
+# passes this pre-check that RunPod may refuse. The local control plane enforces these constants.
+RUN_LIMIT = 10_000_000
+RUNSYNC_LIMIT = 20_000_000
+# policy.executionTimeout: RunPod takes more than 5 s (5000 and below answer 400), at most 7 days.
+EXECUTION_TIMEOUT_ABOVE_MS = 5_000
+EXECUTION_TIMEOUT_MAX_MS = 7 * 24 * 3600 * 1000
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+# /health `workers`: the counts RunPod documents, plus `unhealthy` (a worker whose fitness check
+# failed). The local control plane answers exactly these; the studio's panel reads each.
+WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhealthy")
 
 
 @dataclass(frozen=True)
@@ -93,13 +101,20 @@ class Health:
     jobs: dict[str, int]
     workers: dict[str, int]
 
+    def worker_count(self, state: str) -> int:
+        """Workers RunPod reports in `state` (one of WORKER_STATES); 0 when absent or not a
+        number."""
+        value = self.workers.get(state)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return max(int(value), 0) if ok else 0
+
     @property
     def idle(self) -> int:
-        return int(self.workers.get("idle", 0))
+        return self.worker_count("idle")
 
     @property
     def running(self) -> int:
-        return int(self.workers.get("running", 0))
+        return self.worker_count("running")
 
     @property
     def in_queue(self) -> int:
@@ -316,4 +331,12 @@ def _reason(resp: requests.Response) -> str:
     return f"HTTP {resp.status_code} {resp.text[:200]}"
 
 
-__all__ = ["EndpointClient", "EndpointError", "Health", "JobNotFound", "JobRef", "JobStatus"]
+__all__ = [
+    "WORKER_STATES",
+    "EndpointClient",
+    "EndpointError",
+    "Health",
+    "JobNotFound",
+    "JobRef",
+    "JobStatus",
+]

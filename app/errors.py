@@ -50,7 +50,7 @@ class EndpointUnreachable(EndpointError):
     """No connection to the endpoint after the client's retries."""
 
 
-MB = 1024 * 1024
+MB = 1_000_000  # RunPod's "10 MB" / "20 MB" limits are read as decimal megabytes
 
 
 def auth_error(status: int) -> AuthError:

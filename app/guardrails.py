@@ -29,11 +29,12 @@ from typing import Any
 
 import yaml
 
+from app.endpoint import EXECUTION_TIMEOUT_ABOVE_MS, EXECUTION_TIMEOUT_MAX_MS
 from app.studio_errors import ConfigError, StudioError
 
 DEFAULTS_PATH = Path(__file__).with_name("guardrails.yaml")
-RUNPOD_TIMEOUT_MIN_MS = 5_000
-RUNPOD_TIMEOUT_MAX_MS = 7 * 24 * 3600 * 1000
+RUNPOD_TIMEOUT_MIN_MS = EXECUTION_TIMEOUT_ABOVE_MS + 1  # the smallest RunPod accepts
+RUNPOD_TIMEOUT_MAX_MS = EXECUTION_TIMEOUT_MAX_MS
 LIVE_STATES = frozenset({"SUBMITTING", "IN_QUEUE", "IN_PROGRESS", "RUNNING"})
 _OFF = ("off", "none", "null", "unlimited")
 

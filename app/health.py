@@ -2,9 +2,11 @@
 
 `panel_from(health, cold)` is pure: `health` is the endpoint client's `Health` (or the raw
 `/health` JSON: `{"jobs": {completed, failed, inProgress, inQueue, retried}, "workers": {idle,
-running, ...}}`), `cold` the `ColdStart` of the current quote (seconds, dollars, GPU, from
-app/cost.py). The panel says how many workers are idle / running, how many jobs are queued / in
-progress, and what the next job will meet: a warm worker, or a cold start and what it costs.
+initializing, ready, running, throttled, unhealthy}}`: app.endpoint.WORKER_STATES, each read;
+`idle` and `ready` both mean free to take a job), `cold` the `ColdStart` of the current quote
+(seconds, dollars, GPU, from app/cost.py). The panel says how many workers are idle / running,
+how many jobs are queued / in progress, and what the next job will meet: a warm worker, or a cold
+start and what it costs.
 `read_panel(endpoint, cold)` asks the endpoint and never raises: a failed /health becomes a panel
 with `error` set (secret-free). `render_html(panel)` is the page's fragment, with data attributes
 that tests and scripts read (data-idle, data-running, data-queued, data-in-progress, data-warm).
@@ -16,8 +18,10 @@ import html
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from app.endpoint import WORKER_STATES
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class HealthPanel:
     idle: int = 0
     running: int = 0
     initializing: int = 0
+    ready: int = 0
     throttled: int = 0
     unhealthy: int = 0
     in_queue: int = 0
@@ -54,14 +59,21 @@ class HealthPanel:
         return self.error is None
 
     @property
+    def free(self) -> int:
+        """Workers up and free to take a job: RunPod reports them as `idle` and `ready`."""
+        return max(self.idle, self.ready)
+
+    @property
     def warm(self) -> bool:
         """A job sent now would start on a worker that is already up."""
-        return self.ok and self.idle > 0
+        return self.ok and self.free > 0
 
     @property
     def workers_line(self) -> str:
         parts = [f"{self.idle} idle", f"{self.running} running"]
+        ready = self.ready if self.ready != self.idle else 0  # RunPod's example: idle 4, ready 4
         for n, word in (
+            (ready, "ready"),
             (self.initializing, "starting"),
             (self.throttled, "throttled"),
             (self.unhealthy, "unhealthy"),
@@ -86,7 +98,7 @@ def _count(part: Mapping[str, Any], *names: str) -> int:
     return 0
 
 
-def cold_note(idle: int, running: int, in_queue: int, cold: ColdStart | None) -> str:
+def cold_note(free: int, running: int, in_queue: int, cold: ColdStart | None) -> str:
     """One sentence: will the next job start warm, and if not, what a cold start costs."""
     cost = ""
     if cold is not None:
@@ -94,10 +106,10 @@ def cold_note(idle: int, running: int, in_queue: int, cold: ColdStart | None) ->
             f" ≈ {math.ceil(cold.seconds)} s (container start + model load + idle timeout), "
             f"+${cold.dollars:.4f} on {cold.gpu}"
         )
-    if idle > in_queue:
-        free = idle - in_queue
-        plural = "s" if free != 1 else ""
-        return f"{free} worker{plural} warm: the next job starts without a cold start."
+    if free > in_queue:
+        left = free - in_queue
+        plural = "s" if left != 1 else ""
+        return f"{left} worker{plural} warm: the next job starts without a cold start."
     if running or in_queue:
         return (
             "No idle worker: the next job waits in the queue until a worker frees up, or RunPod "
@@ -112,23 +124,16 @@ def panel_from(health: Any, cold: ColdStart | None = None, now: float | None = N
         jobs, workers = health.get("jobs") or {}, health.get("workers") or {}
     else:
         jobs, workers = getattr(health, "jobs", {}) or {}, getattr(health, "workers", {}) or {}
-    idle = _count(workers, "idle")
-    running = _count(workers, "running")
-    in_queue = _count(jobs, "inQueue", "in_queue")
-    return HealthPanel(
-        idle=idle,
-        running=running,
-        initializing=_count(workers, "initializing"),
-        throttled=_count(workers, "throttled"),
-        unhealthy=_count(workers, "unhealthy"),
-        in_queue=in_queue,
+    panel = HealthPanel(
+        **{state: _count(workers, state) for state in WORKER_STATES},
+        in_queue=_count(jobs, "inQueue", "in_queue"),
         in_progress=_count(jobs, "inProgress", "in_progress"),
         completed=_count(jobs, "completed"),
         failed=_count(jobs, "failed"),
         retried=_count(jobs, "retried"),
-        note=cold_note(idle, running, in_queue, cold),
         checked_at=time.time() if now is None else now,
     )
+    return replace(panel, note=cold_note(panel.free, panel.running, panel.in_queue, cold))
 
 
 def read_panel(

@@ -19,7 +19,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.studio_errors import ImageError
 
-RUN_LIMIT_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_BYTES = 3 * 1024 * 1024  # per image, before base64 (x4/3): two images + workflow fit
 MAX_SOURCE_PIXELS = 64_000_000
 MAX_SOURCE_BYTES = 50 * 1024 * 1024

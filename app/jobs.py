@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from app import cost
+from app.endpoint import RUN_LIMIT
 from app.forms import FormValues, PipelineForm, to_params
-from app.images import RUN_LIMIT_BYTES, prepare_image
+from app.images import prepare_image
 from app.ledger import JobRow, Ledger
 from app.progress import ProgressView, describe
 from app.settings import Settings
@@ -178,7 +179,7 @@ class Studio:
         if uploads:
             job_input["images"] = uploads
         size = len(json.dumps(job_input))
-        if size > RUN_LIMIT_BYTES:
+        if size > RUN_LIMIT:
             raise InputError(
                 "start image",
                 f"the request is {size / 1e6:.1f} MB; RunPod's /run takes at most 10 MB",

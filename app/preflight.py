@@ -133,7 +133,8 @@ class Missing:
         if self.nodes:
             lines.append(
                 "the endpoint's ComfyUI lacks node classes (install the custom nodes that provide "
-                "them in the worker image): " + ", ".join(self.nodes)
+                'them in the worker image: --build-arg CUSTOM_NODES="<node packs>"): '
+                + ", ".join(self.nodes)
             )
         return "pre-flight: " + "\n".join(lines)
 

@@ -91,6 +91,21 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     return value
 
 
+def runpod_credentials(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID) when both are set, None when neither is (the local
+    demo), ConfigError naming the missing one when only one is: the rule for the studio and the
+    CLI alike, so a half-configured environment never falls back to the demo silently."""
+    key = env.get("RUNPOD_API_KEY", "").strip()
+    endpoint = env.get("RUNPOD_ENDPOINT_ID", "").strip()
+    if bool(key) != bool(endpoint):
+        missing = "RUNPOD_ENDPOINT_ID" if key else "RUNPOD_API_KEY"
+        raise ConfigError(
+            f"{missing} is not set; set both RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID to use "
+            "RunPod, or neither for the local demo"
+        )
+    return (key, endpoint) if key else None
+
+
 @dataclass(frozen=True)
 class Settings:
     api_key: Secret = field(default_factory=lambda: Secret(""))
@@ -127,14 +142,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        key = env.get("RUNPOD_API_KEY", "").strip()
-        endpoint = env.get("RUNPOD_ENDPOINT_ID", "").strip()
-        if bool(key) != bool(endpoint):
-            missing = "RUNPOD_ENDPOINT_ID" if key else "RUNPOD_API_KEY"
-            raise ConfigError(
-                f"{missing} is not set; set both RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID to use "
-                "RunPod, or neither for the local demo"
-            )
+        key, endpoint = runpod_credentials(env) or ("", "")
         if endpoint and not endpoint.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(
                 f"RUNPOD_ENDPOINT_ID={endpoint!r} is not an endpoint id; allowed: letters, digits"

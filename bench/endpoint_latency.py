@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from app.endpoint import EndpointClient  # noqa: E402
 from emulators.comfyui import EmulatorConfig, EmulatorThread  # noqa: E402
 from emulators.comfyui.server import STATE  # noqa: E402
-from emulators.runpod import default_worker_python  # noqa: E402
+from emulators.runpod.workers import default_worker_python  # noqa: E402
 
 KEY = "bench-key"
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .runpod import default_worker_python
-from .runpod_workers import REPO, die_with_parent
+from .runpod.workers import REPO, die_with_parent
 
 
 @dataclass

@@ -94,6 +94,7 @@ class Footprint:
 
     async def remove(self, sweeper: Sweeper) -> None:
         _delete_files(self.s.comfy_input_dir, self.uploaded)
+        _remove_empty_parents(self.s.comfy_input_dir, self.uploaded)  # the job's upload folder
         for p in self.prompts:
             if p.retire is None:
                 p.retire = asyncio.create_task(_retire(self.client, p, END_WAIT_S))
@@ -155,3 +156,18 @@ def _delete_files(root: str, rel_paths: list[str]) -> None:
             pass
         except OSError as e:
             log.warning("could not delete %s: %s", p, e.strerror)
+
+
+def _remove_empty_parents(root: str, rel_paths: list[str]) -> None:
+    """Remove the folders these files were in (the job's own upload folder) once empty."""
+    if not root:
+        return
+    base = Path(root).resolve()
+    for rel in rel_paths:
+        p = (base / rel).resolve().parent
+        while p != base and base in p.parents:
+            try:
+                p.rmdir()
+            except OSError:
+                break
+            p = p.parent

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from .errors import (
     UploadFailed,
     WorkflowRejected,
 )
-from .inputs import ImageInput
+from .inputs import FILE_INPUT_NAMES, ImageInput
 from .settings import Settings
 
 log = logging.getLogger("worker.comfy")
@@ -66,14 +67,71 @@ def _short_list(items: list, limit: int = 12) -> str:
     return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "") or "(none)"
 
 
-def format_node_errors(node_errors: Mapping[str, object]) -> list[str]:
-    """One readable line per node error of a `/prompt` answer."""
+def is_file_input(class_type: str, input_name: str) -> bool:
+    """Whether a list input names a file (a loader's model, LoadImage's image) rather than an
+    option such as `upscale_method` or `weight_dtype`."""
+    return "Load" in class_type and (input_name.endswith("_name") or input_name in FILE_INPUT_NAMES)
+
+
+def _links(workflow: Mapping[str, object] | None, node_id: str) -> dict[str, list]:
+    node = (workflow or {}).get(node_id)
+    inputs = node.get("inputs") if isinstance(node, Mapping) else None
+    if not isinstance(inputs, Mapping):
+        return {}
+    return {k: v for k, v in inputs.items() if isinstance(v, list) and len(v) == 2}
+
+
+def _class_of(workflow: Mapping[str, object] | None, node_id: object) -> str:
+    node = (workflow or {}).get(str(node_id))
+    return str(node.get("class_type")) if isinstance(node, Mapping) else "?"
+
+
+def _validation_exception(
+    node_id: str, ct: str, err: Mapping, workflow: Mapping[str, object] | None
+) -> str:
+    """ComfyUI's `exception_during(_inner)_validation` in plain words: a link to a node that is
+    not in the workflow (KeyError), a link to an output slot that does not exist (IndexError)."""
+    info = err.get("extra_info") or {}
+    etype = str(info.get("exception_type") or "")
+    text = str(info.get("exception_message") or err.get("details") or "").strip()
+    links = _links(workflow, node_id)
+    if etype == "KeyError":
+        missing = text.strip("'\"")
+        names = [k for k, v in links.items() if str(v[0]) == missing] or [None]
+        return "; ".join(
+            f"node {node_id} ({ct})" + (f" input {n!r}" if n else "")
+            + f": links to node {missing}, which is not in the workflow"
+            for n in names
+        )  # fmt: skip
+    if etype == "IndexError":
+        odd = {k: v for k, v in links.items() if isinstance(v[1], int) and v[1] > 0} or links
+        if len(odd) == 1:
+            ((name, (src, slot)),) = odd.items()
+            return (
+                f"node {node_id} ({ct}) input {name!r}: links to output slot {slot} of node {src} "
+                f"({_class_of(workflow, src)}), which has no such output"
+            )
+        shown = ", ".join(f"{k!r} -> node {v[0]} slot {v[1]}" for k, v in odd.items())
+        return (
+            f"node {node_id} ({ct}): one of its links names an output slot its source node does "
+            "not have" + (f" ({shown})" if shown else "")
+        )
+    return f"node {node_id} ({ct}): ComfyUI could not validate it ({etype}: {text})".replace(
+        ": )", ")"
+    )
+
+
+def format_node_errors(
+    node_errors: Mapping[str, object], workflow: Mapping[str, object] | None = None
+) -> list[str]:
+    """One readable line per node error of a `/prompt` answer (`workflow`, when given, names
+    the inputs behind a broken link)."""
     lines: list[str] = []
     for node_id, ne in node_errors.items():
         if not isinstance(ne, Mapping):
             lines.append(f"node {node_id}: {ne}")
             continue
-        ct = ne.get("class_type", "?")
+        ct = str(ne.get("class_type", "?"))
         for err in ne.get("errors") or []:
             info = err.get("extra_info") or {}
             etype = err.get("type", "")
@@ -83,14 +141,21 @@ def format_node_errors(node_errors: Mapping[str, object]) -> list[str]:
                 cfg = info.get("input_config") or [[]]
                 options = cfg[0] if cfg and isinstance(cfg[0], list) else []
                 got = info.get("received_value")
-                lines.append(
-                    f"{where}: {got!r} is not available; files that exist: {_short_list(options)}"
-                )
-            elif etype == "exception_during_validation":
-                lines.append(
-                    f"{where}: {err.get('message')}: {info.get('exception_type', '')} "
-                    f"{err.get('details', '')}".rstrip()
-                )
+                if is_file_input(ct, str(name or "")):
+                    lines.append(
+                        f"{where}: {got!r} is not available; files that exist: "
+                        f"{_short_list(options)}"
+                    )
+                elif options:
+                    lines.append(
+                        f"{where}: {got!r} is not one of the options: {_short_list(options)}"
+                    )
+                else:
+                    m = re.search(r"\(list of length (\d+)\)", str(err.get("details") or ""))
+                    count = f" {m.group(1)}" if m else ""
+                    lines.append(f"{where}: {got!r} is not one of the{count} allowed options")
+            elif etype in ("exception_during_validation", "exception_during_inner_validation"):
+                lines.append(_validation_exception(str(node_id), ct, err, workflow))
             else:
                 detail = err.get("details") or ""
                 got = info.get("received_value")
@@ -104,6 +169,18 @@ def format_node_errors(node_errors: Mapping[str, object]) -> list[str]:
                     )
                 )
     return lines
+
+
+def prompt_error(err: Mapping) -> tuple[str, list[str]]:
+    """ComfyUI's top-level `/prompt` error (no node_errors) as a message and details lines:
+    `Cannot execute because node X does not exist.` + `Node ID '#3'` becomes
+    `Cannot execute because node X does not exist (node 3)` with one details line."""
+    msg = str(err.get("message") or err.get("type") or "invalid prompt").strip().rstrip(".")
+    details = str(err.get("details") or "").strip()
+    m = re.fullmatch(r"Node ID '#(.+)'", details)
+    if m:
+        return f"{msg} (node {m.group(1)})", [f"node {m.group(1)}: {msg}"]
+    return (f"{msg}: {details}" if details else msg), ([details] if details else [])
 
 
 class ComfyClient:
@@ -150,11 +227,16 @@ class ComfyClient:
                 )
             await asyncio.sleep(self.s.ready_interval_s)
 
-    async def upload(self, image: ImageInput) -> str:
+    async def upload(self, image: ImageInput, folder: str = "") -> str:
+        """Upload to ComfyUI's input folder, into `folder` plus the image's own subfolder (the
+        `subfolder` field of /upload/image); return the name a LoadImage refers to it by."""
+        subfolder = "/".join(p for p in (folder, image.subfolder) if p)
         form = aiohttp.FormData(quote_fields=False)  # names are validated: no quotes
-        form.add_field("image", image.data, filename=image.name, content_type=image.mime)
+        form.add_field("image", image.data, filename=image.filename, content_type=image.mime)
         form.add_field("overwrite", "true")
         form.add_field("type", "input")
+        if subfolder:
+            form.add_field("subfolder", subfolder)
         try:
             async with self.session.post(self.base + "/upload/image", data=form) as r:
                 if r.status != 200:
@@ -165,7 +247,7 @@ class ComfyClient:
                 body = await r.json()
         except aiohttp.ClientError as e:
             raise UploadFailed(f"{image.name}: {type(e).__name__}: {e}") from None
-        name = body.get("name", image.name)
+        name = body.get("name", image.filename)
         sub = body.get("subfolder") or ""
         return f"{sub}/{name}" if sub else name
 
@@ -188,11 +270,11 @@ class ComfyClient:
             err = body.get("error") or {}
             if not isinstance(err, Mapping):
                 err = {"message": str(err)}
-            lines = format_node_errors(body.get("node_errors") or {})
-            msg = err.get("message") or err.get("type") or "invalid prompt"
-            if err.get("details") and not lines:
-                msg += f": {err['details']}"
-            if lines:
+            lines = format_node_errors(body.get("node_errors") or {}, workflow)
+            msg = str(err.get("message") or err.get("type") or "invalid prompt")
+            if not lines:
+                msg, lines = prompt_error(err)
+            else:
                 msg += f" ({len(lines)} problem{'s' if len(lines) != 1 else ''}): " + "; ".join(
                     lines[:5]
                 )

@@ -23,7 +23,7 @@ import logging
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .comfy import ComfyClient
@@ -41,6 +41,7 @@ class Located:
     file: OutputFile
     path: Path | None  # on the shared filesystem, or None (fetch through /view)
     size: int | None
+    data: bytes = field(default=b"", repr=False)  # an output that exists only in memory
 
 
 def b64_size(n: int) -> int:
@@ -212,6 +213,25 @@ class Delivery:
             items.append(_item(loc, "base64", data, size))
         return items
 
+    async def deliver_blobs(
+        self, job_id: str, blobs: list[tuple[OutputFile, bytes]], used: int
+    ) -> list[dict]:
+        """Items for outputs that exist only in memory (the images a websocket output node
+        sent); `used` is what the base64 result already holds (the size limit is shared)."""
+        items: list[dict] = []
+        cfg = self.s.s3
+        for f, data in blobs:
+            loc = Located(f, None, len(data), data)
+            if self.s3 is not None and cfg is not None:
+                key = "/".join(p for p in (cfg.prefix, job_id, f.filename) if p)
+                items.append(await self._s3_item(loc, key, None))
+                continue
+            used += b64_size(len(data)) + ITEM_OVERHEAD
+            if used > self.s.result_max_bytes:
+                raise ResultTooLarge(too_large_message(used, self.s.result_max_bytes))
+            items.append(_item(loc, "base64", b64_text(data), len(data)))
+        return items
+
     async def _fetch_bytes(self, loc: Located, client: ComfyClient) -> bytes:
         f = loc.file
         try:
@@ -223,13 +243,21 @@ class Delivery:
         cfg = self.s.s3
         assert cfg is not None
         key = "/".join(p for p in (cfg.prefix, job_id, loc.file.filename) if p)
+        return await self._s3_item(loc, key, client)
+
+    async def _s3_item(self, loc: Located, key: str, client: ComfyClient | None) -> dict:
         tmp: str | None = None
         path = loc.path
         if path is None:
             fd, tmp = tempfile.mkstemp(prefix="wanpod-out-", suffix="-" + loc.file.filename)
             with os.fdopen(fd, "wb") as fh:
                 try:
-                    await client.view_to(loc.file.filename, loc.file.subfolder, loc.file.type, fh)
+                    if client is None:  # an in-memory output: its bytes are in loc.data
+                        fh.write(loc.data)
+                    else:
+                        await client.view_to(
+                            loc.file.filename, loc.file.subfolder, loc.file.type, fh
+                        )
                 except Exception as e:
                     raise OutputError(f"{loc.file.filename}: {e}") from None
             path = Path(tmp)

@@ -3,8 +3,10 @@
 Every failure the handler can report is a `WorkerError` subclass with a readable message (and,
 where useful, `details`: one line per problem). `to_result(exc)` maps any exception to the RunPod
 failure shape `{"error": "<one string>", "details": [str, ...]}`; `error` is always a string
-(a dict there ends as COMPLETED with no output, runpod-python #299). Messages never carry input
-payloads, base64 data or keys: unexpected exceptions are reported by type and a scrubbed message.
+(a dict there ends as COMPLETED with no output, runpod-python #299), and it and every details
+entry are one line without traceback frames or the server's file paths (`one_line`). Messages
+never carry input payloads, base64 data or keys: unexpected exceptions are reported by type and a
+scrubbed message.
 """
 
 from __future__ import annotations
@@ -84,6 +86,29 @@ class ExecutionFailed(WorkerError):
     prefix = "workflow execution failed"
 
 
+class UnreadableModel(ExecutionFailed):
+    """A loader could not read its model file (empty, truncated or not a model): names the
+    file, the input and, once known, the models folder it is in."""
+
+    def __init__(
+        self, node: str, class_type: str, input_name: str, filename: str, cause: str
+    ) -> None:
+        self.node, self.class_type, self.input_name = node, class_type, input_name
+        self.filename, self.folder = filename, ""
+        super().__init__(self._text(), [cause])
+
+    def _text(self) -> str:
+        where = f"models/{self.folder}" if self.folder else f"the folder for {self.input_name}"
+        return (
+            f"node {self.node} ({self.class_type}): model file {self.filename!r} in {where} is "
+            "unreadable (incomplete download?); replace the file and run the job again"
+        )
+
+    def locate(self, folder: str) -> None:
+        self.folder = folder
+        self.message = self._text()
+
+
 class Interrupted(WorkerError):
     """ComfyUI reported `execution_interrupted` for this prompt (someone interrupted it)."""
 
@@ -120,6 +145,12 @@ class ResultTooLarge(WorkerError):
     prefix = "result too large"
 
 
+class ProvisionError(WorkerError):
+    """Model files could not be put on the volume (no volume, no room, download or check failed)."""
+
+    prefix = "provision failed"
+
+
 ALL_ERRORS: tuple[type[WorkerError], ...] = (
     WorkerError,
     ConfigError,
@@ -130,15 +161,40 @@ ALL_ERRORS: tuple[type[WorkerError], ...] = (
     UploadFailed,
     WorkflowRejected,
     ExecutionFailed,
+    UnreadableModel,
     Interrupted,
     JobTimeout,
     ConnectionLost,
     OutputError,
     DeliveryError,
     ResultTooLarge,
+    ProvisionError,
 )
 
 _B64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{64,}")
+_TB_NOISE = re.compile(r'^\s*(File "|Traceback \(most recent call last\)|[\^~ ]+$)')
+_ABS_PATH = re.compile(r"(?<![\w.:/\\])(?:/[\w.@+-]+){2,}|\b[A-Za-z]:\\[^\s'\"]+")
+
+
+def one_line(text: str, server_paths: bool = False) -> str:
+    """`text` as one line without traceback frames and, unless `server_paths`, without file
+    paths (a path becomes its last part: the file name is useful, the server's layout is not)."""
+    lines = str(text).splitlines()
+    kept: list[str] = []
+    skip_code = False
+    for line in lines:
+        if _TB_NOISE.match(line):
+            skip_code = line.lstrip().startswith("File")
+            continue
+        if skip_code and line.startswith("    "):
+            continue  # the source line under a `File "..."` frame
+        skip_code = False
+        if line.strip():
+            kept.append(line.strip())
+    joined = " ".join(kept)
+    if server_paths:
+        return joined
+    return _ABS_PATH.sub(lambda m: re.split(r"[/\\]", m.group(0))[-1], joined)
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:
@@ -163,7 +219,8 @@ def to_result(exc: BaseException, secrets: Sequence[str] = ()) -> dict[str, obje
     else:
         error = f"internal worker error: {type(exc).__name__}: {exc}"
         details = []
-    out: dict[str, object] = {"error": scrub(error, secrets)}
+    own = isinstance(exc, InputError)  # quotes the caller's own values: paths stay as given
+    out: dict[str, object] = {"error": scrub(one_line(error, own), secrets)}
     if details:
-        out["details"] = [scrub(d, secrets) for d in details]
+        out["details"] = [scrub(one_line(d, own), secrets) for d in details]
     return out

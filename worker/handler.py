@@ -3,7 +3,8 @@ deliver → clean up → return, in worker-comfyui's result shape plus additive 
 
 `handler(job)` is the `async def` the runpod SDK calls (settings from the environment, read once).
 `make_handler(settings)` builds the same handler for explicit settings (tests, bench).
-`{"inventory": true}` answers what ComfyUI has (worker/inventory.py) instead of running a workflow.
+`{"inventory": true}` answers what ComfyUI has (worker/inventory.py) instead of running a workflow;
+`{"provision": {...}}` downloads model files onto the volume (worker/provision.py).
 An identical re-run that ComfyUI serves from its cache after CLEANUP_JOB_FILES removed the
 earlier job's files is queued once more with this job's own output file names
 (`fresh_output_names`): only the save nodes run again, the rest stays cached.
@@ -22,6 +23,7 @@ base64 payload or key reaches a log line (the SDK logs whole jobs at DEBUG, and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -34,13 +36,16 @@ import aiohttp
 
 from .cleanup import Footprint, Sweeper
 from .comfy import ComfyClient, format_node_errors
-from .delivery import Delivery, locate
-from .errors import ConfigError, JobTimeout, OutputError, WorkerError, to_result
-from .inputs import JobRequest, parse_job_input
-from .inventory import collect_inventory, wants_inventory
+from .delivery import ITEM_OVERHEAD, Delivery, locate
+from .errors import ConfigError, JobTimeout, OutputError, UnreadableModel, WorkerError, to_result
+from .fetch import ImageFetcher
+from .inputs import ImageURL, JobRequest, job_upload_folder, parse_job_input, rewrite_image_refs
+from .inventory import collect_inventory, model_folder, wants_inventory
 from .monitor import JobEnd, Watcher
-from .outputs import collect
+from .outputs import collect, websocket_files
 from .progress import ProgressReporter
+from .provision import run_job as run_provision
+from .provision import wants_provision
 from .settings import Settings
 
 log = logging.getLogger("worker")
@@ -81,12 +86,15 @@ async def run_job(
     )
     try:
         inventory = wants_inventory(job.get("input"))
-        request = None if inventory else parse_job_input(job.get("input"), settings)
+        provision = None if inventory else wants_provision(job.get("input"))
+        request = None if inventory or provision else parse_job_input(job.get("input"), settings)
         timeout = settings.job_timeout_s or None
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
-                if request is None:
+                if provision is not None:
+                    result = await run_provision(provision, job, settings)
+                elif request is None:
                     result = await _inventory(settings)
                 else:
                     result = await _run(
@@ -170,8 +178,7 @@ class _JobRun:
                 await self.sweeper.sweep(self.client, self.s)
             if self.req.images:
                 self.progress.update(stage="uploading")
-                for image in self.req.images:
-                    self.footprint.uploaded.append(await self.client.upload(image))
+                await self._upload()
             self.mark("uploaded")
             try:
                 end, items = await self._queue_and_follow()
@@ -179,9 +186,13 @@ class _JobRun:
                 if self.prompt_id:
                     await _stop_prompt(self.client, self.prompt_id, self.job_id)
                 raise
-            except WorkerError:
+            except WorkerError as e:
                 if self.prompt_id:
                     await _stop_prompt(self.client, self.prompt_id, self.job_id, quiet=True)
+                if isinstance(e, UnreadableModel):
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(5):
+                            e.locate(await model_folder(self.client, e.filename))
                 raise
         finally:
             await self._cleanup()
@@ -197,6 +208,8 @@ class _JobRun:
             result["status"] = "success_no_images"
         if self.problems:
             result["errors"] = self.problems
+        if self.req.warnings:
+            result["warnings"] = list(self.req.warnings)
         log.info(
             "job %s done: %s in %.2f s",
             self.job_id,
@@ -205,6 +218,19 @@ class _JobRun:
             self.marks["done"] - self.marks["start"],
         )
         return result
+
+    async def _upload(self) -> None:
+        """Upload into this job's own input folder and point the workflow at the uploads, so
+        no file the job did not create is overwritten (or later deleted by the clean-up)."""
+        folder = job_upload_folder(f"{self.job_id}-{uuid.uuid4().hex[:8]}")
+        names: dict[str, str] = {}
+        for image in self.req.images:
+            if isinstance(image, ImageURL):  # downloaded and checked here (worker/fetch.py)
+                image = await ImageFetcher(self.s).fetch_async(image)
+            names[image.name] = await self.client.upload(image, folder)
+            self.footprint.uploaded.append(names[image.name])
+        workflow = rewrite_image_refs(self.req.workflow, names)
+        self.req = dataclasses.replace(self.req, workflow=workflow)
 
     async def _queue_and_follow(self) -> tuple[JobEnd, list[dict]]:
         client, s = self.client, self.s
@@ -245,6 +271,10 @@ class _JobRun:
         self.progress.finish()
         try:
             items = await self.delivery.deliver(self.job_id, located, client)
+            if end.ws_images:  # SaveImageWebsocket: the images came as websocket frames
+                used = sum(len(i["data"]) + ITEM_OVERHEAD for i in items if i["type"] == "base64")
+                blobs = websocket_files([(i.node_id, i.mime, i.data) for i in end.ws_images])
+                items += await self.delivery.deliver_blobs(self.job_id, blobs, used)
         except OutputError as e:
             if end.cached and s.cleanup and not self.renamed:
                 # an identical re-run: ComfyUI answered from its cache with the files an earlier

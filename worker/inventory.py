@@ -75,3 +75,15 @@ async def collect_inventory(client: ComfyClient) -> dict:
             else None,
         }
     }
+
+
+async def model_folder(client: ComfyClient, filename: str) -> str:
+    """The models folder (ComfyUI's /models keys) that lists `filename`, or "" when none does."""
+    folders = await _get_json(client, "/models")
+    for name in folders if isinstance(folders, list) else ():
+        if str(name) in NOT_MODEL_FOLDERS:
+            continue
+        listed = await _get_json(client, f"/models/{name}")
+        if isinstance(listed, list) and filename in listed:
+            return str(name)
+    return ""

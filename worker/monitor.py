@@ -20,14 +20,23 @@ only quiet loses nothing). A dead ComfyUI process fails the job at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
 import aiohttp
 
 from .comfy import ComfyClient, pid_alive
-from .errors import ComfyDied, ConnectionLost, ExecutionFailed, Interrupted
+from .errors import (
+    ComfyDied,
+    ConnectionLost,
+    ExecutionFailed,
+    Interrupted,
+    UnreadableModel,
+    one_line,
+)
 from .progress import ProgressReporter, is_sampler, planned_steps, stage_for
 from .settings import Settings
 
@@ -47,18 +56,41 @@ class JobEnd:
     cached: list[str] = field(default_factory=list)
     reconnects: int = 0
     via: str = "websocket"
+    ws_images: list[WsImage] = field(default_factory=list)  # SaveImageWebsocket's images
+
+
+@dataclass(frozen=True)
+class WsImage:
+    """An image a websocket output node (SaveImageWebsocket) sent as a binary frame."""
+
+    node_id: str
+    mime: str
+    data: bytes = field(repr=False)
+
+
+WS_IMAGE_NODES = frozenset({"SaveImageWebsocket"})
+_FRAME_MIME = {1: "image/jpeg", 2: "image/png"}  # send_image's format word
+
+
+_UNREADABLE = re.compile(
+    r"SafetensorError|HeaderTooLarge|HeaderTooSmall|header too small|MetadataIncompleteBuffer|"
+    r"invalid load key|PytorchStreamReader failed|unexpected EOF|corrupt",
+    re.IGNORECASE,
+)
 
 
 def _error_from(data: dict) -> ExecutionFailed:
-    node = data.get("node_id")
-    ntype = data.get("node_type")
-    etype = data.get("exception_type", "")
-    msg = (data.get("exception_message") or "").strip()
-    details = [f"{etype}: {msg}".strip(": ")]
-    tb = data.get("traceback") or []
-    if tb:
-        details.append("last frame: " + str(tb[-1]).strip())
-    return ExecutionFailed(f"node {node} ({ntype}) raised {etype}: {msg}", details)
+    node = str(data.get("node_id"))
+    ntype = str(data.get("node_type"))
+    etype = str(data.get("exception_type", "")).rpartition(".")[2]
+    msg = one_line(data.get("exception_message") or "")
+    cause = f"{etype}: {msg}".strip(": ")
+    if _UNREADABLE.search(f"{etype} {msg}"):
+        for name, value in (data.get("current_inputs") or {}).items():
+            value = value[0] if isinstance(value, list) and value else value
+            if str(name).endswith("_name") and isinstance(value, str) and "." in value:
+                return UnreadableModel(node, ntype, str(name), value, cause)
+    return ExecutionFailed(f"node {node} ({ntype}) raised {cause}", [cause])
 
 
 def _interrupted_from(data: dict) -> Interrupted:
@@ -85,6 +117,7 @@ class Watcher:
         self.progress = progress
         self.end = JobEnd()
         self.finished_nodes: set[str] = set()
+        self.current_node = ""
 
     async def connect(self) -> aiohttp.ClientWebSocketResponse:
         url = f"{self.s.comfy_ws}/ws?clientId={self.client_id}"
@@ -120,6 +153,7 @@ class Watcher:
             node = data.get("node")
             if node is None:
                 return True
+            self.current_node = str(node)
             spec = self.workflow.get(str(node)) or {}
             ct = spec.get("class_type")
             stage = stage_for(ct or "", self.progress.state.stage)
@@ -165,6 +199,30 @@ class Watcher:
         elif mtype == "execution_interrupted" and data.get("prompt_id") == self.prompt_id:
             raise _interrupted_from(data)
         return False
+
+    def _binary(self, frame: bytes) -> None:
+        """Keep the image of a binary frame when a websocket output node sent it (ComfyUI's
+        send_image: `[uint32 1][uint32 1 JPEG | 2 PNG][bytes]`, or with preview metadata
+        `[uint32 4][uint32 n][n bytes JSON {node_id, prompt_id, image_type}][bytes]`);
+        sampler previews are dropped."""
+        if len(frame) < 8:
+            return
+        event, word = int.from_bytes(frame[:4], "big"), int.from_bytes(frame[4:8], "big")
+        node, mime, body = self.current_node, _FRAME_MIME.get(word), frame[8:]
+        if event == 4:
+            try:
+                meta = json.loads(frame[8 : 8 + word])
+            except ValueError:
+                return
+            if meta.get("prompt_id") not in (None, self.prompt_id):
+                return
+            node = str(meta.get("node_id") or node)
+            mime, body = meta.get("image_type"), frame[8 + word :]
+        elif event != 1:
+            return
+        spec = self.workflow.get(node) or {}
+        if mime and spec.get("class_type") in WS_IMAGE_NODES:
+            self.end.ws_images.append(WsImage(node, mime, bytes(body)))
 
     # -- history fallback -------------------------------------------------------------------
     async def _check_history(self) -> bool:
@@ -285,7 +343,8 @@ class Watcher:
                         return self._done()
                     continue
                 if msg.type == aiohttp.WSMsgType.BINARY:
-                    continue  # previews
+                    self._binary(msg.data)  # previews, or a websocket output node's images
+                    continue
                 # closed / error: reconnect, then check history for an end we missed
                 await ws.close()
                 log.warning("websocket to ComfyUI dropped (%s)", msg.type.name)

@@ -9,7 +9,7 @@ same file (type, subfolder, name) is returned once. Kind and MIME type come from
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 FILE_KEYS = ("images", "gifs", "videos", "video", "audio")
@@ -99,3 +99,16 @@ def collect(outputs: Mapping[str, Mapping]) -> list[OutputFile]:
                 seen.add(f.key)
                 files.append(f)
     return files
+
+
+def websocket_files(images: Sequence[tuple[str, str, bytes]]) -> list[tuple[OutputFile, bytes]]:
+    """Images a websocket output node sent (node id, mime, bytes) as output files named
+    `websocket_<node>_<n>_.<ext>` (counted per node, like ComfyUI's save names)."""
+    counts: dict[str, int] = {}
+    out: list[tuple[OutputFile, bytes]] = []
+    for node_id, mime, data in images:
+        counts[node_id] = counts.get(node_id, 0) + 1
+        ext = "jpg" if mime == "image/jpeg" else "png"
+        name = f"websocket_{node_id}_{counts[node_id]:05}_.{ext}"
+        out.append((OutputFile(node_id, name, "", "websocket", "image", mime), data))
+    return out

@@ -3,13 +3,15 @@
 `Settings.from_env(env)` takes any mapping (tests pass a dict; the worker passes `os.environ`),
 validates every value and raises `ConfigError` naming the variable, the bad value and what is
 allowed. Secrets are wrapped in `Secret`, whose repr/str is masked. worker-comfyui's variable
-names are honoured; the rest are ours. Every variable read here is documented in README.md (a
+names are honoured; the rest are ours. Every variable read here is documented in docs/worker.md (a
 test checks it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +46,9 @@ class Secret:
         return hash(self._value)
 
 
+# Where a network volume is mounted: serverless workers (/runpod-volume), pods (/workspace).
+VOLUME_ROOTS = ("/runpod-volume", "/workspace")
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -77,6 +82,31 @@ def _num(env: Mapping[str, str], name: str, default: float, kind=float, minimum:
 
 def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
     return (env.get(name) or default).strip()
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    """A comma-separated list of addresses or CIDR networks (`10.1.2.3, 10.8.0.0/16, fd00::/64`)."""
+    out: list[IPNetwork] = []
+    for part in _str(env, name).split(","):
+        if part.strip():
+            try:
+                out.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"{name}: {part.strip()!r} is not an IP address or network; allowed: a "
+                    "comma-separated list such as 10.1.2.3, 10.8.0.0/16, fd00:1::/64"
+                ) from None
+    return tuple(out)
+
+
+def _ca_bundle(env: Mapping[str, str], name: str) -> str:
+    path = _str(env, name)
+    if path and not os.path.isfile(path):
+        raise ConfigError(f"{name}={path!r} is not a file; allowed: a PEM file of CA certificates")
+    return path
 
 
 @dataclass(frozen=True)
@@ -119,6 +149,16 @@ class Settings:
     log_level: str = "INFO"
     network_volume_debug: bool = False
     comfy_log_level: str = ""
+    allow_annotated_inputs: bool = False
+    hf_token: Secret = field(default_factory=lambda: Secret(""))  # provision job (gated repos)
+    volume_paths: tuple[str, ...] = VOLUME_ROOTS  # WANPOD_VOLUME_PATHS, ':'-separated
+    # `images[].image` given as a URL (worker/fetch.py)
+    image_url_timeout_s: float = 60.0
+    image_url_read_timeout_s: float = 15.0
+    image_url_allow_http: bool = False
+    image_url_allow_private: bool = False
+    image_url_allow_networks: tuple[IPNetwork, ...] = ()
+    image_url_ca_bundle: str = ""
 
     @property
     def comfy_http(self) -> str:
@@ -134,7 +174,7 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Secret values, so error messages can be scrubbed of them."""
-        out = [self.comfy_org_api_key.value]
+        out = [self.comfy_org_api_key.value, self.hf_token.value]
         if self.s3:
             out += [self.s3.access_key_id.value, self.s3.secret_access_key.value]
         return [s for s in out if s]
@@ -178,6 +218,16 @@ class Settings:
             log_level=level,
             network_volume_debug=_bool(env, "NETWORK_VOLUME_DEBUG", False),
             comfy_log_level=_str(env, "COMFY_LOG_LEVEL"),
+            allow_annotated_inputs=_bool(env, "ALLOW_ANNOTATED_INPUTS", False),
+            hf_token=Secret(_str(env, "HF_TOKEN")),
+            volume_paths=tuple(p for p in _str(env, "WANPOD_VOLUME_PATHS").split(":") if p)
+            or VOLUME_ROOTS,
+            image_url_timeout_s=_num(env, "IMAGE_URL_TIMEOUT_S", 60.0, float, 0.1),
+            image_url_read_timeout_s=_num(env, "IMAGE_URL_READ_TIMEOUT_S", 15.0, float, 0.1),
+            image_url_allow_http=_bool(env, "IMAGE_URL_ALLOW_HTTP", False),
+            image_url_allow_private=_bool(env, "IMAGE_URL_ALLOW_PRIVATE", False),
+            image_url_allow_networks=_networks(env, "IMAGE_URL_ALLOW_NETWORKS"),
+            image_url_ca_bundle=_ca_bundle(env, "IMAGE_URL_CA_BUNDLE"),
         )
 
 

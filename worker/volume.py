@@ -4,8 +4,14 @@ folder holds, and warnings for Wan 2.2 files that are missing or sit in the wron
 `python -m worker.volume [--roots A:B] [--write-yaml PATH]` prints the report (never fails the
 start: a worker without a volume can still run workflows whose models are baked into the image).
 Roots default to WANPOD_VOLUME_PATHS or `/runpod-volume:/workspace` (serverless, pods).
-`render_yaml(roots)` writes ComfyUI's extra_model_paths.yaml for those roots; the shipped
+`render_yaml(roots, cached)` writes ComfyUI's extra_model_paths.yaml for those roots; the shipped
 `worker/extra_model_paths.yaml` is `render_yaml(DEFAULT_ROOTS)` (a test keeps them equal).
+
+RunPod's cached models: when an endpoint caches a Hugging Face model, RunPod mounts it as a
+Hugging Face cache at `/runpod-volume/huggingface-cache/hub/models--ORG--NAME/snapshots/REV/`
+(`find_cached` looks under every root). Each `split_files/<folder>/` found there (the layout of
+the Comfy-Org repackaged repositories) becomes a section of the generated yaml, so ComfyUI loads
+those files from local disk without a network volume; the report names each one.
 """
 
 from __future__ import annotations
@@ -18,7 +24,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_ROOTS = ("/runpod-volume", "/workspace")
+from workflows.catalog import load_catalog
+
+from .settings import VOLUME_ROOTS
+
+DEFAULT_ROOTS = VOLUME_ROOTS
 ROOT_KEYS = {"/runpod-volume": "runpod_volume", "/workspace": "workspace"}
 MODEL_FOLDERS = (
     "checkpoints",
@@ -37,21 +47,8 @@ MODEL_FOLDERS = (
 ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
 MODEL_EXTS = {".safetensors", ".ckpt", ".pt", ".pt2", ".bin", ".pth", ".pkl", ".sft", ".gguf"}
 
-# The files the official Wan 2.2 templates load, by ComfyUI folder.
-WAN22_FILES: dict[str, str] = {
-    "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors": "diffusion_models",
-    "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors": "diffusion_models",
-    "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": "diffusion_models",
-    "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": "diffusion_models",
-    "wan2.2_ti2v_5B_fp16.safetensors": "diffusion_models",
-    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": "text_encoders",
-    "wan_2.1_vae.safetensors": "vae",
-    "wan2.2_vae.safetensors": "vae",
-    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors": "loras",
-    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors": "loras",
-    "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors": "loras",
-    "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors": "loras",
-}
+# The files the official Wan 2.2 templates load, by ComfyUI folder (from the catalog, the one list).
+WAN22_FILES: dict[str, str] = {f.name: f.folder for f in load_catalog().sources.values()}
 
 
 def expected_folder(name: str) -> str | None:
@@ -74,12 +71,58 @@ def expected_folder(name: str) -> str | None:
     return None
 
 
+HF_CACHE = Path("huggingface-cache") / "hub"
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    """One cached Hugging Face snapshot with ComfyUI folders under split_files/."""
+
+    repo: str  # ORG/NAME
+    revision: str
+    base: Path  # .../snapshots/REV/split_files
+    files: dict[str, list[str]]  # folder -> model file names
+
+
+def _model_files(d: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(d))
+        for p in d.rglob("*")
+        if p.is_file() and p.suffix.lower() in MODEL_EXTS
+    )
+
+
+def find_cached(roots: Sequence[str]) -> list[CachedModel]:
+    """Cached models with split_files/<folder>/ under `<root>/huggingface-cache/hub` (the
+    revision refs/main names when there is one, else every snapshot)."""
+    out: list[CachedModel] = []
+    for r in roots:
+        hub = Path(r) / HF_CACHE
+        if not hub.is_dir():
+            continue
+        for repo_dir in sorted(hub.glob("models--*")):
+            _, org, name = [*repo_dir.name.split("--", 2), "", ""][:3]
+            ref = repo_dir / "refs" / "main"
+            main = ref.read_text().strip() if ref.is_file() else ""
+            snaps = sorted((repo_dir / "snapshots").glob("*"))
+            for snap in [s for s in snaps if s.name == main] or snaps:
+                base = snap / "split_files"
+                files = {
+                    d.name: _model_files(d) for d in sorted(base.glob("*")) if d.is_dir()
+                }  # fmt: skip
+                files = {k: v for k, v in files.items() if v}
+                if files:
+                    out.append(CachedModel(f"{org}/{name}", snap.name, base, files))
+    return out
+
+
 @dataclass
 class Report:
     root: Path | None
     counts: dict[str, int] = field(default_factory=dict)
     files: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    cached: list[CachedModel] = field(default_factory=list)
 
 
 def find_root(roots: Sequence[str]) -> Path | None:
@@ -90,21 +133,19 @@ def find_root(roots: Sequence[str]) -> Path | None:
     return None
 
 
-def scan(root: Path) -> Report:
-    rep = Report(root)
-    models = root / "models"
+def scan(root: Path | None, cached: Sequence[CachedModel] = ()) -> Report:
+    rep = Report(root, cached=list(cached))
     located: dict[str, list[str]] = {}
+    for c in cached:
+        for folder, names in c.files.items():
+            for n in names:
+                located.setdefault(Path(n).name, []).append(ALIASES.get(folder, folder))
+    if root is None:
+        return rep
+    models = root / "models"
     for folder in MODEL_FOLDERS:
         d = models / folder
-        names = (
-            sorted(
-                str(p.relative_to(d))
-                for p in d.rglob("*")
-                if p.is_file() and p.suffix.lower() in MODEL_EXTS
-            )
-            if d.is_dir()
-            else []
-        )
+        names = _model_files(d) if d.is_dir() else []
         rep.counts[folder] = len(names)
         rep.files[folder] = names
         for n in names:
@@ -130,7 +171,8 @@ def scan(root: Path) -> Report:
     if missing:
         rep.warnings.append(
             f"{len(missing)} of the {len(WAN22_FILES)} Wan 2.2 template files are missing "
-            "(templates that need them will fail with a 'not available' error): "
+            "(templates that need them will fail with a 'not available' error; "
+            "`python -m worker.provision` or the provision job downloads them): "
             + ", ".join(f"{WAN22_FILES[n]}/{n}" for n in missing)
         )
     return rep
@@ -145,7 +187,7 @@ YAML_HEADER = """\
 """
 
 
-def render_yaml(roots: Sequence[str]) -> str:
+def render_yaml(roots: Sequence[str], cached: Sequence[CachedModel] = ()) -> str:
     out = YAML_HEADER.splitlines()
     for i, root in enumerate(roots):
         key = ROOT_KEYS.get(root) or f"volume_{i}"
@@ -153,15 +195,32 @@ def render_yaml(roots: Sequence[str]) -> str:
         out.append(f"  base_path: {root}")
         out += [f"  {f}: models/{f}/" for f in MODEL_FOLDERS]
         out.append("")
+    for i, c in enumerate(cached):
+        out.append(f"# RunPod cached model {c.repo} (revision {c.revision})")
+        out.append(f"hf_cache_{i}:")
+        out.append(f"  base_path: {c.base}")
+        out += [f"  {f}: {f}/" for f in c.files]
+        out.append("")
     return "\n".join(out[:-1] if out[-1] == "" else out) + "\n"
 
 
 def print_report(rep: Report, debug: bool, out=sys.stdout) -> None:
+    for c in rep.cached:
+        counts = ", ".join(f"{f} {len(n)}" for f, n in c.files.items())
+        print(f"volume: cached model {c.repo} (revision {c.revision[:12]}): {counts} "
+              f"file(s) from {c.base}", file=out)  # fmt: skip
+        if debug:
+            for f, names in c.files.items():
+                for n in names:
+                    print(f"volume:     {f}/{n}", file=out)
     if rep.root is None:
         print(
-            "volume: no network volume found; models must be in the image (/comfyui/models)",
+            "volume: no network volume found; models must be in the image (/comfyui/models)"
+            + (" or a cached model" if rep.cached else ""),
             file=out,
         )
+        for w in rep.warnings:
+            print(f"volume: WARNING: {w}", file=out)
         return
     total = sum(rep.counts.values())
     print(f"volume: {rep.root} ({total} model files)", file=out)
@@ -180,11 +239,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     ap.add_argument("--write-yaml", help="write extra_model_paths.yaml for the roots here")
     args = ap.parse_args(argv)
     roots = [r for r in args.roots.split(":") if r]
+    cached = find_cached(roots)
     if args.write_yaml:
-        Path(args.write_yaml).write_text(render_yaml(roots))
+        Path(args.write_yaml).write_text(render_yaml(roots, cached))
     root = find_root(roots)
     debug = (env.get("NETWORK_VOLUME_DEBUG") or "").lower() in ("1", "true", "yes")
-    print_report(scan(root) if root else Report(None), debug)
+    print_report(scan(root, cached), debug)
     return 0
 
 

@@ -4,8 +4,10 @@
 returns frozen dataclasses: per template its title, what it needs, its modes (with defaults), its
 parameters (type, default per mode, min/max/step, choices, description, where each lands as
 node+input), resolution presets on the model's grid, native fps, and the model files each mode needs
-with their ComfyUI folders (read from the template's loader nodes). `frames_for(seconds, fps)` is
-the 4n+1 snapping rule the form shows ("5.0 s -> 81 frames") and `fill` applies.
+with their ComfyUI folders (read from the template's loader nodes) and where each is published
+(Hub repository and path, from `model_sources`; every loaded file must have one).
+`frames_for(seconds, fps)` is the 4n+1 snapping rule the form shows ("5.0 s -> 81 frames") and
+`fill` applies.
 """
 
 from __future__ import annotations
@@ -104,6 +106,13 @@ class Preset:
 class ModelFile:
     name: str
     folder: str  # ComfyUI models/<folder>
+    repo: str = field(default="", compare=False)  # Hugging Face Hub repository, e.g. Comfy-Org/...
+    path: str = field(default="", compare=False)  # path in it: split_files/<folder>/<name>
+
+    @property
+    def url(self) -> str:
+        """The file's public Hub address (what the official templates list)."""
+        return f"https://huggingface.co/{self.repo}/resolve/main/{self.path}"
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,7 @@ class Template:
     grid: int
     official: str
     workflow: Mapping[str, Any]  # the API-format template (turbo layout for the 14B); never mutate
+    sources: Mapping[str, ModelFile] = field(default_factory=dict)  # file name -> where published
 
     @property
     def experts(self) -> int:
@@ -173,7 +183,8 @@ class Template:
             if node_id in dropped:
                 continue
             for inp, folder in LOADER_FOLDERS.get(node["class_type"], {}).items():
-                out.append(ModelFile(node["inputs"][inp], folder))
+                name = node["inputs"][inp]
+                out.append(self.sources.get(name) or ModelFile(name, folder))
         return tuple(dict.fromkeys(out))
 
 
@@ -182,6 +193,8 @@ class Catalog:
     templates: Mapping[str, Template]
     sampler_names: tuple[str, ...]
     schedulers: tuple[str, ...]
+    post_steps: Mapping[str, Any] = field(default_factory=dict)  # read by workflows/poststeps.py
+    sources: Mapping[str, ModelFile] = field(default_factory=dict)  # every published file by name
 
     def __getitem__(self, template_id: str) -> Template:
         return self.get(template_id)
@@ -197,6 +210,21 @@ class Catalog:
 
     def ids(self) -> tuple[str, ...]:
         return tuple(self.templates)
+
+    def files_for(
+        self, template_ids: tuple[str, ...] | list[str], modes: tuple[str, ...] | list[str]
+    ) -> tuple[ModelFile, ...]:
+        """The model files the given templates need in the given modes (a mode a template does not
+        offer is skipped; a template that offers none of them is a ParamError)."""
+        out: list[ModelFile] = []
+        for tid in template_ids:
+            t = self.get(tid)
+            chosen = [m for m in modes if m in t.modes]
+            if not chosen:
+                raise ParamError("modes", ",".join(modes), f"{tid} offers {', '.join(t.modes)}")
+            for m in chosen:
+                out.extend(t.model_files(m))
+        return tuple(dict.fromkeys(out))
 
 
 def _num(x: float) -> str:
@@ -247,6 +275,17 @@ def _param(raw: Mapping[str, Any], fam: Mapping[str, Any], lists: Mapping[str, l
     )
 
 
+def _sources(raw: Mapping[str, Mapping[str, str]]) -> dict[str, ModelFile]:
+    out: dict[str, ModelFile] = {}
+    for name, src in raw.items():
+        parts = src["path"].split("/")
+        if len(parts) != 3 or parts[0] != "split_files" or parts[2] != name:
+            raise TemplateError(f"model_sources: {name} path {src['path']!r} is not "
+                                f"split_files/<folder>/{name}")  # fmt: skip
+        out[name] = ModelFile(name, parts[1], src["repo"], src["path"])
+    return out
+
+
 def _text_default(p: ParamSpec, workflow: Mapping[str, Any]) -> ParamSpec:
     """Prompts default to the official template's example text (read from our template)."""
     if p.type != "text" or p.default is not None or not p.lands:
@@ -259,6 +298,7 @@ def _text_default(p: ParamSpec, workflow: Mapping[str, Any]) -> ParamSpec:
 def _load() -> Catalog:
     data = yaml.safe_load((PACKAGE / "catalog.yaml").read_text(encoding="utf-8"))
     lists = json.loads((PACKAGE / "data" / "sampler_options.json").read_text(encoding="utf-8"))
+    sources = _sources(data.get("model_sources", {}))
     templates: dict[str, Template] = {}
     for tid, t in data["templates"].items():
         fam = data["families"][t["family"]]
@@ -298,8 +338,23 @@ def _load() -> Catalog:
             grid=int(fam["grid"]),
             official=t.get("official", ""),
             workflow=workflow,
+            sources=sources,
         )
-    return Catalog(templates, tuple(lists["sampler_name"]), tuple(lists["scheduler"]))
+        for node in workflow.values():  # every file a loader reads is published, in its folder
+            for inp, folder in LOADER_FOLDERS.get(node["class_type"], {}).items():
+                src = sources.get(node["inputs"][inp])
+                if src is None or src.folder != folder:
+                    raise TemplateError(
+                        f"{tid}: {node['inputs'][inp]} ({folder}) has no model_sources entry "
+                        f"with path split_files/{folder}/..."
+                    )
+    return Catalog(
+        templates,
+        tuple(lists["sampler_name"]),
+        tuple(lists["scheduler"]),
+        post_steps=data.get("post_steps", {}),
+        sources=dict(sources),
+    )
 
 
 def load_catalog() -> Catalog:
@@ -313,7 +368,7 @@ def frames_for_duration(template_id: str, seconds: float, fps: float | None = No
 
 
 def markdown_table() -> str:
-    """The README table: templates, modes, defaults and model files (generated, tested)."""
+    """The docs/workflows.md table: templates, modes, defaults, model files (generated, tested)."""
     rows = [
         "| Template | Modes (default first) | Defaults | Model files (folder) |",
         "|---|---|---|---|",

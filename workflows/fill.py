@@ -5,7 +5,9 @@ job id for the SaveVideo prefix and upload names (so ComfyUI never serves a cach
 Parameters (see workflows/catalog.yaml for ranges and defaults per template and mode):
 mode, prompt, negative_prompt, resolution (preset label) or width/height, seconds or frames, fps,
 steps, split, cfg, shift, sampler, scheduler, seed, lora_high, lora_low, start_image, end_image,
-output_prefix. `None` means "not given". What fill guarantees:
+output_prefix; on every template also `loras` (the user's own LoRAs, workflows/loras.py) and the
+post-steps upscale, upscale_model, interpolate, interpolate_model (workflows/poststeps.py).
+`None` means "not given". What fill guarantees:
 - duration snaps to 4n+1 frames at the fps (a note says what it did); sizes must be on the model's
   grid (16 for 14B, 32 for 5B); every value within its range and step, else ParamError naming the
   parameter, the value and what is allowed;
@@ -13,6 +15,12 @@ output_prefix. `None` means "not given". What fill guarantees:
   default steps/2); quality mode removes the LoRA nodes; the VAE is the template's (wan_2.1 for 14B,
   wan2.2 for 5B) and cannot be changed;
 - `.images` maps each LoadImage file name the worker must upload to "start_image"/"end_image";
+- user LoRAs: a LoraLoaderModelOnly chain on each expert's model path, right after the template's
+  own LoRA (turbo) or the UNETLoader (quality), before ModelSamplingSD3: a pair's high file on the
+  high-noise expert, its low file on the low-noise one, a single on both; the 5B takes singles;
+- post-steps between VAEDecode and CreateVideo; `.output` is the video the job writes (size,
+  frames, fps after the post-steps) and `.post_nodes` names the inserted nodes' step; `.params`
+  records `loras` and the post-step choices only when used (fill takes them back unchanged);
 - a note when cfg is 1 (negative prompt has no effect).
 """
 
@@ -26,12 +34,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflows.catalog import ModelFile, ParamSpec, Template, load_catalog, snap_frames
+from workflows import poststeps
+from workflows.catalog import (
+    LOADER_FOLDERS,
+    ModelFile,
+    ParamSpec,
+    Template,
+    load_catalog,
+    snap_frames,
+)
 from workflows.errors import ParamError
+from workflows.loras import EXPERTS_14B, ONE_MODEL, LoraUse, parse_loras
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.(png|jpg|jpeg|webp)$", re.IGNORECASE)
 SAFE_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
-EXTRA = ("mode", "resolution")
+EXTRA = ("mode", "resolution", "loras", *poststeps.PARAMS)
 SNAPPED = ("seconds",)  # any value in range; snapped to 4n+1 frames, not refused
 TO_THE_END = 10000  # KSamplerAdvanced end_at_step meaning "run to the last step"
 NEGATIVE_IGNORED = (
@@ -49,6 +66,8 @@ class FilledWorkflow:
     images: dict[str, str] = field(default_factory=dict)  # LoadImage name -> "start_image"/...
     output_prefix: str = ""
     model_files: tuple[ModelFile, ...] = ()
+    post_nodes: dict[str, str] = field(default_factory=dict)  # node id -> post-step name
+    output: poststeps.Output | None = None  # the video written: size, frames, fps
 
     @property
     def seed(self) -> int:
@@ -113,8 +132,24 @@ def fill(
     if not isinstance(prefix, str) or not SAFE_PREFIX.match(prefix) or len(prefix) > 100:
         raise ParamError("output_prefix", prefix, "letters, digits, _ and - in /-separated parts")
     v["output_prefix"] = f"{prefix}_{t.id}_{job}"
+    loras = parse_loras(given.get("loras", ()), _experts(t), _reserved(t, v))
+    if loras:
+        v["loras"] = [use.to_json() for use in loras]
+    choice = poststeps.choose(given)
+    v.update(choice.to_params())
 
     workflow = _build(t, mode, v)
+    _add_loras(workflow, _experts(t), loras)
+    post = poststeps.apply(
+        workflow,
+        choice,
+        t.param("fps").lands[0].node,
+        v["width"],
+        v["height"],
+        v["frames"],
+        v["fps"],
+    )
+    notes.extend(post.notes)
     return FilledWorkflow(
         template_id=t.id,
         mode=mode,
@@ -123,7 +158,9 @@ def fill(
         notes=notes,
         images=images,
         output_prefix=v["output_prefix"],
-        model_files=t.model_files(mode),
+        model_files=_model_files(workflow),
+        post_nodes=post.nodes,
+        output=post.output,
     )
 
 
@@ -273,3 +310,56 @@ def _drop(wf: dict[str, Any], node_id: str, replacement: object) -> None:
                     del node["inputs"][key]
                 else:
                     node["inputs"][key] = list(replacement)
+
+
+# -- user LoRAs ---------------------------------------------------------------------------------
+
+
+def _experts(t: Template) -> dict[str, str]:
+    """Expert -> its sampler node: the split's two samplers (high first) or the one sampler."""
+    if "split" in t.params:
+        high, low = (land.node for land in t.params["split"].lands)
+        return dict(zip(EXPERTS_14B, (high, low), strict=True))
+    return {ONE_MODEL[0]: t.param("seed").lands[0].node}
+
+
+def _reserved(t: Template, v: Mapping[str, Any]) -> dict[str, str]:
+    """The template's own LoRA files in this mode -> the parameter that sets their strength."""
+    out = {}
+    for name in ("lora_high", "lora_low"):
+        if name in v:
+            node = t.workflow[t.params[name].lands[0].node]
+            out[str(node["inputs"]["lora_name"])] = name
+    return out
+
+
+def _add_loras(wf: dict[str, Any], experts: Mapping[str, str], loras: tuple[LoraUse, ...]) -> None:
+    """Chain each expert's LoRAs after its UNETLoader or the template's LoRA, in stack order."""
+    for expert, sampler in experts.items():
+        chain = [placed for use in loras if (placed := use.on(expert)) is not None]
+        if not chain:
+            continue
+        consumer, anchor = sampler, wf[sampler]["inputs"]["model"][0]
+        while wf[anchor]["class_type"] not in ("UNETLoader", "LoraLoaderModelOnly"):
+            consumer, anchor = anchor, wf[anchor]["inputs"]["model"][0]
+        tip = anchor
+        for i, (name, strength) in enumerate(chain, 1):
+            node_id = poststeps.new_id(wf)
+            where = f"{expert} noise" if expert in EXPERTS_14B else expert
+            wf[node_id] = {
+                "class_type": "LoraLoaderModelOnly",
+                "inputs": {"model": [tip, 0], "lora_name": name, "strength_model": strength},
+                "_meta": {"title": f"LoRA {i} ({where})"},
+            }
+            tip = node_id
+        wf[consumer]["inputs"]["model"] = [tip, 0]
+
+
+def _model_files(wf: Mapping[str, Any]) -> tuple[ModelFile, ...]:
+    """Every loader's file with its folder, in node order (template files first)."""
+    out = [
+        ModelFile(node["inputs"][name], folder)
+        for node in wf.values()
+        for name, folder in LOADER_FOLDERS.get(node["class_type"], {}).items()
+    ]
+    return tuple(dict.fromkeys(out))

@@ -10,6 +10,15 @@ whose file is not available are reported as missing model files with the folder 
 the available files are the loaders' option lists in the schema, or `model_files` ({folder: names})
 when given. Stricter than ComfyUI's own /prompt validation on purpose (it skips step and V3 COMBO
 checks, and nodes that feed no output). Each Problem prints as one line.
+
+Also caught, because ComfyUI 0.3.64's /prompt accepts them and the job fails later: a SaveVideo
+whose codec cannot go in its container (h264 in webm: "not a valid VideoContainer" at run time),
+an h264 video with an odd width or height (libx264's `avcodec_open2` fails; the size is read from
+the nearest upstream node with literal `width`/`height`), and, when `uploads` (the image names the
+job uploads) is given, a LoadImage of a file that is neither uploaded nor already in ComfyUI's
+input folder (the schema's option list), or one that points outside the input folder. A FLOAT
+with a numeric `round` (cfg: step 0.1, round 0.01) is on the `round` grid, as ComfyUI's widget
+rounds it; `round: false` means no grid.
 """
 
 from __future__ import annotations
@@ -45,8 +54,10 @@ def check(
     workflow: Mapping[str, Any],
     schema: Mapping[str, Any],
     model_files: Mapping[str, Iterable[str]] | None = None,
+    uploads: Iterable[str] | None = None,
 ) -> list[Problem]:
-    """All problems found in `workflow` (API format) against `schema` (/object_info)."""
+    """All problems found in `workflow` (API format) against `schema` (/object_info);
+    `uploads`: the image names the job uploads (None: not known, input files are not checked)."""
     if not isinstance(workflow, Mapping) or not workflow:
         return [Problem(None, None, None, "the workflow is empty or not a JSON object", "invalid")]
     files = {k: set(v) for k, v in (model_files or {}).items()}
@@ -90,6 +101,9 @@ def check(
             problems.extend(_check_input(workflow, schema, node_id, cls, name, value, spec, files))
     problems.extend(_cycles(workflow))
     problems.extend(_wan_vae_pairing(workflow))
+    problems.extend(_video_encoding(workflow))
+    if uploads is not None:
+        problems.extend(_input_files(workflow, schema, set(uploads)))
     if not has_output:
         problems.append(
             Problem(
@@ -129,6 +143,108 @@ def _cycles(workflow: Mapping[str, Any]) -> list[Problem]:
         Problem(n, workflow[n].get("class_type"), None, "is part of a dependency cycle", "link")
         for n in on_cycle
     ]
+
+
+# SaveVideo: the codecs each container can hold ("auto" is mp4 / h264 in ComfyUI 0.3.64).
+CONTAINER_CODECS = {
+    "auto": {"auto", "h264"},
+    "mp4": {"auto", "h264"},
+    "webm": {"auto", "vp8", "vp9", "av1"},
+}
+EVEN_SIZE_CODECS = {"auto", "h264"}  # libx264 needs even width and height (4:2:0)
+
+
+def _video_encoding(workflow: Mapping[str, Any]) -> list[Problem]:
+    out = []
+    for node_id, node in workflow.items():
+        if not isinstance(node, Mapping) or node.get("class_type") != "SaveVideo":
+            continue
+        inputs = node.get("inputs") or {}
+        fmt, codec = str(inputs.get("format", "auto")), str(inputs.get("codec", "auto"))
+        fits = CONTAINER_CODECS.get(fmt)
+        if fits is not None and codec not in fits:
+            out.append(
+                Problem(
+                    str(node_id),
+                    "SaveVideo",
+                    "codec",
+                    f"{codec!r} cannot be stored in a {fmt} file (the job would fail when "
+                    f"saving); use {', '.join(sorted(fits))}"
+                    + (" or format 'mp4'" if codec == "h264" else ""),
+                )
+            )
+            continue
+        if codec in EVEN_SIZE_CODECS and fmt in ("auto", "mp4"):
+            for src, w, h in _upstream_sizes(workflow, str(node_id)):
+                if w % 2 or h % 2:
+                    out.append(
+                        Problem(
+                            str(node_id),
+                            "SaveVideo",
+                            "codec",
+                            f"the video would be {w}x{h} (node {src}): h264 needs an even width "
+                            "and height (the encoder would fail); make both even",
+                        )
+                    )
+    return out
+
+
+def _upstream_sizes(workflow: Mapping[str, Any], start: str) -> list[tuple[str, int, int]]:
+    """(node, width, height) of the nearest upstream nodes with literal width and height."""
+    found, seen, todo = [], {start}, [start]
+    while todo:
+        node = workflow.get(todo.pop())
+        inputs = node.get("inputs") if isinstance(node, Mapping) else None
+        for v in (inputs or {}).values() if isinstance(inputs, Mapping) else ():
+            src = str(v[0]) if _is_link(v) else None
+            if src is None or src in seen or not isinstance(workflow.get(src), Mapping):
+                continue
+            seen.add(src)
+            si = workflow[src].get("inputs") or {}
+            w, h = si.get("width"), si.get("height")
+            if _whole(w) and _whole(h) and w > 0 and h > 0:
+                found.append((src, int(w), int(h)))
+            else:
+                todo.append(src)
+    return found
+
+
+def _whole(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _input_files(
+    workflow: Mapping[str, Any], schema: Mapping[str, Any], uploads: set[str]
+) -> list[Problem]:
+    out = []
+    for node_id, node in workflow.items():
+        cls = node.get("class_type") if isinstance(node, Mapping) else None
+        name = UPLOAD_NODES.get(cls) if cls in ("LoadImage", "LoadImageMask") else None
+        value = (node.get("inputs") or {}).get(name) if name else None
+        if not isinstance(value, str) or not value:
+            continue
+        bare = value.removesuffix(" [input]")
+        parts = bare.replace("\\", "/").split("/")
+        if bare.startswith(("/", "\\")) or ".." in parts or bare.endswith((" [output]", " [temp]")):
+            out.append(
+                Problem(str(node_id), cls, name, f"{value!r} points outside ComfyUI's input folder")
+            )
+            continue
+        spec = ((schema.get(cls) or {}).get("input") or {}).get("required", {}).get(name)
+        present = spec[0] if isinstance(spec, list) and spec and isinstance(spec[0], list) else []
+        if bare not in uploads and bare not in present:
+            shown = ", ".join(sorted(uploads)) or "none"
+            out.append(
+                Problem(
+                    str(node_id),
+                    cls,
+                    name,
+                    f"{bare!r} is not uploaded by this job (uploads: {shown}) nor in ComfyUI's "
+                    "input folder",
+                    "missing_input",
+                )
+            )
+    return out
 
 
 WAN_VAE = {"14B": "wan_2.1_vae.safetensors", "5B": "wan2.2_vae.safetensors"}
@@ -211,6 +327,9 @@ def _check_input(wf, schema, node_id, cls, name, value, spec, files) -> list[Pro
 
 def _range(p, value, opts, integer: bool) -> list[Problem]:
     lo, hi, step = opts.get("min"), opts.get("max"), opts.get("step")
+    rnd = opts.get("round")
+    if not integer and "round" in opts:  # ComfyUI's widget rounds FLOATs to `round`
+        step = rnd if isinstance(rnd, int | float) and not isinstance(rnd, bool) else None
     if lo is not None and value < lo:
         return p(f"{value} is below the minimum {lo}")
     if hi is not None and value > hi:

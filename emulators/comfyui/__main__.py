@@ -34,6 +34,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="an /object_info dump (JSON or .json.gz); default: the shipped Wan 2.2 one",
     )
+    p.add_argument(
+        "--extra-schema",
+        type=Path,
+        action="append",
+        default=[],
+        help="node schemas of an installed custom node pack, merged over the dump (repeatable)",
+    )
     p.add_argument("--input-directory", type=Path, default=None)
     p.add_argument("--output-directory", type=Path, default=None)
     p.add_argument("--temp-directory", type=Path, default=None)
@@ -136,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             output_directory=args.output_directory,
             temp_directory=args.temp_directory,
             schema_path=args.schema,
+            extra_schemas=list(args.extra_schema),
             extra_model_paths=[p for group in args.extra_model_paths_config for p in group],
             base_directory=args.base_directory,
             step_delay=args.step_delay,

@@ -167,6 +167,8 @@ class EmulatorConfig:
     output_directory: Path | None = None
     temp_directory: Path | None = None
     schema_path: Path | None = None  # None: the shipped Wan 2.2 schema (emulators/data)
+    # Custom node packs "installed": their node schemas are merged over the dump (--extra-schema).
+    extra_schemas: list[Path] = field(default_factory=list)
     # With these, loader option lists and /models come from the model folders on disk.
     extra_model_paths: list[Path] = field(default_factory=list)
     base_directory: Path | None = None

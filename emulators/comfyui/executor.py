@@ -265,13 +265,15 @@ class Executor:
                         raise Interrupted()
                     progress[_nid].update(value=value, max=total)
                     send_progress_state()
-                    image = None
-                    if latent is not None and self.config.preview_method not in (None, "none"):
+                    image, fmt = None, "JPEG"
+                    if isinstance(latent, tuple):  # a node's own image: ("PNG", bytes)
+                        fmt, image = latent
+                    elif latent is not None and self.config.preview_method not in (None, "none"):
                         image = await asyncio.to_thread(preview_jpeg, latent, value)
                     with_meta = self.hub.supports(self.client_id, "supports_preview_metadata")
                     if image is not None and with_meta:
                         self.hub.send_binary(
-                            4, preview_with_metadata(image, _nid, prompt_id), self.client_id
+                            4, preview_with_metadata(image, _nid, prompt_id, fmt), self.client_id
                         )
                     self.hub.send(
                         "progress",
@@ -279,7 +281,9 @@ class Executor:
                         self.client_id,
                     )
                     if image is not None and not with_meta:
-                        self.hub.send_binary(1, struct.pack(">I", 1) + image, self.client_id)
+                        # PREVIEW_IMAGE: [uint32 1][uint32 1 JPEG | 2 PNG][bytes] (send_image)
+                        kind = struct.pack(">I", 2 if fmt == "PNG" else 1)
+                        self.hub.send_binary(1, kind + image, self.client_id)
 
                 ctx = NodeContext(
                     node_id=nid,
@@ -396,8 +400,8 @@ class Executor:
         return res
 
 
-def preview_with_metadata(image: bytes, node_id: str, prompt_id: str) -> bytes:
-    """PREVIEW_IMAGE_WITH_METADATA payload: [uint32 len][JSON metadata][JPEG]."""
+def preview_with_metadata(image: bytes, node_id: str, prompt_id: str, fmt: str = "JPEG") -> bytes:
+    """PREVIEW_IMAGE_WITH_METADATA payload: [uint32 len][JSON metadata][JPEG or PNG]."""
     meta = json.dumps(
         {
             "node_id": node_id,
@@ -405,7 +409,7 @@ def preview_with_metadata(image: bytes, node_id: str, prompt_id: str) -> bytes:
             "display_node_id": node_id,
             "parent_node_id": None,
             "real_node_id": node_id,
-            "image_type": "image/jpeg",
+            "image_type": "image/png" if fmt == "PNG" else "image/jpeg",
         }
     ).encode()
     return struct.pack(">I", len(meta)) + meta + image

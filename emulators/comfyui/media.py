@@ -1,8 +1,9 @@
 """Real output files: PNG images (Pillow) and H.264 mp4 videos (PyAV/libx264).
 
-Frames are simple generated pictures (a solid colour with a bar that moves frame by frame), so an
-81-frame Wan video encodes in a few tens of milliseconds. `encode_mp4` keeps the frame count and
-frame rate; the picture is scaled to fit `max_side` (0 = as requested). `pad_mp4` appends an ISO
+Frames are simple generated pictures (a solid colour with a bar that moves frame by frame; what a
+sampled video shows is scene.py's), so an 81-frame Wan video encodes in a few tens of
+milliseconds. `encode_mp4` writes the frames it is given at `fps`; `fit` scales a size to a
+bounded long side (aspect ratio kept, even sides for H.264). `pad_mp4` appends an ISO
 BMFF `free` box so the file reaches a wanted size and stays a valid mp4 every player ignores the
 padding of. Odd frame sizes fail like libx264 does inside ComfyUI (`av.error.ExternalError`).
 """
@@ -10,8 +11,10 @@ padding of. Odd frame sizes fail like libx264 does inside ComfyUI (`av.error.Ext
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import struct
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,13 @@ def frame_image(width: int, height: int, color: int, index: int, total: int) -> 
     return img
 
 
+def png_bytes(width: int, height: int, color: int, index: int = 0, total: int = 1) -> bytes:
+    """One frame as PNG bytes without metadata (what SaveImageWebsocket sends: PNG, level 1)."""
+    buf = io.BytesIO()
+    frame_image(width, height, color, index, total).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def write_png(
     path: Path,
     width: int,
@@ -78,17 +88,18 @@ def encode_mp4(
     path: Path,
     width: int,
     height: int,
-    frames: int,
+    pictures: Iterator[Image.Image],
     fps: float,
-    colors: list[int],
-    max_side: int = 320,
     metadata: dict[str, str] | None = None,
 ) -> None:
-    """Encode `frames` generated frames as H.264 in mp4 at `fps`; raise EncodeError like ComfyUI."""
+    """Encode `pictures` (the frames, already fitted, at least one) as H.264 in mp4 at `fps`.
+
+    `width` x `height` is the size the video was asked for: odd sizes raise EncodeError like
+    ComfyUI's libx264 does."""
     if width % 2 or height % 2:
         # libx264 (yuv420p) refuses odd sizes when the codec is opened
         raise EncodeError("av.error.ExternalError", LIBX264_ODD_SIZE)
-    w, h = fit(width, height, max_side)
+    first = next(pictures)
     buf = io.BytesIO()
     with av.open(
         buf, mode="w", format="mp4", options={"movflags": "use_metadata_tags"}
@@ -96,13 +107,11 @@ def encode_mp4(
         for k, v in (metadata or {}).items():
             container.metadata[k] = v
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.width, stream.height = first.size
+        stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": "30"}
-        frames = max(1, frames)
-        for i in range(frames):
-            color = colors[min(len(colors) - 1, i * len(colors) // frames)] if colors else 0
-            vf = av.VideoFrame.from_image(frame_image(w, h, color, i, frames))
-            for packet in stream.encode(vf):
+        for picture in itertools.chain([first], pictures):
+            for packet in stream.encode(av.VideoFrame.from_image(picture)):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -203,12 +212,11 @@ def preview_jpeg(latent: Any, step: int, max_size: int = 512) -> bytes:
     return buf.getvalue()
 
 
-def probe_image(path: Path) -> tuple[int, int]:
-    """Size of an input image; raises like ComfyUI's LoadImage for a non-image file."""
+def load_image_file(path: Path) -> Image.Image:
+    """An input image's pixels (RGB); raises like ComfyUI's LoadImage for a non-image file."""
     try:
         with Image.open(path) as img:
-            img.load()
-            return img.size
+            return img.convert("RGB")
     except Exception as ex:
         raise EncodeError(
             "PIL.UnidentifiedImageError", f"cannot identify image file '{path}'"

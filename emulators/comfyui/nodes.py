@@ -2,10 +2,18 @@
 
 No model runs. Values carry just enough to write truthful outputs: `Images` (size, frame count,
 colours), `Latent` (size and frame length from the latent nodes' width/height/length), `Video`
-(images + fps) and `Opaque` for everything else (models, CLIP, conditioning...).
+(images + fps), `Conditioning` and `Opaque` for everything else (models, CLIP...).
+The job's inputs flow to the frames as a `Look`: CLIPTextEncode's text rides on the conditioning,
+WanImageToVideo / WanFirstLastFrameToVideo add their start/end images to both conditionings (as
+real ComfyUI adds concat_latent_image), Wan22ImageToVideoLatent puts its start image on the latent,
+the sampler that adds noise sets its seed, and VAEDecode hands the look to the images.
 `run_node(ctx)` returns `(outputs tuple, ui dict or None)` or raises `NodeFailure` with the
 exception type/message ComfyUI would report. Samplers and ImageUpscaleWithModel report progress
 through `ctx.progress(value, max)` (which raises `Interrupted` when an interrupt is pending).
+UpscaleModelLoader's model scales by the factor its file name says (`4x-UltraSharp.pth`,
+`RealESRGAN_x2plus.pth`; 4 when the name does not say: most upscale models are 4x), as spandrel
+reads it from the weights. RIFE VFI (ComfyUI-Frame-Interpolation, a custom node: present when its
+schema is loaded) turns N frames into (N - 1) * multiplier + 1, as its source does.
 Unknown-but-valid node classes pass IMAGE/LATENT inputs through and yield opaque values.
 """
 
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -24,16 +33,20 @@ from .savers import (
     save_animation,
     save_audio,
     save_image,
+    save_image_websocket,
     save_video,
 )
 from .values import (
     Audio,
+    Conditioning,
     Images,
     Interrupted,
     Latent,
+    Look,
     NodeContext,
     NodeFailure,
     Opaque,
+    UpscaleModel,
     Video,
     first_of,
     int_input,
@@ -68,7 +81,43 @@ async def sampler(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
         total = steps
     latent = ctx.inputs.get("latent_image") or first_of(ctx, Latent) or Latent(512, 512)
     await _steps(ctx, total, latent)  # samplers offer a latent preview at every step
-    return (latent,), None
+    look = latent.look or Look()
+    positive = ctx.inputs.get("positive")
+    if isinstance(positive, Conditioning):
+        look = look.joined(positive.look)
+    if ctx.class_type == "KSampler" or ctx.inputs.get("add_noise", "enable") == "enable":
+        seed = int_input(ctx, "seed" if ctx.class_type == "KSampler" else "noise_seed", 0)
+        look = replace(look, seed=seed)  # a sampler that adds no noise keeps the first's motion
+    return (replace(latent, look=look),), None
+
+
+async def clip_text_encode(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    text = ctx.inputs.get("text", "")
+    return (Conditioning("CONDITIONING", ctx.class_type, Look(caption=str(text))),), None
+
+
+def _guides(ctx: NodeContext) -> Look:
+    start, end = ctx.inputs.get("start_image"), ctx.inputs.get("end_image")
+    return Look(
+        start=start.picture if isinstance(start, Images) else None,
+        end=end.picture if isinstance(end, Images) else None,
+    )
+
+
+async def wan_image_to_video(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    """WanImageToVideo / WanFirstLastFrameToVideo: (positive, negative, empty latent)."""
+    guides = _guides(ctx)
+    conds = []
+    for name in ("positive", "negative"):
+        cond = ctx.inputs.get(name)
+        look = cond.look if isinstance(cond, Conditioning) else Look()
+        conds.append(Conditioning("CONDITIONING", ctx.class_type, look.joined(guides)))
+    return (*conds, _latent_from_inputs(ctx)), None
+
+
+async def wan22_image_to_video_latent(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    """The 5B's latent: the start image (when given) is encoded into it."""
+    return (replace(_latent_from_inputs(ctx), look=_guides(ctx)),), None
 
 
 async def vae_decode(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
@@ -77,15 +126,36 @@ async def vae_decode(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
         lat = Latent(512, 512)
     frames = ((lat.length - 1) // 4) * 4 + 1 if lat.length > 1 else 1
     seed = abs(hash((lat.width, lat.height, lat.length))) & 0xFFFFFF
-    return (Images(lat.width, lat.height, frames * lat.batch, [seed, seed ^ 0x3F7FBF]),), None
+    colors = [seed, seed ^ 0x3F7FBF]
+    return (Images(lat.width, lat.height, frames * lat.batch, colors, look=lat.look),), None
+
+
+UPSCALE_FACTOR = re.compile(r"(?:^|[^0-9a-z])(?:([1-8])x|x([1-8])(?![0-9]))")
+DEFAULT_UPSCALE = 4  # most published upscale models (ESRGAN, UltraSharp, Nomos...) are 4x
+
+
+async def upscale_model_loader(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    name = str(ctx.inputs.get("model_name", ""))
+    m = UPSCALE_FACTOR.search(name.rsplit("/", 1)[-1].lower())
+    scale = int(m.group(1) or m.group(2)) if m else DEFAULT_UPSCALE
+    return (UpscaleModel(name, scale),), None
 
 
 async def upscale_with_model(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
     img: Images = ctx.inputs["image"]
+    model = ctx.inputs.get("upscale_model")
+    scale = model.scale if isinstance(model, UpscaleModel) else 2
     tile, overlap = 512, 32
     per = math.ceil(img.height / (tile - overlap)) * math.ceil(img.width / (tile - overlap))
     await _steps(ctx, img.frames * per)
-    return (replace(img, width=img.width * 2, height=img.height * 2),), None
+    return (replace(img, width=img.width * scale, height=img.height * scale),), None
+
+
+async def rife_vfi(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    img: Images = ctx.inputs["frames"]
+    multiplier = max(1, int_input(ctx, "multiplier", 2))
+    frames = (img.frames - 1) * multiplier + 1 if img.frames > 1 else img.frames
+    return (replace(img, frames=frames),), None
 
 
 async def simple(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
@@ -152,6 +222,7 @@ async def simple(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
 HANDLERS: dict[str, Callable[[NodeContext], Awaitable[tuple[tuple[Any, ...], Any]]]] = {
     "SaveImage": save_image,
     "PreviewImage": preview_image,
+    "SaveImageWebsocket": save_image_websocket,
     "SaveVideo": save_video,
     "SaveAnimatedWEBP": save_animation,
     "SaveAnimatedPNG": save_animation,
@@ -162,11 +233,17 @@ HANDLERS: dict[str, Callable[[NodeContext], Awaitable[tuple[tuple[Any, ...], Any
     "LoadAudio": load_audio,
     "LoadImage": load_image,
     "LoadImageMask": load_image,
+    "CLIPTextEncode": clip_text_encode,
+    "WanImageToVideo": wan_image_to_video,
+    "WanFirstLastFrameToVideo": wan_image_to_video,
+    "Wan22ImageToVideoLatent": wan22_image_to_video_latent,
     "KSampler": sampler,
     "KSamplerAdvanced": sampler,
     "VAEDecode": vae_decode,
     "VAEDecodeTiled": vae_decode,
+    "UpscaleModelLoader": upscale_model_loader,
     "ImageUpscaleWithModel": upscale_with_model,
+    "RIFE VFI": rife_vfi,
 }
 
 

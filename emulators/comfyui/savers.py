@@ -1,5 +1,7 @@
 """Nodes that read or write files: SaveImage, PreviewImage, SaveVideo, SaveAnimatedWEBP/PNG,
-SaveAudio (+MP3/Opus), PreviewAudio, LoadImage, LoadAudio.
+SaveAudio (+MP3/Opus), PreviewAudio, LoadImage, LoadAudio; and SaveImageWebsocket, which writes
+nothing and sends each image through the progress hook as a PNG preview (binary websocket frames,
+no `executed` message, no history output), as ComfyUI's custom_nodes/websocket_image_save.py does.
 
 File names follow ComfyUI's `get_save_image_path`: `<prefix dir>/<stem>_<counter:05>_.<ext>`, the
 counter one above the highest already in the folder; previews go to the temp folder as
@@ -18,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import media
+from . import media, scene
+from .validation import annotated_path
 from .values import Audio, Images, NodeContext, NodeFailure, Opaque, Video
 
 
@@ -111,6 +114,19 @@ async def save_image(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]
     return (), {"images": res}
 
 
+async def save_image_websocket(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
+    images = ctx.inputs["images"]
+    if not isinstance(images, Images):
+        images = Images(512, 512, 1)
+    for i in range(images.frames):
+        color = images.colors[min(len(images.colors) - 1, i * len(images.colors) // images.frames)]
+        data = await asyncio.to_thread(
+            media.png_bytes, images.width, images.height, color, i, images.frames
+        )
+        await ctx.progress(i, images.frames, ("PNG", data))  # ProgressBar.update_absolute(i, n)
+    return (), None
+
+
 async def preview_image(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]:
     suffix = "".join(random.choice(string.ascii_lowercase) for _ in range(5))
     folder, stem, sub, counter = save_path("ComfyUI_temp_" + suffix, ctx.temp_directory)
@@ -143,21 +159,15 @@ async def save_video(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]
     for k, v in (ctx.extra_data.get("extra_pnginfo") or {}).items():
         meta[k] = json.dumps(v)
 
+    w, h = media.fit(img.width, img.height, ctx.video_max_side)
+
     def work() -> None:
         if ctx.encode_delay:  # a long encode: the file is there, partly written, meanwhile
             folder.mkdir(parents=True, exist_ok=True)
             (folder / name).write_bytes(b"\x00\x00\x00\x18ftypisom")
             time.sleep(ctx.encode_delay)
-        media.encode_mp4(
-            folder / name,
-            img.width,
-            img.height,
-            img.frames,
-            video.fps,
-            img.colors,
-            ctx.video_max_side,
-            meta,
-        )
+        pictures = scene.frames(img, w, h)
+        media.encode_mp4(folder / name, img.width, img.height, pictures, video.fps, meta)
         media.pad_mp4(folder / name, ctx.output_bytes)
 
     try:
@@ -183,12 +193,7 @@ async def save_animation(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, A
     w, h = media.fit(images.width, images.height, ctx.video_max_side)
 
     def work() -> None:
-        frames = [
-            media.frame_image(
-                w, h, images.colors[i * len(images.colors) // images.frames], i, images.frames
-            )
-            for i in range(images.frames)
-        ]
+        frames = list(scene.frames(images, w, h))
         media.write_animation(folder / name, frames, float(ctx.inputs.get("fps", 6.0)), fmt)
 
     await asyncio.to_thread(work)
@@ -229,10 +234,13 @@ async def load_audio(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
 
 
 async def load_image(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
-    name = str(ctx.inputs["image"])
-    path = ctx.input_directory / re.sub(r" \[(input|output|temp)\]$", "", name)
+    # like LoadImage's get_annotated_filepath: " [output]" reads the output folder at run time
+    path = annotated_path(
+        str(ctx.inputs["image"]), ctx.input_directory, ctx.output_directory, ctx.temp_directory
+    )
     try:
-        w, h = await asyncio.to_thread(media.probe_image, path)
+        picture = await asyncio.to_thread(media.load_image_file, path)
     except media.EncodeError as e:
         raise NodeFailure(e.exception_type, str(e)) from e
-    return (Images(w, h, 1, [0x808080]), Opaque("MASK")), None
+    w, h = picture.size
+    return (Images(w, h, 1, [0x808080], picture=picture), Opaque("MASK")), None

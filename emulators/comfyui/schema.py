@@ -6,6 +6,11 @@ files, so the official Wan templates validate) merged with the 18 audio node sch
 recording machine lacked (`object_info_audio_nodes_torchaudio_stub.json`). Any other dump can be
 given with `--schema PATH` (plain or gzipped JSON).
 
+`--extra-schema PATH` (repeatable) stands for an installed custom node pack: the node schemas of
+that file (an /object_info dump, or `{"nodes": {...}}` with its provenance beside, like
+workflows/data/comfyui_frame_interpolation.object_info.json) are merged over the dump, and nodes.py
+runs the ones it knows (RIFE VFI).
+
 Input specs are `[type, options?]`: `type` is a string ("INT", "IMAGE", "COMBO" for V3 combos) or a
 list of allowed values (a legacy COMBO, validated at /prompt).
 """
@@ -36,6 +41,42 @@ AUDIO_EXTENSIONS = (".wav", ".mp3", ".ogg", ".flac", ".aiff", ".aif", ".m4a", ".
 FILE_KIND = {"image": ("image", IMAGE_EXTENSIONS), "audio": ("audio", AUDIO_EXTENSIONS)}
 
 
+# Files the recording session put in its model folders to see how they are listed; they are no
+# part of any ComfyUI install, so the loaders' option lists leave them out.
+RECORDING_ARTEFACTS = ("probe_in_", "probe_subdir/")
+
+
+def _artefact(option: object) -> bool:
+    return isinstance(option, str) and option.startswith(RECORDING_ARTEFACTS)
+
+
+def _options(val: object) -> list[Any] | None:
+    """The option list of an input spec (legacy `[[...], {}]` or V3 `["COMBO", {"options"}]`)."""
+    if not isinstance(val, list) or not val:
+        return None
+    if isinstance(val[0], list):
+        return val[0]
+    opts = val[1].get("options") if len(val) > 1 and isinstance(val[1], dict) else None
+    return opts if isinstance(opts, list) else None
+
+
+def without_artefacts(nodes: dict[str, Any]) -> dict[str, Any]:
+    """The schema with recording artefacts left out of every option list; nodes without any
+    are shared, not copied."""
+    out = dict(nodes)
+    for cls, info in nodes.items():
+        cats = [c for c in (info.get("input") or {}).values() if isinstance(c, dict)]
+        if not any(_artefact(o) for c in cats for v in c.values() for o in _options(v) or ()):
+            continue
+        info = out[cls] = copy.deepcopy(info)
+        for cat in info["input"].values():
+            for val in cat.values() if isinstance(cat, dict) else ():
+                options = _options(val)
+                if options is not None:
+                    options[:] = [o for o in options if not _artefact(o)]
+    return out
+
+
 def load_schema_file(path: Path | None) -> dict[str, Any]:
     """The parsed dump; cached per file, so many in-process emulators share one (read-only) copy."""
     p = (Path(path) if path is not None else DEFAULT_SCHEMA).resolve()
@@ -53,6 +94,18 @@ def _load(path: str, _mtime_ns: int, _size: int) -> dict[str, Any]:
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"{p}: not an /object_info dump (a JSON object of node schemas)")
     return data
+
+
+def with_extra_schemas(nodes: dict[str, Any], paths: list[Path]) -> dict[str, Any]:
+    """`nodes` plus the node schemas of each extra file (a new dict; the cached one is shared)."""
+    if not paths:
+        return nodes
+    merged = dict(nodes)
+    for path in paths:
+        data = load_schema_file(Path(path))
+        extra = data["nodes"] if isinstance(data.get("nodes"), dict) else data
+        merged.update({k: v for k, v in extra.items() if isinstance(v, dict) and "input" in v})
+    return merged
 
 
 @dataclass(frozen=True)
@@ -74,7 +127,7 @@ class Schema:
     def __init__(
         self, nodes: dict[str, Any], input_directory: Path, models: ModelFolders | None = None
     ) -> None:
-        self.nodes = nodes
+        self.nodes = without_artefacts(nodes)
         self.input_directory = Path(input_directory)
         self.models = models
 

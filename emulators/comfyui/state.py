@@ -12,7 +12,7 @@ from .executor import Executor
 from .hub import Hub
 from .models import ModelFolders
 from .prompt_queue import PromptQueue
-from .schema import Schema, load_schema_file
+from .schema import Schema, load_schema_file, with_extra_schemas
 
 STATE: web.AppKey[State] = web.AppKey("comfy_state")
 
@@ -23,7 +23,8 @@ class State:
         models = None
         if config.extra_model_paths or config.base_directory:
             models = ModelFolders.from_config(config.extra_model_paths, config.base_directory)
-        self.schema = Schema(load_schema_file(config.schema_path), config.input_directory, models)
+        nodes = with_extra_schemas(load_schema_file(config.schema_path), config.extra_schemas)
+        self.schema = Schema(nodes, config.input_directory, models)
         self.hub = Hub(config)
         self.queue = PromptQueue(self.hub)
         self.executor = Executor(config, self.schema, self.hub, self.queue)

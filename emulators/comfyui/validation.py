@@ -52,13 +52,15 @@ def types_match(received: Any, wanted: Any) -> bool:
     return bool(a & b)
 
 
-def annotated_exists(
+def annotated_path(
     name: str,
     input_directory: Path,
     output_directory: Path | None = None,
     temp_directory: Path | None = None,
-) -> bool:
-    """ComfyUI's `folder_paths.exists_annotated_filepath` for an input file name."""
+) -> Path:
+    """ComfyUI's `folder_paths.get_annotated_filepath`: " [output]" / " [temp]" / " [input]"
+    pick the folder, the rest is joined to it without a containment check (so `../x` and
+    absolute names reach outside the folder, as in ComfyUI)."""
     base = Path(input_directory)
     for suffix, d in (
         (" [output]", output_directory),
@@ -69,7 +71,17 @@ def annotated_exists(
             name = name[: -len(suffix)]
             base = Path(d) if d is not None else base
             break
-    return (base / name).exists()
+    return base / name
+
+
+def annotated_exists(
+    name: str,
+    input_directory: Path,
+    output_directory: Path | None = None,
+    temp_directory: Path | None = None,
+) -> bool:
+    """ComfyUI's `folder_paths.exists_annotated_filepath` for an input file name."""
+    return annotated_path(name, input_directory, output_directory, temp_directory).exists()
 
 
 class _Validator:
@@ -145,7 +157,7 @@ class _Validator:
             return None
         o_id = val[0]
         o_class = self.prompt[o_id]["class_type"]  # KeyError for a missing node, like ComfyUI
-        received = self.schema.outputs(o_class)[val[1]]
+        received = tuple(self.schema.outputs(o_class))[val[1]]  # RETURN_TYPES is a tuple
         if not types_match(received, spec.type):
             errors.append(
                 _err(

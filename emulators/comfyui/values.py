@@ -1,7 +1,10 @@
 """The values simulated nodes pass to each other, the node context, and the node errors.
 
 `Images` (size, frame count, colours), `Latent` (size and frame length from the latent nodes'
-width/height/length), `Video` (images + fps), `Audio` and `Opaque` (models, CLIP, conditioning...).
+width/height/length), `Video` (images + fps), `Audio`, `UpscaleModel` (file and scale factor),
+`Conditioning` (the prompt text and the guide images it carries) and `Opaque` (models, CLIP...).
+`Look` is what the job's inputs make the frames show (prompt, seed, start/end images): it rides
+from the conditioning and the sampler on the latent to the decoded images (scene.py draws it).
 Their reprs imitate what ComfyUI puts in `execution_error.current_inputs`.
 """
 
@@ -11,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 
 class Interrupted(Exception):
@@ -25,6 +30,25 @@ class NodeFailure(Exception):
         self.traceback = traceback or []
 
 
+@dataclass(frozen=True)
+class Look:
+    """What a sampled video shows: the prompt (caption), the seed (motion), the guide images."""
+
+    caption: str = ""
+    seed: int = 0
+    start: Image.Image | None = None  # WanImageToVideo / Wan22ImageToVideoLatent start_image
+    end: Image.Image | None = None  # WanFirstLastFrameToVideo end_image
+
+    def joined(self, other: Look) -> Look:
+        """This look with what `other` adds (its caption, its guide images where set)."""
+        return Look(
+            other.caption or self.caption,
+            self.seed,
+            self.start if other.start is None else other.start,
+            self.end if other.end is None else other.end,
+        )
+
+
 @dataclass
 class Images:
     width: int
@@ -32,6 +56,8 @@ class Images:
     frames: int
     colors: list[int] = field(default_factory=lambda: [0x808080])
     inverted: bool = False
+    look: Look | None = None  # set on frames decoded from a sampled latent
+    picture: Image.Image | None = None  # the pixels LoadImage read
 
     def __repr__(self) -> str:
         return f"tensor(<{self.frames}x{self.height}x{self.width}x3 float32>)"
@@ -43,6 +69,7 @@ class Latent:
     height: int
     length: int = 1
     batch: int = 1
+    look: Look | None = None
 
     def __repr__(self) -> str:
         return (
@@ -76,12 +103,32 @@ class Audio:
 
 
 @dataclass
+class UpscaleModel:
+    """What UpscaleModelLoader passes on: the file and its scale factor (read from the name)."""
+
+    name: str
+    scale: int
+
+    def __repr__(self) -> str:
+        return (
+            f"<spandrel.__helpers.model_descriptor.ImageModelDescriptor object at 0x{id(self):x}>"
+        )
+
+
+@dataclass
 class Opaque:
     type: str
     source: str = ""
 
     def __repr__(self) -> str:
         return f"<{self.type} object at 0x{id(self):x}>"
+
+
+@dataclass
+class Conditioning(Opaque):
+    """CLIPTextEncode's output: the prompt text; the Wan image nodes add the guide images."""
+
+    look: Look = field(default_factory=Look)
 
 
 @dataclass

@@ -56,6 +56,28 @@ def test_extra_worker_states_are_shown_and_bad_values_ignored():
     assert p.workers_line == "Workers: 1 idle, 0 running, 2 unhealthy"
 
 
+def test_every_worker_count_runpod_documents_is_read():
+    # RunPod's documented /health example, plus `unhealthy`
+    documented = {"idle": 4, "initializing": 1, "ready": 4, "running": 1, "throttled": 2}
+    p = panel_from({"jobs": {}, "workers": {**documented, "unhealthy": 3}})
+    assert (p.idle, p.initializing, p.ready, p.running, p.throttled, p.unhealthy) == (
+        4,
+        1,
+        4,
+        1,
+        2,
+        3,
+    )
+    assert p.workers_line == "Workers: 4 idle, 1 running, 1 starting, 2 throttled, 3 unhealthy"
+    assert Health({}, documented).worker_count("ready") == 4
+
+
+def test_ready_workers_are_warm_even_when_idle_is_not_reported():
+    p = panel_from({"jobs": {"inQueue": 0}, "workers": {"idle": 0, "ready": 2}}, COLD)
+    assert p.warm and p.note == "2 workers warm: the next job starts without a cold start."
+    assert p.workers_line == "Workers: 0 idle, 0 running, 2 ready"
+
+
 def test_cold_start_from_a_real_quote():
     prices = cost.load_prices(PRICES_PATH)
     q = cost.quote(cost.CostRequest("t2v_14b", "turbo", 832, 480, 81, 4, 1.0), "A100", prices)

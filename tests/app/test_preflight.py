@@ -277,3 +277,34 @@ def test_inventory_job_through_the_local_stack_then_preflight(stack, tmp_path):
         pre.check(wf)
     assert "not_on_this_volume.safetensors → models/diffusion_models/" in str(info.value)
     assert stack.api_key not in str(info.value)
+
+
+@pytest.mark.slow
+def test_preflight_names_a_missing_custom_node_before_a_paid_run(stack, tmp_path):
+    """A workflow saving through VideoHelperSuite's VHS_VideoCombine on an endpoint built without
+    that pack: the inventory's node classes lack it, so the studio refuses before sending it."""
+    from app.endpoint import EndpointClient
+
+    client = EndpointClient(stack.base_url, stack.api_key)
+    cache = InventoryCache(
+        tmp_path / "inv.json",
+        lambda **kw: fetch_inventory(client, poll_s=0.1, **kw),
+        endpoint_key=stack.base_url,
+    )
+    pre = Preflight(cache, PreflightSettings(mode="required"))
+    wf = json.loads(json.dumps(WF))
+    decode = next(k for k, v in wf.items() if v["class_type"] == "VAEDecode")
+    for k in [k for k, v in wf.items() if v["class_type"] in ("CreateVideo", "SaveVideo")]:
+        del wf[k]
+    wf["90"] = {
+        "class_type": "VHS_VideoCombine",
+        "inputs": {"images": [decode, 0], "frame_rate": 16, "loop_count": 0,
+                   "filename_prefix": "wanpod", "format": "video/h264-mp4",
+                   "pingpong": False, "save_output": True},
+    }  # fmt: skip
+    with pytest.raises(PreflightError) as info:
+        pre.check(wf)
+    text = str(info.value)
+    assert "lacks node classes" in text and "VHS_VideoCombine" in text
+    assert 'CUSTOM_NODES="<node packs>"' in text
+    assert "model file" not in text  # the Wan files are all there: only the node is named

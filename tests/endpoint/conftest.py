@@ -24,6 +24,18 @@ WORKER_PYTHON = os.environ.get("WANPOD_WORKER_PYTHON") or str(
 )
 
 
+def wait_for(pred, timeout: float = 20.0, what: str = "condition", context=lambda: ""):
+    """Poll `pred` until it returns something true (returned) or fail after `timeout` s, saying
+    what was awaited and `context()` (logs)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; {context()}")
+
+
 class Plane:
     def __init__(self, server: ServerProcess, log_dir: Path) -> None:
         self.server = server
@@ -55,17 +67,14 @@ class Plane:
         return self.get("health").json()
 
     def wait_for(self, pred, timeout: float = 20.0, what: str = "condition"):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            value = pred()
-            if value:
-                return value
-            time.sleep(0.05)
-        raise AssertionError(
-            f"timed out waiting for {what}; logs: {self.log_dir}\n"
-            + self.server.output()[-2000:]
-            + self.worker_logs()
-        )
+        return wait_for(pred, timeout, what, lambda: self.log_tail())
+
+    def log_tail(self) -> str:
+        return f"logs: {self.log_dir}\n{self.server.output()[-2000:]}{self.worker_logs()}"
+
+    def job_times(self, job_id: str) -> dict:
+        """The plane's record of a job: taken_wall, finished_wall, ignored_posts (test hook)."""
+        return self.emulator(f"jobs/{job_id}")
 
     def wait_idle(self, n: int = 1, timeout: float = 30.0) -> None:
         self.wait_for(lambda: self.health()["workers"]["idle"] >= n, timeout, f"{n} idle workers")

@@ -14,10 +14,10 @@ import runpod
 
 async def handler(job: dict) -> dict:
     inp = job["input"]
-    for i in range(int(inp.get("progress", 0))):
-        runpod.serverless.progress_update(job, {"stage": "sampling", "step": i + 1})
-        await asyncio.sleep(0.2)
     try:
+        for i in range(int(inp.get("progress", 0))):
+            runpod.serverless.progress_update(job, {"stage": "sampling", "step": i + 1})
+            await asyncio.sleep(0.2)
         await asyncio.sleep(float(inp.get("sleep", 0)))
     except asyncio.CancelledError:
         marker = inp.get("cancel_marker")

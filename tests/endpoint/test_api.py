@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -19,6 +20,7 @@ from app.errors import (
     ServerError,
     UnknownEndpoint,
 )
+from app.guardrails import RUNPOD_TIMEOUT_MIN_MS
 from tests.endpoint.conftest import EP, KEY, plane
 from tests.helpers import free_port
 
@@ -38,6 +40,16 @@ def test_auth_bearer_or_raw_key_else_401(api):
     other = api.base_url.replace(f"/v2/{EP}", "/v2/nope")
     r = requests.get(f"{other}/health", headers={"Authorization": KEY}, timeout=5)
     assert r.status_code == 404
+
+
+def test_the_bearer_scheme_is_case_insensitive(api):
+    for scheme in ("bearer", "BEARER", "BeArEr"):
+        h = {"Authorization": f"{scheme} {KEY}"}
+        assert requests.get(f"{api.base_url}/health", headers=h, timeout=5).status_code == 200
+        state = requests.get(f"{api.server.base_url}/emulator/state", headers=h, timeout=5)
+        assert state.status_code == 200
+    wrong = {"Authorization": "bearer wrong"}
+    assert requests.get(f"{api.base_url}/health", headers=wrong, timeout=5).status_code == 401
 
 
 def test_run_status_cancel_retry_purge_shapes(api):
@@ -65,7 +77,15 @@ def test_run_status_cancel_retry_purge_shapes(api):
 def test_health_shape(api):
     h = api.health()
     assert set(h["jobs"]) == {"completed", "failed", "inProgress", "inQueue", "retried"}
-    assert {"idle", "running"} <= set(h["workers"])
+    # RunPod documents idle, initializing, ready, running, throttled; unhealthy is the SDK's report
+    assert set(h["workers"]) == {
+        "idle",
+        "initializing",
+        "ready",
+        "running",
+        "throttled",
+        "unhealthy",
+    }
     assert all(isinstance(v, int) for v in [*h["jobs"].values(), *h["workers"].values()])
 
 
@@ -80,19 +100,56 @@ def test_bad_requests_are_400_with_reason(api):
     assert api.get("status/does-not-exist").status_code == 404
 
 
-def test_payload_limits_413(api):
-    big = {"input": {"blob": "x" * (10 * 1024 * 1024 + 10)}}
-    r = api.post("run", big)
-    assert r.status_code == 413 and "/run accepts at most 10 MB" in r.json()["error"]
-    r = api.post("runsync?wait=1000", big)  # under the 20 MB /runsync limit
-    assert r.status_code == 200 and r.json()["id"].startswith("sync-")
+def body_of(size: int) -> bytes:
+    """A job body of exactly `size` bytes."""
+    raw = json.dumps({"input": "x" * (size - len('{"input":""}'))}, separators=(",", ":"))
+    assert len(raw) == size
+    return raw.encode()
+
+
+def test_payload_limits_413_at_runpods_decimal_megabytes(api):
+    def post(op: str, size: int) -> requests.Response:
+        h = {"Authorization": f"Bearer {KEY}"}
+        return requests.post(f"{api.base_url}/{op}", data=body_of(size), headers=h, timeout=30)
+
+    assert post("run", 10_000_000).status_code == 200
+    r = post("run", 10_000_001)
+    assert r.status_code == 413
+    assert "/run accepts at most 10,000,000 bytes (10 MB)" in r.json()["error"]
+    assert post("runsync?wait=1000", 20_000_000).status_code == 200
+    r = post("runsync?wait=1000", 20_000_001)
+    assert r.status_code == 413 and "20,000,000 bytes" in r.json()["error"]
+    api.post("purge-queue")
+
+
+def test_the_clients_pre_check_uses_the_same_limits(api):
+    c = api.client()
+    before = api.health()["jobs"]["inQueue"]
+    pad = len('{"input":""}')
+    with pytest.raises(PayloadTooLarge, match="at most 10 MB on /run"):
+        c.run("x" * (10_000_001 - pad))  # 10,000,001 bytes: RunPod may refuse it
+    with pytest.raises(PayloadTooLarge, match="at most 20 MB on /runsync"):
+        c.runsync("x" * (20_000_001 - pad), wait_ms=1000)
+    assert api.health()["jobs"]["inQueue"] == before  # refused before sending
+    assert c.run("x" * (10_000_000 - pad)).state == "IN_QUEUE"
+    api.post("purge-queue")
+
+
+def test_execution_timeout_must_be_more_than_5000_ms(api):
+    r = api.post("run", {"input": {}, "policy": {"executionTimeout": 5000}})
+    assert r.status_code == 400
+    assert r.json()["error"] == (
+        "policy.executionTimeout must be more than 5000 and at most 604800000 ms, got 5000"
+    )
+    for ms in (5001, RUNPOD_TIMEOUT_MIN_MS):  # the studio's guardrails clamp to the latter
+        assert api.post("run", {"input": {}, "policy": {"executionTimeout": ms}}).status_code == 200
     api.post("purge-queue")
 
 
 def test_runsync_returns_id_and_state_when_not_done_in_time(api):
     t0 = time.monotonic()
-    body = api.post("runsync?wait=1000", {"input": {}}).json()
-    assert 0.9 < time.monotonic() - t0 < 5
+    body = api.post("runsync?wait=1000", {"input": {}}).json()  # returns (post's 30 s timeout)
+    assert time.monotonic() - t0 >= 0.9  # it held the wait
     assert set(body) == {"id", "status"} and body["status"] == "IN_QUEUE"
     api.post("purge-queue")
 

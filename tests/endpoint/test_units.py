@@ -11,8 +11,8 @@ import pytest
 
 from app.cli import load_job_input, progress_line, save_outputs
 from app.endpoint import JobStatus
-from emulators.runpod_jobs import JobRequestError, JobStore
-from emulators.runpod_workers import WorkerSpec, worker_env
+from emulators.runpod.jobs import JobRequestError, JobStore
+from emulators.runpod.workers import WorkerSpec, worker_env
 
 
 def test_state_machine_sticky_final_states_and_progress():
@@ -52,13 +52,15 @@ def test_ttl_execution_timeout_and_retention():
     s = JobStore(retention_s=30)
     queued = s.submit({"input": {}, "policy": {"ttl": 10_000}}, now=0.0)
     running = s.submit({"input": {}, "policy": {"ttl": 10_000}}, now=0.0)
-    slow = s.submit({"input": {}, "policy": {"executionTimeout": 5000}}, now=0.0)
+    slow = s.submit({"input": {}, "policy": {"executionTimeout": 5001}}, now=0.0)
     s.queue.move_to_end(queued.id)  # take running and slow first
     s.take("w1", now=1.0)
     s.take("w2", now=1.0)
+    assert s.expire(now=6.0) == ([], [])  # 5000 ms after the take: not yet
     to_stop, final = s.expire(now=6.5)
     assert [j.id for j in to_stop] == [slow.id] == [j.id for j in final]
-    assert slow.state == "TIMED_OUT" and "5000 ms" in slow.error
+    assert slow.state == "TIMED_OUT" and "5001 ms" in slow.error
+    assert slow.status_body()["executionTime"] == 5500
     to_stop, final = s.expire(now=10.5)
     assert [j.id for j in final] == [queued.id]  # the removed running job has no final state
     assert queued.state == "TIMED_OUT" and "ttl" in queued.error
@@ -69,7 +71,11 @@ def test_ttl_execution_timeout_and_retention():
 
 def test_policy_validation():
     s = JobStore()
-    for policy, word in [({"executionTimeout": 1}, "executionTimeout"), ({"ttl": "x"}, "ttl")]:
+    for policy, word in [
+        ({"executionTimeout": 1}, "executionTimeout"),
+        ({"executionTimeout": 5000}, "more than 5000"),
+        ({"ttl": "x"}, "ttl"),
+    ]:
         with pytest.raises(JobRequestError, match=word):
             s.submit({"input": {}, "policy": policy})
     with pytest.raises(JobRequestError, match="no 'input'"):

@@ -1,5 +1,10 @@
 """Worker test fixtures: a real ComfyUI emulator subprocess (shared, knobs reset per test), a
-moto S3 server subprocess, and helpers to build settings and jobs."""
+moto S3 server subprocess, and helpers to build settings and jobs.
+
+With COMFYUI_DIR set (the real tier, `make test-comfyui`), `comfy`/`emu`/`own_comfy` are a real
+ComfyUI checkout instead (tests/real_comfyui/server.py): tests that use none of them are
+deselected (the emulator run covers them), tests marked `emulator_only(reason)` are skipped, and
+a test that sets an emulator knob is skipped at that call."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import base64
 import copy
 import io
 import json
+import os
 import sys
 import urllib.request
 from pathlib import Path
@@ -32,6 +38,28 @@ DEFAULT_KNOBS = {
     "ws_refuse_after": None,
     "cache": False,
 }
+REAL_COMFYUI = bool(os.environ.get("COMFYUI_DIR", "").strip())
+TARGET_FIXTURES = {"comfy", "emu", "own_comfy"}
+# for tests that need a Wan template to finish: only the emulator does that without model weights
+needs_wan_run = pytest.mark.emulator_only("a Wan job must finish; real-tier models are 0 bytes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The real tier runs this folder's tests that use the ComfyUI under test, nothing else."""
+    if not REAL_COMFYUI:
+        return
+    here, keep, drop = Path(__file__).parent, [], []
+    for item in items:
+        if here in item.path.parents:
+            if not TARGET_FIXTURES & set(item.fixturenames):
+                drop.append(item)
+                continue
+            if marker := item.get_closest_marker("emulator_only"):
+                item.add_marker(pytest.mark.skip(reason=f"emulator only: {marker.args[0]}"))
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def load_workflow(name: str) -> dict:
@@ -53,6 +81,8 @@ def get_json(url: str) -> object:
 
 class Comfy:
     """A running emulator process plus its folders."""
+
+    kind = "emulator"
 
     def __init__(self, root: Path, extra_args: list[str] = (), wait: bool = True) -> None:
         self.root = root
@@ -109,6 +139,11 @@ class Comfy:
 
 @pytest.fixture(scope="session")
 def comfy(tmp_path_factory) -> Comfy:
+    if REAL_COMFYUI:
+        from tests.real_comfyui.server import shared_real_comfyui
+
+        yield shared_real_comfyui()  # stopped at exit: the real tier's own tests share it
+        return
     c = Comfy(tmp_path_factory.mktemp("comfy"))
     yield c
     c.stop()
@@ -125,7 +160,12 @@ def emu(comfy: Comfy) -> Comfy:
 @pytest.fixture
 def own_comfy(tmp_path) -> Comfy:
     """A private emulator (for tests that crash or restart it)."""
-    c = Comfy(tmp_path / "own")
+    if REAL_COMFYUI:
+        from tests.real_comfyui.server import RealComfyUI, comfyui_dir
+
+        c = RealComfyUI(tmp_path / "own", comfyui_dir())
+    else:
+        c = Comfy(tmp_path / "own")
     yield c
     c.stop()
 

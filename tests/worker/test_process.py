@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.helpers import REPO
-from tests.worker.conftest import Comfy, load_workflow, png_b64, with_seed
+from tests.worker.conftest import Comfy, load_workflow, needs_wan_run, png_b64, with_seed
 
 T2V = load_workflow("wan22_t2v_14B_lightx2v")
 I2V = load_workflow("wan22_i2v_14B_lightx2v")
@@ -118,6 +118,7 @@ def test_progress_is_posted_in_the_documented_shape(emu: Comfy, capture: Capture
     assert_clean(logs, ["comfy-key-XYZ123"])
 
 
+@needs_wan_run
 def test_logs_hold_no_base64_or_keys_with_s3_and_images(emu: Comfy, s3_server, tmp_path):
     import boto3
 

@@ -1,7 +1,9 @@
-"""worker/start.sh against the emulator with a fake network volume, and the volume report."""
+"""worker/start.sh against the emulator with a fake network volume, a fake RunPod cached-model
+folder and fake GPU / system tools, and the volume report."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -11,7 +13,8 @@ import yaml
 
 from tests.helpers import COMFY_FIXTURES, REPO, free_port
 from tests.worker.conftest import load_workflow, with_seed
-from worker.volume import DEFAULT_ROOTS, WAN22_FILES, render_yaml, scan
+from worker.volume import DEFAULT_ROOTS, WAN22_FILES, find_cached, render_yaml, scan
+from workflows.catalog import load_catalog
 
 START = REPO / "worker" / "start.sh"
 EMULATOR = f"{sys.executable} -m emulators.comfyui --step-delay 0.005 --no-cache"
@@ -45,6 +48,7 @@ def start_env(tmp_path, volume, **extra):
         "COMFY_OUTPUT_DIR": str(folders / "out"),
         "WANPOD_VOLUME_PATHS": f"{tmp_path}/nothing-here:{volume}",
         "COMFY_START_TIMEOUT_S": "30",
+        "WANPOD_GPU_CHECK_CMD": "echo OK: Fake GPU 80GB",  # no GPU here: a stand-in check
         **extra,
     }
 
@@ -134,3 +138,115 @@ def test_start_sh_stops_when_comfyui_dies_while_the_worker_runs(tmp_path):
     out = p.stdout + p.stderr
     assert p.returncode != 0, out[-3000:]
     assert "ComfyUI stopped during the job" in out or "ComfyUI (pid" in out, out[-3000:]
+
+
+def fake_tools(tmp_path):
+    """ldconfig that knows a tcmalloc, comfy-manager-set-mode that records its call, and a
+    ComfyUI command that records its environment and arguments before starting the emulator."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "ldconfig").write_text(
+        "#!/bin/sh\necho '\tlibtcmalloc.so.4 (libc6,x86-64) => /usr/lib/libtcmalloc.so.4'\n"
+    )
+    (bin_ / "comfy-manager-set-mode").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/manager\n')
+    comfy = tmp_path / "comfy.sh"
+    comfy.write_text(
+        f'echo "LD_PRELOAD=$LD_PRELOAD" > {tmp_path}/comfy-env\n'
+        f'echo "$@" > {tmp_path}/comfy-args\n'
+        f'exec {EMULATOR} "$@"\n'
+    )
+    for f in (*bin_.iterdir(), comfy):
+        f.chmod(0o755)
+    return {"PATH": f"{bin_}:/usr/bin:/bin", "COMFY_CMD": f"bash {comfy}"}
+
+
+def test_start_sh_keeps_the_base_images_start_up(tmp_path):
+    vol = fake_volume(tmp_path / "volume")
+    code, out = run_start(tmp_path, vol, T2V_JOB, **fake_tools(tmp_path))
+    assert code == 0, out[-4000:]
+    assert "tcmalloc: libtcmalloc.so.4 preloaded" in out
+    assert (tmp_path / "comfy-env").read_text().strip() == "LD_PRELOAD=libtcmalloc.so.4"
+    assert "GPU available: Fake GPU 80GB" in out
+    assert (tmp_path / "manager").read_text().strip() == "offline"
+    args = (tmp_path / "comfy-args").read_text().split()
+    assert {"--log-stdout", "--disable-metadata", "--disable-auto-launch"} <= set(args)
+    assert "--verbose" not in args  # ComfyUI's own default (INFO) unless COMFY_LOG_LEVEL is set
+    assert "job local_test done: ComfyUI_00001_.mp4 (video/mp4" in out
+
+
+def test_start_sh_fails_fast_on_a_broken_gpu_before_starting_comfyui(tmp_path):
+    broken = tmp_path / "gpu_check.sh"
+    broken.write_text("echo 'FAIL: CUDA error: no CUDA-capable device is detected'; exit 1\n")
+    tools = fake_tools(tmp_path)
+    code, out = run_start(
+        tmp_path, tmp_path, T2V_JOB, WANPOD_GPU_CHECK_CMD=f"bash {broken}", **tools
+    )
+    assert code == 1
+    assert "ERROR: GPU is not available (check exited with code 1):" in out
+    assert "FAIL: CUDA error: no CUDA-capable device is detected" in out
+    assert "report the machine to RunPod support" in out
+    assert not (tmp_path / "comfy-args").exists()  # ComfyUI never started
+
+
+def test_start_sh_says_when_the_gpu_tool_is_missing(tmp_path):
+    env = {k: v for k, v in start_env(tmp_path, tmp_path).items() if k != "WANPOD_GPU_CHECK_CMD"}
+    p = subprocess.run(["bash", str(START)], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=60)  # fmt: skip  # the default check: torch is not in this venv
+    out = p.stdout + p.stderr
+    assert p.returncode == 1
+    assert "ERROR: GPU is not available" in out and "No module named 'torch'" in out
+    env["WANPOD_GPU_CHECK_CMD"] = "nvidia-smi-not-installed"
+    p = subprocess.run(["bash", str(START)], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    out = p.stdout + p.stderr
+    assert p.returncode == 1 and "(check exited with code 127)" in out
+    assert (
+        "could not run (command not found); on a CPU-only machine set WANPOD_GPU_CHECK=false" in out
+    )
+    env["WANPOD_GPU_CHECK"] = "false"
+    env["COMFY_CMD"] = "false"  # and past the check, ComfyUI's own failure is reported
+    p = subprocess.run(["bash", str(START)], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    assert "GPU check skipped (WANPOD_GPU_CHECK=false)" in p.stdout
+    assert "ComfyUI exited with code 1 before it was ready" in p.stdout + p.stderr
+
+
+def fake_hf_cache(root, files):
+    """RunPod's cached-model layout: blobs, refs/main and a snapshot of symlinks into blobs."""
+    by_repo: dict[str, list] = {}
+    for f in files:
+        by_repo.setdefault(f.repo, []).append(f)
+    for repo, fs in by_repo.items():
+        d = root / "huggingface-cache" / "hub" / ("models--" + repo.replace("/", "--"))
+        rev = hashlib.sha1(repo.encode()).hexdigest()
+        (d / "refs").mkdir(parents=True)
+        (d / "refs" / "main").write_text(rev)
+        for i, f in enumerate(fs):
+            blob = d / "blobs" / f"{i:064x}"
+            blob.parent.mkdir(exist_ok=True)
+            blob.write_bytes(b"")
+            link = d / "snapshots" / rev / f.path
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(blob)
+    return root
+
+
+def test_start_sh_loads_wan_files_from_runpod_cached_models(tmp_path):
+    files = load_catalog().files_for(["t2v_14b"], ["turbo"])
+    vol = fake_hf_cache(tmp_path / "runpod-volume", files)  # no models/ folder at all
+    cached = find_cached([str(vol)])
+    assert sorted(c.repo for c in cached) == ["Comfy-Org/Wan_2.1_ComfyUI_repackaged",
+                                              "Comfy-Org/Wan_2.2_ComfyUI_Repackaged"]  # fmt: skip
+    yaml_doc = yaml.safe_load(render_yaml([str(vol)], cached))
+    wan22 = next(
+        v for k, v in yaml_doc.items() if k.startswith("hf_cache") and "2.2" in v["base_path"]
+    )
+    assert wan22["base_path"].endswith("/split_files")
+    assert {k for k in wan22 if k != "base_path"} == {"diffusion_models", "loras", "vae"}
+    code, out = run_start(tmp_path, vol, T2V_JOB)
+    assert code == 0, out[-4000:]
+    assert "volume: cached model Comfy-Org/Wan_2.2_ComfyUI_Repackaged (revision " in out
+    assert "diffusion_models 2, loras 2, vae 1 file(s) from " in out
+    assert "volume: cached model Comfy-Org/Wan_2.1_ComfyUI_repackaged" in out
+    assert "text_encoders 1 file(s)" in out
+    assert "job local_test done: ComfyUI_00001_.mp4 (video/mp4" in out

@@ -185,3 +185,75 @@ def test_dependency_cycle(t2v, schema):
         "node 12 (KSamplerAdvanced): is part of a dependency cycle",
         "node 13 (KSamplerAdvanced): is part of a dependency cycle",
     ]
+
+
+# -- what ComfyUI's /prompt accepts but the job then fails on (issue 11) ---------------------------
+def model_free_video(width: int, fmt: str = "auto", codec: str = "auto") -> dict:
+    return {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": width, "height": 64, "batch_size": 4, "color": 0},
+        },
+        "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 8}},
+        "3": {
+            "class_type": "SaveVideo",
+            "inputs": {"video": ["2", 0], "filename_prefix": "x", "format": fmt, "codec": codec},
+        },
+    }
+
+
+def test_h264_in_webm_is_caught_even_where_the_schema_lists_webm(schema):
+    newer = copy.deepcopy(schema)
+    save = newer["SaveVideo"]["input"]["required"]
+    save["format"][1]["options"] = ["auto", "mp4", "webm"]
+    save["codec"][1]["options"] = ["auto", "h264", "vp9"]
+    assert lines(model_free_video(64, "webm", "h264"), newer) == [
+        "node 3 (SaveVideo): codec: 'h264' cannot be stored in a webm file (the job would fail "
+        "when saving); use auto, av1, vp8, vp9 or format 'mp4'"
+    ]
+    assert lines(model_free_video(64, "webm", "vp9"), newer) == []
+
+
+def test_odd_size_for_h264_is_caught_from_the_nearest_sized_node(schema):
+    assert lines(model_free_video(65), schema) == [
+        "node 3 (SaveVideo): codec: the video would be 65x64 (node 1): h264 needs an even width "
+        "and height (the encoder would fail); make both even"
+    ]
+    wf = model_free_video(65)
+    wf["4"] = {
+        "class_type": "ImageScale",
+        "inputs": {"image": ["1", 0], "upscale_method": "nearest-exact", "width": 64,
+                   "height": 64, "crop": "disabled"},
+    }  # fmt: skip
+    wf["2"]["inputs"]["images"] = ["4", 0]
+    assert lines(wf, schema) == []
+    assert lines(model_free_video(64), schema) == []
+
+
+def test_load_image_must_be_uploaded_or_present_when_uploads_are_known(schema):
+    wf = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "start.png"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
+    }
+    assert lines(wf, schema) == []  # not known what the job uploads: not checked
+    assert lines(wf, schema, uploads=["start.png"]) == []
+    assert lines(wf, schema, uploads=["end.png"]) == [
+        "node 1 (LoadImage): image: 'start.png' is not uploaded by this job (uploads: end.png) "
+        "nor in ComfyUI's input folder"
+    ]
+    wf["1"]["inputs"]["image"] = "example.png"  # in the input folder (the schema's list)
+    assert lines(wf, schema, uploads=[]) == []
+    wf["1"]["inputs"]["image"] = "../secret.png"
+    assert lines(wf, schema, uploads=[]) == [
+        "node 1 (LoadImage): image: '../secret.png' points outside ComfyUI's input folder"
+    ]
+
+
+def test_float_round_is_the_grid(t2v, schema):
+    t2v["12"]["inputs"]["cfg"] = 1.05  # step 0.1, round 0.01: ComfyUI keeps 1.05
+    assert lines(t2v, schema) == []
+    t2v["12"]["inputs"]["cfg"] = 1.055
+    assert lines(t2v, schema) == [
+        "node 12 (KSamplerAdvanced): cfg: 1.055 is not on the step grid "
+        "(0.0 + n*0.01: 1.05 or 1.06)"
+    ]

@@ -13,7 +13,7 @@ Contract:
 - lost worker: a job whose worker process exited, or whose worker missed heartbeats for
   `lost_after_s`, or that two heartbeats after the take no longer list (its result was lost),
   is FAILED with a readable error (policy "fail", the default) or put back at the head of the
-  queue (policy "requeue"). RunPod does not document this; see the README endpoint section.
+  queue (policy "requeue"). RunPod does not document this; see docs/endpoint.md.
 - a worker idle longer than `idle_timeout_s` is stopped (SIGTERM, then its process group is
   killed), down to `min_workers`; queued jobs start new workers up to `max_workers`.
 """
@@ -25,12 +25,15 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from app.endpoint import WORKER_STATES
+
+REPO = Path(__file__).resolve().parents[2]
 _PR_SET_PDEATHSIG = 1
 
 
@@ -42,6 +45,16 @@ def die_with_parent() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def default_worker_python() -> str:
+    """The python that runs workers: env WANPOD_WORKER_PYTHON, else .venvs/worker/bin/python,
+    else this interpreter."""
+    env = os.environ.get("WANPOD_WORKER_PYTHON")
+    if env:
+        return env
+    venv = REPO / ".venvs" / "worker" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
 
 
 @dataclass
@@ -265,11 +278,15 @@ class Supervisor:
             if job_id not in job_ids and rec.stops[job_id] > 0:
                 del rec.stops[job_id]  # the SDK no longer runs it: stop delivered
 
-    def counts(self) -> dict:
-        c = {"idle": 0, "running": 0, "unhealthy": 0, "initializing": 0}
+    def counts(self) -> dict[str, int]:
+        """/health `workers`: every count RunPod documents. `ready` is a worker up and free to
+        take a job (RunPod's example shows it equal to `idle`: idle 4, ready 4, running 1);
+        `throttled` (no host capacity) never happens on this machine and stays 0."""
+        c = dict.fromkeys(WORKER_STATES, 0)
         for rec in self.workers.values():
             if rec.state in c:
                 c[rec.state] += 1
+        c["ready"] = c["idle"]
         return c
 
     def wanted(self, queued: int) -> None:

@@ -1,6 +1,6 @@
 """A local RunPod serverless endpoint: `python -m emulators.runpod --port PORT [options]`.
 
-It serves RunPod's public API under `/v2/{endpoint_id}/` (see emulators/runpod_app.py) and runs
+It serves RunPod's public API under `/v2/{endpoint_id}/` (see emulators/runpod/app.py) and runs
 N real worker processes (`<worker python> -m worker.handler`) with the production environment
 the runpod SDK reads, so the unmodified SDK loop takes jobs, posts progress and results, pings
 and receives stop signals. Prints one line `READY http://HOST:PORT/v2/ENDPOINT` when serving.
@@ -18,21 +18,12 @@ import asyncio
 import os
 import secrets
 import signal
-import sys
 from pathlib import Path
 
 from aiohttp import web
 
-from .runpod_app import ControlPlane, RunpodConfig
-from .runpod_workers import REPO, WorkerSpec
-
-
-def default_worker_python() -> str:
-    env = os.environ.get("WANPOD_WORKER_PYTHON")
-    if env:
-        return env
-    venv = REPO / ".venvs" / "worker" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
+from .app import ControlPlane, RunpodConfig
+from .workers import WorkerSpec, default_worker_python
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -140,7 +131,3 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     asyncio.run(serve(config_from_args(args), args.host, args.port))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

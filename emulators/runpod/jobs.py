@@ -8,7 +8,9 @@ Contract (mirrors RunPod serverless, see RunPod serverless docs: job lifecycle a
 - `/retry` (FAILED/TIMED_OUT only) keeps the id and re-queues the job.
 - a final job is kept `retention_s` seconds (`/runsync` jobs `sync_retention_s`), then it is gone.
 - `policy.ttl` (ms from submit): a queued job past it becomes TIMED_OUT; a running one is removed.
-No I/O here: the aiohttp layer (runpod_app) and the worker supervisor (runpod_workers) drive it.
+- `policy.executionTimeout` must be more than 5000 ms (RunPod answers 400 at 5000 and below); the
+  bounds are app.endpoint's, which the studio's guardrails clamp to.
+No I/O here: the aiohttp layer (app.py) and the worker supervisor (workers.py) drive it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+from app.endpoint import EXECUTION_TIMEOUT_ABOVE_MS, EXECUTION_TIMEOUT_MAX_MS
 
 IN_QUEUE = "IN_QUEUE"
 IN_PROGRESS = "IN_PROGRESS"
@@ -57,7 +61,11 @@ class Job:
     stop_sent_at: float = 0.0
     pings_missing: int = 0  # heartbeats after the take that did not list this job
     retries: int = 0
+    taken_wall: float | None = None  # time.time() of the hand-out (tests order jobs by it)
     finished_wall: float | None = None  # time.time() of the final state (bench)
+    ignored_posts: int = 0  # progress/results that arrived after the final state
+    webhook_calls: int = 0  # POSTs to `webhook` for the latest final state
+    webhook_done: bool = False  # delivered (200) or out of tries
     progress_wall: list = field(default_factory=list)  # [(time.time(), progress)], last 100
 
     def worker_payload(self) -> dict:
@@ -92,16 +100,18 @@ class Job:
         return body
 
 
-def _ms(policy: dict, key: str, default: int, lo: int, hi: int) -> int:
+def _ms(policy: dict, key: str, default: int, lo: int, hi: int, above: bool = False) -> int:
+    """policy[key] in ms within [lo, hi], or (lo, hi] when `above`; JobRequestError otherwise."""
     value = policy.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise JobRequestError(f"policy.{key} must be a number of milliseconds, got {value!r}")
-    if not lo <= value <= hi:
-        raise JobRequestError(f"policy.{key} must be between {lo} and {hi} ms, got {value}")
+    if (value <= lo if above else value < lo) or value > hi:
+        low = f"more than {lo}" if above else f"at least {lo}"
+        raise JobRequestError(f"policy.{key} must be {low} and at most {hi} ms, got {value}")
     return int(value)
 
 
-WEEK_MS = 7 * 24 * 3600 * 1000
+WEEK_MS = 7 * 24 * 3600 * 1000  # the longest policy.ttl
 
 
 @dataclass
@@ -135,7 +145,12 @@ class JobStore:
             input=body["input"],
             submitted=time.monotonic() if now is None else now,
             execution_timeout_ms=_ms(
-                policy, "executionTimeout", self.execution_timeout_ms, 5000, WEEK_MS
+                policy,
+                "executionTimeout",
+                self.execution_timeout_ms,
+                EXECUTION_TIMEOUT_ABOVE_MS,
+                EXECUTION_TIMEOUT_MAX_MS,
+                above=True,
             ),
             ttl_ms=_ms(policy, "ttl", self.ttl_ms, 10_000, WEEK_MS),
             webhook=webhook,
@@ -158,6 +173,7 @@ class JobStore:
         job = self.jobs[job_id]
         job.state = IN_PROGRESS
         job.taken = time.monotonic() if now is None else now
+        job.taken_wall = time.time()
         job.worker_id = worker_id
         job.progress = None
         job.pings_missing = 0
@@ -183,6 +199,7 @@ class JobStore:
     def progress(self, job: Job, value: Any) -> bool:
         """Latest progress (replaces `output` while IN_PROGRESS); ignored otherwise."""
         if job.state != IN_PROGRESS:
+            job.ignored_posts += job.state in FINAL
             return False
         job.progress = value
         job.progress_wall = [*job.progress_wall[-99:], (time.time(), value)]
@@ -190,6 +207,9 @@ class JobStore:
 
     def result(self, job: Job, body: dict) -> bool:
         """A final post from the worker (job-done without status IN_PROGRESS)."""
+        if job.state in FINAL:
+            job.ignored_posts += 1
+            return False
         if "error" in body and body["error"] not in (None, ""):
             err = body["error"]
             error = err if isinstance(err, str) else json.dumps(err)

@@ -3,12 +3,14 @@
 
 Client routes (key as `Authorization: Bearer <key>` or the raw key, else 401; other endpoint id
 404): run, runsync[?wait=ms], status/{id}, stream/{id}, cancel/{id}, retry/{id}, purge-queue,
-health. Oversized payloads (> 10 MB /run, > 20 MB /runsync) answer 413 with an `error` text.
+health. Oversized payloads (> 10,000,000 bytes /run, > 20,000,000 /runsync: app.endpoint's
+RUN_LIMIT / RUNSYNC_LIMIT, which the client checks before sending) answer 413 with an `error`.
 Past `rate_limit` client requests per `rate_window_s`, 429.
 Worker routes (raw worker key): job-take/{w}, job-take-batch/{w}, job-stop/{w} (long-polls held
 `hold_s` < 90 s), job-done/{w}/{job}, job-stream/{w}/{job}, ping/{w}.
 Test-only routes (client key): GET /emulator/state (workers with pids, queue), GET
-/emulator/jobs/{id} (wall times of progress posts and result), POST
+/emulator/jobs/{id} (wall times of hand-out, progress posts and result; late posts ignored;
+webhook calls made and whether the webhook is done), POST
 /emulator/faults `{"status": 503, "count": 2, "ops": ["status"]}` (the next `count` matching
 client requests answer `status`; ops omitted = all client routes).
 """
@@ -25,8 +27,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from .runpod_jobs import CANCELLED, FAILED, FINAL, IN_PROGRESS, Job, JobRequestError, JobStore
-from .runpod_workers import Supervisor, WorkerRec, WorkerSpec
+from app.endpoint import RUN_LIMIT, RUNSYNC_LIMIT  # the client's pre-check: one number each
+
+from .jobs import CANCELLED, FAILED, FINAL, IN_PROGRESS, Job, JobRequestError, JobStore
+from .workers import Supervisor, WorkerRec, WorkerSpec
 
 log = logging.getLogger("emulators.runpod")
 MB = 1024 * 1024
@@ -50,8 +54,8 @@ class RunpodConfig:
     retention_s: float = 1800.0
     sync_retention_s: float = 60.0
     execution_timeout_ms: int = 600_000
-    run_max_bytes: int = 10 * MB
-    runsync_max_bytes: int = 20 * MB
+    run_max_bytes: int = RUN_LIMIT
+    runsync_max_bytes: int = RUNSYNC_LIMIT
     rate_limit: int = 0  # client requests per window; 0 = unlimited
     rate_window_s: float = 10.0
     webhook_tries: int = 3
@@ -63,6 +67,13 @@ class RunpodConfig:
 
 def _error(status: int, text: str) -> web.Response:
     return web.json_response({"error": text}, status=status)
+
+
+def presented_key(authorization: str) -> str:
+    """The key in an Authorization header: `Bearer <key>` (the scheme is case-insensitive, as
+    for every HTTP auth scheme) or the raw key (RunPod's curl examples)."""
+    scheme, _, rest = authorization.strip().partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" and rest.strip() else authorization
 
 
 class ControlPlane:
@@ -142,8 +153,9 @@ class ControlPlane:
     async def _auth(self, request: web.Request, handler):
         parts = request.path.strip("/").split("/")
         auth = request.headers.get("Authorization", "")
+        client_ok = presented_key(auth) == self.cfg.api_key
         if parts[:1] == ["emulator"]:
-            if auth not in (self.cfg.api_key, f"Bearer {self.cfg.api_key}"):
+            if not client_ok:
                 return _error(401, "Unauthorized")
             return await handler(request)
         if len(parts) < 3 or parts[0] != "v2":
@@ -153,7 +165,7 @@ class ControlPlane:
             if auth != self.cfg.worker_key:
                 return _error(401, "Unauthorized")
         else:
-            if auth not in (self.cfg.api_key, f"Bearer {self.cfg.api_key}"):
+            if not client_ok:
                 return _error(401, "Unauthorized")
             if parts[1] != self.cfg.endpoint_id:
                 return _error(404, f"endpoint {parts[1]!r} not found")
@@ -187,8 +199,8 @@ class ControlPlane:
             op = "/runsync" if sync else "/run"
             return _error(
                 413,
-                f"request payload is {len(raw) / MB:.1f} MB; {op} accepts at most "
-                f"{limit / MB:.0f} MB",
+                f"request payload is {len(raw):,} bytes; {op} accepts at most "
+                f"{limit:,} bytes ({limit / 1e6:g} MB)",
             )
         try:
             body = json.loads(raw or b"null")
@@ -405,12 +417,21 @@ class ControlPlane:
         return web.json_response({"workers": workers, "queue": list(self.store.queue)})
 
     async def job_times(self, request: web.Request) -> web.Response:
-        """Wall-clock times the plane saw a job's progress posts and final result (bench)."""
+        """Wall-clock times the plane handed a job out, saw its progress posts and its final
+        result (bench, and tests that order jobs), and how many late posts it ignored."""
         job = self._job(request)
         if isinstance(job, web.Response):
             return job
         return web.json_response(
-            {"id": job.id, "finished_wall": job.finished_wall, "progress_wall": job.progress_wall}
+            {
+                "id": job.id,
+                "taken_wall": job.taken_wall,
+                "finished_wall": job.finished_wall,
+                "progress_wall": job.progress_wall,
+                "ignored_posts": job.ignored_posts,
+                "webhook_calls": job.webhook_calls,
+                "webhook_done": job.webhook_done,
+            }
         )
 
     async def get_faults(self, request: web.Request) -> web.Response:
@@ -457,7 +478,7 @@ class ControlPlane:
         if event is not None:
             event.set()
         if job.webhook:
-            self._spawn_bg(self._webhook(job.webhook, job.status_body()))
+            self._spawn_bg(self._webhook(job, job.webhook, job.status_body()))
 
     def _lose(self, rec: WorkerRec, job: Job, reason: str) -> None:
         self.sup.released(rec, job.id)
@@ -471,17 +492,22 @@ class ControlPlane:
         if self.store.finish(job, FAILED, error=error):
             self._final(job)
 
-    async def _webhook(self, url: str, body: dict) -> None:
+    async def _webhook(self, job: Job, url: str, body: dict) -> None:
         assert self.http is not None
-        for attempt in range(self.cfg.webhook_tries):
-            try:
-                async with self.http.post(url, json=body) as resp:
-                    if resp.status == 200:
-                        return
-            except Exception as e:
-                log.warning("webhook %s failed: %s", url, e)
-            if attempt + 1 < self.cfg.webhook_tries:
-                await asyncio.sleep(self.cfg.webhook_retry_s)
+        job.webhook_calls, job.webhook_done = 0, False
+        try:
+            for attempt in range(self.cfg.webhook_tries):
+                job.webhook_calls += 1
+                try:
+                    async with self.http.post(url, json=body) as resp:
+                        if resp.status == 200:
+                            return
+                except Exception as e:
+                    log.warning("webhook %s failed: %s", url, e)
+                if attempt + 1 < self.cfg.webhook_tries:
+                    await asyncio.sleep(self.cfg.webhook_retry_s)
+        finally:
+            job.webhook_done = True
 
     async def _tick_loop(self) -> None:
         ping_s = (self.cfg.worker.ping_interval_ms if self.cfg.worker else 10000) / 1000

@@ -1,0 +1,166 @@
+"""Filled workflows with user LoRAs and post-steps run on the ComfyUI emulator to a real mp4 whose
+decoded size, frame count and fps are what fill said (`FilledWorkflow.output`).
+
+The emulator gets a fake model volume (0-byte files named like the templates', the user's LoRAs
+and two upscale models) and the RIFE node's recorded schema (`--extra-schema`), the way an
+endpoint with ComfyUI-Frame-Interpolation installed has it. Without that schema, real ComfyUI and
+the emulator refuse the RIFE node at /prompt (the control at the end)."""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+from PIL import Image
+
+from tests.emulators.comfy_client import Comfy, close_later
+from tests.helpers import REPO, ServerProcess, free_port
+from workflows.fill import fill
+from workflows.poststeps import post_steps
+
+RIFE_SCHEMA = REPO / "workflows" / "data" / "comfyui_frame_interpolation.object_info.json"
+FOUR_X = "4x-UltraSharp.pth"  # a 4x model: ImageScale must still bring it to exactly 2x
+USER_LORAS = [
+    "style/my_style_HIGH.safetensors",
+    "style/my_style_LOW.safetensors",
+    "Wan21_CausVid_14B_T2V_lora_rank32_v2.safetensors",
+    "moe_distill_HIGH.safetensors",
+    "detail.safetensors",
+    *(f"five_b_{i}.safetensors" for i in range(1, 5)),
+]
+PAIR = {"high": USER_LORAS[0], "low": USER_LORAS[1], "strength_low": 0.8}
+FOUR_14B = [
+    PAIR,
+    {"file": USER_LORAS[2], "strength": 0.5},
+    {"high": USER_LORAS[3]},
+    {"file": USER_LORAS[4], "strength": -0.3},
+]
+FOUR_5B = [{"file": f"five_b_{i}.safetensors"} for i in range(1, 5)]
+
+# (template, mode, loras, post-steps, generated size) -> video size, frames, fps checked below
+CASES = [
+    ("t2v_14b", "turbo", FOUR_14B, {"upscale": True, "interpolate": True}, (160, 128)),
+    ("i2v_14b", "quality", [PAIR], {"upscale": True, "upscale_model": FOUR_X}, (128, 160)),
+    ("flf2v_14b", "turbo", [], {"interpolate": True}, (144, 144)),
+    ("ti2v_5b", "quality", FOUR_5B, {"upscale": True, "interpolate": True}, (192, 128)),
+    ("ti2v_5b", "quality", [], {}, (128, 192)),
+]
+
+
+def volume(root: Path) -> Path:
+    """A fake model volume with every file the cases need, and its extra_model_paths.yaml."""
+    files = {
+        "loras": list(USER_LORAS),
+        "upscale_models": [FOUR_X, post_steps().upscale.default_model],
+    }
+    for tid in ("t2v_14b", "i2v_14b", "flf2v_14b", "ti2v_5b"):
+        for mode in ("turbo", "quality"):
+            if tid == "ti2v_5b" and mode == "turbo":
+                continue
+            for m in fill(tid, {"mode": mode, "prompt": "x"}).model_files:
+                files.setdefault(m.folder, []).append(m.name)
+    for folder, names in files.items():
+        for name in names:
+            path = root / "models" / folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+    lines = ["volume:", "  base_path: ."] + [f"  {f}: models/{f}/" for f in files]
+    (root / "extra_model_paths.yaml").write_text("\n".join(lines) + "\n")
+    return root / "extra_model_paths.yaml"
+
+
+def emulator(root: Path, *extra: str) -> ServerProcess:
+    port = free_port()
+    argv = [sys.executable, "-m", "emulators.comfyui", "--port", str(port)]
+    argv += ["--step-delay", "0", "--video-max-side", "0", *extra]
+    for name in ("input", "output", "temp"):
+        argv += [f"--{name}-directory", str(root / name)]
+    return ServerProcess(argv, port, ready_path="/system_stats", deadline_s=30)
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Comfy, Path]]:
+    root = tmp_path_factory.mktemp("comfy-extras")
+    paths = volume(root / "volume")
+    extra = ("--extra-model-paths-config", str(paths), "--extra-schema", str(RIFE_SCHEMA))
+    with emulator(root, *extra) as srv:
+        c = Comfy(srv.base_url)
+        close_later(c)
+        yield c, root / "output"
+
+
+def png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 90, 160)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def run(c: Comfy, workflow: dict) -> tuple[dict, set[str]]:
+    """The prompt's history entry and the node ids it executed (or took from the cache)."""
+    with c.connect() as ws:
+        queued = c.queue_prompt(workflow, ws.client_id)
+        assert queued["node_errors"] == {}
+        messages = ws.until_done(queued["prompt_id"])
+    types = [m["type"] for m in messages]
+    assert "execution_success" in types, types
+    executed = {m["data"]["node"] for m in messages if m["type"] == "executing"}
+    for m in messages:
+        if m["type"] == "execution_cached":
+            executed.update(m["data"]["nodes"])
+    return c.get(f"/history/{queued['prompt_id']}").json()[queued["prompt_id"]], executed
+
+
+@pytest.mark.parametrize(
+    ("tid", "mode", "loras", "post", "size"),
+    CASES,
+    ids=[f"{t}-{m}-{len(lo)}loras-{'+'.join(p) or 'plain'}" for t, m, lo, p, _ in CASES],
+)
+def test_runs_to_a_video_of_the_promised_size_frames_and_fps(comfy, tid, mode, loras, post, size):
+    c, out = comfy
+    w, h = size
+    params = {"mode": mode, "prompt": "x", "width": w, "height": h, "frames": 9, "loras": loras}
+    if tid == "ti2v_5b":
+        params["start_image"] = True
+    f = fill(tid, params | post)
+    for name in f.images:
+        assert c.upload(name, png(w, h), overwrite="true").status_code == 200
+    history, executed = run(c, f.workflow)
+    (video,) = history["outputs"]["16"]["images"]
+    path = out / video["subfolder"] / video["filename"]
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        decoded = sum(1 for _ in container.decode(stream))
+        got = (stream.codec_context.width, stream.codec_context.height, decoded)
+        fps = Fraction(stream.average_rate)
+    assert got == (f.output.width, f.output.height, f.output.frames)
+    assert fps == f.output.fps
+    up = post.get("upscale", False)
+    smooth = post.get("interpolate", False)
+    native = 24 if tid == "ti2v_5b" else 16
+    assert got == (w * (1 + up), h * (1 + up), 17 if smooth else 9)
+    assert fps == native * (1 + smooth)
+    # every node ran (or was cached from the case before): each LoRA, each post-step node
+    assert set(f.workflow) <= executed
+    assert history["status"]["status_str"] == "success"
+
+
+def test_without_the_custom_node_rife_is_refused_at_prompt(tmp_path: Path):
+    with emulator(tmp_path) as srv:
+        c = Comfy(srv.base_url)
+        close_later(c)
+        f = fill("t2v_14b", {"prompt": "x", "frames": 9, "interpolate": True})
+        r = c.post("/prompt", json={"prompt": f.workflow})
+        assert r.status_code == 400
+        # what a real ComfyUI 0.3.64 without the pack answered to this workflow
+        rife = next(n for n, v in f.workflow.items() if v["class_type"] == "RIFE VFI")
+        assert r.json()["error"] == {
+            "type": "invalid_prompt",
+            "message": "Cannot execute because node RIFE VFI does not exist.",
+            "details": f"Node ID '#{rife}'",
+            "extra_info": {},
+        }
