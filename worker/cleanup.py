@@ -10,9 +10,10 @@ A prompt's history entry is written when the prompt really ends, which can be we
 stopped waiting for it: an interrupt lands only at the next node or step, and SaveVideo's encode
 cannot be interrupted at all (it runs to the end and the prompt then reports success). So
 `Footprint.remove` waits up to END_WAIT_S for each prompt's history entry; a prompt that still
-runs then is handed to the worker's `Sweeper`, which every later job calls before it queues its
-own prompt and again when it ends, and which removes the prompt's files and entry once it has
-ended. A prompt in neither /history nor /queue is gone (ComfyUI restarted): forgotten.
+runs then is handed to the worker's `Sweeper` (one per ComfyUI address in the process), which
+every later job calls before it queues its own prompt and again when it ends, and which removes
+the prompt's files and entry once it has ended. A prompt in neither /history nor /queue is gone
+(ComfyUI restarted): forgotten.
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ class Sweeper:
             _delete_files(settings.comfy_output_dir, [_rel(f) for f in files])
             self.pending.pop(pid, None)
             log.info("swept prompt %s of an earlier job (%d files)", pid, len(files))
+
+
+_SWEEPERS: dict[str, Sweeper] = {}
+
+
+def sweeper_for(settings: Settings) -> Sweeper:
+    """The worker process's sweeper for this ComfyUI (shared by every handler built for it)."""
+    return _SWEEPERS.setdefault(settings.comfy_host, Sweeper())
 
 
 class Footprint:

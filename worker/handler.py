@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 
-from .cleanup import Footprint, Sweeper
+from .cleanup import Footprint, Sweeper, sweeper_for
 from .comfy import ComfyClient, format_node_errors
 from .delivery import ITEM_OVERHEAD, Delivery, locate
 from .errors import ConfigError, JobTimeout, OutputError, UnreadableModel, WorkerError, to_result
@@ -54,7 +54,7 @@ Handler = Callable[[dict], Awaitable[dict]]
 
 def make_handler(settings: Settings, delivery: Delivery | None = None) -> Handler:
     delivery = delivery or Delivery(settings)
-    sweeper = Sweeper()  # prompts of earlier jobs still to clean up, per worker
+    sweeper = sweeper_for(settings)  # prompts of earlier jobs still to clean up
 
     async def handler(job: dict) -> dict:
         return await run_job(job, settings, delivery, sweeper)
@@ -98,7 +98,13 @@ async def run_job(
                     result = await _inventory(settings)
                 else:
                     result = await _run(
-                        job_id, request, settings, delivery, progress, t0, sweeper or Sweeper()
+                        job_id,
+                        request,
+                        settings,
+                        delivery,
+                        progress,
+                        t0,
+                        sweeper or sweeper_for(settings),
                     )
         except TimeoutError:
             if not deadline.expired():  # a network timeout inside, not our deadline

@@ -6,8 +6,11 @@
 `Interrupted`. When the socket drops it reconnects with backoff (WEBSOCKET_RECONNECT_ATTEMPTS,
 WEBSOCKET_RECONNECT_DELAY_S) and checks `/history` after every attempt, failed ones included, and
 once more before giving up, so a job that ended while the websocket could not be re-opened (HTTP
-still working) is delivered, not failed as a lost connection. It also checks `/history` whenever
-the socket is quiet: every 5 s, and every 0.5 s once it has reconnected, because real ComfyUI
+still working) is delivered, not failed as a lost connection; when the attempts are used up while
+the prompt still runs and HTTP answers, it follows the prompt through `/history` (no progress),
+trying the websocket again every 5 s, and fails only when HTTP stops answering too. It also
+checks `/history` whenever the socket is quiet: every 5 s, and every 0.5 s once it has
+reconnected, because real ComfyUI
 may then send the new socket nothing after its `status` / `executing` greeting: when the server
 notices the old socket's end only after the new one registered, it forgets the client id
 (`sockets.pop(sid)`) and the prompt's messages go nowhere (this can happen any time after the
@@ -31,6 +34,7 @@ import aiohttp
 from .comfy import ComfyClient, pid_alive
 from .errors import (
     ComfyDied,
+    ComfyProtocolError,
     ConnectionLost,
     ExecutionFailed,
     Interrupted,
@@ -45,6 +49,7 @@ QUIET_CHECK_S = 5.0
 RECONNECTED_CHECK_S = 0.5  # after a reconnect the new socket may be deaf (see above)
 DEAF_AFTER_S = 2.0  # silence after a reconnect that makes the worker open another socket
 MAX_REOPENS = 3
+HTTP_RETRY_WS_S = 5.0  # following over HTTP: how often the websocket is tried again
 
 
 @dataclass
@@ -116,6 +121,7 @@ class Watcher:
         self.workflow = workflow
         self.progress = progress
         self.end = JobEnd()
+        self.http_ok = True  # the last /history check got an answer
         self.finished_nodes: set[str] = set()
         self.current_node = ""
 
@@ -226,11 +232,14 @@ class Watcher:
 
     # -- history fallback -------------------------------------------------------------------
     async def _check_history(self) -> bool:
-        """True (outputs merged) if /history shows the prompt finished; raise if it failed."""
+        """True (outputs merged) if /history shows the prompt finished; raise if it failed.
+        Sets `http_ok`: whether ComfyUI's HTTP side answered."""
         try:
             entry = await self.client.history(self.prompt_id)
-        except (aiohttp.ClientError, OSError):
+        except (aiohttp.ClientError, OSError, ComfyProtocolError):
+            self.http_ok = False
             return False
+        self.http_ok = True
         if not entry:
             await self._check_still_known()
             return False
@@ -304,10 +313,41 @@ class Watcher:
             return ws
         if await self._check_history():
             return None
+        if self.http_ok:  # the prompt still runs and HTTP answers: follow it there
+            return await self._follow_over_http(last)
         raise ConnectionLost(
             f"the websocket to {self.s.comfy_host} dropped and {attempts} reconnect attempts "
             f"failed (WEBSOCKET_RECONNECT_ATTEMPTS, WEBSOCKET_RECONNECT_DELAY_S); last: {last}"
         )
+
+    async def _follow_over_http(self, last: str) -> aiohttp.ClientWebSocketResponse | None:
+        """The websocket cannot be re-opened but HTTP works: follow the prompt through /history
+        (no progress meanwhile), trying the websocket again every HTTP_RETRY_WS_S. A new socket,
+        or None when the prompt ended. Lost HTTP too: ConnectionLost."""
+        log.warning(
+            "websocket to ComfyUI cannot be re-opened (%s); following prompt %s over HTTP",
+            last,
+            self.prompt_id,
+        )
+        retry_at = time.monotonic() + HTTP_RETRY_WS_S
+        while True:
+            await self._sleep_watching(RECONNECTED_CHECK_S)
+            if await self._check_history():
+                return None
+            if not self.http_ok:
+                raise ConnectionLost(
+                    f"the websocket to {self.s.comfy_host} could not be re-opened ({last}) and "
+                    "its HTTP API stopped answering"
+                )
+            if time.monotonic() >= retry_at:
+                retry_at = time.monotonic() + HTTP_RETRY_WS_S
+                try:
+                    ws = await self.connect()
+                except (aiohttp.ClientError, OSError):
+                    continue
+                self.end.reconnects += 1
+                log.info("websocket re-opened while following over HTTP")
+                return ws
 
     async def watch(self, ws: aiohttp.ClientWebSocketResponse) -> JobEnd:
         # sockets that may be deaf, kept open to the end: closing one would make ComfyUI forget

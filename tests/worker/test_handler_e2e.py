@@ -239,6 +239,42 @@ def test_websocket_refused_but_http_working_still_delivers_the_finished_job(emu:
     assert not list(emu.output.rglob("*.mp4"))  # and cleaned up
 
 
+def test_websocket_refused_for_longer_than_the_attempts_follows_the_job_over_http(emu: Comfy):
+    """The reconnect attempts are used up while the prompt still runs: HTTP answers, so the
+    worker follows the prompt through /history and delivers it (no 'lost connection')."""
+    emu.knobs(step_delay=0.3, ws_drop_after=6, ws_refuse_after=1)
+    env = {"WEBSOCKET_RECONNECT_ATTEMPTS": "2", "WEBSOCKET_RECONNECT_DELAY_S": "0.1"}
+    h = make_handler(emu.settings(**env))
+    out = run(h, {"id": "http", "input": {"workflow": with_seed(T2V, 25)}})
+    assert "error" not in out, out
+    assert out["timings"]["end_seen_via"] == "history"
+    assert decode_mp4(base64.b64decode(out["images"][0]["data"]))[0] == 81
+
+
+def test_websocket_and_http_both_gone_is_a_lost_connection(own_comfy: Comfy):
+    """Following over HTTP ends with a clear 'lost connection' once HTTP stops answering too."""
+    own_comfy.knobs(step_delay=2.0, ws_drop_after=6, ws_refuse_after=1)
+    env = {"WEBSOCKET_RECONNECT_ATTEMPTS": "2", "WEBSOCKET_RECONNECT_DELAY_S": "0.1",
+           "COMFY_PID_FILE": ""}  # fmt: skip
+    h = make_handler(own_comfy.settings(**env))
+
+    def refused() -> int:
+        log = get_json(own_comfy.url + "/emulator/requests")
+        return sum(r["path"] == "/ws" and r["status"] == 503 for r in log)
+
+    async def scenario() -> dict:
+        task = asyncio.create_task(h({"id": "gone", "input": {"workflow": with_seed(T2V, 26)}}))
+        while await asyncio.to_thread(refused) < 2:  # the attempts are used up
+            assert not task.done(), task.result()
+            await asyncio.sleep(0.05)
+        own_comfy.stop()  # and now HTTP is gone too
+        return await task
+
+    out = asyncio.run(scenario())
+    assert out["error"].startswith("lost connection to ComfyUI"), out
+    assert "HTTP API stopped answering" in out["error"]
+
+
 def test_deaf_socket_after_a_client_side_drop_does_not_delay_the_end(emu: Comfy):
     """Real ComfyUI, when it notices a dropped socket only after the client reconnected with the
     same clientId, forgets that id: the new socket gets its status/executing greeting and then
