@@ -30,14 +30,15 @@ log = logging.getLogger("wanpod.app")
 
 def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tuple[Any, Any]:
     """Build the services and the Blocks; returns (blocks, studio). Starts the tracker."""
-    from app import cost
     from app.endpoint import EndpointClient
-    from app.forms_catalog import load_forms
-    from app.jobs import Studio
-    from app.ledger import Ledger
-    from app.ops import Operations
-    from app.tracker import Tracker
-    from app.ui import build_ui
+    from app.studio import cost
+    from app.studio.checks.gate import Gate
+    from app.studio.forms_catalog import load_forms
+    from app.studio.jobs import Studio
+    from app.studio.ledger import Ledger
+    from app.studio.reuse import migrate_forms
+    from app.studio.tracker import Tracker
+    from app.ui.page import build_ui
     from workflows.fill import fill
 
     prices = cost.load_prices(settings.prices_path)
@@ -53,6 +54,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         secrets=settings.secret_values(),
     )
     forms, byo_fill = load_forms()
+    migrate_forms(ledger, forms)  # rows stored before the ledger kept the form values, once
     studio = Studio(
         settings=settings,
         forms=forms,
@@ -62,9 +64,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         ledger=ledger,
         tracker=tracker,
         prices=prices,
-        ops=Operations.from_settings(
-            settings, endpoint=endpoint, ledger=ledger, endpoint_key=base_url
-        ),
+        ops=Gate.from_settings(settings, endpoint=endpoint, ledger=ledger, endpoint_key=base_url),
     )
     tracker.on_final = studio.forget_calibration
     tracker.start()
@@ -101,8 +101,9 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000000")
     env = dict(os.environ if env is None else env)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from app.settings import Secret, Settings
-    from app.studio_errors import StudioError, user_message
+    from app.environment import Secret
+    from app.errors import StudioError, user_message
+    from app.settings import Settings
 
     try:
         settings = Settings.from_env(env)
@@ -138,8 +139,8 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         blocks.queue(default_concurrency_limit=settings.concurrency)
         from starlette.middleware import Middleware
 
-        from app.early_script import EarlyScript
-        from app.ui import CSS
+        from app.ui.early_script import EarlyScript
+        from app.ui.page import CSS
 
         blocks.launch(
             css=CSS,  # Gradio 6 takes the page's CSS at launch, not in Blocks()

@@ -22,26 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.settings import Secret
-from app.studio_errors import ConfigError
+from app.environment import Secret, env_bool
+from app.errors import AccessError, ConfigError
 
 ENV_VARS = ("APP_AUTH", "APP_ALLOW_PUBLIC_WITHOUT_AUTH", "GRADIO_SHARE", "GRADIO_ROOT_PATH")
 AUTH_MESSAGE = "WanPod studio: sign in (accounts are set by the operator in APP_AUTH)."
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
-
-
-class AccessError(ConfigError):
-    """The launch settings would expose the studio without a login; names what to change."""
-
-
-def parse_bool(name: str, raw: str | None) -> bool:
-    text = (raw or "").strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"{name}={raw!r} is not true/false; allowed: true, false, 1, 0, yes, no")
 
 
 def parse_auth(raw: str | None) -> tuple[tuple[str, Secret], ...]:
@@ -131,10 +116,8 @@ class Access:
     def from_env(cls, env: Mapping[str, str], share: bool | None = None) -> Access:
         return cls(
             users=parse_auth(env.get("APP_AUTH")),
-            allow_public_without_auth=parse_bool(
-                "APP_ALLOW_PUBLIC_WITHOUT_AUTH", env.get("APP_ALLOW_PUBLIC_WITHOUT_AUTH")
-            ),
-            share=parse_bool("GRADIO_SHARE", env.get("GRADIO_SHARE")) if share is None else share,
+            allow_public_without_auth=env_bool(env, "APP_ALLOW_PUBLIC_WITHOUT_AUTH"),
+            share=env_bool(env, "GRADIO_SHARE") if share is None else share,
             root_path=parse_root_path(env.get("GRADIO_ROOT_PATH")),
         )
 

@@ -24,13 +24,13 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-
-import requests
+from typing import Any
 
 from app.endpoint import EndpointClient, JobStatus
-from app.errors import EndpointError
+from app.errors import ConfigError, EndpointError
 from app.settings import runpod_credentials
-from app.studio_errors import ConfigError
+from app.studio import results
+from app.studio.progress import describe
 
 
 def read_json(path: Path) -> object:
@@ -67,50 +67,19 @@ def load_job_input(path: Path, images: list[str]) -> dict:
     return inp
 
 
-def progress_line(st: JobStatus, started: float, width: int = 30) -> str:
-    p = st.progress if isinstance(st.progress, Mapping) else {}
-    pct = p.get("percent")
-    pct = float(pct) if isinstance(pct, int | float) else 0.0
-    if st.ok:
-        pct = 100.0
-    fill = int(width * min(100.0, max(0.0, pct)) / 100)
-    bar = "#" * fill + "-" * (width - fill)
-    parts = [f"[{bar}] {pct:5.1f}%", st.state]
-    if p.get("stage"):
-        parts.append(str(p["stage"]))
-    if p.get("node_type"):
-        parts.append(str(p["node_type"]))
-    if p.get("step") is not None and p.get("steps"):
-        parts.append(f"step {p['step']}/{p['steps']}")
-    if p.get("nodes_total"):
-        parts.append(f"nodes {p.get('nodes_done', 0)}/{p['nodes_total']}")
-    if p.get("queue_position") is not None:
-        parts.append(f"queue #{p['queue_position']}")
-    parts.append(f"{time.monotonic() - started:5.1f}s")
-    return " ".join(parts)
+def progress_line(
+    st: JobStatus, started: float, width: int = 30, workflow: Mapping[str, Any] | None = None
+) -> str:
+    """A terminal bar and the studio's own status line (app/studio/progress.py's `describe`)."""
+    view = describe(st.state, st.progress, time.monotonic() - started, None, workflow, st.error)
+    fill = int(width * min(1.0, max(0.0, view.fraction)))
+    return f"[{'#' * fill}{'-' * (width - fill)}] {100 * view.fraction:5.1f}% {view.line}"
 
 
 def save_outputs(output: object, out_dir: Path) -> list[Path]:
+    """The job's outputs as files in `out_dir` (the studio's rule: app/studio/results.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    saved = []
-    items = output.get("images", []) if isinstance(output, Mapping) else []
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            continue
-        name = Path(str(item.get("filename") or f"output_{i}")).name
-        target = out_dir / name
-        if item.get("type") == "base64":
-            target.write_bytes(base64.b64decode(item["data"]))
-        elif item.get("type") == "s3_url":
-            with requests.get(item["data"], timeout=120, stream=True) as r:
-                r.raise_for_status()
-                with open(target, "wb") as f:
-                    for chunk in r.iter_content(1 << 20):
-                        f.write(chunk)
-        else:
-            continue
-        saved.append(target)
-    return saved
+    return [saved.path for saved in results.save_outputs(output, out_dir)]
 
 
 def run_job(
@@ -122,7 +91,7 @@ def run_job(
     tty = sys.stderr.isatty()
 
     def show(st: JobStatus) -> None:
-        line = progress_line(st, started)
+        line = progress_line(st, started, workflow=job_input.get("workflow"))
         if tty:
             print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
         else:

@@ -20,9 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from app.endpoint import EndpointClient
-from app.errors import EndpointError
-from app.preflight import Inventory, MissingFile, fetch_inventory, template_gaps
-from app.studio_errors import StudioError
+from app.errors import EndpointError, StudioError
+from app.studio.checks.preflight import Inventory, MissingFile, fetch_inventory, template_gaps
 from workflows.catalog import load_catalog
 
 

@@ -1,13 +1,90 @@
-"""The endpoint client's exception tree, with the user-facing messages in one place.
+"""The studio's ONE exception tree, and the one place that turns an exception into user words.
 
-`EndpointError` is the root; `str(e)` is a sentence a user can act on and never contains the
-API key. `status` is the HTTP status when there was one.
+StudioError                  str() is a sentence a user can act on, never a secret
+├── ConfigError              a setting is wrong (names the variable, the value, what is allowed)
+│   └── AccessError          the launch would expose the studio without a login
+├── InputError               a form value is refused (names the field, the value, what is allowed)
+│   └── ImageError           an uploaded image cannot be used
+├── SubmitError              the endpoint refused or could not take the job
+├── GuardrailError           the job breaks the operator's limits (one line per limit)
+├── PreflightError           the endpoint lacks a model file or node the workflow needs
+├── InventoryUnavailable     the endpoint's model inventory could not be had
+│   └── InventoryPending     ... it is still being fetched
+└── EndpointError            RunPod's HTTP API failed (`status`: the HTTP status, if any)
+    ├── AuthError, UnknownEndpoint, JobNotFound, PayloadTooLarge, RateLimited, BadRequest,
+    └── ServerError, EndpointUnreachable
+
+`ALL_ERRORS` lists every class (a test walks it); the endpoint's messages are built here by the
+small constructors below (`auth_error(status)`, ...). `user_message(exc, secrets)` is the line a
+page, the API or a log shows for ANY exception: a StudioError or the workflows' ParamError as
+itself, anything else as "internal error (TypeName)"; every secret value is replaced by ***.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
 
-class EndpointError(Exception):
+from workflows.errors import ParamError
+
+
+class StudioError(Exception):
+    """Base of every studio error; str() is a readable, secret-free message."""
+
+
+class ConfigError(StudioError):
+    """A setting in the environment (or a config file) is wrong; names the variable."""
+
+
+class AccessError(ConfigError):
+    """The launch settings would expose the studio without a login; names what to change."""
+
+
+class InputError(StudioError):
+    """A form value is refused: names the field, the value and what is allowed."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class ImageError(InputError):
+    """An uploaded image cannot be used (unreadable, too large, wrong kind)."""
+
+
+class SubmitError(StudioError):
+    """The endpoint refused or could not take the job (or a cancel)."""
+
+
+class GuardrailError(StudioError):
+    """A request breaks one or more limits; str() has one line per broken limit."""
+
+    def __init__(self, refusals: Sequence[object]) -> None:
+        self.refusals = tuple(refusals)
+        super().__init__("refused by the studio's limits:\n" + "\n".join(map(str, refusals)))
+
+
+class _Missing(Protocol):
+    def message(self) -> str: ...
+
+
+class PreflightError(StudioError):
+    """The endpoint lacks what the workflow needs; str() lists each file (with its folder)."""
+
+    def __init__(self, missing: _Missing, endpoint_note: str = "") -> None:
+        self.missing = missing
+        super().__init__(missing.message() + (f" {endpoint_note}" if endpoint_note else ""))
+
+
+class InventoryUnavailable(StudioError):
+    """The endpoint's inventory could not be had (old worker, failed or slow job)."""
+
+
+class InventoryPending(InventoryUnavailable):
+    """The inventory job is still queued or running (e.g. a cold start); polled again later."""
+
+
+class EndpointError(StudioError):
     """Something went wrong talking to the RunPod endpoint."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -118,3 +195,40 @@ def unreachable(base_url: str, tries: int, detail: str) -> EndpointUnreachable:
         f"Cannot reach the endpoint at {base_url} ({tries} tries): {detail}. Check the network "
         "connection and the endpoint URL.",
     )
+
+
+ALL_ERRORS: tuple[type[StudioError], ...] = (
+    StudioError,
+    ConfigError,
+    AccessError,
+    InputError,
+    ImageError,
+    SubmitError,
+    GuardrailError,
+    PreflightError,
+    InventoryUnavailable,
+    InventoryPending,
+    EndpointError,
+    AuthError,
+    UnknownEndpoint,
+    JobNotFound,
+    PayloadTooLarge,
+    RateLimited,
+    BadRequest,
+    ServerError,
+    EndpointUnreachable,
+)
+
+
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
+    """`text` with every secret value replaced by ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def user_message(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """The line shown to the operator for `exc`, with any secret value scrubbed."""
+    known = isinstance(exc, StudioError | ParamError)
+    return scrub(str(exc) if known else f"internal error ({type(exc).__name__})", secrets)

@@ -6,18 +6,19 @@ the local demo stack; one without the other is a ConfigError. Secrets are `Secre
 repr/str is masked, so logging the settings never leaks them.
 
 Variables: RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID, RUNPOD_API_BASE (default https://api.runpod.ai/v2),
-WANPOD_DATA_DIR (default ./data), WANPOD_GPU_TYPE (a key of app/prices.yaml, default "H100 PRO"),
-WANPOD_PRICES (path of the prices YAML), GRADIO_SERVER_NAME (default 127.0.0.1),
+WANPOD_DATA_DIR (default ./data), WANPOD_GPU_TYPE (a key of app/studio/prices.yaml, default
+"H100 PRO"), WANPOD_PRICES (path of the prices YAML), GRADIO_SERVER_NAME (default 127.0.0.1),
 GRADIO_SERVER_PORT (default 7860), WANPOD_CONCURRENCY (Gradio concurrency per event, default 64),
 WANPOD_POLL_S (tracker's fastest poll interval, default 1.0), WANPOD_DEMO_WORKERS (local worker
 processes in demo mode, default 2), WANPOD_DEMO_STEP_DELAY (emulated seconds per sampler step,
 default 0.5), WANPOD_BATCH_MAX (most jobs in one batch, default 16); S3 secrets for the worker
 are never read here (BUCKET_ACCESS_KEY_ID / ..._SECRET are the worker's), but their values are
 scrubbed from messages when present.
-Operator settings are sub-objects read in the same pass: `guardrails` (app/guardrails.py:
-WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*, WANPOD_TIMEOUT_*), `access` (app/access.py:
-APP_AUTH, APP_ALLOW_PUBLIC_WITHOUT_AUTH, GRADIO_SHARE, GRADIO_ROOT_PATH; the APP_AUTH passwords
-count as secrets) and `preflight` (app/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*).
+Operator settings are sub-objects read in the same pass: `guardrails`
+(app/studio/checks/guardrails.py: WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*,
+WANPOD_TIMEOUT_*), `access` (app/access.py: APP_AUTH, APP_ALLOW_PUBLIC_WITHOUT_AUTH, GRADIO_SHARE,
+GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets) and `preflight`
+(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*).
 """
 
 from __future__ import annotations
@@ -25,70 +26,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from app.studio_errors import ConfigError
-
-if TYPE_CHECKING:
-    from app.access import Access
-    from app.guardrails import Guardrails
-    from app.preflight import PreflightSettings
+from app.access import Access
+from app.environment import Secret, env_float, env_int
+from app.errors import ConfigError
+from app.studio.checks.guardrails import Guardrails
+from app.studio.checks.preflight import PreflightSettings
+from app.studio.cost import PRICES_PATH, load_prices
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
-PRICES_PATH = Path(__file__).with_name("prices.yaml")
-
-
-class Secret:
-    """A string that never shows itself in repr/str/f-strings. Use `.value` deliberately."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    @property
-    def value(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer; allowed: {lo}..{hi}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={value} is out of range; allowed: {lo}..{hi}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; allowed: {lo}..{hi}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={value} is out of range; allowed: {lo}..{hi}")
-    return value
 
 
 def runpod_credentials(env: Mapping[str, str]) -> tuple[str, str] | None:
@@ -122,9 +68,9 @@ class Settings:
     demo_step_delay: float = 0.5
     batch_max: int = 16
     extra_secrets: tuple[Secret, ...] = ()
-    guardrails: Guardrails = field(default_factory=lambda: _sub("guardrails"))
-    access: Access = field(default_factory=lambda: _sub("access"))
-    preflight: PreflightSettings = field(default_factory=lambda: _sub("preflight"))
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    access: Access = field(default_factory=Access)
+    preflight: PreflightSettings = field(default_factory=PreflightSettings)
 
     @property
     def demo(self) -> bool:
@@ -153,6 +99,8 @@ class Settings:
         prices = Path(env.get("WANPOD_PRICES", "") or PRICES_PATH)
         if not prices.is_file():
             raise ConfigError(f"WANPOD_PRICES={str(prices)!r} is not a file")
+        gpu_type = env.get("WANPOD_GPU_TYPE", "") or "H100 PRO"
+        load_prices(prices).price(gpu_type)  # refuses an unknown GPU type now, not at each quote
         extra = tuple(
             Secret(env[n])
             for n in ("BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")
@@ -163,28 +111,17 @@ class Settings:
             endpoint_id=endpoint,
             api_base=base,
             data_dir=Path(env.get("WANPOD_DATA_DIR", "") or "data"),
-            gpu_type=env.get("WANPOD_GPU_TYPE", "") or "H100 PRO",
+            gpu_type=gpu_type,
             prices_path=prices,
             host=env.get("GRADIO_SERVER_NAME", "") or "127.0.0.1",
-            port=_int(env, "GRADIO_SERVER_PORT", 7860, 1, 65535),
-            concurrency=_int(env, "WANPOD_CONCURRENCY", 64, 1, 1024),
-            poll_s=_float(env, "WANPOD_POLL_S", 1.0, 0.05, 60.0),
-            demo_workers=_int(env, "WANPOD_DEMO_WORKERS", 2, 1, 64),
-            demo_step_delay=_float(env, "WANPOD_DEMO_STEP_DELAY", 0.5, 0.0, 30.0),
-            batch_max=_int(env, "WANPOD_BATCH_MAX", 16, 1, 256),
+            port=env_int(env, "GRADIO_SERVER_PORT", 7860, 1, 65535),
+            concurrency=env_int(env, "WANPOD_CONCURRENCY", 64, 1, 1024),
+            poll_s=env_float(env, "WANPOD_POLL_S", 1.0, 0.05, 60.0),
+            demo_workers=env_int(env, "WANPOD_DEMO_WORKERS", 2, 1, 64),
+            demo_step_delay=env_float(env, "WANPOD_DEMO_STEP_DELAY", 0.5, 0.0, 30.0),
+            batch_max=env_int(env, "WANPOD_BATCH_MAX", 16, 1, 256),
             extra_secrets=extra,
-            guardrails=_sub("guardrails", env),
-            access=_sub("access", env),
-            preflight=_sub("preflight", env),
+            guardrails=Guardrails.from_env(env),
+            access=Access.from_env(env),
+            preflight=PreflightSettings.from_env(env),
         )
-
-
-def _sub(name: str, env: Mapping[str, str] | None = None):
-    """The operator settings (app/guardrails.py, app/access.py, app/preflight.py) from `env`
-    (defaults when None); imported here, not at the top, because app.access uses Secret."""
-    from app.access import Access
-    from app.guardrails import Guardrails
-    from app.preflight import PreflightSettings
-
-    kind = {"guardrails": Guardrails, "access": Access, "preflight": PreflightSettings}[name]
-    return kind() if env is None else kind.from_env(env)

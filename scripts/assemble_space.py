@@ -45,8 +45,8 @@ SPACE_SECRETS = (
     ("APP_AUTH", "secret", "user:password[,user2:password2]: the studio's logins"),
 )
 SPACE_VARIABLES = (
-    ("WANPOD_GPU_TYPE", "the endpoint's GPU type, a key of app/prices.yaml (quotes)"),
-    ("WANPOD_BUDGET_DAILY_USD", "daily budget in dollars (see app/guardrails.yaml)"),
+    ("WANPOD_GPU_TYPE", "the endpoint's GPU type, a key of app/studio/prices.yaml (quotes)"),
+    ("WANPOD_BUDGET_DAILY_USD", "daily budget in dollars (see app/studio/checks/guardrails.yaml)"),
     ("WANPOD_BUDGET_USER_DAILY_USD", "per-user daily budget in dollars"),
     ("WANPOD_DATA_DIR", "/data with the Space's persistent storage (else history is lost)"),
     ("APP_ALLOW_PUBLIC_WITHOUT_AUTH", "true only for a private Space without APP_AUTH"),

@@ -1,6 +1,7 @@
-"""Test helpers shared by every suite: where the recorded fixtures are, free ports, and real
-server processes started the right way (free port, readiness poll to a deadline, the child's
-output in the failure message, terminate then kill)."""
+"""Test helpers shared by every suite: where the recorded fixtures are, free ports, real server
+processes started the right way (free port, readiness poll to a deadline, the child's output in
+the failure message, terminate then kill), the ComfyUI emulator's launch, waiting for an event
+(`wait_for`) and test images (`png_bytes`)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,36 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(
+    pred: Callable[[], object],
+    timeout: float = 20.0,
+    what: str = "condition",
+    context: Callable[[], str] = lambda: "",
+) -> object:
+    """Poll `pred` until it returns something true (returned) or fail after `timeout` s, saying
+    what was awaited and `context()` (logs)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; {context()}")
+
+
+def png_bytes(
+    w: int = 64, h: int = 48, color: tuple[int, int, int] = (200, 30, 30), fmt: str = "PNG"
+) -> bytes:
+    """A plain image of w x h pixels, encoded as `fmt` (PNG, JPEG, WEBP)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), color).save(buf, format=fmt)
+    return buf.getvalue()
 
 
 def http_ok(url: str, timeout: float = 0.5) -> bool:
@@ -115,3 +146,17 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def comfy_emulator(
+    *args: str, folders: Path | None = None, deadline_s: float = 30.0
+) -> ServerProcess:
+    """The ComfyUI emulator (`python -m emulators.comfyui`) on a free loopback port, ready when
+    /system_stats answers; `folders`: a root whose input/, output/ and temp/ it uses; `args`: its
+    other options (--step-delay, --video-max-side, ...). Not started: use it as a context manager
+    or call start()."""
+    port = free_port()
+    argv = [sys.executable, "-m", "emulators.comfyui", "--host", "127.0.0.1", "--port", str(port)]
+    for name in ("input", "output", "temp") if folders is not None else ():
+        argv += [f"--{name}-directory", str(folders / name)]
+    return ServerProcess([*argv, *args], port, ready_path="/system_stats", deadline_s=deadline_s)

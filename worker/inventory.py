@@ -6,8 +6,9 @@ Job input `{"inventory": true}` (alone) answers
                    "comfyui_version": "0.3.64" | None}}
 from ComfyUI's own routes: GET /models (folder keys) and /models/{folder} (files, nested ones as
 `sub/file`, exactly what the loaders list), GET /object_info (class names), GET /system_stats. The
-studio's pre-flight (app/preflight.py) compares a filled workflow with this before paying for a
-run. Folders that hold no models (custom_nodes, configs) are left out. Errors are WorkerErrors.
+studio's pre-flight (app/studio/checks/preflight.py) compares a filled workflow with this before
+paying for a run. Folders that hold no models (custom_nodes, configs) are left out. Errors are
+WorkerErrors.
 """
 
 from __future__ import annotations

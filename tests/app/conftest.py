@@ -4,17 +4,15 @@ one headless Chromium per session for the browser tier."""
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from emulators.stack import LocalStack, StackConfig
-from tests.helpers import ServerProcess, free_port
+from tests.helpers import ServerProcess, free_port, png_bytes
 
 S3_SECRET = "s3SECRETdoNotLeak0123456789abcdefABCDEF"
 CHROMIUM = "/usr/bin/chromium"
@@ -68,16 +66,10 @@ def client(studio):
     return Client(studio.base_url + "/", verbose=False)
 
 
-def png_bytes(w: int = 300, h: int = 200, color=(20, 120, 200)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (w, h), color).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @pytest.fixture
 def png_file(tmp_path) -> Path:
     path = tmp_path / "start.png"
-    path.write_bytes(png_bytes())
+    path.write_bytes(png_bytes(300, 200, (20, 120, 200)))
     return path
 
 

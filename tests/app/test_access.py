@@ -13,10 +13,10 @@ from app.access import (
     Credentials,
     is_local_host,
     parse_auth,
-    parse_bool,
     parse_root_path,
 )
-from app.studio_errors import ConfigError
+from app.environment import env_bool
+from app.errors import ConfigError
 from tests.helpers import free_port
 
 
@@ -110,7 +110,7 @@ def test_public_with_auth_or_explicit_permission_is_allowed():
 
 
 def test_bools_and_root_path():
-    assert parse_bool("X", "TRUE") and not parse_bool("X", None) and not parse_bool("X", "no")
+    assert env_bool({"X": "TRUE"}, "X") and not env_bool({}, "X") and not env_bool({"X": "no"}, "X")
     with pytest.raises(ConfigError, match=r"APP_ALLOW_PUBLIC_WITHOUT_AUTH='maybe' is not true"):
         Access.from_env({"APP_ALLOW_PUBLIC_WITHOUT_AUTH": "maybe"})
     assert parse_root_path("/wanpod/") == "/wanpod"

@@ -11,8 +11,8 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from app import cost
 from app.settings import PRICES_PATH
+from app.studio import cost
 
 ADV = {
     "steps": 4,

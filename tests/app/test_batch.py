@@ -1,22 +1,28 @@
 """Batch planning, the combined quote's arithmetic, the batch budget check and the draft → final
-size rule: pure functions (app/batch.py, app/promote.py), no server."""
+size rule: pure functions (app/studio/batch.py, app/studio/promote.py), no server."""
 
 from __future__ import annotations
 
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app import batch, cost, guardrails
-from app.forms import MAX_SEED, FormValues
-from app.forms_catalog import load_forms
-from app.promote import larger_preset, promote
+from app.endpoint.states import JobState
+from app.errors import ConfigError, InputError, SubmitError
 from app.settings import PRICES_PATH, Settings
-from app.studio_errors import ConfigError, InputError, SubmitError
+from app.studio import batch, cost
+from app.studio.checks import guardrails
+from app.studio.cost import Actual
+from app.studio.forms import MAX_SEED, FormValues
+from app.studio.forms_catalog import load_forms
+from app.studio.ledger import JobRow
+from app.studio.promote import larger_preset, promote
+from app.studio.reuse import asked
 
 BASE = FormValues(pipeline="t2v_14b", prompt="a fox", resolution="480p square", seed=100)
 
@@ -141,19 +147,20 @@ def test_combined_quote_of_unequal_jobs_gives_the_range():
 
 
 # -- the batch budget ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Row:
-    created_at: float
-    state: str = "COMPLETED"
-    cost: dict[str, Any] = field(default_factory=dict)
-    quote: dict[str, Any] = field(default_factory=dict)
-    user: str | None = None
+def done_row(created_at: float, dollars: float, user: str | None = None) -> JobRow:
+    """A finished ledger row that cost `dollars` (what the budgets add up)."""
+    return JobRow(
+        id="wp-done", job_id="j", created_at=created_at, updated_at=created_at,
+        submitted_at=created_at, finished_at=created_at, template="t2v_14b", mode="turbo",
+        params={}, workflow={}, quote=None, gpu="H100 PRO", state=JobState.COMPLETED,
+        cost=Actual(billed_s=0, dollars=dollars), user=user,
+    )  # fmt: skip
 
 
 def test_budgets_are_checked_against_the_whole_batch():
     now = time.time()
     limits = guardrails.Guardrails(daily_usd=1.0, user_daily_usd=0.5, job_usd=0.2)
-    rows = [Row(now, cost={"dollars": 0.6}), Row(now, cost={"dollars": 0.1}, user="ann")]
+    rows = [done_row(now, 0.6), done_row(now, 0.1, user="ann")]
     # each job (0.15) is under every limit; three of them break the daily budget (0.7 + 0.45)
     found = batch.budget_refusals(0.45, 3, limits, rows, None, now)
     assert [r.limit for r in found] == ["daily budget"]
@@ -233,24 +240,30 @@ def test_a_batch_stopped_half_way_names_what_was_and_was_not_sent():
 
 
 # -- draft -> final refusals and values, on a real ledger ----------------------------------------
-@pytest.fixture
-def offline(tmp_path):
-    """The studio's services without an endpoint: promote reads the ledger and quotes only."""
-    from app.jobs import Studio
-    from app.ledger import Ledger
+def offline_studio(folder: Path, cls: type | None = None) -> Any:
+    """The studio's services (`cls`: Studio or a subclass) on a real ledger in `folder`, without
+    an endpoint: they read the ledger and quote, and send nothing."""
+    from app.studio.jobs import Studio
+    from app.studio.ledger import Ledger
     from workflows.fill import fill
 
     forms, byo_fill = load_forms()
-    return Studio(
-        settings=Settings.from_env({"WANPOD_DATA_DIR": str(tmp_path)}),
+    return (cls or Studio)(
+        settings=Settings.from_env({"WANPOD_DATA_DIR": str(folder)}),
         forms=forms,
         fill=fill,
         byo_fill=byo_fill,
         endpoint=None,
-        ledger=Ledger(tmp_path / "ledger.sqlite3"),
+        ledger=Ledger(folder / "ledger.sqlite3"),
         tracker=None,
         prices=cost.load_prices(PRICES_PATH),
     )
+
+
+@pytest.fixture
+def offline(tmp_path):
+    """The studio's services without an endpoint: promote reads the ledger and quotes only."""
+    return offline_studio(tmp_path)
 
 
 def job(studio, template="t2v_14b", mode="turbo", state="COMPLETED", res="480p square") -> str:
@@ -263,8 +276,9 @@ def job(studio, template="t2v_14b", mode="turbo", state="COMPLETED", res="480p s
         mode=mode,
         params=prep.filled.params,
         workflow=prep.filled.workflow,
-        quote={"dollars": prep.quote.dollars},
+        quote=prep.quote,
         gpu="H100 PRO",
+        form=asked(values, prep.filled.params.get("seed")),
     )
     studio.ledger.update(rid, state=state)
     return rid
@@ -283,7 +297,7 @@ def test_draft_to_final_values_and_quote(offline):
     )
     assert (v.steps, v.cfg, v.shift, v.randomize) == (20, 3.5, 8.0, False)
     assert offline.prepare(v).filled.params["frames"] == offline.ledger.get(draft).params["frames"]
-    assert p.quote.dollars > p.draft_quote["dollars"]
+    assert p.quote.dollars > p.draft_quote.dollars
     assert p.summary().startswith(f"**Draft → final** from `{draft}`: turbo 480p square → ")
 
 

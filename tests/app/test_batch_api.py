@@ -13,9 +13,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from app import cost
-from app.ledger import Ledger
 from app.settings import PRICES_PATH
+from app.studio import cost
+from app.studio.ledger import Ledger
 from tests.app.conftest import start_studio
 from tests.app.test_api import args, finished
 
@@ -119,7 +119,7 @@ def test_draft_to_final_quality_larger_size_same_seed_and_prompt(client, studio)
     draft_usd = dollars(note, "Draft quote ")
     final_usd = dollars(note, r"final quote:\*\* ≈ \d+ GPU s on .+? = ")
     assert final_usd > draft_usd > 0
-    assert draft_usd == pytest.approx(ledger_of(studio).get(draft).quote["dollars"], abs=5e-5)
+    assert draft_usd == pytest.approx(ledger_of(studio).get(draft).quote.dollars, abs=5e-5)
     own = client.predict(*values, api_name="/quote")  # the final's own quote, as the page shows
     assert dollars(own, r"GPU s on .+? = ") == pytest.approx(final_usd, abs=5e-5)
 

@@ -1,4 +1,4 @@
-"""The early script (app/early_script.py) reaches the page's <head> before Gradio's own scripts,
+"""The early script (app/ui/early_script.py) reaches the page's <head> before Gradio's own scripts,
 and nothing else the server answers is touched."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from app.early_script import RAF_FIX_JS, EarlyScript, inject
+from app.ui.early_script import RAF_FIX_JS, EarlyScript, inject
 
 PAGE = (
     "<!doctype html><html><head><meta charset='utf-8'>"

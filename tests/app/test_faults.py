@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from app import cost
 from app.endpoint import EndpointClient
-from app.forms import FormValues
-from app.ledger import Ledger
+from app.errors import SubmitError
 from app.settings import PRICES_PATH, Settings
-from app.studio_errors import SubmitError
-from app.tracker import Tracker
+from app.studio import cost
+from app.studio.forms import FormValues
+from app.studio.ledger import Ledger
+from app.studio.tracker import Tracker
 from emulators.stack import LocalStack, StackConfig
-from tests.helpers import WORKER_PYTHON, ServerProcess, free_port
+from tests.helpers import WORKER_PYTHON, ServerProcess, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -114,29 +114,25 @@ def values(prompt: str, **kw) -> FormValues:
 
 
 def wait_final(ledger, rid: str, timeout: float = 90.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    def final():
         row = ledger.get(rid)
-        if row.final:
-            return row
-        time.sleep(0.1)
-    raise AssertionError(f"{rid} still {ledger.get(rid).state} after {timeout} s")
+        return row if row.final else None
+
+    return wait_for(final, timeout, f"{rid} to end", lambda: f"still {ledger.get(rid).state}")
 
 
 def wait_state(ledger, rid: str, states: tuple[str, ...], timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    def reached():
         row = ledger.get(rid)
-        if row.state in states:
-            return row
-        time.sleep(0.05)
-    raise AssertionError(f"{rid} never reached {states}: {ledger.get(rid).state}")
+        return row if row.state in states else None
+
+    return wait_for(reached, timeout, f"{rid} in {states}", lambda: ledger.get(rid).state)
 
 
 def assert_stored(row) -> None:
     assert row.state == "COMPLETED", row.error
     assert row.result_path and Path(row.result_path).is_file()
-    assert row.cost and row.cost["billed_s"] >= 1 and row.execution_ms
+    assert row.cost and row.cost.billed_s >= 1 and row.execution_ms
 
 
 def test_status_429_and_503_while_a_job_runs(studio, fstack):
@@ -175,7 +171,7 @@ def test_frozen_control_plane_times_out_then_the_job_finishes(fstack, tmp_path):
         knobs(fstack, step_delay=0.3)
         wf = fill("t2v_14b", {"prompt": "frozen plane", "seconds": 1.0}).workflow
         rid = ledger.create(
-            template="t2v_14b", mode="turbo", params={}, workflow=wf, quote={}, gpu="H100 PRO"
+            template="t2v_14b", mode="turbo", params={}, workflow=wf, quote=None, gpu="H100 PRO"
         )
         ref = client.run({"workflow": wf})
         ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())

@@ -8,8 +8,10 @@ import time
 
 import pytest
 
-from app import cost
-from app.guardrails import (
+from app.errors import ConfigError, StudioError, user_message
+from app.settings import PRICES_PATH
+from app.studio import cost
+from app.studio.checks.guardrails import (
     RUNPOD_TIMEOUT_MAX_MS,
     RUNPOD_TIMEOUT_MIN_MS,
     GuardrailError,
@@ -24,9 +26,8 @@ from app.guardrails import (
     row_dollars,
     spend,
 )
-from app.ledger import Ledger
-from app.settings import PRICES_PATH
-from app.studio_errors import ConfigError, StudioError, user_message
+from app.studio.cost import Actual, Quote
+from app.studio.ledger import Ledger
 
 
 def shape(**kw) -> JobShape:
@@ -158,7 +159,7 @@ def add(ledger: Ledger, state: str, quote: float, user=None, **fields) -> str:
         mode="turbo",
         params={"seed": 1, **({"user": user} if user else {})},
         workflow={},
-        quote={"dollars": quote, "per_s": 0.001},
+        quote=Quote(gpu="H100 PRO", per_s=0.001, execution_s=quote / 0.001, dollars=quote),
         gpu="H100 PRO",
     )
     ledger.update(rid, state=state, **fields)
@@ -166,13 +167,13 @@ def add(ledger: Ledger, state: str, quote: float, user=None, **fields) -> str:
 
 
 def test_spend_counts_actual_cost_reserves_live_quotes_and_skips_other_days(ledger):
-    add(ledger, "COMPLETED", 0.50, cost={"billed_s": 300, "dollars": 0.30})  # actual, not quote
+    add(ledger, "COMPLETED", 0.50, cost=Actual(300, 0.30))  # actual, not quote
     add(ledger, "IN_PROGRESS", 0.20)  # reserved
     add(ledger, "SUBMITTING", 0.10)  # reserved
     add(ledger, "FAILED", 0.40, execution_ms=12_001)  # billed 13 s at the quoted price
-    add(ledger, "CANCELLED", 0.40, cost={"dollars": 0.05})  # partial cost
+    add(ledger, "CANCELLED", 0.40, cost=Actual(0, 0.05))  # partial cost
     add(ledger, "LOST", 0.90)  # never ran: nothing known, nothing counted
-    old = add(ledger, "COMPLETED", 5.0, cost={"dollars": 5.0})
+    old = add(ledger, "COMPLETED", 5.0, cost=Actual(0, 5.0))
     ledger.update(old, created_at=day_start() - 1)  # yesterday
     rows = ledger.recent(100)
     assert math.isclose(spend(rows, since=day_start()), 0.30 + 0.20 + 0.10 + 0.013 + 0.05)
@@ -180,9 +181,9 @@ def test_spend_counts_actual_cost_reserves_live_quotes_and_skips_other_days(ledg
 
 
 def test_per_user_spend_and_check_rows(ledger):
-    add(ledger, "COMPLETED", 1.0, user="ann", cost={"dollars": 1.5})
+    add(ledger, "COMPLETED", 1.0, user="ann", cost=Actual(0, 1.5))
     add(ledger, "IN_QUEUE", 0.5, user="ann")
-    add(ledger, "COMPLETED", 1.0, user="bob", cost={"dollars": 3.0})
+    add(ledger, "COMPLETED", 1.0, user="bob", cost=Actual(0, 3.0))
     rows = ledger.recent(100)
     assert spend(rows, since=day_start(), user="ann") == 2.0
     assert spend(rows, since=day_start(), user="bob") == 3.0

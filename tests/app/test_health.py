@@ -3,14 +3,13 @@ cold-start note priced from the quote; and the panel following the local stack w
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from app import cost
 from app.endpoint import EndpointClient, Health
-from app.health import ColdStart, HealthPanel, panel_from, read_panel, render_html
 from app.settings import PRICES_PATH
+from app.studio import cost
+from app.studio.checks.health import ColdStart, HealthPanel, panel_from, read_panel, render_html
+from tests.helpers import wait_for
 
 RECORDED = {  # the shape in RunPod docs' example of GET /health
     "jobs": {"completed": 1, "failed": 5, "inProgress": 0, "inQueue": 2, "retried": 0},
@@ -20,7 +19,7 @@ COLD = ColdStart(seconds=79.2, dollars=0.0928, gpu="H100 PRO")
 
 
 def test_recorded_shape_with_no_worker_up_names_the_cold_start_and_its_price():
-    p = panel_from(RECORDED, COLD, now=0)
+    p = panel_from(Health.from_body(RECORDED), COLD, now=0)
     assert (p.idle, p.running, p.in_queue, p.in_progress, p.completed, p.failed) == (
         0,
         0,
@@ -42,24 +41,28 @@ def test_idle_workers_mean_no_cold_start():
 
 
 def test_nothing_up_and_nothing_queued():
-    p = panel_from({"jobs": {}, "workers": {}}, COLD)
+    p = panel_from(Health.from_body({"jobs": {}, "workers": {}}), COLD)
     assert p.note.startswith("No worker is up: the next job pays a cold start ≈ 80 s")
 
 
 def test_queued_jobs_take_the_idle_workers_first():
-    p = panel_from({"jobs": {"inQueue": 3}, "workers": {"idle": 2}}, None)
+    p = panel_from(Health.from_body({"jobs": {"inQueue": 3}, "workers": {"idle": 2}}), None)
     assert "No idle worker" in p.note and "$" not in p.note
 
 
 def test_extra_worker_states_are_shown_and_bad_values_ignored():
-    p = panel_from({"workers": {"idle": 1, "unhealthy": 2, "initializing": True, "running": "x"}})
+    p = panel_from(
+        Health.from_body(
+            {"workers": {"idle": 1, "unhealthy": 2, "initializing": True, "running": "x"}}
+        )
+    )
     assert p.workers_line == "Workers: 1 idle, 0 running, 2 unhealthy"
 
 
 def test_every_worker_count_runpod_documents_is_read():
     # RunPod's documented /health example, plus `unhealthy`
     documented = {"idle": 4, "initializing": 1, "ready": 4, "running": 1, "throttled": 2}
-    p = panel_from({"jobs": {}, "workers": {**documented, "unhealthy": 3}})
+    p = panel_from(Health.from_body({"jobs": {}, "workers": {**documented, "unhealthy": 3}}))
     assert (p.idle, p.initializing, p.ready, p.running, p.throttled, p.unhealthy) == (
         4,
         1,
@@ -73,7 +76,9 @@ def test_every_worker_count_runpod_documents_is_read():
 
 
 def test_ready_workers_are_warm_even_when_idle_is_not_reported():
-    p = panel_from({"jobs": {"inQueue": 0}, "workers": {"idle": 0, "ready": 2}}, COLD)
+    p = panel_from(
+        Health.from_body({"jobs": {"inQueue": 0}, "workers": {"idle": 0, "ready": 2}}), COLD
+    )
     assert p.warm and p.note == "2 workers warm: the next job starts without a cold start."
     assert p.workers_line == "Workers: 0 idle, 0 running, 2 ready"
 
@@ -83,11 +88,13 @@ def test_cold_start_from_a_real_quote():
     q = cost.quote(cost.CostRequest("t2v_14b", "turbo", 832, 480, 81, 4, 1.0), "A100", prices)
     cold = ColdStart.from_quote(q)
     assert cold.dollars == q.cold_dollars and cold.gpu == "A100"
-    assert f"+${q.cold_dollars:.4f} on A100" in panel_from(RECORDED, cold).note
+    assert f"+${q.cold_dollars:.4f} on A100" in panel_from(Health.from_body(RECORDED), cold).note
 
 
 def test_render_html_escapes_and_carries_data_attributes():
-    html = render_html(panel_from({"jobs": {"inQueue": 1}, "workers": {"running": 3}}, now=0))
+    html = render_html(
+        panel_from(Health.from_body({"jobs": {"inQueue": 1}, "workers": {"running": 3}}), now=0)
+    )
     assert 'data-running="3"' in html and 'data-queued="1"' in html and 'data-warm="false"' in html
     assert "checked 00:00:00 UTC" in html
     bad = render_html(HealthPanel(error="<b>down</b>"))
@@ -117,24 +124,21 @@ def test_panel_follows_the_local_stack_through_a_job(stack):
         {"prompt": "health", "mode": "quality", "steps": 20, "seconds": 0.25, "seed": 7},
     )
     ref = client.run({"workflow": filled.workflow})
-    busy = None
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
+
+    def busy_panel():
         p = read_panel(client, COLD)
-        if p.in_progress >= 1 and p.running >= 1:
-            busy = p
-            break
-        time.sleep(0.05)
-    assert busy is not None, "the panel never showed the job in progress"
+        return p if p.in_progress >= 1 and p.running >= 1 else None
+
+    busy = wait_for(busy_panel, 60, "the panel to show the job in progress")
     assert f'data-in-progress="{busy.in_progress}"' in render_html(busy)
     final = client.wait(ref.id, poll_s=0.1, timeout_s=120)
     assert final.state == "COMPLETED", final.error
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        after = read_panel(client, COLD)
-        if after.in_progress == 0 and after.idle >= 1:
-            break
-        time.sleep(0.05)
+
+    def idle_panel():
+        p = read_panel(client, COLD)
+        return p if p.in_progress == 0 and p.idle >= 1 else None
+
+    after = wait_for(idle_panel, 30, "the panel to show the worker idle again")
     assert after.completed >= before.completed + 1
     assert after.warm and "warm" in after.note
 
@@ -156,13 +160,15 @@ class CountingEndpoint:
 
 def test_cached_health_calls_the_endpoint_once_per_ttl():
     from app.errors import EndpointUnreachable
-    from app.health import CachedHealth
+    from app.studio.checks.health import CachedHealth
 
     key = "rpa_SECRETKEY0123456789"
-    ep = CountingEndpoint(RECORDED, EndpointUnreachable(f"down {key}"))
-    cached = CachedHealth(ep, ttl_s=0.2, secrets=(key,))
+    ep = CountingEndpoint(Health.from_body(RECORDED), EndpointUnreachable(f"down {key}"))
+    now = [100.0]  # the cache's clock, moved by the test (no sleeping against the TTL)
+    cached = CachedHealth(ep, ttl_s=2.0, secrets=(key,), clock=lambda: now[0])
     first = cached.panel(COLD)
+    now[0] += 1.99
     assert cached.panel(None).in_queue == first.in_queue == 2 and ep.calls == 1
-    time.sleep(0.25)
+    now[0] += 0.01
     down = cached.panel(COLD)
     assert ep.calls == 2 and not down.ok and key not in down.error and "***" in down.error

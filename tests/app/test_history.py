@@ -11,8 +11,8 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from app.jobs import template_version
-from app.ledger import Ledger
+from app.studio.jobs import template_version
+from app.studio.ledger import Ledger
 from tests.app.test_api import args, finished
 
 
@@ -45,7 +45,9 @@ def test_recipe_reuse_and_rerun_exactly(client, studio):
         "480p square",
     )
     assert (seed, randomize, adv[0]) == (4242, False, 4)
-    assert seconds == pytest.approx(row.params["seconds"])
+    # the duration as asked (2.0 s on the slider), not as resolved (33 frames = 2.0625 s)
+    assert seconds == row.form.seconds == 2.0
+    assert row.params["seconds"] == pytest.approx(2.0625, abs=1e-3)
 
     status2, video2, details2, rid2 = finished(client.predict(rid, api_name="/rerun"))
     assert 'data-state="COMPLETED"' in status2 and rid2 != rid

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from gradio_client import handle_file
 
-from app.ledger import Ledger
-from tests.app.conftest import png_bytes
+from app.studio.ledger import Ledger
 from tests.app.test_api import args, finished
 from tests.app.test_browser import TIMEOUT_MS, open_studio, wait_state
 from tests.app.test_history import ledger_of
+from tests.helpers import png_bytes
 
 pytestmark = pytest.mark.slow
 

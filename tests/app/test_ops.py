@@ -1,22 +1,23 @@
-"""app/ops.py: the checks the studio runs before /run, on a real ledger and real quotes."""
+"""app/studio/checks/gate.py: the checks the studio runs before /run, on a real ledger and real
+quotes."""
 
 from __future__ import annotations
 
 import pytest
 
-from app import cost
-from app.guardrails import GuardrailError, Guardrails, execution_timeout_ms
-from app.jobs import Prepared
-from app.ledger import Ledger
-from app.ops import Operations, job_shape
-from app.preflight import (
+from app.settings import PRICES_PATH
+from app.studio import cost
+from app.studio.checks.gate import Gate, job_shape
+from app.studio.checks.guardrails import GuardrailError, Guardrails, execution_timeout_ms
+from app.studio.checks.preflight import (
     InventoryCache,
     InventoryUnavailable,
     Preflight,
     PreflightError,
     PreflightSettings,
 )
-from app.settings import PRICES_PATH
+from app.studio.jobs import Prepared
+from app.studio.ledger import Ledger
 from tests.app.test_preflight import FULL, Fetcher, without
 from workflows.fill import fill
 
@@ -36,9 +37,9 @@ def ledger(tmp_path) -> Ledger:
     return Ledger(tmp_path / "ledger.sqlite3")
 
 
-def ops(ledger, tmp_path, fetch=None, mode="best-effort", **limits) -> Operations:
+def ops(ledger, tmp_path, fetch=None, mode="best-effort", **limits) -> Gate:
     cache = InventoryCache(tmp_path / "inv.json", fetch or Fetcher(FULL))
-    return Operations(
+    return Gate(
         limits=Guardrails(**limits),
         ledger=ledger,
         preflight=Preflight(cache, PreflightSettings(mode=mode)),
@@ -61,9 +62,14 @@ def test_clear_job_gets_the_timeout_policy(ledger, tmp_path):
 
 def test_spent_budget_refuses_before_anything_is_sent(ledger, tmp_path):
     rid = ledger.create(
-        template="t2v_14b", mode="turbo", params={}, workflow={}, quote={"dollars": 1}, gpu="A100"
+        template="t2v_14b",
+        mode="turbo",
+        params={},
+        workflow={},
+        quote=cost.Quote("A100", 0.001, 1000, 1.0),
+        gpu="A100",
     )
-    ledger.update(rid, state="COMPLETED", cost={"dollars": 0.99})
+    ledger.update(rid, state="COMPLETED", cost=cost.Actual(0, 0.99))
     fetch = Fetcher()  # would fail if asked: the budget refuses first
     with pytest.raises(GuardrailError) as info:
         ops(ledger, tmp_path, fetch, daily_usd=1.0).before_run(prepared())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.ledger import Ledger
+from app.studio.ledger import Ledger
 from tests.app.conftest import start_studio, studio_env
 from tests.app.test_browser import open_studio, slow_steps, wait_state
 from tests.helpers import free_port
@@ -152,5 +152,5 @@ def test_health_panel_follows_a_job_and_cancel_interrupts_it(studio, context, st
     assert interrupted_count(stack) == before + 1, "the worker did not interrupt ComfyUI"
     row = Ledger(Path(studio.env["WANPOD_DATA_DIR"]) / "ledger.sqlite3").get(rid)
     assert row.state == "CANCELLED" and row.finished_at
-    assert row.cost and row.cost["partial"] and row.cost["billed_s"] >= 1, row.cost
+    assert row.cost and row.cost.partial and row.cost.billed_s >= 1, row.cost
     assert "Actual:" in page.locator("#wp-details").inner_text()

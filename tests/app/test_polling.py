@@ -1,12 +1,12 @@
-"""The tracker's poll schedule (app/polling.py): a job is polled fast only when its own pace says
-it is about to end, and all fast polls together stay inside the /status budget."""
+"""The tracker's poll schedule (app/studio/polling.py): a job is polled fast only when its own pace
+says it is about to end, and all fast polls together stay inside the /status budget."""
 
 from __future__ import annotations
 
 import pytest
 
-from app import polling
-from app.progress import describe, experts
+from app.studio import polling
+from app.studio.progress import describe, experts
 from workflows.fill import fill
 
 WORKFLOW = fill("t2v_14b", {"prompt": "pace", "mode": "turbo"}).workflow

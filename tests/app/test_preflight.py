@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from app.preflight import (
+from app.errors import ConfigError, StudioError, user_message
+from app.studio.checks.preflight import (
     Inventory,
     InventoryCache,
     InventoryPending,
@@ -22,7 +23,6 @@ from app.preflight import (
     parse_inventory,
     template_gaps,
 )
-from app.studio_errors import ConfigError, StudioError, user_message
 from tests.helpers import RECORDINGS, WAN_SCHEMA
 from workflows.catalog import load_catalog
 from workflows.fill import fill

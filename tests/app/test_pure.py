@@ -8,13 +8,13 @@ import math
 import pytest
 from PIL import Image
 
-from app import cost
-from app.images import prepare_image
-from app.ledger import Ledger
-from app.progress import clock, describe, experts
+from app.errors import ConfigError, ImageError, user_message
 from app.settings import PRICES_PATH, Settings
-from app.studio_errors import ConfigError, ImageError, user_message
-from tests.helpers import COMFY_FIXTURES, load_json
+from app.studio import cost
+from app.studio.images import prepare_image
+from app.studio.ledger import Ledger
+from app.studio.progress import clock, describe, experts, samplers
+from tests.helpers import COMFY_FIXTURES, load_json, png_bytes
 
 PRICES = cost.load_prices(PRICES_PATH)
 
@@ -34,7 +34,7 @@ def test_prices_yaml_has_the_date_and_runpod_rates():
     assert PRICES.read_on == "2026-05-13"
     assert PRICES.price("H100 PRO") == 0.00116
     assert PRICES.price("4090 PRO") == 0.00031
-    with pytest.raises(KeyError, match="allowed"):
+    with pytest.raises(ConfigError, match=r"WANPOD_GPU_TYPE='TPU'.*allowed: .*H100 PRO"):
         PRICES.price("TPU")
 
 
@@ -97,6 +97,9 @@ def test_progress_lines_name_the_expert_and_step():
     assert 0.5 < v.fraction < 0.9 and "left" in v.line
     first = describe("IN_PROGRESS", {**p, "node": "81"}, 10.0, 40.0, wf)
     assert "high-noise" in first.line and first.fraction < v.fraction
+    plan = samplers(wf)  # what a page or the tracker keeps per job: the graph read once
+    assert len(plan.order) == 2 and plan.experts[plan.order[0]] == "high-noise"
+    assert describe("IN_PROGRESS", p, 20.0, 40.0, plan) == v
     assert describe("IN_QUEUE", None, 3.0, 40.0).line.startswith("Queued")
     assert describe("IN_PROGRESS", {"stage": "decoding"}, 30.0, 40.0).line.startswith("Decoding")
     assert describe("COMPLETED", None, 31.0).fraction == 1.0
@@ -104,7 +107,7 @@ def test_progress_lines_name_the_expert_and_step():
 
 
 def test_a_live_line_is_a_head_the_server_knows_plus_a_clock_the_page_can_count():
-    # the page's clock (app/ui.py CLOCK_JS) redraws `clock(elapsed, left)` from these fields
+    # the page's clock (app/ui/page.py CLOCK_JS) redraws `clock(elapsed, left)` from these fields
     paced = describe("IN_PROGRESS", {"stage": "decoding"}, 30.0, 40.0)
     assert paced.line == paced.head + clock(30.0, paced.left_s)
     assert paced.head == "Decoding video (VAE)" and paced.left_from == "pace"
@@ -119,14 +122,8 @@ def test_a_live_line_is_a_head_the_server_knows_plus_a_clock_the_page_can_count(
     assert done.elapsed_s is None and done.line == "Done in 31 s"
 
 
-def _png(w: int, h: int) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (w, h), (200, 30, 30)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_images_are_fitted_and_bad_files_named():
-    img = prepare_image(_png(1000, 500), 640, 640, field="start image", name="start.png")
+    img = prepare_image(png_bytes(1000, 500), 640, 640, field="start image", name="start.png")
     with Image.open(io.BytesIO(img.data)) as out:
         assert out.size == (640, 640)
     assert "cropped and resized" in img.note
@@ -153,13 +150,15 @@ def test_ledger_survives_reopen(tmp_path):
         mode="turbo",
         params={"seed": 1},
         workflow={"1": {}},
-        quote={"dollars": 0.1},
+        quote=cost.Quote(gpu="H100 PRO", per_s=0.001, execution_s=100, dollars=0.1),
         gpu="H100 PRO",
     )
     led.update(rid, job_id="job-1", state="IN_QUEUE")
     again = Ledger(tmp_path / "l.db")
     row = again.get(rid)
     assert row.job_id == "job-1" and row.params == {"seed": 1} and row.live
+    light = again.get(rid, workflow=False)  # what a page reads at every update
+    assert light.workflow == {} and again.workflow(rid) == {"1": {}} and light.params == row.params
     assert [r.id for r in again.live()] == [rid]
     again.update(rid, state="COMPLETED", execution_ms=1234)
     assert again.live() == [] and again.finished_with_timing()[0].execution_ms == 1234

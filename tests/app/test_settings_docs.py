@@ -9,9 +9,10 @@ import re
 
 import pytest
 
-from app import access, guardrails, preflight
+from app import access
+from app.errors import ConfigError
 from app.settings import Settings
-from app.studio_errors import ConfigError
+from app.studio.checks import guardrails, preflight
 from tests.helpers import REPO
 
 APP = REPO / "app"
@@ -30,7 +31,7 @@ def constants(path) -> set[str]:
 
 def variables() -> set[str]:
     found: set[str] = set()
-    for path in sorted(APP.glob("*.py")):
+    for path in sorted(APP.rglob("*.py")):
         found |= constants(path)
     return found
 
@@ -54,8 +55,8 @@ def test_every_variable_is_documented_in_the_docs():
 
 def test_only_entry_points_read_the_process_environment():
     offenders = []
-    for path in sorted(APP.glob("*.py")):
-        if path.name in ENTRY_POINTS:
+    for path in sorted(APP.rglob("*.py")):
+        if path.relative_to(APP).as_posix() in ENTRY_POINTS:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if (
@@ -64,7 +65,7 @@ def test_only_entry_points_read_the_process_environment():
                 and isinstance(node.value, ast.Name)
                 and node.value.id == "os"
             ):
-                offenders.append(f"{path.name}:{node.lineno}")
+                offenders.append(f"{path.relative_to(APP)}:{node.lineno}")
     assert not offenders, f"read Settings instead of os.environ: {offenders}"
 
 

@@ -140,8 +140,9 @@ def test_assembled_dockerfile_is_hadolint_clean(space):
 @pytest.mark.slow
 def test_the_app_imports_from_the_assembled_tree_alone(space):
     code = (
-        "import app, app.ui, app.jobs, app.settings, app.endpoint, app.guardrails, app.access, "
-        "app.preflight, app.health, workflows.fill; print(app.__file__)"
+        "import app, app.ui.page, app.studio.jobs, app.settings, app.endpoint, app.access, "
+        "app.studio.checks.guardrails, app.studio.checks.preflight, app.studio.checks.health, "
+        "workflows.fill; print(app.__file__)"
     )
     env = {**os.environ, "PYTHONPATH": "", "PYTHONDONTWRITEBYTECODE": "1"}
     run = subprocess.run(

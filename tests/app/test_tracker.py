@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import time
 
-from app import cost
 from app.endpoint import EndpointClient
-from app.ledger import Ledger
 from app.settings import PRICES_PATH
-from app.tracker import Tracker
-
-
-def wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+from app.studio import cost
+from app.studio.ledger import Ledger
+from app.studio.tracker import Tracker
+from tests.helpers import wait_for
 
 
 def row(ledger: Ledger) -> str:
     return ledger.create(
-        template="t2v_14b", mode="turbo", params={}, workflow={}, quote={}, gpu="H100 PRO"
+        template="t2v_14b", mode="turbo", params={}, workflow={}, quote=None, gpu="H100 PRO"
     )
 
 
@@ -37,7 +29,7 @@ def test_rows_without_answer_or_unknown_to_the_endpoint_end_lost(stack, tmp_path
     try:
         assert ledger.get(unanswered).state == "LOST"
         assert "before the endpoint answered /run" in ledger.get(unanswered).error
-        assert wait_for(lambda: ledger.get(unknown).state == "LOST")
+        wait_for(lambda: ledger.get(unknown).state == "LOST", what="the unknown job LOST")
         assert ledger.get(unknown).error == "the endpoint no longer knows this job"
         assert ledger.live() == []
     finally:
@@ -56,12 +48,12 @@ def test_a_job_submitted_elsewhere_is_followed_and_stored(stack, tmp_path):
     tracker = Tracker(ledger, client, tmp_path, cost.load_prices(PRICES_PATH), poll_s=0.1)
     tracker.start()  # resumes the live row by itself
     try:
-        assert wait_for(lambda: ledger.get(rid).state == "COMPLETED", 30)
+        wait_for(lambda: ledger.get(rid).state == "COMPLETED", 30, "the job COMPLETED")
         done = ledger.get(rid)
         assert done.result_path.startswith(str(tmp_path / "results" / rid))
         with open(done.result_path, "rb") as fh:
             assert fh.read(12)[4:8] == b"ftyp"
-        assert done.cost["billed_s"] == -(-done.execution_ms // 1000)
-        assert done.cost["dollars"] == done.cost["billed_s"] * 0.00116
+        assert done.cost.billed_s == -(-done.execution_ms // 1000)
+        assert done.cost.dollars == done.cost.billed_s * 0.00116 and not done.cost.partial
     finally:
         tracker.stop()

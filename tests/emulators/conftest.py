@@ -3,7 +3,6 @@ and a fixture that puts the fault knobs back after each test."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.emulators.comfy_client import Comfy
-from tests.helpers import ServerProcess, free_port
+from tests.helpers import ServerProcess, comfy_emulator
 
 DEFAULT_KNOBS = {
     "step_delay": 0.01,
@@ -40,12 +39,8 @@ def comfy_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def comfy_server(comfy_dirs: dict[str, Path]) -> Iterator[ServerProcess]:
-    port = free_port()
-    argv = [sys.executable, "-m", "emulators.comfyui", "--host", "127.0.0.1", "--port", str(port)]
-    for name, path in comfy_dirs.items():
-        argv += [f"--{name}-directory", str(path)]
-    argv += ["--step-delay", "0.01"]
-    with ServerProcess(argv, port, ready_path="/system_stats", deadline_s=30) as srv:
+    dirs = [arg for name, path in comfy_dirs.items() for arg in (f"--{name}-directory", str(path))]
+    with comfy_emulator(*dirs, "--step-delay", "0.01") as srv:
         yield srv
 
 

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import socket
-import sys
 import time
 import uuid
 from fractions import Fraction
@@ -20,8 +19,14 @@ import websocket
 from PIL import Image
 
 from tests.emulators.comfy_client import Comfy, close_later, recorded_ws, recording
-from tests.emulators.test_comfyui_replay import png_bytes, upload_wan_inputs, wait_history
-from tests.helpers import COMFY_FIXTURES, RECORDINGS, ServerProcess, free_port
+from tests.emulators.test_comfyui_replay import upload_wan_inputs, wait_history
+from tests.helpers import (
+    COMFY_FIXTURES,
+    RECORDINGS,
+    ServerProcess,
+    comfy_emulator,
+    png_bytes,
+)
 
 WAN_TEMPLATES = sorted((COMFY_FIXTURES / "workflows").glob("*.api.json"))
 
@@ -276,26 +281,13 @@ def test_config_route_validates_and_merges(comfy: Comfy) -> None:
 
 def test_loadimage_options_follow_the_input_folder(comfy: Comfy) -> None:
     name = f"probe_{uuid.uuid4().hex[:8]}.png"
-    assert comfy.upload(name, png_bytes((1, 2, 3))).ok
+    assert comfy.upload(name, png_bytes(8, 6, (1, 2, 3))).ok
     info = comfy.get("/object_info/LoadImage").json()["LoadImage"]
     assert name in info["input"]["required"]["image"][0]
 
 
 def _spawn(tmp_path: Path, *flags: str) -> ServerProcess:
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "emulators.comfyui",
-        "--port",
-        str(port),
-        "--output-directory",
-        str(tmp_path / "out"),
-        "--step-delay",
-        "0",
-        *flags,
-    ]
-    return ServerProcess(argv, port, ready_path="/system_stats", deadline_s=30)
+    return comfy_emulator("--output-directory", str(tmp_path / "out"), "--step-delay", "0", *flags)
 
 
 def test_crash_at_node_exits_the_process(tmp_path: Path) -> None:
@@ -578,7 +570,7 @@ def test_filename_prefix_placeholders(comfy: Comfy) -> None:
 
 
 def test_upload_crashes_where_comfyui_does(comfy: Comfy) -> None:
-    r = comfy.upload("x.png", png_bytes((1, 1, 1)), type="bogus")
+    r = comfy.upload("x.png", png_bytes(8, 6, (1, 1, 1)), type="bogus")
     assert r.status_code == 500  # ComfyUI: unbound upload folder for an unknown type
     r = comfy.post("/upload/image", data={"image": "not a file"})
     assert r.status_code == 500
@@ -658,8 +650,8 @@ def test_max_upload_size_limits_uploads(tmp_path: Path) -> None:
     try:
         with Comfy(srv.base_url) as c:
             assert c.get("/features").json()["max_upload_size"] == 10485
-            assert c.upload("small.png", png_bytes((1, 2, 3))).status_code == 200
-            big = png_bytes((1, 2, 3)) + os.urandom(20_000)
+            assert c.upload("small.png", png_bytes(8, 6, (1, 2, 3))).status_code == 200
+            big = png_bytes(8, 6, (1, 2, 3)) + os.urandom(20_000)
             assert c.upload("big.png", big).status_code == 413
     finally:
         srv.stop()

@@ -7,7 +7,6 @@ import io
 import json
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,7 @@ from tests.emulators.comfy_client import (
     recorded_ws,
     recording,
 )
-from tests.helpers import RECORDINGS, ServerProcess, free_port
-
-
-def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (8, 6)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
-    return buf.getvalue()
+from tests.helpers import RECORDINGS, comfy_emulator, png_bytes
 
 
 def replay(comfy: Comfy, name: str, before: Any = None) -> tuple[list[dict[str, Any]], dict]:
@@ -170,7 +163,10 @@ def test_feature_flags_and_preview(comfy: Comfy) -> None:
 def test_loadimage_of_subfolder_upload(comfy: Comfy) -> None:
     rec = recording("loadimage_uploaded")
     r = comfy.upload(
-        "acceptance_probe.png", png_bytes((10, 200, 30)), subfolder="acceptance", overwrite="true"
+        "acceptance_probe.png",
+        png_bytes(8, 6, (10, 200, 30)),
+        subfolder="acceptance",
+        overwrite="true",
     )
     assert r.status_code == 200
     got, _ = replay(comfy, rec["name"])
@@ -196,7 +192,7 @@ def upload_wan_inputs(comfy: Comfy, workflow: dict[str, Any]) -> None:
     for node in workflow.values():
         if node["class_type"] == "LoadImage":
             assert comfy.upload(
-                node["inputs"]["image"], png_bytes((90, 60, 30)), overwrite="true"
+                node["inputs"]["image"], png_bytes(8, 6, (90, 60, 30)), overwrite="true"
             ).ok
 
 
@@ -393,7 +389,7 @@ def test_upload_image_rules(comfy: Comfy, comfy_dirs: dict[str, Path]) -> None:
             f = req["files"]["image"]
             if f["sha256"] not in contents:
                 contents[f["sha256"]] = (
-                    png_bytes((len(contents) * 40, 0, 0))
+                    png_bytes(8, 6, (len(contents) * 40, 0, 0))
                     if f["bytes"] > 50
                     else b"not an image at all"
                 )
@@ -505,17 +501,8 @@ def test_model_folders_from_extra_model_paths_yaml(tmp_path: Path) -> None:
     yaml_lines = ["fake_volume:", "  base_path: ."]
     yaml_lines += [f"  {k}: models/{k}/" for k in sorted(keys)]
     (volume / "extra_model_paths.yaml").write_text("\n".join(yaml_lines) + "\n")
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "emulators.comfyui",
-        "--port",
-        str(port),
-        "--extra-model-paths-config",
-        str(volume / "extra_model_paths.yaml"),
-    ]
-    with ServerProcess(argv, port, ready_path="/system_stats") as srv:
+    config = str(volume / "extra_model_paths.yaml")
+    with comfy_emulator("--extra-model-paths-config", config) as srv:
         c = Comfy(srv.base_url)
         close_later(c)
         for ev in rec["events"]:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import requests
 
 from app.endpoint import EndpointClient
-from tests.helpers import REPO, ServerProcess, free_port
+from tests.helpers import REPO, ServerProcess, free_port, wait_for
 
 KEY = "test-client-key-123456"
 EP = "test-ep"
@@ -22,18 +21,6 @@ PYTHON = str(REPO / ".venvs" / "app" / "bin" / "python")
 WORKER_PYTHON = os.environ.get("WANPOD_WORKER_PYTHON") or str(
     REPO / ".venvs" / "worker" / "bin" / "python"
 )
-
-
-def wait_for(pred, timeout: float = 20.0, what: str = "condition", context=lambda: ""):
-    """Poll `pred` until it returns something true (returned) or fail after `timeout` s, saying
-    what was awaited and `context()` (logs)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; {context()}")
 
 
 class Plane:

@@ -20,7 +20,7 @@ from app.errors import (
     ServerError,
     UnknownEndpoint,
 )
-from app.guardrails import RUNPOD_TIMEOUT_MIN_MS
+from app.studio.checks.guardrails import RUNPOD_TIMEOUT_MIN_MS
 from tests.endpoint.conftest import EP, KEY, plane
 from tests.helpers import free_port
 

@@ -14,8 +14,8 @@ import requests
 from app.endpoint import EndpointClient
 from emulators.stack import LocalStack, StackConfig
 from tests.emulators.video_checks import START, Video, distance, grid, middle, seen
-from tests.endpoint.conftest import WORKER_PYTHON, wait_for
-from tests.helpers import REPO
+from tests.endpoint.conftest import WORKER_PYTHON
+from tests.helpers import REPO, wait_for
 from workflows.fill import fill
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import io
 import json
 import os
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import COMFY_FIXTURES, ServerProcess, free_port
+from tests.helpers import COMFY_FIXTURES, ServerProcess, comfy_emulator, free_port, png_bytes
 from worker.settings import Settings
 
 WORKFLOWS = COMFY_FIXTURES / "workflows"
@@ -91,15 +90,11 @@ class Comfy:
         self.temp = root / "temp"
         for d in (self.input, self.output, self.temp):
             d.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
         self.pid_file = root / "comfyui.pid"
-        argv = [
-            sys.executable, "-m", "emulators.comfyui", "--host", "127.0.0.1",
-            "--port", str(self.port), "--input-directory", str(self.input),
-            "--output-directory", str(self.output), "--temp-directory", str(self.temp),
-            "--step-delay", "0.005", "--no-cache", *extra_args,
-        ]  # fmt: skip
-        self.server = ServerProcess(argv, self.port, ready_path="/system_stats")
+        self.server = comfy_emulator(
+            "--step-delay", "0.005", "--no-cache", *extra_args, folders=root
+        )
+        self.port = self.server.port
         self.server.start(wait=False)
         self.pid_file.write_text(str(self.server.proc.pid))
         if wait:
@@ -189,11 +184,7 @@ def run(handler, job: dict) -> dict:
 
 
 def png_b64(size: tuple[int, int] = (64, 48), fmt: str = "PNG") -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, (200, 30, 30)).save(buf, format=fmt)
-    return base64.b64encode(buf.getvalue()).decode()
+    return base64.b64encode(png_bytes(*size, fmt=fmt)).decode()
 
 
 def with_seed(wf: dict, seed: int) -> dict:

@@ -9,7 +9,6 @@ the emulator refuse the RIFE node at /prompt (the control at the end)."""
 from __future__ import annotations
 
 import io
-import sys
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.emulators.comfy_client import Comfy, close_later
-from tests.helpers import REPO, ServerProcess, free_port
+from tests.helpers import REPO, ServerProcess, comfy_emulator
 from workflows.fill import fill
 from workflows.poststeps import post_steps
 
@@ -75,12 +74,7 @@ def volume(root: Path) -> Path:
 
 
 def emulator(root: Path, *extra: str) -> ServerProcess:
-    port = free_port()
-    argv = [sys.executable, "-m", "emulators.comfyui", "--port", str(port)]
-    argv += ["--step-delay", "0", "--video-max-side", "0", *extra]
-    for name in ("input", "output", "temp"):
-        argv += [f"--{name}-directory", str(root / name)]
-    return ServerProcess(argv, port, ready_path="/system_stats", deadline_s=30)
+    return comfy_emulator("--step-delay", "0", "--video-max-side", "0", *extra, folders=root)
 
 
 @pytest.fixture(scope="module")

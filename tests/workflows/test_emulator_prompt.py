@@ -3,16 +3,13 @@ emulator's /prompt: HTTP 200 with empty node_errors, after uploading the images 
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from collections.abc import Iterator
 
 import pytest
 import requests
-from PIL import Image
 
-from tests.helpers import REPO, ServerProcess, free_port
+from tests.helpers import REPO, comfy_emulator, png_bytes
 from tests.workflows.conftest import OFFICIAL, TEMPLATE_MODES
 from workflows.byo import fill_byo
 from workflows.fill import fill
@@ -26,34 +23,16 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("comfy-wf")
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "emulators.comfyui",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--step-delay",
-        "0",
-        "--video-max-side",
-        "64",
-    ]
-    for name in ("input", "output", "temp"):
-        argv += [f"--{name}-directory", str(root / name)]
-    with ServerProcess(argv, port, ready_path="/system_stats", deadline_s=30) as srv:
+    with comfy_emulator("--step-delay", "0", "--video-max-side", "64", folders=root) as srv:
         yield srv.base_url
         requests.post(srv.base_url + "/queue", json={"clear": True}, timeout=5)
         requests.post(srv.base_url + "/interrupt", timeout=5)
 
 
 def upload(base: str, name: str) -> None:
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 64), (200, 80, 40)).save(buf, format="PNG")
     r = requests.post(
         base + "/upload/image",
-        files={"image": (name, buf.getvalue(), "image/png")},
+        files={"image": (name, png_bytes(64, 64, (200, 80, 40)), "image/png")},
         data={"overwrite": "true"},
         timeout=10,
     )

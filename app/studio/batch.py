@@ -1,0 +1,299 @@
+"""Batch: several seeds and/or several prompts in one go, each its own job and ledger row.
+
+Pure planning and arithmetic (no I/O, no Gradio):
+- `plan(values, count=, seeds_text=, prompts_text=, max_jobs=)` -> `BatchPlan`: one `FormValues`
+  per job, prompts x seeds. Prompts: one per non-empty line of `prompts_text`, else the form's
+  prompt. Seeds: the explicit list in `seeds_text` (whole numbers separated by commas or spaces)
+  when given, else `count` seeds: random and distinct when the form's "Randomize seed" is on,
+  else the form's seed and the ones after it (seed, seed+1, ...). The same seeds go with every
+  prompt, so prompts are compared on equal terms. Each job's seed is fixed (randomize off).
+  More than `max_jobs` jobs (WANPOD_BATCH_MAX) is an InputError naming the setting.
+- `combine(quotes)` -> `BatchQuote`: the whole batch's GPU seconds and dollars (each job billed
+  per second, rounded up, as RunPod bills it), the per-job figure, and the cold start apart (what
+  each worker that starts cold adds; the total never includes it).
+- `budget_refusals(dollars, jobs, limits, rows, user)`: the daily and per-user budgets checked
+  against the WHOLE batch's quoted dollars (today's spend from ledger rows,
+  app/studio/checks/guardrails.py).
+
+`BatchService(studio)` runs a plan through the studio's public methods: `quote(plan, user)`
+(prepare every job, combined quote, every refusal: per-job limits once each and the budgets for
+the batch total) and `submit(plan, user)`: refuses the whole batch up front (GuardrailError)
+when any limit would break, else sends each job through `Studio.submit` (its own guardrails,
+pre-flight, ledger row, /run; RunPod queues them). If a job is still not taken (the endpoint
+refused it, or another user's spend raced the budget) it stops there and `BatchRun.error` says
+which jobs were sent and which were not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from app.errors import InputError, user_message
+from app.studio.checks import guardrails as gr_
+from app.studio.cost import Quote
+from app.studio.forms import MAX_SEED, FormValues
+
+DEFAULT_MAX = 16
+BUDGET_LIMITS = ("daily budget", "your daily budget")
+_SEP = re.compile(r"[,\s;]+")
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    jobs: tuple[FormValues, ...]
+    prompts: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+    def describe(self) -> str:
+        p, s = len(self.prompts), len(self.seeds)
+        seeds = ", ".join(map(str, self.seeds[:8])) + (", …" if s > 8 else "")
+        return (
+            f"{len(self.jobs)} job{'s' if len(self.jobs) != 1 else ''} ({p} prompt"
+            f"{'s' if p != 1 else ''} × {s} seed{'s' if s != 1 else ''}: {seeds})"
+        )
+
+
+def parse_seeds(text: str | None) -> tuple[int, ...]:
+    """An explicit seed list: whole numbers 0..MAX_SEED separated by commas/spaces, no repeats."""
+    allowed = f"whole numbers 0..{MAX_SEED} separated by commas or spaces, each once"
+    seeds: list[int] = []
+    for token in _SEP.split((text or "").strip()):
+        if not token:
+            continue
+        try:
+            seed = int(token)
+        except ValueError:
+            raise InputError(
+                "batch seeds", f"{token!r} is not a whole number; allowed: {allowed}"
+            ) from None
+        if not 0 <= seed <= MAX_SEED:
+            raise InputError("batch seeds", f"{seed} is out of range; allowed: {allowed}")
+        if seed in seeds:
+            raise InputError(
+                "batch seeds", f"{seed} is listed twice (the same video twice); allowed: {allowed}"
+            )
+        seeds.append(seed)
+    return tuple(seeds)
+
+
+def parse_prompts(text: str | None) -> tuple[str, ...]:
+    """One prompt per non-empty line (surrounding spaces dropped)."""
+    return tuple(line.strip() for line in (text or "").splitlines() if line.strip())
+
+
+def _count(count: Any, max_jobs: int) -> int:
+    allowed = f"a whole number 1..{max_jobs} (set by WANPOD_BATCH_MAX)"
+    if count is None or count == "":
+        return 1
+    try:
+        value = float(count)
+    except (TypeError, ValueError):
+        raise InputError(
+            "number of seeds", f"{count!r} is not a number; allowed: {allowed}"
+        ) from None
+    if not math.isfinite(value) or value != int(value) or value < 1:
+        raise InputError("number of seeds", f"{count!r} is not allowed; allowed: {allowed}")
+    return int(value)
+
+
+def pick_seeds(values: FormValues, count: int, rng: random.Random | None = None) -> tuple[int, ...]:
+    """`count` seeds: distinct random ones when the form randomizes, else seed, seed+1, ..."""
+    if values.randomize or values.seed is None:
+        rng = rng or random.SystemRandom()
+        seeds: list[int] = []
+        while len(seeds) < count:
+            seed = rng.randint(0, MAX_SEED)
+            if seed not in seeds:
+                seeds.append(seed)
+        return tuple(seeds)
+    return tuple((int(values.seed) + k) % (MAX_SEED + 1) for k in range(count))
+
+
+def plan(
+    values: FormValues,
+    *,
+    count: Any = 1,
+    seeds_text: str | None = "",
+    prompts_text: str | None = "",
+    max_jobs: int = DEFAULT_MAX,
+    rng: random.Random | None = None,
+) -> BatchPlan:
+    """The batch's jobs: every prompt with every seed (see the module docstring)."""
+    prompts = parse_prompts(prompts_text) or (values.prompt,)
+    explicit = parse_seeds(seeds_text)
+    n_seeds = len(explicit) if explicit else _count(count, max_jobs)
+    total = len(prompts) * n_seeds
+    if total > max_jobs:
+        raise InputError(
+            "batch",
+            f"{len(prompts)} prompt{'s' if len(prompts) != 1 else ''} × {n_seeds} seed"
+            f"{'s' if n_seeds != 1 else ''} = {total} jobs; allowed: at most {max_jobs} jobs per "
+            "batch (set by WANPOD_BATCH_MAX)",
+        )
+    seeds = explicit or pick_seeds(values, n_seeds, rng)
+    jobs = tuple(
+        dataclasses.replace(values, prompt=prompt, seed=seed, randomize=False)
+        for prompt in prompts
+        for seed in seeds
+    )
+    return BatchPlan(jobs, tuple(prompts), tuple(seeds))
+
+
+# -- the combined quote ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class BatchQuote:
+    jobs: int
+    per_job: tuple[Quote, ...]
+    gpu: str
+    per_s: float
+    gpu_s: int  # billed warm seconds of the whole batch (each job rounded up)
+    dollars: float  # the whole batch, warm
+    cold_start_s: float  # what one worker starting cold adds (not in the total)
+    cold_dollars: float
+    basis: str
+    prices_read_on: str
+
+    @property
+    def job_dollars(self) -> tuple[float, float]:
+        """The cheapest and dearest job of the batch."""
+        d = [q.dollars for q in self.per_job]
+        return min(d), max(d)
+
+    def summary(self) -> str:
+        secs = [math.ceil(q.execution_s) for q in self.per_job]
+        if len(set(secs)) == 1:
+            each = f"{self.jobs} × {secs[0]} GPU s"
+        else:
+            each = f"{self.jobs} jobs of {min(secs)}–{max(secs)} GPU s"
+        lo, hi = self.job_dollars
+        per_job = f"${lo:.4f} per job" if lo == hi else f"${lo:.4f}–${hi:.4f} per job"
+        return (
+            f"≈ {each} = {self.gpu_s} GPU s on {self.gpu} = ${self.dollars:.4f} for the batch "
+            f"({per_job}; at ${self.per_s:.5f}/s, prices of {self.prices_read_on}; {self.basis})"
+            f" · cold start +{math.ceil(self.cold_start_s)} s = +${self.cold_dollars:.4f} per "
+            "worker that starts cold (not included)"
+        )
+
+
+def combine(quotes: Sequence[Quote]) -> BatchQuote:
+    """The combined quote of a batch's jobs (pure arithmetic over their own quotes)."""
+    if not quotes:
+        raise InputError("batch", "has no jobs; allowed: 1 or more")
+    first = quotes[0]
+    cold = max(quotes, key=lambda q: q.cold_start_s)
+    return BatchQuote(
+        jobs=len(quotes),
+        per_job=tuple(quotes),
+        gpu=first.gpu,
+        per_s=first.per_s,
+        gpu_s=sum(math.ceil(q.execution_s) for q in quotes),
+        dollars=sum(q.dollars for q in quotes),
+        cold_start_s=cold.cold_start_s,
+        cold_dollars=cold.cold_dollars,
+        basis=first.basis,
+        prices_read_on=first.prices_read_on,
+    )
+
+
+def budget_refusals(
+    dollars: float,
+    jobs: int,
+    limits: gr_.Guardrails,
+    rows: Iterable[Any],
+    user: str | None = None,
+    now: float | None = None,
+) -> list[gr_.Refusal]:
+    """The daily / per-user budgets against the whole batch's `dollars` (today's spend from the
+    ledger `rows`, app/studio/checks/guardrails.py's arithmetic)."""
+    only_budgets = dataclasses.replace(
+        limits, job_usd=None, max_width=None, max_height=None, max_frames=None, max_steps=None
+    )
+    shape = gr_.JobShape(width=0, height=0, frames=0, steps=0, dollars=dollars, user=user)
+    found = gr_.check_rows(shape, only_budgets, rows, now, whose=f"this batch's ({jobs} jobs)")
+    return [r for r in found if r.limit in BUDGET_LIMITS]
+
+
+# -- running a plan through the studio ---------------------------------------------------------
+@dataclass(frozen=True)
+class BatchCheck:
+    plan: BatchPlan
+    quote: BatchQuote
+    refusals: tuple[gr_.Refusal, ...]
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    plan: BatchPlan
+    quote: BatchQuote
+    rids: tuple[str, ...]  # the jobs sent, in plan order
+    error: str = ""  # set when the batch stopped before its end: which jobs were not sent
+
+
+class BatchService:
+    """A plan through `Studio.prepare` / `Studio.submit` (their checks all apply)."""
+
+    def __init__(self, studio: Any) -> None:
+        self.studio = studio
+
+    def max_jobs(self) -> int:
+        return int(getattr(self.studio.settings, "batch_max", DEFAULT_MAX))
+
+    def plan(self, values: FormValues, count: Any, seeds_text: Any, prompts_text: Any) -> BatchPlan:
+        return plan(
+            values,
+            count=count,
+            seeds_text=seeds_text,
+            prompts_text=prompts_text,
+            max_jobs=self.max_jobs(),
+        )
+
+    def check(self, batch: BatchPlan, user: str | None = None) -> BatchCheck:
+        """Prepare (fill + quote) every job; the combined quote and every limit it breaks."""
+        preps = []
+        for k, values in enumerate(batch.jobs, 1):
+            try:
+                preps.append(self.studio.prepare(values))
+            except InputError as exc:
+                if len(batch.jobs) == 1:
+                    raise
+                raise InputError(exc.field, f"{exc} (job {k} of {len(batch.jobs)})") from None
+        combined = combine([p.quote for p in preps])
+        ops = self.studio.ops
+        refusals: list[gr_.Refusal] = []
+        if ops is not None:
+            rows = ops.rows_today()  # read once for every job's check and the batch's budgets
+            for prep in preps:
+                for r in ops.refusals(prep, user, rows):
+                    if r.limit not in BUDGET_LIMITS and r not in refusals:
+                        refusals.append(r)
+            refusals += budget_refusals(combined.dollars, combined.jobs, ops.limits, rows, user)
+        return BatchCheck(batch, combined, tuple(refusals))
+
+    def submit(self, batch: BatchPlan, user: str | None = None) -> BatchRun:
+        """Refuse the whole batch up front when a limit breaks; else send every job."""
+        checked = self.check(batch, user)
+        if checked.refusals:
+            raise gr_.GuardrailError(list(checked.refusals))
+        rids: list[str] = []
+        for k, values in enumerate(batch.jobs, 1):
+            try:
+                rids.append(self.studio.submit(values, user=user))
+            except Exception as exc:  # said in the result, never swallowed
+                msg = user_message(exc, self.studio.settings.secret_values())
+                if not rids:
+                    raise
+                n = len(batch.jobs)
+                sent = "Job 1 was" if k == 2 else f"Jobs 1–{k - 1} were"
+                unsent = f"job {n} was" if k == n else f"jobs {k}–{n} were"
+                error = (
+                    f"the batch stopped at job {k} of {n}: {msg}. {sent} sent and run; "
+                    f"{unsent} NOT sent."
+                )
+                return BatchRun(batch, checked.quote, tuple(rids), error)
+        return BatchRun(batch, checked.quote, tuple(rids))

@@ -1,0 +1,182 @@
+"""The gate a job passes before `/run`: the operator's checks composed for the studio (limits and
+budgets, the pre-flight model check), and the health panel the page shows beside them. No Gradio.
+
+`Gate.from_settings(settings, endpoint=, ledger=, endpoint_key=)` takes the guardrails and
+pre-flight settings the studio read once (`Gate.from_env(env, ...)` reads them itself) and
+wires the inventory cache (data folder, keyed by the endpoint URL) to the endpoint client.
+- `refusals(prepared, user, rows=None)`: every broken limit for a prepared job
+  (app.studio.jobs.Prepared: its cost request and quote), today's spend taken from the ledger
+  (`rows_today()`, or the rows the caller read once for several jobs, as a batch does). Used by the
+  quote line.
+- `before_run(prepared, user)`: raises `GuardrailError` (limits, budgets) or `PreflightError`
+  (missing model files / nodes), else returns the `/run` policy with `executionTimeout` and a note
+  (e.g. "not checked against the endpoint's models: ...").
+- `health_html(quote)`: the health panel (one /health call per 2 s for all pages).
+- `warm_up()`: fetch the inventory in the background at start, so the first job does not wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.endpoint import EndpointClient
+from app.settings import Settings
+from app.studio.checks import guardrails as gr_
+from app.studio.checks.health import CachedHealth, ColdStart, render_html
+from app.studio.checks.preflight import (
+    InventoryCache,
+    InventoryUnavailable,
+    Preflight,
+    PreflightSettings,
+    fetch_inventory,
+)
+from app.studio.cost import CostRequest, Quote
+from app.studio.ledger import JobRow, Ledger
+
+
+class Prepared(Protocol):
+    """What the gate reads of a prepared job (app.studio.jobs.Prepared, which holds a Gate)."""
+
+    @property
+    def request(self) -> CostRequest: ...
+
+    @property
+    def quote(self) -> Quote: ...
+
+    @property
+    def filled(self) -> Any: ...  # workflows.fill.FilledWorkflow: its `workflow`
+
+
+log = logging.getLogger("wanpod.gate")
+
+
+@dataclass(frozen=True)
+class Clearance:
+    policy: dict[str, int]
+    note: str = ""
+
+
+def job_shape(prepared: Prepared, user: str | None = None) -> gr_.JobShape:
+    req, q = prepared.request, prepared.quote
+    return gr_.JobShape(
+        width=int(req.width),
+        height=int(req.height),
+        frames=int(req.frames),
+        steps=int(req.steps),
+        dollars=float(q.dollars),
+        user=user or None,
+        seconds=float(q.execution_s),
+    )
+
+
+class Gate:
+    def __init__(
+        self,
+        *,
+        limits: gr_.Guardrails,
+        ledger: Ledger,
+        preflight: Preflight | None = None,
+        health: CachedHealth | None = None,
+    ) -> None:
+        self.limits = limits
+        self.ledger = ledger
+        self.preflight = preflight
+        self.health = health
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        *,
+        endpoint: EndpointClient,
+        ledger: Ledger,
+        data_dir: Path,
+        endpoint_key: str,
+        secrets: tuple[str, ...] = (),
+        limits: gr_.Guardrails | None = None,
+        preflight_settings: PreflightSettings | None = None,
+    ) -> Gate:
+        settings = preflight_settings or PreflightSettings.from_env(env)
+
+        def fetch(**kw: Any):
+            return fetch_inventory(endpoint, poll_s=0.5, **kw)
+
+        cache = InventoryCache(
+            Path(data_dir) / "inventory.json",
+            fetch,
+            max_age_s=settings.max_age_s,
+            endpoint_key=endpoint_key,
+        )
+        return cls(
+            limits=limits or gr_.Guardrails.from_env(env),
+            ledger=ledger,
+            preflight=Preflight(cache, settings),
+            health=CachedHealth(endpoint, ttl_s=2.0, secrets=secrets),
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, endpoint: EndpointClient, ledger: Ledger, endpoint_key: str
+    ) -> Gate:
+        """From the studio's Settings (its guardrails / preflight sub-objects, read once)."""
+        return cls.from_env(
+            {},
+            endpoint=endpoint,
+            ledger=ledger,
+            data_dir=settings.data_dir,
+            endpoint_key=endpoint_key,
+            secrets=settings.secret_values(),
+            limits=settings.guardrails,
+            preflight_settings=settings.preflight,
+        )
+
+    def rows_today(self) -> list[JobRow]:
+        """The ledger rows created since 00:00 UTC (what today's spend is computed from)."""
+        return self.ledger.since(gr_.day_start())
+
+    def refusals(
+        self, prepared: Prepared, user: str | None = None, rows: list[JobRow] | None = None
+    ) -> list[gr_.Refusal]:
+        """Every broken limit; `rows`: today's ledger rows when the caller already has them."""
+        rows = self.rows_today() if rows is None else rows
+        return gr_.check_rows(job_shape(prepared, user), self.limits, rows)
+
+    def before_run(self, prepared: Prepared, user: str | None = None) -> Clearance:
+        """Raise when the job must not be sent; else the policy to send it with."""
+        refusals = self.refusals(prepared, user)
+        if refusals:
+            raise gr_.GuardrailError(refusals)
+        note = ""
+        if self.preflight is not None:
+            note = self.preflight.check(prepared.filled.workflow).note
+        q = prepared.quote
+        return Clearance(gr_.policy(q.execution_s, q.cold_start_s, self.limits), note)
+
+    def health_html(self, quote: Quote | None = None) -> str:
+        if self.health is None:
+            return ""
+        cold = ColdStart.from_quote(quote) if quote is not None else None
+        return render_html(self.health.panel(cold))
+
+    def warm_up(self) -> threading.Thread | None:
+        """Fetch the endpoint inventory in the background (errors only logged)."""
+        pre = self.preflight
+        if pre is None or pre.settings.mode == "off":
+            return None
+
+        def run() -> None:
+            try:
+                pre.cache.get(timeout_s=pre.settings.timeout_s)
+            except InventoryUnavailable as exc:
+                log.info("pre-flight inventory not available yet: %s", exc)
+            except Exception as exc:  # never kill the app for a warm-up
+                log.warning("pre-flight inventory warm-up failed: %s", type(exc).__name__)
+
+        thread = threading.Thread(target=run, name="wanpod-inventory", daemon=True)
+        thread.start()
+        return thread

@@ -1,0 +1,252 @@
+"""The history gallery's logic, without Gradio: filters, gallery items, thumbnails, the recipe.
+
+- `HistoryFilter.from_ui(text, pipeline, status)` turns the page's filter fields into a ledger
+  query (`Ledger.search`): text in the prompt (or the job id), one pipeline, one status group
+  (`STATUS_GROUPS`: "Live" is every queued/running state).
+- `gallery_items(rows, titles, results_dir)` -> one `HistoryItem` per ledger row, newest first:
+  its thumbnail (or a placeholder image for jobs without a video: failed, cancelled, lost, live),
+  a caption with status, pipeline, mode, size, seed, cost and prompt, and the row id.
+- `thumbnail(video)`: the first frame of a stored mp4 decoded with PyAV, scaled to THUMB_W wide
+  and cached as a JPEG next to the video (`<name>.thumb.jpg`); None when it cannot be decoded.
+  Still images in the gallery, not videos: one small JPEG per job loads fast for 48 jobs, where
+  48 `<video>` elements would each fetch their mp4. A placeholder PNG per status is drawn once
+  in `<results>/_placeholders/` (inside the folder the studio already serves).
+- `restore_input(kept, out)`: a job's kept input image (base64) back as a file, for reuse.
+- `recipe_markdown(row)`: the recipe (template, version hash, seed, ComfyUI version, rerun of),
+  the times and the user, for the opened job's panel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.endpoint.states import JobState
+from app.studio.ledger import LIVE_STATES, JobRow
+from workflows.catalog import frames_for
+
+log = logging.getLogger("wanpod.history")
+
+THUMB_W = 320
+ALL = "All"
+STATUS_GROUPS: dict[str, tuple[str, ...]] = {
+    "Completed": (JobState.COMPLETED,),
+    "Failed": (JobState.FAILED,),
+    "Cancelled": (JobState.CANCELLED,),
+    "Timed out": (JobState.TIMED_OUT,),
+    "Lost": (JobState.LOST,),
+    "Live (queued or running)": LIVE_STATES,
+}
+_COLOURS = {  # placeholder background per state
+    JobState.FAILED: (150, 40, 40),
+    JobState.CANCELLED: (110, 110, 110),
+    JobState.TIMED_OUT: (150, 90, 20),
+    JobState.LOST: (90, 60, 120),
+}
+_LIVE_COLOUR = (30, 90, 160)
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    text: str = ""
+    template: str | None = None
+    states: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_ui(cls, text: str | None, pipeline: str | None, status: str | None) -> HistoryFilter:
+        """The page's fields; "All" (or empty) means no filter on that field. An unknown status
+        group is a ValueError naming the allowed ones."""
+        states = None
+        if status and status != ALL:
+            if status not in STATUS_GROUPS:
+                allowed = ", ".join([ALL, *STATUS_GROUPS])
+                raise ValueError(f"status: {status!r} is not a filter; allowed: {allowed}")
+            states = STATUS_GROUPS[status]
+        template = pipeline if pipeline and pipeline != ALL else None
+        return cls((text or "").strip(), template, states)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.text or self.template or self.states is not None)
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    rid: str
+    image: str  # thumbnail or placeholder path
+    caption: str
+    has_video: bool
+
+
+def size_of(row: JobRow) -> str:
+    p = row.params or {}
+    if p.get("width") and p.get("height"):
+        return f"{p['width']}×{p['height']}"
+    return str(p.get("resolution") or "?")
+
+
+def cost_of(row: JobRow) -> str:
+    """Actual billed dollars when known (partial for a cancelled job), else the quote."""
+    if row.cost is not None:
+        return f"${row.cost.dollars:.4f}"
+    dollars = row.quote.dollars if row.quote else None
+    return f"≈${float(dollars):.4f} quoted" if dollars is not None else "-"
+
+
+def caption(row: JobRow, title: str | None = None, prompt_chars: int = 90) -> str:
+    p = row.params or {}
+    prompt = " ".join(str(p.get("prompt") or "").split())
+    if len(prompt) > prompt_chars:
+        prompt = prompt[: prompt_chars - 1] + "…"
+    seed = (row.recipe or {}).get("seed", p.get("seed"))
+    head = " · ".join(
+        [
+            row.state,
+            title or row.template,
+            row.mode,
+            size_of(row),
+            f"seed {seed if seed is not None else '?'}",
+            cost_of(row),
+        ]
+    )
+    return f"{head} — {prompt}" if prompt else head
+
+
+def video_of(row: JobRow) -> Path | None:
+    if row.state is not JobState.COMPLETED or not row.result_path:
+        return None
+    path = Path(row.result_path)
+    return path if path.is_file() else None
+
+
+def thumbnail(video: Path, width: int = THUMB_W) -> Path | None:
+    """The first frame as a JPEG next to the video, made once (remade if the video is newer)."""
+    video = Path(video)
+    thumb = video.with_name(video.name + ".thumb.jpg")
+    try:
+        if thumb.is_file() and thumb.stat().st_mtime >= video.stat().st_mtime:
+            return thumb
+        import av
+
+        with av.open(str(video)) as container:
+            frame = next(container.decode(video=0), None)
+            if frame is None:
+                return None
+            image = frame.to_image()
+        w, h = image.size
+        if w > width:
+            image = image.resize((width, max(1, round(h * width / w))))
+        tmp = thumb.with_name(f".{thumb.name}.{os.getpid()}.tmp")
+        image.convert("RGB").save(tmp, format="JPEG", quality=80)
+        os.replace(tmp, thumb)
+        return thumb
+    except Exception as exc:  # a broken or foreign file gets the placeholder, not an error
+        log.warning("history: no thumbnail for %s (%s)", video.name, type(exc).__name__)
+        return None
+
+
+def placeholder(results_dir: Path, state: str) -> Path:
+    """A 320x180 PNG naming the job's state, drawn once per state."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    if state in LIVE_STATES:
+        name = "LIVE"
+    else:
+        name = state if state in _COLOURS or state == "COMPLETED" else "OTHER"
+    path = Path(results_dir) / "_placeholders" / f"{name}.png"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    colour = _LIVE_COLOUR if name == "LIVE" else _COLOURS.get(name, (70, 70, 70))
+    image = Image.new("RGB", (THUMB_W, 180), colour)
+    draw = ImageDraw.Draw(image)
+    label = {"LIVE": "queued / running", "COMPLETED": "no video file"}.get(name, name.lower())
+    font = ImageFont.load_default(size=26)
+    box = draw.textbbox((0, 0), label, font=font)
+    xy = ((THUMB_W - (box[2] - box[0])) / 2, (180 - (box[3] - box[1])) / 2)
+    draw.text(xy, label, fill=(255, 255, 255), font=font)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def gallery_items(
+    rows: Sequence[JobRow], titles: Mapping[str, str], results_dir: Path
+) -> list[HistoryItem]:
+    """One item per row, in the rows' order (the ledger gives newest first)."""
+    items = []
+    for row in rows:
+        video = video_of(row)
+        thumb = thumbnail(video) if video is not None else None
+        image = thumb or placeholder(results_dir, row.state)
+        items.append(
+            HistoryItem(
+                row.id, str(image), caption(row, titles.get(row.template)), video is not None
+            )
+        )
+    return items
+
+
+def form_seconds(
+    seconds: float, frames: int | None, spec: tuple[float, float, float, float], fps: int
+) -> float:
+    """The duration slider's value for a past job: on the slider's grid (`spec` = lo, hi, step,
+    default) and giving the job's frame count (4k+1 at `fps`, the catalog's rule) when one does;
+    else the grid value nearest to the job's resolved seconds (stored as frames / fps)."""
+    lo, hi, step, _ = spec
+    if step <= 0:
+        return min(max(seconds, lo), hi)
+    grid = [round(lo + k * step, 6) for k in range(round((hi - lo) / step) + 1)]
+    same = [g for g in grid if frames is not None and frames_for(g, fps) == frames]
+    return min(same or grid, key=lambda g: abs(g - seconds))
+
+
+def restore_input(kept: Path, out: Path) -> Path | None:
+    """A job's kept input image (`$WANPOD_DATA_DIR/inputs/<job>/<name>`, base64 as sent to the
+    worker) as an image file at `out`, for "Reuse settings"; None when it was not kept."""
+    import base64
+    import binascii
+
+    if out.is_file():
+        return out
+    try:
+        data = base64.b64decode(Path(kept).read_text(), validate=True)
+    except (OSError, ValueError, binascii.Error):
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    return out
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def recipe_markdown(row: JobRow) -> str:
+    """The recipe and the times of one job (the rest comes from `app.studio.jobs.details`)."""
+    r = row.recipe or {}
+    seed = r.get("seed", (row.params or {}).get("seed"))
+    parts = [
+        f"template `{r.get('template') or row.template}`",
+        f"version `{r.get('template_version') or '?'}`",
+        f"mode {row.mode}",
+        f"seed **{seed if seed is not None else '?'}**",
+        f"ComfyUI {r.get('comfyui_version') or '? (not reported yet)'}",
+    ]
+    if r.get("rerun_of"):
+        parts.append(f"rerun of `{r['rerun_of']}`")
+    lines = ["**Recipe:** " + " · ".join(parts)]
+    when = f"**Times:** created {_when(row.created_at)} · finished {_when(row.finished_at)}"
+    if row.finished_at and (row.submitted_at or row.created_at):
+        when += f" ({row.finished_at - (row.submitted_at or row.created_at):.1f} s after sending)"
+    lines.append(when)
+    if row.user:
+        lines.append(f"**User:** {row.user}")
+    return "\n\n".join(lines)

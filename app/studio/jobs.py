@@ -1,0 +1,371 @@
+"""The studio's job service: form values -> filled workflow -> quote -> ledger row -> /run.
+
+`Studio` is what the UI callbacks call; it holds the injected services (settings, pipeline forms,
+fill function, endpoint client, ledger, tracker, prices) and has no Gradio in it.
+- `quote(values)`: fill (validation included) + the cost model, calibrated on this endpoint's
+  finished jobs.
+- `submit(values, user)`: the same, then the operator checks (`ops.before_run`: limits, budgets,
+  pre-flight; refusals raise before anything is written or sent), images prepared, a ledger row
+  written BEFORE /run (with `policy.executionTimeout` from the quote), the RunPod
+  job id stored the moment /run answers, and the tracker told to follow it. Returns the row id.
+- `rerun(rid, user)`: the same filled workflow and seed as a new job (limits and pre-flight
+  apply; input images are kept per job in the data folder for this); `reuse(rid)`: a past job's
+  form values. Each row keeps its recipe: template, template version (hash), seed, and the
+  worker-reported ComfyUI version.
+- `cancel(rid)`: /cancel for a live job; the tracker records CANCELLED and the partial cost.
+- `view(rid)`: what a page shows for a row (status line, fraction, video path, details).
+Every refusal is a StudioError naming the field (ParamError from workflows becomes InputError).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.endpoint import RUN_LIMIT, EndpointClient
+from app.endpoint.states import JobState
+from app.errors import MB, InputError, StudioError, SubmitError, user_message
+from app.settings import Settings
+from app.studio import cost
+from app.studio.checks.gate import Gate
+from app.studio.forms import FormValues, PipelineForm, to_params
+from app.studio.images import prepare_image
+from app.studio.ledger import JobRow, Ledger
+from app.studio.progress import ProgressView, Samplers, describe, samplers
+from app.studio.reuse import asked
+from app.studio.tracker import Tracker
+
+log = logging.getLogger("wanpod.jobs")
+CALIBRATION_TTL_S = 30.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    form: PipelineForm
+    template_id: str
+    params: dict[str, Any]
+    filled: Any  # workflows.fill.FilledWorkflow
+    request: cost.CostRequest
+    quote: cost.Quote
+
+
+@dataclass(frozen=True)
+class JobView:
+    rid: str
+    state: JobState
+    progress: ProgressView
+    video: str | None
+    details: str
+    final: bool
+
+
+class Studio:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        forms: Mapping[str, PipelineForm],
+        fill: Callable[[str, Mapping[str, object]], Any],
+        endpoint: EndpointClient,
+        ledger: Ledger,
+        tracker: Tracker,
+        prices: cost.Prices,
+        byo_fill: Callable[[Any, Mapping[str, object]], Any] | None = None,
+        ops: Gate | None = None,
+    ) -> None:
+        self.settings = settings
+        self.forms = forms
+        self.fill = fill
+        self.byo_fill = byo_fill
+        self.endpoint = endpoint
+        self.ledger = ledger
+        self.tracker = tracker
+        self.prices = prices
+        self._cal: tuple[float, cost.Calibration] | None = None
+        self.ops = ops  # limits, budgets, pre-flight before /run (None: no checks)
+        self._samplers = functools.lru_cache(maxsize=1024)(self._read_samplers)
+
+    # -- quote -----------------------------------------------------------------------------
+    def calibration(self) -> cost.Calibration:
+        now = time.monotonic()
+        if self._cal and now - self._cal[0] < CALIBRATION_TTL_S:
+            return self._cal[1]
+        obs = []
+        for row in self.ledger.finished_with_timing():
+            req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+            obs.append(cost.Observation(req, row.gpu, (row.execution_ms or 0) / 1000))
+        cal = cost.calibrate(obs)
+        self._cal = (now, cal)
+        return cal
+
+    def forget_calibration(self, _rid: str = "") -> None:
+        self._cal = None
+
+    def _size(self, form: PipelineForm, values: FormValues) -> tuple[int, int]:
+        preset = form.preset(values.resolution)
+        return (preset.width, preset.height) if preset else (832, 480)
+
+    def form(self, pipeline: str) -> PipelineForm:
+        """The form of `pipeline`, or an InputError naming the offered ones."""
+        form = self.forms.get(pipeline)
+        if form is None:
+            raise InputError(
+                "pipeline", f"{pipeline!r} is not offered; allowed: {', '.join(self.forms)}"
+            )
+        return form
+
+    def prepare(self, values: FormValues, images: Mapping[str, str] | None = None) -> Prepared:
+        """Fill + quote. `images`: param -> upload name; placeholders are used for quoting."""
+        form = self.form(values.pipeline)
+        if images is None:
+            images = {}
+            if form.needs_start and (values.start_image or not form.start_optional):
+                images["start_image"] = "wanpod_start.png"
+            if form.needs_end:
+                images["end_image"] = "wanpod_end.png"
+        params = to_params(form, values, images)
+        try:
+            if form.byo:
+                if self.byo_fill is None:
+                    raise InputError("pipeline", "bring-your-own workflows are not available")
+                filled = self.byo_fill(values.workflow_file, params)
+            else:
+                filled = self.fill(form.template_id, params)
+        except StudioError:
+            raise
+        except ValueError as exc:  # workflows' ParamError is a ValueError naming the parameter
+            field = getattr(exc, "param", None) or "form"
+            text = str(exc)
+            label = form.label_of(str(field))
+            if text.startswith(f"{field}:"):
+                text = text[len(field) + 1 :].strip()
+            raise InputError(label, text) from None
+        req = cost.request_from_workflow(form.template_id, values.mode, filled.workflow)
+        q = cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
+        return Prepared(form, form.template_id, params, filled, req, q)
+
+    # -- submit ------------------------------------------------------------------------------
+    def submit(self, values: FormValues, user: str | None = None) -> str:
+        form = self.form(values.pipeline)
+        width, height = self._size(form, values)
+        tag = uuid.uuid4().hex[:10]
+        prepared = []
+        wanted = [("start_image", "start image", values.start_image, form.needs_start)]
+        wanted.append(("end_image", "end image", values.end_image, form.needs_end))
+        for param, label, path, used in wanted:
+            if not used:
+                continue
+            if path is None:
+                if param == "start_image" and form.start_optional:
+                    continue
+                raise InputError(label, f"{form.title} needs a {label}; upload one")
+            prepared.append(
+                (
+                    param,
+                    prepare_image(path, width, height, field=label, name=f"wanpod_{tag}_{param}"),
+                )
+            )
+        images = {param: img.name for param, img in prepared}
+        prep = self.prepare(values, images)
+        clearance = self.ops.before_run(prep, user) if self.ops is not None else None
+        job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
+        by_param = dict(prepared)
+        uploads = []
+        for name, param in dict(getattr(prep.filled, "images", {}) or {}).items():
+            if param in by_param:  # fill may rename the upload; the bytes are ours
+                uploads.append({"name": str(name), "image": by_param[param].b64})
+        if uploads:
+            job_input["images"] = uploads
+        size = len(json.dumps(job_input))
+        if size > RUN_LIMIT:
+            raise InputError(
+                "start image",
+                f"the request is {size / MB:.1f} MB; RunPod's /run takes at most "
+                f"{RUN_LIMIT // MB} MB",
+            )
+        resolved = dict(getattr(prep.filled, "params", {}) or prep.params)
+        recipe = {
+            "template": prep.template_id,
+            "template_version": template_version(prep.template_id, values.workflow_file),
+            "seed": resolved.get("seed"),
+        }
+        params = {**resolved, "prompt": values.prompt}
+        form = asked(values, resolved.get("seed"))
+        return self._send(prep, values.mode, params, job_input, clearance, user, recipe, form)
+
+    def _send(self, prep, mode, params, job_input, clearance, user, recipe, form) -> str:
+        """Ledger row first (inputs kept for reruns), then /run; returns the row id."""
+        rid = self.ledger.create(
+            template=prep.template_id,
+            mode=mode,
+            params=params,
+            workflow=prep.filled.workflow,
+            quote=prep.quote,
+            gpu=self.settings.gpu_type,
+            user=user,
+            recipe=recipe,
+            form=form,
+        )
+        keep = self.inputs_dir(rid)
+        for upload in job_input.get("images", []):
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / upload["name"]).write_text(upload["image"])
+        try:
+            if clearance is not None:
+                ref = self.endpoint.run(job_input, policy=clearance.policy)
+            else:
+                ref = self.endpoint.run(job_input)
+        except Exception as exc:
+            msg = user_message(exc, self.settings.secret_values())
+            self.ledger.update(rid, state=JobState.FAILED, error=msg, finished_at=time.time())
+            raise SubmitError(f"the endpoint did not take the job: {msg}") from None
+        self.ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())
+        self.tracker.watch(rid)
+        if clearance is not None and clearance.note:
+            log.info("job %s: %s", rid, clearance.note)
+        return rid
+
+    # -- history: rerun exactly, reuse settings ------------------------------------------------
+    def rerun(self, rid: str, user: str | None = None) -> str:
+        """The same filled workflow (same seed) as a new job and ledger row; limits apply."""
+        row = self.row(rid)
+        job_input: dict[str, Any] = {"workflow": row.workflow}
+        kept = self.inputs_dir(row.id)
+        names = [str(n["inputs"]["image"]) for n in row.workflow.values()
+                 if n.get("class_type") == "LoadImage"]  # fmt: skip
+        if names:
+            missing = [n for n in names if not (kept / n).is_file()]
+            if missing:
+                raise InputError(
+                    "job", f"its input images were not kept ({', '.join(missing)}); use Reuse "
+                    "settings and upload them again",
+                )  # fmt: skip
+            job_input["images"] = [{"name": n, "image": (kept / n).read_text()} for n in names]
+        req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+        q = cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
+        filled = _Filled(row.workflow, dict(row.params or {}))
+        prep = Prepared(self.forms.get(row.template), row.template, filled.params, filled, req, q)
+        clearance = self.ops.before_run(prep, user) if self.ops is not None else None
+        recipe = {**(row.recipe or {}), "rerun_of": row.id}
+        recipe.pop("comfyui_version", None)
+        args = (prep, row.mode, filled.params, job_input, clearance, user, recipe, row.form)
+        return self._send(*args)
+
+    def reuse(self, rid: str) -> FormValues:
+        """The form values of a past job as the user set them (its seed fixed, not randomized)."""
+        row = self.row(rid)
+        if row.form is None:
+            raise InputError("job", f"{rid!r} was not sent from the form; it has no form values")
+        return row.form
+
+    def _read_samplers(self, rid: str) -> Samplers:
+        return samplers(self.ledger.workflow(rid))
+
+    # -- rows --------------------------------------------------------------------------------
+    def row(self, rid: str | None) -> JobRow:
+        """The ledger row `rid`, or an InputError saying it is not a job of this studio."""
+        row = self.ledger.get((rid or "").strip())
+        if row is None:
+            raise InputError("job", f"{rid!r} is not a job of this studio")
+        return row
+
+    def inputs_dir(self, rid: str) -> Path:
+        """Where a job's input images are kept (base64, as sent) for reruns and reuse."""
+        return self.settings.data_dir / "inputs" / rid
+
+    # -- cancel ------------------------------------------------------------------------------
+    def cancel(self, rid: str) -> str:
+        """Ask RunPod to cancel a queued or running job; the tracker records the end (CANCELLED,
+        with the billed seconds so far). Returns a line for the operator."""
+        row = self.row(rid)
+        if row.final:
+            return f"Job {rid} already ended {row.state}."
+        if not row.job_id:
+            raise SubmitError("the job has no RunPod id yet (still submitting); try again")
+        try:
+            self.endpoint.cancel(row.job_id)
+        except Exception as exc:
+            msg = user_message(exc, self.settings.secret_values())
+            raise SubmitError(f"cancelling failed: {msg}") from None
+        self.tracker.watch(rid)
+        return f"Cancel sent for job {rid}; RunPod stops it and the worker interrupts ComfyUI."
+
+    # -- view --------------------------------------------------------------------------------
+    def view(self, rid: str) -> JobView | None:
+        """What a page shows for `rid`, read at every update: the row without its workflow, and
+        the workflow's samplers read once per job."""
+        row = self.ledger.get(rid, workflow=False)
+        if row is None:
+            return None
+        start = row.submitted_at or row.created_at
+        end = row.finished_at or time.time()
+        quote_s = row.quote.execution_s if row.quote else None
+        plan = self._samplers(rid)
+        pv = describe(row.state, row.progress, end - start, quote_s, plan, row.error)
+        video = row.result_path if row.state is JobState.COMPLETED and row.result_path else None
+        if video and not Path(video).is_file():
+            video = None
+        return JobView(rid, row.state, pv, video, details(row), row.final)
+
+
+@dataclass(frozen=True)
+class _Filled:
+    workflow: dict[str, Any]
+    params: dict[str, Any]
+
+
+def template_version(template_id: str, workflow_file: str | None = None) -> str:
+    """A short hash of the template the job was filled from (the uploaded file for BYO)."""
+    try:
+        if workflow_file:
+            data = Path(workflow_file).read_bytes()
+        else:
+            from workflows.catalog import load_catalog
+
+            data = json.dumps(load_catalog()[template_id].workflow, sort_keys=True).encode()
+    except Exception:  # an unknown template still runs; its version is unknown
+        return ""
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def details(row: JobRow) -> str:
+    """Markdown: parameters and seed used, timings, quote vs actual cost."""
+    p = row.params or {}
+    q = row.quote
+    lines = [f"**Job** `{row.id}` · RunPod id `{row.job_id or '-'}` · **{row.state}**"]
+    hidden = ("prompt", "negative_prompt", "output_prefix")
+    shown = {k: v for k, v in p.items() if k not in hidden and not isinstance(v, dict | list)}
+    if p.get("prompt"):
+        lines.append(f"**Prompt:** {p['prompt']}")
+    if p.get("negative_prompt"):
+        neg = str(p["negative_prompt"])
+        lines.append(f"**Negative prompt:** {neg[:80]}{'…' if len(neg) > 80 else ''}")
+    if shown:
+        lines.append("**Parameters:** " + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
+    if q:
+        lines.append(
+            f"**Quote:** ≈{q.execution_s:.0f} GPU s = ${q.dollars:.4f} on {q.gpu} ({q.basis});"
+            f" cold start +{q.cold_start_s:.0f} s = +${q.cold_dollars:.4f}"
+        )
+    if row.delay_ms is not None or row.execution_ms is not None:
+        lines.append(
+            f"**Timings:** queue/cold start {(row.delay_ms or 0) / 1000:.1f} s · execution "
+            f"{(row.execution_ms or 0) / 1000:.1f} s"
+        )
+    if row.cost:
+        quoted = q.dollars if q else 0.0
+        lines.append(
+            f"**Actual:** {row.cost.billed_s} billed s = ${row.cost.dollars:.4f} "
+            f"(quote ${quoted:.4f})"
+        )
+    if row.error:
+        lines.append(f"**Error:** {row.error}")
+    return "\n\n".join(lines)

@@ -1,0 +1,71 @@
+"""A finished job's outputs saved as files, by ONE rule for the studio's tracker and the CLI.
+
+`save_outputs(output, folder)` takes worker-comfyui's output (`{"images": [{"filename", "type":
+"base64" | "s3_url", "data", "kind"?, "mime"?, "node_id"?}, ...]}`) and writes each item into
+`folder`: base64 decoded, or a presigned S3 URL downloaded here, server-side (the URL never
+reaches a browser). A file name keeps its last part only, with anything but letters, digits,
+`.`, `_` and `-` replaced (a name like `../x/v.mp4` stays inside `folder`). `main_video(saved)`
+is the item the page plays.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+DOWNLOAD_TIMEOUT_S = (10, 120)  # connect, read: a presigned URL of a finished job answers fast
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class SavedOutput:
+    path: Path
+    filename: str
+    size: int
+    kind: str | None = None
+    mime: str | None = None
+    node_id: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {**self.__dict__, "path": str(self.path)}
+
+
+def safe_name(name: str) -> str:
+    return _SAFE_NAME.sub("_", Path(name).name) or "output"
+
+
+def save_outputs(output: object, folder: Path) -> list[SavedOutput]:
+    """Every output item of `output` as a file in `folder` (created when there is one)."""
+    items = output.get("images") if isinstance(output, Mapping) else None
+    saved = []
+    for i, item in enumerate(items or []):
+        if not isinstance(item, Mapping):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / safe_name(str(item.get("filename") or f"output_{i}"))
+        data = str(item.get("data") or "")
+        if item.get("type") == "s3_url" or data.startswith(("http://", "https://")):
+            with requests.get(data, stream=True, timeout=DOWNLOAD_TIMEOUT_S) as r:
+                r.raise_for_status()
+                with path.open("wb") as fh:
+                    for chunk in r.iter_content(1 << 20):
+                        fh.write(chunk)
+        else:
+            path.write_bytes(base64.b64decode(data))
+        saved.append(
+            SavedOutput(
+                path, path.name, path.stat().st_size, item.get("kind"), item.get("mime"),
+                item.get("node_id"),
+            )
+        )  # fmt: skip
+    return saved
+
+
+def main_video(saved: Sequence[SavedOutput]) -> SavedOutput:
+    """The first video among the saved outputs (else the first output)."""
+    return next((s for s in saved if (s.mime or "").startswith("video")), saved[0])

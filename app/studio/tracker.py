@@ -1,0 +1,298 @@
+"""The tracker: ONE scheduling thread that follows every live job, whatever the browsers do.
+
+It polls `endpoint.status(job_id)` for each live ledger row on the schedule of app/studio/polling.py
+(every poll_s while running, fast when the job's own pace says it is about to end, backing off
+while queued and after errors); the calls go through a small pool so one slow answer delays no
+other job. It writes state, progress and
+timings into the ledger, and the moment a job is COMPLETED fetches its outputs into the data
+folder (app/studio/results.py: base64 decoded, or an S3 URL downloaded server-side)
+and records billed seconds and dollars (also for a FAILED / CANCELLED / TIMED_OUT job that ran:
+its partial cost, `cost.partial` true). On start it resumes every live row of the ledger, so a
+restart loses nothing. Pages do not poll RunPod: they `wait()` on the tracker's change counter
+for a row and read the row from the ledger.
+
+The endpoint is anything with `.status(job_id)` returning an object with `state`, `progress`,
+`output`, `error`, `delay_ms`, `execution_ms`, `worker_id` (app/endpoint/client.py's JobStatus).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.endpoint.states import JobState
+from app.errors import JobNotFound, scrub
+from app.studio import cost, polling, results
+from app.studio.ledger import Ledger
+from app.studio.progress import Samplers, describe, samplers
+
+log = logging.getLogger("wanpod.tracker")
+
+NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
+
+
+class StatusSource(Protocol):
+    def status(self, job_id: str) -> Any: ...
+
+
+class Tracker:
+    def __init__(
+        self,
+        ledger: Ledger,
+        endpoint: StatusSource,
+        data_dir: Path,
+        prices: cost.Prices,
+        poll_s: float = 1.0,
+        secrets: tuple[str, ...] = (),
+        on_final: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.endpoint = endpoint
+        self.results_dir = Path(data_dir) / "results"
+        self.prices = prices
+        self.poll_s = poll_s
+        self.secrets = secrets
+        self.on_final = on_final
+        self._heap: list[tuple[float, str]] = []
+        self._scheduled: set[str] = set()
+        self._interval: dict[str, float] = {}
+        self._misses: dict[str, int] = {}
+        self._pace: dict[str, polling.Pace] = {}
+        self._samplers: dict[str, Samplers] = {}  # per live job, read once from its workflow
+        self._near_end: set[str] = set()
+        self._versions: dict[str, int] = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wanpod-fetch")
+        self._polls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wanpod-status")
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> Tracker:
+        for row in self.ledger.live():
+            if row.job_id:
+                self.watch(row.id)
+            else:  # the app stopped between writing the row and /run answering
+                self.ledger.update(
+                    row.id,
+                    state=JobState.LOST,
+                    finished_at=time.time(),
+                    error="the studio stopped before the endpoint answered /run; "
+                    "the job cannot be followed",
+                )
+        self._thread = threading.Thread(target=self._loop, name="wanpod-tracker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._polls.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    # -- pages ---------------------------------------------------------------------------------
+    def watch(self, rid: str) -> None:
+        with self._cond:
+            if rid not in self._scheduled:
+                self._scheduled.add(rid)
+                self._interval[rid] = self.poll_s
+                heapq.heappush(self._heap, (time.monotonic(), rid))
+            self._bump(rid)
+            self._cond.notify_all()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def version(self, rid: str) -> int:
+        with self._cond:
+            return self._versions.get(rid, 0)
+
+    def wait(self, rid: str, seen: int, timeout: float) -> int:
+        """Block until the row `rid` changed after version `seen` (or timeout); new version."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._versions.get(rid, 0) == seen and not self._stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._versions.get(rid, 0)
+
+    def _bump(self, rid: str) -> None:  # caller holds the condition
+        self._versions[rid] = self._versions.get(rid, 0) + 1
+
+    def _changed(self, rid: str) -> None:
+        with self._cond:
+            self._bump(rid)
+            self._cond.notify_all()
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        """The one scheduling thread: pops due jobs and hands each status call to a small pool,
+        so one slow answer does not delay the other jobs (a job is never polled twice at once:
+        it is back in the heap only after its call returned)."""
+        while not self._stop.is_set():
+            with self._cond:
+                if not self._heap:
+                    self._cond.wait(1.0)
+                    continue
+                due, rid = self._heap[0]
+                delay = due - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(min(delay, 1.0))
+                    continue
+                heapq.heappop(self._heap)
+            try:
+                self._polls.submit(self._poll_and_reschedule, rid)
+            except RuntimeError:  # pool shut down: stopping
+                return
+
+    def _poll_and_reschedule(self, rid: str) -> None:
+        try:
+            again = self._poll(rid)
+        except Exception:  # never let one job kill the tracker
+            log.exception("tracker: polling %s failed", rid)
+            again = True
+            self._interval[rid] = polling.error_interval(self._interval[rid])
+        with self._cond:
+            if again and not self._stop.is_set():
+                heapq.heappush(self._heap, (time.monotonic() + self._interval[rid], rid))
+                self._cond.notify_all()
+            else:
+                self._scheduled.discard(rid)
+                self._pace.pop(rid, None)
+                self._samplers.pop(rid, None)
+                self._near_end.discard(rid)
+
+    def _poll(self, rid: str) -> bool:
+        """One status call for one job; True when it must be polled again."""
+        row = self.ledger.get(rid, workflow=False)
+        if row is None or not row.live or not row.job_id:
+            return False
+        try:
+            st = self.endpoint.status(row.job_id)
+        except Exception as exc:
+            if isinstance(exc, JobNotFound):
+                self._misses[rid] = self._misses.get(rid, 0) + 1
+                if self._misses[rid] >= NOT_FOUND_LIMIT:
+                    self._finish(rid, JobState.LOST, error="the endpoint no longer knows this job")
+                    return False
+            log.warning("tracker: status of %s: %s", rid, type(exc).__name__)
+            self._interval[rid] = polling.error_interval(self._interval[rid])
+            return True
+        self._misses.pop(rid, None)
+        state = JobState.parse(st.state)
+        fields: dict[str, Any] = {"state": state}
+        if getattr(st, "delay_ms", None) is not None:
+            fields["delay_ms"] = st.delay_ms
+        if getattr(st, "execution_ms", None) is not None:
+            fields["execution_ms"] = st.execution_ms
+        if getattr(st, "worker_id", None):
+            fields["worker_id"] = st.worker_id
+        if state.running and isinstance(st.progress, dict):
+            fields["progress"] = st.progress
+        near_end = False
+        if isinstance(st.progress, dict):
+            now = time.monotonic()
+            pace = self._pace.setdefault(rid, polling.Pace())
+            if st.progress.get("stage") == "sampling":
+                plan = self._samplers.get(rid) or samplers(self.ledger.workflow(rid))
+                self._samplers[rid] = plan
+                pace.observe(now, describe(state, st.progress, 0.0, None, plan).fraction)
+            near_end = polling.near_end(pace, now, st.progress.get("stage"), self.poll_s)
+        if near_end:
+            self._near_end.add(rid)
+        else:
+            self._near_end.discard(rid)
+        if state is JobState.IN_QUEUE:
+            self._interval[rid] = polling.queued_interval(self._interval[rid], self.poll_s)
+        elif near_end:  # about to end: notice the result quickly (within the status budget)
+            self._interval[rid] = polling.fast_interval(self.poll_s, len(self._near_end))
+        else:
+            self._interval[rid] = self.poll_s
+        if state is JobState.COMPLETED:
+            fields["state"] = JobState.IN_PROGRESS  # stays live until the files are stored
+            fields["completed_seen_at"] = time.time()
+            fields["progress"] = {"stage": "delivering"}
+            self.ledger.update(rid, **fields)
+            self._changed(rid)
+            self._pool.submit(self._store, rid, st)
+            return False
+        if state.final:
+            err = st.error if isinstance(st.error, str) else None
+            if err is None and isinstance(st.output, dict):
+                err = st.output.get("error")
+            if fields.get("execution_ms"):  # a cancelled or failed job still bills its seconds
+                bill = cost.actual(
+                    fields["execution_ms"], fields.get("delay_ms"), row.gpu, self.prices
+                )
+                fields["cost"] = dataclasses.replace(bill, partial=True)
+            self.ledger.update(rid, **{k: v for k, v in fields.items() if k != "state"})
+            self._finish(rid, state, error=self._scrub(str(err or state.lower())))
+            return False
+        if row.state != state or "progress" in fields:
+            self.ledger.update(rid, **fields)
+            self._changed(rid)
+        return True
+
+    # -- results -------------------------------------------------------------------------------
+    def _store(self, rid: str, st: Any) -> None:
+        try:
+            output = st.output if isinstance(st.output, dict) else {}
+            if output.get("error"):
+                self._finish(rid, JobState.FAILED, error=self._scrub(str(output["error"])))
+                return
+            saved = results.save_outputs(output, self.results_dir / rid)
+            if not saved:
+                self._finish(
+                    rid, JobState.FAILED, error="the job completed without any output file"
+                )
+                return
+            video = results.main_video(saved)
+            row = self.ledger.get(rid)
+            comfy = output.get("comfyui") if isinstance(output.get("comfyui"), dict) else {}
+            comfy_version = comfy.get("version")
+            bill = cost.actual(
+                getattr(st, "execution_ms", None),
+                getattr(st, "delay_ms", None),
+                row.gpu if row else "",
+                self.prices,
+            )
+            self.ledger.update(
+                rid,
+                outputs=[s.to_json() for s in saved],
+                result_path=str(video.path),
+                result_mime=video.mime or "video/mp4",
+                cost=bill,
+                stored_at=time.time(),
+                recipe={**((row.recipe or {}) if row else {}), "comfyui_version": comfy_version},
+            )
+            self._finish(rid, JobState.COMPLETED)
+        except Exception as exc:
+            log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
+            self._finish(
+                rid, JobState.FAILED, error=f"the result could not be stored ({type(exc).__name__})"
+            )
+
+    def _finish(self, rid: str, state: JobState, error: str | None = None) -> None:
+        self.ledger.update(rid, state=state, error=error, finished_at=time.time())
+        self._changed(rid)
+        if self.on_final:
+            try:
+                self.on_final(rid)
+            except Exception:
+                log.exception("tracker: on_final hook failed")
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self.secrets)

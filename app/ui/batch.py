@@ -1,0 +1,266 @@
+"""The studio's Batch section and its "Draft → final" action (Gradio wiring only).
+
+`app.ui.page.build_ui` calls, inside its Blocks:
+- `batch_panel(cb)` in the form column: a "Batch" accordion with the number of seeds, an
+  optional seed list, prompts one per line, the combined quote and "Generate batch", then the
+  batch's jobs (id, seed, prompt, state, progress) and their videos as they finish;
+- `draft_final_panel()` under the job buttons: the "Draft → final" button and its note;
+- `wire_batch(cb, batch, final, job_id=..., after_fill=...)` after the form exists, to wire both.
+
+API names: `/batch_quote` (the form's fields + count, seeds, prompts -> the combined
+quote, with every limit the batch would break), `/generate_batch` (the same inputs; refuses the
+whole batch up front or sends every job through `Studio.submit`, then streams the batch's table,
+videos and job ids until every job is final), `/draft_final` (a job id -> the final job's form
+values and a note with the draft's and the final's quotes; the page then shows them in the
+final's form, with its own quote in the quote line, and the operator presses Generate to send it;
+the service is asked once per click). Planning and arithmetic
+live in app/studio/batch.py and app/studio/promote.py.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from app.studio.batch import BatchPlan, BatchRun, BatchService
+from app.studio.promote import promote
+from app.ui.callbacks import user_of
+from app.ui.fields import Number, Textbox, described
+
+BATCH_TICK_S = 0.5  # the batch table's refresh while jobs run
+
+
+@dataclass
+class BatchPanel:
+    count: Any
+    seeds: Any
+    prompts: Any
+    quote: Any
+    button: Any
+    status: Any
+    gallery: Any
+    ids: Any
+
+
+@dataclass
+class DraftFinalPanel:
+    button: Any
+    note: Any
+    values: Any  # a gr.State: the final's FormValues, for the page's form
+
+
+class BatchCallbacks:
+    """Thin functions over `BatchService` and `promote`; errors go through `cb.error`. The batch
+    events read the form by name (`cb.form.kwargs`) plus the batch's own count, seeds, prompts."""
+
+    def __init__(self, cb: Any, final: DraftFinalPanel) -> None:
+        self.cb = cb
+        self.studio = cb.studio
+        self.service = BatchService(cb.studio)
+        self.final = final
+
+    def _plan(self, count: Any, seeds: Any, prompts: Any, fields: dict[str, Any]) -> BatchPlan:
+        return self.service.plan(self.cb.form.values(fields), count, seeds, prompts)
+
+    def quote(
+        self, request: gr.Request, count: Any, seeds: Any, prompts: Any, **fields: Any
+    ) -> str:
+        """The batch's combined quote (each job quoted, then added up) and every limit the
+        batch would break."""
+        if (count in (None, "", 1, 1.0)) and not (seeds or "").strip() and not prompts:
+            return (
+                "Set a number of seeds, a seed list or several prompts (one per line): each "
+                "becomes its own job, quoted here together before you press Generate batch."
+            )
+        try:
+            plan = self._plan(count, seeds, prompts, fields)
+            checked = self.service.check(plan, user_of(request))
+        except Exception as exc:
+            return f"⚠️ {self.cb.message(exc)}"
+        line = f"**Batch of {checked.plan.describe()}:** {checked.quote.summary()}"
+        if checked.refusals:
+            line += (
+                "\n\n⚠️ **Over the studio's limits** (Generate batch would be refused): "
+                + "; ".join(html.escape(str(r), quote=False) for r in checked.refusals)
+            )
+        return line
+
+    def generate(
+        self, request: gr.Request, count: Any, seeds: Any, prompts: Any, **fields: Any
+    ) -> Iterator[tuple[Any, ...]]:
+        """Refuse the whole batch up front, or send every job; then stream the batch's table,
+        videos and job ids until every job is final."""
+        try:
+            plan = self._plan(count, seeds, prompts, fields)
+            run = self.service.submit(plan, user=user_of(request))
+        except Exception as exc:
+            raise self.cb.error(exc) from None
+        if run.error:
+            gr.Warning(run.error)
+        yield from self.follow(run)
+
+    def follow(self, run: BatchRun) -> Iterator[tuple[Any, ...]]:
+        """Stream the batch's table until every job is final; videos as they finish."""
+        tracker = self.studio.tracker
+        ids = ", ".join(run.rids)
+        shown: list[str] = []
+        first = True
+        while True:
+            views = [(rid, self.studio.view(rid), self.studio.ledger.get(rid)) for rid in run.rids]
+            done = all(v is None or v.final for _, v, _ in views)
+            videos = [(v.video, f"{rid} · seed {_seed(row)}") for rid, v, row in views
+                      if v is not None and v.video]  # fmt: skip
+            table = batch_html(run, views)
+            paths = [p for p, _ in videos]
+            gallery: Any = videos if (paths != shown or first or done) else gr.skip()
+            shown = paths
+            yield table, gallery, ids if first or done else gr.skip()
+            first = False
+            if done:
+                return
+            live = next(rid for rid, v, _ in views if v is not None and not v.final)
+            tracker.wait(live, tracker.version(live), BATCH_TICK_S)
+
+    def draft_final(self, job_id: str | None) -> dict[Any, Any]:
+        """A finished turbo draft's final: its form values in quality mode at the next bigger
+        size (same seed and prompt), and a note with the draft's and the final's quotes."""
+        try:
+            p = promote(self.studio, (job_id or "").strip())
+        except Exception as exc:
+            raise self.cb.error(exc) from None
+        final = {self.final.note: p.summary(), self.final.values: p.values}
+        return {**self.cb.form.plain(p.values), **final}
+
+
+def _seed(row: Any) -> str:
+    return str((getattr(row, "params", None) or {}).get("seed", "-"))
+
+
+def batch_html(run: BatchRun, views: list[tuple[str, Any, Any]]) -> str:
+    """The batch's table: one row per job with its id, seed, prompt, state and progress."""
+    states = [v.state if v is not None else "UNKNOWN" for _, v, _ in views]
+    final = sum(1 for _, v, _ in views if v is None or v.final)
+    completed = states.count("COMPLETED")
+    actual = sum(
+        row.cost.dollars for _, _, row in views if row is not None and row.cost is not None
+    )
+    line = (
+        f"Batch of {len(run.rids)} job{'s' if len(run.rids) != 1 else ''}: {final} finished "
+        f"({completed} completed) · quote ${run.quote.dollars:.4f}"
+        + (f" · actual ${actual:.4f} billed so far" if actual else "")
+    )
+    rows = []
+    for k, (rid, view, row) in enumerate(views, 1):
+        prompt = str((getattr(row, "params", None) or {}).get("prompt", ""))
+        short = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+        state = view.state if view is not None else "UNKNOWN"
+        frac = view.progress.fraction if view is not None else 0.0
+        text = view.progress.line if view is not None else "unknown job"
+        rows.append(
+            f'<tr data-rid="{html.escape(rid)}" data-state="{html.escape(state)}" '
+            f'data-seed="{html.escape(_seed(row))}"><td>{k}</td><td><code>{html.escape(rid)}'
+            f"</code></td><td>{html.escape(_seed(row))}</td><td>{html.escape(short)}</td>"
+            f'<td>{html.escape(state)}</td><td><progress value="{frac:.4f}" max="1">'
+            f"</progress> {html.escape(text)}</td></tr>"
+        )
+    error = f'<div class="wp-batch-error">⚠️ {html.escape(run.error)}</div>' if run.error else ""
+    return (
+        f'<div id="wp-batch-status" data-total="{len(run.rids)}" data-final="{final}" '
+        f'data-completed="{completed}" data-rids="{html.escape(",".join(run.rids))}">'
+        f'<div class="wp-line">{html.escape(line)}</div>{error}'
+        "<table><tr><th>#</th><th>Job</th><th>Seed</th><th>Prompt</th><th>State</th>"
+        f"<th>Progress</th></tr>{''.join(rows)}</table></div>"
+    )
+
+
+def batch_panel(cb: Any) -> BatchPanel:
+    """The Batch accordion (inside the page's form column)."""
+    most = int(getattr(cb.studio.settings, "batch_max", 16))
+    with gr.Accordion("Batch: several seeds or prompts", open=False, elem_id="wp-batch"):
+        with gr.Row():
+            count = Number(
+                value=1,
+                precision=None,
+                label=f"Number of seeds (1..{most})",
+                info="random ones with Randomize seed, else the seed and the ones after it",
+                elem_id="wp-batch-count",
+            )
+            seeds = Textbox(
+                label="Seed list (optional; replaces the number)",
+                placeholder="e.g. 11, 12, 13",
+                elem_id="wp-batch-seeds",
+            )
+        prompts = Textbox(
+            label="Prompts, one per line (empty: the form's prompt)",
+            lines=3,
+            elem_id="wp-batch-prompts",
+        )
+        quote = gr.Markdown(elem_id="wp-batch-quote")
+        button = gr.Button("Generate batch", elem_id="wp-batch-generate")
+        status = gr.HTML(elem_id="wp-batch-status-box")
+        gallery = gr.Gallery(
+            label="Batch videos",
+            columns=4,
+            height="auto",
+            interactive=False,
+            elem_id="wp-batch-gallery",
+        )
+        ids = gr.Textbox(label="Batch job ids", interactive=False, elem_id="wp-batch-ids")
+    described(count, f"how many seeds (1..{most}): random ones when randomize is true, else the "
+              "form's seed and the ones after it")  # fmt: skip
+    described(seeds, "the seeds, separated by commas or spaces; replaces count when given")
+    described(prompts, "prompts, one per line, each run with every seed; empty: the form's")
+    return BatchPanel(count, seeds, prompts, quote, button, status, gallery, ids)
+
+
+def draft_final_panel() -> DraftFinalPanel:
+    """ "Draft → final" for the job shown (under the page's job buttons)."""
+    button = gr.Button("Draft → final (quality, larger size)", size="sm", elem_id="wp-draft-final")
+    note = gr.Markdown(elem_id="wp-draft-final-note")
+    return DraftFinalPanel(button, note, gr.State(None))
+
+
+def wire_batch(
+    cb: Any,
+    batch: BatchPanel,
+    final: DraftFinalPanel,
+    *,
+    job_id: Any,
+    after_fill: Callable[[Any], Any],
+) -> BatchCallbacks:
+    """The batch's and draft -> final's events; `after_fill(event)` chains what follows a filled
+    form (its quote and frame note)."""
+    bc = BatchCallbacks(cb, final)
+    form = cb.form
+    batch_inputs = {**form.kwargs, "count": batch.count, "seeds": batch.seeds,
+                    "prompts": batch.prompts}  # fmt: skip
+    gr.on(
+        [batch.count.change, batch.seeds.change, batch.prompts.change,
+         *(c.change for c in form.inputs)],
+        bc.quote,
+        inputs_kwargs=batch_inputs,
+        outputs=batch.quote,
+        api_name="batch_quote",
+        show_progress="hidden",
+        trigger_mode="always_last",
+    )  # fmt: skip
+    batch.button.click(
+        bc.generate,
+        inputs_kwargs=batch_inputs,
+        outputs=[batch.status, batch.gallery, batch.ids],
+        api_name="generate_batch",
+        show_progress="hidden",
+    )
+    event = final.button.click(
+        bc.draft_final,
+        job_id,
+        [*form.inputs, final.note, final.values],
+        api_name="draft_final",
+        show_progress="hidden",
+    )
+    after_fill(form.shown(event, final.values))
+    return bc

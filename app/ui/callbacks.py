@@ -1,0 +1,143 @@
+"""The thin functions the page's events call: they read the form (app/ui/form.py) as typed
+`FormValues`, call the `Studio` service and format its answers; every error goes through
+`errors.user_message` into a `gr.Error` (secret-free), in `Callbacks.error`.
+
+`generate` submits, then streams the job until it is final (`watch`); `attach` streams an
+existing job by id; `rerun` sends a job's exact workflow and seed again, streamed the same way;
+`cancel` cancels a live job. The quote line warns when a job breaks the studio's limits
+(app/studio/checks/guardrails.py); `health` renders the endpoint health panel
+(app/studio/checks/health.py) with its cold-start note priced for the form's job.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from app.errors import user_message
+from app.studio.jobs import Studio
+from app.ui.form import Form
+from app.ui.status import status_html
+
+RESYNC_S = 30.0  # a live job's status is sent at least this often (the page's clock resyncs)
+
+
+def user_of(request: gr.Request | None) -> str | None:
+    """The signed-in user (set under APP_AUTH); Gradio injects `request`, not part of the API."""
+    return getattr(request, "username", None) if request is not None else None
+
+
+class Callbacks:
+    """The page's callbacks; each maps errors to gr.Error in one place (`error`)."""
+
+    def __init__(self, studio: Studio, form: Form) -> None:
+        self.studio = studio
+        self.form = form
+
+    def message(self, exc: BaseException) -> str:
+        return user_message(exc, self.studio.settings.secret_values())
+
+    def error(self, exc: BaseException) -> gr.Error:
+        return gr.Error(self.message(exc), print_exception=False)
+
+    def quote(self, **fields: Any) -> str:
+        """The job's quote (GPU seconds, dollars, cold start) and any limit it would break."""
+        try:
+            prep = self.studio.prepare(self.form.values(fields))
+        except Exception as exc:
+            return f"⚠️ {self.message(exc)}"
+        line = "**Quote:** " + prep.quote.summary()
+        refusals = self.studio.ops.refusals(prep) if self.studio.ops is not None else []
+        if refusals:
+            line += "\n\n⚠️ **Over the studio's limits** (Generate would be refused): " + "; ".join(
+                html.escape(str(r)) for r in refusals
+            )
+        return line
+
+    def health(self, **fields: Any) -> str:
+        """The endpoint health panel, its cold-start note priced for the form's current job."""
+        ops = self.studio.ops
+        if ops is None:
+            return ""
+        try:
+            quote = self.studio.prepare(self.form.values(fields)).quote
+        except Exception:  # an unfinished form still gets the panel, without a price
+            quote = None
+        return ops.health_html(quote)
+
+    def generate(self, request: gr.Request, **fields: Any) -> Iterator[tuple[Any, ...]]:
+        """Submit the job, then stream its status until it is final (the last answer is whole:
+        status, video, details, job id)."""
+        try:
+            rid = self.studio.submit(self.form.values(fields), user=user_of(request))
+        except Exception as exc:
+            raise self.error(exc) from None
+        yield from self.watch(rid)
+
+    def rerun(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
+        """The job's exact workflow and seed as a new job, streamed like /generate."""
+        try:
+            new = self.studio.rerun((job_id or "").strip(), user=user_of(request))
+        except Exception as exc:
+            raise self.error(exc) from None
+        yield from self.watch(new)
+
+    def cancel(self, job_id: str | None) -> None:
+        """Cancel a queued or running job."""
+        try:
+            gr.Info(self.studio.cancel((job_id or "").strip()))
+        except Exception as exc:
+            raise self.error(exc) from None
+
+    def attach(self, job_id: str | None) -> Iterator[tuple[Any, ...]]:
+        """Stream an existing job by id until it is final."""
+        rid = (job_id or "").strip()
+        if not rid or self.studio.ledger.get(rid) is None:
+            yield status_html(None), gr.skip(), gr.skip(), rid or "", gr.skip()
+            return
+        yield from self.watch(rid)
+
+    def watch(self, rid: str) -> Iterator[tuple[Any, ...]]:
+        """Stream one job's view until it is final (the tracker does the polling).
+
+        Yields when the job changed (state, stage, step, video, details; gr.skip() for what did
+        not) and at least every RESYNC_S: the page's clock counts the seconds in between."""
+        tracker = self.studio.tracker
+        seen = -1
+        last: dict[str, Any] = {}
+        sent_key: tuple[Any, ...] | None = None
+        sent_at = 0.0
+        while True:
+            version = tracker.version(rid)
+            view = self.studio.view(rid)
+            if view is None:
+                yield status_html(None, f"unknown job {rid}"), gr.skip(), gr.skip(), rid, rid
+                return
+            first = seen == -1
+            if view.final:  # complete, so an API client's result (the last yield) is whole
+                yield status_html(view), view.video, view.details, rid, rid
+                return
+            pv = view.progress
+            key = (view.state, pv.head, round(pv.fraction, 4), pv.left_from)
+            key += (view.video, view.details)
+            if key == sent_key and time.monotonic() - sent_at < RESYNC_S:
+                if tracker.wait(rid, version, RESYNC_S) == version and tracker.stopped:
+                    return  # the studio is shutting down
+                continue
+            sent_key, sent_at = key, time.monotonic()
+            out: list[Any] = [status_html(view)]
+            if first:
+                out.append(view.video)  # None clears a previous job's video
+            elif view.video and last.get("video") != view.video:
+                out.append(view.video)
+            else:
+                out.append(gr.skip())
+            out.append(view.details if last.get("details") != view.details else gr.skip())
+            out += [rid, rid] if first else [gr.skip(), gr.skip()]
+            last = {"video": view.video, "details": view.details}
+            yield tuple(out)
+            seen = version

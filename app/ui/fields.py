@@ -1,0 +1,123 @@
+"""Form components whose value checks name the field, and whose API parameters are described.
+
+Gradio's own checks (a slider value out of range, a dropdown value not among the choices, an
+upload that is not an image) raise messages that do not say which input was wrong. These are
+Gradio template components (`is_template = True`: the browser renders the base component) whose
+`preprocess` prefixes the message with the field's label, e.g. "steps: Value 61 is greater than
+maximum value 60.".
+
+`described(component, text)` gives a component the description its API parameter carries in
+`/gradio_api/info` (and gradio_client's `view_api`): Gradio reads a parameter's description from
+the component's `api_info_as_input()["additional_description"]`, and has no argument for it.
+(Gradio writes a stub file, fields.pyi, for component classes the first time they are defined;
+.gitignore keeps it out of the repository.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import gradio as gr
+
+C = TypeVar("C")
+T = TypeVar("T", bound=type)
+
+
+def _field(component: Any) -> str:
+    return str(component.label or "value").split(" (")[0].lower()
+
+
+def _checked(component: Any, base_preprocess: Any, payload: Any, unreadable: str) -> Any:
+    try:
+        return base_preprocess(component, payload)
+    except gr.Error as exc:
+        raise gr.Error(f"{_field(component)}: {exc.message}", print_exception=False) from None
+    except Exception as exc:
+        raise gr.Error(
+            f"{_field(component)}: {unreadable} ({type(exc).__name__})", print_exception=False
+        ) from None
+
+
+def described(component: C, text: str) -> C:
+    """`component` with `text` as its API parameter's description (a component of this module)."""
+    if type(component) not in _DESCRIBED:
+        raise TypeError(f"{type(component).__name__} is not one of app.ui.fields' components")
+    component.api_text = text  # type: ignore[attr-defined]
+    return component
+
+
+_DESCRIBED: set[type] = set()
+
+
+def _describable(cls: T) -> T:
+    """Adds `api_text` (set by `described`) to the class's API info as the description. (Not a
+    mixin: Gradio renders a template component as its `__base__`, which must be Gradio's.)"""
+    base: Any = cls.__base__
+
+    def api_info_as_input(self: Any) -> dict[str, Any]:
+        info = dict(base.api_info_as_input(self))
+        if self.api_text:
+            info["additional_description"] = self.api_text
+        return info
+
+    cls.api_text = ""  # type: ignore[attr-defined]
+    cls.api_info_as_input = api_info_as_input  # type: ignore[attr-defined]
+    _DESCRIBED.add(cls)
+    return cls
+
+
+@_describable
+class Slider(gr.Slider):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        return _checked(self, gr.Slider.preprocess, payload, "not a number")
+
+
+@_describable
+class Number(gr.Number):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        return _checked(self, gr.Number.preprocess, payload, "not a number")
+
+
+@_describable
+class Dropdown(gr.Dropdown):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        return _checked(self, gr.Dropdown.preprocess, payload, "not a valid choice")
+
+
+@_describable
+class Radio(gr.Radio):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        return _checked(self, gr.Radio.preprocess, payload, "not a valid choice")
+
+
+@_describable
+class Image(gr.Image):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        return _checked(
+            self, gr.Image.preprocess, payload, "not a readable image; allowed: PNG, JPEG or WebP"
+        )
+
+
+@_describable
+class Textbox(gr.Textbox):
+    is_template = True
+
+
+@_describable
+class Checkbox(gr.Checkbox):
+    is_template = True
+
+
+@_describable
+class File(gr.File):
+    is_template = True

@@ -1,0 +1,293 @@
+"""The studio's History section: a filterable gallery of past jobs, one opened job, reuse, rerun.
+
+`build_history(cb, blocks, watch_out=..., after_fill=...)` is called by `app.ui.page.build_ui`
+inside the Blocks (after the form and result column, so it spans the page). It renders and wires:
+- filters (text in the prompt or job id, pipeline, status group) and a Refresh button over a
+  `gr.Gallery` of thumbnails (app/studio/history.py: first frame JPEGs, placeholders for jobs
+  without a video), newest first, at most GALLERY_LIMIT jobs;
+- the opened job (a click on a thumbnail): its video, its details (app.studio.jobs.details:
+  parameters, quote, timings, actual cost, error) and recipe, its filled workflow as JSON and as a
+  download;
+- "Reuse settings" (the opened job's form values, its pipeline and kept input images included)
+  and "Rerun exactly" (the same filled workflow and seed as a new job, streamed into the page's
+  status panel like Generate).
+`History.wire_reuse(button, job_id)` wires the page's own "Reuse settings" (API `/reuse`), and
+`History.refresh_after(event)` chains a gallery refresh after an event (a job streamed to its end).
+
+Reuse across pipelines: the form's `layout` (visibility, choices, ranges and defaults of a
+pipeline) runs on the pipeline/mode `.input` events (a user's choice), never on a programmatic
+change, and a reuse answers `Form.updates(values)`: that same layout for the job's pipeline and
+mode with the job's values in it; one answer, so no later default can overwrite a reused value.
+Either way the service is asked once per click (`HistoryCallbacks.reused`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.studio import history as hist
+from app.studio.forms import FormValues
+from app.studio.jobs import details
+
+GALLERY_LIMIT = 48
+CSS = """
+#wp-hist-gallery .caption-label {white-space: normal; max-width: calc(100% - 8px);
+  font-size: 11px; line-height: 1.25; opacity: 0.92;}
+"""
+
+
+class HistoryCallbacks:
+    """Thin functions over the ledger and `app.studio.history`; errors become gr.Error via `cb`."""
+
+    def __init__(self, cb: Any) -> None:
+        self.cb = cb
+        self.studio = cb.studio
+        self.values: Any = None  # a gr.State (build_history): what /reuse gave the page
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.studio.settings.data_dir) / "results"
+
+    def titles(self) -> dict[str, str]:
+        return {k: f.title for k, f in self.studio.forms.items()}
+
+    def refresh(
+        self, text: str | None, pipeline: str | None, status: str | None
+    ) -> tuple[Any, list[str], str]:
+        try:
+            filt = hist.HistoryFilter.from_ui(text, pipeline, status)
+        except ValueError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        rows = self.studio.ledger.search(filt.text, filt.template, filt.states, GALLERY_LIMIT)
+        items = hist.gallery_items(rows, self.titles(), self.results_dir)
+        if not items:
+            note = "No job matches these filters." if filt.active else "No jobs yet."
+        else:
+            more = (
+                " (the newest; narrow the filters for older ones)"
+                if len(items) >= GALLERY_LIMIT
+                else ""
+            )
+            note = f"{len(items)} job{'s' if len(items) != 1 else ''} shown, newest first{more}."
+        return [(i.image, i.caption) for i in items], [i.rid for i in items], note
+
+    def open(self, rids: list[str] | None, evt: gr.SelectData) -> tuple[Any, ...]:
+        index = evt.index if isinstance(evt.index, int) else (evt.index or [0])[0]
+        rid = (rids or [])[index] if 0 <= index < len(rids or []) else ""
+        return self.open_job(rid)
+
+    def open_job(self, rid: str) -> tuple[Any, ...]:
+        row = self.studio.ledger.get(rid) if rid else None
+        if row is None:
+            return "", None, "Pick a job in the gallery.", None, gr.update(value=None)
+        video = hist.video_of(row)
+        text = details(row) + "\n\n" + hist.recipe_markdown(row)
+        return rid, str(video) if video else None, text, row.workflow, self._workflow_file(row)
+
+    def _workflow_file(self, row: Any) -> str | None:
+        """The filled workflow as a file in the served results folder (written once)."""
+        path = self.results_dir / row.id / f"workflow_{row.id}.json"
+        try:
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(row.workflow, indent=2))
+            return str(path)
+        except OSError:
+            return None
+
+    def _kept_image(self, row: Any, param: str) -> str | None:
+        name = str((row.params or {}).get(param) or "")
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            return None
+        kept = self.studio.inputs_dir(row.id) / name
+        out = hist.restore_input(kept, self.results_dir / row.id / "inputs" / name)
+        return str(out) if out else None
+
+    def reused(self, rid: str | None) -> FormValues:
+        """A past job's form values as the user set them (one call of the service), with its
+        kept input images where its pipeline takes them."""
+        rid = (rid or "").strip()
+        try:
+            v = self.studio.reuse(rid)
+        except Exception as exc:
+            raise self.cb.error(exc) from None
+        form = self.studio.forms.get(v.pipeline)
+        row = self.studio.ledger.get(rid)
+        if form is not None and row is not None:
+            images = {  # the job's images, or none where it had none
+                param: self._kept_image(row, param) if used else None
+                for param, used in (
+                    ("start_image", form.needs_start),
+                    ("end_image", form.needs_end),
+                )
+            }
+            v = dataclasses.replace(v, **images)
+        return v
+
+    def reuse(self, job_id: str | None) -> dict[Any, Any]:
+        """A past job's form values: its pipeline, prompts, size, duration, seed (fixed), mode
+        and advanced settings, and its kept input images."""
+        v = self.reused(job_id)
+        return {**self.cb.form.plain(v), self.values: v}
+
+    def reuse_form(self, rid: str | None) -> dict[Any, Any]:
+        """The whole form set to a past job's values, in its pipeline's layout."""
+        return self.cb.form.updates(self.reused(rid))
+
+
+@dataclass
+class History:
+    callbacks: HistoryCallbacks
+    filters: list[Any]
+    gallery: gr.Gallery
+    rids: gr.State
+    note: gr.Markdown
+    opened: gr.State
+    after_fill: Callable[[Any], Any]
+
+    def refresh_after(self, event: Any) -> Any:
+        return event.then(
+            self.callbacks.refresh,
+            self.filters,
+            [self.gallery, self.rids, self.note],
+            api_name="history_refresh_after",
+            api_visibility="private",
+            show_progress="hidden",
+        )
+
+    def wire_reuse(self, button: Any, job_id: Any) -> None:
+        """The page's "Reuse settings" for the job shown: `/reuse` gives API clients the plain
+        values (and keeps them in a State); the page then shows them in their pipeline's form
+        from that State, without asking the service again."""
+        hc = self.callbacks
+        form = hc.cb.form
+        event = button.click(
+            hc.reuse,
+            job_id,
+            [*form.inputs, hc.values],
+            api_name="reuse",
+            show_progress="hidden",
+        )
+        self.after_fill(form.shown(event, hc.values))
+
+
+def build_history(
+    cb: Any, blocks: gr.Blocks, *, watch_out: list[Any], after_fill: Callable[[Any], Any]
+) -> History:
+    """The History accordion and its events; `after_fill(event)` chains what follows a filled
+    form (its quote and frame note)."""
+    hc = HistoryCallbacks(cb)
+    forms = cb.studio.forms
+    with gr.Accordion("History", open=True, elem_id="wp-history"):
+        with gr.Row():
+            text = gr.Textbox(
+                label="Prompt or job id contains",
+                placeholder="e.g. lighthouse",
+                scale=3,
+                elem_id="wp-hist-text",
+            )
+            pipeline = gr.Dropdown(
+                [(hist.ALL, hist.ALL), *((f.title, k) for k, f in forms.items())],
+                value=hist.ALL,
+                label="Pipeline",
+                scale=2,
+                elem_id="wp-hist-pipeline",
+            )
+            status = gr.Dropdown(
+                [hist.ALL, *hist.STATUS_GROUPS],
+                value=hist.ALL,
+                label="Status",
+                scale=2,
+                elem_id="wp-hist-status",
+            )
+            refresh = gr.Button("Refresh", size="sm", scale=1, elem_id="wp-hist-refresh")
+        note = gr.Markdown(elem_id="wp-hist-note")
+        gallery = gr.Gallery(
+            label="Past jobs (click one to open it)",
+            columns=4,
+            fit_columns=False,  # a lone job stays a thumbnail, not a page-wide image
+            height=440,  # scrolls past two rows
+            allow_preview=False,
+            object_fit="cover",
+            interactive=False,
+            elem_id="wp-hist-gallery",
+        )
+        rids = gr.State([])
+        opened = gr.State("")
+        hc.values = gr.State(None)  # the values /reuse gave, for the page's form
+        with gr.Row():
+            with gr.Column(scale=5):
+                video = gr.Video(
+                    label="Opened job", interactive=False, height=400, elem_id="wp-hist-video",
+                    buttons=["download"],
+                )  # fmt: skip
+            with gr.Column(scale=5):
+                info = gr.Markdown("Pick a job in the gallery.", elem_id="wp-hist-details")
+                with gr.Row():
+                    reuse = gr.Button("Reuse settings", size="sm", elem_id="wp-hist-reuse")
+                    rerun = gr.Button("Rerun exactly", size="sm", elem_id="wp-hist-rerun")
+                    download = gr.DownloadButton(
+                        "Download workflow JSON", size="sm", elem_id="wp-hist-download"
+                    )
+                with gr.Accordion("Filled workflow (API format)", open=False):
+                    workflow = gr.JSON(elem_id="wp-hist-workflow")
+        gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions wrap in full
+
+    filters = [text, pipeline, status]
+    history = History(hc, filters, gallery, rids, note, opened, after_fill)
+    listing = [gallery, rids, note]
+    gr.on(
+        [text.submit, text.change, pipeline.change, status.change, refresh.click],
+        hc.refresh,
+        filters,
+        listing,
+        api_name="history_refresh",
+        api_visibility="private",
+        show_progress="hidden",
+        trigger_mode="always_last",
+    )
+    gr.on(
+        [gallery.select],
+        hc.open,
+        rids,
+        [opened, video, info, workflow, download],
+        api_name="history_open",
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    after_fill(
+        reuse.click(
+            hc.reuse_form,
+            opened,
+            cb.form.inputs,
+            api_name="history_reuse",
+            api_visibility="private",
+            show_progress="hidden",
+        )
+    )
+    history.refresh_after(
+        rerun.click(
+            cb.rerun,
+            opened,
+            watch_out,
+            api_name="history_rerun",
+            api_visibility="private",
+            show_progress="hidden",
+        )
+    )
+    blocks.load(
+        hc.refresh,
+        filters,
+        listing,
+        api_name="history_load",
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    return history

@@ -1,0 +1,153 @@
+"""The studio's page: its layout and events (Gradio only). Nothing runs at import time.
+
+`build_ui(studio, demo_mode)` returns the Blocks. The form is one object (app/ui/form.py) that
+owns its components by `FormValues` field name; every event that reads it passes them by name
+(`inputs_kwargs=form.kwargs`), so the API's parameters are the field names, each described.
+Callbacks live in app/ui/callbacks.py, the status panel in app/ui/status.py, the History and
+Batch sections in app/ui/history.py and app/ui/batch.py.
+
+API names: `/quote`, `/generate` (submits, then streams the job until it is final), `/attach`
+(streams an existing job by id), `/cancel` (cancels a live job by id), `/rerun` (the job's exact
+workflow and seed as a new job, streamed like /generate), `/reuse` (a past job's form values),
+and the batch's `/batch_quote`, `/generate_batch`, `/draft_final`. The health panel
+(app/studio/checks/health.py) refreshes every HEALTH_TICK_S.
+
+The page keeps its job id in `gr.BrowserState` (localStorage), so a closed and reopened tab, or a
+restarted app, attaches to the same job again: the job itself lives in the ledger and is followed
+by the server-side tracker, not by this page.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app.studio.jobs import Studio
+from app.ui.batch import batch_panel, draft_final_panel, wire_batch
+from app.ui.callbacks import Callbacks
+from app.ui.fields import Textbox, described
+from app.ui.form import Form
+from app.ui.history import build_history
+from app.ui.status import CLOCK_JS, status_html
+
+HEALTH_TICK_S = 5.0  # the endpoint health panel's refresh (one /health per 2 s for all pages)
+CSS = """
+#wp-status progress {width: 100%; height: 14px;}
+#wp-status .wp-line {font-size: 1.05em; margin-top: 4px;}
+#wp-demo {background: #fff4d6; border: 1px solid #e0b84a; padding: 8px 12px; border-radius: 6px;}
+"""
+JOB_ID_TEXT = "a job of this studio, by the id /generate answered (wp-...)"
+PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
+
+
+def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Blocks:
+    """The page. `browser_key` keys Gradio's (client-side) encryption of the remembered job id in
+    localStorage; it must survive restarts so a reopened tab finds its job again. It is not a
+    secret (the browser holds it) and must not be one of ours."""
+    form = Form(studio.forms)
+    cb = Callbacks(studio, form)
+    with gr.Blocks(title="WanPod studio", analytics_enabled=False) as blocks:
+        gr.Markdown("# WanPod studio · Wan 2.2 on RunPod serverless")
+        if demo_mode:
+            gr.Markdown(
+                "**Demo mode:** no RunPod credentials are set, so this studio runs the local "
+                "stack (ComfyUI emulator + local RunPod control plane + the real worker). "
+                "Videos are **synthetic** test patterns, not Wan 2.2 output; timings are emulated.",
+                elem_id="wp-demo",
+            )
+        job_store = gr.BrowserState("", storage_key="wanpod_job", secret=browser_key or None)
+        with gr.Row():
+            with gr.Column(scale=5):
+                form.build()
+                quote_md = gr.Markdown(elem_id="wp-quote")
+                generate_btn = gr.Button("Generate", variant="primary", elem_id="wp-generate")
+                batch = batch_panel(cb)
+            with gr.Column(scale=5):
+                status = gr.HTML(status_html(None), js_on_load=CLOCK_JS, elem_id="wp-status-box")
+                video = gr.Video(
+                    label="Result", interactive=False, elem_id="wp-video", buttons=["download"]
+                )
+                details = gr.Markdown(elem_id="wp-details")
+                job_id = described(
+                    Textbox(label="Job", interactive=False, elem_id="wp-job"), JOB_ID_TEXT
+                )
+                with gr.Row():
+                    cancel_btn = gr.Button(
+                        "Cancel job", size="sm", variant="stop", elem_id="wp-cancel"
+                    )
+                    rerun_btn = gr.Button("Rerun exactly", size="sm", elem_id="wp-rerun")
+                    reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="wp-reuse")
+                final = draft_final_panel()
+                with gr.Accordion("Endpoint health", open=True):
+                    health_box = gr.HTML(elem_id="wp-health-box")
+                    health_timer = gr.Timer(HEALTH_TICK_S)
+                with gr.Accordion("Open a job by id", open=False):
+                    attach_id = described(
+                        Textbox(label="Job id", elem_id="wp-attach-id"), JOB_ID_TEXT
+                    )
+                    attach_btn = gr.Button("Open", size="sm", elem_id="wp-attach")
+
+        def quoted(event, name: str = "form_quote"):  # `event`, then the form's quote line
+            return event.then(
+                cb.quote, inputs_kwargs=form.kwargs, outputs=quote_md, api_name=name, **PRIVATE
+            )
+
+        def after_fill(event):  # a form filled from values: its quote line and frame note
+            return form.show_frames(quoted(event, "filled_quote"))
+
+        watch_out = [status, video, details, job_id, job_store]
+        history = build_history(cb, blocks, watch_out=watch_out, after_fill=after_fill)
+        quoted(  # a user's choice only: a programmatic change (Reuse settings) keeps its values
+            gr.on([form["pipeline"].input, form["mode"].input], form.layout,
+                  inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
+                  outputs=form.inputs, **PRIVATE)
+        )  # fmt: skip
+        gr.on(
+            [c.change for c in form.inputs if c not in (form["pipeline"], form["mode"])],
+            cb.quote,
+            inputs_kwargs=form.kwargs,
+            outputs=quote_md,
+            api_name="quote",
+            show_progress="hidden",
+            trigger_mode="always_last",
+        )
+        form["seconds"].change(
+            form.frames_note,
+            inputs_kwargs={"pipeline": form["pipeline"], "seconds": form["seconds"]},
+            outputs=form.frames_md,
+            **PRIVATE,
+        )
+        history.refresh_after(  # the gallery shows the job once it has ended
+            generate_btn.click(
+                cb.generate,
+                inputs_kwargs=form.kwargs,
+                outputs=watch_out,
+                api_name="generate",
+                show_progress="hidden",
+            )
+        )
+        attach_btn.click(cb.attach, attach_id, watch_out, api_name="attach", show_progress="hidden")
+        cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
+        history.refresh_after(
+            rerun_btn.click(cb.rerun, job_id, watch_out, api_name="rerun", show_progress="hidden")
+        )
+        history.wire_reuse(reuse_btn, job_id)
+        wire_batch(cb, batch, final, job_id=job_id, after_fill=after_fill)
+        gr.on(
+            [health_timer.tick],
+            cb.health,
+            inputs_kwargs=form.kwargs,
+            outputs=health_box,
+            trigger_mode="always_last",
+            **PRIVATE,
+        )
+        loaded = blocks.load(
+            form.layout,
+            inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
+            outputs=form.inputs,
+            **PRIVATE,
+        )
+        quoted(loaded, "load_quote").then(  # the health panel's first paint, on a settled form
+            cb.health, inputs_kwargs=form.kwargs, outputs=health_box, **PRIVATE
+        )
+        blocks.load(cb.attach, job_store, watch_out, api_name="load_attach", **PRIVATE)
+    return blocks

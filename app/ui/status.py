@@ -1,0 +1,70 @@
+"""The job's status panel: our own status line + <progress> bar, and the page's clock.
+
+It replaces Gradio's progress overlay (events run with show_progress="hidden"), so the status
+stays readable. `status_html(view)` renders one `JobView`; a live job's status is sent when it
+changes (app/ui/callbacks.py, `Callbacks.watch`), and in between the page counts the elapsed
+time itself (CLOCK_JS, the panel's `js_on_load`).
+"""
+
+from __future__ import annotations
+
+import html
+
+from app.studio.jobs import JobView
+from app.studio.progress import clock
+
+# The page counts a live job's elapsed time (and time left) itself, once a second, from what the
+# last status said (`.wp-clock` data); the server sends a status only when the job changed or
+# every RESYNC_S. Same format and rules as app/studio/progress.py (`clock`, `_fmt`, PACE_FROM).
+CLOCK_JS = """
+const fmt = (s) => {
+  s = Math.max(0, Math.round(s));
+  return s >= 60 ? `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s` : `${s} s`;
+};
+let shown = null;
+let since = 0;
+const stamp = () => { shown = element.querySelector(".wp-clock"); since = performance.now(); };
+const tick = () => {
+  const c = element.querySelector(".wp-clock");
+  if (!c) { shown = null; return; }
+  if (c !== shown) { stamp(); return; }
+  const d = (performance.now() - since) / 1000;
+  const e = parseFloat(c.dataset.elapsed) + d;
+  let text = ` · ${fmt(e)} elapsed`;
+  if (c.dataset.leftFrom === "pace") {
+    const f = parseFloat(c.dataset.fraction);
+    text += ` · about ${fmt(e / f - e)} left`;
+  } else if (c.dataset.leftFrom === "quote") {
+    text += ` · about ${fmt(Math.max(parseFloat(c.dataset.left) - d, 0))} left`;
+  }
+  if (c.textContent !== text) c.textContent = text;
+};
+if (typeof watch === "function") watch("value", stamp);
+stamp();
+setInterval(tick, 1000);
+"""
+
+
+def status_html(view: JobView | None, note: str = "") -> str:
+    if view is None:
+        text = html.escape(note or "No job yet: fill the form and press Generate.")
+        return (
+            '<div id="wp-status" data-state="IDLE" data-fraction="0">'
+            f'<progress value="0" max="1"></progress><div class="wp-line">{text}</div></div>'
+        )
+    pv = view.progress
+    if pv.elapsed_s is None:  # final: no clock
+        line = html.escape(pv.line)
+    else:
+        left = f"{pv.left_s:.1f}" if pv.left_s is not None else ""
+        line = (
+            f'<span class="wp-head">{html.escape(pv.head)}</span><span class="wp-clock" '
+            f'data-elapsed="{pv.elapsed_s:.1f}" data-left="{left}" '
+            f'data-left-from="{pv.left_from}" data-fraction="{pv.fraction:.4f}">'
+            f"{html.escape(clock(pv.elapsed_s, pv.left_s))}</span>"
+        )
+    return (
+        f'<div id="wp-status" data-state="{html.escape(view.state)}" data-rid="{view.rid}" '
+        f'data-fraction="{pv.fraction:.4f}"><progress value="{pv.fraction:.4f}" max="1">'
+        f'</progress><div class="wp-line">{line}</div></div>'
+    )
