@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from app.studio.chains import Chains
 from app.studio.jobs import Studio
 from app.ui.batch import batch_panel, draft_final_panel, wire_batch
 from app.ui.callbacks import Callbacks
@@ -39,7 +40,9 @@ JOB_ID_TEXT = "a job of this studio, by the id /generate answered (wp-...)"
 PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
 
 
-def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Blocks:
+def build_ui(
+    studio: Studio, demo_mode: bool, browser_key: str = "", chains: Chains | None = None
+) -> gr.Blocks:
     """The page. `browser_key` keys Gradio's (client-side) encryption of the remembered job id in
     localStorage; it must survive restarts so a reopened tab finds its job again. It is not a
     secret (the browser holds it) and must not be one of ours."""
