@@ -1,7 +1,7 @@
 """Chains: Extend a finished job, or run a Storyboard of N segments, into ONE stitched video.
 
 Each segment after the first is an image-to-video job whose start image is the last frame of the
-segment before (decoded at full size with PyAV, kept as a PNG in `<data>/chains/<chain id>/`),
+segment before (decoded at full size with PyAV, kept as a PNG in `<data>/results/chains/<id>/`),
 with the same size, fps, mode and seed; its prompt is the segment's own. A text-to-video first
 segment continues with image-to-video (`CONTINUES_WITH`). The chain's video is the segments
 stitched without the repeated frame at each seam (app/studio/stitch.py).
@@ -95,7 +95,8 @@ class Chains:
         self._cond = threading.Condition()
 
     def folder(self, cid: str) -> Path:
-        return Path(self.studio.settings.data_dir) / "chains" / cid
+        """The chain's start frames and video, inside the results folder the page may serve."""
+        return Path(self.studio.settings.data_dir) / "results" / "chains" / cid
 
     # -- planning ----------------------------------------------------------------------------
     def _plan(self, values: FormValues, prompts: list[str], colour_match: bool) -> dict[str, Any]:

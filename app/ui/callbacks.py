@@ -34,9 +34,10 @@ def user_of(request: gr.Request | None) -> str | None:
 class Callbacks:
     """The page's callbacks; each maps errors to gr.Error in one place (`error`)."""
 
-    def __init__(self, studio: Studio, form: Form) -> None:
+    def __init__(self, studio: Studio, form: Form, chains: Any = None) -> None:
         self.studio = studio
         self.form = form
+        self.chains = chains  # app/studio/chains.py's Chains (Extend, Storyboard)
 
     def message(self, exc: BaseException) -> str:
         return user_message(exc, self.studio.settings.secret_values())
