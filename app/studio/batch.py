@@ -165,7 +165,7 @@ class BatchQuote:
         d = [q.dollars for q in self.per_job]
         return min(d), max(d)
 
-    def summary(self) -> str:
+    def summary(self, whole: str = "the batch") -> str:
         secs = [math.ceil(q.execution_s) for q in self.per_job]
         if len(set(secs)) == 1:
             each = f"{self.jobs} × {secs[0]} GPU s"
@@ -174,7 +174,7 @@ class BatchQuote:
         lo, hi = self.job_dollars
         per_job = f"${lo:.4f} per job" if lo == hi else f"${lo:.4f}–${hi:.4f} per job"
         return (
-            f"≈ {each} = {self.gpu_s} GPU s on {self.gpu} = ${self.dollars:.4f} for the batch "
+            f"≈ {each} = {self.gpu_s} GPU s on {self.gpu} = ${self.dollars:.4f} for {whole} "
             f"({per_job}; at ${self.per_s:.5f}/s, prices of {self.prices_read_on}; {self.basis})"
             f" · cold start +{math.ceil(self.cold_start_s)} s = +${self.cold_dollars:.4f} per "
             "worker that starts cold (not included)"

@@ -70,7 +70,7 @@ class ChainCheck:
         what = "Storyboard" if self.kind == "storyboard" else "Extend"
         return (
             f"**{what}:** {n} new segment{'s' if n != 1 else ''} → one video of {self.frames} "
-            f"frames ≈ {self.seconds:.1f} s · {self.quote.summary()}"
+            f"frames ≈ {self.seconds:.1f} s · {self.quote.summary('the chain')}"
         )
 
 
@@ -368,7 +368,11 @@ class Chains:
             how = "copied without re-encoding" if chain.remuxed else "re-encoded once"
             lines.append(f"**Video:** {chain.frames} frames ({how})")
         if chain.quote:
-            lines.append(str(chain.quote.get("summary", "")))
+            q = chain.quote
+            lines.append(
+                f"**Quoted:** ${q.get('dollars', 0):.4f} for the chain ({q.get('gpu_s')} GPU s"
+                f" on {q.get('gpu')}; {q.get('frames')} frames ≈ {q.get('seconds', 0):.1f} s)"
+            )
         if chain.error:
             lines.append(f"**Note:** {chain.error}")
         video = (

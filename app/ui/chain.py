@@ -44,6 +44,7 @@ class ChainPanel:
     cancel: Any
     rerun: Any
     reuse: Any
+    values: Any = None  # a gr.State: the FormValues /reuse_chain gave, for the page's form
 
 
 def chain_panel() -> ChainPanel:
@@ -84,7 +85,7 @@ def chain_panel() -> ChainPanel:
             reuse = gr.Button("Reuse chain settings", size="sm", elem_id="wp-chain-reuse")
     return ChainPanel(
         prompts, colour, extend_prompt, quote, storyboard, extend, status, video, chain_id,
-        cancel, rerun, reuse,
+        cancel, rerun, reuse, gr.State(None),
     )  # fmt: skip
 
 
@@ -178,12 +179,14 @@ class ChainCallbacks:
         yield from self.watch(cid)
 
     def reuse(self, chain_id: str | None) -> dict[Any, Any]:
-        """The chain's first segment's form values in the form, and its prompts."""
+        """The chain's first segment's form values (plain, as /reuse gives them) and its
+        prompts; the page then shows them in their pipeline's form."""
         try:
             values, prompts = self.chains.reuse((chain_id or "").strip())
         except Exception as exc:
             raise self.cb.error(exc) from None
-        return {**self.cb.form.updates(values), self.panel.prompts: prompts}
+        plain = self.cb.form.plain(values)
+        return {**plain, self.panel.prompts: prompts, self.panel.values: values}
 
     def watch(self, cid: str) -> Iterator[tuple[Any, ...]]:
         """The chain's panel (status, video, id) until its video is stitched; the last answer
@@ -254,10 +257,9 @@ def wire_chain(
         cc.cancel, panel.chain_id, None, api_name="cancel_chain", show_progress="hidden"
     )
     panel.rerun.click(cc.rerun, panel.chain_id, out, api_name="rerun_chain", show_progress="hidden")
-    after_fill(
-        panel.reuse.click(
-            cc.reuse, panel.chain_id, [*form.inputs, panel.prompts], api_name="reuse_chain",
-            show_progress="hidden",
-        )
+    reused = panel.reuse.click(
+        cc.reuse, panel.chain_id, [*form.inputs, panel.prompts, panel.values],
+        api_name="reuse_chain", show_progress="hidden",
     )  # fmt: skip
+    after_fill(form.shown(reused, panel.values))
     return cc
