@@ -257,11 +257,14 @@ class Chains:
             except Exception:
                 log.exception("chains: resuming %s failed", chain.id)
 
+    def _lock(self, cid: str) -> threading.Lock:
+        """The chain's lock: one advance (or cancel) of a chain at a time in this studio."""
+        with self._guard:
+            return self._locks[cid]
+
     def advance(self, cid: str) -> None:
         """Send the next segment, or end the chain; nothing while a segment is live."""
-        with self._guard:
-            lock = self._locks[cid]
-        with lock:
+        with self._lock(cid):
             chain = self.store.get(cid)
             if chain is None or chain.finished_at is not None:
                 return
@@ -327,10 +330,11 @@ class Chains:
         chain = self.chain(cid)
         if chain.finished_at is not None:
             return f"Chain {cid} already ended {chain.state}."
-        self.store.update(cid, state=CANCELLED, error="cancelled by the operator")
-        for seg in self.segments(chain):
-            if seg.live and seg.job_id:
-                self.studio.cancel(seg.id)
+        with self._lock(cid):  # a segment being sent is sent (and followed) before this
+            self.store.update(cid, state=CANCELLED, error="cancelled by the operator")
+            live = [s for s in self.segments(chain) if s.live and s.job_id]
+        for seg in live:
+            self.studio.cancel(seg.id)
         self.advance(cid)
         return f"Chain {cid} cancelled: no further segment is sent; finished ones are kept."
 
