@@ -16,10 +16,9 @@ from typing import Any
 
 from app.endpoint.states import JobState
 from app.studio import history as hist
-from app.studio.chain_store import RUNNING, ChainRow
+from app.studio.chain_store import CHAIN_PREFIX, RUNNING, ChainRow
 from app.studio.ledger import JobRow
 
-CHAIN_PREFIX = "ch-"
 _PLACEHOLDER_STATE = {RUNNING: JobState.IN_PROGRESS}  # a running chain looks like a live job
 
 

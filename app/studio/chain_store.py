@@ -6,15 +6,14 @@ segment index, the parent row and the start frame (app/studio/ledger.py). Nothin
 anything: the tracker's end-of-job hook sends the next segment (app/studio/chains.py).
 
 Schema change, one forward step (for the ledger's migrations): `ALTER TABLE jobs ADD COLUMN chain
-TEXT` (done by Ledger) and `CHAINS_SCHEMA` below. Thread-safe like the ledger: one connection per
-thread on the same file, WAL mode.
+TEXT` (done by Ledger) and `CHAINS_SCHEMA` below. It uses the ledger's connections (one per
+thread, WAL mode).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from app.studio.ledger import Ledger
 
+CHAIN_PREFIX = "ch-"  # a chain id; a job row id starts "wp-"
 RUNNING, COMPLETED, CANCELLED, FAILED = "RUNNING", "COMPLETED", "CANCELLED", "FAILED"
 CHAIN_STATES = (RUNNING, COMPLETED, CANCELLED, FAILED)
 
@@ -74,17 +74,10 @@ class ChainRow:
 class ChainStore:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self._local = threading.local()
         self._conn().executescript(CHAINS_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.ledger.path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-        return conn
+        return self.ledger.connection()
 
     def create(
         self,
@@ -94,7 +87,7 @@ class ChainStore:
         user: str | None,
         parent: str | None = None,
     ) -> str:
-        cid = "ch-" + uuid.uuid4().hex[:14]
+        cid = CHAIN_PREFIX + uuid.uuid4().hex[:14]
         now = time.time()
         self._conn().execute(
             "INSERT INTO chains (id, kind, created_at, updated_at, state, user, parent, plan,"

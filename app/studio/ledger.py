@@ -143,6 +143,12 @@ class Ledger:
             self._local.conn = conn
         yield conn
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, for stores that keep their tables in the ledger's file
+        (app/studio/chain_store.py)."""
+        with self._conn() as c:
+            return c
+
     def create(
         self,
         *,

@@ -215,29 +215,19 @@ def wire_chain(
     form = cb.form
     out = [panel.status, panel.video, panel.chain_id]
     story = {**form.kwargs, "prompts": panel.prompts, "colour_match": panel.colour}
-    gr.on(
-        [panel.prompts.change, panel.colour.change, *(c.change for c in form.inputs)],
-        cc.storyboard_quote,
-        inputs_kwargs=story,
-        outputs=panel.quote,
-        api_name="storyboard_quote",
-        show_progress="hidden",
-        trigger_mode="always_last",
-    )
+
+    def quoted(triggers: list[Any], fn: Any, inputs: dict[str, Any], name: str) -> None:
+        gr.on(triggers, fn, inputs_kwargs=inputs, outputs=panel.quote, api_name=name,
+              show_progress="hidden", trigger_mode="always_last")  # fmt: skip
+
+    changes = [panel.prompts.change, panel.colour.change, *(c.change for c in form.inputs)]
+    quoted(changes, cc.storyboard_quote, story, "storyboard_quote")
     panel.storyboard.click(
         cc.storyboard, inputs_kwargs=story, outputs=out, api_name="storyboard",
         show_progress="hidden",
     )  # fmt: skip
     ext = {"job_id": job_id, "prompt": panel.extend_prompt, "colour_match": panel.colour}
-    gr.on(
-        [panel.extend_prompt.change],
-        cc.extend_quote,
-        inputs_kwargs=ext,
-        outputs=panel.quote,
-        api_name="extend_quote",
-        show_progress="hidden",
-        trigger_mode="always_last",
-    )
+    quoted([panel.extend_prompt.change], cc.extend_quote, ext, "extend_quote")
     panel.extend.click(
         cc.extend, inputs_kwargs=ext, outputs=out, api_name="extend", show_progress="hidden"
     )
