@@ -57,7 +57,7 @@ class ChainRow:
     plan: dict[str, Any]
     finished_at: float | None = None
     user: str | None = None
-    parent: str | None = None  # the job an Extend continues (its segment 0), or the chain rerun
+    parent: str | None = None  # what an Extend continues: a job (its segment 0) or a chain
     quote: dict[str, Any] | None = None
     result_path: str | None = None
     frames: int | None = None
@@ -67,8 +67,8 @@ class ChainRow:
 
     @property
     def total(self) -> int:
-        """Segments in the finished chain (an Extend's parent job included)."""
-        return len(self.plan.get("prompts", ())) + (1 if self.kind == "extend" else 0)
+        """Segments in the finished chain (an Extend's earlier segments included)."""
+        return len(self.plan.get("prompts", ())) + len(self.plan.get("done", ()))
 
 
 class ChainStore:

@@ -38,6 +38,7 @@ from app.endpoint.states import JobState
 from app.errors import GuardrailError, InputError, SubmitError, user_message
 from app.studio import stitch
 from app.studio.batch import BatchPlan, BatchQuote, BatchService, parse_prompts
+from app.studio.chain_history import is_chain
 from app.studio.chain_store import (
     CANCELLED,
     COMPLETED,
@@ -156,6 +157,8 @@ class Chains:
     def extend_check(
         self, rid: str, prompt: str = "", colour_match: bool = False, user=None
     ) -> ChainCheck:
+        if is_chain(rid):
+            return self._extend_chain_check(rid, prompt, colour_match, user)
         parent = self.studio.row(rid)
         if parent.state is not JobState.COMPLETED or not parent.result_path:
             raise InputError("job", f"{rid} has no finished video to extend ({parent.state})")
@@ -164,6 +167,22 @@ class Chains:
         plan = self._plan(parent.form, [prompt.strip() or parent.form.prompt], colour_match)
         plan["done"] = [parent.id]
         plan["done_frames"] = [stitch.frame_count(Path(parent.result_path))]
+        plan["extends"] = parent.id
+        return self.check("extend", plan, user)
+
+    def _extend_chain_check(self, cid: str, prompt: str, colour_match: bool, user) -> ChainCheck:
+        """A finished chain extended: its segments are the new chain's first ones."""
+        chain = self.chain(cid)
+        if chain.finished_at is None or chain.state != COMPLETED:
+            state = chain.state if chain.finished_at is not None else RUNNING
+            raise InputError("chain", f"{cid} has no finished video to extend ({state})")
+        segs = self.segments(chain)
+        last = str((segs[-1].params or {}).get("prompt") or "")
+        base = FormValues(**chain.plan["values"])  # the first segment's, seed included
+        plan = self._plan(base, [prompt.strip() or last], colour_match)
+        plan["done"] = [s.id for s in segs]
+        plan["done_frames"] = [stitch.frame_count(Path(s.result_path or "")) for s in segs]
+        plan["extends"] = cid
         return self.check("extend", plan, user)
 
     # -- starting ----------------------------------------------------------------------------
@@ -204,8 +223,7 @@ class Chains:
         quote = {"dollars": q.dollars, "gpu_s": q.gpu_s, "gpu": q.gpu, "summary": checked.summary()}
         quote |= {"frames": checked.frames, "seconds": checked.seconds}
         plan = dict(checked.plan)
-        parent = (plan.get("done") or [None])[0]
-        cid = self.store.create(checked.kind, plan, quote, user, parent)
+        cid = self.store.create(checked.kind, plan, quote, user, plan.get("extends"))
         start = plan["values"].get("start_image")
         if checked.kind == "storyboard" and start:  # kept for the chain's rerun
             kept = self.folder(cid) / f"start_0{Path(start).suffix or '.png'}"

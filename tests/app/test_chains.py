@@ -181,6 +181,13 @@ def test_extend_continues_a_finished_job_from_its_last_frame(stack, tmp_path, pn
         assert segs[1].params["prompt"] == "the lake at dusk"
         assert segs[1].params.get("width") == segs[0].params.get("width")
         assert stitch.frame_count(Path(chain.result_path)) == 17 + 17 - 1
+        longer = chains.extend(cid)  # the chain itself extended: its segments come first
+        finished(chains, longer)
+        again = chains.chain(longer)
+        assert again.state == "COMPLETED" and again.parent == cid
+        assert [s.id for s in chains.segments(again)][:2] == [s.id for s in segs]
+        assert chains.segments(again)[2].params["prompt"] == "the lake at dusk"
+        assert stitch.frame_count(Path(again.result_path)) == 3 * 17 - 2
         rerun = chains.rerun(cid)
         finished(chains, rerun)
         assert chains.chain(rerun).state == "COMPLETED"
