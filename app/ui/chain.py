@@ -45,10 +45,13 @@ class ChainPanel:
     rerun: Any
     reuse: Any
     values: Any = None  # a gr.State: the FormValues /reuse_chain gave, for the page's form
+    section: Any = None  # the accordion (History's Extend opens it: the chain shows there)
 
 
 def chain_panel() -> ChainPanel:
-    with gr.Accordion("Longer video: Extend or Storyboard", open=False, elem_id="wp-chain"):
+    with gr.Accordion(
+        "Longer video: Extend or Storyboard", open=False, elem_id="wp-chain"
+    ) as section:
         prompts = described(
             Textbox(
                 label="Storyboard prompts (one segment per line)", lines=3,
@@ -85,7 +88,7 @@ def chain_panel() -> ChainPanel:
             reuse = gr.Button("Reuse chain settings", size="sm", elem_id="wp-chain-reuse")
     return ChainPanel(
         prompts, colour, extend_prompt, quote, storyboard, extend, status, video, chain_id,
-        cancel, rerun, reuse, gr.State(None),
+        cancel, rerun, reuse, gr.State(None), section,
     )  # fmt: skip
 
 
@@ -231,8 +234,9 @@ def wire_chain(
     panel.extend.click(
         cc.extend, inputs_kwargs=ext, outputs=out, api_name="extend", show_progress="hidden"
     )
+    shown = history.extend.click(lambda: gr.Accordion(open=True), None, panel.section, **PRIVATE)
     history.refresh_after(
-        history.extend.click(
+        shown.then(
             cc.extend,
             inputs_kwargs={**ext, "job_id": history.opened},
             outputs=out,

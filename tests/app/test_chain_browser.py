@@ -1,6 +1,6 @@
 """Extend from History in Debian's headless Chromium against the session's studio: a finished
 job opened in History, "Extend" pressed, and the chain streams into the Longer video section
-until its one stitched video plays; History then shows the chain as one item."""
+(opened by it) until its one stitched video plays; History then shows the chain as one item."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ def test_extend_from_history_makes_one_stitched_video(studio, context, client):
     )
     assert 'data-state="COMPLETED"' in status, status
     page = open_studio(context, studio.base_url)
-    page.locator("#wp-chain").get_by_text("Longer video: Extend or Storyboard").click()
     filter_text(page, HERON, 1)
     open_item(page, HERON)
     page.locator("#wp-hist-extend").click()
@@ -41,6 +40,7 @@ def test_extend_from_history_makes_one_stitched_video(studio, context, client):
         " return v && v.readyState >= 2 && v.duration > 0; })()",
         timeout=TIMEOUT_MS,
     )
+    assert page.locator("#wp-chain-video").is_visible()  # Extend opened the section
     cid = page.locator("#wp-chain-id textarea, #wp-chain-id input").first.input_value()
     ledger = ledger_of(studio)
     chain = ChainStore(ledger).get(cid)
