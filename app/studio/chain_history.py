@@ -4,22 +4,34 @@
 (newest first), where every row that is a chain's segment is replaced by one item for its chain,
 at the place of its newest segment: the stitched video's first frame (or the placeholder of its
 state), and a caption with the chain's state, segment count, frames, cost and prompts. The item's
-id is the chain id (`ch-...`), which the History panel opens as the chain (`describe`).
+id is the chain id (`ch-...`), which the History panel opens as the chain: `describe(chains,
+chain)` is what a page shows for one (state, each segment, its video, quote, note).
 An Extend's parent job stays an item of its own as well: it is a job in its own right.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.endpoint.states import JobState
 from app.studio import history as hist
-from app.studio.chain_store import CHAIN_PREFIX, RUNNING, ChainRow
+from app.studio.chain_store import CANCELLED, CHAIN_PREFIX, RUNNING, ChainRow
 from app.studio.ledger import JobRow
 
 _PLACEHOLDER_STATE = {RUNNING: JobState.IN_PROGRESS}  # a running chain looks like a live job
+
+
+@dataclass(frozen=True)
+class ChainView:
+    cid: str
+    state: str
+    line: str  # markdown: the chain and each segment
+    video: str | None
+    final: bool
+    segments: tuple[str, ...]
 
 
 def is_chain(item_id: str | None) -> bool:
@@ -63,3 +75,36 @@ def fold(
             seen.add(cid)
             items.append(chain_item(chains, chain, titles, results))
     return items
+
+
+def describe(chains: Any, chain: ChainRow) -> ChainView:
+    """The chain's panel: its state, each segment (a live one with its progress line), its
+    video (how it was joined), the quote and any note."""
+    segs = chains.segments(chain)
+    final = chain.finished_at is not None
+    what = "Storyboard" if chain.kind == "storyboard" else f"Extend of {chain.parent}"
+    head = f"**Chain** `{chain.id}` · {what} · **{chain.state if final else RUNNING}**"
+    if not final and chain.state == CANCELLED:
+        head += " (cancelling)"
+    lines = [head + f" · {len(segs)} of {chain.total} segments"]
+    for k, seg in enumerate(segs, 1):
+        view = chains.studio.view(seg.id)
+        status = view.progress.head if view is not None and seg.live else str(seg.state)
+        prompt = str((seg.params or {}).get("prompt", ""))[:60]
+        lines.append(f"{k}. `{seg.id}` · {status} · {prompt}")
+    if chain.result_path:
+        how = "copied without re-encoding" if chain.remuxed else "re-encoded once"
+        lines.append(f"**Video:** {chain.frames} frames ({how})")
+    if chain.quote:
+        q = chain.quote
+        lines.append(
+            f"**Quoted:** ${q.get('dollars', 0):.4f} for the chain ({q.get('gpu_s')} GPU s"
+            f" on {q.get('gpu')}; {q.get('frames')} frames ≈ {q.get('seconds', 0):.1f} s)"
+        )
+    if chain.error:
+        lines.append(f"**Note:** {chain.error}")
+    video = chain.result_path
+    if video and not Path(video).is_file():
+        video = None
+    rids = tuple(s.id for s in segs)
+    return ChainView(chain.id, chain.state, "\n\n".join(lines), video, final, rids)

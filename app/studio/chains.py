@@ -38,7 +38,7 @@ from app.endpoint.states import JobState
 from app.errors import GuardrailError, InputError, SubmitError, user_message
 from app.studio import stitch
 from app.studio.batch import BatchPlan, BatchQuote, BatchService, parse_prompts
-from app.studio.chain_history import is_chain
+from app.studio.chain_history import ChainView, describe, is_chain
 from app.studio.chain_store import (
     CANCELLED,
     COMPLETED,
@@ -73,16 +73,6 @@ class ChainCheck:
             f"**{what}:** {n} new segment{'s' if n != 1 else ''} → one video of {self.frames} "
             f"frames ≈ {self.seconds:.1f} s · {self.quote.summary('the chain')}"
         )
-
-
-@dataclass(frozen=True)
-class ChainView:
-    cid: str
-    state: str
-    line: str  # markdown: the chain and each segment
-    video: str | None
-    final: bool
-    segments: tuple[str, ...]
 
 
 class Chains:
@@ -373,33 +363,5 @@ class Chains:
                 self._cond.wait(timeout)
 
     def view(self, cid: str) -> ChainView:
-        chain = self.chain(cid)
-        segs = self.segments(chain)
-        final = chain.finished_at is not None
-        what = "Storyboard" if chain.kind == "storyboard" else f"Extend of {chain.parent}"
-        head = f"**Chain** `{chain.id}` · {what} · **{chain.state if final else RUNNING}**"
-        if not final and chain.state == CANCELLED:
-            head += " (cancelling)"
-        lines = [head + f" · {len(segs)} of {chain.total} segments"]
-        for k, seg in enumerate(segs, 1):
-            view = self.studio.view(seg.id)
-            status = view.progress.head if view is not None and seg.live else str(seg.state)
-            prompt = str((seg.params or {}).get("prompt", ""))[:60]
-            lines.append(f"{k}. `{seg.id}` · {status} · {prompt}")
-        if chain.result_path:
-            how = "copied without re-encoding" if chain.remuxed else "re-encoded once"
-            lines.append(f"**Video:** {chain.frames} frames ({how})")
-        if chain.quote:
-            q = chain.quote
-            lines.append(
-                f"**Quoted:** ${q.get('dollars', 0):.4f} for the chain ({q.get('gpu_s')} GPU s"
-                f" on {q.get('gpu')}; {q.get('frames')} frames ≈ {q.get('seconds', 0):.1f} s)"
-            )
-        if chain.error:
-            lines.append(f"**Note:** {chain.error}")
-        video = (
-            chain.result_path if chain.result_path and Path(chain.result_path).is_file() else None
-        )
-        return ChainView(
-            cid, chain.state, "\n\n".join(lines), video, final, tuple(s.id for s in segs)
-        )
+        """What a page shows for the chain (app/studio/chain_history.py's `describe`)."""
+        return describe(self, self.chain(cid))
