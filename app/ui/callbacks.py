@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 
 from app.errors import user_message
+from app.studio.chain_history import is_chain
 from app.studio.jobs import Studio
 from app.studio.markup import md_text
 from app.studio.owners import Caller
@@ -41,9 +42,10 @@ def caller_of(studio: Studio, request: gr.Request | None) -> Caller:
 class Callbacks:
     """The page's callbacks; each maps errors to gr.Error in one place (`error`)."""
 
-    def __init__(self, studio: Studio, form: Form) -> None:
+    def __init__(self, studio: Studio, form: Form, chains: Any = None) -> None:
         self.studio = studio
         self.form = form
+        self.chains = chains  # app/studio/chains.py's Chains (Extend, Storyboard)
 
     def message(self, exc: BaseException) -> str:
         return user_message(exc, self.studio.settings.secret_values())
@@ -88,6 +90,11 @@ class Callbacks:
     def rerun(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
         """The job's exact workflow and seed as a new job, streamed like /generate."""
         caller = caller_of(self.studio, request)
+        if is_chain((job_id or "").strip()):  # a chain opened in History
+            raise gr.Error(
+                f"{job_id.strip()} is a chain: press Rerun chain in the Longer video section",
+                print_exception=False,
+            )
         try:
             new = self.studio.rerun((job_id or "").strip(), caller)
         except Exception as exc:

@@ -6,8 +6,9 @@ thumbnails, kept input images, workflow JSON) to anyone signed in, at `/gradio_a
 (and the older `/gradio_api/file/<path>`). The guard reads the path the way Gradio does (absolute,
 symlinks resolved) and, for one inside the results folder, lets the request through only when the
 signed-in user may see the job the folder belongs to (`<results>/<job id>/...`), by the same rule
-as every job lookup (`Studio.row(rid, caller)`, app/studio/owners.py); `_`-prefixed folders
-(the gallery's placeholders) are shared. Anything else is Gradio's business (its own allowed and
+as every job lookup (`Studio.row(rid, caller)`, app/studio/owners.py); a chain's folder
+(`<results>/chains/<chain id>/`) by its chain's user; `_`-prefixed folders (the gallery's
+placeholders) are shared. Anything else is Gradio's business (its own allowed and
 blocked paths, its cache of copies whose names are content hashes). The signed-in user is read
 as Gradio reads it: the `access-token-*` cookie looked up in the app's tokens.
 
@@ -34,6 +35,8 @@ from starlette.requests import Request
 
 from app.access import SignInThrottle
 from app.errors import InputError
+from app.studio.chain_history import is_chain
+from app.studio.chain_store import ChainStore
 
 log = logging.getLogger("wanpod.access")
 
@@ -105,15 +108,20 @@ class FileGuard:
         self.app = app
         self.studio = studio
         self.results = Path(os.path.realpath(Path(studio.settings.data_dir) / "results"))
+        self.chains = ChainStore(studio.ledger)
 
     def job_of(self, raw: str) -> str | None:
-        """The job id whose folder holds `raw` ("" for a shared file, None: not a result)."""
+        """The job or chain id whose folder holds `raw` ("" for a shared file, None: not a
+        result)."""
         try:
             target = Path(os.path.realpath(raw))
             rel = target.relative_to(self.results)
         except (ValueError, OSError):
             return None
-        first = rel.parts[0] if rel.parts else ""
+        parts = rel.parts
+        if parts[:1] == ("chains",):
+            return parts[1] if len(parts) > 2 else "-"
+        first = parts[0] if parts else ""
         return "" if not first or first.startswith("_") else first
 
     def allowed(self, scope: Scope, raw: str) -> bool:
@@ -121,6 +129,9 @@ class FileGuard:
         if not rid:
             return True
         caller = self.studio.caller(signed_in_user(scope))
+        if is_chain(rid):
+            chain = self.chains.get(rid)
+            return chain is not None and caller.sees(chain.user)
         try:
             self.studio.row(rid, caller, workflow=False)
         except InputError:

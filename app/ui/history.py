@@ -33,6 +33,7 @@ from typing import Any
 import gradio as gr
 
 from app.errors import InputError
+from app.studio import chain_history
 from app.studio import history as hist
 from app.studio.forms import FormValues
 from app.studio.jobs import details
@@ -70,7 +71,8 @@ class HistoryCallbacks:
             raise gr.Error(str(exc), print_exception=False) from None
         caller = caller_of(self.studio, request)
         rows = hist.listing(self.studio.ledger, filt, caller, GALLERY_LIMIT)
-        items = hist.gallery_items(rows, self.titles(), self.results_dir)
+        chains = getattr(self.cb, "chains", None)  # a chain's segments are one item
+        items = chain_history.fold(rows, chains, self.titles(), self.results_dir)
         if not items:
             note = "No job matches these filters." if filt.active else "No jobs yet."
         else:
@@ -91,6 +93,9 @@ class HistoryCallbacks:
 
     def open_job(self, rid: str, caller: Caller) -> tuple[Any, ...]:
         try:
+            if chain_history.is_chain(rid) and getattr(self.cb, "chains", None) is not None:
+                view = self.cb.chains.view(rid, caller)  # the chain: its segments, its video
+                return rid, view.video, view.line, {}, gr.update(value=None)
             row = self.studio.row(rid, caller) if rid else None
         except InputError:
             row = None
@@ -124,6 +129,8 @@ class HistoryCallbacks:
         kept input images where its pipeline takes them (the caller's jobs only)."""
         rid = (rid or "").strip()
         try:
+            if chain_history.is_chain(rid) and getattr(self.cb, "chains", None) is not None:
+                return self.cb.chains.reuse(rid, caller)[0]  # the chain's first segment's
             v = self.studio.reuse(rid, caller)
             row = self.studio.row(rid, caller)
         except Exception as exc:
@@ -160,6 +167,7 @@ class History:
     note: gr.Markdown
     opened: gr.State
     after_fill: Callable[[Any], Any]
+    extend: Any = None  # "Extend" on the opened job (wired by app/ui/chain.py)
 
     def refresh_after(self, event: Any) -> Any:
         return event.then(
@@ -242,6 +250,7 @@ def build_history(
                 with gr.Row():
                     reuse = gr.Button("Reuse settings", size="sm", elem_id="wp-hist-reuse")
                     rerun = gr.Button("Rerun exactly", size="sm", elem_id="wp-hist-rerun")
+                    extend = gr.Button("Extend", size="sm", elem_id="wp-hist-extend")
                     download = gr.DownloadButton(
                         "Download workflow JSON", size="sm", elem_id="wp-hist-download"
                     )
@@ -250,7 +259,7 @@ def build_history(
         gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions wrap in full
 
     filters = [text, pipeline, status]
-    history = History(hc, filters, gallery, rids, note, opened, after_fill)
+    history = History(hc, filters, gallery, rids, note, opened, after_fill, extend)
     listing = [gallery, rids, note]
     gr.on(
         [text.submit, text.change, pipeline.change, status.change, refresh.click],
