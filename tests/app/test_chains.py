@@ -107,12 +107,12 @@ def test_a_restarted_studio_carries_the_chain_on(stack, tmp_path):
     cid = first.storyboard(values(2.0), PROMPTS)
     wait_for(lambda: len(first.store.segment_ids(cid)) >= 2, 60, "segment 2 sent")
     first.studio.tracker.stop()  # the studio stops; the control plane runs on
-    assert first.chain(cid).finished_at is None
+    assert first.chain(cid, ANYONE).finished_at is None
     again = services(stack, tmp_path)  # a new studio on the same ledger
     try:
         finished(again, cid)
-        chain = again.chain(cid)
-        assert chain.state == "COMPLETED", again.view(cid).line
+        chain = again.chain(cid, ANYONE)
+        assert chain.state == "COMPLETED", again.view(cid, ANYONE).line
         assert len(again.segments(chain)) == 3
         assert stitch.frame_count(Path(chain.result_path)) == 3 * 33 - 2
     finally:
