@@ -52,6 +52,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         prices,
         poll_s=settings.poll_s,
         secrets=settings.secret_values(),
+        max_execution_s=settings.guardrails.ceiling_s,
     )
     forms, byo_fill = load_forms()
     migrate_forms(ledger, forms)  # rows stored before the ledger kept the form values, once

@@ -34,7 +34,7 @@ from app.endpoint import RUN_LIMIT, EndpointClient
 from app.endpoint.states import JobState
 from app.errors import MB, InputError, StudioError, SubmitError, user_message
 from app.settings import Settings
-from app.studio import cost
+from app.studio import cost, graph
 from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
 from app.studio.images import prepare_image
@@ -100,7 +100,10 @@ class Studio:
             return self._cal[1]
         obs = []
         for row in self.ledger.finished_with_timing():
-            req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+            try:
+                req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+            except graph.Unresolved:  # a past job the quote cannot read: nothing to learn
+                continue
             obs.append(cost.Observation(req, row.gpu, (row.execution_ms or 0) / 1000))
         cal = cost.calibrate(obs)
         self._cal = (now, cal)
@@ -148,7 +151,7 @@ class Studio:
             if text.startswith(f"{field}:"):
                 text = text[len(field) + 1 :].strip()
             raise InputError(label, text) from None
-        req = cost.request_from_workflow(form.template_id, values.mode, filled.workflow)
+        req = _request(form.template_id, values.mode, filled.workflow)
         q = cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
         return Prepared(form, form.template_id, params, filled, req, q)
 
@@ -175,13 +178,14 @@ class Studio:
             )
         images = {param: img.name for param, img in prepared}
         prep = self.prepare(values, images)
-        clearance = self.ops.before_run(prep, user) if self.ops is not None else None
         job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
         by_param = dict(prepared)
         uploads = []
         for name, param in dict(getattr(prep.filled, "images", {}) or {}).items():
             if param in by_param:  # fill may rename the upload; the bytes are ours
                 uploads.append({"name": str(name), "image": by_param[param].b64})
+        names = [u["name"] for u in uploads]
+        clearance = self.ops.before_run(prep, user, names) if self.ops is not None else None
         if uploads:
             job_input["images"] = uploads
         size = len(json.dumps(job_input))
@@ -203,17 +207,20 @@ class Studio:
 
     def _send(self, prep, mode, params, job_input, clearance, user, recipe, form) -> str:
         """Ledger row first (inputs kept for reruns), then /run; returns the row id."""
-        rid = self.ledger.create(
-            template=prep.template_id,
-            mode=mode,
-            params=params,
-            workflow=prep.filled.workflow,
-            quote=prep.quote,
-            gpu=self.settings.gpu_type,
-            user=user,
-            recipe=recipe,
-            form=form,
-        )
+        with self.ledger.transaction():  # budget check and row: one step (no double spend)
+            if self.ops is not None:
+                self.ops.hold(prep, user)
+            rid = self.ledger.create(
+                template=prep.template_id,
+                mode=mode,
+                params=params,
+                workflow=prep.filled.workflow,
+                quote=prep.quote,
+                gpu=self.settings.gpu_type,
+                user=user,
+                recipe=recipe,
+                form=form,
+            )
         keep = self.inputs_dir(rid)
         for upload in job_input.get("images", []):
             keep.mkdir(parents=True, exist_ok=True)
@@ -249,11 +256,11 @@ class Studio:
                     "settings and upload them again",
                 )  # fmt: skip
             job_input["images"] = [{"name": n, "image": (kept / n).read_text()} for n in names]
-        req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+        req = _request(row.template, row.mode, row.workflow)
         q = cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
         filled = _Filled(row.workflow, dict(row.params or {}))
         prep = Prepared(self.forms.get(row.template), row.template, filled.params, filled, req, q)
-        clearance = self.ops.before_run(prep, user) if self.ops is not None else None
+        clearance = self.ops.before_run(prep, user, names) if self.ops is not None else None
         recipe = {**(row.recipe or {}), "rerun_of": row.id}
         recipe.pop("comfyui_version", None)
         args = (prep, row.mode, filled.params, job_input, clearance, user, recipe, row.form)
@@ -320,6 +327,17 @@ class Studio:
 class _Filled:
     workflow: dict[str, Any]
     params: dict[str, Any]
+
+
+def _request(template: str, mode: str, workflow: Mapping[str, Any]) -> cost.CostRequest:
+    """The cost request of a workflow as the graph will run it; a value known only at run time
+    (a link to a computing node) is an InputError: it can be neither quoted nor limit-checked."""
+    try:
+        return cost.request_from_workflow(template, mode, workflow)
+    except graph.Unresolved as exc:
+        raise InputError(
+            "workflow", f"cannot quote or check this workflow: {exc}; the job was not sent"
+        ) from None
 
 
 def template_version(template_id: str, workflow_file: str | None = None) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 
 from app.endpoint.states import JobState
 from app.errors import JobNotFound, scrub
-from app.studio import cost, polling, results
+from app.studio import cost, polling, results, timings
 from app.studio.ledger import Ledger
 from app.studio.progress import Samplers, describe, samplers
 
@@ -52,6 +53,7 @@ class Tracker:
         poll_s: float = 1.0,
         secrets: tuple[str, ...] = (),
         on_final: Callable[[str], None] | None = None,
+        max_execution_s: float = timings.EXECUTION_TIMEOUT_MAX_MS / 1000,
     ) -> None:
         self.ledger = ledger
         self.endpoint = endpoint
@@ -60,6 +62,8 @@ class Tracker:
         self.poll_s = poll_s
         self.secrets = secrets
         self.on_final = on_final
+        self.max_execution_s = max_execution_s  # the executionTimeout ceiling (guardrails)
+        self._implausible: set[str] = set()  # jobs whose endpoint timings were refused
         self._heap: list[tuple[float, str]] = []
         self._scheduled: set[str] = set()
         self._interval: dict[str, float] = {}
@@ -194,10 +198,7 @@ class Tracker:
         self._misses.pop(rid, None)
         state = JobState.parse(st.state)
         fields: dict[str, Any] = {"state": state}
-        if getattr(st, "delay_ms", None) is not None:
-            fields["delay_ms"] = st.delay_ms
-        if getattr(st, "execution_ms", None) is not None:
-            fields["execution_ms"] = st.execution_ms
+        fields.update(self._timings(rid, st))
         if getattr(st, "worker_id", None):
             fields["worker_id"] = st.worker_id
         if state.running and isinstance(st.progress, dict):
@@ -227,16 +228,14 @@ class Tracker:
             fields["progress"] = {"stage": "delivering"}
             self.ledger.update(rid, **fields)
             self._changed(rid)
-            self._pool.submit(self._store, rid, st)
+            self._pool.submit(self._store, rid, st, fields.get("execution_ms"))
             return False
         if state.final:
             err = st.error if isinstance(st.error, str) else None
             if err is None and isinstance(st.output, dict):
                 err = st.output.get("error")
-            if fields.get("execution_ms"):  # a cancelled or failed job still bills its seconds
-                bill = cost.actual(
-                    fields["execution_ms"], fields.get("delay_ms"), row.gpu, self.prices
-                )
+            if fields.get("execution_ms") or rid in self._implausible:  # it still bills
+                bill = self._bill(rid, fields.get("execution_ms"), fields.get("delay_ms"), row.gpu)
                 fields["cost"] = dataclasses.replace(bill, partial=True)
             self.ledger.update(rid, **{k: v for k, v in fields.items() if k != "state"})
             self._finish(rid, state, error=self._scrub(str(err or state.lower())))
@@ -247,7 +246,32 @@ class Tracker:
         return True
 
     # -- results -------------------------------------------------------------------------------
-    def _store(self, rid: str, st: Any) -> None:
+    def _timings(self, rid: str, st: Any) -> dict[str, Any]:
+        """The answer's delay and execution times when plausible (app/studio/timings.py); an
+        implausible one is logged and not recorded (the job is then billed at its quote)."""
+        out: dict[str, Any] = {}
+        for name, attr, ceiling in (
+            ("delayTime", "delay_ms", timings.EXECUTION_TIMEOUT_MAX_MS),
+            ("executionTime", "execution_ms", self.max_execution_s * 1000),
+        ):
+            value, why = timings.plausible_ms(getattr(st, attr, None), name, ceiling)
+            if why:
+                log.warning("tracker: %s: implausible timing refused: %s", rid, why)
+                self._implausible.add(rid)
+            elif value is not None:
+                out[attr] = value
+        return out
+
+    def _bill(self, rid: str, execution_ms: int | None, delay_ms: int | None, gpu: str):
+        """What the job cost; at its quote when the endpoint's timing was refused."""
+        if rid in self._implausible:
+            row = self.ledger.get(rid, workflow=False)
+            if row is not None and row.quote is not None:
+                billed = math.ceil(row.quote.execution_s)
+                return cost.Actual(billed, billed * row.quote.per_s, (delay_ms or 0) / 1000)
+        return cost.actual(execution_ms, delay_ms, gpu, self.prices)
+
+    def _store(self, rid: str, st: Any, execution_ms: int | None = None) -> None:
         try:
             output = st.output if isinstance(st.output, dict) else {}
             if output.get("error"):
@@ -263,12 +287,7 @@ class Tracker:
             row = self.ledger.get(rid)
             comfy = output.get("comfyui") if isinstance(output.get("comfyui"), dict) else {}
             comfy_version = comfy.get("version")
-            bill = cost.actual(
-                getattr(st, "execution_ms", None),
-                getattr(st, "delay_ms", None),
-                row.gpu if row else "",
-                self.prices,
-            )
+            bill = self._bill(rid, execution_ms, None, row.gpu if row else "")
             self.ledger.update(
                 rid,
                 outputs=[s.to_json() for s in saved],
