@@ -52,6 +52,24 @@ class ImageError(InputError):
     """An uploaded image cannot be used (unreadable, too large, wrong kind)."""
 
 
+class UnknownValue(InputError):
+    """A workflow value known only when the job runs (a link to a computing node): it can be
+    neither quoted nor limit-checked, so the job is refused (app/studio/graph.py)."""
+
+
+class FetchRefused(StudioError):
+    """A result the studio will not download (scheme, address, size, time): says what was wrong
+    and what is allowed (app/studio/fetch.py)."""
+
+
+class DiskFull(StudioError):
+    """The data folder cannot be written (disk full, read-only): jobs are refused, results wait."""
+
+
+class LedgerDamaged(ConfigError):
+    """The ledger file is damaged or empty: names the file, what is wrong and what to do."""
+
+
 class SubmitError(StudioError):
     """The endpoint refused or could not take the job (or a cancel)."""
 
@@ -203,6 +221,10 @@ ALL_ERRORS: tuple[type[StudioError], ...] = (
     AccessError,
     InputError,
     ImageError,
+    UnknownValue,
+    FetchRefused,
+    DiskFull,
+    LedgerDamaged,
     SubmitError,
     GuardrailError,
     PreflightError,

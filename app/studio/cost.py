@@ -255,7 +255,7 @@ def request_from_workflow(pipeline: str, mode: str, workflow: Mapping[str, objec
             if v is None:
                 return None
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise graph.Unresolved(nid, name, f"{v!r} is not a number")
+                raise graph.unresolved(nid, name, f"{v!r} is not a number")
             return v
 
         if kind in _LATENT_NODES or {"width", "height", "length"} <= set(inputs):

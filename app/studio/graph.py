@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from app.errors import UnknownValue
+
 # class_type -> the input its only output passes on unchanged
 PASS_THROUGH = {
     "PrimitiveInt": "value",
@@ -25,12 +27,15 @@ PASS_THROUGH = {
 MAX_HOPS = 32  # a chain of primitives longer than this is a loop or an attack
 
 
-class Unresolved(ValueError):
-    """An input whose value cannot be known before the job runs."""
+Unresolved = UnknownValue  # an InputError on the field "workflow"
 
-    def __init__(self, node: str, name: str, reason: str) -> None:
-        super().__init__(f"node {node} input {name!r}: {reason}")
-        self.node, self.input, self.reason = node, name, reason
+
+def unresolved(node: str, name: str, reason: str) -> UnknownValue:
+    exc = UnknownValue(
+        "workflow", f"cannot quote or check this workflow: node {node} input {name!r}: {reason}"
+    )
+    exc.node, exc.input, exc.reason = node, name, reason  # type: ignore[attr-defined]
+    return exc
 
 
 def is_link(value: object) -> bool:
@@ -52,17 +57,17 @@ def resolve(workflow: Mapping[str, Any], node: str, name: str) -> Any:
         source = str(value[0])
         target = workflow.get(source)
         if not isinstance(target, Mapping):
-            raise Unresolved(*where, f"links to node {source}, which is not in the workflow")
+            raise unresolved(*where, f"links to node {source}, which is not in the workflow")
         cls = str(target.get("class_type", ""))
         passed = PASS_THROUGH.get(cls)
         if passed is None or value[1] != 0:
-            raise Unresolved(
+            raise unresolved(
                 *where,
                 f"takes its value from node {source} ({cls}), which is computed when the job runs;"
                 f" write the value in the workflow or feed it from a {'/'.join(PASS_THROUGH)} node",
             )
         if source in seen or len(seen) >= MAX_HOPS:
-            raise Unresolved(*where, f"its links loop or chain more than {MAX_HOPS} nodes")
+            raise unresolved(*where, f"its links loop or chain more than {MAX_HOPS} nodes")
         seen.append(source)
         value = (target.get("inputs") or {}).get(passed)
     return value

@@ -331,13 +331,8 @@ class _Filled:
 
 def _request(template: str, mode: str, workflow: Mapping[str, Any]) -> cost.CostRequest:
     """The cost request of a workflow as the graph will run it; a value known only at run time
-    (a link to a computing node) is an InputError: it can be neither quoted nor limit-checked."""
-    try:
-        return cost.request_from_workflow(template, mode, workflow)
-    except graph.Unresolved as exc:
-        raise InputError(
-            "workflow", f"cannot quote or check this workflow: {exc}; the job was not sent"
-        ) from None
+    is an UnknownValue (an InputError): it can be neither quoted nor limit-checked."""
+    return cost.request_from_workflow(template, mode, workflow)
 
 
 def template_version(template_id: str, workflow_file: str | None = None) -> str:

@@ -74,6 +74,7 @@ def test_a_value_computed_at_run_time_is_refused_with_the_reason():
     with pytest.raises(InputError) as err:
         _request("byo", "quality", wf)
     assert err.value.field == "workflow" and "cannot quote or check" in str(err.value)
+    assert "node p" in str(err.value)
     loop = {"1": {"class_type": "PrimitiveInt", "inputs": {"value": ["1", 0]}},
             "2": {"class_type": "KSampler", "inputs": {"steps": ["1", 0], "cfg": 1.0}}}  # fmt: skip
     with pytest.raises(graph.Unresolved, match="loop"):

@@ -30,7 +30,7 @@ def input_problems(workflow: Mapping[str, Any], uploads: Iterable[str]) -> list[
         try:
             value = graph.resolve(workflow, str(node_id), name)
         except graph.Unresolved as exc:
-            lines.append(f"node {node_id} ({cls}): {exc.input}: {exc.reason}")
+            lines.append(f"node {node_id} ({cls}): {exc.input}: {exc.reason}")  # type: ignore[attr-defined]
             continue
         if value is None:
             continue
