@@ -19,6 +19,7 @@ Every refusal is a StudioError naming the field (ParamError from workflows becom
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -32,9 +33,9 @@ from typing import Any
 
 from app.endpoint import RUN_LIMIT, EndpointClient
 from app.endpoint.states import JobState
-from app.errors import MB, InputError, StudioError, SubmitError, user_message
+from app.errors import MB, DiskFull, InputError, StudioError, SubmitError, user_message
 from app.settings import Settings
-from app.studio import cost, graph
+from app.studio import cost, disk, graph
 from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
 from app.studio.images import prepare_image
@@ -151,7 +152,7 @@ class Studio:
             if text.startswith(f"{field}:"):
                 text = text[len(field) + 1 :].strip()
             raise InputError(label, text) from None
-        req = _request(form.template_id, values.mode, filled.workflow)
+        req = cost.request_from_workflow(form.template_id, values.mode, filled.workflow)
         q = cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
         return Prepared(form, form.template_id, params, filled, req, q)
 
@@ -206,7 +207,20 @@ class Studio:
         return self._send(prep, values.mode, params, job_input, clearance, user, recipe, form)
 
     def _send(self, prep, mode, params, job_input, clearance, user, recipe, form) -> str:
-        """Ledger row first (inputs kept for reruns), then /run; returns the row id."""
+        """Ledger row first (inputs kept for reruns), then /run; returns the row id. Nothing is
+        written or sent while the data folder cannot be written (disk.refuse_if_full)."""
+        try:
+            disk.refuse_if_full(self.settings.data_dir)
+            return self._write_and_send(
+                prep, mode, params, job_input, clearance, user, recipe, form
+            )
+        except Exception as exc:
+            if not isinstance(exc, DiskFull) and disk.full(exc):
+                why = getattr(exc, "strerror", None) or str(exc)
+                raise DiskFull(disk.message(self.settings.data_dir, why)) from None
+            raise
+
+    def _write_and_send(self, prep, mode, params, job_input, clearance, user, recipe, form) -> str:
         with self.ledger.transaction():  # budget check and row: one step (no double spend)
             if self.ops is not None:
                 self.ops.hold(prep, user)
@@ -256,7 +270,7 @@ class Studio:
                     "settings and upload them again",
                 )  # fmt: skip
             job_input["images"] = [{"name": n, "image": (kept / n).read_text()} for n in names]
-        req = _request(row.template, row.mode, row.workflow)
+        req = cost.request_from_workflow(row.template, row.mode, row.workflow)
         q = cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
         filled = _Filled(row.workflow, dict(row.params or {}))
         prep = Prepared(self.forms.get(row.template), row.template, filled.params, filled, req, q)
@@ -317,6 +331,9 @@ class Studio:
         quote_s = row.quote.execution_s if row.quote else None
         plan = self._samplers(rid)
         pv = describe(row.state, row.progress, end - start, quote_s, plan, row.error)
+        note = self.tracker.note(rid) if self.tracker is not None else None
+        if note and not row.final:  # e.g. disk full: the ledger may not say it
+            pv = dataclasses.replace(pv, head=note)
         video = row.result_path if row.state is JobState.COMPLETED and row.result_path else None
         if video and not Path(video).is_file():
             video = None
@@ -327,12 +344,6 @@ class Studio:
 class _Filled:
     workflow: dict[str, Any]
     params: dict[str, Any]
-
-
-def _request(template: str, mode: str, workflow: Mapping[str, Any]) -> cost.CostRequest:
-    """The cost request of a workflow as the graph will run it; a value known only at run time
-    is an UnknownValue (an InputError): it can be neither quoted nor limit-checked."""
-    return cost.request_from_workflow(template, mode, workflow)
 
 
 def template_version(template_id: str, workflow_file: str | None = None) -> str:

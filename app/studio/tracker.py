@@ -17,6 +17,7 @@ The endpoint is anything with `.status(job_id)` returning an object with `state`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import logging
@@ -29,13 +30,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.endpoint.states import JobState
-from app.errors import JobNotFound, scrub
-from app.studio import cost, polling, results, timings
+from app.errors import FetchRefused, JobNotFound, scrub
+from app.studio import cost, disk, polling, results, timings
+from app.studio.fetch import Fetcher, FetchSettings
 from app.studio.ledger import Ledger
 from app.studio.progress import Samplers, describe, samplers
 
 log = logging.getLogger("wanpod.tracker")
 
+FETCH_THREADS = 16
+UNANSWERED = (
+    "the studio stopped while /run was answering: the job may have run on the endpoint and may "
+    "cost up to its quote (counted against today's budget); RunPod's job id never arrived. If "
+    "the endpoint's requests in the RunPod console show it, reconcile this row with that id"
+)
 NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
 
 
@@ -54,6 +62,7 @@ class Tracker:
         secrets: tuple[str, ...] = (),
         on_final: Callable[[str], None] | None = None,
         max_execution_s: float = timings.EXECUTION_TIMEOUT_MAX_MS / 1000,
+        fetcher: Fetcher | None = None,
     ) -> None:
         self.ledger = ledger
         self.endpoint = endpoint
@@ -64,6 +73,9 @@ class Tracker:
         self.on_final = on_final
         self.max_execution_s = max_execution_s  # the executionTimeout ceiling (guardrails)
         self._implausible: set[str] = set()  # jobs whose endpoint timings were refused
+        self.fetcher = fetcher or Fetcher(FetchSettings())  # result downloads (app/studio/fetch.py)
+        self.retry_s = disk.RETRY_S
+        self._notes: dict[str, str] = {}  # rid -> what its page must say (disk full)
         self._heap: list[tuple[float, str]] = []
         self._scheduled: set[str] = set()
         self._interval: dict[str, float] = {}
@@ -75,7 +87,9 @@ class Tracker:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wanpod-fetch")
+        # result downloads: each capped in time (WANPOD_RESULT_TIMEOUT_S); enough threads that
+        # a few slow-drip URLs cannot hold every one while another job waits to be delivered
+        self._pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="wanpod-fetch")
         self._polls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wanpod-status")
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -85,11 +99,7 @@ class Tracker:
                 self.watch(row.id)
             else:  # the app stopped between writing the row and /run answering
                 self.ledger.update(
-                    row.id,
-                    state=JobState.LOST,
-                    finished_at=time.time(),
-                    error="the studio stopped before the endpoint answered /run; "
-                    "the job cannot be followed",
+                    row.id, state=JobState.LOST, finished_at=time.time(), error=UNANSWERED
                 )
         self._thread = threading.Thread(target=self._loop, name="wanpod-tracker", daemon=True)
         self._thread.start()
@@ -165,10 +175,14 @@ class Tracker:
     def _poll_and_reschedule(self, rid: str) -> None:
         try:
             again = self._poll(rid)
-        except Exception:  # never let one job kill the tracker
-            log.exception("tracker: polling %s failed", rid)
+        except Exception as exc:  # never let one job kill the tracker
             again = True
-            self._interval[rid] = polling.error_interval(self._interval[rid])
+            if disk.full(exc):  # the ledger cannot be written: say so, look again later
+                self._disk_full(rid, exc)
+                self._interval[rid] = self.retry_s
+            else:
+                log.exception("tracker: polling %s failed", rid)
+                self._interval[rid] = polling.error_interval(self._interval[rid])
         with self._cond:
             if again and not self._stop.is_set():
                 heapq.heappush(self._heap, (time.monotonic() + self._interval[rid], rid))
@@ -277,7 +291,7 @@ class Tracker:
             if output.get("error"):
                 self._finish(rid, JobState.FAILED, error=self._scrub(str(output["error"])))
                 return
-            saved = results.save_outputs(output, self.results_dir / rid)
+            saved = results.save_outputs(output, self.results_dir / rid, self.fetcher)
             if not saved:
                 self._finish(
                     rid, JobState.FAILED, error="the job completed without any output file"
@@ -298,13 +312,47 @@ class Tracker:
                 recipe={**((row.recipe or {}) if row else {}), "comfyui_version": comfy_version},
             )
             self._finish(rid, JobState.COMPLETED)
+        except FetchRefused as exc:
+            log.warning("tracker: result of %s refused: %s", rid, exc)
+            self._finish(rid, JobState.FAILED, error=self._scrub(str(exc)))
         except Exception as exc:
+            if disk.full(exc):
+                self._wait_for_space(rid, exc)
+                return
             log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
             self._finish(
                 rid, JobState.FAILED, error=f"the result could not be stored ({type(exc).__name__})"
             )
 
+    def _wait_for_space(self, rid: str, exc: BaseException) -> None:
+        """The data disk is full: the job stays live (COMPLETED at the endpoint until its
+        retention ends) and the store is tried again every disk.RETRY_S; its page says so."""
+        self._disk_full(rid, exc)
+        if not self._stop.is_set():
+            timer = threading.Timer(self.retry_s, self.watch, (rid,))
+            timer.daemon = True
+            timer.start()
+
+    def _disk_full(self, rid: str, exc: BaseException) -> None:
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        text = disk.message(self.results_dir.parent, why)
+        with self._cond:
+            if self._notes.get(rid) != text:
+                log.warning("tracker: %s: %s", rid, text)
+            self._notes[rid] = text
+        # the ledger is on the same disk: when it cannot be written, the note in memory shows
+        with contextlib.suppress(Exception):
+            self.ledger.update(rid, progress={"stage": "disk full"}, error=text)
+        self._changed(rid)
+
+    def note(self, rid: str) -> str | None:
+        """A problem the page must show for a live job (e.g. disk full), None when none."""
+        with self._cond:
+            return self._notes.get(rid)
+
     def _finish(self, rid: str, state: JobState, error: str | None = None) -> None:
+        with self._cond:
+            self._notes.pop(rid, None)
         self.ledger.update(rid, state=state, error=error, finished_at=time.time())
         self._changed(rid)
         if self.on_final:

@@ -18,7 +18,7 @@ from app.studio import cost, graph, timings
 from app.studio.checks.gate import Gate, job_shape
 from app.studio.checks.guardrails import Guardrails, check
 from app.studio.checks.inputs import check_inputs, input_problems
-from app.studio.jobs import Prepared, Studio, _request
+from app.studio.jobs import Prepared, Studio
 from app.studio.ledger import Ledger
 from app.studio.tracker import Tracker
 from workflows.fill import fill
@@ -71,8 +71,8 @@ def test_a_value_computed_at_run_time_is_refused_with_the_reason():
     with pytest.raises(graph.Unresolved) as info:
         cost.request_from_workflow("byo", "quality", wf)
     assert "SimpleMath+" in str(info.value) and "computed when the job runs" in str(info.value)
-    with pytest.raises(InputError) as err:
-        _request("byo", "quality", wf)
+    with pytest.raises(InputError) as err:  # the page names the field
+        cost.request_from_workflow("byo", "quality", wf)
     assert err.value.field == "workflow" and "cannot quote or check" in str(err.value)
     assert "node p" in str(err.value)
     loop = {"1": {"class_type": "PrimitiveInt", "inputs": {"value": ["1", 0]}},

@@ -62,6 +62,11 @@ def fstack(s3, tmp_path_factory):
         yield stack
 
 
+def fstack_s3_url(stack) -> str:
+    """The S3 endpoint the stack's workers upload to (what the studio may download from)."""
+    return stack.config.worker_env["BUCKET_ENDPOINT_URL"]
+
+
 def knobs(stack, **values) -> None:
     for url in stack.comfy_urls:
         requests.post(url + "/emulator/config", json=values, timeout=5).raise_for_status()
@@ -92,6 +97,7 @@ def studio(fstack, tmp_path):
         "WANPOD_DATA_DIR": str(tmp_path / "data"),
         "WANPOD_POLL_S": "0.1",
         "BUCKET_SECRET_ACCESS_KEY": S3_KEY,
+        "WANPOD_S3_ENDPOINT_URL": fstack_s3_url(fstack),  # moto on loopback: allowed by name
         "WANPOD_PREFLIGHT": "off",  # no inventory job racing the injected faults
     }
     settings = Settings.from_env(env)
