@@ -190,3 +190,37 @@ def test_negative_or_endless_timings_are_refused_and_never_refund(tmp_path, capl
     assert row.execution_ms is None and row.delay_ms is None
     assert row.cost is not None and row.cost.dollars == pytest.approx(0.1)  # the quote, not -$1160
     assert "implausible timing refused: executionTime=-1160000000 is negative" in caplog.text
+
+
+def test_a_linked_or_image_reading_byo_workflow_is_refused_through_the_api(client, tmp_path):
+    import json
+
+    from gradio_client.exceptions import AppError
+
+    from tests.app.test_api import byo_args
+    from tests.helpers import COMFY_FIXTURES
+
+    base = json.loads(
+        (COMFY_FIXTURES / "workflows" / "wan22_t2v_14B_lightx2v.api.json").read_text()
+    )
+    for node in base.values():
+        if {"width", "height", "length"} <= set(node["inputs"]):
+            node["inputs"].update(width=1344, height=1344, length=401)
+        if "steps" in node["inputs"]:
+            node["inputs"]["steps"] = 60
+    linked = tmp_path / "linked.json"
+    linked.write_text(json.dumps(through_primitives(base)))
+    with pytest.raises(AppError, match=r"refused by the studio's limits") as info:
+        client.predict(*byo_args(linked), api_name="/generate")
+    assert "width: 1344 px" in str(info.value) and "frames: 401" in str(info.value)
+
+    reader = json.loads(
+        (COMFY_FIXTURES / "workflows" / "wan22_t2v_14B_lightx2v.api.json").read_text()
+    )
+    for nid in ("900", "901", "902"):  # the form fills two image slots; the third is extra
+        reader[nid] = {"class_type": "LoadImage", "inputs": {"image": "../../../etc/secret.png"}}
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps(reader))
+    with pytest.raises(AppError) as info:
+        client.predict(*byo_args(extra), api_name="/generate")
+    assert "(LoadImage): image: '../../../etc/secret.png' points outside" in str(info.value)
