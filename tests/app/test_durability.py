@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -217,3 +218,18 @@ def test_concurrent_writers_wait_rather_than_fail(tmp_path):
     for t in threads:
         t.join()
     assert errors == [] and len(ledger.since(0)) == 100
+
+
+def test_ledger_failures_after_start_are_said_in_words(small_disk):
+    """What an action shows when the ledger fails mid-run: disk full, or damaged (no 'internal
+    error (OperationalError)')."""
+    from app.errors import user_message
+
+    Ledger(small_disk / "ledger.sqlite3")
+    fill_up(small_disk)
+    with pytest.raises(sqlite3.OperationalError) as info:
+        ledger_with_rows(small_disk / "ledger.sqlite3", 50)
+    shown = user_message(info.value)
+    assert shown.startswith("disk full: the studio's data folder cannot be written"), shown
+    damaged = user_message(sqlite3.DatabaseError("database disk image is malformed"))
+    assert "the job ledger failed" in damaged and "start-up check" in damaged
