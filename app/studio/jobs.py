@@ -157,7 +157,10 @@ class Studio:
         return Prepared(form, form.template_id, params, filled, req, q)
 
     # -- submit ------------------------------------------------------------------------------
-    def submit(self, values: FormValues, user: str | None = None) -> str:
+    def submit(
+        self, values: FormValues, user: str | None = None, chain: Mapping[str, Any] | None = None
+    ) -> str:
+        """`chain`: the chain segment this job is (app/studio/chains.py), kept on its row."""
         form = self.form(values.pipeline)
         width, height = self._size(form, values)
         tag = uuid.uuid4().hex[:10]
@@ -204,23 +207,27 @@ class Studio:
         }
         params = {**resolved, "prompt": values.prompt}
         form = asked(values, resolved.get("seed"))
-        return self._send(prep, values.mode, params, job_input, clearance, user, recipe, form)
+        args = (prep, values.mode, params, job_input, clearance, user, recipe, form)
+        return self._send(*args, chain=chain)
 
-    def _send(self, prep, mode, params, job_input, clearance, user, recipe, form) -> str:
+    def _send(
+        self, prep, mode, params, job_input, clearance, user, recipe, form, chain=None
+    ) -> str:
         """Ledger row first (inputs kept for reruns), then /run; returns the row id. Nothing is
         written or sent while the data folder cannot be written (disk.refuse_if_full)."""
+        args = (prep, mode, params, job_input, clearance, user, recipe, form, chain)
         try:
             disk.refuse_if_full(self.settings.data_dir)
-            return self._write_and_send(
-                prep, mode, params, job_input, clearance, user, recipe, form
-            )
+            return self._write_and_send(*args)
         except Exception as exc:
             if not isinstance(exc, DiskFull) and disk.full(exc):
                 why = getattr(exc, "strerror", None) or str(exc)
                 raise DiskFull(disk.message(self.settings.data_dir, why)) from None
             raise
 
-    def _write_and_send(self, prep, mode, params, job_input, clearance, user, recipe, form) -> str:
+    def _write_and_send(
+        self, prep, mode, params, job_input, clearance, user, recipe, form, chain
+    ) -> str:
         with self.ledger.transaction():  # budget check and row: one step (no double spend)
             if self.ops is not None:
                 self.ops.hold(prep, user)
@@ -234,6 +241,7 @@ class Studio:
                 user=user,
                 recipe=recipe,
                 form=form,
+                chain=chain,
             )
         keep = self.inputs_dir(rid)
         for upload in job_input.get("images", []):
