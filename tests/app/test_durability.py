@@ -25,6 +25,7 @@ from app.studio.checks.guardrails import spend
 from app.studio.jobs import Prepared, Studio
 from app.studio.ledger import Ledger
 from app.studio.ledger_check import backup_path, check_ledger
+from app.studio.owners import ANYONE
 from app.studio.reconcile import reconcile
 from app.studio.tracker import Tracker
 from tests.helpers import REPO, wait_for
@@ -99,8 +100,9 @@ def test_full_disk_refuses_new_jobs_and_stores_the_finished_one_when_space_retur
     tracker.start()
     try:
         view = wait_for(
-            lambda: (v := studio.view(rid)) and v.progress.head.startswith("disk full") and v,
-            30, "the page to say disk full", lambda: str(studio.view(rid)),
+            lambda: (v := studio.view(rid, ANYONE)) and v.progress.head.startswith("disk full")
+            and v,
+            30, "the page to say disk full", lambda: str(studio.view(rid, ANYONE)),
         )  # fmt: skip
         assert not view.final and ledger.get(rid).live  # recoverable, not FAILED
         p = prepared()
@@ -110,7 +112,7 @@ def test_full_disk_refuses_new_jobs_and_stores_the_finished_one_when_space_retur
         filler.unlink()  # space returns
         row = wait_for(lambda: (r := ledger.get(rid)).final and r, 30, "the retried store")
         assert row.state == "COMPLETED" and Path(row.result_path).read_bytes() == video
-        assert row.error is None and studio.view(rid).final
+        assert row.error is None and studio.view(rid, ANYONE).final
         studio._send(p, "turbo", {}, {"workflow": p.filled.workflow}, None, None, {}, None)
         assert endpoint.sent == 1
     finally:
@@ -186,7 +188,7 @@ def test_a_job_whose_run_answer_never_came_may_cost_and_is_reconciled(tmp_path):
         assert row.state == "LOST" and "may have run on the endpoint and may cost" in row.error
         assert spend([row], since=0) == pytest.approx(0.3)  # counted against today's budget
         studio = SimpleNamespace(ledger=ledger, endpoint=endpoint, tracker=tracker,
-                                 row=lambda r: ledger.get(r))  # fmt: skip
+                                 row=lambda r, _caller: ledger.get(r))  # fmt: skip
         with pytest.raises(InputError, match="does not know job-1"):
             reconcile(studio, rid, "job-1")
         assert "following it" in reconcile(studio, rid, "job-77")
