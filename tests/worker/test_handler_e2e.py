@@ -251,6 +251,23 @@ def test_websocket_refused_for_longer_than_the_attempts_follows_the_job_over_htt
     assert decode_mp4(base64.b64decode(out["images"][0]["data"]))[0] == 81
 
 
+def test_websocket_refused_from_the_start_fails_clearly_and_queues_nothing(emu: Comfy):
+    """No websocket can be opened at all (every upgrade refused) while HTTP works: the job is
+    not queued (its progress and end could not be followed) and fails as ComfyUI unavailable,
+    naming the websocket, the answer and the attempts, not as an internal worker error."""
+    emu.knobs(ws_refuse_after=0)
+    env = {"WEBSOCKET_RECONNECT_ATTEMPTS": "3", "WEBSOCKET_RECONNECT_DELAY_S": "0.05"}
+    before = get_json(emu.url + "/history")
+    post_json(emu.url + "/emulator/requests", {})
+    out = run(make_handler(emu.settings(**env)), {"id": "ws0", "input": {"workflow": T2V}})
+    assert out["error"].startswith("ComfyUI unavailable: could not open the websocket"), out
+    assert "503" in out["error"] and "3 attempts" in out["error"], out
+    log = get_json(emu.url + "/emulator/requests")
+    assert sum(r["path"] == "/ws" and r["status"] == 503 for r in log) >= 3
+    assert not [r for r in log if r["path"] == "/prompt" and r["method"] == "POST"]
+    assert get_json(emu.url + "/history") == before
+
+
 def test_websocket_and_http_both_gone_is_a_lost_connection(own_comfy: Comfy):
     """Following over HTTP ends with a clear 'lost connection' once HTTP stops answering too."""
     own_comfy.knobs(step_delay=2.0, ws_drop_after=6, ws_refuse_after=1)
