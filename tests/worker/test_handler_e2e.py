@@ -95,6 +95,21 @@ def test_invalid_workflow_gives_one_line_per_node_error(emu: Comfy):
                for d in out["details"])  # fmt: skip
 
 
+def test_a_bad_option_from_a_long_list_still_lists_what_is_allowed(emu: Comfy):
+    """ComfyUI leaves out option lists over 20 long from its refusal (the samplers: "list of
+    length 42"): the worker reads them from /object_info/{class}, so the line says what is
+    allowed, as options (not files)."""
+    wf = with_seed(T2V, 15)
+    wf["81"]["inputs"]["sampler_name"] = "bogus"
+    out = run(make_handler(emu.settings()), {"id": "opt", "input": {"workflow": wf}})
+    [line] = out["details"]
+    assert line.startswith(
+        "node 81 (KSamplerAdvanced) input 'sampler_name': 'bogus' is not one of the options: "
+        "euler, "
+    ), line
+    assert "more)" in line and "file" not in line, line
+
+
 def test_missing_model_lists_the_files_that_exist(emu: Comfy):
     wf = with_seed(T2V, 14)
     wf["75"]["inputs"]["unet_name"] = "wan2.2_t2v_high_noise_14B_fp16.safetensors"
