@@ -91,6 +91,8 @@ def _error_from(data: dict) -> ExecutionFailed:
     etype = str(data.get("exception_type", "")).rpartition(".")[2]
     msg = one_line(data.get("exception_message") or "")
     cause = f"{etype}: {msg}".strip(": ")
+    if "avcodec_open2" in msg and "libx264" in msg:  # ComfyUI's /prompt let an odd size through
+        cause += " (h264 needs an even width and height: make both even)"
     if _UNREADABLE.search(f"{etype} {msg}"):
         for name, value in (data.get("current_inputs") or {}).items():
             value = value[0] if isinstance(value, list) and value else value

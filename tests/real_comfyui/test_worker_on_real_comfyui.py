@@ -292,4 +292,5 @@ def test_execution_error_details_are_single_lines_without_server_paths(real: Rea
 def test_odd_width_for_h264_fails_with_the_encoder_named(real: RealComfyUI):
     out = handle(real, {"workflow": video_workflow(width=255, height=128, frames=8)})
     assert out["error"].startswith("workflow execution failed: node 4 (SaveVideo)"), out
+    assert "h264 needs an even width and height" in out["error"], out
     assert not files_under(real.output)

@@ -110,6 +110,23 @@ def test_a_bad_option_from_a_long_list_still_lists_what_is_allowed(emu: Comfy):
     assert "more)" in line and "file" not in line, line
 
 
+def test_odd_h264_size_fails_saying_the_size_must_be_even(emu: Comfy):
+    """ComfyUI accepts an odd width for h264 and SaveVideo then fails opening libx264
+    (`avcodec_open2`): the error says what that means."""
+    wf = {
+        "1": {"class_type": "EmptyImage",
+              "inputs": {"width": 255, "height": 128, "batch_size": 4, "color": 0}},
+        "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 8.0}},
+        "3": {"class_type": "SaveVideo",
+              "inputs": {"video": ["2", 0], "filename_prefix": "video/odd", "format": "mp4",
+                         "codec": "h264"}},
+    }  # fmt: skip
+    out = run(make_handler(emu.settings()), {"id": "odd", "input": {"workflow": wf}})
+    assert out["error"].startswith("workflow execution failed: node 3 (SaveVideo)"), out
+    assert "avcodec_open2" in out["error"], out
+    assert "h264 needs an even width and height" in out["error"], out
+
+
 def test_missing_model_lists_the_files_that_exist(emu: Comfy):
     wf = with_seed(T2V, 14)
     wf["75"]["inputs"]["unet_name"] = "wan2.2_t2v_high_noise_14B_fp16.safetensors"
