@@ -3,8 +3,10 @@
 A row is created in state SUBMITTING (so a crash between /run and the answer is visible), gets the
 RunPod job id the moment /run answers, and is then updated by the tracker (state, progress,
 timings, result file, actual cost, error). Rows survive restarts: `live()` lists the jobs the
-tracker must resume. The row keeps the recipe (template, params, filled workflow, quote) so the
-history and "rerun" features can reuse it, and the signed-in user who sent it (per-user budget).
+tracker must resume. A chain's segment (app/studio/chains.py) carries `chain`: its chain id,
+index, parent row and the start frame it was sent with. The row keeps the recipe (template,
+params, filled workflow, quote) so the history and "rerun" features can reuse it, and the
+signed-in user who sent it (per-user budget).
 Typed records go in and come out: what the user asked (`form`, a FormValues: reuse reads it back
 as it was) next to what was sent (`params`, `workflow`), the `quote` (cost.Quote) and the actual
 `cost` (cost.Actual). Rows written before the `form` column are given one once by
@@ -62,13 +64,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     stored_at REAL,
     user TEXT,
     recipe TEXT,
-    form TEXT
+    form TEXT,
+    chain TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 """
 
-_JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe", "form")
+_JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe", "form", "chain")
 _RECORDS: dict[str, type] = {"quote": Quote, "cost": Actual, "form": FormValues}
 
 
@@ -101,6 +104,7 @@ class JobRow:
     user: str | None = None  # the signed-in user (APP_AUTH) who submitted it
     recipe: dict[str, Any] | None = None  # template version, seed, worker's ComfyUI version
     form: FormValues | None = None  # what the user asked (None: not sent from the form)
+    chain: dict[str, Any] | None = None  # a chain's segment: id, index, parent, start_frame
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,7 +125,7 @@ class Ledger:
             c.execute("PRAGMA journal_mode=WAL")
             c.executescript(_SCHEMA)
             cols = {r[1] for r in c.execute("PRAGMA table_info(jobs)").fetchall()}
-            for col in ("user", "recipe", "form"):  # ledgers written before these columns
+            for col in ("user", "recipe", "form", "chain"):  # ledgers written before these columns
                 if col not in cols:
                     c.execute(f"ALTER TABLE jobs ADD COLUMN {col} TEXT")
             names = [r[1] for r in c.execute("PRAGMA table_info(jobs)").fetchall()]
@@ -139,6 +143,12 @@ class Ledger:
             self._local.conn = conn
         yield conn
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, for stores that keep their tables in the ledger's file
+        (app/studio/chain_store.py)."""
+        with self._conn() as c:
+            return c
+
     def create(
         self,
         *,
@@ -151,6 +161,7 @@ class Ledger:
         user: str | None = None,
         recipe: Mapping[str, Any] | None = None,
         form: FormValues | None = None,
+        chain: Mapping[str, Any] | None = None,
     ) -> str:
         """A new row in state SUBMITTING; returns the ledger id (not the RunPod job id)."""
         rid = "wp-" + uuid.uuid4().hex[:16]
@@ -158,7 +169,8 @@ class Ledger:
         with self._conn() as c:
             c.execute(
                 "INSERT INTO jobs (id, created_at, updated_at, template, mode, params, workflow,"
-                " quote, gpu, state, user, recipe, form) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " quote, gpu, state, user, recipe, form, chain)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     rid,
                     now,
@@ -173,6 +185,7 @@ class Ledger:
                     user,
                     json.dumps(dict(recipe)) if recipe is not None else None,
                     _encode(form),
+                    _encode(chain),
                 ),
             )
         return rid
