@@ -34,6 +34,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     from app.studio import cost
     from app.studio.chains import Chains
     from app.studio.checks.gate import Gate
+    from app.studio.fetch import Fetcher
     from app.studio.forms_catalog import load_forms
     from app.studio.jobs import Studio
     from app.studio.ledger import Ledger
@@ -53,6 +54,8 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         prices,
         poll_s=settings.poll_s,
         secrets=settings.secret_values(),
+        max_execution_s=settings.guardrails.ceiling_s,
+        fetcher=Fetcher(settings.fetch),
     )
     forms, byo_fill = load_forms()
     migrate_forms(ledger, forms)  # rows stored before the ledger kept the form values, once
@@ -116,6 +119,9 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
                 settings, access=dataclasses.replace(settings.access, share=True)
             )
         access_kwargs = settings.access.launch_kwargs(settings.host)  # refuses public, no login
+        from app.studio.ledger_check import check_ledger
+
+        check_ledger(settings.data_dir / "ledger.sqlite3")  # damaged or emptied: say what to do
     except StudioError as exc:
         print(f"wanpod studio: {user_message(exc)}", file=sys.stderr)
         return 2

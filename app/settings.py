@@ -18,8 +18,9 @@ scrubbed from messages when present.
 Operator settings are sub-objects read in the same pass: `guardrails`
 (app/studio/checks/guardrails.py: WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*,
 WANPOD_TIMEOUT_*), `access` (app/access.py: APP_AUTH, APP_ALLOW_PUBLIC_WITHOUT_AUTH, GRADIO_SHARE,
-GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets) and `preflight`
-(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*).
+GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets), `preflight`
+(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*) and `fetch`
+(app/studio/fetch.py: WANPOD_S3_ENDPOINT_URL, WANPOD_RESULT_MAX_MB, WANPOD_RESULT_TIMEOUT_S).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from app.errors import ConfigError
 from app.studio.checks.guardrails import Guardrails
 from app.studio.checks.preflight import PreflightSettings
 from app.studio.cost import PRICES_PATH, load_prices
+from app.studio.fetch import FetchSettings
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
 
@@ -73,6 +75,7 @@ class Settings:
     guardrails: Guardrails = field(default_factory=Guardrails)
     access: Access = field(default_factory=Access)
     preflight: PreflightSettings = field(default_factory=PreflightSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)  # result downloads
 
     @property
     def demo(self) -> bool:
@@ -127,4 +130,5 @@ class Settings:
             guardrails=Guardrails.from_env(env),
             access=Access.from_env(env),
             preflight=PreflightSettings.from_env(env),
+            fetch=FetchSettings.from_env(env),
         )

@@ -143,6 +143,20 @@ class Ledger:
             self._local.conn = conn
         yield conn
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction (BEGIN IMMEDIATE: other writers, in this process or another,
+        wait): what is read and written inside, on this thread, is one atomic step. Used to check
+        the budget against today's rows and write the new row together."""
+        with self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, for stores that keep their tables in the ledger's file
         (app/studio/chain_store.py)."""
