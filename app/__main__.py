@@ -36,14 +36,15 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     from app.studio.forms_catalog import load_forms
     from app.studio.jobs import Studio
     from app.studio.ledger import Ledger
-    from app.studio.reuse import migrate_forms
     from app.studio.tracker import Tracker
     from app.ui.page import build_ui
     from workflows.fill import fill
 
     prices = cost.load_prices(settings.prices_path)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(settings.data_dir / "ledger.sqlite3")
+    forms, byo_fill = load_forms()
+    # the shared ledger (or the data folder's SQLite file), migrated forward on open
+    ledger = Ledger(settings.shared.ledger_url(settings.data_dir), forms=forms)
     endpoint = EndpointClient(base_url, api_key)
     tracker = Tracker(
         ledger,
@@ -52,9 +53,8 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         prices,
         poll_s=settings.poll_s,
         secrets=settings.secret_values(),
+        lease_s=settings.shared.lease_s,
     )
-    forms, byo_fill = load_forms()
-    migrate_forms(ledger, forms)  # rows stored before the ledger kept the form values, once
     studio = Studio(
         settings=settings,
         forms=forms,

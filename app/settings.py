@@ -18,7 +18,9 @@ Operator settings are sub-objects read in the same pass: `guardrails`
 (app/studio/checks/guardrails.py: WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*,
 WANPOD_TIMEOUT_*), `access` (app/access.py: APP_AUTH, APP_ALLOW_PUBLIC_WITHOUT_AUTH, GRADIO_SHARE,
 GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets) and `preflight`
-(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*).
+(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*) and `shared` (app/studio/
+shared.py: WANPOD_DATABASE_URL, WANPOD_LEASE_S, WANPOD_RESULTS_URL, WANPOD_S3_*; the database
+password and the S3 keys count as secrets).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from app.errors import ConfigError
 from app.studio.checks.guardrails import Guardrails
 from app.studio.checks.preflight import PreflightSettings
 from app.studio.cost import PRICES_PATH, load_prices
+from app.studio.shared import SharedSettings
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
 
@@ -71,6 +74,7 @@ class Settings:
     guardrails: Guardrails = field(default_factory=Guardrails)
     access: Access = field(default_factory=Access)
     preflight: PreflightSettings = field(default_factory=PreflightSettings)
+    shared: SharedSettings = field(default_factory=SharedSettings)
 
     @property
     def demo(self) -> bool:
@@ -84,7 +88,7 @@ class Settings:
     def secret_values(self) -> tuple[str, ...]:
         """Every secret's raw value, for scrubbing messages (never for display)."""
         own = tuple(s.value for s in (self.api_key, *self.extra_secrets) if s)
-        return own + self.access.secret_values()
+        return own + self.access.secret_values() + self.shared.secret_values()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -124,4 +128,5 @@ class Settings:
             guardrails=Guardrails.from_env(env),
             access=Access.from_env(env),
             preflight=PreflightSettings.from_env(env),
+            shared=SharedSettings.from_env(env),
         )

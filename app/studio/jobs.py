@@ -213,6 +213,7 @@ class Studio:
             user=user,
             recipe=recipe,
             form=form,
+            **self.tracker.lease(),  # held by this replica while /run is under way
         )
         keep = self.inputs_dir(rid)
         for upload in job_input.get("images", []):

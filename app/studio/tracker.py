@@ -11,6 +11,15 @@ its partial cost, `cost.partial` true). On start it resumes every live row of th
 restart loses nothing. Pages do not poll RunPod: they `wait()` on the tracker's change counter
 for a row and read the row from the ledger.
 
+Replicas (several studios on one shared ledger, app/studio/db.py): each live job is followed by
+ONE replica at a time, the holder of the row's lease (`Ledger.claim`: an atomic conditional UPDATE,
+renewed at every poll, expiring after `lease_s`). Every LEASE_SCAN_FRACTION x lease_s the tracker
+looks for live rows it does not follow yet (submitted through another replica) and watches them:
+a job another replica holds is only observed (its row re-read each poll_s, so a page attached
+here still sees every change), and the moment that replica's lease runs out (it died) this one
+takes it over. The final write of a result is conditional on still holding the lease
+(`Ledger.update_owned`), so a job is stored once; its files have fixed names per row.
+
 The endpoint is anything with `.status(job_id)` returning an object with `state`, `progress`,
 `output`, `error`, `delay_ms`, `execution_ms`, `worker_id` (app/endpoint/client.py's JobStatus).
 """
@@ -20,7 +29,10 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import logging
+import os
+import socket
 import threading
+import uuid
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +48,14 @@ from app.studio.progress import Samplers, describe, samplers
 log = logging.getLogger("wanpod.tracker")
 
 NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
+LEASE_S = 30.0  # a dead replica's jobs are taken over within this (plus one poll)
+LEASE_SCAN_FRACTION = 1 / 3  # look for jobs nobody follows 3x per lease time; also the slowest
+# poll of a held job, so its lease is renewed well before it runs out
+
+
+def replica_id() -> str:
+    """This process's name in the leases: host, pid and a random part (unique per start)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 class StatusSource(Protocol):
@@ -52,6 +72,8 @@ class Tracker:
         poll_s: float = 1.0,
         secrets: tuple[str, ...] = (),
         on_final: Callable[[str], None] | None = None,
+        lease_s: float = LEASE_S,
+        owner: str | None = None,
     ) -> None:
         self.ledger = ledger
         self.endpoint = endpoint
@@ -60,6 +82,10 @@ class Tracker:
         self.poll_s = poll_s
         self.secrets = secrets
         self.on_final = on_final
+        self.lease_s = lease_s
+        self.owner = owner or replica_id()
+        self._seen: dict[str, float] = {}  # rows another replica follows: last updated_at seen
+        self._next_scan = 0.0
         self._heap: list[tuple[float, str]] = []
         self._scheduled: set[str] = set()
         self._interval: dict[str, float] = {}
@@ -76,17 +102,8 @@ class Tracker:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Tracker:
-        for row in self.ledger.live():
-            if row.job_id:
-                self.watch(row.id)
-            else:  # the app stopped between writing the row and /run answering
-                self.ledger.update(
-                    row.id,
-                    state=JobState.LOST,
-                    finished_at=time.time(),
-                    error="the studio stopped before the endpoint answered /run; "
-                    "the job cannot be followed",
-                )
+        self._adopt()
+        self._next_scan = time.monotonic() + self.lease_s * LEASE_SCAN_FRACTION
         self._thread = threading.Thread(target=self._loop, name="wanpod-tracker", daemon=True)
         self._thread.start()
         return self
@@ -99,6 +116,28 @@ class Tracker:
             self._thread.join(timeout=5)
         self._polls.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=False)
+        self.ledger.release(self.owner)  # another replica takes our jobs over at once
+
+    def lease(self) -> dict[str, Any]:
+        """`Ledger.create` arguments: a row being submitted here is held by this replica."""
+        return {"owner": self.owner, "lease_s": self.lease_s}
+
+    def _adopt(self) -> None:
+        """Watch every live row not followed here yet; a row still SUBMITTING whose lease ran
+        out was abandoned between the ledger row and /run's answer: LOST."""
+        for row in self.ledger.live():
+            if row.job_id:
+                if row.id not in self._scheduled:
+                    self.watch(row.id)
+            elif self.ledger.claim(row.id, self.owner + "/reaper", self.lease_s):
+                self.ledger.update(
+                    row.id,
+                    state=JobState.LOST,
+                    finished_at=time.time(),
+                    error="the studio stopped before the endpoint answered /run; "
+                    "the job cannot be followed",
+                )
+                self._changed(row.id)
 
     # -- pages ---------------------------------------------------------------------------------
     def watch(self, rid: str) -> None:
@@ -143,6 +182,12 @@ class Tracker:
         so one slow answer does not delay the other jobs (a job is never polled twice at once:
         it is back in the heap only after its call returned)."""
         while not self._stop.is_set():
+            if time.monotonic() >= self._next_scan:
+                self._next_scan = time.monotonic() + self.lease_s * LEASE_SCAN_FRACTION
+                try:
+                    self._polls.submit(self._scan)
+                except RuntimeError:  # pool shut down: stopping
+                    return
             with self._cond:
                 if not self._heap:
                     self._cond.wait(1.0)
@@ -167,19 +212,40 @@ class Tracker:
             self._interval[rid] = polling.error_interval(self._interval[rid])
         with self._cond:
             if again and not self._stop.is_set():
-                heapq.heappush(self._heap, (time.monotonic() + self._interval[rid], rid))
+                step = min(self._interval[rid], self.lease_s * LEASE_SCAN_FRACTION)
+                heapq.heappush(self._heap, (time.monotonic() + step, rid))
                 self._cond.notify_all()
             else:
                 self._scheduled.discard(rid)
                 self._pace.pop(rid, None)
                 self._samplers.pop(rid, None)
                 self._near_end.discard(rid)
+                self._seen.pop(rid, None)
+
+    def _scan(self) -> None:
+        try:
+            self._adopt()
+        except Exception:  # the database away for a moment: the next scan tries again
+            log.exception("tracker: looking for unfollowed jobs failed")
+
+    def _observe(self, rid: str, updated_at: float) -> bool:
+        """A job another replica holds: tell this replica's pages when its row changed."""
+        if self._seen.get(rid) != updated_at:
+            self._seen[rid] = updated_at
+            self._changed(rid)
+        self._interval[rid] = self.poll_s
+        return True
 
     def _poll(self, rid: str) -> bool:
         """One status call for one job; True when it must be polled again."""
         row = self.ledger.get(rid, workflow=False)
         if row is None or not row.live or not row.job_id:
+            if row is not None and self._seen.get(rid) != row.updated_at:
+                self._changed(rid)  # ended through another replica
             return False
+        if not self.ledger.claim(rid, self.owner, self.lease_s):
+            return self._observe(rid, row.updated_at)
+        self._seen.pop(rid, None)
         try:
             st = self.endpoint.status(row.job_id)
         except Exception as exc:
@@ -269,8 +335,9 @@ class Tracker:
                 row.gpu if row else "",
                 self.prices,
             )
-            self.ledger.update(
+            kept = self.ledger.update_owned(
                 rid,
+                self.owner,
                 outputs=[s.to_json() for s in saved],
                 result_path=str(video.path),
                 result_mime=video.mime or "video/mp4",
@@ -278,6 +345,9 @@ class Tracker:
                 stored_at=time.time(),
                 recipe={**((row.recipe or {}) if row else {}), "comfyui_version": comfy_version},
             )
+            if not kept:  # our lease ran out while storing: the replica holding it stores it
+                log.warning("tracker: %s was taken over by another replica while storing", rid)
+                return
             self._finish(rid, JobState.COMPLETED)
         except Exception as exc:
             log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
@@ -286,7 +356,9 @@ class Tracker:
             )
 
     def _finish(self, rid: str, state: JobState, error: str | None = None) -> None:
-        self.ledger.update(rid, state=state, error=error, finished_at=time.time())
+        fields = {"state": state, "error": error, "finished_at": time.time()}
+        if not self.ledger.update_owned(rid, self.owner, **fields):
+            return  # another replica holds the job now: it records the end
         self._changed(rid)
         if self.on_final:
             try:
