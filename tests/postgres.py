@@ -2,7 +2,8 @@
 per test session in a temporary folder, started and stopped here (initdb + pg_ctl), listening on
 127.0.0.1 with trust auth. Run as root (containers), the server runs as the `postgres` user the
 package creates (PostgreSQL refuses to run as root). `bindir()` is None when the package is not
-installed (scripts/ensure-postgresql.sh installs it for `make test`): the tests then skip, saying so.
+installed (scripts/ensure-postgresql.sh installs it for `make test`): the tests then skip and
+say so.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def bindir() -> Path | None:
 
 
 class PostgresCluster:
-    """`with PostgresCluster() as pg: pg.new_database()` -> a postgresql:// URL of a fresh database."""
+    """`with PostgresCluster(bindir()) as pg: pg.new_database()` -> the URL of a fresh database."""
 
     def __init__(self, bin_dir: Path) -> None:
         self.bin = bin_dir

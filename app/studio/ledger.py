@@ -169,7 +169,7 @@ class Ledger:
             values.append(_encode(value) if name in _JSON else value)
         cols.append("updated_at=?")
         values.append(time.time())
-        where, args = ("id=?", (rid,)) if owner is None else ("id=? AND lease_owner=?", (rid, owner))
+        where, args = ("id=?", [rid]) if owner is None else ("id=? AND lease_owner=?", [rid, owner])
         sql = f"UPDATE jobs SET {', '.join(cols)} WHERE {where}"
         return self.db.execute(sql, (*values, *args)).rowcount == 1
 

@@ -32,8 +32,8 @@ import logging
 import os
 import socket
 import threading
-import uuid
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path

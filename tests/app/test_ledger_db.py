@@ -31,7 +31,8 @@ def test_rows_go_in_and_come_out_typed(ledger_url):
     rid = _create(ledger, user="ada", recipe={"template_version": 3})
     row = ledger.get(rid)
     assert (row.state, row.user, row.quote, row.form) == (JobState.SUBMITTING, "ada", QUOTE, FORM)
-    assert row.workflow == {"3": {"class_type": "KSampler"}} and row.recipe == {"template_version": 3}
+    assert row.workflow == {"3": {"class_type": "KSampler"}}
+    assert row.recipe == {"template_version": 3}
     assert ledger.get(rid, workflow=False).workflow == {} and ledger.workflow(rid) == row.workflow
     bill = Actual(billed_s=62, dollars=0.0719, delay_s=2.0)
     ledger.update(rid, job_id="job-1", state=JobState.COMPLETED, execution_ms=61500, cost=bill,
@@ -79,7 +80,7 @@ def test_replicas_starting_at_once_migrate_one_after_the_other(ledger_url):
     def start() -> None:
         try:
             Ledger(ledger_url)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(4)]
