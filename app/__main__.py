@@ -36,6 +36,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     from app.studio.forms_catalog import load_forms
     from app.studio.jobs import Studio
     from app.studio.ledger import Ledger
+    from app.studio.store import open_store
     from app.studio.tracker import Tracker
     from app.ui.page import build_ui
     from workflows.fill import fill
@@ -54,6 +55,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         poll_s=settings.poll_s,
         secrets=settings.secret_values(),
         lease_s=settings.shared.lease_s,
+        store=open_store(settings.shared, settings.data_dir / "results"),
     )
     studio = Studio(
         settings=settings,

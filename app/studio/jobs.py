@@ -311,9 +311,10 @@ class Studio:
         quote_s = row.quote.execution_s if row.quote else None
         plan = self._samplers(rid)
         pv = describe(row.state, row.progress, end - start, quote_s, plan, row.error)
-        video = row.result_path if row.state is JobState.COMPLETED and row.result_path else None
-        if video and not Path(video).is_file():
-            video = None
+        stored = (
+            self.tracker.store.local(row.result_path) if row.state is JobState.COMPLETED else None
+        )
+        video = str(stored) if stored else None
         return JobView(rid, row.state, pv, video, details(row), row.final)
 
 

@@ -5,7 +5,8 @@ It polls `endpoint.status(job_id)` for each live ledger row on the schedule of a
 while queued and after errors); the calls go through a small pool so one slow answer delays no
 other job. It writes state, progress and
 timings into the ledger, and the moment a job is COMPLETED fetches its outputs into the data
-folder (app/studio/results.py: base64 decoded, or an S3 URL downloaded server-side)
+folder (app/studio/results.py: base64 decoded, or an S3 URL downloaded server-side; kept
+there or uploaded to object storage by the result store, app/studio/store.py)
 and records billed seconds and dollars (also for a FAILED / CANCELLED / TIMED_OUT job that ran:
 its partial cost, `cost.partial` true). On start it resumes every live row of the ledger, so a
 restart loses nothing. Pages do not poll RunPod: they `wait()` on the tracker's change counter
@@ -44,6 +45,7 @@ from app.errors import JobNotFound, scrub
 from app.studio import cost, polling, results
 from app.studio.ledger import Ledger
 from app.studio.progress import Samplers, describe, samplers
+from app.studio.store import LocalStore, ResultStore
 
 log = logging.getLogger("wanpod.tracker")
 
@@ -74,10 +76,12 @@ class Tracker:
         on_final: Callable[[str], None] | None = None,
         lease_s: float = LEASE_S,
         owner: str | None = None,
+        store: ResultStore | None = None,
     ) -> None:
         self.ledger = ledger
         self.endpoint = endpoint
         self.results_dir = Path(data_dir) / "results"
+        self.store = store or LocalStore(self.results_dir)
         self.prices = prices
         self.poll_s = poll_s
         self.secrets = secrets
@@ -319,13 +323,14 @@ class Tracker:
             if output.get("error"):
                 self._finish(rid, JobState.FAILED, error=self._scrub(str(output["error"])))
                 return
-            saved = results.save_outputs(output, self.results_dir / rid)
+            saved = results.save_outputs(output, self.store.folder(rid))
             if not saved:
                 self._finish(
                     rid, JobState.FAILED, error="the job completed without any output file"
                 )
                 return
             video = results.main_video(saved)
+            kept = self.store.keep(rid, saved)  # lasting locations (uploaded when S3)
             row = self.ledger.get(rid)
             comfy = output.get("comfyui") if isinstance(output.get("comfyui"), dict) else {}
             comfy_version = comfy.get("version")
@@ -335,17 +340,17 @@ class Tracker:
                 row.gpu if row else "",
                 self.prices,
             )
-            kept = self.ledger.update_owned(
+            owned = self.ledger.update_owned(
                 rid,
                 self.owner,
-                outputs=[s.to_json() for s in saved],
-                result_path=str(video.path),
+                outputs=kept,
+                result_path=kept[saved.index(video)]["path"],
                 result_mime=video.mime or "video/mp4",
                 cost=bill,
                 stored_at=time.time(),
                 recipe={**((row.recipe or {}) if row else {}), "comfyui_version": comfy_version},
             )
-            if not kept:  # our lease ran out while storing: the replica holding it stores it
+            if not owned:  # our lease ran out while storing: the replica holding it stores it
                 log.warning("tracker: %s was taken over by another replica while storing", rid)
                 return
             self._finish(rid, JobState.COMPLETED)

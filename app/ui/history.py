@@ -66,7 +66,9 @@ class HistoryCallbacks:
         except ValueError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         rows = self.studio.ledger.search(filt.text, filt.template, filt.states, GALLERY_LIMIT)
-        items = hist.gallery_items(rows, self.titles(), self.results_dir)
+        items = hist.gallery_items(
+            rows, self.titles(), self.results_dir, self.studio.tracker.store.local
+        )
         if not items:
             note = "No job matches these filters." if filt.active else "No jobs yet."
         else:
@@ -87,7 +89,7 @@ class HistoryCallbacks:
         row = self.studio.ledger.get(rid) if rid else None
         if row is None:
             return "", None, "Pick a job in the gallery.", None, gr.update(value=None)
-        video = hist.video_of(row)
+        video = hist.video_of(row, self.studio.tracker.store.local)
         text = details(row) + "\n\n" + hist.recipe_markdown(row)
         return rid, str(video) if video else None, text, row.workflow, self._workflow_file(row)
 
