@@ -141,8 +141,12 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         blocks.queue(default_concurrency_limit=settings.concurrency)
         from starlette.middleware import Middleware
 
+        from app.studio.webhooks import Webhooks
         from app.ui.early_script import EarlyScript
         from app.ui.page import CSS
+        from app.ui.webhook_route import WebhookRoute
+
+        hooks = Webhooks(studio.ledger, studio.tracker)  # RunPod's calls (WANPOD_PUBLIC_URL)
 
         blocks.launch(
             css=CSS,  # Gradio 6 takes the page's CSS at launch, not in Blocks()
@@ -156,7 +160,12 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
             quiet=False,
             footer_links=["api", "gradio"],
             # the fix for Gradio's idle frame loop must run before Gradio's own scripts
-            app_kwargs={"middleware": [Middleware(EarlyScript)]},
+            app_kwargs={
+                "middleware": [
+                    Middleware(EarlyScript),
+                    Middleware(WebhookRoute, receive_webhook=hooks.receive),
+                ]
+            },
             **access_kwargs,  # auth, share, root_path (app/access.py)
         )
         done = threading.Event()

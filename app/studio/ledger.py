@@ -37,7 +37,7 @@ from app.studio.forms import FormValues
 LIVE_STATES = tuple(sorted(LIVE))  # for SQL: `state IN (...)`
 
 _JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe", "form")
-_LEASE = ("lease_owner", "lease_until")  # the tracker's, not part of a JobRow
+_LEASE = ("lease_owner", "lease_until", "webhook_digest")  # the tracker's, not in a JobRow
 _RECORDS: dict[str, type] = {"quote": Quote, "cost": Actual, "form": FormValues}
 
 
@@ -186,6 +186,11 @@ class Ledger:
         self.db.execute(
             "UPDATE jobs SET lease_owner=NULL, lease_until=NULL WHERE lease_owner=?", (owner,)
         )
+
+    def take_webhook(self, rid: str, digest: str) -> bool:
+        """True once for the row's webhook secret (atomic: the digest is cleared as it matches)."""
+        sql = "UPDATE jobs SET webhook_digest=NULL WHERE id=? AND webhook_digest=?"
+        return self.db.execute(sql, (rid, digest)).rowcount == 1
 
     # -- reading -------------------------------------------------------------------------------
     def get(self, rid: str, workflow: bool = True) -> JobRow | None:

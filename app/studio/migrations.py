@@ -9,6 +9,7 @@ and adds the columns older studios did not have. Add a step at the end; never ed
 1. the jobs table (columns of the studio before versions existed, added where missing)
 2. the tracker's lease: `lease_owner`, `lease_until` (one replica follows a live job at a time)
 3. the form values of rows stored before the ledger kept them (app/studio/reuse.py, once)
+4. `webhook_digest`: the SHA-256 of a job's webhook secret until its webhook is used
 """
 
 from __future__ import annotations
@@ -74,7 +75,16 @@ def _v3_forms(db: Database, backfill: FormBackfill) -> None:
     backfill()
 
 
-STEPS: tuple[Callable[[Database, FormBackfill], None], ...] = (_v1_jobs, _v2_leases, _v3_forms)
+def _v4_webhooks(db: Database, backfill: FormBackfill) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN webhook_digest TEXT")
+
+
+STEPS: tuple[Callable[[Database, FormBackfill], None], ...] = (
+    _v1_jobs,
+    _v2_leases,
+    _v3_forms,
+    _v4_webhooks,
+)
 LATEST = len(STEPS)
 
 

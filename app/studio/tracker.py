@@ -90,6 +90,9 @@ class Tracker:
         self.owner = owner or replica_id()
         self._seen: dict[str, float] = {}  # rows another replica follows: last updated_at seen
         self._next_scan = 0.0
+        self._due: dict[str, float] = {}  # each scheduled job's current heap entry
+        self._inflight: set[str] = set()  # jobs whose status call is running
+        self._poked: set[str] = set()  # webhooks that came while their job's call ran
         self._heap: list[tuple[float, str]] = []
         self._scheduled: set[str] = set()
         self._interval: dict[str, float] = {}
@@ -149,9 +152,21 @@ class Tracker:
             if rid not in self._scheduled:
                 self._scheduled.add(rid)
                 self._interval[rid] = self.poll_s
-                heapq.heappush(self._heap, (time.monotonic(), rid))
+                self._due[rid] = time.monotonic()
+                heapq.heappush(self._heap, (self._due[rid], rid))
             self._bump(rid)
             self._cond.notify_all()
+
+    def poke(self, rid: str) -> None:
+        """Poll `rid` now (its webhook came): the job's next poll is moved to this moment."""
+        with self._cond:
+            if rid in self._inflight:
+                self._poked.add(rid)  # polled again as soon as the running call returns
+            elif rid in self._scheduled:
+                self._due[rid] = time.monotonic()
+                heapq.heappush(self._heap, (self._due[rid], rid))
+                self._cond.notify_all()
+        self.watch(rid)
 
     @property
     def stopped(self) -> bool:
@@ -202,6 +217,9 @@ class Tracker:
                     self._cond.wait(min(delay, 1.0))
                     continue
                 heapq.heappop(self._heap)
+                if self._due.get(rid) != due or rid in self._inflight:
+                    continue  # an entry replaced by a poke, or its call still running
+                self._inflight.add(rid)
             try:
                 self._polls.submit(self._poll_and_reschedule, rid)
             except RuntimeError:  # pool shut down: stopping
@@ -217,7 +235,11 @@ class Tracker:
         with self._cond:
             if again and not self._stop.is_set():
                 step = min(self._interval[rid], self.lease_s * LEASE_SCAN_FRACTION)
-                heapq.heappush(self._heap, (time.monotonic() + step, rid))
+                if rid in self._poked:
+                    self._poked.discard(rid)
+                    step = 0.0
+                self._due[rid] = time.monotonic() + step
+                heapq.heappush(self._heap, (self._due[rid], rid))
                 self._cond.notify_all()
             else:
                 self._scheduled.discard(rid)
@@ -225,6 +247,9 @@ class Tracker:
                 self._samplers.pop(rid, None)
                 self._near_end.discard(rid)
                 self._seen.pop(rid, None)
+                self._due.pop(rid, None)
+                self._poked.discard(rid)
+            self._inflight.discard(rid)
 
     def _scan(self) -> None:
         try:
