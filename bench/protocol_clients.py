@@ -73,7 +73,9 @@ def run_protocol(
     print(f"protocol clients: {users} users on {len(urls)} studio replica(s), ledger "
           f"{ledger_url.split('://')[0]}, job {job_s:.1f} s emulated sampling")  # fmt: skip
     if errors or len(rows) < users:
-        print(f"{len(rows)} of {users} jobs COMPLETED; errors: {errors[:5]}")
+        print(
+            f"{len(rows)} of {users} jobs COMPLETED; errors: {errors[:5]}; {list(results.values())[:1]}"
+        )
         return 1
     execs = [r.execution_ms / 1000 for r in rows]
     last_stored = max(r.stored_at for r in rows)
