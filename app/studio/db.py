@@ -13,6 +13,7 @@ compiler or libpq headers needed in the image).
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -81,9 +82,7 @@ class Database:
         self._local = threading.local()
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
-        cur = self._conn().execute(self._sql(sql), tuple(args) if args else None)
-        rows = [dict(r) for r in cur.fetchall()] if cur.description else []
-        return Result(rows, cur.rowcount)
+        raise NotImplementedError
 
     def columns(self, table: str) -> list[str]:
         cur = self._conn().execute(f"SELECT * FROM {table} LIMIT 0")
@@ -149,28 +148,66 @@ class SQLiteDatabase(Database):
 
 
 class PostgresDatabase(Database):
+    """Statements run on a small pool of connections (POOL_SIZE per studio, however many threads
+    Gradio runs): a server's max_connections is shared by every replica."""
+
     kind = "postgresql"
     float_type = "DOUBLE PRECISION"  # REAL is 4 bytes there: not enough for epoch seconds
+    POOL_SIZE = 8  # each statement holds a connection for about a millisecond
 
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(self.POOL_SIZE)
 
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            import psycopg  # only a PostgreSQL ledger needs the driver
-            from psycopg.rows import dict_row
+    def _connect(self) -> Any:
+        import psycopg  # only a PostgreSQL ledger needs the driver
+        from psycopg.rows import dict_row
 
+        try:
+            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
+        except psycopg.OperationalError as exc:
+            raise ConfigError(
+                f"the ledger database {redact(self.url)} cannot be reached "
+                f"({type(exc).__name__}); check WANPOD_DATABASE_URL"
+            ) from None
+
+    @contextmanager
+    def _borrow(self) -> Iterator[Any]:
+        pinned = getattr(self._local, "conn", None)  # inside migration(): its transaction's
+        if pinned is not None:
+            yield pinned
+            return
+        self._slots.acquire()
+        try:
             try:
-                conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
-            except psycopg.OperationalError as exc:
-                raise ConfigError(
-                    f"the ledger database {redact(self.url)} cannot be reached "
-                    f"({type(exc).__name__}); check WANPOD_DATABASE_URL"
-                ) from None
-            self._local.conn = conn
-        return conn
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            if conn.closed:
+                conn = self._connect()
+            try:
+                yield conn
+            except Exception:
+                if conn.info.transaction_status != 0:  # not idle: do not reuse it
+                    conn.close()
+                raise
+            if not conn.closed:
+                self._idle.put(conn)
+        finally:
+            self._slots.release()
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
+        with self._borrow() as conn:
+            cur = conn.execute(self._sql(sql), tuple(args) if args else None)
+            rows = [dict(r) for r in cur.fetchall()] if cur.description else []
+            return Result(rows, cur.rowcount)
+
+    def columns(self, table: str) -> list[str]:
+        with self._borrow() as conn:
+            cur = conn.execute(f"SELECT * FROM {table} LIMIT 0")
+            return [d[0] for d in cur.description]
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")
@@ -184,7 +221,10 @@ class PostgresDatabase(Database):
 
     @contextmanager
     def migration(self) -> Iterator[Database]:
-        conn = self._conn()
-        with conn.transaction():
+        with self._borrow() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            yield self
+            self._local.conn = conn  # this thread's statements join the transaction
+            try:
+                yield self
+            finally:
+                self._local.conn = None
