@@ -44,7 +44,9 @@ def run_protocol(
 
     from app.studio.ledger import Ledger
 
-    clients = [Client(urls[i % len(urls)] + "/", verbose=False) for i in range(users)]
+    slow = {"timeout": 300}  # a busy machine answers late; a page would wait too
+    clients = [Client(urls[i % len(urls)] + "/", verbose=False, httpx_kwargs=slow)
+               for i in range(users)]  # fmt: skip
     idle0 = [proc_cpu(p.pid) for p in studios]
     time.sleep(IDLE_S)  # measuring idleness: nothing to wait for but the clock
     idle = [(proc_cpu(p.pid) - c) / IDLE_S for p, c in zip(studios, idle0, strict=True)]
@@ -72,10 +74,10 @@ def run_protocol(
     rows = [r for r in Ledger(ledger_url).since(t_start - 5) if r.state == "COMPLETED"]
     print(f"protocol clients: {users} users on {len(urls)} studio replica(s), ledger "
           f"{ledger_url.split('://')[0]}, job {job_s:.1f} s emulated sampling")  # fmt: skip
-    if errors or len(rows) < users:
-        print(
-            f"{len(rows)} of {users} jobs COMPLETED; errors: {errors[:5]}; {list(results.values())[:1]}"
-        )
+    if errors:
+        print(f"client errors ({len(errors)}): {errors[:5]}")
+    if len(rows) < users:
+        print(f"{len(rows)} of {users} jobs COMPLETED; {list(results.values())[:1]}")
         return 1
     execs = [r.execution_ms / 1000 for r in rows]
     last_stored = max(r.stored_at for r in rows)
@@ -111,7 +113,7 @@ def run_protocol(
         ("tracker saw it -> stored", stores),
     ):
         print(f"  {name:30s} median {statistics.median(vals):6.2f} s  max {max(vals):6.2f} s")
-    return 0 if not both else 1
+    return 0 if not both and not errors else 1
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ class Tracker:
         self._due: dict[str, float] = {}  # each scheduled job's current heap entry
         self._inflight: set[str] = set()  # jobs whose status call is running
         self._poked: set[str] = set()  # webhooks that came while their job's call ran
+        self._storing: set[str] = set()  # COMPLETED jobs whose files are being stored here
         self._heap: list[tuple[float, str]] = []
         self._scheduled: set[str] = set()
         self._interval: dict[str, float] = {}
@@ -149,7 +150,7 @@ class Tracker:
     # -- pages ---------------------------------------------------------------------------------
     def watch(self, rid: str) -> None:
         with self._cond:
-            if rid not in self._scheduled:
+            if rid not in self._scheduled and rid not in self._storing:
                 self._scheduled.add(rid)
                 self._interval[rid] = self.poll_s
                 self._due[rid] = time.monotonic()
@@ -322,6 +323,8 @@ class Tracker:
             fields["progress"] = {"stage": "delivering"}
             self.ledger.update(rid, **fields)
             self._changed(rid)
+            with self._cond:  # still live in the ledger: not to be polled again meanwhile
+                self._storing.add(rid)
             self._pool.submit(self._store, rid, st)
             return False
         if state.final:
@@ -343,6 +346,13 @@ class Tracker:
 
     # -- results -------------------------------------------------------------------------------
     def _store(self, rid: str, st: Any) -> None:
+        try:
+            self._store_outputs(rid, st)
+        finally:
+            with self._cond:
+                self._storing.discard(rid)
+
+    def _store_outputs(self, rid: str, st: Any) -> None:
         try:
             output = st.output if isinstance(st.output, dict) else {}
             if output.get("error"):
