@@ -4,8 +4,11 @@
 studio), `postgresql://user:password@host:port/db` for a ledger several studio replicas share.
 Callers write SQL once, with `?` placeholders; the few places the two dialects differ are methods
 here (`json_text`, `float_type`, `claim_where`). Every statement runs on its own in autocommit
-mode on a per-thread connection; `migration()` is the one multi-statement transaction, holding a
-lock that makes concurrent starts of several replicas migrate one after the other.
+mode; `transaction()` makes what one thread reads and writes inside it one atomic step, holding a
+lock that every other writer of the ledger (in this process, another studio or another replica)
+waits for: SQLite's BEGIN IMMEDIATE, PostgreSQL's transaction-scoped advisory lock. Migrations run
+in one (replicas starting together migrate one after the other), and so can e.g. a budget check
+with the row it admits.
 
 PostgreSQL goes through psycopg 3 (the maintained successor of psycopg2, with its binary wheel: no
 compiler or libpq headers needed in the image).
@@ -26,7 +29,7 @@ from urllib.parse import urlsplit
 from app.errors import ConfigError
 
 SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
-_LOCK_KEY = 7_318_401  # pg_advisory_xact_lock key of the ledger's migrations
+_LOCK_KEY = 7_318_401  # pg_advisory_xact_lock key of the ledger's transactions
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class Database:
         return "id = ? AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)"
 
     @contextmanager
-    def migration(self) -> Iterator[Database]:
+    def transaction(self) -> Iterator[Database]:
         raise NotImplementedError
         yield self
 
@@ -136,7 +139,7 @@ class SQLiteDatabase(Database):
         return f"json_extract({column}, '$.{key}')"
 
     @contextmanager
-    def migration(self) -> Iterator[Database]:
+    def transaction(self) -> Iterator[Database]:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")  # one writer: a second studio waits here
         try:
@@ -175,7 +178,7 @@ class PostgresDatabase(Database):
 
     @contextmanager
     def _borrow(self) -> Iterator[Any]:
-        pinned = getattr(self._local, "conn", None)  # inside migration(): its transaction's
+        pinned = getattr(self._local, "conn", None)  # inside transaction(): its connection
         if pinned is not None:
             yield pinned
             return
@@ -220,7 +223,7 @@ class PostgresDatabase(Database):
         return f"id = (SELECT id FROM jobs WHERE {free} FOR UPDATE SKIP LOCKED)"
 
     @contextmanager
-    def migration(self) -> Iterator[Database]:
+    def transaction(self) -> Iterator[Database]:
         with self._borrow() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             self._local.conn = conn  # this thread's statements join the transaction

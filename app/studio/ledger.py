@@ -23,7 +23,8 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,13 @@ class Ledger:
         where, args = ("id=?", [rid]) if owner is None else ("id=? AND lease_owner=?", [rid, owner])
         sql = f"UPDATE jobs SET {', '.join(cols)} WHERE {where}"
         return self.db.execute(sql, (*values, *args)).rowcount == 1
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic step for what this thread reads and writes inside (every other writer of
+        the ledger, in any replica, waits): e.g. a budget check and the row it admits."""
+        with self.db.transaction():
+            yield
 
     # -- leases: one tracker per live job across replicas --------------------------------------
     def claim(self, rid: str, owner: str, lease_s: float) -> bool:

@@ -96,7 +96,7 @@ def version(db: Database) -> int:
 
 def migrate(db: Database, backfill: FormBackfill) -> int:
     """Bring the database to LATEST; returns the version it was at."""
-    with db.migration():
+    with db.transaction():
         start = version(db)
         for number, step in enumerate(STEPS[start:], start + 1):
             step(db, backfill)

@@ -124,3 +124,24 @@ def test_of_many_replicas_claiming_at_once_exactly_one_gets_the_lease(ledger_url
     for t in threads:
         t.join()
     assert all(len(names) == 1 for names in winners.values()), winners
+
+
+def test_a_transaction_is_one_step_for_every_writer(ledger_url):
+    """Check-then-write inside `transaction()` admits exactly one of many concurrent writers
+    (what a budget check with the row it admits needs), on both databases."""
+    barrier = threading.Barrier(6)
+    admitted: list[str] = []
+
+    def writer(name: str) -> None:
+        ledger = Ledger(ledger_url)
+        barrier.wait()
+        with ledger.transaction():
+            if not ledger.recent(1):  # the "budget": one row in all
+                admitted.append(_create(ledger, name))
+
+    threads = [threading.Thread(target=writer, args=(f"w{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 1 and [r.id for r in Ledger(ledger_url).recent(10)] == admitted
