@@ -77,7 +77,9 @@ def run_protocol(
     if errors:
         print(f"client errors ({len(errors)}): {errors[:5]}")
     if len(rows) < users:
-        print(f"{len(rows)} of {users} jobs COMPLETED; {list(results.values())[:1]}")
+        ended = [r for r in Ledger(ledger_url).since(t_start - 5) if r.state != "COMPLETED"]
+        print(f"{len(rows)} of {users} jobs COMPLETED; the others: "
+              f"{[(r.id, r.state, r.error) for r in ended]}")  # fmt: skip
         return 1
     execs = [r.execution_ms / 1000 for r in rows]
     last_stored = max(r.stored_at for r in rows)
