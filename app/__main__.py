@@ -32,6 +32,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     """Build the services and the Blocks; returns (blocks, studio). Starts the tracker."""
     from app.endpoint import EndpointClient
     from app.studio import cost
+    from app.studio.chains import Chains
     from app.studio.checks.gate import Gate
     from app.studio.forms_catalog import load_forms
     from app.studio.jobs import Studio
@@ -69,9 +70,12 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         ops=Gate.from_settings(settings, endpoint=endpoint, ledger=ledger, endpoint_key=base_url),
     )
     tracker.on_final = studio.forget_calibration
+    chains = Chains(studio)
+    chains.attach(tracker)  # the next segment of a chain is sent when the previous one is stored
     tracker.start()
+    chains.resume()  # chains left unfinished by a stopped studio carry on
     studio.ops.warm_up()  # the endpoint's inventory, fetched before the first job needs it
-    return build_ui(studio, demo_mode, browser_key(settings.data_dir)), studio
+    return build_ui(studio, demo_mode, browser_key(settings.data_dir), chains), studio
 
 
 def browser_key(data_dir: Path) -> str:

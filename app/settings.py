@@ -11,7 +11,8 @@ WANPOD_DATA_DIR (default ./data), WANPOD_GPU_TYPE (a key of app/studio/prices.ya
 GRADIO_SERVER_PORT (default 7860), WANPOD_CONCURRENCY (Gradio concurrency per event, default 64),
 WANPOD_POLL_S (tracker's fastest poll interval, default 1.0), WANPOD_DEMO_WORKERS (local worker
 processes in demo mode, default 2), WANPOD_DEMO_STEP_DELAY (emulated seconds per sampler step,
-default 0.5), WANPOD_BATCH_MAX (most jobs in one batch, default 16); S3 secrets for the worker
+default 0.5), WANPOD_BATCH_MAX (most jobs in one batch, default 16), WANPOD_CHAIN_MAX_S (longest
+video an Extend or Storyboard chain may make, in seconds, default 60); S3 secrets for the worker
 are never read here (BUCKET_ACCESS_KEY_ID / ..._SECRET are the worker's), but their values are
 scrubbed from messages when present.
 Operator settings are sub-objects read in the same pass: `guardrails`
@@ -70,6 +71,7 @@ class Settings:
     demo_workers: int = 2
     demo_step_delay: float = 0.5
     batch_max: int = 16
+    chain_max_s: float = 60.0
     extra_secrets: tuple[Secret, ...] = ()
     guardrails: Guardrails = field(default_factory=Guardrails)
     access: Access = field(default_factory=Access)
@@ -124,6 +126,7 @@ class Settings:
             demo_workers=env_int(env, "WANPOD_DEMO_WORKERS", 2, 1, 64),
             demo_step_delay=env_float(env, "WANPOD_DEMO_STEP_DELAY", 0.5, 0.0, 30.0),
             batch_max=env_int(env, "WANPOD_BATCH_MAX", 16, 1, 256),
+            chain_max_s=env_float(env, "WANPOD_CHAIN_MAX_S", 60.0, 1.0, 3600.0, "seconds"),
             extra_secrets=extra,
             guardrails=Guardrails.from_env(env),
             access=Access.from_env(env),

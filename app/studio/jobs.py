@@ -153,7 +153,10 @@ class Studio:
         return Prepared(form, form.template_id, params, filled, req, q)
 
     # -- submit ------------------------------------------------------------------------------
-    def submit(self, values: FormValues, user: str | None = None) -> str:
+    def submit(
+        self, values: FormValues, user: str | None = None, chain: Mapping[str, Any] | None = None
+    ) -> str:
+        """`chain`: the chain segment this job is (app/studio/chains.py), kept on its row."""
         form = self.form(values.pipeline)
         width, height = self._size(form, values)
         tag = uuid.uuid4().hex[:10]
@@ -199,9 +202,12 @@ class Studio:
         }
         params = {**resolved, "prompt": values.prompt}
         form = asked(values, resolved.get("seed"))
-        return self._send(prep, values.mode, params, job_input, clearance, user, recipe, form)
+        args = (prep, values.mode, params, job_input, clearance, user, recipe, form)
+        return self._send(*args, chain=chain)
 
-    def _send(self, prep, mode, params, job_input, clearance, user, recipe, form) -> str:
+    def _send(
+        self, prep, mode, params, job_input, clearance, user, recipe, form, chain=None
+    ) -> str:
         """Ledger row first (inputs kept for reruns), then /run; returns the row id."""
         rid = self.ledger.create(
             template=prep.template_id,
@@ -213,6 +219,7 @@ class Studio:
             user=user,
             recipe=recipe,
             form=form,
+            chain=chain,
             **self.tracker.lease(),  # held by this replica while /run is under way
         )
         keep = self.inputs_dir(rid)

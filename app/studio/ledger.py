@@ -3,8 +3,10 @@
 A row is created in state SUBMITTING (so a crash between /run and the answer is visible), gets the
 RunPod job id the moment /run answers, and is then updated by the tracker (state, progress,
 timings, result file, actual cost, error). Rows survive restarts: `live()` lists the jobs the
-tracker must resume. The row keeps the recipe (template, params, filled workflow, quote) so the
-history and "rerun" features can reuse it, and the signed-in user who sent it (per-user budget).
+tracker must resume. A chain's segment (app/studio/chains.py) carries `chain`: its chain id,
+index, parent row and the start frame it was sent with. The row keeps the recipe (template,
+params, filled workflow, quote) so the history and "rerun" features can reuse it, and the
+signed-in user who sent it (per-user budget).
 Typed records go in and come out: what the user asked (`form`, a FormValues: reuse reads it back
 as it was) next to what was sent (`params`, `workflow`), the `quote` (cost.Quote) and the actual
 `cost` (cost.Actual). Rows written before the `form` column are given one once, by schema step 3
@@ -37,7 +39,7 @@ from app.studio.forms import FormValues
 
 LIVE_STATES = tuple(sorted(LIVE))  # for SQL: `state IN (...)`
 
-_JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe", "form")
+_JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe", "form", "chain")
 _LEASE = ("lease_owner", "lease_until", "webhook_digest")  # the tracker's, not in a JobRow
 _RECORDS: dict[str, type] = {"quote": Quote, "cost": Actual, "form": FormValues}
 
@@ -71,6 +73,7 @@ class JobRow:
     user: str | None = None  # the signed-in user (APP_AUTH) who submitted it
     recipe: dict[str, Any] | None = None  # template version, seed, worker's ComfyUI version
     form: FormValues | None = None  # what the user asked (None: not sent from the form)
+    chain: dict[str, Any] | None = None  # a chain's segment: id, index, parent, start_frame
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -122,6 +125,7 @@ class Ledger:
         user: str | None = None,
         recipe: Mapping[str, Any] | None = None,
         form: FormValues | None = None,
+        chain: Mapping[str, Any] | None = None,
         owner: str | None = None,
         lease_s: float = 0.0,
     ) -> str:
@@ -132,8 +136,8 @@ class Ledger:
         now = time.time()
         self.db.execute(
             "INSERT INTO jobs (id, created_at, updated_at, template, mode, params, workflow,"
-            ' quote, gpu, state, "user", recipe, form, lease_owner, lease_until)'
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            ' quote, gpu, state, "user", recipe, form, chain, lease_owner, lease_until)'
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 rid,
                 now,
@@ -148,6 +152,7 @@ class Ledger:
                 user,
                 json.dumps(dict(recipe)) if recipe is not None else None,
                 _encode(form),
+                _encode(chain),
                 owner,
                 now + lease_s if owner else None,
             ),

@@ -10,6 +10,7 @@ and adds the columns older studios did not have. Add a step at the end; never ed
 2. the tracker's lease: `lease_owner`, `lease_until` (one replica follows a live job at a time)
 3. the form values of rows stored before the ledger kept them (app/studio/reuse.py, once)
 4. `webhook_digest`: the SHA-256 of a job's webhook secret until its webhook is used
+5. chains (app/studio/chain_store.py): the jobs' `chain` column and the `chains` table
 """
 
 from __future__ import annotations
@@ -79,11 +80,38 @@ def _v4_webhooks(db: Database, backfill: FormBackfill) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN webhook_digest TEXT")
 
 
+CHAIN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "TEXT PRIMARY KEY"),
+    ("kind", "TEXT NOT NULL"),
+    ("created_at", "REAL NOT NULL"),
+    ("updated_at", "REAL NOT NULL"),
+    ("finished_at", "REAL"),
+    ("state", "TEXT NOT NULL"),
+    ("user", "TEXT"),
+    ("parent", "TEXT"),
+    ("plan", "TEXT NOT NULL"),
+    ("quote", "TEXT"),
+    ("result_path", "TEXT"),
+    ("frames", "INTEGER"),
+    ("remuxed", "INTEGER"),
+    ("error", "TEXT"),
+)
+
+
+def _v5_chains(db: Database, backfill: FormBackfill) -> None:
+    if "chain" not in db.columns("jobs"):  # ledgers of the chains branch had it before step 5
+        db.execute("ALTER TABLE jobs ADD COLUMN chain TEXT")
+    cols = ", ".join(f'"{name}" {_type(db, t)}' for name, t in CHAIN_COLUMNS)
+    db.execute(f"CREATE TABLE IF NOT EXISTS chains ({cols})")
+    db.execute("CREATE INDEX IF NOT EXISTS chains_state ON chains(state)")
+
+
 STEPS: tuple[Callable[[Database, FormBackfill], None], ...] = (
     _v1_jobs,
     _v2_leases,
     _v3_forms,
     _v4_webhooks,
+    _v5_chains,
 )
 LATEST = len(STEPS)
 

@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 
 from app.errors import user_message
+from app.studio.chain_history import is_chain
 from app.studio.jobs import Studio
 from app.ui.form import Form
 from app.ui.status import status_html
@@ -34,9 +35,10 @@ def user_of(request: gr.Request | None) -> str | None:
 class Callbacks:
     """The page's callbacks; each maps errors to gr.Error in one place (`error`)."""
 
-    def __init__(self, studio: Studio, form: Form) -> None:
+    def __init__(self, studio: Studio, form: Form, chains: Any = None) -> None:
         self.studio = studio
         self.form = form
+        self.chains = chains  # app/studio/chains.py's Chains (Extend, Storyboard)
 
     def message(self, exc: BaseException) -> str:
         return user_message(exc, self.studio.settings.secret_values())
@@ -80,6 +82,11 @@ class Callbacks:
 
     def rerun(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
         """The job's exact workflow and seed as a new job, streamed like /generate."""
+        if is_chain((job_id or "").strip()):  # a chain opened in History
+            raise gr.Error(
+                f"{job_id.strip()} is a chain: press Rerun chain in the Longer video section",
+                print_exception=False,
+            )
         try:
             new = self.studio.rerun((job_id or "").strip(), user=user_of(request))
         except Exception as exc:

@@ -32,6 +32,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.studio import chain_history
 from app.studio import history as hist
 from app.studio.forms import FormValues
 from app.studio.jobs import details
@@ -66,9 +67,9 @@ class HistoryCallbacks:
         except ValueError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         rows = self.studio.ledger.search(filt.text, filt.template, filt.states, GALLERY_LIMIT)
-        items = hist.gallery_items(
-            rows, self.titles(), self.results_dir, self.studio.tracker.store.local
-        )
+        chains = getattr(self.cb, "chains", None)  # a chain's segments are one item
+        local = self.studio.tracker.store.local  # fetched from object storage when there
+        items = chain_history.fold(rows, chains, self.titles(), self.results_dir, local)
         if not items:
             note = "No job matches these filters." if filt.active else "No jobs yet."
         else:
@@ -86,6 +87,9 @@ class HistoryCallbacks:
         return self.open_job(rid)
 
     def open_job(self, rid: str) -> tuple[Any, ...]:
+        if chain_history.is_chain(rid) and getattr(self.cb, "chains", None) is not None:
+            view = self.cb.chains.view(rid)  # the chain: its segments and its one video
+            return rid, view.video, view.line, {}, gr.update(value=None)
         row = self.studio.ledger.get(rid) if rid else None
         if row is None:
             return "", None, "Pick a job in the gallery.", None, gr.update(value=None)
@@ -117,6 +121,8 @@ class HistoryCallbacks:
         kept input images where its pipeline takes them."""
         rid = (rid or "").strip()
         try:
+            if chain_history.is_chain(rid) and getattr(self.cb, "chains", None) is not None:
+                return self.cb.chains.reuse(rid)[0]  # the chain's first segment's values
             v = self.studio.reuse(rid)
         except Exception as exc:
             raise self.cb.error(exc) from None
@@ -153,6 +159,7 @@ class History:
     note: gr.Markdown
     opened: gr.State
     after_fill: Callable[[Any], Any]
+    extend: Any = None  # "Extend" on the opened job (wired by app/ui/chain.py)
 
     def refresh_after(self, event: Any) -> Any:
         return event.then(
@@ -235,6 +242,7 @@ def build_history(
                 with gr.Row():
                     reuse = gr.Button("Reuse settings", size="sm", elem_id="wp-hist-reuse")
                     rerun = gr.Button("Rerun exactly", size="sm", elem_id="wp-hist-rerun")
+                    extend = gr.Button("Extend", size="sm", elem_id="wp-hist-extend")
                     download = gr.DownloadButton(
                         "Download workflow JSON", size="sm", elem_id="wp-hist-download"
                     )
@@ -243,7 +251,7 @@ def build_history(
         gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions wrap in full
 
     filters = [text, pipeline, status]
-    history = History(hc, filters, gallery, rids, note, opened, after_fill)
+    history = History(hc, filters, gallery, rids, note, opened, after_fill, extend)
     listing = [gallery, rids, note]
     gr.on(
         [text.submit, text.change, pipeline.change, status.change, refresh.click],

@@ -67,11 +67,11 @@ def test_live_recent_since_and_search(ledger_url):
 def test_the_schema_version_is_in_the_database_and_opening_again_changes_nothing(ledger_url):
     Ledger(ledger_url)
     db = open_database(ledger_url)
-    assert migrations.version(db) == migrations.LATEST == 4
+    assert migrations.version(db) == migrations.LATEST == 5
     assert {"lease_owner", "lease_until", "form", "user"} <= set(db.columns("jobs"))
     assert migrations.migrate(db, lambda: 0) == migrations.LATEST  # nothing left to do
     rows = db.execute("SELECT version FROM schema_version").rows
-    assert rows == [{"version": 4}]
+    assert rows == [{"version": 5}]
 
 
 def test_replicas_starting_at_once_migrate_one_after_the_other(ledger_url):
