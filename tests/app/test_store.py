@@ -18,7 +18,7 @@ from app.studio.shared import SharedSettings
 from app.studio.store import LocalStore, S3Store, open_store
 from tests.app.conftest import start_studio
 from tests.app.test_api import args, finished
-from tests.helpers import WORKER_PYTHON, ServerProcess, free_port
+from tests.helpers import s3_server
 
 KEY_ID, SECRET = "AKIDSTUDIORESULTS", "studioResultsS3secret0123456789abcd"
 BUCKET = "wanpod-results"
@@ -26,14 +26,7 @@ BUCKET = "wanpod-results"
 
 @pytest.fixture(scope="module")
 def s3():
-    port = free_port()
-    srv = ServerProcess(
-        [WORKER_PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        port,
-        ready_path="/moto-api/",
-        deadline_s=60,
-    ).start()
-    requests.put(f"{srv.base_url}/{BUCKET}", timeout=10).raise_for_status()
+    srv = s3_server(BUCKET)
     yield srv
     srv.stop()
 
