@@ -34,6 +34,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     from app.studio import cost
     from app.studio.chains import Chains
     from app.studio.checks.gate import Gate
+    from app.studio.fetch import Fetcher
     from app.studio.forms_catalog import load_forms
     from app.studio.jobs import Studio
     from app.studio.ledger import Ledger
@@ -57,6 +58,8 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         secrets=settings.secret_values(),
         lease_s=settings.shared.lease_s,
         store=open_store(settings.shared, settings.data_dir / "results"),
+        max_execution_s=settings.guardrails.ceiling_s,
+        fetcher=Fetcher(settings.fetch),
     )
     studio = Studio(
         settings=settings,
@@ -118,6 +121,11 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
                 settings, access=dataclasses.replace(settings.access, share=True)
             )
         access_kwargs = settings.access.launch_kwargs(settings.host)  # refuses public, no login
+        from app.studio.ledger_check import check_ledger
+
+        ledger_url = settings.shared.ledger_url(settings.data_dir)
+        if ledger_url.startswith("sqlite:///"):  # a SQLite file: damaged or emptied, say what to do
+            check_ledger(Path(ledger_url.removeprefix("sqlite:///")))
     except StudioError as exc:
         print(f"wanpod studio: {user_message(exc)}", file=sys.stderr)
         return 2

@@ -18,10 +18,11 @@ scrubbed from messages when present.
 Operator settings are sub-objects read in the same pass: `guardrails`
 (app/studio/checks/guardrails.py: WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*,
 WANPOD_TIMEOUT_*), `access` (app/access.py: APP_AUTH, APP_ALLOW_PUBLIC_WITHOUT_AUTH, GRADIO_SHARE,
-GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets) and `preflight`
-(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*) and `shared` (app/studio/
-shared.py: WANPOD_DATABASE_URL, WANPOD_LEASE_S, WANPOD_RESULTS_URL, WANPOD_S3_*; the database
-password and the S3 keys count as secrets).
+GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets), `preflight`
+(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*), `fetch`
+(app/studio/fetch.py: WANPOD_S3_ENDPOINT_URL, WANPOD_RESULT_MAX_MB, WANPOD_RESULT_TIMEOUT_S) and
+`shared` (app/studio/shared.py: WANPOD_DATABASE_URL, WANPOD_LEASE_S, WANPOD_RESULTS_URL,
+WANPOD_S3_*, WANPOD_PUBLIC_URL; the database password and the S3 keys count as secrets).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from app.errors import ConfigError
 from app.studio.checks.guardrails import Guardrails
 from app.studio.checks.preflight import PreflightSettings
 from app.studio.cost import PRICES_PATH, load_prices
+from app.studio.fetch import FetchSettings
 from app.studio.shared import SharedSettings
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
@@ -76,6 +78,7 @@ class Settings:
     guardrails: Guardrails = field(default_factory=Guardrails)
     access: Access = field(default_factory=Access)
     preflight: PreflightSettings = field(default_factory=PreflightSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)  # result downloads
     shared: SharedSettings = field(default_factory=SharedSettings)
 
     @property
@@ -131,5 +134,6 @@ class Settings:
             guardrails=Guardrails.from_env(env),
             access=Access.from_env(env),
             preflight=PreflightSettings.from_env(env),
+            fetch=FetchSettings.from_env(env),
             shared=SharedSettings.from_env(env),
         )

@@ -19,6 +19,7 @@ Every refusal is a StudioError naming the field (ParamError from workflows becom
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -32,9 +33,9 @@ from typing import Any
 
 from app.endpoint import RUN_LIMIT, EndpointClient
 from app.endpoint.states import JobState
-from app.errors import MB, InputError, StudioError, SubmitError, user_message
+from app.errors import MB, DiskFull, InputError, StudioError, SubmitError, user_message
 from app.settings import Settings
-from app.studio import cost, webhooks
+from app.studio import cost, disk, graph, webhooks
 from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
 from app.studio.images import prepare_image
@@ -100,7 +101,10 @@ class Studio:
             return self._cal[1]
         obs = []
         for row in self.ledger.finished_with_timing():
-            req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+            try:
+                req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+            except graph.Unresolved:  # a past job the quote cannot read: nothing to learn
+                continue
             obs.append(cost.Observation(req, row.gpu, (row.execution_ms or 0) / 1000))
         cal = cost.calibrate(obs)
         self._cal = (now, cal)
@@ -178,13 +182,14 @@ class Studio:
             )
         images = {param: img.name for param, img in prepared}
         prep = self.prepare(values, images)
-        clearance = self.ops.before_run(prep, user) if self.ops is not None else None
         job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
         by_param = dict(prepared)
         uploads = []
         for name, param in dict(getattr(prep.filled, "images", {}) or {}).items():
             if param in by_param:  # fill may rename the upload; the bytes are ours
                 uploads.append({"name": str(name), "image": by_param[param].b64})
+        names = [u["name"] for u in uploads]
+        clearance = self.ops.before_run(prep, user, names) if self.ops is not None else None
         if uploads:
             job_input["images"] = uploads
         size = len(json.dumps(job_input))
@@ -208,20 +213,37 @@ class Studio:
     def _send(
         self, prep, mode, params, job_input, clearance, user, recipe, form, chain=None
     ) -> str:
-        """Ledger row first (inputs kept for reruns), then /run; returns the row id."""
-        rid = self.ledger.create(
-            template=prep.template_id,
-            mode=mode,
-            params=params,
-            workflow=prep.filled.workflow,
-            quote=prep.quote,
-            gpu=self.settings.gpu_type,
-            user=user,
-            recipe=recipe,
-            form=form,
-            chain=chain,
-            **self.tracker.lease(),  # held by this replica while /run is under way
-        )
+        """Ledger row first (inputs kept for reruns), then /run; returns the row id. Nothing is
+        written or sent while the data folder cannot be written (disk.refuse_if_full)."""
+        args = (prep, mode, params, job_input, clearance, user, recipe, form, chain)
+        try:
+            disk.refuse_if_full(self.settings.data_dir)
+            return self._write_and_send(*args)
+        except Exception as exc:
+            if not isinstance(exc, DiskFull) and disk.full(exc):
+                why = getattr(exc, "strerror", None) or str(exc)
+                raise DiskFull(disk.message(self.settings.data_dir, why)) from None
+            raise
+
+    def _write_and_send(
+        self, prep, mode, params, job_input, clearance, user, recipe, form, chain
+    ) -> str:
+        with self.ledger.transaction():  # budget check and row: one step (no double spend)
+            if self.ops is not None:
+                self.ops.hold(prep, user)
+            rid = self.ledger.create(
+                template=prep.template_id,
+                mode=mode,
+                params=params,
+                workflow=prep.filled.workflow,
+                quote=prep.quote,
+                gpu=self.settings.gpu_type,
+                user=user,
+                recipe=recipe,
+                form=form,
+                chain=chain,
+                **self.tracker.lease(),  # held by this replica while /run is under way
+            )
         keep = self.inputs_dir(rid)
         for upload in job_input.get("images", []):
             keep.mkdir(parents=True, exist_ok=True)
@@ -271,7 +293,7 @@ class Studio:
         q = cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
         filled = _Filled(row.workflow, dict(row.params or {}))
         prep = Prepared(self.forms.get(row.template), row.template, filled.params, filled, req, q)
-        clearance = self.ops.before_run(prep, user) if self.ops is not None else None
+        clearance = self.ops.before_run(prep, user, names) if self.ops is not None else None
         recipe = {**(row.recipe or {}), "rerun_of": row.id}
         recipe.pop("comfyui_version", None)
         args = (prep, row.mode, filled.params, job_input, clearance, user, recipe, row.form)
@@ -328,6 +350,9 @@ class Studio:
         quote_s = row.quote.execution_s if row.quote else None
         plan = self._samplers(rid)
         pv = describe(row.state, row.progress, end - start, quote_s, plan, row.error)
+        note = self.tracker.note(rid) if self.tracker is not None else None
+        if note and not row.final:  # e.g. disk full: the ledger may not say it
+            pv = dataclasses.replace(pv, head=note)
         stored = (
             self.tracker.store.local(row.result_path) if row.state is JobState.COMPLETED else None
         )

@@ -27,9 +27,11 @@ The endpoint is anything with `.status(job_id)` returning an object with `state`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import logging
+import math
 import os
 import socket
 import threading
@@ -41,14 +43,21 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.endpoint.states import JobState
-from app.errors import JobNotFound, scrub
-from app.studio import cost, polling, results
+from app.errors import FetchRefused, JobNotFound, scrub
+from app.studio import cost, disk, polling, results, timings
+from app.studio.fetch import Fetcher, FetchSettings
 from app.studio.ledger import Ledger
 from app.studio.progress import Samplers, describe, samplers
 from app.studio.store import LocalStore, ResultStore
 
 log = logging.getLogger("wanpod.tracker")
 
+FETCH_THREADS = 16
+UNANSWERED = (
+    "the studio stopped while /run was answering: the job may have run on the endpoint and may "
+    "cost up to its quote (counted against today's budget); RunPod's job id never arrived. If "
+    "the endpoint's requests in the RunPod console show it, reconcile this row with that id"
+)
 NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
 LEASE_S = 30.0  # a dead replica's jobs are taken over within this (plus one poll)
 LEASE_SCAN_FRACTION = 1 / 3  # look for jobs nobody follows 3x per lease time; also the slowest
@@ -77,6 +86,8 @@ class Tracker:
         lease_s: float = LEASE_S,
         owner: str | None = None,
         store: ResultStore | None = None,
+        max_execution_s: float = timings.EXECUTION_TIMEOUT_MAX_MS / 1000,
+        fetcher: Fetcher | None = None,
     ) -> None:
         self.ledger = ledger
         self.endpoint = endpoint
@@ -94,6 +105,11 @@ class Tracker:
         self._inflight: set[str] = set()  # jobs whose status call is running
         self._poked: set[str] = set()  # webhooks that came while their job's call ran
         self._storing: set[str] = set()  # COMPLETED jobs whose files are being stored here
+        self.max_execution_s = max_execution_s  # the executionTimeout ceiling (guardrails)
+        self._implausible: set[str] = set()  # jobs whose endpoint timings were refused
+        self.fetcher = fetcher or Fetcher(FetchSettings())  # result downloads (app/studio/fetch.py)
+        self.retry_s = disk.RETRY_S
+        self._notes: dict[str, str] = {}  # rid -> what its page must say (disk full)
         self._heap: list[tuple[float, str]] = []
         self._scheduled: set[str] = set()
         self._interval: dict[str, float] = {}
@@ -105,7 +121,9 @@ class Tracker:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wanpod-fetch")
+        # result downloads: each capped in time (WANPOD_RESULT_TIMEOUT_S); enough threads that
+        # a few slow-drip URLs cannot hold every one while another job waits to be delivered
+        self._pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="wanpod-fetch")
         self._polls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wanpod-status")
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -142,8 +160,7 @@ class Tracker:
                     row.id,
                     state=JobState.LOST,
                     finished_at=time.time(),
-                    error="the studio stopped before the endpoint answered /run; "
-                    "the job cannot be followed",
+                    error=UNANSWERED,
                 )
                 self._changed(row.id)
 
@@ -229,10 +246,14 @@ class Tracker:
     def _poll_and_reschedule(self, rid: str) -> None:
         try:
             again = self._poll(rid)
-        except Exception:  # never let one job kill the tracker
-            log.exception("tracker: polling %s failed", rid)
+        except Exception as exc:  # never let one job kill the tracker
             again = True
-            self._interval[rid] = polling.error_interval(self._interval[rid])
+            if disk.full(exc):  # the ledger cannot be written: say so, look again later
+                self._disk_full(rid, exc)
+                self._interval[rid] = self.retry_s
+            else:
+                log.exception("tracker: polling %s failed", rid)
+                self._interval[rid] = polling.error_interval(self._interval[rid])
         with self._cond:
             if again and not self._stop.is_set():
                 step = min(self._interval[rid], self.lease_s * LEASE_SCAN_FRACTION)
@@ -290,10 +311,7 @@ class Tracker:
         self._misses.pop(rid, None)
         state = JobState.parse(st.state)
         fields: dict[str, Any] = {"state": state}
-        if getattr(st, "delay_ms", None) is not None:
-            fields["delay_ms"] = st.delay_ms
-        if getattr(st, "execution_ms", None) is not None:
-            fields["execution_ms"] = st.execution_ms
+        fields.update(self._timings(rid, st))
         if getattr(st, "worker_id", None):
             fields["worker_id"] = st.worker_id
         if state.running and isinstance(st.progress, dict):
@@ -325,16 +343,14 @@ class Tracker:
             self._changed(rid)
             with self._cond:  # still live in the ledger: not to be polled again meanwhile
                 self._storing.add(rid)
-            self._pool.submit(self._store, rid, st)
+            self._pool.submit(self._store, rid, st, fields.get("execution_ms"))
             return False
         if state.final:
             err = st.error if isinstance(st.error, str) else None
             if err is None and isinstance(st.output, dict):
                 err = st.output.get("error")
-            if fields.get("execution_ms"):  # a cancelled or failed job still bills its seconds
-                bill = cost.actual(
-                    fields["execution_ms"], fields.get("delay_ms"), row.gpu, self.prices
-                )
+            if fields.get("execution_ms") or rid in self._implausible:  # it still bills
+                bill = self._bill(rid, fields.get("execution_ms"), fields.get("delay_ms"), row.gpu)
                 fields["cost"] = dataclasses.replace(bill, partial=True)
             self.ledger.update(rid, **{k: v for k, v in fields.items() if k != "state"})
             self._finish(rid, state, error=self._scrub(str(err or state.lower())))
@@ -345,20 +361,45 @@ class Tracker:
         return True
 
     # -- results -------------------------------------------------------------------------------
-    def _store(self, rid: str, st: Any) -> None:
+    def _timings(self, rid: str, st: Any) -> dict[str, Any]:
+        """The answer's delay and execution times when plausible (app/studio/timings.py); an
+        implausible one is logged and not recorded (the job is then billed at its quote)."""
+        out: dict[str, Any] = {}
+        for name, attr, ceiling in (
+            ("delayTime", "delay_ms", timings.EXECUTION_TIMEOUT_MAX_MS),
+            ("executionTime", "execution_ms", self.max_execution_s * 1000),
+        ):
+            value, why = timings.plausible_ms(getattr(st, attr, None), name, ceiling)
+            if why:
+                log.warning("tracker: %s: implausible timing refused: %s", rid, why)
+                self._implausible.add(rid)
+            elif value is not None:
+                out[attr] = value
+        return out
+
+    def _bill(self, rid: str, execution_ms: int | None, delay_ms: int | None, gpu: str):
+        """What the job cost; at its quote when the endpoint's timing was refused."""
+        if rid in self._implausible:
+            row = self.ledger.get(rid, workflow=False)
+            if row is not None and row.quote is not None:
+                billed = math.ceil(row.quote.execution_s)
+                return cost.Actual(billed, billed * row.quote.per_s, (delay_ms or 0) / 1000)
+        return cost.actual(execution_ms, delay_ms, gpu, self.prices)
+
+    def _store(self, rid: str, st: Any, execution_ms: int | None = None) -> None:
         try:
-            self._store_outputs(rid, st)
+            self._store_outputs(rid, st, execution_ms)
         finally:
             with self._cond:
                 self._storing.discard(rid)
 
-    def _store_outputs(self, rid: str, st: Any) -> None:
+    def _store_outputs(self, rid: str, st: Any, execution_ms: int | None) -> None:
         try:
             output = st.output if isinstance(st.output, dict) else {}
             if output.get("error"):
                 self._finish(rid, JobState.FAILED, error=self._scrub(str(output["error"])))
                 return
-            saved = results.save_outputs(output, self.store.folder(rid))
+            saved = results.save_outputs(output, self.store.folder(rid), self.fetcher)
             if not saved:
                 self._finish(
                     rid, JobState.FAILED, error="the job completed without any output file"
@@ -369,12 +410,7 @@ class Tracker:
             row = self.ledger.get(rid)
             comfy = output.get("comfyui") if isinstance(output.get("comfyui"), dict) else {}
             comfy_version = comfy.get("version")
-            bill = cost.actual(
-                getattr(st, "execution_ms", None),
-                getattr(st, "delay_ms", None),
-                row.gpu if row else "",
-                self.prices,
-            )
+            bill = self._bill(rid, execution_ms, None, row.gpu if row else "")
             owned = self.ledger.update_owned(
                 rid,
                 self.owner,
@@ -389,13 +425,47 @@ class Tracker:
                 log.warning("tracker: %s was taken over by another replica while storing", rid)
                 return
             self._finish(rid, JobState.COMPLETED)
+        except FetchRefused as exc:
+            log.warning("tracker: result of %s refused: %s", rid, exc)
+            self._finish(rid, JobState.FAILED, error=self._scrub(str(exc)))
         except Exception as exc:
+            if disk.full(exc):
+                self._wait_for_space(rid, exc)
+                return
             log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
             self._finish(
                 rid, JobState.FAILED, error=f"the result could not be stored ({type(exc).__name__})"
             )
 
+    def _wait_for_space(self, rid: str, exc: BaseException) -> None:
+        """The data disk is full: the job stays live (COMPLETED at the endpoint until its
+        retention ends) and the store is tried again every disk.RETRY_S; its page says so."""
+        self._disk_full(rid, exc)
+        if not self._stop.is_set():
+            timer = threading.Timer(self.retry_s, self.watch, (rid,))
+            timer.daemon = True
+            timer.start()
+
+    def _disk_full(self, rid: str, exc: BaseException) -> None:
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        text = disk.message(self.results_dir.parent, why)
+        with self._cond:
+            if self._notes.get(rid) != text:
+                log.warning("tracker: %s: %s", rid, text)
+            self._notes[rid] = text
+        # the ledger is on the same disk: when it cannot be written, the note in memory shows
+        with contextlib.suppress(Exception):
+            self.ledger.update(rid, progress={"stage": "disk full"}, error=text)
+        self._changed(rid)
+
+    def note(self, rid: str) -> str | None:
+        """A problem the page must show for a live job (e.g. disk full), None when none."""
+        with self._cond:
+            return self._notes.get(rid)
+
     def _finish(self, rid: str, state: JobState, error: str | None = None) -> None:
+        with self._cond:
+            self._notes.pop(rid, None)
         fields = {"state": state, "error": error, "finished_at": time.time()}
         if not self.ledger.update_owned(rid, self.owner, **fields):
             return  # another replica holds the job now: it records the end

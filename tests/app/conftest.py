@@ -47,7 +47,7 @@ def start_studio(
         port=port,
         ready_path="/gradio_api/info",
         env={**studio_env(stack, data_dir, port), **env},
-        deadline_s=60,
+        deadline_s=120,  # a deadline, not a wait: a loaded 2-core CI box once took over 60 s
     )
     return proc.start()
 
