@@ -21,8 +21,10 @@ Operator settings are sub-objects read in the same pass: `guardrails`
 (app/studio/checks/guardrails.py: WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*,
 WANPOD_TIMEOUT_*), `access` (app/access.py: APP_AUTH, APP_ADMINS, APP_ALLOW_PUBLIC_WITHOUT_AUTH,
 GRADIO_SHARE, GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets), `preflight`
-(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*) and `fetch`
-(app/studio/fetch.py: WANPOD_S3_ENDPOINT_URL, WANPOD_RESULT_MAX_MB, WANPOD_RESULT_TIMEOUT_S).
+(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*), `fetch`
+(app/studio/fetch.py: WANPOD_S3_ENDPOINT_URL, WANPOD_RESULT_MAX_MB, WANPOD_RESULT_TIMEOUT_S) and
+`shared` (app/studio/shared.py: WANPOD_DATABASE_URL, WANPOD_LEASE_S, WANPOD_RESULTS_URL,
+WANPOD_S3_*, WANPOD_PUBLIC_URL; the database password and the S3 keys count as secrets).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from app.studio.checks.guardrails import Guardrails
 from app.studio.checks.preflight import PreflightSettings
 from app.studio.cost import PRICES_PATH, load_prices
 from app.studio.fetch import FetchSettings
+from app.studio.shared import SharedSettings
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
 
@@ -80,6 +83,7 @@ class Settings:
     access: Access = field(default_factory=Access)
     preflight: PreflightSettings = field(default_factory=PreflightSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)  # result downloads
+    shared: SharedSettings = field(default_factory=SharedSettings)
 
     @property
     def demo(self) -> bool:
@@ -93,7 +97,7 @@ class Settings:
     def secret_values(self) -> tuple[str, ...]:
         """Every secret's raw value, for scrubbing messages (never for display)."""
         own = tuple(s.value for s in (self.api_key, *self.extra_secrets) if s)
-        return own + self.access.secret_values()
+        return own + self.access.secret_values() + self.shared.secret_values()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -137,4 +141,5 @@ class Settings:
             access=Access.from_env(env),
             preflight=PreflightSettings.from_env(env),
             fetch=FetchSettings.from_env(env),
+            shared=SharedSettings.from_env(env),
         )

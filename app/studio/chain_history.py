@@ -63,7 +63,11 @@ def chain_item(chains: Any, chain: ChainRow, titles: Mapping[str, str], results:
 
 
 def fold(
-    rows: Sequence[JobRow], chains: Any, titles: Mapping[str, str], results: Path
+    rows: Sequence[JobRow],
+    chains: Any,
+    titles: Mapping[str, str],
+    results: Path,
+    local: Any = None,
 ) -> list[Any]:
     items: list[Any] = []
     seen: set[str] = set()
@@ -71,7 +75,7 @@ def fold(
         cid = str((row.chain or {}).get("id") or "")
         chain = chains.store.get(cid) if cid and chains is not None else None
         if chain is None:
-            items += hist.gallery_items([row], titles, results)
+            items += hist.gallery_items([row], titles, results, local)
         elif cid not in seen:
             seen.add(cid)
             items.append(chain_item(chains, chain, titles, results))

@@ -1,19 +1,17 @@
-"""Where chains live: the `chains` table next to the jobs in the ledger's SQLite file.
+"""Where chains live: the `chains` table next to the jobs in the ledger's database.
 
 A chain is a plan (the base form values, one prompt per segment, the colour-match switch) and
 its state; its segments are ordinary job rows whose `chain` column names the chain id, the
 segment index, the parent row and the start frame (app/studio/ledger.py). Nothing here queues
 anything: the tracker's end-of-job hook sends the next segment (app/studio/chains.py).
 
-Schema change, one forward step (for the ledger's migrations): `ALTER TABLE jobs ADD COLUMN chain
-TEXT` (done by Ledger) and `CHAINS_SCHEMA` below. It uses the ledger's connections (one per
-thread, WAL mode).
+Schema: the ledger's step 5 (app/studio/migrations.py: the `chains` table and the jobs' `chain`
+column). Statements go through the ledger's database (app/studio/db.py: SQLite or PostgreSQL).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,25 +23,6 @@ CHAIN_PREFIX = "ch-"  # a chain id; a job row id starts "wp-"
 RUNNING, COMPLETED, CANCELLED, FAILED = "RUNNING", "COMPLETED", "CANCELLED", "FAILED"
 CHAIN_STATES = (RUNNING, COMPLETED, CANCELLED, FAILED)
 
-CHAINS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS chains (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    finished_at REAL,
-    state TEXT NOT NULL,
-    user TEXT,
-    parent TEXT,
-    plan TEXT NOT NULL,
-    quote TEXT,
-    result_path TEXT,
-    frames INTEGER,
-    remuxed INTEGER,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS chains_state ON chains(state);
-"""
 _JSON = ("plan", "quote")
 
 
@@ -74,10 +53,10 @@ class ChainRow:
 class ChainStore:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self._conn().executescript(CHAINS_SCHEMA)
+        self.db = ledger.db
 
-    def _conn(self) -> sqlite3.Connection:
-        return self.ledger.connection()
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[ChainRow]:
+        return [_row(r) for r in self.db.execute(sql, args).rows]
 
     def create(
         self,
@@ -89,55 +68,39 @@ class ChainStore:
     ) -> str:
         cid = CHAIN_PREFIX + uuid.uuid4().hex[:14]
         now = time.time()
-        self._conn().execute(
-            "INSERT INTO chains (id, kind, created_at, updated_at, state, user, parent, plan,"
+        self.db.execute(
+            'INSERT INTO chains (id, kind, created_at, updated_at, state, "user", parent, plan,'
             " quote) VALUES (?,?,?,?,?,?,?,?,?)",
             (cid, kind, now, now, RUNNING, user, parent, json.dumps(plan), json.dumps(quote)),
         )
         return cid
 
     def update(self, cid: str, **fields: Any) -> None:
-        cols = [f"{k}=?" for k in fields] + ["updated_at=?"]
+        cols = [f'"{k}"=?' for k in fields] + ["updated_at=?"]
         values = [json.dumps(v) if k in _JSON else v for k, v in fields.items()]
         sql = f"UPDATE chains SET {', '.join(cols)} WHERE id=?"
-        self._conn().execute(sql, (*values, time.time(), cid))
+        self.db.execute(sql, (*values, time.time(), cid))
 
     def get(self, cid: str) -> ChainRow | None:
-        row = self._conn().execute("SELECT * FROM chains WHERE id=?", (cid,)).fetchone()
-        return _row(row) if row else None
+        rows = self._rows("SELECT * FROM chains WHERE id=?", (cid,))
+        return rows[0] if rows else None
 
     def unfinished(self) -> list[ChainRow]:
         """Chains whose video is not stitched yet: what a starting studio carries on."""
-        rows = (
-            self._conn()
-            .execute("SELECT * FROM chains WHERE finished_at IS NULL ORDER BY created_at")
-            .fetchall()
-        )
-        return [_row(r) for r in rows]
+        return self._rows("SELECT * FROM chains WHERE finished_at IS NULL ORDER BY created_at")
 
     def recent(self, limit: int = 20) -> list[ChainRow]:
-        rows = (
-            self._conn()
-            .execute("SELECT * FROM chains ORDER BY created_at DESC LIMIT ?", (limit,))
-            .fetchall()
-        )
-        return [_row(r) for r in rows]
+        return self._rows("SELECT * FROM chains ORDER BY created_at DESC LIMIT ?", (limit,))
 
     def segment_ids(self, cid: str) -> list[str]:
         """The chain's own job rows, in segment order."""
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT id FROM jobs WHERE json_extract(chain, '$.id') = ?"
-                " ORDER BY json_extract(chain, '$.index')",
-                (cid,),
-            )
-            .fetchall()
-        )
-        return [r[0] for r in rows]
+        chain_id = self.db.json_text("chain", "id")
+        index = self.db.json_text("chain", "index")
+        sql = f"SELECT id FROM jobs WHERE {chain_id} = ? ORDER BY CAST({index} AS INTEGER)"
+        return [r["id"] for r in self.db.execute(sql, (cid,)).rows]
 
 
-def _row(row: sqlite3.Row) -> ChainRow:
+def _row(row: dict[str, Any]) -> ChainRow:
     data = dict(row)
     for name in _JSON:
         if data.get(name) is not None:

@@ -157,7 +157,7 @@ class Chains:
             raise InputError("job", f"{rid} was not sent from the form; it cannot be extended")
         plan = self._plan(parent.form, [prompt.strip() or parent.form.prompt], colour_match)
         plan["done"] = [parent.id]
-        plan["done_frames"] = [stitch.frame_count(Path(parent.result_path))]
+        plan["done_frames"] = [stitch.frame_count(self._video(parent))]
         plan["extends"] = parent.id
         return self.check("extend", plan, user)
 
@@ -172,7 +172,7 @@ class Chains:
         base = FormValues(**chain.plan["values"])  # the first segment's, seed included
         plan = self._plan(base, [prompt.strip() or last], colour_match)
         plan["done"] = [s.id for s in segs]
-        plan["done_frames"] = [stitch.frame_count(Path(s.result_path or "")) for s in segs]
+        plan["done_frames"] = [stitch.frame_count(self._video(s)) for s in segs]
         plan["extends"] = cid
         return self.check("extend", plan, user)
 
@@ -302,7 +302,7 @@ class Chains:
         start: str | None = chain.plan["values"].get("start_image") if k == 0 else None
         parent = segs[-1] if segs else None
         if parent is not None:
-            video = Path(parent.result_path or "")
+            video = self._video(parent)
             frame = stitch.last_frame(video)
             if chain.plan.get("colour_match"):
                 frame = stitch.colour_match(frame, stitch.first_frame(video))
@@ -315,13 +315,18 @@ class Chains:
         info["start_frame"] = start
         return self.studio.submit(values, user=chain.user, chain=info)
 
+    def _video(self, row: JobRow) -> Path:
+        """A segment's video as a local file (fetched once from object storage when the results
+        live there, app/studio/store.py)."""
+        return self.studio.tracker.store.local(row.result_path) or Path(row.result_path or "")
+
     def _end(self, chain: ChainRow, segs: list[JobRow], state: str, error: str | None) -> None:
         """Stitch the finished segments (in order, up to the first that did not finish)."""
         done: list[Path] = []
         for seg in segs:
             if seg.state is not JobState.COMPLETED or not seg.result_path:
                 break
-            done.append(Path(seg.result_path))
+            done.append(self._video(seg))
         fields: dict[str, Any] = {"state": state, "error": error}
         if done:
             try:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,9 +125,13 @@ def caption(row: JobRow, title: str | None = None, prompt_chars: int = 90) -> st
     return f"{head} — {prompt}" if prompt else head
 
 
-def video_of(row: JobRow) -> Path | None:
+def video_of(row: JobRow, local: Callable[[str | None], Path | None] | None = None) -> Path | None:
+    """The stored video of a COMPLETED row as a local file (`local`: the result store's, which
+    fetches it from object storage; default: the path as stored)."""
     if row.state is not JobState.COMPLETED or not row.result_path:
         return None
+    if local is not None:
+        return local(row.result_path)
     path = Path(row.result_path)
     return path if path.is_file() else None
 
@@ -185,12 +189,15 @@ def placeholder(results_dir: Path, state: str) -> Path:
 
 
 def gallery_items(
-    rows: Sequence[JobRow], titles: Mapping[str, str], results_dir: Path
+    rows: Sequence[JobRow],
+    titles: Mapping[str, str],
+    results_dir: Path,
+    local: Callable[[str | None], Path | None] | None = None,
 ) -> list[HistoryItem]:
     """One item per row, in the rows' order (the ledger gives newest first)."""
     items = []
     for row in rows:
-        video = video_of(row)
+        video = video_of(row, local)
         thumb = thumbnail(video) if video is not None else None
         image = thumb or placeholder(results_dir, row.state)
         items.append(

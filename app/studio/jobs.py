@@ -39,7 +39,7 @@ from app.endpoint import RUN_LIMIT, EndpointClient
 from app.endpoint.states import JobState
 from app.errors import MB, DiskFull, InputError, StudioError, SubmitError, user_message
 from app.settings import Settings
-from app.studio import cost, disk, graph
+from app.studio import cost, disk, graph, webhooks
 from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
 from app.studio.images import prepare_image
@@ -248,16 +248,18 @@ class Studio:
                 recipe=recipe,
                 form=form,
                 chain=chain,
+                **self.tracker.lease(),  # held by this replica while /run is under way
             )
         keep = self.inputs_dir(rid)
         for upload in job_input.get("images", []):
             keep.mkdir(parents=True, exist_ok=True)
             (keep / upload["name"]).write_text(upload["image"])
+        hook = self._webhook(rid)  # None unless WANPOD_PUBLIC_URL is set
         try:
             if clearance is not None:
-                ref = self.endpoint.run(job_input, policy=clearance.policy)
+                ref = self.endpoint.run(job_input, policy=clearance.policy, **hook)
             else:
-                ref = self.endpoint.run(job_input)
+                ref = self.endpoint.run(job_input, **hook)
         except Exception as exc:
             msg = user_message(exc, self.settings.secret_values())
             self.ledger.update(rid, state=JobState.FAILED, error=msg, finished_at=time.time())
@@ -267,6 +269,15 @@ class Studio:
         if clearance is not None and clearance.note:
             log.info("job %s: %s", rid, clearance.note)
         return rid
+
+    def _webhook(self, rid: str) -> dict[str, str]:
+        """`run()`'s webhook argument for row `rid`, its secret's digest kept in the row."""
+        public = self.settings.shared.public_url
+        if not public:
+            return {}
+        token = webhooks.new_token()
+        self.ledger.update(rid, webhook_digest=webhooks.digest(token))
+        return {"webhook": webhooks.webhook_url(public, rid, token)}
 
     # -- history: rerun exactly, reuse settings ------------------------------------------------
     def rerun(self, rid: str, caller: Caller) -> str:
@@ -356,9 +367,10 @@ class Studio:
         note = self.tracker.note(rid) if self.tracker is not None else None
         if note and not row.final:  # e.g. disk full: the ledger may not say it
             pv = dataclasses.replace(pv, head=note)
-        video = row.result_path if row.state is JobState.COMPLETED and row.result_path else None
-        if video and not Path(video).is_file():
-            video = None
+        stored = (
+            self.tracker.store.local(row.result_path) if row.state is JobState.COMPLETED else None
+        )
+        video = str(stored) if stored else None
         return JobView(rid, row.state, pv, video, details(row), row.final)
 
 

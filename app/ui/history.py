@@ -72,7 +72,8 @@ class HistoryCallbacks:
         caller = caller_of(self.studio, request)
         rows = hist.listing(self.studio.ledger, filt, caller, GALLERY_LIMIT)
         chains = getattr(self.cb, "chains", None)  # a chain's segments are one item
-        items = chain_history.fold(rows, chains, self.titles(), self.results_dir)
+        local = self.studio.tracker.store.local  # fetched from object storage when there
+        items = chain_history.fold(rows, chains, self.titles(), self.results_dir, local)
         if not items:
             note = "No job matches these filters." if filt.active else "No jobs yet."
         else:
@@ -101,7 +102,7 @@ class HistoryCallbacks:
             row = None
         if row is None:
             return "", None, "Pick a job in the gallery.", None, gr.update(value=None)
-        video = hist.video_of(row)
+        video = hist.video_of(row, self.studio.tracker.store.local)
         text = details(row) + "\n\n" + hist.recipe_markdown(row)
         return rid, str(video) if video else None, text, row.workflow, self._workflow_file(row)
 

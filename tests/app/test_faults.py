@@ -29,7 +29,7 @@ from app.studio.forms import FormValues
 from app.studio.ledger import Ledger
 from app.studio.tracker import Tracker
 from emulators.stack import LocalStack, StackConfig
-from tests.helpers import WORKER_PYTHON, ServerProcess, free_port, wait_for
+from tests.helpers import s3_server, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +38,7 @@ S3_KEY = "faultsuiteS3secret0123456789"
 
 @pytest.fixture(scope="module")
 def s3():
-    port = free_port()
-    srv = ServerProcess(
-        [WORKER_PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        port,
-        ready_path="/moto-api/",
-        deadline_s=60,
-    ).start()
-    requests.put(f"{srv.base_url}/wanpod-faults", timeout=10).raise_for_status()
+    srv = s3_server("wanpod-faults")
     yield srv
     srv.stop()
 
