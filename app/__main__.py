@@ -151,6 +151,9 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         blocks, studio = assemble(settings, base_url, api_key, settings.demo)
         stack.callback(studio.tracker.stop)
         blocks.queue(default_concurrency_limit=settings.concurrency)
+        from app.ui.queue_pace import calm
+
+        calm(blocks)  # Gradio's queue loops would wake 1000 times a second, idle or not
         from starlette.middleware import Middleware
 
         from app.studio.webhooks import Webhooks

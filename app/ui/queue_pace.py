@@ -1,0 +1,29 @@
+"""How often Gradio's queue loops look for work: its defaults spin, the studio's do not.
+
+Gradio's queue runs two loops on the server's event loop, whatever the pages do: one picks
+queued events up every `sleep_when_free` seconds (1 ms on Linux: 1000 wake-ups a second, about
+4 % of a core with no page open, and the event loop shared with every request), the other
+looks for `gr.Progress` updates to send every `progress_update_sleep_when_free` (10 ms). The
+studio sends no `gr.Progress` (its jobs stream their own status from the tracker), and a new
+request waiting 50 ms more to be picked up is nothing next to a job's seconds.
+
+`calm(blocks)` sets both on the Blocks' queue; it raises when Gradio no longer has them (an
+upgrade renamed them: the pace must be looked at again, not silently lost).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PICKUP_S = 0.05  # the longest a new request waits to be picked up by an idle queue
+PROGRESS_CHECK_S = 0.5  # no gr.Progress is sent; kept for Gradio's own (e.g. uploads)
+ATTRIBUTES = {"sleep_when_free": PICKUP_S, "progress_update_sleep_when_free": PROGRESS_CHECK_S}
+
+
+def calm(blocks: Any) -> None:
+    """Slow the idle loops of `blocks`' queue (call after `blocks.queue()`, before launch)."""
+    queue = blocks._queue
+    for name, value in ATTRIBUTES.items():
+        if not isinstance(getattr(queue, name, None), int | float):
+            raise RuntimeError(f"Gradio's queue has no {name!r} any more: see app/ui/queue_pace.py")
+        setattr(queue, name, value)

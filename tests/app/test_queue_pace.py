@@ -1,0 +1,28 @@
+"""Gradio's queue loops are slowed so an idle studio does not spin (app/ui/queue_pace.py); the
+figures (idle CPU) are in bench/studio_concurrency.py --mode protocol."""
+
+import gradio as gr
+import pytest
+
+from app.ui.queue_pace import ATTRIBUTES, calm
+
+
+def test_calm_sets_the_pace_of_gradios_own_queue():
+    with gr.Blocks() as blocks:
+        gr.Textbox()
+    blocks.queue()
+    spinning = {name: getattr(blocks._queue, name) for name in ATTRIBUTES}
+    assert all(value < ATTRIBUTES[name] for name, value in spinning.items())  # Gradio's defaults
+    calm(blocks)
+    assert {name: getattr(blocks._queue, name) for name in ATTRIBUTES} == ATTRIBUTES
+
+
+def test_a_gradio_without_those_loops_is_said_not_ignored():
+    class Queue:
+        sleep_when_free = 0.001
+
+    class Blocks:
+        _queue = Queue()
+
+    with pytest.raises(RuntimeError, match="progress_update_sleep_when_free"):
+        calm(Blocks())
