@@ -14,7 +14,8 @@ for a row and read the row from the ledger.
 
 Replicas (several studios on one shared ledger, app/studio/db.py): each live job is followed by
 ONE replica at a time, the holder of the row's lease (`Ledger.claim`: an atomic conditional UPDATE,
-renewed at every poll, expiring after `lease_s`). Every LEASE_SCAN_FRACTION x lease_s the tracker
+expiring after `lease_s`, renewed at the first poll after a third of it has passed: not a ledger
+write at every poll). Every LEASE_SCAN_FRACTION x lease_s the tracker
 looks for live rows it does not follow yet (submitted through another replica) and watches them:
 a job another replica holds is only observed (its row re-read each poll_s, so a page attached
 here still sees every change), and the moment that replica's lease runs out (it died) this one
@@ -100,6 +101,7 @@ class Tracker:
         self.lease_s = lease_s
         self.owner = owner or replica_id()
         self._seen: dict[str, float] = {}  # rows another replica follows: last updated_at seen
+        self._held: dict[str, float] = {}  # rows whose lease is ours: monotonic end of the lease
         self._next_scan = 0.0
         self._due: dict[str, float] = {}  # each scheduled job's current heap entry
         self._inflight: set[str] = set()  # jobs whose status call is running
@@ -269,6 +271,7 @@ class Tracker:
                 self._samplers.pop(rid, None)
                 self._near_end.discard(rid)
                 self._seen.pop(rid, None)
+                self._held.pop(rid, None)
                 self._due.pop(rid, None)
                 self._poked.discard(rid)
             self._inflight.discard(rid)
@@ -287,6 +290,19 @@ class Tracker:
         self._interval[rid] = self.poll_s
         return True
 
+    def _hold(self, rid: str) -> bool:
+        """True when this replica holds `rid`'s lease: taken or renewed in the ledger only when
+        less than (1 - LEASE_SCAN_FRACTION) of it is left (no other replica can take a lease
+        before it runs out, so the rows are not rewritten at every poll)."""
+        now = time.monotonic()
+        if self._held.get(rid, now) - now > self.lease_s * (1 - LEASE_SCAN_FRACTION):
+            return True
+        if self.ledger.claim(rid, self.owner, self.lease_s):
+            self._held[rid] = now + self.lease_s  # the ledger's end is later (taken after now)
+            return True
+        self._held.pop(rid, None)
+        return False
+
     def _poll(self, rid: str) -> bool:
         """One status call for one job; True when it must be polled again."""
         row = self.ledger.get(rid, workflow=False)
@@ -294,7 +310,7 @@ class Tracker:
             if row is not None and self._seen.get(rid) != row.updated_at:
                 self._changed(rid)  # ended through another replica
             return False
-        if not self.ledger.claim(rid, self.owner, self.lease_s):
+        if not self._hold(rid):
             return self._observe(rid, row.updated_at)
         self._seen.pop(rid, None)
         try:

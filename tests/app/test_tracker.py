@@ -57,3 +57,38 @@ def test_a_job_submitted_elsewhere_is_followed_and_stored(stack, tmp_path):
         assert done.cost.dollars == done.cost.billed_s * 0.00116 and not done.cost.partial
     finally:
         tracker.stop()
+
+
+def test_a_followed_job_is_polled_often_but_its_lease_written_once(tmp_path):
+    """The lease is renewed when a third of it has passed, not rewritten at every poll."""
+    from types import SimpleNamespace
+
+    from app.endpoint.states import JobState
+
+    claims: list[str] = []
+
+    class Counting(Ledger):
+        def claim(self, rid: str, owner: str, lease_s: float) -> bool:
+            claims.append(rid)
+            return super().claim(rid, owner, lease_s)
+
+    ledger = Counting(tmp_path / "ledger.sqlite3")
+    rid = row(ledger)
+    ledger.update(rid, job_id="job-1", state=JobState.IN_PROGRESS)
+    polls: list[str] = []
+
+    def status(job_id: str) -> SimpleNamespace:
+        polls.append(job_id)
+        state = "IN_PROGRESS" if len(polls) < 6 else "FAILED"
+        return SimpleNamespace(state=state, progress=None, output=None, error="boom",
+                               delay_ms=None, execution_ms=None, worker_id=None)  # fmt: skip
+
+    prices = cost.load_prices(PRICES_PATH)
+    tracker = Tracker(ledger, SimpleNamespace(status=status), tmp_path, prices, poll_s=0.05)
+    tracker.start()
+    try:
+        done = wait_for(lambda: (r := ledger.get(rid)).final and r, 30, "the job's end")
+    finally:
+        tracker.stop()
+    assert done.state == "FAILED" and len(polls) == 6
+    assert claims == [rid]  # taken at the first poll, not renewed within 30 s
