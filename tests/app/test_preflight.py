@@ -308,3 +308,30 @@ def test_preflight_names_a_missing_custom_node_before_a_paid_run(stack, tmp_path
     assert "lacks node classes" in text and "VHS_VideoCombine" in text
     assert 'CUSTOM_NODES="<node packs>"' in text
     assert "model file" not in text  # the Wan files are all there: only the node is named
+
+
+def test_a_submit_does_not_wait_past_its_bound_for_another_threads_fetch(tmp_path):
+    """The warm-up's inventory job waits for a cold worker; a best-effort submit meanwhile
+    goes with a note after its own wait, instead of queueing behind the whole fetch."""
+    import threading
+
+    release, fetching = threading.Event(), threading.Event()
+
+    def slow_fetch(**_kw):
+        fetching.set()
+        release.wait(30)  # the cold start; set at the end of the test (or after 30 s)
+        return FULL
+
+    cache = InventoryCache(tmp_path / "i.json", slow_fetch, 3600, "", Clock())
+    warm = threading.Thread(target=cache.get, daemon=True)
+    warm.start()
+    assert fetching.wait(10)
+    pre = Preflight(cache, PreflightSettings(best_effort_wait_s=0.1))
+    verdict = pre.check(WF)
+    still_fetching = not release.is_set()
+    release.set()
+    warm.join(10)
+    assert still_fetching and verdict.ok
+    assert "not checked against the endpoint's models" in verdict.note
+    assert "still being fetched" in verdict.note
+    assert pre.check(WF).inventory is not None  # the warm-up's answer serves the next one

@@ -13,7 +13,8 @@ merged into `diffusion_models`/`text_encoders`).
   same from the catalog's `model_files` for a whole template.
 - `InventoryCache(path, fetch, max_age_s)`: the last answer, with the moment it was fetched, in a
   JSON file in the data folder; `get()` refetches when older than max_age_s; a fetch that is still
-  running on the endpoint is polled again instead of sending a second job.
+  running on the endpoint is polled again instead of sending a second job; a fetch another
+  thread runs (the studio's warm-up) is waited for at most the caller's own timeout.
 - `Preflight.check(workflow, uploads=None)`: refuses (InputError) an image input that is not a file
   the job uploads (`uploads`, checked in every mode), then raises `PreflightError` (one line per
   missing thing) when the inventory shows a gap. If the inventory cannot be had, mode "required"
@@ -260,29 +261,40 @@ class InventoryCache:
     def get(self, force: bool = False, timeout_s: float = 300.0) -> Inventory:
         """The cached inventory if fresh, else a new one, waiting at most `timeout_s` for it
         (one fetch at a time; a job still running stays pending and is polled next time)."""
-        with self._lock:
-            inv = self.cached()
-            if inv is not None and not force and self.age_s(inv) <= self.max_age_s:
-                return inv
-            pending = (self._read() or {}).get("pending_job")
-            try:
-                fresh = self.fetch(
-                    job_id=pending, on_sent=self._remember_pending, timeout_s=timeout_s
-                )
-            except InventoryPending:
+        inv = self.cached()
+        if inv is not None and not force and self.age_s(inv) <= self.max_age_s:
+            return inv  # fresh, even while another thread fetches
+        if not self._lock.acquire(timeout=timeout_s):  # another thread's fetch (the warm-up)
+            raise InventoryPending(
+                f"the endpoint's inventory is still being fetched after {timeout_s:g} s "
+                "(a cold start?); it is checked again on the next run"
+            )
+        try:
+            return self._get_locked(force, timeout_s)
+        finally:
+            self._lock.release()
+
+    def _get_locked(self, force: bool, timeout_s: float) -> Inventory:
+        inv = self.cached()
+        if inv is not None and not force and self.age_s(inv) <= self.max_age_s:
+            return inv
+        pending = (self._read() or {}).get("pending_job")
+        try:
+            fresh = self.fetch(job_id=pending, on_sent=self._remember_pending, timeout_s=timeout_s)
+        except InventoryPending:
+            raise
+        except StudioError as exc:
+            self._write({"pending_job": None})
+            if not isinstance(exc, EndpointError):
                 raise
-            except StudioError as exc:
-                self._write({"pending_job": None})
-                if not isinstance(exc, EndpointError):
-                    raise
-                raise InventoryUnavailable(f"the inventory job failed: {exc}") from None
-            except Exception as exc:  # the endpoint client's messages are secret-free
-                self._write({"pending_job": None})
-                raise InventoryUnavailable(f"the inventory job failed: {exc}") from None
-            fresh = Inventory(fresh.models, fresh.nodes, fresh.comfyui_version, self.clock())
-            self._write({"pending_job": None, "fetched_at": fresh.fetched_at,
-                         "inventory": fresh.to_json()})  # fmt: skip
-            return fresh
+            raise InventoryUnavailable(f"the inventory job failed: {exc}") from None
+        except Exception as exc:  # the endpoint client's messages are secret-free
+            self._write({"pending_job": None})
+            raise InventoryUnavailable(f"the inventory job failed: {exc}") from None
+        fresh = Inventory(fresh.models, fresh.nodes, fresh.comfyui_version, self.clock())
+        self._write({"pending_job": None, "fetched_at": fresh.fetched_at,
+                     "inventory": fresh.to_json()})  # fmt: skip
+        return fresh
 
     def _remember_pending(self, job_id: str) -> None:
         self._write({"pending_job": job_id})
