@@ -260,9 +260,13 @@ class Ledger:
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         return self._q(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
 
-    def since(self, ts: float) -> list[JobRow]:
-        """Rows created at or after `ts` (epoch seconds): today's spend for the budgets."""
-        return self._q("SELECT * FROM jobs WHERE created_at >= ? ORDER BY created_at", (ts,))
+    def since(self, ts: float, workflow: bool = True) -> list[JobRow]:
+        """Rows created at or after `ts` (epoch seconds): today's spend for the budgets.
+        `workflow=False` leaves the filled workflows unread ({}): the budget check reads every
+        row of the day at each submit, inside the ledger's write transaction."""
+        cols = "*" if workflow else self._without_workflow
+        sql = f"SELECT {cols} FROM jobs WHERE created_at >= ? ORDER BY created_at"
+        return self._q(sql, (ts,))
 
     def without_form(self) -> list[JobRow]:
         """Rows stored before the `form` column (for the one-time migration)."""

@@ -97,3 +97,17 @@ def test_warm_up_fills_the_cache_in_the_background(ledger, tmp_path):
     assert fetch.calls == [None] and (tmp_path / "inv.json").exists()
     o.before_run(prepared())
     assert fetch.calls == [None]  # served from the cache
+
+
+def test_todays_rows_for_the_budgets_are_read_without_their_workflows(ledger, tmp_path):
+    """Every submit reads the whole day's rows, inside the ledger's write transaction: the
+    large filled workflows stay unread there, the spend is the same."""
+    p = prepared()
+    quote = cost.Quote("A100", 0.001, 1000, 1.0)
+    rid = ledger.create(template="t2v_14b", mode="turbo", params={}, gpu="A100",
+                        workflow=p.filled.workflow, quote=quote)  # fmt: skip
+    ledger.update(rid, state="COMPLETED", cost=cost.Actual(0, 0.99))
+    gate = ops(ledger, tmp_path, daily_usd=1.0)
+    (row,) = gate.rows_today()
+    assert row.id == rid and row.workflow == {} and ledger.get(rid).workflow == p.filled.workflow
+    assert [r.limit for r in gate.refusals(p)] == ["daily budget"]

@@ -140,8 +140,9 @@ class Gate:
         )
 
     def rows_today(self) -> list[JobRow]:
-        """The ledger rows created since 00:00 UTC (what today's spend is computed from)."""
-        return self.ledger.since(gr_.day_start())
+        """The ledger rows created since 00:00 UTC (what today's spend is computed from),
+        without their workflows (the spend does not read them)."""
+        return self.ledger.since(gr_.day_start(), workflow=False)
 
     def refusals(
         self, prepared: Prepared, user: str | None = None, rows: list[JobRow] | None = None
