@@ -192,6 +192,9 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
             },
             **access_kwargs,  # auth, share, root_path (app/access.py)
         )
+        from app.ui.sessions import lazy
+
+        lazy(blocks)  # a new session's page config is built as Gradio reads it, not up front
         done = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())
