@@ -19,6 +19,7 @@ Every refusal is a StudioError naming the field (ParamError from workflows becom
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -310,6 +311,9 @@ class Studio:
         quote_s = row.quote.execution_s if row.quote else None
         plan = self._samplers(rid)
         pv = describe(row.state, row.progress, end - start, quote_s, plan, row.error)
+        if row.final and row.state is not JobState.COMPLETED and row.cost:  # what it still cost
+            head = f"{pv.head} · billed {row.cost.billed_s} s = ${row.cost.dollars:.4f}"
+            pv = dataclasses.replace(pv, head=head)
         video = row.result_path if row.state is JobState.COMPLETED and row.result_path else None
         if video and not Path(video).is_file():
             video = None

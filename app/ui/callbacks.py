@@ -12,17 +12,36 @@ existing job by id; `rerun` sends a job's exact workflow and seed again, streame
 from __future__ import annotations
 
 import html
+import inspect
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
-from app.errors import user_message
+from app.errors import SubmitError, user_message
 from app.studio.jobs import Studio
+from app.studio.summary import job_result, unknown_job, unknown_reason
 from app.ui.form import Form
-from app.ui.status import status_html
+from app.ui.status import ended_html, status_html
 
+FILE_FIELDS = ("start_image", "end_image", "workflow_file")  # optional, as on the form
+
+
+def files_optional(fn: Any) -> Any:
+    """`fn(**fields)` with the form's file fields as keyword parameters defaulting to None in its
+    signature: Gradio's API info (and gradio_client) then lists them as optional, not Required."""
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    kw = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+    rest = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    only = inspect.Parameter.KEYWORD_ONLY
+    files = [inspect.Parameter(n, only, default=None) for n in FILE_FIELDS]
+    fn.__signature__ = sig.replace(parameters=[*rest, *files, *kw])
+    return fn
+
+
+RECENT = 12  # jobs in the page's "this session's results" strip
 RESYNC_S = 30.0  # a live job's status is sent at least this often (the page's clock resyncs)
 
 
@@ -44,6 +63,7 @@ class Callbacks:
     def error(self, exc: BaseException) -> gr.Error:
         return gr.Error(self.message(exc), print_exception=False)
 
+    @files_optional
     def quote(self, **fields: Any) -> str:
         """The job's quote (GPU seconds, dollars, cold start) and any limit it would break."""
         try:
@@ -58,24 +78,45 @@ class Callbacks:
             )
         return line
 
-    def health(self, **fields: Any) -> str:
-        """The endpoint health panel, its cold-start note priced for the form's current job."""
+    def health(self, **fields: Any) -> tuple[str, str]:
+        """The endpoint health panel, its cold-start note priced for the form's current job, and
+        the Generate area's note (what an unhealthy endpoint means for a job sent now)."""
         ops = self.studio.ops
         if ops is None:
-            return ""
+            return "", ""
         try:
             quote = self.studio.prepare(self.form.values(fields)).quote
         except Exception:  # an unfinished form still gets the panel, without a price
             quote = None
-        return ops.health_html(quote)
+        panel = ops.health_panel(quote)
+        if panel is None:
+            return "", ""
+        note = ""
+        if not panel.ok:
+            note = (
+                f"⚠️ **The endpoint is not healthy** ({html.escape(panel.error or '')}): "
+                "a job sent now may fail; see Endpoint health."
+            )
+        return ops.health_html(quote), note
 
+    @files_optional
     def generate(self, request: gr.Request, **fields: Any) -> Iterator[tuple[Any, ...]]:
         """Submit the job, then stream its status until it is final (the last answer is whole:
-        status, video, details, job id)."""
+        status, video, details, job id, result). "Submitting…" shows at once; an endpoint that
+        does not take the job leaves the failure and its reason in the status panel."""
+        yield ended_html("SUBMITTING", "Submitting…"), None, "", gr.skip(), gr.skip(), gr.skip()
         try:
             rid = self.studio.submit(self.form.values(fields), user=user_of(request))
+        except SubmitError as exc:  # the ledger holds a FAILED row: keep it on screen
+            msg = self.message(exc)
+            gr.Warning(msg)
+            failed = {"job_id": None, "state": "FAILED", "final": True, "error": msg}
+            yield ended_html("FAILED", f"Failed: {msg}"), None, "", "", gr.skip(), failed
+            return
         except Exception as exc:
-            raise self.error(exc) from None
+            msg = self.message(exc)
+            yield ended_html("REFUSED", f"Not submitted: {msg}"), None, "", "", gr.skip(), {}
+            raise gr.Error(msg, print_exception=False) from None
         yield from self.watch(rid)
 
     def rerun(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
@@ -94,12 +135,35 @@ class Callbacks:
             raise self.error(exc) from None
 
     def attach(self, job_id: str | None) -> Iterator[tuple[Any, ...]]:
-        """Stream an existing job by id until it is final."""
+        """Stream an existing job by id until it is final; an unknown id is answered as such."""
         rid = (job_id or "").strip()
-        if not rid or self.studio.ledger.get(rid) is None:
-            yield status_html(None), gr.skip(), gr.skip(), rid or "", gr.skip()
+        if not rid:
+            yield status_html(None), gr.skip(), gr.skip(), "", gr.skip(), gr.skip()
+            return
+        if self.studio.ledger.get(rid, workflow=False) is None:
+            note = unknown_reason(rid)
+            yield ended_html("UNKNOWN", f"Unknown job: {note}"), gr.skip(), gr.skip(), gr.skip(), \
+                gr.skip(), unknown_job(rid)  # fmt: skip
             return
         yield from self.watch(rid)
+
+    def recent(self, job_id: str | None, rids: list[str] | None) -> tuple[Any, list[str]]:
+        """This page session's results strip (newest first, RECENT of them): each job that
+        ended with a video, captioned with its id and state."""
+        rids = [r for r in (rids or []) if r != job_id]
+        if job_id:
+            rids.insert(0, job_id)
+        rids = rids[:RECENT]
+        items = []
+        for rid in rids:
+            view = self.studio.view(rid)
+            if view is not None and view.video:
+                items.append((view.video, f"{rid} · {view.state}"))
+        return items, rids
+
+    def result(self, rid: str, video: str | None) -> dict[str, Any]:
+        row = self.studio.ledger.get(rid, workflow=False)
+        return job_result(row, video) if row is not None else unknown_job(rid)
 
     def watch(self, rid: str) -> Iterator[tuple[Any, ...]]:
         """Stream one job's view until it is final (the tracker does the polling).
@@ -115,11 +179,13 @@ class Callbacks:
             version = tracker.version(rid)
             view = self.studio.view(rid)
             if view is None:
-                yield status_html(None, f"unknown job {rid}"), gr.skip(), gr.skip(), rid, rid
+                note = f"Unknown job: {unknown_reason(rid)}"
+                yield ended_html("UNKNOWN", note), gr.skip(), gr.skip(), rid, rid, unknown_job(rid)
                 return
             first = seen == -1
             if view.final:  # complete, so an API client's result (the last yield) is whole
-                yield status_html(view), view.video, view.details, rid, rid
+                out = (status_html(view), view.video, view.details, rid, rid)
+                yield (*out, self.result(rid, view.video))
                 return
             pv = view.progress
             key = (view.state, pv.head, round(pv.fraction, 4), pv.left_from)
@@ -138,6 +204,8 @@ class Callbacks:
                 out.append(gr.skip())
             out.append(view.details if last.get("details") != view.details else gr.skip())
             out += [rid, rid] if first else [gr.skip(), gr.skip()]
-            last = {"video": view.video, "details": view.details}
+            out.append(self.result(rid, view.video) if first or key[0] != last.get("state")
+                       else gr.skip())  # fmt: skip
+            last = {"video": view.video, "details": view.details, "state": view.state}
             yield tuple(out)
             seen = version

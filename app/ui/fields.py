@@ -102,6 +102,9 @@ class Radio(gr.Radio):
 class Image(gr.Image):
     is_template = True
 
+    def example_inputs(self) -> Any:  # optional on the form: no bus.png in the API's examples
+        return None
+
     def preprocess(self, payload: Any) -> Any:
         return _checked(
             self, gr.Image.preprocess, payload, "not a readable image; allowed: PNG, JPEG or WebP"
@@ -121,3 +124,6 @@ class Checkbox(gr.Checkbox):
 @_describable
 class File(gr.File):
     is_template = True
+
+    def example_inputs(self) -> Any:  # optional on the form: no sample PDF in the API's examples
+        return None

@@ -31,10 +31,30 @@ from app.ui.status import CLOCK_JS, status_html
 
 HEALTH_TICK_S = 5.0  # the endpoint health panel's refresh (one /health per 2 s for all pages)
 CSS = """
+@media (min-width: 1024px) {
+  #wp-result-col {position: sticky; top: 8px; align-self: flex-start;}
+}
 #wp-status progress {width: 100%; height: 14px;}
 #wp-status .wp-line {font-size: 1.05em; margin-top: 4px;}
 #wp-demo {background: #fff4d6; border: 1px solid #e0b84a; padding: 8px 12px; border-radius: 6px;}
 """
+# Ctrl+Enter (Cmd+Enter) anywhere on the page presses Generate; on a small screen, pressing
+# Generate scrolls the status panel (progress) into view. Runs once, as the keys element loads.
+KEYS_JS = """
+document.addEventListener("keydown", (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === "Enter") {
+    const b = document.querySelector("#wp-generate");
+    if (b && !b.disabled) { e.preventDefault(); b.click(); }
+  }
+});
+document.addEventListener("click", (e) => {
+  if (e.target.closest && e.target.closest("#wp-generate") && window.innerWidth < 1024) {
+    const s = document.querySelector("#wp-status-box");
+    if (s) s.scrollIntoView({behavior: "instant", block: "start"});
+  }
+}, true);
+"""
+RESULT_TEXT = "the job as data: job_id, state, seed, parameters, quote, actual_cost, video, error"
 JOB_ID_TEXT = "a job of this studio, by the id /generate answered (wp-...)"
 PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
 
@@ -48,43 +68,72 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
     with gr.Blocks(title="WanPod studio", analytics_enabled=False) as blocks:
         gr.Markdown("# WanPod studio · Wan 2.2 on RunPod serverless")
         if demo_mode:
-            gr.Markdown(
-                "**Demo mode:** no RunPod credentials are set, so this studio runs the local "
-                "stack (ComfyUI emulator + local RunPod control plane + the real worker). "
-                "Videos are **synthetic** test patterns, not Wan 2.2 output; timings are emulated.",
-                elem_id="wp-demo",
-            )
+            from app.demo import banner  # the emulator's video size, read where it is set
+
+            gr.Markdown(banner(), elem_id="wp-demo")
+        gr.HTML("", js_on_load=KEYS_JS, elem_id="wp-keys", padding=False)
         job_store = gr.BrowserState("", storage_key="wanpod_job", secret=browser_key or None)
         with gr.Row():
             with gr.Column(scale=5):
                 form.build()
                 quote_md = gr.Markdown(elem_id="wp-quote")
-                generate_btn = gr.Button("Generate", variant="primary", elem_id="wp-generate")
+                generate_note = gr.Markdown(elem_id="wp-generate-note")
+                generate_btn = gr.Button(
+                    "Generate (Ctrl+Enter)", variant="primary", elem_id="wp-generate"
+                )
                 batch = batch_panel(cb)
-            with gr.Column(scale=5):
-                status = gr.HTML(status_html(None), js_on_load=CLOCK_JS, elem_id="wp-status-box")
+            with gr.Column(scale=5, elem_id="wp-result-col"):
+                status = gr.HTML(
+                    status_html(None), js_on_load=CLOCK_JS, elem_id="wp-status-box", label="Status"
+                )
                 video = gr.Video(
-                    label="Result", interactive=False, elem_id="wp-video", buttons=["download"]
+                    label="Result",
+                    interactive=False,
+                    elem_id="wp-video",
+                    buttons=["download"],
+                    height=360,
                 )
-                details = gr.Markdown(elem_id="wp-details")
-                job_id = described(
-                    Textbox(label="Job", interactive=False, elem_id="wp-job"), JOB_ID_TEXT
+                recent = gr.Gallery(
+                    label="This session's results",
+                    elem_id="wp-recent",
+                    columns=6,
+                    height=110,
+                    allow_preview=False,
+                    interactive=False,
                 )
+                recent_rids = gr.State([])
                 with gr.Row():
                     cancel_btn = gr.Button(
-                        "Cancel job", size="sm", variant="stop", elem_id="wp-cancel"
+                        "Cancel job",
+                        size="sm",
+                        variant="stop",
+                        elem_id="wp-cancel",
+                        interactive=False,
                     )
-                    rerun_btn = gr.Button("Rerun exactly", size="sm", elem_id="wp-rerun")
-                    reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="wp-reuse")
+                    rerun_btn = gr.Button(
+                        "Rerun exactly", size="sm", elem_id="wp-rerun", interactive=False
+                    )
+                    reuse_btn = gr.Button(
+                        "Reuse settings", size="sm", elem_id="wp-reuse", interactive=False
+                    )
                 final = draft_final_panel()
-                with gr.Accordion("Endpoint health", open=True):
-                    health_box = gr.HTML(elem_id="wp-health-box")
-                    health_timer = gr.Timer(HEALTH_TICK_S)
-                with gr.Accordion("Open a job by id", open=False):
+                details = gr.Markdown(elem_id="wp-details", label="Details")
+                with gr.Accordion("Result as data (the API's answer)", open=False):
+                    result = gr.JSON(label="Result", elem_id="wp-result")
+                with gr.Accordion(
+                    "Job management · Open a job by id", open=False, elem_id="wp-manage"
+                ):
+                    job_id = described(
+                        Textbox(label="Job", interactive=False, elem_id="wp-job"), JOB_ID_TEXT
+                    )
                     attach_id = described(
                         Textbox(label="Job id", elem_id="wp-attach-id"), JOB_ID_TEXT
                     )
                     attach_btn = gr.Button("Open", size="sm", elem_id="wp-attach")
+                with gr.Accordion("Endpoint health", open=True):
+                    health_box = gr.HTML(elem_id="wp-health-box")
+                    health_timer = gr.Timer(HEALTH_TICK_S)
+        job_buttons = [cancel_btn, rerun_btn, reuse_btn, final.button]
 
         def quoted(event, name: str = "form_quote"):  # `event`, then the form's quote line
             return event.then(
@@ -94,7 +143,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
         def after_fill(event):  # a form filled from values: its quote line and frame note
             return form.show_frames(quoted(event, "filled_quote"))
 
-        watch_out = [status, video, details, job_id, job_store]
+        watch_out = [status, video, details, job_id, job_store, result]
         history = build_history(cb, blocks, watch_out=watch_out, after_fill=after_fill)
         quoted(  # a user's choice only: a programmatic change (Reuse settings) keeps its values
             gr.on([form["pipeline"].input, form["mode"].input], form.layout,
@@ -116,27 +165,35 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
             outputs=form.frames_md,
             **PRIVATE,
         )
-        history.refresh_after(  # the gallery shows the job once it has ended
-            generate_btn.click(
-                cb.generate,
-                inputs_kwargs=form.kwargs,
-                outputs=watch_out,
-                api_name="generate",
-                show_progress="hidden",
-            )
+        generated = generate_btn.click(
+            cb.generate,
+            inputs_kwargs=form.kwargs,
+            outputs=watch_out,
+            api_name="generate",
+            show_progress="hidden",
+        )
+        history.refresh_after(generated)  # the gallery shows the job (or its failure) once ended
+        job_id.change(  # Cancel, Rerun, Reuse and Draft -> final need a job
+            lambda rid: [gr.update(interactive=bool(rid))] * len(job_buttons),
+            job_id,
+            job_buttons,
+            **PRIVATE,
         )
         attach_btn.click(cb.attach, attach_id, watch_out, api_name="attach", show_progress="hidden")
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
-        history.refresh_after(
-            rerun_btn.click(cb.rerun, job_id, watch_out, api_name="rerun", show_progress="hidden")
+        rerun = rerun_btn.click(
+            cb.rerun, job_id, watch_out, api_name="rerun", show_progress="hidden"
         )
+        history.refresh_after(rerun)
+        for ended in (generated, rerun):  # this session's strip, newest first
+            ended.then(cb.recent, [job_id, recent_rids], [recent, recent_rids], **PRIVATE)
         history.wire_reuse(reuse_btn, job_id)
         wire_batch(cb, batch, final, job_id=job_id, after_fill=after_fill)
         gr.on(
             [health_timer.tick],
             cb.health,
             inputs_kwargs=form.kwargs,
-            outputs=health_box,
+            outputs=[health_box, generate_note],
             trigger_mode="always_last",
             **PRIVATE,
         )
@@ -147,7 +204,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
             **PRIVATE,
         )
         quoted(loaded, "load_quote").then(  # the health panel's first paint, on a settled form
-            cb.health, inputs_kwargs=form.kwargs, outputs=health_box, **PRIVATE
+            cb.health, inputs_kwargs=form.kwargs, outputs=[health_box, generate_note], **PRIVATE
         )
         blocks.load(cb.attach, job_store, watch_out, api_name="load_attach", **PRIVATE)
     return blocks
