@@ -60,8 +60,14 @@ def _describable(cls: T) -> T:
             info["additional_description"] = self.api_text
         return info
 
+    def example_inputs(self: Any) -> Any:  # the API page's example for a required parameter
+        return self.api_example if self.api_example is not None else base.example_inputs(self)
+
     cls.api_text = ""  # type: ignore[attr-defined]
+    cls.api_example = None  # type: ignore[attr-defined]
     cls.api_info_as_input = api_info_as_input  # type: ignore[attr-defined]
+    if "example_inputs" not in cls.__dict__:
+        cls.example_inputs = example_inputs  # type: ignore[attr-defined]
     _DESCRIBED.add(cls)
     return cls
 

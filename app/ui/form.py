@@ -212,8 +212,12 @@ class Form:
         self.add("mode", Radio(all_modes, value=first.modes[0], label="Mode", elem_id="wp-mode"))
         self.add(
             "prompt",
-            Textbox(label="Prompt", lines=3, value=first.prompt_default, elem_id="wp-prompt"),
+            Textbox(
+                label="Prompt", lines=3, value=first.prompt_default or None, elem_id="wp-prompt"
+            ),
         )
+        # no default: the API page's snippet shows (and runs) this example prompt, not ""
+        self["prompt"].api_example = "a red fox running through fresh snow, cinematic"
         self.add(
             "negative_prompt",
             Textbox(

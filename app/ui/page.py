@@ -32,8 +32,11 @@ from app.ui.status import CLOCK_JS, status_html
 HEALTH_TICK_S = 5.0  # the endpoint health panel's refresh (one /health per 2 s for all pages)
 CSS = """
 @media (min-width: 1024px) {
-  #wp-result-col {position: sticky; top: 8px; align-self: flex-start;}
+  #wp-result-col {position: sticky; top: 0; z-index: 5; flex: none !important;
+                  background: var(--body-background-fill);}
+  #wp-result-col #wp-details {max-height: 180px; overflow: auto;}
 }
+.gradio-container {overflow: clip !important;} /* hidden would make a scroller: no sticky */
 #wp-status progress {width: 100%; height: 14px;}
 #wp-status .wp-line {font-size: 1.05em; margin-top: 4px;}
 #wp-demo {background: #fff4d6; border: 1px solid #e0b84a; padding: 8px 12px; border-radius: 6px;}
@@ -73,7 +76,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
             gr.Markdown(banner(), elem_id="wp-demo")
         gr.HTML("", js_on_load=KEYS_JS, elem_id="wp-keys", padding=False)
         job_store = gr.BrowserState("", storage_key="wanpod_job", secret=browser_key or None)
-        with gr.Row():
+        with gr.Row(equal_height=True):  # the result column as tall as the form: room to stick
             with gr.Column(scale=5):
                 form.build()
                 quote_md = gr.Markdown(elem_id="wp-quote")
@@ -82,16 +85,34 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                     "Generate (Ctrl+Enter)", variant="primary", elem_id="wp-generate"
                 )
                 batch = batch_panel(cb)
-            with gr.Column(scale=5, elem_id="wp-result-col"):
+                with gr.Accordion("Result as data (the API's answer)", open=False):
+                    result = gr.JSON(label="Result", elem_id="wp-result")
+                with gr.Accordion(
+                    "Job management · Open a job by id", open=False, elem_id="wp-manage"
+                ):
+                    job_id = described(
+                        Textbox(label="Job", interactive=False, elem_id="wp-job"), JOB_ID_TEXT
+                    )
+                    attach_id = described(
+                        Textbox(label="Job id", elem_id="wp-attach-id"), JOB_ID_TEXT
+                    )
+                    attach_btn = gr.Button("Open", size="sm", elem_id="wp-attach")
+                with gr.Accordion("Endpoint health", open=True):
+                    health_box = gr.HTML(elem_id="wp-health-box")
+                    health_timer = gr.Timer(HEALTH_TICK_S)
+            with gr.Column(scale=5), gr.Column(elem_id="wp-result-col"):  # sticky when wide
                 status = gr.HTML(
-                    status_html(None), js_on_load=CLOCK_JS, elem_id="wp-status-box", label="Status"
+                    status_html(None),
+                    js_on_load=CLOCK_JS,
+                    elem_id="wp-status-box",
+                    label="Status",
                 )
                 video = gr.Video(
                     label="Result",
                     interactive=False,
                     elem_id="wp-video",
                     buttons=["download"],
-                    height=360,
+                    height=320,
                 )
                 recent = gr.Gallery(
                     label="This session's results",
@@ -118,21 +139,6 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                     )
                 final = draft_final_panel()
                 details = gr.Markdown(elem_id="wp-details", label="Details")
-                with gr.Accordion("Result as data (the API's answer)", open=False):
-                    result = gr.JSON(label="Result", elem_id="wp-result")
-                with gr.Accordion(
-                    "Job management · Open a job by id", open=False, elem_id="wp-manage"
-                ):
-                    job_id = described(
-                        Textbox(label="Job", interactive=False, elem_id="wp-job"), JOB_ID_TEXT
-                    )
-                    attach_id = described(
-                        Textbox(label="Job id", elem_id="wp-attach-id"), JOB_ID_TEXT
-                    )
-                    attach_btn = gr.Button("Open", size="sm", elem_id="wp-attach")
-                with gr.Accordion("Endpoint health", open=True):
-                    health_box = gr.HTML(elem_id="wp-health-box")
-                    health_timer = gr.Timer(HEALTH_TICK_S)
         job_buttons = [cancel_btn, rerun_btn, reuse_btn, final.button]
 
         def quoted(event, name: str = "form_quote"):  # `event`, then the form's quote line

@@ -61,7 +61,7 @@ def args(
 
 
 def finished(result) -> tuple[str, str, str, str]:
-    status, video, details, job, _store = result
+    status, video, details, job, _store, _data = result
     return status, video, details, job
 
 
