@@ -11,6 +11,7 @@ existing job by id; `rerun` sends a job's exact workflow and seed again, streame
 
 from __future__ import annotations
 
+import concurrent.futures
 import html
 import inspect
 import time
@@ -42,6 +43,7 @@ def files_optional(fn: Any) -> Any:
 
 
 RECENT = 12  # jobs in the page's "this session's results" strip
+SUBMITTING_AFTER_S = 0.3  # a submit slower than this shows "Submitting…" (refusals come faster)
 RESYNC_S = 30.0  # a live job's status is sent at least this often (the page's clock resyncs)
 
 
@@ -104,19 +106,37 @@ class Callbacks:
         """Submit the job, then stream its status until it is final (the last answer is whole:
         status, video, details, job id, result). "Submitting…" shows at once; an endpoint that
         does not take the job leaves the failure and its reason in the status panel."""
-        yield ended_html("SUBMITTING", "Submitting…"), None, "", gr.skip(), gr.skip(), gr.skip()
         try:
-            rid = self.studio.submit(self.form.values(fields), user=user_of(request))
-        except SubmitError as exc:  # the ledger holds a FAILED row: keep it on screen
-            msg = self.message(exc)
-            gr.Warning(msg)
-            failed = {"job_id": None, "state": "FAILED", "final": True, "error": msg}
-            yield ended_html("FAILED", f"Failed: {msg}"), None, "", "", gr.skip(), failed
-            return
+            values = self.form.values(fields)
+        except Exception as exc:
+            raise self.error(exc) from None
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wanpod-submit")
+        sending = pool.submit(self.studio.submit, values, user=user_of(request))
+        pool.shutdown(wait=False)
+        shown = False
+        try:
+            try:  # a refusal comes fast: an API client gets it as an error, nothing shown yet
+                rid = sending.result(timeout=SUBMITTING_AFTER_S)
+            except concurrent.futures.TimeoutError:
+                yield ended_html("SUBMITTING", "Submitting…"), None, "", "", gr.skip(), {}
+                shown = True
+                rid = sending.result()
         except Exception as exc:
             msg = self.message(exc)
-            yield ended_html("REFUSED", f"Not submitted: {msg}"), None, "", "", gr.skip(), {}
-            raise gr.Error(msg, print_exception=False) from None
+            if not shown and not isinstance(exc, SubmitError):
+                raise self.error(exc) from None
+            # kept on screen (an error raised now would drop this last answer): the endpoint
+            # did not take the job (the ledger holds its FAILED row) or a late refusal; API
+            # clients read the result's "state" and "error"
+            state, word = (
+                ("FAILED", "Failed")
+                if isinstance(exc, SubmitError)
+                else ("REFUSED", "Not submitted")
+            )
+            gr.Warning(msg)
+            result = {"job_id": None, "state": state, "final": True, "error": msg}
+            yield ended_html(state, f"{word}: {msg}"), None, "", "", gr.skip(), result
+            return
         yield from self.watch(rid)
 
     def rerun(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:

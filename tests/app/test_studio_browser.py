@@ -96,6 +96,7 @@ def test_an_unreachable_endpoint_keeps_the_failure_on_screen(stack, context, tmp
         line = page.locator(LINE).inner_text()
         assert line.startswith("Failed: ") and "did not take the job" in line, line
         assert state_after_settling(page) == "FAILED"  # it stays: no fall back to "No job yet"
+        assert page.locator("#wp-status-box .error").count() == 0  # no bare "Error" overlay
         assert stack.api_key not in page.content()
     finally:
         app.stop()
