@@ -21,7 +21,10 @@ from typing import Any
 import gradio as gr
 
 from app.errors import SubmitError, user_message
+from app.studio.chain_history import is_chain
 from app.studio.jobs import Studio
+from app.studio.markup import md_text
+from app.studio.owners import Caller
 from app.studio.summary import job_result, unknown_job, unknown_reason
 from app.ui.form import Form
 from app.ui.status import ended_html, status_html
@@ -52,12 +55,18 @@ def user_of(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
+def caller_of(studio: Studio, request: gr.Request | None) -> Caller:
+    """Who is asking, for the service's job lookups (app/studio/owners.py)."""
+    return studio.caller(user_of(request))
+
+
 class Callbacks:
     """The page's callbacks; each maps errors to gr.Error in one place (`error`)."""
 
-    def __init__(self, studio: Studio, form: Form) -> None:
+    def __init__(self, studio: Studio, form: Form, chains: Any = None) -> None:
         self.studio = studio
         self.form = form
+        self.chains = chains  # app/studio/chains.py's Chains (Extend, Storyboard)
 
     def message(self, exc: BaseException) -> str:
         return user_message(exc, self.studio.settings.secret_values())
@@ -71,7 +80,7 @@ class Callbacks:
         try:
             prep = self.studio.prepare(self.form.values(fields))
         except Exception as exc:
-            return f"⚠️ {self.message(exc)}"
+            return f"⚠️ {md_text(self.message(exc))}"
         line = "**Quote:** " + prep.quote.summary()
         refusals = self.studio.ops.refusals(prep) if self.studio.ops is not None else []
         if refusals:
@@ -137,46 +146,57 @@ class Callbacks:
             result = {"job_id": None, "state": state, "final": True, "error": msg}
             yield ended_html(state, f"{word}: {msg}"), None, "", "", gr.skip(), result
             return
-        yield from self.watch(rid)
+        yield from self.watch(rid, caller_of(self.studio, request))
 
     def rerun(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
         """The job's exact workflow and seed as a new job, streamed like /generate."""
+        caller = caller_of(self.studio, request)
+        if is_chain((job_id or "").strip()):  # a chain opened in History
+            raise gr.Error(
+                f"{job_id.strip()} is a chain: press Rerun chain in the Longer video section",
+                print_exception=False,
+            )
         try:
-            new = self.studio.rerun((job_id or "").strip(), user=user_of(request))
+            new = self.studio.rerun((job_id or "").strip(), caller)
         except Exception as exc:
             raise self.error(exc) from None
-        yield from self.watch(new)
+        yield from self.watch(new, caller)
 
-    def cancel(self, job_id: str | None) -> None:
+    def cancel(self, request: gr.Request, job_id: str | None) -> None:
         """Cancel a queued or running job."""
         try:
-            gr.Info(self.studio.cancel((job_id or "").strip()))
+            gr.Info(self.studio.cancel((job_id or "").strip(), caller_of(self.studio, request)))
         except Exception as exc:
             raise self.error(exc) from None
 
-    def attach(self, job_id: str | None) -> Iterator[tuple[Any, ...]]:
-        """Stream an existing job by id until it is final; an unknown id is answered as such."""
+    def attach(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
+        """Stream an existing job (one the caller may see) by id until it is final; an id it
+        may not see is answered as unknown (the studio does not say whose it is)."""
         rid = (job_id or "").strip()
+        caller = caller_of(self.studio, request)
         if not rid:
             yield status_html(None), gr.skip(), gr.skip(), "", gr.skip(), gr.skip()
             return
-        if self.studio.ledger.get(rid, workflow=False) is None:
+        if self.studio.view(rid, caller) is None:
             note = unknown_reason(rid)
             yield ended_html("UNKNOWN", f"Unknown job: {note}"), gr.skip(), gr.skip(), gr.skip(), \
                 gr.skip(), unknown_job(rid)  # fmt: skip
             return
-        yield from self.watch(rid)
+        yield from self.watch(rid, caller)
 
-    def recent(self, job_id: str | None, rids: list[str] | None) -> tuple[Any, list[str]]:
+    def recent(
+        self, request: gr.Request, job_id: str | None, rids: list[str] | None
+    ) -> tuple[Any, list[str]]:
         """This page session's results strip (newest first, RECENT of them): each job that
         ended with a video, captioned with its id and state."""
         rids = [r for r in (rids or []) if r != job_id]
         if job_id:
             rids.insert(0, job_id)
         rids = rids[:RECENT]
+        caller = caller_of(self.studio, request)
         items = []
         for rid in rids:
-            view = self.studio.view(rid)
+            view = self.studio.view(rid, caller)
             if view is not None and view.video:
                 items.append((view.video, f"{rid} · {view.state}"))
         return items, rids
@@ -185,7 +205,7 @@ class Callbacks:
         row = self.studio.ledger.get(rid, workflow=False)
         return job_result(row, video) if row is not None else unknown_job(rid)
 
-    def watch(self, rid: str) -> Iterator[tuple[Any, ...]]:
+    def watch(self, rid: str, caller: Caller) -> Iterator[tuple[Any, ...]]:
         """Stream one job's view until it is final (the tracker does the polling).
 
         Yields when the job changed (state, stage, step, video, details; gr.skip() for what did
@@ -197,7 +217,7 @@ class Callbacks:
         sent_at = 0.0
         while True:
             version = tracker.version(rid)
-            view = self.studio.view(rid)
+            view = self.studio.view(rid, caller)
             if view is None:
                 note = f"Unknown job: {unknown_reason(rid)}"
                 yield ended_html("UNKNOWN", note), gr.skip(), gr.skip(), rid, rid, unknown_job(rid)

@@ -4,7 +4,9 @@ Gradio's own checks (a slider value out of range, a dropdown value not among the
 upload that is not an image) raise messages that do not say which input was wrong. These are
 Gradio template components (`is_template = True`: the browser renders the base component) whose
 `preprocess` prefixes the message with the field's label, e.g. "steps: Value 61 is greater than
-maximum value 60.".
+maximum value 60.". A number field also refuses NaN and infinity (JSON's NaN / Infinity literals
+reach Gradio from a raw API client; a NaN passes Gradio's range check, since no comparison with it
+is true).
 
 `described(component, text)` gives a component the description its API parameter carries in
 `/gradio_api/info` (and gradio_client's `view_api`): Gradio reads a parameter's description from
@@ -15,6 +17,7 @@ the component's `api_info_as_input()["additional_description"]`, and has no argu
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -36,6 +39,15 @@ def _checked(component: Any, base_preprocess: Any, payload: Any, unreadable: str
         raise gr.Error(
             f"{_field(component)}: {unreadable} ({type(exc).__name__})", print_exception=False
         ) from None
+
+
+def _finite(component: Any, value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise gr.Error(
+            f"{_field(component)}: {value!r} is not allowed; allowed: a finite number",
+            print_exception=False,
+        )
+    return value
 
 
 def described(component: C, text: str) -> C:
@@ -77,7 +89,7 @@ class Slider(gr.Slider):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return _checked(self, gr.Slider.preprocess, payload, "not a number")
+        return _checked(self, gr.Slider.preprocess, _finite(self, payload), "not a number")
 
 
 @_describable
@@ -85,7 +97,7 @@ class Number(gr.Number):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return _checked(self, gr.Number.preprocess, payload, "not a number")
+        return _checked(self, gr.Number.preprocess, _finite(self, payload), "not a number")
 
 
 @_describable

@@ -67,6 +67,7 @@ class Executor:
         self.hub = hub
         self.queue = queue
         self.interrupted = False
+        self.interrupted_prompts = 0  # prompts that ended interrupted (GET /emulator/stats)
         self.client_id: str | None = None
         self.last_node_id: str | None = None
         self.outputs_cache: dict[str, tuple[Any, ...]] = {}
@@ -300,10 +301,15 @@ class Executor:
                     video_max_side=self.config.video_max_side,
                     output_bytes=self.config.output_bytes,
                     progress=report,
+                    encode_delay=self.config.encode_delay,
                 )
                 outputs, ui = await run_node(ctx)
+                if ui and self.config.extra_output:  # a file it did not write (fault knob)
+                    key = "audio" if "audio" in ui else "images"
+                    ui = {**ui, key: [*ui.get(key, []), dict(self.config.extra_output)]}
             except Interrupted:
                 failure = ("interrupted", nid, None)
+                self.interrupted_prompts += 1
                 break
             except NodeFailure as nf:
                 failure = ("error", nid, (nf, inputs))
