@@ -19,7 +19,10 @@ from typing import Any
 import gradio as gr
 
 from app.errors import user_message
+from app.studio.forms import field_of
+from app.studio.inputs import describe
 from app.studio.jobs import Studio
+from app.studio.shown import Shown
 from app.ui.form import Form
 from app.ui.status import status_html
 
@@ -44,19 +47,28 @@ class Callbacks:
     def error(self, exc: BaseException) -> gr.Error:
         return gr.Error(self.message(exc), print_exception=False)
 
-    def quote(self, **fields: Any) -> str:
-        """The job's quote (GPU seconds, dollars, cold start) and any limit it would break."""
+    def quote(self, **fields: Any) -> tuple[str, Shown]:
+        """The job's quote (GPU seconds, dollars, cold start), what happens to its images, and
+        any limit it would break; with what the line shows, for Generate (app/studio/shown.py).
+        A refused value (out of range, not offered, a missing or too small image) is said
+        instead, naming the field."""
         try:
-            prep = self.studio.prepare(self.form.values(fields))
+            values = self.form.values(fields)
+            prep = self.studio.prepare(values)
+            fits = self.studio.images(values)
         except Exception as exc:
-            return f"⚠️ {self.message(exc)}"
+            msg = self.message(exc)
+            field = field_of(str(getattr(exc, "field", "")))
+            return f"⚠️ {msg}", Shown(problem=msg, field=field)
         line = "**Quote:** " + prep.quote.summary()
+        if fits:
+            line += "\n\n**Images:** " + html.escape(describe(fits, values.resolution))
         refusals = self.studio.ops.refusals(prep) if self.studio.ops is not None else []
         if refusals:
             line += "\n\n⚠️ **Over the studio's limits** (Generate would be refused): " + "; ".join(
                 html.escape(str(r)) for r in refusals
             )
-        return line
+        return line, Shown(prep.request, prep.quote)
 
     def health(self, **fields: Any) -> str:
         """The endpoint health panel, its cold-start note priced for the form's current job."""
@@ -69,11 +81,15 @@ class Callbacks:
             quote = None
         return ops.health_html(quote)
 
-    def generate(self, request: gr.Request, **fields: Any) -> Iterator[tuple[Any, ...]]:
+    def generate(
+        self, request: gr.Request, shown: Shown | None = None, **fields: Any
+    ) -> Iterator[tuple[Any, ...]]:
         """Submit the job, then stream its status until it is final (the last answer is whole:
-        status, video, details, job id)."""
+        status, video, details, job id). `shown`: the page's quote line (a State; None for an
+        API client): the job sent must be the one it priced."""
         try:
-            rid = self.studio.submit(self.form.values(fields), user=user_of(request))
+            values = self.form.values(fields)
+            rid = self.studio.submit(values, user=user_of(request), shown=shown)
         except Exception as exc:
             raise self.error(exc) from None
         yield from self.watch(rid)
