@@ -281,24 +281,12 @@ class ComfyClient:
             raise WorkflowRejected(msg, lines)
         raise ComfyProtocolError(f"POST /prompt answered HTTP {status}: {text[:200]}")
 
-    async def queue_position(self, queued: Queued) -> int | None:
-        """How many prompts run or wait ahead of ours (None when it cannot be told)."""
-        try:
-            async with self.session.get(self.base + "/queue") as r:
-                body = await r.json()
-        except (aiohttp.ClientError, ValueError):
-            return None
-        running = body.get("queue_running") or []
-        pending = body.get("queue_pending") or []
-        ids = [item[1] for item in running + pending if isinstance(item, list) and len(item) > 1]
-        if queued.prompt_id not in ids:
-            return 0  # already finished or running alone
-        ahead = [
-            item for item in pending
-            if isinstance(item, list) and item and item[0] < queued.number
-        ]  # fmt: skip
-        in_running = any(item[1] == queued.prompt_id for item in running if len(item) > 1)
-        return 0 if in_running else len(running) + len(ahead)
+    async def queue_ids(self) -> set[str]:
+        """Ids of the prompts ComfyUI runs or has pending (`GET /queue`)."""
+        async with self.session.get(self.base + "/queue") as r:
+            body = await r.json()
+        items = (body.get("queue_running") or []) + (body.get("queue_pending") or [])
+        return {str(i[1]) for i in items if isinstance(i, list) and len(i) > 1}
 
     async def history(self, prompt_id: str) -> dict | None:
         async with self.session.get(f"{self.base}/history/{prompt_id}") as r:

@@ -7,6 +7,12 @@ after the job, worker-comfyui #129/#167). Encoding is one pass (pybase64's SIMD 
 installed, straight to a `str`; else binascii into a preallocated buffer); peak memory 2.33x
 (2.67x) the file. S3 mode streams the file with `upload_file` (multipart, bounded memory), real
 ContentType, key `[prefix/]<job id>/<file name>`, and returns a presigned GET URL.
+
+What ComfyUI reports is not trusted as a path (a custom node, or a compromised ComfyUI, can name
+`{"filename": "environ", "subfolder": "/proc/self"}`): `locate` delivers only outputs of type
+`output` that are regular files inside COMFY_OUTPUT_DIR once symlinks are resolved (without a
+shared folder: plain relative names, fetched through `/view`); the rest is refused with a
+`Refused` reason that becomes an `errors` entry of the result, never a read.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import binascii
 import logging
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,20 +100,56 @@ def b64_file_chunked(path: Path, size: int) -> str:
     return text
 
 
-def locate(files: list[OutputFile], settings: Settings) -> list[Located]:
+@dataclass(frozen=True)
+class Refused:
+    file: OutputFile
+    reason: str
+
+    def message(self) -> str:
+        f = self.file
+        return (
+            f"output {f.filename!r} of node {f.node_id} (subfolder {f.subfolder!r}, type "
+            f"{f.type!r}) was not delivered: {self.reason}"
+        )
+
+
+def _plain_relative(f: OutputFile) -> bool:
+    """A file name without folders and a relative subfolder without `..` (what ComfyUI's own
+    savers report)."""
+    name, sub = f.filename, f.subfolder.replace("\\", "/")
+    if not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name + sub:
+        return False
+    return not sub.startswith("/") and ".." not in sub.split("/") and ":" not in sub[:2]
+
+
+def locate(files: list[OutputFile], settings: Settings) -> tuple[list[Located], list[Refused]]:
+    """Where each output file is: in the shared output folder (a regular file inside it after
+    resolving symlinks), or to be fetched through `/view`. Anything else is refused."""
     out: list[Located] = []
-    roots = {"output": settings.comfy_output_dir, "input": settings.comfy_input_dir}
+    refused: list[Refused] = []
+    root = settings.comfy_output_dir
+    base = Path(root).resolve() if root else None
     for f in files:
-        root = roots.get(f.type) or ""
-        if root:
-            p = Path(root, f.subfolder, f.filename)
+        if f.type != "output":
+            refused.append(Refused(f, "only files of ComfyUI's output folder are delivered"))
+        elif not _plain_relative(f):
+            refused.append(Refused(f, "its name or subfolder points outside the output folder"))
+        elif base is None:
+            out.append(Located(f, None, None))
+        else:
             try:
-                out.append(Located(f, p, p.stat().st_size))
+                p = (base / f.subfolder / f.filename).resolve(strict=True)
+                st = p.stat()
+            except (OSError, RuntimeError):  # missing, or a symlink loop
+                out.append(Located(f, None, None))  # reported missing when it is fetched
                 continue
-            except OSError:
-                pass
-        out.append(Located(f, None, None))
-    return out
+            if base not in p.parents:
+                refused.append(Refused(f, "it resolves outside ComfyUI's output folder"))
+            elif not stat.S_ISREG(st.st_mode):
+                refused.append(Refused(f, "it is not a regular file"))
+            else:
+                out.append(Located(f, p, st.st_size))
+    return out, refused
 
 
 def too_large_message(total: int, limit: int) -> str:

@@ -8,6 +8,9 @@ deliver → clean up → return, in worker-comfyui's result shape plus additive 
 An identical re-run that ComfyUI serves from its cache after CLEANUP_JOB_FILES removed the
 earlier job's files is queued once more with this job's own output file names
 (`fresh_output_names`): only the save nodes run again, the rest stays cached.
+Clean-up (CLEANUP_JOB_FILES, worker/cleanup.py) runs after every job, whatever its end: the
+uploads, every prompt's created files and history entry; a prompt still running then (an
+uninterruptible SaveVideo encode) is swept by a later job once it has ended.
 Cancellation (RunPod /cancel or timeout → `asyncio.CancelledError`) and the handler-side deadline
 (JOB_TIMEOUT_S) interrupt ComfyUI for this prompt and delete it from the queue. Every failure
 returns `{"error": "<string>", "details": [...]}` via `errors.to_result`.
@@ -28,10 +31,10 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 
 import aiohttp
 
+from .cleanup import Footprint, Sweeper, sweeper_for
 from .comfy import ComfyClient, format_node_errors
 from .delivery import ITEM_OVERHEAD, Delivery, locate
 from .errors import ConfigError, JobTimeout, OutputError, UnreadableModel, WorkerError, to_result
@@ -39,7 +42,7 @@ from .fetch import ImageFetcher
 from .inputs import ImageURL, JobRequest, job_upload_folder, parse_job_input, rewrite_image_refs
 from .inventory import collect_inventory, model_folder, wants_inventory
 from .monitor import JobEnd, Watcher
-from .outputs import OutputFile, collect, websocket_files
+from .outputs import collect, websocket_files
 from .progress import ProgressReporter
 from .provision import run_job as run_provision
 from .provision import wants_provision
@@ -51,9 +54,10 @@ Handler = Callable[[dict], Awaitable[dict]]
 
 def make_handler(settings: Settings, delivery: Delivery | None = None) -> Handler:
     delivery = delivery or Delivery(settings)
+    sweeper = sweeper_for(settings)  # prompts of earlier jobs still to clean up
 
     async def handler(job: dict) -> dict:
-        return await run_job(job, settings, delivery)
+        return await run_job(job, settings, delivery, sweeper)
 
     return handler
 
@@ -72,7 +76,9 @@ async def handler(job: dict) -> dict:
     return await _default(job)
 
 
-async def run_job(job: dict, settings: Settings, delivery: Delivery) -> dict:
+async def run_job(
+    job: dict, settings: Settings, delivery: Delivery, sweeper: Sweeper | None = None
+) -> dict:
     job_id = str(job.get("id") or "local")
     t0 = time.monotonic()
     progress = ProgressReporter(
@@ -91,7 +97,15 @@ async def run_job(job: dict, settings: Settings, delivery: Delivery) -> dict:
                 elif request is None:
                     result = await _inventory(settings)
                 else:
-                    result = await _run(job_id, request, settings, delivery, progress, t0)
+                    result = await _run(
+                        job_id,
+                        request,
+                        settings,
+                        delivery,
+                        progress,
+                        t0,
+                        sweeper or sweeper_for(settings),
+                    )
         except TimeoutError:
             if not deadline.expired():  # a network timeout inside, not our deadline
                 raise
@@ -132,10 +146,11 @@ async def _run(
     delivery: Delivery,
     progress: ProgressReporter,
     t0: float,
+    sweeper: Sweeper,
 ) -> dict:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        run = _JobRun(job_id, req, s, delivery, progress, ComfyClient(s, session))
+        run = _JobRun(job_id, req, s, delivery, progress, ComfyClient(s, session), sweeper)
         run.marks["start"] = t0
         return await run.execute()
 
@@ -143,19 +158,18 @@ async def _run(
 class _JobRun:
     """One job's steps against ComfyUI, with the state its clean-up needs."""
 
-    def __init__(self, job_id, req, s, delivery, progress, client) -> None:
+    def __init__(self, job_id, req, s, delivery, progress, client, sweeper) -> None:
         self.job_id: str = job_id
         self.req: JobRequest = req
         self.s: Settings = s
         self.delivery: Delivery = delivery
         self.progress: ProgressReporter = progress
         self.client: ComfyClient = client
+        self.sweeper: Sweeper = sweeper
         self.marks: dict[str, float] = {}
-        self.uploaded: list[str] = []
+        self.footprint = Footprint(s, client)  # what clean-up removes, whatever the end
         self.prompt_id: str | None = None
-        self.files: list[OutputFile] = []
         self.problems: list[str] = []
-        self.history_delete: asyncio.Task | None = None
         self.renamed = False  # outputs re-made under this job's own names (cached re-run)
 
     def mark(self, name: str) -> None:
@@ -166,6 +180,8 @@ class _JobRun:
         info = await self.client.wait_ready()
         self.mark("ready")
         try:
+            if self.s.cleanup and self.sweeper.pending:
+                await self.sweeper.sweep(self.client, self.s)
             if self.req.images:
                 self.progress.update(stage="uploading")
                 await self._upload()
@@ -218,7 +234,7 @@ class _JobRun:
             if isinstance(image, ImageURL):  # downloaded and checked here (worker/fetch.py)
                 image = await ImageFetcher(self.s).fetch_async(image)
             names[image.name] = await self.client.upload(image, folder)
-            self.uploaded.append(names[image.name])
+            self.footprint.uploaded.append(names[image.name])
         workflow = rewrite_image_refs(self.req.workflow, names)
         self.req = dataclasses.replace(self.req, workflow=workflow)
 
@@ -234,6 +250,7 @@ class _JobRun:
             await ws.close()
             raise
         self.prompt_id = watcher.prompt_id = queued.prompt_id
+        self.footprint.track(queued.prompt_id, watcher.end)
         self.mark("queued")
         if queued.node_errors:
             self.problems.append(
@@ -241,15 +258,21 @@ class _JobRun:
                 "missing): " + "; ".join(format_node_errors(queued.node_errors))
             )
             log.warning("job %s: %s", self.job_id, self.problems[-1])
-        self.progress.update(stage="queued", queue_position=await client.queue_position(queued))
+        # the position comes from the `status` ComfyUI broadcasts for our put (queue_remaining):
+        # no GET /queue, whose answer carries every queued workflow
+        self.progress.update(stage="queued")
         end = await watcher.watch(ws)
         self.mark("ended")
-        if self.s.cleanup:  # runs while the outputs are delivered
-            self.history_delete = asyncio.create_task(client.delete_history(queued.prompt_id))
+        if self.s.cleanup:  # the history entry is removed while the outputs are delivered
+            self.footprint.retire_soon(queued.prompt_id)
             await asyncio.sleep(0)  # let it send its request before the (blocking) encoding
-        self.files = collect(end.outputs)
-        located = locate(self.files, s)
-        if s.s3 is not None and self.files:
+        files = collect(end.outputs)
+        located, refused = locate(files, s)
+        for r in refused:
+            if r.message() not in self.problems:
+                self.problems.append(r.message())
+                log.warning("job %s: %s", self.job_id, r.message())
+        if s.s3 is not None and files:
             self.progress.update(stage="delivering", force=True)
         self.progress.finish()
         try:
@@ -268,10 +291,6 @@ class _JobRun:
                     self.job_id,
                 )
                 self.renamed = True
-                if self.history_delete is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(asyncio.shield(self.history_delete), 5)
-                    self.history_delete = None
                 self.req = dataclasses.replace(
                     self.req, workflow=fresh_output_names(self.req.workflow, self.job_id)
                 )
@@ -286,18 +305,9 @@ class _JobRun:
         return end, items
 
     async def _cleanup(self) -> None:
-        """Delete the job's inputs, outputs and history entry from ComfyUI (CLEANUP_JOB_FILES)."""
-        if not self.s.cleanup:
-            return
-        _delete_files(self.s.comfy_input_dir, self.uploaded)
-        _remove_empty_parents(self.s.comfy_input_dir, self.uploaded)
-        _delete_files(self.s.comfy_output_dir, [_rel(f) for f in self.files if f.type == "output"])
-        if self.prompt_id:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await asyncio.shield(
-                        self.history_delete or self.client.delete_history(self.prompt_id)
-                    )
+        """Remove the job's uploads, outputs and history entries (CLEANUP_JOB_FILES)."""
+        if self.s.cleanup:
+            await self.footprint.remove(self.sweeper)
 
 
 def fresh_output_names(workflow: Mapping[str, dict], job_id: str) -> dict[str, dict]:
@@ -351,41 +361,6 @@ async def _stop_prompt(client: ComfyClient, prompt_id: str, job_id: str, quiet=F
         log.warning(
             "job %s: could not interrupt prompt %s: %s", job_id, prompt_id, type(e).__name__
         )
-
-
-def _rel(f: OutputFile) -> str:
-    return f"{f.subfolder}/{f.filename}" if f.subfolder else f.filename
-
-
-def _delete_files(root: str, rel_paths: list[str]) -> None:
-    if not root:
-        return
-    base = Path(root).resolve()
-    for rel in rel_paths:
-        p = (base / rel).resolve()
-        if base not in p.parents:
-            continue
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            log.warning("could not delete %s: %s", p, e.strerror)
-
-
-def _remove_empty_parents(root: str, rel_paths: list[str]) -> None:
-    """Remove the folders these files were in (the job's own upload folder) once empty."""
-    if not root:
-        return
-    base = Path(root).resolve()
-    for rel in rel_paths:
-        p = (base / rel).resolve().parent
-        while p != base and base in p.parents:
-            try:
-                p.rmdir()
-            except OSError:
-                break
-            p = p.parent
 
 
 # -- process entry point -------------------------------------------------------------------------

@@ -4,8 +4,20 @@
 `ProgressReporter`, collects `executed` outputs and returns a `JobEnd` on `execution_success` (or
 `executing {node: null}`). `execution_error` / `execution_interrupted` raise `ExecutionFailed` /
 `Interrupted`. When the socket drops it reconnects with backoff (WEBSOCKET_RECONNECT_ATTEMPTS,
-WEBSOCKET_RECONNECT_DELAY_S) and after EVERY reconnect (and every quiet 5 s) checks `/history`, so
-a job that ended during the drop is seen at once. A dead ComfyUI process fails the job at once.
+WEBSOCKET_RECONNECT_DELAY_S) and checks `/history` after every attempt, failed ones included, and
+once more before giving up, so a job that ended while the websocket could not be re-opened (HTTP
+still working) is delivered, not failed as a lost connection; when the attempts are used up while
+the prompt still runs and HTTP answers, it follows the prompt through `/history` (no progress),
+trying the websocket again every 5 s, and fails only when HTTP stops answering too. It also
+checks `/history` whenever the socket is quiet: every 5 s, and every 0.5 s once it has
+reconnected, because real ComfyUI
+may then send the new socket nothing after its `status` / `executing` greeting: when the server
+notices the old socket's end only after the new one registered, it forgets the client id
+(`sockets.pop(sid)`) and the prompt's messages go nowhere (this can happen any time after the
+reconnect, whenever the server notices). So after a reconnect, 2 s of silence make the worker open
+another socket, leaving the silent one open (closing it would make ComfyUI forget the id again);
+the new one takes the id back and progress resumes (at most 3 times per job; a socket that was
+only quiet loses nothing). A dead ComfyUI process fails the job at once.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import aiohttp
 from .comfy import ComfyClient, pid_alive
 from .errors import (
     ComfyDied,
+    ComfyProtocolError,
     ConnectionLost,
     ExecutionFailed,
     Interrupted,
@@ -33,6 +46,10 @@ from .settings import Settings
 
 log = logging.getLogger("worker.monitor")
 QUIET_CHECK_S = 5.0
+RECONNECTED_CHECK_S = 0.5  # after a reconnect the new socket may be deaf (see above)
+DEAF_AFTER_S = 2.0  # silence after a reconnect that makes the worker open another socket
+MAX_REOPENS = 3
+HTTP_RETRY_WS_S = 5.0  # following over HTTP: how often the websocket is tried again
 
 
 @dataclass
@@ -104,6 +121,7 @@ class Watcher:
         self.workflow = workflow
         self.progress = progress
         self.end = JobEnd()
+        self.http_ok = True  # the last /history check got an answer
         self.finished_nodes: set[str] = set()
         self.current_node = ""
 
@@ -119,10 +137,14 @@ class Watcher:
         if self.s.ws_trace:
             log.debug("ws %s %s", mtype, {k: data.get(k) for k in ("node", "prompt_id", "value")})
         if mtype == "status":
+            # queue_remaining counts the running and pending prompts, ours included once queued
+            # (the greeting on connect, with `sid`, came before our prompt was put)
             remaining = (data.get("status") or {}).get("exec_info", {}).get("queue_remaining")
             pos = self.progress.state.queue_position
-            if self.progress.state.stage == "queued" and isinstance(remaining, int) and pos:
-                self.progress.update(queue_position=max(0, min(pos, remaining - 1)))
+            queued = self.progress.state.stage == "queued"
+            if queued and isinstance(remaining, int) and "sid" not in data:
+                ahead = max(0, remaining - 1)
+                self.progress.update(queue_position=ahead if pos is None else min(pos, ahead))
             return False
         if data.get("prompt_id") not in (None, self.prompt_id):
             return False
@@ -210,11 +232,14 @@ class Watcher:
 
     # -- history fallback -------------------------------------------------------------------
     async def _check_history(self) -> bool:
-        """True (outputs merged) if /history shows the prompt finished; raise if it failed."""
+        """True (outputs merged) if /history shows the prompt finished; raise if it failed.
+        Sets `http_ok`: whether ComfyUI's HTTP side answered."""
         try:
             entry = await self.client.history(self.prompt_id)
-        except (aiohttp.ClientError, OSError):
+        except (aiohttp.ClientError, OSError, ComfyProtocolError):
+            self.http_ok = False
             return False
+        self.http_ok = True
         if not entry:
             await self._check_still_known()
             return False
@@ -240,12 +265,9 @@ class Watcher:
         """A prompt in neither /history nor /queue is gone: ComfyUI was restarted (history is
         written before a prompt leaves the queue, so there is no gap between the two)."""
         try:
-            async with self.client.session.get(self.client.base + "/queue") as r:
-                body = await r.json()
+            if self.prompt_id in await self.client.queue_ids():
+                return
         except (aiohttp.ClientError, OSError, ValueError):
-            return
-        items = (body.get("queue_running") or []) + (body.get("queue_pending") or [])
-        if any(isinstance(i, list) and len(i) > 1 and i[1] == self.prompt_id for i in items):
             return
         if await self.client.history(self.prompt_id):
             return  # it finished between the two requests
@@ -269,7 +291,8 @@ class Watcher:
             await asyncio.sleep(min(0.05, left))
             self._check_alive()
 
-    async def _reconnect(self) -> aiohttp.ClientWebSocketResponse:
+    async def _reconnect(self) -> aiohttp.ClientWebSocketResponse | None:
+        """A new socket, or None when /history shows the prompt ended meanwhile."""
         attempts = self.s.ws_reconnect_attempts
         delay = self.s.ws_reconnect_delay_s
         last = "closed by ComfyUI"
@@ -282,25 +305,77 @@ class Watcher:
             except (aiohttp.ClientError, OSError) as e:
                 last = f"{type(e).__name__}: {e}"
                 log.warning("websocket reconnect %d/%d failed: %s", i + 1, attempts, last)
+                if await self._check_history():  # HTTP may work while the websocket does not
+                    return None
                 continue
             self.end.reconnects += 1
             log.info("websocket reconnected (attempt %d/%d)", i + 1, attempts)
             return ws
+        if await self._check_history():
+            return None
+        if self.http_ok:  # the prompt still runs and HTTP answers: follow it there
+            return await self._follow_over_http(last)
         raise ConnectionLost(
             f"the websocket to {self.s.comfy_host} dropped and {attempts} reconnect attempts "
             f"failed (WEBSOCKET_RECONNECT_ATTEMPTS, WEBSOCKET_RECONNECT_DELAY_S); last: {last}"
         )
 
+    async def _follow_over_http(self, last: str) -> aiohttp.ClientWebSocketResponse | None:
+        """The websocket cannot be re-opened but HTTP works: follow the prompt through /history
+        (no progress meanwhile), trying the websocket again every HTTP_RETRY_WS_S. A new socket,
+        or None when the prompt ended. Lost HTTP too: ConnectionLost."""
+        log.warning(
+            "websocket to ComfyUI cannot be re-opened (%s); following prompt %s over HTTP",
+            last,
+            self.prompt_id,
+        )
+        retry_at = time.monotonic() + HTTP_RETRY_WS_S
+        while True:
+            await self._sleep_watching(RECONNECTED_CHECK_S)
+            if await self._check_history():
+                return None
+            if not self.http_ok:
+                raise ConnectionLost(
+                    f"the websocket to {self.s.comfy_host} could not be re-opened ({last}) and "
+                    "its HTTP API stopped answering"
+                )
+            if time.monotonic() >= retry_at:
+                retry_at = time.monotonic() + HTTP_RETRY_WS_S
+                try:
+                    ws = await self.connect()
+                except (aiohttp.ClientError, OSError):
+                    continue
+                self.end.reconnects += 1
+                log.info("websocket re-opened while following over HTTP")
+                return ws
+
     async def watch(self, ws: aiohttp.ClientWebSocketResponse) -> JobEnd:
+        # sockets that may be deaf, kept open to the end: closing one would make ComfyUI forget
+        # our client id once more, whichever socket holds it by then
+        kept: list[aiohttp.ClientWebSocketResponse] = []
+        last_heard = time.monotonic()
         try:
             while True:
+                quiet_s = RECONNECTED_CHECK_S if self.end.reconnects else QUIET_CHECK_S
                 try:
-                    msg = await ws.receive(timeout=QUIET_CHECK_S)
+                    msg = await ws.receive(timeout=quiet_s)
                 except TimeoutError:
                     self._check_alive()
                     if await self._check_history():
                         return self._done()
+                    silent = time.monotonic() - last_heard >= DEAF_AFTER_S
+                    if self.end.reconnects and silent and len(kept) < MAX_REOPENS:
+                        try:  # a new socket takes our client id back (progress resumes)
+                            new_ws = await self.connect()
+                        except (aiohttp.ClientError, OSError):
+                            continue
+                        kept.append(ws)
+                        ws, last_heard = new_ws, time.monotonic()
+                        log.info(
+                            "reconnected websocket silent for %g s: opened another", DEAF_AFTER_S
+                        )
                     continue
+                last_heard = time.monotonic()
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     if self._handle(msg.json()):
                         if self.end.reconnects:
@@ -313,11 +388,15 @@ class Watcher:
                 # closed / error: reconnect, then check history for an end we missed
                 await ws.close()
                 log.warning("websocket to ComfyUI dropped (%s)", msg.type.name)
-                ws = await self._reconnect()
+                new_ws = await self._reconnect()
+                if new_ws is None:
+                    return self._done()
+                ws, last_heard = new_ws, time.monotonic()
                 if await self._check_history():
                     return self._done()
         finally:
-            await ws.close()
+            for sock in [ws, *kept]:
+                await sock.close()
 
     async def _outputs_after_drop(self) -> None:
         """`executed` messages may have been lost in a drop: take outputs from /history

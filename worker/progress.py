@@ -7,10 +7,18 @@
 `ProgressReporter.update(...)` merges changes and posts when the stage changed or
 `PROGRESS_INTERVAL_S` passed since the last post; a change the throttle held back is posted when
 the interval is up (trailing edge, inside the running event loop), so the latest step is never
-lost for want of a later update. Posting is only enabled when the SDK has somewhere
-to post (`RUNPOD_WEBHOOK_POST_OUTPUT`). `finish()` stops all posting and `quiet()` waits until
-`PROGRESS_QUIET_S` has passed since the last post, so a late progress post cannot land after the
-final result and flip the job back to IN_PROGRESS (runpod-python #250).
+lost for want of a later update. Percent never goes down. Posting is only enabled when the SDK
+has somewhere to post (`RUNPOD_WEBHOOK_POST_OUTPUT`).
+
+Transport: the SDK's `progress_update` posts every update from a thread of its own, so a burst
+(several updates at a stage change) raced and reached `/status` out of order, and the last one
+before the result was not always the newest. `OrderedSender` is one sender per job instead: one
+thread posts one update at a time through the SDK's own `send_result` (same URL, body and
+retries), and while a post is in flight only the newest pending update is kept, so the control
+plane sees progress in order and the newest state wins. `finish()` stops new updates; `quiet()`
+waits for the sender to deliver what is pending and then until `PROGRESS_QUIET_S` has passed
+since the last post, so no progress post can land after the final result and flip the job back
+to IN_PROGRESS (runpod-python #250).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +43,7 @@ STAGES = (
 )
 
 log = logging.getLogger("worker.progress")
+SENDER_DRAIN_S = 10.0  # the longest the result waits for a pending progress post (3 SDK retries)
 
 
 def is_sampler(class_type: str | None) -> bool:
@@ -91,10 +101,74 @@ class Progress:
         return dataclasses.asdict(self)
 
 
-def _default_post(job: dict, payload: dict) -> None:
-    from runpod.serverless import progress_update
+def sdk_post(job: dict, payload: dict) -> None:
+    """Post one progress update the way the SDK's `progress_update` does (same URL, body and
+    retries), but here, in the calling thread, blocking until it is answered."""
+    from runpod.http_client import AsyncClientSession
+    from runpod.serverless.modules.rp_http import send_result
 
-    progress_update(job, payload)
+    async def main() -> None:
+        async with AsyncClientSession() as session:
+            await send_result(session, {"status": "IN_PROGRESS", "output": payload}, job)
+
+    asyncio.run(main())
+
+
+class OrderedSender:
+    """One job's progress transport: posts run one at a time, in the order submitted, from one
+    thread; while a post is in flight a newer update replaces any pending one (newest wins)."""
+
+    def __init__(self, job: dict, post: Callable[[dict, dict], None] = sdk_post) -> None:
+        self.job = job
+        self._post = post
+        self._cond = threading.Condition()
+        self._pending: dict | None = None
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+
+    def submit(self, job: dict, payload: dict) -> None:
+        """Queue `payload` (the `post(job, payload)` signature ProgressReporter calls)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._pending = payload
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"progress-{job.get('id')}", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._pending is None:
+                    return  # closed and drained
+                payload, self._pending = self._pending, None
+                self._busy = True
+            try:
+                self._post(self.job, payload)
+                self.sent += 1
+            except Exception as e:  # progress must never fail a job
+                log.warning("progress post failed: %s", type(e).__name__)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def close(self, timeout: float) -> bool:
+        """Accept nothing more; wait (up to `timeout` s) until what is pending has been posted.
+        True when drained."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            return self._cond.wait_for(
+                lambda: self._pending is None and not self._busy, timeout=timeout
+            )
 
 
 class ProgressReporter:
@@ -111,7 +185,8 @@ class ProgressReporter:
         self.enabled = enabled
         self.interval_s = interval_s
         self.quiet_s = quiet_s
-        self._post = post or _default_post
+        self._sender = None if post is not None else OrderedSender(job)
+        self._post = post or self._sender.submit
         self._clock = clock
         self.started = clock()
         self.state = Progress()
@@ -134,7 +209,8 @@ class ProgressReporter:
         s = self.state
         if s.nodes_total:
             frac = (s.step / s.steps) if s.step and s.steps and not self._node_done else 0.0
-            s.percent = round(min(99.9, 100.0 * (s.nodes_done + frac) / s.nodes_total), 1)
+            pct = round(min(99.9, 100.0 * (s.nodes_done + frac) / s.nodes_total), 1)
+            s.percent = max(s.percent, pct)  # never backwards (a re-queued attempt restarts)
         now = self._clock()
         s.elapsed_s = round(now - self.started, 2)
         if not self.enabled or self.finished:
@@ -174,10 +250,15 @@ class ProgressReporter:
             self._trailing = None
 
     async def quiet(self) -> None:
-        """Wait until the last post is at least `quiet_s` old (runpod-python #250)."""
+        """Wait until what was posted has been delivered and the last post is at least `quiet_s`
+        old (runpod-python #250)."""
         self.finish()
         if self.last_post is None:
             return
+        if self._sender is not None:
+            drained = await asyncio.to_thread(self._sender.close, SENDER_DRAIN_S)
+            if not drained:
+                log.warning("progress: last update not delivered within %g s", SENDER_DRAIN_S)
         left = self.quiet_s - (self._clock() - self.last_post)
         if left > 0:
             await asyncio.sleep(left)

@@ -13,11 +13,24 @@ Knobs (all optional, `None`/0 means off):
   (the count starts at 1 with the `status` sent on connect, per connection).
 - ws_drop_after_type (message type, e.g. "execution_success"): the server closes a websocket right
   after sending it a message of that type (every time one is sent).
+- ws_drop_unnoticed_s (s): a drop by ws_drop_after(_type) is a network failure instead of a close:
+  the connection is cut at once, but the server notices only this long after, and its socket
+  table then forgets the clientId whichever socket holds it now (ComfyUI's `sockets.pop(sid)`):
+  a client that reconnected meanwhile with the same clientId gets its `status` / `executing`
+  on connect and nothing after (real ComfyUI after a client-side drop).
+- ws_refuse_after (int N): once N websockets have been accepted (counted from when the knob is
+  set), further upgrades are answered HTTP 503 while HTTP keeps working.
 - crash_at_node (node id): `os._exit(1)` when that node starts (right after its `executing` message
   has been sent).
 - error_at_node (node id): that node fails with `execution_error` (recorded shape) when it starts.
 - output_bytes (int N): every mp4 written is padded with a trailing `free` box to exactly N bytes
   (it stays a valid, decodable mp4); ignored when the encoded file is already larger.
+- encode_delay (s): SaveVideo's encode takes this long (the file exists, partly written, from its
+  start, as PyAV writes it). Like the real encode it cannot be interrupted: an interrupt that
+  lands meanwhile is seen only before the next node, so a prompt ending in SaveVideo succeeds.
+- extra_output ({"filename", "subfolder", "type"} or null): every node that reports files also
+  reports this one, as a custom node or a compromised ComfyUI could (e.g. `{"filename":
+  "environ", "subfolder": "/proc/self", "type": "output"}`); nothing is written for it.
 - video_max_side (int): encoded video frames are scaled down to fit this side (0 = full size).
 - cache (bool): ComfyUI's classic output cache (identical re-runs are served from it).
 - gc_stall (s): ComfyUI's end-of-job garbage collection: after a job, when 10 s have passed since
@@ -44,9 +57,13 @@ KNOBS: tuple[str, ...] = (
     "startup_delay",
     "ws_drop_after",
     "ws_drop_after_type",
+    "ws_drop_unnoticed_s",
+    "ws_refuse_after",
     "crash_at_node",
     "error_at_node",
     "output_bytes",
+    "encode_delay",
+    "extra_output",
     "video_max_side",
     "cache",
     "preview_method",
@@ -94,6 +111,21 @@ def _opt_node(name: str, v: Any) -> str | None:
     return str(v)
 
 
+def _file_ref(name: str, v: Any) -> dict[str, str] | None:
+    if v is None:
+        return None
+    keys = ("filename", "subfolder", "type")
+    if (
+        not isinstance(v, Mapping)
+        or set(v) != set(keys)
+        or not all(isinstance(v[k], str) for k in keys)
+    ):
+        raise ConfigError(
+            f"{name}: expected null or {{filename, subfolder, type}} strings, got {v!r}"
+        )
+    return {k: v[k] for k in keys}
+
+
 def _bool(name: str, v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -115,9 +147,13 @@ _COERCE = {
     "startup_delay": _opt_float,
     "ws_drop_after": _opt_int,
     "ws_drop_after_type": lambda n, v: None if v in (None, "") else str(v),
+    "ws_drop_unnoticed_s": _opt_float,
+    "ws_refuse_after": _opt_int,
     "crash_at_node": _opt_node,
     "error_at_node": _opt_node,
     "output_bytes": _opt_int,
+    "encode_delay": _opt_float,
+    "extra_output": _file_ref,
     "video_max_side": lambda n, v: _opt_int(n, v) or 0,
     "cache": _bool,
     "gc_stall": _opt_float,
@@ -142,9 +178,14 @@ class EmulatorConfig:
     startup_delay: float = 0.0
     ws_drop_after: int | None = None
     ws_drop_after_type: str | None = None
+    ws_drop_unnoticed_s: float = 0.0
+    ws_refuse_after: int | None = None
+    ws_accepted: int = 0  # websockets accepted since ws_refuse_after was set (not a knob)
     crash_at_node: str | None = None
     error_at_node: str | None = None
     output_bytes: int | None = None
+    encode_delay: float = 0.0
+    extra_output: dict[str, str] | None = None
     video_max_side: int = 320
     cache: bool = True
     preview_method: str = "none"
@@ -175,6 +216,8 @@ class EmulatorConfig:
         coerced = {k: _COERCE[k](k, v) for k, v in changes.items()}
         for k, v in coerced.items():
             setattr(self, k, v)
+        if "ws_refuse_after" in coerced:
+            self.ws_accepted = 0
         return self.knobs()
 
     def replace(self, **kw: Any) -> EmulatorConfig:

@@ -300,8 +300,12 @@ class Executor:
                     video_max_side=self.config.video_max_side,
                     output_bytes=self.config.output_bytes,
                     progress=report,
+                    encode_delay=self.config.encode_delay,
                 )
                 outputs, ui = await run_node(ctx)
+                if ui and self.config.extra_output:  # a file it did not write (fault knob)
+                    key = "audio" if "audio" in ui else "images"
+                    ui = {**ui, key: [*ui.get(key, []), dict(self.config.extra_output)]}
             except Interrupted:
                 failure = ("interrupted", nid, None)
                 break

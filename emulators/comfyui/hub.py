@@ -10,6 +10,8 @@ Fault knob `ws_drop_after=N`: right after a socket has been sent its N-th messag
 counting from the `status` sent on connect), the server closes it (close code 1001,
 "emulator ws_drop_after").
 `ws_drop_after_type=T` does the same right after a socket is sent a message of type T.
+With `ws_drop_unnoticed_s=S` such a drop cuts the connection instead (transport aborted) and the
+socket's end is noticed S seconds later (see server.websocket).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Client:
     ws: web.WebSocketResponse
     sent: int = 0
     feature_flags: dict[str, Any] = field(default_factory=dict)
+    transport: Any = None  # the connection, for a network-style drop
+    unnoticed_s: float = 0.0  # how late the server notices that drop
 
 
 class Hub:
@@ -115,4 +119,8 @@ class Hub:
         drop_type = self.config.ws_drop_after_type
         if (limit and client.sent >= limit) or (drop_type and event == drop_type):
             log.info("ws_drop_after: closing websocket %s after %s", sid, event or "a message")
+            if self.config.ws_drop_unnoticed_s and client.transport is not None:
+                client.unnoticed_s = self.config.ws_drop_unnoticed_s
+                client.transport.abort()  # the network is gone; the server has not noticed
+                return
             await client.ws.close(code=1001, message=b"emulator ws_drop_after")

@@ -162,6 +162,10 @@ async def save_video(ctx: NodeContext) -> tuple[tuple[Any, ...], dict[str, Any]]
     w, h = media.fit(img.width, img.height, ctx.video_max_side)
 
     def work() -> None:
+        if ctx.encode_delay:  # a long encode: the file is there, partly written, meanwhile
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(b"\x00\x00\x00\x18ftypisom")
+            time.sleep(ctx.encode_delay)
         pictures = scene.frames(img, w, h)
         media.encode_mp4(folder / name, img.width, img.height, pictures, video.fps, meta)
         media.pad_mp4(folder / name, ctx.output_bytes)

@@ -5,11 +5,14 @@ start with the app (on_startup) and stop with it. Every route is also served und
 Routes that real ComfyUI has: /ws, /prompt (GET, POST), /queue (GET, POST), /interrupt, /free,
 /history (GET, POST), /history/{id}, /view, /upload/image, /object_info, /object_info/{class},
 /system_stats, /features, /models, /models/{folder}, /embeddings, /extensions.
-Emulator only: GET/POST /emulator/config (the fault knobs, see config.py).
+Emulator only: GET/POST /emulator/config (the fault knobs, see config.py); GET /emulator/requests
+(the last 1000 requests served: method, path, status, bytes of the answer; the websocket is
+logged when it ends) and POST /emulator/requests (empties that log).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -40,15 +43,20 @@ def features_of(config: EmulatorConfig) -> dict[str, Any]:
     }
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+async def websocket(request: web.Request) -> web.StreamResponse:
     st = get_state(request)
+    cfg = st.config
+    if cfg.ws_refuse_after is not None:
+        if cfg.ws_accepted >= cfg.ws_refuse_after:
+            return web.Response(status=503, text="emulator ws_refuse_after")
+        cfg.ws_accepted += 1
     ws = web.WebSocketResponse()
     await ws.prepare(request)
     sid = request.rel_url.query.get("clientId", "") or uuid.uuid4().hex
     # Like ComfyUI: a reused clientId replaces the old socket in the table without closing it,
     # and whichever socket of that id ends first unregisters the id (see the finally below).
     st.hub.clients.pop(sid, None)
-    client = Client(ws)
+    client = Client(ws, transport=request.transport)
     st.hub.clients[sid] = client
     try:
         await st.hub.send_to(
@@ -83,6 +91,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 )
             first = False
     finally:
+        if client.unnoticed_s:  # a network drop, noticed late (knob ws_drop_unnoticed_s)
+            await asyncio.sleep(client.unnoticed_s)
         st.hub.clients.pop(sid, None)
     return ws
 
@@ -297,6 +307,31 @@ async def extensions(request: web.Request) -> web.Response:
     return web.json_response([])
 
 
+async def get_requests(request: web.Request) -> web.Response:
+    return web.json_response(list(get_state(request).requests))
+
+
+async def clear_requests(request: web.Request) -> web.Response:
+    get_state(request).requests.clear()
+    return web.json_response([])
+
+
+@web.middleware
+async def record_request(request: web.Request, handler: Any) -> web.StreamResponse:
+    resp = await handler(request)
+    if not request.path.startswith(("/emulator/", "/api/emulator/")):
+        body = resp.body if isinstance(resp, web.Response) else None
+        get_state(request).requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "status": resp.status,
+                "bytes": len(body) if isinstance(body, bytes) else resp.content_length,
+            }
+        )
+    return resp
+
+
 async def get_config(request: web.Request) -> web.Response:
     return web.json_response(get_state(request).config.knobs())
 
@@ -335,6 +370,8 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/extensions", extensions),
     ("GET", "/emulator/config", get_config),
     ("POST", "/emulator/config", post_config),
+    ("GET", "/emulator/requests", get_requests),
+    ("POST", "/emulator/requests", clear_requests),
 ]
 
 
@@ -342,7 +379,9 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     """The emulator as an aiohttp application (serve it with aiohttp's runners)."""
     config = config or EmulatorConfig()
     state = State(config)
-    app = web.Application(client_max_size=features_of(config)["max_upload_size"])
+    app = web.Application(
+        client_max_size=features_of(config)["max_upload_size"], middlewares=[record_request]
+    )
     app[STATE] = state
     for method, path, handler in ROUTES:
         app.router.add_route(method, "/api" + path, handler)

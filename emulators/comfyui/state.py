@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 from aiohttp import web
@@ -28,6 +29,7 @@ class State:
         self.queue = PromptQueue(self.hub)
         self.executor = Executor(config, self.schema, self.hub, self.queue)
         self.number = 0
+        self.requests: deque[dict] = deque(maxlen=1000)  # GET /emulator/requests
 
     def dir_by_type(self, typ: str | None) -> Path | None:
         return {

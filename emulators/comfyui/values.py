@@ -147,6 +147,7 @@ class NodeContext:
     video_max_side: int
     output_bytes: int | None
     progress: Callable[[int, int, Any], Awaitable[None]]  # (value, max, latent to preview|None)
+    encode_delay: float = 0.0
 
 
 def first_of(ctx: NodeContext, kind: type) -> Any:

@@ -202,6 +202,73 @@ def test_ws_drop_after_closes_each_socket_after_n_messages(comfy: Comfy) -> None
     assert h["status"]["status_str"] == "success"
 
 
+def test_a_drop_noticed_late_leaves_the_reconnected_socket_deaf(comfy: Comfy) -> None:
+    """Real ComfyUI 0.3.64 (checked): when the server notices a dropped socket's end only after
+    the client reconnected with the same clientId, the new socket gets `status` and `executing`
+    on connect, then nothing for the rest of the prompt: the old socket's end unregisters that
+    clientId (`sockets.pop(sid)`)."""
+    rec = recording("image_success")
+    comfy.config(node_delay=0.4, ws_drop_after=5, ws_drop_unnoticed_s=0.2)
+    with comfy.connect() as old:
+        old.recv()
+        pid = comfy.queue_prompt(rec["workflow"], old.client_id)["prompt_id"]
+        with pytest.raises((websocket.WebSocketException, OSError)):
+            while True:
+                old.recv()
+    assert len(old.messages) == 5
+    with comfy.connect(old.client_id, timeout=3) as new:
+        first = new.recv()
+        assert first["type"] == "status" and first["data"]["sid"] == old.client_id
+        wait_history(comfy, pid)  # the prompt ends meanwhile ...
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            while True:  # ... and the new socket heard at most the executing greeting
+                m = new.recv()
+                assert m["type"] == "executing" and set(m["data"]) == {"node"}
+
+
+def test_an_interrupt_during_the_video_encode_still_ends_in_success(comfy: Comfy) -> None:
+    """Real ComfyUI 0.3.64 (checked): SaveVideo's encode cannot be interrupted, and nothing
+    checks the flag after the last node, so the prompt reports success with its mp4. With
+    encode_delay the file exists, partly written, while the encode runs."""
+    rec = recording("video_success")
+    save = next(n for n, v in rec["workflow"].items() if v["class_type"] == "SaveVideo")
+    comfy.config(encode_delay=0.5)
+    with comfy.connect() as sock:
+        sock.recv()
+        pid = comfy.queue_prompt(rec["workflow"], sock.client_id)["prompt_id"]
+        sock.until(lambda m: m["type"] == "executing" and m["data"].get("node") == save)
+        comfy.post("/interrupt", json={"prompt_id": pid})
+        labels = [m["type"] for m in sock.until_done(pid)]
+    assert "execution_success" in labels and "execution_interrupted" not in labels
+    h = wait_history(comfy, pid)
+    assert h["status"]["status_str"] == "success"
+    assert h["outputs"][save]["images"][0]["filename"].endswith(".mp4")
+
+
+def test_ws_refuse_after_refuses_new_sockets_while_http_works(comfy: Comfy) -> None:
+    comfy.config(ws_refuse_after=1)
+    with comfy.connect() as first:
+        assert first.recv()["type"] == "status"
+        with pytest.raises(websocket.WebSocketBadStatusException, match="503"):
+            comfy.connect()
+    assert comfy.get("/system_stats").status_code == 200
+    comfy.config(ws_refuse_after=None)
+    with comfy.connect() as again:
+        assert again.recv()["type"] == "status"
+
+
+def test_request_log_lists_what_was_asked(comfy: Comfy) -> None:
+    assert comfy.post("/emulator/requests").json() == []
+    comfy.get("/system_stats")
+    comfy.get("/api/history/nope")
+    log = comfy.get("/emulator/requests").json()
+    assert [(r["method"], r["path"], r["status"]) for r in log] == [
+        ("GET", "/system_stats", 200),
+        ("GET", "/api/history/nope", 200),
+    ]
+    assert log[1]["bytes"] == 2  # {}
+
+
 def test_config_route_validates_and_merges(comfy: Comfy) -> None:
     r = comfy.post("/emulator/config", json={"no_such_knob": 1})
     assert r.status_code == 400 and "no_such_knob" in r.json()["error"]

@@ -110,6 +110,15 @@ def test_success_with_progress_in_status_and_retried_reads(stack):
     sampling = [p for p in progress if p["stage"] == "sampling"]
     assert sampling and all(p["node_type"] == "KSamplerAdvanced" for p in sampling)
     assert any(p["steps"] == 2 and p["step"] in (1, 2) for p in sampling), sampling
+    r = requests.get(
+        f"{stack.plane_url}/emulator/jobs/{ref.id}",
+        headers={"Authorization": stack.api_key},
+        timeout=5,
+    )
+    received = [p for _, p in r.json()["progress_wall"]]  # in the order the plane got them
+    percents = [p["percent"] for p in received]
+    assert percents == sorted(percents), percents  # never backwards
+    assert [p["elapsed_s"] for p in received] == sorted(p["elapsed_s"] for p in received)
     video = st.output["images"][0]
     assert video["kind"] == "video" and video["type"] == "base64"
     assert base64.b64decode(video["data"])[4:8] == b"ftyp"

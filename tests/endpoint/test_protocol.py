@@ -214,3 +214,20 @@ def test_stream_returns_only_new_chunks_then_the_aggregate(tmp_path):
         assert chunks == [{"chunk": i} for i in range(5)]  # each chunk exactly once
         st = c.status(ref.id)
         assert st.ok and st.output == [{"chunk": i} for i in range(5)]
+
+
+def test_bursts_of_progress_reach_status_in_order_and_the_newest_wins(tmp_path):
+    """The SDK's progress_update posts every update from a thread of its own, so a burst raced
+    and reached /status out of order (a poller saw the percentage drop). Through the real SDK
+    loop and the control plane: what the plane receives only goes forward, and the last
+    progress before COMPLETED is the newest the handler sent."""
+    with plane(tmp_path, "--workers", "1", module="tests.endpoint.progress_worker") as p:
+        c = p.client()
+        for _ in range(3):
+            ref = c.run({"bursts": 6, "size": 12})
+            final = c.wait(ref.id, poll_s=0.05, timeout_s=30)
+            assert final.state == "COMPLETED", final
+            received = [v["step"] for _, v in p.emulator(f"jobs/{ref.id}")["progress_wall"]]
+            assert received, "no progress reached the control plane"
+            assert received == sorted(set(received)), f"out of order: {received}"
+            assert received[-1] == final.output["last"] == 72

@@ -79,11 +79,6 @@ def test_model_free_video_comes_back_as_a_decodable_mp4(real: RealComfyUI):
     assert not files_under(real.output)  # cleaned up
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: lost in about half the runs on this machine
-    reason="found here: the worker deletes the history entry on execution_success, which real "
-    "ComfyUI broadcasts before it writes that entry (main.py: execute(), then task_done)",
-)
 def test_model_free_video_leaves_no_history_entry(real: RealComfyUI):
     out = model_free_job(real, 102)
     assert "error" not in out, out
@@ -178,7 +173,6 @@ def test_cancel_while_running_interrupts_before_the_save(real: RealComfyUI):
     assert not files_under(real.output)  # interrupted before SaveVideo
 
 
-@known_gap("issue 11: history entries of interrupted prompts stay")
 def test_cancel_while_running_leaves_no_history_entry(real: RealComfyUI):
     wf = video_workflow(frames=48, blur=21, seed=302)
     prompt_id, _ = cancel_when(real, wf, lambda: not files_under(real.output))
@@ -186,7 +180,6 @@ def test_cancel_while_running_leaves_no_history_entry(real: RealComfyUI):
     assert history(real, prompt_id) == {}
 
 
-@known_gap("issue 11: a cancel during SaveVideo's encode leaves the mp4 and the history entry")
 def test_cancel_during_the_encode_leaves_nothing_behind(real: RealComfyUI):
     wf = video_workflow(width=512, height=512, frames=96, seed=401)
     prompt_id, took = cancel_when(real, wf, lambda: files_under(real.output))
@@ -219,9 +212,6 @@ def test_websocket_refused_from_the_start_fails_clearly_and_queues_nothing(real,
     assert "internal worker error" not in out["error"] and "websocket" in out["error"], out
 
 
-@known_gap(
-    "issue 11: websocket lost, HTTP fine: /history is checked only after a successful reconnect"
-)
 def test_websocket_cut_and_refused_mid_job_still_returns_the_video(real, gate):
     h = make_handler(real.settings(COMFY_HOST=gate.address, WEBSOCKET_RECONNECT_ATTEMPTS="3",
                                    WEBSOCKET_RECONNECT_DELAY_S="1"))  # fmt: skip

@@ -31,6 +31,10 @@ DEFAULT_KNOBS = {
     "crash_at_node": None,
     "error_at_node": None,
     "output_bytes": None,
+    "encode_delay": 0.0,
+    "extra_output": None,
+    "ws_drop_unnoticed_s": 0.0,
+    "ws_refuse_after": None,
     "cache": False,
 }
 REAL_COMFYUI = bool(os.environ.get("COMFYUI_DIR", "").strip())

@@ -223,6 +223,83 @@ def test_websocket_drops_before_and_at_completion(emu: Comfy, case):
     assert item["kind"] == "video" and decode_mp4(base64.b64decode(item["data"]))[0] == 81
 
 
+def test_websocket_refused_but_http_working_still_delivers_the_finished_job(emu: Comfy):
+    """The socket drops and cannot be re-opened (ws_refuse_after) while HTTP works: the job
+    ended during the failed attempts, so /history (checked between them) delivers it, instead
+    of 'lost connection' after the last attempt with the output left behind."""
+    emu.knobs(step_delay=0.05, ws_drop_after=6, ws_refuse_after=1)
+    env = {"WEBSOCKET_RECONNECT_ATTEMPTS": "4", "WEBSOCKET_RECONNECT_DELAY_S": "0.5"}
+    out = run(
+        make_handler(emu.settings(**env)), {"id": "r", "input": {"workflow": with_seed(T2V, 22)}}
+    )
+    assert "error" not in out, out
+    assert out["timings"]["end_seen_via"] == "history" and out["timings"]["ws_reconnects"] == 0
+    [item] = out["images"]
+    assert decode_mp4(base64.b64decode(item["data"]))[0] == 81
+    assert not list(emu.output.rglob("*.mp4"))  # and cleaned up
+
+
+def test_websocket_refused_for_longer_than_the_attempts_follows_the_job_over_http(emu: Comfy):
+    """The reconnect attempts are used up while the prompt still runs: HTTP answers, so the
+    worker follows the prompt through /history and delivers it (no 'lost connection')."""
+    emu.knobs(step_delay=0.3, ws_drop_after=6, ws_refuse_after=1)
+    env = {"WEBSOCKET_RECONNECT_ATTEMPTS": "2", "WEBSOCKET_RECONNECT_DELAY_S": "0.1"}
+    h = make_handler(emu.settings(**env))
+    out = run(h, {"id": "http", "input": {"workflow": with_seed(T2V, 25)}})
+    assert "error" not in out, out
+    assert out["timings"]["end_seen_via"] == "history"
+    assert decode_mp4(base64.b64decode(out["images"][0]["data"]))[0] == 81
+
+
+def test_websocket_and_http_both_gone_is_a_lost_connection(own_comfy: Comfy):
+    """Following over HTTP ends with a clear 'lost connection' once HTTP stops answering too."""
+    own_comfy.knobs(step_delay=2.0, ws_drop_after=6, ws_refuse_after=1)
+    env = {"WEBSOCKET_RECONNECT_ATTEMPTS": "2", "WEBSOCKET_RECONNECT_DELAY_S": "0.1",
+           "COMFY_PID_FILE": ""}  # fmt: skip
+    h = make_handler(own_comfy.settings(**env))
+
+    def refused() -> int:
+        log = get_json(own_comfy.url + "/emulator/requests")
+        return sum(r["path"] == "/ws" and r["status"] == 503 for r in log)
+
+    async def scenario() -> dict:
+        task = asyncio.create_task(h({"id": "gone", "input": {"workflow": with_seed(T2V, 26)}}))
+        while await asyncio.to_thread(refused) < 2:  # the attempts are used up
+            assert not task.done(), task.result()
+            await asyncio.sleep(0.05)
+        own_comfy.stop()  # and now HTTP is gone too
+        return await task
+
+    out = asyncio.run(scenario())
+    assert out["error"].startswith("lost connection to ComfyUI"), out
+    assert "HTTP API stopped answering" in out["error"]
+
+
+def test_deaf_socket_after_a_client_side_drop_does_not_delay_the_end(emu: Comfy):
+    """Real ComfyUI, when it notices a dropped socket only after the client reconnected with the
+    same clientId, forgets that id: the new socket gets its status/executing greeting and then
+    nothing (emulated by ws_drop_unnoticed_s). The end is still seen within a second through
+    /history, not at the 5 s quiet check."""
+    emu.knobs(step_delay=0.4, ws_drop_after=6, ws_drop_unnoticed_s=0.3)
+    out = run(make_handler(emu.settings()), {"id": "q", "input": {"workflow": with_seed(T2V, 23)}})
+    assert "error" not in out, out
+    t = out["timings"]
+    assert t["ws_reconnects"] == 1 and t["end_seen_via"] == "history", t
+    assert t["end_detect_ms"] < 2500, t
+    assert out["images"][0]["kind"] == "video"
+
+
+def test_a_deaf_socket_is_replaced_so_progress_resumes(emu: Comfy):
+    """When the reconnected socket hears nothing but its greeting for 2 s, the worker opens
+    another (keeping the deaf one open: closing it would make ComfyUI forget the id again); that
+    one takes the client id back and the rest of the job, its end included, arrives over it."""
+    emu.knobs(step_delay=1.0, ws_drop_after_type="execution_cached", ws_drop_unnoticed_s=0.3)
+    out = run(make_handler(emu.settings()), {"id": "q2", "input": {"workflow": with_seed(T2V, 24)}})
+    assert "error" not in out, out
+    t = out["timings"]
+    assert t["ws_reconnects"] == 1 and t["end_seen_via"] == "websocket+history", t
+
+
 def test_comfyui_crash_mid_job_fails_fast_and_clearly(own_comfy: Comfy):
     own_comfy.knobs(crash_at_node="81", step_delay=0.005)
     h = make_handler(own_comfy.settings(WEBSOCKET_RECONNECT_DELAY_S="3"))

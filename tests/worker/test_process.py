@@ -78,7 +78,8 @@ def assert_clean(logs: str, secrets: list[str]) -> None:
 
 
 def test_progress_is_posted_in_the_documented_shape(emu: Comfy, capture: Capture, tmp_path):
-    emu.knobs(step_delay=0.05)
+    # each step outlasts a post: one post at a time, a step only replaced by a newer state
+    emu.knobs(step_delay=0.2)
     env = emu.env(
         RUNPOD_WEBHOOK_POST_OUTPUT=capture.url + "/progress/$ID?src=local",
         PROGRESS_INTERVAL_S="0",
@@ -90,7 +91,7 @@ def test_progress_is_posted_in_the_documented_shape(emu: Comfy, capture: Capture
     proc = run_worker(env, job, tmp_path)
     logs = proc.stdout + proc.stderr
     assert proc.returncode == 0, logs[-3000:]
-    time.sleep(0.3)  # progress posts come from SDK threads
+    # the worker waits for its last progress post to be answered before it returns
     posts = [p for p in capture.posts if p[1].startswith("/progress/prog-1?")]
     assert posts, capture.posts
     for _, path, body in posts:
@@ -106,11 +107,14 @@ def test_progress_is_posted_in_the_documented_shape(emu: Comfy, capture: Capture
     sampling = [o for o in outs if o["stage"] == "sampling" and o["step"]]
     assert {o["node_type"] for o in sampling} == {"KSamplerAdvanced"}
     assert {o["node"] for o in sampling} == {"78", "81"}
-    assert {(o["step"], o["steps"]) for o in sampling} >= {(1, 2), (2, 2)}
+    # a step that lasts is posted; a sampler's last step is followed at once by the next node,
+    # and of such a burst only the newest state is posted (it may or may not still show 2/2)
+    assert {(o["node"], o["step"], o["steps"]) for o in sampling} >= {("78", 1, 2), ("81", 1, 2)}
     assert all(o["nodes_total"] == len(T2V) for o in outs)
-    in_order = sorted(outs, key=lambda o: (o["elapsed_s"], o["percent"]))  # posts race (threads)
-    percents = [o["percent"] for o in in_order]
+    percents = [o["percent"] for o in outs]  # in the order they arrived: one ordered sender
     assert percents == sorted(percents) and 50 < percents[-1] < 100
+    elapsed = [o["elapsed_s"] for o in outs]
+    assert elapsed == sorted(elapsed)
     assert_clean(logs, ["comfy-key-XYZ123"])
 
 

@@ -265,6 +265,63 @@ def test_a_throttled_change_is_posted_when_the_interval_is_up():
     assert [p["step"] for p in posts] == [0, 2]
 
 
+def test_ordered_sender_posts_one_at_a_time_in_order_and_the_newest_pending_wins():
+    import threading
+
+    from worker.progress import OrderedSender
+
+    posts: list[int] = []
+    release = threading.Event()
+    in_flight = threading.Event()
+
+    def slow_post(job: dict, payload: dict) -> None:
+        in_flight.set()
+        release.wait(5)
+        posts.append(payload["n"])
+
+    sender = OrderedSender({"id": "j"}, slow_post)
+    sender.submit({"id": "j"}, {"n": 1})
+    assert in_flight.wait(5)  # 1 is being posted ...
+    for n in (2, 3, 4):  # ... while a burst arrives: only the newest is kept
+        sender.submit({"id": "j"}, {"n": n})
+    release.set()
+    assert sender.close(5)  # drains what is pending, then accepts nothing more
+    sender.submit({"id": "j"}, {"n": 5})
+    assert posts == [1, 4] and sender.sent == 2
+
+
+def test_percent_never_goes_backwards():
+    posts: list[dict] = []
+    rep = ProgressReporter({"id": "j"}, True, 0.0, 0.0, post=lambda j, p: posts.append(p))
+    rep.update(stage="sampling", nodes_total=4, nodes_done=2, step=1, steps=2)
+    rep.update(stage="queued", nodes_done=0, step=None)  # e.g. a re-queued attempt
+    assert [p["percent"] for p in posts] == [62.5, 62.5]
+
+
+def test_queue_position_comes_from_the_status_broadcasts():
+    """No GET /queue: ComfyUI broadcasts queue_remaining (running + pending, ours included) when
+    our prompt is put; the greeting on connect (with `sid`) predates our prompt."""
+    from worker.monitor import Watcher
+
+    rep = ProgressReporter({"id": "j"}, enabled=False, interval_s=0.0, quiet_s=0.0)
+    watch = Watcher(None, S, "p1", "c1", {}, rep)  # type: ignore[arg-type]
+
+    def status(remaining: int, **extra) -> None:
+        data = {"status": {"exec_info": {"queue_remaining": remaining}}, **extra}
+        watch._handle({"type": "status", "data": data})
+
+    rep.update(stage="queued")
+    status(2, sid="c1")  # two prompts before ours was put: not counted
+    assert rep.state.queue_position is None
+    status(3)  # ours put behind two
+    assert rep.state.queue_position == 2
+    status(4)  # someone queued after us: we do not move back
+    status(2)
+    assert rep.state.queue_position == 1
+    watch._handle({"type": "execution_start", "data": {"prompt_id": "p1"}})
+    assert rep.state.queue_position == 0 and rep.state.stage == "loading"
+
+
 def test_nodes_between_two_samplers_keep_the_last_samplers_progress():
     """Wan 2.2 14B runs the low-noise expert's ModelSamplingSD3 (and LoRA) between the two
     KSamplerAdvanced nodes: the job stays at the first sampler's last step meanwhile (its steps
