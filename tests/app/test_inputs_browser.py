@@ -120,7 +120,7 @@ def test_seed_rerun_and_reuse_ask_and_say_what_they_do(studio, context):
     )
     page.wait_for_function(
         "(() => { const r = document.querySelector('#wp-form-note').getBoundingClientRect();"
-        " return r.top >= 0 && r.top < window.innerHeight; })()"
+        " return r.bottom > 0 && r.top < window.innerHeight; })()"
     )
     assert "a red tram at night" in page.locator("#wp-form-note").inner_text()
 
@@ -172,14 +172,19 @@ def test_images_are_matched_described_and_tiny_ones_refused(studio, context, tmp
     text = wait_quote(page, "kept as is")
     assert "start image 832x480: kept as is" in text, text
     page.locator("#wp-start .wp-field-error").wait_for(state="detached")
-    page.locator("#wp-start button[aria-label='Clear']").first.click()
+    page.close()
+    page = open_studio(context, studio.base_url)  # a fresh form for the tiny image
+    page.locator("#wp-prompt textarea").fill("a heron takes off")
+    pick_pipeline(page, "Image to video (Wan 2.2 14B)")
     wait_quote(page, "needs a start image")
     tiny = tmp_path / "tiny.png"
     tiny.write_bytes(png_bytes(1, 1))
     page.locator("#wp-start input[type='file']").set_input_files(str(tiny))
     text = wait_quote(page, "too small")
     assert "1x1 pixels is too small; allowed: at least 128 pixels" in text, text
-    assert "too small" in page.locator("#wp-start .wp-field-error").inner_text()
+    page.wait_for_function(  # the refusal next to its field too
+        "document.querySelector('#wp-start .wp-field-error')?.innerText.includes('too small')"
+    )
 
 
 def test_runpod_mode_names_endpoint_price_and_todays_spend(studio, stack, context):
