@@ -47,11 +47,18 @@ class Callbacks:
     def error(self, exc: BaseException) -> gr.Error:
         return gr.Error(self.message(exc), print_exception=False)
 
-    def quote(self, **fields: Any) -> tuple[str, Shown]:
+    def quote(self, **fields: Any) -> str:
         """The job's quote (GPU seconds, dollars, cold start), what happens to its images, and
-        any limit it would break; with what the line shows, for Generate (app/studio/shown.py).
-        A refused value (out of range, not offered, a missing or too small image) is said
-        instead, naming the field."""
+        any limit it would break. A refused value (out of range, not offered, a missing or too
+        small image) is said instead, naming the field."""
+        return self.quoted(fields)[0]
+
+    def shown(self, **fields: Any) -> Shown:
+        """What the page's quote line shows, kept for its Generate (app/studio/shown.py); a
+        private event after the page's quote, so an API client's /quote sets nothing."""
+        return self.quoted(fields)[1]
+
+    def quoted(self, fields: dict[str, Any]) -> tuple[str, Shown]:
         try:
             values = self.form.values(fields)
             prep = self.studio.prepare(values)

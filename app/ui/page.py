@@ -107,8 +107,10 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                     )
                     attach_btn = gr.Button("Open", size="sm", elem_id="wp-attach")
 
-        def errors_shown(event):  # `event`, then the quote line's refusal next to its field
-            return event.then(
+        def errors_shown(event):  # `event`, then what the quote line shows (for Generate) and
+            # its refusal next to its field: private, so an API client's /quote sets nothing
+            kept = event.then(cb.shown, inputs_kwargs=form.kwargs, outputs=shown, **PRIVATE)
+            return kept.then(
                 functools.partial(field_errors_html, form), shown, field_errors, **PRIVATE
             )
 
@@ -117,7 +119,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                 event.then(
                     cb.quote,
                     inputs_kwargs=form.kwargs,
-                    outputs=[quote_md, shown],
+                    outputs=quote_md,
                     api_name=name,
                     **PRIVATE,
                 )
@@ -142,7 +144,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                 [c.change for c in form.inputs if c not in (form["pipeline"], form["mode"])],
                 cb.quote,
                 inputs_kwargs=form.kwargs,
-                outputs=[quote_md, shown],
+                outputs=quote_md,
                 api_name="quote",
                 show_progress="hidden",
                 trigger_mode="always_last",
