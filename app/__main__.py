@@ -32,18 +32,22 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     """Build the services and the Blocks; returns (blocks, studio). Starts the tracker."""
     from app.endpoint import EndpointClient
     from app.studio import cost
+    from app.studio.chains import Chains
     from app.studio.checks.gate import Gate
+    from app.studio.fetch import Fetcher
     from app.studio.forms_catalog import load_forms
     from app.studio.jobs import Studio
     from app.studio.ledger import Ledger
-    from app.studio.reuse import migrate_forms
+    from app.studio.store import open_store
     from app.studio.tracker import Tracker
     from app.ui.page import build_ui
     from workflows.fill import fill
 
     prices = cost.load_prices(settings.prices_path)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(settings.data_dir / "ledger.sqlite3")
+    forms, byo_fill = load_forms()
+    # the shared ledger (or the data folder's SQLite file), migrated forward on open
+    ledger = Ledger(settings.shared.ledger_url(settings.data_dir), forms=forms)
     endpoint = EndpointClient(base_url, api_key)
     tracker = Tracker(
         ledger,
@@ -52,9 +56,11 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         prices,
         poll_s=settings.poll_s,
         secrets=settings.secret_values(),
+        lease_s=settings.shared.lease_s,
+        store=open_store(settings.shared, settings.data_dir / "results"),
+        max_execution_s=settings.guardrails.ceiling_s,
+        fetcher=Fetcher(settings.fetch),
     )
-    forms, byo_fill = load_forms()
-    migrate_forms(ledger, forms)  # rows stored before the ledger kept the form values, once
     studio = Studio(
         settings=settings,
         forms=forms,
@@ -67,9 +73,12 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         ops=Gate.from_settings(settings, endpoint=endpoint, ledger=ledger, endpoint_key=base_url),
     )
     tracker.on_final = studio.forget_calibration
+    chains = Chains(studio)
+    chains.attach(tracker)  # the next segment of a chain is sent when the previous one is stored
     tracker.start()
+    chains.resume()  # chains left unfinished by a stopped studio carry on
     studio.ops.warm_up()  # the endpoint's inventory, fetched before the first job needs it
-    return build_ui(studio, demo_mode, browser_key(settings.data_dir)), studio
+    return build_ui(studio, demo_mode, browser_key(settings.data_dir), chains), studio
 
 
 def browser_key(data_dir: Path) -> str:
@@ -102,7 +111,7 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
     env = dict(os.environ if env is None else env)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from app.environment import Secret
-    from app.errors import StudioError, user_message
+    from app.errors import MB, StudioError, user_message
     from app.settings import Settings
 
     try:
@@ -112,6 +121,11 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
                 settings, access=dataclasses.replace(settings.access, share=True)
             )
         access_kwargs = settings.access.launch_kwargs(settings.host)  # refuses public, no login
+        from app.studio.ledger_check import check_ledger
+
+        ledger_url = settings.shared.ledger_url(settings.data_dir)
+        if ledger_url.startswith("sqlite:///"):  # a SQLite file: damaged or emptied, say what to do
+            check_ledger(Path(ledger_url.removeprefix("sqlite:///")))
     except StudioError as exc:
         print(f"wanpod studio: {user_message(exc)}", file=sys.stderr)
         return 2
@@ -139,8 +153,13 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         blocks.queue(default_concurrency_limit=settings.concurrency)
         from starlette.middleware import Middleware
 
-        from app.ui.early_script import EarlyScript
+        from app.studio.webhooks import Webhooks
+        from app.ui.early_script import RAF_FIX_JS, EarlyScript
+        from app.ui.guards import LOGIN_NOTICE_JS, FileGuard, SignInGuard
         from app.ui.page import CSS
+        from app.ui.webhook_route import WebhookRoute
+
+        hooks = Webhooks(studio.ledger, studio.tracker)  # RunPod's calls (WANPOD_PUBLIC_URL)
 
         blocks.launch(
             css=CSS,  # Gradio 6 takes the page's CSS at launch, not in Blocks()
@@ -153,8 +172,21 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
             prevent_thread_lock=True,
             quiet=False,
             footer_links=["api", "gradio"],
-            # the fix for Gradio's idle frame loop must run before Gradio's own scripts
-            app_kwargs={"middleware": [Middleware(EarlyScript)]},
+            max_file_size=settings.max_upload_mb * MB,  # Gradio refuses bigger uploads
+            # each browser session keeps a copy of the page's component config (~0.25 MB) until
+            # Gradio evicts the least recently used beyond this many (its default: 10,000)
+            state_session_capacity=settings.sessions,
+            # the fix for Gradio's idle frame loop must run before Gradio's own scripts; a job's
+            # stored files for the users who may see the job; failed sign-ins throttled; RunPod's
+            # webhooks (WANPOD_PUBLIC_URL)
+            app_kwargs={
+                "middleware": [
+                    Middleware(EarlyScript, script=RAF_FIX_JS + LOGIN_NOTICE_JS),
+                    Middleware(FileGuard, studio=studio),
+                    Middleware(SignInGuard),
+                    Middleware(WebhookRoute, receive_webhook=hooks.receive),
+                ]
+            },
             **access_kwargs,  # auth, share, root_path (app/access.py)
         )
         done = threading.Event()

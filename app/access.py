@@ -3,6 +3,8 @@
 `Access.from_env(env, share=None)` reads, once:
 - APP_AUTH: `user:password` pairs, comma-separated (`ann:pw1,bob:pw2`; a password may contain
   `:` but not `,`). Users must be unique and non-empty, passwords non-empty.
+- APP_ADMINS: user names (comma-separated, each one of APP_AUTH's) who see every user's jobs;
+  everyone else sees only their own (app/studio/owners.py).
 - APP_ALLOW_PUBLIC_WITHOUT_AUTH: true/false (default false).
 - GRADIO_SHARE: true/false (default false); `python -m app --share` passes share=True.
 - GRADIO_ROOT_PATH: the path (`/wanpod`) or full URL the studio is served under behind a reverse
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +28,13 @@ from typing import Any
 from app.environment import Secret, env_bool
 from app.errors import AccessError, ConfigError
 
-ENV_VARS = ("APP_AUTH", "APP_ALLOW_PUBLIC_WITHOUT_AUTH", "GRADIO_SHARE", "GRADIO_ROOT_PATH")
+ENV_VARS = (
+    "APP_AUTH",
+    "APP_ADMINS",
+    "APP_ALLOW_PUBLIC_WITHOUT_AUTH",
+    "GRADIO_SHARE",
+    "GRADIO_ROOT_PATH",
+)
 AUTH_MESSAGE = "WanPod studio: sign in (accounts are set by the operator in APP_AUTH)."
 
 
@@ -50,6 +59,19 @@ def parse_auth(raw: str | None) -> tuple[tuple[str, Secret], ...]:
             raise ConfigError(f"{where}: user {user!r} appears twice; each user once")
         users.append((user, Secret(password)))
     return tuple(users)
+
+
+def parse_admins(raw: str | None, users: tuple[tuple[str, Secret], ...]) -> tuple[str, ...]:
+    """APP_ADMINS -> user names; each must be an APP_AUTH user."""
+    names = tuple(n.strip() for n in (raw or "").split(",") if n.strip())
+    known = {u for u, _ in users}
+    for name in names:
+        if name not in known:
+            allowed = ", ".join(sorted(known)) or "none (APP_AUTH is not set)"
+            raise ConfigError(
+                f"APP_ADMINS names {name!r}, who is not in APP_AUTH; allowed: {allowed}"
+            )
+    return names
 
 
 def parse_root_path(raw: str | None) -> str:
@@ -94,9 +116,65 @@ class Credentials:
         return f"Credentials({len(self.users)} users)"
 
 
+SIGNIN_WINDOW_S = 300.0  # failed sign-ins count for five minutes
+SIGNIN_PER_USER = 5  # a few typos per user; a password guesser gets 5 tries per 5 minutes
+SIGNIN_PER_ADDRESS = 20  # people behind one NAT may all mistype; one guesser is still stopped
+SIGNIN_KEYS = 10_000  # users and addresses remembered at most (made-up names cannot grow it)
+
+
+class SignInThrottle:
+    """Failed sign-ins per user name and per client address over a sliding window: while either
+    has its limit of failures in the window, `wait_s` says how long until the oldest one ages out
+    (the login is refused until then, right or wrong password)."""
+
+    def __init__(
+        self,
+        window_s: float = SIGNIN_WINDOW_S,
+        per_user: int = SIGNIN_PER_USER,
+        per_address: int = SIGNIN_PER_ADDRESS,
+        keys: int = SIGNIN_KEYS,
+    ) -> None:
+        self.window_s = window_s
+        self.limits = {"user": per_user, "address": per_address}
+        self.keys = keys
+        self._fails: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        times = self._fails.get(key) or deque()
+        while times and now - times[0] >= self.window_s:
+            times.popleft()
+        return times
+
+    def wait_s(self, user: str, address: str, now: float) -> float:
+        """Seconds until a sign-in of `user` from `address` is taken (0: now)."""
+        wait = 0.0
+        for key in (("user", user), ("address", address)):
+            times = self._recent(key, now)
+            limit = self.limits[key[0]]
+            if len(times) >= limit:
+                wait = max(wait, times[-limit] + self.window_s - now)
+        return wait
+
+    def failed(self, user: str, address: str, now: float) -> int:
+        """Record a failure; returns the user's failures in the window."""
+        for key in (("user", user), ("address", address)):
+            times = self._recent(key, now)
+            times.append(now)
+            self._fails[key] = times
+            self._fails.move_to_end(key)
+        while len(self._fails) > self.keys:
+            self._fails.popitem(last=False)
+        return len(self._fails[("user", user)])
+
+    def succeeded(self, user: str) -> None:
+        """A right password clears the user's failures (not its address's)."""
+        self._fails.pop(("user", user), None)
+
+
 @dataclass(frozen=True)
 class Access:
     users: tuple[tuple[str, Secret], ...] = ()
+    admins: tuple[str, ...] = ()
     allow_public_without_auth: bool = False
     share: bool = False
     root_path: str = ""
@@ -114,8 +192,10 @@ class Access:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], share: bool | None = None) -> Access:
+        users = parse_auth(env.get("APP_AUTH"))
         return cls(
-            users=parse_auth(env.get("APP_AUTH")),
+            users=users,
+            admins=parse_admins(env.get("APP_ADMINS"), users),
             allow_public_without_auth=env_bool(env, "APP_ALLOW_PUBLIC_WITHOUT_AUTH"),
             share=env_bool(env, "GRADIO_SHARE") if share is None else share,
             root_path=parse_root_path(env.get("GRADIO_ROOT_PATH")),

@@ -30,6 +30,7 @@ from app.endpoint import EndpointClient, JobStatus
 from app.errors import ConfigError, EndpointError
 from app.settings import runpod_credentials
 from app.studio import results
+from app.studio.fetch import Fetcher, FetchSettings
 from app.studio.progress import describe
 
 
@@ -79,7 +80,8 @@ def progress_line(
 def save_outputs(output: object, out_dir: Path) -> list[Path]:
     """The job's outputs as files in `out_dir` (the studio's rule: app/studio/results.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [saved.path for saved in results.save_outputs(output, out_dir)]
+    fetcher = Fetcher(FetchSettings.from_env(os.environ))  # the studio's download guard
+    return [saved.path for saved in results.save_outputs(output, out_dir, fetcher)]
 
 
 def run_job(

@@ -22,6 +22,7 @@ itself, anything else as "internal error (TypeName)"; every secret value is repl
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -50,6 +51,24 @@ class InputError(StudioError):
 
 class ImageError(InputError):
     """An uploaded image cannot be used (unreadable, too large, wrong kind)."""
+
+
+class UnknownValue(InputError):
+    """A workflow value known only when the job runs (a link to a computing node): it can be
+    neither quoted nor limit-checked, so the job is refused (app/studio/graph.py)."""
+
+
+class FetchRefused(StudioError):
+    """A result the studio will not download (scheme, address, size, time): says what was wrong
+    and what is allowed (app/studio/fetch.py)."""
+
+
+class DiskFull(StudioError):
+    """The data folder cannot be written (disk full, read-only): jobs are refused, results wait."""
+
+
+class LedgerDamaged(ConfigError):
+    """The ledger file is damaged or empty: names the file, what is wrong and what to do."""
 
 
 class SubmitError(StudioError):
@@ -203,6 +222,10 @@ ALL_ERRORS: tuple[type[StudioError], ...] = (
     AccessError,
     InputError,
     ImageError,
+    UnknownValue,
+    FetchRefused,
+    DiskFull,
+    LedgerDamaged,
     SubmitError,
     GuardrailError,
     PreflightError,
@@ -231,4 +254,19 @@ def scrub(text: str, secrets: Sequence[str] = ()) -> str:
 def user_message(exc: BaseException, secrets: Sequence[str] = ()) -> str:
     """The line shown to the operator for `exc`, with any secret value scrubbed."""
     known = isinstance(exc, StudioError | ParamError)
+    if not known and isinstance(exc, sqlite3.DatabaseError):  # the ledger, mid-run
+        return scrub(_ledger_failure(exc), secrets)
     return scrub(str(exc) if known else f"internal error ({type(exc).__name__})", secrets)
+
+
+def _ledger_failure(exc: sqlite3.DatabaseError) -> str:
+    text = str(exc).lower()
+    if "full" in text or "i/o" in text or "readonly" in text:
+        return (
+            "disk full: the studio's data folder cannot be written (the ledger could not be "
+            "updated); free space there, then try again"
+        )
+    return (
+        f"the job ledger failed ({type(exc).__name__}: {exc}); if the file is damaged, restart "
+        "the studio: its start-up check names the file and how to restore or replace it"
+    )

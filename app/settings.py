@@ -11,14 +11,20 @@ WANPOD_DATA_DIR (default ./data), WANPOD_GPU_TYPE (a key of app/studio/prices.ya
 GRADIO_SERVER_PORT (default 7860), WANPOD_CONCURRENCY (Gradio concurrency per event, default 64),
 WANPOD_POLL_S (tracker's fastest poll interval, default 1.0), WANPOD_DEMO_WORKERS (local worker
 processes in demo mode, default 2), WANPOD_DEMO_STEP_DELAY (emulated seconds per sampler step,
-default 0.5), WANPOD_BATCH_MAX (most jobs in one batch, default 16); S3 secrets for the worker
+default 0.5), WANPOD_BATCH_MAX (most jobs in one batch, default 16), WANPOD_CHAIN_MAX_S (longest
+video an Extend or Storyboard chain may make, in seconds, default 60), WANPOD_MAX_UPLOAD_MB
+(Gradio's max_file_size, default 20), WANPOD_SESSIONS (Gradio's state_session_capacity, default
+500); S3 secrets for the worker
 are never read here (BUCKET_ACCESS_KEY_ID / ..._SECRET are the worker's), but their values are
 scrubbed from messages when present.
 Operator settings are sub-objects read in the same pass: `guardrails`
 (app/studio/checks/guardrails.py: WANPOD_GUARDRAILS, WANPOD_BUDGET_*, WANPOD_MAX_*,
-WANPOD_TIMEOUT_*), `access` (app/access.py: APP_AUTH, APP_ALLOW_PUBLIC_WITHOUT_AUTH, GRADIO_SHARE,
-GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets) and `preflight`
-(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*).
+WANPOD_TIMEOUT_*), `access` (app/access.py: APP_AUTH, APP_ADMINS, APP_ALLOW_PUBLIC_WITHOUT_AUTH,
+GRADIO_SHARE, GRADIO_ROOT_PATH; the APP_AUTH passwords count as secrets), `preflight`
+(app/studio/checks/preflight.py: WANPOD_PREFLIGHT, WANPOD_INVENTORY_*), `fetch`
+(app/studio/fetch.py: WANPOD_S3_ENDPOINT_URL, WANPOD_RESULT_MAX_MB, WANPOD_RESULT_TIMEOUT_S) and
+`shared` (app/studio/shared.py: WANPOD_DATABASE_URL, WANPOD_LEASE_S, WANPOD_RESULTS_URL,
+WANPOD_S3_*, WANPOD_PUBLIC_URL; the database password and the S3 keys count as secrets).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from app.errors import ConfigError
 from app.studio.checks.guardrails import Guardrails
 from app.studio.checks.preflight import PreflightSettings
 from app.studio.cost import PRICES_PATH, load_prices
+from app.studio.fetch import FetchSettings
+from app.studio.shared import SharedSettings
 
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
 
@@ -67,10 +75,15 @@ class Settings:
     demo_workers: int = 2
     demo_step_delay: float = 0.5
     batch_max: int = 16
+    max_upload_mb: int = 20  # Gradio's max_file_size: images and workflow JSON, /run takes 10 MB
+    sessions: int = 500  # Gradio's state_session_capacity: ~0.25 MB each (bench/session_memory.py)
+    chain_max_s: float = 60.0
     extra_secrets: tuple[Secret, ...] = ()
     guardrails: Guardrails = field(default_factory=Guardrails)
     access: Access = field(default_factory=Access)
     preflight: PreflightSettings = field(default_factory=PreflightSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)  # result downloads
+    shared: SharedSettings = field(default_factory=SharedSettings)
 
     @property
     def demo(self) -> bool:
@@ -84,7 +97,7 @@ class Settings:
     def secret_values(self) -> tuple[str, ...]:
         """Every secret's raw value, for scrubbing messages (never for display)."""
         own = tuple(s.value for s in (self.api_key, *self.extra_secrets) if s)
-        return own + self.access.secret_values()
+        return own + self.access.secret_values() + self.shared.secret_values()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -120,8 +133,13 @@ class Settings:
             demo_workers=env_int(env, "WANPOD_DEMO_WORKERS", 2, 1, 64),
             demo_step_delay=env_float(env, "WANPOD_DEMO_STEP_DELAY", 0.5, 0.0, 30.0),
             batch_max=env_int(env, "WANPOD_BATCH_MAX", 16, 1, 256),
+            max_upload_mb=env_int(env, "WANPOD_MAX_UPLOAD_MB", 20, 1, 1024),
+            sessions=env_int(env, "WANPOD_SESSIONS", 500, 10, 100_000),
+            chain_max_s=env_float(env, "WANPOD_CHAIN_MAX_S", 60.0, 1.0, 3600.0, "seconds"),
             extra_secrets=extra,
             guardrails=Guardrails.from_env(env),
             access=Access.from_env(env),
             preflight=PreflightSettings.from_env(env),
+            fetch=FetchSettings.from_env(env),
+            shared=SharedSettings.from_env(env),
         )

@@ -2,6 +2,11 @@
 
     .venvs/app/bin/python bench/studio_concurrency.py [--users 32] [--job-s 5] [--poll-s 1.0]
                                                       [--browser-nice 19]
+    .venvs/app/bin/python bench/studio_concurrency.py --mode protocol --users 64
+                                                      [--replicas 2 --database postgresql]
+
+`--mode protocol` (bench/protocol_clients.py): clients that follow the same events a page follows,
+without rendering; its figures are the studio's own path and CPU, see that module.
 
 Starts the local stack (one ComfyUI emulator per worker, N real worker processes behind the local
 RunPod control plane), a studio (`python -m app`) pointed at it, and one headless Chromium with
@@ -143,7 +148,12 @@ def main() -> int:
         default=19,
         help="CPU niceness of the browsers (0: same priority as the studio and the stack)",
     )
+    ap.add_argument("--mode", choices=("browser", "protocol"), default="browser")
+    ap.add_argument("--replicas", type=int, default=1, help="studios (protocol mode)")
+    ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     args = ap.parse_args()
+    if args.replicas > 1 and args.database != "postgresql":
+        ap.error("--replicas > 1 needs --database postgresql (one shared ledger)")
     steps = 4  # T2V 14B turbo: 2 + 2 KSamplerAdvanced steps
     work = Path(tempfile.mkdtemp(prefix="wanpod-bench-"))
     cfg = StackConfig(
@@ -154,6 +164,8 @@ def main() -> int:
         ready_timeout_s=600,
     )
     t0 = time.monotonic()
+    if args.mode == "protocol":
+        return protocol_mode(args, cfg, work)
     with LocalStack(cfg) as stack:
         print(f"stack: {args.users} workers + emulators ready in {time.monotonic() - t0:.1f} s")
         port = free_port()
@@ -177,6 +189,53 @@ def main() -> int:
         finally:
             studio.terminate()
             studio.wait(20)
+
+
+def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int:
+    from contextlib import ExitStack
+
+    from bench.protocol_clients import run_protocol
+    from tests.app.test_api import args as api_args
+
+    with ExitStack() as stack_ctx:
+        ledger_url = ""
+        if args.database == "postgresql":
+            from tests.postgres import PostgresCluster, bindir
+
+            found = bindir()
+            if found is None:
+                print("PostgreSQL is not installed: scripts/ensure-postgresql.sh")
+                return 1
+            ledger_url = stack_ctx.enter_context(PostgresCluster(found)).new_database()
+        t0 = time.monotonic()
+        stack = stack_ctx.enter_context(LocalStack(cfg))
+        print(f"stack: {args.users} workers + emulators ready in {time.monotonic() - t0:.1f} s")
+        urls, procs, dirs = [], [], []
+        for i in range(args.replicas):
+            port, data = free_port(), work / f"studio{i}"
+            env = {
+                **os.environ,
+                **stack.env(),
+                "WANPOD_DATA_DIR": str(data),
+                "GRADIO_SERVER_PORT": str(port),
+                "WANPOD_POLL_S": str(args.poll_s),
+                "WANPOD_CONCURRENCY": str(max(64, args.users * 2)),
+                "WANPOD_DATABASE_URL": ledger_url,
+            }
+            log = (work / f"studio{i}.log").open("wb")
+            procs.append(subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=env,
+                                          stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+            stack_ctx.callback(procs[-1].wait, 20)
+            stack_ctx.callback(procs[-1].terminate)
+            urls.append(f"http://127.0.0.1:{port}")
+            dirs.append(data)
+        for url, proc in zip(urls, procs, strict=True):
+            wait_http(url + "/gradio_api/info", 120, proc)
+        ledger_url = ledger_url or f"sqlite:///{dirs[0] / 'ledger.sqlite3'}"
+        return run_protocol(
+            urls, procs, args.users, ledger_url, dirs, args.job_s,
+            lambda i: api_args(prompt=f"bench user {i}: a kite over the sea", seconds=5.0),
+        )  # fmt: skip
 
 
 def run_browsers(url: str, args: argparse.Namespace, data: Path) -> int:

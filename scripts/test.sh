@@ -29,6 +29,8 @@ PYTEST_ARGS=("$@")
 COMFYUI_DIR= run_suite worker .venvs/worker tests/emulators tests/worker tests/workflows
 # The browser tests drive Debian's Chromium (installed once, idempotently).
 bash scripts/ensure-chromium.sh || status=1
+# The ledger tests run on SQLite and on a real PostgreSQL (installed once, idempotently).
+bash scripts/ensure-postgresql.sh || status=1
 run_suite app .venvs/app tests/endpoint tests/app
 
 # the optional real-ComfyUI tier: one line saying it was skipped when COMFYUI_DIR is unset

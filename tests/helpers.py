@@ -160,3 +160,18 @@ def comfy_emulator(
     for name in ("input", "output", "temp") if folders is not None else ():
         argv += [f"--{name}-directory", str(folders / name)]
     return ServerProcess([*argv, *args], port, ready_path="/system_stats", deadline_s=deadline_s)
+
+
+def s3_server(bucket: str) -> ServerProcess:
+    """moto's S3 server (the worker venv has it) on a free port, with `bucket` created."""
+    port = free_port()
+    srv = ServerProcess(
+        [WORKER_PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        port,
+        ready_path="/moto-api/",
+        deadline_s=60,
+    ).start()
+    req = urllib.request.Request(f"{srv.base_url}/{bucket}", method="PUT")
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+    return srv

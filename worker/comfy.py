@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,19 @@ def pid_alive(pid_file: str) -> bool | None:
 def _short_list(items: list, limit: int = 12) -> str:
     shown = ", ".join(map(str, items[:limit]))
     return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "") or "(none)"
+
+
+def _options_of(spec: object) -> list:
+    """A list input's options from its schema: legacy `[[...], {...}]` or V3
+    `["COMBO", {"options": [...]}]`; [] for anything else."""
+    if not isinstance(spec, list) or not spec:
+        return []
+    if isinstance(spec[0], list):
+        return spec[0]
+    if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], Mapping):
+        options = spec[1].get("options")
+        return options if isinstance(options, list) else []
+    return []
 
 
 def is_file_input(class_type: str, input_name: str) -> bool:
@@ -270,7 +284,9 @@ class ComfyClient:
             err = body.get("error") or {}
             if not isinstance(err, Mapping):
                 err = {"message": str(err)}
-            lines = format_node_errors(body.get("node_errors") or {}, workflow)
+            node_errors = body.get("node_errors") or {}
+            await self._fill_left_out_options(node_errors)
+            lines = format_node_errors(node_errors, workflow)
             msg = str(err.get("message") or err.get("type") or "invalid prompt")
             if not lines:
                 msg, lines = prompt_error(err)
@@ -280,6 +296,43 @@ class ComfyClient:
                 )
             raise WorkflowRejected(msg, lines)
         raise ComfyProtocolError(f"POST /prompt answered HTTP {status}: {text[:200]}")
+
+    async def _fill_left_out_options(self, node_errors: Mapping[str, object]) -> None:
+        """ComfyUI leaves option lists over 20 long out of a `value_not_in_list` refusal
+        (`input_config: null`, "list of length 42"): read them from `/object_info/{class}`
+        (once per class, only on this error path) so the refusal says what is allowed."""
+        schemas: dict[str, Mapping] = {}
+        for ne in node_errors.values():
+            if not isinstance(ne, Mapping):
+                continue
+            ct = str(ne.get("class_type") or "")
+            for err in ne.get("errors") or []:
+                info = err.get("extra_info") if isinstance(err, Mapping) else None
+                if err.get("type") != "value_not_in_list" or not isinstance(info, dict):
+                    continue
+                if info.get("input_config") or not ct:
+                    continue
+                if ct not in schemas:
+                    schemas[ct] = await self._node_schema(ct)
+                inputs = schemas[ct].get("input") or {}
+                name = info.get("input_name")
+                spec = (inputs.get("required") or {}).get(name) or (
+                    inputs.get("optional") or {}
+                ).get(name)
+                options = _options_of(spec)
+                if options:
+                    info["input_config"] = [options]
+
+    async def _node_schema(self, class_type: str) -> Mapping:
+        """One node class's `/object_info` entry; {} when ComfyUI does not give it."""
+        url = f"{self.base}/object_info/{urllib.parse.quote(class_type, safe='')}"
+        try:
+            async with asyncio.timeout(10), self.session.get(url) as r:
+                body = await r.json() if r.status == 200 else {}
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return {}
+        entry = body.get(class_type) if isinstance(body, Mapping) else None
+        return entry if isinstance(entry, Mapping) else {}
 
     async def queue_ids(self) -> set[str]:
         """Ids of the prompts ComfyUI runs or has pending (`GET /queue`)."""

@@ -243,7 +243,7 @@ class _JobRun:
         key = self.req.comfy_org_api_key
         extra = {"api_key_comfy_org": key.value} if key else None
         watcher = Watcher(client, s, "", uuid.uuid4().hex, self.req.workflow, self.progress)
-        ws = await watcher.connect()  # before queueing, so no message for our prompt is missed
+        ws = await watcher.open()  # before queueing, so no message for our prompt is missed
         try:
             queued = await client.queue(self.req.workflow, watcher.client_id, extra)
         except BaseException:

@@ -35,6 +35,7 @@ from .comfy import ComfyClient, pid_alive
 from .errors import (
     ComfyDied,
     ComfyProtocolError,
+    ComfyUnavailable,
     ConnectionLost,
     ExecutionFailed,
     Interrupted,
@@ -90,12 +91,21 @@ def _error_from(data: dict) -> ExecutionFailed:
     etype = str(data.get("exception_type", "")).rpartition(".")[2]
     msg = one_line(data.get("exception_message") or "")
     cause = f"{etype}: {msg}".strip(": ")
+    if "avcodec_open2" in msg and "libx264" in msg:  # ComfyUI's /prompt let an odd size through
+        cause += " (h264 needs an even width and height: make both even)"
     if _UNREADABLE.search(f"{etype} {msg}"):
         for name, value in (data.get("current_inputs") or {}).items():
             value = value[0] if isinstance(value, list) and value else value
             if str(name).endswith("_name") and isinstance(value, str) and "." in value:
                 return UnreadableModel(node, ntype, str(name), value, cause)
     return ExecutionFailed(f"node {node} ({ntype}) raised {cause}", [cause])
+
+
+def _ws_failure(e: BaseException) -> str:
+    """One line for a failed websocket open: a refused upgrade says what ComfyUI answered."""
+    if isinstance(e, aiohttp.WSServerHandshakeError):
+        return f"the upgrade was answered HTTP {e.status} instead of 101 Switching Protocols"
+    return f"{type(e).__name__}: {one_line(str(e))}"
 
 
 def _interrupted_from(data: dict) -> Interrupted:
@@ -128,6 +138,27 @@ class Watcher:
     async def connect(self) -> aiohttp.ClientWebSocketResponse:
         url = f"{self.s.comfy_ws}/ws?clientId={self.client_id}"
         return await self.client.session.ws_connect(url, heartbeat=None, max_msg_size=0)
+
+    async def open(self) -> aiohttp.ClientWebSocketResponse:
+        """The first socket, opened before the prompt is queued, with the reconnect attempts
+        and backoff; when none opens, ComfyUnavailable names the websocket and its last answer
+        (nothing was queued: a prompt that cannot be followed is not started)."""
+        attempts = max(1, self.s.ws_reconnect_attempts)
+        last = ""
+        for i in range(attempts):
+            self._check_alive()
+            if i:
+                await self._sleep_watching(min(self.s.ws_reconnect_delay_s * (2 ** (i - 1)), 30.0))
+            try:
+                return await self.connect()
+            except (aiohttp.ClientError, OSError) as e:
+                last = _ws_failure(e)
+                log.warning("websocket open %d/%d failed: %s", i + 1, attempts, last)
+        raise ComfyUnavailable(
+            f"could not open the websocket to {self.s.comfy_ws}/ws in {attempts} attempts "
+            f"(WEBSOCKET_RECONNECT_ATTEMPTS, WEBSOCKET_RECONNECT_DELAY_S): {last}; "
+            "nothing was queued"
+        )
 
     # -- message handling -------------------------------------------------------------------
     def _handle(self, msg: dict) -> bool:
@@ -303,7 +334,7 @@ class Watcher:
             try:
                 ws = await self.connect()
             except (aiohttp.ClientError, OSError) as e:
-                last = f"{type(e).__name__}: {e}"
+                last = _ws_failure(e)
                 log.warning("websocket reconnect %d/%d failed: %s", i + 1, attempts, last)
                 if await self._check_history():  # HTTP may work while the websocket does not
                     return None

@@ -172,7 +172,7 @@ class BatchQuote:
         d = [q.dollars for q in self.per_job]
         return min(d), max(d)
 
-    def summary(self) -> str:
+    def summary(self, whole: str = "the batch") -> str:
         secs = [math.ceil(q.execution_s) for q in self.per_job]
         if len(set(secs)) == 1:
             each = f"{self.jobs} × {secs[0]} GPU s"
@@ -181,7 +181,7 @@ class BatchQuote:
         lo, hi = self.job_dollars
         per_job = f"${lo:.4f} per job" if lo == hi else f"${lo:.4f}–${hi:.4f} per job"
         return (
-            f"≈ {each} = {self.gpu_s} GPU s on {self.gpu} = ${self.dollars:.4f} for the batch "
+            f"≈ {each} = {self.gpu_s} GPU s on {self.gpu} = ${self.dollars:.4f} for {whole} "
             f"({per_job}; at ${self.per_s:.5f}/s, prices of {self.prices_read_on}; {self.basis})"
             f" · cold start +{math.ceil(self.cold_start_s)} s = +${self.cold_dollars:.4f} per "
             "worker that starts cold (not included)"
@@ -215,6 +215,7 @@ def budget_refusals(
     rows: Iterable[Any],
     user: str | None = None,
     now: float | None = None,
+    what: str = "batch",
 ) -> list[gr_.Refusal]:
     """The daily / per-user budgets against the whole batch's `dollars` (today's spend from the
     ledger `rows`, app/studio/checks/guardrails.py's arithmetic)."""
@@ -222,7 +223,7 @@ def budget_refusals(
         limits, job_usd=None, max_width=None, max_height=None, max_frames=None, max_steps=None
     )
     shape = gr_.JobShape(width=0, height=0, frames=0, steps=0, dollars=dollars, user=user)
-    found = gr_.check_rows(shape, only_budgets, rows, now, whose=f"this batch's ({jobs} jobs)")
+    found = gr_.check_rows(shape, only_budgets, rows, now, whose=f"this {what}'s ({jobs} jobs)")
     return [r for r in found if r.limit in BUDGET_LIMITS]
 
 
@@ -268,8 +269,9 @@ class BatchService:
             drawn=drawn,
         )
 
-    def check(self, batch: BatchPlan, user: str | None = None) -> BatchCheck:
-        """Prepare (fill + quote) every job; the combined quote and every limit it breaks."""
+    def check(self, batch: BatchPlan, user: str | None = None, what: str = "batch") -> BatchCheck:
+        """Prepare (fill + quote) every job; the combined quote and every limit it breaks
+        (`what` names the whole in the budget lines: a batch, a storyboard)."""
         preps = []
         for k, values in enumerate(batch.jobs, 1):
             try:
@@ -287,7 +289,9 @@ class BatchService:
                 for r in ops.refusals(prep, user, rows):
                     if r.limit not in BUDGET_LIMITS and r not in refusals:
                         refusals.append(r)
-            refusals += budget_refusals(combined.dollars, combined.jobs, ops.limits, rows, user)
+            refusals += budget_refusals(
+                combined.dollars, combined.jobs, ops.limits, rows, user, what=what
+            )
         return BatchCheck(batch, combined, tuple(refusals))
 
     def submit(self, batch: BatchPlan, user: str | None = None) -> BatchRun:

@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from app.errors import ConfigError
+from app.studio import graph
 from workflows.catalog import load_catalog
 
 PRICES_PATH = Path(__file__).with_name("prices.yaml")
@@ -219,9 +220,9 @@ def quote(req: CostRequest, gpu: str, prices: Prices, cal: Calibration | None = 
 
 def actual(execution_ms: int | None, delay_ms: int | None, gpu: str, prices: Prices) -> Actual:
     """Billed seconds (rounded up) and dollars for a finished job's executionTime."""
-    billed = math.ceil((execution_ms or 0) / 1000)
+    billed = max(math.ceil((execution_ms or 0) / 1000), 0)  # never negative (a refund)
     return Actual(
-        billed_s=billed, dollars=billed * prices.price(gpu), delay_s=(delay_ms or 0) / 1000
+        billed_s=billed, dollars=billed * prices.price(gpu), delay_s=max(delay_ms or 0, 0) / 1000
     )
 
 
@@ -235,23 +236,37 @@ _LATENT_NODES = (
 
 
 def request_from_workflow(pipeline: str, mode: str, workflow: Mapping[str, object]) -> CostRequest:
-    """The cost features of a filled API workflow: latent size and length, steps and cfg."""
+    """The cost features of a filled API workflow: latent size and length, steps and cfg, as the
+    graph will use them (links followed through primitive nodes, app/studio/graph.py; the largest
+    when several nodes set them). Raises graph.Unresolved for a value known only at run time."""
     width = height = 0
     frames = 1
     steps, cfg = 0, 1.0
-    for node in workflow.values():
+    for node_id, node in workflow.items():
         if not isinstance(node, Mapping):
             continue
         kind = str(node.get("class_type", ""))
         inputs = node.get("inputs") or {}
         if not isinstance(inputs, Mapping):
             continue
+
+        def value(name: str, nid: str = str(node_id)) -> float | None:
+            v = graph.resolve(workflow, nid, name)
+            if v is None:
+                return None
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise graph.unresolved(nid, name, f"{v!r} is not a number")
+            return v
+
         if kind in _LATENT_NODES or {"width", "height", "length"} <= set(inputs):
-            w, h, n = inputs.get("width"), inputs.get("height"), inputs.get("length")
-            if all(isinstance(v, int | float) for v in (w, h, n)):
-                width, height, frames = int(w), int(h), int(n)
-        if "Sampler" in kind and isinstance(inputs.get("steps"), int | float):
-            steps = max(steps, int(inputs["steps"]))
-            if isinstance(inputs.get("cfg"), int | float):
-                cfg = float(inputs["cfg"])
+            w, h, n = value("width"), value("height"), value("length")
+            if w is not None and h is not None and n is not None:
+                width, height, frames = max(width, int(w)), max(height, int(h)), max(frames, int(n))
+        if ("Sampler" in kind or "Scheduler" in kind) and "steps" in inputs:
+            s = value("steps")
+            if s is not None:
+                steps = max(steps, int(s))
+            c = value("cfg") if "cfg" in inputs else None
+            if c is not None:
+                cfg = float(c)
     return CostRequest(pipeline, mode, width or 832, height or 480, frames, steps or 20, cfg)

@@ -3,6 +3,8 @@
 - `HistoryFilter.from_ui(text, pipeline, status)` turns the page's filter fields into a ledger
   query (`Ledger.search`): text in the prompt (or the job id), one pipeline, one status group
   (`STATUS_GROUPS`: "Live" is every queued/running state).
+- `listing(ledger, filt, caller, limit)`: the rows the caller may see (their own; an admin's:
+  everyone's), filtered, newest first.
 - `gallery_items(rows, titles, results_dir)` -> one `HistoryItem` per ledger row, newest first:
   its thumbnail (or a placeholder image for jobs without a video: failed, cancelled, lost, live),
   a caption with status, pipeline, mode, size, seed, cost and prompt, and the row id.
@@ -21,12 +23,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.endpoint.states import JobState
-from app.studio.ledger import LIVE_STATES, JobRow
+from app.studio.ledger import LIVE_STATES, JobRow, Ledger
+from app.studio.markup import md_text
+from app.studio.owners import Caller
 from workflows.catalog import frames_for
 
 log = logging.getLogger("wanpod.history")
@@ -74,6 +78,11 @@ class HistoryFilter:
         return bool(self.text or self.template or self.states is not None)
 
 
+def listing(ledger: Ledger, filt: HistoryFilter, caller: Caller, limit: int) -> list[JobRow]:
+    """The caller's jobs (an admin's: everyone's) matching `filt`, newest first."""
+    return ledger.search(filt.text, filt.template, filt.states, limit, user=caller.scope)
+
+
 @dataclass(frozen=True)
 class HistoryItem:
     rid: str
@@ -116,9 +125,13 @@ def caption(row: JobRow, title: str | None = None, prompt_chars: int = 90) -> st
     return f"{head} — {prompt}" if prompt else head
 
 
-def video_of(row: JobRow) -> Path | None:
+def video_of(row: JobRow, local: Callable[[str | None], Path | None] | None = None) -> Path | None:
+    """The stored video of a COMPLETED row as a local file (`local`: the result store's, which
+    fetches it from object storage; default: the path as stored)."""
     if row.state is not JobState.COMPLETED or not row.result_path:
         return None
+    if local is not None:
+        return local(row.result_path)
     path = Path(row.result_path)
     return path if path.is_file() else None
 
@@ -176,12 +189,15 @@ def placeholder(results_dir: Path, state: str) -> Path:
 
 
 def gallery_items(
-    rows: Sequence[JobRow], titles: Mapping[str, str], results_dir: Path
+    rows: Sequence[JobRow],
+    titles: Mapping[str, str],
+    results_dir: Path,
+    local: Callable[[str | None], Path | None] | None = None,
 ) -> list[HistoryItem]:
     """One item per row, in the rows' order (the ledger gives newest first)."""
     items = []
     for row in rows:
-        video = video_of(row)
+        video = video_of(row, local)
         thumb = thumbnail(video) if video is not None else None
         image = thumb or placeholder(results_dir, row.state)
         items.append(
@@ -248,5 +264,5 @@ def recipe_markdown(row: JobRow) -> str:
         when += f" ({row.finished_at - (row.submitted_at or row.created_at):.1f} s after sending)"
     lines.append(when)
     if row.user:
-        lines.append(f"**User:** {row.user}")
+        lines.append(f"**User:** {md_text(row.user)}")
     return "\n\n".join(lines)

@@ -8,17 +8,22 @@ fill function, endpoint client, ledger, tracker, prices) and has no Gradio in it
   pre-flight; refusals raise before anything is written or sent), images prepared, a ledger row
   written BEFORE /run (with `policy.executionTimeout` from the quote), the RunPod
   job id stored the moment /run answers, and the tracker told to follow it. Returns the row id.
-- `rerun(rid, user)`: the same filled workflow and seed as a new job (limits and pre-flight
-  apply; input images are kept per job in the data folder for this); `reuse(rid)`: a past job's
-  form values. Each row keeps its recipe: template, template version (hash), seed, and the
-  worker-reported ComfyUI version.
-- `cancel(rid)`: /cancel for a live job; the tracker records CANCELLED and the partial cost.
-- `view(rid)`: what a page shows for a row (status line, fraction, video path, details).
+- `rerun(rid, caller)`: the same filled workflow and seed as a new job (limits and pre-flight
+  apply; input images are kept per job in the data folder for this); `reuse(rid, caller)`: a
+  past job's form values. Each row keeps its recipe: template, template version (hash), seed,
+  and the worker-reported ComfyUI version.
+- `cancel(rid, caller)`: /cancel for a live job; the tracker records CANCELLED and the partial
+  cost.
+- `view(rid, caller)`: what a page shows for a row (status line, fraction, video path, details).
+Every job lookup takes the caller (app/studio/owners.py) and goes through `row(rid, caller)`:
+under APP_AUTH a user reaches only their own jobs (an admin every job); another user's job is
+answered like an unknown one.
 Every refusal is a StudioError naming the field (ParamError from workflows becomes InputError).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -32,14 +37,16 @@ from typing import Any
 
 from app.endpoint import RUN_LIMIT, EndpointClient
 from app.endpoint.states import JobState
-from app.errors import MB, InputError, StudioError, SubmitError, user_message
+from app.errors import MB, DiskFull, InputError, StudioError, SubmitError, user_message
 from app.settings import Settings
-from app.studio import cost
+from app.studio import cost, disk, graph, webhooks
 from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
 from app.studio.images import prepare_image
 from app.studio.inputs import ImageFit, image_fits
 from app.studio.ledger import JobRow, Ledger
+from app.studio.markup import md_text, md_value
+from app.studio.owners import Caller
 from app.studio.progress import ProgressView, Samplers, describe, samplers
 from app.studio.reuse import asked
 from app.studio.shown import Shown, check_shown
@@ -102,7 +109,10 @@ class Studio:
             return self._cal[1]
         obs = []
         for row in self.ledger.finished_with_timing():
-            req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+            try:
+                req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+            except graph.Unresolved:  # a past job the quote cannot read: nothing to learn
+                continue
             obs.append(cost.Observation(req, row.gpu, (row.execution_ms or 0) / 1000))
         cal = cost.calibrate(obs)
         self._cal = (now, cal)
@@ -161,9 +171,14 @@ class Studio:
 
     # -- submit ------------------------------------------------------------------------------
     def submit(
-        self, values: FormValues, user: str | None = None, shown: Shown | None = None
+        self,
+        values: FormValues,
+        user: str | None = None,
+        chain: Mapping[str, Any] | None = None,
+        shown: Shown | None = None,
     ) -> str:
-        """Send the job; `shown`: what the page's quote line showed (the job must be that one)."""
+        """`chain`: the chain segment this job is (app/studio/chains.py), kept on its row;
+        `shown`: what the page's quote line showed (the job sent must be that one)."""
         form = self.form(values.pipeline)
         width, height = self._size(form, values)
         tag = uuid.uuid4().hex[:10]
@@ -186,13 +201,14 @@ class Studio:
         images = {param: img.name for param, img in prepared}
         prep = self.prepare(values, images)
         check_shown(shown, prep.request, prep.quote)
-        clearance = self.ops.before_run(prep, user) if self.ops is not None else None
         job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
         by_param = dict(prepared)
         uploads = []
         for name, param in dict(getattr(prep.filled, "images", {}) or {}).items():
             if param in by_param:  # fill may rename the upload; the bytes are ours
                 uploads.append({"name": str(name), "image": by_param[param].b64})
+        names = [u["name"] for u in uploads]
+        clearance = self.ops.before_run(prep, user, names) if self.ops is not None else None
         if uploads:
             job_input["images"] = uploads
         size = len(json.dumps(job_input))
@@ -210,30 +226,53 @@ class Studio:
         }
         params = {**resolved, "prompt": values.prompt}
         form = asked(values, resolved.get("seed"))
-        return self._send(prep, values.mode, params, job_input, clearance, user, recipe, form)
+        args = (prep, values.mode, params, job_input, clearance, user, recipe, form)
+        return self._send(*args, chain=chain)
 
-    def _send(self, prep, mode, params, job_input, clearance, user, recipe, form) -> str:
-        """Ledger row first (inputs kept for reruns), then /run; returns the row id."""
-        rid = self.ledger.create(
-            template=prep.template_id,
-            mode=mode,
-            params=params,
-            workflow=prep.filled.workflow,
-            quote=prep.quote,
-            gpu=self.settings.gpu_type,
-            user=user,
-            recipe=recipe,
-            form=form,
-        )
+    def _send(
+        self, prep, mode, params, job_input, clearance, user, recipe, form, chain=None
+    ) -> str:
+        """Ledger row first (inputs kept for reruns), then /run; returns the row id. Nothing is
+        written or sent while the data folder cannot be written (disk.refuse_if_full)."""
+        args = (prep, mode, params, job_input, clearance, user, recipe, form, chain)
+        try:
+            disk.refuse_if_full(self.settings.data_dir)
+            return self._write_and_send(*args)
+        except Exception as exc:
+            if not isinstance(exc, DiskFull) and disk.full(exc):
+                why = getattr(exc, "strerror", None) or str(exc)
+                raise DiskFull(disk.message(self.settings.data_dir, why)) from None
+            raise
+
+    def _write_and_send(
+        self, prep, mode, params, job_input, clearance, user, recipe, form, chain
+    ) -> str:
+        with self.ledger.transaction():  # budget check and row: one step (no double spend)
+            if self.ops is not None:
+                self.ops.hold(prep, user)
+            rid = self.ledger.create(
+                template=prep.template_id,
+                mode=mode,
+                params=params,
+                workflow=prep.filled.workflow,
+                quote=prep.quote,
+                gpu=self.settings.gpu_type,
+                user=user,
+                recipe=recipe,
+                form=form,
+                chain=chain,
+                **self.tracker.lease(),  # held by this replica while /run is under way
+            )
         keep = self.inputs_dir(rid)
         for upload in job_input.get("images", []):
             keep.mkdir(parents=True, exist_ok=True)
             (keep / upload["name"]).write_text(upload["image"])
+        hook = self._webhook(rid)  # None unless WANPOD_PUBLIC_URL is set
         try:
             if clearance is not None:
-                ref = self.endpoint.run(job_input, policy=clearance.policy)
+                ref = self.endpoint.run(job_input, policy=clearance.policy, **hook)
             else:
-                ref = self.endpoint.run(job_input)
+                ref = self.endpoint.run(job_input, **hook)
         except Exception as exc:
             msg = user_message(exc, self.settings.secret_values())
             self.ledger.update(rid, state=JobState.FAILED, error=msg, finished_at=time.time())
@@ -244,10 +283,21 @@ class Studio:
             log.info("job %s: %s", rid, clearance.note)
         return rid
 
+    def _webhook(self, rid: str) -> dict[str, str]:
+        """`run()`'s webhook argument for row `rid`, its secret's digest kept in the row."""
+        public = self.settings.shared.public_url
+        if not public:
+            return {}
+        token = webhooks.new_token()
+        self.ledger.update(rid, webhook_digest=webhooks.digest(token))
+        return {"webhook": webhooks.webhook_url(public, rid, token)}
+
     # -- history: rerun exactly, reuse settings ------------------------------------------------
-    def rerun(self, rid: str, user: str | None = None) -> str:
-        """The same filled workflow (same seed) as a new job and ledger row; limits apply."""
-        row = self.row(rid)
+    def rerun(self, rid: str, caller: Caller) -> str:
+        """The same filled workflow (same seed) as a new job and ledger row, sent as the caller's
+        own; limits apply."""
+        row = self.row(rid, caller)
+        user = caller.user
         job_input: dict[str, Any] = {"workflow": row.workflow}
         kept = self.inputs_dir(row.id)
         names = [str(n["inputs"]["image"]) for n in row.workflow.values()
@@ -263,21 +313,20 @@ class Studio:
         req, q = self.rerun_quote(row)
         filled = _Filled(row.workflow, dict(row.params or {}))
         prep = Prepared(self.forms.get(row.template), row.template, filled.params, filled, req, q)
-        clearance = self.ops.before_run(prep, user) if self.ops is not None else None
+        clearance = self.ops.before_run(prep, user, names) if self.ops is not None else None
         recipe = {**(row.recipe or {}), "rerun_of": row.id}
         recipe.pop("comfyui_version", None)
         args = (prep, row.mode, filled.params, job_input, clearance, user, recipe, row.form)
         return self._send(*args)
 
-    def rerun_quote(self, row: JobRow | str) -> tuple[cost.CostRequest, cost.Quote]:
-        """What rerunning a job (a row or its id) would cost: its own workflow, quoted now."""
-        row = self.row(row) if isinstance(row, str) else row
+    def rerun_quote(self, row: JobRow) -> tuple[cost.CostRequest, cost.Quote]:
+        """What rerunning a job would cost: its own workflow, quoted now."""
         req = cost.request_from_workflow(row.template, row.mode, row.workflow)
         return req, cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
 
-    def reuse(self, rid: str) -> FormValues:
+    def reuse(self, rid: str, caller: Caller) -> FormValues:
         """The form values of a past job as the user set them (its seed fixed, not randomized)."""
-        row = self.row(rid)
+        row = self.row(rid, caller)
         if row.form is None:
             raise InputError("job", f"{rid!r} was not sent from the form; it has no form values")
         return row.form
@@ -286,10 +335,15 @@ class Studio:
         return samplers(self.ledger.workflow(rid))
 
     # -- rows --------------------------------------------------------------------------------
-    def row(self, rid: str | None) -> JobRow:
-        """The ledger row `rid`, or an InputError saying it is not a job of this studio."""
-        row = self.ledger.get((rid or "").strip())
-        if row is None:
+    def caller(self, username: str | None) -> Caller:
+        """The caller for a signed-in user name (Gradio's `request.username`)."""
+        return Caller.of(username, self.settings.access)
+
+    def row(self, rid: str | None, caller: Caller, workflow: bool = True) -> JobRow:
+        """The ledger row `rid` when `caller` may see it, else an InputError saying it is not a
+        job of this studio (the same words for another user's job as for an unknown one)."""
+        row = self.ledger.get((rid or "").strip(), workflow=workflow)
+        if row is None or not caller.sees(row.user):
             raise InputError("job", f"{rid!r} is not a job of this studio")
         return row
 
@@ -298,10 +352,10 @@ class Studio:
         return self.settings.data_dir / "inputs" / rid
 
     # -- cancel ------------------------------------------------------------------------------
-    def cancel(self, rid: str) -> str:
+    def cancel(self, rid: str, caller: Caller) -> str:
         """Ask RunPod to cancel a queued or running job; the tracker records the end (CANCELLED,
         with the billed seconds so far). Returns a line for the operator."""
-        row = self.row(rid)
+        row = self.row(rid, caller)
         if row.final:
             return f"Job {rid} already ended {row.state}."
         if not row.job_id:
@@ -315,20 +369,25 @@ class Studio:
         return f"Cancel sent for job {rid}; RunPod stops it and the worker interrupts ComfyUI."
 
     # -- view --------------------------------------------------------------------------------
-    def view(self, rid: str) -> JobView | None:
+    def view(self, rid: str, caller: Caller) -> JobView | None:
         """What a page shows for `rid`, read at every update: the row without its workflow, and
-        the workflow's samplers read once per job."""
-        row = self.ledger.get(rid, workflow=False)
-        if row is None:
+        the workflow's samplers read once per job. None: no such job of the caller's."""
+        try:
+            row = self.row(rid, caller, workflow=False)
+        except InputError:
             return None
         start = row.submitted_at or row.created_at
         end = row.finished_at or time.time()
         quote_s = row.quote.execution_s if row.quote else None
         plan = self._samplers(rid)
         pv = describe(row.state, row.progress, end - start, quote_s, plan, row.error)
-        video = row.result_path if row.state is JobState.COMPLETED and row.result_path else None
-        if video and not Path(video).is_file():
-            video = None
+        note = self.tracker.note(rid) if self.tracker is not None else None
+        if note and not row.final:  # e.g. disk full: the ledger may not say it
+            pv = dataclasses.replace(pv, head=note)
+        stored = (
+            self.tracker.store.local(row.result_path) if row.state is JobState.COMPLETED else None
+        )
+        video = str(stored) if stored else None
         return JobView(rid, row.state, pv, video, details(row), row.final)
 
 
@@ -353,19 +412,21 @@ def template_version(template_id: str, workflow_file: str | None = None) -> str:
 
 
 def details(row: JobRow) -> str:
-    """Markdown: parameters and seed used, timings, quote vs actual cost."""
+    """Markdown: parameters and seed used, timings, quote vs actual cost; what a user typed is
+    shown as text (`md_text`: no image, link or HTML from a prompt)."""
     p = row.params or {}
     q = row.quote
     lines = [f"**Job** `{row.id}` · RunPod id `{row.job_id or '-'}` · **{row.state}**"]
     hidden = ("prompt", "negative_prompt", "output_prefix")
     shown = {k: v for k, v in p.items() if k not in hidden and not isinstance(v, dict | list)}
     if p.get("prompt"):
-        lines.append(f"**Prompt:** {p['prompt']}")
+        lines.append(f"**Prompt:** {md_text(p['prompt'])}")
     if p.get("negative_prompt"):
         neg = str(p["negative_prompt"])
-        lines.append(f"**Negative prompt:** {neg[:80]}{'…' if len(neg) > 80 else ''}")
+        lines.append(f"**Negative prompt:** {md_text(neg[:80])}{'…' if len(neg) > 80 else ''}")
     if shown:
-        lines.append("**Parameters:** " + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
+        pairs = (f"{k}={md_value(v)}" for k, v in sorted(shown.items()))
+        lines.append("**Parameters:** " + ", ".join(pairs))
     if q:
         lines.append(
             f"**Quote:** ≈{q.execution_s:.0f} GPU s = ${q.dollars:.4f} on {q.gpu} ({q.basis});"
@@ -383,5 +444,5 @@ def details(row: JobRow) -> str:
             f"(quote ${quoted:.4f})"
         )
     if row.error:
-        lines.append(f"**Error:** {row.error}")
+        lines.append(f"**Error:** {md_text(row.error)}")
     return "\n\n".join(lines)

@@ -1,14 +1,19 @@
-"""The job ledger: one SQLite row per job, written before /run is sent and updated until the end.
+"""The job ledger: one database row per job, written before /run is sent and updated until the end.
 
 A row is created in state SUBMITTING (so a crash between /run and the answer is visible), gets the
 RunPod job id the moment /run answers, and is then updated by the tracker (state, progress,
 timings, result file, actual cost, error). Rows survive restarts: `live()` lists the jobs the
-tracker must resume. The row keeps the recipe (template, params, filled workflow, quote) so the
-history and "rerun" features can reuse it, and the signed-in user who sent it (per-user budget).
+tracker must resume. A chain's segment (app/studio/chains.py) carries `chain`: its chain id,
+index, parent row and the start frame it was sent with. The row keeps the recipe (template,
+params, filled workflow, quote) so the history and "rerun" features can reuse it, and the
+signed-in user who sent it (per-user budget).
 Typed records go in and come out: what the user asked (`form`, a FormValues: reuse reads it back
 as it was) next to what was sent (`params`, `workflow`), the `quote` (cost.Quote) and the actual
-`cost` (cost.Actual). Rows written before the `form` column are given one once by
-`Studio.migrate_forms()` (app/studio/reuse.py). Thread-safe: one connection per thread, WAL mode.
+`cost` (cost.Actual). Rows written before the `form` column are given one once, by schema step 3
+(app/studio/migrations.py, app/studio/reuse.py).
+The database is WANPOD_DATABASE_URL's (app/studio/db.py): a SQLite file by default, PostgreSQL
+for a ledger several studio replicas share; the same methods and tests run on both. The tracker's
+lease (`claim`, `update_owned`, `release`) makes one replica follow each live job at a time.
 
 States: SUBMITTING, IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST
 (SUBMITTING with no answer, or the endpoint no longer knows the job).
@@ -18,57 +23,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.endpoint.states import LIVE, JobState
+from app.studio import migrations
 from app.studio.cost import Actual, Quote
+from app.studio.db import open_database
 from app.studio.forms import FormValues
 
 LIVE_STATES = tuple(sorted(LIVE))  # for SQL: `state IN (...)`
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    job_id TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    submitted_at REAL,
-    finished_at REAL,
-    template TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    params TEXT NOT NULL,
-    workflow TEXT NOT NULL,
-    quote TEXT NOT NULL,
-    gpu TEXT NOT NULL,
-    state TEXT NOT NULL,
-    progress TEXT,
-    delay_ms INTEGER,
-    execution_ms INTEGER,
-    worker_id TEXT,
-    result_path TEXT,
-    result_mime TEXT,
-    outputs TEXT,
-    cost TEXT,
-    error TEXT,
-    completed_seen_at REAL,
-    stored_at REAL,
-    user TEXT,
-    recipe TEXT,
-    form TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
-"""
-
-_JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe", "form")
+_JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe", "form", "chain")
+_LEASE = ("lease_owner", "lease_until", "webhook_digest")  # the tracker's, not in a JobRow
 _RECORDS: dict[str, type] = {"quote": Quote, "cost": Actual, "form": FormValues}
 
 
@@ -101,6 +73,7 @@ class JobRow:
     user: str | None = None  # the signed-in user (APP_AUTH) who submitted it
     recipe: dict[str, Any] | None = None  # template version, seed, worker's ComfyUI version
     form: FormValues | None = None  # what the user asked (None: not sent from the form)
+    chain: dict[str, Any] | None = None  # a chain's segment: id, index, parent, start_frame
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -113,31 +86,32 @@ class JobRow:
 
 
 class Ledger:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._conn() as c:
-            c.execute("PRAGMA journal_mode=WAL")
-            c.executescript(_SCHEMA)
-            cols = {r[1] for r in c.execute("PRAGMA table_info(jobs)").fetchall()}
-            for col in ("user", "recipe", "form"):  # ledgers written before these columns
-                if col not in cols:
-                    c.execute(f"ALTER TABLE jobs ADD COLUMN {col} TEXT")
-            names = [r[1] for r in c.execute("PRAGMA table_info(jobs)").fetchall()]
+    """The job rows on `url` (a SQLite path, `sqlite:///path` or `postgresql://...`); the schema is
+    migrated forward on open (app/studio/migrations.py). `forms` is the form catalog the one-time
+    backfill of older rows reads (loaded from the catalog when not given and rows need it)."""
+
+    def __init__(self, url: str | Path, forms: Mapping[str, Any] | None = None) -> None:
+        self.db = open_database(url)
+        self._forms = forms
+        migrations.migrate(self.db, self._backfill_forms)
         self._without_workflow = ", ".join(
-            "'{}' AS workflow" if name == "workflow" else f'"{name}"' for name in names
+            "'{}' AS workflow" if name == "workflow" else f'"{name}"'
+            for name in self.db.columns("jobs")
         )
 
-    @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-        yield conn
+    def _backfill_forms(self) -> int:
+        from app.studio.reuse import migrate_forms  # reuse reads JobRow from this module
+
+        if not self.without_form():
+            return 0
+        if self._forms is None:
+            from app.studio.forms_catalog import load_forms
+
+            self._forms = load_forms()[0]
+        return migrate_forms(self, self._forms)
+
+    def _q(self, sql: str, args: Sequence[Any] = ()) -> list[JobRow]:
+        return [_row(r) for r in self.db.execute(sql, args).rows]
 
     def create(
         self,
@@ -151,72 +125,106 @@ class Ledger:
         user: str | None = None,
         recipe: Mapping[str, Any] | None = None,
         form: FormValues | None = None,
+        chain: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        lease_s: float = 0.0,
     ) -> str:
-        """A new row in state SUBMITTING; returns the ledger id (not the RunPod job id)."""
+        """A new row in state SUBMITTING; returns the ledger id (not the RunPod job id). `owner`
+        (a tracker's replica id) holds its lease for `lease_s`, so no other replica takes the row
+        for an abandoned submission while /run is under way."""
         rid = "wp-" + uuid.uuid4().hex[:16]
         now = time.time()
-        with self._conn() as c:
-            c.execute(
-                "INSERT INTO jobs (id, created_at, updated_at, template, mode, params, workflow,"
-                " quote, gpu, state, user, recipe, form) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    rid,
-                    now,
-                    now,
-                    template,
-                    mode,
-                    json.dumps(dict(params), default=str),
-                    json.dumps(dict(workflow)),
-                    _encode(quote) or "{}",  # NOT NULL in older ledgers: {} is no quote
-                    gpu,
-                    JobState.SUBMITTING,
-                    user,
-                    json.dumps(dict(recipe)) if recipe is not None else None,
-                    _encode(form),
-                ),
-            )
+        self.db.execute(
+            "INSERT INTO jobs (id, created_at, updated_at, template, mode, params, workflow,"
+            ' quote, gpu, state, "user", recipe, form, chain, lease_owner, lease_until)'
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                rid,
+                now,
+                now,
+                template,
+                mode,
+                json.dumps(dict(params), default=str),
+                json.dumps(dict(workflow)),
+                _encode(quote) or "{}",  # NOT NULL in older ledgers: {} is no quote
+                gpu,
+                JobState.SUBMITTING,
+                user,
+                json.dumps(dict(recipe)) if recipe is not None else None,
+                _encode(form),
+                _encode(chain),
+                owner,
+                now + lease_s if owner else None,
+            ),
+        )
         return rid
 
     def update(self, rid: str, **fields: Any) -> None:
+        self._update(rid, None, fields)
+
+    def update_owned(self, rid: str, owner: str, **fields: Any) -> bool:
+        """`update` only while `owner` holds the row's lease (atomic); False when it does not."""
+        return self._update(rid, owner, fields)
+
+    def _update(self, rid: str, owner: str | None, fields: Mapping[str, Any]) -> bool:
         if not fields:
-            return
+            return True
         cols, values = [], []
         for name, value in fields.items():
-            cols.append(f"{name}=?")
+            cols.append(f'"{name}"=?')
             values.append(_encode(value) if name in _JSON else value)
         cols.append("updated_at=?")
         values.append(time.time())
-        with self._conn() as c:
-            c.execute(f"UPDATE jobs SET {', '.join(cols)} WHERE id=?", (*values, rid))
+        where, args = ("id=?", [rid]) if owner is None else ("id=? AND lease_owner=?", [rid, owner])
+        sql = f"UPDATE jobs SET {', '.join(cols)} WHERE {where}"
+        return self.db.execute(sql, (*values, *args)).rowcount == 1
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic step for what this thread reads and writes inside (every other writer of
+        the ledger, in any replica, waits): e.g. a budget check and the row it admits."""
+        with self.db.transaction():
+            yield
+
+    # -- leases: one tracker per live job across replicas --------------------------------------
+    def claim(self, rid: str, owner: str, lease_s: float) -> bool:
+        """Take (or renew) the lease on row `rid` for `lease_s` seconds when it is free, expired
+        or already `owner`'s: one atomic conditional UPDATE. True when `owner` holds it now."""
+        now = time.time()
+        sql = f"UPDATE jobs SET lease_owner=?, lease_until=? WHERE {self.db.claim_where()}"
+        return self.db.execute(sql, (owner, now + lease_s, rid, owner, now)).rowcount == 1
+
+    def release(self, owner: str) -> None:
+        """Give up every lease `owner` holds (a replica stopping cleanly)."""
+        self.db.execute(
+            "UPDATE jobs SET lease_owner=NULL, lease_until=NULL WHERE lease_owner=?", (owner,)
+        )
+
+    def take_webhook(self, rid: str, digest: str) -> bool:
+        """True once for the row's webhook secret (atomic: the digest is cleared as it matches)."""
+        sql = "UPDATE jobs SET webhook_digest=NULL WHERE id=? AND webhook_digest=?"
+        return self.db.execute(sql, (rid, digest)).rowcount == 1
+
+    # -- reading -------------------------------------------------------------------------------
     def get(self, rid: str, workflow: bool = True) -> JobRow | None:
         """The row `rid`; `workflow=False` leaves the (large) filled workflow unread ({}), for
         callers that read a live row at every update (`workflow(rid)` reads it alone)."""
         cols = "*" if workflow else self._without_workflow
-        with self._conn() as c:
-            row = c.execute(f"SELECT {cols} FROM jobs WHERE id=?", (rid,)).fetchone()
-        return _row(row) if row else None
+        rows = self._q(f"SELECT {cols} FROM jobs WHERE id=?", (rid,))
+        return rows[0] if rows else None
 
     def workflow(self, rid: str) -> dict[str, Any]:
         """The filled workflow a row was sent with ({} for an unknown row)."""
-        with self._conn() as c:
-            row = c.execute("SELECT workflow FROM jobs WHERE id=?", (rid,)).fetchone()
-        return json.loads(row[0]) if row else {}
+        row = self.db.execute("SELECT workflow FROM jobs WHERE id=?", (rid,)).one()
+        return json.loads(row["workflow"]) if row else {}
 
     def live(self) -> list[JobRow]:
         marks = ",".join("?" * len(LIVE_STATES))
-        with self._conn() as c:
-            rows = c.execute(
-                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created_at", LIVE_STATES
-            ).fetchall()
-        return [_row(r) for r in rows]
+        sql = f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created_at"
+        return self._q(sql, LIVE_STATES)
 
     def recent(self, limit: int = 20) -> list[JobRow]:
-        with self._conn() as c:
-            rows = c.execute(
-                "SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)
-            ).fetchall()
-        return [_row(r) for r in rows]
+        return self._q("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
 
     def search(
         self,
@@ -224,15 +232,22 @@ class Ledger:
         template: str | None = None,
         states: tuple[str, ...] | None = None,
         limit: int = 48,
+        user: str | None = None,
     ) -> list[JobRow]:
         """Newest first, filtered: `text` is a case-insensitive substring of the prompt or of the
-        row id, `template` an exact template id, `states` the allowed states (None: all)."""
-        where, args = [], []
+        row id, `template` an exact template id, `states` the allowed states (None: all), `user`
+        the user who sent it (None: every user's)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if user is not None:
+            where.append('"user" = ?')  # quoted: `user` is a reserved word in PostgreSQL
+            args.append(user)
         if text.strip():
             like = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%")
             like = like.replace("_", "\\_") + "%"
+            prompt = self.db.json_text("params", "prompt")
             where.append(
-                "(lower(coalesce(json_extract(params, '$.prompt'), '')) LIKE ? ESCAPE '\\'"
+                f"(lower(coalesce({prompt}, '')) LIKE ? ESCAPE '\\'"
                 " OR lower(id) LIKE ? ESCAPE '\\')"
             )
             args += [like, like]
@@ -243,37 +258,29 @@ class Ledger:
             where.append(f"state IN ({','.join('?' * len(states)) or 'NULL'})")
             args += list(states)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
-        with self._conn() as c:
-            rows = c.execute(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
-        return [_row(r) for r in rows]
+        return self._q(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
 
     def since(self, ts: float) -> list[JobRow]:
         """Rows created at or after `ts` (epoch seconds): today's spend for the budgets."""
-        with self._conn() as c:
-            rows = c.execute(
-                "SELECT * FROM jobs WHERE created_at >= ? ORDER BY created_at", (ts,)
-            ).fetchall()
-        return [_row(r) for r in rows]
+        return self._q("SELECT * FROM jobs WHERE created_at >= ? ORDER BY created_at", (ts,))
 
     def without_form(self) -> list[JobRow]:
         """Rows stored before the `form` column (for the one-time migration)."""
-        with self._conn() as c:
-            rows = c.execute("SELECT * FROM jobs WHERE form IS NULL").fetchall()
-        return [_row(r) for r in rows]
+        return self._q("SELECT * FROM jobs WHERE form IS NULL")
 
     def finished_with_timing(self, limit: int = 500) -> list[JobRow]:
         """COMPLETED jobs with an executionTime: what the cost model learns from."""
-        with self._conn() as c:
-            rows = c.execute(
-                "SELECT * FROM jobs WHERE state='COMPLETED' AND execution_ms IS NOT NULL"
-                " ORDER BY finished_at DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [_row(r) for r in rows]
+        return self._q(
+            "SELECT * FROM jobs WHERE state='COMPLETED' AND execution_ms IS NOT NULL"
+            " ORDER BY finished_at DESC LIMIT ?",
+            (limit,),
+        )
 
 
-def _row(row: sqlite3.Row) -> JobRow:
-    data = dict(row)
+def _row(data: dict[str, Any]) -> JobRow:
+    data = dict(data)
+    for name in _LEASE:
+        data.pop(name, None)
     for name in _JSON:
         if data.get(name) is not None:
             data[name] = json.loads(data[name])

@@ -1,6 +1,6 @@
 """Draft → final: a finished turbo job (a draft) promoted to the quality mode at a larger size.
 
-`promote(studio, rid, inputs_dir=)` -> `Promotion`: the draft's pipeline, prompt, negative
+`promote(studio, rid, caller, inputs_dir=)` -> `Promotion`: the draft's pipeline, prompt, negative
 prompt, seed, duration (same frame count) and input images (its kept copies, restored as files
 under `inputs_dir`), with mode "quality", the quality mode's own defaults for steps/cfg/shift/
 sampler/scheduler, and the next bigger resolution preset of the pipeline in the same orientation
@@ -8,7 +8,8 @@ sampler/scheduler, and the next bigger resolution preset of the pipeline in the 
 draft's. Nothing is sent: the caller submits `promotion.values` on the operator's confirm
 (`Studio.submit`, so limits and pre-flight apply).
 
-Refusals (InputError naming "job", what was wrong and what is allowed): an unknown job, a job not
+Refusals (InputError naming "job", what was wrong and what is allowed): an unknown job (or
+another user's: `Studio.row` takes the caller), a job not
 COMPLETED, a job not in turbo mode, a pipeline without a quality mode (bring-your-own), a draft
 already at the pipeline's largest size, a draft whose input images were not kept.
 """
@@ -74,11 +75,11 @@ def _refuse(rid: str, why: str) -> InputError:
 
 
 def final_values(
-    studio: Any, rid: str, inputs_dir: Path | None = None
+    studio: Any, rid: str, caller: Any, inputs_dir: Path | None = None
 ) -> tuple[FormValues, str, Any]:
     """The final job's form values for draft `rid`, the draft's resolution label and its row."""
     rid = (rid or "").strip()
-    row = studio.row(rid)
+    row = studio.row(rid, caller)
     if row.state is not JobState.COMPLETED:
         raise _refuse(rid, f"is {row.state}, not finished")
     form = studio.forms.get(row.template)
@@ -89,7 +90,7 @@ def final_values(
         raise _refuse(rid, f"ran on {form.title}, which is {only} only: it has no drafts")
     if row.mode != DRAFT_MODE:
         raise _refuse(rid, f"ran in {row.mode} mode, not as a {DRAFT_MODE} draft")
-    draft = studio.reuse(rid)
+    draft = studio.reuse(rid, caller)
     bigger = larger_preset(form, draft.resolution)
     if bigger is None:
         raise _refuse(rid, f"is already at the largest size of {form.title} ({draft.resolution})")
@@ -116,8 +117,8 @@ def final_values(
     return values, draft.resolution, row
 
 
-def promote(studio: Any, rid: str, inputs_dir: Path | None = None) -> Promotion:
-    """The final job for draft `rid` with its own quote (nothing sent)."""
-    values, draft_resolution, row = final_values(studio, rid, inputs_dir)
+def promote(studio: Any, rid: str, caller: Any, inputs_dir: Path | None = None) -> Promotion:
+    """The final job for draft `rid` (a job `caller` may see) with its own quote (nothing sent)."""
+    values, draft_resolution, row = final_values(studio, rid, caller, inputs_dir)
     quote = studio.prepare(values).quote
     return Promotion(row.id, draft_resolution, row.quote, values, quote)

@@ -2,23 +2,25 @@
 
 `save_outputs(output, folder)` takes worker-comfyui's output (`{"images": [{"filename", "type":
 "base64" | "s3_url", "data", "kind"?, "mime"?, "node_id"?}, ...]}`) and writes each item into
-`folder`: base64 decoded, or a presigned S3 URL downloaded here, server-side (the URL never
-reaches a browser). A file name keeps its last part only, with anything but letters, digits,
-`.`, `_` and `-` replaced (a name like `../x/v.mp4` stays inside `folder`). `main_video(saved)`
-is the item the page plays.
+`folder`: a `base64` item decoded (never fetched, whatever its data looks like), an `s3_url` item
+downloaded here, server-side, through app/studio/fetch.py's guard (https or the configured S3
+endpoint only, no private addresses, size and time capped; the URL never reaches a browser). A file
+name keeps its last part only, with anything but letters, digits, `.`, `_` and `-` replaced (a name
+like `../x/v.mp4` stays inside `folder`). `main_video(saved)` is the item the page plays.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
+from app.errors import FetchRefused
+from app.studio.fetch import Fetcher, FetchSettings
 
-DOWNLOAD_TIMEOUT_S = (10, 120)  # connect, read: a presigned URL of a finished job answers fast
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -39,8 +41,9 @@ def safe_name(name: str) -> str:
     return _SAFE_NAME.sub("_", Path(name).name) or "output"
 
 
-def save_outputs(output: object, folder: Path) -> list[SavedOutput]:
-    """Every output item of `output` as a file in `folder` (created when there is one)."""
+def save_outputs(output: object, folder: Path, fetcher: Fetcher | None = None) -> list[SavedOutput]:
+    """Every output item of `output` as a file in `folder` (created when there is one);
+    `fetcher` downloads s3_url items (default: https only, default limits)."""
     items = output.get("images") if isinstance(output, Mapping) else None
     saved = []
     for i, item in enumerate(items or []):
@@ -49,14 +52,14 @@ def save_outputs(output: object, folder: Path) -> list[SavedOutput]:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / safe_name(str(item.get("filename") or f"output_{i}"))
         data = str(item.get("data") or "")
-        if item.get("type") == "s3_url" or data.startswith(("http://", "https://")):
-            with requests.get(data, stream=True, timeout=DOWNLOAD_TIMEOUT_S) as r:
-                r.raise_for_status()
-                with path.open("wb") as fh:
-                    for chunk in r.iter_content(1 << 20):
-                        fh.write(chunk)
+        if item.get("type") == "s3_url":
+            (fetcher or Fetcher(FetchSettings())).download(data, path)
         else:
-            path.write_bytes(base64.b64decode(data))
+            try:
+                raw = base64.b64decode(data, validate=True)
+            except binascii.Error:
+                raise FetchRefused(f"output {path.name}: its data is not base64") from None
+            path.write_bytes(raw)
         saved.append(
             SavedOutput(
                 path, path.name, path.stat().st_size, item.get("kind"), item.get("mime"),

@@ -5,7 +5,8 @@ migration of ledger rows written before the ledger kept them.
 job actually ran with (fixed, not randomized) and without the upload paths (the images are kept
 per job in the data folder and restored from there). `Studio.reuse(rid)` gives it back as it was.
 
-`migrate_forms(ledger, forms)` gives every older row (no `form` column yet) its values ONCE, read
+`migrate_forms(ledger, forms)` gives every older row (no `form` column yet) its values ONCE
+(the ledger's schema step 3, app/studio/migrations.py, runs it when the ledger is opened), read
 back from what was sent: width x height -> the pipeline's preset label, frames -> the duration
 slider's value. This reverse mapping lives here only, for those rows.
 """

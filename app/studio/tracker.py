@@ -5,11 +5,21 @@ It polls `endpoint.status(job_id)` for each live ledger row on the schedule of a
 while queued and after errors); the calls go through a small pool so one slow answer delays no
 other job. It writes state, progress and
 timings into the ledger, and the moment a job is COMPLETED fetches its outputs into the data
-folder (app/studio/results.py: base64 decoded, or an S3 URL downloaded server-side)
+folder (app/studio/results.py: base64 decoded, or an S3 URL downloaded server-side; kept
+there or uploaded to object storage by the result store, app/studio/store.py)
 and records billed seconds and dollars (also for a FAILED / CANCELLED / TIMED_OUT job that ran:
 its partial cost, `cost.partial` true). On start it resumes every live row of the ledger, so a
 restart loses nothing. Pages do not poll RunPod: they `wait()` on the tracker's change counter
 for a row and read the row from the ledger.
+
+Replicas (several studios on one shared ledger, app/studio/db.py): each live job is followed by
+ONE replica at a time, the holder of the row's lease (`Ledger.claim`: an atomic conditional UPDATE,
+renewed at every poll, expiring after `lease_s`). Every LEASE_SCAN_FRACTION x lease_s the tracker
+looks for live rows it does not follow yet (submitted through another replica) and watches them:
+a job another replica holds is only observed (its row re-read each poll_s, so a page attached
+here still sees every change), and the moment that replica's lease runs out (it died) this one
+takes it over. The final write of a result is conditional on still holding the lease
+(`Ledger.update_owned`), so a job is stored once; its files have fixed names per row.
 
 The endpoint is anything with `.status(job_id)` returning an object with `state`, `progress`,
 `output`, `error`, `delay_ms`, `execution_ms`, `worker_id` (app/endpoint/client.py's JobStatus).
@@ -17,25 +27,46 @@ The endpoint is anything with `.status(job_id)` returning an object with `state`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import logging
+import math
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 from app.endpoint.states import JobState
-from app.errors import JobNotFound, scrub
-from app.studio import cost, polling, results
+from app.errors import FetchRefused, JobNotFound, scrub
+from app.studio import cost, disk, polling, results, timings
+from app.studio.fetch import Fetcher, FetchSettings
 from app.studio.ledger import Ledger
 from app.studio.progress import Samplers, describe, samplers
+from app.studio.store import LocalStore, ResultStore
 
 log = logging.getLogger("wanpod.tracker")
 
+FETCH_THREADS = 16
+UNANSWERED = (
+    "the studio stopped while /run was answering: the job may have run on the endpoint and may "
+    "cost up to its quote (counted against today's budget); RunPod's job id never arrived. If "
+    "the endpoint's requests in the RunPod console show it, reconcile this row with that id"
+)
 NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
+LEASE_S = 30.0  # a dead replica's jobs are taken over within this (plus one poll)
+LEASE_SCAN_FRACTION = 1 / 3  # look for jobs nobody follows 3x per lease time; also the slowest
+# poll of a held job, so its lease is renewed well before it runs out
+
+
+def replica_id() -> str:
+    """This process's name in the leases: host, pid and a random part (unique per start)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 class StatusSource(Protocol):
@@ -52,14 +83,33 @@ class Tracker:
         poll_s: float = 1.0,
         secrets: tuple[str, ...] = (),
         on_final: Callable[[str], None] | None = None,
+        lease_s: float = LEASE_S,
+        owner: str | None = None,
+        store: ResultStore | None = None,
+        max_execution_s: float = timings.EXECUTION_TIMEOUT_MAX_MS / 1000,
+        fetcher: Fetcher | None = None,
     ) -> None:
         self.ledger = ledger
         self.endpoint = endpoint
         self.results_dir = Path(data_dir) / "results"
+        self.store = store or LocalStore(self.results_dir)
         self.prices = prices
         self.poll_s = poll_s
         self.secrets = secrets
         self.on_final = on_final
+        self.lease_s = lease_s
+        self.owner = owner or replica_id()
+        self._seen: dict[str, float] = {}  # rows another replica follows: last updated_at seen
+        self._next_scan = 0.0
+        self._due: dict[str, float] = {}  # each scheduled job's current heap entry
+        self._inflight: set[str] = set()  # jobs whose status call is running
+        self._poked: set[str] = set()  # webhooks that came while their job's call ran
+        self._storing: set[str] = set()  # COMPLETED jobs whose files are being stored here
+        self.max_execution_s = max_execution_s  # the executionTimeout ceiling (guardrails)
+        self._implausible: set[str] = set()  # jobs whose endpoint timings were refused
+        self.fetcher = fetcher or Fetcher(FetchSettings())  # result downloads (app/studio/fetch.py)
+        self.retry_s = disk.RETRY_S
+        self._notes: dict[str, str] = {}  # rid -> what its page must say (disk full)
         self._heap: list[tuple[float, str]] = []
         self._scheduled: set[str] = set()
         self._interval: dict[str, float] = {}
@@ -71,22 +121,15 @@ class Tracker:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wanpod-fetch")
+        # result downloads: each capped in time (WANPOD_RESULT_TIMEOUT_S); enough threads that
+        # a few slow-drip URLs cannot hold every one while another job waits to be delivered
+        self._pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="wanpod-fetch")
         self._polls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wanpod-status")
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Tracker:
-        for row in self.ledger.live():
-            if row.job_id:
-                self.watch(row.id)
-            else:  # the app stopped between writing the row and /run answering
-                self.ledger.update(
-                    row.id,
-                    state=JobState.LOST,
-                    finished_at=time.time(),
-                    error="the studio stopped before the endpoint answered /run; "
-                    "the job cannot be followed",
-                )
+        self._adopt()
+        self._next_scan = time.monotonic() + self.lease_s * LEASE_SCAN_FRACTION
         self._thread = threading.Thread(target=self._loop, name="wanpod-tracker", daemon=True)
         self._thread.start()
         return self
@@ -99,16 +142,49 @@ class Tracker:
             self._thread.join(timeout=5)
         self._polls.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=False)
+        self.ledger.release(self.owner)  # another replica takes our jobs over at once
+
+    def lease(self) -> dict[str, Any]:
+        """`Ledger.create` arguments: a row being submitted here is held by this replica."""
+        return {"owner": self.owner, "lease_s": self.lease_s}
+
+    def _adopt(self) -> None:
+        """Watch every live row not followed here yet; a row still SUBMITTING whose lease ran
+        out was abandoned between the ledger row and /run's answer: LOST."""
+        for row in self.ledger.live():
+            if row.job_id:
+                if row.id not in self._scheduled:
+                    self.watch(row.id)
+            elif self.ledger.claim(row.id, self.owner + "/reaper", self.lease_s):
+                self.ledger.update(
+                    row.id,
+                    state=JobState.LOST,
+                    finished_at=time.time(),
+                    error=UNANSWERED,
+                )
+                self._changed(row.id)
 
     # -- pages ---------------------------------------------------------------------------------
     def watch(self, rid: str) -> None:
         with self._cond:
-            if rid not in self._scheduled:
+            if rid not in self._scheduled and rid not in self._storing:
                 self._scheduled.add(rid)
                 self._interval[rid] = self.poll_s
-                heapq.heappush(self._heap, (time.monotonic(), rid))
+                self._due[rid] = time.monotonic()
+                heapq.heappush(self._heap, (self._due[rid], rid))
             self._bump(rid)
             self._cond.notify_all()
+
+    def poke(self, rid: str) -> None:
+        """Poll `rid` now (its webhook came): the job's next poll is moved to this moment."""
+        with self._cond:
+            if rid in self._inflight:
+                self._poked.add(rid)  # polled again as soon as the running call returns
+            elif rid in self._scheduled:
+                self._due[rid] = time.monotonic()
+                heapq.heappush(self._heap, (self._due[rid], rid))
+                self._cond.notify_all()
+        self.watch(rid)
 
     @property
     def stopped(self) -> bool:
@@ -143,6 +219,12 @@ class Tracker:
         so one slow answer does not delay the other jobs (a job is never polled twice at once:
         it is back in the heap only after its call returned)."""
         while not self._stop.is_set():
+            if time.monotonic() >= self._next_scan:
+                self._next_scan = time.monotonic() + self.lease_s * LEASE_SCAN_FRACTION
+                try:
+                    self._polls.submit(self._scan)
+                except RuntimeError:  # pool shut down: stopping
+                    return
             with self._cond:
                 if not self._heap:
                     self._cond.wait(1.0)
@@ -153,6 +235,9 @@ class Tracker:
                     self._cond.wait(min(delay, 1.0))
                     continue
                 heapq.heappop(self._heap)
+                if self._due.get(rid) != due or rid in self._inflight:
+                    continue  # an entry replaced by a poke, or its call still running
+                self._inflight.add(rid)
             try:
                 self._polls.submit(self._poll_and_reschedule, rid)
             except RuntimeError:  # pool shut down: stopping
@@ -161,25 +246,57 @@ class Tracker:
     def _poll_and_reschedule(self, rid: str) -> None:
         try:
             again = self._poll(rid)
-        except Exception:  # never let one job kill the tracker
-            log.exception("tracker: polling %s failed", rid)
+        except Exception as exc:  # never let one job kill the tracker
             again = True
-            self._interval[rid] = polling.error_interval(self._interval[rid])
+            if disk.full(exc):  # the ledger cannot be written: say so, look again later
+                self._disk_full(rid, exc)
+                self._interval[rid] = self.retry_s
+            else:
+                log.exception("tracker: polling %s failed", rid)
+                self._interval[rid] = polling.error_interval(self._interval[rid])
         with self._cond:
             if again and not self._stop.is_set():
-                heapq.heappush(self._heap, (time.monotonic() + self._interval[rid], rid))
+                step = min(self._interval[rid], self.lease_s * LEASE_SCAN_FRACTION)
+                if rid in self._poked:
+                    self._poked.discard(rid)
+                    step = 0.0
+                self._due[rid] = time.monotonic() + step
+                heapq.heappush(self._heap, (self._due[rid], rid))
                 self._cond.notify_all()
             else:
                 self._scheduled.discard(rid)
                 self._pace.pop(rid, None)
                 self._samplers.pop(rid, None)
                 self._near_end.discard(rid)
+                self._seen.pop(rid, None)
+                self._due.pop(rid, None)
+                self._poked.discard(rid)
+            self._inflight.discard(rid)
+
+    def _scan(self) -> None:
+        try:
+            self._adopt()
+        except Exception:  # the database away for a moment: the next scan tries again
+            log.exception("tracker: looking for unfollowed jobs failed")
+
+    def _observe(self, rid: str, updated_at: float) -> bool:
+        """A job another replica holds: tell this replica's pages when its row changed."""
+        if self._seen.get(rid) != updated_at:
+            self._seen[rid] = updated_at
+            self._changed(rid)
+        self._interval[rid] = self.poll_s
+        return True
 
     def _poll(self, rid: str) -> bool:
         """One status call for one job; True when it must be polled again."""
         row = self.ledger.get(rid, workflow=False)
         if row is None or not row.live or not row.job_id:
+            if row is not None and self._seen.get(rid) != row.updated_at:
+                self._changed(rid)  # ended through another replica
             return False
+        if not self.ledger.claim(rid, self.owner, self.lease_s):
+            return self._observe(rid, row.updated_at)
+        self._seen.pop(rid, None)
         try:
             st = self.endpoint.status(row.job_id)
         except Exception as exc:
@@ -194,10 +311,7 @@ class Tracker:
         self._misses.pop(rid, None)
         state = JobState.parse(st.state)
         fields: dict[str, Any] = {"state": state}
-        if getattr(st, "delay_ms", None) is not None:
-            fields["delay_ms"] = st.delay_ms
-        if getattr(st, "execution_ms", None) is not None:
-            fields["execution_ms"] = st.execution_ms
+        fields.update(self._timings(rid, st))
         if getattr(st, "worker_id", None):
             fields["worker_id"] = st.worker_id
         if state.running and isinstance(st.progress, dict):
@@ -227,16 +341,16 @@ class Tracker:
             fields["progress"] = {"stage": "delivering"}
             self.ledger.update(rid, **fields)
             self._changed(rid)
-            self._pool.submit(self._store, rid, st)
+            with self._cond:  # still live in the ledger: not to be polled again meanwhile
+                self._storing.add(rid)
+            self._pool.submit(self._store, rid, st, fields.get("execution_ms"))
             return False
         if state.final:
             err = st.error if isinstance(st.error, str) else None
             if err is None and isinstance(st.output, dict):
                 err = st.output.get("error")
-            if fields.get("execution_ms"):  # a cancelled or failed job still bills its seconds
-                bill = cost.actual(
-                    fields["execution_ms"], fields.get("delay_ms"), row.gpu, self.prices
-                )
+            if fields.get("execution_ms") or rid in self._implausible:  # it still bills
+                bill = self._bill(rid, fields.get("execution_ms"), fields.get("delay_ms"), row.gpu)
                 fields["cost"] = dataclasses.replace(bill, partial=True)
             self.ledger.update(rid, **{k: v for k, v in fields.items() if k != "state"})
             self._finish(rid, state, error=self._scrub(str(err or state.lower())))
@@ -247,46 +361,114 @@ class Tracker:
         return True
 
     # -- results -------------------------------------------------------------------------------
-    def _store(self, rid: str, st: Any) -> None:
+    def _timings(self, rid: str, st: Any) -> dict[str, Any]:
+        """The answer's delay and execution times when plausible (app/studio/timings.py); an
+        implausible one is logged and not recorded (the job is then billed at its quote)."""
+        out: dict[str, Any] = {}
+        for name, attr, ceiling in (
+            ("delayTime", "delay_ms", timings.EXECUTION_TIMEOUT_MAX_MS),
+            ("executionTime", "execution_ms", self.max_execution_s * 1000),
+        ):
+            value, why = timings.plausible_ms(getattr(st, attr, None), name, ceiling)
+            if why:
+                log.warning("tracker: %s: implausible timing refused: %s", rid, why)
+                self._implausible.add(rid)
+            elif value is not None:
+                out[attr] = value
+        return out
+
+    def _bill(self, rid: str, execution_ms: int | None, delay_ms: int | None, gpu: str):
+        """What the job cost; at its quote when the endpoint's timing was refused."""
+        if rid in self._implausible:
+            row = self.ledger.get(rid, workflow=False)
+            if row is not None and row.quote is not None:
+                billed = math.ceil(row.quote.execution_s)
+                return cost.Actual(billed, billed * row.quote.per_s, (delay_ms or 0) / 1000)
+        return cost.actual(execution_ms, delay_ms, gpu, self.prices)
+
+    def _store(self, rid: str, st: Any, execution_ms: int | None = None) -> None:
+        try:
+            self._store_outputs(rid, st, execution_ms)
+        finally:
+            with self._cond:
+                self._storing.discard(rid)
+
+    def _store_outputs(self, rid: str, st: Any, execution_ms: int | None) -> None:
         try:
             output = st.output if isinstance(st.output, dict) else {}
             if output.get("error"):
                 self._finish(rid, JobState.FAILED, error=self._scrub(str(output["error"])))
                 return
-            saved = results.save_outputs(output, self.results_dir / rid)
+            saved = results.save_outputs(output, self.store.folder(rid), self.fetcher)
             if not saved:
                 self._finish(
                     rid, JobState.FAILED, error="the job completed without any output file"
                 )
                 return
             video = results.main_video(saved)
+            kept = self.store.keep(rid, saved)  # lasting locations (uploaded when S3)
             row = self.ledger.get(rid)
             comfy = output.get("comfyui") if isinstance(output.get("comfyui"), dict) else {}
             comfy_version = comfy.get("version")
-            bill = cost.actual(
-                getattr(st, "execution_ms", None),
-                getattr(st, "delay_ms", None),
-                row.gpu if row else "",
-                self.prices,
-            )
-            self.ledger.update(
+            bill = self._bill(rid, execution_ms, None, row.gpu if row else "")
+            owned = self.ledger.update_owned(
                 rid,
-                outputs=[s.to_json() for s in saved],
-                result_path=str(video.path),
+                self.owner,
+                outputs=kept,
+                result_path=kept[saved.index(video)]["path"],
                 result_mime=video.mime or "video/mp4",
                 cost=bill,
                 stored_at=time.time(),
                 recipe={**((row.recipe or {}) if row else {}), "comfyui_version": comfy_version},
             )
+            if not owned:  # our lease ran out while storing: the replica holding it stores it
+                log.warning("tracker: %s was taken over by another replica while storing", rid)
+                return
             self._finish(rid, JobState.COMPLETED)
+        except FetchRefused as exc:
+            log.warning("tracker: result of %s refused: %s", rid, exc)
+            self._finish(rid, JobState.FAILED, error=self._scrub(str(exc)))
         except Exception as exc:
+            if disk.full(exc):
+                self._wait_for_space(rid, exc)
+                return
             log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
             self._finish(
                 rid, JobState.FAILED, error=f"the result could not be stored ({type(exc).__name__})"
             )
 
+    def _wait_for_space(self, rid: str, exc: BaseException) -> None:
+        """The data disk is full: the job stays live (COMPLETED at the endpoint until its
+        retention ends) and the store is tried again every disk.RETRY_S; its page says so."""
+        self._disk_full(rid, exc)
+        if not self._stop.is_set():
+            timer = threading.Timer(self.retry_s, self.watch, (rid,))
+            timer.daemon = True
+            timer.start()
+
+    def _disk_full(self, rid: str, exc: BaseException) -> None:
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        text = disk.message(self.results_dir.parent, why)
+        with self._cond:
+            if self._notes.get(rid) != text:
+                log.warning("tracker: %s: %s", rid, text)
+            self._notes[rid] = text
+        # the ledger is on the same disk: when it cannot be written, the note in memory shows
+        with contextlib.suppress(Exception):
+            self.ledger.update(rid, progress={"stage": "disk full"}, error=text)
+        self._changed(rid)
+
+    def note(self, rid: str) -> str | None:
+        """A problem the page must show for a live job (e.g. disk full), None when none."""
+        with self._cond:
+            return self._notes.get(rid)
+
     def _finish(self, rid: str, state: JobState, error: str | None = None) -> None:
-        self.ledger.update(rid, state=state, error=error, finished_at=time.time())
+        with self._cond:
+            self._notes.pop(rid, None)
+        fields = {"state": state, "error": error, "finished_at": time.time()}
+        if not self.ledger.update_owned(rid, self.owner, **fields):
+            return  # another replica holds the job now: it records the end
         self._changed(rid)
         if self.on_final:
             try:

@@ -26,9 +26,12 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import InputError
 from app.studio.batch import BatchPlan, BatchRun, BatchService
+from app.studio.markup import md_text
+from app.studio.owners import Caller
 from app.studio.promote import promote
-from app.ui.callbacks import user_of
+from app.ui.callbacks import caller_of, user_of
 from app.ui.fields import Number, Textbox, described
 
 BATCH_TICK_S = 0.5  # the batch table's refresh while jobs run
@@ -84,7 +87,7 @@ class BatchCallbacks:
             plan = self._plan(count, seeds, prompts, fields)
             checked = self.service.check(plan, user_of(request))
         except Exception as exc:
-            return f"⚠️ {self.cb.message(exc)}", ()
+            return f"⚠️ {md_text(self.cb.message(exc))}", ()
         line = f"**Batch of {checked.plan.describe()}:** {checked.quote.summary()}"
         if checked.refusals:
             line += (
@@ -112,16 +115,16 @@ class BatchCallbacks:
             raise self.cb.error(exc) from None
         if run.error:
             gr.Warning(run.error)
-        yield from self.follow(run)
+        yield from self.follow(run, caller_of(self.studio, request))
 
-    def follow(self, run: BatchRun) -> Iterator[tuple[Any, ...]]:
+    def follow(self, run: BatchRun, caller: Caller) -> Iterator[tuple[Any, ...]]:
         """Stream the batch's table until every job is final; videos as they finish."""
         tracker = self.studio.tracker
         ids = ", ".join(run.rids)
         shown: list[str] = []
         first = True
         while True:
-            views = [(rid, self.studio.view(rid), self.studio.ledger.get(rid)) for rid in run.rids]
+            views = [(r, self.studio.view(r, caller), self._row(r, caller)) for r in run.rids]
             done = all(v is None or v.final for _, v, _ in views)
             videos = [(v.video, f"{rid} · seed {_seed(row)}") for rid, v, row in views
                       if v is not None and v.video]  # fmt: skip
@@ -136,11 +139,17 @@ class BatchCallbacks:
             live = next(rid for rid, v, _ in views if v is not None and not v.final)
             tracker.wait(live, tracker.version(live), BATCH_TICK_S)
 
-    def draft_final(self, job_id: str | None) -> dict[Any, Any]:
+    def _row(self, rid: str, caller: Caller) -> Any:
+        try:
+            return self.studio.row(rid, caller, workflow=False)
+        except InputError:
+            return None
+
+    def draft_final(self, request: gr.Request, job_id: str | None) -> dict[Any, Any]:
         """A finished turbo draft's final: its form values in quality mode at the next bigger
         size (same seed and prompt), and a note with the draft's and the final's quotes."""
         try:
-            p = promote(self.studio, (job_id or "").strip())
+            p = promote(self.studio, (job_id or "").strip(), caller_of(self.studio, request))
         except Exception as exc:
             raise self.cb.error(exc) from None
         final = {self.final.note: p.summary(), self.final.values: p.values}

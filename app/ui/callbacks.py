@@ -19,9 +19,12 @@ from typing import Any
 import gradio as gr
 
 from app.errors import user_message
+from app.studio.chain_history import is_chain
 from app.studio.forms import field_of
 from app.studio.inputs import describe
 from app.studio.jobs import Studio
+from app.studio.markup import md_text
+from app.studio.owners import Caller
 from app.studio.shown import Shown
 from app.ui.form import Form
 from app.ui.status import status_html
@@ -34,12 +37,18 @@ def user_of(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
+def caller_of(studio: Studio, request: gr.Request | None) -> Caller:
+    """Who is asking, for the service's job lookups (app/studio/owners.py)."""
+    return studio.caller(user_of(request))
+
+
 class Callbacks:
     """The page's callbacks; each maps errors to gr.Error in one place (`error`)."""
 
-    def __init__(self, studio: Studio, form: Form) -> None:
+    def __init__(self, studio: Studio, form: Form, chains: Any = None) -> None:
         self.studio = studio
         self.form = form
+        self.chains = chains  # app/studio/chains.py's Chains (Extend, Storyboard)
 
     def message(self, exc: BaseException) -> str:
         return user_message(exc, self.studio.settings.secret_values())
@@ -66,7 +75,7 @@ class Callbacks:
         except Exception as exc:
             msg = self.message(exc)
             field = field_of(str(getattr(exc, "field", "")))
-            return f"⚠️ {msg}", Shown(problem=msg, field=field)
+            return f"⚠️ {md_text(msg)}", Shown(problem=msg, field=field)
         line = "**Quote:** " + prep.quote.summary()
         if fits:
             line += "\n\n**Images:** " + html.escape(describe(fits, values.resolution))
@@ -99,32 +108,39 @@ class Callbacks:
             rid = self.studio.submit(values, user=user_of(request), shown=shown)
         except Exception as exc:
             raise self.error(exc) from None
-        yield from self.watch(rid)
+        yield from self.watch(rid, caller_of(self.studio, request))
 
     def rerun(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
         """The job's exact workflow and seed as a new job, streamed like /generate."""
+        caller = caller_of(self.studio, request)
+        if is_chain((job_id or "").strip()):  # a chain opened in History
+            raise gr.Error(
+                f"{job_id.strip()} is a chain: press Rerun chain in the Longer video section",
+                print_exception=False,
+            )
         try:
-            new = self.studio.rerun((job_id or "").strip(), user=user_of(request))
+            new = self.studio.rerun((job_id or "").strip(), caller)
         except Exception as exc:
             raise self.error(exc) from None
-        yield from self.watch(new)
+        yield from self.watch(new, caller)
 
-    def cancel(self, job_id: str | None) -> None:
+    def cancel(self, request: gr.Request, job_id: str | None) -> None:
         """Cancel a queued or running job."""
         try:
-            gr.Info(self.studio.cancel((job_id or "").strip()))
+            gr.Info(self.studio.cancel((job_id or "").strip(), caller_of(self.studio, request)))
         except Exception as exc:
             raise self.error(exc) from None
 
-    def attach(self, job_id: str | None) -> Iterator[tuple[Any, ...]]:
-        """Stream an existing job by id until it is final."""
+    def attach(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
+        """Stream an existing job (one the caller may see) by id until it is final."""
         rid = (job_id or "").strip()
-        if not rid or self.studio.ledger.get(rid) is None:
+        caller = caller_of(self.studio, request)
+        if not rid or self.studio.view(rid, caller) is None:
             yield status_html(None), gr.skip(), gr.skip(), rid or "", gr.skip()
             return
-        yield from self.watch(rid)
+        yield from self.watch(rid, caller)
 
-    def watch(self, rid: str) -> Iterator[tuple[Any, ...]]:
+    def watch(self, rid: str, caller: Caller) -> Iterator[tuple[Any, ...]]:
         """Stream one job's view until it is final (the tracker does the polling).
 
         Yields when the job changed (state, stage, step, video, details; gr.skip() for what did
@@ -136,7 +152,7 @@ class Callbacks:
         sent_at = 0.0
         while True:
             version = tracker.version(rid)
-            view = self.studio.view(rid)
+            view = self.studio.view(rid, caller)
             if view is None:
                 yield status_html(None, f"unknown job {rid}"), gr.skip(), gr.skip(), rid, rid
                 return

@@ -7,6 +7,8 @@ field's label. Ranges and choices are NOT checked here: a value out of range or 
 reaches the service, which refuses it naming the field, the value and what is allowed, for the
 pipeline and mode of the job (the quote line says it, and Generate is refused while it does);
 Gradio's own check would fail before the quote is computed, leaving a stale quote on screen.
+A number field also refuses NaN and infinity (JSON's NaN / Infinity literals reach Gradio from a
+raw API client; a NaN would pass any range check, since no comparison with it is true).
 
 `described(component, text)` gives a component the description its API parameter carries in
 `/gradio_api/info` (and gradio_client's `view_api`): Gradio reads a parameter's description from
@@ -17,6 +19,7 @@ the component's `api_info_as_input()["additional_description"]`, and has no argu
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -47,6 +50,15 @@ def _number(component: Any, payload: Any) -> Any:
     if isinstance(payload, bool) or not isinstance(payload, int | float):
         payload = float(payload)
     return gr.Number.round_to_precision(payload, component.precision)
+
+
+def _finite(component: Any, value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise gr.Error(
+            f"{_field(component)}: {value!r} is not allowed; allowed: a finite number",
+            print_exception=False,
+        )
+    return value
 
 
 def described(component: C, text: str) -> C:
@@ -82,7 +94,7 @@ class Slider(gr.Slider):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return _checked(self, _number, payload, "not a number")
+        return _checked(self, _number, _finite(self, payload), "not a number")
 
 
 @_describable
@@ -90,7 +102,7 @@ class Number(gr.Number):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return _checked(self, _number, payload, "not a number")
+        return _checked(self, _number, _finite(self, payload), "not a number")
 
 
 @_describable

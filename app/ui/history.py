@@ -32,9 +32,13 @@ from typing import Any
 
 import gradio as gr
 
+from app.errors import InputError
+from app.studio import chain_history
 from app.studio import history as hist
 from app.studio.forms import FormValues
 from app.studio.jobs import details
+from app.studio.owners import Caller
+from app.ui.callbacks import caller_of
 
 GALLERY_LIMIT = 48
 CSS = """
@@ -59,14 +63,17 @@ class HistoryCallbacks:
         return {k: f.title for k, f in self.studio.forms.items()}
 
     def refresh(
-        self, text: str | None, pipeline: str | None, status: str | None
+        self, request: gr.Request, text: str | None, pipeline: str | None, status: str | None
     ) -> tuple[Any, list[str], str]:
         try:
             filt = hist.HistoryFilter.from_ui(text, pipeline, status)
         except ValueError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        rows = self.studio.ledger.search(filt.text, filt.template, filt.states, GALLERY_LIMIT)
-        items = hist.gallery_items(rows, self.titles(), self.results_dir)
+        caller = caller_of(self.studio, request)
+        rows = hist.listing(self.studio.ledger, filt, caller, GALLERY_LIMIT)
+        chains = getattr(self.cb, "chains", None)  # a chain's segments are one item
+        local = self.studio.tracker.store.local  # fetched from object storage when there
+        items = chain_history.fold(rows, chains, self.titles(), self.results_dir, local)
         if not items:
             note = "No job matches these filters." if filt.active else "No jobs yet."
         else:
@@ -78,16 +85,24 @@ class HistoryCallbacks:
             note = f"{len(items)} job{'s' if len(items) != 1 else ''} shown, newest first{more}."
         return [(i.image, i.caption) for i in items], [i.rid for i in items], note
 
-    def open(self, rids: list[str] | None, evt: gr.SelectData) -> tuple[Any, ...]:
+    def open(
+        self, request: gr.Request, rids: list[str] | None, evt: gr.SelectData
+    ) -> tuple[Any, ...]:
         index = evt.index if isinstance(evt.index, int) else (evt.index or [0])[0]
         rid = (rids or [])[index] if 0 <= index < len(rids or []) else ""
-        return self.open_job(rid)
+        return self.open_job(rid, caller_of(self.studio, request))
 
-    def open_job(self, rid: str) -> tuple[Any, ...]:
-        row = self.studio.ledger.get(rid) if rid else None
+    def open_job(self, rid: str, caller: Caller) -> tuple[Any, ...]:
+        try:
+            if chain_history.is_chain(rid) and getattr(self.cb, "chains", None) is not None:
+                view = self.cb.chains.view(rid, caller)  # the chain: its segments, its video
+                return rid, view.video, view.line, {}, gr.update(value=None)
+            row = self.studio.row(rid, caller) if rid else None
+        except InputError:
+            row = None
         if row is None:
             return "", None, "Pick a job in the gallery.", None, gr.update(value=None)
-        video = hist.video_of(row)
+        video = hist.video_of(row, self.studio.tracker.store.local)
         text = details(row) + "\n\n" + hist.recipe_markdown(row)
         return rid, str(video) if video else None, text, row.workflow, self._workflow_file(row)
 
@@ -110,17 +125,19 @@ class HistoryCallbacks:
         out = hist.restore_input(kept, self.results_dir / row.id / "inputs" / name)
         return str(out) if out else None
 
-    def reused(self, rid: str | None) -> FormValues:
+    def reused(self, rid: str | None, caller: Caller) -> FormValues:
         """A past job's form values as the user set them (one call of the service), with its
-        kept input images where its pipeline takes them."""
+        kept input images where its pipeline takes them (the caller's jobs only)."""
         rid = (rid or "").strip()
         try:
-            v = self.studio.reuse(rid)
+            if chain_history.is_chain(rid) and getattr(self.cb, "chains", None) is not None:
+                return self.cb.chains.reuse(rid, caller)[0]  # the chain's first segment's
+            v = self.studio.reuse(rid, caller)
+            row = self.studio.row(rid, caller)
         except Exception as exc:
             raise self.cb.error(exc) from None
         form = self.studio.forms.get(v.pipeline)
-        row = self.studio.ledger.get(rid)
-        if form is not None and row is not None:
+        if form is not None:
             images = {  # the job's images, or none where it had none
                 param: self._kept_image(row, param) if used else None
                 for param, used in (
@@ -131,15 +148,15 @@ class HistoryCallbacks:
             v = dataclasses.replace(v, **images)
         return v
 
-    def reuse(self, job_id: str | None) -> dict[Any, Any]:
+    def reuse(self, request: gr.Request, job_id: str | None) -> dict[Any, Any]:
         """A past job's form values: its pipeline, prompts, size, duration, seed (fixed), mode
         and advanced settings, and its kept input images."""
-        v = self.reused(job_id)
+        v = self.reused(job_id, caller_of(self.studio, request))
         return {**self.cb.form.plain(v), self.values: v}
 
-    def reuse_form(self, rid: str | None) -> dict[Any, Any]:
+    def reuse_form(self, request: gr.Request, rid: str | None) -> dict[Any, Any]:
         """The whole form set to a past job's values, in its pipeline's layout."""
-        return self.cb.form.updates(self.reused(rid))
+        return self.cb.form.updates(self.reused(rid, caller_of(self.studio, request)))
 
 
 @dataclass
@@ -151,6 +168,7 @@ class History:
     note: gr.Markdown
     opened: gr.State
     after_fill: Callable[[Any], Any]
+    extend: Any = None  # "Extend" on the opened job (wired by app/ui/chain.py)
 
     def refresh_after(self, event: Any) -> Any:
         return event.then(
@@ -233,6 +251,7 @@ def build_history(
                 with gr.Row():
                     reuse = gr.Button("Reuse settings", size="sm", elem_id="wp-hist-reuse")
                     rerun = gr.Button("Rerun exactly", size="sm", elem_id="wp-hist-rerun")
+                    extend = gr.Button("Extend", size="sm", elem_id="wp-hist-extend")
                     download = gr.DownloadButton(
                         "Download workflow JSON", size="sm", elem_id="wp-hist-download"
                     )
@@ -241,7 +260,7 @@ def build_history(
         gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions wrap in full
 
     filters = [text, pipeline, status]
-    history = History(hc, filters, gallery, rids, note, opened, after_fill)
+    history = History(hc, filters, gallery, rids, note, opened, after_fill, extend)
     listing = [gallery, rids, note]
     gr.on(
         [text.submit, text.change, pipeline.change, status.change, refresh.click],

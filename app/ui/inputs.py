@@ -88,10 +88,12 @@ class Extras:
         seed = (row.params or {}).get("seed") if row is not None else None
         return int(seed) if isinstance(seed, int | float) else None
 
-    def rerun_ask(self, job_id: str | None) -> tuple[str, Any]:
+    def rerun_ask(self, request: gr.Request, job_id: str | None) -> tuple[str, Any]:
         """The rerun's quote (its own workflow and seed, priced now) and the confirm button."""
+        from app.ui.callbacks import caller_of
+
         try:
-            row = self.studio.row(job_id)
+            row = self.studio.row(job_id, caller_of(self.studio, request))
             _, q = self.studio.rerun_quote(row)
         except Exception as exc:
             raise self.cb.error(exc) from None

@@ -9,7 +9,9 @@ Batch sections in app/ui/history.py and app/ui/batch.py.
 API names: `/quote`, `/generate` (submits, then streams the job until it is final), `/attach`
 (streams an existing job by id), `/cancel` (cancels a live job by id), `/rerun` (the job's exact
 workflow and seed as a new job, streamed like /generate), `/reuse` (a past job's form values),
-and the batch's `/batch_quote`, `/generate_batch`, `/draft_final`. The health panel
+the batch's `/batch_quote`, `/generate_batch`, `/draft_final`, and the chains' `/storyboard_quote`,
+`/storyboard`, `/extend_quote`, `/extend`, `/chain`, `/cancel_chain`, `/rerun_chain`,
+`/reuse_chain` (app/ui/chain.py). The health panel
 (app/studio/checks/health.py) refreshes every HEALTH_TICK_S.
 
 The page keeps its job id in `gr.BrowserState` (localStorage), so a closed and reopened tab, or a
@@ -23,9 +25,11 @@ import functools
 
 import gradio as gr
 
+from app.studio.chains import Chains
 from app.studio.jobs import Studio
 from app.ui.batch import batch_panel, draft_final_panel, wire_batch
 from app.ui.callbacks import Callbacks
+from app.ui.chain import chain_panel, wire_chain
 from app.ui.fields import Textbox, described
 from app.ui.form import Form
 from app.ui.history import build_history
@@ -46,12 +50,15 @@ JOB_ID_TEXT = "a job of this studio, by the id /generate answered (wp-...)"
 PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
 
 
-def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Blocks:
+def build_ui(
+    studio: Studio, demo_mode: bool, browser_key: str = "", chains: Chains | None = None
+) -> gr.Blocks:
     """The page. `browser_key` keys Gradio's (client-side) encryption of the remembered job id in
     localStorage; it must survive restarts so a reopened tab finds its job again. It is not a
     secret (the browser holds it) and must not be one of ours."""
     form = Form(studio.forms)
-    cb = Callbacks(studio, form)
+    chains = chains or Chains(studio)
+    cb = Callbacks(studio, form, chains)
     extras = Extras(cb)
     with gr.Blocks(title="WanPod studio", analytics_enabled=False) as blocks:
         gr.Markdown("# WanPod studio · Wan 2.2 on RunPod serverless")
@@ -73,6 +80,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="wp-generate")
                 spend_md = gr.Markdown(visible=not demo_mode, elem_id="wp-spend")
                 batch = batch_panel(cb)
+                chain = chain_panel()
             with gr.Column(scale=5):
                 status = gr.HTML(status_html(None), js_on_load=CLOCK_JS, elem_id="wp-status-box")
                 video = gr.Video(
@@ -184,6 +192,7 @@ def build_ui(studio: Studio, demo_mode: bool, browser_key: str = "") -> gr.Block
         use_seed_btn.click(extras.use_seed, job_id, [form["seed"], form["randomize"]], **PRIVATE)
         history.wire_reuse(reuse_btn, job_id)
         wire_batch(cb, batch, final, job_id=job_id, after_fill=after_fill)
+        wire_chain(cb, chains, chain, job_id=job_id, history=history, after_fill=after_fill)
         if not demo_mode:  # which endpoint and price; today's spend against the budget
             gr.on([blocks.load, health_timer.tick], extras.spend, None, spend_md,
                   trigger_mode="always_last", **PRIVATE)  # fmt: skip

@@ -67,6 +67,7 @@ class Executor:
         self.hub = hub
         self.queue = queue
         self.interrupted = False
+        self.interrupted_prompts = 0  # prompts that ended interrupted (GET /emulator/stats)
         self.client_id: str | None = None
         self.last_node_id: str | None = None
         self.outputs_cache: dict[str, tuple[Any, ...]] = {}
@@ -308,6 +309,7 @@ class Executor:
                     ui = {**ui, key: [*ui.get(key, []), dict(self.config.extra_output)]}
             except Interrupted:
                 failure = ("interrupted", nid, None)
+                self.interrupted_prompts += 1
                 break
             except NodeFailure as nf:
                 failure = ("error", nid, (nf, inputs))

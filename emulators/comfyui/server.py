@@ -7,7 +7,9 @@ Routes that real ComfyUI has: /ws, /prompt (GET, POST), /queue (GET, POST), /int
 /system_stats, /features, /models, /models/{folder}, /embeddings, /extensions.
 Emulator only: GET/POST /emulator/config (the fault knobs, see config.py); GET /emulator/requests
 (the last 1000 requests served: method, path, status, bytes of the answer; the websocket is
-logged when it ends) and POST /emulator/requests (empties that log).
+logged when it ends), POST /emulator/requests (empties that log) and GET /emulator/stats
+(`interrupted_prompts`: prompts that ended interrupted, still counted after their history entry
+is removed).
 """
 
 from __future__ import annotations
@@ -311,6 +313,12 @@ async def get_requests(request: web.Request) -> web.Response:
     return web.json_response(list(get_state(request).requests))
 
 
+async def get_stats(request: web.Request) -> web.Response:
+    """Counters a test can read after the worker cleaned ComfyUI's history up (emulator only)."""
+    executor = get_state(request).executor
+    return web.json_response({"interrupted_prompts": executor.interrupted_prompts})
+
+
 async def clear_requests(request: web.Request) -> web.Response:
     get_state(request).requests.clear()
     return web.json_response([])
@@ -372,6 +380,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/emulator/config", post_config),
     ("GET", "/emulator/requests", get_requests),
     ("POST", "/emulator/requests", clear_requests),
+    ("GET", "/emulator/stats", get_stats),
 ]
 
 

@@ -47,7 +47,7 @@ def start_studio(
         port=port,
         ready_path="/gradio_api/info",
         env={**studio_env(stack, data_dir, port), **env},
-        deadline_s=60,
+        deadline_s=120,  # a deadline, not a wait: a loaded 2-core CI box once took over 60 s
     )
     return proc.start()
 
@@ -93,3 +93,23 @@ def context(browser):
     ctx = browser.new_context()
     yield ctx
     ctx.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """One throwaway PostgreSQL cluster per test session (tests/postgres.py)."""
+    from tests.postgres import NOT_INSTALLED, PostgresCluster, bindir
+
+    found = bindir()
+    if found is None:
+        pytest.skip(NOT_INSTALLED)
+    with PostgresCluster(found) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request, tmp_path) -> str:
+    """The same ledger tests on a SQLite file and on a fresh database of a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    return request.getfixturevalue("postgres").new_database()

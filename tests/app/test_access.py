@@ -146,3 +146,11 @@ def test_a_gradio_server_launched_with_the_kwargs_requires_the_login():
         assert session.get(f"{base}/config", timeout=10).status_code == 200
     finally:
         demo.close()
+
+
+def test_admins_must_be_users_of_app_auth():
+    access = Access.from_env({"APP_AUTH": "ann:pw1,bob:pw2", "APP_ADMINS": " ann "})
+    assert access.admins == ("ann",)
+    with pytest.raises(ConfigError, match=r"APP_ADMINS names 'eve', who is not in APP_AUTH; "
+                       r"allowed: ann, bob"):  # fmt: skip
+        Access.from_env({"APP_AUTH": "ann:pw1,bob:pw2", "APP_ADMINS": "ann,eve"})

@@ -21,6 +21,7 @@ from app.studio.cost import Actual
 from app.studio.forms import MAX_SEED, FormValues
 from app.studio.forms_catalog import load_forms
 from app.studio.ledger import JobRow
+from app.studio.owners import ANYONE
 from app.studio.promote import larger_preset, promote
 from app.studio.reuse import asked
 
@@ -286,7 +287,7 @@ def job(studio, template="t2v_14b", mode="turbo", state="COMPLETED", res="480p s
 
 def test_draft_to_final_values_and_quote(offline):
     draft = job(offline)
-    p = promote(offline, draft)
+    p = promote(offline, draft, ANYONE)
     v = p.values
     assert (v.pipeline, v.mode, v.resolution, v.seed, v.prompt) == (
         "t2v_14b",
@@ -317,6 +318,6 @@ def test_draft_to_final_values_and_quote(offline):
 def test_draft_to_final_refusals_name_the_reason(offline, kw, why):
     rid = job(offline, **kw)
     with pytest.raises(InputError, match=rf"^job: {rid} {why}; allowed: a COMPLETED turbo job"):
-        promote(offline, rid)
+        promote(offline, rid, ANYONE)
     with pytest.raises(InputError, match=r"^job: 'wp-none' is not a job of this studio"):
-        promote(offline, "wp-none")
+        promote(offline, "wp-none", ANYONE)

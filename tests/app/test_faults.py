@@ -24,11 +24,12 @@ from app.endpoint import EndpointClient
 from app.errors import SubmitError
 from app.settings import PRICES_PATH, Settings
 from app.studio import cost
+from app.studio.fetch import Fetcher, FetchSettings
 from app.studio.forms import FormValues
 from app.studio.ledger import Ledger
 from app.studio.tracker import Tracker
 from emulators.stack import LocalStack, StackConfig
-from tests.helpers import WORKER_PYTHON, ServerProcess, free_port, wait_for
+from tests.helpers import s3_server, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +38,7 @@ S3_KEY = "faultsuiteS3secret0123456789"
 
 @pytest.fixture(scope="module")
 def s3():
-    port = free_port()
-    srv = ServerProcess(
-        [WORKER_PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        port,
-        ready_path="/moto-api/",
-        deadline_s=60,
-    ).start()
-    requests.put(f"{srv.base_url}/wanpod-faults", timeout=10).raise_for_status()
+    srv = s3_server("wanpod-faults")
     yield srv
     srv.stop()
 
@@ -60,6 +54,11 @@ def fstack(s3, tmp_path_factory):
     cfg = StackConfig(workers=2, step_delay=0.05, worker_env=env)
     with LocalStack(cfg) as stack:
         yield stack
+
+
+def fstack_s3_url(stack) -> str:
+    """The S3 endpoint the stack's workers upload to (what the studio may download from)."""
+    return stack.config.worker_env["BUCKET_ENDPOINT_URL"]
 
 
 def knobs(stack, **values) -> None:
@@ -92,6 +91,7 @@ def studio(fstack, tmp_path):
         "WANPOD_DATA_DIR": str(tmp_path / "data"),
         "WANPOD_POLL_S": "0.1",
         "BUCKET_SECRET_ACCESS_KEY": S3_KEY,
+        "WANPOD_S3_ENDPOINT_URL": fstack_s3_url(fstack),  # moto on loopback: allowed by name
         "WANPOD_PREFLIGHT": "off",  # no inventory job racing the injected faults
     }
     settings = Settings.from_env(env)
@@ -164,7 +164,9 @@ def test_run_429_is_retried_and_500_is_accounted_for(studio, fstack):
 def test_frozen_control_plane_times_out_then_the_job_finishes(fstack, tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     client = EndpointClient(fstack.base_url, fstack.api_key, timeout_s=0.5, retries=1)
-    tracker = Tracker(ledger, client, tmp_path, cost.load_prices(PRICES_PATH), poll_s=0.1).start()
+    fetcher = Fetcher(FetchSettings(s3_endpoint=fstack_s3_url(fstack)))  # results on moto
+    prices = cost.load_prices(PRICES_PATH)
+    tracker = Tracker(ledger, client, tmp_path, prices, poll_s=0.1, fetcher=fetcher).start()
     try:
         from workflows.fill import fill
 

@@ -20,6 +20,7 @@ from app.errors import SubmitError
 from app.studio.forms import FormValues
 from app.studio.forms_catalog import load_forms
 from app.studio.jobs import Studio
+from app.studio.owners import ANYONE
 from app.studio.tracker import Tracker
 from app.ui import page
 from app.ui.fields import Slider
@@ -63,8 +64,8 @@ class Recording(Studio):
         self.seen.append(("submit", values))
         raise SubmitError("recorded by the test; nothing sent")
 
-    def reuse(self, rid: str) -> FormValues:
-        base = dataclasses.asdict(super().reuse(rid))
+    def reuse(self, rid: str, caller: Any) -> FormValues:
+        base = dataclasses.asdict(super().reuse(rid, caller))
         values = WithMotion(**{**base, "seconds": 2.0}, motion=0.25)
         self.seen.append(("reuse", values))
         return values
@@ -127,7 +128,7 @@ def test_a_field_added_in_one_place_reaches_generate_quote_batch_and_reuse(motio
     final = dict(zip(names, final, strict=True))
     assert (final["motion"], final["mode"], final["resolution"]) == (0.25, "quality", "720p square")
     assert note.startswith("**Draft → final**")
-    shown = form.updates(studio.reuse(draft))
+    shown = form.updates(studio.reuse(draft, ANYONE))
     assert shown[form["motion"]]["value"] == 0.25
 
 

@@ -172,12 +172,12 @@ def test_spend_counts_actual_cost_reserves_live_quotes_and_skips_other_days(ledg
     add(ledger, "SUBMITTING", 0.10)  # reserved
     add(ledger, "FAILED", 0.40, execution_ms=12_001)  # billed 13 s at the quoted price
     add(ledger, "CANCELLED", 0.40, cost=Actual(0, 0.05))  # partial cost
-    add(ledger, "LOST", 0.90)  # never ran: nothing known, nothing counted
+    add(ledger, "LOST", 0.90)  # may have run (no answer to /run, or forgotten): its quote counts
     old = add(ledger, "COMPLETED", 5.0, cost=Actual(0, 5.0))
     ledger.update(old, created_at=day_start() - 1)  # yesterday
     rows = ledger.recent(100)
-    assert math.isclose(spend(rows, since=day_start()), 0.30 + 0.20 + 0.10 + 0.013 + 0.05)
-    assert math.isclose(spend(rows, since=0), 0.30 + 0.20 + 0.10 + 0.013 + 0.05 + 5.0)
+    assert math.isclose(spend(rows, since=day_start()), 0.30 + 0.20 + 0.10 + 0.013 + 0.05 + 0.90)
+    assert math.isclose(spend(rows, since=0), 0.30 + 0.20 + 0.10 + 0.013 + 0.05 + 0.90 + 5.0)
 
 
 def test_per_user_spend_and_check_rows(ledger):

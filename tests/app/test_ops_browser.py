@@ -111,15 +111,12 @@ def test_preflight_refusal_names_the_missing_file(studio, context, tmp_path):
 
 
 def interrupted_count(stack) -> int:
-    """Prompts that ended execution_interrupted, over every ComfyUI emulator of the stack."""
+    """Prompts that ended interrupted, over every ComfyUI emulator of the stack (the emulator's own
+    count: the worker removes the interrupted prompt's history entry when it cleans up)."""
     n = 0
     for url in stack.comfy_urls:
-        with urllib.request.urlopen(url + "/history", timeout=5) as r:
-            hist = json.load(r)
-        n += sum(
-            any(m[0] == "execution_interrupted" for m in h["status"].get("messages", []))
-            for h in hist.values()
-        )
+        with urllib.request.urlopen(url + "/emulator/stats", timeout=5) as r:
+            n += json.load(r)["interrupted_prompts"]
     return n
 
 

@@ -4,6 +4,7 @@ in the one-time migration of rows stored before the ledger kept the form values.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -40,24 +41,26 @@ def test_the_ledger_keeps_the_form_values_and_the_quote_as_typed_records(ledger)
     )  # fmt: skip
 
 
-def test_rows_stored_before_the_form_column_get_their_values_once(tmp_path):
+def test_rows_stored_before_the_form_column_get_their_values_once_on_open(tmp_path):
     path = tmp_path / "old.sqlite3"
     form = FORMS["t2v_14b"]
     preset = form.presets[-1]
-    Ledger(path)
-    with sqlite3.connect(path) as c:  # a ledger of the studio before it kept form values
-        c.execute("ALTER TABLE jobs DROP COLUMN form")
-    old = Ledger(path)
     params = {"prompt": "a heron", "seed": 9, "width": preset.width, "height": preset.height}
-    rid = old.create(
-        template="t2v_14b", mode="quality", params={**params, "frames": form.frames(2.5)},
-        workflow={}, quote=QUOTE, gpu="H100 PRO",
-    )  # fmt: skip
-    assert old.get(rid).form is None
-    assert migrate_forms(old, FORMS) == 1
-    again = Ledger(path).get(rid).form
+    with sqlite3.connect(path) as c:  # a ledger of the studio before schema versions and forms
+        c.execute(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, job_id TEXT, created_at REAL NOT NULL,"
+            " updated_at REAL NOT NULL, template TEXT NOT NULL, mode TEXT NOT NULL,"
+            " params TEXT NOT NULL, workflow TEXT NOT NULL, quote TEXT NOT NULL,"
+            " gpu TEXT NOT NULL, state TEXT NOT NULL)"
+        )
+        c.execute(
+            "INSERT INTO jobs VALUES ('wp-old', 'job-1', 1, 1, 't2v_14b', 'quality', ?, '{}',"
+            " '{}', 'H100 PRO', 'COMPLETED')",
+            (json.dumps({**params, "frames": form.frames(2.5)}),),
+        )
+    again = Ledger(path, forms=FORMS).get("wp-old").form
     assert (again.resolution, again.seconds, again.seed, again.randomize) == (
         preset.label, 2.5, 9, False,
     )  # fmt: skip
     assert again.prompt == "a heron" and again.mode == "quality"
-    assert migrate_forms(old, FORMS) == 0  # once
+    assert migrate_forms(Ledger(path), FORMS) == 0  # once

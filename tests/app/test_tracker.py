@@ -28,7 +28,7 @@ def test_rows_without_answer_or_unknown_to_the_endpoint_end_lost(stack, tmp_path
     tracker.start()
     try:
         assert ledger.get(unanswered).state == "LOST"
-        assert "before the endpoint answered /run" in ledger.get(unanswered).error
+        assert "while /run was answering: the job may have run" in ledger.get(unanswered).error
         wait_for(lambda: ledger.get(unknown).state == "LOST", what="the unknown job LOST")
         assert ledger.get(unknown).error == "the endpoint no longer knows this job"
         assert ledger.live() == []

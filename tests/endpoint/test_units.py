@@ -148,7 +148,7 @@ def test_cli_progress_line_and_saving(tmp_path: Path):
     assert saved == [tmp_path / "o" / "v.mp4"] and saved[0].read_bytes() == b"video"
 
 
-def test_cli_downloads_presigned_urls(tmp_path: Path):
+def test_cli_downloads_presigned_urls(tmp_path: Path, monkeypatch):
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -165,6 +165,8 @@ def test_cli_downloads_presigned_urls(tmp_path: Path):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{srv.server_port}/bucket/v.mp4?X-Amz-Signature=abc"
+        # loopback http only as the configured S3 endpoint (app/studio/fetch.py)
+        monkeypatch.setenv("WANPOD_S3_ENDPOINT_URL", f"http://127.0.0.1:{srv.server_port}")
         saved = save_outputs(
             {"images": [{"filename": "v.mp4", "type": "s3_url", "data": url}]}, tmp_path
         )

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from emulators.comfyui.models import EXTRA_OPTIONS, LOADER_INPUTS
+from emulators.comfyui.schema import RECORDING_ARTEFACTS
 from tests.helpers import WAN_SCHEMA, ServerProcess, free_port, load_json
 from tests.worker.conftest import DEFAULT_KNOBS, Comfy
 
@@ -52,14 +53,19 @@ def comfyui_python(checkout: Path) -> Path:
 
 def placeholder_files(schema_path: Path = WAN_SCHEMA) -> dict[str, list[str]]:
     """Model folder -> the file names the recorded schema's loaders list (e.g. diffusion_models:
-    wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors, ...)."""
+    wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors, ...), less the recording session's
+    `probe_*` artefacts (no ComfyUI install has them; the emulator leaves them out too)."""
     schema = load_json(schema_path)
     folders: dict[str, set[str]] = {}
     for (cls, name), folder in LOADER_INPUTS.items():
         spec = ((schema.get(cls) or {}).get("input") or {}).get("required", {}).get(name)
         options = spec[0] if spec and isinstance(spec[0], list) else []
         builtin = EXTRA_OPTIONS.get((cls, name), [])
-        files = [f for f in options if isinstance(f, str) and f not in builtin]
+        files = [
+            f
+            for f in options
+            if isinstance(f, str) and f not in builtin and not f.startswith(RECORDING_ARTEFACTS)
+        ]
         if files:
             folders.setdefault(folder, set()).update(files)
     return {folder: sorted(files) for folder, files in folders.items()}

@@ -69,7 +69,6 @@ def test_websockets_api_example_gets_its_png(checkout, emulator, tmp_path):
     assert images == {"9": [PNG]}, images
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: the emulator sends no SaveImageWebsocket frames")
 def test_websockets_api_example_ws_images_gets_its_png_frames(checkout, emulator, tmp_path):
     name = "websockets_api_example_ws_images.py"
     images = images_of(run_example(checkout, name, emulator.address, tmp_path, REPORT))

@@ -95,6 +95,38 @@ def test_invalid_workflow_gives_one_line_per_node_error(emu: Comfy):
                for d in out["details"])  # fmt: skip
 
 
+def test_a_bad_option_from_a_long_list_still_lists_what_is_allowed(emu: Comfy):
+    """ComfyUI leaves out option lists over 20 long from its refusal (the samplers: "list of
+    length 42"): the worker reads them from /object_info/{class}, so the line says what is
+    allowed, as options (not files)."""
+    wf = with_seed(T2V, 15)
+    wf["81"]["inputs"]["sampler_name"] = "bogus"
+    out = run(make_handler(emu.settings()), {"id": "opt", "input": {"workflow": wf}})
+    [line] = out["details"]
+    assert line.startswith(
+        "node 81 (KSamplerAdvanced) input 'sampler_name': 'bogus' is not one of the options: "
+        "euler, "
+    ), line
+    assert "more)" in line and "file" not in line, line
+
+
+def test_odd_h264_size_fails_saying_the_size_must_be_even(emu: Comfy):
+    """ComfyUI accepts an odd width for h264 and SaveVideo then fails opening libx264
+    (`avcodec_open2`): the error says what that means."""
+    wf = {
+        "1": {"class_type": "EmptyImage",
+              "inputs": {"width": 255, "height": 128, "batch_size": 4, "color": 0}},
+        "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 8.0}},
+        "3": {"class_type": "SaveVideo",
+              "inputs": {"video": ["2", 0], "filename_prefix": "video/odd", "format": "mp4",
+                         "codec": "h264"}},
+    }  # fmt: skip
+    out = run(make_handler(emu.settings()), {"id": "odd", "input": {"workflow": wf}})
+    assert out["error"].startswith("workflow execution failed: node 3 (SaveVideo)"), out
+    assert "avcodec_open2" in out["error"], out
+    assert "h264 needs an even width and height" in out["error"], out
+
+
 def test_missing_model_lists_the_files_that_exist(emu: Comfy):
     wf = with_seed(T2V, 14)
     wf["75"]["inputs"]["unet_name"] = "wan2.2_t2v_high_noise_14B_fp16.safetensors"
@@ -105,6 +137,7 @@ def test_missing_model_lists_the_files_that_exist(emu: Comfy):
         "files that exist: " in line and "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors" in line
     )
     assert "wan2.2_t2v_high_noise_14B_fp8_scaled" in out["error"]
+    assert "probe_" not in line  # the recording session's artefacts are no files of an install
 
 
 @needs_wan_run
@@ -249,6 +282,23 @@ def test_websocket_refused_for_longer_than_the_attempts_follows_the_job_over_htt
     assert "error" not in out, out
     assert out["timings"]["end_seen_via"] == "history"
     assert decode_mp4(base64.b64decode(out["images"][0]["data"]))[0] == 81
+
+
+def test_websocket_refused_from_the_start_fails_clearly_and_queues_nothing(emu: Comfy):
+    """No websocket can be opened at all (every upgrade refused) while HTTP works: the job is
+    not queued (its progress and end could not be followed) and fails as ComfyUI unavailable,
+    naming the websocket, the answer and the attempts, not as an internal worker error."""
+    emu.knobs(ws_refuse_after=0)
+    env = {"WEBSOCKET_RECONNECT_ATTEMPTS": "3", "WEBSOCKET_RECONNECT_DELAY_S": "0.05"}
+    before = get_json(emu.url + "/history")
+    post_json(emu.url + "/emulator/requests", {})
+    out = run(make_handler(emu.settings(**env)), {"id": "ws0", "input": {"workflow": T2V}})
+    assert out["error"].startswith("ComfyUI unavailable: could not open the websocket"), out
+    assert "503" in out["error"] and "3 attempts" in out["error"], out
+    log = get_json(emu.url + "/emulator/requests")
+    assert sum(r["path"] == "/ws" and r["status"] == 503 for r in log) >= 3
+    assert not [r for r in log if r["path"] == "/prompt" and r["method"] == "POST"]
+    assert get_json(emu.url + "/history") == before
 
 
 def test_websocket_and_http_both_gone_is_a_lost_connection(own_comfy: Comfy):

@@ -41,6 +41,7 @@ def grow_history(emu: Comfy, n: int) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.emulator_only("reads the emulator's request log; its Wan job must finish")
 @pytest.mark.parametrize("cleanup", ["false", "true"])
 def test_per_job_requests_do_not_depend_on_history_size(emu: Comfy, cleanup):
     post_json(emu.url + "/history", {"clear": True})

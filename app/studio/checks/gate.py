@@ -8,9 +8,12 @@ wires the inventory cache (data folder, keyed by the endpoint URL) to the endpoi
   (app.studio.jobs.Prepared: its cost request and quote), today's spend taken from the ledger
   (`rows_today()`, or the rows the caller read once for several jobs, as a batch does). Used by the
   quote line.
-- `before_run(prepared, user)`: raises `GuardrailError` (limits, budgets) or `PreflightError`
-  (missing model files / nodes), else returns the `/run` policy with `executionTimeout` and a note
-  (e.g. "not checked against the endpoint's models: ...").
+- `hold(prepared, user)`: the limits and budgets alone; Studio calls it again inside the ledger
+  transaction that writes the row (the check and the row are one atomic step).
+- `before_run(prepared, user, uploads=None)`: raises `GuardrailError` (limits, budgets),
+  `InputError` (an image input not uploaded) or `PreflightError` (missing model files / nodes), else
+  returns the `/run` policy with `executionTimeout` and a note (e.g. "not checked against the
+  endpoint's models: ...").
 - `health_html(quote)`: the health panel (one /health call per 2 s for all pages).
 - `warm_up()`: fetch the inventory in the background at start, so the first job does not wait.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +31,7 @@ from app.endpoint import EndpointClient
 from app.settings import Settings
 from app.studio.checks import guardrails as gr_
 from app.studio.checks.health import CachedHealth, ColdStart, render_html
+from app.studio.checks.inputs import check_inputs
 from app.studio.checks.preflight import (
     InventoryCache,
     InventoryUnavailable,
@@ -146,16 +150,27 @@ class Gate:
         rows = self.rows_today() if rows is None else rows
         return gr_.check_rows(job_shape(prepared, user), self.limits, rows)
 
-    def before_run(self, prepared: Prepared, user: str | None = None) -> Clearance:
-        """Raise when the job must not be sent; else the policy to send it with."""
+    def before_run(
+        self, prepared: Prepared, user: str | None = None, uploads: Iterable[str] | None = None
+    ) -> Clearance:
+        """Raise when the job must not be sent; else the policy to send it with. `uploads`: the
+        image names the job uploads (every LoadImage must read one of them)."""
+        self.hold(prepared, user)
+        note = ""
+        if self.preflight is not None:
+            note = self.preflight.check(prepared.filled.workflow, uploads).note
+        elif uploads is not None:
+            check_inputs(prepared.filled.workflow, uploads)
+        q = prepared.quote
+        return Clearance(gr_.policy(q.execution_s, q.cold_start_s, self.limits), note)
+
+    def hold(self, prepared: Prepared, user: str | None = None) -> None:
+        """Raise GuardrailError when the job breaks a limit or budget. Called again inside the
+        ledger transaction that writes the job's row (`Ledger.transaction()`), so the budget
+        check and the row are one step: concurrent submits cannot both spend the last dollar."""
         refusals = self.refusals(prepared, user)
         if refusals:
             raise gr_.GuardrailError(refusals)
-        note = ""
-        if self.preflight is not None:
-            note = self.preflight.check(prepared.filled.workflow).note
-        q = prepared.quote
-        return Clearance(gr_.policy(q.execution_s, q.cold_start_s, self.limits), note)
 
     def health_html(self, quote: Quote | None = None) -> str:
         if self.health is None:

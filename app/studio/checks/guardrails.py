@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from app.endpoint import EXECUTION_TIMEOUT_ABOVE_MS, EXECUTION_TIMEOUT_MAX_MS
+from app.endpoint.states import JobState
 from app.errors import ConfigError, GuardrailError
 from app.studio.ledger import JobRow
 
@@ -139,13 +140,14 @@ def row_user(row: JobRow) -> str | None:
 
 
 def row_dollars(row: JobRow) -> float:
-    """What one ledger row costs or may still cost: actual when final, the quote while live."""
+    """What one ledger row costs or may still cost: actual when final, the quote while live or
+    LOST (the studio stopped while /run answered, or the endpoint forgot it: it may have run)."""
     if row.cost is not None:
         return row.cost.dollars
     if row.quote is None:
         return 0.0
-    if row.live:
-        return row.quote.dollars
+    if row.live or (row.state is JobState.LOST and not row.execution_ms):
+        return row.quote.dollars  # LOST: it may have run and may cost (no timing came back)
     if row.execution_ms:
         return math.ceil(row.execution_ms / 1000) * row.quote.per_s
     return 0.0

@@ -14,11 +14,12 @@ merged into `diffusion_models`/`text_encoders`).
 - `InventoryCache(path, fetch, max_age_s)`: the last answer, with the moment it was fetched, in a
   JSON file in the data folder; `get()` refetches when older than max_age_s; a fetch that is still
   running on the endpoint is polled again instead of sending a second job.
-- `Preflight.check(workflow)`: raises `PreflightError` (one line per missing thing) when the
-  inventory shows a gap. If the inventory cannot be had, mode "required" refuses and mode
-  "best-effort" (default) lets the job go with a note; mode "off" skips. A refusal from a cache
-  older than `recheck_s` is confirmed with a fresh inventory first (the file may just have been
-  uploaded).
+- `Preflight.check(workflow, uploads=None)`: refuses (InputError) an image input that is not a file
+  the job uploads (`uploads`, checked in every mode), then raises `PreflightError` (one line per
+  missing thing) when the inventory shows a gap. If the inventory cannot be had, mode "required"
+  refuses and mode "best-effort" (default) lets the job go with a note; mode "off" skips. A refusal
+  from a cache older than `recheck_s` is confirmed with a fresh inventory first (the file may just
+  have been uploaded).
 Settings (read once, `PreflightSettings.from_env`): WANPOD_PREFLIGHT (required | best-effort |
 off), WANPOD_INVENTORY_MAX_AGE_S (default 3600), WANPOD_INVENTORY_TIMEOUT_S (default 300).
 """
@@ -29,7 +30,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from app.errors import (
     PreflightError,
     StudioError,
 )
+from app.studio.checks.inputs import check_inputs
 from workflows.catalog import LOADER_FOLDERS
 from workflows.schema import check as schema_check
 
@@ -316,7 +318,11 @@ class Preflight:
         self.cache = cache
         self.settings = settings
 
-    def check(self, workflow: Mapping[str, Any]) -> Verdict:
+    def check(self, workflow: Mapping[str, Any], uploads: Iterable[str] | None = None) -> Verdict:
+        """`uploads`: the image names the job uploads; every LoadImage must read one of them
+        (checked whatever the mode: it needs no inventory; app/studio/checks/inputs.py)."""
+        if uploads is not None:
+            check_inputs(workflow, uploads)
         if self.settings.mode == "off":
             return Verdict(True, "pre-flight is off (WANPOD_PREFLIGHT=off)")
         s = self.settings

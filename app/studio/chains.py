@@ -1,0 +1,375 @@
+"""Chains: Extend a finished job, or run a Storyboard of N segments, into ONE stitched video.
+
+Each segment after the first is an image-to-video job whose start image is the last frame of the
+segment before (decoded at full size with PyAV, kept as a PNG in `<data>/results/chains/<id>/`),
+with the same size, fps, mode and seed; its prompt is the segment's own. A text-to-video first
+segment continues with image-to-video (`CONTINUES_WITH`). The chain's video is the segments
+stitched without the repeated frame at each seam (app/studio/stitch.py).
+
+- `check(...)` (through `storyboard_check` / `extend_check`): every segment filled and quoted,
+  the combined quote, the length the video will have, and every limit broken: the per-job limits
+  for each segment and the daily / per-user budgets against the WHOLE chain's dollars
+  (app/studio/batch.py's arithmetic), and the longest chain (WANPOD_CHAIN_MAX_S) as an InputError.
+  `storyboard()` / `extend()` refuse up front, before anything is written or sent.
+- The chain lives in the ledger (app/studio/chain_store.py; each segment's job row names its
+  chain, index, parent and start frame). Nothing here is a queue: RunPod queues the one live
+  segment; the tracker's end-of-job hook (`on_final`) sends the next one the moment the
+  previous one is stored, and a starting studio (`resume()`) carries every unfinished chain on.
+  Closing the tab or restarting the studio therefore does not break a chain.
+- `cancel(cid)`: no further segment is sent, the live one is cancelled; the finished segments
+  and their stitched video are kept. A failed segment ends the chain FAILED the same way.
+- Colour match (off by default): each new start frame's histogram is matched to the previous
+  segment's first frame (stitch.colour_match), pulling a drifting exposure or tint back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.endpoint.states import JobState
+from app.errors import GuardrailError, InputError, SubmitError, user_message
+from app.studio import stitch
+from app.studio.batch import BatchPlan, BatchQuote, BatchService, parse_prompts
+from app.studio.chain_history import ChainView, describe, is_chain
+from app.studio.chain_store import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    ChainRow,
+    ChainStore,
+)
+from app.studio.checks.guardrails import Refusal
+from app.studio.forms import FormValues, resolve_seed
+from app.studio.ledger import JobRow
+from app.studio.owners import ANYONE, Caller
+
+log = logging.getLogger("wanpod.chains")
+
+CONTINUES_WITH = {"t2v_14b": "i2v_14b", "flf2v_14b": "i2v_14b"}  # same size and fps (16)
+VIDEO_NAME = "chain.mp4"
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    kind: str
+    plan: dict[str, Any]
+    quote: BatchQuote  # of the segments still to send
+    frames: int  # of the stitched video (seams counted once)
+    seconds: float
+    refusals: tuple[Refusal, ...]
+
+    def summary(self) -> str:
+        n = len(self.plan["prompts"])
+        what = "Storyboard" if self.kind == "storyboard" else "Extend"
+        return (
+            f"**{what}:** {n} new segment{'s' if n != 1 else ''} → one video of {self.frames} "
+            f"frames ≈ {self.seconds:.1f} s · {self.quote.summary('the chain')}"
+        )
+
+
+class Chains:
+    """Extend / Storyboard through the studio's public methods (their checks all apply)."""
+
+    def __init__(self, studio: Any) -> None:
+        self.studio = studio
+        self.store = ChainStore(studio.ledger)
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._cond = threading.Condition()
+
+    def folder(self, cid: str) -> Path:
+        """The chain's start frames and video, inside the results folder the page may serve."""
+        return Path(self.studio.settings.data_dir) / "results" / "chains" / cid
+
+    # -- planning ----------------------------------------------------------------------------
+    def _plan(self, values: FormValues, prompts: list[str], colour_match: bool) -> dict[str, Any]:
+        if not prompts:
+            raise InputError("storyboard prompts", "are empty; write one prompt per line")
+        base = dataclasses.replace(values, seed=resolve_seed(values), randomize=False)
+        return {
+            "values": dataclasses.asdict(base),
+            "prompts": prompts,
+            "colour_match": colour_match,
+        }
+
+    def segment_values(self, plan: dict[str, Any], index: int, start: str | None) -> FormValues:
+        """The form values segment `index` is sent with (`start`: its start image)."""
+        base = FormValues(**plan["values"])
+        offset = len(plan.get("done", ()))  # an Extend's parent is segment 0
+        prompt = plan["prompts"][index - offset]
+        if index == 0:
+            return dataclasses.replace(base, prompt=prompt)
+        pipeline = CONTINUES_WITH.get(base.pipeline, base.pipeline)
+        form = self.studio.form(pipeline)
+        if not form.needs_start or form.byo:
+            raise InputError("pipeline", f"{base.pipeline!r} cannot continue from a frame")
+        return dataclasses.replace(
+            base, pipeline=pipeline, prompt=prompt, start_image=start, end_image=None
+        )
+
+    def check(self, kind: str, plan: dict[str, Any], user: str | None = None) -> ChainCheck:
+        offset = len(plan.get("done", ()))
+        jobs = [
+            self.segment_values(plan, offset + i, "start.png") for i in range(len(plan["prompts"]))
+        ]
+        what = "storyboard" if kind == "storyboard" else "extension"
+        checked = BatchService(self.studio).check(
+            BatchPlan(tuple(jobs), tuple(plan["prompts"]), (jobs[0].seed or 0,)), user, what
+        )
+        fps = self.studio.form(jobs[-1].pipeline).fps
+        frames = sum(self.studio.form(v.pipeline).frames(v.seconds) for v in jobs)
+        frames += sum(plan.get("done_frames", ()))
+        frames -= offset + len(jobs) - 1  # each seam's repeated frame is dropped
+        seconds = frames / fps
+        most = float(self.studio.settings.chain_max_s)
+        if seconds > most:
+            raise InputError(
+                what,
+                f"{offset + len(jobs)} segments make {seconds:.1f} s ({frames} frames at {fps} "
+                f"fps); allowed: at most {most:g} s per chain (set by WANPOD_CHAIN_MAX_S)",
+            )
+        return ChainCheck(kind, plan, checked.quote, frames, seconds, checked.refusals)
+
+    def storyboard_check(
+        self, values: FormValues, prompts_text: str, colour_match: bool = False, user=None
+    ) -> ChainCheck:
+        prompts = list(parse_prompts(prompts_text)) or [values.prompt]
+        return self.check("storyboard", self._plan(values, prompts, colour_match), user)
+
+    def extend_check(
+        self, rid: str, prompt: str = "", colour_match: bool = False, user=None
+    ) -> ChainCheck:
+        if is_chain(rid):
+            return self._extend_chain_check(rid, prompt, colour_match, user)
+        parent = self.studio.row(rid, self.studio.caller(user))  # the user's own job only
+        if parent.state is not JobState.COMPLETED or not parent.result_path:
+            raise InputError("job", f"{rid} has no finished video to extend ({parent.state})")
+        if parent.form is None:
+            raise InputError("job", f"{rid} was not sent from the form; it cannot be extended")
+        plan = self._plan(parent.form, [prompt.strip() or parent.form.prompt], colour_match)
+        plan["done"] = [parent.id]
+        plan["done_frames"] = [stitch.frame_count(self._video(parent))]
+        plan["extends"] = parent.id
+        return self.check("extend", plan, user)
+
+    def _extend_chain_check(self, cid: str, prompt: str, colour_match: bool, user) -> ChainCheck:
+        """A finished chain extended: its segments are the new chain's first ones."""
+        chain = self.chain(cid, self.studio.caller(user))
+        if chain.finished_at is None or chain.state != COMPLETED:
+            state = chain.state if chain.finished_at is not None else RUNNING
+            raise InputError("chain", f"{cid} has no finished video to extend ({state})")
+        segs = self.segments(chain)
+        last = str((segs[-1].params or {}).get("prompt") or "")
+        base = FormValues(**chain.plan["values"])  # the first segment's, seed included
+        plan = self._plan(base, [prompt.strip() or last], colour_match)
+        plan["done"] = [s.id for s in segs]
+        plan["done_frames"] = [stitch.frame_count(self._video(s)) for s in segs]
+        plan["extends"] = cid
+        return self.check("extend", plan, user)
+
+    # -- starting ----------------------------------------------------------------------------
+    def storyboard(
+        self, values: FormValues, prompts_text: str, colour_match: bool = False, user=None
+    ) -> str:
+        return self._start(self.storyboard_check(values, prompts_text, colour_match, user), user)
+
+    def extend(self, rid: str, prompt: str = "", colour_match: bool = False, user=None) -> str:
+        return self._start(self.extend_check(rid, prompt, colour_match, user), user)
+
+    def rerun(self, cid: str, user: str | None = None) -> str:
+        """The chain's plan again (same prompts, same seed) as a new chain; limits apply."""
+        chain = self.chain(cid, self.studio.caller(user))
+        plan = dict(chain.plan)
+        if chain.kind == "storyboard" and plan["values"].get("start_image"):
+            plan["values"] = {**plan["values"], "start_image": str(self._kept_start(chain))}
+        return self._start(self.check(chain.kind, plan, user), user)
+
+    def reuse(self, cid: str, caller: Caller) -> tuple[FormValues, str]:
+        """The chain's base form values (its first segment's) and its prompts, one per line."""
+        chain = self.chain(cid, caller)
+        values = FormValues(**chain.plan["values"])
+        if chain.kind == "storyboard" and values.start_image:
+            values = dataclasses.replace(values, start_image=str(self._kept_start(chain)))
+        return values, "\n".join(chain.plan["prompts"])
+
+    def _kept_start(self, chain: ChainRow) -> Path:
+        kept = sorted(self.folder(chain.id).glob("start_0.*"))
+        if not kept:
+            raise InputError("chain", f"{chain.id}'s start image was not kept; upload it again")
+        return kept[0]
+
+    def _start(self, checked: ChainCheck, user: str | None) -> str:
+        if checked.refusals:
+            raise GuardrailError(list(checked.refusals))
+        q = checked.quote
+        quote = {"dollars": q.dollars, "gpu_s": q.gpu_s, "gpu": q.gpu, "summary": checked.summary()}
+        quote |= {"frames": checked.frames, "seconds": checked.seconds}
+        plan = dict(checked.plan)
+        cid = self.store.create(checked.kind, plan, quote, user, plan.get("extends"))
+        start = plan["values"].get("start_image")
+        if checked.kind == "storyboard" and start:  # kept for the chain's rerun
+            kept = self.folder(cid) / f"start_0{Path(start).suffix or '.png'}"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(start, kept)
+            plan["values"] = {**plan["values"], "start_image": str(kept)}
+            self.store.update(cid, plan=plan)
+        self.advance(cid)
+        chain = self.chain(cid, ANYONE)  # the chain just made
+        if chain.state == FAILED and not self.store.segment_ids(cid):
+            raise SubmitError(f"the chain's first segment was not sent: {chain.error}")
+        return cid
+
+    # -- running -----------------------------------------------------------------------------
+    def chain(self, cid: str | None, caller: Caller) -> ChainRow:
+        """The chain `cid` when `caller` may see it (app/studio/owners.py: its user's, or an
+        admin's), else an InputError like an unknown chain's."""
+        chain = self.store.get((cid or "").strip())
+        if chain is None or not caller.sees(chain.user):
+            raise InputError("chain", f"{cid!r} is not a chain of this studio")
+        return chain
+
+    def segments(self, chain: ChainRow) -> list[JobRow]:
+        """The chain's segments in order (an Extend's parent job first)."""
+        rids = list(chain.plan.get("done", ())) + self.store.segment_ids(chain.id)
+        rows = [self.studio.ledger.get(r, workflow=False) for r in rids]
+        return [r for r in rows if r is not None]
+
+    def attach(self, tracker: Any) -> None:
+        """Chain this service's end-of-job hook after the tracker's existing one."""
+        before = tracker.on_final
+
+        def on_final(rid: str) -> None:
+            if before is not None:
+                before(rid)
+            self.on_final(rid)
+
+        tracker.on_final = on_final
+
+    def on_final(self, rid: str) -> None:
+        """The tracker's end-of-job hook: a segment ended, so its chain moves on."""
+        row = self.studio.ledger.get(rid, workflow=False)
+        if row is not None and row.chain:
+            self.advance(str(row.chain["id"]))
+
+    def resume(self) -> None:
+        """Carry on every unfinished chain (a studio starting again after a stop)."""
+        for chain in self.store.unfinished():
+            try:
+                self.advance(chain.id)
+            except Exception:
+                log.exception("chains: resuming %s failed", chain.id)
+
+    def _lock(self, cid: str) -> threading.Lock:
+        """The chain's lock: one advance (or cancel) of a chain at a time in this studio."""
+        with self._guard:
+            return self._locks[cid]
+
+    def advance(self, cid: str) -> None:
+        """Send the next segment, or end the chain; nothing while a segment is live."""
+        with self._lock(cid):
+            chain = self.store.get(cid)
+            if chain is None or chain.finished_at is not None:
+                return
+            segs = self.segments(chain)
+            if any(s.live for s in segs):
+                return
+            if chain.state != RUNNING:
+                return self._end(chain, segs, chain.state, chain.error)
+            last = segs[-1] if segs else None
+            if last is not None and last.state is not JobState.COMPLETED:
+                error = f"segment {len(segs)} ended {last.state}: {last.error or ''}".rstrip(": ")
+                return self._end(chain, segs, FAILED, error)
+            if len(segs) >= chain.total:
+                return self._end(chain, segs, COMPLETED, None)
+            try:
+                self._send_next(chain, segs)
+            except Exception as exc:
+                msg = user_message(exc, self.studio.settings.secret_values())
+                self._end(chain, segs, FAILED, f"segment {len(segs) + 1} was not sent: {msg}")
+            self._changed()
+
+    def _send_next(self, chain: ChainRow, segs: list[JobRow]) -> str:
+        k = len(segs)
+        start: str | None = chain.plan["values"].get("start_image") if k == 0 else None
+        parent = segs[-1] if segs else None
+        if parent is not None:
+            video = self._video(parent)
+            frame = stitch.last_frame(video)
+            if chain.plan.get("colour_match"):
+                frame = stitch.colour_match(frame, stitch.first_frame(video))
+            path = self.folder(chain.id) / f"start_{k}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.save(path, format="PNG")
+            start = str(path)
+        values = self.segment_values(chain.plan, k, start)
+        info = {"id": chain.id, "index": k, "parent": parent.id if parent else None}
+        info["start_frame"] = start
+        return self.studio.submit(values, user=chain.user, chain=info)
+
+    def _video(self, row: JobRow) -> Path:
+        """A segment's video as a local file (fetched once from object storage when the results
+        live there, app/studio/store.py)."""
+        return self.studio.tracker.store.local(row.result_path) or Path(row.result_path or "")
+
+    def _end(self, chain: ChainRow, segs: list[JobRow], state: str, error: str | None) -> None:
+        """Stitch the finished segments (in order, up to the first that did not finish)."""
+        done: list[Path] = []
+        for seg in segs:
+            if seg.state is not JobState.COMPLETED or not seg.result_path:
+                break
+            done.append(self._video(seg))
+        fields: dict[str, Any] = {"state": state, "error": error}
+        if done:
+            try:
+                made = stitch.stitch(done, self.folder(chain.id) / VIDEO_NAME)
+                fields |= {"result_path": str(made.path), "frames": made.frames}
+                fields["remuxed"] = int(made.remuxed)
+            except Exception as exc:
+                log.exception("chains: stitching %s failed", chain.id)
+                fields["error"] = (error + "; " if error else "") + (
+                    f"the segments could not be stitched ({type(exc).__name__})"
+                )
+        self.store.update(chain.id, finished_at=time.time(), **fields)
+        self._changed()
+
+    def cancel(self, cid: str, caller: Caller) -> str:
+        """No further segment; the live one is cancelled; finished segments are kept."""
+        chain = self.chain(cid, caller)
+        if chain.finished_at is not None:
+            return f"Chain {cid} already ended {chain.state}."
+        with self._lock(cid):  # a segment being sent is sent (and followed) before this
+            self.store.update(cid, state=CANCELLED, error="cancelled by the operator")
+            live = [s for s in self.segments(chain) if s.live and s.job_id]
+        for seg in live:
+            self.studio.cancel(seg.id, ANYONE)  # the chain's own segments
+        self.advance(cid)
+        return f"Chain {cid} cancelled: no further segment is sent; finished ones are kept."
+
+    # -- pages -------------------------------------------------------------------------------
+    def _changed(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait(self, cid: str, timeout: float) -> None:
+        """Until the chain or its live segment changed (or `timeout`)."""
+        chain = self.store.get(cid)
+        live = [s for s in self.segments(chain) if s.live] if chain else []
+        tracker = self.studio.tracker
+        if live and tracker is not None:
+            tracker.wait(live[0].id, tracker.version(live[0].id), timeout)
+        else:
+            with self._cond:
+                self._cond.wait(timeout)
+
+    def view(self, cid: str, caller: Caller) -> ChainView:
+        """What a page shows for the chain (app/studio/chain_history.py's `describe`)."""
+        return describe(self, self.chain(cid, caller))

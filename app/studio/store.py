@@ -1,0 +1,115 @@
+"""Where finished jobs' files live: the local data folder (the default) or S3-compatible storage.
+
+The tracker saves a job's outputs into `store.folder(rid)` (app/studio/results.py), then
+`store.keep(rid, saved)` gives each file its lasting location, the string the ledger keeps:
+- `LocalStore`: the file where it is (data/results/<rid>/<name>);
+- `S3Store` (`WANPOD_RESULTS_URL=s3://bucket/prefix`, app/studio/shared.py): uploaded to
+  `prefix/<rid>/<name>`, kept as `s3://bucket/prefix/<rid>/<name>`, so every replica finds it.
+Pages and the API never see a bucket, a key or a credential: `store.local(location)` is the file
+the studio serves, through the same lookups (and access checks) as the job itself; for S3 it is
+downloaded once into the replica's results folder (a cache Gradio serves from) and reused.
+`presign(location, expires_s)` is a short-lived GET URL for a client that fetches from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from app.studio.results import SavedOutput, safe_name
+
+log = logging.getLogger("wanpod.store")
+
+PRESIGN_S = 300  # a presigned URL's life: enough to start a download, too short to share
+
+
+class ResultStore(Protocol):
+    def folder(self, rid: str) -> Path: ...
+    def keep(self, rid: str, saved: Sequence[SavedOutput]) -> list[dict[str, Any]]: ...
+    def local(self, location: str | None) -> Path | None: ...
+
+
+class LocalStore:
+    def __init__(self, results_dir: Path) -> None:
+        self.results_dir = Path(results_dir)
+
+    def folder(self, rid: str) -> Path:
+        return self.results_dir / rid
+
+    def keep(self, rid: str, saved: Sequence[SavedOutput]) -> list[dict[str, Any]]:
+        return [s.to_json() for s in saved]
+
+    def local(self, location: str | None) -> Path | None:
+        path = Path(location) if location else None
+        return path if path is not None and path.is_file() else None
+
+
+class S3Store:
+    """`s3://bucket/prefix` through `client` (a boto3 S3 client); `cache_dir` is the results
+    folder the studio serves files from."""
+
+    def __init__(self, url: str, client: Any, cache_dir: Path) -> None:
+        parts = urlsplit(url)
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/")
+        self.client = client
+        self.cache_dir = Path(cache_dir)
+
+    def _key(self, rid: str, name: str) -> str:
+        return "/".join(p for p in (self.prefix, safe_name(rid), safe_name(name)) if p)
+
+    def folder(self, rid: str) -> Path:
+        return self.cache_dir / safe_name(rid)
+
+    def keep(self, rid: str, saved: Sequence[SavedOutput]) -> list[dict[str, Any]]:
+        kept = []
+        for s in saved:
+            key = self._key(rid, s.filename)
+            extra = {"ContentType": s.mime} if s.mime else {}
+            self.client.upload_file(str(s.path), self.bucket, key, ExtraArgs=extra)
+            kept.append({**s.to_json(), "path": f"s3://{self.bucket}/{key}"})
+        return kept
+
+    def local(self, location: str | None) -> Path | None:
+        if not location or not location.startswith("s3://"):
+            return LocalStore(self.cache_dir).local(location)
+        bucket, _, key = location.removeprefix("s3://").partition("/")
+        rid, _, name = key.removeprefix(self.prefix).strip("/").partition("/")
+        path = self.folder(rid) / safe_name(name)
+        if path.is_file():
+            return path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+            self.client.download_file(bucket, key, str(tmp))
+            os.replace(tmp, path)
+            return path
+        except Exception as exc:  # the store away or the object gone: shown as no video
+            log.warning("store: %s could not be fetched (%s)", key, type(exc).__name__)
+            return None
+
+    def presign(self, location: str, expires_s: int = PRESIGN_S) -> str:
+        bucket, _, key = location.removeprefix("s3://").partition("/")
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s
+        )
+
+
+def open_store(shared: Any, results_dir: Path) -> ResultStore:
+    """The store `shared` (SharedSettings) names: S3 for an s3:// URL, else the data folder."""
+    if not shared.results_url:
+        return LocalStore(results_dir)
+    import boto3  # only an S3 result store needs the SDK
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=shared.s3_endpoint_url or None,
+        region_name=shared.s3_region or None,
+        aws_access_key_id=shared.s3_access_key_id.value or None,
+        aws_secret_access_key=shared.s3_secret_access_key.value or None,
+    )
+    return S3Store(shared.results_url, client, results_dir)

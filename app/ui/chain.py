@@ -1,0 +1,266 @@
+"""The studio's "Longer video" section: Extend a finished job, Storyboard N segments (Gradio only).
+
+`chain_panel()` (in the form column) renders the storyboard's prompts (one per segment, per
+line), the colour-match switch, the extension's prompt, the chain's quote, its buttons, the
+chain's status (every segment with its state) and the stitched video. `wire_chain(...)` wires
+them and History's "Extend" (the opened job). The service is app/studio/chains.py.
+
+API names: `/storyboard_quote` and `/storyboard` (the form's fields + `prompts`, `colour_match`:
+the whole chain quoted / refused up front or started, then streamed until its video is stitched),
+`/extend_quote` and `/extend` (`job_id`, `prompt`: blank keeps the job's, `colour_match`), `/chain`
+(stream a chain by id), `/cancel_chain`, `/rerun_chain` (the same plan and seed as a new chain),
+`/reuse_chain` (the chain's first segment's form values, and its prompts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from app.studio import chain_history
+from app.studio.chains import Chains
+from app.studio.owners import Caller
+from app.ui.callbacks import caller_of, user_of
+from app.ui.fields import Textbox, described
+
+CHAIN_RESYNC_S = 5.0  # a running chain's panel is redrawn at least this often
+CHAIN_ID_TEXT = "a chain of this studio, by the id /storyboard or /extend answered (ch-...)"
+PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
+
+
+@dataclass
+class ChainPanel:
+    prompts: Any
+    colour: Any
+    extend_prompt: Any
+    quote: Any
+    storyboard: Any
+    extend: Any
+    status: Any
+    video: Any
+    chain_id: Any
+    cancel: Any
+    rerun: Any
+    reuse: Any
+    values: Any = None  # a gr.State: the FormValues /reuse_chain gave, for the page's form
+    section: Any = None  # the accordion (History's Extend opens it: the chain shows there)
+
+
+def chain_panel() -> ChainPanel:
+    with gr.Accordion(
+        "Longer video: Extend or Storyboard", open=False, elem_id="wp-chain"
+    ) as section:
+        prompts = described(
+            Textbox(
+                label="Storyboard prompts (one segment per line)", lines=3,
+                placeholder="a heron lands on the lake\nthe heron folds its wings",
+                elem_id="wp-chain-prompts",
+            ),
+            "one prompt per segment, one per line; each segment starts on the previous last frame",
+        )  # fmt: skip
+        colour = gr.Checkbox(
+            False,
+            label="Match each new start frame's colours to the previous segment",
+            elem_id="wp-chain-colour",
+        )
+        extend_prompt = described(
+            Textbox(
+                label="Extension prompt (blank: the job's own)", elem_id="wp-chain-extend-prompt"
+            ),
+            "the prompt of the new segment; blank keeps the extended job's prompt",
+        )
+        quote = gr.Markdown(elem_id="wp-chain-quote")
+        with gr.Row():
+            storyboard = gr.Button("Run storyboard", size="sm", elem_id="wp-chain-run")
+            extend = gr.Button("Extend the shown job", size="sm", elem_id="wp-chain-extend")
+        status = gr.Markdown(elem_id="wp-chain-status")
+        video = gr.Video(
+            label="Chain video", interactive=False, elem_id="wp-chain-video", buttons=["download"]
+        )
+        chain_id = described(
+            Textbox(label="Chain", interactive=False, elem_id="wp-chain-id"), CHAIN_ID_TEXT
+        )
+        with gr.Row():
+            cancel = gr.Button("Cancel chain", size="sm", variant="stop", elem_id="wp-chain-cancel")
+            rerun = gr.Button("Rerun chain", size="sm", elem_id="wp-chain-rerun")
+            reuse = gr.Button("Reuse chain settings", size="sm", elem_id="wp-chain-reuse")
+    return ChainPanel(
+        prompts, colour, extend_prompt, quote, storyboard, extend, status, video, chain_id,
+        cancel, rerun, reuse, gr.State(None), section,
+    )  # fmt: skip
+
+
+class ChainCallbacks:
+    """Thin functions over `Chains`; every error goes through `cb.error` (one place)."""
+
+    def __init__(self, cb: Any, chains: Chains, panel: ChainPanel) -> None:
+        self.cb = cb
+        self.chains = chains
+        self.panel = panel
+
+    def _quoted(self, check: Any) -> str:
+        line = check.summary()
+        if check.refusals:
+            line += "\n\n⚠️ **Over the studio's limits** (the chain would be refused): " + "; ".join(
+                str(r) for r in check.refusals
+            )
+        return line
+
+    def storyboard_quote(
+        self, request: gr.Request, prompts: str, colour_match: bool, **fields: Any
+    ) -> str:
+        """The whole storyboard's quote, its video's length and every limit it would break."""
+        if not (prompts or "").strip():
+            return "Write one prompt per line: each becomes a segment of one longer video."
+        try:
+            values = self.cb.form.values(fields)
+            check = self.chains.storyboard_check(values, prompts, colour_match, user_of(request))
+        except Exception as exc:
+            return f"⚠️ {self.cb.message(exc)}"
+        return self._quoted(check)
+
+    def storyboard(
+        self, request: gr.Request, prompts: str, colour_match: bool, **fields: Any
+    ) -> Iterator[tuple[Any, ...]]:
+        """Start the storyboard (refused whole when a limit breaks), then stream it."""
+        try:
+            values = self.cb.form.values(fields)
+            cid = self.chains.storyboard(values, prompts, colour_match, user=user_of(request))
+        except Exception as exc:
+            raise self.cb.error(exc) from None
+        yield from self.watch(cid, caller_of(self.studio_of(), request))
+
+    def extend_quote(
+        self, request: gr.Request, job_id: str | None, prompt: str, colour_match: bool
+    ) -> str:
+        try:
+            check = self.chains.extend_check(
+                (job_id or "").strip(), prompt or "", colour_match, user_of(request)
+            )
+        except Exception as exc:
+            return f"⚠️ {self.cb.message(exc)}"
+        return self._quoted(check)
+
+    def extend(
+        self, request: gr.Request, job_id: str | None, prompt: str, colour_match: bool
+    ) -> Iterator[tuple[Any, ...]]:
+        """A new segment from the job's last frame, streamed until the joined video is made."""
+        try:
+            rid = (job_id or "").strip()
+            cid = self.chains.extend(rid, prompt or "", bool(colour_match), user=user_of(request))
+        except Exception as exc:
+            raise self.cb.error(exc) from None
+        yield from self.watch(cid, caller_of(self.studio_of(), request))
+
+    def studio_of(self) -> Any:
+        return self.chains.studio
+
+    def attach(self, request: gr.Request, chain_id: str | None) -> Iterator[tuple[Any, ...]]:
+        caller = caller_of(self.studio_of(), request)
+        try:
+            cid = self.chains.chain(chain_id, caller).id
+        except Exception as exc:
+            raise self.cb.error(exc) from None
+        yield from self.watch(cid, caller)
+
+    def follow(self, request: gr.Request, opened: str | None) -> Iterator[tuple[Any, ...]]:
+        """A chain opened in History shows here too (its buttons then act on it)."""
+        if not chain_history.is_chain(opened):
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        yield from self.watch(str(opened), caller_of(self.studio_of(), request))
+
+    def cancel(self, request: gr.Request, chain_id: str | None) -> None:
+        try:
+            caller = caller_of(self.studio_of(), request)
+            gr.Info(self.chains.cancel((chain_id or "").strip(), caller))
+        except Exception as exc:
+            raise self.cb.error(exc) from None
+
+    def rerun(self, request: gr.Request, chain_id: str | None) -> Iterator[tuple[Any, ...]]:
+        try:
+            cid = self.chains.rerun((chain_id or "").strip(), user=user_of(request))
+        except Exception as exc:
+            raise self.cb.error(exc) from None
+        yield from self.watch(cid, caller_of(self.studio_of(), request))
+
+    def reuse(self, request: gr.Request, chain_id: str | None) -> dict[Any, Any]:
+        """The chain's first segment's form values (plain, as /reuse gives them) and its
+        prompts; the page then shows them in their pipeline's form."""
+        try:
+            caller = caller_of(self.studio_of(), request)
+            values, prompts = self.chains.reuse((chain_id or "").strip(), caller)
+        except Exception as exc:
+            raise self.cb.error(exc) from None
+        plain = self.cb.form.plain(values)
+        return {**plain, self.panel.prompts: prompts, self.panel.values: values}
+
+    def watch(self, cid: str, caller: Caller) -> Iterator[tuple[Any, ...]]:
+        """The chain's panel (status, video, id) until its video is stitched; the last answer
+        is whole."""
+        sent: tuple[Any, ...] | None = None
+        while True:
+            view = self.chains.view(cid, caller)
+            out = (view.line, view.video, cid)
+            if view.final:
+                yield out
+                return
+            if out != sent:
+                yield out if sent is None or out[1] != sent[1] else (out[0], gr.skip(), cid)
+                sent = out
+            tracker = self.chains.studio.tracker
+            if tracker is not None and tracker.stopped:
+                return
+            self.chains.wait(cid, CHAIN_RESYNC_S)
+
+
+def wire_chain(
+    cb: Any, chains: Chains, panel: ChainPanel, *, job_id: Any, history: Any, after_fill: Any
+) -> ChainCallbacks:
+    """The section's events, and History's "Extend" on the opened job."""
+    cc = ChainCallbacks(cb, chains, panel)
+    form = cb.form
+    out = [panel.status, panel.video, panel.chain_id]
+    story = {**form.kwargs, "prompts": panel.prompts, "colour_match": panel.colour}
+
+    def quoted(triggers: list[Any], fn: Any, inputs: dict[str, Any], name: str) -> None:
+        gr.on(triggers, fn, inputs_kwargs=inputs, outputs=panel.quote, api_name=name,
+              show_progress="hidden", trigger_mode="always_last")  # fmt: skip
+
+    changes = [panel.prompts.change, panel.colour.change, *(c.change for c in form.inputs)]
+    quoted(changes, cc.storyboard_quote, story, "storyboard_quote")
+    panel.storyboard.click(
+        cc.storyboard, inputs_kwargs=story, outputs=out, api_name="storyboard",
+        show_progress="hidden",
+    )  # fmt: skip
+    ext = {"job_id": job_id, "prompt": panel.extend_prompt, "colour_match": panel.colour}
+    quoted([panel.extend_prompt.change], cc.extend_quote, ext, "extend_quote")
+    panel.extend.click(
+        cc.extend, inputs_kwargs=ext, outputs=out, api_name="extend", show_progress="hidden"
+    )
+    shown = history.extend.click(lambda: gr.Accordion(open=True), None, panel.section, **PRIVATE)
+    history.refresh_after(
+        shown.then(
+            cc.extend,
+            inputs_kwargs={**ext, "job_id": history.opened},
+            outputs=out,
+            api_name="history_extend",
+            **PRIVATE,
+        )
+    )
+    history.opened.change(cc.follow, history.opened, out, api_name="chain_follow", **PRIVATE)
+    attach = gr.Button(visible=False)  # /chain: an API client follows a chain by id
+    attach.click(cc.attach, panel.chain_id, out, api_name="chain", show_progress="hidden")
+    panel.cancel.click(
+        cc.cancel, panel.chain_id, None, api_name="cancel_chain", show_progress="hidden"
+    )
+    panel.rerun.click(cc.rerun, panel.chain_id, out, api_name="rerun_chain", show_progress="hidden")
+    reused = panel.reuse.click(
+        cc.reuse, panel.chain_id, [*form.inputs, panel.prompts, panel.values],
+        api_name="reuse_chain", show_progress="hidden",
+    )  # fmt: skip
+    after_fill(form.shown(reused, panel.values))
+    return cc

@@ -1,0 +1,62 @@
+"""Extend from History in Debian's headless Chromium against the session's studio: a finished
+job opened in History, "Extend" pressed, and the chain streams into the Longer video section
+(opened by it) until its one stitched video plays; History then shows the chain as one item."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app.studio import stitch
+from app.studio.chain_store import ChainStore
+from tests.app.test_api import args, finished
+from tests.app.test_browser import TIMEOUT_MS, open_studio
+from tests.app.test_history import ledger_of
+from tests.app.test_history_browser import ITEM, filter_text, open_item
+
+pytestmark = pytest.mark.slow
+
+HERON = f"chain heron {uuid.uuid4().hex[:6]} on a misty lake"
+
+
+def test_extend_from_history_makes_one_stitched_video(studio, context, client):
+    status, _, _, rid = finished(
+        client.predict(*args(prompt=HERON, seconds=1.0, seed=4242), api_name="/generate")
+    )
+    assert 'data-state="COMPLETED"' in status, status
+    page = open_studio(context, studio.base_url)
+    filter_text(page, HERON, 1)
+    open_item(page, HERON)
+    page.locator("#wp-hist-extend").click()
+    page.wait_for_function(
+        "(() => { const s = document.querySelector('#wp-chain-status');"
+        " return s && s.innerText.includes('COMPLETED') && s.innerText.includes('2 of 2'); })()",
+        timeout=TIMEOUT_MS,
+    )
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('#wp-chain-video video');"
+        " return v && v.readyState >= 2 && v.duration > 0; })()",
+        timeout=TIMEOUT_MS,
+    )
+    assert page.locator("#wp-chain-video").is_visible()  # Extend opened the section
+    cid = page.locator("#wp-chain-id textarea, #wp-chain-id input").first.input_value()
+    ledger = ledger_of(studio)
+    chain = ChainStore(ledger).get(cid)
+    assert chain.kind == "extend" and chain.parent == rid and chain.state == "COMPLETED"
+    assert stitch.frame_count(Path(chain.result_path)) == 17 + 17 - 1
+    # History: the chain is one item next to the extended job, and opens as the chain
+    filter_text(page, HERON, 2)
+    item = page.locator(ITEM, has_text="chain of 2/2 segments")
+    assert HERON in item.inner_text()
+    item.click()
+    page.wait_for_function(
+        f"document.querySelector('#wp-hist-details').innerText.includes({cid!r})"
+    )
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('#wp-hist-video video');"
+        " return v && v.readyState >= 2 && v.duration > 0; })()",
+        timeout=TIMEOUT_MS,
+    )
+    assert rid in page.locator("#wp-hist-details").inner_text()

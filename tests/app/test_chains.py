@@ -1,0 +1,214 @@
+"""Extend and Storyboard against the local stack (emulated ComfyUI, local RunPod control plane,
+real workers): one stitched video, seams that match, restarts, cancel, budgets, length."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.endpoint import EndpointClient
+from app.errors import GuardrailError, InputError
+from app.settings import PRICES_PATH, Settings
+from app.studio import cost, stitch
+from app.studio.chains import Chains
+from app.studio.checks.gate import Gate
+from app.studio.forms import FormValues
+from app.studio.forms_catalog import load_forms
+from app.studio.jobs import Studio
+from app.studio.ledger import Ledger
+from app.studio.owners import ANYONE
+from app.studio.tracker import Tracker
+from tests.helpers import wait_for
+
+PROMPTS = "a heron lands on the lake\nthe heron folds its wings\nthe heron looks at the camera"
+
+
+def services(stack, folder: Path, **env: str) -> Chains:
+    """The studio's services as `python -m app` assembles them, on the ledger in `folder`."""
+    from workflows.fill import fill
+
+    settings = Settings.from_env({"WANPOD_DATA_DIR": str(folder), "WANPOD_PREFLIGHT": "off", **env})
+    prices = cost.load_prices(PRICES_PATH)
+    ledger = Ledger(folder / "ledger.sqlite3")
+    endpoint = EndpointClient(stack.base_url, stack.api_key)
+    tracker = Tracker(ledger, endpoint, folder, prices, poll_s=0.1)
+    forms, byo_fill = load_forms()
+    gate = Gate.from_settings(settings, endpoint=endpoint, ledger=ledger, endpoint_key="t")
+    studio = Studio(
+        settings=settings, forms=forms, fill=fill, byo_fill=byo_fill, endpoint=endpoint,
+        ledger=ledger, tracker=tracker, prices=prices, ops=gate,
+    )  # fmt: skip
+    chains = Chains(studio)
+    chains.attach(tracker)
+    tracker.start()
+    chains.resume()
+    return chains
+
+
+def values(seconds: float = 1.0) -> FormValues:
+    return FormValues(
+        pipeline="t2v_14b", prompt="a heron", resolution="480p landscape", seconds=seconds,
+        seed=7, randomize=False,
+    )  # fmt: skip
+
+
+def finished(chains: Chains, cid: str, timeout: float = 90) -> None:
+    wait_for(
+        lambda: chains.chain(cid, ANYONE).finished_at is not None, timeout, f"chain {cid} ended"
+    )
+
+
+def diff(a, b) -> float:
+    """Mean absolute difference of the pictures' middle (the emulator pastes each segment's own
+    caption and size tag over the top and bottom of every frame)."""
+    w, h = a.size
+    box = (0, int(h * 0.3), w, int(h * 0.65))
+    x = np.asarray(a.convert("RGB").crop(box), dtype=np.int16)
+    y = np.asarray(b.convert("RGB").resize(a.size).crop(box), dtype=np.int16)
+    return float(np.abs(x - y).mean())
+
+
+def test_a_three_segment_storyboard_is_one_video_without_repeated_seam_frames(stack, tmp_path):
+    chains = services(stack, tmp_path)
+    try:
+        cid = chains.storyboard(values(), PROMPTS)
+        finished(chains, cid)
+        chain = chains.chain(cid, ANYONE)
+        assert chain.state == "COMPLETED", chains.view(cid, ANYONE).line
+        segs = chains.segments(chain)
+        assert [s.chain["index"] for s in segs] == [0, 1, 2]
+        assert [s.template for s in segs] == ["t2v_14b", "i2v_14b", "i2v_14b"]
+        assert [s.params["prompt"] for s in segs] == PROMPTS.splitlines()
+        assert segs[1].chain["parent"] == segs[0].id and segs[2].chain["parent"] == segs[1].id
+        videos = [Path(s.result_path) for s in segs]
+        counts = [stitch.frame_count(v) for v in videos]
+        assert counts == [17, 17, 17]
+        assert stitch.frame_count(Path(chain.result_path)) == sum(counts) - 2 == chain.frames
+        assert not chain.remuxed  # H.264 segments: re-encoded once
+        for k in (1, 2):  # each seam: the previous last frame is the next first frame
+            before, after = stitch.last_frame(videos[k - 1]), stitch.first_frame(videos[k])
+            seam = diff(before, after)
+            assert seam < 6  # H.264 both ways; the previous FIRST frame is far from it:
+            assert diff(stitch.first_frame(videos[k - 1]), after) > 3 * seam
+            start = Path(segs[k].chain["start_frame"])
+            assert diff(stitch.last_frame(videos[k - 1]), _image(start)) < 1
+        joined = _frames(Path(chain.result_path))
+        assert diff(joined[16], stitch.last_frame(videos[0])) < 4
+        assert diff(joined[17], _frames(videos[1])[1]) < 4  # segment 2's frame 0 left out
+        assert diff(joined[-1], stitch.last_frame(videos[2])) < 4
+    finally:
+        chains.studio.tracker.stop()
+
+
+def test_a_restarted_studio_carries_the_chain_on(stack, tmp_path):
+    first = services(stack, tmp_path)
+    cid = first.storyboard(values(2.0), PROMPTS)
+    wait_for(lambda: len(first.store.segment_ids(cid)) >= 2, 60, "segment 2 sent")
+    first.studio.tracker.stop()  # the studio stops; the control plane runs on
+    assert first.chain(cid, ANYONE).finished_at is None
+    again = services(stack, tmp_path)  # a new studio on the same ledger
+    try:
+        finished(again, cid)
+        chain = again.chain(cid, ANYONE)
+        assert chain.state == "COMPLETED", again.view(cid, ANYONE).line
+        assert len(again.segments(chain)) == 3
+        assert stitch.frame_count(Path(chain.result_path)) == 3 * 33 - 2
+    finally:
+        again.studio.tracker.stop()
+
+
+def test_a_cancel_keeps_the_finished_segments_and_their_video(stack, tmp_path):
+    chains = services(stack, tmp_path)
+    try:
+        cid = chains.storyboard(values(2.0), PROMPTS)
+        wait_for(lambda: len(chains.store.segment_ids(cid)) >= 2, 60, "segment 2 sent")
+        assert "cancelled" in chains.cancel(cid, ANYONE)
+        finished(chains, cid)
+        chain = chains.chain(cid, ANYONE)
+        segs = chains.segments(chain)
+        assert chain.state == "CANCELLED" and len(segs) == 2
+        assert segs[0].state == "COMPLETED"
+        assert segs[1].state in ("CANCELLED", "COMPLETED")
+        kept = sum(1 for s in segs if s.state == "COMPLETED")
+        assert stitch.frame_count(Path(chain.result_path)) == kept * 33 - (kept - 1)
+        assert Path(segs[0].result_path).is_file()
+    finally:
+        chains.studio.tracker.stop()
+
+
+def test_a_budget_for_two_segments_refuses_three_before_anything_is_sent(stack, tmp_path):
+    probe = services(stack, tmp_path / "probe")
+    probe.studio.tracker.stop()
+    one = probe.storyboard_check(values(), "one").quote.dollars
+    chains = services(stack, tmp_path / "studio", WANPOD_BUDGET_DAILY_USD=f"{one * 2.5:.6f}")
+    try:
+        assert not chains.storyboard_check(values(), "one\ntwo").refusals
+        with pytest.raises(GuardrailError) as refused:
+            chains.storyboard(values(), PROMPTS)
+        assert "this storyboard's (3 jobs)" in str(refused.value)
+        assert chains.studio.ledger.recent() == [] and chains.store.recent() == []
+    finally:
+        chains.studio.tracker.stop()
+
+
+def test_the_longest_chain_is_refused_up_front_with_the_reason(stack, tmp_path):
+    chains = services(stack, tmp_path, WANPOD_CHAIN_MAX_S="12")
+    try:
+        with pytest.raises(InputError) as refused:
+            chains.storyboard(values(5.0), PROMPTS)
+        assert "3 segments make 15.1 s" in str(refused.value)
+        assert "at most 12 s per chain (set by WANPOD_CHAIN_MAX_S)" in str(refused.value)
+        assert chains.studio.ledger.recent() == []
+    finally:
+        chains.studio.tracker.stop()
+
+
+def test_extend_continues_a_finished_job_from_its_last_frame(stack, tmp_path, png_file):
+    chains = services(stack, tmp_path)
+    studio = chains.studio
+    try:
+        first = FormValues(
+            pipeline="i2v_14b", prompt="a lake", resolution="480p landscape", seconds=1.0,
+            start_image=str(png_file), seed=3, randomize=False,
+        )  # fmt: skip
+        rid = studio.submit(first)
+        wait_for(lambda: studio.ledger.get(rid).final, 60, "the job ended")
+        cid = chains.extend(rid, "the lake at dusk", colour_match=True)
+        finished(chains, cid)
+        chain = chains.chain(cid, ANYONE)
+        segs = chains.segments(chain)
+        assert chain.state == "COMPLETED" and chain.parent == rid
+        assert segs[0].id == rid and segs[1].chain["parent"] == rid
+        assert segs[1].params["prompt"] == "the lake at dusk"
+        assert segs[1].params.get("width") == segs[0].params.get("width")
+        assert stitch.frame_count(Path(chain.result_path)) == 17 + 17 - 1
+        longer = chains.extend(cid)  # the chain itself extended: its segments come first
+        finished(chains, longer)
+        again = chains.chain(longer, ANYONE)
+        assert again.state == "COMPLETED" and again.parent == cid
+        assert [s.id for s in chains.segments(again)][:2] == [s.id for s in segs]
+        assert chains.segments(again)[2].params["prompt"] == "the lake at dusk"
+        assert stitch.frame_count(Path(again.result_path)) == 3 * 17 - 2
+        rerun = chains.rerun(cid)
+        finished(chains, rerun)
+        assert chains.chain(rerun, ANYONE).state == "COMPLETED"
+        reused, prompts = chains.reuse(cid, ANYONE)
+        assert prompts == "the lake at dusk" and reused.seed == 3
+    finally:
+        studio.tracker.stop()
+
+
+def _frames(video: Path) -> list:
+    import av
+
+    with av.open(str(video)) as c:
+        return [f.to_image() for f in c.decode(video=0)]
+
+
+def _image(path: Path):
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.convert("RGB")

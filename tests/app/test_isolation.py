@@ -1,0 +1,167 @@
+"""Per-user isolation under APP_AUTH, against a real studio on the local stack: alice's job is
+hers (and the admin's, APP_ADMINS): bob cannot attach, cancel, rerun, reuse or promote it over the
+API, cannot find it in the history listing (a page event, called over Gradio's queue as a browser
+would), and cannot download its stored files (video, thumbnail, kept input image, workflow JSON)
+through Gradio's file routes. The service does it (`Studio.row(rid, caller)`), so every route
+answers alike: another user's job is "not a job of this studio", like an unknown one."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from tests.app.conftest import start_studio
+from tests.app.test_api import args, finished
+
+USERS = {"alice": "alice-pw-71", "bob": "bob-pw-72", "root": "root-pw-73"}
+NOT_HERS = "is not a job of this studio"
+
+
+@pytest.fixture(scope="module")
+def shared(stack, tmp_path_factory):
+    data = tmp_path_factory.mktemp("shared")
+    auth = ",".join(f"{u}:{p}" for u, p in USERS.items())
+    proc = start_studio(stack, data, APP_AUTH=auth, APP_ADMINS="root", WANPOD_MAX_UPLOAD_MB="1")
+    yield proc, data
+    proc.stop()
+
+
+def client_as(proc, user: str) -> Client:
+    return Client(proc.base_url + "/", auth=(user, USERS[user]), verbose=False)
+
+
+def signed_in(proc, user: str) -> requests.Session:
+    s = requests.Session()
+    r = s.post(f"{proc.base_url}/login", data={"username": user, "password": USERS[user]})
+    assert r.status_code == 200, r.text
+    return s
+
+
+def event(session: requests.Session, base: str, api_name: str, data: list) -> list:
+    """Call a page event (also a private one) over Gradio's queue, as the page does."""
+    config = session.get(f"{base}/config", timeout=30).json()
+    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+    sh = uuid.uuid4().hex
+    body = {"data": data, "fn_index": fn, "session_hash": sh, "event_data": None}
+    joined = session.post(f"{base}/gradio_api/queue/join", json=body, timeout=30)
+    assert joined.status_code == 200, joined.text
+    with session.get(f"{base}/gradio_api/queue/data?session_hash={sh}", stream=True) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    assert msg.get("success"), msg
+                    return msg["output"]["data"]
+    raise AssertionError("no answer")
+
+
+@pytest.fixture(scope="module")
+def hers(shared, tmp_path_factory):
+    """alice's finished image-to-video job (kept start image), its history thumbnail, kept
+    image and workflow file written the way the page writes them."""
+    proc, data = shared
+    png = tmp_path_factory.mktemp("png") / "start.png"
+    from tests.helpers import png_bytes
+
+    png.write_bytes(png_bytes(300, 200, (200, 40, 40)))
+    alice = client_as(proc, "alice")
+    prompt = "alice's secret lighthouse"
+    result = alice.predict(
+        *args("i2v_14b", mode="turbo", start=handle_file(str(png)), prompt=prompt, seed=9),
+        api_name="/generate",
+    )
+    status, _video, _details, rid = finished(result)
+    assert 'data-state="COMPLETED"' in status, status
+    alice.predict(rid, api_name="/reuse")  # restores her kept start image as a file
+    listed = event(signed_in(proc, "alice"), proc.base_url, "history_refresh", ["", "All", "All"])
+    assert prompt in json.dumps(listed)  # her listing shows it (and made its thumbnail)
+    files = sorted(p for p in (data / "results" / rid).rglob("*") if p.is_file())
+    kinds = {p.suffix for p in files}
+    assert {".mp4", ".jpg", ".png"} <= kinds, files
+    return rid, prompt, files
+
+
+@pytest.mark.parametrize(
+    "route", ["/attach", "/cancel", "/rerun", "/reuse", "/draft_final", "/extend"]
+)
+def test_another_user_cannot_reach_her_job_over_the_api(shared, hers, route):
+    proc, _ = shared
+    rid, prompt, _ = hers
+    bob = client_as(proc, "bob")
+    if route == "/attach":  # attach answers the empty panel, as for an unknown job
+        status, video, details, _job, _ = bob.predict(rid, api_name=route)
+        assert 'data-state="IDLE"' in status and prompt not in str(video) + str(details)
+        return
+    with pytest.raises(AppError, match=NOT_HERS):
+        if route == "/extend":  # a chain from her video (app/studio/chains.py)
+            bob.predict(job_id=rid, prompt="", colour_match=False, api_name=route)
+        else:
+            bob.predict(rid, api_name=route)
+
+
+def test_the_owner_and_the_admin_reach_her_job(shared, hers):
+    proc, _ = shared
+    rid, prompt, _ = hers
+    for user in ("alice", "root"):
+        c = client_as(proc, user)
+        status, video, details, job, _ = c.predict(rid, api_name="/attach")
+        assert 'data-state="COMPLETED"' in status and Path(video).is_file()
+        assert "secret lighthouse" in details and job == rid
+        assert prompt in c.predict(rid, api_name="/reuse")
+    client_as(proc, "root").predict(rid, api_name="/cancel")  # the admin may (it has ended)
+
+
+def test_the_history_listing_shows_each_user_their_own_and_the_admin_all(shared, hers):
+    proc, _ = shared
+    rid, prompt, _ = hers
+    seen = {}
+    for user in USERS:
+        s = signed_in(proc, user)
+        for text in ("", rid):  # everything, and her job by its id
+            out = event(s, proc.base_url, "history_refresh", [text, "All", "All"])
+            seen[user, text] = prompt in json.dumps(out)
+    assert seen == {
+        ("alice", ""): True,
+        ("alice", rid): True,
+        ("bob", ""): False,
+        ("bob", rid): False,
+        ("root", ""): True,
+        ("root", rid): True,
+    }
+
+
+def test_her_stored_files_download_only_for_her_and_the_admin(shared, hers):
+    proc, _ = shared
+    _rid, _, files = hers
+    for user, expected in (("alice", 200), ("bob", 403), ("root", 200)):
+        s = signed_in(proc, user)
+        for path in files:
+            for route in ("/gradio_api/file=", "/gradio_api/file/"):
+                r = s.get(f"{proc.base_url}{route}{path}", timeout=30)
+                assert r.status_code == expected, (user, route, path.name, r.status_code)
+    # a path that walks into her folder from a shared one is resolved before the check
+    s = signed_in(proc, "bob")
+    sneaky = (
+        files[0].parent.parent
+        / "_placeholders"
+        / ".."
+        / files[0].relative_to(files[0].parent.parent)
+    )
+    r = s.get(f"{proc.base_url}/gradio_api/file={sneaky}", timeout=30)
+    assert r.status_code == 403
+
+
+def test_uploads_over_the_setting_are_refused(shared):
+    proc, _ = shared
+    s = signed_in(proc, "bob")
+    url = f"{proc.base_url}/gradio_api/upload"
+    big = s.post(url, files={"files": ("big.png", b"\0" * 1_500_000)}, timeout=30)
+    assert big.status_code == 413, big.text  # WANPOD_MAX_UPLOAD_MB=1
+    small = s.post(url, files={"files": ("small.png", b"\0" * 500_000)}, timeout=30)
+    assert small.status_code == 200, small.text

@@ -1,0 +1,147 @@
+"""The ledger suite, run on SQLite and on a real PostgreSQL (tests/postgres.py): the same rows in
+and out, the same search, the schema migrated forward on open with its version in the database,
+and the tracker's lease taken atomically by exactly one of several replicas."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from app.endpoint.states import JobState
+from app.studio import migrations
+from app.studio.cost import Actual, Quote
+from app.studio.db import open_database
+from app.studio.forms import FormValues
+from app.studio.ledger import Ledger
+
+QUOTE = Quote(gpu="H100 PRO", per_s=0.00116, execution_s=60.0, dollars=0.0696)
+FORM = FormValues(pipeline="t2v_14b", mode="turbo", prompt="a red kite", resolution="480p square",
+                  seconds=3.0, seed=7, randomize=False)  # fmt: skip
+
+
+def _create(ledger: Ledger, prompt: str = "a red kite", **kw) -> str:
+    return ledger.create(
+        template=kw.pop("template", "t2v_14b"), mode="turbo", params={"prompt": prompt, "seed": 7},
+        workflow={"3": {"class_type": "KSampler"}}, quote=QUOTE, gpu="H100 PRO", form=FORM, **kw,
+    )  # fmt: skip
+
+
+def test_rows_go_in_and_come_out_typed(ledger_url):
+    ledger = Ledger(ledger_url)
+    rid = _create(ledger, user="ada", recipe={"template_version": 3})
+    row = ledger.get(rid)
+    assert (row.state, row.user, row.quote, row.form) == (JobState.SUBMITTING, "ada", QUOTE, FORM)
+    assert row.workflow == {"3": {"class_type": "KSampler"}}
+    assert row.recipe == {"template_version": 3}
+    assert ledger.get(rid, workflow=False).workflow == {} and ledger.workflow(rid) == row.workflow
+    bill = Actual(billed_s=62, dollars=0.0719, delay_s=2.0)
+    ledger.update(rid, job_id="job-1", state=JobState.COMPLETED, execution_ms=61500, cost=bill,
+                  finished_at=time.time(), progress={"stage": "done"})  # fmt: skip
+    again = Ledger(ledger_url).get(rid)  # a second studio (or a restart) reads the same row
+    assert (again.job_id, again.state, again.cost, again.progress) == (
+        "job-1", JobState.COMPLETED, bill, {"stage": "done"})  # fmt: skip
+    assert isinstance(again.finished_at, float) and again.finished_at > 1.7e9  # full precision
+    assert [r.id for r in ledger.finished_with_timing()] == [rid] and ledger.live() == []
+    assert ledger.get("wp-unknown") is None and ledger.workflow("wp-unknown") == {}
+
+
+def test_live_recent_since_and_search(ledger_url):
+    ledger = Ledger(ledger_url)
+    start = time.time()
+    kite = _create(ledger, "A Red Kite over 100% dunes")
+    heron = _create(ledger, "a heron_in fog", template="i2v_14b")
+    ledger.update(heron, job_id="j2", state=JobState.IN_PROGRESS)
+    assert [r.id for r in ledger.live()] == [kite, heron]
+    assert [r.id for r in ledger.recent(1)] == [heron]
+    assert {r.id for r in ledger.since(start - 1)} == {kite, heron}
+    assert [r.id for r in ledger.search("red kite")] == [kite]  # case-insensitive substring
+    assert [r.id for r in ledger.search("100%")] == [kite]  # % and _ are literal
+    assert [r.id for r in ledger.search("n_i")] == [heron]
+    assert ledger.search("n%i") == []
+    assert [r.id for r in ledger.search(heron[-6:])] == [heron]  # the row id
+    assert [r.id for r in ledger.search(template="i2v_14b")] == [heron]
+    assert [r.id for r in ledger.search(states=("IN_PROGRESS",))] == [heron]
+    assert ledger.search(states=()) == []
+
+
+def test_the_schema_version_is_in_the_database_and_opening_again_changes_nothing(ledger_url):
+    Ledger(ledger_url)
+    db = open_database(ledger_url)
+    assert migrations.version(db) == migrations.LATEST == 5
+    assert {"lease_owner", "lease_until", "form", "user"} <= set(db.columns("jobs"))
+    assert migrations.migrate(db, lambda: 0) == migrations.LATEST  # nothing left to do
+    rows = db.execute("SELECT version FROM schema_version").rows
+    assert rows == [{"version": 5}]
+
+
+def test_replicas_starting_at_once_migrate_one_after_the_other(ledger_url):
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            Ledger(ledger_url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert migrations.version(open_database(ledger_url)) == migrations.LATEST
+
+
+def test_a_lease_is_held_by_one_owner_until_it_expires(ledger_url):
+    ledger = Ledger(ledger_url)
+    rid = _create(ledger, owner="replica-a", lease_s=30)
+    assert not ledger.claim(rid, "replica-b", 30)  # A is submitting it
+    assert ledger.claim(rid, "replica-a", 30)  # renewing one's own lease
+    assert ledger.update_owned(rid, "replica-a", state=JobState.IN_QUEUE)
+    assert not ledger.update_owned(rid, "replica-b", state=JobState.LOST)
+    assert ledger.get(rid).state == JobState.IN_QUEUE
+    assert ledger.claim(rid, "replica-a", -1)  # A's lease ran out (it died)
+    assert ledger.claim(rid, "replica-b", 30) and not ledger.claim(rid, "replica-a", 30)
+    ledger.release("replica-b")  # B stops cleanly: the row is free at once
+    assert ledger.claim(rid, "replica-a", 30)
+
+
+def test_of_many_replicas_claiming_at_once_exactly_one_gets_the_lease(ledger_url):
+    rids = [_create(Ledger(ledger_url)) for _ in range(5)]
+    winners: dict[str, list[str]] = {rid: [] for rid in rids}
+    barrier = threading.Barrier(8)
+
+    def replica(name: str) -> None:
+        ledger = Ledger(ledger_url)
+        barrier.wait()
+        for rid in rids:
+            if ledger.claim(rid, name, 30):
+                winners[rid].append(name)
+
+    threads = [threading.Thread(target=replica, args=(f"r{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(len(names) == 1 for names in winners.values()), winners
+
+
+def test_a_transaction_is_one_step_for_every_writer(ledger_url):
+    """Check-then-write inside `transaction()` admits exactly one of many concurrent writers
+    (what a budget check with the row it admits needs), on both databases."""
+    barrier = threading.Barrier(6)
+    admitted: list[str] = []
+
+    def writer(name: str) -> None:
+        ledger = Ledger(ledger_url)
+        barrier.wait()
+        with ledger.transaction():
+            if not ledger.recent(1):  # the "budget": one row in all
+                admitted.append(_create(ledger, name))
+
+    threads = [threading.Thread(target=writer, args=(f"w{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 1 and [r.id for r in Ledger(ledger_url).recent(10)] == admitted

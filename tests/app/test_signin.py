@@ -1,0 +1,110 @@
+"""Failed sign-ins are throttled per user name and per client address (app/access.py's
+`SignInThrottle`, app/ui/guards.py's `SignInGuard` in front of Gradio's own `POST /login`), with a
+message saying when to try again, and logged without the password."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import requests
+from starlette.middleware import Middleware
+
+from app.access import SIGNIN_PER_USER, Access, SignInThrottle
+from app.ui.early_script import EarlyScript
+from app.ui.guards import LOGIN_NOTICE_JS, SignInGuard
+from tests.helpers import free_port
+
+PASSWORD = "right-pass-9f3"
+
+
+def test_the_throttle_counts_per_user_and_per_address_over_a_sliding_window():
+    t = SignInThrottle(window_s=60, per_user=3, per_address=5)
+    for k in range(3):
+        assert t.wait_s("ann", "10.0.0.1", 100 + k) == 0
+        t.failed("ann", "10.0.0.1", 100 + k)
+    assert t.wait_s("ann", "10.0.0.9", 103) == pytest.approx(57)  # the user, from anywhere
+    assert t.wait_s("bob", "10.0.0.1", 103) == 0  # the address still has room
+    t.failed("bob", "10.0.0.1", 104)
+    t.failed("cid", "10.0.0.1", 105)
+    assert t.wait_s("dan", "10.0.0.1", 106) == pytest.approx(54)  # the address: 5 failures
+    assert t.wait_s("ann", "10.0.0.9", 160) == 0  # the oldest failures aged out
+    t.succeeded("bob")
+    assert t.wait_s("dan", "10.0.0.1", 106) > 0  # a success clears the user, not the address
+
+
+def test_the_throttle_remembers_a_bounded_number_of_names():
+    t = SignInThrottle(keys=50)
+    for k in range(1000):
+        t.failed(f"made-up-{k}", "10.0.0.1", 1.0)
+    assert len(t._fails) <= 50
+
+
+@pytest.fixture
+def signin_app():
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        gr.Textbox()
+    port = free_port()
+    kwargs = Access.from_env({"APP_AUTH": f"ann:{PASSWORD},bob:other-pass-1"}).launch_kwargs(
+        "127.0.0.1"
+    )
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        app_kwargs={
+            "middleware": [Middleware(EarlyScript, script=LOGIN_NOTICE_JS), Middleware(SignInGuard)]
+        },
+        **kwargs,
+    )
+    yield f"http://127.0.0.1:{port}"
+    demo.close()
+
+
+def test_a_hundred_wrong_passwords_are_refused_and_logged_without_them(signin_app, caplog):
+    caplog.set_level(logging.WARNING, logger="wanpod.access")
+    tried = [f"guess-{k:03d}-pw" for k in range(100)]
+    answers = []
+    for k, p in enumerate(tried):  # urlencoded (a script) and multipart (Gradio's login page)
+        form = {"username": "ann", "password": p}
+        multipart = {n: (None, v) for n, v in form.items()}
+        sent = {"files": multipart} if k % 2 else {"data": form}
+        answers.append(requests.post(f"{signin_app}/login", timeout=10, **sent))
+    codes = [a.status_code for a in answers]
+    assert codes[:SIGNIN_PER_USER] == [400] * SIGNIN_PER_USER  # Gradio's own "wrong password"
+    assert set(codes[SIGNIN_PER_USER:]) == {429}
+    refused = answers[-1]
+    assert "Too many failed sign-ins" in refused.json()["detail"]
+    assert "try again in" in refused.json()["detail"]
+    assert 0 < int(refused.headers["retry-after"]) <= 300
+    # while locked, even the right password is refused (a guesser learns nothing)
+    right = requests.post(
+        f"{signin_app}/login", data={"username": "ann", "password": PASSWORD}, timeout=10
+    )
+    assert right.status_code == 429
+    log = caplog.text
+    assert log.count("sign-in failed for user 'ann' from 127.0.0.1") == SIGNIN_PER_USER
+    assert "sign-in refused for user 'ann' from 127.0.0.1" in log
+    assert not any(p in log for p in [*tried, PASSWORD])
+
+
+@pytest.mark.slow
+def test_the_login_page_says_why_a_sign_in_is_refused(signin_app, browser):
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(signin_app + "/")
+        for k in range(SIGNIN_PER_USER + 1):
+            page.locator("input").nth(0).fill("bob")
+            page.locator("input[type=password]").fill(f"wrong-{k}")
+            with page.expect_response(lambda r: r.url.endswith("/login")):
+                page.locator("button").filter(has_text="Login").click()
+        notice = page.locator("#wp-login-notice")
+        notice.wait_for()
+        assert "Too many failed sign-ins" in notice.inner_text()
+        assert "try again in" in notice.inner_text()
+    finally:
+        context.close()
