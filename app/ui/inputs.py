@@ -22,6 +22,7 @@ import gradio as gr
 from app.studio.inputs import matching_preset
 from app.studio.shown import Shown
 from app.studio.spend import spend_line
+from app.ui.callbacks import caller_of
 
 # Places each `[data-field]` message of the (hidden) errors box inside its field's block.
 FIELD_ERRORS_JS = """
@@ -69,29 +70,33 @@ class Extras:
         self.cb = cb
         self.studio = cb.studio
 
-    def ran_seed(self, job_id: str | None) -> tuple[str, Any]:
-        seed = self._seed(job_id)
+    def ran_seed(self, request: gr.Request, job_id: str | None) -> tuple[str, Any]:
+        seed = self._seed(request, job_id)
         if seed is None:
             return "", gr.update(visible=False)
         return f"**Seed that ran:** `{seed}`", gr.update(visible=True)
 
-    def use_seed(self, job_id: str | None) -> tuple[Any, Any]:
+    def use_seed(self, request: gr.Request, job_id: str | None) -> tuple[Any, Any]:
         """The shown job's seed in the seed box, Randomize off (the next job repeats it)."""
-        seed = self._seed(job_id)
+        seed = self._seed(request, job_id)
         if seed is None:
             raise gr.Error("job: no job with a seed is shown; allowed: a finished or live job")
         gr.Info(f"Seed {seed} is in the seed box; Randomize seed is off.")
         return seed, False
 
-    def _seed(self, job_id: str | None) -> int | None:
-        row = self.studio.ledger.get((job_id or "").strip(), workflow=False)
-        seed = (row.params or {}).get("seed") if row is not None else None
+    def _seed(self, request: gr.Request, job_id: str | None) -> int | None:
+        """The seed of the job shown, when the caller may see it."""
+        if not (job_id or "").strip():
+            return None
+        try:
+            row = self.studio.row(job_id, caller_of(self.studio, request), workflow=False)
+        except Exception:  # not this caller's job: no seed to offer
+            return None
+        seed = (row.params or {}).get("seed")
         return int(seed) if isinstance(seed, int | float) else None
 
     def rerun_ask(self, request: gr.Request, job_id: str | None) -> tuple[str, Any]:
         """The rerun's quote (its own workflow and seed, priced now) and the confirm button."""
-        from app.ui.callbacks import caller_of
-
         try:
             row = self.studio.row(job_id, caller_of(self.studio, request))
             _, q = self.studio.rerun_quote(row)
