@@ -22,9 +22,12 @@ import gradio as gr
 
 from app.errors import SubmitError, user_message
 from app.studio.chain_history import is_chain
+from app.studio.forms import field_of
+from app.studio.inputs import describe
 from app.studio.jobs import Studio
 from app.studio.markup import md_text
 from app.studio.owners import Caller
+from app.studio.shown import Shown
 from app.studio.summary import job_result, unknown_job, unknown_reason
 from app.ui.form import Form
 from app.ui.status import ended_html, status_html
@@ -76,18 +79,34 @@ class Callbacks:
 
     @files_optional
     def quote(self, **fields: Any) -> str:
-        """The job's quote (GPU seconds, dollars, cold start) and any limit it would break."""
+        """The job's quote (GPU seconds, dollars, cold start), what happens to its images, and
+        any limit it would break. A refused value (out of range, not offered, a missing or too
+        small image) is said instead, naming the field."""
+        return self.quoted(fields)[0]
+
+    def shown(self, **fields: Any) -> Shown:
+        """What the page's quote line shows, kept for its Generate (app/studio/shown.py); a
+        private event after the page's quote, so an API client's /quote sets nothing."""
+        return self.quoted(fields)[1]
+
+    def quoted(self, fields: dict[str, Any]) -> tuple[str, Shown]:
         try:
-            prep = self.studio.prepare(self.form.values(fields))
+            values = self.form.values(fields)
+            prep = self.studio.prepare(values)
+            fits = self.studio.images(values)
         except Exception as exc:
-            return f"⚠️ {md_text(self.message(exc))}"
+            msg = self.message(exc)
+            field = field_of(str(getattr(exc, "field", "")))
+            return f"⚠️ {md_text(msg)}", Shown(problem=msg, field=field)
         line = "**Quote:** " + prep.quote.summary()
+        if fits:
+            line += "\n\n**Images:** " + html.escape(describe(fits, values.resolution))
         refusals = self.studio.ops.refusals(prep) if self.studio.ops is not None else []
         if refusals:
             line += "\n\n⚠️ **Over the studio's limits** (Generate would be refused): " + "; ".join(
                 html.escape(str(r)) for r in refusals
             )
-        return line
+        return line, Shown(prep.request, prep.quote)
 
     def health(self, **fields: Any) -> tuple[str, str]:
         """The endpoint health panel, its cold-start note priced for the form's current job, and
@@ -111,28 +130,32 @@ class Callbacks:
         return ops.health_html(quote), note
 
     @files_optional
-    def generate(self, request: gr.Request, **fields: Any) -> Iterator[tuple[Any, ...]]:
+    def generate(
+        self, request: gr.Request, shown: Shown | None = None, **fields: Any
+    ) -> Iterator[tuple[Any, ...]]:
         """Submit the job, then stream its status until it is final (the last answer is whole:
         status, video, details, job id, result). "Submitting…" shows at once; an endpoint that
-        does not take the job leaves the failure and its reason in the status panel."""
+        does not take the job leaves the failure and its reason in the status panel. `shown`:
+        the page's quote line (a State; None for an API client): the job sent must be the one
+        it priced."""
         try:
             values = self.form.values(fields)
         except Exception as exc:
             raise self.error(exc) from None
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wanpod-submit")
-        sending = pool.submit(self.studio.submit, values, user=user_of(request))
+        sending = pool.submit(self.studio.submit, values, user=user_of(request), shown=shown)
         pool.shutdown(wait=False)
-        shown = False
+        on_screen = False
         try:
             try:  # a refusal comes fast: an API client gets it as an error, nothing shown yet
                 rid = sending.result(timeout=SUBMITTING_AFTER_S)
             except concurrent.futures.TimeoutError:
                 yield ended_html("SUBMITTING", "Submitting…"), None, "", "", gr.skip(), {}
-                shown = True
+                on_screen = True
                 rid = sending.result()
         except Exception as exc:
             msg = self.message(exc)
-            if not shown and not isinstance(exc, SubmitError):
+            if not on_screen and not isinstance(exc, SubmitError):
                 raise self.error(exc) from None
             # kept on screen (an error raised now would drop this last answer): the endpoint
             # did not take the job (the ledger holds its FAILED row) or a late refusal; API

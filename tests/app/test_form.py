@@ -59,7 +59,7 @@ class Recording(Studio):
         self.seen.append(("prepare", values))
         return super().prepare(values, images)
 
-    def submit(self, values: FormValues, user: str | None = None) -> str:
+    def submit(self, values: FormValues, user: str | None = None, **_: Any) -> str:
         self.seen.append(("submit", values))
         raise SubmitError("recorded by the test; nothing sent")
 
