@@ -3,6 +3,9 @@ control plane, real worker processes) started for a studio that has no RunPod cr
 
 `start_local_stack(settings)` is a context manager yielding the running `emulators.stack.LocalStack`
 (`.base_url`, `.api_key`: a fresh random key the studio treats as a secret like a real one).
+`banner()` is the page's demo note: what the synthetic videos show (the size they are scaled to is
+the emulator's own `video_max_side`, read here, not written twice) and that demo jobs end with the
+studio (the local stack stops with it, so a restart finds them LOST).
 """
 
 from __future__ import annotations
@@ -11,7 +14,22 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from emulators.comfyui.config import EmulatorConfig
 from emulators.stack import LocalStack, StackConfig
+
+
+def banner() -> str:
+    """The demo mode's note on the page (Markdown)."""
+    side = EmulatorConfig().video_max_side
+    return (
+        "**Demo mode:** no RunPod credentials are set, so this studio runs the local stack "
+        "(ComfyUI emulator + local RunPod control plane + the real worker). Videos are "
+        "**synthetic**, not Wan 2.2 output: they show your prompt as a caption, your start/end "
+        "images, motion from your seed, and your frame count and fps, scaled down to "
+        f"{side} px on the long side (aspect ratio kept). Timings are emulated. "
+        "**Demo jobs end with the studio:** the local stack stops with it, so a job still "
+        "running when the studio restarts is lost."
+    )
 
 
 @contextlib.contextmanager

@@ -1,13 +1,14 @@
 """Batch: several seeds and/or several prompts in one go, each its own job and ledger row.
 
 Pure planning and arithmetic (no I/O, no Gradio):
-- `plan(values, count=, seeds_text=, prompts_text=, max_jobs=)` -> `BatchPlan`: one `FormValues`
-  per job, prompts x seeds. Prompts: one per non-empty line of `prompts_text`, else the form's
-  prompt. Seeds: the explicit list in `seeds_text` (whole numbers separated by commas or spaces)
-  when given, else `count` seeds: random and distinct when the form's "Randomize seed" is on,
-  else the form's seed and the ones after it (seed, seed+1, ...). The same seeds go with every
-  prompt, so prompts are compared on equal terms. Each job's seed is fixed (randomize off).
-  More than `max_jobs` jobs (WANPOD_BATCH_MAX) is an InputError naming the setting.
+- `plan(values, count=, seeds_text=, prompts_text=, max_jobs=, drawn=)` -> `BatchPlan`: one
+  `FormValues` per job, prompts x seeds. Prompts: one per non-empty line of `prompts_text`,
+  else the form's prompt. Seeds: the explicit list in `seeds_text` (whole numbers separated by
+  commas or spaces) when given, else `count` seeds: random and distinct when the form's
+  "Randomize seed" is on, else the form's seed and the ones after it (seed, seed+1, ...). The
+  same seeds go with every prompt, so prompts are compared on equal terms. Each job's seed is
+  fixed (randomize off). More than `max_jobs` jobs (WANPOD_BATCH_MAX) is an InputError naming
+  the setting.
 - `combine(quotes)` -> `BatchQuote`: the whole batch's GPU seconds and dollars (each job billed
   per second, rounded up, as RunPod bills it), the per-job figure, and the cold start apart (what
   each worker that starts cold adds; the total never includes it).
@@ -123,8 +124,11 @@ def plan(
     prompts_text: str | None = "",
     max_jobs: int = DEFAULT_MAX,
     rng: random.Random | None = None,
+    drawn: Sequence[int] = (),
 ) -> BatchPlan:
-    """The batch's jobs: every prompt with every seed (see the module docstring)."""
+    """The batch's jobs: every prompt with every seed (see the module docstring). `drawn`: the
+    random seeds the batch's quote drew and showed; a randomizing batch of that many seeds runs
+    exactly those (the seeds quoted are the seeds run)."""
     prompts = parse_prompts(prompts_text) or (values.prompt,)
     explicit = parse_seeds(seeds_text)
     n_seeds = len(explicit) if explicit else _count(count, max_jobs)
@@ -136,7 +140,10 @@ def plan(
             f"{'s' if n_seeds != 1 else ''} = {total} jobs; allowed: at most {max_jobs} jobs per "
             "batch (set by WANPOD_BATCH_MAX)",
         )
-    seeds = explicit or pick_seeds(values, n_seeds, rng)
+    reuse = values.randomize and len(drawn) == n_seeds and len(set(drawn)) == n_seeds
+    seeds = explicit or (
+        tuple(int(d) for d in drawn) if reuse else pick_seeds(values, n_seeds, rng)
+    )
     jobs = tuple(
         dataclasses.replace(values, prompt=prompt, seed=seed, randomize=False)
         for prompt in prompts
@@ -245,13 +252,21 @@ class BatchService:
     def max_jobs(self) -> int:
         return int(getattr(self.studio.settings, "batch_max", DEFAULT_MAX))
 
-    def plan(self, values: FormValues, count: Any, seeds_text: Any, prompts_text: Any) -> BatchPlan:
+    def plan(
+        self,
+        values: FormValues,
+        count: Any,
+        seeds_text: Any,
+        prompts_text: Any,
+        drawn: Sequence[int] = (),
+    ) -> BatchPlan:
         return plan(
             values,
             count=count,
             seeds_text=seeds_text,
             prompts_text=prompts_text,
             max_jobs=self.max_jobs(),
+            drawn=drawn,
         )
 
     def check(self, batch: BatchPlan, user: str | None = None, what: str = "batch") -> BatchCheck:

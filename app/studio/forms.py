@@ -43,6 +43,14 @@ LABELS = {
 MAX_SEED = 2**53 - 1  # what a browser's number input carries exactly
 
 
+def field_of(label: str) -> str:
+    """The `FormValues` field an error's label names ("duration" -> "seconds"), or ""."""
+    names = set(FormValues.__dataclass_fields__)
+    if label in names:
+        return label
+    return next((k for k, v in LABELS.items() if v == label and k in names), "")
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     kind: str  # "int" | "float" | "choice"
@@ -136,7 +144,7 @@ def to_params(
     if not values.prompt.strip():
         raise InputError("prompt", "is empty; describe the video you want")
     out[n.get("prompt", "prompt")] = values.prompt
-    if "negative_prompt" in n and values.negative_prompt:
+    if "negative_prompt" in n:  # empty is honoured: no negative prompt (not Wan's default)
         out[n["negative_prompt"]] = values.negative_prompt
     if form.presets:
         preset = form.preset(values.resolution)

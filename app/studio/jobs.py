@@ -43,11 +43,13 @@ from app.studio import cost, disk, graph, webhooks
 from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
 from app.studio.images import prepare_image
+from app.studio.inputs import ImageFit, image_fits
 from app.studio.ledger import JobRow, Ledger
 from app.studio.markup import md_text, md_value
 from app.studio.owners import Caller
 from app.studio.progress import ProgressView, Samplers, describe, samplers
 from app.studio.reuse import asked
+from app.studio.shown import Shown, check_shown
 from app.studio.tracker import Tracker
 
 log = logging.getLogger("wanpod.jobs")
@@ -119,6 +121,11 @@ class Studio:
     def forget_calibration(self, _rid: str = "") -> None:
         self._cal = None
 
+    def images(self, values: FormValues) -> list[ImageFit]:
+        """The job's images checked before Generate (missing, too small) and what fitting does."""
+        form = self.form(values.pipeline)
+        return image_fits(form, values, self._size(form, values))
+
     def _size(self, form: PipelineForm, values: FormValues) -> tuple[int, int]:
         preset = form.preset(values.resolution)
         return (preset.width, preset.height) if preset else (832, 480)
@@ -164,9 +171,14 @@ class Studio:
 
     # -- submit ------------------------------------------------------------------------------
     def submit(
-        self, values: FormValues, user: str | None = None, chain: Mapping[str, Any] | None = None
+        self,
+        values: FormValues,
+        user: str | None = None,
+        chain: Mapping[str, Any] | None = None,
+        shown: Shown | None = None,
     ) -> str:
-        """`chain`: the chain segment this job is (app/studio/chains.py), kept on its row."""
+        """`chain`: the chain segment this job is (app/studio/chains.py), kept on its row;
+        `shown`: what the page's quote line showed (the job sent must be that one)."""
         form = self.form(values.pipeline)
         width, height = self._size(form, values)
         tag = uuid.uuid4().hex[:10]
@@ -188,6 +200,7 @@ class Studio:
             )
         images = {param: img.name for param, img in prepared}
         prep = self.prepare(values, images)
+        check_shown(shown, prep.request, prep.quote)
         job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
         by_param = dict(prepared)
         uploads = []
@@ -297,8 +310,7 @@ class Studio:
                     "settings and upload them again",
                 )  # fmt: skip
             job_input["images"] = [{"name": n, "image": (kept / n).read_text()} for n in names]
-        req = cost.request_from_workflow(row.template, row.mode, row.workflow)
-        q = cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
+        req, q = self.rerun_quote(row)
         filled = _Filled(row.workflow, dict(row.params or {}))
         prep = Prepared(self.forms.get(row.template), row.template, filled.params, filled, req, q)
         clearance = self.ops.before_run(prep, user, names) if self.ops is not None else None
@@ -306,6 +318,11 @@ class Studio:
         recipe.pop("comfyui_version", None)
         args = (prep, row.mode, filled.params, job_input, clearance, user, recipe, row.form)
         return self._send(*args)
+
+    def rerun_quote(self, row: JobRow) -> tuple[cost.CostRequest, cost.Quote]:
+        """What rerunning a job would cost: its own workflow, quoted now."""
+        req = cost.request_from_workflow(row.template, row.mode, row.workflow)
+        return req, cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
 
     def reuse(self, rid: str, caller: Caller) -> FormValues:
         """The form values of a past job as the user set them (its seed fixed, not randomized)."""
@@ -364,6 +381,9 @@ class Studio:
         quote_s = row.quote.execution_s if row.quote else None
         plan = self._samplers(rid)
         pv = describe(row.state, row.progress, end - start, quote_s, plan, row.error)
+        if row.final and row.state is not JobState.COMPLETED and row.cost:  # what it still cost
+            head = f"{pv.head} · billed {row.cost.billed_s} s = ${row.cost.dollars:.4f}"
+            pv = dataclasses.replace(pv, head=head)
         note = self.tracker.note(rid) if self.tracker is not None else None
         if note and not row.final:  # e.g. disk full: the ledger may not say it
             pv = dataclasses.replace(pv, head=note)

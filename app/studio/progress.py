@@ -140,9 +140,15 @@ def describe(
     p = dict(progress or {})
     if state is JobState.COMPLETED:
         return ProgressView(f"Done in {_fmt(elapsed_s)}", 1.0, 0.0, final=True)
-    if state.final:
+    if state.final:  # one line, the bar kept where the job stopped
         word = _ENDED[state]
-        return ProgressView(f"{word}: {error}" if error else word, 0.0, None, final=True)
+        live = JobState.IN_PROGRESS
+        kept = describe(live, p, elapsed_s, None, workflow).fraction if p.get("stage") else 0.0
+        reason = error if error and error.strip().lower() != word.lower() else None
+        head = f"{word}: {reason}" if reason else word
+        if kept > 0:
+            head += f" (stopped at {kept:.0%})"
+        return ProgressView(head, kept, None, final=True)
     if state is JobState.SUBMITTING:
         return ProgressView("Submitting to the endpoint", 0.0, quote_s, elapsed_s=elapsed_s)
     if state is JobState.IN_QUEUE:

@@ -43,6 +43,7 @@ class BatchPanel:
     seeds: Any
     prompts: Any
     quote: Any
+    drawn: Any  # a gr.State: the seeds the batch quote drew
     button: Any
     status: Any
     gallery: Any
@@ -66,39 +67,49 @@ class BatchCallbacks:
         self.service = BatchService(cb.studio)
         self.final = final
 
-    def _plan(self, count: Any, seeds: Any, prompts: Any, fields: dict[str, Any]) -> BatchPlan:
-        return self.service.plan(self.cb.form.values(fields), count, seeds, prompts)
+    def _plan(
+        self, count: Any, seeds: Any, prompts: Any, fields: dict[str, Any], drawn: Any = None
+    ) -> BatchPlan:
+        values = self.cb.form.values(fields)
+        return self.service.plan(values, count, seeds, prompts, drawn or ())
 
     def quote(
         self, request: gr.Request, count: Any, seeds: Any, prompts: Any, **fields: Any
-    ) -> str:
+    ) -> tuple[str, tuple[int, ...]]:
         """The batch's combined quote (each job quoted, then added up) and every limit the
-        batch would break."""
+        batch would break; with the seeds it drew (a State: Generate batch runs those)."""
         if (count in (None, "", 1, 1.0)) and not (seeds or "").strip() and not prompts:
             return (
                 "Set a number of seeds, a seed list or several prompts (one per line): each "
                 "becomes its own job, quoted here together before you press Generate batch."
-            )
+            ), ()
         try:
             plan = self._plan(count, seeds, prompts, fields)
             checked = self.service.check(plan, user_of(request))
         except Exception as exc:
-            return f"⚠️ {md_text(self.cb.message(exc))}"
+            return f"⚠️ {md_text(self.cb.message(exc))}", ()
         line = f"**Batch of {checked.plan.describe()}:** {checked.quote.summary()}"
         if checked.refusals:
             line += (
                 "\n\n⚠️ **Over the studio's limits** (Generate batch would be refused): "
                 + "; ".join(html.escape(str(r), quote=False) for r in checked.refusals)
             )
-        return line
+        return line, checked.plan.seeds
 
     def generate(
-        self, request: gr.Request, count: Any, seeds: Any, prompts: Any, **fields: Any
+        self,
+        request: gr.Request,
+        count: Any,
+        seeds: Any,
+        prompts: Any,
+        drawn: Any = None,
+        **fields: Any,
     ) -> Iterator[tuple[Any, ...]]:
         """Refuse the whole batch up front, or send every job; then stream the batch's table,
-        videos and job ids until every job is final."""
+        videos and job ids until every job is final. `drawn`: the seeds the batch quote showed
+        (a State; None for an API client, whose random seeds are drawn now)."""
         try:
-            plan = self._plan(count, seeds, prompts, fields)
+            plan = self._plan(count, seeds, prompts, fields, drawn)
             run = self.service.submit(plan, user=user_of(request))
         except Exception as exc:
             raise self.cb.error(exc) from None
@@ -223,7 +234,7 @@ def batch_panel(cb: Any) -> BatchPanel:
               "form's seed and the ones after it")  # fmt: skip
     described(seeds, "the seeds, separated by commas or spaces; replaces count when given")
     described(prompts, "prompts, one per line, each run with every seed; empty: the form's")
-    return BatchPanel(count, seeds, prompts, quote, button, status, gallery, ids)
+    return BatchPanel(count, seeds, prompts, quote, gr.State(()), button, status, gallery, ids)
 
 
 def draft_final_panel() -> DraftFinalPanel:
@@ -252,14 +263,14 @@ def wire_batch(
          *(c.change for c in form.inputs)],
         bc.quote,
         inputs_kwargs=batch_inputs,
-        outputs=batch.quote,
+        outputs=[batch.quote, batch.drawn],
         api_name="batch_quote",
         show_progress="hidden",
         trigger_mode="always_last",
     )  # fmt: skip
     batch.button.click(
         bc.generate,
-        inputs_kwargs=batch_inputs,
+        inputs_kwargs={**batch_inputs, "drawn": batch.drawn},
         outputs=[batch.status, batch.gallery, batch.ids],
         api_name="generate_batch",
         show_progress="hidden",

@@ -11,21 +11,45 @@ existing job by id; `rerun` sends a job's exact workflow and seed again, streame
 
 from __future__ import annotations
 
+import concurrent.futures
 import html
+import inspect
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
-from app.errors import user_message
+from app.errors import SubmitError, user_message
 from app.studio.chain_history import is_chain
+from app.studio.forms import field_of
+from app.studio.inputs import describe
 from app.studio.jobs import Studio
 from app.studio.markup import md_text
 from app.studio.owners import Caller
+from app.studio.shown import Shown
+from app.studio.summary import job_result, unknown_job, unknown_reason
 from app.ui.form import Form
-from app.ui.status import status_html
+from app.ui.status import ended_html, status_html
 
+FILE_FIELDS = ("start_image", "end_image", "workflow_file")  # optional, as on the form
+
+
+def files_optional(fn: Any) -> Any:
+    """`fn(**fields)` with the form's file fields as keyword parameters defaulting to None in its
+    signature: Gradio's API info (and gradio_client) then lists them as optional, not Required."""
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    kw = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+    rest = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    only = inspect.Parameter.KEYWORD_ONLY
+    files = [inspect.Parameter(n, only, default=None) for n in FILE_FIELDS]
+    fn.__signature__ = sig.replace(parameters=[*rest, *files, *kw])
+    return fn
+
+
+RECENT = 12  # jobs in the page's "this session's results" strip
+SUBMITTING_AFTER_S = 0.3  # a submit slower than this shows "Submitting…" (refusals come faster)
 RESYNC_S = 30.0  # a live job's status is sent at least this often (the page's clock resyncs)
 
 
@@ -53,38 +77,98 @@ class Callbacks:
     def error(self, exc: BaseException) -> gr.Error:
         return gr.Error(self.message(exc), print_exception=False)
 
+    @files_optional
     def quote(self, **fields: Any) -> str:
-        """The job's quote (GPU seconds, dollars, cold start) and any limit it would break."""
+        """The job's quote (GPU seconds, dollars, cold start), what happens to its images, and
+        any limit it would break. A refused value (out of range, not offered, a missing or too
+        small image) is said instead, naming the field."""
+        return self.quoted(fields)[0]
+
+    def shown(self, **fields: Any) -> Shown:
+        """What the page's quote line shows, kept for its Generate (app/studio/shown.py); a
+        private event after the page's quote, so an API client's /quote sets nothing."""
+        return self.quoted(fields)[1]
+
+    def quoted(self, fields: dict[str, Any]) -> tuple[str, Shown]:
         try:
-            prep = self.studio.prepare(self.form.values(fields))
+            values = self.form.values(fields)
+            prep = self.studio.prepare(values)
+            fits = self.studio.images(values)
         except Exception as exc:
-            return f"⚠️ {md_text(self.message(exc))}"
+            msg = self.message(exc)
+            field = field_of(str(getattr(exc, "field", "")))
+            return f"⚠️ {md_text(msg)}", Shown(problem=msg, field=field)
         line = "**Quote:** " + prep.quote.summary()
+        if fits:
+            line += "\n\n**Images:** " + html.escape(describe(fits, values.resolution))
         refusals = self.studio.ops.refusals(prep) if self.studio.ops is not None else []
         if refusals:
             line += "\n\n⚠️ **Over the studio's limits** (Generate would be refused): " + "; ".join(
                 html.escape(str(r)) for r in refusals
             )
-        return line
+        return line, Shown(prep.request, prep.quote)
 
-    def health(self, **fields: Any) -> str:
-        """The endpoint health panel, its cold-start note priced for the form's current job."""
+    def health(self, **fields: Any) -> tuple[str, str]:
+        """The endpoint health panel, its cold-start note priced for the form's current job, and
+        the Generate area's note (what an unhealthy endpoint means for a job sent now)."""
         ops = self.studio.ops
         if ops is None:
-            return ""
+            return "", ""
         try:
             quote = self.studio.prepare(self.form.values(fields)).quote
         except Exception:  # an unfinished form still gets the panel, without a price
             quote = None
-        return ops.health_html(quote)
+        panel = ops.health_panel(quote)
+        if panel is None:
+            return "", ""
+        note = ""
+        if not panel.ok:
+            note = (
+                f"⚠️ **The endpoint is not healthy** ({html.escape(panel.error or '')}): "
+                "a job sent now may fail; see Endpoint health."
+            )
+        return ops.health_html(quote), note
 
-    def generate(self, request: gr.Request, **fields: Any) -> Iterator[tuple[Any, ...]]:
+    @files_optional
+    def generate(
+        self, request: gr.Request, shown: Shown | None = None, **fields: Any
+    ) -> Iterator[tuple[Any, ...]]:
         """Submit the job, then stream its status until it is final (the last answer is whole:
-        status, video, details, job id)."""
+        status, video, details, job id, result). "Submitting…" shows at once; an endpoint that
+        does not take the job leaves the failure and its reason in the status panel. `shown`:
+        the page's quote line (a State; None for an API client): the job sent must be the one
+        it priced."""
         try:
-            rid = self.studio.submit(self.form.values(fields), user=user_of(request))
+            values = self.form.values(fields)
         except Exception as exc:
             raise self.error(exc) from None
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wanpod-submit")
+        sending = pool.submit(self.studio.submit, values, user=user_of(request), shown=shown)
+        pool.shutdown(wait=False)
+        on_screen = False
+        try:
+            try:  # a refusal comes fast: an API client gets it as an error, nothing shown yet
+                rid = sending.result(timeout=SUBMITTING_AFTER_S)
+            except concurrent.futures.TimeoutError:
+                yield ended_html("SUBMITTING", "Submitting…"), None, "", "", gr.skip(), {}
+                on_screen = True
+                rid = sending.result()
+        except Exception as exc:
+            msg = self.message(exc)
+            if not on_screen and not isinstance(exc, SubmitError):
+                raise self.error(exc) from None
+            # kept on screen (an error raised now would drop this last answer): the endpoint
+            # did not take the job (the ledger holds its FAILED row) or a late refusal; API
+            # clients read the result's "state" and "error"
+            state, word = (
+                ("FAILED", "Failed")
+                if isinstance(exc, SubmitError)
+                else ("REFUSED", "Not submitted")
+            )
+            gr.Warning(msg)
+            result = {"job_id": None, "state": state, "final": True, "error": msg}
+            yield ended_html(state, f"{word}: {msg}"), None, "", "", gr.skip(), result
+            return
         yield from self.watch(rid, caller_of(self.studio, request))
 
     def rerun(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
@@ -109,13 +193,40 @@ class Callbacks:
             raise self.error(exc) from None
 
     def attach(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
-        """Stream an existing job (one the caller may see) by id until it is final."""
+        """Stream an existing job (one the caller may see) by id until it is final; an id it
+        may not see is answered as unknown (the studio does not say whose it is)."""
         rid = (job_id or "").strip()
         caller = caller_of(self.studio, request)
-        if not rid or self.studio.view(rid, caller) is None:
-            yield status_html(None), gr.skip(), gr.skip(), rid or "", gr.skip()
+        if not rid:
+            yield status_html(None), gr.skip(), gr.skip(), "", gr.skip(), gr.skip()
+            return
+        if self.studio.view(rid, caller) is None:
+            note = unknown_reason(rid)
+            yield ended_html("UNKNOWN", f"Unknown job: {note}"), gr.skip(), gr.skip(), gr.skip(), \
+                gr.skip(), unknown_job(rid)  # fmt: skip
             return
         yield from self.watch(rid, caller)
+
+    def recent(
+        self, request: gr.Request, job_id: str | None, rids: list[str] | None
+    ) -> tuple[Any, list[str]]:
+        """This page session's results strip (newest first, RECENT of them): each job that
+        ended with a video, captioned with its id and state."""
+        rids = [r for r in (rids or []) if r != job_id]
+        if job_id:
+            rids.insert(0, job_id)
+        rids = rids[:RECENT]
+        caller = caller_of(self.studio, request)
+        items = []
+        for rid in rids:
+            view = self.studio.view(rid, caller)
+            if view is not None and view.video:
+                items.append((view.video, f"{rid} · {view.state}"))
+        return items, rids
+
+    def result(self, rid: str, video: str | None) -> dict[str, Any]:
+        row = self.studio.ledger.get(rid, workflow=False)
+        return job_result(row, video) if row is not None else unknown_job(rid)
 
     def watch(self, rid: str, caller: Caller) -> Iterator[tuple[Any, ...]]:
         """Stream one job's view until it is final (the tracker does the polling).
@@ -131,11 +242,13 @@ class Callbacks:
             version = tracker.version(rid)
             view = self.studio.view(rid, caller)
             if view is None:
-                yield status_html(None, f"unknown job {rid}"), gr.skip(), gr.skip(), rid, rid
+                note = f"Unknown job: {unknown_reason(rid)}"
+                yield ended_html("UNKNOWN", note), gr.skip(), gr.skip(), rid, rid, unknown_job(rid)
                 return
             first = seen == -1
             if view.final:  # complete, so an API client's result (the last yield) is whole
-                yield status_html(view), view.video, view.details, rid, rid
+                out = (status_html(view), view.video, view.details, rid, rid)
+                yield (*out, self.result(rid, view.video))
                 return
             pv = view.progress
             key = (view.state, pv.head, round(pv.fraction, 4), pv.left_from)
@@ -154,6 +267,8 @@ class Callbacks:
                 out.append(gr.skip())
             out.append(view.details if last.get("details") != view.details else gr.skip())
             out += [rid, rid] if first else [gr.skip(), gr.skip()]
-            last = {"video": view.video, "details": view.details}
+            out.append(self.result(rid, view.video) if first or key[0] != last.get("state")
+                       else gr.skip())  # fmt: skip
+            last = {"video": view.video, "details": view.details, "state": view.state}
             yield tuple(out)
             seen = version

@@ -1,12 +1,14 @@
 """Form components whose value checks name the field, and whose API parameters are described.
 
-Gradio's own checks (a slider value out of range, a dropdown value not among the choices, an
-upload that is not an image) raise messages that do not say which input was wrong. These are
-Gradio template components (`is_template = True`: the browser renders the base component) whose
-`preprocess` prefixes the message with the field's label, e.g. "steps: Value 61 is greater than
-maximum value 60.". A number field also refuses NaN and infinity (JSON's NaN / Infinity literals
-reach Gradio from a raw API client; a NaN passes Gradio's range check, since no comparison with it
-is true).
+Gradio's own checks (an upload that is not an image, a number that is not one) raise messages
+that do not say which input was wrong. These are Gradio template components (`is_template =
+True`: the browser renders the base component) whose `preprocess` prefixes the message with the
+field's label. Ranges and choices are NOT checked here: a value out of range or not offered
+reaches the service, which refuses it naming the field, the value and what is allowed, for the
+pipeline and mode of the job (the quote line says it, and Generate is refused while it does);
+Gradio's own check would fail before the quote is computed, leaving a stale quote on screen.
+A number field also refuses NaN and infinity (JSON's NaN / Infinity literals reach Gradio from a
+raw API client; a NaN would pass any range check, since no comparison with it is true).
 
 `described(component, text)` gives a component the description its API parameter carries in
 `/gradio_api/info` (and gradio_client's `view_api`): Gradio reads a parameter's description from
@@ -41,6 +43,15 @@ def _checked(component: Any, base_preprocess: Any, payload: Any, unreadable: str
         ) from None
 
 
+def _number(component: Any, payload: Any) -> Any:
+    """The value as a number of the component's precision, its range left to the service."""
+    if payload is None:
+        return None
+    if isinstance(payload, bool) or not isinstance(payload, int | float):
+        payload = float(payload)
+    return gr.Number.round_to_precision(payload, component.precision)
+
+
 def _finite(component: Any, value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise gr.Error(
@@ -72,8 +83,14 @@ def _describable(cls: T) -> T:
             info["additional_description"] = self.api_text
         return info
 
+    def example_inputs(self: Any) -> Any:  # the API page's example for a required parameter
+        return self.api_example if self.api_example is not None else base.example_inputs(self)
+
     cls.api_text = ""  # type: ignore[attr-defined]
+    cls.api_example = None  # type: ignore[attr-defined]
     cls.api_info_as_input = api_info_as_input  # type: ignore[attr-defined]
+    if "example_inputs" not in cls.__dict__:
+        cls.example_inputs = example_inputs  # type: ignore[attr-defined]
     _DESCRIBED.add(cls)
     return cls
 
@@ -83,7 +100,7 @@ class Slider(gr.Slider):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return _checked(self, gr.Slider.preprocess, _finite(self, payload), "not a number")
+        return _checked(self, _number, _finite(self, payload), "not a number")
 
 
 @_describable
@@ -91,7 +108,7 @@ class Number(gr.Number):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return _checked(self, gr.Number.preprocess, _finite(self, payload), "not a number")
+        return _checked(self, _number, _finite(self, payload), "not a number")
 
 
 @_describable
@@ -99,7 +116,7 @@ class Dropdown(gr.Dropdown):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return _checked(self, gr.Dropdown.preprocess, payload, "not a valid choice")
+        return payload  # the service checks the choice against the job's pipeline and mode
 
 
 @_describable
@@ -107,12 +124,15 @@ class Radio(gr.Radio):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return _checked(self, gr.Radio.preprocess, payload, "not a valid choice")
+        return payload  # the service checks the choice against the job's pipeline
 
 
 @_describable
 class Image(gr.Image):
     is_template = True
+
+    def example_inputs(self) -> Any:  # optional on the form: no bus.png in the API's examples
+        return None
 
     def preprocess(self, payload: Any) -> Any:
         return _checked(
@@ -133,3 +153,6 @@ class Checkbox(gr.Checkbox):
 @_describable
 class File(gr.File):
     is_template = True
+
+    def example_inputs(self) -> Any:  # optional on the form: no sample PDF in the API's examples
+        return None

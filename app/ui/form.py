@@ -49,6 +49,23 @@ OWN_TEXT = {
     "randomize": "true: a fresh random seed for the job (the seed field is ignored)",
 }
 ADVANCED_HINT = " (empty, or not offered in this mode: the mode's own)"
+NEGATIVE_INFO = (
+    "Wan's recommended default (in Chinese, as Wan 2.2 was trained); clear it to send no "
+    "negative prompt"
+)
+
+
+def negative_label(used: bool) -> str:
+    return "Negative prompt" + ("" if used else " (ignored in turbo: cfg = 1)")
+
+
+def mode_info(form: PipelineForm) -> str:
+    """Why a pipeline offers no turbo mode (the modes come from the catalog)."""
+    if form.byo:
+        return "the uploaded workflow runs with its own settings"
+    if "turbo" not in form.modes:
+        return f"quality only: {form.title} has no 4-step (turbo) distillation LoRA"
+    return "turbo: 4 steps with a distillation LoRA, cfg 1; quality: the full schedule"
 
 
 class Form:
@@ -139,7 +156,7 @@ class Form:
         lo, hi, step, default = form.seconds
         neg_used = form.negative_used.get(mode, mode != "turbo")
         out = {
-            "mode": gr.update(choices=list(form.modes), value=mode),
+            "mode": gr.update(choices=list(form.modes), value=mode, info=mode_info(form)),
             "start_image": gr.update(visible=form.needs_start),
             "end_image": gr.update(visible=form.needs_end),
             "workflow_file": gr.update(visible=form.byo),
@@ -151,10 +168,7 @@ class Form:
             "seconds": gr.update(
                 visible=not form.byo, minimum=lo, maximum=hi, step=step, value=default
             ),
-            "negative_prompt": gr.update(
-                label="Negative prompt" + ("" if neg_used else " (ignored in turbo: cfg = 1)"),
-                visible=not form.byo,
-            ),
+            "negative_prompt": gr.update(label=negative_label(neg_used), visible=not form.byo),
         }
         for key in ADVANCED:
             spec = adv.get(key)
@@ -209,20 +223,24 @@ class Form:
         # choices span every pipeline (the API accepts what some form offers); the page narrows
         # them to the chosen pipeline's (layout)
         all_modes = list(dict.fromkeys(m for f in forms.values() for m in f.modes))
-        self.add("mode", Radio(all_modes, value=first.modes[0], label="Mode", elem_id="wp-mode"))
         self.add(
-            "prompt",
-            Textbox(label="Prompt", lines=3, value=first.prompt_default, elem_id="wp-prompt"),
-        )
-        self.add(
-            "negative_prompt",
-            Textbox(
-                label="Negative prompt (ignored in turbo: cfg = 1)",
-                lines=2,
-                value=first.negative_default,
-                elem_id="wp-negative",
+            "mode",
+            Radio(
+                all_modes,
+                value=first.modes[0],
+                label="Mode",
+                info=mode_info(first),
+                elem_id="wp-mode",
             ),
         )
+        self.add(
+            "prompt",
+            Textbox(
+                label="Prompt", lines=3, value=first.prompt_default or None, elem_id="wp-prompt"
+            ),
+        )
+        # no default: the API page's snippet shows (and runs) this example prompt, not ""
+        self["prompt"].api_example = "a red fox running through fresh snow, cinematic"
         with gr.Row():
             self.add(
                 "start_image",
@@ -273,7 +291,17 @@ class Form:
             self.add(
                 "randomize", Checkbox(value=True, label="Randomize seed", elem_id="wp-randomize")
             )
-        with gr.Accordion("Advanced", open=False):
+        with gr.Accordion("Advanced", open=False, elem_id="wp-advanced"):
+            self.add(
+                "negative_prompt",
+                Textbox(
+                    label=negative_label(first.negative_used.get(first.modes[0], True)),
+                    info=NEGATIVE_INFO,
+                    lines=2,
+                    value=first.negative_default,
+                    elem_id="wp-negative",
+                ),
+            )
             for key in ADVANCED:
                 self.add(key, self._advanced(key, first))
         return self

@@ -21,6 +21,8 @@ by the server-side tracker, not by this page.
 
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 
 from app.studio.chains import Chains
@@ -31,14 +33,42 @@ from app.ui.chain import chain_panel, wire_chain
 from app.ui.fields import Textbox, described
 from app.ui.form import Form
 from app.ui.history import build_history
+from app.ui.inputs import CSS as INPUTS_CSS
+from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
 from app.ui.status import CLOCK_JS, status_html
 
 HEALTH_TICK_S = 5.0  # the endpoint health panel's refresh (one /health per 2 s for all pages)
-CSS = """
+CSS = (
+    """
+@media (min-width: 1024px) {
+  #wp-result-col {position: sticky; top: 0; z-index: 5; flex: none !important;
+                  background: var(--body-background-fill);}
+  #wp-result-col #wp-details {max-height: 180px; overflow: auto;}
+}
+.gradio-container {overflow: clip !important;} /* hidden would make a scroller: no sticky */
 #wp-status progress {width: 100%; height: 14px;}
 #wp-status .wp-line {font-size: 1.05em; margin-top: 4px;}
 #wp-demo {background: #fff4d6; border: 1px solid #e0b84a; padding: 8px 12px; border-radius: 6px;}
 """
+    + INPUTS_CSS
+)
+# Ctrl+Enter (Cmd+Enter) anywhere on the page presses Generate; on a small screen, pressing
+# Generate scrolls the status panel (progress) into view. Runs once, as the keys element loads.
+KEYS_JS = """
+document.addEventListener("keydown", (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === "Enter") {
+    const b = document.querySelector("#wp-generate");
+    if (b && !b.disabled) { e.preventDefault(); b.click(); }
+  }
+});
+document.addEventListener("click", (e) => {
+  if (e.target.closest && e.target.closest("#wp-generate") && window.innerWidth < 1024) {
+    const s = document.querySelector("#wp-status-box");
+    if (s) s.scrollIntoView({behavior: "instant", block: "start"});
+  }
+}, true);
+"""
+RESULT_TEXT = "the job as data: job_id, state, seed, parameters, quote, actual_cost, video, error"
 JOB_ID_TEXT = "a job of this studio, by the id /generate answered (wp-...)"
 PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
 
@@ -52,71 +82,136 @@ def build_ui(
     form = Form(studio.forms)
     chains = chains or Chains(studio)
     cb = Callbacks(studio, form, chains)
+    extras = Extras(cb)
     with gr.Blocks(title="WanPod studio", analytics_enabled=False) as blocks:
         gr.Markdown("# WanPod studio · Wan 2.2 on RunPod serverless")
         if demo_mode:
-            gr.Markdown(
-                "**Demo mode:** no RunPod credentials are set, so this studio runs the local "
-                "stack (ComfyUI emulator + local RunPod control plane + the real worker). "
-                "Videos are **synthetic** test patterns, not Wan 2.2 output; timings are emulated.",
-                elem_id="wp-demo",
-            )
+            from app.demo import banner  # the emulator's video size, read where it is set
+
+            gr.Markdown(banner(), elem_id="wp-demo")
+        gr.HTML("", js_on_load=KEYS_JS, elem_id="wp-keys", padding=False)
         job_store = gr.BrowserState("", storage_key="wanpod_job", secret=browser_key or None)
-        with gr.Row():
+        with gr.Row(equal_height=True):  # the result column as tall as the form: room to stick
             with gr.Column(scale=5):
+                form_note = gr.Markdown(elem_id="wp-form-note")
                 form.build()
                 quote_md = gr.Markdown(elem_id="wp-quote")
-                generate_btn = gr.Button("Generate", variant="primary", elem_id="wp-generate")
+                shown = gr.State(None)  # what the quote line shows (app/studio/shown.py)
+                field_errors = gr.HTML(js_on_load=FIELD_ERRORS_JS, elem_id="wp-field-errors")
+                generate_note = gr.Markdown(elem_id="wp-generate-note")
+                generate_btn = gr.Button(
+                    "Generate (Ctrl+Enter)", variant="primary", elem_id="wp-generate"
+                )
+                spend_md = gr.Markdown(visible=not demo_mode, elem_id="wp-spend")
                 batch = batch_panel(cb)
                 chain = chain_panel()
-            with gr.Column(scale=5):
-                status = gr.HTML(status_html(None), js_on_load=CLOCK_JS, elem_id="wp-status-box")
-                video = gr.Video(
-                    label="Result", interactive=False, elem_id="wp-video", buttons=["download"]
-                )
-                details = gr.Markdown(elem_id="wp-details")
-                job_id = described(
-                    Textbox(label="Job", interactive=False, elem_id="wp-job"), JOB_ID_TEXT
-                )
-                with gr.Row():
-                    cancel_btn = gr.Button(
-                        "Cancel job", size="sm", variant="stop", elem_id="wp-cancel"
+                with gr.Accordion("Result as data (the API's answer)", open=False):
+                    result = gr.JSON(label="Result", elem_id="wp-result")
+                with gr.Accordion(
+                    "Job management · Open a job by id", open=False, elem_id="wp-manage"
+                ):
+                    job_id = described(
+                        Textbox(label="Job", interactive=False, elem_id="wp-job"), JOB_ID_TEXT
                     )
-                    rerun_btn = gr.Button("Rerun exactly", size="sm", elem_id="wp-rerun")
-                    reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="wp-reuse")
-                final = draft_final_panel()
-                with gr.Accordion("Endpoint health", open=True):
-                    health_box = gr.HTML(elem_id="wp-health-box")
-                    health_timer = gr.Timer(HEALTH_TICK_S)
-                with gr.Accordion("Open a job by id", open=False):
                     attach_id = described(
                         Textbox(label="Job id", elem_id="wp-attach-id"), JOB_ID_TEXT
                     )
                     attach_btn = gr.Button("Open", size="sm", elem_id="wp-attach")
+                with gr.Accordion("Endpoint health", open=True):
+                    health_box = gr.HTML(elem_id="wp-health-box")
+                    health_timer = gr.Timer(HEALTH_TICK_S)
+            with gr.Column(scale=5), gr.Column(elem_id="wp-result-col"):  # sticky when wide
+                status = gr.HTML(
+                    status_html(None),
+                    js_on_load=CLOCK_JS,
+                    elem_id="wp-status-box",
+                    label="Status",
+                )
+                video = gr.Video(
+                    label="Result",
+                    interactive=False,
+                    elem_id="wp-video",
+                    buttons=["download"],
+                    height=320,
+                )
+                recent = gr.Gallery(
+                    label="This session's results",
+                    elem_id="wp-recent",
+                    columns=6,
+                    height=110,
+                    allow_preview=False,
+                    interactive=False,
+                )
+                recent_rids = gr.State([])
+                with gr.Row():
+                    cancel_btn = gr.Button(
+                        "Cancel job",
+                        size="sm",
+                        variant="stop",
+                        elem_id="wp-cancel",
+                        interactive=False,
+                    )
+                    rerun_btn = gr.Button(
+                        "Rerun exactly", size="sm", elem_id="wp-rerun", interactive=False
+                    )
+                    reuse_btn = gr.Button(
+                        "Reuse settings", size="sm", elem_id="wp-reuse", interactive=False
+                    )
+                rerun_note = gr.Markdown(elem_id="wp-rerun-note")
+                confirm_btn = gr.Button(
+                    "Confirm rerun", size="sm", visible=False, elem_id="wp-rerun-confirm"
+                )
+                final = draft_final_panel()
+                details = gr.Markdown(elem_id="wp-details", label="Details")
+                with gr.Row():
+                    seed_md = gr.Markdown(elem_id="wp-ran-seed")
+                    use_seed_btn = gr.Button(
+                        "Use this seed", size="sm", visible=False, elem_id="wp-use-seed"
+                    )
+        job_buttons = [cancel_btn, rerun_btn, reuse_btn, final.button]
 
-        def quoted(event, name: str = "form_quote"):  # `event`, then the form's quote line
-            return event.then(
-                cb.quote, inputs_kwargs=form.kwargs, outputs=quote_md, api_name=name, **PRIVATE
+        def errors_shown(event):  # `event`, then what the quote line shows (for Generate) and
+            # its refusal next to its field: private, so an API client's /quote sets nothing
+            kept = event.then(cb.shown, inputs_kwargs=form.kwargs, outputs=shown, **PRIVATE)
+            return kept.then(
+                functools.partial(field_errors_html, form), shown, field_errors, **PRIVATE
             )
 
-        def after_fill(event):  # a form filled from values: its quote line and frame note
-            return form.show_frames(quoted(event, "filled_quote"))
+        def quoted(event, name: str = "form_quote"):  # `event`, then the form's quote line
+            return errors_shown(
+                event.then(
+                    cb.quote,
+                    inputs_kwargs=form.kwargs,
+                    outputs=quote_md,
+                    api_name=name,
+                    **PRIVATE,
+                )
+            )
 
-        watch_out = [status, video, details, job_id, job_store]
+        def after_fill(event):  # a form filled from values: quote, frame note, what was filled
+            note = form.show_frames(quoted(event, "filled_quote")).then(
+                extras.filled, inputs_kwargs={"job_id": job_id, **form.kwargs},
+                outputs=form_note, **PRIVATE,
+            )  # fmt: skip
+            return note.then(None, js=SCROLL_TO_FORM_JS, **PRIVATE)
+
+        watch_out = [status, video, details, job_id, job_store, result]
         history = build_history(cb, blocks, watch_out=watch_out, after_fill=after_fill)
-        quoted(  # a user's choice only: a programmatic change (Reuse settings) keeps its values
+        form.show_frames(quoted(  # a user's choice only: a programmatic change (Reuse) keeps
             gr.on([form["pipeline"].input, form["mode"].input], form.layout,
                   inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
                   outputs=form.inputs, **PRIVATE)
-        )  # fmt: skip
-        gr.on(
-            [c.change for c in form.inputs if c not in (form["pipeline"], form["mode"])],
-            cb.quote,
-            inputs_kwargs=form.kwargs,
-            outputs=quote_md,
-            api_name="quote",
-            show_progress="hidden",
-            trigger_mode="always_last",
+        ))  # fmt: skip
+        errors_shown(
+            gr.on(
+                [c.change for c in form.inputs if c not in (form["pipeline"], form["mode"])],
+                cb.quote,
+                inputs_kwargs=form.kwargs,
+                outputs=quote_md,
+                api_name="quote",
+                show_progress="hidden",
+                trigger_mode="always_last",
+            )
         )
         form["seconds"].change(
             form.frames_note,
@@ -124,28 +219,49 @@ def build_ui(
             outputs=form.frames_md,
             **PRIVATE,
         )
-        history.refresh_after(  # the gallery shows the job once it has ended
-            generate_btn.click(
-                cb.generate,
-                inputs_kwargs=form.kwargs,
-                outputs=watch_out,
-                api_name="generate",
-                show_progress="hidden",
-            )
+        generated = generate_btn.click(
+            cb.generate,
+            inputs_kwargs={**form.kwargs, "shown": shown},
+            outputs=watch_out,
+            api_name="generate",
+            show_progress="hidden",
+        )
+        history.refresh_after(generated)  # the gallery shows the job (or its failure) once ended
+        job_id.change(  # Cancel, Rerun, Reuse and Draft -> final need a job
+            lambda rid: [gr.update(interactive=bool(rid))] * len(job_buttons),
+            job_id,
+            job_buttons,
+            **PRIVATE,
         )
         attach_btn.click(cb.attach, attach_id, watch_out, api_name="attach", show_progress="hidden")
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
-        history.refresh_after(
-            rerun_btn.click(cb.rerun, job_id, watch_out, api_name="rerun", show_progress="hidden")
+        rerun_btn.click(extras.rerun_ask, job_id, [rerun_note, confirm_btn],
+                        api_name="rerun_quote", show_progress="hidden")  # fmt: skip
+        rerun = confirm_btn.click(
+            extras.rerun_sent, None, [rerun_note, confirm_btn], **PRIVATE
+        ).then(cb.rerun, job_id, watch_out, api_name="rerun", show_progress="hidden")
+        history.refresh_after(rerun)
+        for ended in (generated, rerun):  # this session's strip, newest first
+            ended.then(cb.recent, [job_id, recent_rids], [recent, recent_rids], **PRIVATE)
+        form["start_image"].upload(
+            extras.match_preset,
+            inputs_kwargs={"pipeline": form["pipeline"], "start_image": form["start_image"]},
+            outputs=form["resolution"],
+            **PRIVATE,
         )
+        job_id.change(extras.ran_seed, job_id, [seed_md, use_seed_btn], **PRIVATE)
+        use_seed_btn.click(extras.use_seed, job_id, [form["seed"], form["randomize"]], **PRIVATE)
         history.wire_reuse(reuse_btn, job_id)
         wire_batch(cb, batch, final, job_id=job_id, after_fill=after_fill)
         wire_chain(cb, chains, chain, job_id=job_id, history=history, after_fill=after_fill)
+        if not demo_mode:  # which endpoint and price; today's spend against the budget
+            gr.on([blocks.load, health_timer.tick], extras.spend, None, spend_md,
+                  trigger_mode="always_last", **PRIVATE)  # fmt: skip
         gr.on(
             [health_timer.tick],
             cb.health,
             inputs_kwargs=form.kwargs,
-            outputs=health_box,
+            outputs=[health_box, generate_note],
             trigger_mode="always_last",
             **PRIVATE,
         )
@@ -156,7 +272,7 @@ def build_ui(
             **PRIVATE,
         )
         quoted(loaded, "load_quote").then(  # the health panel's first paint, on a settled form
-            cb.health, inputs_kwargs=form.kwargs, outputs=health_box, **PRIVATE
+            cb.health, inputs_kwargs=form.kwargs, outputs=[health_box, generate_note], **PRIVATE
         )
         blocks.load(cb.attach, job_store, watch_out, api_name="load_attach", **PRIVATE)
     return blocks

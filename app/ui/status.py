@@ -45,6 +45,15 @@ setInterval(tick, 1000);
 """
 
 
+def ended_html(state: str, line: str) -> str:
+    """The panel for a job that has no view (yet): submitting, not taken, refused, unknown."""
+    return (
+        f'<div id="wp-status" data-state="{html.escape(state)}" data-fraction="0">'
+        f'<progress value="0" max="1"></progress><div class="wp-line">{html.escape(line)}</div>'
+        "</div>"
+    )
+
+
 def status_html(view: JobView | None, note: str = "") -> str:
     if view is None:
         text = html.escape(note or "No job yet: fill the form and press Generate.")

@@ -48,6 +48,7 @@ def wait_state(page, js_condition: str) -> dict:
 def start_job(page, prompt: str, quality: bool = True) -> dict:
     if quality:
         page.locator("#wp-mode input[value='quality']").check()
+        page.locator("#wp-advanced").get_by_role("button", name="Advanced").click()
         page.wait_for_function(
             "document.querySelector('#wp-negative label, #wp-negative span') &&"
             " !document.querySelector('#wp-negative').innerText.includes('ignored in turbo')"

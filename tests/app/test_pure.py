@@ -126,7 +126,9 @@ def test_images_are_fitted_and_bad_files_named():
     img = prepare_image(png_bytes(1000, 500), 640, 640, field="start image", name="start.png")
     with Image.open(io.BytesIO(img.data)) as out:
         assert out.size == (640, 640)
-    assert "cropped and resized" in img.note
+    assert img.note == (
+        "PNG 1000x500 centre-cropped to 500x500 (aspect 2.00:1 → square), upscaled ×1.28 to 640x640"
+    )
     with pytest.raises(ImageError, match=r"^start image: not a readable image"):
         prepare_image(b"not an image at all", 640, 640, field="start image", name="s.png")
     with pytest.raises(ImageError, match=r"^end image: the file is empty"):

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from app.endpoint import EndpointClient
 from app.settings import Settings
 from app.studio.checks import guardrails as gr_
-from app.studio.checks.health import CachedHealth, ColdStart, render_html
+from app.studio.checks.health import CachedHealth, ColdStart, HealthPanel, render_html
 from app.studio.checks.inputs import check_inputs
 from app.studio.checks.preflight import (
     InventoryCache,
@@ -174,10 +174,15 @@ class Gate:
             raise gr_.GuardrailError(refusals)
 
     def health_html(self, quote: Quote | None = None) -> str:
+        panel = self.health_panel(quote)
+        return render_html(panel) if panel is not None else ""
+
+    def health_panel(self, quote: Quote | None = None) -> HealthPanel | None:
+        """The endpoint's health (cached), its cold-start note priced for `quote`."""
         if self.health is None:
-            return ""
+            return None
         cold = ColdStart.from_quote(quote) if quote is not None else None
-        return render_html(self.health.panel(cold))
+        return self.health.panel(cold)
 
     def warm_up(self) -> threading.Thread | None:
         """Fetch the endpoint inventory in the background (errors only logged)."""

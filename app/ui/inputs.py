@@ -1,0 +1,150 @@
+"""The page's honest-inputs and money wiring (Gradio only; the rules live in app/studio):
+
+- `field_errors_html(form, shown)` + FIELD_ERRORS_JS: the quote line's refusal also shown next
+  to its field (`.wp-field-error` inside the field's block; the toast stays where Gradio raises);
+- `Extras.ran_seed` / `use_seed`: the seed the shown job ran with, and "Use this seed" (fills the
+  seed box, Randomize off);
+- `Extras.rerun_ask`: "Rerun exactly" first shows the rerun's quote and asks; "Confirm rerun"
+  sends it (`/rerun`);
+- `Extras.filled`: after Reuse settings or Draft → final, a note saying what the form now holds
+  (the page scrolls the form into view, SCROLL_TO_FORM_JS);
+- `Extras.match_preset`: an uploaded start image selects the preset of its aspect ratio;
+- `Extras.spend`: in RunPod mode, the endpoint, the GPU price and today's spend vs the budget.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from app.studio.inputs import matching_preset
+from app.studio.shown import Shown
+from app.studio.spend import spend_line
+from app.ui.callbacks import caller_of
+
+# Places each `[data-field]` message of the (hidden) errors box inside its field's block.
+FIELD_ERRORS_JS = """
+const place = () => {
+  document.querySelectorAll(".wp-field-error").forEach((e) => e.remove());
+  element.querySelectorAll("[data-target]").forEach((src) => {
+    const target = document.getElementById(src.dataset.target);
+    if (!target) return;
+    const note = document.createElement("div");
+    note.className = "wp-field-error";
+    note.setAttribute("role", "alert");
+    note.dataset.field = src.dataset.field;
+    note.textContent = src.textContent;
+    target.appendChild(note);
+  });
+};
+if (typeof watch === "function") watch("value", place);
+place();
+"""
+SCROLL_TO_FORM_JS = (
+    "() => { const f = document.querySelector('#wp-form-note');"
+    " if (f) f.scrollIntoView({block: 'start'}); }"
+)
+CSS = """
+#wp-field-errors {display: none;}
+.wp-field-error {color: #b42318; font-size: 0.92em; margin-top: 4px;}
+"""
+
+
+def field_errors_html(form: Any, shown: Shown | None) -> str:
+    """The refusal the quote line shows, addressed to its field's component (by elem_id)."""
+    if shown is None or not shown.problem or shown.field not in form.names:
+        return "<div></div>"
+    target = form[shown.field].elem_id
+    return (
+        f'<div><span data-field="{shown.field}" data-target="{html.escape(target)}">'
+        f"⚠️ {html.escape(shown.problem)}</span></div>"
+    )
+
+
+class Extras:
+    """Thin callbacks over the `Studio` for the seed, rerun, filled-form and spend lines."""
+
+    def __init__(self, cb: Any) -> None:
+        self.cb = cb
+        self.studio = cb.studio
+
+    def ran_seed(self, request: gr.Request, job_id: str | None) -> tuple[str, Any]:
+        seed = self._seed(request, job_id)
+        if seed is None:
+            return "", gr.update(visible=False)
+        return f"**Seed that ran:** `{seed}`", gr.update(visible=True)
+
+    def use_seed(self, request: gr.Request, job_id: str | None) -> tuple[Any, Any]:
+        """The shown job's seed in the seed box, Randomize off (the next job repeats it)."""
+        seed = self._seed(request, job_id)
+        if seed is None:
+            raise gr.Error("job: no job with a seed is shown; allowed: a finished or live job")
+        gr.Info(f"Seed {seed} is in the seed box; Randomize seed is off.")
+        return seed, False
+
+    def _seed(self, request: gr.Request, job_id: str | None) -> int | None:
+        """The seed of the job shown, when the caller may see it."""
+        if not (job_id or "").strip():
+            return None
+        try:
+            row = self.studio.row(job_id, caller_of(self.studio, request), workflow=False)
+        except Exception:  # not this caller's job: no seed to offer
+            return None
+        seed = (row.params or {}).get("seed")
+        return int(seed) if isinstance(seed, int | float) else None
+
+    def rerun_ask(self, request: gr.Request, job_id: str | None) -> tuple[str, Any]:
+        """The rerun's quote (its own workflow and seed, priced now) and the confirm button."""
+        try:
+            row = self.studio.row(job_id, caller_of(self.studio, request))
+            _, q = self.studio.rerun_quote(row)
+        except Exception as exc:
+            raise self.cb.error(exc) from None
+        seed = (row.params or {}).get("seed", "-")
+        note = (
+            f"**Rerun job `{row.id}` exactly** (same workflow, seed {seed}): {q.summary()}. "
+            "Press **Confirm rerun** to send it."
+        )
+        return note, gr.update(visible=True)
+
+    def rerun_sent(self) -> tuple[str, Any]:
+        return "", gr.update(visible=False)
+
+    def filled(self, job_id: str | None, **fields: Any) -> str:
+        """What the form now holds, after Reuse settings or Draft → final."""
+        try:
+            v = self.cb.form.values(fields)
+        except Exception:
+            return ""
+        form = self.studio.forms.get(v.pipeline)
+        title = form.title if form is not None else v.pipeline
+        seed = "random seed" if v.randomize else f"seed {v.seed}"
+        size = f", {v.resolution}" if v.resolution else ""
+        return (
+            f"✅ **Form filled from job `{(job_id or '').strip()}`:** {title}, {v.mode}{size}, "
+            f"{v.seconds:g} s, {seed}, prompt “{html.escape(v.prompt[:60])}”. Check the quote, "
+            "then Generate."
+        )
+
+    def match_preset(self, pipeline: str, start_image: Any) -> Any:
+        """On an uploaded start image: the resolution preset matching its aspect ratio."""
+        form = self.studio.forms.get(pipeline)
+        if form is None:
+            return gr.skip()
+        try:
+            label = matching_preset(form, start_image)  # a file path (type="filepath")
+        except Exception:  # an unreadable image: the quote line says why
+            return gr.skip()
+        if not label:
+            return gr.skip()
+        gr.Info(f"Resolution set to “{label}”, the preset matching the start image's shape.")
+        return label
+
+    def spend(self) -> str:
+        s = self.studio.settings
+        ops = self.studio.ops
+        rows = ops.rows_today() if ops is not None else self.studio.ledger.since(0)
+        daily = ops.limits.daily_usd if ops is not None else None
+        return spend_line(s.endpoint_id, s.gpu_type, self.studio.prices, rows, daily)

@@ -1,0 +1,203 @@
+"""Issue 14 in the browser: failures and states stay on screen, the job buttons wait for a job,
+the layout keeps the result in view, the "Use via API" snippet runs as shown, and the demo video
+shows the job (its aspect ratio scaled down, its prompt as a caption)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from emulators.comfyui import scene
+from emulators.comfyui.config import EmulatorConfig
+from emulators.comfyui.values import Look
+from tests.app.conftest import start_studio
+from tests.app.test_browser import TIMEOUT_MS, open_studio, slow_steps, start_job, wait_state
+from tests.emulators.video_checks import Video
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.slow
+
+JOB_BUTTONS = ("wp-cancel", "wp-rerun", "wp-reuse", "wp-draft-final")
+LINE = "#wp-status .wp-line"
+# Every state the status panel shows, in order, recorded as it changes (set before a click).
+RECORD_STATES = """
+window.__wpStates = [];
+new MutationObserver(() => {
+  const s = document.querySelector('#wp-status');
+  const st = s && s.dataset.state;
+  if (st && window.__wpStates[window.__wpStates.length - 1] !== st) window.__wpStates.push(st);
+}).observe(document.querySelector('#wp-status-box'), {subtree: true, childList: true,
+  attributes: true});
+"""
+
+
+def disabled(page) -> list[bool]:
+    return [page.locator(f"#{b}").is_disabled() for b in JOB_BUTTONS]
+
+
+def test_job_buttons_wait_for_a_job_and_cancel_is_one_state_with_its_cost(studio, context, stack):
+    page = open_studio(context, studio.base_url)
+    assert disabled(page) == [True] * 4  # no job yet: nothing to cancel, rerun, reuse, promote
+    slow_steps(stack, 1.0)
+    try:
+        start_job(page, "a slow glacier, time-lapse")
+        page.wait_for_function("!document.querySelector('#wp-cancel').disabled", timeout=TIMEOUT_MS)
+        assert disabled(page) == [False] * 4
+        wait_state(page, "d.state === 'IN_PROGRESS' && f > 0.12")
+        page.locator("#wp-cancel").click()
+        done = wait_state(page, "d.state === 'CANCELLED'")
+    finally:
+        slow_steps(stack, 0.1)
+    line = page.locator(LINE).inner_text()
+    assert line.startswith("Cancelled") and line.lower().count("cancel") == 1, line
+    assert "billed" in line and "$" in line, line  # the partial cost
+    assert 0.1 < float(done["fraction"]) < 1.0  # the bar kept where the job stopped
+    assert page.evaluate("document.querySelector('#wp-status progress').value") > 0.1
+    assert "Error" not in page.locator("#wp-status-box").inner_text()
+
+
+def test_open_a_job_by_an_unknown_id_says_it_is_unknown(studio, context):
+    page = open_studio(context, studio.base_url)
+    page.get_by_role("button", name="Open a job by id").click()
+    page.locator("#wp-attach-id textarea, #wp-attach-id input").first.fill("wp-nosuchjob42")
+    page.locator("#wp-attach").click()
+    wait_state(page, "d.state === 'UNKNOWN'")
+    line = page.locator(LINE).inner_text()
+    assert "Unknown job" in line and "wp-nosuchjob42" in line, line
+    assert disabled(page) == [True] * 4
+
+
+def test_an_unreachable_endpoint_keeps_the_failure_on_screen(stack, context, tmp_path):
+    closed = free_port()  # nothing listens here
+    app = start_studio(stack, tmp_path / "data", RUNPOD_API_BASE=f"http://127.0.0.1:{closed}/v2")
+    try:
+        page = open_studio(context, app.base_url)
+        # while health is red, the Generate area says so
+        page.wait_for_function(
+            "document.querySelector('#wp-generate-note').innerText.includes('not healthy')"
+        )
+        page.evaluate(RECORD_STATES)
+        page.locator("#wp-prompt textarea").fill("a lighthouse nobody can reach")
+        page.wait_for_function("document.querySelector('#wp-quote').innerText.includes('GPU s')")
+        page.locator("#wp-generate").click()
+        wait_state(page, "d.state === 'FAILED'")
+        page.wait_for_function("window.__wpStates.includes('FAILED')")
+        states = page.evaluate("window.__wpStates")
+        assert states.index("SUBMITTING") < states.index("FAILED"), states  # "Submitting…" first
+        # History shows the FAILED row without a Refresh
+        page.wait_for_function(
+            "document.querySelector('#wp-hist-note').innerText.includes('1 job shown')"
+        )
+        line = page.locator(LINE).inner_text()
+        assert line.startswith("Failed: ") and "did not take the job" in line, line
+        assert state_after_settling(page) == "FAILED"  # it stays: no fall back to "No job yet"
+        assert page.locator("#wp-status-box .error").count() == 0  # no bare "Error" overlay
+        assert stack.api_key not in page.content()
+    finally:
+        app.stop()
+
+
+def state_after_settling(page) -> str:
+    page.wait_for_function(  # the events after Generate (History's refresh) have run
+        "!document.querySelector('#wp-hist-note .pending, #wp-status-box .pending')"
+    )
+    return page.evaluate("document.querySelector('#wp-status').dataset.state")
+
+
+def test_mobile_ctrl_enter_generates_and_scrolls_to_the_progress(studio, browser):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = open_studio(ctx, studio.base_url)
+        status_top = page.evaluate(
+            "document.querySelector('#wp-status-box').getBoundingClientRect().top"
+        )
+        assert status_top > 844  # below the fold before Generate on a phone
+        page.locator("#wp-prompt textarea").fill("a cat on a windowsill, rain outside")
+        page.wait_for_function("document.querySelector('#wp-quote').innerText.includes('GPU s')")
+        page.locator("#wp-prompt textarea").press("Control+Enter")
+        wait_state(page, "d.rid && d.rid.startsWith('wp-')")
+        box = page.evaluate(
+            "(() => { const r = document.querySelector('#wp-status-box')"
+            ".getBoundingClientRect(); return [r.top, r.bottom]; })()"
+        )
+        assert box[0] >= -2 and box[1] <= 844, box  # the progress is in view
+        wait_state(page, "d.state === 'COMPLETED'")
+        # this session's strip shows the result
+        page.locator("#wp-recent img, #wp-recent video").first.wait_for()
+    finally:
+        ctx.close()
+
+
+def test_desktop_keeps_the_result_beside_the_form(studio, browser):
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        page = open_studio(ctx, studio.base_url)
+        # scrolled down the form to Generate, the result column (progress, video) stays in view
+        page.evaluate("document.querySelector('#wp-health-box').scrollIntoView({block: 'end'})")
+        page.wait_for_function("window.scrollY > 300")
+        box = page.evaluate(
+            "(() => { const r = document.querySelector('#wp-status-box')"
+            ".getBoundingClientRect(); const f = document.querySelector('#wp-prompt')"
+            ".getBoundingClientRect(); const g = document.querySelector('#wp-generate')"
+            ".getBoundingClientRect(); return [r.top, r.left, f.right, g.top]; })()"
+        )
+        assert 0 <= box[0] < 100 and box[1] >= box[2], box  # beside the form, at the top
+        assert box[3] < 900, box  # and Generate is in view too
+    finally:
+        ctx.close()
+
+
+def caption_contrast(frame: Image.Image, prompt: str, seed: int, requested) -> float:
+    """How much brighter the frame is where `prompt`'s caption letters are drawn than in the
+    rest of its caption band (white letters on a dark band: large when the caption is there)."""
+    bands = scene._bands(Look(caption=prompt, seed=seed), requested, frame.size)
+    band, (x, y) = bands[-1]
+    letters = band.getchannel("A").point(lambda a: 255 if a == 255 else 0)
+    gray = frame.convert("L").crop((x, y, x + band.width, y + band.height))
+    inside = ImageStat.Stat(gray, letters).mean[0]
+    outside = ImageStat.Stat(gray, ImageChops.invert(letters)).mean[0]
+    return inside - outside
+
+
+def test_demo_video_has_the_jobs_aspect_and_its_prompt_as_caption(studio, context):
+    prompt = "a red kite over a green hill, wide shot"
+    page = open_studio(context, studio.base_url)
+    page.locator("#wp-resolution input").click()
+    page.get_by_role("option", name="480p landscape").click()
+    page.locator("#wp-seed input").fill("77")
+    page.locator("#wp-randomize input").uncheck()
+    page.locator("#wp-prompt textarea").fill(prompt)
+    page.wait_for_function("document.querySelector('#wp-quote').innerText.includes('GPU s')")
+    page.locator("#wp-generate").click()
+    wait_state(page, "d.state === 'COMPLETED'")
+    page.locator("#wp-video video").wait_for()
+    src = page.evaluate("document.querySelector('#wp-video video').src")
+    path = Path(urllib.parse.unquote(src.split("file=", 1)[1]))
+    video = Video(path.read_bytes())  # the stored mp4, decoded with PyAV
+    side = EmulatorConfig().video_max_side
+    assert video.size == (side, side * 480 // 832 // 8 * 8), video.size  # 832x480 -> 320x184
+    frame = video.frames[len(video.frames) // 2]
+    shown = caption_contrast(frame, prompt, 77, (832, 480))
+    other = caption_contrast(frame, "a blue whale under a grey sea", 77, (832, 480))
+    assert shown > 80 and shown > other + 40, (shown, other)
+
+
+def test_the_use_via_api_snippet_runs_as_shown(studio, context, tmp_path):
+    page = open_studio(context, studio.base_url)
+    page.get_by_text("Use via API").first.click()
+    code = page.locator("code, pre").filter(has_text='api_name="/generate"').first
+    code.wait_for()
+    snippet = code.inner_text()
+    assert "Client(" in snippet and "handle_file" not in snippet, snippet
+    script = tmp_path / "snippet.py"
+    script.write_text(snippet)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "COMPLETED" in done.stdout, done.stdout[-2000:]
