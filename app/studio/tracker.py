@@ -155,11 +155,13 @@ class Tracker(Keeping):
                 if row.id not in self._scheduled:
                     self.watch(row.id)
             elif self.ledger.claim(row.id, self.owner + "/reaper", self.lease_s):
-                self.ledger.update(
+                self.ledger.update(  # a final row: its lease ends with it
                     row.id,
                     state=JobState.LOST,
                     finished_at=time.time(),
                     error=UNANSWERED,
+                    lease_owner=None,
+                    lease_until=None,
                 )
                 self._changed(row.id)
 
