@@ -246,7 +246,7 @@ def _when(ts: float | None) -> str:
 
 
 def recipe_markdown(row: JobRow) -> str:
-    """The recipe and the times of one job (the rest comes from `app.studio.jobs.details`)."""
+    """The recipe and the times of one job (the rest comes from `app.studio.records.details`)."""
     r = row.recipe or {}
     seed = r.get("seed", (row.params or {}).get("seed"))
     parts = [

@@ -42,6 +42,14 @@ def reconcile(studio: Any, rid: str, job_id: str) -> str:
         ) from None
     state = JobState.parse(st.state)
     live = JobState.IN_PROGRESS if state.final else state  # the tracker records the end itself
-    studio.ledger.update(rid, job_id=job_id, state=live, error=None, finished_at=None)
+    studio.ledger.update(  # free for whichever replica's tracker follows it now
+        rid,
+        job_id=job_id,
+        state=live,
+        error=None,
+        finished_at=None,
+        lease_owner=None,
+        lease_until=None,
+    )
     studio.tracker.watch(rid)
     return f"Job {rid} is RunPod job {job_id} ({st.state}); following it."

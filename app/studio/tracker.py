@@ -28,11 +28,9 @@ The endpoint is anything with `.status(job_id)` returning an object with `state`
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import heapq
 import logging
-import math
 import os
 import socket
 import threading
@@ -44,9 +42,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.endpoint.states import JobState
-from app.errors import FetchRefused, JobNotFound, scrub
-from app.studio import cost, disk, polling, results, timings
+from app.errors import JobNotFound
+from app.studio import cost, disk, polling, timings
 from app.studio.fetch import Fetcher, FetchSettings
+from app.studio.keeping import Keeping
 from app.studio.ledger import Ledger
 from app.studio.progress import Samplers, describe, samplers
 from app.studio.store import LocalStore, ResultStore
@@ -74,7 +73,7 @@ class StatusSource(Protocol):
     def status(self, job_id: str) -> Any: ...
 
 
-class Tracker:
+class Tracker(Keeping):
     def __init__(
         self,
         ledger: Ledger,
@@ -158,11 +157,13 @@ class Tracker:
                 if row.id not in self._scheduled:
                     self.watch(row.id)
             elif self.ledger.claim(row.id, self.owner + "/reaper", self.lease_s):
-                self.ledger.update(
+                self.ledger.update(  # a final row: its lease ends with it
                     row.id,
                     state=JobState.LOST,
                     finished_at=time.time(),
                     error=UNANSWERED,
+                    lease_owner=None,
+                    lease_until=None,
                 )
                 self._changed(row.id)
 
@@ -375,122 +376,3 @@ class Tracker:
             self.ledger.update(rid, **fields)
             self._changed(rid)
         return True
-
-    # -- results -------------------------------------------------------------------------------
-    def _timings(self, rid: str, st: Any) -> dict[str, Any]:
-        """The answer's delay and execution times when plausible (app/studio/timings.py); an
-        implausible one is logged and not recorded (the job is then billed at its quote)."""
-        out: dict[str, Any] = {}
-        for name, attr, ceiling in (
-            ("delayTime", "delay_ms", timings.EXECUTION_TIMEOUT_MAX_MS),
-            ("executionTime", "execution_ms", self.max_execution_s * 1000),
-        ):
-            value, why = timings.plausible_ms(getattr(st, attr, None), name, ceiling)
-            if why:
-                log.warning("tracker: %s: implausible timing refused: %s", rid, why)
-                self._implausible.add(rid)
-            elif value is not None:
-                out[attr] = value
-        return out
-
-    def _bill(self, rid: str, execution_ms: int | None, delay_ms: int | None, gpu: str):
-        """What the job cost; at its quote when the endpoint's timing was refused."""
-        if rid in self._implausible:
-            row = self.ledger.get(rid, workflow=False)
-            if row is not None and row.quote is not None:
-                billed = math.ceil(row.quote.execution_s)
-                return cost.Actual(billed, billed * row.quote.per_s, (delay_ms or 0) / 1000)
-        return cost.actual(execution_ms, delay_ms, gpu, self.prices)
-
-    def _store(self, rid: str, st: Any, execution_ms: int | None = None) -> None:
-        try:
-            self._store_outputs(rid, st, execution_ms)
-        finally:
-            with self._cond:
-                self._storing.discard(rid)
-
-    def _store_outputs(self, rid: str, st: Any, execution_ms: int | None) -> None:
-        try:
-            output = st.output if isinstance(st.output, dict) else {}
-            if output.get("error"):
-                self._finish(rid, JobState.FAILED, error=self._scrub(str(output["error"])))
-                return
-            saved = results.save_outputs(output, self.store.folder(rid), self.fetcher)
-            if not saved:
-                self._finish(
-                    rid, JobState.FAILED, error="the job completed without any output file"
-                )
-                return
-            video = results.main_video(saved)
-            kept = self.store.keep(rid, saved)  # lasting locations (uploaded when S3)
-            row = self.ledger.get(rid)
-            comfy = output.get("comfyui") if isinstance(output.get("comfyui"), dict) else {}
-            comfy_version = comfy.get("version")
-            bill = self._bill(rid, execution_ms, None, row.gpu if row else "")
-            owned = self.ledger.update_owned(
-                rid,
-                self.owner,
-                outputs=kept,
-                result_path=kept[saved.index(video)]["path"],
-                result_mime=video.mime or "video/mp4",
-                cost=bill,
-                stored_at=time.time(),
-                recipe={**((row.recipe or {}) if row else {}), "comfyui_version": comfy_version},
-            )
-            if not owned:  # our lease ran out while storing: the replica holding it stores it
-                log.warning("tracker: %s was taken over by another replica while storing", rid)
-                return
-            self._finish(rid, JobState.COMPLETED)
-        except FetchRefused as exc:
-            log.warning("tracker: result of %s refused: %s", rid, exc)
-            self._finish(rid, JobState.FAILED, error=self._scrub(str(exc)))
-        except Exception as exc:
-            if disk.full(exc):
-                self._wait_for_space(rid, exc)
-                return
-            log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
-            self._finish(
-                rid, JobState.FAILED, error=f"the result could not be stored ({type(exc).__name__})"
-            )
-
-    def _wait_for_space(self, rid: str, exc: BaseException) -> None:
-        """The data disk is full: the job stays live (COMPLETED at the endpoint until its
-        retention ends) and the store is tried again every disk.RETRY_S; its page says so."""
-        self._disk_full(rid, exc)
-        if not self._stop.is_set():
-            timer = threading.Timer(self.retry_s, self.watch, (rid,))
-            timer.daemon = True
-            timer.start()
-
-    def _disk_full(self, rid: str, exc: BaseException) -> None:
-        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        text = disk.message(self.results_dir.parent, why)
-        with self._cond:
-            if self._notes.get(rid) != text:
-                log.warning("tracker: %s: %s", rid, text)
-            self._notes[rid] = text
-        # the ledger is on the same disk: when it cannot be written, the note in memory shows
-        with contextlib.suppress(Exception):
-            self.ledger.update(rid, progress={"stage": "disk full"}, error=text)
-        self._changed(rid)
-
-    def note(self, rid: str) -> str | None:
-        """A problem the page must show for a live job (e.g. disk full), None when none."""
-        with self._cond:
-            return self._notes.get(rid)
-
-    def _finish(self, rid: str, state: JobState, error: str | None = None) -> None:
-        with self._cond:
-            self._notes.pop(rid, None)
-        fields = {"state": state, "error": error, "finished_at": time.time()}
-        if not self.ledger.update_owned(rid, self.owner, **fields):
-            return  # another replica holds the job now: it records the end
-        self._changed(rid)
-        if self.on_final:
-            try:
-                self.on_final(rid)
-            except Exception:
-                log.exception("tracker: on_final hook failed")
-
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self.secrets)

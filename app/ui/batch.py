@@ -31,7 +31,7 @@ from app.studio.batch import BatchPlan, BatchRun, BatchService
 from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.promote import promote
-from app.ui.callbacks import caller_of, user_of
+from app.ui.callbacks import caller_of, files_optional, user_of
 from app.ui.fields import Number, Textbox, described
 
 BATCH_TICK_S = 0.5  # the batch table's refresh while jobs run
@@ -73,6 +73,7 @@ class BatchCallbacks:
         values = self.cb.form.values(fields)
         return self.service.plan(values, count, seeds, prompts, drawn or ())
 
+    @files_optional
     def quote(
         self, request: gr.Request, count: Any, seeds: Any, prompts: Any, **fields: Any
     ) -> tuple[str, tuple[int, ...]]:
@@ -96,6 +97,7 @@ class BatchCallbacks:
             )
         return line, checked.plan.seeds
 
+    @files_optional
     def generate(
         self,
         request: gr.Request,

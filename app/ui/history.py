@@ -5,7 +5,7 @@ inside the Blocks (after the form and result column, so it spans the page). It r
 - filters (text in the prompt or job id, pipeline, status group) and a Refresh button over a
   `gr.Gallery` of thumbnails (app/studio/history.py: first frame JPEGs, placeholders for jobs
   without a video), newest first, at most GALLERY_LIMIT jobs;
-- the opened job (a click on a thumbnail): its video, its details (app.studio.jobs.details:
+- the opened job (a click on a thumbnail): its video, its details (app.studio.records.details:
   parameters, quote, timings, actual cost, error) and recipe, its filled workflow as JSON and as a
   download;
 - "Reuse settings" (the opened job's form values, its pipeline and kept input images included)
@@ -36,8 +36,8 @@ from app.errors import InputError
 from app.studio import chain_history
 from app.studio import history as hist
 from app.studio.forms import FormValues
-from app.studio.jobs import details
 from app.studio.owners import Caller
+from app.studio.records import details
 from app.ui.callbacks import caller_of
 
 GALLERY_LIMIT = 48

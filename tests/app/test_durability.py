@@ -124,8 +124,8 @@ def ledger_with_rows(path: Path, n: int = 200) -> None:
     for i in range(n):
         ledger.create(template="t2v_14b", mode="turbo", params={"prompt": "p" * 200 + str(i)},
                       workflow={"1": {"x": "y" * 300}}, quote=None, gpu="H100 PRO")  # fmt: skip
-    with ledger._conn() as c:  # everything into the main file (as after a clean stop)
-        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # everything into the main file (as after a clean stop)
+    ledger.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def start_studio(data: Path) -> subprocess.CompletedProcess:

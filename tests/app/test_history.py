@@ -11,8 +11,8 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from app.studio.jobs import template_version
 from app.studio.ledger import Ledger
+from app.studio.records import template_version
 from tests.app.test_api import args, finished
 
 

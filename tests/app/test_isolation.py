@@ -94,9 +94,10 @@ def test_another_user_cannot_reach_her_job_over_the_api(shared, hers, route):
     proc, _ = shared
     rid, prompt, _ = hers
     bob = client_as(proc, "bob")
-    if route == "/attach":  # attach answers the empty panel, as for an unknown job
-        status, video, details, _job, _ = bob.predict(rid, api_name=route)
-        assert 'data-state="IDLE"' in status and prompt not in str(video) + str(details)
+    if route == "/attach":  # attach answers as for an unknown job
+        status, video, details, _job, _, result = bob.predict(rid, api_name=route)
+        assert 'data-state="UNKNOWN"' in status and result["state"] == "UNKNOWN"
+        assert prompt not in str(video) + str(details) + str(result)
         return
     with pytest.raises(AppError, match=NOT_HERS):
         if route == "/extend":  # a chain from her video (app/studio/chains.py)
@@ -110,7 +111,7 @@ def test_the_owner_and_the_admin_reach_her_job(shared, hers):
     rid, prompt, _ = hers
     for user in ("alice", "root"):
         c = client_as(proc, user)
-        status, video, details, job, _ = c.predict(rid, api_name="/attach")
+        status, video, details, job, _, _result = c.predict(rid, api_name="/attach")
         assert 'data-state="COMPLETED"' in status and Path(video).is_file()
         assert "secret lighthouse" in details and job == rid
         assert prompt in c.predict(rid, api_name="/reuse")

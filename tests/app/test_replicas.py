@@ -47,7 +47,7 @@ def test_a_replica_killed_mid_job_is_taken_over_and_the_job_stored_once(stack, p
         a.proc.kill()
         a.proc.wait(10)
         attached = clients[1].submit(rid, api_name="/attach")  # the page re-attaches through B
-        _status, video, _details, job_id, _store = attached.result(timeout=120)
+        _status, video, _details, job_id, _store, _result = attached.result(timeout=120)
         assert job_id == rid
         row = ledger.get(rid)
         assert row.state == "COMPLETED" and row.stored_at is not None

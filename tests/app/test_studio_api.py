@@ -30,6 +30,16 @@ def test_parameters_are_the_form_fields_described_with_optional_files(client, na
         assert params[field]["example_input"] is None  # no bus.png / sample PDF
 
 
+@pytest.mark.parametrize("name", ["/batch_quote", "/generate_batch"])
+def test_batch_endpoints_take_the_form_fields_with_optional_files(client, name):
+    params = {p["parameter_name"]: p for p in endpoint(client, name)["parameters"]}
+    assert set(FORM_FIELDS) <= set(params), params
+    for field in FILE_FIELDS:
+        assert params[field]["parameter_has_default"] is True, field  # not "Required"
+        assert params[field]["parameter_default"] is None
+        assert params[field]["example_input"] is None
+
+
 def test_generate_answers_a_structured_result_beside_the_html(client):
     *_html, data = client.predict(
         prompt="a kingfisher diving", seconds=1.0, seed=4321, randomize=False, api_name="/generate"
