@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import ports
 from .runpod import default_worker_python
 from .runpod.workers import REPO, die_with_parent
 
@@ -61,12 +61,6 @@ class StackConfig:
     work_dir: Path | None = None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, key: str | None = None, timeout: float = 1.0) -> dict | None:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
     try:
@@ -84,6 +78,7 @@ class LocalStack:
         self.procs: list[subprocess.Popen] = []
         self.comfy_urls: list[str] = []
         self.plane_url = ""
+        self._logs: dict[Path, int] = {}  # each child's log -> its offset at the child's start
         self._own_dir = self.config.work_dir is None
         self.work_dir = Path(self.config.work_dir or tempfile.mkdtemp(prefix="wanpod-stack-"))
 
@@ -104,7 +99,9 @@ class LocalStack:
         }
 
     def _spawn(self, argv: list[str], log_name: str) -> subprocess.Popen:
-        log = open(self.work_dir / log_name, "ab")  # noqa: SIM115 - kept open for the child
+        path = self.work_dir / log_name
+        log = open(path, "ab")  # noqa: SIM115 - kept open for the child
+        self._logs[path] = log.tell()  # where this start's output begins (a reused work_dir)
         proc = subprocess.Popen(
             argv,
             cwd=REPO,
@@ -116,6 +113,20 @@ class LocalStack:
         log.close()
         self.procs.append(proc)
         return proc
+
+    def _listening(self, proc: subprocess.Popen, log_name: str, what: str) -> str:
+        """The URL a child announced (it bound port 0 itself: emulators/ports.py)."""
+        path = self.work_dir / log_name
+        start = self._logs[path]
+
+        def read() -> str:
+            with open(path, "rb") as f:
+                f.seek(start)
+                return f.read().decode(errors="replace")
+
+        return ports.wait_announced(
+            read, lambda: proc.poll() is None, self.config.ready_timeout_s, what
+        )
 
     def _wait(self, proc: subprocess.Popen, url: str, key: str | None, what: str) -> None:
         end = time.monotonic() + self.config.ready_timeout_s
@@ -140,7 +151,6 @@ class LocalStack:
         started = []
         try:
             for i in range(n_comfy):
-                port = free_port()
                 d = self.work_dir / f"comfy{i}"
                 for sub in ("input", "output", "temp"):
                     (d / sub).mkdir(parents=True, exist_ok=True)
@@ -152,7 +162,7 @@ class LocalStack:
                         "--host",
                         "127.0.0.1",
                         "--port",
-                        str(port),
+                        "0",
                         "--step-delay",
                         str(c.step_delay),
                         "--input-directory",
@@ -167,17 +177,17 @@ class LocalStack:
                 )
                 pid_file = d / "comfyui.pid"
                 pid_file.write_text(str(proc.pid))
-                url = f"http://127.0.0.1:{port}"
-                started.append((proc, url))
+                started.append(proc)
+            for i, proc in enumerate(started):  # all start together; each says its port
+                url = self._listening(proc, f"comfy{i}.log", "ComfyUI emulator")
+                d = self.work_dir / f"comfy{i}"
                 self.comfy_urls.append(url)
-                slots["COMFY_HOST"].append(f"127.0.0.1:{port}")
+                slots["COMFY_HOST"].append(url.removeprefix("http://"))
                 slots["COMFY_INPUT_DIR"].append(str(d / "input"))
                 slots["COMFY_OUTPUT_DIR"].append(str(d / "output"))
-                slots["COMFY_PID_FILE"].append(str(pid_file))
-            port = c.port or free_port()
-            self.plane_url = f"http://127.0.0.1:{port}"
+                slots["COMFY_PID_FILE"].append(str(d / "comfyui.pid"))
             argv = [
-                sys.executable, "-m", "emulators.runpod", "--port", str(port),
+                sys.executable, "-m", "emulators.runpod", "--port", str(c.port or 0),
                 "--endpoint-id", self.endpoint_id, "--api-key", self.api_key,
                 "--workers", str(c.workers), "--worker-python", wpy,
                 "--worker-module", c.worker_module, "--boot-delay", str(c.boot_delay),
@@ -193,7 +203,8 @@ class LocalStack:
             for name, value in {"COMFY_READY_TIMEOUT_S": "60", **c.worker_env}.items():
                 argv += ["--worker-env", f"{name}={value}"]
             plane = self._spawn([*argv, *c.plane_args], "control-plane.log")
-            for proc, url in started:
+            self.plane_url = self._listening(plane, "control-plane.log", "control plane")
+            for proc, url in zip(started, self.comfy_urls, strict=True):
                 self._wait(proc, url + "/system_stats", None, "ComfyUI emulator")
             self._wait(plane, self.base_url + "/health", self.api_key, "control plane")
             if c.wait_workers:

@@ -1,7 +1,7 @@
 """Test helpers shared by every suite: where the recorded fixtures are, free ports, real server
-processes started the right way (free port, readiness poll to a deadline, the child's output in
-the failure message, terminate then kill), the ComfyUI emulator's launch, waiting for an event
-(`wait_for`) and test images (`png_bytes`)."""
+processes started the right way (port 0 bound by the child and announced, emulators/ports.py;
+readiness poll to a deadline, the child's output in the failure message, terminate then kill),
+the ComfyUI emulator's launch, waiting for an event (`wait_for`) and test images (`png_bytes`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulators import ports
+
 REPO = Path(__file__).resolve().parent.parent
 # Recorded from a real ComfyUI 0.3.64 (tests/fixtures/comfyui/README.md says how); kept in the
 # repository so a clone anywhere runs its tests.
@@ -32,6 +34,8 @@ def load_json(path: Path) -> object:
 
 
 def free_port() -> int:
+    """A port free now, for a port nothing must listen on, or a server that cannot announce
+    its own (emulators/ports.py): another process may take it before the server binds it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -79,7 +83,10 @@ def http_ok(url: str, timeout: float = 0.5) -> bool:
 
 @dataclass
 class ServerProcess:
-    """A child process serving HTTP on 127.0.0.1:port. Use as a context manager."""
+    """A child process serving HTTP on 127.0.0.1:port. Use as a context manager.
+
+    `port=0`: the child binds a free port itself and announces it (emulators/ports.py; its argv
+    says --port 0); `port` is the announced one once `wait_ready()` returned."""
 
     argv: Sequence[str]
     port: int
@@ -90,6 +97,10 @@ class ServerProcess:
     ready: Callable[[ServerProcess], bool] | None = None
     proc: subprocess.Popen | None = field(default=None, init=False)
     _log: object = field(default=None, init=False)
+    _announces: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self._announces = self.port == 0
 
     @property
     def base_url(self) -> str:
@@ -101,6 +112,8 @@ class ServerProcess:
             prefix="wanpod-child-", suffix=".log", delete=False
         )
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
+        if self._announces:
+            self.port = 0  # a restart gets a new port
         self.proc = subprocess.Popen(
             list(self.argv), cwd=self.cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
@@ -122,7 +135,9 @@ class ServerProcess:
                     f"{self.argv} exited with {self.proc.returncode} before it was ready:\n"
                     + self.output()[-4000:]
                 )
-            if check(self):
+            if self.port == 0 and (url := ports.announced(self.output())) is not None:
+                self.port = ports.port_of(url)
+            if self.port != 0 and check(self):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"{self.argv} not ready in time:\n" + self.output()[-4000:])
@@ -149,13 +164,13 @@ class ServerProcess:
 
 
 def comfy_emulator(
-    *args: str, folders: Path | None = None, deadline_s: float = 30.0
+    *args: str, folders: Path | None = None, deadline_s: float = 30.0, port: int = 0
 ) -> ServerProcess:
-    """The ComfyUI emulator (`python -m emulators.comfyui`) on a free loopback port, ready when
-    /system_stats answers; `folders`: a root whose input/, output/ and temp/ it uses; `args`: its
-    other options (--step-delay, --video-max-side, ...). Not started: use it as a context manager
-    or call start()."""
-    port = free_port()
+    """The ComfyUI emulator (`python -m emulators.comfyui`) on a free loopback port (0: it binds
+    one and announces it; a fixed `port` only where it must be known before the bind), ready
+    when /system_stats answers; `folders`: a root whose input/, output/ and temp/ it uses;
+    `args`: its other options (--step-delay, --video-max-side, ...). Not started: use it as a
+    context manager or call start()."""
     argv = [sys.executable, "-m", "emulators.comfyui", "--host", "127.0.0.1", "--port", str(port)]
     for name in ("input", "output", "temp") if folders is not None else ():
         argv += [f"--{name}-directory", str(folders / name)]

@@ -3,8 +3,8 @@
 `serve(config, host, port)` sleeps `startup_delay` seconds *before* binding (real ComfyUI does not
 listen until it has loaded its nodes), then serves until cancelled or killed.
 
-`EmulatorThread(config)` serves the same app on 127.0.0.1 and a free port from a background
-thread with its own event loop:
+`EmulatorThread(config)` serves the same app on 127.0.0.1 and a free port (bound at once, see
+emulators/ports.py) from a background thread with its own event loop:
 
     with EmulatorThread(EmulatorConfig(step_delay=0.01)) as emu:
         requests.get(emu.base_url + "/system_stats")
@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 from typing import Any
 
 from aiohttp import web
 
+from .. import ports
 from .config import EmulatorConfig
 from .server import create_app
 
@@ -35,22 +35,17 @@ async def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 818
     if config.startup_delay:
         log.info("startup_delay: binding %s:%s in %.2f s", host, port, config.startup_delay)
         await asyncio.sleep(config.startup_delay)
+    sock = ports.bind(host, port)  # port 0: a free one, announced (emulators/ports.py)
     runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    log.info("ComfyUI emulator listening on http://%s:%s", host, port)
-    print(f"To see the GUI go to: http://{host}:{port}", flush=True)
+    await web.SockSite(runner, sock).start()
+    log.info("ComfyUI emulator listening on %s", ports.url_of(sock))
+    print(f"To see the GUI go to: {ports.url_of(sock)}", flush=True)
+    ports.announce(sock)
     try:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class EmulatorThread:
@@ -58,8 +53,11 @@ class EmulatorThread:
 
     def __init__(self, config: EmulatorConfig | None = None, port: int | None = None) -> None:
         self.config = config or EmulatorConfig()
-        self.port = port or free_port()
         self.host = "127.0.0.1"
+        # bound now (port 0: the kernel's pick), listening once started: a connection before
+        # that is refused, as with a server that has not bound yet
+        self._sock = ports.bind(self.host, port or 0)
+        self.port: int = self._sock.getsockname()[1]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -114,7 +112,7 @@ class EmulatorThread:
         self.app = create_app(self.config)
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
+        await web.SockSite(runner, self._sock).start()
         self._ready.set()
         try:
             await self._stop.wait()
@@ -126,6 +124,7 @@ class EmulatorThread:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(10)
+        self._sock.close()  # never served (not started), or already closed by the server
 
     def __enter__(self) -> EmulatorThread:
         return self.start()

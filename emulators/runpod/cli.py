@@ -3,7 +3,9 @@
 It serves RunPod's public API under `/v2/{endpoint_id}/` (see emulators/runpod/app.py) and runs
 N real worker processes (`<worker python> -m worker.handler`) with the production environment
 the runpod SDK reads, so the unmodified SDK loop takes jobs, posts progress and results, pings
-and receives stop signals. Prints one line `READY http://HOST:PORT/v2/ENDPOINT` when serving.
+and receives stop signals. `--port 0` (the default): any free port, bound by the server itself
+(emulators/ports.py). Prints `LISTENING http://HOST:PORT` and `READY http://HOST:PORT/v2/ENDPOINT`
+when serving.
 Runs until SIGTERM/SIGINT, then stops its workers (SIGTERM, then their process groups).
 
 Worker python: --worker-python, else env WANPOD_WORKER_PYTHON, else .venvs/worker/bin/python.
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .. import ports
 from .app import ControlPlane, RunpodConfig
 from .workers import WorkerSpec, default_worker_python
 
@@ -31,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m emulators.runpod", description=__doc__.split("\n")[0]
     )
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--port", type=int, default=0, help="0 (default): a free one, announced")
     p.add_argument("--endpoint-id", default="local-ep")
     p.add_argument("--api-key", default=os.environ.get("WANPOD_LOCAL_API_KEY", "local-key"))
     p.add_argument(
@@ -108,16 +111,17 @@ def config_from_args(args: argparse.Namespace) -> RunpodConfig:
         rate_limit=args.rate_limit,
         rate_window_s=args.rate_window,
         webhook_retry_s=args.webhook_retry,
-        base_url=f"http://{args.host}:{args.port}",
     )
 
 
 async def serve(cfg: RunpodConfig, host: str, port: int) -> None:
+    sock = ports.bind(host, port)  # bound first: the workers started at set-up get its URL
+    cfg.base_url = ports.url_of(sock)
     plane = ControlPlane(cfg)
     runner = web.AppRunner(plane.app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    await web.SockSite(runner, sock).start()
+    ports.announce(sock)
     print(f"READY {cfg.base_url}/v2/{cfg.endpoint_id}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ from tests.helpers import (
     RECORDINGS,
     ServerProcess,
     comfy_emulator,
+    free_port,
     png_bytes,
 )
 
@@ -286,8 +287,10 @@ def test_loadimage_options_follow_the_input_folder(comfy: Comfy) -> None:
     assert name in info["input"]["required"]["image"][0]
 
 
-def _spawn(tmp_path: Path, *flags: str) -> ServerProcess:
-    return comfy_emulator("--output-directory", str(tmp_path / "out"), "--step-delay", "0", *flags)
+def _spawn(tmp_path: Path, *flags: str, port: int = 0) -> ServerProcess:
+    return comfy_emulator(
+        "--output-directory", str(tmp_path / "out"), "--step-delay", "0", *flags, port=port
+    )
 
 
 def test_crash_at_node_exits_the_process(tmp_path: Path) -> None:
@@ -310,7 +313,7 @@ def test_crash_at_node_exits_the_process(tmp_path: Path) -> None:
 
 
 def test_startup_delay_binds_late(tmp_path: Path) -> None:
-    srv = _spawn(tmp_path, "--startup-delay", "1.5")
+    srv = _spawn(tmp_path, "--startup-delay", "1.5", port=free_port())  # known before the bind
     started = time.monotonic()
     srv.start(wait=False)
     try:

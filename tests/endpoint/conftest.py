@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import requests
 
 from app.endpoint import EndpointClient
-from tests.helpers import REPO, ServerProcess, free_port, wait_for
+from tests.helpers import REPO, ServerProcess, wait_for
 
 KEY = "test-client-key-123456"
 EP = "test-ep"
@@ -76,14 +77,13 @@ class Plane:
 def plane(
     tmp: Path, *args: str, module: str = "tests.endpoint.echo_worker", wait_workers: int | None = 1
 ) -> Iterator[Plane]:
-    port = free_port()
-    log_dir = tmp / f"workers-{port}"
+    log_dir = Path(tempfile.mkdtemp(prefix="workers-", dir=tmp))
     argv = [
         PYTHON,
         "-m",
         "emulators.runpod",
         "--port",
-        str(port),
+        "0",  # it binds a free one and says which (emulators/ports.py)
         "--endpoint-id",
         EP,
         "--api-key",
@@ -100,7 +100,7 @@ def plane(
         str(log_dir),
         *args,
     ]
-    with ServerProcess(argv, port, ready_path=f"/v2/{EP}/health") as server:
+    with ServerProcess(argv, 0, ready_path=f"/v2/{EP}/health") as server:
         p = Plane(server, log_dir)
         if wait_workers:
             p.wait_idle(wait_workers)

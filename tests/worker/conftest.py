@@ -91,14 +91,18 @@ class Comfy:
         for d in (self.input, self.output, self.temp):
             d.mkdir(parents=True, exist_ok=True)
         self.pid_file = root / "comfyui.pid"
-        self.server = comfy_emulator(
-            "--step-delay", "0.005", "--no-cache", *extra_args, folders=root
-        )
-        self.port = self.server.port
+        self.server = comfy_emulator(  # not waited for: a worker must know the port first
+            "--step-delay", "0.005", "--no-cache", *extra_args, folders=root,
+            port=0 if wait else free_port(),
+        )  # fmt: skip
         self.server.start(wait=False)
         self.pid_file.write_text(str(self.server.proc.pid))
         if wait:
             self.server.wait_ready()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     @property
     def address(self) -> str:
