@@ -6,12 +6,18 @@ the users split across them. Prints the issue's figures:
   median executionTime (target <= 1.15);
 - the studios' CPU per job (target <= 0.05 cpu-s), and an idle studio's CPU with no page open
   (target <= 1 % of a core), measured before the users arrive;
-- with two replicas, that no job was followed (stored) by both.
+- with two replicas, that no job was followed (stored) by both;
+- where the machine's CPU went over the same window (the studios, the stack, these clients), so
+  a figure missed on a small shared machine can be told from one the studio misses itself.
+`profile_dir`: also record each studio with py-spy (`pip install py-spy`, a dev tool, not in the
+requirements) over the users' window only, `--gil` (the samples that hold Python's lock: what
+one studio process can do at a time), as collapsed stacks `studio<i>.raw`.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -39,10 +45,12 @@ def run_protocol(
     data_dirs: list[Path],
     job_s: float,
     args_for: Callable[[int], list[Any]],
+    profile_dir: Path | None = None,
 ) -> int:
     from gradio_client import Client
 
     from app.studio.ledger import Ledger
+    from bench.studio_concurrency import cpu_report, cpu_snapshot
 
     slow = {"timeout": 300}  # a busy machine answers late; a page would wait too
     clients = [Client(urls[i % len(urls)] + "/", verbose=False, httpx_kwargs=slow)
@@ -64,13 +72,20 @@ def run_protocol(
     threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(users)]
     for t in threads:
         t.start()
+    spies = [profile(p.pid, profile_dir / f"studio{i}.raw")
+             for i, p in enumerate(studios)] if profile_dir else []  # fmt: skip
     cpu0 = [proc_cpu(p.pid) for p in studios]
+    machine0 = cpu_snapshot()
     barrier.wait()
     t_start = time.time()
     for t in threads:
         t.join(600)
     t_end = time.time()
     cpu = [proc_cpu(p.pid) - c for p, c in zip(studios, cpu0, strict=True)]
+    cpu_report(machine0, t_end - t_start)
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        spy.wait(60)
     rows = [r for r in Ledger(ledger_url).since(t_start - 5) if r.state == "COMPLETED"]
     print(f"protocol clients: {users} users on {len(urls)} studio replica(s), ledger "
           f"{ledger_url.split('://')[0]}, job {job_s:.1f} s emulated sampling")  # fmt: skip
@@ -116,6 +131,15 @@ def run_protocol(
     ):
         print(f"  {name:30s} median {statistics.median(vals):6.2f} s  max {max(vals):6.2f} s")
     return 0 if not both and not errors else 1
+
+
+def profile(pid: int, out: Path) -> subprocess.Popen:
+    """py-spy recording process `pid` (the samples holding the GIL) into `out` until SIGINT."""
+    spy = Path(sys.executable).with_name("py-spy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(spy), "record", "--pid", str(pid), "--gil", "--threads", "--rate", "200",
+            "--format", "raw", "--nonblocking", "-o", str(out)]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
                                                       [--browser-nice 19]
     .venvs/app/bin/python bench/studio_concurrency.py --mode protocol --users 64
                                                       [--replicas 2 --database postgresql]
+                                                      [--profile DIR]
 
 `--mode protocol` (bench/protocol_clients.py): clients that follow the same events a page follows,
 without rendering; its figures are the studio's own path and CPU, see that module.
@@ -151,6 +152,12 @@ def main() -> int:
     ap.add_argument("--mode", choices=("browser", "protocol"), default="browser")
     ap.add_argument("--replicas", type=int, default=1, help="studios (protocol mode)")
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="protocol mode: py-spy each studio over the users' window into this folder",
+    )
     args = ap.parse_args()
     if args.replicas > 1 and args.database != "postgresql":
         ap.error("--replicas > 1 needs --database postgresql (one shared ledger)")
@@ -235,6 +242,7 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
         return run_protocol(
             urls, procs, args.users, ledger_url, dirs, args.job_s,
             lambda i: api_args(prompt=f"bench user {i}: a kite over the sea", seconds=5.0),
+            profile_dir=args.profile,
         )  # fmt: skip
 
 
