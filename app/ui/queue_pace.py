@@ -8,7 +8,8 @@ studio sends no `gr.Progress` (its jobs stream their own status from the tracker
 request waiting 50 ms more to be picked up is nothing next to a job's seconds.
 
 `calm(blocks)` sets both on the Blocks' queue; it raises when Gradio no longer has them (an
-upgrade renamed them: the pace must be looked at again, not silently lost).
+upgrade renamed them: the pace must be looked at again, not silently lost). Checked against
+the Gradio named in app/ui/gradio_internals.py (a test fails on any other).
 """
 
 from __future__ import annotations
