@@ -38,11 +38,12 @@ from app.endpoint import RUN_LIMIT, EndpointClient
 from app.endpoint.states import JobState
 from app.errors import MB, DiskFull, InputError, StudioError, SubmitError, user_message
 from app.settings import Settings
-from app.studio import cost, disk, graph, webhooks
+from app.studio import cost, disk, webhooks
 from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
 from app.studio.images import prepare_image
 from app.studio.inputs import ImageFit, image_fits
+from app.studio.learning import Learning
 from app.studio.ledger import JobRow, Ledger
 from app.studio.owners import Caller
 from app.studio.progress import ProgressView, Samplers, describe, samplers
@@ -52,7 +53,6 @@ from app.studio.shown import Shown, check_shown
 from app.studio.tracker import Tracker
 
 log = logging.getLogger("wanpod.jobs")
-CALIBRATION_TTL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -97,28 +97,16 @@ class Studio:
         self.ledger = ledger
         self.tracker = tracker
         self.prices = prices
-        self._cal: tuple[float, cost.Calibration] | None = None
+        self.learning = Learning(ledger)  # the quotes' calibration from finished jobs
         self.ops = ops  # limits, budgets, pre-flight before /run (None: no checks)
         self._samplers = functools.lru_cache(maxsize=1024)(self._read_samplers)
 
     # -- quote -----------------------------------------------------------------------------
     def calibration(self) -> cost.Calibration:
-        now = time.monotonic()
-        if self._cal and now - self._cal[0] < CALIBRATION_TTL_S:
-            return self._cal[1]
-        obs = []
-        for row in self.ledger.finished_with_timing():
-            try:
-                req = cost.request_from_workflow(row.template, row.mode, row.workflow)
-            except graph.Unresolved:  # a past job the quote cannot read: nothing to learn
-                continue
-            obs.append(cost.Observation(req, row.gpu, (row.execution_ms or 0) / 1000))
-        cal = cost.calibrate(obs)
-        self._cal = (now, cal)
-        return cal
+        return self.learning.calibration()
 
     def forget_calibration(self, _rid: str = "") -> None:
-        self._cal = None
+        self.learning.forget()
 
     def images(self, values: FormValues) -> list[ImageFit]:
         """The job's images checked before Generate (missing, too small) and what fitting does."""

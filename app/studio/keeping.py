@@ -71,7 +71,7 @@ class Keeping:
                 return
             video = results.main_video(saved)
             kept = self.store.keep(rid, saved)  # lasting locations (uploaded when S3)
-            row = self.ledger.get(rid)
+            row = self.ledger.get(rid, workflow=False)  # its gpu and recipe
             comfy = output.get("comfyui") if isinstance(output.get("comfyui"), dict) else {}
             comfy_version = comfy.get("version")
             bill = self._bill(rid, execution_ms, None, row.gpu if row else "")

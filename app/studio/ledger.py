@@ -219,9 +219,11 @@ class Ledger:
         return json.loads(row["workflow"]) if row else {}
 
     def live(self) -> list[JobRow]:
+        """The rows not final yet, without their workflows (the tracker's scan reads them every
+        few seconds and needs ids and states)."""
         marks = ",".join("?" * len(LIVE_STATES))
-        sql = f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created_at"
-        return self._q(sql, LIVE_STATES)
+        sql = f"SELECT {self._without_workflow} FROM jobs WHERE state IN ({marks})"
+        return self._q(sql + " ORDER BY created_at", LIVE_STATES)
 
     def recent(self, limit: int = 20) -> list[JobRow]:
         return self._q("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
@@ -272,10 +274,12 @@ class Ledger:
         """Rows stored before the `form` column (for the one-time migration)."""
         return self._q("SELECT * FROM jobs WHERE form IS NULL")
 
-    def finished_with_timing(self, limit: int = 500) -> list[JobRow]:
-        """COMPLETED jobs with an executionTime: what the cost model learns from."""
+    def finished_with_timing(self, limit: int = 500, workflow: bool = True) -> list[JobRow]:
+        """COMPLETED jobs with an executionTime: what the cost model learns from
+        (`workflow=False`: without their workflows, which a finished row never changes)."""
+        cols = "*" if workflow else self._without_workflow
         return self._q(
-            "SELECT * FROM jobs WHERE state='COMPLETED' AND execution_ms IS NOT NULL"
+            f"SELECT {cols} FROM jobs WHERE state='COMPLETED' AND execution_ms IS NOT NULL"
             " ORDER BY finished_at DESC LIMIT ?",
             (limit,),
         )
