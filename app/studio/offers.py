@@ -70,12 +70,12 @@ def key_of(item: LoraOption | LoraUse | dict[str, Any]) -> str:
 
 
 def labels(options: Sequence[LoraOption]) -> list[str]:
-    """The picker's words for each option: its name and kind, with its files where two options
-    would read the same (or the name hides a folder)."""
+    """The picker's words for each option: its name (with its folder) and kind, and its files
+    where two options would read the same."""
     short = [f"{o.label} · {KINDS[o.kind]}" for o in options]
     out = []
     for o, text in zip(options, short, strict=True):
-        if short.count(text) > 1 or any("/" in f for f in o.files):
+        if short.count(text) > 1:
             text += f" ({' + '.join(o.files)})"
         out.append(text)
     return out
