@@ -144,3 +144,16 @@ def picks_of(text: str | None, rows: int) -> list[Pick]:
         low = use.strength_low if use.strength_low is not None else None
         out.append(Pick(key_of(use), float(high), None if low is None else float(low)))
     return out + [Pick()] * (rows - len(out))
+
+
+def stack_words(items: Sequence[Any]) -> str:
+    """A recipe's `loras` in words: "a.safetensors (0.8) + b.safetensors (0.6) · c (1)"."""
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        use = LoraUse(**{k: v for k, v in item.items() if k in LoraUse.__dataclass_fields__})
+        experts = ("high", "low") if not use.file else ("model",)
+        placed = [use.on(e) for e in experts]
+        out.append(" + ".join(f"{name} ({strength:g})" for name, strength in filter(None, placed)))
+    return " · ".join(out)
