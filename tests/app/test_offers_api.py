@@ -79,7 +79,7 @@ def test_a_start_image_by_url_is_downloaded_by_the_worker(vclient, image_host):
     call = args(pipeline="i2v_14b", resolution="480p square", seconds=1.0, start_url=url)
     quote = vclient.predict(*call, api_name="/quote").replace("\\", "")
     assert "start image from https://localhost:" in quote and "d3adb33f" not in quote, quote
-    status, video, details, _ = finished(vclient.predict(*call, api_name="/generate"))
+    status, _, details, _ = finished(vclient.predict(*call, api_name="/generate"))
     assert 'data-state="COMPLETED"' in status, status  # the worker fetched it: LoadImage read it
     assert "d3adb33f" not in details
     bad = args(pipeline="i2v_14b", start_url="http://localhost/start.png")

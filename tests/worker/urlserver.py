@@ -239,7 +239,7 @@ def main(folder: str) -> None:
     import sys
 
     root = Path(folder)
-    ca, tls = self_signed(root)
+    _, tls = self_signed(root)  # the PEM is root/test-ca.pem
     srv = ImageServer("127.0.0.1", tls=tls)
     for f in sorted((root / "files").iterdir()):
         kind = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}
