@@ -17,7 +17,7 @@ of the `{"inventory": true}` job). Pure:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,3 +157,19 @@ def stack_words(items: Sequence[Any]) -> str:
         placed = [use.on(e) for e in experts]
         out.append(" + ".join(f"{name} ({strength:g})" for name, strength in filter(None, placed)))
     return " · ".join(out)
+
+
+def adds_words(params: Mapping[str, Any], output: Any | None) -> str:
+    """What a filled job adds to its pipeline, for the quote line: the LoRAs with their strengths,
+    the post-steps, and the video they make ("" when none)."""
+    parts = []
+    if params.get("loras"):
+        parts.append("LoRAs " + stack_words(params["loras"]))
+    if params.get("upscale"):
+        parts.append(f"upscale ×2 with {params.get('upscale_model')}")
+    if params.get("interpolate"):
+        parts.append(f"smooth motion ×2 ({params.get('interpolate_model')})")
+    if parts and output is not None and (params.get("upscale") or params.get("interpolate")):
+        video = f"{output.width}x{output.height}, {output.frames} frames at {output.fps:g} fps"
+        parts.append("→ " + video)
+    return " · ".join(parts)

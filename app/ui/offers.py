@@ -162,7 +162,7 @@ class Picker:
         outs = [self.form["loras"], *(c for row in self.rows for c in (row[0], row[2], row[3]))]
         for _, pick, strength, low in self.rows:
             gr.on(
-                [pick.input, strength.release, low.release],
+                [pick.input, strength.input, low.input],
                 self.compose, rows, outs,
                 api_visibility="private", show_progress="hidden", trigger_mode="always_last",
             )  # fmt: skip
