@@ -177,6 +177,21 @@ def test_cache_is_reused_while_fresh_and_refetched_when_stale(tmp_path):
     assert again.get().nodes == FULL.nodes
 
 
+def test_the_cached_file_is_parsed_once_per_version_and_its_schema_built_once(tmp_path):
+    """Every submit reads the cache: the same file gives the same Inventory (not parsed
+    again), a new fetch or another process's write a new one."""
+    clock, fetch = Clock(), Fetcher(FULL, FULL)
+    cache = InventoryCache(tmp_path / "inv.json", fetch, 600, "ep", clock)
+    first = cache.get()
+    assert cache.cached() is cache.cached() and cache.cached().schema is cache.cached().schema
+    clock.t += 601
+    fresh = cache.get()
+    assert cache.cached() is not first and cache.cached().fetched_at == fresh.fetched_at
+    data = json.loads((tmp_path / "inv.json").read_text())
+    (tmp_path / "inv.json").write_text(json.dumps({**data, "fetched_at": 1.0}))  # another writer
+    assert cache.cached().fetched_at == 1.0
+
+
 def test_cache_of_another_endpoint_is_ignored(tmp_path):
     InventoryCache(tmp_path / "inv.json", Fetcher(FULL), 600, "ep-a", Clock()).get()
     other = Fetcher(FULL)

@@ -27,6 +27,7 @@ off), WANPOD_INVENTORY_MAX_AGE_S (default 3600), WANPOD_INVENTORY_TIMEOUT_S (def
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -64,6 +65,11 @@ class Inventory:
     nodes: frozenset[str]
     comfyui_version: str | None = None
     fetched_at: float = 0.0
+
+    @functools.cached_property
+    def schema(self) -> dict[str, Any]:
+        """`inventory_schema(self)`, built once per inventory (checked at every submit)."""
+        return inventory_schema(self)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -157,7 +163,7 @@ def missing(workflow: Mapping[str, Any], inventory: Inventory) -> Missing:
     nodes: dict[str, None] = {}
     models = {folder: inventory.models.get(folder, ()) for folder in FOLDERS}
     models.update(inventory.models)
-    for problem in schema_check(workflow, inventory_schema(inventory), model_files=models):
+    for problem in schema_check(workflow, inventory.schema, model_files=models):
         if problem.kind == "unknown_node" and problem.class_type:
             nodes[problem.class_type] = None
         elif problem.kind == "missing_model" and problem.node is not None:
@@ -248,15 +254,26 @@ class InventoryCache:
     endpoint_key: str = ""  # the endpoint URL: a cache of another endpoint is ignored
     clock: Callable[[], float] = time.time
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _parsed: tuple[tuple[int, int, int], Inventory | None] | None = field(default=None, repr=False)
 
     def cached(self) -> Inventory | None:
-        data = self._read()
-        if not data or "inventory" not in data:
-            return None
+        """The inventory in the file, parsed once per version of it (read at every submit)."""
         try:
-            return parse_inventory(data["inventory"], float(data.get("fetched_at", 0)))
-        except InventoryUnavailable:
+            st = self.path.stat()
+        except OSError:
             return None
+        version = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._parsed is not None and self._parsed[0] == version:
+            return self._parsed[1]
+        data = self._read()
+        inv = None
+        if data and "inventory" in data:
+            try:
+                inv = parse_inventory(data["inventory"], float(data.get("fetched_at", 0)))
+            except InventoryUnavailable:
+                inv = None
+        self._parsed = (version, inv)
+        return inv
 
     def age_s(self, inv: Inventory) -> float:
         return max(self.clock() - inv.fetched_at, 0.0)
