@@ -11,7 +11,8 @@ the users split across them. Prints the issue's figures:
   a figure missed on a small shared machine can be told from one the studio misses itself.
 `profile_dir`: also record each studio with py-spy (`pip install py-spy`, a dev tool, not in the
 requirements) over the users' window only, `--gil` (the samples that hold Python's lock: what
-one studio process can do at a time), as collapsed stacks `studio<i>.raw`.
+one studio process can do at a time), as collapsed stacks `studio<i>.raw`, and this process's
+clients as `clients.raw`.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def run_protocol(
         t.start()
     spies = [profile(p.pid, profile_dir / f"studio{i}.raw")
              for i, p in enumerate(studios)] if profile_dir else []  # fmt: skip
+    if profile_dir:  # and these clients (one process: their GIL is shared too)
+        spies.append(profile(os.getpid(), profile_dir / "clients.raw"))
     cpu0 = [proc_cpu(p.pid) for p in studios]
     machine0 = cpu_snapshot()
     barrier.wait()
