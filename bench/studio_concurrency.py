@@ -8,9 +8,10 @@
 
 `--mode protocol` (bench/protocol_clients.py): clients that follow the same events a page follows,
 without rendering; its figures are the studio's own path and CPU, see that module. As the
-browsers below, the clients would run on the users' machines and the stack stands in for RunPod's:
-they run niced (--others-nice, 0 to share the studios' priority). Other tenants of the machine are
-not: note the load average with every figure.
+browsers below, the clients would run on the users' machines: they run niced (--clients-nice, 0
+to share the studios' priority); the stack stands in for RunPod's machines (--stack-nice, default
+0: its /run answers and job times are part of the studio's path). Other tenants of the machine
+are not niced: note the load average with every figure.
 
 Starts the local stack (one ComfyUI emulator per worker, N real worker processes behind the local
 RunPod control plane), a studio (`python -m app`) pointed at it, and one headless Chromium with
@@ -121,9 +122,8 @@ def cpu_report(before: dict[int, tuple[str, float]], seconds: float) -> None:
 
 
 def nice_all_but(keep: set[int], niceness: int) -> int:
-    """Lower the CPU priority of this bench's process tree (this process's threads created
-    from now on included) except the processes in `keep` and PostgreSQL (the studios' ledger);
-    returns how many were changed."""
+    """Lower the CPU priority of this bench's child processes except those in `keep` and
+    PostgreSQL (the studios' ledger); returns how many were changed."""
     changed = 0
     for pid in cpu_snapshot():
         try:
@@ -136,7 +136,6 @@ def nice_all_but(keep: set[int], niceness: int) -> int:
                 changed += 1
             except OSError:  # gone meanwhile
                 pass
-    os.nice(niceness)  # this thread: the clients' threads start from it
     return changed
 
 
@@ -176,11 +175,18 @@ def main() -> int:
     ap.add_argument("--replicas", type=int, default=1, help="studios (protocol mode)")
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument(
-        "--others-nice",
+        "--clients-nice",
         type=int,
         default=19,
-        help="protocol mode: CPU niceness of the clients and the stack, the stand-ins for the "
-        "users' machines and RunPod's (0: the same priority as the studios)",
+        help="protocol mode: CPU niceness of the clients, the stand-ins for the users' machines "
+        "(0: the same priority as the studios)",
+    )
+    ap.add_argument(
+        "--stack-nice",
+        type=int,
+        default=0,
+        help="protocol mode: CPU niceness of the stack, the stand-in for RunPod's machines "
+        "(its /run answers and job times are in the studio's path)",
     )
     ap.add_argument(
         "--profile",
@@ -268,10 +274,13 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
             dirs.append(data)
         for url, proc in zip(urls, procs, strict=True):
             wait_http(url + "/gradio_api/info", 120, proc)
-        if args.others_nice:
-            others = nice_all_but({p.pid for p in procs}, args.others_nice)
-            print(f"the clients and the stack ({others} processes) run at nice "
-                  f"{args.others_nice}, the studios at 0")  # fmt: skip
+        if args.stack_nice:
+            n = nice_all_but({p.pid for p in procs}, args.stack_nice)
+            print(f"the stack ({n} processes) runs at nice {args.stack_nice}")
+        if args.clients_nice:
+            os.nice(args.clients_nice)  # this thread: the clients' threads start from it
+        print(f"the clients run at nice {args.clients_nice}, the stack at {args.stack_nice}, "
+              "the studios and PostgreSQL at 0")  # fmt: skip
         ledger_url = ledger_url or f"sqlite:///{dirs[0] / 'ledger.sqlite3'}"
         return run_protocol(
             urls, procs, args.users, ledger_url, dirs, args.job_s,
