@@ -13,9 +13,14 @@ puts `RAF_FIX_JS` as the first element of the page's <head> (an inline classic s
 while the HTML is parsed; Gradio's module scripts run after). The fix runs the status trackers'
 frame requests (recognised by their module in the caller's stack) at 4 Hz on a timer instead:
 their timers show tenths of a second, and our page hides them anyway (show_progress="hidden").
-Every other frame request goes to the browser unchanged. A browser test
-(tests/app/test_browser.py) waits for an idle page to have no frame request waiting (a frame loop
-always has one), so a Gradio upgrade that renames the module or fixes the leak shows up.
+A frame asked for while a slowed callback runs is slowed too: while an event runs, the tracker
+starts an animation on Svelte's shared frame loop, whose next frames are asked for by the loop
+itself (Svelte's module, not the tracker's), so it ran at the display's rate for as long as the
+job did (~0.15 of a core per page following a job). Another animation sharing that loop at the
+same moment steps at 4 Hz too. Every other frame request goes to the browser unchanged. Browser
+tests (tests/app/test_browser.py) wait for an idle page, and a page following a job, to have no
+frame request waiting (a frame loop always has one), so a Gradio upgrade that renames the
+module or fixes the leak shows up.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ RAF_FIX_JS = """
   const nativeCancel = window.cancelAnimationFrame.bind(window);
   const slow = new Map();
   let next = 0;
+  let inSlow = 0;  /* > 0 while a slowed callback runs: what it asks for is slowed too */
+  const run = (cb) => { inSlow++; try { cb(performance.now()); } finally { inSlow--; } };
   window.requestAnimationFrame = function (cb) {
-    if (!/\\/statustracker-[^/]*\\.js/.test(new Error().stack || "")) return native(cb);
+    if (!inSlow && !/\\/statustracker-[^/]*\\.js/.test(new Error().stack || "")) return native(cb);
     const id = --next;  /* negative: never one of the browser's own ids */
-    slow.set(id, setTimeout(() => { slow.delete(id); cb(performance.now()); }, 250));
+    slow.set(id, setTimeout(() => { slow.delete(id); run(cb); }, 250));
     return id;
   };
   window.cancelAnimationFrame = function (id) {

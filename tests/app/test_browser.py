@@ -162,18 +162,27 @@ def test_restarted_studio_resumes_the_job(stack, context, slow_stack, tmp_path):
 # Follows the animation frames the page asks the browser for. An init script runs before any of
 # the page's own scripts, so this wrapper sits under the studio's early script
 # (app/ui/early_script.py) and sees only the requests that reach the browser: `__wpPending` is
-# how many of them are waiting for their frame. A frame loop (each frame's callback asking for
-# the next, as Gradio's leaked status-tracker timer does) keeps one waiting at every moment
-# between frames; a page without one has none waiting once its transitions are over.
+# how many of them are waiting for their frame, `__wpChained` how many were asked for from a
+# frame's own callback. A frame loop (each frame's callback asking for the next, as Gradio's
+# leaked status-tracker timer does) keeps one waiting at every moment between frames and chains
+# one per frame; a page without one has none waiting once its transitions are over.
 FRAMES_JS = """
 window.__wpFrames = 0;
 window.__wpPending = 0;
+window.__wpChained = 0;
 const native = window.requestAnimationFrame.bind(window);
 const nativeCancel = window.cancelAnimationFrame.bind(window);
 const waiting = new Set();
+let inFrame = 0;
 window.requestAnimationFrame = (cb) => {
   window.__wpFrames += 1;
-  const id = native((t) => { waiting.delete(id); window.__wpPending = waiting.size; cb(t); });
+  if (inFrame) window.__wpChained += 1;  /* asked for from a frame's own callback: a loop */
+  const id = native((t) => {
+    waiting.delete(id);
+    window.__wpPending = waiting.size;
+    inFrame += 1;
+    try { cb(t); } finally { inFrame -= 1; }
+  });
   waiting.add(id);
   window.__wpPending = waiting.size;
   return id;
@@ -200,6 +209,29 @@ def test_an_idle_page_has_no_frame_loop(studio, browser):
         page.locator("#wp-prompt textarea").fill("an idle page, then a quote")
         page.wait_for_function("document.querySelector('#wp-quote').innerText.includes('GPU s')")
     finally:
+        ctx.close()
+
+
+CHAINED_MAX = 10  # Gradio's one-off "next frame" waits (0 seen); a loop chains ~30 a second
+
+
+def test_a_page_following_a_job_has_no_frame_loop(studio, browser, stack):
+    # While an event runs, Gradio's status tracker starts an animation on Svelte's shared frame
+    # loop, which asks for its next frames itself: the early script slows what a slowed frame
+    # asks for too, so a page following a job steps that loop on a timer, not at the display's
+    # rate (before: ~30 frames a second chained for as long as the job ran).
+    slow_steps(stack, 4.0)
+    ctx = browser.new_context()
+    try:
+        ctx.add_init_script(FRAMES_JS)
+        page = open_studio(ctx, studio.base_url)
+        start_job(page, "a lighthouse, followed", quality=False)
+        page.evaluate("window.__wpChained = 0")
+        done = f"{STATE}.dataset.state === 'COMPLETED'"
+        page.wait_for_function(done, polling=100, timeout=TIMEOUT_MS)  # a timer, not frames
+        assert page.evaluate("window.__wpChained") <= CHAINED_MAX
+    finally:
+        slow_steps(stack, 0.1)
         ctx.close()
 
 
