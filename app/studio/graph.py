@@ -71,3 +71,16 @@ def resolve(workflow: Mapping[str, Any], node: str, name: str) -> Any:
         seen.append(source)
         value = (target.get("inputs") or {}).get(passed)
     return value
+
+
+def upstream(workflow: Mapping[str, Any], node: str) -> set[str]:
+    """Every node id `node` takes an input from, directly or through other nodes."""
+    seen: set[str] = set()
+    todo = [str(node)]
+    while todo:
+        inputs = (workflow.get(todo.pop()) or {}).get("inputs") or {}
+        for value in inputs.values() if isinstance(inputs, Mapping) else ():
+            if is_link(value) and str(value[0]) not in seen and str(value[0]) in workflow:
+                seen.add(str(value[0]))
+                todo.append(str(value[0]))
+    return seen
