@@ -342,12 +342,7 @@ def request_from_workflow(pipeline: str, mode: str, workflow: Mapping[str, objec
             continue
 
         def value(name: str, nid: str = str(node_id)) -> float | None:
-            v = graph.resolve(workflow, nid, name)
-            if v is None:
-                return None
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise graph.unresolved(nid, name, f"{v!r} is not a number")
-            return v
+            return graph.number(workflow, nid, name)
 
         if kind in _LATENT_NODES or {"width", "height", "length"} <= set(inputs):
             w, h, n = value("width"), value("height"), value("length")

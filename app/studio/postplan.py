@@ -94,12 +94,8 @@ def _upscale(workflow: Mapping[str, Any], nid: str) -> Step:
 
 
 def _number(workflow: Mapping[str, Any], nid: str, name: str, default: float) -> float:
-    v = graph.resolve(workflow, nid, name)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise graph.unresolved(nid, name, f"{v!r} is not a number")
-    return v
+    v = graph.number(workflow, nid, name)
+    return default if v is None else v
 
 
 def _name(workflow: Mapping[str, Any], nid: str, name: str) -> str:
