@@ -16,10 +16,12 @@ from __future__ import annotations
 H100_OVER_3090 = 2.0  # assumption (see above)
 H100_OVER_4060 = 3.0  # assumption (see above)
 
-# RIFE v4.4 on an RTX 3090 at 1920x1088: ~53 fps fp16 through onnxruntime-CUDA (vs-mlrt wiki,
-# AmusementClub/vs-mlrt, "RIFE" page). ComfyUI-Frame-Interpolation runs RIFE in PyTorch (fp32 by
-# default, frames moved to and from the GPU one pair at a time): assumed 3x slower than that.
-RIFE_3090_ORT_PX_S = 53 * 1920 * 1088  # new-frame pixels per second, published
+# RIFE v4.4 on an RTX 3090 at 1920x1088: 53.62 fps fp16 through onnxruntime-CUDA, one stream
+# (vs-mlrt wiki, AmusementClub/vs-mlrt, "RIFE" page, vs-mlrt v12), read here as network passes
+# (new frames) per second. ComfyUI-Frame-Interpolation runs RIFE in PyTorch (fp32 by default,
+# frames moved to and from the GPU one pair at a time): assumed 3x slower than that, which also
+# covers the figure counting every output frame (half of them copies) rather than passes.
+RIFE_3090_ORT_PX_S = 53.62 * 1920 * 1088  # new-frame pixels per second, published
 RIFE_PYTORCH_SLOWDOWN = 3.0  # estimate (conservative)
 RIFE_REF_PX_S = RIFE_3090_ORT_PX_S / RIFE_PYTORCH_SLOWDOWN * H100_OVER_3090  # ≈ 74 Mpx/s
 
