@@ -11,11 +11,14 @@ studio (the local stack stops with it, so a restart finds them LOST).
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from emulators.comfyui.config import EmulatorConfig
 from emulators.stack import LocalStack, StackConfig
+from emulators.volume import DEMO_EXTRAS, RIFE_SCHEMA, write_volume
 
 
 def banner() -> str:
@@ -34,10 +37,15 @@ def banner() -> str:
 
 @contextlib.contextmanager
 def start_local_stack(settings: Any, **overrides: Any) -> Iterator[LocalStack]:
-    config = StackConfig(
-        workers=int(settings.demo_workers),
-        step_delay=float(settings.demo_step_delay),
-        **overrides,
-    )
-    with LocalStack(config) as stack:
-        yield stack
+    """The stack; its ComfyUI reads a placeholder volume with every catalog model, a few example
+    LoRAs and upscale models (emulators/volume.py), and has the smooth-motion (RIFE) node."""
+    with tempfile.TemporaryDirectory(prefix="wanpod-demo-volume-") as root:
+        paths = write_volume(Path(root), DEMO_EXTRAS)
+        volume = ("--extra-model-paths-config", str(paths), "--extra-schema", str(RIFE_SCHEMA))
+        config = StackConfig(
+            workers=int(settings.demo_workers),
+            step_delay=float(settings.demo_step_delay),
+            **{"comfy_args": volume, **overrides},
+        )
+        with LocalStack(config) as stack:
+            yield stack

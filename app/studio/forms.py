@@ -9,11 +9,13 @@ choices, so `fill` refuses nothing the form lets through (fill stays the judge e
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import InputError
+from app.studio.offers import parse_field
 from workflows.catalog import Preset, frames_for
 
 ADVANCED = ("steps", "cfg", "shift", "sampler", "scheduler", "lora_high", "lora_low")
@@ -39,16 +41,27 @@ LABELS = {
     "end_image": "end image",
     "workflow": "workflow file",
     "mode": "mode",
+    "loras": "LoRAs",
+    "upscale": "upscale",
+    "upscale_model": "upscale model",
+    "interpolate": "smooth motion",
+    "interpolate_model": "smooth motion model",
+    "start_image_url": "start image URL",
 }
+POST_STEPS = ("upscale", "upscale_model", "interpolate", "interpolate_model")  # fill's names
 MAX_SEED = 2**53 - 1  # what a browser's number input carries exactly
 
 
 def field_of(label: str) -> str:
     """The `FormValues` field an error's label names ("duration" -> "seconds"), or ""."""
     names = set(FormValues.__dataclass_fields__)
-    if label in names:
-        return label
-    return next((k for k, v in LABELS.items() if v == label and k in names), "")
+    for text in (label, label.split(" (")[0]):  # "LoRAs (LoRA 2, high)" -> "LoRAs"
+        if text in names:
+            return text
+        found = next((k for k, v in LABELS.items() if v == text and k in names), "")
+        if found:
+            return found
+    return ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class PipelineForm:
     template_id: str
     title: str
     byo: bool = False
+    family: str = "14b"  # "14b" (two experts) | "5b" (one model): which LoRAs fit
     needs_start: bool = False
     needs_end: bool = False
     start_optional: bool = False  # shown, but the pipeline also runs without it (TI2V 5B)
@@ -83,6 +97,12 @@ class PipelineForm:
     descriptions: Mapping[str, str] = field(default_factory=dict)  # our key -> the catalog's
 
     def label_of(self, param: str) -> str:
+        """The form's words for a fill parameter (`loras[1].high` -> "LoRAs (LoRA 2, high)")."""
+        where = re.fullmatch(r"(\w+)\[(\d+)\](?:\.(\w+))?", param)
+        if where:
+            base, i, part = where.groups()
+            item = f"LoRA {int(i) + 1}" if base == "loras" else f"item {int(i) + 1}"
+            return f"{self.label_of(base)} ({item}{', ' + part if part else ''})"
         for ours, theirs in self.names.items():
             if theirs == param:
                 return LABELS.get(ours, ours)
@@ -116,6 +136,13 @@ class FormValues:
     scheduler: str | None = None
     lora_high: float | None = None
     lora_low: float | None = None
+    # new fields go last: an API client's positional arguments keep their places
+    loras: str = ""  # fill's `loras` as JSON text (app/studio/offers.py)
+    upscale: bool = False
+    upscale_model: str | None = None
+    interpolate: bool = False
+    interpolate_model: str | None = None
+    start_image_url: str | None = None  # an https:// URL the worker downloads (no upload)
 
     def image_for(self, param: str) -> str | None:
         return self.end_image if "end" in param or "last" in param else self.start_image
@@ -171,4 +198,26 @@ def to_params(
         value = getattr(values, key)
         if key in n and value is not None and key in (form.advanced.get(values.mode) or {}):
             out[n[key]] = value
+    out.update(_extras(form, values))
     return out
+
+
+def _extras(form: PipelineForm, values: FormValues) -> dict[str, Any]:
+    """The user's LoRAs and the post-steps, as fill takes them (fill judges the values)."""
+    loras = parse_field(values.loras)
+    asked = {
+        "loras": loras or None,
+        "upscale": values.upscale or None,
+        "upscale_model": values.upscale_model if values.upscale else None,
+        "interpolate": values.interpolate or None,
+        "interpolate_model": values.interpolate_model if values.interpolate else None,
+    }
+    asked = {k: v for k, v in asked.items() if v is not None}
+    for key in asked:
+        if key not in form.names:
+            raise InputError(
+                LABELS[key],
+                f"{form.title} runs the workflow as uploaded; add the nodes to the workflow "
+                "itself (allowed: the catalog's pipelines)",
+            )
+    return {form.names[k]: v for k, v in asked.items()}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.studio.forms import ADVANCED, FieldSpec, PipelineForm
+from app.studio.forms import ADVANCED, POST_STEPS, FieldSpec, PipelineForm
 
 BYO_ID = "byo"
 _NAMES = (
@@ -55,6 +55,7 @@ def form_for(t: Any) -> PipelineForm:
     return PipelineForm(
         template_id=t.id,
         title=t.title,
+        family=t.family,
         needs_start="start_image" in needs,
         needs_end="end_image" in needs,
         start_optional="start_image" in t.optional,
@@ -72,6 +73,7 @@ def form_for(t: Any) -> PipelineForm:
             "mode": "mode",
             "resolution": "resolution",
             **{n: n for n in _NAMES if n in t.params and n not in ("width", "height")},
+            **{n: n for n in ("loras", *POST_STEPS)},  # fill takes them on every template
         },
     )
 

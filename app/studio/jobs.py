@@ -41,9 +41,9 @@ from app.settings import Settings
 from app.studio import cost, disk, graph, webhooks
 from app.studio.checks.gate import Gate
 from app.studio.forms import FormValues, PipelineForm, to_params
-from app.studio.images import prepare_image
-from app.studio.inputs import ImageFit, image_fits
+from app.studio.inputs import ImageFit, image_fits, job_images
 from app.studio.ledger import JobRow, Ledger
+from app.studio.offers import Offers, offers
 from app.studio.owners import Caller
 from app.studio.progress import ProgressView, Samplers, describe, samplers
 from app.studio.records import details, template_version
@@ -143,7 +143,8 @@ class Studio:
         form = self.form(values.pipeline)
         if images is None:
             images = {}
-            if form.needs_start and (values.start_image or not form.start_optional):
+            start = values.start_image or values.start_image_url
+            if form.needs_start and (start or not form.start_optional):
                 images["start_image"] = "wanpod_start.png"
             if form.needs_end:
                 images["end_image"] = "wanpod_end.png"
@@ -179,33 +180,11 @@ class Studio:
         """`chain`: the chain segment this job is (app/studio/chains.py), kept on its row;
         `shown`: what the page's quote line showed (the job sent must be that one)."""
         form = self.form(values.pipeline)
-        width, height = self._size(form, values)
-        tag = uuid.uuid4().hex[:10]
-        prepared = []
-        wanted = [("start_image", "start image", values.start_image, form.needs_start)]
-        wanted.append(("end_image", "end image", values.end_image, form.needs_end))
-        for param, label, path, used in wanted:
-            if not used:
-                continue
-            if path is None:
-                if param == "start_image" and form.start_optional:
-                    continue
-                raise InputError(label, f"{form.title} needs a {label}; upload one")
-            prepared.append(
-                (
-                    param,
-                    prepare_image(path, width, height, field=label, name=f"wanpod_{tag}_{param}"),
-                )
-            )
-        images = {param: img.name for param, img in prepared}
-        prep = self.prepare(values, images)
+        images = job_images(form, values, self._size(form, values), uuid.uuid4().hex[:10])
+        prep = self.prepare(values, images.names)
         check_shown(shown, prep.request, prep.quote)
         job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
-        by_param = dict(prepared)
-        uploads = []
-        for name, param in dict(getattr(prep.filled, "images", {}) or {}).items():
-            if param in by_param:  # fill may rename the upload; the bytes are ours
-                uploads.append({"name": str(name), "image": by_param[param].b64})
+        uploads = images.uploads(getattr(prep.filled, "images", {}) or {})
         names = [u["name"] for u in uploads]
         clearance = self.ops.before_run(prep, user, names) if self.ops is not None else None
         if uploads:
@@ -322,6 +301,19 @@ class Studio:
         """What rerunning a job would cost: its own workflow, quoted now."""
         req = cost.request_from_workflow(row.template, row.mode, row.workflow)
         return req, cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
+
+    def offers(self) -> Offers:
+        """The LoRAs, upscale models and smooth motion the endpoint offers, from its last
+        inventory (never waits for one: empty and `known` False until the first is had)."""
+        pre = self.ops.preflight if self.ops is not None else None
+        return offers(pre.cache.cached() if pre is not None else None)
+
+    def refresh_offers(self) -> Offers:
+        """A fresh inventory (waits for the inventory job, at most pre-flight's timeout)."""
+        pre = self.ops.preflight if self.ops is not None else None
+        if pre is not None:
+            pre.cache.get(force=True, timeout_s=pre.settings.timeout_s)
+        return self.offers()
 
     def reuse(self, rid: str, caller: Caller) -> FormValues:
         """The form values of a past job as the user set them (its seed fixed, not randomized)."""

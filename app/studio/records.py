@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.studio.ledger import JobRow
 from app.studio.markup import md_text, md_value
+from app.studio.offers import stack_words
 
 
 def template_version(template_id: str, workflow_file: str | None = None) -> str:
@@ -41,6 +42,8 @@ def details(row: JobRow) -> str:
     if shown:
         pairs = (f"{k}={md_value(v)}" for k, v in sorted(shown.items()))
         lines.append("**Parameters:** " + ", ".join(pairs))
+    if p.get("loras"):
+        lines.append(f"**LoRAs:** {md_text(stack_words(p['loras']))}")
     if q:
         lines.append(
             f"**Quote:** ≈{q.execution_s:.0f} GPU s = ${q.dollars:.4f} on {q.gpu} ({q.basis});"

@@ -26,6 +26,7 @@ from app.studio.forms import field_of
 from app.studio.inputs import describe
 from app.studio.jobs import Studio
 from app.studio.markup import md_text
+from app.studio.offers import adds_words
 from app.studio.owners import Caller
 from app.studio.shown import Shown
 from app.studio.summary import job_result, unknown_job, unknown_reason
@@ -99,6 +100,9 @@ class Callbacks:
             field = field_of(str(getattr(exc, "field", "")))
             return f"⚠️ {md_text(msg)}", Shown(problem=msg, field=field)
         line = "**Quote:** " + prep.quote.summary()
+        adds = adds_words(prep.filled.params, getattr(prep.filled, "output", None))
+        if adds:
+            line += "\n\n**Adds:** " + html.escape(adds)
         if fits:
             line += "\n\n**Images:** " + html.escape(describe(fits, values.resolution))
         refusals = self.studio.ops.refusals(prep) if self.studio.ops is not None else []

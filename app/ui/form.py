@@ -19,13 +19,15 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gradio as gr
 
 from app.studio.forms import ADVANCED, FormValues, PipelineForm
+from app.studio.offers import Offers
 from app.ui.fields import Checkbox, Dropdown, File, Image, Number, Radio, Slider, Textbox, described
+from app.ui.offers import Picker
 
 ADVANCED_LABELS = {
     "steps": "Steps",
@@ -47,6 +49,17 @@ OWN_TEXT = {
     "workflow_file": "a ComfyUI workflow saved with Export (API), for the bring-your-own pipeline",
     "resolution": "one of the pipeline's size presets, e.g. '480p square'",
     "randomize": "true: a fresh random seed for the job (the seed field is ignored)",
+    "loras": 'the user\'s LoRAs as a JSON list of up to 4, each {"file": name, "strength": '
+    's} (a single file, every expert) or {"high": name, "low": name, "strength": s} (a '
+    "14B pair; strength_high / strength_low per expert); names as the endpoint's loras folder "
+    "lists them (sub/file); strengths -2 to 2; empty: none",
+    "upscale": "true: upscale the video x2 with an upscale model before it is written",
+    "upscale_model": "a file of the endpoint's upscale_models folder (default: the catalog's)",
+    "interpolate": "true: smooth motion x2 (RIFE frame interpolation: doubles the fps); needs "
+    "the ComfyUI-Frame-Interpolation custom nodes on the endpoint",
+    "interpolate_model": "the RIFE checkpoint for smooth motion (default: the catalog's)",
+    "start_image_url": "the first frame as an https:// URL the worker downloads, instead of an "
+    "uploaded start_image",
 }
 ADVANCED_HINT = " (empty, or not offered in this mode: the mode's own)"
 NEGATIVE_INFO = (
@@ -71,9 +84,15 @@ def mode_info(form: PipelineForm) -> str:
 class Form:
     """The form's components by `FormValues` field name (see the module doc)."""
 
-    def __init__(self, forms: Mapping[str, PipelineForm], shape: type = FormValues) -> None:
+    def __init__(
+        self,
+        forms: Mapping[str, PipelineForm],
+        shape: type = FormValues,
+        offers: Callable[[], Offers] = Offers,
+    ) -> None:
         self.forms = dict(forms)
         self.shape = shape
+        self.picker = Picker(self, offers)  # the LoRA rows and post-steps (app/ui/offers.py)
         self._fields = [f.name for f in dataclasses.fields(shape)]
         self._types = typing.get_type_hints(shape)
         self._by_name: dict[str, Any] = {}
@@ -110,6 +129,11 @@ class Form:
         return [self._by_name[n] for n in self.names]
 
     @property
+    def outputs(self) -> list[Any]:
+        """What `layout` and `updates` answer: the fields and the picker's rows."""
+        return [*self.inputs, *self.picker.components]
+
+    @property
     def kwargs(self) -> dict[str, Any]:
         return {n: self._by_name[n] for n in self.names}
 
@@ -134,6 +158,8 @@ class Form:
             if value in (None, "") and "value" in update:
                 continue
             update["value"] = value
+        if "loras" in self._by_name:
+            out.update(self.picker.show(values.loras))
         return out
 
     def shown(self, event: Any, values: Any) -> Any:
@@ -142,7 +168,7 @@ class Form:
         return event.then(
             self.updates,
             values,
-            self.inputs,
+            self.outputs,
             api_visibility="private",
             show_progress="hidden",
         )
@@ -158,6 +184,7 @@ class Form:
         out = {
             "mode": gr.update(choices=list(form.modes), value=mode, info=mode_info(form)),
             "start_image": gr.update(visible=form.needs_start),
+            "start_image_url": gr.update(visible=form.needs_start),
             "end_image": gr.update(visible=form.needs_end),
             "workflow_file": gr.update(visible=form.byo),
             "resolution": gr.update(
@@ -184,7 +211,11 @@ class Form:
                     step=spec.step,
                     value=spec.default,
                 )
-        return {self._by_name[k]: u for k, u in out.items() if k in self._by_name}
+        fields = {self._by_name[k]: u for k, u in out.items() if k in self._by_name}
+        if "loras" in self._by_name:
+            for component, update in self.picker.layout(form).items():
+                fields[component] = {**fields.get(component, {}), **update}
+        return fields
 
     def frames_note(self, pipeline: str, seconds: float) -> str:
         """The frame count the duration snaps to, under the slider."""
@@ -258,6 +289,16 @@ class Form:
                 ),
             )
         self.add(
+            "start_image_url",
+            Textbox(
+                label="…or a start image URL (https://, downloaded by the worker)",
+                placeholder="https://example.com/frame.png",
+                value="",
+                visible=first.needs_start,
+                elem_id="wp-start-url",
+            ),
+        )
+        self.add(
             "workflow_file",
             File(
                 label="API workflow (.json)",
@@ -304,6 +345,7 @@ class Form:
             )
             for key in ADVANCED:
                 self.add(key, self._advanced(key, first))
+        self.picker.build()
         return self
 
     def _advanced(self, key: str, first: PipelineForm) -> Any:

@@ -285,7 +285,7 @@ def build_history(
         reuse.click(
             hc.reuse_form,
             opened,
-            cb.form.inputs,
+            cb.form.outputs,
             api_name="history_reuse",
             api_visibility="private",
             show_progress="hidden",

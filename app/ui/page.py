@@ -79,7 +79,7 @@ def build_ui(
     """The page. `browser_key` keys Gradio's (client-side) encryption of the remembered job id in
     localStorage; it must survive restarts so a reopened tab finds its job again. It is not a
     secret (the browser holds it) and must not be one of ours."""
-    form = Form(studio.forms)
+    form = Form(studio.forms, offers=studio.offers)
     chains = chains or Chains(studio)
     cb = Callbacks(studio, form, chains)
     extras = Extras(cb)
@@ -200,7 +200,7 @@ def build_ui(
         form.show_frames(quoted(  # a user's choice only: a programmatic change (Reuse) keeps
             gr.on([form["pipeline"].input, form["mode"].input], form.layout,
                   inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
-                  outputs=form.inputs, **PRIVATE)
+                  outputs=form.outputs, **PRIVATE)
         ))  # fmt: skip
         errors_shown(
             gr.on(
@@ -251,6 +251,7 @@ def build_ui(
         )
         job_id.change(extras.ran_seed, job_id, [seed_md, use_seed_btn], **PRIVATE)
         use_seed_btn.click(extras.use_seed, job_id, [form["seed"], form["randomize"]], **PRIVATE)
+        form.picker.wire(studio.refresh_offers, form["pipeline"])
         history.wire_reuse(reuse_btn, job_id)
         wire_batch(cb, batch, final, job_id=job_id, after_fill=after_fill)
         wire_chain(cb, chains, chain, job_id=job_id, history=history, after_fill=after_fill)
@@ -268,7 +269,7 @@ def build_ui(
         loaded = blocks.load(
             form.layout,
             inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
-            outputs=form.inputs,
+            outputs=form.outputs,
             **PRIVATE,
         )
         quoted(loaded, "load_quote").then(  # the health panel's first paint, on a settled form

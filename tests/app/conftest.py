@@ -5,14 +5,17 @@ one headless Chromium per session for the browser tier."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from emulators.stack import LocalStack, StackConfig
-from tests.helpers import ServerProcess, free_port, png_bytes
+from tests.helpers import REPO, ServerProcess, free_port, png_bytes, wait_for
 
 S3_SECRET = "s3SECRETdoNotLeak0123456789abcdefABCDEF"
 CHROMIUM = "/usr/bin/chromium"
@@ -113,3 +116,61 @@ def ledger_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     return request.getfixturevalue("postgres").new_database()
+
+
+# -- an endpoint with the user's models: LoRAs, upscale models, the smooth-motion node ------------
+USER_LORAS = {
+    "loras": [
+        "style/my_style_high_noise.safetensors",
+        "style/my_style_low_noise.safetensors",
+        "detail.safetensors",
+    ],
+    "upscale_models": ["RealESRGAN_x2plus.pth", "4x-UltraSharp.pth"],
+}
+
+
+@pytest.fixture(scope="session")
+def image_host(tmp_path_factory) -> Iterator[Any]:
+    """An https server of test images on 127.0.0.1 with a throwaway certificate (run with the
+    worker's venv: it has cryptography): `.url(path)`, `.ca` (the PEM the workers trust)."""
+    from emulators.runpod import default_worker_python
+
+    root = tmp_path_factory.mktemp("image-host")
+    (root / "files").mkdir()
+    (root / "files" / "start.png").write_bytes(png_bytes(300, 200, (200, 60, 20)))
+    cmd = [default_worker_python(), "-m", "tests.worker.urlserver", str(root)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, cwd=REPO)
+    try:
+        wait_for(lambda: (root / "port").exists() or proc.poll() is not None, 60, "image host")
+        assert proc.poll() is None, "the image server exited"
+        port = int((root / "port").read_text())
+        yield types.SimpleNamespace(
+            url=lambda path: f"https://localhost:{port}{path}", ca=root / "test-ca.pem"
+        )
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def volume_stack(tmp_path_factory, image_host) -> Iterator[LocalStack]:
+    """A stack whose ComfyUI reads a volume with every catalog model and USER_LORAS, has the RIFE
+    node, writes videos at their real size, and whose workers trust the image host."""
+    from emulators.volume import RIFE_SCHEMA, write_volume
+
+    root = tmp_path_factory.mktemp("volume")
+    paths = write_volume(root / "volume", USER_LORAS)
+    comfy = ("--extra-model-paths-config", str(paths), "--extra-schema", str(RIFE_SCHEMA),
+             "--video-max-side", "0")  # fmt: skip
+    env = {"IMAGE_URL_ALLOW_PRIVATE": "true", "IMAGE_URL_CA_BUNDLE": str(image_host.ca)}
+    cfg = StackConfig(workers=2, step_delay=0.02, work_dir=root, comfy_args=comfy, worker_env=env)
+    with LocalStack(cfg) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def volume_studio(volume_stack, tmp_path_factory) -> Iterator[ServerProcess]:
+    proc = start_studio(volume_stack, tmp_path_factory.mktemp("volume-studio"))
+    yield proc
+    proc.stop()

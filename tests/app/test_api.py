@@ -35,8 +35,15 @@ def args(
     seconds=2.0,
     seed=1234,
     randomize=False,
+    loras="",
+    upscale=False,
+    upscale_model=None,
+    interpolate=False,
+    interpolate_model=None,
+    start_url="",
     **adv,
 ):
+    """Every form field, positionally, in FormValues order (the API's parameter order)."""
     a = {**ADV, **adv}
     return [
         pipeline,
@@ -57,6 +64,12 @@ def args(
         a["scheduler"],
         a["lora_high"],
         a["lora_low"],
+        loras,
+        upscale,
+        upscale_model,
+        interpolate,
+        interpolate_model,
+        start_url,
     ]
 
 

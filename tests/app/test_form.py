@@ -39,8 +39,8 @@ class MotionForm(Form):
 
     built: ClassVar[list[MotionForm]] = []
 
-    def __init__(self, forms: Any) -> None:
-        super().__init__(forms, shape=WithMotion)
+    def __init__(self, forms: Any, **kw: Any) -> None:
+        super().__init__(forms, shape=WithMotion, **kw)
         MotionForm.built.append(self)
 
     def build(self) -> Form:
@@ -172,7 +172,7 @@ def test_the_layout_and_the_values_are_one_answer():
     v = FormValues(pipeline="ti2v_5b", mode="quality", prompt="koi", resolution="",
                    seconds=1.5, seed=9, randomize=False, steps=5, cfg=None)  # fmt: skip
     out = form.updates(v)
-    assert set(out) == set(form.inputs)
+    assert set(out) == set(form.outputs)  # the fields and the LoRA picker rows
     assert out[form["pipeline"]]["value"] == "ti2v_5b"
     assert out[form["mode"]]["choices"] == ["quality"] and out[form["mode"]]["value"] == "quality"
     assert out[form["resolution"]]["value"] == forms["ti2v_5b"].default_preset  # "" keeps it

@@ -230,3 +230,29 @@ def self_signed(folder: Path) -> tuple[Path, ssl.SSLContext]:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert_pem, key_pem)
     return cert_pem, ctx
+
+
+def main(folder: str) -> None:
+    """`python -m tests.worker.urlserver DIR` (run with the worker venv, which has cryptography):
+    serves DIR/files/* over https on 127.0.0.1 with a throwaway certificate (DIR/test-ca.pem),
+    writes its port to DIR/port and runs until stdin closes (for tests in the app's venv)."""
+    import sys
+
+    root = Path(folder)
+    _, tls = self_signed(root)  # the PEM is root/test-ca.pem
+    srv = ImageServer("127.0.0.1", tls=tls)
+    for f in sorted((root / "files").iterdir()):
+        kind = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}
+        srv.route(
+            f"/{f.name}", serve(f.read_bytes(), kind.get(f.suffix, "application/octet-stream"))
+        )
+    (root / "port.tmp").write_text(str(srv.port))
+    (root / "port.tmp").rename(root / "port")
+    sys.stdin.read()  # until the test closes it
+    srv.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1])

@@ -17,12 +17,12 @@ import av
 import pytest
 from PIL import Image
 
+from emulators.volume import RIFE_SCHEMA, write_volume
 from tests.emulators.comfy_client import Comfy, close_later
-from tests.helpers import REPO, ServerProcess, comfy_emulator
+from tests.helpers import ServerProcess, comfy_emulator
 from workflows.fill import fill
 from workflows.poststeps import post_steps
 
-RIFE_SCHEMA = REPO / "workflows" / "data" / "comfyui_frame_interpolation.object_info.json"
 FOUR_X = "4x-UltraSharp.pth"  # a 4x model: ImageScale must still bring it to exactly 2x
 USER_LORAS = [
     "style/my_style_HIGH.safetensors",
@@ -53,24 +53,8 @@ CASES = [
 
 def volume(root: Path) -> Path:
     """A fake model volume with every file the cases need, and its extra_model_paths.yaml."""
-    files = {
-        "loras": list(USER_LORAS),
-        "upscale_models": [FOUR_X, post_steps().upscale.default_model],
-    }
-    for tid in ("t2v_14b", "i2v_14b", "flf2v_14b", "ti2v_5b"):
-        for mode in ("turbo", "quality"):
-            if tid == "ti2v_5b" and mode == "turbo":
-                continue
-            for m in fill(tid, {"mode": mode, "prompt": "x"}).model_files:
-                files.setdefault(m.folder, []).append(m.name)
-    for folder, names in files.items():
-        for name in names:
-            path = root / "models" / folder / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"")
-    lines = ["volume:", "  base_path: ."] + [f"  {f}: models/{f}/" for f in files]
-    (root / "extra_model_paths.yaml").write_text("\n".join(lines) + "\n")
-    return root / "extra_model_paths.yaml"
+    ups = [FOUR_X, post_steps().upscale.default_model]
+    return write_volume(root, {"loras": USER_LORAS, "upscale_models": ups})
 
 
 def emulator(root: Path, *extra: str) -> ServerProcess:

@@ -47,6 +47,7 @@ from app.errors import (
 )
 from app.studio.checks.inputs import check_inputs
 from workflows.catalog import LOADER_FOLDERS
+from workflows.poststeps import post_steps, unavailable
 from workflows.schema import check as schema_check
 
 ENV_VARS = ("WANPOD_PREFLIGHT", "WANPOD_INVENTORY_MAX_AGE_S", "WANPOD_INVENTORY_TIMEOUT_S")
@@ -131,6 +132,8 @@ class Missing:
                 'them in the worker image: --build-arg CUSTOM_NODES="<node packs>"): '
                 + ", ".join(self.nodes)
             )
+            if post_steps().interpolate.node in self.nodes:  # smooth motion: say which pack
+                lines.append("- " + unavailable(()).get("interpolate", ""))
         return "pre-flight: " + "\n".join(lines)
 
 
