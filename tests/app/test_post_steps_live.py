@@ -34,7 +34,7 @@ UPSCALER = "tiny_compact_x2_random.safetensors"  # the upscale model of the reco
 POST = {"upscale": True, "upscale_model": UPSCALER, "interpolate": True}
 VALUES = FormValues(
     pipeline="t2v_14b", prompt="a heron", resolution="480p landscape", seconds=1.0, seed=7,
-    randomize=False,
+    randomize=False, upscale=True, upscale_model=UPSCALER, interpolate=True,
 )  # fmt: skip
 
 
@@ -51,12 +51,7 @@ def stack(tmp_path_factory) -> Iterator[LocalStack]:
 
 
 def studio(stack: LocalStack, folder: Path) -> Studio:
-    """The studio's services as `python -m app` assembles them; every job asks for both
-    post-steps (the form's own switches are not what this test is about)."""
-
-    def with_post_steps(tid: str, params):
-        return fill(tid, {**params, **POST})
-
+    """The studio's services as `python -m app` assembles them (pre-flight off)."""
     settings = Settings.from_env({"WANPOD_DATA_DIR": str(folder), "WANPOD_PREFLIGHT": "off"})
     prices = cost.load_prices(PRICES_PATH)
     ledger = Ledger(folder / "ledger.sqlite3")
@@ -64,7 +59,7 @@ def studio(stack: LocalStack, folder: Path) -> Studio:
     tracker = Tracker(ledger, endpoint, folder, prices, poll_s=0.05)
     forms, byo_fill = load_forms()
     s = Studio(
-        settings=settings, forms=forms, fill=with_post_steps, byo_fill=byo_fill,
+        settings=settings, forms=forms, fill=fill, byo_fill=byo_fill,
         endpoint=endpoint, ledger=ledger, tracker=tracker, prices=prices,
     )  # fmt: skip
     tracker.start()
