@@ -1,7 +1,7 @@
 """A job with both post-steps through the local stack (ComfyUI emulator with the RIFE node's
 recorded schema, local RunPod control plane, a real worker) and the studio's services: its quote
 lists the post-steps, the status lines the studio shows while it runs name the upscale and then
-the interpolation, the bar never goes back, and the video has the doubled size and frames.
+the interpolation, the bar never goes back, and the video has 2N - 1 frames.
 
 The emulator runs both nodes in no time; its `hold_at_node` knob keeps the job at each one until
 the studio's line has shown it, so the test waits for events, not for luck."""
