@@ -11,7 +11,10 @@ Both are named fill parameters (see workflows/fill.py) on every template, read f
   workflows/data/ (`custom_schema(nodes)` merges it only for an endpoint whose inventory has the
   class) and `unavailable(nodes)` says what to install when it is missing.
 `choose(given)` checks the parameters (ParamError naming the parameter); `apply(...)` inserts the
-nodes into a workflow and returns the video they make (`Output`: size, frames, fps). Pure.
+nodes into a workflow and returns the video they make (`Output`: size, frames, fps).
+`native_factor(name)`: an upscale model's own factor as its file name says it (`4x-UltraSharp.pth`,
+`RealESRGAN_x2plus.pth`; 4 when the name does not say: most published upscale models are 4x), the
+rule the quote and the ComfyUI emulator share (real ComfyUI reads it from the weights). Pure.
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ from workflows.errors import ParamError
 PARAMS = ("upscale", "upscale_model", "interpolate", "interpolate_model")
 MODEL_FILE = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[^\\\x00-\x1f]{1,255}$")
 UPSCALE_EXTENSIONS = (".pth", ".safetensors", ".pt", ".ckpt", ".bin", ".pkl", ".sft", ".pt2")
+UPSCALE_FACTOR = re.compile(r"(?:^|[^0-9a-z])(?:([1-8])x|x([1-8])(?![0-9]))")
+DEFAULT_UPSCALE = 4  # most published upscale models (ESRGAN, UltraSharp, Nomos...) are 4x
+
+
+def native_factor(name: str) -> int:
+    """The upscale model's own factor read from its file name (`2x_...`, `..._x2plus`), else 4."""
+    m = UPSCALE_FACTOR.search(name.rsplit("/", 1)[-1].lower())
+    return int(m.group(1) or m.group(2)) if m else DEFAULT_UPSCALE
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,15 @@ Time model (from measured Wan 2.2 timings; see the figures below):
 Reference: H100, 14B, 832x480x81, cfg>1: ~8.2 s per step incl. overheads (official table).
 GPU speed factors relative to H100 come from the same table (A100 19.6/8.2, 4090D ~3x).
 Cold start (container start + model load) is quoted apart, with the idle timeout RunPod bills.
+Post-steps (upscale, smooth motion; read from the workflow by app/studio/postplan.py) add their
+own seconds: ESTIMATES from published figures (app/studio/postcost.py says which), x gpu_speed.
 
 Learning: `calibrate(observations)` fits one scale factor per (pipeline, mode, gpu) as the
-geometric mean of observed/predicted execution time over this endpoint's finished jobs, and an
-exact match (same size, frames, steps, cfg) uses the mean of those observations directly.
+geometric mean of observed/predicted sampling time over this endpoint's finished jobs without
+post-steps (over all its jobs when none has run without them); each post-step kind gets a factor
+per gpu: the geometric mean of (observed - calibrated sampling estimate) / post-step estimate
+over the jobs that ran it (jobs whose residual is not positive are skipped). An exact match
+(same size, frames, steps, cfg and post-steps) uses the mean of those observations directly.
 
 Money: RunPod bills per second, rounded up (prices in app/studio/prices.yaml with the date read).
 `actual(...)` turns a finished job's executionTime into billed seconds and dollars.
@@ -19,15 +24,17 @@ Money: RunPod bills per second, rounded up (prices in app/studio/prices.yaml wit
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from app.errors import ConfigError
-from app.studio import graph
+from app.studio import graph, postcost, postplan
 from workflows.catalog import load_catalog
 
 PRICES_PATH = Path(__file__).with_name("prices.yaml")
@@ -96,6 +103,12 @@ class CostRequest:
     frames: int
     steps: int
     cfg: float
+    upscale: int = 0  # the upscale model's own factor (0: no upscale step)
+    upscale_to: int = 0  # the factor of the frames it hands on (the ImageScale after it)
+    upscale_frames: int = 0  # frames it upscales, each of width x height
+    interpolate: int = 0  # the RIFE node's multiplier (0: no frame interpolation)
+    interpolate_frames: int = 0  # frames into RIFE
+    interpolate_pixels: int = 0  # pixels of each (the upscaled size when it runs after upscale)
 
     @property
     def model(self) -> str:
@@ -115,6 +128,12 @@ class CostRequest:
             self.frames,
             self.steps,
             self.cfg,
+            self.upscale,
+            self.upscale_to,
+            self.upscale_frames,
+            self.interpolate,
+            self.interpolate_frames,
+            self.interpolate_pixels,
         )
 
 
@@ -131,6 +150,7 @@ class Observation:
 class Calibration:
     scale: Mapping[tuple[str, str, str], tuple[float, int]] = field(default_factory=dict)
     exact: Mapping[tuple[object, ...], tuple[float, int]] = field(default_factory=dict)
+    post: Mapping[tuple[str, str], tuple[float, int]] = field(default_factory=dict)  # (kind, gpu)
 
 
 @dataclass(frozen=True)
@@ -143,10 +163,13 @@ class Quote:
     cold_dollars: float = 0.0
     basis: str = ""  # "published timings" | "calibrated from N jobs" | "N identical jobs"
     prices_read_on: str = ""
+    post_s: Mapping[str, float] = field(default_factory=dict)  # "upscale ×2" -> s, in run order
 
     def summary(self) -> str:
+        post = ", ".join(f"{name} ≈ {math.ceil(s)} s" for name, s in self.post_s.items())
+        post = f" incl. {post} (estimates)" if post else ""
         return (
-            f"≈ {math.ceil(self.execution_s)} GPU s on {self.gpu} = ${self.dollars:.4f} "
+            f"≈ {math.ceil(self.execution_s)} GPU s on {self.gpu}{post} = ${self.dollars:.4f} "
             f"(at ${self.per_s:.5f}/s, prices of {self.prices_read_on}; {self.basis}) · "
             f"cold start +{math.ceil(self.cold_start_s)} s = +${self.cold_dollars:.4f} "
             "if no worker is warm"
@@ -169,8 +192,8 @@ def tokens(req: CostRequest) -> float:
     return (req.width / p) * (req.height / p) * ((req.frames - 1) / 4 + 1)
 
 
-def model_seconds(req: CostRequest, gpu: str) -> float:
-    """Published-timings estimate of warm execution seconds (no calibration)."""
+def sampling_seconds(req: CostRequest, gpu: str) -> float:
+    """Published-timings estimate of warm execution seconds without the post-steps."""
     speed = GPU_SPEED.get(gpu, 1.0)
     passes = 1 if req.cfg == 1 else 2
     t_step = REF_STEP_S[req.model] * speed * (tokens(req) / REF_TOKENS) ** TOKEN_EXP * passes / 2
@@ -178,33 +201,99 @@ def model_seconds(req: CostRequest, gpu: str) -> float:
     return LOAD_S[req.model] * speed + req.steps * t_step + decode
 
 
+POST_WORDS = {"upscale": "upscale", "interpolate": "smooth motion"}  # kind -> the quote's word
+
+
+def post_seconds(req: CostRequest, gpu: str) -> dict[str, float]:
+    """The post-steps' estimated warm seconds (kind -> s; empty without post-steps), from the
+    published figures in app/studio/postcost.py, x gpu_speed."""
+    speed = GPU_SPEED.get(gpu, 1.0)
+    out: dict[str, float] = {}
+    if req.upscale:
+        pixels = req.width * req.height
+        out["upscale"] = postcost.upscale_s(pixels, req.upscale_frames, req.upscale) * speed
+    if req.interpolate:
+        px, n = req.interpolate_pixels, req.interpolate_frames
+        out["interpolate"] = postcost.interpolate_s(px, n, req.interpolate) * speed
+    return out
+
+
+def post_label(kind: str, req: CostRequest) -> str:
+    """ "upscale ×2" / "smooth motion ×2": a post-step as the quote line names it."""
+    factor = req.upscale_to if kind == "upscale" else req.interpolate
+    return f"{POST_WORDS[kind]} ×{factor}"
+
+
+def model_seconds(req: CostRequest, gpu: str) -> float:
+    """Published-timings estimate of warm execution seconds (no calibration), post-steps incl."""
+    return sampling_seconds(req, gpu) + sum(post_seconds(req, gpu).values())
+
+
+def _geomean(logs: Mapping[Any, list[float]]) -> dict[Any, tuple[float, int]]:
+    return {k: (math.exp(sum(v) / len(v)), len(v)) for k, v in logs.items()}
+
+
 def calibrate(observations: Iterable[Observation]) -> Calibration:
-    logs: dict[tuple[str, str, str], list[float]] = {}
+    obs = [ob for ob in observations if ob.execution_s > 0]
+    groups: dict[tuple[str, str, str], list[Observation]] = {}
     exact: dict[tuple[object, ...], list[float]] = {}
-    for ob in observations:
-        if ob.execution_s <= 0:
-            continue
-        predicted = model_seconds(ob.request, ob.gpu)
-        logs.setdefault((*ob.request.key, ob.gpu), []).append(math.log(ob.execution_s / predicted))
+    for ob in obs:
+        groups.setdefault((*ob.request.key, ob.gpu), []).append(ob)
         exact.setdefault((*ob.request.exact, ob.gpu), []).append(ob.execution_s)
+    logs: dict[tuple[str, str, str], list[float]] = {}
+    for key, group in groups.items():  # sampling: from the jobs without post-steps if any
+        plain = [ob for ob in group if not post_seconds(ob.request, ob.gpu)]
+        predict = sampling_seconds if plain else model_seconds
+        fit = plain or group
+        logs[key] = [math.log(ob.execution_s / predict(ob.request, ob.gpu)) for ob in fit]
+    scale = _geomean(logs)
+    post_logs: dict[tuple[str, str], list[float]] = {}
+    for ob in obs:  # each post-step: what the job took beyond its calibrated sampling
+        estimate = post_seconds(ob.request, ob.gpu)
+        if not estimate:
+            continue
+        factor = scale[(*ob.request.key, ob.gpu)][0]
+        residual = ob.execution_s - sampling_seconds(ob.request, ob.gpu) * factor
+        if residual <= 0:
+            continue
+        ratio = math.log(residual / sum(estimate.values()))
+        for kind in estimate:
+            post_logs.setdefault((kind, ob.gpu), []).append(ratio)
     return Calibration(
-        scale={k: (math.exp(sum(v) / len(v)), len(v)) for k, v in logs.items()},
+        scale=scale,
         exact={k: (sum(v) / len(v), len(v)) for k, v in exact.items()},
+        post=_geomean(post_logs),
     )
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job{'s' if n != 1 else ''}"
 
 
 def quote(req: CostRequest, gpu: str, prices: Prices, cal: Calibration | None = None) -> Quote:
     per_s = prices.price(gpu)
     cal = cal or Calibration()
-    seconds = model_seconds(req, gpu)
+    post: dict[str, float] = {}
+    learnt = []
+    for kind, s in post_seconds(req, gpu).items():
+        if (kind, gpu) in cal.post:
+            factor, n = cal.post[(kind, gpu)]
+            s *= factor
+            learnt.append(f"{POST_WORDS[kind]} from {_jobs(n)}")
+        post[post_label(kind, req)] = s
+    seconds = sampling_seconds(req, gpu)
     basis = "published timings"
     if (*req.exact, gpu) in cal.exact:
         seconds, n = cal.exact[(*req.exact, gpu)]
         basis = f"{n} identical job{'s' if n != 1 else ''} on this endpoint"
-    elif (*req.key, gpu) in cal.scale:
-        factor, n = cal.scale[(*req.key, gpu)]
-        seconds *= factor
-        basis = f"calibrated from {n} job{'s' if n != 1 else ''} on this endpoint"
+    else:
+        if (*req.key, gpu) in cal.scale:
+            factor, n = cal.scale[(*req.key, gpu)]
+            seconds *= factor
+            basis = f"calibrated from {_jobs(n)} on this endpoint"
+        seconds += sum(post.values())
+        if learnt:
+            basis += f"; post-steps calibrated: {', '.join(learnt)}"
     cold = COLD_START_S[req.model] * min(GPU_SPEED.get(gpu, 1.0), 2.0) + prices.idle_timeout_s
     return Quote(
         gpu=gpu,
@@ -215,6 +304,7 @@ def quote(req: CostRequest, gpu: str, prices: Prices, cal: Calibration | None = 
         cold_dollars=math.ceil(cold) * per_s,
         basis=basis,
         prices_read_on=prices.read_on,
+        post_s=post,
     )
 
 
@@ -238,7 +328,8 @@ _LATENT_NODES = (
 def request_from_workflow(pipeline: str, mode: str, workflow: Mapping[str, object]) -> CostRequest:
     """The cost features of a filled API workflow: latent size and length, steps and cfg, as the
     graph will use them (links followed through primitive nodes, app/studio/graph.py; the largest
-    when several nodes set them). Raises graph.Unresolved for a value known only at run time."""
+    when several nodes set them), and its post-steps (app/studio/postplan.py). Raises
+    graph.Unresolved for a value known only at run time."""
     width = height = 0
     frames = 1
     steps, cfg = 0, 1.0
@@ -251,12 +342,7 @@ def request_from_workflow(pipeline: str, mode: str, workflow: Mapping[str, objec
             continue
 
         def value(name: str, nid: str = str(node_id)) -> float | None:
-            v = graph.resolve(workflow, nid, name)
-            if v is None:
-                return None
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise graph.unresolved(nid, name, f"{v!r} is not a number")
-            return v
+            return graph.number(workflow, nid, name)
 
         if kind in _LATENT_NODES or {"width", "height", "length"} <= set(inputs):
             w, h, n = value("width"), value("height"), value("length")
@@ -269,4 +355,23 @@ def request_from_workflow(pipeline: str, mode: str, workflow: Mapping[str, objec
             c = value("cfg") if "cfg" in inputs else None
             if c is not None:
                 cfg = float(c)
-    return CostRequest(pipeline, mode, width or 832, height or 480, frames, steps or 20, cfg)
+    base = CostRequest(pipeline, mode, width or 832, height or 480, frames, steps or 20, cfg)
+    return with_post_steps(base, postplan.read(workflow))
+
+
+def with_post_steps(req: CostRequest, plan: postplan.PostPlan) -> CostRequest:
+    """`req` with the post-steps of `plan` (one of each kind counted: the first that runs), on
+    the decoded video: (frames - 1) // 4 * 4 + 1 frames of the generated size."""
+    frames = (req.frames - 1) // 4 * 4 + 1 if req.frames > 1 else 1
+    up, it = plan.first("upscale"), plan.first("interpolate")
+    fields: dict[str, int] = {}
+    if up is not None:
+        to = round(up.width / req.width) if up.width else up.factor
+        grown = (frames - 1) * it.factor + 1 if it and "interpolate" in up.after else frames
+        fields.update(upscale=up.factor, upscale_to=max(to, 1), upscale_frames=grown)
+    if it is not None:
+        pixels = req.width * req.height
+        if up is not None and "upscale" in it.after:
+            pixels *= fields["upscale_to"] ** 2
+        fields.update(interpolate=it.factor, interpolate_frames=frames, interpolate_pixels=pixels)
+    return dataclasses.replace(req, **fields) if fields else req

@@ -10,6 +10,7 @@ and why, and the studio refuses the job rather than quote and check it from a gu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,3 +72,27 @@ def resolve(workflow: Mapping[str, Any], node: str, name: str) -> Any:
         seen.append(source)
         value = (target.get("inputs") or {}).get(passed)
     return value
+
+
+def number(workflow: Mapping[str, Any], node: str, name: str) -> float | None:
+    """`resolve` for a numeric input: None when absent, Unresolved when it is not a finite
+    number."""
+    v = resolve(workflow, node, name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise unresolved(node, name, f"{v!r} is not a number")
+    return v
+
+
+def upstream(workflow: Mapping[str, Any], node: str) -> set[str]:
+    """Every node id `node` takes an input from, directly or through other nodes."""
+    seen: set[str] = set()
+    todo = [str(node)]
+    while todo:
+        inputs = (workflow.get(todo.pop()) or {}).get("inputs") or {}
+        for value in inputs.values() if isinstance(inputs, Mapping) else ():
+            if is_link(value) and str(value[0]) not in seen and str(value[0]) in workflow:
+                seen.add(str(value[0]))
+                todo.append(str(value[0]))
+    return seen

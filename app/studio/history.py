@@ -35,6 +35,7 @@ from workflows.catalog import frames_for
 
 log = logging.getLogger("wanpod.history")
 
+THUMB_SUFFIX = ".thumb.jpg"  # a video's thumbnail: <video name> + this, beside it
 THUMB_W = 320
 ALL = "All"
 STATUS_GROUPS: dict[str, tuple[str, ...]] = {
@@ -136,10 +137,25 @@ def video_of(row: JobRow, local: Callable[[str | None], Path | None] | None = No
     return path if path.is_file() else None
 
 
+def thumbnail_of(
+    row: JobRow, local: Callable[[str | None], Path | None] | None = None
+) -> Path | None:
+    """A COMPLETED row's thumbnail: the one kept beside its video (`local`: the result store's,
+    which fetches it from object storage), else made from the video."""
+    if row.state is not JobState.COMPLETED or not row.result_path:
+        return None
+    if local is not None:
+        kept = local(row.result_path + THUMB_SUFFIX)
+        if kept is not None:
+            return kept
+    video = video_of(row, local)
+    return thumbnail(video) if video is not None else None
+
+
 def thumbnail(video: Path, width: int = THUMB_W) -> Path | None:
     """The first frame as a JPEG next to the video, made once (remade if the video is newer)."""
     video = Path(video)
-    thumb = video.with_name(video.name + ".thumb.jpg")
+    thumb = video.with_name(video.name + THUMB_SUFFIX)
     try:
         if thumb.is_file() and thumb.stat().st_mtime >= video.stat().st_mtime:
             return thumb
@@ -197,12 +213,11 @@ def gallery_items(
     """One item per row, in the rows' order (the ledger gives newest first)."""
     items = []
     for row in rows:
-        video = video_of(row, local)
-        thumb = thumbnail(video) if video is not None else None
+        thumb = thumbnail_of(row, local)
         image = thumb or placeholder(results_dir, row.state)
         items.append(
             HistoryItem(
-                row.id, str(image), caption(row, titles.get(row.template)), video is not None
+                row.id, str(image), caption(row, titles.get(row.template)), thumb is not None
             )
         )
     return items

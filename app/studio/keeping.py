@@ -15,11 +15,12 @@ import logging
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from app.endpoint.states import JobState
 from app.errors import FetchRefused, scrub
-from app.studio import cost, disk, results, timings
+from app.studio import cost, disk, history, results, timings
 
 log = logging.getLogger("wanpod.tracker")
 
@@ -71,6 +72,7 @@ class Keeping:
                 return
             video = results.main_video(saved)
             kept = self.store.keep(rid, saved)  # lasting locations (uploaded when S3)
+            self._keep_thumbnail(rid, video.path)
             row = self.ledger.get(rid, workflow=False)  # its gpu and recipe
             comfy = output.get("comfyui") if isinstance(output.get("comfyui"), dict) else {}
             comfy_version = comfy.get("version")
@@ -100,6 +102,19 @@ class Keeping:
             self._finish(
                 rid, JobState.FAILED, error=f"the result could not be stored ({type(exc).__name__})"
             )
+
+    def _keep_thumbnail(self, rid: str, video: Path) -> None:
+        """The video's first frame beside it in the store (the history gallery's picture, so
+        another replica need not fetch the video); a job is stored without one if it fails."""
+        thumb = history.thumbnail(video)
+        if thumb is None:
+            return
+        try:
+            self.store.put(rid, thumb, "image/jpeg")
+        except Exception as exc:
+            if disk.full(exc):
+                raise
+            log.warning("tracker: thumbnail of %s not kept (%s)", rid, type(exc).__name__)
 
     def _wait_for_space(self, rid: str, exc: BaseException) -> None:
         """The data disk is full: the job stays live (COMPLETED at the endpoint until its

@@ -141,8 +141,11 @@ def picks_of(text: str | None, rows: int) -> list[Pick]:
     for item in items[:rows]:
         use = LoraUse(**{k: v for k, v in item.items() if k in LoraUse.__dataclass_fields__})
         high = use.strength_high if use.strength_high is not None else use.strength
-        low = use.strength_low if use.strength_low is not None else None
-        out.append(Pick(key_of(use), float(high), None if low is None else float(low)))
+        low = use.strength_low
+        try:
+            out.append(Pick(key_of(use), float(high), None if low is None else float(low)))
+        except (TypeError, ValueError):  # a strength that is not a number: fill says which
+            out.append(Pick(key_of(use)))
     return out + [Pick()] * (rows - len(out))
 
 

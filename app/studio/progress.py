@@ -5,6 +5,10 @@ The worker posts (see BRIEF): {"stage", "node", "node_type", "step", "steps", "n
 "Sampling: step 3 of 4 on the high-noise expert · 12 s elapsed · about 9 s left". Which expert a
 KSamplerAdvanced node runs is read from the filled workflow (`experts()`: follow the node's model
 input back to its UNETLoader and look at the file name).
+Post-steps (upscale, smooth motion; app/studio/postplan.py reads their nodes by class type) run in
+the worker's "decoding" stage: while one of their nodes runs the line says e.g. "Upscaling ×2
+(RealESRGAN_x2plus.pth)" or "Smoothing motion ×2 (RIFE, rife47.pth)", and the bar moves through
+their share of the decoding span (`POST_SHARE`), so it never goes back when the next stage starts.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.endpoint.states import JobState
+from app.studio import cost, graph, postplan
 
 _STAGE_SPAN = {  # overall fraction at the start and end of each stage
     "starting": (0.0, 0.03),
@@ -32,6 +37,10 @@ _ENDED = {
     JobState.CANCELLED: "Cancelled",
 }
 PACE_FROM = 0.15  # from this fraction on, the time left comes from the job's own pace
+# With post-steps, the decoding span is the VAE decode's first third, then the post-steps' (one
+# equal share each, in the order they run): an upscale of the whole video takes longer than its
+# decode, and the bar must still end the stage where "saving" starts.
+POST_SHARE = 2 / 3
 _STAGE_WORD = {
     "starting": "Worker starting",
     "uploading": "Uploading images to ComfyUI",
@@ -103,12 +112,34 @@ class Samplers:
 
     order: tuple[str, ...] = ()
     experts: Mapping[str, str] = field(default_factory=dict)
+    post: postplan.PostPlan = field(default_factory=postplan.PostPlan)
+    post_lines: Mapping[str, str] = field(default_factory=dict)  # kind -> "Upscaling ×2 (...)"
+
+
+def post_lines(workflow: Mapping[str, Any], plan: postplan.PostPlan) -> dict[str, str]:
+    """What the status line says while each post-step runs (the factors the quote reads)."""
+    req = cost.request_from_workflow("", "", workflow)
+    lines = {}
+    for step in plan.steps:
+        if step.kind == "upscale":
+            lines[step.kind] = f"Upscaling ×{req.upscale_to}" + (
+                f" ({step.model})" * bool(step.model)
+            )
+        else:
+            model = f", {step.model}" if step.model else ""
+            lines[step.kind] = f"Smoothing motion ×{step.factor} (RIFE{model})"
+    return lines
 
 
 def samplers(workflow: Mapping[str, Any] | None) -> Samplers:
     """One walk of the graph: the sampler ids (high-noise first, as in every Wan 2.2 14B
-    template) and their experts."""
+    template) and their experts, and the post-steps' nodes and lines."""
     workflow = workflow or {}
+    try:
+        post = postplan.read(workflow)
+        lines = post_lines(workflow, post)
+    except graph.Unresolved:  # a number known only at run time: no post-step lines
+        post, lines = postplan.PostPlan(), {}
     ex = experts(workflow)
     ids = [
         str(nid)
@@ -118,7 +149,17 @@ def samplers(workflow: Mapping[str, Any] | None) -> Samplers:
         and "Select" not in str(node.get("class_type", ""))
     ]
     order = sorted(ids, key=lambda i: (ex.get(i) != "high-noise", int(i) if i.isdigit() else 0))
-    return Samplers(tuple(order), ex)
+    return Samplers(tuple(order), ex, post, lines)
+
+
+def _post_inner(step: postplan.Step, node: str, done: object, total: object) -> float:
+    """How far into its share a post-step is: its loader at the start, its work node by the
+    steps it reports (upscale tiles), the exact-size scale after it at the end."""
+    if node != step.node:
+        return 1.0 if step.nodes.index(node) > step.nodes.index(step.node) else 0.0
+    if isinstance(done, int) and isinstance(total, int) and total > 0:
+        return done / total
+    return 0.0
 
 
 def _fmt(seconds: float) -> str:
@@ -180,6 +221,20 @@ def describe(
                 line += f" (sampler {k + 1} of {n})"
     elif stage == "queued" and p.get("queue_position") is not None:
         line += f", position {p['queue_position']}"
+    elif stage == "decoding" and workflow is not None:
+        plan = workflow if isinstance(workflow, Samplers) else samplers(workflow)
+        if plan.post.steps:  # the decode's share first, then the post-steps' (POST_SHARE)
+            hi_decode = hi - (hi - lo) * POST_SHARE
+            node = str(p.get("node")) if p.get("node") is not None else None
+            step = plan.post.step_of(node)
+            if step is None:
+                hi = hi_decode
+            else:
+                k, n = plan.post.steps.index(step), len(plan.post.steps)
+                width = (hi - hi_decode) / n
+                lo, hi = hi_decode + k * width, hi_decode + (k + 1) * width
+                line = plan.post_lines.get(step.kind, line)
+                inner = _post_inner(step, node or "", p.get("step"), p.get("steps"))
     fraction = lo + (hi - lo) * min(max(inner, 0.0), 1.0)
     eta, left_from = None, ""
     if fraction >= PACE_FROM and elapsed_s > 0:

@@ -11,7 +11,7 @@ An API client that never saw a quote line passes no `Shown`: its job is checked 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from app.errors import InputError
 from app.studio.cost import CostRequest, Quote
@@ -54,7 +54,7 @@ def check_shown(shown: Shown | None, request: CostRequest, quote: Quote) -> None
 def _diff(a: CostRequest | None, b: CostRequest) -> str:
     if a is None:
         return "no quote"
-    names = ("pipeline", "mode", "width", "height", "frames", "steps", "cfg")
+    names = [f.name for f in fields(CostRequest)]  # post-steps included
     return ", ".join(
         f"{n} {getattr(b, n)} instead of {getattr(a, n)}"
         for n in names

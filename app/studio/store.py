@@ -9,10 +9,14 @@ Pages and the API never see a bucket, a key or a credential: `store.local(locati
 the studio serves, through the same lookups (and access checks) as the job itself; for S3 it is
 downloaded once into the replica's results folder (a cache Gradio serves from) and reused.
 `presign(location, expires_s)` is a short-lived GET URL for a client that fetches from the store.
+`put(rid, path, mime)` keeps a file the studio made beside a job's outputs: the tracker puts the
+video's thumbnail there (`<video>.thumb.jpg`, app/studio/history.py), so another replica's history
+gallery fetches a small JPEG, not the whole video (a job stored before falls back to its video).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -30,6 +34,7 @@ PRESIGN_S = 300  # a presigned URL's life: enough to start a download, too short
 class ResultStore(Protocol):
     def folder(self, rid: str) -> Path: ...
     def keep(self, rid: str, saved: Sequence[SavedOutput]) -> list[dict[str, Any]]: ...
+    def put(self, rid: str, path: Path, mime: str) -> str: ...
     def local(self, location: str | None) -> Path | None: ...
 
 
@@ -42,6 +47,10 @@ class LocalStore:
 
     def keep(self, rid: str, saved: Sequence[SavedOutput]) -> list[dict[str, Any]]:
         return [s.to_json() for s in saved]
+
+    def put(self, rid: str, path: Path, mime: str) -> str:
+        """A file made beside a job's outputs (its thumbnail): kept where it is."""
+        return str(path)
 
     def local(self, location: str | None) -> Path | None:
         path = Path(location) if location else None
@@ -74,6 +83,12 @@ class S3Store:
             kept.append({**s.to_json(), "path": f"s3://{self.bucket}/{key}"})
         return kept
 
+    def put(self, rid: str, path: Path, mime: str) -> str:
+        """A file made beside a job's outputs (its thumbnail), uploaded next to them."""
+        key = self._key(rid, path.name)
+        self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": mime})
+        return f"s3://{self.bucket}/{key}"
+
     def local(self, location: str | None) -> Path | None:
         if not location or not location.startswith("s3://"):
             return LocalStore(self.cache_dir).local(location)
@@ -89,7 +104,11 @@ class S3Store:
             os.replace(tmp, path)
             return path
         except Exception as exc:  # the store away or the object gone: shown as no video
-            log.warning("store: %s could not be fetched (%s)", key, type(exc).__name__)
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            level = logging.DEBUG if code in ("404", "NoSuchKey") else logging.WARNING
+            log.log(level, "store: %s could not be fetched (%s %s)", key, type(exc).__name__, code)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
             return None
 
     def presign(self, location: str, expires_s: int = PRESIGN_S) -> str:

@@ -73,7 +73,7 @@ class Picker:
                     Dropdown(
                         [steps.upscale.default_model], value=steps.upscale.default_model,
                         label="Upscale model (models/upscale_models)", allow_custom_value=True,
-                        elem_id="wp-upscale-model",
+                        elem_id="wp-upscale-model", min_width=240,
                     ),
                 )  # fmt: skip
             with gr.Row():
@@ -82,7 +82,7 @@ class Picker:
                     "interpolate_model",
                     Dropdown(
                         list(steps.interpolate.models), value=steps.interpolate.default_model,
-                        label="RIFE checkpoint", elem_id="wp-interpolate-model",
+                        label="RIFE checkpoint", elem_id="wp-interpolate-model", min_width=240,
                     ),
                 )  # fmt: skip
         return self

@@ -23,6 +23,9 @@ Knobs (all optional, `None`/0 means off):
 - crash_at_node (node id): `os._exit(1)` when that node starts (right after its `executing` message
   has been sent).
 - error_at_node (node id): that node fails with `execution_error` (recorded shape) when it starts.
+- hold_at_node (node id): that node waits when it starts (right after its `executing` message)
+  for as long as the knob names it; setting it to another id or null lets it run on (an
+  interrupt ends the wait). Lets a test see a job at a node for certain, however fast it runs.
 - output_bytes (int N): every mp4 written is padded with a trailing `free` box to exactly N bytes
   (it stays a valid, decodable mp4); ignored when the encoded file is already larger.
 - encode_delay (s): SaveVideo's encode takes this long (the file exists, partly written, from its
@@ -61,6 +64,7 @@ KNOBS: tuple[str, ...] = (
     "ws_refuse_after",
     "crash_at_node",
     "error_at_node",
+    "hold_at_node",
     "output_bytes",
     "encode_delay",
     "extra_output",
@@ -151,6 +155,7 @@ _COERCE = {
     "ws_refuse_after": _opt_int,
     "crash_at_node": _opt_node,
     "error_at_node": _opt_node,
+    "hold_at_node": _opt_node,
     "output_bytes": _opt_int,
     "encode_delay": _opt_float,
     "extra_output": _file_ref,
@@ -183,6 +188,7 @@ class EmulatorConfig:
     ws_accepted: int = 0  # websockets accepted since ws_refuse_after was set (not a knob)
     crash_at_node: str | None = None
     error_at_node: str | None = None
+    hold_at_node: str | None = None
     output_bytes: int | None = None
     encode_delay: float = 0.0
     extra_output: dict[str, str] | None = None

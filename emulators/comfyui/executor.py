@@ -37,6 +37,7 @@ from .schema import INPUT_FILE_COMBOS, Schema
 
 log = logging.getLogger("emulators.comfyui")
 
+HOLD_POLL_S = 0.01  # how often a node held by hold_at_node looks whether the knob moved on
 TRACEBACK_HEAD = [
     '  File "/comfyui/execution.py", line 496, in execute\n    output_data, output_ui, '
     "has_subgraph, has_pending_tasks = await get_output_data(prompt_id, unique_id, obj, "
@@ -260,6 +261,10 @@ class Executor:
                             f"emulated failure in node {nid} (fault knob error_at_node)",
                         )
                     )
+                while self.config.hold_at_node is not None and nid == self.config.hold_at_node:
+                    if self.interrupted:
+                        raise Interrupted()
+                    await asyncio.sleep(HOLD_POLL_S)
 
                 async def report(value: int, total: int, latent: Any, _nid: str = nid) -> None:
                     if self.interrupted:

@@ -12,8 +12,9 @@ exception type/message ComfyUI would report. Samplers and ImageUpscaleWithModel 
 through `ctx.progress(value, max)` (which raises `Interrupted` when an interrupt is pending).
 UpscaleModelLoader's model scales by the factor its file name says (`4x-UltraSharp.pth`,
 `RealESRGAN_x2plus.pth`; 4 when the name does not say: most upscale models are 4x), as spandrel
-reads it from the weights. RIFE VFI (ComfyUI-Frame-Interpolation, a custom node: present when its
-schema is loaded) turns N frames into (N - 1) * multiplier + 1, as its source does.
+reads it from the weights (the rule is workflows.poststeps.native_factor, which the quote reads
+too). RIFE VFI (ComfyUI-Frame-Interpolation, a custom node: present when its schema is loaded)
+turns N frames into (N - 1) * multiplier + 1, as its source does.
 Unknown-but-valid node classes pass IMAGE/LATENT inputs through and yield opaque values.
 """
 
@@ -21,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
+
+from workflows.poststeps import native_factor
 
 from .savers import (
     load_audio,
@@ -130,15 +132,9 @@ async def vae_decode(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
     return (Images(lat.width, lat.height, frames * lat.batch, colors, look=lat.look),), None
 
 
-UPSCALE_FACTOR = re.compile(r"(?:^|[^0-9a-z])(?:([1-8])x|x([1-8])(?![0-9]))")
-DEFAULT_UPSCALE = 4  # most published upscale models (ESRGAN, UltraSharp, Nomos...) are 4x
-
-
 async def upscale_model_loader(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:
     name = str(ctx.inputs.get("model_name", ""))
-    m = UPSCALE_FACTOR.search(name.rsplit("/", 1)[-1].lower())
-    scale = int(m.group(1) or m.group(2)) if m else DEFAULT_UPSCALE
-    return (UpscaleModel(name, scale),), None
+    return (UpscaleModel(name, native_factor(name)),), None
 
 
 async def upscale_with_model(ctx: NodeContext) -> tuple[tuple[Any, ...], None]:

@@ -115,6 +115,8 @@ def test_a_loras_field_that_is_not_a_list_of_objects_is_refused_naming_it(text, 
         parse_field(text)
     assert e.value.field == "loras" and words in str(e.value)
     assert picks_of(text, 2) == [Pick(), Pick()]  # the rows stay empty; the quote line says why
+    odd = picks_of('[{"file": "d.safetensors", "strength": "strong"}]', 1)
+    assert odd == [Pick(key_of({"file": "d.safetensors"}))]  # shown; fill refuses the strength
 
 
 # -- form values -> fill ------------------------------------------------------------------------

@@ -51,6 +51,10 @@ def test_a_pair_with_upscale_and_smooth_motion_makes_a_video_twice_the_size_at_d
     back = dict(zip(names, reused[-6:-1], strict=True))  # the fields before the URL
     assert json.loads(back["loras"]) == PAIR
     assert back["upscale"] is True and back["interpolate"] is True
+    status, rerun_video, rerun_details, _ = finished(vclient.predict(job, api_name="/rerun"))
+    assert 'data-state="COMPLETED"' in status, status  # Rerun exactly: the same LoRAs and steps
+    assert f"**LoRAs:** {HIGH} (0.8) + {LOW} (0.6)" in rerun_details.replace("\\", "")
+    assert video_facts(rerun_video)[:3] == (width, height, frames)
 
 
 def test_a_pair_on_the_5b_is_refused_saying_why(vclient):

@@ -13,6 +13,7 @@ import boto3
 import pytest
 import requests
 
+from app.studio.history import gallery_items
 from app.studio.results import SavedOutput
 from app.studio.shared import SharedSettings
 from app.studio.store import LocalStore, S3Store, open_store
@@ -105,6 +106,15 @@ def test_a_studio_stores_a_job_in_s3_and_serves_it_without_showing_a_key(stack, 
 
         row = Ledger(tmp_path / "data" / "ledger.sqlite3").get(rid)
         assert row.result_path.startswith(f"s3://{BUCKET}/studio/{rid}/")
+        video_key = row.result_path.removeprefix(f"s3://{BUCKET}/")
+        assert video_key + ".thumb.jpg" in bucket_keys(s3)  # the thumbnail is kept there too
+        # another replica's history gallery: the thumbnail from the bucket, not the video
+        other = open_store(settings(s3, "studio"), tmp_path / "other")
+        (item,) = gallery_items([row], {}, tmp_path / "other", other.local)
+        assert (
+            item.image.endswith(".thumb.jpg") and Path(item.image).read_bytes()[:2] == b"\xff\xd8"
+        )
+        assert not list((tmp_path / "other").rglob("*.mp4"))  # the video was not fetched
         for text in (status, details, str(result), studio.output()):
             assert SECRET not in text and KEY_ID not in text
     finally:

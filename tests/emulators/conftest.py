@@ -23,6 +23,7 @@ DEFAULT_KNOBS = {
     "extra_output": None,
     "crash_at_node": None,
     "error_at_node": None,
+    "hold_at_node": None,
     "output_bytes": None,
     "video_max_side": 320,
     "cache": True,

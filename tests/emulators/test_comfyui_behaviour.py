@@ -123,6 +123,23 @@ def test_output_bytes_pads_a_still_valid_mp4(comfy: Comfy) -> None:
     assert (info["codec"], info["frames"]) == ("h264", 24)
 
 
+def test_hold_at_node_knob_keeps_the_job_at_that_node_until_it_moves_on(comfy: Comfy) -> None:
+    rec = recording("image_success")
+    comfy.config(hold_at_node="2", cache=False)
+    with comfy.connect() as sock:
+        sock.recv()
+        pid = comfy.queue_prompt(rec["workflow"], sock.client_id)["prompt_id"]
+        sock.until(lambda m: m["type"] == "executing" and m["data"]["node"] == "2")
+        # held: the prompt is running at node 2, nothing of node 2 has finished
+        running = comfy.get("/queue").json()["queue_running"]
+        assert [r[1] for r in running] == [pid]
+        assert pid not in comfy.get(f"/history/{pid}").json()
+        comfy.config(hold_at_node=None)
+        got = sock.until_done(pid)
+    assert [m["data"]["node"] for m in got if m["type"] == "executed"] == ["2"]
+    assert wait_history(comfy, pid)["status"]["status_str"] == "success"
+
+
 def test_error_at_node_knob_on_a_non_loader(comfy: Comfy) -> None:
     rec = recording("image_success")
     comfy.config(error_at_node="2")

@@ -71,10 +71,28 @@ def placeholder_files(schema_path: Path = WAN_SCHEMA) -> dict[str, list[str]]:
     return {folder: sorted(files) for folder, files in folders.items()}
 
 
+# The user's own models an endpoint may hold beside the catalog's (a LoRA pair, a nested single,
+# two upscale models): what the LoRA and post-step tests fill workflows with.
+USER_FILES = {
+    "loras": [
+        "style/my_style_high_noise.safetensors",
+        "style/my_style_low_noise.safetensors",
+        "detail.safetensors",
+        "motion_boost_HIGH.safetensors",
+        "motion_boost_LOW.safetensors",
+    ],
+    "upscale_models": ["RealESRGAN_x2plus.pth", "4x-UltraSharp.pth"],
+}
+
+
 def make_placeholder_volume(root: Path) -> Path:
-    """0-byte model files under root/models/<folder>/ and an extra_model_paths.yaml for them."""
+    """0-byte model files under root/models/<folder>/ (the recorded schema's and USER_FILES) and
+    an extra_model_paths.yaml for them."""
     lines = ["placeholders:", f"  base_path: {root}"]
-    for folder, files in placeholder_files().items():
+    folders = placeholder_files()
+    for folder, names in USER_FILES.items():
+        folders[folder] = sorted({*folders.get(folder, []), *names})
+    for folder, files in folders.items():
         for name in files:
             path = root / "models" / folder / name
             path.parent.mkdir(parents=True, exist_ok=True)

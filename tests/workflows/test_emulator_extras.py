@@ -41,14 +41,22 @@ FOUR_14B = [
 ]
 FOUR_5B = [{"file": f"five_b_{i}.safetensors"} for i in range(1, 5)]
 
-# (template, mode, loras, post-steps, generated size) -> video size, frames, fps checked below
+POSTS = ({}, {"upscale": True}, {"interpolate": True}, {"upscale": True, "interpolate": True})
+STACK_14B = {0: [], 1: [PAIR], 4: FOUR_14B}
+STACK_5B = {0: [], 1: [{"file": "five_b_1.safetensors"}], 4: FOUR_5B}
+MODES = {"t2v_14b": ("turbo", "quality"), "i2v_14b": ("turbo", "quality"),
+         "flf2v_14b": ("turbo", "quality"), "ti2v_5b": ("quality",)}  # fmt: skip
+SIZES = {"t2v_14b": (160, 128), "i2v_14b": (128, 160), "flf2v_14b": (144, 144),
+         "ti2v_5b": (192, 128)}  # fmt: skip
+# every (template, mode, LoRA count, post-steps): the video's size, frames, fps checked below
 CASES = [
-    ("t2v_14b", "turbo", FOUR_14B, {"upscale": True, "interpolate": True}, (160, 128)),
-    ("i2v_14b", "quality", [PAIR], {"upscale": True, "upscale_model": FOUR_X}, (128, 160)),
-    ("flf2v_14b", "turbo", [], {"interpolate": True}, (144, 144)),
-    ("ti2v_5b", "quality", FOUR_5B, {"upscale": True, "interpolate": True}, (192, 128)),
-    ("ti2v_5b", "quality", [], {}, (128, 192)),
+    (tid, mode, (STACK_5B if tid == "ti2v_5b" else STACK_14B)[n], post, SIZES[tid])
+    for tid, modes in MODES.items()
+    for mode in modes
+    for n in (0, 1, 4)
+    for post in POSTS
 ]
+CASES.append(("i2v_14b", "quality", [PAIR], {"upscale": True, "upscale_model": FOUR_X}, (128, 160)))
 
 
 def volume(root: Path) -> Path:
