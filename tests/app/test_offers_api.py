@@ -14,7 +14,7 @@ import av
 import pytest
 from gradio_client import Client
 
-from tests.app.conftest import USER_LORAS
+from tests.app.conftest import USER_LORAS, start_studio
 from tests.app.test_api import args, finished
 
 pytestmark = pytest.mark.slow
@@ -71,9 +71,16 @@ def test_preflight_names_a_lora_the_endpoint_lacks_before_a_paid_run(vclient, vo
     assert "not_on_the_volume.safetensors → models/loras/" in str(e.value)
 
 
-def test_smooth_motion_without_the_node_is_refused_naming_the_pack(client):
-    with pytest.raises(Exception) as e:
-        client.predict(*args(interpolate=True), api_name="/generate")
+def test_smooth_motion_without_the_node_is_refused_naming_the_pack(stack, tmp_path):
+    # pre-flight "required": the job waits for the inventory (best-effort, the default, may send a
+    # job while the inventory job still queues behind others: the worker then fails it)
+    studio = start_studio(stack, tmp_path / "data", WANPOD_PREFLIGHT="required")
+    try:
+        client = Client(studio.base_url + "/", verbose=False)
+        with pytest.raises(Exception) as e:
+            client.predict(*args(interpolate=True), api_name="/generate")
+    finally:
+        studio.stop()
     text = str(e.value)
     assert "RIFE VFI" in text and "ComfyUI-Frame-Interpolation" in text, text
 
