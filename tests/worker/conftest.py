@@ -83,7 +83,11 @@ class Comfy:
 
     kind = "emulator"
 
-    def __init__(self, root: Path, extra_args: list[str] = (), wait: bool = True) -> None:
+    def __init__(
+        self, root: Path, extra_args: list[str] = (), wait: bool = True, fixed_port: bool = False
+    ) -> None:
+        """`wait`: until it answers (else a worker must know the port before it binds);
+        `fixed_port`: a restart comes back on the same port, as under a supervisor."""
         self.root = root
         self.input = root / "input"
         self.output = root / "output"
@@ -93,7 +97,7 @@ class Comfy:
         self.pid_file = root / "comfyui.pid"
         self.server = comfy_emulator(  # not waited for: a worker must know the port first
             "--step-delay", "0.005", "--no-cache", *extra_args, folders=root,
-            port=0 if wait else free_port(),
+            port=0 if wait and not fixed_port else free_port(),
         )  # fmt: skip
         self.server.start(wait=False)
         self.pid_file.write_text(str(self.server.proc.pid))
@@ -164,7 +168,7 @@ def own_comfy(tmp_path) -> Comfy:
 
         c = RealComfyUI(tmp_path / "own", comfyui_dir())
     else:
-        c = Comfy(tmp_path / "own")
+        c = Comfy(tmp_path / "own", fixed_port=True)  # restarted on its port by some tests
     yield c
     c.stop()
 
