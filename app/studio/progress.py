@@ -21,7 +21,7 @@ from app.endpoint.states import JobState
 from app.studio import cost, graph, postplan
 
 _STAGE_SPAN = {  # overall fraction at the start and end of each stage
-    "starting": (0.0, 0.03),
+    "starting": (0.01, 0.03),  # from where "Worker picked up the job" (no stage yet) is
     "uploading": (0.03, 0.05),
     "queued": (0.05, 0.06),
     "loading": (0.06, 0.10),

@@ -63,7 +63,8 @@ def test_cancel_mid_job_reaches_the_handler(echo_plane, tmp_path):
     ref = c.run({"progress": 1, "sleep": 30, "cancel_marker": str(marker)})
     echo_plane.wait_for(lambda: c.status(ref.id).progress, what="the handler's first progress")
     assert c.cancel(ref.id).state == "CANCELLED"
-    echo_plane.wait_for(marker.exists, 10, "CancelledError in the handler")
+    # the handler creates the file, then writes the id: wait for the id, not the file
+    echo_plane.wait_for(lambda: marker.exists() and marker.read_text(), 10, "CancelledError")
     assert marker.read_text() == ref.id
     assert c.status(ref.id).state == "CANCELLED"  # sticky
     echo_plane.wait_idle()
