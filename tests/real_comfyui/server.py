@@ -115,18 +115,18 @@ class RealComfyUI(Comfy):
         for d in (self.input, self.output, self.temp, self.user):
             d.mkdir(parents=True, exist_ok=True)
         models = make_placeholder_volume(root / "volume")
-        self.port = free_port()
+        port = free_port()  # real ComfyUI cannot announce a port 0 bind: picked here
         self.pid_file = root / "comfyui.pid"
         argv = [
             str(comfyui_python(checkout)), "main.py", "--cpu", "--listen", "127.0.0.1",
-            "--port", str(self.port), "--disable-auto-launch",
+            "--port", str(port), "--disable-auto-launch",
             "--input-directory", str(self.input), "--output-directory", str(self.output),
             "--temp-directory", str(self.temp), "--user-directory", str(self.user),
             "--database-url", f"sqlite:///{root / 'comfyui.db'}",
             "--extra-model-paths-config", str(models),
         ]  # fmt: skip
         self.server = ServerProcess(
-            argv, self.port, ready_path="/system_stats", cwd=checkout, deadline_s=START_DEADLINE_S
+            argv, port, ready_path="/system_stats", cwd=checkout, deadline_s=START_DEADLINE_S
         )
         self.server.start(wait=False)
         self.pid_file.write_text(str(self.server.proc.pid))
