@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from app.errors import InputError
@@ -40,15 +40,7 @@ class Offers:
     loras: tuple[LoraOption, ...] = ()
     upscale_models: tuple[str, ...] = ()
     interpolation: str = ""  # "" when the node is there (or unknown), else what to install
-    interpolate_models: tuple[str, ...] = field(default_factory=lambda: _rife_models())
     fetched_at: float = 0.0  # when the inventory was had (epoch seconds)
-
-    def option(self, key: str) -> LoraOption | None:
-        return next((o for o in self.loras if key_of(o) == key), None)
-
-
-def _rife_models() -> tuple[str, ...]:
-    return post_steps().interpolate.models
 
 
 def offers(inventory: Any | None) -> Offers:
@@ -61,6 +53,21 @@ def offers(inventory: Any | None) -> Offers:
     why = unavailable(inventory.nodes).get("interpolate", "")
     loras = pair_loras(inventory.models.get("loras", ()))
     return Offers(True, loras, ups, why, fetched_at=inventory.fetched_at)
+
+
+def files_of(key: str | None) -> dict[str, str]:
+    """The files a picker key names ({"file"} or {"high", "low"} or a half); {} for none or a
+    key that is not one."""
+    try:
+        files = json.loads(key) if key else {}
+    except ValueError:
+        return {}
+    return {k: str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
+def is_pair(key: str | None) -> bool:
+    files = files_of(key)
+    return bool(files.get("high") and files.get("low"))
 
 
 def key_of(item: LoraOption | LoraUse | dict[str, Any]) -> str:
@@ -91,11 +98,11 @@ class Pick:
     strength_low: float | None = None
 
     def use(self) -> LoraUse | None:
-        if not self.key:
+        files = files_of(self.key)
+        if not files:
             return None
-        files = json.loads(self.key)
-        pair = bool(files.get("high") and files.get("low"))
-        if pair and self.strength_low is not None and self.strength_low != self.strength:
+        own_low = self.strength_low is not None and self.strength_low != self.strength
+        if is_pair(self.key) and own_low:
             return LoraUse(**files, strength_high=self.strength, strength_low=self.strength_low)
         return LoraUse(**files, strength=self.strength)
 
@@ -130,6 +137,11 @@ def parse_field(text: str | None) -> list[dict[str, Any]]:
     return value
 
 
+def _use_of(item: Mapping[str, Any]) -> LoraUse:
+    """A `loras` item as a LoraUse for showing it (unknown keys dropped; fill judges values)."""
+    return LoraUse(**{k: v for k, v in item.items() if k in LoraUse.__dataclass_fields__})
+
+
 def picks_of(text: str | None, rows: int) -> list[Pick]:
     """The picker rows showing the `loras` field's stack (what Reuse puts back); a stack the
     field cannot hold as rows (bad JSON) shows as empty rows: the quote line says why."""
@@ -139,7 +151,7 @@ def picks_of(text: str | None, rows: int) -> list[Pick]:
         items = []
     out = []
     for item in items[:rows]:
-        use = LoraUse(**{k: v for k, v in item.items() if k in LoraUse.__dataclass_fields__})
+        use = _use_of(item)
         high = use.strength_high if use.strength_high is not None else use.strength
         low = use.strength_low
         try:
@@ -155,7 +167,7 @@ def stack_words(items: Sequence[Any]) -> str:
     for item in items:
         if not isinstance(item, dict):
             continue
-        use = LoraUse(**{k: v for k, v in item.items() if k in LoraUse.__dataclass_fields__})
+        use = _use_of(item)
         experts = ("high", "low") if not use.file else ("model",)
         placed = [use.on(e) for e in experts]
         out.append(" + ".join(f"{name} ({strength:g})" for name, strength in filter(None, placed)))

@@ -14,7 +14,6 @@ when the endpoint has the RIFE node, else its checkbox says what to install.
 from __future__ import annotations
 
 import html
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,16 @@ from typing import Any
 import gradio as gr
 
 from app.studio.forms import PipelineForm
-from app.studio.offers import Offers, Pick, key_of, labels, picks_of, picks_text
+from app.studio.offers import (
+    Offers,
+    Pick,
+    files_of,
+    is_pair,
+    key_of,
+    labels,
+    picks_of,
+    picks_text,
+)
 from app.ui.fields import Checkbox, Dropdown, Textbox
 from workflows.loras import MAX_STACK, STRENGTH_MAX, STRENGTH_MIN, STRENGTH_STEP
 from workflows.poststeps import post_steps
@@ -129,7 +137,7 @@ class Picker:
         picks = picks_of(text, len(self.rows))
         for i, ((row, pick, strength, low), p) in enumerate(zip(self.rows, picks, strict=True)):
             extra = [] if p.key in known else [(missing_label(p.key), p.key)]
-            pair = _is_pair(p.key)
+            pair = is_pair(p.key)
             shown = i == 0 or bool(p.key) or bool(picks[i - 1].key)
             out[row] = gr.update(visible=shown)
             out[pick] = gr.update(choices=base + extra, value=p.key)
@@ -147,7 +155,7 @@ class Picker:
         out: dict[Any, Any] = {}
         for i, (_, _, strength, low) in enumerate(self.rows):
             key, s, lo = values[3 * i : 3 * i + 3]
-            pair = _is_pair(key)
+            pair = is_pair(key)
             picks.append(Pick(key or "", float(s if s is not None else 1.0), lo if pair else None))
             out[strength] = gr.update(label=_strength_label(pair))
             out[low] = gr.update(visible=pair)
@@ -186,25 +194,12 @@ def choices(offers: Offers) -> list[tuple[str, str]]:
     return [NONE, *((w, key_of(o)) for w, o in zip(words, offers.loras, strict=True))]
 
 
-def _is_pair(key: str | None) -> bool:
-    if not key:
-        return False
-    try:
-        files = json.loads(key)
-    except ValueError:
-        return False
-    return isinstance(files, dict) and bool(files.get("high") and files.get("low"))
-
-
 def _strength_label(pair: bool) -> str:
     return "high-noise strength" if pair else "strength"
 
 
 def missing_label(key: str) -> str:
-    try:
-        files = " + ".join(json.loads(key).values())
-    except (ValueError, AttributeError):
-        files = key
+    files = " + ".join(files_of(key).values()) or key
     return f"{files} (not in the endpoint's last inventory)"
 
 
