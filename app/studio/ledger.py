@@ -42,6 +42,10 @@ LIVE_STATES = tuple(sorted(LIVE))  # for SQL: `state IN (...)`
 _JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe", "form", "chain")
 _LEASE = ("lease_owner", "lease_until", "webhook_digest")  # the tracker's, not in a JobRow
 _RECORDS: dict[str, type] = {"quote": Quote, "cost": Actual, "form": FormValues}
+# What a day's spend reads of a row (app/studio/checks/guardrails.py: `row_dollars`, `row_user`)
+# besides the columns every JobRow needs: the budget check reads every row of the day at each
+# submit, so `spend_since` reads only these (not the workflow, form, recipe, progress, outputs).
+_SPEND = ("quote", "cost", "state", "execution_ms", "user", "params")
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,12 @@ class Ledger:
         self._without_workflow = ", ".join(
             "'{}' AS workflow" if name == "workflow" else f'"{name}"'
             for name in self.db.columns("jobs")
+        )
+        required = [f.name for f in dataclasses.fields(JobRow) if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]  # fmt: skip
+        self._for_spend = ", ".join(
+            "'{}' AS workflow" if name == "workflow" else f'"{name}"'
+            for name in dict.fromkeys([*required, *_SPEND])
         )
 
     def _backfill_forms(self) -> int:
@@ -263,11 +273,16 @@ class Ledger:
         return self._q(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
 
     def since(self, ts: float, workflow: bool = True) -> list[JobRow]:
-        """Rows created at or after `ts` (epoch seconds): today's spend for the budgets.
-        `workflow=False` leaves the filled workflows unread ({}): the budget check reads every
-        row of the day at each submit, inside the ledger's write transaction."""
+        """Rows created at or after `ts` (epoch seconds); `workflow=False` leaves the filled
+        workflows unread ({}). The budgets read `spend_since`."""
         cols = "*" if workflow else self._without_workflow
         sql = f"SELECT {cols} FROM jobs WHERE created_at >= ? ORDER BY created_at"
+        return self._q(sql, (ts,))
+
+    def spend_since(self, ts: float) -> list[JobRow]:
+        """Rows created at or after `ts` with what their spend needs (`_SPEND`) and the columns
+        every JobRow has; the rest left at their defaults. Read at every submit (the budgets)."""
+        sql = f"SELECT {self._for_spend} FROM jobs WHERE created_at >= ? ORDER BY created_at"
         return self._q(sql, (ts,))
 
     def without_form(self) -> list[JobRow]:

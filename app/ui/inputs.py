@@ -145,6 +145,6 @@ class Extras:
     def spend(self) -> str:
         s = self.studio.settings
         ops = self.studio.ops
-        rows = ops.rows_today() if ops is not None else self.studio.ledger.since(0)
+        rows = ops.rows_today() if ops is not None else self.studio.ledger.spend_since(0)
         daily = ops.limits.daily_usd if ops is not None else None
         return spend_line(s.endpoint_id, s.gpu_type, self.studio.prices, rows, daily)

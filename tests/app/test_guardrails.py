@@ -198,6 +198,23 @@ def test_per_user_spend_and_check_rows(ledger):
     assert [r.limit for r in check_rows(shape(dollars=1.1), g, rows)] == ["daily budget"]
 
 
+def test_the_budgets_narrow_read_spends_what_the_whole_rows_spend(ledger):
+    """Ledger.spend_since (read at every submit) skips workflows, forms and progress, yet every
+    state's dollars and every user's share come out as from the whole rows."""
+    add(ledger, "COMPLETED", 1.0, user="ann", cost=Actual(0, 1.5))
+    add(ledger, "IN_QUEUE", 0.5, user="ann")
+    add(ledger, "FAILED", 0.40, user="bob", execution_ms=12_001)
+    add(ledger, "LOST", 0.90)
+    old = add(ledger, "COMPLETED", 5.0, cost=Actual(0, 5.0))
+    ledger.update(old, created_at=day_start() - 1)
+    whole, narrow = ledger.since(day_start()), ledger.spend_since(day_start())
+    assert [r.id for r in narrow] == [r.id for r in whole] and len(narrow) == 4
+    assert all(r.workflow == {} and r.form is None for r in narrow)
+    for user in (None, "ann", "bob"):
+        expected = spend(whole, since=day_start(), user=user)
+        assert spend(narrow, since=day_start(), user=user) == expected > 0
+
+
 def test_day_start_is_utc_midnight():
     noon = 1_700_000_000 - 1_700_000_000 % 86400 + 43200
     assert day_start(noon) == noon - 43200

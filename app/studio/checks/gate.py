@@ -140,9 +140,9 @@ class Gate:
         )
 
     def rows_today(self) -> list[JobRow]:
-        """The ledger rows created since 00:00 UTC (what today's spend is computed from),
-        without their workflows (the spend does not read them)."""
-        return self.ledger.since(gr_.day_start(), workflow=False)
+        """The ledger rows created since 00:00 UTC with what today's spend is computed from
+        (`Ledger.spend_since`: not their workflows, forms or progress)."""
+        return self.ledger.spend_since(gr_.day_start())
 
     def refusals(
         self, prepared: Prepared, user: str | None = None, rows: list[JobRow] | None = None
