@@ -188,6 +188,11 @@ class EndpointClient:
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self._session = session or requests.Session()
+        # The environment's proxy and CA settings (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE),
+        # read once: requests would re-read them (and ~/.netrc) on every call, a tenth of the
+        # studio's time per status poll with many jobs live.
+        self._env = self._session.merge_environment_settings(self.base_url, {}, None, None, None)
+        self._session.trust_env = False
         self._sleep = sleep
 
     @classmethod
@@ -304,7 +309,7 @@ class EndpointClient:
             last = tries > self.retries
             try:
                 resp = self._session.request(
-                    method, url, data=body, headers=headers, timeout=self.timeout_s
+                    method, url, data=body, headers=headers, timeout=self.timeout_s, **self._env
                 )
             except requests.RequestException as exc:
                 if (idempotent or _never_sent(exc)) and not last:

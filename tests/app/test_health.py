@@ -172,3 +172,42 @@ def test_cached_health_calls_the_endpoint_once_per_ttl():
     now[0] += 0.01
     down = cached.panel(COLD)
     assert ep.calls == 2 and not down.ok and key not in down.error and "***" in down.error
+
+
+def test_the_environments_proxy_is_read_once_and_carries_every_call(monkeypatch):
+    """An operator behind a proxy sets HTTPS_PROXY / HTTP_PROXY: the client reads it when made
+    (not again per call: requests would re-read the environment at every status poll) and sends
+    every call through it."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # a forward proxy gets the absolute URL
+            seen.append(self.path)
+            body = json.dumps(RECORDED).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_port}")
+        client = EndpointClient("http://runpod.invalid/v2/ep", "key", retries=0)
+        monkeypatch.delenv("HTTP_PROXY")  # read once: the client keeps what it found
+        assert client.health().jobs["inQueue"] == 2
+        assert client.health().workers["idle"] == 0
+        assert seen == ["http://runpod.invalid/v2/ep/health"] * 2
+    finally:
+        server.shutdown()
+        server.server_close()
