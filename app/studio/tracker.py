@@ -119,7 +119,12 @@ class Tracker(Keeping):
         self._samplers: dict[str, Samplers] = {}  # per live job, read once from its workflow
         self._near_end: set[str] = set()
         self._versions: dict[str, int] = {}
-        self._cond = threading.Condition()
+        # One lock; the scheduling loop waits on `_cond`, each job's pages on their own
+        # condition (`_watchers`: condition and how many wait): a change wakes only the
+        # threads following that job, not every page's (64 live jobs woke 64 threads per poll).
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._watchers: dict[str, tuple[threading.Condition, int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # result downloads: each capped in time (WANPOD_RESULT_TIMEOUT_S); enough threads that
@@ -137,8 +142,10 @@ class Tracker(Keeping):
 
     def stop(self) -> None:
         self._stop.set()
-        with self._cond:
+        with self._lock:
             self._cond.notify_all()
+            for cond, _ in self._watchers.values():
+                cond.notify_all()
         if self._thread:
             self._thread.join(timeout=5)
         self._polls.shutdown(wait=True, cancel_futures=True)
@@ -200,21 +207,31 @@ class Tracker(Keeping):
     def wait(self, rid: str, seen: int, timeout: float) -> int:
         """Block until the row `rid` changed after version `seen` (or timeout); new version."""
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._versions.get(rid, 0) == seen and not self._stop.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            return self._versions.get(rid, 0)
+        with self._lock:
+            cond, waiting = self._watchers.get(rid) or (threading.Condition(self._lock), 0)
+            self._watchers[rid] = (cond, waiting + 1)
+            try:
+                while self._versions.get(rid, 0) == seen and not self._stop.is_set():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    cond.wait(left)
+                return self._versions.get(rid, 0)
+            finally:
+                cond, waiting = self._watchers[rid]
+                if waiting > 1:
+                    self._watchers[rid] = (cond, waiting - 1)
+                else:
+                    del self._watchers[rid]
 
-    def _bump(self, rid: str) -> None:  # caller holds the condition
+    def _bump(self, rid: str) -> None:  # caller holds the lock
         self._versions[rid] = self._versions.get(rid, 0) + 1
+        if rid in self._watchers:
+            self._watchers[rid][0].notify_all()
 
     def _changed(self, rid: str) -> None:
-        with self._cond:
+        with self._lock:
             self._bump(rid)
-            self._cond.notify_all()
 
     # -- the loop ------------------------------------------------------------------------------
     def _loop(self) -> None:

@@ -92,3 +92,24 @@ def test_a_followed_job_is_polled_often_but_its_lease_written_once(tmp_path):
         tracker.stop()
     assert done.state == "FAILED" and len(polls) == 6
     assert claims == [rid]  # taken at the first poll, not renewed within 30 s
+
+
+def test_a_change_wakes_only_the_pages_of_that_job(tmp_path):
+    """Each page follows its job through `Tracker.wait`; a change (a poll, the job's end) wakes
+    the threads waiting on that job, not every page's: 64 live jobs would otherwise wake 64
+    threads at each of their polls."""
+    import threading
+
+    prices = cost.load_prices(PRICES_PATH)
+    tracker = Tracker(Ledger(tmp_path / "ledger.sqlite3"), None, tmp_path, prices)
+    got: list[int] = []
+    page = threading.Thread(target=lambda: got.append(tracker.wait("wp-a", 0, 60)))
+    page.start()
+    wait_for(lambda: "wp-a" in tracker._watchers, what="the page waiting")
+    waiting_on_a = tracker._watchers["wp-a"][0]
+    for _ in range(50):  # another job's polls
+        tracker._changed("wp-b")
+    assert len(waiting_on_a._waiters) == 1 and page.is_alive()  # never notified
+    tracker._changed("wp-a")
+    page.join(10)
+    assert got == [1] and tracker._watchers == {}  # woken with the new version; nothing kept
