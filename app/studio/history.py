@@ -162,7 +162,11 @@ def thumbnail(video: Path, width: int = THUMB_W) -> Path | None:
         import av
 
         with av.open(str(video)) as container:
-            frame = next(container.decode(video=0), None)
+            stream = container.streams.video[0]
+            # one thread: frame threading spawns decoder threads and decodes several frames
+            # ahead before the first comes out (twice the CPU for a first frame)
+            stream.thread_type, stream.thread_count = "NONE", 1
+            frame = next(container.decode(stream), None)
             if frame is None:
                 return None
             image = frame.to_image()

@@ -10,10 +10,18 @@ request waiting 50 ms more to be picked up is nothing next to a job's seconds.
 `calm(blocks)` sets both on the Blocks' queue; it raises when Gradio no longer has them (an
 upgrade renamed them: the pace must be looked at again, not silently lost). Checked against
 the Gradio named in app/ui/gradio_internals.py (a test fails on any other).
+
+It also marks matplotlib absent when it is not installed (`sys.modules` holds None for it):
+Gradio tries `import matplotlib` twice around every event it runs (its
+`MatplotlibBackendMananger`), and a module that is not installed is searched for along the
+whole path each time (0.1 ms an event, a yield of a streamed job being one); marked absent,
+the import fails at once, as Python documents for a None entry.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from typing import Any
 
 PICKUP_S = 0.05  # the longest a new request waits to be picked up by an idle queue
@@ -28,3 +36,5 @@ def calm(blocks: Any) -> None:
         if not isinstance(getattr(queue, name, None), int | float):
             raise RuntimeError(f"Gradio's queue has no {name!r} any more: see app/ui/queue_pace.py")
         setattr(queue, name, value)
+    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment]  # absent: fail at once

@@ -17,6 +17,23 @@ def test_calm_sets_the_pace_of_gradios_own_queue():
     assert {name: getattr(blocks._queue, name) for name in ATTRIBUTES} == ATTRIBUTES
 
 
+def test_an_absent_matplotlib_is_not_searched_for_at_every_event(monkeypatch):
+    """Gradio imports matplotlib around every event; not installed, it is marked absent once."""
+    import importlib.util
+    import sys
+
+    with gr.Blocks() as blocks:
+        gr.Textbox()
+    blocks.queue()
+    monkeypatch.delitem(sys.modules, "matplotlib", raising=False)
+    calm(blocks)
+    if importlib.util.find_spec("matplotlib") is not None:
+        pytest.skip("matplotlib is installed here: nothing to mark")  # the app env has none
+    assert sys.modules["matplotlib"] is None
+    with pytest.raises(ImportError):
+        import matplotlib  # noqa: F401
+
+
 def test_a_gradio_without_those_loops_is_said_not_ignored():
     class Queue:
         sleep_when_free = 0.001
