@@ -52,6 +52,11 @@ def files_optional(fn: Any) -> Any:
 RECENT = 12  # jobs in the page's "this session's results" strip
 SUBMITTING_AFTER_S = 0.3  # a submit slower than this shows "Submitting…" (refusals come faster)
 RESYNC_S = 30.0  # a live job's status is sent at least this often (the page's clock resyncs)
+# A live job's status is sent at most this often while its state stays the same (a new state and
+# the end are sent at once): the page's clock counts the seconds in between, stages that flash
+# by (decoding, saving, delivering) need not each be drawn, and every update costs the studio
+# a few ms and the page ~25 ms of script (bench/studio_concurrency.py).
+UPDATE_EVERY_S = 1.0
 
 
 def user_of(request: gr.Request | None) -> str | None:
@@ -235,12 +240,20 @@ class Callbacks:
     def watch(self, rid: str, caller: Caller) -> Iterator[tuple[Any, ...]]:
         """Stream one job's view until it is final (the tracker does the polling).
 
-        Yields when the job changed (state, stage, step, video, details; gr.skip() for what did
-        not) and at least every RESYNC_S: the page's clock counts the seconds in between."""
+        Yields when the job changed (state, stage, step, video, details), at most every
+        UPDATE_EVERY_S while its state stays the same, and at least every RESYNC_S: the page's
+        clock counts the seconds in between. Every yield carries all six values: Gradio sends
+        a generator's later yields as diffs of the one before, so a value that did not change
+        costs nothing on the wire and next to nothing here, while gr.skip() would build a new
+        component per output and yield (4.5 ms against 1.6 ms a yield, bench/yield_cost.py).
+        The exception is a video already sent, which would be re-checked into Gradio's file
+        cache on every yield: it is skipped until it changes."""
         tracker = self.studio.tracker
         seen = -1
-        last: dict[str, Any] = {}
+        sent_video: str | None = None
+        result: dict[str, Any] = {}
         sent_key: tuple[Any, ...] | None = None
+        sent_state: str | None = None
         sent_at = 0.0
         while True:
             version = tracker.version(rid)
@@ -261,18 +274,18 @@ class Callbacks:
                 if tracker.wait(rid, version, RESYNC_S) == version and tracker.stopped:
                     return  # the studio is shutting down
                 continue
-            sent_key, sent_at = key, time.monotonic()
-            out: list[Any] = [status_html(view)]
-            if first:
-                out.append(view.video)  # None clears a previous job's video
-            elif view.video and last.get("video") != view.video:
-                out.append(view.video)
-            else:
-                out.append(gr.skip())
-            out.append(view.details if last.get("details") != view.details else gr.skip())
-            out += [rid, rid] if first else [gr.skip(), gr.skip()]
-            out.append(self.result(rid, view.video) if first or key[0] != last.get("state")
-                       else gr.skip())  # fmt: skip
-            last = {"video": view.video, "details": view.details, "state": view.state}
-            yield tuple(out)
+            hold = UPDATE_EVERY_S - (time.monotonic() - sent_at)
+            if not first and hold > 0 and view.state == sent_state:
+                tracker.wait(rid, version, hold)  # a change meanwhile is read again, then held
+                if tracker.stopped:
+                    return  # the studio is shutting down
+                continue
+            if first or view.state != sent_state:
+                result = self.result(rid, view.video)
+            sent_key, sent_state, sent_at = key, view.state, time.monotonic()
+            video: Any = view.video  # None (none yet) clears a previous job's video
+            if not first and video is not None and video == sent_video:
+                video = gr.skip()
+            sent_video = view.video
+            yield status_html(view), video, view.details, rid, rid, result
             seen = version
