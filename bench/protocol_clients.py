@@ -1,6 +1,6 @@
 """The protocol-level client mode of bench/studio_concurrency.py: N users that follow the same
 events a page follows (Gradio's queue: /generate's server-sent events until the final video),
-with gradio_client, without rendering. Optionally two studio replicas on one PostgreSQL ledger,
+without rendering (`PageProtocol`). Optionally two studio replicas on one PostgreSQL ledger,
 the users split across them. Prints the issue's figures:
 - the studio's own path, first request -> last video stored (from the ledger), as a ratio to the
   median executionTime (target <= 1.15);
@@ -22,7 +22,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,10 +31,88 @@ HZ = os.sysconf("SC_CLK_TCK")
 IDLE_S = 20.0  # how long the idle studios are measured
 
 
+def proc_split(pid: int) -> tuple[float, float, int]:
+    """(user CPU s, system CPU s, context switches) of process `pid` so far, all its threads."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    switches = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    switches += int(line.split()[-1])
+        except OSError:
+            continue
+    return int(stat[11]) / HZ, int(stat[12]) / HZ, switches
+
+
 def proc_cpu(pid: int) -> float:
     """CPU seconds used so far by process `pid` and its threads."""
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(stat[11]) + int(stat[12])) / HZ
+
+
+class PageProtocol:
+    """One studio's /generate as a page follows it, over Gradio's queue protocol (sse_v3):
+    POST /gradio_api/queue/join with the event's inputs (a State input is sent as null: it
+    lives in the studio), then the session's server-sent events until `process_completed`,
+    then GET the result video's URL, as the page's <video> does. All users share one asyncio
+    loop and one HTTP connection pool: the clients stand in for the users' own machines, so
+    they are kept light (gradio_client spends a thread per call and polls its message queue
+    every 50 ms; at 64 users it took more CPU than the studio itself)."""
+
+    def __init__(self, url: str, config: dict[str, Any], api_name: str = "generate") -> None:
+        self.url = url.rstrip("/")
+        deps = config["dependencies"]
+        self.fn_index = next(i for i, d in enumerate(deps) if d.get("api_name") == api_name)
+        dep = deps[self.fn_index]
+        types = {c["id"]: c.get("type") for c in config["components"]}
+        self.state_inputs = [types.get(i) == "state" for i in dep["inputs"]]
+        self.trigger_id = dep["targets"][0][0] if dep.get("targets") else None
+        self.updates: list[int] = []  # per finished job: the status updates it streamed
+
+    def payload(self, args: list[Any], session_hash: str) -> dict[str, Any]:
+        values = iter(args)
+        data = [None if state else next(values) for state in self.state_inputs]
+        return {"data": data, "fn_index": self.fn_index, "trigger_id": self.trigger_id,
+                "event_data": None, "session_hash": session_hash}  # fmt: skip
+
+    async def generate(self, http: Any, args: list[Any]) -> list[Any]:
+        """The final outputs of one /generate (raises on an error message); the video fetched."""
+        import json
+        import uuid
+
+        session = uuid.uuid4().hex[:11]
+        body = self.payload(args, session)
+        join = await http.post(f"{self.url}/gradio_api/queue/join", json=body)
+        join.raise_for_status()
+        event_id = join.json()["event_id"]
+        params = {"session_hash": session}
+        output: list[Any] | None = None
+        updates = 0
+        async with http.stream("GET", f"{self.url}/gradio_api/queue/data", params=params) as r:
+            async for line in r.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("event_id") != event_id:
+                    continue
+                updates += msg["msg"] == "process_generating"
+                if msg["msg"] != "process_completed":
+                    continue
+                if not msg.get("success"):
+                    raise RuntimeError(f"/generate failed: {msg.get('output')}")
+                output = msg["output"]["data"]
+                self.updates.append(updates)
+                break
+        if output is None:
+            raise RuntimeError("/generate: the event stream ended without a result")
+        video = output[1] or {}
+        if video.get("url"):
+            async with http.stream("GET", video["url"]) as r:
+                r.raise_for_status()
+                async for _ in r.aiter_bytes():
+                    pass
+        return output
 
 
 def run_protocol(
@@ -48,43 +125,46 @@ def run_protocol(
     args_for: Callable[[int], list[Any]],
     profile_dir: Path | None = None,
 ) -> int:
-    from gradio_client import Client
+    import asyncio
+
+    import httpx
 
     from app.studio.ledger import Ledger
     from bench.studio_concurrency import cpu_report, cpu_snapshot
 
-    slow = {"timeout": 300}  # a busy machine answers late; a page would wait too
-    clients = [Client(urls[i % len(urls)] + "/", verbose=False, httpx_kwargs=slow)
-               for i in range(users)]  # fmt: skip
+    pages = [PageProtocol(u, httpx.get(u + "/config", timeout=60).json()) for u in urls]
     idle0 = [proc_cpu(p.pid) for p in studios]
     time.sleep(IDLE_S)  # measuring idleness: nothing to wait for but the clock
     idle = [(proc_cpu(p.pid) - c) / IDLE_S for p, c in zip(studios, idle0, strict=True)]
-    barrier = threading.Barrier(users + 1)
     results: dict[int, Any] = {}
     errors: list[str] = []
 
-    def user(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = clients[i].predict(*args_for(i), api_name="/generate")
-        except Exception as exc:
-            errors.append(f"user {i}: {type(exc).__name__}: {exc}")
+    async def everyone() -> None:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=users * 2)
+        timeout = httpx.Timeout(300.0)  # a busy machine answers late; a page would wait too
+        async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:
 
-    threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(users)]
-    for t in threads:
-        t.start()
+            async def user(i: int) -> None:
+                try:
+                    results[i] = await pages[i % len(pages)].generate(http, args_for(i))
+                except Exception as exc:
+                    errors.append(f"user {i}: {type(exc).__name__}: {exc}")
+
+            await asyncio.gather(*(user(i) for i in range(users)))
+
     spies = [profile(p.pid, profile_dir / f"studio{i}.raw")
              for i, p in enumerate(studios)] if profile_dir else []  # fmt: skip
-    if profile_dir:  # and these clients (one process: their GIL is shared too)
+    if profile_dir:  # and these clients
         spies.append(profile(os.getpid(), profile_dir / "clients.raw"))
     cpu0 = [proc_cpu(p.pid) for p in studios]
+    split0 = [proc_split(p.pid) for p in studios]
     machine0 = cpu_snapshot()
-    barrier.wait()
     t_start = time.time()
-    for t in threads:
-        t.join(600)
+    asyncio.run(everyone())
     t_end = time.time()
     cpu = [proc_cpu(p.pid) - c for p, c in zip(studios, cpu0, strict=True)]
+    split = [tuple(b - a for a, b in zip(s0, proc_split(p.pid), strict=True))
+             for p, s0 in zip(studios, split0, strict=True)]  # fmt: skip
     cpu_report(machine0, t_end - t_start)
     for spy in spies:
         spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
@@ -104,6 +184,9 @@ def run_protocol(
     path = last_stored - t_start
     median = statistics.median(execs)
     print(f"executionTime per job: median {median:.2f} s, max {max(execs):.2f} s")
+    updates = sorted(n for page in pages for n in page.updates)
+    print(f"status updates streamed per job: median {statistics.median(updates):.0f}, "
+          f"max {max(updates)} (plus the final answer)")  # fmt: skip
     print(f"studio path, first request -> last video stored: {path:.2f} s")
     print(f"ratio to the median executionTime: {path / median:.2f} (target <= 1.15)")
     print(
@@ -114,6 +197,9 @@ def run_protocol(
         print(f"studio {i}: {c:.2f} cpu-s for ~{share:.0f} jobs = {c / share:.3f} cpu-s per job "
               f"(target <= 0.05); idle with no page open: {idle_c:.2%} of a core "
               "(target <= 1 %)")  # fmt: skip
+        user, system, switches = split[i]
+        print(f"  of which user {user:.2f} s, system {system:.2f} s; {switches / share:.0f} "
+              "thread switches per job (threads alive at the end)")  # fmt: skip
     both = [r.id for r in rows if sum((d / "results" / r.id).is_dir() for d in data_dirs) > 1]
     if len(urls) > 1:
         print(f"jobs stored by more than one replica: {len(both)} (target 0)")
