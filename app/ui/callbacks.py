@@ -22,6 +22,7 @@ import gradio as gr
 
 from app.errors import SubmitError, user_message
 from app.studio.chain_history import is_chain
+from app.studio.checks.health import render_html
 from app.studio.forms import field_of
 from app.studio.inputs import describe
 from app.studio.jobs import Studio
@@ -117,16 +118,15 @@ class Callbacks:
             )
         return line, Shown(prep.request, prep.quote)
 
-    def health(self, **fields: Any) -> tuple[str, str]:
-        """The endpoint health panel, its cold-start note priced for the form's current job, and
-        the Generate area's note (what an unhealthy endpoint means for a job sent now)."""
+    def health(self, shown: Shown | None = None) -> tuple[str, str]:
+        """The endpoint health panel, its cold-start note priced for the job on the quote line
+        (`shown`, the page's State: no price while the form is refused or not quoted yet), and
+        the Generate area's note (what an unhealthy endpoint means for a job sent now). It
+        reads no form field: a page's timer sends nothing but its session."""
         ops = self.studio.ops
         if ops is None:
             return "", ""
-        try:
-            quote = self.studio.prepare(self.form.values(fields)).quote
-        except Exception:  # an unfinished form still gets the panel, without a price
-            quote = None
+        quote = shown.quote if shown is not None and shown.ok else None
         panel = ops.health_panel(quote)
         if panel is None:
             return "", ""
@@ -136,7 +136,7 @@ class Callbacks:
                 f"⚠️ **The endpoint is not healthy** ({html.escape(panel.error or '')}): "
                 "a job sent now may fail; see Endpoint health."
             )
-        return ops.health_html(quote), note
+        return render_html(panel), note
 
     @files_optional
     def generate(

@@ -22,11 +22,13 @@ by the server-side tracker, not by this page.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import gradio as gr
 
 from app.studio.chains import Chains
 from app.studio.jobs import Studio
+from app.studio.shown import Shown
 from app.ui.batch import batch_panel, draft_final_panel, wire_batch
 from app.ui.callbacks import Callbacks
 from app.ui.chain import chain_panel, wire_chain
@@ -227,12 +229,14 @@ def build_ui(
             show_progress="hidden",
         )
         history.refresh_after(generated)  # the gallery shows the job (or its failure) once ended
-        job_id.change(  # Cancel, Rerun, Reuse and Draft -> final need a job
-            lambda rid: [gr.update(interactive=bool(rid))] * len(job_buttons),
-            job_id,
-            job_buttons,
-            **PRIVATE,
-        )
+
+        def job_shown(request: gr.Request, rid: str | None) -> list[Any]:
+            # Cancel, Rerun, Reuse and Draft -> final need a job; the seed it ran with. One
+            # event per new job id: each event costs a page a full pass over its components.
+            buttons = [gr.update(interactive=bool(rid))] * len(job_buttons)
+            return [*buttons, *extras.ran_seed(request, rid)]
+
+        job_id.change(job_shown, job_id, [*job_buttons, seed_md, use_seed_btn], **PRIVATE)
         attach_btn.click(cb.attach, attach_id, watch_out, api_name="attach", show_progress="hidden")
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
         rerun_btn.click(extras.rerun_ask, job_id, [rerun_note, confirm_btn],
@@ -249,31 +253,27 @@ def build_ui(
             outputs=form["resolution"],
             **PRIVATE,
         )
-        job_id.change(extras.ran_seed, job_id, [seed_md, use_seed_btn], **PRIVATE)
         use_seed_btn.click(extras.use_seed, job_id, [form["seed"], form["randomize"]], **PRIVATE)
         form.picker.wire(studio.refresh_offers, form["pipeline"])
         history.wire_reuse(reuse_btn, job_id)
         wire_batch(cb, batch, final, job_id=job_id, after_fill=after_fill)
         wire_chain(cb, chains, chain, job_id=job_id, history=history, after_fill=after_fill)
-        if not demo_mode:  # which endpoint and price; today's spend against the budget
-            gr.on([blocks.load, health_timer.tick], extras.spend, None, spend_md,
-                  trigger_mode="always_last", **PRIVATE)  # fmt: skip
-        gr.on(
-            [health_timer.tick],
-            cb.health,
-            inputs_kwargs=form.kwargs,
-            outputs=[health_box, generate_note],
-            trigger_mode="always_last",
-            **PRIVATE,
-        )
+        # The timer's one event: the health panel (priced for the quote line's job) and, with
+        # a RunPod endpoint, which endpoint and price and today's spend against the budget.
+        tick_out = [health_box, generate_note] + ([] if demo_mode else [spend_md])
+
+        def tick(shown_now: Shown | None) -> tuple[str, ...]:
+            return cb.health(shown_now) + (() if demo_mode else (extras.spend(),))
+
+        gr.on([health_timer.tick], tick, shown, tick_out, trigger_mode="always_last", **PRIVATE)
         loaded = blocks.load(
             form.layout,
             inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
             outputs=form.outputs,
             **PRIVATE,
         )
-        quoted(loaded, "load_quote").then(  # the health panel's first paint, on a settled form
-            cb.health, inputs_kwargs=form.kwargs, outputs=[health_box, generate_note], **PRIVATE
+        quoted(loaded, "load_quote").then(  # the first paint of the timer's panel and spend
+            tick, shown, tick_out, **PRIVATE
         )
         blocks.load(cb.attach, job_store, watch_out, api_name="load_attach", **PRIVATE)
     return blocks
