@@ -170,11 +170,23 @@ class History:
     after_fill: Callable[[Any], Any]
     extend: Any = None  # "Extend" on the opened job (wired by app/ui/chain.py)
 
-    def refresh_after(self, event: Any) -> Any:
+    def refresh_after(
+        self, event: Any, also: tuple[Callable[..., Any], list, list] | None = None
+    ) -> Any:
+        """The gallery refreshed after `event`; `also` (fn, inputs, outputs, fn taking the
+        request first): more of the page refreshed by the same event (one event, not two: each
+        costs a page a pass over all its components)."""
+        fn, inputs, outputs = also or (None, [], [])
+        n = len(self.filters)
+
+        def refresh(request: gr.Request, *values: Any) -> tuple[Any, ...]:
+            gallery = self.callbacks.refresh(request, *values[:n])
+            return gallery if fn is None else (*gallery, *fn(request, *values[n:]))
+
         return event.then(
-            self.callbacks.refresh,
-            self.filters,
-            [self.gallery, self.rids, self.note],
+            refresh,
+            [*self.filters, *inputs],
+            [self.gallery, self.rids, self.note, *outputs],
             api_name="history_refresh_after",
             api_visibility="private",
             show_progress="hidden",

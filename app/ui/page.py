@@ -228,7 +228,6 @@ def build_ui(
             api_name="generate",
             show_progress="hidden",
         )
-        history.refresh_after(generated)  # the gallery shows the job (or its failure) once ended
 
         def job_shown(request: gr.Request, rid: str | None) -> list[Any]:
             # Cancel, Rerun, Reuse and Draft -> final need a job; the seed it ran with. One
@@ -244,9 +243,9 @@ def build_ui(
         rerun = confirm_btn.click(
             extras.rerun_sent, None, [rerun_note, confirm_btn], **PRIVATE
         ).then(cb.rerun, job_id, watch_out, api_name="rerun", show_progress="hidden")
-        history.refresh_after(rerun)
-        for ended in (generated, rerun):  # this session's strip, newest first
-            ended.then(cb.recent, [job_id, recent_rids], [recent, recent_rids], **PRIVATE)
+        for ended in (generated, rerun):  # the gallery shows the job (or its failure) once
+            # ended, and this session's strip, newest first
+            history.refresh_after(ended, (cb.recent, [job_id, recent_rids], [recent, recent_rids]))
         form["start_image"].upload(
             extras.match_preset,
             inputs_kwargs={"pipeline": form["pipeline"], "start_image": form["start_image"]},
