@@ -18,6 +18,8 @@ RunPod control plane), a studio (`python -m app`) pointed at it, and one headles
 N pages. Every page fills the form and all press Generate together. Prints:
 - wall time from the first click to the last video being playable, as a ratio to the job length
   (target <= 1.2);
+- the CPU one page's browser used while it followed its job, as a share of a core
+  (target <= 0.05; meaningful with --users 1);
 - per job, the delay from the endpoint's COMPLETED (submit time + delayTime + executionTime, from
   the studio's ledger) to the video being playable in the page (target <= 1 s plus download).
 It also prints where the CPU went (the bench's own process tree: Chromium, studio, stack) and
@@ -110,7 +112,8 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
     return out
 
 
-def cpu_report(before: dict[int, tuple[str, float]], seconds: float) -> None:
+def cpu_report(before: dict[int, tuple[str, float]], seconds: float) -> dict[str, float]:
+    """Print the CPU each group used since `before`; returns it (cpu-s by group)."""
     after = cpu_snapshot()
     used: dict[str, float] = {}
     for pid, (group, total) in after.items():
@@ -119,6 +122,7 @@ def cpu_report(before: dict[int, tuple[str, float]], seconds: float) -> None:
     print(f"CPU used from the clicks to the last video ({seconds:.1f} s x {cores} cores):")
     for group, value in sorted(used.items(), key=lambda kv: -kv[1]):
         print(f"  {group:32s} {value:7.1f} cpu-s  ({value / seconds / cores:5.1%} of the machine)")
+    return used
 
 
 def nice_all_but(keep: set[int], niceness: int) -> int:
@@ -347,7 +351,9 @@ def run_browsers(url: str, args: argparse.Namespace, data: Path) -> int:
             print(f"only {len(ready)} of {len(pages)} videos became playable within 300 s")
             return 1
         t_end = max(ready.values()) / 1000
-        cpu_report(cpu_before, time.time() - t_start)
+        window = time.time() - t_start
+        used = cpu_report(cpu_before, window)
+        page_cpu = sum(v for g, v in used.items() if g.startswith("browser"))
         fired = sorted(int(p.evaluate("window.__wpClick || 0")) for p in pages)
         browser.close()
     wall = t_end - t_start
@@ -365,6 +371,10 @@ def run_browsers(url: str, args: argparse.Namespace, data: Path) -> int:
     print(f"executionTime per job: median {statistics.median(execs):.2f} s, max {max(execs):.2f} s")
     print(f"wall time, first click -> last video playable: {wall:.2f} s")
     print(f"ratio to {args.job_s:.1f} s: {wall / args.job_s:.2f} (target <= 1.2)")
+    print(
+        f"one page following its job: {page_cpu / len(pages):.2f} cpu-s of the browser in "
+        f"{window:.1f} s = {page_cpu / len(pages) / window:.3f} of a core (target <= 0.05)"
+    )
     if delays:
         delays.sort()
         p90 = delays[max(int(len(delays) * 0.9) - 1, 0)]
