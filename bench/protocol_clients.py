@@ -47,8 +47,8 @@ def proc_split(pid: int) -> tuple[float, float, int]:
 
 def proc_cpu(pid: int) -> float:
     """CPU seconds used so far by process `pid` and its threads."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / HZ
+    user, system, _ = proc_split(pid)
+    return user + system
 
 
 class PageProtocol:

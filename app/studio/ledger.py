@@ -25,7 +25,7 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,16 +98,10 @@ class Ledger:
         self.db = open_database(url)
         self._forms = forms
         migrations.migrate(self.db, self._backfill_forms)
-        self._without_workflow = ", ".join(
-            "'{}' AS workflow" if name == "workflow" else f'"{name}"'
-            for name in self.db.columns("jobs")
-        )
+        self._without_workflow = _columns(self.db.columns("jobs"))
         required = [f.name for f in dataclasses.fields(JobRow) if f.default is dataclasses.MISSING
                     and f.default_factory is dataclasses.MISSING]  # fmt: skip
-        self._for_spend = ", ".join(
-            "'{}' AS workflow" if name == "workflow" else f'"{name}"'
-            for name in dict.fromkeys([*required, *_SPEND])
-        )
+        self._for_spend = _columns(dict.fromkeys([*required, *_SPEND]))
 
     def _backfill_forms(self) -> int:
         from app.studio.reuse import migrate_forms  # reuse reads JobRow from this module
@@ -272,12 +266,9 @@ class Ledger:
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         return self._q(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
 
-    def since(self, ts: float, workflow: bool = True) -> list[JobRow]:
-        """Rows created at or after `ts` (epoch seconds); `workflow=False` leaves the filled
-        workflows unread ({}). The budgets read `spend_since`."""
-        cols = "*" if workflow else self._without_workflow
-        sql = f"SELECT {cols} FROM jobs WHERE created_at >= ? ORDER BY created_at"
-        return self._q(sql, (ts,))
+    def since(self, ts: float) -> list[JobRow]:
+        """Rows created at or after `ts` (epoch seconds), whole. The budgets read `spend_since`."""
+        return self._q("SELECT * FROM jobs WHERE created_at >= ? ORDER BY created_at", (ts,))
 
     def spend_since(self, ts: float) -> list[JobRow]:
         """Rows created at or after `ts` with what their spend needs (`_SPEND`) and the columns
@@ -298,6 +289,11 @@ class Ledger:
             " ORDER BY finished_at DESC LIMIT ?",
             (limit,),
         )
+
+
+def _columns(names: Iterable[str]) -> str:
+    """A SELECT list of `names`, the filled workflow left unread ({})."""
+    return ", ".join("'{}' AS workflow" if n == "workflow" else f'"{n}"' for n in names)
 
 
 def _row(data: dict[str, Any]) -> JobRow:

@@ -14,7 +14,7 @@ wires the inventory cache (data folder, keyed by the endpoint URL) to the endpoi
   `InputError` (an image input not uploaded) or `PreflightError` (missing model files / nodes), else
   returns the `/run` policy with `executionTimeout` and a note (e.g. "not checked against the
   endpoint's models: ...").
-- `health_html(quote)`: the health panel (one /health call per 2 s for all pages).
+- `health_panel(quote)`: the health panel (one /health call per 2 s for all pages).
 - `warm_up()`: fetch the inventory in the background at start, so the first job does not wait.
 """
 
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from app.endpoint import EndpointClient
 from app.settings import Settings
 from app.studio.checks import guardrails as gr_
-from app.studio.checks.health import CachedHealth, ColdStart, HealthPanel, render_html
+from app.studio.checks.health import CachedHealth, ColdStart, HealthPanel
 from app.studio.checks.inputs import check_inputs
 from app.studio.checks.preflight import (
     InventoryCache,
@@ -172,10 +172,6 @@ class Gate:
         refusals = self.refusals(prepared, user)
         if refusals:
             raise gr_.GuardrailError(refusals)
-
-    def health_html(self, quote: Quote | None = None) -> str:
-        panel = self.health_panel(quote)
-        return render_html(panel) if panel is not None else ""
 
     def health_panel(self, quote: Quote | None = None) -> HealthPanel | None:
         """The endpoint's health (cached), its cold-start note priced for `quote`."""
