@@ -159,6 +159,7 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         from app.studio.webhooks import Webhooks
         from app.ui.early_script import RAF_FIX_JS, EarlyScript
         from app.ui.guards import LOGIN_NOTICE_JS, FileGuard, SignInGuard
+        from app.ui.live_route import LiveRoute
         from app.ui.page import CSS
         from app.ui.webhook_route import WebhookRoute
 
@@ -181,13 +182,14 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
             state_session_capacity=settings.sessions,
             # the fix for Gradio's idle frame loop must run before Gradio's own scripts; a job's
             # stored files for the users who may see the job; failed sign-ins throttled; RunPod's
-            # webhooks (WANPOD_PUBLIC_URL)
+            # webhooks (WANPOD_PUBLIC_URL); a page's live stream of its job
             app_kwargs={
                 "middleware": [
                     Middleware(EarlyScript, script=RAF_FIX_JS + LOGIN_NOTICE_JS),
                     Middleware(FileGuard, studio=studio),
                     Middleware(SignInGuard),
                     Middleware(WebhookRoute, receive_webhook=hooks.receive),
+                    Middleware(LiveRoute, studio=studio),
                 ]
             },
             **access_kwargs,  # auth, share, root_path (app/access.py)

@@ -1,7 +1,7 @@
 """The protocol-level client mode of bench/studio_concurrency.py: N users that follow the same
-events a page follows (Gradio's queue: /generate's server-sent events until the final video),
-without rendering (`PageProtocol`). Optionally two studio replicas on one PostgreSQL ledger,
-the users split across them. Prints the issue's figures:
+events a page follows (Gradio's queue: the page's Generate until the final video, and the job's
+live stream, app/ui/live_route.py), without rendering (`PageProtocol`). Optionally two studio
+replicas on one PostgreSQL ledger, the users split across them. Prints the issue's figures:
 - the studio's own path, first request -> last video stored (from the ledger), as a ratio to the
   median executionTime (target <= 1.15);
 - the studios' CPU per job (target <= 0.05 cpu-s), and an idle studio's CPU with no page open
@@ -52,15 +52,16 @@ def proc_cpu(pid: int) -> float:
 
 
 class PageProtocol:
-    """One studio's /generate as a page follows it, over Gradio's queue protocol (sse_v3):
-    POST /gradio_api/queue/join with the event's inputs (a State input is sent as null: it
-    lives in the studio), then the session's server-sent events until `process_completed`,
-    then GET the result video's URL, as the page's <video> does. All users share one asyncio
-    loop and one HTTP connection pool: the clients stand in for the users' own machines, so
-    they are kept light (gradio_client spends a thread per call and polls its message queue
-    every 50 ms; at 64 users it took more CPU than the studio itself)."""
+    """One studio's Generate as a page follows it: POST /gradio_api/queue/join for the page's
+    own event (`page_generate`, with the event's inputs; a State input is sent as null: it lives
+    in the studio), the session's server-sent events until `process_completed`, meanwhile the
+    job's live stream (`GET /wanpod/live/<job id>`, app/ui/live_route.py) from the first answer
+    to the final panel, then GET the result video's URL, as the page's <video> does. All users
+    share one asyncio loop and one HTTP connection pool: the clients stand in for the users' own
+    machines, so they are kept light (gradio_client spends a thread per call and polls its
+    message queue every 50 ms; at 64 users it took more CPU than the studio itself)."""
 
-    def __init__(self, url: str, config: dict[str, Any], api_name: str = "generate") -> None:
+    def __init__(self, url: str, config: dict[str, Any], api_name: str = "page_generate") -> None:
         self.url = url.rstrip("/")
         deps = config["dependencies"]
         self.fn_index = next(i for i, d in enumerate(deps) if d.get("api_name") == api_name)
@@ -68,7 +69,7 @@ class PageProtocol:
         types = {c["id"]: c.get("type") for c in config["components"]}
         self.state_inputs = [types.get(i) == "state" for i in dep["inputs"]]
         self.trigger_id = dep["targets"][0][0] if dep.get("targets") else None
-        self.updates: list[int] = []  # per finished job: the status updates it streamed
+        self.updates: list[int] = []  # per finished job: the live panels it was sent
 
     def payload(self, args: list[Any], session_hash: str) -> dict[str, Any]:
         values = iter(args)
@@ -76,8 +77,23 @@ class PageProtocol:
         return {"data": data, "fn_index": self.fn_index, "trigger_id": self.trigger_id,
                 "event_data": None, "session_hash": session_hash}  # fmt: skip
 
+    async def live(self, http: Any, rid: str) -> int:
+        """Follow the job's live stream to its final panel; how many panels came."""
+        import json
+
+        panels = 0
+        async with http.stream("GET", f"{self.url}/wanpod/live/{rid}") as r:
+            r.raise_for_status()
+            async for line in r.aiter_lines():
+                if line.startswith("data:"):
+                    panels += 1
+                    if json.loads(line[5:])["final"]:
+                        break
+        return panels
+
     async def generate(self, http: Any, args: list[Any]) -> list[Any]:
-        """The final outputs of one /generate (raises on an error message); the video fetched."""
+        """The final outputs of one Generate (raises on an error message); the video fetched."""
+        import asyncio
         import json
         import uuid
 
@@ -88,7 +104,7 @@ class PageProtocol:
         event_id = join.json()["event_id"]
         params = {"session_hash": session}
         output: list[Any] | None = None
-        updates = 0
+        following: asyncio.Task[int] | None = None
         async with http.stream("GET", f"{self.url}/gradio_api/queue/data", params=params) as r:
             async for line in r.aiter_lines():
                 if not line.startswith("data:"):
@@ -96,16 +112,18 @@ class PageProtocol:
                 msg = json.loads(line[5:])
                 if msg.get("event_id") != event_id:
                     continue
-                updates += msg["msg"] == "process_generating"
+                if msg["msg"] == "process_generating" and following is None:
+                    rid = msg["output"]["data"][3]  # the first answer: the job's id
+                    following = asyncio.create_task(self.live(http, rid))
                 if msg["msg"] != "process_completed":
                     continue
                 if not msg.get("success"):
-                    raise RuntimeError(f"/generate failed: {msg.get('output')}")
+                    raise RuntimeError(f"Generate failed: {msg.get('output')}")
                 output = msg["output"]["data"]
-                self.updates.append(updates)
                 break
         if output is None:
-            raise RuntimeError("/generate: the event stream ended without a result")
+            raise RuntimeError("Generate: the event stream ended without a result")
+        self.updates.append(await following if following is not None else 0)
         video = output[1] or {}
         if video.get("url"):
             async with http.stream("GET", video["url"]) as r:
@@ -185,8 +203,8 @@ def run_protocol(
     median = statistics.median(execs)
     print(f"executionTime per job: median {median:.2f} s, max {max(execs):.2f} s")
     updates = sorted(n for page in pages for n in page.updates)
-    print(f"status updates streamed per job: median {statistics.median(updates):.0f}, "
-          f"max {max(updates)} (plus the final answer)")  # fmt: skip
+    print(f"live panels per job: median {statistics.median(updates):.0f}, "
+          f"max {max(updates)} (the final one included)")  # fmt: skip
     print(f"studio path, first request -> last video stored: {path:.2f} s")
     print(f"ratio to the median executionTime: {path / median:.2f} (target <= 1.15)")
     print(

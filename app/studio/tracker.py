@@ -125,6 +125,7 @@ class Tracker(Keeping):
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._watchers: dict[str, tuple[threading.Condition, int]] = {}
+        self._listeners: dict[str, set[Callable[[], None]]] = {}  # see listen()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # result downloads: each capped in time (WANPOD_RESULT_TIMEOUT_S); enough threads that
@@ -146,6 +147,9 @@ class Tracker(Keeping):
             self._cond.notify_all()
             for cond, _ in self._watchers.values():
                 cond.notify_all()
+            for wakes in self._listeners.values():
+                for wake in wakes:
+                    wake()
         if self._thread:
             self._thread.join(timeout=5)
         self._polls.shutdown(wait=True, cancel_futures=True)
@@ -224,10 +228,33 @@ class Tracker(Keeping):
                 else:
                     del self._watchers[rid]
 
+    def listen(self, rid: str, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call `wake()` at each change of the row `rid` and when the tracker stops, from the
+        thread that changed it (under the tracker's lock: `wake` must be quick and must not
+        block, e.g. `loop.call_soon_threadsafe(event.set)`); returns the call that stops it.
+        For a page's live stream on the event loop (app/ui/live_route.py), which holds no
+        thread while it waits, where `wait` would."""
+        with self._lock:
+            self._listeners.setdefault(rid, set()).add(wake)
+            if self._stop.is_set():
+                wake()
+
+        def stop() -> None:
+            with self._lock:
+                wakes = self._listeners.get(rid)
+                if wakes is not None:
+                    wakes.discard(wake)
+                    if not wakes:
+                        del self._listeners[rid]
+
+        return stop
+
     def _bump(self, rid: str) -> None:  # caller holds the lock
         self._versions[rid] = self._versions.get(rid, 0) + 1
         if rid in self._watchers:
             self._watchers[rid][0].notify_all()
+        for wake in self._listeners.get(rid, ()):
+            wake()
 
     def _changed(self, rid: str) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ existing job by id; `rerun` sends a job's exact workflow and seed again, streame
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import html
 import inspect
 import time
@@ -32,6 +33,7 @@ from app.studio.owners import Caller
 from app.studio.shown import Shown
 from app.studio.summary import job_result, unknown_job, unknown_reason
 from app.ui.form import Form
+from app.ui.pace import RESYNC_S, Pace
 from app.ui.status import ended_html, status_html
 
 FILE_FIELDS = ("start_image", "end_image", "workflow_file")  # optional, as on the form
@@ -52,12 +54,6 @@ def files_optional(fn: Any) -> Any:
 
 RECENT = 12  # jobs in the page's "this session's results" strip
 SUBMITTING_AFTER_S = 0.3  # a submit slower than this shows "Submitting…" (refusals come faster)
-RESYNC_S = 30.0  # a live job's status is sent at least this often (the page's clock resyncs)
-# A live job's status is sent at most this often while its state stays the same (a new state and
-# the end are sent at once): the page's clock counts the seconds in between, stages that flash
-# by (decoding, saving, delivering) need not each be drawn, and every update costs the studio
-# a few ms and the page ~25 ms of script (bench/studio_concurrency.py).
-UPDATE_EVERY_S = 1.0
 
 
 def user_of(request: gr.Request | None) -> str | None:
@@ -77,6 +73,15 @@ class Callbacks:
         self.studio = studio
         self.form = form
         self.chains = chains  # app/studio/chains.py's Chains (Extend, Storyboard)
+        self.quiet = False  # see live()
+
+    def live(self) -> Callbacks:
+        """These callbacks for the page's own events: `generate`, `rerun` and `attach` answer
+        the job's first view and its final one; the page follows the live job in between on
+        its own stream (app/ui/live_route.py). The API's events keep streaming every update."""
+        page = copy.copy(self)
+        page.quiet = True
+        return page
 
     def message(self, exc: BaseException) -> str:
         return user_message(exc, self.studio.settings.secret_values())
@@ -240,21 +245,22 @@ class Callbacks:
     def watch(self, rid: str, caller: Caller) -> Iterator[tuple[Any, ...]]:
         """Stream one job's view until it is final (the tracker does the polling).
 
-        Yields when the job changed (state, stage, step, video, details), at most every
-        UPDATE_EVERY_S while its state stays the same, and at least every RESYNC_S: the page's
-        clock counts the seconds in between. Every yield carries all six values: Gradio sends
-        a generator's later yields as diffs of the one before, so a value that did not change
-        costs nothing on the wire and next to nothing here, while gr.skip() would build a new
-        component per output and yield (4.5 ms against 1.6 ms a yield, bench/yield_cost.py).
-        The exception is a video already sent, which would be re-checked into Gradio's file
-        cache on every yield: it is skipped until it changes."""
+        Yields when the job changed, paced by app/ui/pace.py (a new state and the end at once,
+        other changes at most every UPDATE_EVERY_S, an unchanged job every RESYNC_S). Every
+        yield carries all six values: Gradio sends a generator's later yields as diffs of the
+        one before, so a value that did not change costs nothing on the wire and next to
+        nothing here, while gr.skip() would build a new component per output and yield (4.5 ms
+        against 1.6 ms a yield, bench/yield_cost.py). The exception is a video already sent,
+        which would be re-checked into Gradio's file cache on every yield: it is skipped until
+        it changes.
+
+        `Callbacks.live()`'s page callbacks yield the first view and the final one only: the
+        page follows the job in between on its own stream (app/ui/live_route.py), so a live
+        job costs no Gradio message per update, in the studio or in the page."""
         tracker = self.studio.tracker
-        seen = -1
+        pace = Pace()
         sent_video: str | None = None
         result: dict[str, Any] = {}
-        sent_key: tuple[Any, ...] | None = None
-        sent_state: str | None = None
-        sent_at = 0.0
         while True:
             version = tracker.version(rid)
             view = self.studio.view(rid, caller)
@@ -262,30 +268,21 @@ class Callbacks:
                 note = f"Unknown job: {unknown_reason(rid)}"
                 yield ended_html("UNKNOWN", note), gr.skip(), gr.skip(), rid, rid, unknown_job(rid)
                 return
-            first = seen == -1
             if view.final:  # complete, so an API client's result (the last yield) is whole
                 out = (status_html(view), view.video, view.details, rid, rid)
                 yield (*out, self.result(rid, view.video))
                 return
-            pv = view.progress
-            key = (view.state, pv.head, round(pv.fraction, 4), pv.left_from)
-            key += (view.video, view.details)
-            if key == sent_key and time.monotonic() - sent_at < RESYNC_S:
-                if tracker.wait(rid, version, RESYNC_S) == version and tracker.stopped:
+            first = pace.key is None
+            hold = RESYNC_S if self.quiet and not first else pace.wait(view, time.monotonic())
+            if hold > 0:  # a change meanwhile is read again (and held if it came too soon)
+                if tracker.wait(rid, version, hold) == version and tracker.stopped:
                     return  # the studio is shutting down
                 continue
-            hold = UPDATE_EVERY_S - (time.monotonic() - sent_at)
-            if not first and hold > 0 and view.state == sent_state:
-                tracker.wait(rid, version, hold)  # a change meanwhile is read again, then held
-                if tracker.stopped:
-                    return  # the studio is shutting down
-                continue
-            if first or view.state != sent_state:
+            if first or view.state != pace.state:
                 result = self.result(rid, view.video)
-            sent_key, sent_state, sent_at = key, view.state, time.monotonic()
+            pace.sent(view, time.monotonic())
             video: Any = view.video  # None (none yet) clears a previous job's video
             if not first and video is not None and video == sent_video:
                 video = gr.skip()
             sent_video = view.video
             yield status_html(view), video, view.details, rid, rid, result
-            seen = version

@@ -37,7 +37,7 @@ from app.ui.form import Form
 from app.ui.history import build_history
 from app.ui.inputs import CSS as INPUTS_CSS
 from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
-from app.ui.status import CLOCK_JS, status_html
+from app.ui.status import CLOCK_JS, LIVE_JS, status_html
 
 HEALTH_TICK_S = 5.0  # the endpoint health panel's refresh (one /health per 2 s for all pages)
 CSS = (
@@ -84,6 +84,7 @@ def build_ui(
     form = Form(studio.forms, offers=studio.offers)
     chains = chains or Chains(studio)
     cb = Callbacks(studio, form, chains)
+    page = cb.live()  # the page's own events: the live job follows app/ui/live_route.py
     extras = Extras(cb)
     with gr.Blocks(title="WanPod studio", analytics_enabled=False) as blocks:
         gr.Markdown("# WanPod studio · Wan 2.2 on RunPod serverless")
@@ -125,7 +126,7 @@ def build_ui(
             with gr.Column(scale=5), gr.Column(elem_id="wp-result-col"):  # sticky when wide
                 status = gr.HTML(
                     status_html(None),
-                    js_on_load=CLOCK_JS,
+                    js_on_load=CLOCK_JS + LIVE_JS,
                     elem_id="wp-status-box",
                     label="Status",
                 )
@@ -198,7 +199,7 @@ def build_ui(
             return note.then(None, js=SCROLL_TO_FORM_JS, **PRIVATE)
 
         watch_out = [status, video, details, job_id, job_store, result]
-        history = build_history(cb, blocks, watch_out=watch_out, after_fill=after_fill)
+        history = build_history(page, blocks, watch_out=watch_out, after_fill=after_fill)
         form.show_frames(quoted(  # a user's choice only: a programmatic change (Reuse) keeps
             gr.on([form["pipeline"].input, form["mode"].input], form.layout,
                   inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
@@ -222,11 +223,11 @@ def build_ui(
             **PRIVATE,
         )
         generated = generate_btn.click(
-            cb.generate,
+            page.generate,
             inputs_kwargs={**form.kwargs, "shown": shown},
             outputs=watch_out,
-            api_name="generate",
-            show_progress="hidden",
+            api_name="page_generate",
+            **PRIVATE,
         )
 
         def job_shown(request: gr.Request, rid: str | None) -> list[Any]:
@@ -236,13 +237,13 @@ def build_ui(
             return [*buttons, *extras.ran_seed(request, rid)]
 
         job_id.change(job_shown, job_id, [*job_buttons, seed_md, use_seed_btn], **PRIVATE)
-        attach_btn.click(cb.attach, attach_id, watch_out, api_name="attach", show_progress="hidden")
+        attach_btn.click(page.attach, attach_id, watch_out, api_name="page_attach", **PRIVATE)
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
         rerun_btn.click(extras.rerun_ask, job_id, [rerun_note, confirm_btn],
                         api_name="rerun_quote", show_progress="hidden")  # fmt: skip
         rerun = confirm_btn.click(
             extras.rerun_sent, None, [rerun_note, confirm_btn], **PRIVATE
-        ).then(cb.rerun, job_id, watch_out, api_name="rerun", show_progress="hidden")
+        ).then(page.rerun, job_id, watch_out, api_name="page_rerun", **PRIVATE)
         for ended in (generated, rerun):  # the gallery shows the job (or its failure) once
             # ended, and this session's strip, newest first
             history.refresh_after(ended, (cb.recent, [job_id, recent_rids], [recent, recent_rids]))
@@ -274,5 +275,14 @@ def build_ui(
         quoted(loaded, "load_quote").then(  # the first paint of the timer's panel and spend
             tick, shown, tick_out, **PRIVATE
         )
-        blocks.load(cb.attach, job_store, watch_out, api_name="load_attach", **PRIVATE)
+        blocks.load(page.attach, job_store, watch_out, api_name="load_attach", **PRIVATE)
+        # The API's /generate, /attach and /rerun stream every update of the job (an API client
+        # has no live stream to follow); their triggers are hidden: the page runs its own above.
+        api = {"outputs": watch_out, "show_progress": "hidden"}
+        hidden = functools.partial(gr.Button, visible=False)
+        hidden(elem_id="wp-api-generate").click(
+            cb.generate, inputs_kwargs={**form.kwargs, "shown": shown}, api_name="generate", **api
+        )
+        hidden(elem_id="wp-api-attach").click(cb.attach, attach_id, api_name="attach", **api)
+        hidden(elem_id="wp-api-rerun").click(cb.rerun, job_id, api_name="rerun", **api)
     return blocks

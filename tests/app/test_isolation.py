@@ -158,6 +158,24 @@ def test_her_stored_files_download_only_for_her_and_the_admin(shared, hers):
     assert r.status_code == 403
 
 
+def test_her_live_stream_only_for_her_and_the_admin(shared, hers):
+    """The page's live stream of a job (app/ui/live_route.py): by the same rule, and nothing
+    without signing in."""
+    proc, _ = shared
+    rid, prompt, _ = hers
+    for user, expected in (("alice", 200), ("bob", 404), ("root", 200)):
+        r = signed_in(proc, user).get(f"{proc.base_url}/wanpod/live/{rid}", timeout=30)
+        assert r.status_code == expected, (user, r.status_code, r.text)
+        assert prompt not in r.text
+        if expected == 200:  # her job has ended: its final panel, then the stream ends
+            panel = json.loads(r.text.strip().removeprefix("data:"))
+            assert panel["final"] and 'data-state="COMPLETED"' in panel["html"], panel
+        else:
+            assert "Unknown job" in r.json()["detail"] and NOT_HERS not in r.text
+    r = requests.get(f"{proc.base_url}/wanpod/live/{rid}", timeout=30)
+    assert r.status_code == 401 and rid not in r.text
+
+
 def test_uploads_over_the_setting_are_refused(shared):
     proc, _ = shared
     s = signed_in(proc, "bob")

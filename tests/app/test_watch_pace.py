@@ -16,7 +16,8 @@ from app.studio.jobs import JobView
 from app.studio.owners import Caller
 from app.studio.progress import ProgressView
 from app.ui import callbacks
-from app.ui.callbacks import UPDATE_EVERY_S, Callbacks
+from app.ui.callbacks import Callbacks
+from app.ui.pace import UPDATE_EVERY_S
 
 
 def view(state: str, head: str, fraction: float, video: str | None = None) -> JobView:
@@ -55,11 +56,12 @@ class ScriptedJob:
         return self.current
 
 
-def watch(job: ScriptedJob) -> list[tuple[float, tuple[Any, ...]]]:
+def watch(job: ScriptedJob, page: bool = False) -> list[tuple[float, tuple[Any, ...]]]:
     studio = SimpleNamespace(
         tracker=job, view=job.view, ledger=SimpleNamespace(get=lambda *a, **k: None)
     )
     cb = Callbacks(studio, form=None)  # type: ignore[arg-type]
+    cb = cb.live() if page else cb
     return [(job.now, out) for out in cb.watch("wp-job", Caller(None, False))]
 
 
@@ -102,3 +104,17 @@ def test_an_unchanged_job_is_resent_every_resync_and_a_sent_video_is_not_resent(
     assert times[:2] == [0.0, 5.0] and 35.0 in times and times[-1] == 100.0
     assert sent[0][1][1] == "/results/a.mp4"  # the first answer carries the video...
     assert sent[1][1][1] == {"__type__": "update"}  # ...later ones skip it (gr.skip())
+
+
+def test_the_page_s_own_events_answer_the_first_view_and_the_end_only(clock):
+    """The page follows the job in between on its live stream (app/ui/live_route.py)."""
+    job = clock["job"] = ScriptedJob([
+        (0.0, view("IN_QUEUE", "Waiting for a worker", 0.0)),
+        (0.2, view("IN_PROGRESS", "Sampling step 1/4", 0.2)),
+        (2.5, view("IN_PROGRESS", "Decoding video (VAE)", 0.9)),
+        (90.0, view("COMPLETED", "Done", 1.0, video="/results/wp-job/v.mp4")),
+    ])  # fmt: skip
+    sent = watch(job, page=True)
+    assert [round(t, 1) for t, _ in sent] == [0.0, 90.0]
+    assert "Waiting" in sent[0][1][0] and "Done" in sent[1][1][0]
+    assert sent[-1][1][1] == "/results/wp-job/v.mp4"

@@ -1,0 +1,103 @@
+"""The page's live stream of one job, `GET <root>/wanpod/live/<job id>`, as ASGI middleware next to
+Gradio's app (like app/ui/webhook_route.py): server-sent events, each `{"html": ..., "final": ...}`
+with the job's status panel as the page shows it (app/ui/status.py), paced by app/ui/pace.py,
+until the job is final.
+
+Why not Gradio's own stream: every message of a Gradio event makes the page's client walk every
+component that was ever an input or output of any event (~100 here) and copy its props, ~25 ms of
+a page's script per update, and costs the studio a worker thread hand-off per output. The page's
+events (`Callbacks.live()`) answer a job's first view and its final one; the status panel's
+script (`LIVE_JS`) follows the job in between here. The API's events still stream every update.
+
+Who may follow a job: the signed-in user (Gradio's cookie, read as app/ui/guards.py reads it)
+when the job is one they may see, by the same rule as every job lookup (`Studio.view`); with a
+login configured and no one signed in, 401; a job they may not see is answered as unknown (404),
+in the same words as for an id that does not exist. The stream waits on the event loop (the
+tracker wakes it, `Tracker.listen`) and holds no thread; each read of the job runs in a worker
+thread (the ledger may be a network database)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+
+from app.studio.jobs import JobView
+from app.studio.owners import Caller
+from app.studio.summary import unknown_reason
+from app.ui.guards import ASGIApp, Receive, Scope, Send, answer, signed_in_user
+from app.ui.pace import Pace
+from app.ui.status import ended_html, status_html
+
+PATH = "/wanpod/live/"
+
+
+def message(view: JobView | None, rid: str) -> str:
+    """One server-sent event: the panel for `view` (None: the job is not, or no longer, one the
+    caller may see)."""
+    if view is None:
+        body = {"html": ended_html("UNKNOWN", f"Unknown job: {unknown_reason(rid)}"), "final": True}
+    else:
+        body = {"html": status_html(view), "final": view.final}
+    return f"data: {json.dumps(body)}\n\n"
+
+
+class LiveRoute:
+    def __init__(self, app: ASGIApp, studio: Any) -> None:
+        self.app = app
+        self.studio = studio
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        _, found, rid = path.rpartition(PATH)
+        if not found or scope.get("method") not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        user = signed_in_user(scope)
+        if user is None and getattr(scope.get("app"), "auth", None):
+            await answer(send, 401, "Not signed in: sign in to the studio first.", [])
+            return
+        caller = self.studio.caller(user)
+        view = await run_in_threadpool(self.studio.view, rid, caller)
+        if view is None:
+            await answer(send, 404, f"Unknown job: {unknown_reason(rid)}", [])
+            return
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering
+        events = self.events(rid, caller, view)
+        await StreamingResponse(events, media_type="text/event-stream", headers=headers)(
+            scope, receive, send
+        )
+
+    async def events(self, rid: str, caller: Caller, view: JobView | None) -> AsyncIterator[str]:
+        """The job's panels until it is final (or unknown, or the studio stops)."""
+        tracker = self.studio.tracker
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        stop = tracker.listen(rid, lambda: loop.call_soon_threadsafe(changed.set))
+        pace = Pace()
+        try:
+            while True:
+                if view is None:
+                    yield message(None, rid)
+                    return
+                hold = pace.wait(view, time.monotonic())
+                if hold <= 0:
+                    pace.sent(view, time.monotonic())
+                    yield message(view, rid)
+                    if view.final:
+                        return
+                    hold = pace.wait(view, time.monotonic())
+                with suppress(TimeoutError):  # a change, or the pace's time is up: read again
+                    await asyncio.wait_for(changed.wait(), hold)
+                if tracker.stopped:
+                    return
+                changed.clear()  # before the read: a change during it wakes the next wait
+                view = await run_in_threadpool(self.studio.view, rid, caller)
+        finally:
+            stop()
