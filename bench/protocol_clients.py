@@ -105,6 +105,7 @@ class PageProtocol:
         params = {"session_hash": session}
         output: list[Any] | None = None
         following: asyncio.Task[int] | None = None
+        shown: list[Any] | None = None  # the event's outputs as the page has them
         async with http.stream("GET", f"{self.url}/gradio_api/queue/data", params=params) as r:
             async for line in r.aiter_lines():
                 if not line.startswith("data:"):
@@ -112,9 +113,11 @@ class PageProtocol:
                 msg = json.loads(line[5:])
                 if msg.get("event_id") != event_id:
                     continue
-                if msg["msg"] == "process_generating" and following is None:
-                    rid = msg["output"]["data"][3]  # the first answer: the job's id
-                    following = asyncio.create_task(self.live(http, rid))
+                if msg["msg"] == "process_generating":
+                    shown = patched(shown, msg["output"]["data"])
+                    rid = shown[3]  # the job's id ("" while "Submitting…")
+                    if rid and following is None:
+                        following = asyncio.create_task(self.live(http, rid))
                 if msg["msg"] != "process_completed":
                     continue
                 if not msg.get("success"):
@@ -131,6 +134,34 @@ class PageProtocol:
                 async for _ in r.aiter_bytes():
                     pass
         return output
+
+
+def patched(values: list[Any] | None, data: list[Any]) -> list[Any]:
+    """A generator's outputs after one `process_generating` message: the first carries the
+    values, each later one a list of edits per output (`[action, path, value]`), applied as
+    Gradio's client applies them."""
+    if values is None:
+        return list(data)
+    out = list(values)
+    for i, edits in enumerate(data):
+        for action, path, value in edits:
+            if not path:
+                out[i] = value if action == "replace" else out[i] + value
+                continue
+            target = out[i]
+            for key in path[:-1]:
+                target = target[key]
+            if action == "replace":
+                target[path[-1]] = value
+            elif action == "append":
+                target[path[-1]] += value
+            elif action == "add" and isinstance(target, list):
+                target.insert(path[-1], value)
+            elif action == "add":
+                target[path[-1]] = value
+            elif action == "delete":
+                del target[path[-1]]
+    return out
 
 
 def run_protocol(
