@@ -77,8 +77,9 @@ class Callbacks:
 
     def live(self) -> Callbacks:
         """These callbacks for the page's own events: `generate`, `rerun` and `attach` answer
-        the job's first view and its final one; the page follows the live job in between on
-        its own stream (app/ui/live_route.py). The API's events keep streaming every update."""
+        the job's first view, each new state and the final view; the page follows the live
+        job's progress on its own stream (app/ui/live_route.py). The API's events keep
+        streaming every update."""
         page = copy.copy(self)
         page.quiet = True
         return page
@@ -254,9 +255,10 @@ class Callbacks:
         which would be re-checked into Gradio's file cache on every yield: it is skipped until
         it changes.
 
-        `Callbacks.live()`'s page callbacks yield the first view and the final one only: the
-        page follows the job in between on its own stream (app/ui/live_route.py), so a live
-        job costs no Gradio message per update, in the studio or in the page."""
+        `Callbacks.live()`'s page callbacks yield the first view, each new state (the details
+        and the result name it) and the final view only: the page follows the job's progress
+        on its own stream (app/ui/live_route.py), so a step costs no Gradio message, in the
+        studio or in the page."""
         tracker = self.studio.tracker
         pace = Pace()
         sent_video: str | None = None
@@ -273,7 +275,8 @@ class Callbacks:
                 yield (*out, self.result(rid, view.video))
                 return
             first = pace.key is None
-            hold = RESYNC_S if self.quiet and not first else pace.wait(view, time.monotonic())
+            quiet = self.quiet and not first and view.state == pace.state
+            hold = RESYNC_S if quiet else pace.wait(view, time.monotonic())
             if hold > 0:  # a change meanwhile is read again (and held if it came too soon)
                 if tracker.wait(rid, version, hold) == version and tracker.stopped:
                     return  # the studio is shutting down
