@@ -159,6 +159,7 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         from app.studio.webhooks import Webhooks
         from app.ui.early_script import RAF_FIX_JS, EarlyScript
         from app.ui.guards import LOGIN_NOTICE_JS, FileGuard, SignInGuard
+        from app.ui.health_route import HealthRoute
         from app.ui.live_route import LiveRoute
         from app.ui.page import CSS
         from app.ui.webhook_route import WebhookRoute
@@ -182,7 +183,8 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
             state_session_capacity=settings.sessions,
             # the fix for Gradio's idle frame loop must run before Gradio's own scripts; a job's
             # stored files for the users who may see the job; failed sign-ins throttled; RunPod's
-            # webhooks (WANPOD_PUBLIC_URL); a page's live stream of its job
+            # webhooks (WANPOD_PUBLIC_URL); a page's live stream of its job and its endpoint
+            # health
             app_kwargs={
                 "middleware": [
                     Middleware(EarlyScript, script=RAF_FIX_JS + LOGIN_NOTICE_JS),
@@ -190,6 +192,7 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
                     Middleware(SignInGuard),
                     Middleware(WebhookRoute, receive_webhook=hooks.receive),
                     Middleware(LiveRoute, studio=studio),
+                    Middleware(HealthRoute, studio=studio),
                 ]
             },
             **access_kwargs,  # auth, share, root_path (app/access.py)

@@ -3,6 +3,7 @@ was spent today (UTC) against the daily budget (pure, from settings, prices and 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 
 from app.studio.checks import guardrails as gr_
@@ -18,10 +19,11 @@ def spend_line(
     daily_usd: float | None,
     now: float | None = None,
 ) -> str:
-    """E.g. "Endpoint `abc` · H100 PRO at $0.00116/s · today $0.0123 of the $25.00 daily budget"."""
+    """E.g. "Endpoint abc · H100 PRO at $0.00116/s · today $0.0123 of the $25.00 daily budget",
+    as HTML (the page paints it, app/ui/health_route.py)."""
     spent = gr_.spend(rows, since=gr_.day_start(now))
     budget = f"of the ${daily_usd:.2f} daily budget" if daily_usd else "(no daily budget set)"
     return (
-        f"**Endpoint** `{endpoint_id}` · **{gpu}** at ${prices.price(gpu):.5f}/s · "
-        f"**today (UTC):** ${spent:.4f} spent {budget}"
+        f"<b>Endpoint</b> <code>{html.escape(endpoint_id)}</code> · <b>{html.escape(gpu)}</b> at "
+        f"${prices.price(gpu):.5f}/s · <b>today (UTC):</b> ${spent:.4f} spent {budget}"
     )

@@ -5,25 +5,24 @@
 `generate` submits, then streams the job until it is final (`watch`); `attach` streams an
 existing job by id; `rerun` sends a job's exact workflow and seed again, streamed the same way;
 `cancel` cancels a live job. The quote line warns when a job breaks the studio's limits
-(app/studio/checks/guardrails.py); `health` renders the endpoint health panel
-(app/studio/checks/health.py) with its cold-start note priced for the form's job.
+(app/studio/checks/guardrails.py).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import copy
+import functools
 import html
 import inspect
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
 
 from app.errors import SubmitError, user_message
 from app.studio.chain_history import is_chain
-from app.studio.checks.health import render_html
 from app.studio.forms import field_of
 from app.studio.inputs import describe
 from app.studio.jobs import Studio
@@ -66,6 +65,34 @@ def caller_of(studio: Studio, request: gr.Request | None) -> Caller:
     return studio.caller(user_of(request))
 
 
+def shows_job(
+    fn: Callable[..., Iterator[tuple[Any, ...]]],
+    job_shown: Callable[[Caller, str], list[Any]],
+    studio: Studio,
+) -> Callable[..., Iterator[tuple[Any, ...]]]:
+    """`fn` (a streamed event answering `status, video, details, job id, ...`), each answer
+    followed by `job_shown(caller, job id)` when the job id changed, else by as many gr.skip().
+    Gradio reads `fn`'s parameters (and injects the request) from the wrapper's signature."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Iterator[tuple[Any, ...]]:
+        request = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
+        caller = caller_of(studio, request)
+        shown: str | None = None
+        extra: list[Any] = []
+        for out in fn(*args, **kwargs):
+            rid = out[3]
+            if isinstance(rid, str) and rid != shown:
+                shown, extra = rid, job_shown(caller, rid)
+                yield (*out, *extra)
+            else:  # the job id kept (or skipped: an unknown job): so are its buttons and seed
+                extra = extra or job_shown(caller, "")  # (only counted: no job, no lookup)
+                yield (*out, *[gr.skip() for _ in extra])
+
+    run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    return run
+
+
 class Callbacks:
     """The page's callbacks; each maps errors to gr.Error in one place (`error`)."""
 
@@ -75,13 +102,18 @@ class Callbacks:
         self.chains = chains  # app/studio/chains.py's Chains (Extend, Storyboard)
         self.quiet = False  # see live()
 
-    def live(self) -> Callbacks:
+    def live(self, job_shown: Callable[[Caller, str], list[Any]] | None = None) -> Callbacks:
         """These callbacks for the page's own events: `generate`, `rerun` and `attach` answer
         the job's first view, each new state and the final view; the page follows the live
         job's progress on its own stream (app/ui/live_route.py). The API's events keep
-        streaming every update."""
+        streaming every update. `job_shown(caller, job id)`: more outputs of those events, set
+        whenever the job id they answer changes (the page's job buttons and seed line), so
+        that a new job costs the page no event of its own."""
         page = copy.copy(self)
         page.quiet = True
+        if job_shown is not None:
+            for name in ("generate", "rerun", "attach"):
+                setattr(page, name, shows_job(getattr(page, name), job_shown, self.studio))
         return page
 
     def message(self, exc: BaseException) -> str:
@@ -123,26 +155,6 @@ class Callbacks:
                 html.escape(str(r)) for r in refusals
             )
         return line, Shown(prep.request, prep.quote)
-
-    def health(self, shown: Shown | None = None) -> tuple[str, str]:
-        """The endpoint health panel, its cold-start note priced for the job on the quote line
-        (`shown`, the page's State: no price while the form is refused or not quoted yet), and
-        the Generate area's note (what an unhealthy endpoint means for a job sent now). It
-        reads no form field: a page's timer sends nothing but its session."""
-        ops = self.studio.ops
-        if ops is None:
-            return "", ""
-        quote = shown.quote if shown is not None and shown.ok else None
-        panel = ops.health_panel(quote)
-        if panel is None:
-            return "", ""
-        note = ""
-        if not panel.ok:
-            note = (
-                f"⚠️ **The endpoint is not healthy** ({html.escape(panel.error or '')}): "
-                "a job sent now may fail; see Endpoint health."
-            )
-        return render_html(panel), note
 
     @files_optional
     def generate(

@@ -19,10 +19,12 @@ from typing import Any
 
 import gradio as gr
 
+from app.studio.checks.health import ColdStart
 from app.studio.inputs import matching_preset
+from app.studio.owners import Caller
 from app.studio.shown import Shown
-from app.studio.spend import spend_line
 from app.ui.callbacks import caller_of
+from app.ui.health_route import cold_attrs
 
 # Places each `[data-field]` message of the (hidden) errors box inside its field's block.
 FIELD_ERRORS_JS = """
@@ -53,9 +55,11 @@ CSS = """
 
 
 def field_errors_html(form: Any, shown: Shown | None) -> str:
-    """The refusal the quote line shows, addressed to its field's component (by elem_id)."""
+    """The refusal the quote line shows, addressed to its field's component (by elem_id); for a
+    quoted job, its cold start, which prices the health panel's note (app/ui/health_route.py)."""
     if shown is None or not shown.problem or shown.field not in form.names:
-        return "<div></div>"
+        ok = shown is not None and shown.ok and shown.quote is not None
+        return f"<div {cold_attrs(ColdStart.from_quote(shown.quote)) if ok else ''}></div>"
     target = form[shown.field].elem_id
     return (
         f'<div><span data-field="{shown.field}" data-target="{html.escape(target)}">'
@@ -64,32 +68,33 @@ def field_errors_html(form: Any, shown: Shown | None) -> str:
 
 
 class Extras:
-    """Thin callbacks over the `Studio` for the seed, rerun, filled-form and spend lines."""
+    """Thin callbacks over the `Studio` for the seed, rerun and filled-form lines."""
 
     def __init__(self, cb: Any) -> None:
         self.cb = cb
         self.studio = cb.studio
 
-    def ran_seed(self, request: gr.Request, job_id: str | None) -> tuple[str, Any]:
-        seed = self._seed(request, job_id)
+    def ran_seed(self, caller: Caller, job_id: str | None) -> tuple[str, Any]:
+        """The seed line and its button for the job shown (the page's job_shown)."""
+        seed = self._seed(caller, job_id)
         if seed is None:
             return "", gr.update(visible=False)
         return f"**Seed that ran:** `{seed}`", gr.update(visible=True)
 
     def use_seed(self, request: gr.Request, job_id: str | None) -> tuple[Any, Any]:
         """The shown job's seed in the seed box, Randomize off (the next job repeats it)."""
-        seed = self._seed(request, job_id)
+        seed = self._seed(caller_of(self.studio, request), job_id)
         if seed is None:
             raise gr.Error("job: no job with a seed is shown; allowed: a finished or live job")
         gr.Info(f"Seed {seed} is in the seed box; Randomize seed is off.")
         return seed, False
 
-    def _seed(self, request: gr.Request, job_id: str | None) -> int | None:
+    def _seed(self, caller: Caller, job_id: str | None) -> int | None:
         """The seed of the job shown, when the caller may see it."""
         if not (job_id or "").strip():
             return None
         try:
-            row = self.studio.row(job_id, caller_of(self.studio, request), workflow=False)
+            row = self.studio.row(job_id, caller, workflow=False)
         except Exception:  # not this caller's job: no seed to offer
             return None
         seed = (row.params or {}).get("seed")
@@ -141,10 +146,3 @@ class Extras:
             return gr.skip()
         gr.Info(f"Resolution set to “{label}”, the preset matching the start image's shape.")
         return label
-
-    def spend(self) -> str:
-        s = self.studio.settings
-        ops = self.studio.ops
-        rows = ops.rows_today() if ops is not None else self.studio.ledger.spend_since(0)
-        daily = ops.limits.daily_usd if ops is not None else None
-        return spend_line(s.endpoint_id, s.gpu_type, self.studio.prices, rows, daily)

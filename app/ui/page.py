@@ -12,7 +12,8 @@ workflow and seed as a new job, streamed like /generate), `/reuse` (a past job's
 the batch's `/batch_quote`, `/generate_batch`, `/draft_final`, and the chains' `/storyboard_quote`,
 `/storyboard`, `/extend_quote`, `/extend`, `/chain`, `/cancel_chain`, `/rerun_chain`,
 `/reuse_chain` (app/ui/chain.py). The health panel
-(app/studio/checks/health.py) refreshes every HEALTH_TICK_S.
+(app/studio/checks/health.py), the note under Generate and the spend line are painted by the
+page itself from `/wanpod/health` (app/ui/health_route.py), not by Gradio events.
 
 The page keeps its job id in `gr.BrowserState` (localStorage), so a closed and reopened tab, or a
 restarted app, attaches to the same job again: the job itself lives in the ledger and is followed
@@ -28,18 +29,18 @@ import gradio as gr
 
 from app.studio.chains import Chains
 from app.studio.jobs import Studio
-from app.studio.shown import Shown
+from app.studio.owners import Caller
 from app.ui.batch import batch_panel, draft_final_panel, wire_batch
 from app.ui.callbacks import Callbacks
 from app.ui.chain import chain_panel, wire_chain
 from app.ui.fields import Textbox, described
 from app.ui.form import Form
+from app.ui.health_route import FILL, HEALTH_JS
 from app.ui.history import build_history
 from app.ui.inputs import CSS as INPUTS_CSS
 from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
 from app.ui.status import CLOCK_JS, LIVE_JS, status_html
 
-HEALTH_TICK_S = 5.0  # the endpoint health panel's refresh (one /health per 2 s for all pages)
 CSS = (
     """
 @media (min-width: 1024px) {
@@ -84,7 +85,6 @@ def build_ui(
     form = Form(studio.forms, offers=studio.offers)
     chains = chains or Chains(studio)
     cb = Callbacks(studio, form, chains)
-    page = cb.live()  # the page's own events: the live job follows app/ui/live_route.py
     extras = Extras(cb)
     with gr.Blocks(title="WanPod studio", analytics_enabled=False) as blocks:
         gr.Markdown("# WanPod studio · Wan 2.2 on RunPod serverless")
@@ -101,11 +101,11 @@ def build_ui(
                 quote_md = gr.Markdown(elem_id="wp-quote")
                 shown = gr.State(None)  # what the quote line shows (app/studio/shown.py)
                 field_errors = gr.HTML(js_on_load=FIELD_ERRORS_JS, elem_id="wp-field-errors")
-                generate_note = gr.Markdown(elem_id="wp-generate-note")
+                gr.HTML(FILL, elem_id="wp-generate-note", padding=False)
                 generate_btn = gr.Button(
                     "Generate (Ctrl+Enter)", variant="primary", elem_id="wp-generate"
                 )
-                spend_md = gr.Markdown(visible=not demo_mode, elem_id="wp-spend")
+                gr.HTML(FILL, visible=not demo_mode, elem_id="wp-spend", padding=False)
                 batch = batch_panel(cb)
                 chain = chain_panel()
                 with gr.Accordion("Result as data (the API's answer)", open=False):
@@ -121,8 +121,7 @@ def build_ui(
                     )
                     attach_btn = gr.Button("Open", size="sm", elem_id="wp-attach")
                 with gr.Accordion("Endpoint health", open=True):
-                    health_box = gr.HTML(elem_id="wp-health-box")
-                    health_timer = gr.Timer(HEALTH_TICK_S)
+                    gr.HTML(FILL, js_on_load=HEALTH_JS, elem_id="wp-health-box")
             with gr.Column(scale=5), gr.Column(elem_id="wp-result-col"):  # sticky when wide
                 status = gr.HTML(
                     status_html(None),
@@ -173,6 +172,18 @@ def build_ui(
                     )
         job_buttons = [cancel_btn, rerun_btn, reuse_btn, final.button]
 
+        def job_shown(caller: Caller, rid: str) -> list[Any]:
+            # Cancel, Rerun, Reuse and Draft -> final need a job; the seed it ran with. Set by
+            # the events that answer a job id: an event of its own would cost the page a full
+            # pass over its components.
+            buttons = [gr.update(interactive=bool(rid))] * len(job_buttons)
+            return [*buttons, *extras.ran_seed(caller, rid)]
+
+        # the page's own events: the live job follows app/ui/live_route.py, a new job id sets
+        # the job's buttons and seed line
+        page = cb.live(job_shown)
+        shown_out = [*job_buttons, seed_md, use_seed_btn]
+
         def errors_shown(event):  # `event`, then what the quote line shows (for Generate) and
             # its refusal next to its field: private, so an API client's /quote sets nothing
             kept = event.then(cb.shown, inputs_kwargs=form.kwargs, outputs=shown, **PRIVATE)
@@ -199,7 +210,8 @@ def build_ui(
             return note.then(None, js=SCROLL_TO_FORM_JS, **PRIVATE)
 
         watch_out = [status, video, details, job_id, job_store, result]
-        history = build_history(page, blocks, watch_out=watch_out, after_fill=after_fill)
+        page_out = watch_out + shown_out
+        history = build_history(page, blocks, watch_out=page_out, after_fill=after_fill)
         form.show_frames(quoted(  # a user's choice only: a programmatic change (Reuse) keeps
             gr.on([form["pipeline"].input, form["mode"].input], form.layout,
                   inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
@@ -225,25 +237,17 @@ def build_ui(
         generated = generate_btn.click(
             page.generate,
             inputs_kwargs={**form.kwargs, "shown": shown},
-            outputs=watch_out,
+            outputs=page_out,
             api_name="page_generate",
             **PRIVATE,
         )
-
-        def job_shown(request: gr.Request, rid: str | None) -> list[Any]:
-            # Cancel, Rerun, Reuse and Draft -> final need a job; the seed it ran with. One
-            # event per new job id: each event costs a page a full pass over its components.
-            buttons = [gr.update(interactive=bool(rid))] * len(job_buttons)
-            return [*buttons, *extras.ran_seed(request, rid)]
-
-        job_id.change(job_shown, job_id, [*job_buttons, seed_md, use_seed_btn], **PRIVATE)
-        attach_btn.click(page.attach, attach_id, watch_out, api_name="page_attach", **PRIVATE)
+        attach_btn.click(page.attach, attach_id, page_out, api_name="page_attach", **PRIVATE)
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
         rerun_btn.click(extras.rerun_ask, job_id, [rerun_note, confirm_btn],
                         api_name="rerun_quote", show_progress="hidden")  # fmt: skip
         rerun = confirm_btn.click(
             extras.rerun_sent, None, [rerun_note, confirm_btn], **PRIVATE
-        ).then(page.rerun, job_id, watch_out, api_name="page_rerun", **PRIVATE)
+        ).then(page.rerun, job_id, page_out, api_name="page_rerun", **PRIVATE)
         for ended in (generated, rerun):  # the gallery shows the job (or its failure) once
             # ended, and this session's strip, newest first
             history.refresh_after(ended, (cb.recent, [job_id, recent_rids], [recent, recent_rids]))
@@ -258,24 +262,14 @@ def build_ui(
         history.wire_reuse(reuse_btn, job_id)
         wire_batch(cb, batch, final, job_id=job_id, after_fill=after_fill)
         wire_chain(cb, chains, chain, job_id=job_id, history=history, after_fill=after_fill)
-        # The timer's one event: the health panel (priced for the quote line's job) and, with
-        # a RunPod endpoint, which endpoint and price and today's spend against the budget.
-        tick_out = [health_box, generate_note] + ([] if demo_mode else [spend_md])
-
-        def tick(shown_now: Shown | None) -> tuple[str, ...]:
-            return cb.health(shown_now) + (() if demo_mode else (extras.spend(),))
-
-        gr.on([health_timer.tick], tick, shown, tick_out, trigger_mode="always_last", **PRIVATE)
         loaded = blocks.load(
             form.layout,
             inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
             outputs=form.outputs,
             **PRIVATE,
         )
-        quoted(loaded, "load_quote").then(  # the first paint of the timer's panel and spend
-            tick, shown, tick_out, **PRIVATE
-        )
-        blocks.load(page.attach, job_store, watch_out, api_name="load_attach", **PRIVATE)
+        quoted(loaded, "load_quote")
+        blocks.load(page.attach, job_store, page_out, api_name="load_attach", **PRIVATE)
         # The API's /generate, /attach and /rerun stream every update of the job (an API client
         # has no live stream to follow); their triggers are hidden: the page runs its own above.
         api = {"outputs": watch_out, "show_progress": "hidden"}

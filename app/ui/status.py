@@ -74,7 +74,16 @@ const follow = () => {
     if (n) {
       for (const a of [...cur.attributes]) if (!n.hasAttribute(a.name)) cur.removeAttribute(a.name);
       for (const a of [...n.attributes]) cur.setAttribute(a.name, a.value);
-      cur.innerHTML = n.innerHTML;
+      const bar = cur.querySelector("progress");
+      const line = cur.querySelector(".wp-line");
+      const nbar = n.querySelector("progress");
+      const nline = n.querySelector(".wp-line");
+      if (bar && line && nbar && nline) {  // the same elements, updated: no new layout boxes
+        if (bar.getAttribute("value") !== nbar.getAttribute("value")) bar.value = nbar.value;
+        if (line.innerHTML !== nline.innerHTML) line.innerHTML = nline.innerHTML;
+      } else {
+        cur.innerHTML = n.innerHTML;
+      }
     }
     if (m.final && live === source) stop();
   };

@@ -226,6 +226,9 @@ def test_a_page_following_a_job_has_no_frame_loop(studio, browser, stack):
         ctx.add_init_script(FRAMES_JS)
         page = open_studio(ctx, studio.base_url)
         start_job(page, "a lighthouse, followed", quality=False)
+        # Gradio's one-off wait for an embedding iframe (up to 60 frames from the page's mount,
+        # spread out while the page draws nothing) has ended: a loop always has one waiting
+        page.wait_for_function("window.__wpPending === 0", polling=50, timeout=TIMEOUT_MS)
         page.evaluate("window.__wpChained = 0")
         done = f"{STATE}.dataset.state === 'COMPLETED'"
         page.wait_for_function(done, polling=100, timeout=TIMEOUT_MS)  # a timer, not frames

@@ -128,6 +128,6 @@ def test_the_spend_line_names_endpoint_price_and_todays_spend(studio):
     prices = studio.prices
     line = spend_line("ep123", "H100 PRO", prices, [], 25.0, now=time.time())
     assert line == (
-        f"**Endpoint** `ep123` · **H100 PRO** at ${prices.price('H100 PRO'):.5f}/s · "
-        "**today (UTC):** $0.0000 spent of the $25.00 daily budget"
+        f"<b>Endpoint</b> <code>ep123</code> · <b>H100 PRO</b> at ${prices.price('H100 PRO'):.5f}/s"
+        " · <b>today (UTC):</b> $0.0000 spent of the $25.00 daily budget"
     )

@@ -176,6 +176,14 @@ def test_her_live_stream_only_for_her_and_the_admin(shared, hers):
     assert r.status_code == 401 and rid not in r.text
 
 
+def test_the_endpoint_health_only_for_a_signed_in_user(shared):
+    """The page's health panel (app/ui/health_route.py) asks as the page's user."""
+    proc, _ = shared
+    assert requests.get(f"{proc.base_url}/wanpod/health", timeout=30).status_code == 401
+    r = signed_in(proc, "bob").get(f"{proc.base_url}/wanpod/health", timeout=30)
+    assert r.status_code == 200 and 'id="wp-health"' in r.json()["panel"]
+
+
 def test_uploads_over_the_setting_are_refused(shared):
     proc, _ = shared
     s = signed_in(proc, "bob")

@@ -14,7 +14,7 @@ wires the inventory cache (data folder, keyed by the endpoint URL) to the endpoi
   `InputError` (an image input not uploaded) or `PreflightError` (missing model files / nodes), else
   returns the `/run` policy with `executionTimeout` and a note (e.g. "not checked against the
   endpoint's models: ...").
-- `health_panel(quote)`: the health panel (one /health call per 2 s for all pages).
+- `health_panel(cold)`: the health panel (one /health call per 2 s for all pages).
 - `warm_up()`: fetch the inventory in the background at start, so the first job does not wait.
 """
 
@@ -173,11 +173,11 @@ class Gate:
         if refusals:
             raise gr_.GuardrailError(refusals)
 
-    def health_panel(self, quote: Quote | None = None) -> HealthPanel | None:
-        """The endpoint's health (cached), its cold-start note priced for `quote`."""
+    def health_panel(self, cold: ColdStart | None = None) -> HealthPanel | None:
+        """The endpoint's health (cached), its cold-start note priced by `cold` (the job on
+        the page's quote line: ColdStart.from_quote)."""
         if self.health is None:
             return None
-        cold = ColdStart.from_quote(quote) if quote is not None else None
         return self.health.panel(cold)
 
     def warm_up(self) -> threading.Thread | None:
