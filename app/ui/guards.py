@@ -94,6 +94,36 @@ def signed_in_user(scope: Scope) -> str | None:
     return tokens.get(token) if token else None
 
 
+class PageRoute:
+    """ASGI middleware for one of the studio's own routes that its page calls (app/ui/live_route.py,
+    app/ui/health_route.py): a GET of `<root><PATH><rest>` goes to `handle` with the signed-in
+    user (with a login configured and no one signed in: 401, as Gradio's own routes answer);
+    everything else passes through to Gradio untouched."""
+
+    PATH = ""
+
+    def __init__(self, app: ASGIApp, studio: Any) -> None:
+        self.app = app
+        self.studio = studio
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        _, found, rest = path.rpartition(self.PATH)
+        if not found or scope.get("method") not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        user = signed_in_user(scope)
+        if user is None and getattr(scope.get("app"), "auth", None):
+            await answer(send, 401, "Not signed in: sign in to the studio first.", [])
+            return
+        await self.handle(scope, receive, send, rest, user)
+
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, rest: str, user: str | None
+    ) -> None:
+        raise NotImplementedError
+
+
 async def answer(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:
     body = json.dumps({"detail": detail}).encode()
     head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

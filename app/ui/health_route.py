@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.studio.checks.health import ColdStart, render_html
 from app.studio.spend import spend_line
-from app.ui.guards import ASGIApp, Receive, Scope, Send, answer, signed_in_user
+from app.ui.guards import PageRoute, Receive, Scope, Send
 
 PATH = "/wanpod/health"
 HEALTH_TICK_S = 5.0  # the page's refresh of the panel, the note and the spend line
@@ -120,18 +120,14 @@ def parts(studio: Any, cold: ColdStart | None) -> dict[str, str | None]:
     return {"panel": render_html(panel) if panel is not None else "", "note": note, "spend": spend}
 
 
-class HealthRoute:
-    def __init__(self, app: ASGIApp, studio: Any) -> None:
-        self.app = app
-        self.studio = studio
+class HealthRoute(PageRoute):
+    PATH = PATH
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if not path.endswith(PATH) or scope.get("method") != "GET":
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, rest: str, user: str | None
+    ) -> None:
+        if rest:  # not this route: Gradio's business
             await self.app(scope, receive, send)
-            return
-        if signed_in_user(scope) is None and getattr(scope.get("app"), "auth", None):
-            await answer(send, 401, "Not signed in: sign in to the studio first.", [])
             return
         cold = cold_of(scope.get("query_string", b"").decode("latin-1"))
         body = json.dumps(await run_in_threadpool(parts, self.studio, cold)).encode()

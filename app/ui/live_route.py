@@ -23,7 +23,6 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
@@ -31,7 +30,7 @@ from starlette.responses import StreamingResponse
 from app.studio.jobs import JobView
 from app.studio.owners import Caller
 from app.studio.summary import unknown_reason
-from app.ui.guards import ASGIApp, Receive, Scope, Send, answer, signed_in_user
+from app.ui.guards import PageRoute, Receive, Scope, Send, answer
 from app.ui.pace import Pace
 from app.ui.status import ended_html, status_html
 
@@ -48,21 +47,12 @@ def message(view: JobView | None, rid: str) -> str:
     return f"data: {json.dumps(body)}\n\n"
 
 
-class LiveRoute:
-    def __init__(self, app: ASGIApp, studio: Any) -> None:
-        self.app = app
-        self.studio = studio
+class LiveRoute(PageRoute):
+    PATH = PATH
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        _, found, rid = path.rpartition(PATH)
-        if not found or scope.get("method") not in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
-            return
-        user = signed_in_user(scope)
-        if user is None and getattr(scope.get("app"), "auth", None):
-            await answer(send, 401, "Not signed in: sign in to the studio first.", [])
-            return
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, user: str | None
+    ) -> None:
         caller = self.studio.caller(user)
         view = await run_in_threadpool(self.studio.view, rid, caller)
         if view is None:
