@@ -94,6 +94,14 @@ def signed_in_user(scope: Scope) -> str | None:
     return tokens.get(token) if token else None
 
 
+# How the page's scripts reach these routes: under the studio's root URL as Gradio's config
+# names it (a root path behind a proxy included), `studioRoot()` + the route's PATH.
+ROOT_JS = r"""
+const studioRoot = () => String((window.gradio_config && window.gradio_config.root) ||
+  location.href.split(/[?#]/)[0]).replace(/\/+$/, "");
+"""
+
+
 class PageRoute:
     """ASGI middleware for one of the studio's own routes that its page calls (app/ui/live_route.py,
     app/ui/health_route.py): a GET of `<root><PATH><rest>` goes to `handle` with the signed-in

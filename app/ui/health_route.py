@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.studio.checks.health import ColdStart, render_html
 from app.studio.spend import spend_line
-from app.ui.guards import PageRoute, Receive, Scope, Send
+from app.ui.guards import ROOT_JS, PageRoute, Receive, Scope, Send
 
 PATH = "/wanpod/health"
 HEALTH_TICK_S = 5.0  # the page's refresh of the panel, the note and the spend line
@@ -35,10 +35,10 @@ HEALTH_TICK_S = 5.0  # the page's refresh of the panel, the note and the spend l
 # field-errors element the quote line's event renders). Each part is a gr.HTML whose `.wp-fill`
 # child is ours to fill.
 HEALTH_JS = (
-    r"""
+    (
+        ROOT_JS
+        + r"""
 const every = __TICK_MS__;
-const root = () => String((window.gradio_config && window.gradio_config.root) ||
-  location.href.split(/[?#]/)[0]).replace(/\/+$/, "");
 const fill = (id, text) => {
   const box = document.querySelector(`#${id} .wp-fill`);
   if (box && text !== null && box.innerHTML !== text) box.innerHTML = text;
@@ -64,7 +64,7 @@ const paint = async () => {
   const q = query();
   asked = q;
   try {
-    const r = await fetch(`${root()}/wanpod/health${q}`, {credentials: "same-origin"});
+    const r = await fetch(`${studioRoot()}__PATH__${q}`, {credentials: "same-origin"});
     if (!r.ok) return;
     const m = await r.json();
     fill("wp-health-box", m.panel);
@@ -76,7 +76,10 @@ setInterval(paint, every);
 document.addEventListener("visibilitychange", () => { if (!document.hidden) paint(); });
 paint();
 """
-).replace("__TICK_MS__", str(int(HEALTH_TICK_S * 1000)))
+    )
+    .replace("__TICK_MS__", str(int(HEALTH_TICK_S * 1000)))
+    .replace("__PATH__", PATH)
+)
 FILL = '<div class="wp-fill"></div>'  # each part's initial value (filled by HEALTH_JS)
 
 

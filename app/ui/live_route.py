@@ -30,11 +30,64 @@ from starlette.responses import StreamingResponse
 from app.studio.jobs import JobView
 from app.studio.owners import Caller
 from app.studio.summary import unknown_reason
-from app.ui.guards import PageRoute, Receive, Scope, Send, answer
+from app.ui.guards import ROOT_JS, PageRoute, Receive, Scope, Send, answer
 from app.ui.pace import Pace
 from app.ui.status import ended_html, status_html
 
 PATH = "/wanpod/live/"
+
+# The status panel's script (its js_on_load, after app/ui/status.py's CLOCK_JS) follows a live
+# job on this stream between the page's own answers (Callbacks.live()): each message updates the
+# panel's attributes, bar and line in place (the element Gradio rendered stays, so its next
+# answer replaces it as usual).
+# A job id is picked up when the panel shows a live job (data-final="0"), checked as Gradio
+# changes the panel and on the clock's tick; a stream the studio refused is not retried (the
+# page's event still brings the final answer).
+LIVE_JS = (
+    ROOT_JS
+    + r"""
+let live = null;
+let following = null;
+const stop = () => { if (live) { live.close(); live = null; } };
+const follow = () => {
+  const s = element.querySelector("#wp-status");
+  const rid = s ? s.dataset.rid : "";
+  if (!rid || s.dataset.final !== "0") { if (!rid || rid === following) stop(); return; }
+  if (rid === following) return;
+  stop();
+  following = rid;
+  const source = new EventSource(`${studioRoot()}__PATH__${encodeURIComponent(rid)}`);
+  live = source;
+  source.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    const cur = element.querySelector("#wp-status");
+    if (!cur || cur.dataset.rid !== rid) { if (live === source) stop(); return; }
+    const t = document.createElement("template");
+    t.innerHTML = m.html;
+    const n = t.content.firstElementChild;
+    if (n) {
+      for (const a of [...cur.attributes]) if (!n.hasAttribute(a.name)) cur.removeAttribute(a.name);
+      for (const a of [...n.attributes]) cur.setAttribute(a.name, a.value);
+      const bar = cur.querySelector("progress");
+      const line = cur.querySelector(".wp-line");
+      const nbar = n.querySelector("progress");
+      const nline = n.querySelector(".wp-line");
+      if (bar && line && nbar && nline) {  // the same elements, updated: no new layout boxes
+        if (bar.getAttribute("value") !== nbar.getAttribute("value")) bar.value = nbar.value;
+        if (line.innerHTML !== nline.innerHTML) line.innerHTML = nline.innerHTML;
+      } else {
+        cur.innerHTML = n.innerHTML;
+      }
+    }
+    if (m.final && live === source) stop();
+  };
+  source.onerror = () => { if (source.readyState === 2 && live === source) live = null; };
+};
+if (typeof watch === "function") watch("value", () => setTimeout(follow, 0));
+setInterval(follow, 1000);
+follow();
+"""
+).replace("__PATH__", PATH)
 
 
 def message(view: JobView | None, rid: str) -> str:

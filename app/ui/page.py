@@ -39,7 +39,8 @@ from app.ui.health_route import FILL, HEALTH_JS
 from app.ui.history import build_history
 from app.ui.inputs import CSS as INPUTS_CSS
 from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
-from app.ui.status import CLOCK_JS, LIVE_JS, status_html
+from app.ui.live_route import LIVE_JS
+from app.ui.status import CLOCK_JS, status_html
 
 CSS = (
     """

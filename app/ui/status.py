@@ -43,56 +43,6 @@ if (typeof watch === "function") watch("value", stamp);
 stamp();
 setInterval(tick, 1000);
 """
-# The panel follows a live job on the studio's stream (app/ui/live_route.py) between the page's
-# first and final answers (Callbacks.live()): each message replaces the panel's attributes and
-# contents in place (the element Gradio rendered stays, so its next answer replaces it as usual).
-# A job id is picked up when the panel shows a live job (data-final="0"), checked as Gradio
-# changes the panel and on the clock's tick; a stream the studio refused is not retried (the
-# page's event still brings the final answer).
-LIVE_JS = r"""
-let live = null;
-let following = null;
-const base = () => String((window.gradio_config && window.gradio_config.root) ||
-  location.href.split(/[?#]/)[0]).replace(/\/+$/, "");
-const stop = () => { if (live) { live.close(); live = null; } };
-const follow = () => {
-  const s = element.querySelector("#wp-status");
-  const rid = s ? s.dataset.rid : "";
-  if (!rid || s.dataset.final !== "0") { if (!rid || rid === following) stop(); return; }
-  if (rid === following) return;
-  stop();
-  following = rid;
-  const source = new EventSource(`${base()}/wanpod/live/${encodeURIComponent(rid)}`);
-  live = source;
-  source.onmessage = (e) => {
-    const m = JSON.parse(e.data);
-    const cur = element.querySelector("#wp-status");
-    if (!cur || cur.dataset.rid !== rid) { if (live === source) stop(); return; }
-    const t = document.createElement("template");
-    t.innerHTML = m.html;
-    const n = t.content.firstElementChild;
-    if (n) {
-      for (const a of [...cur.attributes]) if (!n.hasAttribute(a.name)) cur.removeAttribute(a.name);
-      for (const a of [...n.attributes]) cur.setAttribute(a.name, a.value);
-      const bar = cur.querySelector("progress");
-      const line = cur.querySelector(".wp-line");
-      const nbar = n.querySelector("progress");
-      const nline = n.querySelector(".wp-line");
-      if (bar && line && nbar && nline) {  // the same elements, updated: no new layout boxes
-        if (bar.getAttribute("value") !== nbar.getAttribute("value")) bar.value = nbar.value;
-        if (line.innerHTML !== nline.innerHTML) line.innerHTML = nline.innerHTML;
-      } else {
-        cur.innerHTML = n.innerHTML;
-      }
-    }
-    if (m.final && live === source) stop();
-  };
-  source.onerror = () => { if (source.readyState === 2 && live === source) live = null; };
-};
-if (typeof watch === "function") watch("value", () => setTimeout(follow, 0));
-setInterval(follow, 1000);
-follow();
-"""
 
 
 def ended_html(state: str, line: str) -> str:
