@@ -143,7 +143,7 @@ def test_ten_concurrent_submits_against_a_budget_for_one_accept_exactly_one(tmp_
         forms={}, fill=fill, endpoint=endpoint, ledger=ledger,
         tracker=Tracker(ledger, None, tmp_path, PRICES), prices=PRICES, ops=gate,
     )  # fmt: skip
-    start = threading.Barrier(10)
+    start = threading.Barrier(10, timeout=60)
     accepted, refused = [], []
 
     def submit() -> None:
