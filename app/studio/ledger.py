@@ -270,11 +270,14 @@ class Ledger:
         """Rows created at or after `ts` (epoch seconds), whole. The budgets read `spend_since`."""
         return self._q("SELECT * FROM jobs WHERE created_at >= ? ORDER BY created_at", (ts,))
 
-    def spend_since(self, ts: float) -> list[JobRow]:
+    def spend_since(self, ts: float, updated_after: float | None = None) -> list[JobRow]:
         """Rows created at or after `ts` with what their spend needs (`_SPEND`) and the columns
-        every JobRow has; the rest left at their defaults. Read at every submit (the budgets)."""
-        sql = f"SELECT {self._for_spend} FROM jobs WHERE created_at >= ? ORDER BY created_at"
-        return self._q(sql, (ts,))
+        every JobRow has; the rest left at their defaults. `updated_after`: only the rows
+        updated at or after it (app/studio/checks/today.py reads the day's changes)."""
+        sql = f"SELECT {self._for_spend} FROM jobs WHERE created_at >= ?"
+        if updated_after is None:
+            return self._q(sql + " ORDER BY created_at", (ts,))
+        return self._q(sql + " AND updated_at >= ? ORDER BY created_at", (ts, updated_after))
 
     def without_form(self) -> list[JobRow]:
         """Rows stored before the `form` column (for the one-time migration)."""

@@ -39,6 +39,7 @@ from app.studio.checks.preflight import (
     PreflightSettings,
     fetch_inventory,
 )
+from app.studio.checks.today import TodayRows
 from app.studio.cost import CostRequest, Quote
 from app.studio.ledger import JobRow, Ledger
 
@@ -89,6 +90,7 @@ class Gate:
     ) -> None:
         self.limits = limits
         self.ledger = ledger
+        self.today = TodayRows(ledger)
         self.preflight = preflight
         self.health = health
 
@@ -141,8 +143,9 @@ class Gate:
 
     def rows_today(self) -> list[JobRow]:
         """The ledger rows created since 00:00 UTC with what today's spend is computed from
-        (`Ledger.spend_since`: not their workflows, forms or progress)."""
-        return self.ledger.spend_since(gr_.day_start())
+        (`Ledger.spend_since`: not their workflows, forms or progress), read again where they
+        changed (app/studio/checks/today.py)."""
+        return self.today.rows()
 
     def refusals(
         self, prepared: Prepared, user: str | None = None, rows: list[JobRow] | None = None
