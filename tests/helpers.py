@@ -1,7 +1,8 @@
 """Test helpers shared by every suite: where the recorded fixtures are, free ports, real server
 processes started the right way (port 0 bound by the child and announced, emulators/ports.py;
 readiness poll to a deadline, the child's output in the failure message, terminate then kill),
-the ComfyUI emulator's launch, waiting for an event (`wait_for`) and test images (`png_bytes`)."""
+the ComfyUI emulator's launch, waiting for an event (`wait_for`), threads at once (`in_threads`)
+and test images (`png_bytes`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,6 +58,24 @@ def wait_for(
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}; {context()}")
+
+
+def in_threads(target: Callable[[], object], count: int) -> list[BaseException]:
+    """Run `target` in `count` threads at once; what they raised (none: [])."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def png_bytes(

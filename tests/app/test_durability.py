@@ -11,7 +11,6 @@ import random
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,7 +27,7 @@ from app.studio.ledger_check import backup_path, check_ledger
 from app.studio.owners import ANYONE
 from app.studio.reconcile import reconcile
 from app.studio.tracker import Tracker
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, in_threads, wait_for
 from workflows.fill import fill
 
 PRICES = cost.load_prices(PRICES_PATH)
@@ -203,23 +202,13 @@ def test_a_job_whose_run_answer_never_came_may_cost_and_is_reconciled(tmp_path):
 def test_concurrent_writers_wait_rather_than_fail(tmp_path):
     """The transaction that holds the budget check makes other writers wait (busy timeout)."""
     ledger = Ledger(tmp_path / "ledger.sqlite3")
-    errors: list[BaseException] = []
 
     def write() -> None:
-        try:
-            for _ in range(20):
-                with ledger.transaction():
-                    ledger.create(template="t", mode="m", params={}, workflow={}, quote=None,
-                                  gpu="g")  # fmt: skip
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for _ in range(20):
+            with ledger.transaction():
+                ledger.create(template="t", mode="m", params={}, workflow={}, quote=None, gpu="g")
 
-    threads = [threading.Thread(target=write) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == [] and len(ledger.since(0)) == 100
+    assert in_threads(write, 5) == [] and len(ledger.since(0)) == 100
 
 
 def test_ledger_failures_after_start_are_said_in_words(small_disk):

@@ -13,6 +13,7 @@ from app.studio.cost import Actual, Quote
 from app.studio.db import open_database
 from app.studio.forms import FormValues
 from app.studio.ledger import Ledger
+from tests.helpers import in_threads
 
 QUOTE = Quote(gpu="H100 PRO", per_s=0.00116, execution_s=60.0, dollars=0.0696)
 FORM = FormValues(pipeline="t2v_14b", mode="turbo", prompt="a red kite", resolution="480p square",
@@ -75,42 +76,16 @@ def test_the_schema_version_is_in_the_database_and_opening_again_changes_nothing
 
 
 def test_replicas_starting_at_once_migrate_one_after_the_other(ledger_url):
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            Ledger(ledger_url)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert in_threads(lambda: Ledger(ledger_url), 4) == []
     assert migrations.version(open_database(ledger_url)) == migrations.LATEST
 
 
 def test_studios_opening_a_new_sqlite_file_together_all_start(tmp_path):
     """SQLite refuses the switch to WAL at once (no busy wait) while another connection makes it
     on a new file; every studio opening the file still starts (before the retry: ~5 % of files)."""
-    errors: list[BaseException] = []
-
-    def start(url: str) -> None:
-        try:
-            Ledger(url)
-        except BaseException as exc:
-            errors.append(exc)
-
     for n in range(60):
         url = f"sqlite:///{tmp_path / f'ledger-{n}.sqlite3'}"
-        threads = [threading.Thread(target=start, args=(url,)) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert errors == []
+        assert in_threads(lambda url=url: Ledger(url), 6) == []
 
 
 def test_a_lease_is_held_by_one_owner_until_it_expires(ledger_url):

@@ -4,13 +4,12 @@ replica wrote the rows, while each read decodes only the rows that changed."""
 
 from __future__ import annotations
 
-import threading
-
 from app.endpoint.states import JobState
 from app.studio.checks import guardrails as gr_
 from app.studio.checks.today import TodayRows
 from app.studio.cost import Actual, Quote
 from app.studio.ledger import JobRow, Ledger
+from tests.helpers import in_threads
 
 QUOTE = Quote(gpu="H100 PRO", per_s=0.001, execution_s=60.0, dollars=0.06)
 
@@ -78,17 +77,5 @@ def test_readers_at_once_all_see_every_row(ledger_url):
     for _ in range(10):
         _create(ledger)
     seen: list[int] = []
-    errors: list[BaseException] = []
-
-    def read() -> None:
-        try:
-            seen.append(len(today.rows()))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=read) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == [] and seen == [10] * 8
+    assert in_threads(lambda: seen.append(len(today.rows())), 8) == []
+    assert seen == [10] * 8
