@@ -54,28 +54,74 @@ def proc_cpu(pid: int) -> float:
 class PageProtocol:
     """One studio's Generate as a page follows it: POST /gradio_api/queue/join for the page's
     own event (`page_generate`, with the event's inputs; a State input is sent as null: it lives
-    in the studio), the session's server-sent events until `process_completed`, meanwhile the
-    job's live stream (`GET /wanpod/live/<job id>`, app/ui/live_route.py) from the first answer
-    to the final panel, then GET the result video's URL, as the page's <video> does. All users
-    share one asyncio loop and one HTTP connection pool: the clients stand in for the users' own
-    machines, so they are kept light (gradio_client spends a thread per call and polls its
-    message queue every 50 ms; at 64 users it took more CPU than the studio itself)."""
+    in the studio) and the session's server-sent events until it completes (the job's first
+    view: its id), then the job's live stream (`GET /wanpod/live/<job id>`,
+    app/ui/live_route.py) to the final panel, then the page's end-of-job event (`page_final`:
+    the final view, the gallery, the session's strip, as the panel's script clicks it), then
+    GET the result video's URL, as the page's <video> does. All users share one asyncio loop
+    and one HTTP connection pool: the clients stand in for the users' own machines, so they are
+    kept light (gradio_client spends a thread per call and polls its message queue every 50
+    ms; at 64 users it took more CPU than the studio itself)."""
 
-    def __init__(self, url: str, config: dict[str, Any], api_name: str = "page_generate") -> None:
+    def __init__(self, url: str, config: dict[str, Any]) -> None:
         self.url = url.rstrip("/")
         deps = config["dependencies"]
-        self.fn_index = next(i for i, d in enumerate(deps) if d.get("api_name") == api_name)
-        dep = deps[self.fn_index]
-        types = {c["id"]: c.get("type") for c in config["components"]}
-        self.state_inputs = [types.get(i) == "state" for i in dep["inputs"]]
-        self.trigger_id = dep["targets"][0][0] if dep.get("targets") else None
+        self.comps = {c["id"]: c for c in config["components"]}
+        self.generate_dep = next(d for d in deps if d.get("api_name") == "page_generate")
+        self.final_dep = next(d for d in deps if d.get("api_name") == "page_final")
         self.updates: list[int] = []  # per finished job: the live panels it was sent
 
-    def payload(self, args: list[Any], session_hash: str) -> dict[str, Any]:
+    def payload(self, dep: dict[str, Any], session_hash: str, data: list[Any]) -> dict[str, Any]:
+        trigger = dep["targets"][0][0] if dep.get("targets") else None
+        return {"data": data, "fn_index": dep["id"], "trigger_id": trigger, "event_data": None,
+                "session_hash": session_hash}  # fmt: skip
+
+    def generate_data(self, args: list[Any]) -> list[Any]:
+        """The Generate event's inputs: `args` in order, null for each State."""
         values = iter(args)
-        data = [None if state else next(values) for state in self.state_inputs]
-        return {"data": data, "fn_index": self.fn_index, "trigger_id": self.trigger_id,
-                "event_data": None, "session_hash": session_hash}  # fmt: skip
+        return [None if self.comps[i].get("type") == "state" else next(values)
+                for i in self.generate_dep["inputs"]]  # fmt: skip
+
+    def final_data(self, rid: str) -> list[Any]:
+        """The end event's inputs as the page has them: the job id, the rest as served."""
+        data = []
+        for i in self.final_dep["inputs"]:
+            comp = self.comps[i]
+            props = comp.get("props", {})
+            if comp.get("type") == "state":
+                data.append(None)
+            else:
+                data.append(rid if props.get("elem_id") == "wp-job" else props.get("value"))
+        return data
+
+    async def event(self, http: Any, dep: dict[str, Any], data: list[Any]) -> list[Any]:
+        """One of the page's events over Gradio's queue: its final outputs (raises on an
+        error message)."""
+        import json
+        import uuid
+
+        session = uuid.uuid4().hex[:11]
+        join = await http.post(f"{self.url}/gradio_api/queue/join",
+                               json=self.payload(dep, session, data))  # fmt: skip
+        join.raise_for_status()
+        event_id = join.json()["event_id"]
+        params = {"session_hash": session}
+        shown: list[Any] | None = None  # a generator's outputs as the page has them
+        async with http.stream("GET", f"{self.url}/gradio_api/queue/data", params=params) as r:
+            async for line in r.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("event_id") != event_id:
+                    continue
+                if msg["msg"] == "process_generating":
+                    shown = patched(shown, msg["output"]["data"])
+                if msg["msg"] != "process_completed":
+                    continue
+                if not msg.get("success"):
+                    raise RuntimeError(f"{dep.get('api_name')} failed: {msg.get('output')}")
+                return msg["output"]["data"]
+        raise RuntimeError(f"{dep.get('api_name')}: the event stream ended without a result")
 
     async def live(self, http: Any, rid: str) -> int:
         """Follow the job's live stream to its final panel; how many panels came."""
@@ -92,42 +138,14 @@ class PageProtocol:
         return panels
 
     async def generate(self, http: Any, args: list[Any]) -> list[Any]:
-        """The final outputs of one Generate (raises on an error message); the video fetched."""
-        import asyncio
-        import json
-        import uuid
-
-        session = uuid.uuid4().hex[:11]
-        body = self.payload(args, session)
-        join = await http.post(f"{self.url}/gradio_api/queue/join", json=body)
-        join.raise_for_status()
-        event_id = join.json()["event_id"]
-        params = {"session_hash": session}
-        output: list[Any] | None = None
-        following: asyncio.Task[int] | None = None
-        shown: list[Any] | None = None  # the event's outputs as the page has them
-        async with http.stream("GET", f"{self.url}/gradio_api/queue/data", params=params) as r:
-            async for line in r.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                msg = json.loads(line[5:])
-                if msg.get("event_id") != event_id:
-                    continue
-                if msg["msg"] == "process_generating":
-                    shown = patched(shown, msg["output"]["data"])
-                    rid = shown[3]  # the job's id ("" while "Submitting…")
-                    if rid and following is None:
-                        following = asyncio.create_task(self.live(http, rid))
-                if msg["msg"] != "process_completed":
-                    continue
-                if not msg.get("success"):
-                    raise RuntimeError(f"Generate failed: {msg.get('output')}")
-                output = msg["output"]["data"]
-                break
-        if output is None:
-            raise RuntimeError("Generate: the event stream ended without a result")
-        self.updates.append(await following if following is not None else 0)
-        video = output[1] or {}
+        """The end event's outputs of one Generate; the video fetched."""
+        first = await self.event(http, self.generate_dep, self.generate_data(args))
+        rid = first[3]
+        if not rid:
+            raise RuntimeError(f"Generate: no job ({first[0]})")
+        self.updates.append(await self.live(http, rid))
+        output = await self.event(http, self.final_dep, self.final_data(rid))
+        video = output[4] or {}  # the gallery, its ids and note come first
         if video.get("url"):
             async with http.stream("GET", video["url"]) as r:
                 r.raise_for_status()

@@ -80,8 +80,11 @@ class HistoryFilter:
 
 
 def listing(ledger: Ledger, filt: HistoryFilter, caller: Caller, limit: int) -> list[JobRow]:
-    """The caller's jobs (an admin's: everyone's) matching `filt`, newest first."""
-    return ledger.search(filt.text, filt.template, filt.states, limit, user=caller.scope)
+    """The caller's jobs (an admin's: everyone's) matching `filt`, newest first, without their
+    filled workflows (the gallery is refreshed at each job's end; opening a job reads it)."""
+    return ledger.search(
+        filt.text, filt.template, filt.states, limit, user=caller.scope, workflow=False
+    )
 
 
 @dataclass(frozen=True)

@@ -239,10 +239,11 @@ class Ledger:
         states: tuple[str, ...] | None = None,
         limit: int = 48,
         user: str | None = None,
+        workflow: bool = True,
     ) -> list[JobRow]:
         """Newest first, filtered: `text` is a case-insensitive substring of the prompt or of the
         row id, `template` an exact template id, `states` the allowed states (None: all), `user`
-        the user who sent it (None: every user's)."""
+        the user who sent it (None: every user's). `workflow=False`: as in `get`."""
         where: list[str] = []
         args: list[Any] = []
         if user is not None:
@@ -263,7 +264,8 @@ class Ledger:
         if states is not None:
             where.append(f"state IN ({','.join('?' * len(states)) or 'NULL'})")
             args += list(states)
-        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        cols = "*" if workflow else self._without_workflow
+        sql = f"SELECT {cols} FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         return self._q(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
 
     def since(self, ts: float) -> list[JobRow]:

@@ -28,10 +28,13 @@ def template_version(template_id: str, workflow_file: str | None = None) -> str:
 
 def details(row: JobRow) -> str:
     """Markdown: parameters and seed used, timings, quote vs actual cost; what a user typed is
-    shown as text (`md_text`: no image, link or HTML from a prompt)."""
+    shown as text (`md_text`: no image, link or HTML from a prompt). The state is named once
+    the job has ended: a live job's state is the status panel's, which the page keeps current
+    from its live stream (app/ui/live_route.py) while these details are not sent again."""
     p = row.params or {}
     q = row.quote
-    lines = [f"**Job** `{row.id}` · RunPod id `{row.job_id or '-'}` · **{row.state}**"]
+    ended = f" · **{row.state}**" if row.final else ""
+    lines = [f"**Job** `{row.id}` · RunPod id `{row.job_id or '-'}`{ended}"]
     hidden = ("prompt", "negative_prompt", "output_prefix")
     shown = {k: v for k, v in p.items() if k not in hidden and not isinstance(v, dict | list)}
     if p.get("prompt"):

@@ -32,7 +32,7 @@ from app.studio.owners import Caller
 from app.studio.shown import Shown
 from app.studio.summary import job_result, unknown_job, unknown_reason
 from app.ui.form import Form
-from app.ui.pace import RESYNC_S, Pace
+from app.ui.pace import Pace
 from app.ui.status import ended_html, status_html
 
 FILE_FIELDS = ("start_image", "end_image", "workflow_file")  # optional, as on the form
@@ -52,6 +52,8 @@ def files_optional(fn: Any) -> Any:
 
 
 RECENT = 12  # jobs in the page's "this session's results" strip
+# a page's own event: not in the API, and no progress shown on its outputs
+PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
 SUBMITTING_AFTER_S = 0.3  # a submit slower than this shows "Submitting…" (refusals come faster)
 
 
@@ -104,11 +106,14 @@ class Callbacks:
 
     def live(self, job_shown: Callable[[Caller, str], list[Any]] | None = None) -> Callbacks:
         """These callbacks for the page's own events: `generate`, `rerun` and `attach` answer
-        the job's first view, each new state and the final view; the page follows the live
-        job's progress on its own stream (app/ui/live_route.py). The API's events keep
-        streaming every update. `job_shown(caller, job id)`: more outputs of those events, set
-        whenever the job id they answer changes (the page's job buttons and seed line), so
-        that a new job costs the page no event of its own."""
+        the job's first view and end (the final view, when the job has already ended). The
+        page follows the live job on its own stream (app/ui/live_route.py) and asks for the
+        final view when the stream ends the job (`final`). So a page's event lasts as long as
+        its submit, not its job: it holds no worker thread and no slot of the event's
+        concurrency (WANPOD_CONCURRENCY) while a job of minutes runs. The API's events keep
+        streaming every update to the end. `job_shown(caller, job id)`: more outputs of those
+        events, set whenever the job id they answer changes (the page's job buttons and seed
+        line), so that a new job costs the page no event of its own."""
         page = copy.copy(self)
         page.quiet = True
         if job_shown is not None:
@@ -194,7 +199,8 @@ class Callbacks:
             )
             gr.Warning(msg)
             result = {"job_id": None, "state": state, "final": True, "error": msg}
-            yield ended_html(state, f"{word}: {msg}"), None, "", "", gr.skip(), result
+            ended = ended_html(state, f"{word}: {msg}", ask_end=isinstance(exc, SubmitError))
+            yield ended, None, "", "", gr.skip(), result
             return
         yield from self.watch(rid, caller_of(self.studio, request))
 
@@ -234,6 +240,17 @@ class Callbacks:
             return
         yield from self.watch(rid, caller)
 
+    def final(self, request: gr.Request, job_id: str | None) -> tuple[Any, ...]:
+        """The page's end of a job it followed live: status, video, details, result, read
+        when its live stream said the job ended (the job as it is now: a job still live, if
+        the stream ended early, is followed again by the page)."""
+        rid = (job_id or "").strip()
+        view = self.studio.view(rid, caller_of(self.studio, request)) if rid else None
+        if view is None:
+            note = f"Unknown job: {unknown_reason(rid)}"
+            return ended_html("UNKNOWN", note), None, "", unknown_job(rid)
+        return status_html(view), view.video, view.details, self.result(rid, view.video)
+
     def recent(
         self, request: gr.Request, job_id: str | None, rids: list[str] | None
     ) -> tuple[Any, list[str]]:
@@ -267,10 +284,9 @@ class Callbacks:
         which would be re-checked into Gradio's file cache on every yield: it is skipped until
         it changes.
 
-        `Callbacks.live()`'s page callbacks yield the first view, each new state (the details
-        and the result name it) and the final view only: the page follows the job's progress
-        on its own stream (app/ui/live_route.py), so a step costs no Gradio message, in the
-        studio or in the page."""
+        `Callbacks.live()`'s page callbacks yield the first view and end: the page follows
+        the job on its own stream (app/ui/live_route.py) and asks for the end (`final`), so a
+        step costs no Gradio message, in the studio or in the page."""
         tracker = self.studio.tracker
         pace = Pace()
         sent_video: str | None = None
@@ -287,8 +303,7 @@ class Callbacks:
                 yield (*out, self.result(rid, view.video))
                 return
             first = pace.key is None
-            quiet = self.quiet and not first and view.state == pace.state
-            hold = RESYNC_S if quiet else pace.wait(view, time.monotonic())
+            hold = pace.wait(view, time.monotonic())
             if hold > 0:  # a change meanwhile is read again (and held if it came too soon)
                 if tracker.wait(rid, version, hold) == version and tracker.stopped:
                     return  # the studio is shutting down
@@ -301,3 +316,5 @@ class Callbacks:
                 video = gr.skip()
             sent_video = view.video
             yield status_html(view), video, view.details, rid, rid, result
+            if self.quiet:  # the page follows the rest on its live stream
+                return

@@ -23,12 +23,11 @@ import gradio as gr
 from app.studio import chain_history
 from app.studio.chains import Chains
 from app.studio.owners import Caller
-from app.ui.callbacks import caller_of, user_of
+from app.ui.callbacks import PRIVATE, caller_of, user_of
 from app.ui.fields import Textbox, described
 
 CHAIN_RESYNC_S = 5.0  # a running chain's panel is redrawn at least this often
 CHAIN_ID_TEXT = "a chain of this studio, by the id /storyboard or /extend answered (ch-...)"
-PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
 
 
 @dataclass

@@ -11,8 +11,10 @@ inside the Blocks (after the form and result column, so it spans the page). It r
 - "Reuse settings" (the opened job's form values, its pipeline and kept input images included)
   and "Rerun exactly" (the same filled workflow and seed as a new job, streamed into the page's
   status panel like Generate).
-`History.wire_reuse(button, job_id)` wires the page's own "Reuse settings" (API `/reuse`), and
-`History.refresh_after(event)` chains a gallery refresh after an event (a job streamed to its end).
+`History.wire_reuse(button, job_id)` wires the page's own "Reuse settings" (API `/reuse`);
+`History.refresh_after(event)` chains a gallery refresh after an event, `History.refresh_on(
+trigger, also, api_name)` refreshes it (with more of the page) on a button's click (the page's
+end of a job, app/ui/page.py).
 
 Reuse across pipelines: the form's `layout` (visibility, choices, ranges and defaults of a
 pipeline) runs on the pipeline/mode `.input` events (a user's choice), never on a programmatic
@@ -38,7 +40,7 @@ from app.studio import history as hist
 from app.studio.forms import FormValues
 from app.studio.owners import Caller
 from app.studio.records import details
-from app.ui.callbacks import caller_of
+from app.ui.callbacks import PRIVATE, caller_of
 
 GALLERY_LIMIT = 48
 CSS = """
@@ -176,6 +178,15 @@ class History:
         """The gallery refreshed after `event`; `also` (fn, inputs, outputs, fn taking the
         request first): more of the page refreshed by the same event (one event, not two: each
         costs a page a pass over all its components)."""
+        return event.then(*self._refresh(also), api_name="history_refresh_after", **PRIVATE)
+
+    def refresh_on(
+        self, trigger: Any, also: tuple[Callable[..., Any], list, list], api_name: str
+    ) -> Any:
+        """The gallery refreshed by `trigger`'s click, with `also` (as in refresh_after)."""
+        return trigger.click(*self._refresh(also), api_name=api_name, **PRIVATE)
+
+    def _refresh(self, also: tuple[Callable[..., Any], list, list] | None) -> tuple[Any, ...]:
         fn, inputs, outputs = also or (None, [], [])
         n = len(self.filters)
 
@@ -183,14 +194,7 @@ class History:
             gallery = self.callbacks.refresh(request, *values[:n])
             return gallery if fn is None else (*gallery, *fn(request, *values[n:]))
 
-        return event.then(
-            refresh,
-            [*self.filters, *inputs],
-            [self.gallery, self.rids, self.note, *outputs],
-            api_name="history_refresh_after",
-            api_visibility="private",
-            show_progress="hidden",
-        )
+        return refresh, [*self.filters, *inputs], [self.gallery, self.rids, self.note, *outputs]
 
     def wire_reuse(self, button: Any, job_id: Any) -> None:
         """The page's "Reuse settings" for the job shown: `/reuse` gives API clients the plain
@@ -303,16 +307,8 @@ def build_history(
             show_progress="hidden",
         )
     )
-    history.refresh_after(
-        rerun.click(
-            cb.rerun,
-            opened,
-            watch_out,
-            api_name="history_rerun",
-            api_visibility="private",
-            show_progress="hidden",
-        )
-    )
+    # the page's status panel follows the new job; its end refreshes the gallery (page_final)
+    rerun.click(cb.rerun, opened, watch_out, api_name="history_rerun", **PRIVATE)
     blocks.load(
         hc.refresh,
         filters,

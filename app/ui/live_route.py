@@ -6,8 +6,9 @@ until the job is final.
 Why not Gradio's own stream: every message of a Gradio event makes the page's client walk every
 component that was ever an input or output of any event (~100 here) and copy its props, ~25 ms of
 a page's script per update, and costs the studio a worker thread hand-off per output. The page's
-events (`Callbacks.live()`) answer a job's first view and its final one; the status panel's
-script (`LIVE_JS`) follows the job in between here. The API's events still stream every update.
+events (`Callbacks.live()`) answer a job's first view; the status panel's script (`LIVE_JS`)
+follows the job here and, at its end, clicks the page's end-of-job button (the `page_final`
+event: the final view, the video, the gallery). The API's events still stream every update.
 
 Who may follow a job: the signed-in user (Gradio's cookie, read as app/ui/guards.py reads it)
 when the job is one they may see, by the same rule as every job lookup (`Studio.view`); with a
@@ -35,22 +36,33 @@ from app.ui.pace import Pace
 from app.ui.status import ended_html, status_html
 
 PATH = "/wanpod/live/"
+END_TRIGGER = "wp-end-trigger"  # the page's end-of-job button (app/ui/page.py)
 
 # The status panel's script (its js_on_load, after app/ui/status.py's CLOCK_JS) follows a live
 # job on this stream between the page's own answers (Callbacks.live()): each message updates the
 # panel's attributes, bar and line in place (the element Gradio rendered stays, so its next
 # answer replaces it as usual).
 # A job id is picked up when the panel shows a live job (data-final="0"), checked as Gradio
-# changes the panel and on the clock's tick; a stream the studio refused is not retried (the
-# page's event still brings the final answer).
+# changes the panel and on the clock's tick. When the stream ends the job, the script clicks the
+# page's end-of-job button (END_TRIGGER), whose event answers the final view, the video, the
+# gallery and the session's strip; so does a stream the studio refused (not retried: the end
+# event answers the job as it is), and a panel that asks for it (`data-ask-end`: a job the
+# endpoint did not take). A stream cut off is reconnected by the browser (EventSource).
 LIVE_JS = (
-    ROOT_JS
-    + r"""
+    (
+        ROOT_JS
+        + r"""
 let live = null;
 let following = null;
 const stop = () => { if (live) { live.close(); live = null; } };
+const ended = () => {  // the page's end of the job (app/ui/page.py): final view, gallery, strip
+  const b = document.getElementById("__END__");
+  const button = b && (b.tagName === "BUTTON" ? b : b.querySelector("button"));
+  if (button) button.click();
+};
 const follow = () => {
   const s = element.querySelector("#wp-status");
+  if (s && s.dataset.askEnd === "1") { s.dataset.askEnd = "asked"; ended(); }
   const rid = s ? s.dataset.rid : "";
   if (!rid || s.dataset.final !== "0") { if (!rid || rid === following) stop(); return; }
   if (rid === following) return;
@@ -79,15 +91,20 @@ const follow = () => {
         cur.innerHTML = n.innerHTML;
       }
     }
-    if (m.final && live === source) stop();
+    if (m.final && live === source) { stop(); ended(); }
   };
-  source.onerror = () => { if (source.readyState === 2 && live === source) live = null; };
+  source.onerror = () => {  // closed for good (refused): the page's end event says what is so
+    if (source.readyState === 2 && live === source) { live = null; ended(); }
+  };
 };
 if (typeof watch === "function") watch("value", () => setTimeout(follow, 0));
 setInterval(follow, 1000);
 follow();
 """
-).replace("__PATH__", PATH)
+    )
+    .replace("__PATH__", PATH)
+    .replace("__END__", END_TRIGGER)
+)
 
 
 def message(view: JobView | None, rid: str) -> str:

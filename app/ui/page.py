@@ -31,7 +31,7 @@ from app.studio.chains import Chains
 from app.studio.jobs import Studio
 from app.studio.owners import Caller
 from app.ui.batch import batch_panel, draft_final_panel, wire_batch
-from app.ui.callbacks import Callbacks
+from app.ui.callbacks import PRIVATE, Callbacks
 from app.ui.chain import chain_panel, wire_chain
 from app.ui.fields import Textbox, described
 from app.ui.form import Form
@@ -39,7 +39,7 @@ from app.ui.health_route import FILL, HEALTH_JS
 from app.ui.history import build_history
 from app.ui.inputs import CSS as INPUTS_CSS
 from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
-from app.ui.live_route import LIVE_JS
+from app.ui.live_route import END_TRIGGER, LIVE_JS
 from app.ui.status import CLOCK_JS, status_html
 
 CSS = (
@@ -74,7 +74,6 @@ document.addEventListener("click", (e) => {
 """
 RESULT_TEXT = "the job as data: job_id, state, seed, parameters, quote, actual_cost, video, error"
 JOB_ID_TEXT = "a job of this studio, by the id /generate answered (wp-...)"
-PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
 
 
 def build_ui(
@@ -166,6 +165,9 @@ def build_ui(
                 )
                 final = draft_final_panel()
                 details = gr.Markdown(elem_id="wp-details", label="Details")
+                # clicked by the status panel's script when its live stream ends the job
+                # (app/ui/live_route.py): rendered, so that it can be clicked, never seen
+                end_trigger = gr.Button("Job ended", visible="hidden", elem_id=END_TRIGGER)
                 with gr.Row():
                     seed_md = gr.Markdown(elem_id="wp-ran-seed")
                     use_seed_btn = gr.Button(
@@ -235,7 +237,7 @@ def build_ui(
             outputs=form.frames_md,
             **PRIVATE,
         )
-        generated = generate_btn.click(
+        generate_btn.click(
             page.generate,
             inputs_kwargs={**form.kwargs, "shown": shown},
             outputs=page_out,
@@ -246,12 +248,19 @@ def build_ui(
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
         rerun_btn.click(extras.rerun_ask, job_id, [rerun_note, confirm_btn],
                         api_name="rerun_quote", show_progress="hidden")  # fmt: skip
-        rerun = confirm_btn.click(
-            extras.rerun_sent, None, [rerun_note, confirm_btn], **PRIVATE
-        ).then(page.rerun, job_id, page_out, api_name="page_rerun", **PRIVATE)
-        for ended in (generated, rerun):  # the gallery shows the job (or its failure) once
-            # ended, and this session's strip, newest first
-            history.refresh_after(ended, (cb.recent, [job_id, recent_rids], [recent, recent_rids]))
+        confirm_btn.click(extras.rerun_sent, None, [rerun_note, confirm_btn], **PRIVATE).then(
+            page.rerun, job_id, page_out, api_name="page_rerun", **PRIVATE
+        )
+
+        def ended(request: gr.Request, rid: str, rids: list[str]) -> tuple[Any, ...]:
+            # no job id: a job the endpoint did not take (its failure stays on screen)
+            shown = page.final(request, rid) if rid else [gr.skip()] * 4
+            return (*shown, *cb.recent(request, rid, rids))
+
+        # the end of a job the page followed (Generate, Rerun, Open, a reload): its final view,
+        # the gallery and this session's strip (newest first), in one event
+        ended_out = [status, video, details, result, recent, recent_rids]
+        history.refresh_on(end_trigger, (ended, [job_id, recent_rids], ended_out), "page_final")
         form["start_image"].upload(
             extras.match_preset,
             inputs_kwargs={"pipeline": form["pipeline"], "start_image": form["start_image"]},

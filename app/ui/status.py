@@ -45,10 +45,13 @@ setInterval(tick, 1000);
 """
 
 
-def ended_html(state: str, line: str) -> str:
-    """The panel for a job that has no view (yet): submitting, not taken, refused, unknown."""
+def ended_html(state: str, line: str, ask_end: bool = False) -> str:
+    """The panel for a job that has no view (yet): submitting, not taken, refused, unknown.
+    `ask_end`: a job that ended before the page could follow it (the endpoint did not take
+    it): the page's script asks for the end of it once (app/ui/live_route.py's `LIVE_JS`)."""
+    asks = ' data-ask-end="1"' if ask_end else ""
     return (
-        f'<div id="wp-status" data-state="{html.escape(state)}" data-fraction="0">'
+        f'<div id="wp-status" data-state="{html.escape(state)}" data-fraction="0"{asks}>'
         f'<progress value="0" max="1"></progress><div class="wp-line">{html.escape(line)}</div>'
         "</div>"
     )

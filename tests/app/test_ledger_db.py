@@ -4,6 +4,7 @@ and the tracker's lease taken atomically by exactly one of several replicas."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -56,6 +57,8 @@ def test_live_recent_since_and_search(ledger_url):
     assert [r.id for r in ledger.recent(1)] == [heron]
     assert {r.id for r in ledger.since(start - 1)} == {kite, heron}
     assert [r.id for r in ledger.search("red kite")] == [kite]  # case-insensitive substring
+    (light,) = ledger.search("red kite", workflow=False)  # the gallery's: no filled workflow
+    assert light.workflow == {} and light == dataclasses.replace(ledger.get(kite), workflow={})
     assert [r.id for r in ledger.search("100%")] == [kite]  # % and _ are literal
     assert [r.id for r in ledger.search("n_i")] == [heron]
     assert ledger.search("n%i") == []

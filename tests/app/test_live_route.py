@@ -1,9 +1,9 @@
 """The page's live stream of its job (app/ui/live_route.py), against a real studio on the stack:
 the page's Generate (`page_generate`, over Gradio's queue as the page calls it) answers the job's
-first view and its final one only, and `GET /wanpod/live/<job id>` brings the updates in between,
-each the status panel as the page shows it, ending with the final one. The API's /generate still
-streams every update. Who may follow a job is tested with the other per-user routes
-(tests/app/test_isolation.py)."""
+first view, `GET /wanpod/live/<job id>` brings every update, each the status panel as the page
+shows it, ending with the final one, and the page's end-of-job event (`page_final`) the final
+view with its video. The API's /generate still streams every update. Who may follow a job is
+tested with the other per-user routes (tests/app/test_isolation.py)."""
 
 from __future__ import annotations
 
@@ -22,30 +22,48 @@ def sse(response: requests.Response) -> Iterator[dict]:
             yield json.loads(line[5:])
 
 
-def page_generate(base: str, values: list) -> tuple[requests.Response, str]:
-    """Join the page's own Generate event; the open queue stream and the event's id."""
+def join(base: str, api_name: str, values: list | None = None, **by_elem_id) -> Iterator[dict]:
+    """Join one of the page's own events over Gradio's queue, as the page does: `values` for
+    its inputs in order (States are the studio's: null), else each input's value in the page
+    as served, or `by_elem_id`'s; the event's messages until it completes."""
     config = requests.get(f"{base}/config", timeout=30).json()
-    dep = next(d for d in config["dependencies"] if d.get("api_name") == "page_generate")
-    types = {c["id"]: c.get("type") for c in config["components"]}
-    given = iter(values)
-    data = [None if types.get(i) == "state" else next(given) for i in dep["inputs"]]
+    dep = next(d for d in config["dependencies"] if d.get("api_name") == api_name)
+    comps = {c["id"]: c for c in config["components"]}
+    given = iter(values or [])
+    data = []
+    for i in dep["inputs"]:
+        props = comps[i].get("props", {})
+        if comps[i].get("type") == "state":
+            data.append(None)
+        elif values is not None:
+            data.append(next(given))
+        else:
+            data.append(by_elem_id.get(props.get("elem_id"), props.get("value")))
     sh = uuid.uuid4().hex
     body = {"data": data, "fn_index": dep["id"], "session_hash": sh, "event_data": None}
     joined = requests.post(f"{base}/gradio_api/queue/join", json=body, timeout=30)
     assert joined.status_code == 200, joined.text
-    stream = requests.get(
-        f"{base}/gradio_api/queue/data?session_hash={sh}", stream=True, timeout=120
-    )
-    return stream, joined.json()["event_id"]
+    event_id = joined.json()["event_id"]
+    url = f"{base}/gradio_api/queue/data?session_hash={sh}"
+    with requests.get(url, stream=True, timeout=120) as stream:
+        for m in sse(stream):
+            if m.get("event_id") == event_id and m["msg"].startswith("process_"):
+                yield m
+                if m["msg"] == "process_completed":
+                    return
 
 
-def test_the_page_gets_the_first_and_final_answers_and_follows_the_job_live(studio):
-    queue, event_id = page_generate(studio.base_url, args(prompt="a heron, live", seconds=3.0))
-    messages = (m for m in sse(queue) if m.get("event_id") == event_id)
-    first = next(m for m in messages if m["msg"] in ("process_generating", "process_completed"))
-    assert first["msg"] == "process_generating", first
-    status, _video, _details, rid = first["output"]["data"][:4]
+def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(studio):
+    """`page_generate` lasts as long as the submit: its answer is the job's first view (the
+    job id, a live panel); the live stream brings every panel to the final one; then the
+    page's end-of-job event (`page_final`, which the panel's script clicks) answers the final
+    view, the video, the gallery and the session's strip, in one event."""
+    messages = list(join(studio.base_url, "page_generate", args(prompt="a heron, live",
+                                                                 seconds=3.0)))  # fmt: skip
+    assert messages[-1]["msg"] == "process_completed" and messages[-1]["success"], messages[-1]
+    status, _video, _details, rid = messages[-1]["output"]["data"][:4]
     assert rid.startswith("wp-") and 'data-final="0"' in status, status
+    assert len(messages) <= 3  # ("Submitting…",) the first view, the end that repeats it
 
     with requests.get(f"{studio.base_url}/wanpod/live/{rid}", stream=True, timeout=120) as live:
         assert live.status_code == 200
@@ -56,14 +74,14 @@ def test_the_page_gets_the_first_and_final_answers_and_follows_the_job_live(stud
     assert all(f'data-rid="{rid}"' in p["html"] for p in panels)
     assert 'class="wp-clock"' in panels[0]["html"]  # a live panel: the page's clock counts on
 
-    # the page's event: a new state's answer at most (the details name the state), the final
-    # answer (a generator's last), then the event's end, which repeats it
-    rest = [m for m in messages if m["msg"].startswith("process_")]
-    names = [m["msg"] for m in rest]
-    assert names[-2:] == ["process_generating", "process_completed"] and len(names) <= 3, names
-    final = rest[-1]["output"]["data"]
-    assert 'data-state="COMPLETED"' in final[0] and final[1]["url"], final[:2]
-    queue.close()
+    (end,) = [m for m in join(studio.base_url, "page_final", **{"wp-job": rid})
+              if m["msg"] == "process_completed"]  # fmt: skip
+    assert end["success"], end
+    gallery, _rids, note, status, video, details, result, recent, _recent = end["output"]["data"]
+    assert 'data-state="COMPLETED"' in status and video["url"] and rid in details
+    assert result["state"] == "COMPLETED" and result["job_id"] == rid
+    assert "shown, newest first" in note and "a heron, live" in gallery[0]["caption"]  # newest
+    assert len(recent) == 1 and rid in recent[0]["caption"]  # this session's strip
 
 
 def test_an_unknown_job_has_no_stream(studio):

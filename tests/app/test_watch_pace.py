@@ -106,15 +106,22 @@ def test_an_unchanged_job_is_resent_every_resync_and_a_sent_video_is_not_resent(
     assert sent[1][1][1] == {"__type__": "update"}  # ...later ones skip it (gr.skip())
 
 
-def test_the_page_s_own_events_answer_the_first_view_each_new_state_and_the_end(clock):
-    """The page follows the job's progress on its live stream (app/ui/live_route.py)."""
+def test_the_page_s_own_events_answer_the_first_view_only(clock):
+    """The page follows the job on its live stream (app/ui/live_route.py) and asks for the end
+    with an event of its own (`Callbacks.final`)."""
     job = clock["job"] = ScriptedJob([
         (0.0, view("IN_QUEUE", "Waiting for a worker", 0.0)),
         (0.2, view("IN_PROGRESS", "Sampling step 1/4", 0.2)),
-        (2.5, view("IN_PROGRESS", "Decoding video (VAE)", 0.9)),
         (90.0, view("COMPLETED", "Done", 1.0, video="/results/wp-job/v.mp4")),
     ])  # fmt: skip
     sent = watch(job, page=True)
-    assert [round(t, 1) for t, _ in sent] == [0.0, 0.2, 90.0]  # not the decoding at 2.5
-    assert "Waiting" in sent[0][1][0] and "step 1/4" in sent[1][1][0] and "Done" in sent[2][1][0]
-    assert sent[-1][1][1] == "/results/wp-job/v.mp4"
+    assert [round(t, 1) for t, _ in sent] == [0.0] and "Waiting" in sent[0][1][0]
+    assert job.waits == []  # it did not wait for the job
+
+
+def test_a_job_that_has_ended_is_answered_whole_at_once(clock):
+    job = clock["job"] = ScriptedJob([
+        (0.0, view("COMPLETED", "Done", 1.0, video="/results/wp-job/v.mp4")),
+    ])  # fmt: skip
+    (sent,) = watch(job, page=True)
+    assert "Done" in sent[1][0] and sent[1][1] == "/results/wp-job/v.mp4"
