@@ -148,6 +148,14 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
             log.info("demo mode: local stack at %s", local.base_url)
         else:
             base_url, api_key = settings.base_url, settings.api_key.value
+        import gradio as gr
+
+        results = str((settings.data_dir / "results").resolve())
+        # Results are served from where the studio stored them: Gradio would otherwise hash
+        # every video and thumbnail it sends (SHA-256 of the whole file, at every answer that
+        # shows it: a job's end, each gallery refresh) and copy it into its cache once. The
+        # file route stays behind FileGuard (a job's files for the users who may see the job).
+        gr.set_static_paths([results])
         blocks, studio = assemble(settings, base_url, api_key, settings.demo)
         stack.callback(studio.tracker.stop)
         blocks.queue(default_concurrency_limit=settings.concurrency)
@@ -165,13 +173,12 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         from app.ui.webhook_route import WebhookRoute
 
         hooks = Webhooks(studio.ledger, studio.tracker)  # RunPod's calls (WANPOD_PUBLIC_URL)
-
         blocks.launch(
             css=CSS,  # Gradio 6 takes the page's CSS at launch, not in Blocks()
             server_name=settings.host,
             server_port=settings.port,
             max_threads=settings.concurrency * 2 + 40,
-            allowed_paths=[str((settings.data_dir / "results").resolve())],
+            allowed_paths=[results],
             show_error=True,
             run_history=False,
             prevent_thread_lock=True,

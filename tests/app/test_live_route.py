@@ -80,6 +80,10 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     gallery, _rids, note, status, video, details, result, recent, _recent = end["output"]["data"]
     assert 'data-state="COMPLETED"' in status and video["url"] and rid in details
     assert result["state"] == "COMPLETED" and result["job_id"] == rid
+    # served from where the studio stored it (not hashed and copied into Gradio's cache)
+    assert f"/results/{rid}/" in video["url"], video["url"]
+    got = requests.get(video["url"], timeout=30)
+    assert got.status_code == 200 and got.content[4:8] == b"ftyp"
     assert "shown, newest first" in note and "a heron, live" in gallery[0]["caption"]  # newest
     assert len(recent) == 1 and rid in recent[0]["caption"]  # this session's strip
 
