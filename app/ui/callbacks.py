@@ -25,15 +25,15 @@ from app.errors import SubmitError, user_message
 from app.studio.chain_history import is_chain
 from app.studio.forms import field_of
 from app.studio.inputs import describe
-from app.studio.jobs import Studio
+from app.studio.jobs import JobView, Studio
 from app.studio.markup import md_text
 from app.studio.offers import adds_words
 from app.studio.owners import Caller
 from app.studio.shown import Shown
-from app.studio.summary import job_result, unknown_job, unknown_reason
+from app.studio.summary import job_result, unknown_job
 from app.ui.form import Form
 from app.ui.pace import Pace
-from app.ui.status import ended_html, status_html
+from app.ui.status import ended_html, status_html, unknown_html
 
 FILE_FIELDS = ("start_image", "end_image", "workflow_file")  # optional, as on the form
 
@@ -234,9 +234,8 @@ class Callbacks:
             yield status_html(None), gr.skip(), gr.skip(), "", gr.skip(), gr.skip()
             return
         if self.studio.view(rid, caller) is None:
-            note = unknown_reason(rid)
-            yield ended_html("UNKNOWN", f"Unknown job: {note}"), gr.skip(), gr.skip(), gr.skip(), \
-                gr.skip(), unknown_job(rid)  # fmt: skip
+            skip = gr.skip
+            yield unknown_html(rid), skip(), skip(), skip(), skip(), unknown_job(rid)
             return
         yield from self.watch(rid, caller)
 
@@ -247,8 +246,11 @@ class Callbacks:
         rid = (job_id or "").strip()
         view = self.studio.view(rid, caller_of(self.studio, request)) if rid else None
         if view is None:
-            note = f"Unknown job: {unknown_reason(rid)}"
-            return ended_html("UNKNOWN", note), None, "", unknown_job(rid)
+            return unknown_html(rid), None, "", unknown_job(rid)
+        return self.final_view(rid, view)
+
+    def final_view(self, rid: str, view: JobView) -> tuple[Any, ...]:
+        """A job's status, video, details and result (its last answer when final)."""
         return status_html(view), view.video, view.details, self.result(rid, view.video)
 
     def recent(
@@ -295,12 +297,11 @@ class Callbacks:
             version = tracker.version(rid)
             view = self.studio.view(rid, caller)
             if view is None:
-                note = f"Unknown job: {unknown_reason(rid)}"
-                yield ended_html("UNKNOWN", note), gr.skip(), gr.skip(), rid, rid, unknown_job(rid)
+                yield unknown_html(rid), gr.skip(), gr.skip(), rid, rid, unknown_job(rid)
                 return
             if view.final:  # complete, so an API client's result (the last yield) is whole
-                out = (status_html(view), view.video, view.details, rid, rid)
-                yield (*out, self.result(rid, view.video))
+                status, video, details, result = self.final_view(rid, view)
+                yield status, video, details, rid, rid, result
                 return
             first = pace.key is None
             hold = pace.wait(view, time.monotonic())

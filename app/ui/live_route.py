@@ -33,7 +33,7 @@ from app.studio.owners import Caller
 from app.studio.summary import unknown_reason
 from app.ui.guards import ROOT_JS, PageRoute, Receive, Scope, Send, answer
 from app.ui.pace import Pace
-from app.ui.status import ended_html, status_html
+from app.ui.status import status_html, unknown_html
 
 PATH = "/wanpod/live/"
 END_TRIGGER = "wp-end-trigger"  # the page's end-of-job button (app/ui/page.py)
@@ -111,7 +111,7 @@ def message(view: JobView | None, rid: str) -> str:
     """One server-sent event: the panel for `view` (None: the job is not, or no longer, one the
     caller may see)."""
     if view is None:
-        body = {"html": ended_html("UNKNOWN", f"Unknown job: {unknown_reason(rid)}"), "final": True}
+        body = {"html": unknown_html(rid), "final": True}
     else:
         body = {"html": status_html(view), "final": view.final}
     return f"data: {json.dumps(body)}\n\n"

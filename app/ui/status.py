@@ -12,6 +12,7 @@ import html
 
 from app.studio.jobs import JobView
 from app.studio.progress import clock
+from app.studio.summary import unknown_reason
 
 # The page counts a live job's elapsed time (and time left) itself, once a second, from what the
 # last status said (`.wp-clock` data); the server sends a status only when the job changed or
@@ -55,6 +56,11 @@ def ended_html(state: str, line: str, ask_end: bool = False) -> str:
         f'<progress value="0" max="1"></progress><div class="wp-line">{html.escape(line)}</div>'
         "</div>"
     )
+
+
+def unknown_html(rid: str) -> str:
+    """The panel for an id that is not a job, or not one the caller may see (same words)."""
+    return ended_html("UNKNOWN", f"Unknown job: {unknown_reason(rid)}")
 
 
 def status_html(view: JobView | None, note: str = "") -> str:

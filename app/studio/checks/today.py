@@ -4,7 +4,7 @@ The budgets read what every row of the UTC day costs (app/studio/checks/guardrai
 submit twice (before /run, and inside the transaction that writes the row, where every other
 writer of the ledger waits), at each change of the page's quote line, and for the spend line of
 every open page. Reading and decoding the whole day each time grows with the day
-(bench/budget_reads.py: ~20 ms a read at 1,000 rows). `TodayRows` keeps the day's rows and asks
+(bench/budget_reads.py: ~30 ms a read at 1,000 rows). `TodayRows` keeps the day's rows and asks
 the ledger only for the rows created today and updated since its last read, less SKEW_S: a row
 committed a little after the moment it was stamped with, or stamped by another replica's clock a
 little behind this one's, is read again. Rows are never deleted, and what a row's spend depends
