@@ -148,14 +148,10 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
             log.info("demo mode: local stack at %s", local.base_url)
         else:
             base_url, api_key = settings.base_url, settings.api_key.value
-        import gradio as gr
+        from app.ui.static_paths import serve_in_place
 
         results = str((settings.data_dir / "results").resolve())
-        # Results are served from where the studio stored them: Gradio would otherwise hash
-        # every video and thumbnail it sends (SHA-256 of the whole file, at every answer that
-        # shows it: a job's end, each gallery refresh) and copy it into its cache once. The
-        # file route stays behind FileGuard (a job's files for the users who may see the job).
-        gr.set_static_paths([results])
+        serve_in_place(results)  # served where stored, checked first (app/ui/static_paths.py)
         blocks, studio = assemble(settings, base_url, api_key, settings.demo)
         stack.callback(studio.tracker.stop)
         blocks.queue(default_concurrency_limit=settings.concurrency)
