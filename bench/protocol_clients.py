@@ -56,19 +56,24 @@ class PageProtocol:
     own event (`page_generate`, with the event's inputs; a State input is sent as null: it lives
     in the studio) and the session's server-sent events until it completes (the job's first
     view: its id), then the job's live stream (`GET /wanpod/live/<job id>`,
-    app/ui/live_route.py) to the final panel, then the page's end-of-job event (`page_final`:
-    the final view, the gallery, the session's strip, as the panel's script clicks it), then
+    app/ui/live_route.py) to the final panel, then the page's end-of-job event as the panel's
+    script clicks it (`page_final_only`: the final view, the session's strip; `history_on_screen`:
+    `page_final`, the History gallery too, as for a page scrolled down to its History), then
     GET the result video's URL, as the page's <video> does. All users share one asyncio loop
     and one HTTP connection pool: the clients stand in for the users' own machines, so they are
     kept light (gradio_client spends a thread per call and polls its message queue every 50
     ms; at 64 users it took more CPU than the studio itself)."""
 
-    def __init__(self, url: str, config: dict[str, Any]) -> None:
+    def __init__(self, url: str, config: dict[str, Any], history_on_screen: bool = False) -> None:
         self.url = url.rstrip("/")
         deps = config["dependencies"]
         self.comps = {c["id"]: c for c in config["components"]}
         self.generate_dep = next(d for d in deps if d.get("api_name") == "page_generate")
-        self.final_dep = next(d for d in deps if d.get("api_name") == "page_final")
+        end = "page_final" if history_on_screen else "page_final_only"
+        self.final_dep = next(d for d in deps if d.get("api_name") == end)
+        video = next(i for i, c in self.comps.items()
+                     if c.get("props", {}).get("elem_id") == "wp-video")  # fmt: skip
+        self.video_at = self.final_dep["outputs"].index(video)
         self.updates: list[int] = []  # per finished job: the live panels it was sent
 
     def payload(self, dep: dict[str, Any], session_hash: str, data: list[Any]) -> dict[str, Any]:
@@ -145,7 +150,7 @@ class PageProtocol:
             raise RuntimeError(f"Generate: no job ({first[0]})")
         self.updates.append(await self.live(http, rid))
         output = await self.event(http, self.final_dep, self.final_data(rid))
-        video = output[4] or {}  # the gallery, its ids and note come first
+        video = output[self.video_at] or {}
         if video.get("url"):
             async with http.stream("GET", video["url"]) as r:
                 r.raise_for_status()
@@ -191,6 +196,7 @@ def run_protocol(
     job_s: float,
     args_for: Callable[[int], list[Any]],
     profile_dir: Path | None = None,
+    history_on_screen: bool = False,
 ) -> int:
     import asyncio
 
@@ -199,7 +205,16 @@ def run_protocol(
     from app.studio.ledger import Ledger
     from bench.studio_concurrency import cpu_report, cpu_snapshot
 
-    pages = [PageProtocol(u, httpx.get(u + "/config", timeout=60).json()) for u in urls]
+    pages = [PageProtocol(u, httpx.get(u + "/config", timeout=60).json(), history_on_screen)
+             for u in urls]  # fmt: skip
+    print(
+        "the pages' History is "
+        + (
+            "on screen: each job's end refreshes its gallery"
+            if history_on_screen
+            else "off screen (as a page at the top): no gallery refresh"
+        )
+    )
     idle0 = [proc_cpu(p.pid) for p in studios]
     time.sleep(IDLE_S)  # measuring idleness: nothing to wait for but the clock
     idle = [(proc_cpu(p.pid) - c) / IDLE_S for p, c in zip(studios, idle0, strict=True)]

@@ -4,7 +4,7 @@
                                                       [--browser-nice 19]
     .venvs/app/bin/python bench/studio_concurrency.py --mode protocol --users 64
                                                       [--replicas 2 --database postgresql]
-                                                      [--profile DIR]
+                                                      [--history-on-screen] [--profile DIR]
 
 `--mode protocol` (bench/protocol_clients.py): clients that follow the same events a page follows,
 without rendering; its figures are the studio's own path and CPU, see that module. As the
@@ -193,6 +193,12 @@ def main() -> int:
         "(its /run answers and job times are in the studio's path)",
     )
     ap.add_argument(
+        "--history-on-screen",
+        action="store_true",
+        help="protocol mode: the pages are scrolled down to History, so each job's end also "
+        "refreshes its gallery (page_final instead of page_final_only)",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -289,7 +295,7 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
         return run_protocol(
             urls, procs, args.users, ledger_url, dirs, args.job_s,
             lambda i: api_args(prompt=f"bench user {i}: a kite over the sea", seconds=5.0),
-            profile_dir=args.profile,
+            profile_dir=args.profile, history_on_screen=args.history_on_screen,
         )  # fmt: skip
 
 

@@ -8,7 +8,8 @@ component that was ever an input or output of any event (~100 here) and copy its
 a page's script per update, and costs the studio a worker thread hand-off per output. The page's
 events (`Callbacks.live()`) answer a job's first view; the status panel's script (`LIVE_JS`)
 follows the job here and, at its end, clicks the page's end-of-job button (the `page_final`
-event: the final view, the video, the gallery). The API's events still stream every update.
+event: the final view, the video, the strip and, with History on screen, the gallery; else
+`page_final_only`). The API's events still stream every update.
 
 Who may follow a job: the signed-in user (Gradio's cookie, read as app/ui/guards.py reads it)
 when the job is one they may see, by the same rule as every job lookup (`Studio.view`); with a
@@ -32,11 +33,14 @@ from app.studio.jobs import JobView
 from app.studio.owners import Caller
 from app.studio.summary import unknown_reason
 from app.ui.guards import ROOT_JS, PageRoute, Receive, Scope, Send, answer
+from app.ui.history import HISTORY_ID, REFRESH_ID
 from app.ui.pace import Pace
 from app.ui.status import status_html, unknown_html
 
 PATH = "/wanpod/live/"
-END_TRIGGER = "wp-end-trigger"  # the page's end-of-job button (app/ui/page.py)
+# the page's end-of-job buttons (app/ui/page.py): with the History gallery, and without it
+END_TRIGGER = "wp-end-trigger"
+END_ONLY = "wp-end-only"
 
 # The status panel's script (its js_on_load, after app/ui/status.py's CLOCK_JS) follows a live
 # job on this stream between the page's own answers (Callbacks.live()): each message updates the
@@ -44,10 +48,12 @@ END_TRIGGER = "wp-end-trigger"  # the page's end-of-job button (app/ui/page.py)
 # answer replaces it as usual).
 # A job id is picked up when the panel shows a live job (data-final="0"), checked as Gradio
 # changes the panel and on the clock's tick. When the stream ends the job, the script clicks the
-# page's end-of-job button (END_TRIGGER), whose event answers the final view, the video, the
-# gallery and the session's strip; so does a stream the studio refused (not retried: the end
-# event answers the job as it is), and a panel that asks for it (`data-ask-end`: a job the
-# endpoint did not take). A stream cut off is reconnected by the browser (EventSource).
+# page's end-of-job button, whose event answers the final view, the video and the session's
+# strip, and the History gallery when History is on screen (END_TRIGGER; else END_ONLY, and the
+# gallery is refreshed once History comes into view: its Refresh, REFRESH_ID); so does a stream
+# the studio refused (not retried: the end event answers the job as it is), and a panel that
+# asks for it (`data-ask-end`: a job the endpoint did not take). A stream cut off is reconnected
+# by the browser (EventSource).
 LIVE_JS = (
     (
         ROOT_JS
@@ -55,12 +61,32 @@ LIVE_JS = (
 let live = null;
 let following = null;
 const stop = () => { if (live) { live.close(); live = null; } };
-const ended = () => {  // the page's end of the job (app/ui/page.py): final view, gallery, strip
-  const b = document.getElementById("__END__");
+const click = (id) => {
+  const b = document.getElementById(id);
   const button = b && (b.tagName === "BUTTON" ? b : b.querySelector("button"));
   if (button) button.click();
 };
+// Whether the History section is on screen (as the browser reports it; on screen until it says
+// otherwise): a job's end refreshes the gallery only then, else once History comes into view.
+let historyShown = true;
+let historyStale = false;
+let watched = null;
+const watchHistory = () => {
+  const h = document.getElementById("__HISTORY__");
+  if (!h || h === watched || typeof IntersectionObserver !== "function") return;
+  watched = h;
+  new IntersectionObserver((entries) => {
+    historyShown = entries[entries.length - 1].isIntersecting;
+    if (historyShown && historyStale) { historyStale = false; click("__REFRESH__"); }
+  }).observe(h);
+};
+const ended = () => {  // the page's end of the job (app/ui/page.py): final view, strip, gallery
+  watchHistory();
+  if (historyShown) { historyStale = false; click("__END__"); }
+  else { historyStale = true; click("__END_ONLY__"); }
+};
 const follow = () => {
+  watchHistory();
   const s = element.querySelector("#wp-status");
   if (s && s.dataset.askEnd === "1") { s.dataset.askEnd = "asked"; ended(); }
   const rid = s ? s.dataset.rid : "";
@@ -104,6 +130,9 @@ follow();
     )
     .replace("__PATH__", PATH)
     .replace("__END__", END_TRIGGER)
+    .replace("__END_ONLY__", END_ONLY)
+    .replace("__HISTORY__", HISTORY_ID)
+    .replace("__REFRESH__", REFRESH_ID)
 )
 
 

@@ -39,7 +39,7 @@ from app.ui.health_route import FILL, HEALTH_JS
 from app.ui.history import build_history
 from app.ui.inputs import CSS as INPUTS_CSS
 from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
-from app.ui.live_route import END_TRIGGER, LIVE_JS
+from app.ui.live_route import END_ONLY, END_TRIGGER, LIVE_JS
 from app.ui.status import CLOCK_JS, status_html
 
 CSS = (
@@ -166,8 +166,10 @@ def build_ui(
                 final = draft_final_panel()
                 details = gr.Markdown(elem_id="wp-details", label="Details")
                 # clicked by the status panel's script when its live stream ends the job
-                # (app/ui/live_route.py): rendered, so that it can be clicked, never seen
+                # (app/ui/live_route.py): rendered, so that they can be clicked, never seen;
+                # the first also refreshes History's gallery (when History is on screen)
                 end_trigger = gr.Button("Job ended", visible="hidden", elem_id=END_TRIGGER)
+                end_only = gr.Button("Job ended", visible="hidden", elem_id=END_ONLY)
                 with gr.Row():
                     seed_md = gr.Markdown(elem_id="wp-ran-seed")
                     use_seed_btn = gr.Button(
@@ -258,9 +260,12 @@ def build_ui(
             return (*shown, *cb.recent(request, rid, rids))
 
         # the end of a job the page followed (Generate, Rerun, Open, a reload): its final view,
-        # the gallery and this session's strip (newest first), in one event
+        # this session's strip (newest first) and, with History on screen, the gallery, in one
+        # event; with History off screen, the page refreshes it once History shows
+        ended_in = [job_id, recent_rids]
         ended_out = [status, video, details, result, recent, recent_rids]
-        history.refresh_on(end_trigger, (ended, [job_id, recent_rids], ended_out), "page_final")
+        history.refresh_on(end_trigger, (ended, ended_in, ended_out), "page_final")
+        end_only.click(ended, ended_in, ended_out, api_name="page_final_only", **PRIVATE)
         form["start_image"].upload(
             extras.match_preset,
             inputs_kwargs={"pipeline": form["pipeline"], "start_image": form["start_image"]},

@@ -57,7 +57,8 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     """`page_generate` lasts as long as the submit: its answer is the job's first view (the
     job id, a live panel); the live stream brings every panel to the final one; then the
     page's end-of-job event (`page_final`, which the panel's script clicks) answers the final
-    view, the video, the gallery and the session's strip, in one event."""
+    view, the video, the gallery and the session's strip, in one event (`page_final_only`:
+    the same without the gallery, for a page whose History is off screen)."""
     messages = list(join(studio.base_url, "page_generate", args(prompt="a heron, live",
                                                                  seconds=3.0)))  # fmt: skip
     assert messages[-1]["msg"] == "process_completed" and messages[-1]["success"], messages[-1]
@@ -86,6 +87,14 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     assert got.status_code == 200 and got.content[4:8] == b"ftyp"
     assert "shown, newest first" in note and "a heron, live" in gallery[0]["caption"]  # newest
     assert len(recent) == 1 and rid in recent[0]["caption"]  # this session's strip
+
+    # with History off screen the page asks for the same end without the gallery (its script
+    # clicks History's Refresh once History comes into view)
+    (only,) = [m for m in join(studio.base_url, "page_final_only", **{"wp-job": rid})
+               if m["msg"] == "process_completed"]  # fmt: skip
+    assert only["success"], only
+    assert only["output"]["data"][:4] == [status, video, details, result]
+    assert len(only["output"]["data"]) == 6  # the strip and its ids: no gallery
 
 
 def test_an_unknown_job_has_no_stream(studio):
