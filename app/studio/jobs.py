@@ -99,6 +99,7 @@ class Studio:
         self.prices = prices
         self.learning = Learning(ledger)  # the quotes' calibration from finished jobs
         self.ops = ops  # limits, budgets, pre-flight before /run (None: no checks)
+        self.disk = disk.Probe(settings.data_dir)  # can the data folder take a new job?
         self._samplers = functools.lru_cache(maxsize=1024)(self._read_samplers)
 
     # -- quote -----------------------------------------------------------------------------
@@ -199,13 +200,14 @@ class Studio:
         self, prep, mode, params, job_input, clearance, user, recipe, form, chain=None
     ) -> str:
         """Ledger row first (inputs kept for reruns), then /run; returns the row id. Nothing is
-        written or sent while the data folder cannot be written (disk.refuse_if_full)."""
+        written or sent while the data folder cannot be written (disk.Probe)."""
         args = (prep, mode, params, job_input, clearance, user, recipe, form, chain)
         try:
-            disk.refuse_if_full(self.settings.data_dir)
+            self.disk.refuse_if_full()
             return self._write_and_send(*args)
         except Exception as exc:
             if not isinstance(exc, DiskFull) and disk.full(exc):
+                self.disk.forget()
                 why = getattr(exc, "strerror", None) or str(exc)
                 raise DiskFull(disk.message(self.settings.data_dir, why)) from None
             raise

@@ -19,7 +19,7 @@ import pytest
 from app.endpoint.states import JobState
 from app.errors import DiskFull, InputError, JobNotFound, LedgerDamaged
 from app.settings import PRICES_PATH, Settings
-from app.studio import cost
+from app.studio import cost, disk
 from app.studio.checks.guardrails import spend
 from app.studio.jobs import Prepared, Studio
 from app.studio.ledger import Ledger
@@ -116,6 +116,28 @@ def test_full_disk_refuses_new_jobs_and_stores_the_finished_one_when_space_retur
         assert endpoint.sent == 1
     finally:
         tracker.stop()
+
+
+def test_the_disk_verdict_holds_while_writable_and_is_probed_at_every_job_while_full(small_disk):
+    """A writable data folder is probed at most once every WRITABLE_S (not at every submit); a
+    full one at every job, so space that returns is seen at once; a write that failed for want
+    of space forgets the verdict."""
+    now = [0.0]
+    probe = disk.Probe(small_disk, clock=lambda: now[0])
+    probe.refuse_if_full()  # writable: probed
+    filler = fill_up(small_disk)
+    probe.refuse_if_full()  # within WRITABLE_S: the verdict holds
+    now[0] += disk.WRITABLE_S
+    with pytest.raises(DiskFull):
+        probe.refuse_if_full()
+    with pytest.raises(DiskFull):  # full: probed again, still full
+        probe.refuse_if_full()
+    filler.unlink()
+    probe.refuse_if_full()  # space returned: seen at once
+    fill_up(small_disk)
+    probe.forget()  # a write failed for want of space
+    with pytest.raises(DiskFull):
+        probe.refuse_if_full()
 
 
 def ledger_with_rows(path: Path, n: int = 200) -> None:
