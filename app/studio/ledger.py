@@ -22,6 +22,7 @@ States: SUBMITTING, IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_O
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 import uuid
@@ -114,8 +115,19 @@ class Ledger:
             self._forms = load_forms()[0]
         return migrate_forms(self, self._forms)
 
-    def _q(self, sql: str, args: Sequence[Any] = ()) -> list[JobRow]:
-        return [_row(r) for r in self.db.execute(sql, args).rows]
+    def _q(
+        self, sql: str, args: Sequence[Any] = (), known: Mapping[str, JobRow] | None = None
+    ) -> list[JobRow]:
+        """The rows `sql` selects, decoded; a row in `known` with the same `updated_at` (read
+        by the same query before: every change stamps it) is that row, not decoded again."""
+        rows = self.db.execute(sql, args).rows
+        if not known:
+            return [_row(r) for r in rows]
+        out = []
+        for r in rows:
+            held = known.get(r["id"])
+            out.append(held if held is not None and held.updated_at == r["updated_at"] else _row(r))
+        return out
 
     def create(
         self,
@@ -272,14 +284,21 @@ class Ledger:
         """Rows created at or after `ts` (epoch seconds), whole. The budgets read `spend_since`."""
         return self._q("SELECT * FROM jobs WHERE created_at >= ? ORDER BY created_at", (ts,))
 
-    def spend_since(self, ts: float, updated_after: float | None = None) -> list[JobRow]:
+    def spend_since(
+        self,
+        ts: float,
+        updated_after: float | None = None,
+        known: Mapping[str, JobRow] | None = None,
+    ) -> list[JobRow]:
         """Rows created at or after `ts` with what their spend needs (`_SPEND`) and the columns
         every JobRow has; the rest left at their defaults. `updated_after`: only the rows
-        updated at or after it (app/studio/checks/today.py reads the day's changes)."""
+        updated at or after it (app/studio/checks/today.py reads the day's changes); `known`:
+        rows an earlier call gave, reused where unchanged (not decoded again)."""
         sql = f"SELECT {self._for_spend} FROM jobs WHERE created_at >= ?"
         if updated_after is None:
-            return self._q(sql + " ORDER BY created_at", (ts,))
-        return self._q(sql + " AND updated_at >= ? ORDER BY created_at", (ts, updated_after))
+            return self._q(sql + " ORDER BY created_at", (ts,), known)
+        sql += " AND updated_at >= ? ORDER BY created_at"
+        return self._q(sql, (ts, updated_after), known)
 
     def without_form(self) -> list[JobRow]:
         """Rows stored before the `form` column (for the one-time migration)."""
@@ -327,5 +346,10 @@ def _record(kind: Any, data: Mapping[str, Any] | None) -> Any:
     """A stored record back as `kind` (None when nothing was stored; unknown keys ignored)."""
     if not data:
         return None
-    names = {f.name for f in dataclasses.fields(kind)}
+    names = _field_names(kind)
     return kind(**{k: v for k, v in data.items() if k in names})
+
+
+@functools.cache
+def _field_names(kind: Any) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(kind))

@@ -15,13 +15,19 @@ QUOTE = Quote(gpu="H100 PRO", per_s=0.001, execution_s=60.0, dollars=0.06)
 
 
 class Counting(Ledger):
-    """A ledger that remembers how many rows each spend read returned."""
+    """A ledger that remembers how many rows each spend read returned, and how many of them it
+    decoded (rather than reused from `known`)."""
 
     reads: list[int]
+    decoded: list[int]
 
-    def spend_since(self, ts: float, updated_after: float | None = None) -> list[JobRow]:
-        rows = super().spend_since(ts, updated_after)
+    def spend_since(
+        self, ts: float, updated_after: float | None = None, known: dict | None = None
+    ) -> list[JobRow]:
+        rows = super().spend_since(ts, updated_after, known)
+        new = [r for r in rows if (known or {}).get(r.id) is not r]
         self.reads = [*getattr(self, "reads", []), len(rows)]
+        self.decoded = [*getattr(self, "decoded", []), len(new)]
         return rows
 
 
@@ -59,6 +65,17 @@ def test_each_read_decodes_only_what_changed_since_the_last(ledger_url):
     assert ledger.reads == [20, 2] and len(rows) == 21
     assert {r.id: r.cost for r in rows}[ids[3]] == Actual(billed_s=1, dollars=0.001)
     assert len(today.rows()) == 21 and ledger.reads == [20, 2, 0]
+
+
+def test_rows_read_again_unchanged_are_not_decoded_again(ledger_url):
+    ledger = Counting(ledger_url)
+    today = TodayRows(ledger)  # SKEW_S: rows written just now are read again at every read
+    ids = [_create(ledger) for _ in range(10)]
+    assert len(today.rows()) == 10 and ledger.decoded == [10]
+    ledger.update(ids[4], state=JobState.COMPLETED, cost=Actual(billed_s=2, dollars=0.002))
+    rows = today.rows()
+    assert ledger.reads[-1] == 10 and ledger.decoded[-1] == 1  # read again, one decoded
+    assert _spent(rows) == _spent(ledger.spend_since(0)) == round(0.002 + 9 * 0.06, 6)
 
 
 def test_a_new_utc_day_starts_from_nothing(ledger_url):

@@ -55,7 +55,8 @@ class TodayRows:
                     self._generation += 1
                 generation = self._generation
                 after = None if self._read_at is None else self._read_at - self.skew_s
-            fresh = self.ledger.spend_since(day, updated_after=after)
+            # the rows held are passed as they are (only looked up): an unchanged one is reused
+            fresh = self.ledger.spend_since(day, updated_after=after, known=self._rows)
             with self._lock:
                 if generation != self._generation:
                     continue  # dropped meanwhile: read again for the new day or whole read
