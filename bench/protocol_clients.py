@@ -58,7 +58,7 @@ class PageProtocol:
     view: its id), then the job's live stream (`GET /wanpod/live/<job id>`,
     app/ui/live_route.py) to the final panel, then the page's end-of-job event as the panel's
     script clicks it (`page_final_only`: the final view, the session's strip; `history_on_screen`:
-    `page_final`, the History gallery too, as for a page scrolled down to its History), then
+    `page_final`, the History gallery too, as for a page scrolled down to that gallery), then
     GET the result video's URL, as the page's <video> does. All users share one asyncio loop
     and one HTTP connection pool: the clients stand in for the users' own machines, so they are
     kept light (gradio_client spends a thread per call and polls its message queue every 50
@@ -208,11 +208,11 @@ def run_protocol(
     pages = [PageProtocol(u, httpx.get(u + "/config", timeout=60).json(), history_on_screen)
              for u in urls]  # fmt: skip
     print(
-        "the pages' History is "
+        "the pages' History gallery is "
         + (
             "on screen: each job's end refreshes its gallery"
             if history_on_screen
-            else "off screen (as a page at the top): no gallery refresh"
+            else "off screen (the page at its form and result): refreshed once it shows"
         )
     )
     idle0 = [proc_cpu(p.pid) for p in studios]

@@ -195,8 +195,8 @@ def main() -> int:
     ap.add_argument(
         "--history-on-screen",
         action="store_true",
-        help="protocol mode: the pages are scrolled down to History, so each job's end also "
-        "refreshes its gallery (page_final instead of page_final_only)",
+        help="protocol mode: the pages are scrolled down to History's gallery, so each job's end "
+        "also refreshes it (page_final instead of page_final_only)",
     )
     ap.add_argument(
         "--profile",

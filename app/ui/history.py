@@ -14,9 +14,9 @@ inside the Blocks (after the form and result column, so it spans the page). It r
 `History.wire_reuse(button, job_id)` wires the page's own "Reuse settings" (API `/reuse`);
 `History.refresh_after(event)` chains a gallery refresh after an event, `History.refresh_on(
 trigger, also, api_name)` refreshes it (with more of the page) on a button's click (the page's
-end of a job, app/ui/page.py, when History is on screen; otherwise the page clicks Refresh once
-History comes into view: a gallery of up to GALLERY_LIMIT thumbnails is the costliest answer a
-job's end has, for the studio and for the page).
+end of a job, app/ui/page.py, when the gallery is on screen; otherwise the page clicks Refresh
+once the gallery comes into view: a gallery of up to GALLERY_LIMIT thumbnails is the costliest
+answer a job's end has, for the studio and for the page).
 
 Reuse across pipelines: the form's `layout` (visibility, choices, ranges and defaults of a
 pipeline) runs on the pipeline/mode `.input` events (a user's choice), never on a programmatic
@@ -45,7 +45,7 @@ from app.studio.records import details
 from app.ui.callbacks import PRIVATE, caller_of
 
 GALLERY_LIMIT = 48
-HISTORY_ID = "wp-history"  # the section: a job's end refreshes its gallery only when on screen
+GALLERY_ID = "wp-hist-gallery"  # a job's end refreshes the gallery only when it is on screen
 REFRESH_ID = "wp-hist-refresh"  # its Refresh (clicked by the page once a stale History shows)
 CSS = """
 #wp-hist-gallery .caption-label {white-space: normal; max-width: calc(100% - 8px);
@@ -223,7 +223,7 @@ def build_history(
     form (its quote and frame note)."""
     hc = HistoryCallbacks(cb)
     forms = cb.studio.forms
-    with gr.Accordion("History", open=True, elem_id=HISTORY_ID):
+    with gr.Accordion("History", open=True, elem_id="wp-history"):
         with gr.Row():
             text = gr.Textbox(
                 label="Prompt or job id contains",
@@ -255,7 +255,7 @@ def build_history(
             allow_preview=False,
             object_fit="cover",
             interactive=False,
-            elem_id="wp-hist-gallery",
+            elem_id=GALLERY_ID,
         )
         rids = gr.State([])
         opened = gr.State("")
@@ -312,7 +312,7 @@ def build_history(
         )
     )
     # the page's status panel follows the new job; its end refreshes the gallery (page_final,
-    # or once History is on screen: app/ui/live_route.py)
+    # or once the gallery is on screen: app/ui/live_route.py)
     rerun.click(cb.rerun, opened, watch_out, api_name="history_rerun", **PRIVATE)
     blocks.load(
         hc.refresh,

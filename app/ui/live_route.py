@@ -8,7 +8,7 @@ component that was ever an input or output of any event (~100 here) and copy its
 a page's script per update, and costs the studio a worker thread hand-off per output. The page's
 events (`Callbacks.live()`) answer a job's first view; the status panel's script (`LIVE_JS`)
 follows the job here and, at its end, clicks the page's end-of-job button (the `page_final`
-event: the final view, the video, the strip and, with History on screen, the gallery; else
+event: the final view, the video, the strip and, with the gallery on screen, the gallery; else
 `page_final_only`). The API's events still stream every update.
 
 Who may follow a job: the signed-in user (Gradio's cookie, read as app/ui/guards.py reads it)
@@ -33,7 +33,7 @@ from app.studio.jobs import JobView
 from app.studio.owners import Caller
 from app.studio.summary import unknown_reason
 from app.ui.guards import ROOT_JS, PageRoute, Receive, Scope, Send, answer
-from app.ui.history import HISTORY_ID, REFRESH_ID
+from app.ui.history import GALLERY_ID, REFRESH_ID
 from app.ui.pace import Pace
 from app.ui.status import status_html, unknown_html
 
@@ -49,8 +49,8 @@ END_ONLY = "wp-end-only"
 # A job id is picked up when the panel shows a live job (data-final="0"), checked as Gradio
 # changes the panel and on the clock's tick. When the stream ends the job, the script clicks the
 # page's end-of-job button, whose event answers the final view, the video and the session's
-# strip, and the History gallery when History is on screen (END_TRIGGER; else END_ONLY, and the
-# gallery is refreshed once History comes into view: its Refresh, REFRESH_ID); so does a stream
+# strip, and the History gallery when that is on screen (END_TRIGGER; else END_ONLY, and the
+# gallery is refreshed once it comes into view: History's Refresh, REFRESH_ID); so does a stream
 # the studio refused (not retried: the end event answers the job as it is), and a panel that
 # asks for it (`data-ask-end`: a job the endpoint did not take). A stream cut off is reconnected
 # by the browser (EventSource).
@@ -66,13 +66,13 @@ const click = (id) => {
   const button = b && (b.tagName === "BUTTON" ? b : b.querySelector("button"));
   if (button) button.click();
 };
-// Whether the History section is on screen (as the browser reports it; on screen until it says
-// otherwise): a job's end refreshes the gallery only then, else once History comes into view.
+// Whether History's gallery is on screen (as the browser reports it; on screen until it says
+// otherwise): a job's end refreshes the gallery only then, else once it comes into view.
 let historyShown = true;
 let historyStale = false;
 let watched = null;
 const watchHistory = () => {
-  const h = document.getElementById("__HISTORY__");
+  const h = document.getElementById("__GALLERY__");
   if (!h || h === watched || typeof IntersectionObserver !== "function") return;
   watched = h;
   new IntersectionObserver((entries) => {
@@ -131,7 +131,7 @@ follow();
     .replace("__PATH__", PATH)
     .replace("__END__", END_TRIGGER)
     .replace("__END_ONLY__", END_ONLY)
-    .replace("__HISTORY__", HISTORY_ID)
+    .replace("__GALLERY__", GALLERY_ID)
     .replace("__REFRESH__", REFRESH_ID)
 )
 

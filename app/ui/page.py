@@ -167,7 +167,7 @@ def build_ui(
                 details = gr.Markdown(elem_id="wp-details", label="Details")
                 # clicked by the status panel's script when its live stream ends the job
                 # (app/ui/live_route.py): rendered, so that they can be clicked, never seen;
-                # the first also refreshes History's gallery (when History is on screen)
+                # the first also refreshes History's gallery (when the gallery is on screen)
                 end_trigger = gr.Button("Job ended", visible="hidden", elem_id=END_TRIGGER)
                 end_only = gr.Button("Job ended", visible="hidden", elem_id=END_ONLY)
                 with gr.Row():
@@ -260,8 +260,8 @@ def build_ui(
             return (*shown, *cb.recent(request, rid, rids))
 
         # the end of a job the page followed (Generate, Rerun, Open, a reload): its final view,
-        # this session's strip (newest first) and, with History on screen, the gallery, in one
-        # event; with History off screen, the page refreshes it once History shows
+        # this session's strip (newest first) and, with the gallery on screen, the gallery, in one
+        # event; with the gallery off screen, the page refreshes it once it shows
         ended_in = [job_id, recent_rids]
         ended_out = [status, video, details, result, recent, recent_rids]
         history.refresh_on(end_trigger, (ended, ended_in, ended_out), "page_final")

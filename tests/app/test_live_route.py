@@ -58,7 +58,7 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     job id, a live panel); the live stream brings every panel to the final one; then the
     page's end-of-job event (`page_final`, which the panel's script clicks) answers the final
     view, the video, the gallery and the session's strip, in one event (`page_final_only`:
-    the same without the gallery, for a page whose History is off screen)."""
+    the same without the gallery, for a page whose gallery is off screen)."""
     messages = list(join(studio.base_url, "page_generate", args(prompt="a heron, live",
                                                                  seconds=3.0)))  # fmt: skip
     assert messages[-1]["msg"] == "process_completed" and messages[-1]["success"], messages[-1]
@@ -88,8 +88,8 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     assert "shown, newest first" in note and "a heron, live" in gallery[0]["caption"]  # newest
     assert len(recent) == 1 and rid in recent[0]["caption"]  # this session's strip
 
-    # with History off screen the page asks for the same end without the gallery (its script
-    # clicks History's Refresh once History comes into view)
+    # with the gallery off screen the page asks for the same end without it (its script
+    # clicks History's Refresh once the gallery comes into view)
     (only,) = [m for m in join(studio.base_url, "page_final_only", **{"wp-job": rid})
                if m["msg"] == "process_completed"]  # fmt: skip
     assert only["success"], only

@@ -92,10 +92,10 @@ def test_an_unreachable_endpoint_keeps_the_failure_on_screen(stack, context, tmp
         line = page.locator(LINE).inner_text()
         assert line.startswith("Failed: ") and "did not take the job" in line, line
         assert state_after_settling(page) == "FAILED"  # it stays: no fall back to "No job yet"
-        # History, off screen at the job's end, shows the FAILED row once it comes into view,
-        # without a Refresh
+        # History's gallery, off screen at the job's end, shows the FAILED row once it comes
+        # into view, without a Refresh
         assert "No jobs yet" in page.locator("#wp-hist-note").inner_text()
-        page.locator("#wp-history").scroll_into_view_if_needed()
+        page.locator("#wp-hist-gallery").scroll_into_view_if_needed()
         page.wait_for_function(
             "document.querySelector('#wp-hist-note').innerText.includes('1 job shown')"
         )
