@@ -21,13 +21,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.endpoint.states import JobState
+from app.studio.files import replacing
 from app.studio.ledger import LIVE_STATES, JobRow, Ledger
 from app.studio.markup import md_text
 from app.studio.owners import Caller
@@ -176,9 +176,8 @@ def thumbnail(video: Path, width: int = THUMB_W) -> Path | None:
         w, h = image.size
         if w > width:
             image = image.resize((width, max(1, round(h * width / w))))
-        tmp = thumb.with_name(f".{thumb.name}.{os.getpid()}.tmp")
-        image.convert("RGB").save(tmp, format="JPEG", quality=80)
-        os.replace(tmp, thumb)
+        with replacing(thumb) as tmp:
+            image.convert("RGB").save(tmp, format="JPEG", quality=80)
         return thumb
     except Exception as exc:  # a broken or foreign file gets the placeholder, not an error
         log.warning("history: no thumbnail for %s (%s)", video.name, type(exc).__name__)
@@ -205,9 +204,8 @@ def placeholder(results_dir: Path, state: str) -> Path:
     box = draw.textbbox((0, 0), label, font=font)
     xy = ((THUMB_W - (box[2] - box[0])) / 2, (180 - (box[3] - box[1])) / 2)
     draw.text(xy, label, fill=(255, 255, 255), font=font)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        image.save(tmp, format="PNG")
     return path
 
 
@@ -257,9 +255,8 @@ def restore_input(kept: Path, out: Path) -> Path | None:
     except (OSError, ValueError, binascii.Error):
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
+    with replacing(out) as tmp:
+        tmp.write_bytes(data)
     return out
 
 

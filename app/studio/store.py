@@ -16,14 +16,13 @@ gallery fetches a small JPEG, not the whole video (a job stored before falls bac
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from app.studio.files import replacing
 from app.studio.results import SavedOutput, safe_name
 
 log = logging.getLogger("wanpod.store")
@@ -99,16 +98,13 @@ class S3Store:
             return path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-            self.client.download_file(bucket, key, str(tmp))
-            os.replace(tmp, path)
+            with replacing(path) as tmp:
+                self.client.download_file(bucket, key, str(tmp))
             return path
         except Exception as exc:  # the store away or the object gone: shown as no video
             code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
             level = logging.DEBUG if code in ("404", "NoSuchKey") else logging.WARNING
             log.log(level, "store: %s could not be fetched (%s %s)", key, type(exc).__name__, code)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             return None
 
     def presign(self, location: str, expires_s: int = PRESIGN_S) -> str:

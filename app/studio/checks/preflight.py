@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -48,6 +47,7 @@ from app.errors import (
     StudioError,
 )
 from app.studio.checks.inputs import check_inputs
+from app.studio.files import replacing
 from workflows.catalog import LOADER_FOLDERS
 from workflows.poststeps import post_steps, unavailable
 from workflows.schema import check as schema_check
@@ -331,9 +331,8 @@ class InventoryCache:
     def _write(self, update: Mapping[str, Any]) -> None:
         data = {**(self._read() or {}), **update, "endpoint": self.endpoint_key}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.path)
+        with replacing(self.path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1))
 
 
 @dataclass(frozen=True)
