@@ -416,7 +416,8 @@ class Tracker(Keeping):
             self.ledger.update(rid, **{k: v for k, v in fields.items() if k != "state"})
             self._finish(rid, state, error=self._scrub(str(err or state.lower())))
             return False
-        if row.state != state or "progress" in fields:
-            self.ledger.update(rid, **fields)
+        changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
+        if changed:  # a poll that learnt nothing new writes nothing (and wakes no page)
+            self.ledger.update(rid, **changed)
             self._changed(rid)
         return True

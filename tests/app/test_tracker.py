@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 from app.endpoint import EndpointClient
 from app.settings import PRICES_PATH
@@ -113,3 +114,36 @@ def test_a_change_wakes_only_the_pages_of_that_job(tmp_path):
     tracker._changed("wp-a")
     page.join(10)
     assert got == [1] and tracker._watchers == {}  # woken with the new version; nothing kept
+
+
+def test_polls_that_learn_nothing_new_write_nothing(tmp_path):
+    """Each poll that brings news writes it (the row's updated_at moves: pages and other
+    replicas see it); one that brings nothing new writes nothing."""
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    rid = row(ledger)
+    ledger.update(rid, job_id="job-1", state="IN_QUEUE")
+    answer = SimpleNamespace(
+        state="IN_PROGRESS", progress={"stage": "loading"}, error=None, delay_ms=40,
+        execution_ms=None, worker_id="w1", output=None,
+    )  # fmt: skip
+    polls: list[str] = []
+
+    def status(job_id: str) -> SimpleNamespace:
+        polls.append(job_id)
+        return answer
+
+    tracker = Tracker(ledger, SimpleNamespace(status=status), tmp_path,
+                      cost.load_prices(PRICES_PATH), poll_s=0.05)  # fmt: skip
+    tracker.start()
+    try:
+        wait_for(lambda: len(polls) >= 2, what="a second poll")  # the first one's news written
+        seen = ledger.get(rid)
+        assert seen.state == "IN_PROGRESS" and seen.progress == {"stage": "loading"}
+        assert seen.delay_ms == 40 and seen.worker_id == "w1"
+        wait_for(lambda: len(polls) >= 8, what="six more polls")
+        assert ledger.get(rid).updated_at == seen.updated_at  # nothing new: nothing written
+        answer.progress = {"stage": "sampling", "step": 1, "of": 4}
+        wait_for(lambda: ledger.get(rid).progress == answer.progress, what="the new progress")
+        assert ledger.get(rid).updated_at > seen.updated_at
+    finally:
+        tracker.stop()
