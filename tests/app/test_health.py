@@ -211,3 +211,50 @@ def test_the_environments_proxy_is_read_once_and_carries_every_call(monkeypatch)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_https_is_verified_against_the_environments_ca_bundle(monkeypatch, tmp_path):
+    """An endpoint behind a certificate of the operator's own CA (a TLS-inspecting proxy, a
+    private gateway): REQUESTS_CA_BUNDLE names it, as for requests; without it the certificate
+    is refused (the call fails, nothing is trusted by default but certifi's CAs)."""
+    import json
+    import ssl
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from app.errors import EndpointUnreachable
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)  # fmt: skip
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(RECORDED).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_port}/v2/ep"
+    try:
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(EndpointUnreachable):
+            EndpointClient(url, "key", retries=0).health()
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        assert EndpointClient(url, "key", retries=0).health().jobs["inQueue"] == 2
+    finally:
+        server.shutdown()
+        server.server_close()
