@@ -4,7 +4,8 @@
                                                       [--browser-nice 19]
     .venvs/app/bin/python bench/studio_concurrency.py --mode protocol --users 64
                                                       [--replicas 2 --database postgresql]
-                                                      [--history-on-screen] [--profile DIR]
+                                                      [--history-on-screen] [--webhooks]
+                                                      [--profile DIR]
 
 `--mode protocol` (bench/protocol_clients.py): clients that follow the same events a page follows,
 without rendering; its figures are the studio's own path and CPU, see that module. As the
@@ -193,6 +194,12 @@ def main() -> int:
         "(its /run answers and job times are in the studio's path)",
     )
     ap.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="protocol mode: each studio sets WANPOD_PUBLIC_URL to its own address, so /run "
+        "carries a webhook and the control plane posts each job's end (polling stays too)",
+    )
+    ap.add_argument(
         "--history-on-screen",
         action="store_true",
         help="protocol mode: the pages are scrolled down to History's gallery, so each job's end "
@@ -275,6 +282,8 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
                 "WANPOD_CONCURRENCY": str(max(64, args.users * 2)),
                 "WANPOD_DATABASE_URL": ledger_url,
             }
+            if args.webhooks:
+                env["WANPOD_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
             log = (work / f"studio{i}.log").open("wb")
             procs.append(subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=env,
                                           stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
