@@ -157,7 +157,9 @@ def _int(value: object) -> int | None:
 
 def _never_sent(exc: Exception) -> bool:
     """True when the request cannot have reached the server (no connection was made: refused,
-    unresolvable, or the connect timed out)."""
+    unresolvable, or the connect timed out; to the endpoint or to the proxy in between)."""
+    if isinstance(exc, urllib3.exceptions.ProxyError):
+        exc = exc.original_error
     return isinstance(exc, urllib3.exceptions.ConnectTimeoutError)  # NewConnectionError too
 
 

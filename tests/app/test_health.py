@@ -213,6 +213,22 @@ def test_the_environments_proxy_is_read_once_and_carries_every_call(monkeypatch)
         server.server_close()
 
 
+def test_a_run_through_a_proxy_that_refuses_is_retried_as_never_sent(monkeypatch):
+    """A proxy that takes no connection cannot have passed the job on: /run is retried (no
+    duplicate is possible) and ends as unreachable, not as "a job may exist"."""
+    from app.errors import EndpointUnreachable
+    from tests.helpers import free_port
+
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    slept: list[float] = []
+    client = EndpointClient("http://runpod.invalid/v2/ep", "key", retries=2, sleep=slept.append)
+    with pytest.raises(EndpointUnreachable, match=r"\(3 tries\)"):
+        client.run({"workflow": {}})
+    assert len(slept) == 2  # retried twice
+
+
 def test_https_is_verified_against_the_environments_ca_bundle(monkeypatch, tmp_path):
     """An endpoint behind a certificate of the operator's own CA (a TLS-inspecting proxy, a
     private gateway): REQUESTS_CA_BUNDLE names it, as for requests; without it the certificate
