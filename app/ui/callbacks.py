@@ -73,7 +73,7 @@ def shows_job(
     studio: Studio,
 ) -> Callable[..., Iterator[tuple[Any, ...]]]:
     """`fn` (a streamed event answering `status, video, details, job id, ...`), each answer
-    followed by `job_shown(caller, job id)` when the job id changed, else by as many gr.skip().
+    followed by `job_shown(caller, job id)`, looked up when the job id changed.
     Gradio reads `fn`'s parameters (and injects the request) from the wrapper's signature."""
 
     @functools.wraps(fn)
@@ -87,9 +87,10 @@ def shows_job(
             if isinstance(rid, str) and rid != shown:
                 shown, extra = rid, job_shown(caller, rid)
                 yield (*out, *extra)
-            else:  # the job id kept (or skipped: an unknown job): so are its buttons and seed
-                extra = extra or job_shown(caller, "")  # (only counted: no job, no lookup)
-                yield (*out, *[gr.skip() for _ in extra])
+            elif shown is not None:  # the job id kept: the same values again (cheaper to send
+                yield (*out, *extra)  # than gr.skip(), which builds a component per output)
+            else:  # the job id skipped (an unknown job): the page's are kept
+                yield (*out, *[gr.skip() for _ in job_shown(caller, "")])  # (no job, no lookup)
 
     run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     return run

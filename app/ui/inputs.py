@@ -74,12 +74,10 @@ class Extras:
         self.cb = cb
         self.studio = cb.studio
 
-    def ran_seed(self, caller: Caller, job_id: str | None) -> tuple[str, Any]:
-        """The seed line and its button for the job shown (the page's job_shown)."""
+    def ran_seed(self, caller: Caller, job_id: str | None) -> str:
+        """The seed line for the job shown (the page's job_shown; its button shows with it)."""
         seed = self._seed(caller, job_id)
-        if seed is None:
-            return "", gr.update(visible=False)
-        return f"**Seed that ran:** `{seed}`", gr.update(visible=True)
+        return "" if seed is None else f"**Seed that ran:** `{seed}`"
 
     def use_seed(self, request: gr.Request, job_id: str | None) -> tuple[Any, Any]:
         """The shown job's seed in the seed box, Randomize off (the next job repeats it)."""

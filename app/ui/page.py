@@ -56,6 +56,19 @@ CSS = (
 """
     + INPUTS_CSS
 )
+
+
+def job_buttons_js(count: int) -> str:
+    """The page's job buttons (`count` of them) usable while a job id is shown."""
+    return (
+        f"(rid) => Array({count}).fill({{__type__: 'update', interactive: !!(rid || '').trim()}})"
+    )
+
+
+# "Use this seed" shows while the seed line does
+SEED_BUTTON_JS = "(line) => ({__type__: 'update', visible: !!(line || '').trim()})"
+
+
 # Ctrl+Enter (Cmd+Enter) anywhere on the page presses Generate; on a small screen, pressing
 # Generate scrolls the status panel (progress) into view. Runs once, as the keys element loads.
 KEYS_JS = """
@@ -176,18 +189,22 @@ def build_ui(
                         "Use this seed", size="sm", visible=False, elem_id="wp-use-seed"
                     )
         job_buttons = [cancel_btn, rerun_btn, reuse_btn, final.button]
+        # Cancel, Rerun, Reuse and Draft -> final need a job, "Use this seed" a seed line: the
+        # page sets them itself as the job id or the seed line changes (listeners that run
+        # only in the browser). From the studio, each would be a new component built per
+        # answer (Gradio validates a property update so), a tenth of its CPU at 64 users.
+        job_id.change(None, job_id, job_buttons, js=job_buttons_js(len(job_buttons)), **PRIVATE)
+        seed_md.change(None, seed_md, use_seed_btn, js=SEED_BUTTON_JS, **PRIVATE)
 
         def job_shown(caller: Caller, rid: str) -> list[Any]:
-            # Cancel, Rerun, Reuse and Draft -> final need a job; the seed it ran with. Set by
-            # the events that answer a job id: an event of its own would cost the page a full
-            # pass over its components.
-            buttons = [gr.update(interactive=bool(rid))] * len(job_buttons)
-            return [*buttons, *extras.ran_seed(caller, rid)]
+            # the seed the job runs with: set by the events that answer a job id (an event of
+            # its own would cost the page a full pass over its components)
+            return [extras.ran_seed(caller, rid)]
 
         # the page's own events: the live job follows app/ui/live_route.py, a new job id sets
-        # the job's buttons and seed line
+        # the seed line (and, in the page, the job's buttons)
         page = cb.live(job_shown)
-        shown_out = [*job_buttons, seed_md, use_seed_btn]
+        shown_out = [seed_md]
 
         def errors_shown(event):  # `event`, then what the quote line shows (for Generate) and
             # its refusal next to its field: private, so an API client's /quote sets nothing

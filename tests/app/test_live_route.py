@@ -65,6 +65,11 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     status, _video, _details, rid = messages[-1]["output"]["data"][:4]
     assert rid.startswith("wp-") and 'data-final="0"' in status, status
     assert len(messages) <= 3  # ("Submitting…",) the first view, the end that repeats it
+    # values only: the job's buttons follow the job id in the page itself (a property update
+    # from the studio would be a component built per button and answer)
+    first = messages[-1]["output"]["data"]
+    assert not [v for v in first if isinstance(v, dict) and v.get("__type__") == "update"]
+    assert first[-1].startswith("**Seed that ran:**"), first[-1]  # the seed line, by value
 
     with requests.get(f"{studio.base_url}/wanpod/live/{rid}", stream=True, timeout=120) as live:
         assert live.status_code == 200
