@@ -3,6 +3,7 @@ hash of the template it was filled from (kept in its recipe)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -16,13 +17,19 @@ def template_version(template_id: str, workflow_file: str | None = None) -> str:
     """A short hash of the template the job was filled from (the uploaded file for BYO)."""
     try:
         if workflow_file:
-            data = Path(workflow_file).read_bytes()
-        else:
-            from workflows.catalog import load_catalog
-
-            data = json.dumps(load_catalog()[template_id].workflow, sort_keys=True).encode()
+            return hashlib.sha256(Path(workflow_file).read_bytes()).hexdigest()[:12]
+        return _catalog_version(template_id)
     except Exception:  # an unknown template still runs; its version is unknown
         return ""
+
+
+@functools.cache
+def _catalog_version(template_id: str) -> str:
+    """A catalog template's hash: the catalog is loaded once and read-only (its whole workflow
+    serialized at every submit was a tenth of a submit's CPU)."""
+    from workflows.catalog import load_catalog
+
+    data = json.dumps(load_catalog()[template_id].workflow, sort_keys=True).encode()
     return hashlib.sha256(data).hexdigest()[:12]
 
 
