@@ -105,6 +105,15 @@ class Callbacks:
         self.chains = chains  # app/studio/chains.py's Chains (Extend, Storyboard)
         self.quiet = False  # see live()
 
+    @functools.cached_property
+    def submits(self) -> concurrent.futures.ThreadPoolExecutor:
+        """Where each Generate's submit runs beside its event (which shows "Submitting…" when
+        the submit is slow): as many at once as the events' concurrency, in threads kept from
+        one submit to the next."""
+        return concurrent.futures.ThreadPoolExecutor(
+            self.studio.settings.concurrency, thread_name_prefix="wanpod-submit"
+        )
+
     def live(self, job_shown: Callable[[Caller, str], list[Any]] | None = None) -> Callbacks:
         """These callbacks for the page's own events: `generate`, `rerun` and `attach` answer
         the job's first view and end (the final view, when the job has already ended). The
@@ -175,9 +184,9 @@ class Callbacks:
             values = self.form.values(fields)
         except Exception as exc:
             raise self.error(exc) from None
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wanpod-submit")
-        sending = pool.submit(self.studio.submit, values, user=user_of(request), shown=shown)
-        pool.shutdown(wait=False)
+        sending = self.submits.submit(
+            self.studio.submit, values, user=user_of(request), shown=shown
+        )
         on_screen = False
         try:
             try:  # a refusal comes fast: an API client gets it as an error, nothing shown yet
