@@ -17,6 +17,7 @@ import html
 import inspect
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -24,6 +25,7 @@ import gradio as gr
 from app.errors import SubmitError, user_message
 from app.studio.chain_history import is_chain
 from app.studio.forms import field_of
+from app.studio.history import thumbnail
 from app.studio.inputs import describe
 from app.studio.jobs import JobView, Studio
 from app.studio.markup import md_text
@@ -267,7 +269,9 @@ class Callbacks:
         self, request: gr.Request, job_id: str | None, rids: list[str] | None
     ) -> tuple[Any, list[str]]:
         """This page session's results strip (newest first, RECENT of them): each job that
-        ended with a video, captioned with its id and state."""
+        ended with a video, shown by its thumbnail (the video itself when it has none), captioned
+        with its id and state. A tile of the video would load and decode it again in the page,
+        and every tile again as a new job shifts them along."""
         rids = [r for r in (rids or []) if r != job_id]
         if job_id:
             rids.insert(0, job_id)
@@ -277,7 +281,8 @@ class Callbacks:
         for rid in rids:
             view = self.studio.view(rid, caller)
             if view is not None and view.video:
-                items.append((view.video, f"{rid} · {view.state}"))
+                tile = thumbnail(Path(view.video)) or view.video
+                items.append((str(tile), f"{rid} · {view.state}"))
         return items, rids
 
     def result(self, rid: str, video: str | None) -> dict[str, Any]:

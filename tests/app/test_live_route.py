@@ -91,7 +91,8 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     got = requests.get(video["url"], timeout=30)
     assert got.status_code == 200 and got.content[4:8] == b"ftyp"
     assert "shown, newest first" in note and "a heron, live" in gallery[0]["caption"]  # newest
-    assert len(recent) == 1 and rid in recent[0]["caption"]  # this session's strip
+    assert len(recent) == 1 and rid in recent[0]["caption"]  # this session's strip,
+    assert recent[0]["image"]["url"].endswith(".thumb.jpg"), recent[0]  # a tile of a still
 
     # with the gallery off screen the page asks for the same end without it (its script
     # clicks History's Refresh once the gallery comes into view)
