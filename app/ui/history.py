@@ -43,7 +43,7 @@ from app.studio.forms import FormValues
 from app.studio.owners import Caller
 from app.studio.records import details
 from app.ui.callbacks import PRIVATE, caller_of
-from app.ui.inline import NO_PROCESSING, here
+from app.ui.inline import click_here
 
 GALLERY_LIMIT = 48
 GALLERY_ID = "wp-hist-gallery"  # a job's end refreshes the gallery only when it is on screen
@@ -189,11 +189,8 @@ class History:
         self, trigger: Any, also: tuple[Callable[..., Any], list, list], api_name: str
     ) -> Any:
         """The gallery refreshed by `trigger`'s click, with `also` (as in refresh_after)."""
-        fn, inputs, outputs = self._refresh(also)  # a job's end: processed in its call
-        return trigger.click(
-            here(fn, inputs, outputs), inputs, outputs, api_name=api_name,
-            **PRIVATE, **NO_PROCESSING,
-        )  # fmt: skip
+        # a job's end: processed in its call
+        return click_here(trigger, *self._refresh(also), api_name=api_name, **PRIVATE)
 
     def _refresh(self, also: tuple[Callable[..., Any], list, list] | None) -> tuple[Any, ...]:
         fn, inputs, outputs = also or (None, [], [])

@@ -6,6 +6,8 @@ outputs, twice under load) paid about 30 hand-offs of ~0.18 ms each (on a 2-core
 through the event loop, more CPU than the submit itself. `here(fn, inputs, outputs)` is `fn`
 for an event registered with `preprocess=False, postprocess=False` (`NO_PROCESSING`): it runs
 the same component methods, in order, in the one thread Gradio already gives the callback.
+`click_here(trigger, fn, inputs, outputs, ...)` registers such an event: the components are
+named once, for both.
 
 What Gradio still does with processing off, and so is not repeated here: uploaded files are
 checked against its upload folder and validated into the component's data model (`inputs` then
@@ -98,3 +100,18 @@ def here(
         wrapper = called
     wrapper.__signature__ = signature  # type: ignore[attr-defined]
     return wrapper
+
+
+def click_here(
+    trigger: Any,
+    fn: Callable[..., Any],
+    inputs: Mapping[str, Any] | Sequence[Any],
+    outputs: Sequence[Any],
+    **kwargs: Any,
+) -> Any:
+    """`trigger.click(fn, inputs, outputs, **kwargs)`, `fn`'s components processed in its call
+    (`inputs` by name when a mapping: Gradio's `inputs_kwargs`)."""
+    given = {"inputs_kwargs" if isinstance(inputs, Mapping) else "inputs": inputs}
+    return trigger.click(
+        here(fn, inputs, outputs), outputs=outputs, **given, **kwargs, **NO_PROCESSING
+    )

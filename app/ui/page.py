@@ -37,7 +37,7 @@ from app.ui.fields import Textbox, described
 from app.ui.form import Form
 from app.ui.health_route import FILL, HEALTH_JS
 from app.ui.history import build_history
-from app.ui.inline import NO_PROCESSING, here
+from app.ui.inline import click_here
 from app.ui.inputs import CSS as INPUTS_CSS
 from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
 from app.ui.live_route import END_ONLY, END_TRIGGER, LIVE_JS
@@ -257,14 +257,13 @@ def build_ui(
             outputs=form.frames_md,
             **PRIVATE,
         )
-        generate_in = {**form.kwargs, "shown": shown}
-        generate_btn.click(
-            here(page.generate, generate_in, page_out),  # its 24 fields: see app/ui/inline.py
-            inputs_kwargs=generate_in,
-            outputs=page_out,
+        click_here(  # its 24 fields processed in its call: see app/ui/inline.py
+            generate_btn,
+            page.generate,
+            {**form.kwargs, "shown": shown},
+            page_out,
             api_name="page_generate",
             **PRIVATE,
-            **NO_PROCESSING,
         )
         attach_btn.click(page.attach, attach_id, page_out, api_name="page_attach", **PRIVATE)
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
@@ -285,10 +284,7 @@ def build_ui(
         ended_in = [job_id, recent_rids]
         ended_out = [status, video, details, result, recent, recent_rids]
         history.refresh_on(end_trigger, (ended, ended_in, ended_out), "page_final")
-        end_only.click(
-            here(ended, ended_in, ended_out), ended_in, ended_out,
-            api_name="page_final_only", **PRIVATE, **NO_PROCESSING,
-        )  # fmt: skip
+        click_here(end_only, ended, ended_in, ended_out, api_name="page_final_only", **PRIVATE)
         form["start_image"].upload(
             extras.match_preset,
             inputs_kwargs={"pipeline": form["pipeline"], "start_image": form["start_image"]},
