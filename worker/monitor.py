@@ -346,9 +346,10 @@ class Watcher:
             return None
         if self.http_ok:  # the prompt still runs and HTTP answers: follow it there
             return await self._follow_over_http(last)
-        raise ConnectionLost(
+        raise ConnectionLost(  # the /history check just above got no answer either
             f"the websocket to {self.s.comfy_host} dropped and {attempts} reconnect attempts "
-            f"failed (WEBSOCKET_RECONNECT_ATTEMPTS, WEBSOCKET_RECONNECT_DELAY_S); last: {last}"
+            f"failed (WEBSOCKET_RECONNECT_ATTEMPTS, WEBSOCKET_RECONNECT_DELAY_S); last: {last}; "
+            "its HTTP API stopped answering too"
         )
 
     async def _follow_over_http(self, last: str) -> aiohttp.ClientWebSocketResponse | None:
