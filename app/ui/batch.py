@@ -31,6 +31,7 @@ from app.studio.batch import BatchPlan, BatchRun, BatchService
 from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.promote import promote
+from app.ui import requote
 from app.ui.callbacks import caller_of, files_optional, user_of
 from app.ui.fields import Number, Textbox, described
 
@@ -260,16 +261,11 @@ def wire_batch(
     form = cb.form
     batch_inputs = {**form.kwargs, "count": batch.count, "seeds": batch.seeds,
                     "prompts": batch.prompts}  # fmt: skip
-    gr.on(
-        [batch.count.change, batch.seeds.change, batch.prompts.change,
-         *(c.change for c in form.inputs)],
-        bc.quote,
-        inputs_kwargs=batch_inputs,
-        outputs=[batch.quote, batch.drawn],
-        api_name="batch_quote",
-        show_progress="hidden",
-        trigger_mode="always_last",
-    )  # fmt: skip
+    # its quote follows the form's and its own fields in order (app/ui/requote.py: the page's
+    # form listener asks for every quote line)
+    requote.line(requote.BATCH, bc.quote, batch_inputs, [batch.quote, batch.drawn],
+                 api_name="batch_quote")  # fmt: skip
+    requote.on([batch.count.change, batch.seeds.change, batch.prompts.change])
     batch.button.click(
         bc.generate,
         inputs_kwargs={**batch_inputs, "drawn": batch.drawn},

@@ -23,6 +23,7 @@ import gradio as gr
 from app.studio import chain_history
 from app.studio.chains import Chains
 from app.studio.owners import Caller
+from app.ui import requote
 from app.ui.callbacks import PRIVATE, caller_of, user_of
 from app.ui.fields import Textbox, described
 
@@ -229,8 +230,11 @@ def wire_chain(
         gr.on(triggers, fn, inputs_kwargs=inputs, outputs=panel.quote, api_name=name,
               show_progress="hidden", trigger_mode="always_last")  # fmt: skip
 
-    changes = [panel.prompts.change, panel.colour.change, *(c.change for c in form.inputs)]
-    quoted(changes, cc.storyboard_quote, story, "storyboard_quote")
+    # the storyboard's quote follows the form's and its own fields in order (app/ui/requote.py:
+    # the page's form listener asks for every quote line)
+    requote.line(requote.STORYBOARD, cc.storyboard_quote, story, [panel.quote],
+                 api_name="storyboard_quote")  # fmt: skip
+    requote.on([panel.prompts.change, panel.colour.change])
     panel.storyboard.click(
         cc.storyboard, inputs_kwargs=story, outputs=out, api_name="storyboard",
         show_progress="hidden",

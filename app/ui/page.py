@@ -30,6 +30,7 @@ import gradio as gr
 from app.studio.chains import Chains
 from app.studio.jobs import Studio
 from app.studio.owners import Caller
+from app.ui import requote
 from app.ui.batch import batch_panel, draft_final_panel, wire_batch
 from app.ui.callbacks import PRIVATE, Callbacks
 from app.ui.chain import chain_panel, wire_chain
@@ -207,26 +208,21 @@ def build_ui(
         page = cb.live(job_shown)
         shown_out = [seed_md]
 
-        def errors_shown(event):  # `event`, then what the quote line shows (for Generate) and
-            # its refusal next to its field: private, so an API client's /quote sets nothing
-            kept = event.then(cb.shown, inputs_kwargs=form.kwargs, outputs=shown, **PRIVATE)
-            return kept.then(
-                functools.partial(field_errors_html, form), shown, field_errors, **PRIVATE
-            )
+        def page_quote(**fields: Any) -> tuple[str, Any, str]:
+            # the quote line, what it shows (Generate sends only that job) and its refusal next
+            # to its field, from one reading of the form
+            line, kept = cb.quoted(fields)
+            return line, kept, field_errors_html(form, kept)
 
-        def quoted(event, name: str = "form_quote"):  # `event`, then the form's quote line
-            return errors_shown(
-                event.then(
-                    cb.quote,
-                    inputs_kwargs=form.kwargs,
-                    outputs=quote_md,
-                    api_name=name,
-                    **PRIVATE,
-                )
-            )
+        # the quote lines follow the form in order (app/ui/requote.py); the API's /quote
+        # answers the line only
+        requote.line(requote.FORM, cb.quote, form.kwargs, [quote_md], api_name="quote",
+                     page=(page_quote, [quote_md, shown, field_errors]))  # fmt: skip
+        requote.on(c.change for c in form.inputs if c not in (form["pipeline"], form["mode"]))
 
         def after_fill(event):  # a form filled from values: quote, frame note, what was filled
-            note = form.show_frames(quoted(event, "filled_quote")).then(
+            requote.after(event)
+            note = form.show_frames(event).then(
                 extras.filled, inputs_kwargs={"job_id": job_id, **form.kwargs},
                 outputs=form_note, **PRIVATE,
             )  # fmt: skip
@@ -235,22 +231,13 @@ def build_ui(
         watch_out = [status, video, details, job_id, job_store, result]
         page_out = watch_out + shown_out
         history = build_history(page, blocks, watch_out=page_out, after_fill=after_fill)
-        form.show_frames(quoted(  # a user's choice only: a programmatic change (Reuse) keeps
-            gr.on([form["pipeline"].input, form["mode"].input], form.layout,
-                  inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
-                  outputs=form.outputs, **PRIVATE)
-        ))  # fmt: skip
-        errors_shown(
-            gr.on(
-                [c.change for c in form.inputs if c not in (form["pipeline"], form["mode"])],
-                cb.quote,
-                inputs_kwargs=form.kwargs,
-                outputs=quote_md,
-                api_name="quote",
-                show_progress="hidden",
-                trigger_mode="always_last",
-            )
-        )
+        laid_out = gr.on(  # a user's choice only: a programmatic change (Reuse) keeps the form
+            [form["pipeline"].input, form["mode"].input], form.layout,
+            inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
+            outputs=form.outputs, **PRIVATE,
+        )  # fmt: skip
+        requote.after(laid_out)
+        form.show_frames(laid_out)
         form["seconds"].change(
             form.frames_note,
             inputs_kwargs={"pipeline": form["pipeline"], "seconds": form["seconds"]},
@@ -302,7 +289,7 @@ def build_ui(
             outputs=form.outputs,
             **PRIVATE,
         )
-        quoted(loaded, "load_quote")
+        requote.after(loaded)
         blocks.load(page.attach, job_store, page_out, api_name="load_attach", **PRIVATE)
         # The API's /generate, /attach and /rerun stream every update of the job (an API client
         # has no live stream to follow); their triggers are hidden: the page runs its own above.
