@@ -15,6 +15,10 @@ pytestmark = pytest.mark.slow
 
 TIMEOUT_MS = 120_000  # generous: other suites may load the 2 cores; waits end on conditions
 STATE = "document.querySelector('#wp-status')"
+# The quote line's own text: #wp-quote's innerText also holds the timer of Gradio's status tracker
+# (hidden, show_progress="hidden") while a quote is on its way ("0.1s" before the line).
+QUOTE_LINE = "#wp-quote [data-testid=markdown]"
+QUOTE = f"document.querySelector('{QUOTE_LINE}')"
 
 
 def open_studio(context, url: str):
@@ -25,8 +29,7 @@ def open_studio(context, url: str):
     # Wait for the page's load chain (form update -> quote, then the health panel) to finish, so
     # a click is not undone by a late load answer.
     page.wait_for_function(
-        "document.querySelector('#wp-quote') &&"
-        " document.querySelector('#wp-quote').innerText.trim() !== '' &&"
+        f"{QUOTE} && {QUOTE}.innerText.trim() !== '' &&"
         " document.querySelector('#wp-health') !== null"
     )
     return page

@@ -11,17 +11,16 @@ import re
 
 import pytest
 
-from tests.app.test_browser import TIMEOUT_MS, open_studio, state, wait_state
+from tests.app.test_browser import QUOTE, QUOTE_LINE, TIMEOUT_MS, open_studio, state, wait_state
 from tests.helpers import png_bytes
 
 pytestmark = pytest.mark.slow
 
-QUOTE = "document.querySelector('#wp-quote')"
 DOLLARS = re.compile(r"GPU s on .*? = \$(\d+\.\d{4})")
 
 
 def quote_text(page) -> str:
-    return page.locator("#wp-quote").inner_text()
+    return page.locator(QUOTE_LINE).inner_text()
 
 
 def wait_quote(page, needle: str) -> str:
