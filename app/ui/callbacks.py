@@ -146,12 +146,9 @@ class Callbacks:
         small image) is said instead, naming the field."""
         return self.quoted(fields)[0]
 
-    def shown(self, **fields: Any) -> Shown:
-        """What the page's quote line shows, kept for its Generate (app/studio/shown.py); a
-        private event after the page's quote, so an API client's /quote sets nothing."""
-        return self.quoted(fields)[1]
-
     def quoted(self, fields: dict[str, Any]) -> tuple[str, Shown]:
+        """The quote line and what it shows, kept for the page's Generate (app/studio/shown.py):
+        the page's quote event answers both (app/ui/page.py), the API's /quote the line."""
         try:
             values = self.form.values(fields)
             prep = self.studio.prepare(values)
