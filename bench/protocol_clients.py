@@ -238,6 +238,7 @@ def run_protocol(
              for i, p in enumerate(studios)] if profile_dir else []  # fmt: skip
     if profile_dir:  # and these clients
         spies.append(profile(os.getpid(), profile_dir / "clients.raw"))
+    threads0 = [thread_cpu(p.pid) for p in studios]
     cpu0 = [proc_cpu(p.pid) for p in studios]
     split0 = [proc_split(p.pid) for p in studios]
     machine0 = cpu_snapshot()
@@ -247,6 +248,9 @@ def run_protocol(
     cpu = [proc_cpu(p.pid) - c for p, c in zip(studios, cpu0, strict=True)]
     split = [tuple(b - a for a, b in zip(s0, proc_split(p.pid), strict=True))
              for p, s0 in zip(studios, split0, strict=True)]  # fmt: skip
+    if profile_dir:
+        by_thread = [(p.pid, t0, thread_cpu(p.pid), c)
+                     for p, t0, c in zip(studios, threads0, cpu, strict=True)]  # fmt: skip
     cpu_report(machine0, t_end - t_start)
     for spy in spies:
         spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
@@ -282,6 +286,8 @@ def run_protocol(
         user, system, switches = split[i]
         print(f"  of which user {user:.2f} s, system {system:.2f} s; {switches / share:.0f} "
               "thread switches per job (threads alive at the end)")  # fmt: skip
+        if profile_dir:
+            print_thread_cpu(*by_thread[i], share)
     both = [r.id for r in rows if sum((d / "results" / r.id).is_dir() for d in data_dirs) > 1]
     if len(urls) > 1:
         print(f"jobs stored by more than one replica: {len(both)} (target 0)")
@@ -302,6 +308,49 @@ def run_protocol(
     ):
         print(f"  {name:30s} median {statistics.median(vals):6.2f} s  max {max(vals):6.2f} s")
     return 0 if not both and not errors else 1
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds used so far by each live thread of process `pid`, by its OS thread id."""
+    cpu: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu[int(task.name)] = (int(stat[11]) + int(stat[12])) / HZ
+    return cpu
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Python's name of each thread of process `pid` (py-spy dump), by its OS thread id, a pool's
+    number dropped (`wanpod-live_3` -> `wanpod-live`): the threads grouped by what they do."""
+    import json
+    import re
+
+    spy = Path(sys.executable).with_name("py-spy")
+    argv = [str(spy), "dump", "--pid", str(pid), "--json", "--nonblocking"]
+    dump = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    return {t["os_thread_id"]: re.sub(r"[_-]\d+$|-\d+ \(.*\)$", "", t.get("thread_name") or "?")
+            for t in dump}  # fmt: skip
+
+
+def print_thread_cpu(
+    pid: int, before: dict[int, float], after: dict[int, float], total: float, jobs: float
+) -> None:
+    """Where a studio's CPU (`total` over the users' window, `before` and `after` it by thread)
+    went, by thread group, per job (threads that ended within the window counted together)."""
+    names = thread_names(pid)
+    groups: dict[str, float] = {}
+    for tid, cpu in after.items():
+        name = names.get(tid, "?")
+        groups[name] = groups.get(name, 0.0) + cpu - before.get(tid, 0.0)
+    groups["threads that ended"] = total - sum(groups.values())
+    for name, cpu in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(
+            f"    {name:28s} {cpu:6.2f} cpu-s = {1000 * cpu / jobs:5.1f} ms per job"
+            f" ({cpu / total:4.0%})"
+        )
 
 
 def profile(pid: int, out: Path) -> subprocess.Popen:
