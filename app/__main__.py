@@ -154,9 +154,12 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         serve_in_place(results)  # served where stored, checked first (app/ui/static_paths.py)
         blocks, studio = assemble(settings, base_url, api_key, settings.demo)
         stack.callback(studio.tracker.stop)
-        blocks.queue(default_concurrency_limit=settings.concurrency)
-        from app.ui.queue_pace import calm
+        from app.ui.queue_pace import STATUS_EVERY_S, calm
 
+        # queue positions sent every STATUS_EVERY_S, not to every waiting event at each start
+        blocks.queue(
+            default_concurrency_limit=settings.concurrency, status_update_rate=STATUS_EVERY_S
+        )
         calm(blocks)  # Gradio's queue loops would wake 1000 times a second, idle or not
         from starlette.middleware import Middleware
 
@@ -203,6 +206,10 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         from app.ui.sessions import lazy
 
         lazy(blocks)  # a new session's page config is built as Gradio reads it, not up front
+        from app.ui import serving
+
+        serving.report(blocks.server)  # httptools and uvloop, or a warning
+        serving.settle()  # the built studio out of the garbage collector's view
         done = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())

@@ -11,6 +11,14 @@ request waiting 50 ms more to be picked up is nothing next to a job's seconds.
 upgrade renamed them: the pace must be looked at again, not silently lost). Checked against
 the Gradio named in app/ui/gradio_internals.py (a test fails on any other).
 
+Queue positions: with Gradio's default (`status_update_rate="auto"`), each time an event starts,
+every event still waiting for the same concurrency slot is sent its new position and ETA, one
+message per waiting event per start: a burst of n Generates queued at once costs ~n²/2 messages
+through the event loop (64 users: ~2000, each a model built, encoded and streamed to a page that
+hides it: the page's events run with show_progress="hidden"). The studio sends positions every
+STATUS_EVERY_S instead (`blocks.queue(status_update_rate=STATUS_EVERY_S)`, app/__main__.py);
+a new event still gets its own position when it joins.
+
 It also marks matplotlib absent when it is not installed (`sys.modules` holds None for it):
 Gradio tries `import matplotlib` twice around every event it runs (its
 `MatplotlibBackendMananger`), and a module that is not installed is searched for along the
@@ -25,6 +33,7 @@ import sys
 from typing import Any
 
 PICKUP_S = 0.05  # the longest a new request waits to be picked up by an idle queue
+STATUS_EVERY_S = 5.0  # queue positions for events waiting beyond WANPOD_CONCURRENCY: rare
 PROGRESS_CHECK_S = 0.5  # no gr.Progress is sent; kept for Gradio's own (e.g. uploads)
 ATTRIBUTES = {"sleep_when_free": PICKUP_S, "progress_update_sleep_when_free": PROGRESS_CHECK_S}
 
