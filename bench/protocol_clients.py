@@ -106,6 +106,12 @@ class PageProtocol:
         import uuid
 
         session = uuid.uuid4().hex[:11]
+        if dep.get("queue") is False:  # a direct call, as Gradio's client makes it: one POST
+            answer = await http.post(f"{self.url}/gradio_api/run/predict",
+                                     json=self.payload(dep, session, data))  # fmt: skip
+            if answer.status_code != 200:
+                raise RuntimeError(f"{dep.get('api_name')} failed: {answer.text[:300]}")
+            return answer.json()["data"]
         join = await http.post(f"{self.url}/gradio_api/queue/join",
                                json=self.payload(dep, session, data))  # fmt: skip
         join.raise_for_status()

@@ -23,9 +23,11 @@ def sse(response: requests.Response) -> Iterator[dict]:
 
 
 def join(base: str, api_name: str, values: list | None = None, **by_elem_id) -> Iterator[dict]:
-    """Join one of the page's own events over Gradio's queue, as the page does: `values` for
-    its inputs in order (States are the studio's: null), else each input's value in the page
-    as served, or `by_elem_id`'s; the event's messages until it completes."""
+    """Call one of the page's own events as the page does: over Gradio's queue, or in one
+    direct request for an event that takes no queue (`"queue": false` in the page's config,
+    answered as one `process_completed` message here); `values` for its inputs in order
+    (States are the studio's: null), else each input's value in the page as served, or
+    `by_elem_id`'s; the event's messages until it completes."""
     config = requests.get(f"{base}/config", timeout=30).json()
     dep = next(d for d in config["dependencies"] if d.get("api_name") == api_name)
     comps = {c["id"]: c for c in config["components"]}
@@ -41,6 +43,11 @@ def join(base: str, api_name: str, values: list | None = None, **by_elem_id) -> 
             data.append(by_elem_id.get(props.get("elem_id"), props.get("value")))
     sh = uuid.uuid4().hex
     body = {"data": data, "fn_index": dep["id"], "session_hash": sh, "event_data": None}
+    if dep.get("queue") is False:  # Gradio's client posts to /run/predict (by fn_index)
+        answer = requests.post(f"{base}/gradio_api/run/predict", json=body, timeout=120)
+        output = answer.json()
+        yield {"msg": "process_completed", "success": answer.status_code == 200, "output": output}
+        return
     joined = requests.post(f"{base}/gradio_api/queue/join", json=body, timeout=30)
     assert joined.status_code == 200, joined.text
     event_id = joined.json()["event_id"]
@@ -58,7 +65,8 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     job id, a live panel); the live stream brings every panel to the final one; then the
     page's end-of-job event (`page_final`, which the panel's script clicks) answers the final
     view, the video, the gallery and the session's strip, in one event (`page_final_only`:
-    the same without the gallery, for a page whose gallery is off screen)."""
+    the same without the gallery, for a page whose gallery is off screen, in one direct
+    request)."""
     messages = list(join(studio.base_url, "page_generate", args(prompt="a heron, live",
                                                                  seconds=3.0)))  # fmt: skip
     assert messages[-1]["msg"] == "process_completed" and messages[-1]["success"], messages[-1]
@@ -101,6 +109,9 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     assert only["success"], only
     assert only["output"]["data"][:4] == [status, video, details, result]
     assert len(only["output"]["data"]) == 6  # the strip and its ids: no gallery
+    config = requests.get(f"{studio.base_url}/config", timeout=30).json()
+    (dep,) = [d for d in config["dependencies"] if d.get("api_name") == "page_final_only"]
+    assert dep["queue"] is False  # the page posts it directly: no queue join, no event stream
 
 
 def test_an_unknown_job_has_no_stream(studio):
