@@ -57,8 +57,10 @@ class PageProtocol:
     in the studio) and the session's server-sent events until it completes (the job's first
     view: its id), then the job's live stream (`GET /wanpod/live/<job id>`,
     app/ui/live_route.py) to the final panel, then the page's end-of-job event as the panel's
-    script clicks it (`page_final_only`: the final view, the session's strip; `history_on_screen`:
-    `page_final`, the History gallery too, as for a page scrolled down to that gallery), then
+    script clicks it (`page_final_only`: the final view, the session's strip, one direct POST
+    to /gradio_api/run/predict as the page makes it, the event taking no queue;
+    `history_on_screen`: `page_final` over the queue, the History gallery too, as for a page
+    scrolled down to that gallery), then
     GET the result video's URL, as the page's <video> does. All users share one asyncio loop
     and one HTTP connection pool: the clients stand in for the users' own machines, so they are
     kept light (gradio_client spends a thread per call and polls its message queue every 50
