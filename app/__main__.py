@@ -154,13 +154,11 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
         serve_in_place(results)  # served where stored, checked first (app/ui/static_paths.py)
         blocks, studio = assemble(settings, base_url, api_key, settings.demo)
         stack.callback(studio.tracker.stop)
-        from app.ui.queue_pace import STATUS_EVERY_S, calm
+        from app.ui.queue_pace import queue_up
 
-        # queue positions sent every STATUS_EVERY_S, not to every waiting event at each start
-        blocks.queue(
-            default_concurrency_limit=settings.concurrency, status_update_rate=STATUS_EVERY_S
-        )
-        calm(blocks)  # Gradio's queue loops would wake 1000 times a second, idle or not
+        # Gradio's queue loops would wake 1000 times a second, idle or not, and send every
+        # waiting event its position each time one starts (app/ui/queue_pace.py)
+        queue_up(blocks, settings.concurrency)
         from starlette.middleware import Middleware
 
         from app.studio.webhooks import Webhooks

@@ -31,9 +31,15 @@ HZ = os.sysconf("SC_CLK_TCK")
 IDLE_S = 20.0  # how long the idle studios are measured
 
 
+def stat_cpu(stat: Path) -> tuple[float, float]:
+    """(user CPU s, system CPU s) from a /proc `stat` file (a process's or one thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / HZ, int(fields[12]) / HZ
+
+
 def proc_split(pid: int) -> tuple[float, float, int]:
     """(user CPU s, system CPU s, context switches) of process `pid` so far, all its threads."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    user, system = stat_cpu(Path(f"/proc/{pid}/stat"))
     switches = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -42,7 +48,7 @@ def proc_split(pid: int) -> tuple[float, float, int]:
                     switches += int(line.split()[-1])
         except OSError:
             continue
-    return int(stat[11]) / HZ, int(stat[12]) / HZ, switches
+    return user, system, switches
 
 
 def proc_cpu(pid: int) -> float:
@@ -323,10 +329,9 @@ def thread_cpu(pid: int) -> dict[int, float]:
     cpu: dict[int, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            cpu[int(task.name)] = sum(stat_cpu(task / "stat"))
         except OSError:
             continue
-        cpu[int(task.name)] = (int(stat[11]) + int(stat[12])) / HZ
     return cpu
 
 

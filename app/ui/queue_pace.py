@@ -16,7 +16,7 @@ every event still waiting for the same concurrency slot is sent its new position
 message per waiting event per start: a burst of n Generates queued at once costs ~n²/2 messages
 through the event loop (64 users: ~2000, each a model built, encoded and streamed to a page that
 hides it: the page's events run with show_progress="hidden"). The studio sends positions every
-STATUS_EVERY_S instead (`blocks.queue(status_update_rate=STATUS_EVERY_S)`, app/__main__.py);
+STATUS_EVERY_S instead (`queue_up`, which app/__main__.py calls);
 a new event still gets its own position when it joins.
 
 It also marks matplotlib absent when it is not installed (`sys.modules` holds None for it):
@@ -36,6 +36,13 @@ PICKUP_S = 0.05  # the longest a new request waits to be picked up by an idle qu
 STATUS_EVERY_S = 5.0  # queue positions for events waiting beyond WANPOD_CONCURRENCY: rare
 PROGRESS_CHECK_S = 0.5  # no gr.Progress is sent; kept for Gradio's own (e.g. uploads)
 ATTRIBUTES = {"sleep_when_free": PICKUP_S, "progress_update_sleep_when_free": PROGRESS_CHECK_S}
+
+
+def queue_up(blocks: Any, concurrency: int) -> None:
+    """`blocks.queue()` as the studio runs it: `concurrency` events of each kind at once
+    (WANPOD_CONCURRENCY), queue positions every STATUS_EVERY_S, its loops `calm`."""
+    blocks.queue(default_concurrency_limit=concurrency, status_update_rate=STATUS_EVERY_S)
+    calm(blocks)
 
 
 def calm(blocks: Any) -> None:

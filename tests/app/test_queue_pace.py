@@ -4,7 +4,7 @@ figures (idle CPU) are in bench/studio_concurrency.py --mode protocol."""
 import gradio as gr
 import pytest
 
-from app.ui.queue_pace import ATTRIBUTES, calm
+from app.ui.queue_pace import ATTRIBUTES, STATUS_EVERY_S, calm, queue_up
 
 
 def test_calm_sets_the_pace_of_gradios_own_queue():
@@ -43,3 +43,11 @@ def test_a_gradio_without_those_loops_is_said_not_ignored():
 
     with pytest.raises(RuntimeError, match="progress_update_sleep_when_free"):
         calm(Blocks())
+
+
+def test_queue_positions_go_out_on_a_timer_not_at_every_start():
+    with gr.Blocks() as blocks:
+        gr.Textbox()
+    queue_up(blocks, 64)
+    assert blocks._queue.live_updates is False
+    assert blocks._queue.update_intervals == STATUS_EVERY_S

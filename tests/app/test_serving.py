@@ -7,7 +7,6 @@ import gradio as gr
 import pytest
 
 from app.ui import serving
-from app.ui.queue_pace import STATUS_EVERY_S
 from tests.helpers import wait_for
 
 
@@ -40,11 +39,3 @@ def test_settle_freezes_what_is_alive_and_collects_less_often(collector):
     serving.settle()
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == (serving.GEN0, serving.GEN1, serving.GEN2)
-
-
-def test_queue_positions_go_out_on_a_timer_not_at_every_start():
-    with gr.Blocks() as blocks:
-        gr.Textbox()
-    blocks.queue(status_update_rate=STATUS_EVERY_S)
-    assert blocks._queue.live_updates is False
-    assert blocks._queue.update_intervals == STATUS_EVERY_S
