@@ -15,6 +15,7 @@ import copy
 import functools
 import html
 import inspect
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,8 @@ from app.studio.summary import job_result, unknown_job
 from app.ui.form import Form
 from app.ui.pace import Pace
 from app.ui.status import ended_html, status_html, unknown_html
+
+log = logging.getLogger("wanpod.app")
 
 FILE_FIELDS = ("start_image", "end_image", "workflow_file")  # optional, as on the form
 
@@ -257,6 +260,24 @@ class Callbacks:
         if view is None:
             return unknown_html(rid), None, "", unknown_job(rid)
         return self.final_view(rid, view)
+
+    def ended(
+        self, request: gr.Request, job_id: str | None, rids: list[str] | None
+    ) -> tuple[Any, ...]:
+        """The page's end of a job it followed live (Generate, Rerun, Open, a reload): the
+        final view (`final`) and this session's strip (`recent`); no job id (a job the endpoint
+        did not take: its failure stays on screen) answers the strip alone. A failure to read
+        them is said in the status panel, not raised: the page asks for its end in a direct
+        request, and Gradio's page shows no error for a failed direct request."""
+        rid = (job_id or "").strip()
+        try:
+            shown = self.final(request, rid) if rid else (gr.skip(),) * 4
+            return (*shown, *self.recent(request, rid, rids))
+        except Exception as exc:
+            msg = self.message(exc)
+            log.warning("the end of job %s could not be read: %s", rid, msg)
+            line = f"The end of job {rid} could not be read: {msg}. Reload the page to see it."
+            return ended_html("ERROR", line), *(gr.skip(),) * 5
 
     def final_view(self, rid: str, view: JobView) -> tuple[Any, ...]:
         """A job's status, video, details and result (its last answer when final)."""

@@ -260,20 +260,15 @@ def build_ui(
             page.rerun, job_id, page_out, api_name="page_rerun", **PRIVATE
         )
 
-        def ended(request: gr.Request, rid: str, rids: list[str]) -> tuple[Any, ...]:
-            # no job id: a job the endpoint did not take (its failure stays on screen)
-            shown = page.final(request, rid) if rid else [gr.skip()] * 4
-            return (*shown, *cb.recent(request, rid, rids))
-
         # the end of a job the page followed (Generate, Rerun, Open, a reload): its final view,
         # this session's strip (newest first) and, with the gallery on screen, the gallery, in one
         # event; with the gallery off screen, the page refreshes it once it shows
         ended_in = [job_id, recent_rids]
         ended_out = [status, video, details, result, recent, recent_rids]
-        history.refresh_on(end_trigger, (ended, ended_in, ended_out), "page_final")
+        history.refresh_on(end_trigger, (page.ended, ended_in, ended_out), "page_final")
         # one request, not Gradio's queue (a join, an event stream and its messages): about
         # half the studio's CPU for the event, and the end runs no longer than a page's read
-        click_here(end_only, ended, ended_in, ended_out, api_name="page_final_only",
+        click_here(end_only, page.ended, ended_in, ended_out, api_name="page_final_only",
                    queue=False, **PRIVATE)  # fmt: skip
         form["start_image"].upload(
             extras.match_preset,
