@@ -36,7 +36,7 @@ from app.studio.shown import Shown
 from app.studio.summary import job_result, unknown_job
 from app.ui.form import Form
 from app.ui.pace import Pace
-from app.ui.status import ended_html, status_html, unknown_html
+from app.ui.status import SUBMITTING_HTML, ended_html, status_html, unknown_html
 
 log = logging.getLogger("wanpod.app")
 
@@ -59,7 +59,7 @@ def files_optional(fn: Any) -> Any:
 RECENT = 12  # jobs in the page's "this session's results" strip
 # a page's own event: not in the API, and no progress shown on its outputs
 PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
-SUBMITTING_AFTER_S = 0.3  # a submit slower than this shows "Submitting…" (refusals come faster)
+SUBMITTING_AFTER_S = 0.3  # an API submit slower than this streams "Submitting…" first
 
 
 def user_of(request: gr.Request | None) -> str | None:
@@ -178,7 +178,8 @@ class Callbacks:
         self, request: gr.Request, shown: Shown | None = None, **fields: Any
     ) -> Iterator[tuple[Any, ...]]:
         """Submit the job, then stream its status until it is final (the last answer is whole:
-        status, video, details, job id, result). "Submitting…" shows at once; an endpoint that
+        status, video, details, job id, result). A slow submit streams "Submitting…" first (the
+        page's own Generate, `live()`, does not: the page shows it at the click); an endpoint that
         does not take the job leaves the failure and its reason in the status panel. `shown`:
         the page's quote line (a State; None for an API client): the job sent must be the one
         it priced."""
@@ -192,9 +193,10 @@ class Callbacks:
         on_screen = False
         try:
             try:  # a refusal comes fast: an API client gets it as an error, nothing shown yet
-                rid = sending.result(timeout=SUBMITTING_AFTER_S)
+                # (the page shows "Submitting…" itself at the click: app/ui/status.py)
+                rid = sending.result(timeout=None if self.quiet else SUBMITTING_AFTER_S)
             except concurrent.futures.TimeoutError:
-                yield ended_html("SUBMITTING", "Submitting…"), None, "", "", gr.skip(), {}
+                yield SUBMITTING_HTML, None, "", "", gr.skip(), {}
                 on_screen = True
                 rid = sending.result()
         except Exception as exc:

@@ -42,7 +42,7 @@ from app.ui.inline import click_here
 from app.ui.inputs import CSS as INPUTS_CSS
 from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
 from app.ui.live_route import END_ONLY, END_TRIGGER, LIVE_JS
-from app.ui.status import CLOCK_JS, status_html
+from app.ui.status import CLOCK_JS, GENERATE_DONE_JS, SUBMIT_JS, status_html
 
 CSS = (
     """
@@ -140,7 +140,7 @@ def build_ui(
             with gr.Column(scale=5), gr.Column(elem_id="wp-result-col"):  # sticky when wide
                 status = gr.HTML(
                     status_html(None),
-                    js_on_load=CLOCK_JS + LIVE_JS,
+                    js_on_load=CLOCK_JS + SUBMIT_JS + LIVE_JS,
                     elem_id="wp-status-box",
                     label="Status",
                 )
@@ -244,7 +244,7 @@ def build_ui(
             outputs=form.frames_md,
             **PRIVATE,
         )
-        click_here(  # its 24 fields processed in its call: see app/ui/inline.py
+        generated = click_here(  # its 24 fields processed in its call: see app/ui/inline.py
             generate_btn,
             page.generate,
             {**form.kwargs, "shown": shown},
@@ -252,6 +252,8 @@ def build_ui(
             api_name="page_generate",
             **PRIVATE,
         )
+        for ended_as in (generated.then, generated.failure):  # the panel's "Submitting…" ends
+            ended_as(None, js=GENERATE_DONE_JS, **PRIVATE)
         attach_btn.click(page.attach, attach_id, page_out, api_name="page_attach", **PRIVATE)
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
         rerun_btn.click(extras.rerun_ask, job_id, [rerun_note, confirm_btn],

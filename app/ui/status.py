@@ -9,6 +9,7 @@ time itself (CLOCK_JS, the panel's `js_on_load`).
 from __future__ import annotations
 
 import html
+import json
 
 from app.studio.jobs import JobView
 from app.studio.progress import clock
@@ -56,6 +57,43 @@ def ended_html(state: str, line: str, ask_end: bool = False) -> str:
         f'<progress value="0" max="1"></progress><div class="wp-line">{html.escape(line)}</div>'
         "</div>"
     )
+
+
+# What Generate shows until the studio answers: the page puts it up at the click (SUBMIT_JS),
+# an API client gets it from the studio when the submit is slow (app/ui/callbacks.py).
+SUBMITTING_HTML = ended_html("SUBMITTING", "Submitting…")
+
+# The status panel's script (after CLOCK_JS): a click on Generate shows SUBMITTING_HTML at once,
+# in place (the element Gradio rendered stays, as the live stream's updates do, so the event's
+# answer replaces it as usual). A Generate refused with an error answers no panel: when the
+# event ends (GENERATE_DONE_JS, after it succeeds or fails) with no new panel since the click,
+# what the panel showed before comes back.
+SUBMIT_JS = (
+    """
+let before = null;
+const put = (s, attrs, inner) => {
+  for (const a of [...s.attributes]) s.removeAttribute(a.name);
+  for (const [k, v] of attrs) s.setAttribute(k, v);
+  s.innerHTML = inner;
+};
+document.addEventListener("click", (ev) => {
+  const s = element.querySelector("#wp-status");
+  if (!s || !ev.target.closest || !ev.target.closest("#wp-generate")) return;
+  const t = document.createElement("template");
+  t.innerHTML = __SUBMITTING__;
+  const n = t.content.firstElementChild;
+  if (before === null) before = [[...s.attributes].map((a) => [a.name, a.value]), s.innerHTML];
+  put(s, [...n.attributes].map((a) => [a.name, a.value]), n.innerHTML);
+}, true);
+if (typeof watch === "function") watch("value", () => { before = null; });
+document.addEventListener("wp-generate-done", () => setTimeout(() => {
+  const s = element.querySelector("#wp-status");
+  if (before !== null && s && s.dataset.state === "SUBMITTING") put(s, ...before);
+  before = null;
+}, 0));
+"""
+).replace("__SUBMITTING__", json.dumps(SUBMITTING_HTML))
+GENERATE_DONE_JS = '() => { document.dispatchEvent(new Event("wp-generate-done")); }'
 
 
 def unknown_html(rid: str) -> str:

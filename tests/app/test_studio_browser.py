@@ -17,6 +17,7 @@ from emulators.comfyui.config import EmulatorConfig
 from emulators.comfyui.values import Look
 from tests.app.conftest import start_studio
 from tests.app.test_browser import TIMEOUT_MS, open_studio, slow_steps, start_job, wait_state
+from tests.app.test_live_route import join
 from tests.emulators.video_checks import Video
 from tests.helpers import free_port
 
@@ -100,9 +101,48 @@ def test_an_unreachable_endpoint_keeps_the_failure_on_screen(stack, context, tmp
             "document.querySelector('#wp-hist-note').innerText.includes('1 job shown')"
         )
         assert page.locator("#wp-status-box .error").count() == 0  # no bare "Error" overlay
+        # again: "Submitting…" at the click, then the failure (whether or not its panel is the
+        # same as the one before)
+        page.evaluate("window.__wpStates = []")
+        page.locator("#wp-generate").click()
+        page.wait_for_function("window.__wpStates.includes('SUBMITTING')")
+        assert wait_state(page, "d.state !== 'SUBMITTING'")["state"] == "FAILED"
+        assert page.locator(LINE).inner_text().startswith("Failed: ")
         assert stack.api_key not in page.content()
+        # the studio sends the page's Generate one answer (the page said "Submitting…"
+        # itself); an API client, which has no page, gets "Submitting…" first from the studio
+        fields = {"wp-prompt": "a lighthouse nobody can reach"}
+        answers = [m["output"]["data"][0] for m in join(app.base_url, "page_generate", **fields)
+                   if m["msg"] == "process_generating"]  # fmt: skip
+        assert len(answers) == 1 and 'data-state="FAILED"' in answers[0], answers
+        answers = [m["output"]["data"][0] for m in join(app.base_url, "generate", **fields)
+                   if m["msg"] == "process_generating"]  # fmt: skip
+        assert 'data-state="SUBMITTING"' in answers[0], answers
+        assert 'data-state="FAILED"' in str(answers[-1]), answers  # a diff of the one before
     finally:
         app.stop()
+
+
+def test_generate_says_submitting_at_once_and_a_refusal_puts_the_panel_back(studio, context):
+    """The page shows "Submitting…" at the click, before the studio answers (which it does
+    once: the job's first view); a Generate refused with an error (a toast) leaves the panel as
+    it was."""
+    page = open_studio(context, studio.base_url)
+    page.evaluate(RECORD_STATES)
+    shown = page.locator("#wp-status").evaluate("e => e.outerHTML")
+    page.locator("#wp-prompt textarea").fill("")
+    page.locator("#wp-generate").click()
+    page.locator(".toast-body", has_text="prompt: is empty").first.wait_for()
+    page.wait_for_function("document.querySelector('#wp-status').dataset.state !== 'SUBMITTING'")
+    assert page.evaluate("window.__wpStates") == ["SUBMITTING", "IDLE"]
+    assert page.locator("#wp-status").evaluate("e => e.outerHTML") == shown  # as it was
+
+    page.evaluate("window.__wpStates = []")
+    job = start_job(page, "a kite over the dunes", quality=False)
+    wait_state(page, "d.state === 'COMPLETED'")
+    states = page.evaluate("window.__wpStates")
+    assert states[0] == "SUBMITTING" and states[-1] == "COMPLETED", states
+    assert "IDLE" not in states and job["rid"].startswith("wp-")
 
 
 def state_after_settling(page) -> str:
