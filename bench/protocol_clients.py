@@ -8,7 +8,9 @@ replicas on one PostgreSQL ledger, the users split across them. Prints the issue
   (target <= 1 % of a core), measured before the users arrive;
 - with two replicas, that no job was followed (stored) by both;
 - where the machine's CPU went over the same window (the studios, the stack, these clients), so
-  a figure missed on a small shared machine can be told from one the studio misses itself.
+  a figure missed on a small shared machine can be told from one the studio misses itself;
+- how fast the stand-in for RunPod's API answered meanwhile (`AnswerProbe`): when it is slow, a
+  job's end is seen late, and the studio's path is longer, for a reason that is not the studio's.
 `profile_dir`: also record each studio with py-spy (`pip install py-spy`, a dev tool, not in the
 requirements) over the users' window only, `--gil` (the samples that hold Python's lock: what
 one studio process can do at a time), as collapsed stacks `studio<i>.raw`, and this process's
@@ -201,6 +203,54 @@ def patched(values: list[Any] | None, data: list[Any]) -> list[Any]:
     return out
 
 
+class AnswerProbe:
+    """How fast the stand-in for RunPod's API answers while the users run: GET `url` (its
+    /health, answered by the same event loop as /run and /status) every PROBE_EVERY_S from a
+    thread of its own. Started before the clients are niced, it runs at the studios' priority,
+    so its times are the control plane's, not this process's. On RunPod that API is RunPod's
+    own service; here it shares the 2 cores with the 128 processes that stand in for the
+    machines, and a slow answer to the tracker's /status delays when a job's end is seen."""
+
+    PROBE_EVERY_S = 0.25
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        import threading
+
+        self.url, self.headers = url, headers
+        self.times: list[tuple[float, float]] = []  # (when asked, seconds to the answer)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="answer-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while not self._stop.wait(self.PROBE_EVERY_S):
+            asked = time.time()
+            try:
+                req = urllib.request.Request(self.url, headers=self.headers)
+                with urllib.request.urlopen(req, timeout=30) as answer:
+                    answer.read()
+            except OSError:
+                continue
+            self.times.append((asked, time.time() - asked))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(35)
+
+    def summary(self, t0: float, t1: float) -> str:
+        took = sorted(s for t, s in self.times if t0 <= t <= t1)
+        if not took:
+            return "RunPod stand-in's answers: none probed"
+        slow = [s for s in took if s > 0.5]
+        return (
+            f"RunPod stand-in's answers (/health every {self.PROBE_EVERY_S} s): median "
+            f"{statistics.median(took) * 1000:.0f} ms, max {took[-1] * 1000:.0f} ms; "
+            f"{len(slow)} of {len(took)} over 0.5 s ({sum(slow):.1f} s in all)"
+        )
+
+
 def run_protocol(
     urls: list[str],
     studios: list[subprocess.Popen],
@@ -211,6 +261,7 @@ def run_protocol(
     args_for: Callable[[int], list[Any]],
     profile_dir: Path | None = None,
     history_on_screen: bool = False,
+    probe: AnswerProbe | None = None,
 ) -> int:
     import asyncio
 
@@ -321,6 +372,8 @@ def run_protocol(
         ("tracker saw it -> stored", stores),
     ):
         print(f"  {name:30s} median {statistics.median(vals):6.2f} s  max {max(vals):6.2f} s")
+    if probe is not None:
+        print(probe.summary(t_start, t_end))
     return 0 if not both and not errors else 1
 
 

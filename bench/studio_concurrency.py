@@ -254,7 +254,7 @@ def main() -> int:
 def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int:
     from contextlib import ExitStack
 
-    from bench.protocol_clients import run_protocol
+    from bench.protocol_clients import AnswerProbe, run_protocol
     from tests.app.test_api import args as api_args
 
     with ExitStack() as stack_ctx:
@@ -296,6 +296,8 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
         if args.stack_nice:
             n = nice_all_but({p.pid for p in procs}, args.stack_nice)
             print(f"the stack ({n} processes) runs at nice {args.stack_nice}")
+        probe = AnswerProbe(f"{stack.base_url}/health", {"Authorization": stack.api_key})
+        stack_ctx.callback(probe.stop)
         if args.clients_nice:
             os.nice(args.clients_nice)  # this thread: the clients' threads start from it
         print(f"the clients run at nice {args.clients_nice}, the stack at {args.stack_nice}, "
@@ -304,7 +306,7 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
         return run_protocol(
             urls, procs, args.users, ledger_url, dirs, args.job_s,
             lambda i: api_args(prompt=f"bench user {i}: a kite over the sea", seconds=5.0),
-            profile_dir=args.profile, history_on_screen=args.history_on_screen,
+            profile_dir=args.profile, history_on_screen=args.history_on_screen, probe=probe,
         )  # fmt: skip
 
 
