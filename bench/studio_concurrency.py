@@ -5,7 +5,7 @@
     .venvs/app/bin/python bench/studio_concurrency.py --mode protocol --users 64
                                                       [--replicas 2 --database postgresql]
                                                       [--history-on-screen] [--webhooks]
-                                                      [--profile DIR]
+                                                      [--profile DIR] [--api-latency-ms 150]
 
 `--mode protocol` (bench/protocol_clients.py): clients that follow the same events a page follows,
 without rendering; its figures are the studio's own path and CPU, see that module. As the
@@ -206,6 +206,13 @@ def main() -> int:
         "also refreshes it (page_final instead of page_final_only)",
     )
     ap.add_argument(
+        "--api-latency-ms",
+        type=float,
+        default=0.0,
+        help="each answer of the stand-in for RunPod's API waits this long first (RunPod's API is "
+        "across the internet from a studio; 0: as fast as this machine)",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -220,6 +227,7 @@ def main() -> int:
         workers=args.users,
         step_delay=args.job_s / steps,
         comfy_args=("--video-max-side", "96"),
+        plane_args=("--api-latency", str(args.api_latency_ms / 1000)),
         work_dir=work / "stack",
         ready_timeout_s=600,
     )

@@ -5,7 +5,8 @@ Client routes (key as `Authorization: Bearer <key>` or the raw key, else 401; ot
 404): run, runsync[?wait=ms], status/{id}, stream/{id}, cancel/{id}, retry/{id}, purge-queue,
 health. Oversized payloads (> 10,000,000 bytes /run, > 20,000,000 /runsync: app.endpoint's
 RUN_LIMIT / RUNSYNC_LIMIT, which the client checks before sending) answer 413 with an `error`.
-Past `rate_limit` client requests per `rate_window_s`, 429.
+Past `rate_limit` client requests per `rate_window_s`, 429. Each client answer waits
+`api_latency_s` first (0 by default), as RunPod's API across the internet does.
 Worker routes (raw worker key): job-take/{w}, job-take-batch/{w}, job-stop/{w} (long-polls held
 `hold_s` < 90 s), job-done/{w}/{job}, job-stream/{w}/{job}, ping/{w}.
 Test-only routes (client key): GET /emulator/state (workers with pids, queue), GET
@@ -56,6 +57,8 @@ class RunpodConfig:
     execution_timeout_ms: int = 600_000
     run_max_bytes: int = RUN_LIMIT
     runsync_max_bytes: int = RUNSYNC_LIMIT
+    api_latency_s: float = 0.0  # each client API answer waits this long first (RunPod's API is
+    # across the internet from the studio: tens to hundreds of ms; 0 = as fast as this box)
     rate_limit: int = 0  # client requests per window; 0 = unlimited
     rate_window_s: float = 10.0
     webhook_tries: int = 3
@@ -169,6 +172,8 @@ class ControlPlane:
                 return _error(401, "Unauthorized")
             if parts[1] != self.cfg.endpoint_id:
                 return _error(404, f"endpoint {parts[1]!r} not found")
+            if self.cfg.api_latency_s > 0:
+                await asyncio.sleep(self.cfg.api_latency_s)
             refused = self._rate_and_faults(op)
             if refused is not None:
                 return refused

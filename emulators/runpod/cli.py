@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retention", type=float, default=1800.0, help="s a /run result is kept")
     p.add_argument("--sync-retention", type=float, default=60.0)
     p.add_argument("--execution-timeout", type=int, default=600_000, help="ms, default per job")
+    p.add_argument(
+        "--api-latency", type=float, default=0.0, help="s each client API answer waits first"
+    )
     p.add_argument("--rate-limit", type=int, default=0, help="client requests per window (0=off)")
     p.add_argument("--rate-window", type=float, default=10.0)
     p.add_argument("--webhook-retry", type=float, default=10.0, help="s between webhook tries")
@@ -108,6 +111,7 @@ def config_from_args(args: argparse.Namespace) -> RunpodConfig:
         retention_s=args.retention,
         sync_retention_s=args.sync_retention,
         execution_timeout_ms=args.execution_timeout,
+        api_latency_s=args.api_latency,
         rate_limit=args.rate_limit,
         rate_window_s=args.rate_window,
         webhook_retry_s=args.webhook_retry,

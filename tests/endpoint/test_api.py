@@ -236,3 +236,19 @@ def test_job_status_from_body_maps_fields():
     assert st.progress == {"stage": "sampling"} and st.output is None and not st.final
     st = JobStatus.from_body({"id": "a", "status": "FAILED", "error": {"x": 1}, "executionTime": 5})
     assert st.error == '{"x": 1}' and st.final and not st.ok and st.execution_ms == 5
+
+
+def test_api_latency_delays_each_client_answer_not_the_workers(tmp_path):
+    """`--api-latency S` (bench/studio_concurrency.py's --api-latency-ms): each answer of the
+    client API waits S first, as RunPod's API across the internet does; the workers' own calls
+    (taking a job, posting its result) are not delayed, so a job is taken as fast as before."""
+    with plane(tmp_path, "--api-latency", "1.0") as p:
+        c = p.client(retries=0)
+        started = time.monotonic()
+        c.health()
+        assert time.monotonic() - started >= 1.0
+        ref = c.run({"echo": "late"})
+        done = c.wait(ref.id, poll_s=0.1, timeout_s=60)
+        assert done.state == "COMPLETED", done
+        assert done.delay_ms is not None and done.delay_ms < 1000, done  # taken at once
+        assert done.execution_ms is not None and done.execution_ms < 1000, done  # its result too
