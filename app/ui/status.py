@@ -65,9 +65,9 @@ SUBMITTING_HTML = ended_html("SUBMITTING", "Submitting…")
 
 # The status panel's script (after CLOCK_JS): a click on Generate shows SUBMITTING_HTML at once,
 # in place (the element Gradio rendered stays, as the live stream's updates do, so the event's
-# answer replaces it as usual). A Generate refused with an error answers no panel: when the
-# event ends (GENERATE_DONE_JS, after it succeeds or fails) with no new panel since the click,
-# what the panel showed before comes back.
+# answer replaces it as usual). A Generate refused with an error answers no panel (nor does an
+# answer equal to the panel shown): when the event ends (GENERATE_DONE_JS, after it succeeds or
+# fails) with "Submitting…" still up, what the panel showed before comes back.
 SUBMIT_JS = (
     """
 let before = null;
@@ -85,7 +85,6 @@ document.addEventListener("click", (ev) => {
   if (before === null) before = [[...s.attributes].map((a) => [a.name, a.value]), s.innerHTML];
   put(s, [...n.attributes].map((a) => [a.name, a.value]), n.innerHTML);
 }, true);
-if (typeof watch === "function") watch("value", () => { before = null; });
 document.addEventListener("wp-generate-done", () => setTimeout(() => {
   const s = element.querySelector("#wp-status");
   if (before !== null && s && s.dataset.state === "SUBMITTING") put(s, ...before);
