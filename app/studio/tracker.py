@@ -131,7 +131,10 @@ class Tracker(Keeping):
         # result downloads: each capped in time (WANPOD_RESULT_TIMEOUT_S); enough threads that
         # a few slow-drip URLs cannot hold every one while another job waits to be delivered
         self._pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="wanpod-fetch")
-        self._polls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wanpod-status")
+        # /status calls: enough in flight for the budget at a slow answer (app/studio/polling.py)
+        self._polls = ThreadPoolExecutor(
+            polling.STATUS_CALLS_AT_ONCE, thread_name_prefix="wanpod-status"
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Tracker:

@@ -147,3 +147,42 @@ def test_polls_that_learn_nothing_new_write_nothing(tmp_path):
         assert ledger.get(rid).updated_at > seen.updated_at
     finally:
         tracker.stop()
+
+
+def test_a_slow_answer_from_runpod_holds_back_no_other_job(tmp_path):
+    """Each /status call waits for RunPod's answer (across the internet, 100-250 ms), so the
+    tracker keeps STATUS_CALLS_AT_ONCE of them in flight: enough for its poll budget at a slow
+    answer (app/studio/polling.py). Here every answer waits until the test lets them go."""
+    import threading
+
+    from app.studio import polling
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    jobs = polling.STATUS_CALLS_AT_ONCE + 5
+    rids = [row(ledger) for _ in range(jobs)]
+    for i, rid in enumerate(rids):
+        ledger.update(rid, job_id=f"job-{i}", state="IN_PROGRESS")
+    lock, answer = threading.Lock(), threading.Event()
+    in_flight, most = [0], [0]
+
+    def status(job_id: str) -> SimpleNamespace:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        answer.wait(60)
+        with lock:
+            in_flight[0] -= 1
+        return SimpleNamespace(state="FAILED", progress=None, output=None, error="boom",
+                               delay_ms=None, execution_ms=None, worker_id=None)  # fmt: skip
+
+    tracker = Tracker(ledger, SimpleNamespace(status=status), tmp_path,
+                      cost.load_prices(PRICES_PATH), poll_s=0.05)  # fmt: skip
+    tracker.start()
+    try:
+        wait_for(lambda: most[0] == polling.STATUS_CALLS_AT_ONCE, 30, "the calls in flight")
+        answer.set()
+        wait_for(lambda: all(ledger.get(r).final for r in rids), 30, "every job's end")
+    finally:
+        answer.set()
+        tracker.stop()
+    assert most[0] == polling.STATUS_CALLS_AT_ONCE > 8  # the earlier pool's 8
