@@ -372,9 +372,30 @@ def run_protocol(
         ("tracker saw it -> stored", stores),
     ):
         print(f"  {name:30s} median {statistics.median(vals):6.2f} s  max {max(vals):6.2f} s")
+    print(last_job(rows, t_start))
     if probe is not None:
         print(probe.summary(t_start, t_end))
     return 0 if not both and not errors else 1
+
+
+def last_job(rows: list[Any], t_start: float) -> str:
+    """Where the studio path's own end came from: the last job stored, each step of it from the
+    first request (its COMPLETED as the other figures take it: /run answered + delayTime +
+    executionTime, RunPod's own times; RunPod counts from when /run arrived, a little before its
+    answer did, so with an API latency a job's end can read as seen before it happened)."""
+    last = max(rows, key=lambda r: r.stored_at)
+    done = last.submitted_at + ((last.delay_ms or 0) + last.execution_ms) / 1000
+    steps = (
+        ("ledger row", last.created_at),
+        ("/run answered", last.submitted_at),
+        ("COMPLETED", done),
+        ("seen", last.completed_seen_at),
+        ("stored", last.stored_at),
+    )
+    return (
+        f"  the last job stored (executionTime {last.execution_ms / 1000:.2f} s), from the first "
+        "request: " + ", ".join(f"{name} {at - t_start:.2f} s" for name, at in steps)
+    )
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
