@@ -101,6 +101,24 @@ def shows_job(
     return run
 
 
+def answered(fn: Callable[..., Iterator[tuple[Any, ...]]]) -> Callable[..., tuple[Any, ...]]:
+    """`fn` (a streamed event that yields once for the page: `Callbacks.live()`) as a function
+    returning that answer. Gradio runs a generator as one more call to learn it has ended, and
+    sends one more message (`process_generating`, then `process_completed`), which the page
+    handles as one more status update of every component; a function is one call and one
+    message. Gradio reads the parameters from the wrapper's signature."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        answers = list(fn(*args, **kwargs))
+        if not answers:  # only while the studio shuts down (Callbacks.watch)
+            raise gr.Error("The studio is shutting down: reload the page in a moment.")
+        return answers[-1]
+
+    run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    return run
+
+
 class Callbacks:
     """The page's callbacks; each maps errors to gr.Error in one place (`error`)."""
 
@@ -131,9 +149,11 @@ class Callbacks:
         line), so that a new job costs the page no event of its own."""
         page = copy.copy(self)
         page.quiet = True
-        if job_shown is not None:
-            for name in ("generate", "rerun", "attach"):
-                setattr(page, name, shows_job(getattr(page, name), job_shown, self.studio))
+        for name in ("generate", "rerun", "attach"):
+            fn = getattr(page, name)
+            if job_shown is not None:
+                fn = shows_job(fn, job_shown, self.studio)
+            setattr(page, name, answered(fn))  # one answer: a function, not a generator
         return page
 
     def message(self, exc: BaseException) -> str:
@@ -321,7 +341,7 @@ class Callbacks:
         which would be re-checked into Gradio's file cache on every yield: it is skipped until
         it changes.
 
-        `Callbacks.live()`'s page callbacks yield the first view and end: the page follows
+        `Callbacks.live()`'s page callbacks answer the first view and end: the page follows
         the job on its own stream (app/ui/live_route.py) and asks for the end (`final`), so a
         step costs no Gradio message, in the studio or in the page."""
         tracker = self.studio.tracker

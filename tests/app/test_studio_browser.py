@@ -112,9 +112,9 @@ def test_an_unreachable_endpoint_keeps_the_failure_on_screen(stack, context, tmp
         # the studio sends the page's Generate one answer (the page said "Submitting…"
         # itself); an API client, which has no page, gets "Submitting…" first from the studio
         fields = {"wp-prompt": "a lighthouse nobody can reach"}
-        answers = [m["output"]["data"][0] for m in join(app.base_url, "page_generate", **fields)
-                   if m["msg"] == "process_generating"]  # fmt: skip
-        assert len(answers) == 1 and 'data-state="FAILED"' in answers[0], answers
+        messages = list(join(app.base_url, "page_generate", **fields))
+        assert [m["msg"] for m in messages] == ["process_starts", "process_completed"], messages
+        assert 'data-state="FAILED"' in messages[-1]["output"]["data"][0], messages
         answers = [m["output"]["data"][0] for m in join(app.base_url, "generate", **fields)
                    if m["msg"] == "process_generating"]  # fmt: skip
         assert 'data-state="SUBMITTING"' in answers[0], answers
