@@ -127,7 +127,6 @@ class PageProtocol:
         join.raise_for_status()
         event_id = join.json()["event_id"]
         params = {"session_hash": session}
-        shown: list[Any] | None = None  # a generator's outputs as the page has them
         async with http.stream("GET", f"{self.url}/gradio_api/queue/data", params=params) as r:
             async for line in r.aiter_lines():
                 if not line.startswith("data:"):
@@ -135,8 +134,6 @@ class PageProtocol:
                 msg = json.loads(line[5:])
                 if msg.get("event_id") != event_id:
                     continue
-                if msg["msg"] == "process_generating":
-                    shown = patched(shown, msg["output"]["data"])
                 if msg["msg"] != "process_completed":
                     continue
                 if not msg.get("success"):
@@ -173,34 +170,6 @@ class PageProtocol:
                 async for _ in r.aiter_bytes():
                     pass
         return output
-
-
-def patched(values: list[Any] | None, data: list[Any]) -> list[Any]:
-    """A generator's outputs after one `process_generating` message: the first carries the
-    values, each later one a list of edits per output (`[action, path, value]`), applied as
-    Gradio's client applies them."""
-    if values is None:
-        return list(data)
-    out = list(values)
-    for i, edits in enumerate(data):
-        for action, path, value in edits:
-            if not path:
-                out[i] = value if action == "replace" else out[i] + value
-                continue
-            target = out[i]
-            for key in path[:-1]:
-                target = target[key]
-            if action == "replace":
-                target[path[-1]] = value
-            elif action == "append":
-                target[path[-1]] += value
-            elif action == "add" and isinstance(target, list):
-                target.insert(path[-1], value)
-            elif action == "add":
-                target[path[-1]] = value
-            elif action == "delete":
-                del target[path[-1]]
-    return out
 
 
 class AnswerProbe:

@@ -16,8 +16,8 @@ The calls themselves: each waits for RunPod's answer, so the tracker can make at
 the budget at STATUS_ANSWER_S. With 8 (the earlier pool) and RunPod's API ~150 ms away, 64 jobs
 ending together could be polled only ~53 times a second, and their ends were seen later: the
 64-user bench with `--api-latency-ms 150` took 1.44 / 1.34 / 1.32 x the median executionTime with
-8, 1.30 / 1.28 / 1.25 with 24 (same 2-core machine, runs alternated). The tracker's pool starts
-a thread only when none is idle, so a quiet studio holds few.
+8, 1.30 / 1.28 / 1.25 with 24, next to the 25 here (same 2-core machine, runs alternated). The
+tracker's pool starts a thread only when none is idle, so a quiet studio holds few.
 """
 
 from __future__ import annotations

@@ -73,29 +73,23 @@ def caller_of(studio: Studio, request: gr.Request | None) -> Caller:
 
 
 def shows_job(
-    fn: Callable[..., Iterator[tuple[Any, ...]]],
+    fn: Callable[..., tuple[Any, ...]],
     job_shown: Callable[[Caller, str], list[Any]],
     studio: Studio,
-) -> Callable[..., Iterator[tuple[Any, ...]]]:
-    """`fn` (a streamed event answering `status, video, details, job id, ...`), each answer
-    followed by `job_shown(caller, job id)`, looked up when the job id changed.
+) -> Callable[..., tuple[Any, ...]]:
+    """`fn` (a page event answering `status, video, details, job id, ...` once: `answered`),
+    its answer followed by `job_shown(caller, job id)`; a skipped job id keeps the page's.
     Gradio reads `fn`'s parameters (and injects the request) from the wrapper's signature."""
 
     @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Iterator[tuple[Any, ...]]:
+    def run(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
         request = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
         caller = caller_of(studio, request)
-        shown: str | None = None
-        extra: list[Any] = []
-        for out in fn(*args, **kwargs):
-            rid = out[3]
-            if isinstance(rid, str) and rid != shown:
-                shown, extra = rid, job_shown(caller, rid)
-                yield (*out, *extra)
-            elif shown is not None:  # the job id kept: the same values again (cheaper to send
-                yield (*out, *extra)  # than gr.skip(), which builds a component per output)
-            else:  # the job id skipped (an unknown job): the page's are kept
-                yield (*out, *[gr.skip() for _ in job_shown(caller, "")])  # (no job, no lookup)
+        out = fn(*args, **kwargs)
+        rid = out[3]
+        if isinstance(rid, str):
+            return (*out, *job_shown(caller, rid))
+        return (*out, *[gr.skip() for _ in job_shown(caller, "")])  # (no job, no lookup)
 
     run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     return run
@@ -150,10 +144,10 @@ class Callbacks:
         page = copy.copy(self)
         page.quiet = True
         for name in ("generate", "rerun", "attach"):
-            fn = getattr(page, name)
+            fn = answered(getattr(page, name))  # one answer: a function, not a generator
             if job_shown is not None:
                 fn = shows_job(fn, job_shown, self.studio)
-            setattr(page, name, answered(fn))  # one answer: a function, not a generator
+            setattr(page, name, fn)
         return page
 
     def message(self, exc: BaseException) -> str:
