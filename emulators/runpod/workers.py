@@ -203,7 +203,9 @@ class Supervisor:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: the heartbeat child dies with it
+                # its own process group (the heartbeat child dies with it), in this session:
+                # a session of its own would be a scheduling group of its own (Linux autogroup)
+                process_group=0,
                 preexec_fn=die_with_parent,
             )
         rec.last_seen = time.monotonic()
