@@ -231,7 +231,10 @@ def run_protocol(
     profile_dir: Path | None = None,
     history_on_screen: bool = False,
     probe: AnswerProbe | None = None,
+    finished_at: Callable[[str], float] | None = None,
 ) -> int:
+    """`finished_at`: the wall time the stand-in for RunPod recorded a job's final state (by
+    RunPod job id); without it a job's COMPLETED is estimated from RunPod's own times."""
     import asyncio
 
     import httpx
@@ -325,10 +328,8 @@ def run_protocol(
     both = [r.id for r in rows if sum((d / "results" / r.id).is_dir() for d in data_dirs) > 1]
     if len(urls) > 1:
         print(f"jobs stored by more than one replica: {len(both)} (target 0)")
-    delays = sorted(
-        (r.completed_seen_at - (r.submitted_at + ((r.delay_ms or 0) + r.execution_ms) / 1000))
-        for r in rows
-    )
+    done = completed_at(rows, finished_at)
+    delays = sorted(r.completed_seen_at - done[r.id] for r in rows)
     stores = sorted(r.stored_at - r.completed_seen_at for r in rows)
     created = sorted(r.created_at - t_start for r in rows)
     answered = sorted(r.submitted_at - r.created_at for r in rows)
@@ -341,23 +342,32 @@ def run_protocol(
         ("tracker saw it -> stored", stores),
     ):
         print(f"  {name:30s} median {statistics.median(vals):6.2f} s  max {max(vals):6.2f} s")
-    print(last_job(rows, t_start))
+    print(last_job(rows, t_start, done))
     if probe is not None:
         print(probe.summary(t_start, t_end))
     return 0 if not both and not errors else 1
 
 
-def last_job(rows: list[Any], t_start: float) -> str:
+def completed_at(
+    rows: list[Any], finished_at: Callable[[str], float] | None = None
+) -> dict[str, float]:
+    """When each row's job COMPLETED (by row id): as the stand-in for RunPod recorded it
+    (`finished_at`), else estimated as /run answered + delayTime + executionTime, RunPod's own
+    times. RunPod counts from when /run arrived, a little before its answer did, so with a slow
+    answer the estimate is late, and a job's end can read as seen before it happened."""
+    if finished_at is not None:
+        return {r.id: finished_at(r.job_id) for r in rows}
+    return {r.id: r.submitted_at + ((r.delay_ms or 0) + r.execution_ms) / 1000 for r in rows}
+
+
+def last_job(rows: list[Any], t_start: float, done: dict[str, float]) -> str:
     """Where the studio path's own end came from: the last job stored, each step of it from the
-    first request (its COMPLETED as the other figures take it: /run answered + delayTime +
-    executionTime, RunPod's own times; RunPod counts from when /run arrived, a little before its
-    answer did, so with an API latency a job's end can read as seen before it happened)."""
+    first request (`done`: when each job COMPLETED, `completed_at`)."""
     last = max(rows, key=lambda r: r.stored_at)
-    done = last.submitted_at + ((last.delay_ms or 0) + last.execution_ms) / 1000
     steps = (
         ("ledger row", last.created_at),
         ("/run answered", last.submitted_at),
-        ("COMPLETED", done),
+        ("COMPLETED", done[last.id]),
         ("seen", last.completed_seen_at),
         ("stored", last.stored_at),
     )

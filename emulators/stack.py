@@ -98,6 +98,16 @@ class LocalStack:
             "RUNPOD_API_KEY": self.api_key,
         }
 
+    def job_times(self, job_id: str) -> dict:
+        """The control plane's record of RunPod job `job_id` (GET /emulator/jobs/{id}): the
+        wall times it was taken and finished, its webhook calls; raises when it cannot say."""
+        req = urllib.request.Request(
+            f"{self.plane_url}/emulator/jobs/{job_id}",
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
     def _spawn(self, argv: list[str], log_name: str) -> subprocess.Popen:
         path = self.work_dir / log_name
         log = open(path, "ab")  # noqa: SIM115 - kept open for the child

@@ -18,13 +18,6 @@ from tests.app.test_api import args, finished
 from tests.helpers import free_port, wait_for
 
 
-def emulator_job(stack, job_id: str) -> dict:
-    headers = {"Authorization": f"Bearer {stack.api_key}"}
-    r = requests.get(f"{stack.plane_url}/emulator/jobs/{job_id}", headers=headers, timeout=10)
-    r.raise_for_status()
-    return r.json()
-
-
 def test_the_final_status_comes_by_webhook_and_forged_or_replayed_ones_are_refused(stack, tmp_path):
     from gradio_client import Client
 
@@ -40,8 +33,8 @@ def test_the_final_status_comes_by_webhook_and_forged_or_replayed_ones_are_refus
         assert Path(video).is_file()
         ledger = Ledger(data / "ledger.sqlite3")
         job_id = ledger.get(rid).job_id
-        wait_for(lambda: emulator_job(stack, job_id)["webhook_done"], 30, "the webhook sent")
-        assert emulator_job(stack, job_id)["webhook_calls"] == 1  # accepted (200) at once
+        wait_for(lambda: stack.job_times(job_id)["webhook_done"], 30, "the webhook sent")
+        assert stack.job_times(job_id)["webhook_calls"] == 1  # accepted (200) at once
         db = open_database(data / "ledger.sqlite3")
         row = db.execute("SELECT webhook_digest FROM jobs WHERE id=?", (rid,)).one()
         assert row["webhook_digest"] is None  # its secret is used up
