@@ -93,9 +93,15 @@ def browser():
 
 @pytest.fixture
 def context(browser):
+    """A fresh browser context; an exception no script of its pages caught fails the test (the
+    page's own scripts, e.g. its live stream, fail silently otherwise: the test would only time
+    out waiting for what they no longer do)."""
     ctx = browser.new_context()
+    uncaught: list[str] = []
+    ctx.on("weberror", lambda e: uncaught.append(f"{e.page.url if e.page else '?'}: {e.error}"))
     yield ctx
     ctx.close()
+    assert not uncaught, f"uncaught errors in the page's scripts: {uncaught}"
 
 
 @pytest.fixture(scope="session")
