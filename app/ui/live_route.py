@@ -42,6 +42,7 @@ PATH = "/wanpod/live/"
 # the page's end-of-job buttons (app/ui/page.py): with the History gallery, and without it
 END_TRIGGER = "wp-end-trigger"
 END_ONLY = "wp-end-only"
+CANCEL_ID = "wp-cancel"  # the page's Cancel: usable only while the panel shows a live job
 
 # The status panel's script (its js_on_load, after app/ui/status.py's CLOCK_JS) follows a live
 # job on this stream between the page's own answers (Callbacks.live()): each message updates the
@@ -55,6 +56,9 @@ END_ONLY = "wp-end-only"
 # the studio refused (not retried: the end event answers the job as it is), and a panel that
 # asks for it (`data-ask-end`: a job the endpoint did not take). A stream cut off is reconnected
 # by the browser (EventSource).
+# The same checks keep the page's Cancel usable only while the panel shows a live job: the job
+# id enables the job's buttons (app/ui/page.py), and a job that has ended (its panel final) has
+# nothing left to cancel.
 LIVE_JS = (
     (
         ROOT_JS
@@ -91,6 +95,9 @@ const follow = () => {
   const s = element.querySelector("#wp-status");
   if (s && s.dataset.askEnd === "1") { s.dataset.askEnd = "asked"; ended(); }
   const rid = s ? s.dataset.rid : "";
+  const cancel = document.getElementById("__CANCEL__");
+  const running = !!rid && s.dataset.final === "0";
+  if (cancel && cancel.disabled === running) cancel.disabled = !running;  // else nothing to cancel
   if (!rid || s.dataset.final !== "0") { if (!rid || rid === following) stop(); return; }
   if (rid === following) return;
   stop();
@@ -130,6 +137,7 @@ follow();
 """
     )
     .replace("__PATH__", PATH)
+    .replace("__CANCEL__", CANCEL_ID)
     .replace("__END__", END_TRIGGER)
     .replace("__END_ONLY__", END_ONLY)
     .replace("__GALLERY__", GALLERY_ID)

@@ -41,7 +41,7 @@ from app.ui.history import build_history
 from app.ui.inline import click_here
 from app.ui.inputs import CSS as INPUTS_CSS
 from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
-from app.ui.live_route import END_ONLY, END_TRIGGER, LIVE_JS
+from app.ui.live_route import CANCEL_ID, END_ONLY, END_TRIGGER, LIVE_JS
 from app.ui.status import CLOCK_JS, GENERATE_DONE_JS, SUBMIT_JS, status_html
 
 CSS = (
@@ -165,7 +165,7 @@ def build_ui(
                         "Cancel job",
                         size="sm",
                         variant="stop",
-                        elem_id="wp-cancel",
+                        elem_id=CANCEL_ID,
                         interactive=False,
                     )
                     rerun_btn = gr.Button(

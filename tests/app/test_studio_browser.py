@@ -60,6 +60,9 @@ def test_job_buttons_wait_for_a_job_and_cancel_is_one_state_with_its_cost(studio
     assert 0.1 < float(done["fraction"]) < 1.0  # the bar kept where the job stopped
     assert page.evaluate("document.querySelector('#wp-status progress').value") > 0.1
     assert "Error" not in page.locator("#wp-status-box").inner_text()
+    # nothing left to cancel; the job can still be rerun, reused, promoted
+    page.wait_for_function("document.querySelector('#wp-cancel').disabled", timeout=TIMEOUT_MS)
+    assert disabled(page) == [True, False, False, False]
 
 
 def test_open_a_job_by_an_unknown_id_says_it_is_unknown(studio, context):
@@ -219,6 +222,8 @@ def test_demo_video_has_the_jobs_aspect_and_its_prompt_as_caption(studio, contex
     page.locator("#wp-generate").click()
     wait_state(page, "d.state === 'COMPLETED'")
     page.locator("#wp-video video").wait_for()
+    page.wait_for_function("document.querySelector('#wp-cancel').disabled", timeout=TIMEOUT_MS)
+    assert disabled(page) == [True, False, False, False]  # a finished job: nothing to cancel
     src = page.evaluate("document.querySelector('#wp-video video').src")
     path = Path(urllib.parse.unquote(src.split("file=", 1)[1]))
     video = Video(path.read_bytes())  # the stored mp4, decoded with PyAV
