@@ -33,9 +33,15 @@ HZ = os.sysconf("SC_CLK_TCK")
 IDLE_S = 20.0  # how long the idle studios are measured
 
 
-def stat_cpu(stat: Path) -> tuple[float, float]:
-    """(user CPU s, system CPU s) from a /proc `stat` file (a process's or one thread's)."""
-    fields = stat.read_text().rsplit(")", 1)[1].split()
+def stat_fields(stat: Path) -> list[str]:
+    """The fields of a /proc `stat` file after the command's name: [1] is the parent's pid."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
+def stat_cpu(stat: Path, fields: list[str] | None = None) -> tuple[float, float]:
+    """(user CPU s, system CPU s) from a /proc `stat` file (a process's or one thread's), or
+    from its `fields` already read."""
+    fields = fields if fields is not None else stat_fields(stat)
     return int(fields[11]) / HZ, int(fields[12]) / HZ
 
 

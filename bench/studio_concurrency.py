@@ -49,6 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.protocol_clients import stat_cpu, stat_fields  # noqa: E402
 from emulators.stack import LocalStack, StackConfig  # noqa: E402
 
 # Each page records the moment its result video can play ("loadeddata" / "canplay" do not
@@ -75,7 +76,6 @@ document.addEventListener('canplay', mark, true);
 """
 
 
-HZ = os.sysconf("SC_CLK_TCK")
 GROUPS = (  # cmdline marker -> group, first match wins
     ("chromium --type=renderer", "browser: page renderers"),
     ("chromium --type=gpu-process", "browser: GPU process (compositing)"),
@@ -93,11 +93,12 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
     stats: dict[int, tuple[int, float, str]] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            path = Path(f"/proc/{pid}/stat")
+            fields = stat_fields(path)
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        stats[int(pid)] = (int(stat[1]), (int(stat[11]) + int(stat[12])) / HZ, cmd)
+        stats[int(pid)] = (int(fields[1]), sum(stat_cpu(path, fields)), cmd)
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
