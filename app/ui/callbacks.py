@@ -124,9 +124,9 @@ class Callbacks:
 
     @functools.cached_property
     def submits(self) -> concurrent.futures.ThreadPoolExecutor:
-        """Where each Generate's submit runs beside its event (which shows "Submitting…" when
-        the submit is slow): as many at once as the events' concurrency, in threads kept from
-        one submit to the next."""
+        """Where an API client's Generate submits beside its event (which streams "Submitting…"
+        when the submit is slow): as many at once as the events' concurrency, in threads kept
+        from one submit to the next. The page's own Generate submits in its event's thread."""
         return concurrent.futures.ThreadPoolExecutor(
             self.studio.settings.concurrency, thread_name_prefix="wanpod-submit"
         )
@@ -201,18 +201,19 @@ class Callbacks:
             values = self.form.values(fields)
         except Exception as exc:
             raise self.error(exc) from None
-        sending = self.submits.submit(
-            self.studio.submit, values, user=user_of(request), shown=shown
-        )
+        send = functools.partial(self.studio.submit, values, user=user_of(request), shown=shown)
         on_screen = False
         try:
-            try:  # a refusal comes fast: an API client gets it as an error, nothing shown yet
-                # (the page shows "Submitting…" itself at the click: app/ui/status.py)
-                rid = sending.result(timeout=None if self.quiet else SUBMITTING_AFTER_S)
-            except concurrent.futures.TimeoutError:
-                yield SUBMITTING_HTML, None, "", "", gr.skip(), {}
-                on_screen = True
-                rid = sending.result()
+            if self.quiet:  # the page shows "Submitting…" itself at the click (app/ui/status.py)
+                rid = send()  # in this event's thread: nothing to stream meanwhile
+            else:
+                sending = self.submits.submit(send)
+                try:  # a refusal comes fast: an API client gets it as an error, nothing shown yet
+                    rid = sending.result(timeout=SUBMITTING_AFTER_S)
+                except concurrent.futures.TimeoutError:
+                    yield SUBMITTING_HTML, None, "", "", gr.skip(), {}
+                    on_screen = True
+                    rid = sending.result()
         except Exception as exc:
             msg = self.message(exc)
             if not on_screen and not isinstance(exc, SubmitError):
