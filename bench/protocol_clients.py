@@ -38,11 +38,14 @@ def stat_fields(stat: Path) -> list[str]:
     return stat.read_text().rsplit(")", 1)[1].split()
 
 
-def stat_cpu(stat: Path, fields: list[str] | None = None) -> tuple[float, float]:
-    """(user CPU s, system CPU s) from a /proc `stat` file (a process's or one thread's), or
-    from its `fields` already read."""
-    fields = fields if fields is not None else stat_fields(stat)
+def fields_cpu(fields: list[str]) -> tuple[float, float]:
+    """(user CPU s, system CPU s) from a /proc `stat` file's `stat_fields`."""
     return int(fields[11]) / HZ, int(fields[12]) / HZ
+
+
+def stat_cpu(stat: Path) -> tuple[float, float]:
+    """(user CPU s, system CPU s) from a /proc `stat` file (a process's or one thread's)."""
+    return fields_cpu(stat_fields(stat))
 
 
 def proc_split(pid: int) -> tuple[float, float, int]:
@@ -234,13 +237,13 @@ def run_protocol(
     data_dirs: list[Path],
     job_s: float,
     args_for: Callable[[int], list[Any]],
+    finished_at: Callable[[str], float],
     profile_dir: Path | None = None,
     history_on_screen: bool = False,
     probe: AnswerProbe | None = None,
-    finished_at: Callable[[str], float] | None = None,
 ) -> int:
     """`finished_at`: the wall time the stand-in for RunPod recorded a job's final state (by
-    RunPod job id); without it a job's COMPLETED is estimated from RunPod's own times."""
+    RunPod job id): each job's COMPLETED in the figures."""
     import asyncio
 
     import httpx
@@ -334,7 +337,7 @@ def run_protocol(
     both = [r.id for r in rows if sum((d / "results" / r.id).is_dir() for d in data_dirs) > 1]
     if len(urls) > 1:
         print(f"jobs stored by more than one replica: {len(both)} (target 0)")
-    done = completed_at(rows, finished_at)
+    done = {r.id: finished_at(r.job_id) for r in rows}  # when each row's job COMPLETED
     delays = sorted(r.completed_seen_at - done[r.id] for r in rows)
     stores = sorted(r.stored_at - r.completed_seen_at for r in rows)
     created = sorted(r.created_at - t_start for r in rows)
@@ -354,21 +357,9 @@ def run_protocol(
     return 0 if not both and not errors else 1
 
 
-def completed_at(
-    rows: list[Any], finished_at: Callable[[str], float] | None = None
-) -> dict[str, float]:
-    """When each row's job COMPLETED (by row id): as the stand-in for RunPod recorded it
-    (`finished_at`), else estimated as /run answered + delayTime + executionTime, RunPod's own
-    times. RunPod counts from when /run arrived, a little before its answer did, so with a slow
-    answer the estimate is late, and a job's end can read as seen before it happened."""
-    if finished_at is not None:
-        return {r.id: finished_at(r.job_id) for r in rows}
-    return {r.id: r.submitted_at + ((r.delay_ms or 0) + r.execution_ms) / 1000 for r in rows}
-
-
 def last_job(rows: list[Any], t_start: float, done: dict[str, float]) -> str:
     """Where the studio path's own end came from: the last job stored, each step of it from the
-    first request (`done`: when each job COMPLETED, `completed_at`)."""
+    first request (`done`: when each job COMPLETED, by row id)."""
     last = max(rows, key=lambda r: r.stored_at)
     steps = (
         ("ledger row", last.created_at),

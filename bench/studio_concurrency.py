@@ -49,7 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.protocol_clients import stat_cpu, stat_fields  # noqa: E402
+from bench.protocol_clients import fields_cpu, stat_fields  # noqa: E402
 from emulators.stack import LocalStack, StackConfig  # noqa: E402
 
 # Each page records the moment its result video can play ("loadeddata" / "canplay" do not
@@ -93,12 +93,11 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
     stats: dict[int, tuple[int, float, str]] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            path = Path(f"/proc/{pid}/stat")
-            fields = stat_fields(path)
+            fields = stat_fields(Path(f"/proc/{pid}/stat"))
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        stats[int(pid)] = (int(fields[1]), sum(stat_cpu(path, fields)), cmd)
+        stats[int(pid)] = (int(fields[1]), sum(fields_cpu(fields)), cmd)
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
@@ -315,8 +314,8 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
         return run_protocol(
             urls, procs, args.users, ledger_url, dirs, args.job_s,
             lambda i: api_args(prompt=f"bench user {i}: a kite over the sea", seconds=5.0),
+            lambda job_id: float(stack.job_times(job_id)["finished_wall"]),
             profile_dir=args.profile, history_on_screen=args.history_on_screen, probe=probe,
-            finished_at=lambda job_id: float(stack.job_times(job_id)["finished_wall"]),
         )  # fmt: skip
 
 
