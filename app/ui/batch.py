@@ -34,6 +34,7 @@ from app.studio.promote import promote
 from app.ui import requote
 from app.ui.callbacks import caller_of, files_optional, user_of
 from app.ui.fields import Number, Textbox, described
+from app.ui.quiet import QUIET
 
 BATCH_TICK_S = 0.5  # the batch table's refresh while jobs run
 
@@ -271,14 +272,14 @@ def wire_batch(
         inputs_kwargs={**batch_inputs, "drawn": batch.drawn},
         outputs=[batch.status, batch.gallery, batch.ids],
         api_name="generate_batch",
-        show_progress="hidden",
+        **QUIET,
     )
     event = final.button.click(
         bc.draft_final,
         job_id,
         [*form.inputs, final.note, final.values],
         api_name="draft_final",
-        show_progress="hidden",
+        **QUIET,
     )
     after_fill(form.shown(event, final.values))
     return bc

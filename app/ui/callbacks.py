@@ -57,8 +57,6 @@ def files_optional(fn: Any) -> Any:
 
 
 RECENT = 12  # jobs in the page's "this session's results" strip
-# a page's own event: not in the API, and no progress shown on its outputs
-PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
 SUBMITTING_AFTER_S = 0.3  # an API submit slower than this streams "Submitting…" first
 
 

@@ -24,8 +24,9 @@ from app.studio import chain_history
 from app.studio.chains import Chains
 from app.studio.owners import Caller
 from app.ui import requote
-from app.ui.callbacks import PRIVATE, caller_of, user_of
+from app.ui.callbacks import caller_of, user_of
 from app.ui.fields import Textbox, described
+from app.ui.quiet import PRIVATE, QUIET
 
 CHAIN_RESYNC_S = 5.0  # a running chain's panel is redrawn at least this often
 CHAIN_ID_TEXT = "a chain of this studio, by the id /storyboard or /extend answered (ch-...)"
@@ -228,7 +229,7 @@ def wire_chain(
 
     def quoted(triggers: list[Any], fn: Any, inputs: dict[str, Any], name: str) -> None:
         gr.on(triggers, fn, inputs_kwargs=inputs, outputs=panel.quote, api_name=name,
-              show_progress="hidden", trigger_mode="always_last")  # fmt: skip
+              **QUIET, trigger_mode="always_last")  # fmt: skip
 
     # the storyboard's quote follows the form's and its own fields in order (app/ui/requote.py:
     # the page's form listener asks for every quote line)
@@ -237,13 +238,11 @@ def wire_chain(
     requote.on([panel.prompts.change, panel.colour.change])
     panel.storyboard.click(
         cc.storyboard, inputs_kwargs=story, outputs=out, api_name="storyboard",
-        show_progress="hidden",
+        **QUIET,
     )  # fmt: skip
     ext = {"job_id": job_id, "prompt": panel.extend_prompt, "colour_match": panel.colour}
     quoted([panel.extend_prompt.change], cc.extend_quote, ext, "extend_quote")
-    panel.extend.click(
-        cc.extend, inputs_kwargs=ext, outputs=out, api_name="extend", show_progress="hidden"
-    )
+    panel.extend.click(cc.extend, inputs_kwargs=ext, outputs=out, api_name="extend", **QUIET)
     shown = history.extend.click(lambda: gr.Accordion(open=True), None, panel.section, **PRIVATE)
     history.refresh_after(
         shown.then(
@@ -256,14 +255,12 @@ def wire_chain(
     )
     history.opened.change(cc.follow, history.opened, out, api_name="chain_follow", **PRIVATE)
     attach = gr.Button(visible=False)  # /chain: an API client follows a chain by id
-    attach.click(cc.attach, panel.chain_id, out, api_name="chain", show_progress="hidden")
-    panel.cancel.click(
-        cc.cancel, panel.chain_id, None, api_name="cancel_chain", show_progress="hidden"
-    )
-    panel.rerun.click(cc.rerun, panel.chain_id, out, api_name="rerun_chain", show_progress="hidden")
+    attach.click(cc.attach, panel.chain_id, out, api_name="chain", **QUIET)
+    panel.cancel.click(cc.cancel, panel.chain_id, None, api_name="cancel_chain", **QUIET)
+    panel.rerun.click(cc.rerun, panel.chain_id, out, api_name="rerun_chain", **QUIET)
     reused = panel.reuse.click(
         cc.reuse, panel.chain_id, [*form.inputs, panel.prompts, panel.values],
-        api_name="reuse_chain", show_progress="hidden",
+        api_name="reuse_chain", **QUIET,
     )  # fmt: skip
     after_fill(form.shown(reused, panel.values))
     return cc

@@ -28,6 +28,7 @@ from app.studio.forms import ADVANCED, FormValues, PipelineForm
 from app.studio.offers import Offers
 from app.ui.fields import Checkbox, Dropdown, File, Image, Number, Radio, Slider, Textbox, described
 from app.ui.offers import Picker
+from app.ui.quiet import QUIET
 
 ADVANCED_LABELS = {
     "steps": "Steps",
@@ -170,7 +171,7 @@ class Form:
             values,
             self.outputs,
             api_visibility="private",
-            show_progress="hidden",
+            **QUIET,
         )
 
     def layout(self, pipeline: str, mode: str) -> dict[Any, Any]:
@@ -232,7 +233,7 @@ class Form:
             inputs_kwargs={"pipeline": self["pipeline"], "seconds": self["seconds"]},
             outputs=self.frames_md,
             api_visibility="private",
-            show_progress="hidden",
+            **QUIET,
         )
 
     # -- the layout ----------------------------------------------------------------------------

@@ -42,8 +42,9 @@ from app.studio import history as hist
 from app.studio.forms import FormValues
 from app.studio.owners import Caller
 from app.studio.records import details
-from app.ui.callbacks import PRIVATE, caller_of
+from app.ui.callbacks import caller_of
 from app.ui.inline import click_here
+from app.ui.quiet import PRIVATE, QUIET
 
 GALLERY_LIMIT = 48
 GALLERY_ID = "wp-hist-gallery"  # a job's end refreshes the gallery only when it is on screen
@@ -213,7 +214,7 @@ class History:
             job_id,
             [*form.inputs, hc.values],
             api_name="reuse",
-            show_progress="hidden",
+            **QUIET,
         )
         self.after_fill(form.shown(event, hc.values))
 
@@ -291,7 +292,7 @@ def build_history(
         listing,
         api_name="history_refresh",
         api_visibility="private",
-        show_progress="hidden",
+        **QUIET,
         trigger_mode="always_last",
     )
     gr.on(
@@ -301,7 +302,7 @@ def build_history(
         [opened, video, info, workflow, download],
         api_name="history_open",
         api_visibility="private",
-        show_progress="hidden",
+        **QUIET,
     )
     after_fill(
         reuse.click(
@@ -310,7 +311,7 @@ def build_history(
             cb.form.outputs,
             api_name="history_reuse",
             api_visibility="private",
-            show_progress="hidden",
+            **QUIET,
         )
     )
     # the page's status panel follows the new job; its end refreshes the gallery (page_final,
@@ -322,6 +323,6 @@ def build_history(
         listing,
         api_name="history_load",
         api_visibility="private",
-        show_progress="hidden",
+        **QUIET,
     )
     return history

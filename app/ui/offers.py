@@ -32,6 +32,7 @@ from app.studio.offers import (
     picks_text,
 )
 from app.ui.fields import Checkbox, Dropdown, Textbox
+from app.ui.quiet import QUIET
 from workflows.loras import MAX_STACK, STRENGTH_MAX, STRENGTH_MIN, STRENGTH_STEP
 from workflows.poststeps import post_steps
 
@@ -172,7 +173,7 @@ class Picker:
             gr.on(
                 [pick.input, strength.input, low.input],
                 self.compose, rows, outs,
-                api_visibility="private", show_progress="hidden", trigger_mode="always_last",
+                api_visibility="private", **QUIET, trigger_mode="always_last",
             )  # fmt: skip
 
         def refreshed(pipeline_id: str) -> dict[Any, Any]:

@@ -32,7 +32,7 @@ from app.studio.jobs import Studio
 from app.studio.owners import Caller
 from app.ui import requote
 from app.ui.batch import batch_panel, draft_final_panel, wire_batch
-from app.ui.callbacks import PRIVATE, Callbacks
+from app.ui.callbacks import Callbacks
 from app.ui.chain import chain_panel, wire_chain
 from app.ui.fields import Textbox, described
 from app.ui.form import Form
@@ -42,6 +42,7 @@ from app.ui.inline import click_here
 from app.ui.inputs import CSS as INPUTS_CSS
 from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
 from app.ui.live_route import CANCEL_ID, END_ONLY, END_TRIGGER, LIVE_JS
+from app.ui.quiet import PRIVATE, QUIET
 from app.ui.status import CLOCK_JS, GENERATE_DONE_JS, SUBMIT_JS, status_html
 
 CSS = (
@@ -54,6 +55,9 @@ CSS = (
 .gradio-container {overflow: clip !important;} /* hidden would make a scroller: no sticky */
 #wp-status progress {width: 100%; height: 14px;}
 #wp-status .wp-line {font-size: 1.05em; margin-top: 4px;}
+/* the buttons a job switches (and Generate's focus ring) change at once: Gradio's 0.2 s
+   transitions drew a dozen frames each, as the job starts and again as it ends */
+#wp-generate, #wp-result-col button {transition: none;}
 #wp-demo {background: #fff4d6; border: 1px solid #e0b84a; padding: 8px 12px; border-radius: 6px;}
 """
     + INPUTS_CSS
@@ -255,9 +259,9 @@ def build_ui(
         for ended_as in (generated.then, generated.failure):  # the panel's "Submitting…" ends
             ended_as(None, js=GENERATE_DONE_JS, **PRIVATE)
         attach_btn.click(page.attach, attach_id, page_out, api_name="page_attach", **PRIVATE)
-        cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", show_progress="hidden")
+        cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", **QUIET)
         rerun_btn.click(extras.rerun_ask, job_id, [rerun_note, confirm_btn],
-                        api_name="rerun_quote", show_progress="hidden")  # fmt: skip
+                        api_name="rerun_quote", **QUIET)  # fmt: skip
         confirm_btn.click(extras.rerun_sent, None, [rerun_note, confirm_btn], **PRIVATE).then(
             page.rerun, job_id, page_out, api_name="page_rerun", **PRIVATE
         )
@@ -293,7 +297,7 @@ def build_ui(
         blocks.load(page.attach, job_store, page_out, api_name="load_attach", **PRIVATE)
         # The API's /generate, /attach and /rerun stream every update of the job (an API client
         # has no live stream to follow); their triggers are hidden: the page runs its own above.
-        api = {"outputs": watch_out, "show_progress": "hidden"}
+        api = {"outputs": watch_out, **QUIET}
         hidden = functools.partial(gr.Button, visible=False)
         hidden(elem_id="wp-api-generate").click(
             cb.generate, inputs_kwargs={**form.kwargs, "shown": shown}, api_name="generate", **api

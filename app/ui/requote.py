@@ -25,8 +25,8 @@ from typing import Any
 
 import gradio as gr
 
-from app.ui.callbacks import PRIVATE
 from app.ui.inline import click_here
+from app.ui.quiet import PRIVATE, QUIET
 
 # The quote lines' hidden triggers, clicked by REQUOTE_JS (those not on the page are passed over).
 FORM = "wp-requote"
@@ -85,5 +85,5 @@ def line(
     )
     gr.Button(visible=False, elem_id=f"wp-api-{api_name}").click(
         fn, inputs_kwargs=dict(inputs), outputs=list(outputs), api_name=api_name,
-        show_progress="hidden",
+        **QUIET,
     )  # fmt: skip

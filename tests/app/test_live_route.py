@@ -116,6 +116,17 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     assert dep["queue"] is False  # the page posts it directly: no queue join, no event stream
 
 
+def test_the_page_events_name_no_progress_target(studio):
+    """An event that shows no progress names no component as its progress target
+    (app/ui/quiet.py): Gradio's page would visit each target again at every later message."""
+    config = requests.get(f"{studio.base_url}/config", timeout=30).json()
+    quiet = [d for d in config["dependencies"] if d["show_progress"] == "hidden"]
+    assert len(quiet) > 50, len(quiet)  # the page's own events and the API's
+    assert [d["api_name"] for d in quiet if d["show_progress_on"] != []] == []
+    shown = [d["api_name"] for d in config["dependencies"] if d["show_progress"] != "hidden"]
+    assert shown == ["refreshed"], shown  # Refresh from the endpoint shows its own progress
+
+
 def test_an_unknown_job_has_no_stream(studio):
     r = requests.get(f"{studio.base_url}/wanpod/live/wp-0000000000000000", timeout=30)
     assert r.status_code == 404 and "Unknown job" in r.json()["detail"]

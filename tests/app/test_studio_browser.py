@@ -41,9 +41,19 @@ def disabled(page) -> list[bool]:
     return [page.locator(f"#{b}").is_disabled() for b in JOB_BUTTONS]
 
 
+def transitions(page) -> list[str]:
+    """How long Generate and the job buttons take to change (their CSS transitions)."""
+    return page.evaluate(
+        "ids => ids.map(i => getComputedStyle(document.getElementById(i)).transitionDuration)",
+        ["wp-generate", *JOB_BUTTONS],
+    )
+
+
 def test_job_buttons_wait_for_a_job_and_cancel_is_one_state_with_its_cost(studio, context, stack):
     page = open_studio(context, studio.base_url)
     assert disabled(page) == [True] * 4  # no job yet: nothing to cancel, rerun, reuse, promote
+    # they switch at once as a job starts and ends: no frames drawn for a fade (app/ui/page.py)
+    assert transitions(page) == ["0s"] * 5
     slow_steps(stack, 1.0)
     try:
         start_job(page, "a slow glacier, time-lapse")

@@ -1,0 +1,18 @@
+"""How the page's events show progress: they do not. The status panel (app/ui/status.py) says
+what a job does, and Gradio's overlay would cover what it updates.
+
+`QUIET` also names no component as the event's progress target (`show_progress_on=()`; by
+default every output is one). Gradio's page keeps a loading status for each target of every
+event it has run, and at every message of every later event it visits each of them again: a
+search of the page's component tree and a copy of the component's properties. Hidden, they
+showed nothing and cost a page ~50 ms of its script per job. (An event's inputs still join
+that set as the event completes: Gradio's page adds them itself.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+QUIET: dict[str, Any] = {"show_progress": "hidden", "show_progress_on": ()}
+# a page's own event: not in the API, and quiet
+PRIVATE: dict[str, Any] = {"api_visibility": "private", **QUIET}
