@@ -1,7 +1,7 @@
 """Studio concurrency bench: N simultaneous browser users, each running one ~5 s emulated job.
 
     .venvs/app/bin/python bench/studio_concurrency.py [--users 32] [--job-s 5] [--poll-s 1.0]
-                                                      [--browser-nice 19]
+                                                      [--browser-nice 19] [--settle-s 10]
     .venvs/app/bin/python bench/studio_concurrency.py --mode protocol --users 64
                                                       [--replicas 2 --database postgresql]
                                                       [--history-on-screen] [--webhooks]
@@ -175,6 +175,12 @@ def main() -> int:
         type=int,
         default=19,
         help="CPU niceness of the browsers (0: same priority as the studio and the stack)",
+    )
+    ap.add_argument(
+        "--settle-s",
+        type=float,
+        default=10.0,
+        help="browser mode: seconds between the pages being filled and Generate",
     )
     ap.add_argument("--mode", choices=("browser", "protocol"), default="browser")
     ap.add_argument("--replicas", type=int, default=1, help="studios (protocol mode)")
@@ -353,18 +359,25 @@ def run_browsers(url: str, args: argparse.Namespace, data: Path) -> int:
             page.set_default_timeout(300_000)
             page.goto(url)
             page.locator("#wp-prompt textarea").fill(f"bench user {i}: a kite over the sea")
+            page.locator("#wp-generate").scroll_into_view_if_needed()  # as a user would
             pages.append(page)
         for page in pages:
             page.wait_for_function(
                 "document.querySelector('#wp-quote').innerText.includes('GPU s')"
             )
         print(f"{args.users} pages loaded and filled in {time.monotonic() - t_load:.1f} s")
-        # every page clicks Generate at the same wall-clock moment (a timer set in each page)
+        # A user fills the form before pressing Generate: the browser's own work after it
+        # started (Chromium runs deferred start-up tasks seconds after launch) and the pages'
+        # after loading are not what following a job costs.
+        time.sleep(args.settle_s)
+        # every page presses Generate at the same wall-clock moment (a timer set in each page),
+        # focused as a click focuses it (the prompt's caret, blinking, would draw frames)
         start_ms = int(time.time() * 1000) + 1000 + 60 * len(pages)
         for page in pages:
             page.evaluate(
                 "setTimeout(() => { window.__wpClick = Date.now();"
-                " document.querySelector('#wp-generate').click(); },"
+                " const b = document.querySelector('#wp-generate');"
+                " b.focus({preventScroll: true}); b.click(); },"
                 f" {start_ms} - Date.now())"
             )
         t_start = start_ms / 1000
