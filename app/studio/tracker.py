@@ -88,6 +88,7 @@ class Tracker(Keeping):
         store: ResultStore | None = None,
         max_execution_s: float = timings.EXECUTION_TIMEOUT_MAX_MS / 1000,
         fetcher: Fetcher | None = None,
+        budget: polling.Budget | None = None,
     ) -> None:
         self.ledger = ledger
         self.endpoint = endpoint
@@ -112,12 +113,17 @@ class Tracker(Keeping):
         self.retry_s = disk.RETRY_S
         self._notes: dict[str, str] = {}  # rid -> what its page must say (disk full)
         self._heap: list[tuple[float, str]] = []
+        # jobs near their end, polled within `budget`: waiting until due, then ready (in the
+        # order they finished sampling, `_ends`: rid -> Pace.end_at while near its end)
+        self._fast: list[tuple[float, str]] = []
+        self._ready: list[tuple[float, float, str]] = []
+        self._ends: dict[str, float] = {}
+        self.budget = budget or polling.Budget()
         self._scheduled: set[str] = set()
         self._interval: dict[str, float] = {}
         self._misses: dict[str, int] = {}
         self._pace: dict[str, polling.Pace] = {}
         self._samplers: dict[str, Samplers] = {}  # per live job, read once from its workflow
-        self._near_end: set[str] = set()
         self._versions: dict[str, int] = {}
         # One lock; the scheduling loop waits on `_cond`, each job's pages on their own
         # condition (`_watchers`: condition and how many wait): a change wakes only the
@@ -267,7 +273,7 @@ class Tracker(Keeping):
     def _loop(self) -> None:
         """The one scheduling thread: pops due jobs and hands each status call to a small pool,
         so one slow answer does not delay the other jobs (a job is never polled twice at once:
-        it is back in the heap only after its call returned)."""
+        it is back in a heap only after its call returned)."""
         while not self._stop.is_set():
             if time.monotonic() >= self._next_scan:
                 self._next_scan = time.monotonic() + self.lease_s * LEASE_SCAN_FRACTION
@@ -276,26 +282,54 @@ class Tracker(Keeping):
                 except RuntimeError:  # pool shut down: stopping
                     return
             with self._cond:
-                if not self._heap:
-                    self._cond.wait(1.0)
+                rid = self._next_due()
+                if rid is None:
                     continue
-                due, rid = self._heap[0]
-                delay = due - time.monotonic()
-                if delay > 0:
-                    self._cond.wait(min(delay, 1.0))
-                    continue
-                heapq.heappop(self._heap)
-                if self._due.get(rid) != due or rid in self._inflight:
-                    continue  # an entry replaced by a poke, or its call still running
                 self._inflight.add(rid)
             try:
                 self._polls.submit(self._poll_and_reschedule, rid)
             except RuntimeError:  # pool shut down: stopping
                 return
 
+    def _next_due(self) -> str | None:
+        """The job to poll now (caller holds the lock), else None after waiting (up to 1 s)
+        until one may be due. A job near its end, once due, waits in `_ready` for a token of the
+        fast polls' budget; the one that finished sampling first gets it (app/studio/polling.py).
+        """
+        now = time.monotonic()
+        while self._heap and self._stale(*self._heap[0]):
+            heapq.heappop(self._heap)
+        while self._fast and (self._fast[0][0] <= now or self._stale(*self._fast[0])):
+            due, rid = heapq.heappop(self._fast)
+            if not self._stale(due, rid):
+                heapq.heappush(self._ready, (self._ends.get(rid, due), due, rid))
+        while self._ready and self._stale(*self._ready[0][1:]):
+            heapq.heappop(self._ready)
+        wake = now + 1.0
+        if self._heap:
+            due, rid = self._heap[0]
+            if due <= now:
+                heapq.heappop(self._heap)
+                return rid
+            wake = min(wake, due)
+        if self._ready:
+            if self.budget.take(now):
+                return heapq.heappop(self._ready)[2]
+            wake = min(wake, self.budget.ready_at(now))
+        if self._fast:
+            wake = min(wake, self._fast[0][0])
+        self._cond.wait(wake - now)
+        return None
+
+    def _stale(self, due: float, rid: str) -> bool:
+        """A heap entry replaced by a poke, or whose job's call is still running."""
+        return self._due.get(rid) != due or rid in self._inflight
+
     def _poll_and_reschedule(self, rid: str) -> None:
+        fast = False  # near its end: the next poll waits for the budget
         try:
             again = self._poll(rid)
+            fast = rid in self._ends
         except Exception as exc:  # never let one job kill the tracker
             again = True
             if disk.full(exc):  # the ledger cannot be written: say so, look again later
@@ -309,15 +343,15 @@ class Tracker(Keeping):
                 step = min(self._interval[rid], self.lease_s * LEASE_SCAN_FRACTION)
                 if rid in self._poked:
                     self._poked.discard(rid)
-                    step = 0.0
+                    step, fast = 0.0, False
                 self._due[rid] = time.monotonic() + step
-                heapq.heappush(self._heap, (self._due[rid], rid))
+                heapq.heappush(self._fast if fast else self._heap, (self._due[rid], rid))
                 self._cond.notify_all()
             else:
                 self._scheduled.discard(rid)
                 self._pace.pop(rid, None)
                 self._samplers.pop(rid, None)
-                self._near_end.discard(rid)
+                self._ends.pop(rid, None)
                 self._seen.pop(rid, None)
                 self._held.pop(rid, None)
                 self._due.pop(rid, None)
@@ -384,19 +418,23 @@ class Tracker(Keeping):
         if isinstance(st.progress, dict):
             now = time.monotonic()
             pace = self._pace.setdefault(rid, polling.Pace())
-            if st.progress.get("stage") == "sampling":
+            stage = st.progress.get("stage")
+            if stage == "sampling":
                 plan = self._samplers.get(rid) or samplers(self.ledger.workflow(rid))
                 self._samplers[rid] = plan
-                pace.observe(now, describe(state, st.progress, 0.0, None, plan).fraction)
-            near_end = polling.near_end(pace, now, st.progress.get("stage"), self.poll_s)
-        if near_end:
-            self._near_end.add(rid)
-        else:
-            self._near_end.discard(rid)
+                fraction = describe(state, st.progress, 0.0, None, plan).fraction
+                pace.observe(now, fraction, polling.elapsed(st.progress))
+            elif stage in polling.PAST_SAMPLING:
+                pace.past_sampling(now, polling.elapsed(st.progress))
+            near_end = polling.near_end(pace, now, stage, self.poll_s)
+            if near_end:
+                self._ends[rid] = pace.end_at(now)
+        if not near_end:
+            self._ends.pop(rid, None)
         if state is JobState.IN_QUEUE:
             self._interval[rid] = polling.queued_interval(self._interval[rid], self.poll_s)
         elif near_end:  # about to end: notice the result quickly (within the status budget)
-            self._interval[rid] = polling.fast_interval(self.poll_s, len(self._near_end))
+            self._interval[rid] = polling.fast_interval(self.poll_s)
         else:
             self._interval[rid] = self.poll_s
         if state is JobState.COMPLETED:

@@ -186,3 +186,60 @@ def test_a_slow_answer_from_runpod_holds_back_no_other_job(tmp_path):
         answer.set()
         tracker.stop()
     assert most[0] == polling.STATUS_CALLS_AT_ONCE > 8  # the earlier pool's 8
+
+
+def test_fast_polls_go_to_the_jobs_that_finished_sampling_first_within_the_budget(tmp_path):
+    """Six jobs reach their end together. Their fast polls share a small budget (4 a second
+    here): each token goes to the due job that left sampling first (by the worker's own
+    `elapsed_s`), not round the six, and when those jobs end the next ones get the tokens."""
+    import threading
+
+    from app.studio import polling
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    rids = [row(ledger) for _ in range(6)]
+    for i, rid in enumerate(rids):
+        ledger.update(rid, job_id=f"job-{i}", state="IN_PROGRESS")
+    started = time.monotonic() - 10.0  # the workers' start, on this clock
+    left_sampling = [started + 10.1 + 0.05 * i for i in range(6)]  # job 0 first
+    lock, ended = threading.Lock(), set()
+    saving_seen, fast = [False] * 6, []
+
+    def status(job_id: str) -> SimpleNamespace:
+        i, now = int(job_id.split("-")[1]), time.monotonic()
+        with lock:
+            if saving_seen[i]:
+                fast.append((now, i))  # polled again after it answered "saving"
+            if i in ended:
+                state, progress = "FAILED", None
+            elif now < left_sampling[i]:  # sampling: the latest update is this moment's
+                state, progress = "IN_PROGRESS", {"stage": "sampling", "elapsed_s": now - started}
+            else:
+                saving_seen[i] = True
+                at = left_sampling[i] - started
+                state, progress = "IN_PROGRESS", {"stage": "saving", "elapsed_s": at}
+        return SimpleNamespace(state=state, progress=progress, output=None, error="boom",
+                               delay_ms=None, execution_ms=None, worker_id=None)  # fmt: skip
+
+    budget = polling.Budget(rate=4.0, burst=1.0)
+    tracker = Tracker(ledger, SimpleNamespace(status=status), tmp_path,
+                      cost.load_prices(PRICES_PATH), poll_s=0.05, budget=budget)  # fmt: skip
+    tracker.start()
+    try:
+        wait_for(lambda: len(fast) >= 8, 30, "eight fast polls")
+        with lock:
+            first = [i for _, i in fast[:8]]
+            ended.update({0, 1})
+        assert set(first) <= {0, 1}, first  # jobs 2-5 wait: they left sampling later
+        wait_for(lambda: ledger.get(rids[0]).final and ledger.get(rids[1]).final, 30, "0, 1 end")
+        k = len(fast)
+        wait_for(lambda: len(fast) >= k + 6, 30, "six more fast polls")
+        with lock:
+            then = [i for _, i in fast[k : k + 6]]
+            ended.update(range(6))
+        assert set(then) <= {2, 3}, then
+        wait_for(lambda: all(ledger.get(r).final for r in rids), 30, "every job's end")
+    finally:
+        tracker.stop()
+    span = fast[-1][0] - fast[0][0]
+    assert len(fast) <= budget.burst + budget.rate * span + 1  # never over the budget
