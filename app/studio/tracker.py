@@ -370,6 +370,7 @@ class Tracker(Keeping):
             self._seen[rid] = updated_at
             self._changed(rid)
         self._interval[rid] = self.poll_s
+        self._ends.pop(rid, None)  # its row is re-read, not polled: no fast poll's token
         return True
 
     def _hold(self, rid: str) -> bool:
