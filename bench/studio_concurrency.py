@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -237,6 +238,18 @@ def main() -> int:
         work_dir=work / "stack",
         ready_timeout_s=600,
     )
+    rc = 1
+    try:
+        rc = run(args, cfg, work)
+        return rc
+    finally:
+        if rc == 0:  # ~5 MB a run (the stack's and studios' videos, ledgers and logs)
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"this run's logs and data are kept in {work}")
+
+
+def run(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int:
     t0 = time.monotonic()
     if args.mode == "protocol":
         return protocol_mode(args, cfg, work)
