@@ -65,9 +65,7 @@ class Pace:
         t = now if elapsed is None else elapsed
         if self.last is not None and (t < self.last[0] or self.polled != (elapsed is None)):
             self.first = self.last = self.ended = None  # another attempt: its clock restarted
-        if self.first is None:
-            self.lag, self.polled = now - t, elapsed is None
-        self.lag = min(self.lag, now - t)
+        self._seen_at(now, t, polled=elapsed is None)
         if self.last is not None and fraction <= self.last[1]:
             return
         if self.first is None:
@@ -82,9 +80,15 @@ class Pace:
         if elapsed is None or (self.polled and self.first is not None):
             self.ended = now  # the poll clock throughout
             return
-        self.lag = now - elapsed if self.first is None else min(self.lag, now - elapsed)
-        self.polled = False
+        self._seen_at(now, elapsed, polled=False)
         self.ended = self.lag + elapsed
+
+    def _seen_at(self, now: float, t: float, polled: bool) -> None:
+        """A point at `t` on its clock, seen at poll time `now`: the first sets the clock (and
+        whether it is the poll clock), each narrows `lag`."""
+        if self.first is None:
+            self.lag, self.polled = now - t, polled
+        self.lag = min(self.lag, now - t)
 
     def end_at(self, now: float) -> float:
         """When sampling ended or is predicted to, on the poll clock (`now` when unknown): the
