@@ -6,13 +6,16 @@
                                                       [--replicas 2 --database postgresql]
                                                       [--history-on-screen] [--webhooks]
                                                       [--profile DIR] [--api-latency-ms 150]
+                                                      [--isolate]
 
 `--mode protocol` (bench/protocol_clients.py): clients that follow the same events a page follows,
 without rendering; its figures are the studio's own path and CPU, see that module. As the
 browsers below, the clients would run on the users' machines: they run niced (--clients-nice, 0
 to share the studios' priority); the stack stands in for RunPod's machines (--stack-nice, default
 0: its /run answers and job times are part of the studio's path). Other tenants of the machine
-are not niced: note the load average with every figure.
+are not niced: note the load average with every figure. `--isolate` puts each studio and the
+control plane in a CPU group of its own, as on machines of their own (bench/cpu_groups.py): what
+the studio's path takes then is its own, not the share of ~130 stand-in processes it gets.
 
 Starts the local stack (one ComfyUI emulator per worker, N real worker processes behind the local
 RunPod control plane), a studio (`python -m app`) pointed at it, and one headless Chromium with
@@ -50,6 +53,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.cpu_groups import available, isolated  # noqa: E402
 from bench.protocol_clients import fields_cpu, stat_fields  # noqa: E402
 from emulators.stack import LocalStack, StackConfig  # noqa: E402
 
@@ -220,6 +224,12 @@ def main() -> int:
         "across the internet from a studio; 0: as fast as this machine)",
     )
     ap.add_argument(
+        "--isolate",
+        action="store_true",
+        help="protocol mode: each studio and the control plane in a CPU group of its own, as on "
+        "machines of their own (bench/cpu_groups.py; needs root and cgroup v1's cpu controller)",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -228,6 +238,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.replicas > 1 and args.database != "postgresql":
         ap.error("--replicas > 1 needs --database postgresql (one shared ledger)")
+    if args.isolate and available():
+        ap.error(f"--isolate: {available()}")
     steps = 4  # T2V 14B turbo: 2 + 2 KSamplerAdvanced steps
     work = Path(tempfile.mkdtemp(prefix="wanpod-bench-"))
     cfg = StackConfig(
@@ -323,6 +335,11 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
         if args.stack_nice:
             n = nice_all_but({p.pid for p in procs}, args.stack_nice)
             print(f"the stack ({n} processes) runs at nice {args.stack_nice}")
+        if args.isolate:  # each studio and the control plane in a CPU group of its own
+            plane = [p.pid for p in stack.procs if "emulators.runpod" in p.args]
+            groups = {f"studio{i}": [p.pid] for i, p in enumerate(procs)} | {"plane": plane}
+            stack_ctx.enter_context(isolated(groups))
+            print(f"CPU groups of their own (bench/cpu_groups.py): {', '.join(groups)}")
         probe = AnswerProbe(f"{stack.base_url}/health", {"Authorization": stack.api_key})
         stack_ctx.callback(probe.stop)
         if args.clients_nice:
