@@ -238,8 +238,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.replicas > 1 and args.database != "postgresql":
         ap.error("--replicas > 1 needs --database postgresql (one shared ledger)")
-    if args.isolate and available():
-        ap.error(f"--isolate: {available()}")
+    if args.isolate and (why := available()):
+        ap.error(f"--isolate: {why}")
     steps = 4  # T2V 14B turbo: 2 + 2 KSamplerAdvanced steps
     work = Path(tempfile.mkdtemp(prefix="wanpod-bench-"))
     cfg = StackConfig(
