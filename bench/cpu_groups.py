@@ -6,9 +6,15 @@ the control plane (the stand-in for RunPod's API) share the CPU with the studio 
 process among ~130. Linux shares CPU time between runnable threads, so while the workers start
 their jobs and while the emulators encode their videos (1-1.5 cores each time), the studio gets
 ~0.2 of a core and the control plane answers /run and /status late (0.1-0.7 s), wherever the
-studio's own path could go faster. With `--isolate`, Linux shares the CPU between the groups
-first (cgroup v1's `cpu` controller, equal `cpu.shares`): a studio or the control plane gets its
-share when it has work, and the stand-ins for the GPU machines keep everything the others leave.
+studio's own path could go faster. With `--isolate`, each studio and the control plane is in a
+group of cgroup v1's `cpu` controller weighted SHARES (`cpu.shares`): the stand-ins stay in the
+root group, where Linux weighs each of their processes like a group (1024 at nice 0), so a group
+of the default weight would get no more than one of them (as without the group: the first
+`--isolate`, before this weight, changed nothing). At SHARES, ~256 such processes' worth, a studio
+or the control plane gets the CPU it asks for (about one core: Python's lock runs one of its
+threads at a time), and the stand-ins for the GPU machines keep everything the others leave.
+They get less than without `--isolate` while the studio works, so their executionTimes (the
+ratio's yardstick) may be longer: read the studio's own steps (ledger row, seen, stored) too.
 What the studio's path still takes then is the studio's own (and this machine's two cores).
 
 Needs cgroup v1's `cpu` hierarchy mounted and writable (root): `available()` says why not.
@@ -23,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup/cpu")  # cgroup v1's cpu controller
+SHARES = 262144  # each group's weight (cgroup v1's largest): see the module's text
 
 
 def available(root: Path = ROOT) -> str:
@@ -58,6 +65,7 @@ def isolated(groups: Mapping[str, list[int]], root: Path = ROOT) -> Iterator[lis
             group = root / f"wanpod-bench-{os.getpid()}-{name}"
             group.mkdir()
             made.append(group)
+            (group / "cpu.shares").write_text(str(SHARES))
             for pid in pids:
                 was[pid] = cpu_group(pid)
                 (group / "cgroup.procs").write_text(str(pid))

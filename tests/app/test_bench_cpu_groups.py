@@ -1,7 +1,8 @@
 """bench/cpu_groups.py (the concurrency bench's `--isolate`): a process moved into a CPU group of
 its own is in it while the block runs (Linux says so in /proc/<pid>/cgroup), and back in the
-group it was in, with the new group gone, after it. Needs root and cgroup v1's cpu hierarchy:
-elsewhere the bench refuses `--isolate` with the reason, and so does this test."""
+group it was in, with the new group gone, after it. The group weighs as much as ~256 processes.
+Needs root and cgroup v1's cpu hierarchy: elsewhere the bench refuses `--isolate` with the
+reason, and so does this test."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from bench.cpu_groups import available, cpu_group, isolated
+from bench.cpu_groups import SHARES, available, cpu_group, isolated
 
 
 def test_a_process_runs_in_its_own_cpu_group_and_comes_back_after():
@@ -24,6 +25,8 @@ def test_a_process_runs_in_its_own_cpu_group_and_comes_back_after():
             (group,) = groups
             assert cpu_group(child.pid) == "/" + group.name
             assert str(child.pid) in (group / "cgroup.procs").read_text().split()
+            # weighed as ~256 processes: one of 1024 would get no more than one process does
+            assert int((group / "cpu.shares").read_text()) == SHARES
         assert cpu_group(child.pid) == before
         assert not group.exists()
     finally:
