@@ -16,6 +16,10 @@ polling slower delays the result by up to one interval. The schedule:
   burst. As each ends, its share goes to the others at once. (Before: every job near its end
   got a fixed n / budget interval, set at each poll; with 64 jobs decoding together each was
   polled every ~0.6 s, and the last ends of a burst were seen up to that much later.)
+  The budget governs only the polls beyond the normal schedule: a job still waiting for a
+  token when its normal poll (poll_s after its last) is due is polled then, so near its end it
+  is never polled less often than before. (Without this, a job that left sampling after the
+  others of a 64-job burst waited up to 2 s: tokens went to the earlier ones.)
 
 The calls themselves: each waits for RunPod's answer, so the tracker can make at most
 (calls in flight) / (answer time) a second. `STATUS_CALLS_AT_ONCE` is enough in flight to reach

@@ -117,6 +117,10 @@ class Tracker(Keeping):
         # order they finished sampling, `_ends`: rid -> Pace.end_at while near its end)
         self._fast: list[tuple[float, str]] = []
         self._ready: list[tuple[float, float, str]] = []
+        # and when each would be polled on the normal schedule: then it is, token or not, so
+        # a job near its end is never polled less often than the others (`_late`: normal due,
+        # due, rid)
+        self._late: list[tuple[float, float, str]] = []
         self._ends: dict[str, float] = {}
         self.budget = budget or polling.Budget()
         self._scheduled: set[str] = set()
@@ -295,6 +299,9 @@ class Tracker(Keeping):
         """The job to poll now (caller holds the lock), else None after waiting (up to 1 s)
         until one may be due. A job near its end, once due, waits in `_ready` for a token of the
         fast polls' budget; the one that finished sampling first gets it (app/studio/polling.py).
+        One still waiting when its normal poll would be due is polled then without a token:
+        while the budget is spent (64 jobs saving together), a job that finished sampling after
+        the others waited up to 2 s for a token, where a normal poll comes each poll_s.
         """
         now = time.monotonic()
         while self._heap and self._stale(*self._heap[0]):
@@ -305,13 +312,14 @@ class Tracker(Keeping):
                 heapq.heappush(self._ready, (self._ends.get(rid, due), due, rid))
         while self._ready and self._stale(*self._ready[0][1:]):
             heapq.heappop(self._ready)
+        while self._late and self._stale(*self._late[0][1:]):
+            heapq.heappop(self._late)
         wake = now + 1.0
-        if self._heap:
-            due, rid = self._heap[0]
-            if due <= now:
-                heapq.heappop(self._heap)
-                return rid
-            wake = min(wake, due)
+        for heap in (self._heap, self._late):  # the normal schedule: no token
+            if heap:
+                if heap[0][0] <= now:
+                    return heapq.heappop(heap)[-1]
+                wake = min(wake, heap[0][0])
         if self._ready:
             if self.budget.take(now):
                 return heapq.heappop(self._ready)[2]
@@ -344,8 +352,12 @@ class Tracker(Keeping):
                 if rid in self._poked:
                     self._poked.discard(rid)
                     step, fast = 0.0, False
-                self._due[rid] = time.monotonic() + step
+                now = time.monotonic()
+                self._due[rid] = now + step
                 heapq.heappush(self._fast if fast else self._heap, (self._due[rid], rid))
+                if fast:  # without a token, polled as on the normal schedule all the same
+                    normal = now + min(self.poll_s, self.lease_s * LEASE_SCAN_FRACTION)
+                    heapq.heappush(self._late, (normal, self._due[rid], rid))
                 self._cond.notify_all()
             else:
                 self._scheduled.discard(rid)

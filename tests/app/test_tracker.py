@@ -200,32 +200,41 @@ def test_fast_polls_go_to_the_jobs_that_finished_sampling_first_within_the_budge
     rids = [row(ledger) for _ in range(6)]
     for i, rid in enumerate(rids):
         ledger.update(rid, job_id=f"job-{i}", state="IN_PROGRESS")
-    started = time.monotonic() - 10.0  # the workers' start, on this clock
-    left_sampling = [started + 10.1 + 0.05 * i for i in range(6)]  # job 0 first
     lock, ended = threading.Lock(), set()
-    saving_seen, fast = [False] * 6, []
+    started = time.monotonic() - 10.0  # the workers' start, on this clock
+    polled, saving_seen, fast = [0] * 6, [False] * 6, []
 
     def status(job_id: str) -> SimpleNamespace:
         i, now = int(job_id.split("-")[1]), time.monotonic()
         with lock:
+            polled[i] += 1
             if saving_seen[i]:
                 fast.append((now, i))  # polled again after it answered "saving"
             if i in ended:
                 state, progress = "FAILED", None
-            elif now < left_sampling[i]:  # sampling: the latest update is this moment's
+            elif polled[i] == 1:  # sampling: the latest update is this moment's
                 state, progress = "IN_PROGRESS", {"stage": "sampling", "elapsed_s": now - started}
-            else:
+            else:  # then past it: it left sampling 9 s after its worker started, job 0 first
                 saving_seen[i] = True
-                at = left_sampling[i] - started
-                state, progress = "IN_PROGRESS", {"stage": "saving", "elapsed_s": at}
+                state, progress = "IN_PROGRESS", {"stage": "saving", "elapsed_s": 9.0 + 0.05 * i}
         return SimpleNamespace(state=state, progress=progress, output=None, error="boom",
                                delay_ms=None, execution_ms=None, worker_id=None)  # fmt: skip
 
-    budget = polling.Budget(rate=4.0, burst=1.0)
+    class Budget(polling.Budget):  # the first token once all six wait for one
+        def take(self, now: float) -> bool:
+            self.open = getattr(self, "open", False) or len(tracker._ready) == 6
+            return self.open and super().take(now)
+
+    budget = Budget(rate=4.0, burst=1.0)
+    # the normal schedule (poll_s) far off: every poll after the second takes a token
     tracker = Tracker(ledger, SimpleNamespace(status=status), tmp_path,
-                      cost.load_prices(PRICES_PATH), poll_s=0.05, budget=budget)  # fmt: skip
+                      cost.load_prices(PRICES_PATH), poll_s=60.0, lease_s=600.0,
+                      budget=budget)  # fmt: skip
     tracker.start()
     try:
+        wait_for(lambda: all(polled), 30, "each job's first poll")
+        for rid in rids:  # the second at once (as a webhook would): "saving"
+            tracker.poke(rid)
         wait_for(lambda: len(fast) >= 8, 30, "eight fast polls")
         with lock:
             first = [i for _, i in fast[:8]]
@@ -243,3 +252,45 @@ def test_fast_polls_go_to_the_jobs_that_finished_sampling_first_within_the_budge
         tracker.stop()
     span = fast[-1][0] - fast[0][0]
     assert len(fast) <= budget.burst + budget.rate * span + 1  # never over the budget
+
+
+def test_a_job_near_its_end_is_polled_at_least_on_the_normal_schedule_when_the_budget_is_spent(
+    tmp_path,
+):
+    """Three jobs past sampling (saving) whose ends do not come. The fast polls' budget holds one
+    token and never refills: the first poll near the end takes it, and then no job has one.
+    Each is still polled every poll_s, as a job not near its end is: the budget only governs
+    the polls beyond the normal schedule (before, a job waiting for a token was not polled at
+    all meanwhile; in the 64-user bench it waited up to 2 s for one)."""
+    import threading
+
+    from app.studio import polling
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    rids = [row(ledger) for _ in range(3)]
+    for i, rid in enumerate(rids):
+        ledger.update(rid, job_id=f"job-{i}", state="IN_PROGRESS")
+    lock, polls, done = threading.Lock(), {i: [] for i in range(3)}, threading.Event()
+
+    def status(job_id: str) -> SimpleNamespace:
+        i = int(job_id.split("-")[1])
+        with lock:
+            polls[i].append(time.monotonic())
+        progress = {"stage": "saving", "elapsed_s": 10.0 + i}
+        state = "FAILED" if done.is_set() else "IN_PROGRESS"
+        return SimpleNamespace(state=state, progress=progress, output=None, error="boom",
+                               delay_ms=None, execution_ms=None, worker_id=None)  # fmt: skip
+
+    budget = polling.Budget(rate=1e-9, burst=1.0)  # one token, then none for ~30 years
+    poll_s = 0.1
+    tracker = Tracker(ledger, SimpleNamespace(status=status), tmp_path,
+                      cost.load_prices(PRICES_PATH), poll_s=poll_s, budget=budget)  # fmt: skip
+    tracker.start()
+    try:
+        wait_for(lambda: all(len(p) >= 6 for p in polls.values()), 30, "six polls of each job")
+    finally:
+        done.set()
+        wait_for(lambda: all(ledger.get(r).final for r in rids), 30, "every job's end")
+        tracker.stop()
+    for times in polls.values():  # and no faster than that: they took no token
+        assert len(times) <= (times[-1] - times[0]) / poll_s + 2
