@@ -348,7 +348,8 @@ class Tracker(Keeping):
                 self._interval[rid] = polling.error_interval(self._interval[rid])
         with self._cond:
             if again and not self._stop.is_set():
-                step = min(self._interval[rid], self.lease_s * LEASE_SCAN_FRACTION)
+                slowest = self.lease_s * LEASE_SCAN_FRACTION  # the lease is renewed in time
+                step = min(self._interval[rid], slowest)
                 if rid in self._poked:
                     self._poked.discard(rid)
                     step, fast = 0.0, False
@@ -356,7 +357,7 @@ class Tracker(Keeping):
                 self._due[rid] = now + step
                 heapq.heappush(self._fast if fast else self._heap, (self._due[rid], rid))
                 if fast:  # without a token, polled as on the normal schedule all the same
-                    normal = now + min(self.poll_s, self.lease_s * LEASE_SCAN_FRACTION)
+                    normal = now + min(self.poll_s, slowest)
                     heapq.heappush(self._late, (normal, self._due[rid], rid))
                 self._cond.notify_all()
             else:
