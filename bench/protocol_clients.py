@@ -94,6 +94,7 @@ class PageProtocol:
                      if c.get("props", {}).get("elem_id") == "wp-video")  # fmt: skip
         self.video_at = self.final_dep["outputs"].index(video)
         self.updates: list[int] = []  # per finished job: the live panels it was sent
+        self.first_request: float | None = None  # when this page's first Generate was sent
 
     def payload(self, dep: dict[str, Any], session_hash: str, data: list[Any]) -> dict[str, Any]:
         trigger = dep["targets"][0][0] if dep.get("targets") else None
@@ -166,6 +167,8 @@ class PageProtocol:
 
     async def generate(self, http: Any, args: list[Any]) -> list[Any]:
         """The end event's outputs of one Generate; the video fetched."""
+        if self.first_request is None:  # one loop: the first user here is the earliest
+            self.first_request = time.time()
         first = await self.event(http, self.generate_dep, self.generate_data(args))
         rid = first[3]
         if not rid:
@@ -291,6 +294,9 @@ def run_protocol(
     t_start = time.time()
     asyncio.run(everyone())
     t_end = time.time()
+    # the studio's path starts at the first request, not before the clients' own start-up (the
+    # HTTP client, its TLS context: tens of ms, more at the clients' low priority)
+    t_first = min(p.first_request for p in pages if p.first_request is not None)
     cpu = [proc_cpu(p.pid) - c for p, c in zip(studios, cpu0, strict=True)]
     split = [tuple(b - a for a, b in zip(s0, proc_split(p.pid), strict=True))
              for p, s0 in zip(studios, split0, strict=True)]  # fmt: skip
@@ -313,7 +319,7 @@ def run_protocol(
         return 1
     execs = [r.execution_ms / 1000 for r in rows]
     last_stored = max(r.stored_at for r in rows)
-    path = last_stored - t_start
+    path = last_stored - t_first
     median = statistics.median(execs)
     print(f"executionTime per job: median {median:.2f} s, max {max(execs):.2f} s")
     updates = sorted(n for page in pages for n in page.updates)
@@ -322,7 +328,8 @@ def run_protocol(
     print(f"studio path, first request -> last video stored: {path:.2f} s")
     print(f"ratio to the median executionTime: {path / median:.2f} (target <= 1.15)")
     print(
-        f"clients' wall time (first request -> last client got its video): {t_end - t_start:.2f} s"
+        f"clients' wall time (first request -> last client got its video): {t_end - t_first:.2f} s "
+        f"(their start-up before it: {(t_first - t_start) * 1000:.0f} ms)"
     )
     for i, (c, idle_c) in enumerate(zip(cpu, idle, strict=True)):
         share = users / len(urls)
@@ -340,7 +347,7 @@ def run_protocol(
     done = {r.id: finished_at(r.job_id) for r in rows}  # when each row's job COMPLETED
     delays = sorted(r.completed_seen_at - done[r.id] for r in rows)
     stores = sorted(r.stored_at - r.completed_seen_at for r in rows)
-    created = sorted(r.created_at - t_start for r in rows)
+    created = sorted(r.created_at - t_first for r in rows)
     answered = sorted(r.submitted_at - r.created_at for r in rows)
     queue = sorted((r.delay_ms or 0) / 1000 for r in rows)
     for name, vals in (
@@ -351,7 +358,7 @@ def run_protocol(
         ("tracker saw it -> stored", stores),
     ):
         print(f"  {name:30s} median {statistics.median(vals):6.2f} s  max {max(vals):6.2f} s")
-    print(last_job(rows, t_start, done))
+    print(last_job(rows, t_first, done))
     if probe is not None:
         print(probe.summary(t_start, t_end))
     return 0 if not both and not errors else 1
