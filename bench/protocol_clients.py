@@ -9,6 +9,9 @@ replicas on one PostgreSQL ledger, the users split across them. Prints the issue
 - with two replicas, that no job was followed (stored) by both;
 - where the machine's CPU went over the same window (the studios, the stack, these clients), so
   a figure missed on a small shared machine can be told from one the studio misses itself;
+- who had the CPU while the studio submitted the burst (`PhaseCPU`: the studio, the stand-in
+  workers, emulators and control plane, these clients), from the first request to the last /run
+  answered;
 - how fast the stand-in for RunPod's API answered meanwhile (`AnswerProbe`): when it is slow, a
   job's end is seen late, and the studio's path is longer, for a reason that is not the studio's.
 `profile_dir`: also record each studio with py-spy (`pip install py-spy`, a dev tool, not in the
@@ -232,6 +235,66 @@ class AnswerProbe:
         )
 
 
+class PhaseCPU:
+    """Who had the CPU while the studio submitted the burst (first request -> last /run
+    answered): the bench's process groups (bench/studio_concurrency.py's GROUPS) sampled every
+    EVERY_S for the first FOR_S after `begin()`, from a thread of its own started before the
+    clients are niced (so it samples on time on a saturated machine). Each sample reads only the
+    /proc stat files of the processes found at the start (~130 files: ~2 ms), so the sampler
+    takes little of what it measures. The studio's share there is what its submits got: 0.35
+    of a core on this 2-core machine in a default run, the stand-in workers 0.88 and their
+    emulators 0.24 (starting the first jobs; on RunPod they run on machines of their own).
+    With `--isolate` the sampler, left in the machine's root group, can be late: the sampled
+    span is printed beside the phase's."""
+
+    EVERY_S = 0.05
+    FOR_S = 3.0
+
+    def __init__(self) -> None:
+        import threading
+
+        from bench.studio_concurrency import cpu_snapshot
+
+        self.groups = {pid: group for pid, (group, _) in cpu_snapshot().items()}
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._go = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="phase-cpu", daemon=True)
+        self._thread.start()
+
+    def begin(self) -> None:
+        self._go.set()
+
+    def _sample(self) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for pid, group in self.groups.items():
+            try:
+                used[group] = used.get(group, 0.0) + sum(stat_cpu(Path(f"/proc/{pid}/stat")))
+            except OSError:
+                continue
+        return used
+
+    def _run(self) -> None:
+        self._go.wait()
+        end = time.time() + self.FOR_S
+        while time.time() < end:
+            self.samples.append((time.time(), self._sample()))
+            time.sleep(self.EVERY_S)
+
+    def summary(self, t0: float, t1: float) -> str:
+        """Cores each group used between the samples around `t0` and `t1`."""
+        before = [s for s in self.samples if s[0] <= t0] or self.samples[:1]
+        after = [s for s in self.samples if s[0] >= t1] or self.samples[-1:]
+        if not before or not after or after[0][0] <= before[-1][0]:
+            return "submit phase: not sampled"
+        (a_t, a), (b_t, b) = before[-1], after[0]
+        shares = sorted(((b[g] - a.get(g, 0.0)) / (b_t - a_t), g) for g in b)
+        return (
+            f"  CPU in the submit phase (first request -> last /run answered, {t1 - t0:.2f} s; "
+            f"sampled over {b_t - a_t:.2f} s), in cores: "
+            + ", ".join(f"{g} {c:.2f}" for c, g in reversed(shares) if c >= 0.005)
+        )
+
+
 def run_protocol(
     urls: list[str],
     studios: list[subprocess.Popen],
@@ -244,6 +307,7 @@ def run_protocol(
     profile_dir: Path | None = None,
     history_on_screen: bool = False,
     probe: AnswerProbe | None = None,
+    phase: PhaseCPU | None = None,
 ) -> int:
     """`finished_at`: the wall time the stand-in for RunPod recorded a job's final state (by
     RunPod job id): each job's COMPLETED in the figures."""
@@ -292,6 +356,8 @@ def run_protocol(
     split0 = [proc_split(p.pid) for p in studios]
     machine0 = cpu_snapshot()
     t_start = time.time()
+    if phase is not None:
+        phase.begin()
     asyncio.run(everyone())
     t_end = time.time()
     # the studio's path starts at the first request, not before the clients' own start-up (the
@@ -359,6 +425,8 @@ def run_protocol(
     ):
         print(f"  {name:30s} median {statistics.median(vals):6.2f} s  max {max(vals):6.2f} s")
     print(last_job(rows, t_first, done))
+    if phase is not None:
+        print(phase.summary(t_first, max(r.submitted_at for r in rows)))
     if probe is not None:
         print(probe.summary(t_start, t_end))
     return 0 if not both and not errors else 1

@@ -293,7 +293,7 @@ def run(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int:
 def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int:
     from contextlib import ExitStack
 
-    from bench.protocol_clients import AnswerProbe, run_protocol
+    from bench.protocol_clients import AnswerProbe, PhaseCPU, run_protocol
     from tests.app.test_api import args as api_args
 
     with ExitStack() as stack_ctx:
@@ -342,6 +342,7 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
             print(f"CPU groups of their own (bench/cpu_groups.py): {', '.join(groups)}")
         probe = AnswerProbe(f"{stack.base_url}/health", {"Authorization": stack.api_key})
         stack_ctx.callback(probe.stop)
+        phase = PhaseCPU()  # like the probe: started before the clients are niced
         if args.clients_nice:
             os.nice(args.clients_nice)  # this thread: the clients' threads start from it
         print(f"the clients run at nice {args.clients_nice}, the stack at {args.stack_nice}, "
@@ -352,6 +353,7 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
             lambda i: api_args(prompt=f"bench user {i}: a kite over the sea", seconds=5.0),
             lambda job_id: float(stack.job_times(job_id)["finished_wall"]),
             profile_dir=args.profile, history_on_screen=args.history_on_screen, probe=probe,
+            phase=phase,
         )  # fmt: skip
 
 
