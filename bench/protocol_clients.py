@@ -245,10 +245,18 @@ class PhaseCPU:
     of a core on this 2-core machine in a default run, the stand-in workers 0.88 and their
     emulators 0.24 (starting the first jobs; on RunPod they run on machines of their own).
     With `--isolate` the sampler, left in the machine's root group, can be late: the sampled
-    span is printed beside the phase's."""
+    span is printed beside the phase's.
+
+    It also sums how long the studios' threads waited on the run queue (runnable, no CPU given:
+    /proc's per-thread schedstat), which tells a studio short of CPU from one waiting on
+    something else: in default runs its threads waited 1.4 s each second of the phase (about one
+    of them always runnable and waiting) while it got a third of a core; sampled every 50 ms, it
+    got 0.1-0.25 of a core in the middle of the phase, and 0.4-0.5 with `--isolate`."""
 
     EVERY_S = 0.05
     FOR_S = 3.0
+    STUDIO = "studio (python -m app)"  # bench/studio_concurrency.py's GROUPS name for a studio
+    WAITED = "studio threads waiting for a CPU"
 
     def __init__(self) -> None:
         import threading
@@ -271,6 +279,8 @@ class PhaseCPU:
                 used[group] = used.get(group, 0.0) + sum(stat_cpu(Path(f"/proc/{pid}/stat")))
             except OSError:
                 continue
+            if group == self.STUDIO:
+                used[self.WAITED] = used.get(self.WAITED, 0.0) + run_queue_wait(pid)
         return used
 
     def _run(self) -> None:
@@ -287,12 +297,26 @@ class PhaseCPU:
         if not before or not after or after[0][0] <= before[-1][0]:
             return "submit phase: not sampled"
         (a_t, a), (b_t, b) = before[-1], after[0]
-        shares = sorted(((b[g] - a.get(g, 0.0)) / (b_t - a_t), g) for g in b)
+        shares = sorted(((b[g] - a.get(g, 0.0)) / (b_t - a_t), g) for g in b if g != self.WAITED)
+        waited = (b.get(self.WAITED, 0.0) - a.get(self.WAITED, 0.0)) / (b_t - a_t)
         return (
             f"  CPU in the submit phase (first request -> last /run answered, {t1 - t0:.2f} s; "
             f"sampled over {b_t - a_t:.2f} s), in cores: "
             + ", ".join(f"{g} {c:.2f}" for c, g in reversed(shares) if c >= 0.005)
+            + f"; the studio's threads meanwhile waited for a CPU {waited:.2f} s a second"
         )
+
+
+def run_queue_wait(pid: int) -> float:
+    """Seconds the threads of process `pid` (those alive now) have waited on a run queue:
+    runnable, but no CPU given them (the second field of each thread's /proc schedstat)."""
+    waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            waited += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return waited / 1e9
 
 
 def run_protocol(
