@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from emulators.comfyui.config import EmulatorConfig
+from emulators.comfyui.config import VIDEO_MAX_SIDE
 from emulators.stack import LocalStack, StackConfig
 from emulators.volume import DEMO_EXTRAS, RIFE_SCHEMA, write_volume
 
 
 def banner() -> str:
     """The demo mode's note on the page (Markdown)."""
-    side = EmulatorConfig().video_max_side
+    side = VIDEO_MAX_SIDE
     return (
         "**Demo mode:** no RunPod credentials are set, so this studio runs the local stack "
         "(ComfyUI emulator + local RunPod control plane + the real worker). Videos are "

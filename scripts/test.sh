@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 export WANPOD_WORKER_PYTHON="$PWD/.venvs/worker/bin/python"
 export PYTHONDONTWRITEBYTECODE=1
 reports=$(mktemp -d)
+trap 'rm -rf "$reports"' EXIT  # the junit files: read by the summary below, then gone
 status=0
 
 echo "== ruff"

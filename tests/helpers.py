@@ -117,6 +117,7 @@ class ServerProcess:
     ready: Callable[[ServerProcess], bool] | None = None
     proc: subprocess.Popen | None = field(default=None, init=False)
     _log: object = field(default=None, init=False)
+    _kept: str | None = field(default=None, init=False)  # the log's text, once stopped
     _announces: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +132,7 @@ class ServerProcess:
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
             prefix="wanpod-child-", suffix=".log", delete=False
         )
+        self._kept = None
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
         if self._announces:
             self.port = 0  # a restart gets a new port
@@ -142,6 +144,8 @@ class ServerProcess:
         return self
 
     def output(self) -> str:
+        if self._kept is not None:
+            return self._kept
         if self._log is None:
             return ""
         return Path(self._log.name).read_text(errors="replace")
@@ -172,8 +176,11 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        if self._log is not None:
+        if self._log is not None:  # its text kept for output(), the file removed
             self._log.close()
+            log = Path(self._log.name)
+            self._kept = log.read_text(errors="replace") if log.exists() else ""
+            log.unlink(missing_ok=True)
         return self.proc.returncode
 
     def __enter__(self) -> ServerProcess:

@@ -48,6 +48,7 @@ Knobs (all optional, `None`/0 means off):
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -166,6 +167,9 @@ _COERCE = {
 }
 
 
+VIDEO_MAX_SIDE = 320  # the long side the synthetic videos are scaled to, by default (px)
+
+
 @dataclass
 class EmulatorConfig:
     input_directory: Path | None = None  # None: a fresh folder under the system temp dir
@@ -192,18 +196,21 @@ class EmulatorConfig:
     output_bytes: int | None = None
     encode_delay: float = 0.0
     extra_output: dict[str, str] | None = None
-    video_max_side: int = 320
+    video_max_side: int = VIDEO_MAX_SIDE
     cache: bool = True
     preview_method: str = "none"
     gc_stall: float = 0.0
     argv: list[str] = field(default_factory=list)
+    # the temp folder this config made for the directories not given: removed by
+    # `remove_own_folder()` when the server built on it stops (a copy made by `replace` owns none)
+    own_folder: Path | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        root: Path | None = None
         for name in ("input_directory", "output_directory", "temp_directory"):
             if getattr(self, name) is None:
-                root = root or Path(tempfile.mkdtemp(prefix="wanpod-comfy-"))
-                setattr(self, name, root / name.split("_")[0])
+                if self.own_folder is None:
+                    self.own_folder = Path(tempfile.mkdtemp(prefix="wanpod-comfy-"))
+                setattr(self, name, self.own_folder / name.split("_")[0])
         self.input_directory = Path(self.input_directory).resolve()
         self.output_directory = Path(self.output_directory).resolve()
         self.temp_directory = Path(self.temp_directory).resolve()
@@ -228,3 +235,10 @@ class EmulatorConfig:
 
     def replace(self, **kw: Any) -> EmulatorConfig:
         return dataclasses.replace(self, **kw)
+
+    def remove_own_folder(self) -> None:
+        """Remove the temp folder made for the directories not given (their files with it);
+        nothing when every directory was given (the caller's folders stay)."""
+        if self.own_folder is not None:
+            shutil.rmtree(self.own_folder, ignore_errors=True)
+            self.own_folder = None

@@ -1,7 +1,9 @@
 """Running the emulator: `serve()` for the command line, `EmulatorThread` for tests and benches.
 
 `serve(config, host, port)` sleeps `startup_delay` seconds *before* binding (real ComfyUI does not
-listen until it has loaded its nodes), then serves until cancelled or killed.
+listen until it has loaded its nodes), then serves until cancelled, stopped (SIGTERM, Ctrl-C) or
+killed. A temp folder the config made for directories not given is removed when it stops (here,
+and in `EmulatorThread.stop()`).
 
 `EmulatorThread(config)` serves the same app on 127.0.0.1 and a free port (bound at once, see
 emulators/ports.py) from a background thread with its own event loop:
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import threading
 from typing import Any
 
@@ -42,10 +45,13 @@ async def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 818
     log.info("ComfyUI emulator listening on %s", ports.url_of(sock))
     print(f"To see the GUI go to: {ports.url_of(sock)}", flush=True)
     ports.announce(sock)
+    stop = asyncio.Event()  # SIGTERM stops it as Ctrl-C does: its own temp folder removed
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
+        config.remove_own_folder()
 
 
 class EmulatorThread:
@@ -125,6 +131,7 @@ class EmulatorThread:
         if self._thread is not None:
             self._thread.join(10)
         self._sock.close()  # never served (not started), or already closed by the server
+        self.config.remove_own_folder()  # a temp folder of its own (no directories given)
 
     def __enter__(self) -> EmulatorThread:
         return self.start()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,14 @@ class WorkerRec:
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+def remove_home(rec: WorkerRec) -> None:
+    """Remove a worker's temp HOME once its process is gone (one per start: a day of tests or of
+    a demo's scaling left thousands). Kept when its log is there (no --log-dir): it may be read."""
+    if rec.home and not (rec.log_path is not None and Path(rec.home) in rec.log_path.parents):
+        shutil.rmtree(rec.home, ignore_errors=True)
+        rec.home = None
 
 
 def worker_env(
@@ -231,6 +240,7 @@ class Supervisor:
             proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(2)
+        remove_home(rec)
 
     async def shutdown(self) -> None:
         for task in list(self._tasks):
@@ -327,6 +337,7 @@ class Supervisor:
                 rec.stop_event.set()
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(rec.proc.pid, signal.SIGKILL)  # its heartbeat child too
+                remove_home(rec)
                 continue
             if (
                 rec.jobs

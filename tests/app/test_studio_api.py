@@ -65,10 +65,10 @@ def test_attach_answers_an_unknown_id_as_unknown(client):
 
 def test_demo_banner_says_what_the_synthetic_video_shows():
     from app.demo import banner
-    from emulators.comfyui.config import EmulatorConfig
+    from emulators.comfyui.config import VIDEO_MAX_SIDE
 
     text = banner()
-    assert f"{EmulatorConfig().video_max_side} px on the long side (aspect ratio kept)" in text
+    assert f"{VIDEO_MAX_SIDE} px on the long side (aspect ratio kept)" in text
     for shown in ("prompt as a caption", "start/end", "motion from your seed", "frame count"):
         assert shown in text
     assert "Demo jobs end with the studio" in text  # the restart decision, said on the page

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from emulators.comfyui import scene
-from emulators.comfyui.config import EmulatorConfig
+from emulators.comfyui.config import VIDEO_MAX_SIDE
 from emulators.comfyui.values import Look
 from tests.app.conftest import start_studio
 from tests.app.test_browser import TIMEOUT_MS, open_studio, slow_steps, start_job, wait_state
@@ -237,7 +237,7 @@ def test_demo_video_has_the_jobs_aspect_and_its_prompt_as_caption(studio, contex
     src = page.evaluate("document.querySelector('#wp-video video').src")
     path = Path(urllib.parse.unquote(src.split("file=", 1)[1]))
     video = Video(path.read_bytes())  # the stored mp4, decoded with PyAV
-    side = EmulatorConfig().video_max_side
+    side = VIDEO_MAX_SIDE
     assert video.size == (side, side * 480 // 832 // 8 * 8), video.size  # 832x480 -> 320x184
     frame = video.frames[len(video.frames) // 2]
     shown = caption_contrast(frame, prompt, 77, (832, 480))

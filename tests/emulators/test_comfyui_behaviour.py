@@ -675,3 +675,27 @@ def test_max_upload_size_limits_uploads(tmp_path: Path) -> None:
             assert c.upload("big.png", big).status_code == 413
     finally:
         srv.stop()
+
+
+def test_the_folder_an_emulator_made_for_itself_goes_when_it_stops(tmp_path: Path) -> None:
+    """Directories not given go to a temp folder of the emulator's own, removed when it stops
+    (in a thread, or its process stopped by SIGTERM); folders given stay."""
+    from emulators.comfyui import EmulatorConfig, EmulatorThread
+
+    own = EmulatorConfig(step_delay=0)
+    folder = own.own_folder
+    with EmulatorThread(own):
+        assert own.input_directory.is_dir() and own.input_directory.parent == folder
+    assert folder is not None and not folder.exists()
+    given = {f"{n}_directory": tmp_path / n for n in ("input", "output", "temp")}
+    with EmulatorThread(EmulatorConfig(step_delay=0, **given)) as emu:
+        assert emu.config.own_folder is None
+    assert all(p.is_dir() for p in given.values())
+
+    temp = tmp_path / "system-temp"
+    temp.mkdir()
+    srv = comfy_emulator()
+    srv.env = {"TMPDIR": str(temp)}
+    with srv:
+        assert [p.name[:13] for p in temp.iterdir()] == ["wanpod-comfy-"]
+    assert srv.proc.returncode == 0 and list(temp.iterdir()) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,7 +75,11 @@ class Plane:
 
 @contextmanager
 def plane(
-    tmp: Path, *args: str, module: str = "tests.endpoint.echo_worker", wait_workers: int | None = 1
+    tmp: Path,
+    *args: str,
+    module: str = "tests.endpoint.echo_worker",
+    wait_workers: int | None = 1,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Plane]:
     log_dir = Path(tempfile.mkdtemp(prefix="workers-", dir=tmp))
     argv = [
@@ -100,7 +104,7 @@ def plane(
         str(log_dir),
         *args,
     ]
-    with ServerProcess(argv, 0, ready_path=f"/v2/{EP}/health") as server:
+    with ServerProcess(argv, 0, ready_path=f"/v2/{EP}/health", env=env) as server:
         p = Plane(server, log_dir)
         if wait_workers:
             p.wait_idle(wait_workers)

@@ -140,6 +140,26 @@ def test_killed_worker_fails_its_job_and_a_new_worker_takes_the_next(tmp_path):
         assert nxt.ok and nxt.worker_id == "w2"
 
 
+def test_a_worker_gone_leaves_no_temp_home_behind(tmp_path):
+    """Each worker process gets a temp HOME; it is removed when the worker dies or is stopped
+    (its log is in --log-dir), where thousands were left before."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+
+    def homes() -> list[str]:
+        return sorted(h.name.split("-home-")[0] for h in temp.iterdir() if "-home-" in h.name)
+
+    with plane(tmp_path, "--workers", "1", env={"TMPDIR": str(temp)}) as p:
+        assert homes() == ["wanpod-w1"]
+        os.kill(p.emulator("state")["workers"]["w1"]["pid"], signal.SIGKILL)
+        p.wait_for(lambda: "w1" not in p.emulator("state")["workers"], 20, "w1 seen gone")
+        assert homes() == []
+        c = p.client()  # the next job starts w2
+        assert c.wait(c.run({"echo": 1}).id, poll_s=0.05, timeout_s=30).worker_id == "w2"
+        assert homes() == ["wanpod-w2"]
+    assert homes() == []  # the plane stopped its worker: w2's home went with it
+
+
 def test_scale_from_zero_cold_start_and_idle_scale_down(tmp_path):
     with plane(
         tmp_path,
