@@ -255,14 +255,14 @@ class PhaseCPU:
 
     EVERY_S = 0.05
     FOR_S = 3.0
-    STUDIO = "studio (python -m app)"  # bench/studio_concurrency.py's GROUPS name for a studio
     WAITED = "studio threads waiting for a CPU"
 
     def __init__(self) -> None:
         import threading
 
-        from bench.studio_concurrency import cpu_snapshot
+        from bench.studio_concurrency import STUDIO, cpu_snapshot
 
+        self.studio = STUDIO  # the group whose threads' run-queue wait is summed
         self.groups = {pid: group for pid, (group, _) in cpu_snapshot().items()}
         self.samples: list[tuple[float, dict[str, float]]] = []
         self._go = threading.Event()
@@ -279,7 +279,7 @@ class PhaseCPU:
                 used[group] = used.get(group, 0.0) + sum(stat_cpu(Path(f"/proc/{pid}/stat")))
             except OSError:
                 continue
-            if group == self.STUDIO:
+            if group == self.studio:
                 used[self.WAITED] = used.get(self.WAITED, 0.0) + run_queue_wait(pid)
         return used
 

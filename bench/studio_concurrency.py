@@ -81,11 +81,12 @@ document.addEventListener('canplay', mark, true);
 """
 
 
+STUDIO = "studio (python -m app)"  # a studio's group
 GROUPS = (  # cmdline marker -> group, first match wins
     ("chromium --type=renderer", "browser: page renderers"),
     ("chromium --type=gpu-process", "browser: GPU process (compositing)"),
     ("chromium", "browser: main + utility processes"),
-    ("-m app", "studio (python -m app)"),
+    ("-m app", STUDIO),
     ("emulators.runpod", "stack: RunPod control plane"),
     ("emulators.comfyui", "stack: ComfyUI emulators"),
     ("worker.handler", "stack: workers"),
