@@ -22,6 +22,7 @@ clients as `clients.raw`.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import statistics
@@ -235,60 +236,95 @@ class AnswerProbe:
         )
 
 
+def short_group(group: str) -> str:
+    """A column label for one of bench/studio_concurrency.py's GROUPS: `stack: workers` ->
+    `workers`, `studio (python -m app)` -> `studio`."""
+    name = group.removeprefix("stack: ").removeprefix("browser: ").split(" (")[0]
+    return {"ComfyUI emulators": "emulators", "RunPod control plane": "plane"}.get(name, name)
+
+
 class PhaseCPU:
     """Who had the CPU while the studio submitted the burst (first request -> last /run
     answered): the bench's process groups (bench/studio_concurrency.py's GROUPS) sampled every
-    EVERY_S for the first FOR_S after `begin()`, from a thread of its own started before the
-    clients are niced (so it samples on time on a saturated machine). Each sample reads only the
-    /proc stat files of the processes found at the start (~130 files: ~2 ms), so the sampler
-    takes little of what it measures. The studio's share there is what its submits got: 0.35
-    of a core on this 2-core machine in a default run, the stand-in workers 0.88 and their
-    emulators 0.24 (starting the first jobs; on RunPod they run on machines of their own).
-    With `--isolate` the sampler, left in the machine's root group, can be late: the sampled
-    span is printed beside the phase's.
+    EVERY_S for the first FOR_S after `begin()`, then every LATER_EVERY_S until `stop()`, by a
+    sampling process of its own (`sample_groups`), started before the clients are niced. A
+    process, not a thread of this one: here a thread waits for Python's lock, which the niced
+    clients' thread holds while the machine runs everything else first, and its samples came up
+    to a second late in the busiest stretches. Each sample reads only the /proc stat files of
+    the processes found at the start (~200 files: ~2 ms), so the sampler takes little of what it
+    measures. The studio's share in the submit phase is what its submits got: 0.35 of a core on
+    this 2-core machine in a default run, the stand-in workers 0.88 and their emulators 0.24
+    (starting the first jobs; on RunPod they run on machines of their own). With `--isolate`
+    the sampler, left in the machine's root group, can be late: the sampled span is printed
+    beside the phase's.
 
     It also sums how long the studios' threads waited on the run queue (runnable, no CPU given:
     /proc's per-thread schedstat), which tells a studio short of CPU from one waiting on
     something else: in default runs its threads waited 1.4 s each second of the phase (about one
     of them always runnable and waiting) while it got a third of a core; sampled every 50 ms, it
-    got 0.1-0.25 of a core in the middle of the phase, and 0.4-0.5 with `--isolate`."""
+    got 0.1-0.25 of a core in the middle of the phase, and 0.4-0.5 with `--isolate`.
+
+    `timeline()`: the cores of each group window by window over the whole users' window, and
+    how many jobs COMPLETED in each. It shows what sets the path's end: in default runs the
+    emulators encode the 64 videos together at the end (~1.5 cores for ~1 s, the studio's
+    threads waiting for a CPU 2-4 s a second meanwhile), the last jobs COMPLETE as that ends,
+    and the studio sees and stores them after it."""
 
     EVERY_S = 0.05
     FOR_S = 3.0
+    LATER_EVERY_S = 0.1  # after FOR_S, for the timeline
+    LONGEST_S = 600.0  # a sampler never stopped ends by itself
     WAITED = "studio threads waiting for a CPU"
 
     def __init__(self) -> None:
-        import threading
-
-        from bench.studio_concurrency import STUDIO, cpu_snapshot
+        from bench.studio_concurrency import REPO, STUDIO, cpu_snapshot
 
         self.studio = STUDIO  # the group whose threads' run-queue wait is summed
-        self.groups = {pid: group for pid, (group, _) in cpu_snapshot().items()}
+        groups = {pid: group for pid, (group, _) in cpu_snapshot().items()}
         self.samples: list[tuple[float, dict[str, float]]] = []
-        self._go = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="phase-cpu", daemon=True)
-        self._thread.start()
+        code = "from bench.protocol_clients import sample_groups; sample_groups()"
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=REPO, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps([self.studio, self.WAITED, groups]) + "\n")
+        self._proc.stdin.flush()
 
     def begin(self) -> None:
-        self._go.set()
+        """Start sampling (the users' first request is about to be sent)."""
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps([self.EVERY_S, self.FOR_S, self.LATER_EVERY_S,
+                                           self.LONGEST_S]) + "\n")  # fmt: skip
+        self._proc.stdin.flush()
 
-    def _sample(self) -> dict[str, float]:
-        used: dict[str, float] = {}
-        for pid, group in self.groups.items():
-            try:
-                used[group] = used.get(group, 0.0) + sum(stat_cpu(Path(f"/proc/{pid}/stat")))
-            except OSError:
-                continue
-            if group == self.studio:
-                used[self.WAITED] = used.get(self.WAITED, 0.0) + run_queue_wait(pid)
-        return used
+    def stop(self) -> None:
+        """The users are done: the sampler takes one last sample and ends."""
+        out, _ = self._proc.communicate(timeout=30)  # closing its input stops it
+        self.samples = [tuple(json.loads(line)) for line in out.splitlines() if line.strip()]
 
-    def _run(self) -> None:
-        self._go.wait()
-        end = time.time() + self.FOR_S
-        while time.time() < end:
-            self.samples.append((time.time(), self._sample()))
-            time.sleep(self.EVERY_S)
+    def timeline(self, t0: float, ends: list[float], window_s: float = 0.5) -> list[str]:
+        """Cores of each group per `window_s` from `t0` (the first request), as a table, with
+        how many jobs COMPLETED (`ends`, wall times) in each window."""
+        points = [(t, used) for t, used in self.samples if t >= t0 - self.EVERY_S]
+        if len(points) < 2:
+            return ["not sampled"]
+        groups = sorted({g for _, used in points for g in used if g != self.WAITED})
+        head = f"{'from s':>7} " + " ".join(f"{short_group(g):>9}" for g in groups)
+        lines = [head + f" {'studio waits':>12} {'COMPLETED':>9}"]
+        i = 0
+        while i < len(points) - 1:
+            j = i + 1
+            while j < len(points) - 1 and points[j][0] - points[i][0] < window_s:
+                j += 1
+            (a_t, a), (b_t, b) = points[i], points[j]
+            cores = [(b.get(g, 0.0) - a.get(g, 0.0)) / (b_t - a_t) for g in groups]
+            waits = (b.get(self.WAITED, 0.0) - a.get(self.WAITED, 0.0)) / (b_t - a_t)
+            done = sum(a_t <= e < b_t for e in ends)
+            lines.append(f"{a_t - t0:7.2f} " + " ".join(f"{c:9.2f}" for c in cores)
+                         + f" {waits:12.2f} {done:9d}")  # fmt: skip
+            i = j
+        return lines
 
     def summary(self, t0: float, t1: float) -> str:
         """Cores each group used between the samples around `t0` and `t1`."""
@@ -317,6 +353,42 @@ def run_queue_wait(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return waited / 1e9
+
+
+def sample_groups() -> None:
+    """`PhaseCPU`'s sampling process: reads `[studio group, waited key, {pid: group}]` and then
+    `[every_s, for_s, later_every_s, longest_s]` from its input (the second line when the users
+    start), then prints one JSON line `[time, {group: cpu-s, waited key: s}]` per sample until
+    its input closes (one last sample then)."""
+    import select
+
+    studio, waited, groups = json.loads(sys.stdin.readline())
+    line = sys.stdin.readline()
+    if not line:
+        return
+    every_s, for_s, later_s, longest_s = json.loads(line)
+
+    seen: dict[str, float] = {}  # each process's CPU when last read: one that ended keeps it
+
+    def sample() -> None:
+        used: dict[str, float] = {}
+        for pid, group in groups.items():
+            try:
+                seen[pid] = sum(stat_cpu(Path(f"/proc/{pid}/stat")))
+                if group == studio:
+                    used[waited] = used.get(waited, 0.0) + run_queue_wait(int(pid))
+            except OSError:
+                pass
+            used[group] = used.get(group, 0.0) + seen.get(pid, 0.0)
+        print(json.dumps([time.time(), used]), flush=True)
+
+    start = time.time()
+    while time.time() - start < longest_s:
+        sample()
+        pause = every_s if time.time() - start < for_s else later_s
+        if select.select([sys.stdin], [], [], pause)[0] and not sys.stdin.readline():
+            break  # input closed: the users are done
+    sample()
 
 
 def run_protocol(
@@ -384,6 +456,8 @@ def run_protocol(
         phase.begin()
     asyncio.run(everyone())
     t_end = time.time()
+    if phase is not None:
+        phase.stop()
     # the studio's path starts at the first request, not before the clients' own start-up (the
     # HTTP client, its TLS context: tens of ms, more at the clients' low priority)
     t_first = min(p.first_request for p in pages if p.first_request is not None)
@@ -451,6 +525,9 @@ def run_protocol(
     print(last_job(rows, t_first, done))
     if phase is not None:
         print(phase.summary(t_first, max(r.submitted_at for r in rows)))
+        print("  CPU over the users' window, in cores, by half second from the first request:")
+        for line in phase.timeline(t_first, list(done.values())):
+            print("    " + line)
     if probe is not None:
         print(probe.summary(t_start, t_end))
     return 0 if not both and not errors else 1
