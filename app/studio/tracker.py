@@ -141,6 +141,8 @@ class Tracker(Keeping):
         # result downloads: each capped in time (WANPOD_RESULT_TIMEOUT_S); enough threads that
         # a few slow-drip URLs cannot hold every one while another job waits to be delivered
         self._pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="wanpod-fetch")
+        # the history's pictures, made after the jobs are stored, one at a time (keeping.py)
+        self._thumbs = ThreadPoolExecutor(1, thread_name_prefix="wanpod-thumbs")
         # /status calls: enough in flight for the budget at a slow answer (app/studio/polling.py)
         self._polls = ThreadPoolExecutor(
             polling.STATUS_CALLS_AT_ONCE, thread_name_prefix="wanpod-status"
@@ -167,6 +169,7 @@ class Tracker(Keeping):
             self._thread.join(timeout=5)
         self._polls.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=False)
+        self._thumbs.shutdown(wait=True, cancel_futures=True)  # the gallery makes what is left
         self.ledger.release(self.owner)  # another replica takes our jobs over at once
 
     def lease(self) -> dict[str, Any]:

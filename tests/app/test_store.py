@@ -19,7 +19,7 @@ from app.studio.shared import SharedSettings
 from app.studio.store import LocalStore, S3Store, open_store
 from tests.app.conftest import start_studio
 from tests.app.test_api import args, finished
-from tests.helpers import s3_server
+from tests.helpers import s3_server, wait_for
 
 KEY_ID, SECRET = "AKIDSTUDIORESULTS", "studioResultsS3secret0123456789abcd"
 BUCKET = "wanpod-results"
@@ -107,7 +107,8 @@ def test_a_studio_stores_a_job_in_s3_and_serves_it_without_showing_a_key(stack, 
         row = Ledger(tmp_path / "data" / "ledger.sqlite3").get(rid)
         assert row.result_path.startswith(f"s3://{BUCKET}/studio/{rid}/")
         video_key = row.result_path.removeprefix(f"s3://{BUCKET}/")
-        assert video_key + ".thumb.jpg" in bucket_keys(s3)  # the thumbnail is kept there too
+        # the thumbnail is kept there too, made once the job is COMPLETED (its own thread)
+        wait_for(lambda: video_key + ".thumb.jpg" in bucket_keys(s3), what="the thumbnail")
         # another replica's history gallery: the thumbnail from the bucket, not the video
         other = open_store(settings(s3, "studio"), tmp_path / "other")
         (item,) = gallery_items([row], {}, tmp_path / "other", other.local)

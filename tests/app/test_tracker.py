@@ -60,6 +60,54 @@ def test_a_job_submitted_elsewhere_is_followed_and_stored(stack, tmp_path):
         tracker.stop()
 
 
+def test_a_job_is_completed_before_its_thumbnail_and_keeps_its_video_when_that_fails(
+    stack, tmp_path, caplog
+):
+    """The history's picture is made after the job's row says COMPLETED (one write with its
+    outputs), on a thread of its own: a thumbnail that cannot be kept (here: the disk is full
+    for it) is logged and leaves the stored job as it is, where it once kept the job waiting."""
+    import errno
+    import threading
+
+    from app.studio.store import LocalStore
+    from workflows.fill import fill
+
+    release = threading.Event()
+    asked: list[str] = []
+
+    class ThumbnailsFail(LocalStore):
+        def put(self, rid: str, path, mime: str) -> str:
+            asked.append(rid)
+            release.wait(30)  # the job is COMPLETED while its thumbnail is being kept
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    filled = fill("t2v_14b", {"prompt": "thumbnail after", "seconds": 1.0})
+    client = EndpointClient(stack.base_url, stack.api_key)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    rid = row(ledger)
+    ref = client.run({"workflow": filled.workflow})
+    ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())
+    store = ThumbnailsFail(tmp_path / "results")
+    tracker = Tracker(
+        ledger, client, tmp_path, cost.load_prices(PRICES_PATH), poll_s=0.1, store=store
+    )
+    tracker.start()
+    try:
+        wait_for(lambda: asked, 30, "the thumbnail to be kept")
+        done = ledger.get(rid)  # COMPLETED, with its video, while the thumbnail is under way
+        assert done.state == "COMPLETED" and done.stored_at and done.finished_at
+        assert done.result_path.endswith(".mp4") and done.cost is not None
+        release.set()
+        wait_for(lambda: "thumbnail of " + rid + " not kept" in caplog.text, 30, "the log line")
+        done = ledger.get(rid)
+        assert done.state == "COMPLETED" and done.error is None and not ledger.live()
+        with open(done.result_path, "rb") as fh:
+            assert fh.read(12)[4:8] == b"ftyp"
+    finally:
+        release.set()
+        tracker.stop()
+
+
 def test_a_followed_job_is_polled_often_but_its_lease_written_once(tmp_path):
     """The lease is renewed when a third of it has passed, not rewritten at every poll."""
     from types import SimpleNamespace
