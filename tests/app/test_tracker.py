@@ -19,6 +19,19 @@ def row(ledger: Ledger) -> str:
     )
 
 
+def sent_elsewhere(stack, tmp_path, prompt: str) -> tuple[EndpointClient, Ledger, str]:
+    """A ledger row whose job was sent to the stack by someone else (no tracker followed it)."""
+    from workflows.fill import fill
+
+    filled = fill("t2v_14b", {"prompt": prompt, "seconds": 1.0})
+    client = EndpointClient(stack.base_url, stack.api_key)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    rid = row(ledger)
+    ref = client.run({"workflow": filled.workflow})
+    ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())
+    return client, ledger, rid
+
+
 def test_rows_without_answer_or_unknown_to_the_endpoint_end_lost(stack, tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     unanswered = row(ledger)  # the app died between writing the row and /run answering
@@ -38,14 +51,7 @@ def test_rows_without_answer_or_unknown_to_the_endpoint_end_lost(stack, tmp_path
 
 
 def test_a_job_submitted_elsewhere_is_followed_and_stored(stack, tmp_path):
-    from workflows.fill import fill
-
-    filled = fill("t2v_14b", {"prompt": "tracker test", "seconds": 1.0})
-    client = EndpointClient(stack.base_url, stack.api_key)
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
-    rid = row(ledger)
-    ref = client.run({"workflow": filled.workflow})
-    ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())
+    client, ledger, rid = sent_elsewhere(stack, tmp_path, "tracker test")
     tracker = Tracker(ledger, client, tmp_path, cost.load_prices(PRICES_PATH), poll_s=0.1)
     tracker.start()  # resumes the live row by itself
     try:
@@ -70,7 +76,6 @@ def test_a_job_is_completed_before_its_thumbnail_and_keeps_its_video_when_that_f
     import threading
 
     from app.studio.store import LocalStore
-    from workflows.fill import fill
 
     release = threading.Event()
     asked: list[str] = []
@@ -81,12 +86,7 @@ def test_a_job_is_completed_before_its_thumbnail_and_keeps_its_video_when_that_f
             release.wait(30)  # the job is COMPLETED while its thumbnail is being kept
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    filled = fill("t2v_14b", {"prompt": "thumbnail after", "seconds": 1.0})
-    client = EndpointClient(stack.base_url, stack.api_key)
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
-    rid = row(ledger)
-    ref = client.run({"workflow": filled.workflow})
-    ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())
+    client, ledger, rid = sent_elsewhere(stack, tmp_path, "thumbnail after")
     store = ThumbnailsFail(tmp_path / "results")
     tracker = Tracker(
         ledger, client, tmp_path, cost.load_prices(PRICES_PATH), poll_s=0.1, store=store
