@@ -236,11 +236,20 @@ class AnswerProbe:
         )
 
 
+SHORT = {  # column labels of the groups whose short name has spaces
+    "ComfyUI emulators": "emulators",
+    "RunPod control plane": "plane",
+    "page renderers": "renderers",
+    "GPU process": "gpu",
+    "main + utility processes": "chromium",
+}
+
+
 def short_group(group: str) -> str:
-    """A column label for one of bench/studio_concurrency.py's GROUPS: `stack: workers` ->
-    `workers`, `studio (python -m app)` -> `studio`."""
+    """A one-word column label for one of bench/studio_concurrency.py's GROUPS: `stack:
+    workers` -> `workers`, `studio (python -m app)` -> `studio`."""
     name = group.removeprefix("stack: ").removeprefix("browser: ").split(" (")[0]
-    return {"ComfyUI emulators": "emulators", "RunPod control plane": "plane"}.get(name, name)
+    return SHORT.get(name, name).replace(" ", "-")
 
 
 class PhaseCPU:

@@ -28,15 +28,19 @@ def test_the_sampler_sees_a_busy_process_and_ends_when_stopped():
     assert last[OTHER] - first.get(OTHER, 0.0) >= 0.4  # /proc counts in 10 ms ticks
     sampled = (phase.samples[0][0] + phase.samples[-1][0]) / 2  # within the sampled span
     lines = phase.timeline(t0, ends=[sampled, t0 + 600])  # the second after every window
-    head, rows = lines[0], lines[1:]
+    head, rows = lines[0], lines[1:]  # other groups too where this runs beside the suite's
     assert short_group(OTHER) in head.split() and "COMPLETED" in head
     assert rows and sum(int(row.split()[-1]) for row in rows) == 1
     column = head.split().index(short_group(OTHER)) - 1  # "from s" is one column, two words
     assert max(float(row.split()[column]) for row in rows) > 0.3  # cores while it ran
 
 
-def test_group_labels_are_short():
+def test_every_group_has_a_one_word_label():
+    """The timeline's columns are read by their labels (here too): one word each, all apart."""
+    from bench.studio_concurrency import GROUPS
+
+    labels = [short_group(group) for _, group in GROUPS] + [short_group(OTHER)]
+    assert all(label and len(label.split()) == 1 for label in labels), labels
+    assert len(set(labels)) == len(labels), labels
     assert short_group("stack: ComfyUI emulators") == "emulators"
-    assert short_group("stack: RunPod control plane") == "plane"
     assert short_group("studio (python -m app)") == "studio"
-    assert short_group("browser: page renderers") == "page renderers"
