@@ -288,7 +288,6 @@ class PhaseCPU:
     def __init__(self) -> None:
         from bench.studio_concurrency import REPO, STUDIO, cpu_snapshot
 
-        self.studio = STUDIO  # the group whose threads' run-queue wait is summed
         groups = {pid: group for pid, (group, _) in cpu_snapshot().items()}
         self.samples: list[tuple[float, dict[str, float]]] = []
         code = "from bench.protocol_clients import sample_groups; sample_groups()"
@@ -297,7 +296,8 @@ class PhaseCPU:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
         assert self._proc.stdin is not None
-        self._proc.stdin.write(json.dumps([self.studio, self.WAITED, groups]) + "\n")
+        # STUDIO: the group whose threads' run-queue wait is summed
+        self._proc.stdin.write(json.dumps([STUDIO, self.WAITED, groups]) + "\n")
         self._proc.stdin.flush()
 
     def begin(self) -> None:
@@ -326,14 +326,22 @@ class PhaseCPU:
             j = i + 1
             while j < len(points) - 1 and points[j][0] - points[i][0] < window_s:
                 j += 1
-            (a_t, a), (b_t, b) = points[i], points[j]
-            cores = [(b.get(g, 0.0) - a.get(g, 0.0)) / (b_t - a_t) for g in groups]
-            waits = (b.get(self.WAITED, 0.0) - a.get(self.WAITED, 0.0)) / (b_t - a_t)
+            (a_t, _), (b_t, _) = points[i], points[j]
+            cores, waits = self._between(points[i], points[j])
             done = sum(a_t <= e < b_t for e in ends)
-            lines.append(f"{a_t - t0:7.2f} " + " ".join(f"{c:9.2f}" for c in cores)
+            lines.append(f"{a_t - t0:7.2f} " + " ".join(f"{cores.get(g, 0.0):9.2f}" for g in groups)
                          + f" {waits:12.2f} {done:9d}")  # fmt: skip
             i = j
         return lines
+
+    def _between(
+        self, first: tuple[float, dict[str, float]], last: tuple[float, dict[str, float]]
+    ) -> tuple[dict[str, float], float]:
+        """Between two samples: the cores each group used, and the studio threads' run-queue
+        wait per second."""
+        (a_t, a), (b_t, b) = first, last
+        rate = {g: (b[g] - a.get(g, 0.0)) / (b_t - a_t) for g in b}
+        return {g: c for g, c in rate.items() if g != self.WAITED}, rate.get(self.WAITED, 0.0)
 
     def summary(self, t0: float, t1: float) -> str:
         """Cores each group used between the samples around `t0` and `t1`."""
@@ -341,9 +349,9 @@ class PhaseCPU:
         after = [s for s in self.samples if s[0] >= t1] or self.samples[-1:]
         if not before or not after or after[0][0] <= before[-1][0]:
             return "submit phase: not sampled"
-        (a_t, a), (b_t, b) = before[-1], after[0]
-        shares = sorted(((b[g] - a.get(g, 0.0)) / (b_t - a_t), g) for g in b if g != self.WAITED)
-        waited = (b.get(self.WAITED, 0.0) - a.get(self.WAITED, 0.0)) / (b_t - a_t)
+        (a_t, _), (b_t, _) = before[-1], after[0]
+        cores, waited = self._between(before[-1], after[0])
+        shares = sorted((c, g) for g, c in cores.items())
         return (
             f"  CPU in the submit phase (first request -> last /run answered, {t1 - t0:.2f} s; "
             f"sampled over {b_t - a_t:.2f} s), in cores: "
