@@ -27,9 +27,10 @@ def grid(palette: list[tuple[int, int, int]], size: tuple[int, int] = (832, 480)
 
 
 class Video:
-    """A decoded mp4: its fps, its frames (RGB pictures) and their size."""
+    """A decoded mp4: its bytes, its fps, its frames (RGB pictures) and their size."""
 
     def __init__(self, data: bytes) -> None:
+        self.data = data
         with av.open(io.BytesIO(data)) as c:
             stream = c.streams.video[0]
             self.fps = Fraction(stream.average_rate)
