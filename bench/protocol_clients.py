@@ -539,7 +539,7 @@ def run_protocol(
         ("tracker saw it -> stored", stores),
     ):
         print(f"  {name:30s} median {statistics.median(vals):6.2f} s  max {max(vals):6.2f} s")
-    print(last_job(rows, t_first, done))
+    print(last_job(rows, t_first, done, median))
     if phase is not None:
         print(phase.summary(t_first, max(r.submitted_at for r in rows)))
         print("  CPU over the users' window, in cores, by half second from the first request:")
@@ -550,9 +550,12 @@ def run_protocol(
     return 0 if not both and not errors else 1
 
 
-def last_job(rows: list[Any], t_start: float, done: dict[str, float]) -> str:
+def last_job(rows: list[Any], t_start: float, done: dict[str, float], median: float) -> str:
     """Where the studio path's own end came from: the last job stored, each step of it from the
-    first request (`done`: when each job COMPLETED, by row id)."""
+    first request (`done`: when each job COMPLETED, by row id), then the ratio split at that
+    job's /run answer and COMPLETED (`median`: the median executionTime, the ratio's yardstick).
+    The middle part is RunPod's side (the stand-ins' queue and run of that job), at least that
+    job's executionTime over the median; the other two are the studio's submit and its end."""
     last = max(rows, key=lambda r: r.stored_at)
     steps = (
         ("ledger row", last.created_at),
@@ -561,9 +564,18 @@ def last_job(rows: list[Any], t_start: float, done: dict[str, float]) -> str:
         ("seen", last.completed_seen_at),
         ("stored", last.stored_at),
     )
+    parts = (
+        ("first request -> /run answered", last.submitted_at - t_start),
+        ("RunPod's queue and run", done[last.id] - last.submitted_at),
+        ("COMPLETED -> stored", last.stored_at - done[last.id]),
+    )
+    slowest = max(r.execution_ms for r in rows) / 1000
     return (
         f"  the last job stored (executionTime {last.execution_ms / 1000:.2f} s), from the first "
-        "request: " + ", ".join(f"{name} {at - t_start:.2f} s" for name, at in steps)
+        "request: " + ", ".join(f"{name} {at - t_start:.2f} s" for name, at in steps) + "\n"
+        "  the ratio, split at that job's /run answer and COMPLETED: "
+        + " + ".join(f"{s / median:.2f} ({name})" for name, s in parts)
+        + f"; the slowest job's executionTime alone is {slowest / median:.2f} of the median"
     )
 
 

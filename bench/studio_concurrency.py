@@ -262,7 +262,26 @@ def main() -> int:
             print(f"this run's logs and data are kept in {work}")
 
 
+def reference_cpu_ms(rounds: int = 3, n: int = 2_000_000) -> float:
+    """CPU milliseconds one thread of this host takes for a fixed pure-Python loop (the best of
+    `rounds`): how fast this host runs the studio's kind of work. The same code's figures went
+    from ratio 1.14 and 0.027 cpu-s per job on one host to 1.33 and 0.056 on another, twice as
+    slow: compare runs only where this figure is about the same."""
+    best = float("inf")
+    for _ in range(rounds):
+        t, total = time.process_time(), 0
+        for i in range(n):
+            total += i & 7
+        best = min(best, time.process_time() - t)
+    return best * 1000
+
+
 def run(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int:
+    print(
+        f"host: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; a reference "
+        f"Python loop takes {reference_cpu_ms():.0f} ms of CPU here (lower is faster; compare "
+        "runs only where it is about the same)"
+    )
     t0 = time.monotonic()
     if args.mode == "protocol":
         return protocol_mode(args, cfg, work)
