@@ -4,9 +4,23 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export WANPOD_WORKER_PYTHON="$PWD/.venvs/worker/bin/python"
 export PYTHONDONTWRITEBYTECODE=1
-reports=$(mktemp -d)
-trap 'rm -rf "$reports"' EXIT  # the junit files: read by the summary below, then gone
+reports=$(mktemp -d)  # the junit files: read by the summary below, then gone
+# Every temporary file of the tests (theirs, their children's, pytest's tmp_path, what libraries
+# leave behind such as gradio_client's download folders) goes to one folder: removed when every
+# test passed, kept and named when one did not.
+TMPDIR=$(mktemp -d -t wanpod-tests-XXXXXX)
+chmod 755 "$TMPDIR"  # the PostgreSQL tests' server runs as the postgres user: it must reach in
+export TMPDIR
 status=0
+cleanup() {
+  rm -rf "$reports"
+  if [ $status -eq 0 ]; then
+    rm -rf "$TMPDIR"
+  else
+    echo "== the tests' temporary files are kept in $TMPDIR"
+  fi
+}
+trap cleanup EXIT
 
 echo "== ruff"
 if ! { .venvs/worker/bin/ruff check . && .venvs/worker/bin/ruff format --check .; }; then

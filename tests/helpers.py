@@ -128,6 +128,7 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True) -> ServerProcess:
+        self._drop_log()  # a restart after the child ended by itself (a crash) without stop()
         # kept open for the child's lifetime and closed in stop(), so no context manager
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
             prefix="wanpod-child-", suffix=".log", delete=False
@@ -176,12 +177,18 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        if self._log is not None:  # its text kept for output(), the file removed
-            self._log.close()
-            log = Path(self._log.name)
-            self._kept = log.read_text(errors="replace") if log.exists() else ""
-            log.unlink(missing_ok=True)
+        self._drop_log()
         return self.proc.returncode
+
+    def _drop_log(self) -> None:
+        """Close and remove the child's log file, its text kept for output()."""
+        if self._log is None:
+            return
+        self._log.close()
+        log = Path(self._log.name)
+        self._kept = log.read_text(errors="replace") if log.exists() else ""
+        log.unlink(missing_ok=True)
+        self._log = None
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -3,6 +3,7 @@ on its output, read by whoever started it; nothing can take it between the choic
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
@@ -41,3 +42,20 @@ def test_emulators_started_on_port_0_serve_on_the_ports_they_announce(tmp_path):
     finally:
         for s in started:
             s.stop()
+
+
+def test_a_server_restarted_after_it_ended_by_itself_leaves_no_log_behind():
+    """A child that crashed is started again without stop(): its first log goes, its text with
+    it (output() is the new run's), and stop() removes the second."""
+    say = "import sys; print('run', sys.argv[1])"
+    server = ServerProcess([sys.executable, "-c", say, "x"], port=1)
+    server.start(wait=False).proc.wait(30)  # it ended by itself
+    first = server._log.name
+    assert "run x" in server.output()
+    server.argv = [sys.executable, "-c", say, "y"]
+    server.start(wait=False).proc.wait(30)
+    second = server._log.name
+    assert first != second and not os.path.exists(first)
+    assert "run y" in server.output() and "run x" not in server.output()
+    server.stop()
+    assert not os.path.exists(second) and "run y" in server.output()
