@@ -39,6 +39,7 @@ def start_env(tmp_path, volume, **extra):
     return {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path),  # start.sh's extra_model_paths YAML (mktemp) stays in the test's
         "WANPOD_PYTHON": sys.executable,
         "COMFY_CMD": EMULATOR,
         "COMFY_EXTRA_ARGS": f"--input-directory {folders}/in --output-directory {folders}/out "
