@@ -264,9 +264,8 @@ def main() -> int:
 
 def reference_cpu_ms(rounds: int = 3, n: int = 2_000_000) -> float:
     """CPU milliseconds one thread of this host takes for a fixed pure-Python loop (the best of
-    `rounds`): how fast this host runs the studio's kind of work. The same code's figures went
-    from ratio 1.14 and 0.027 cpu-s per job on one host to 1.33 and 0.056 on another, twice as
-    slow: compare runs only where this figure is about the same."""
+    `rounds`): how fast this host runs the studio's kind of work. Compare runs only where this
+    figure is about the same (docs/studio.md says how far the figures moved between hosts)."""
     best = float("inf")
     for _ in range(rounds):
         t, total = time.process_time(), 0

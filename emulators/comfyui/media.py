@@ -109,7 +109,7 @@ def encode_mp4(
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = first.size
         stream.pix_fmt = "yuv420p"
-        # one encoder thread, not libx264's default pool (1.5 threads a core): the same kind of
+        # one encoder thread, not libx264's default pool (2 on a 2-core machine): the same kind of
         # file (the same bytes at 96 px), for 30 % less CPU at 320 px and half at 96 px
         # (bench/emulator_video.py), with no pool per emulator when 64 share two cores
         stream.options = {"preset": "ultrafast", "crf": "30", "threads": "1"}
