@@ -215,6 +215,7 @@ class Studio:
     def _write_and_send(
         self, prep, mode, params, job_input, clearance, user, recipe, form, chain
     ) -> str:
+        leased_at = time.monotonic()  # the row's lease (tracker.lease()) runs from after this
         with self.ledger.transaction():  # budget check and row: one step (no double spend)
             if self.ops is not None:
                 self.ops.hold(prep, user)
@@ -246,7 +247,7 @@ class Studio:
             self.ledger.update(rid, state=JobState.FAILED, error=msg, finished_at=time.time())
             raise SubmitError(f"the endpoint did not take the job: {msg}") from None
         self.ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())
-        self.tracker.watch(rid)
+        self.tracker.watch(rid, leased_at=leased_at)
         if clearance is not None and clearance.note:
             log.info("job %s: %s", rid, clearance.note)
         return rid

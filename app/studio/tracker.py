@@ -195,8 +195,14 @@ class Tracker(Keeping):
                 self._changed(row.id)
 
     # -- pages ---------------------------------------------------------------------------------
-    def watch(self, rid: str) -> None:
+    def watch(self, rid: str, leased_at: float | None = None) -> None:
+        """Follow row `rid`. `leased_at`: the monotonic time just before its row was written
+        with `lease()`, so its lease is this replica's until at least `leased_at + lease_s`
+        and the first poll need not take it again (one ledger write less per job, in a burst
+        of submits all queued on the ledger's writer)."""
         with self._cond:
+            if leased_at is not None and rid not in self._held:
+                self._held[rid] = leased_at + self.lease_s
             if rid not in self._scheduled and rid not in self._storing:
                 self._scheduled.add(rid)
                 self._interval[rid] = self.poll_s

@@ -143,6 +143,46 @@ def test_a_followed_job_is_polled_often_but_its_lease_written_once(tmp_path):
     assert claims == [rid]  # taken at the first poll, not renewed within 30 s
 
 
+def test_a_job_submitted_here_is_followed_on_the_lease_its_row_was_written_with(tmp_path):
+    """The studio writes a new row with this replica's lease (`Tracker.lease()`) and hands the
+    moment to `watch`: the tracker follows it without taking the lease again, and renews it
+    only once a third of it has passed."""
+    from app.endpoint.states import JobState
+
+    claims: list[str] = []
+
+    class Counting(Ledger):
+        def claim(self, rid: str, owner: str, lease_s: float) -> bool:
+            claims.append(rid)
+            return super().claim(rid, owner, lease_s)
+
+    ledger = Counting(tmp_path / "ledger.sqlite3")
+    polls: list[str] = []
+
+    def status(job_id: str) -> SimpleNamespace:
+        polls.append(job_id)
+        state = "IN_PROGRESS" if len(polls) < 6 else "FAILED"
+        return SimpleNamespace(state=state, progress=None, output=None, error="boom",
+                               delay_ms=None, execution_ms=None, worker_id=None)  # fmt: skip
+
+    prices = cost.load_prices(PRICES_PATH)
+    tracker = Tracker(ledger, SimpleNamespace(status=status), tmp_path, prices, poll_s=0.05)
+    tracker.start()
+    try:
+        leased_at = time.monotonic()
+        rid = ledger.create(
+            template="t2v_14b", mode="turbo", params={}, workflow={}, quote=None,
+            gpu="H100 PRO", **tracker.lease(),
+        )  # fmt: skip
+        ledger.update(rid, job_id="job-1", state=JobState.IN_QUEUE)
+        tracker.watch(rid, leased_at=leased_at)
+        done = wait_for(lambda: (r := ledger.get(rid)).final and r, 30, "the job's end")
+    finally:
+        tracker.stop()
+    assert done.state == "FAILED" and len(polls) == 6  # the end is written by the lease's holder
+    assert claims == []  # the row's own lease: not taken again within its first 20 s
+
+
 def test_a_change_wakes_only_the_pages_of_that_job(tmp_path):
     """Each page follows its job through `Tracker.wait`; a change (a poll, the job's end) wakes
     the threads waiting on that job, not every page's: 64 live jobs would otherwise wake 64
