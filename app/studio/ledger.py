@@ -216,6 +216,16 @@ class Ledger:
             "UPDATE jobs SET lease_owner=NULL, lease_until=NULL WHERE lease_owner=?", (owner,)
         )
 
+    def lease_owners(self) -> list[str]:
+        """The owners of the leases on live rows that have not run out yet."""
+        marks = ",".join("?" * len(LIVE_STATES))
+        sql = (
+            "SELECT DISTINCT lease_owner FROM jobs WHERE lease_owner IS NOT NULL"
+            f" AND lease_until >= ? AND state IN ({marks})"
+        )
+        rows = self.db.execute(sql, (time.time(), *LIVE_STATES)).rows
+        return sorted(r["lease_owner"] for r in rows)
+
     def take_webhook(self, rid: str, digest: str) -> bool:
         """True once for the row's webhook secret (atomic: the digest is cleared as it matches)."""
         sql = "UPDATE jobs SET webhook_digest=NULL WHERE id=? AND webhook_digest=?"

@@ -19,7 +19,8 @@ write at every poll). Every LEASE_SCAN_FRACTION x lease_s the tracker
 looks for live rows it does not follow yet (submitted through another replica) and watches them:
 a job another replica holds is only observed (its row re-read each poll_s, so a page attached
 here still sees every change), and the moment that replica's lease runs out (it died) this one
-takes it over. The final write of a result is conditional on still holding the lease
+takes it over; a replica certainly gone (killed on this machine: app/studio/replicas.py) has its
+leases freed at the next scan (at once for a restarted studio's own predecessor). The final write of a result is conditional on still holding the lease
 (`Ledger.update_owned`), so a job is stored once; its files have fixed names per row.
 
 The endpoint is anything with `.status(job_id)` returning an object with `state`, `progress`,
@@ -31,11 +32,8 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,6 +46,7 @@ from app.studio.fetch import Fetcher, FetchSettings
 from app.studio.keeping import Keeping
 from app.studio.ledger import Ledger
 from app.studio.progress import Samplers, describe, samplers
+from app.studio.replicas import certainly_gone, replica_id
 from app.studio.store import LocalStore, ResultStore
 
 log = logging.getLogger("wanpod.tracker")
@@ -62,11 +61,6 @@ NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
 LEASE_S = 30.0  # a dead replica's jobs are taken over within this (plus one poll)
 LEASE_SCAN_FRACTION = 1 / 3  # look for jobs nobody follows 3x per lease time; also the slowest
 # poll of a held job, so its lease is renewed well before it runs out
-
-
-def replica_id() -> str:
-    """This process's name in the leases: host, pid and a random part (unique per start)."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 class StatusSource(Protocol):
@@ -178,7 +172,13 @@ class Tracker(Keeping):
 
     def _adopt(self) -> None:
         """Watch every live row not followed here yet; a row still SUBMITTING whose lease ran
-        out was abandoned between the ledger row and /run's answer: LOST."""
+        out was abandoned between the ledger row and /run's answer: LOST. The leases of a
+        replica certainly gone (app/studio/replicas.py: this studio's predecessor on this
+        machine, killed) are freed first, so its jobs are taken over now, not when they run out."""
+        for owner in self.ledger.lease_owners():
+            if owner != self.owner and certainly_gone(owner):
+                log.info("tracker: taking over the jobs of %s, which is no longer running", owner)
+                self.ledger.release(owner)
         for row in self.ledger.live():
             if row.job_id:
                 if row.id not in self._scheduled:
