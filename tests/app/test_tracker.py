@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 from app.endpoint import EndpointClient
@@ -108,22 +109,21 @@ def test_a_job_is_completed_before_its_thumbnail_and_keeps_its_video_when_that_f
         tracker.stop()
 
 
-def test_a_followed_job_is_polled_often_but_its_lease_written_once(tmp_path):
-    """The lease is renewed when a third of it has passed, not rewritten at every poll."""
-    from types import SimpleNamespace
+class ClaimCounting(Ledger):
+    """A ledger that records every lease claim made on it (`claims`)."""
 
-    from app.endpoint.states import JobState
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.claims: list[str] = []
 
-    claims: list[str] = []
+    def claim(self, rid: str, owner: str, lease_s: float) -> bool:
+        self.claims.append(rid)
+        return super().claim(rid, owner, lease_s)
 
-    class Counting(Ledger):
-        def claim(self, rid: str, owner: str, lease_s: float) -> bool:
-            claims.append(rid)
-            return super().claim(rid, owner, lease_s)
 
-    ledger = Counting(tmp_path / "ledger.sqlite3")
-    rid = row(ledger)
-    ledger.update(rid, job_id="job-1", state=JobState.IN_PROGRESS)
+def failing_at_sixth_poll(ledger: Ledger, tmp_path: Path) -> tuple[Tracker, list[str]]:
+    """A tracker (not started) whose endpoint answers IN_PROGRESS five times, then FAILED; and
+    the job ids it was asked about."""
     polls: list[str] = []
 
     def status(job_id: str) -> SimpleNamespace:
@@ -133,14 +133,24 @@ def test_a_followed_job_is_polled_often_but_its_lease_written_once(tmp_path):
                                delay_ms=None, execution_ms=None, worker_id=None)  # fmt: skip
 
     prices = cost.load_prices(PRICES_PATH)
-    tracker = Tracker(ledger, SimpleNamespace(status=status), tmp_path, prices, poll_s=0.05)
+    return Tracker(ledger, SimpleNamespace(status=status), tmp_path, prices, poll_s=0.05), polls
+
+
+def test_a_followed_job_is_polled_often_but_its_lease_written_once(tmp_path):
+    """The lease is renewed when a third of it has passed, not rewritten at every poll."""
+    from app.endpoint.states import JobState
+
+    ledger = ClaimCounting(tmp_path / "ledger.sqlite3")
+    rid = row(ledger)
+    ledger.update(rid, job_id="job-1", state=JobState.IN_PROGRESS)
+    tracker, polls = failing_at_sixth_poll(ledger, tmp_path)
     tracker.start()
     try:
         done = wait_for(lambda: (r := ledger.get(rid)).final and r, 30, "the job's end")
     finally:
         tracker.stop()
     assert done.state == "FAILED" and len(polls) == 6
-    assert claims == [rid]  # taken at the first poll, not renewed within 30 s
+    assert ledger.claims == [rid]  # taken at the first poll, not renewed within 30 s
 
 
 def test_a_job_submitted_here_is_followed_on_the_lease_its_row_was_written_with(tmp_path):
@@ -149,24 +159,8 @@ def test_a_job_submitted_here_is_followed_on_the_lease_its_row_was_written_with(
     only once a third of it has passed."""
     from app.endpoint.states import JobState
 
-    claims: list[str] = []
-
-    class Counting(Ledger):
-        def claim(self, rid: str, owner: str, lease_s: float) -> bool:
-            claims.append(rid)
-            return super().claim(rid, owner, lease_s)
-
-    ledger = Counting(tmp_path / "ledger.sqlite3")
-    polls: list[str] = []
-
-    def status(job_id: str) -> SimpleNamespace:
-        polls.append(job_id)
-        state = "IN_PROGRESS" if len(polls) < 6 else "FAILED"
-        return SimpleNamespace(state=state, progress=None, output=None, error="boom",
-                               delay_ms=None, execution_ms=None, worker_id=None)  # fmt: skip
-
-    prices = cost.load_prices(PRICES_PATH)
-    tracker = Tracker(ledger, SimpleNamespace(status=status), tmp_path, prices, poll_s=0.05)
+    ledger = ClaimCounting(tmp_path / "ledger.sqlite3")
+    tracker, polls = failing_at_sixth_poll(ledger, tmp_path)
     tracker.start()
     try:
         leased_at = time.monotonic()
@@ -180,7 +174,7 @@ def test_a_job_submitted_here_is_followed_on_the_lease_its_row_was_written_with(
     finally:
         tracker.stop()
     assert done.state == "FAILED" and len(polls) == 6  # the end is written by the lease's holder
-    assert claims == []  # the row's own lease: not taken again within its first 20 s
+    assert ledger.claims == []  # the row's own lease: not taken again within its first 20 s
 
 
 def test_a_change_wakes_only_the_pages_of_that_job(tmp_path):
