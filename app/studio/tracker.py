@@ -20,8 +20,9 @@ looks for live rows it does not follow yet (submitted through another replica) a
 a job another replica holds is only observed (its row re-read each poll_s, so a page attached
 here still sees every change), and the moment that replica's lease runs out (it died) this one
 takes it over; a replica certainly gone (killed on this machine: app/studio/replicas.py) has its
-leases freed at the next scan (at once for a restarted studio's own predecessor). The final write of a result is conditional on still holding the lease
-(`Ledger.update_owned`), so a job is stored once; its files have fixed names per row.
+leases freed at the next scan (at once for a restarted studio's own predecessor). The final
+write of a result is conditional on still holding the lease (`Ledger.update_owned`), so a job is
+stored once; its files have fixed names per row.
 
 The endpoint is anything with `.status(job_id)` returning an object with `state`, `progress`,
 `output`, `error`, `delay_ms`, `execution_ms`, `worker_id` (app/endpoint/client.py's JobStatus).
