@@ -14,7 +14,8 @@ processes in demo mode, default 2), WANPOD_DEMO_STEP_DELAY (emulated seconds per
 default 0.5), WANPOD_BATCH_MAX (most jobs in one batch, default 16), WANPOD_CHAIN_MAX_S (longest
 video an Extend or Storyboard chain may make, in seconds, default 60), WANPOD_MAX_UPLOAD_MB
 (Gradio's max_file_size, default 20), WANPOD_SESSIONS (Gradio's state_session_capacity, default
-500); S3 secrets for the worker
+500), WANPOD_GRADIO_CACHE_S (how long Gradio keeps its copies of uploads, default 86400);
+S3 secrets for the worker
 are never read here (BUCKET_ACCESS_KEY_ID / ..._SECRET are the worker's), but their values are
 scrubbed from messages when present.
 Operator settings are sub-objects read in the same pass: `guardrails`
@@ -77,6 +78,9 @@ class Settings:
     batch_max: int = 16
     max_upload_mb: int = 20  # Gradio's max_file_size: images and workflow JSON, /run takes 10 MB
     sessions: int = 500  # Gradio's state_session_capacity: ~0.25 MB each (bench/session_memory.py)
+    gradio_cache_s: int = (
+        86400  # Gradio's copies of served files: app/ui/serving.py's cache_cleanup
+    )
     chain_max_s: float = 60.0
     extra_secrets: tuple[Secret, ...] = ()
     guardrails: Guardrails = field(default_factory=Guardrails)
@@ -135,6 +139,7 @@ class Settings:
             batch_max=env_int(env, "WANPOD_BATCH_MAX", 16, 1, 256),
             max_upload_mb=env_int(env, "WANPOD_MAX_UPLOAD_MB", 20, 1, 1024),
             sessions=env_int(env, "WANPOD_SESSIONS", 500, 10, 100_000),
+            gradio_cache_s=env_int(env, "WANPOD_GRADIO_CACHE_S", 86400, 1, 30 * 86400),
             chain_max_s=env_float(env, "WANPOD_CHAIN_MAX_S", 60.0, 1.0, 3600.0, "seconds"),
             extra_secrets=extra,
             guardrails=Guardrails.from_env(env),

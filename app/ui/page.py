@@ -43,6 +43,7 @@ from app.ui.inputs import CSS as INPUTS_CSS
 from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
 from app.ui.live_route import CANCEL_ID, END_ONLY, END_TRIGGER, LIVE_JS
 from app.ui.quiet import PRIVATE, QUIET
+from app.ui.serving import cache_cleanup
 from app.ui.status import CLOCK_JS, GENERATE_DONE_JS, SUBMIT_JS, status_html
 
 CSS = (
@@ -105,7 +106,11 @@ def build_ui(
     chains = chains or Chains(studio)
     cb = Callbacks(studio, form, chains)
     extras = Extras(cb)
-    with gr.Blocks(title="WanPod studio", analytics_enabled=False) as blocks:
+    with gr.Blocks(
+        title="WanPod studio",
+        analytics_enabled=False,
+        delete_cache=cache_cleanup(studio.settings.gradio_cache_s),
+    ) as blocks:
         gr.Markdown("# WanPod studio · Wan 2.2 on RunPod serverless")
         if demo_mode:
             from app.demo import banner  # the emulator's video size, read where it is set

@@ -18,6 +18,14 @@ as long as the process), and the young generation is collected every GEN0 alloca
 700, so a request's short-lived objects are mostly freed by reference counting before any
 collection looks at them. At 64 users the collector's CPU went from 0.16 s to 0.02 s for the
 whole run (gc.callbacks, thread CPU). Cycles are still collected, only less often.
+
+Gradio's file cache. Every file sent to the studio (an uploaded start or end image, a workflow
+file) lands in Gradio's cache (GRADIO_TEMP_DIR, by default /tmp/gradio), and Gradio deletes those
+copies only when told to: without it every upload stayed there for good. The studio keeps what a
+job needs itself (its inputs folder), so `cache_cleanup(age_s)`, the page's `delete_cache`, has
+copies older than `age_s` (WANPOD_GRADIO_CACHE_S, a day by default) deleted, looked for at most
+hourly, and all of them when the studio stops. An image picked on a form and left unsent for
+longer must be picked again.
 """
 
 from __future__ import annotations
@@ -64,3 +72,11 @@ def report(server: Any) -> tuple[str, str]:
             " and ".join(FAST),
         )
     return parser, loop
+
+
+CACHE_SWEEP_MAX_S = 3600  # the longest wait between two looks at Gradio's cache
+
+
+def cache_cleanup(age_s: int) -> tuple[int, int]:
+    """gr.Blocks' `delete_cache` (how often to look, how old a copy may get), both in seconds."""
+    return min(age_s, CACHE_SWEEP_MAX_S), age_s
