@@ -23,15 +23,23 @@ B64_RUN = re.compile(r"[A-Za-z0-9+/]{120,}")
 
 
 class Capture:
+    """The posts made to it; `ports`: the client port (connection) each came over. Connections
+    are kept alive between requests, as RunPod's API keeps them."""
+
     def __init__(self) -> None:
         self.posts: list[tuple[float, str, dict]] = []
+        self.ports: list[int] = []
         capture = self
 
         class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 capture.posts.append((time.monotonic(), self.path, json.loads(body)))
+                capture.ports.append(self.client_address[1])
                 self.send_response(200)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *a):
@@ -116,6 +124,8 @@ def test_progress_is_posted_in_the_documented_shape(emu: Comfy, capture: Capture
     elapsed = [o["elapsed_s"] for o in outs]
     assert elapsed == sorted(elapsed)
     assert_clean(logs, ["comfy-key-XYZ123"])
+    # the job's updates share one connection (the SDK's progress_update opens one for each)
+    assert len(posts) >= 5 and len(set(capture.ports)) == 1, capture.ports
 
 
 @needs_wan_run
