@@ -78,9 +78,7 @@ class Settings:
     batch_max: int = 16
     max_upload_mb: int = 20  # Gradio's max_file_size: images and workflow JSON, /run takes 10 MB
     sessions: int = 500  # Gradio's state_session_capacity: ~0.25 MB each (bench/session_memory.py)
-    gradio_cache_s: int = (
-        86400  # Gradio's copies of served files: app/ui/serving.py's cache_cleanup
-    )
+    gradio_cache_s: int = 86400  # Gradio's copies of uploads (app/ui/serving.py's cache_cleanup)
     chain_max_s: float = 60.0
     extra_secrets: tuple[Secret, ...] = ()
     guardrails: Guardrails = field(default_factory=Guardrails)

@@ -16,10 +16,9 @@ before the result was not always the newest. `OrderedSender` is one sender per j
 thread posts one update at a time through the SDK's own `send_result` (same URL, body and
 retries) over one HTTP session for the job (`SessionPost`), and while a post is in flight only
 the newest pending update is kept, so the control plane sees progress in order and the newest
-state wins. `finish()` stops new updates; `quiet()`
-waits for the sender to deliver what is pending and then until `PROGRESS_QUIET_S` has passed
-since the last post, so no progress post can land after the final result and flip the job back
-to IN_PROGRESS (runpod-python #250).
+state wins. `finish()` stops new updates; `quiet()` waits for the sender to deliver what is
+pending and then until `PROGRESS_QUIET_S` has passed since the last post, so no progress post
+can land after the final result and flip the job back to IN_PROGRESS (runpod-python #250).
 """
 
 from __future__ import annotations
