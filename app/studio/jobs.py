@@ -216,10 +216,12 @@ class Studio:
         self, prep, mode, params, job_input, clearance, user, recipe, form, chain
     ) -> str:
         leased_at = time.monotonic()  # the row's lease (tracker.lease()) runs from after this
-        with self.ledger.transaction():  # budget check and row: one step (no double spend)
+        lease = self.tracker.lease()  # held by this replica while /run is under way
+
+        def admit() -> str:  # budget check and row: one step (no double spend)
             if self.ops is not None:
                 self.ops.hold(prep, user)
-            rid = self.ledger.create(
+            return self.ledger.create(
                 template=prep.template_id,
                 mode=mode,
                 params=params,
@@ -230,8 +232,10 @@ class Studio:
                 recipe=recipe,
                 form=form,
                 chain=chain,
-                **self.tracker.lease(),  # held by this replica while /run is under way
+                **lease,
             )
+
+        rid = self.ledger.atomic(admit)
         keep = self.inputs_dir(rid)
         for upload in job_input.get("images", []):
             keep.mkdir(parents=True, exist_ok=True)

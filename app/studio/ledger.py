@@ -26,17 +26,19 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from app.endpoint.states import LIVE, JobState
 from app.studio import migrations
 from app.studio.cost import Actual, Quote
 from app.studio.db import open_database
 from app.studio.forms import FormValues
+
+T = TypeVar("T")
 
 LIVE_STATES = tuple(sorted(LIVE))  # for SQL: `state IN (...)`
 
@@ -198,9 +200,20 @@ class Ledger:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic step for what this thread reads and writes inside (every other writer of
-        the ledger, in any replica, waits): e.g. a budget check and the row it admits."""
+        the ledger, in any replica, waits)."""
         with self.db.transaction():
             yield
+
+    def atomic(self, fn: Callable[[], T]) -> T:
+        """`fn()` as one atomic step, e.g. a budget check and the row it admits: its result,
+        or its exception with nothing of it written. On SQLite it is committed together with
+        the writes queued beside it (app/studio/db.py)."""
+        return self.db.atomic(fn)
+
+    @property
+    def rollbacks(self) -> int:
+        """How many writes this process rolled back so far (app/studio/db.py)."""
+        return self.db.rollbacks
 
     # -- leases: one tracker per live job across replicas --------------------------------------
     def claim(self, rid: str, owner: str, lease_s: float) -> bool:

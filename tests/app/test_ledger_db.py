@@ -144,3 +144,27 @@ def test_a_transaction_is_one_step_for_every_writer(ledger_url):
     for t in threads:
         t.join()
     assert len(admitted) == 1 and [r.id for r in Ledger(ledger_url).recent(10)] == admitted
+
+
+def test_an_atomic_step_is_one_step_for_every_writer(ledger_url):
+    """Check-then-write in `atomic()` admits exactly one of many concurrent writers, whether
+    they share a ledger (one studio's threads: on SQLite, steps committed together) or not."""
+    barrier = threading.Barrier(12, timeout=60)
+    shared = Ledger(ledger_url)
+    admitted: list[str] = []
+
+    def admit(ledger: Ledger, name: str) -> None:
+        if not ledger.recent(1):  # the "budget": one row in all
+            admitted.append(_create(ledger, name))
+
+    def writer(name: str, own: bool) -> None:
+        ledger = Ledger(ledger_url) if own else shared
+        barrier.wait()
+        ledger.atomic(lambda: admit(ledger, name))
+
+    threads = [threading.Thread(target=writer, args=(f"w{i}", i % 3 == 0)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 1 and [r.id for r in Ledger(ledger_url).recent(10)] == admitted

@@ -170,7 +170,7 @@ class Gate:
 
     def hold(self, prepared: Prepared, user: str | None = None) -> None:
         """Raise GuardrailError when the job breaks a limit or budget. Called again inside the
-        ledger transaction that writes the job's row (`Ledger.transaction()`), so the budget
+        atomic ledger step that writes the job's row (`Ledger.atomic()`), so the budget
         check and the row are one step: concurrent submits cannot both spend the last dollar."""
         refusals = self.refusals(prepared, user)
         if refusals:

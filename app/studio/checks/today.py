@@ -10,7 +10,9 @@ committed a little after the moment it was stamped with, or stamped by another r
 little behind this one's, is read again. Rows are never deleted, and what a row's spend depends
 on changes only through `Ledger.update`, which stamps `updated_at`. The whole day is read again
 every FULL_EVERY_S all the same, so a row missed any other way (a replica whose clock is off by
-more than SKEW_S) counts within minutes.
+more than SKEW_S) counts within minutes. It is read whole again after the ledger rolled back a
+write (`Ledger.rollbacks`): a budget check inside an atomic step reads the rows of the steps
+committed with it (app/studio/db.py), and one of those rolled back must not stay counted.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class TodayRows:
         self._read_at: float | None = None  # the clock before the last read merged
         self._full_at = 0.0  # the clock when the rows were last dropped for a whole read
         self._generation = 0  # counts those drops: a read begun before one is not merged
+        self._rollbacks = ledger.rollbacks  # the ledger's rollbacks when the rows were dropped
 
     def rows(self) -> list[JobRow]:
         """The rows created since 00:00 UTC (their spend columns: `Ledger.spend_since`), as the
@@ -49,9 +52,15 @@ class TodayRows:
         while True:
             now = self.clock()
             day = gr_.day_start(now)
+            rollbacks = self.ledger.rollbacks
             with self._lock:
-                if day != self._day or now - self._full_at >= self.FULL_EVERY_S:
+                if (
+                    day != self._day
+                    or now - self._full_at >= self.FULL_EVERY_S
+                    or rollbacks != self._rollbacks
+                ):
                     self._day, self._rows, self._read_at, self._full_at = day, {}, None, now
+                    self._rollbacks = rollbacks
                     self._generation += 1
                 generation = self._generation
                 after = None if self._read_at is None else self._read_at - self.skew_s
