@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -136,6 +136,7 @@ class _Write:
     result: Any = None
     error: BaseException | None = None
     done: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)  # done, or to run the queue
 
 
 class SQLiteDatabase(Database):
@@ -167,8 +168,9 @@ class SQLiteDatabase(Database):
         super().__init__()
         self.path = path
         self._writer = threading.Lock()  # held by the thread that runs the queued steps
-        self._queued_lock = threading.Lock()  # guards _queued (never held while writing)
+        self._queued_lock = threading.Lock()  # guards _queued and _leading (held briefly)
         self._queued: list[_Write] = []
+        self._leading = False  # a thread runs the queue, or has been woken to
         self.commits = 0  # transactions committed by this process's writers
         self.rollbacks = 0  # steps or transactions rolled back (see the class text)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +222,7 @@ class SQLiteDatabase(Database):
         return f"json_extract({column}, '$.{key}')"
 
     def queued(self) -> int:
-        """How many steps wait for the writer lock now."""
+        """How many steps wait to be run now."""
         with self._queued_lock:
             return len(self._queued)
 
@@ -230,16 +232,30 @@ class SQLiteDatabase(Database):
         step = _Write(fn)
         with self._queued_lock:
             self._queued.append(step)
-        with self._writer:
-            if not step.done:  # else a thread that held the lock before ran it
-                self._run_queued(step)
+            lead, self._leading = not self._leading, True
+        if not lead:
+            step.wake.wait()  # until its step is committed, or it is this thread's turn to lead
+        if not step.done:
+            try:
+                with self._writer:
+                    self._run_queued(step)
+            finally:
+                self._pass_on()
         if step.error is not None:
             raise step.error
         return step.result
 
+    def _pass_on(self) -> None:
+        """The queue's next step's thread runs what is queued now, if anything is."""
+        with self._queued_lock:
+            if self._queued:
+                self._queued[0].wake.set()
+            else:
+                self._leading = False
+
     def _run_queued(self, own: _Write) -> None:
         """Run every queued step in one transaction and commit it (the writer lock held;
-        `own`: this thread's step)."""
+        `own`: this thread's step); each other step's thread is woken once it is done."""
         with self._queued_lock:
             steps, self._queued = self._queued, []
         conn = self._conn()
@@ -266,26 +282,33 @@ class SQLiteDatabase(Database):
                 step.result, step.error = None, None
             with self._queued_lock:
                 self._queued[:0] = others
-            steps, own.error = [own], exc
+            steps, own.result, own.error = [own], None, exc
             raise
         finally:
             self._local.writing = False
             for step in steps:
                 step.done = True
+                step.wake.set()
 
     def _savepoint(self, conn: sqlite3.Connection, fn: Callable[[], T]) -> T:
         """`fn()` inside this thread's transaction, rolled back alone when it raises."""
+        with self._step(conn):
+            return fn()
+
+    @contextmanager
+    def _step(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """A savepoint of this thread's transaction: what runs inside is rolled back alone
+        when it raises."""
         conn.execute("SAVEPOINT step")
         try:
-            result = fn()
+            yield
         except BaseException:
-            if conn.in_transaction:
+            if conn.in_transaction:  # else SQLite ended the whole transaction itself
                 self.rollbacks += 1
                 conn.execute("ROLLBACK TO step")
                 conn.execute("RELEASE step")
             raise
         conn.execute("RELEASE step")
-        return result
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         self.rollbacks += 1
@@ -297,28 +320,21 @@ class SQLiteDatabase(Database):
     def transaction(self) -> Iterator[Database]:
         conn = self._conn()
         if self._writing():  # nested in this thread's transaction: a savepoint of it
-            conn.execute("SAVEPOINT step")
-            try:
+            with self._step(conn):
                 yield self
-            except BaseException:
-                if conn.in_transaction:
-                    self.rollbacks += 1
-                    conn.execute("ROLLBACK TO step")
-                    conn.execute("RELEASE step")
-                raise
-            conn.execute("RELEASE step")
             return
         with self._writer:
             conn.execute("BEGIN IMMEDIATE")  # one writer: a second studio waits here
             self._local.writing = True
             try:
                 yield self
+                self._local.writing = False
+                conn.execute("COMMIT")
             except BaseException:
-                self._rollback(conn)
+                self._rollback(conn)  # a failed COMMIT too: the next one begins afresh
                 raise
             finally:
                 self._local.writing = False
-            conn.execute("COMMIT")
             self.commits += 1
 
 

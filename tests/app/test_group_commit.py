@@ -138,3 +138,35 @@ def test_todays_rows_are_read_again_after_a_rollback_that_took_a_row_they_saw(le
     ])  # fmt: skip
     assert counted == [1]  # it saw the first step's row, uncommitted
     assert today.rows() == []  # and no longer counts it
+
+
+def test_a_caller_whose_write_is_committed_returns_while_the_next_group_runs(ledger):
+    """Once its group is committed a caller goes on at once; it does not wait for the writer
+    lock, which the next group (queued meanwhile, here a slow one) holds."""
+    rid = _create(ledger, "first")
+    gate, queued = threading.Event(), threading.Event()
+    returned: list[str] = []
+
+    def slow() -> None:  # the next group's step: holds the writer until the gate opens
+        queued.set()
+        gate.wait(30)
+        ledger.db.execute("UPDATE jobs SET state='IN_QUEUE' WHERE id=?", (rid,))
+
+    def first_step() -> None:  # runs in the first group; the slow step queues meanwhile
+        ledger.db.execute("UPDATE jobs SET job_id='a' WHERE id=?", (rid,))
+        later = threading.Thread(target=lambda: ledger.atomic(slow))
+        later.start()
+        wait_for(lambda: ledger.db.queued() == 1, what="the slow step queued")
+
+    def second_step() -> None:
+        ledger.update(rid, worker_id="w1")
+        returned.append("second")
+
+    try:
+        out = queued_behind_a_writer(ledger, [lambda: ledger.atomic(first_step), second_step])
+        assert out == [None, None] and returned == ["second"]
+        assert queued.wait(10) and not gate.is_set()  # the slow group is still running
+        assert (_committed(ledger.db.path, rid) or {}).get("worker_id") == "w1"
+    finally:
+        gate.set()
+    wait_for(lambda: ledger.get(rid).state == "IN_QUEUE", what="the slow group committed")
