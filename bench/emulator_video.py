@@ -46,15 +46,20 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--frames", type=int, default=81)
     args = ap.parse_args()
-    out = Path(tempfile.mkdtemp(prefix="wanpod-bench-video-")) / "v.mp4"
-    print(f"emulator video bench: {args.frames} frames, median of {args.runs} runs")
+    with tempfile.TemporaryDirectory(prefix="wanpod-bench-video-") as tmp:
+        run(args.runs, args.frames, Path(tmp) / "v.mp4")
+
+
+def run(runs: int, frames: int, out: Path) -> None:
+    """Print the table: each look at each size, `runs` times each, encoded to `out`."""
+    print(f"emulator video bench: {frames} frames, median of {runs} runs")
     print(f"{'job':<7} {'asked':>8} {'shown':>8} {'wall ms':>8} {'cpu ms':>7} {'bytes':>7}")
     for size in ((832, 480), (640, 640)):
         shown = media.fit(*size, MAX_SIDE)
         for name, look in looks().items():
-            images = Images(*size, args.frames, [0x336699], look=look)
+            images = Images(*size, frames, [0x336699], look=look)
             wall, cpu = [], []
-            for _ in range(args.runs):
+            for _ in range(runs):
                 t, c = time.perf_counter(), time.process_time()
                 media.encode_mp4(out, *size, scene.frames(images, *shown), 16.0)
                 wall.append(time.perf_counter() - t)
