@@ -254,15 +254,18 @@ def test_the_page_counts_elapsed_time_between_status_updates(studio, context, st
     # The server sends a live job's status when it changes (stage, step...) and every 30 s; in
     # between, the page's own clock advances the elapsed time from the last status's data. The
     # server renders a clock at its `data-elapsed` (rounded): a clock showing 2 s more than its
-    # own data was counted by the page.
+    # own data was counted by the page. Counted while sampling (4 s steps), where the line also
+    # has a time left to count down: a job can show "Queued" (no time left) for 2 s and more
+    # before that, the tracker's polls backing off while a job is queued (app/studio/polling.py).
     slow_steps(stack, 4.0)
     try:
         page = open_studio(context, studio.base_url)
         start_job(page, "a clock tower at dusk", quality=False)
         page.wait_for_function(
             f"""(() => {{
+              const line = document.querySelector('#wp-status .wp-line');
               const c = document.querySelector('#wp-status .wp-clock');
-              if (!c) return false;
+              if (!c || !line || !line.textContent.startsWith('Sampling')) return false;
               return ({CLOCK_SECONDS_JS})(c) >= Math.ceil(parseFloat(c.dataset.elapsed)) + 2;
             }})()""",
             polling=100,
