@@ -20,7 +20,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -28,6 +30,7 @@ sys.path.insert(0, str(REPO))
 from app.studio.ledger import Ledger  # noqa: E402
 
 WORKFLOW = {"3": {"class_type": "KSampler"}}
+T = TypeVar("T")
 
 
 def burn(stop: multiprocessing.synchronize.Event) -> None:
@@ -45,19 +48,17 @@ def burst(ledger: Ledger, submits: int, grouped: bool) -> tuple[float, int, list
         return ledger.create(template="t2v_14b", mode="turbo", params={"prompt": f"job {i}"},
                              workflow=WORKFLOW, quote=None, gpu="H100")  # fmt: skip
 
+    def alone(fn: Callable[[], T]) -> T:  # a transaction of its own, one commit
+        with ledger.transaction():
+            return fn()
+
+    step = ledger.atomic if grouped else alone
+
     def submit(i: int) -> None:
         start.wait()
         t = time.perf_counter()
-        if grouped:
-            rid = ledger.atomic(lambda: admit(i))
-        else:
-            with ledger.transaction():
-                rid = admit(i)
-        if grouped:
-            ledger.update(rid, job_id=f"job-{i}", state="IN_QUEUE")
-        else:
-            with ledger.transaction():
-                ledger.update(rid, job_id=f"job-{i}", state="IN_QUEUE")
+        rid = step(lambda: admit(i))
+        step(lambda: ledger.update(rid, job_id=f"job-{i}", state="IN_QUEUE"))
         took.append(time.perf_counter() - t)
 
     commits = ledger.db.commits

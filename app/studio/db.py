@@ -328,7 +328,6 @@ class SQLiteDatabase(Database):
             self._local.writing = True
             try:
                 yield self
-                self._local.writing = False
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback(conn)  # a failed COMMIT too: the next one begins afresh
