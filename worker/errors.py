@@ -172,6 +172,9 @@ ALL_ERRORS: tuple[type[WorkerError], ...] = (
 )
 
 _B64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{64,}")
+# a file path, not data: it starts with "/", and no part between its slashes is longer than a
+# folder name (a base64 blob's parts between slashes run ~64 characters on average)
+_PATH_LIKE = re.compile(r"(?:/[A-Za-z0-9+=_-]{1,40}){2,}/?")
 _TB_NOISE = re.compile(r'^\s*(File "|Traceback \(most recent call last\)|[\^~ ]+$)')
 _ABS_PATH = re.compile(r"(?<![\w.:/\\])(?:/[\w.@+-]+){2,}|\b[A-Za-z]:\\[^\s'\"]+")
 
@@ -202,12 +205,17 @@ def scrub(text: str, secrets: Sequence[str] = ()) -> str:
     for s in secrets:
         if s and len(s) >= 4:
             text = text.replace(s, "***")
-    return _B64_RUN.sub("<…>", text)
+    return _without_blobs(text)
+
+
+def _without_blobs(text: str) -> str:
+    """`text` with each long base64-looking run (a payload pasted into a message) as <…>; a file
+    path stays as it is, however long: a refusal names the caller's own path."""
+    return _B64_RUN.sub(lambda m: m[0] if _PATH_LIKE.fullmatch(m[0]) else "<…>", text)
 
 
 def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
-    text = _B64_RUN.sub("<…>", text)
+    text = _without_blobs(repr(value))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -93,6 +93,19 @@ def test_to_result_unexpected_exception_and_scrubbing():
     assert out == {"error": "internal worker error: ValueError: bad thing with key ***"}
     blob = base64.b64encode(b"x" * 300).decode()
     assert blob not in to_result(errors.ExecutionFailed(f"oops {blob}"))["error"]
+    jpeg = png_b64((64, 64), fmt="JPEG")  # starts "/9j/": slashes, but long parts between them
+    assert (
+        to_result(errors.ExecutionFailed(f"oops {jpeg}"))["error"]
+        == "workflow execution failed: oops <…>"
+    )
+
+
+def test_a_refusal_names_a_long_path_as_given():
+    """A long path is the caller's own value, not a payload: the refusal quotes it."""
+    path = "/runpod-volume/inputs/customer_uploads/2026/12/06/job_0123456789ab/start.png"
+    assert len(path.split(".")[0]) > 64  # as long as a base64 run that is cut out
+    out = to_result(InputError("workflow['1'] (LoadImage) input 'image'", "is absolute", "", path))
+    assert f"(got {path!r})" in out["error"], out
 
 
 # -- inputs ----------------------------------------------------------------------------------
