@@ -11,18 +11,28 @@ import time
 
 from bench.protocol_clients import PhaseCPU, short_group
 
-# a child of this process that, once told to, spends 0.5 s of CPU (whatever the machine's load)
-BUSY = "import sys, time\nsys.stdin.readline()\nwhile time.process_time() < 0.5: pass"
+# a child of this process that, once told to, spends 1 s of CPU (whatever the machine's load),
+# says so, and stays until its input closes: the sampler's last sample still finds it (the CPU
+# of a process that ended counts only up to the sample before its end). The test asks for 0.4 s
+# of it between the first and the last sample: a first sample taken late on a busy machine
+# still leaves that.
+BUSY = ("import sys, time\nsys.stdin.readline()\nwhile time.process_time() < 1.0: pass\n"
+        "print('spent', flush=True)\nsys.stdin.read()")  # fmt: skip
 OTHER = "other (bench, playwright)"  # the group of a process no GROUPS marker names
 
 
 def test_the_sampler_sees_a_busy_process_and_ends_when_stopped():
-    busy = subprocess.Popen([sys.executable, "-c", BUSY], stdin=subprocess.PIPE, text=True)
+    busy = subprocess.Popen(
+        [sys.executable, "-c", BUSY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     phase = PhaseCPU()  # finds the busy child among this process's descendants
     t0 = time.time()
     phase.begin()
-    busy.communicate("go\n", timeout=60)  # it ends after its 0.5 s: its CPU stays counted
-    phase.stop()
+    busy.stdin.write("go\n")
+    busy.stdin.flush()
+    assert busy.stdout.readline() == "spent\n"  # its 1 s is spent
+    phase.stop()  # the last sample: the busy child is still there
+    busy.communicate(timeout=60)
     assert phase._proc.returncode == 0  # the sampling process ended with its input
     first, last = phase.samples[0][1], phase.samples[-1][1]
     assert last[OTHER] - first.get(OTHER, 0.0) >= 0.4  # /proc counts in 10 ms ticks
