@@ -40,7 +40,9 @@ def ledger(tmp_path) -> Ledger:
 
 def queued_behind_a_writer(ledger: Ledger, calls: list[Callable[[], object]]) -> list[object]:
     """Run each of `calls` in a thread of its own while this thread holds the writer lock (a
-    transaction), let go once all of them are queued; what each returned or raised."""
+    transaction), let go once all of them are queued; what each returned or raised. They are
+    queued in their order: each thread starts once the one before it is queued (threads
+    started together reach the queue in any order on a busy machine)."""
     out: list[object] = [None] * len(calls)
 
     def run(i: int) -> None:
@@ -51,9 +53,9 @@ def queued_behind_a_writer(ledger: Ledger, calls: list[Callable[[], object]]) ->
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
     with ledger.transaction():
-        for t in threads:
+        for i, t in enumerate(threads, 1):
             t.start()
-        wait_for(lambda: ledger.db.queued() == len(calls), what="every write queued")
+            wait_for(lambda i=i: ledger.db.queued() == i, what=f"write {i} queued")
     for t in threads:
         t.join(30)
     return out
