@@ -44,7 +44,7 @@ PYTEST_ARGS=("$@")
 # Two test processes (pytest-xdist), each taking whole files so a file's module fixtures start
 # once: most tests wait on emulated jobs, browsers and child processes, so two of them share a
 # 2-core machine well (the suites' time on one: 2:02 + 10:58 in one process, 1:29 + 6:57 in two).
-# More cores, more processes, up to 4. `-n 0` in the arguments runs them in this process.
+# One per core, at least 2 and at most 4. `-n 0` in the arguments runs them in this process.
 TEST_PROCESSES=$(nproc 2>/dev/null || echo 2)
 [ "$TEST_PROCESSES" -lt 2 ] && TEST_PROCESSES=2
 [ "$TEST_PROCESSES" -gt 4 ] && TEST_PROCESSES=4
