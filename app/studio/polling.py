@@ -10,7 +10,11 @@ polling slower delays the result by up to one interval. The schedule:
   Then it is polled every FINISHING_POLL_S, so COMPLETED is seen ~0.1 s after it happens on
   average instead of poll_s / 2;
 - the fast polls of all jobs together stay under STATUS_BUDGET_PER_S (half RunPod's /status
-  limit): a token bucket (`Budget`) lets one through at a time. Of the jobs whose fast poll is
+  limit): a token bucket (`Budget`) lets one through at a time. The limit is the endpoint's, so
+  replicas of the studio on one ledger split it: with n of them following jobs, each takes 1/n
+  (`Budget.share`; the tracker counts them from the ledger's leases at each scan). Before, each
+  took the whole budget, and three replicas ending bursts together could pass RunPod's 200 a
+  second and be answered 429. Of the jobs whose fast poll is
   due, the one that finished sampling first (`Pace.end_at`) gets it: a burst of jobs ends about
   in that order, so the budget goes to the jobs about to end rather than round the whole
   burst. As each ends, its share goes to the others at once. (Before: every job near its end
@@ -138,19 +142,34 @@ def fast_interval(poll_s: float) -> float:
 @dataclass
 class Budget:
     """The fast polls' share of RunPod's /status limit: a token bucket filling at `rate` a
-    second up to `burst` tokens; each fast poll takes one."""
+    second up to `burst` tokens; each fast poll takes one. `rate` and `burst` are the whole
+    endpoint's: with `replicas` studios following jobs on it, this one fills at 1/replicas of
+    them (its bucket holds at least one token)."""
 
     rate: float = STATUS_BUDGET_PER_S
     burst: float = STATUS_BURST
+    replicas: int = 1
     tokens: float = field(init=False)  # full at the start
     at: float | None = field(default=None, init=False)  # when `tokens` was counted
 
     def __post_init__(self) -> None:
-        self.tokens = self.burst
+        self.tokens = self.mine()[1]
+
+    def mine(self) -> tuple[float, float]:
+        """This replica's (rate, burst)."""
+        n = max(1, self.replicas)
+        return self.rate / n, max(1.0, self.burst / n)
+
+    def share(self, replicas: int, now: float) -> None:
+        """`replicas` studios (this one included) now follow jobs on the endpoint."""
+        self._fill(now)
+        self.replicas = max(1, replicas)
+        self.tokens = min(self.tokens, self.mine()[1])
 
     def _fill(self, now: float) -> None:
+        rate, burst = self.mine()
         if self.at is not None:
-            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.tokens = min(burst, self.tokens + (now - self.at) * rate)
         self.at = now
 
     def take(self, now: float) -> bool:
@@ -164,7 +183,7 @@ class Budget:
     def ready_at(self, now: float) -> float:
         """When the next token is there (`now` when one is)."""
         self._fill(now)
-        return now + max(0.0, 1.0 - self.tokens) / self.rate
+        return now + max(0.0, 1.0 - self.tokens) / self.mine()[0]
 
 
 def queued_interval(current: float, poll_s: float) -> float:

@@ -175,11 +175,19 @@ class Tracker(Keeping):
         """Watch every live row not followed here yet; a row still SUBMITTING whose lease ran
         out was abandoned between the ledger row and /run's answer: LOST. The leases of a
         replica certainly gone (app/studio/replicas.py: this studio's predecessor on this
-        machine, killed) are freed first, so its jobs are taken over now, not when they run out."""
+        machine, killed) are freed first, so its jobs are taken over now, not when they run out.
+        The replicas left holding leases share the endpoint's /status budget with this one."""
+        others: set[str] = set()
         for owner in self.ledger.lease_owners():
-            if owner != self.owner and certainly_gone(owner):
+            if owner.split("/")[0] == self.owner:  # this replica (its reaper too)
+                continue
+            if certainly_gone(owner):
                 log.info("tracker: taking over the jobs of %s, which is no longer running", owner)
                 self.ledger.release(owner)
+            else:
+                others.add(owner.split("/")[0])
+        with self._lock:
+            self.budget.share(1 + len(others), time.monotonic())
         for row in self.ledger.live():
             if row.job_id:
                 if row.id not in self._scheduled:

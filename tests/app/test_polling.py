@@ -81,6 +81,24 @@ def test_fast_polls_share_the_status_budget():
     assert 300 <= taken <= 310
 
 
+def test_replicas_split_the_budget_and_each_keeps_at_least_one_token():
+    budget = polling.Budget(rate=100.0, burst=10.0)
+    budget.share(2, 0.0)  # another replica follows jobs on the endpoint too
+    assert budget.mine() == (50.0, 5.0)
+    assert sum(budget.take(0.0) for _ in range(50)) == 5  # its half of the burst
+    taken, t = 0, 0.0
+    while t < 3.0:
+        taken += budget.take(t)
+        t += 0.001
+    assert 145 <= taken <= 155  # half the rate
+    budget.share(1, 3.0)  # the other one's jobs ended
+    assert sum(budget.take(4.0) for _ in range(50)) == 10  # the whole burst again
+    assert budget.ready_at(4.0) == pytest.approx(4.01)  # and the whole rate
+    budget.share(40, 3.0)
+    assert budget.mine() == (2.5, 1.0)  # a token at least, or no fast poll would ever pass
+    assert polling.Budget(rate=100.0, burst=10.0, replicas=4).tokens == 2.5  # starts with its share
+
+
 def test_backoffs():
     assert polling.queued_interval(1.0, 1.0) == 1.5
     assert polling.queued_interval(4.0, 1.0) == polling.QUEUED_MAX_S

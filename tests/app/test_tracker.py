@@ -376,3 +376,42 @@ def test_a_job_near_its_end_is_polled_at_least_on_the_normal_schedule_when_the_b
         tracker.stop()
     for times in polls.values():  # and no faster than that: they took no token
         assert len(times) <= (times[-1] - times[0]) / poll_s + 2
+
+
+def test_replicas_following_jobs_on_the_endpoint_split_its_status_budget(tmp_path):
+    """RunPod's /status limit is the endpoint's. A tracker that finds another replica holding a
+    lease on a live job takes half the fast polls' budget; its own leases do not count. Once
+    that replica's job has ended, the next scan of the ledger gives it the whole budget back."""
+    from app.endpoint.states import JobState
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    polls: list[str] = []
+
+    def status(job_id: str) -> SimpleNamespace:
+        polls.append(job_id)
+        return SimpleNamespace(state="IN_PROGRESS", progress=None, output=None, error=None,
+                               delay_ms=None, execution_ms=None, worker_id=None)  # fmt: skip
+
+    prices = cost.load_prices(PRICES_PATH)
+    tracker = Tracker(ledger, SimpleNamespace(status=status), tmp_path, prices, poll_s=0.05,
+                      lease_s=0.6, owner="replica-a")  # fmt: skip
+    whole = tracker.budget.mine()
+    ours = row(ledger)
+    ledger.update(ours, job_id="job-a", state=JobState.IN_PROGRESS)
+    theirs = ledger.create(
+        template="t2v_14b", mode="turbo", params={}, workflow={}, quote=None, gpu="H100 PRO",
+        owner="replica-b", lease_s=60.0,
+    )  # fmt: skip
+    ledger.update(theirs, job_id="job-b", state=JobState.IN_PROGRESS)
+    tracker.start()
+    try:
+        wait_for(lambda: "job-a" in polls, 10, "replica a's first poll of its own job")
+        assert tracker.budget.replicas == 2  # a and b, each once
+        assert tracker.budget.mine() == (whole[0] / 2, whole[1] / 2)
+        ledger.update(theirs, state=JobState.COMPLETED, finished_at=time.time(),
+                      lease_owner=None, lease_until=None)  # fmt: skip
+        wait_for(lambda: tracker.budget.replicas == 1, 10, "the next scan of the ledger")
+        assert tracker.budget.mine() == whole
+    finally:
+        tracker.stop()
+    assert "job-b" not in polls  # replica b's job is b's to poll
