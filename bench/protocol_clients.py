@@ -416,14 +416,15 @@ def run_protocol(
     data_dirs: list[Path],
     job_s: float,
     args_for: Callable[[int], list[Any]],
-    finished_at: Callable[[str], float],
+    job_times: Callable[[str], dict[str, Any]],
     profile_dir: Path | None = None,
     history_on_screen: bool = False,
     probe: AnswerProbe | None = None,
     phase: PhaseCPU | None = None,
 ) -> int:
-    """`finished_at`: the wall time the stand-in for RunPod recorded a job's final state (by
-    RunPod job id): each job's COMPLETED in the figures."""
+    """`job_times`: what the stand-in for RunPod recorded of a job (by RunPod job id,
+    `/emulator/jobs/<id>`): its final state's wall time (each job's COMPLETED in the figures)
+    and the /status calls it answered for it."""
     import asyncio
 
     import httpx
@@ -525,7 +526,11 @@ def run_protocol(
     both = [r.id for r in rows if sum((d / "results" / r.id).is_dir() for d in data_dirs) > 1]
     if len(urls) > 1:
         print(f"jobs stored by more than one replica: {len(both)} (target 0)")
-    done = {r.id: finished_at(r.job_id) for r in rows}  # when each row's job COMPLETED
+    times = {r.id: job_times(r.job_id) for r in rows}
+    done = {rid: float(t["finished_wall"]) for rid, t in times.items()}  # each job's COMPLETED
+    polls = sorted(int(t["status_calls"]) for t in times.values())
+    print(f"  /status calls per job (the trackers' polls): median {statistics.median(polls):.0f},"
+          f" max {max(polls)}, {sum(polls)} in all")  # fmt: skip
     delays = sorted(r.completed_seen_at - done[r.id] for r in rows)
     stores = sorted(r.stored_at - r.completed_seen_at for r in rows)
     created = sorted(r.created_at - t_first for r in rows)

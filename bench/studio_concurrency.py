@@ -370,7 +370,7 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
         return run_protocol(
             urls, procs, args.users, ledger_url, dirs, args.job_s,
             lambda i: api_args(prompt=f"bench user {i}: a kite over the sea", seconds=5.0),
-            lambda job_id: float(stack.job_times(job_id)["finished_wall"]),
+            stack.job_times,
             profile_dir=args.profile, history_on_screen=args.history_on_screen, probe=probe,
             phase=phase,
         )  # fmt: skip

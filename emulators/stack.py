@@ -100,7 +100,8 @@ class LocalStack:
 
     def job_times(self, job_id: str) -> dict:
         """The control plane's record of RunPod job `job_id` (GET /emulator/jobs/{id}): the
-        wall times it was taken and finished, its webhook calls; raises when it cannot say."""
+        wall times it was taken and finished, its webhook calls, the /status calls it answered for
+        it; raises when it cannot say."""
         req = urllib.request.Request(
             f"{self.plane_url}/emulator/jobs/{job_id}",
             headers={"Authorization": f"Bearer {self.api_key}"},

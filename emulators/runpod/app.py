@@ -254,6 +254,7 @@ class ControlPlane:
         job = self._job(request)
         if isinstance(job, web.Response):
             return job
+        job.status_calls += 1
         return web.json_response(job.status_body())
 
     async def stream(self, request: web.Request) -> web.Response:
@@ -447,6 +448,7 @@ class ControlPlane:
                 "progress_wall": job.progress_wall,
                 "ignored_posts": job.ignored_posts,
                 "webhook_calls": job.webhook_calls,
+                "status_calls": job.status_calls,
                 "webhook_done": job.webhook_done,
             }
         )

@@ -65,6 +65,7 @@ class Job:
     finished_wall: float | None = None  # time.time() of the final state (bench)
     ignored_posts: int = 0  # progress/results that arrived after the final state
     webhook_calls: int = 0  # POSTs to `webhook` for the latest final state
+    status_calls: int = 0  # GET /status answered for this job (bench: polls per job)
     webhook_done: bool = False  # delivered (200) or out of tries
     progress_wall: list = field(default_factory=list)  # [(time.time(), progress)], last 100
 

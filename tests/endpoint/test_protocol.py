@@ -105,6 +105,11 @@ def test_webhook_retried_until_200(echo_plane):
         echo_plane.wait_for(lambda: echo_plane.job_times(ref.id)["webhook_done"], 20, "webhook")
         assert echo_plane.job_times(ref.id)["webhook_calls"] == len(calls) == 3
         assert calls[0]["id"] == ref.id and calls[0]["status"] == "COMPLETED"
+        # the plane also counts the /status calls answered for a job (the bench's polls per job)
+        assert echo_plane.job_times(ref.id)["status_calls"] == 0  # the webhook said it all
+        for _ in range(3):
+            c.status(ref.id)
+        assert echo_plane.job_times(ref.id)["status_calls"] == 3
         assert calls[0]["output"]["echo"] == "w"
     finally:
         srv.shutdown()
