@@ -13,7 +13,8 @@ replicas on one PostgreSQL ledger, the users split across them. Prints the issue
   workers, emulators and control plane, these clients), from the first request to the last /run
   answered;
 - how fast the stand-in for RunPod's API answered meanwhile (`AnswerProbe`): when it is slow, a
-  job's end is seen late, and the studio's path is longer, for a reason that is not the studio's.
+  job's end is seen late, and the studio's path is longer, for a reason that is not the studio's;
+- how many /status calls that stand-in answered per job (the trackers' polls).
 `profile_dir`: also record each studio with py-spy (`pip install py-spy`, a dev tool, not in the
 requirements) over the users' window only, `--gil` (the samples that hold Python's lock: what
 one studio process can do at a time), as collapsed stacks `studio<i>.raw`, and this process's
