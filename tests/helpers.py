@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulators import ports
+from emulators.runpod.workers import default_worker_python
 
 REPO = Path(__file__).resolve().parent.parent
 # Recorded from a real ComfyUI 0.3.64 (tests/fixtures/comfyui/README.md says how); kept in the
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 COMFY_FIXTURES = REPO / "tests" / "fixtures" / "comfyui"
 RECORDINGS = COMFY_FIXTURES / "recordings"
 WAN_SCHEMA = COMFY_FIXTURES / "object_info_with_wan_placeholders.json"
-WORKER_PYTHON = os.environ.get("WANPOD_WORKER_PYTHON", sys.executable)
+WORKER_PYTHON = default_worker_python()  # the worker venv: the runpod SDK, moto
 
 
 def load_json(path: Path) -> object:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,15 +12,11 @@ import pytest
 import requests
 
 from app.endpoint import EndpointClient
-from tests.helpers import REPO, ServerProcess, wait_for
+from tests.helpers import REPO, WORKER_PYTHON, ServerProcess, wait_for
 
 KEY = "test-client-key-123456"
 EP = "test-ep"
 PYTHON = str(REPO / ".venvs" / "app" / "bin" / "python")
-# the runpod SDK lives only in the worker venv
-WORKER_PYTHON = os.environ.get("WANPOD_WORKER_PYTHON") or str(
-    REPO / ".venvs" / "worker" / "bin" / "python"
-)
 
 
 class Plane:
