@@ -179,13 +179,14 @@ class Tracker(Keeping):
         The replicas left holding leases share the endpoint's /status budget with this one."""
         others: set[str] = set()
         for owner in self.ledger.lease_owners():
-            if owner.split("/")[0] == self.owner:  # this replica (its reaper too)
+            replica = owner.split("/")[0]  # a replica's reaper holds leases under its name too
+            if replica == self.owner:
                 continue
             if certainly_gone(owner):
                 log.info("tracker: taking over the jobs of %s, which is no longer running", owner)
                 self.ledger.release(owner)
             else:
-                others.add(owner.split("/")[0])
+                others.add(replica)
         with self._lock:
             self.budget.share(1 + len(others), time.monotonic())
         for row in self.ledger.live():
