@@ -111,6 +111,39 @@ def answered(fn: Callable[..., Iterator[tuple[Any, ...]]]) -> Callable[..., tupl
     return run
 
 
+def not_taken(msg: str, failed: bool) -> tuple[str, dict[str, Any]]:
+    """A Generate that left no job to follow: its status panel and its result. `failed`: the
+    endpoint did not take it (the ledger holds its FAILED row, the page asks for its end), else
+    the studio refused it (nothing was written or sent)."""
+    state, word = ("FAILED", "Failed") if failed else ("REFUSED", "Not submitted")
+    result = {"job_id": None, "state": state, "final": True, "error": msg}
+    return ended_html(state, f"{word}: {msg}", ask_end=failed), result
+
+
+def said_in_panel(
+    fn: Callable[..., tuple[Any, ...]], message: Callable[[BaseException], str]
+) -> Callable[..., tuple[Any, ...]]:
+    """`fn` (the page's Generate: `answered`) for a direct request (app/ui/page.py), which
+    Gradio's page answers with no message when it fails: its refusals are answers already
+    (`Callbacks.refused`), and any other error is said in the status panel too, where the page
+    put up "Submitting…"; the rest of the page is left as it was. Whether the job was sent is
+    not known then: History shows it. `message`: an error's user-facing words (secret-free)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # a gr.Error says the user's words already (Callbacks.error)
+            msg = exc.message if isinstance(exc, gr.Error) else message(exc)
+            log.warning("the page's Generate failed: %s", msg)
+            line = f"Generate failed: {msg}. History shows whether the job was sent."
+            result = {"job_id": None, "state": "ERROR", "final": True, "error": msg}
+            return ended_html("ERROR", line), *(gr.skip(),) * 4, result
+
+    run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    return run
+
+
 class Callbacks:
     """The page's callbacks; each maps errors to gr.Error in one place (`error`)."""
 
@@ -136,13 +169,16 @@ class Callbacks:
         final view when the stream ends the job (`final`). So a page's event lasts as long as
         its submit, not its job: it holds no worker thread and no slot of the event's
         concurrency (WANPOD_CONCURRENCY) while a job of minutes runs. The API's events keep
-        streaming every update to the end. `job_shown(caller, job id)`: more outputs of those
-        events, set whenever the job id they answer changes (the page's job buttons and seed
-        line), so that a new job costs the page no event of its own."""
+        streaming every update to the end. The page's Generate is a direct request, so it
+        answers a refusal in the status panel (`refused`, `said_in_panel`). `job_shown(caller,
+        job id)`: more outputs of those events, set whenever the job id they answer changes (the
+        page's job buttons and seed line), so that a new job costs the page no event of its own."""
         page = copy.copy(self)
         page.quiet = True
         for name in ("generate", "rerun", "attach"):
             fn = answered(getattr(page, name))  # one answer: a function, not a generator
+            if name == "generate":  # a direct request (app/ui/page.py)
+                fn = said_in_panel(fn, page.message)
             if job_shown is not None:
                 fn = shows_job(fn, job_shown, self.studio)
             setattr(page, name, fn)
@@ -198,7 +234,8 @@ class Callbacks:
         try:
             values = self.form.values(fields)
         except Exception as exc:
-            raise self.error(exc) from None
+            yield self.refused(exc)
+            return
         send = functools.partial(self.studio.submit, values, user=user_of(request), shown=shown)
         on_screen = False
         try:
@@ -213,23 +250,30 @@ class Callbacks:
                     on_screen = True
                     rid = sending.result()
         except Exception as exc:
-            msg = self.message(exc)
             if not on_screen and not isinstance(exc, SubmitError):
-                raise self.error(exc) from None
+                yield self.refused(exc)
+                return
+            msg = self.message(exc)
             # kept on screen (an error raised now would drop this last answer): the endpoint
             # did not take the job (the ledger holds its FAILED row) or a late refusal; API
             # clients read the result's "state" and "error"
-            state, word = (
-                ("FAILED", "Failed")
-                if isinstance(exc, SubmitError)
-                else ("REFUSED", "Not submitted")
-            )
-            gr.Warning(msg)
-            result = {"job_id": None, "state": state, "final": True, "error": msg}
-            ended = ended_html(state, f"{word}: {msg}", ask_end=isinstance(exc, SubmitError))
+            if not self.quiet:  # the page's Generate is a direct request: no toast there
+                gr.Warning(msg)
+            ended, result = not_taken(msg, failed=isinstance(exc, SubmitError))
             yield ended, None, "", "", gr.skip(), result
             return
         yield from self.watch(rid, caller_of(self.studio, request))
+
+    def refused(self, exc: BaseException) -> tuple[Any, ...]:
+        """A Generate refused before anything was sent. An API client gets the error (a toast
+        in Gradio's page); the page's own Generate, a direct request (which Gradio's page
+        answers with no message when it fails), answers "Not submitted: <reason>" in the status
+        panel, where the page put up "Submitting…" at the click (on a small screen, scrolled
+        into view), and leaves the rest of the page as it was."""
+        if not self.quiet:
+            raise self.error(exc) from None
+        panel, result = not_taken(self.message(exc), failed=False)
+        return panel, gr.skip(), gr.skip(), gr.skip(), gr.skip(), result
 
     def rerun(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
         """The job's exact workflow and seed as a new job, streamed like /generate."""

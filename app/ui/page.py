@@ -253,12 +253,16 @@ def build_ui(
             outputs=form.frames_md,
             **PRIVATE,
         )
-        generated = click_here(  # its 24 fields processed in its call: see app/ui/inline.py
+        # its 24 fields processed in its call (app/ui/inline.py); one request, not Gradio's
+        # queue (~5 ms of the studio's CPU and up to a queue tick, 50 ms, per Generate): a
+        # refusal is its answer, in the status panel (Callbacks.said_in_panel)
+        generated = click_here(
             generate_btn,
             page.generate,
             {**form.kwargs, "shown": shown},
             page_out,
             api_name="page_generate",
+            queue=False,
             **PRIVATE,
         )
         for ended_as in (generated.then, generated.failure):  # the panel's "Submitting…" ends

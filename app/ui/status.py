@@ -65,9 +65,10 @@ SUBMITTING_HTML = ended_html("SUBMITTING", "Submitting…")
 
 # The status panel's script (after CLOCK_JS): a click on Generate shows SUBMITTING_HTML at once,
 # in place (the element Gradio rendered stays, as the live stream's updates do, so the event's
-# answer replaces it as usual). A Generate refused with an error answers no panel (nor does an
-# answer equal to the panel shown): when the event ends (GENERATE_DONE_JS, after it succeeds or
-# fails) with "Submitting…" still up, what the panel showed before comes back.
+# answer replaces it as usual). A refused Generate answers its own panel ("Not submitted: …",
+# Callbacks.refused); a request that fails answers none, nor does an answer equal to the panel
+# shown: when the event ends (GENERATE_DONE_JS, after it succeeds or fails) with "Submitting…"
+# still up, what the panel showed before comes back.
 SUBMIT_JS = (
     """
 let before = null;

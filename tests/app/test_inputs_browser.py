@@ -58,8 +58,9 @@ def test_enter_then_generate_charges_the_quoted_job(studio, context):
     note.wait_for()
     assert "steps" in note.inner_text() and str(top) in note.inner_text()
     page.locator("#wp-generate").click()  # refused: nothing is sent while the quote refuses
-    page.locator(".toast-body", has_text="quote line shows a refusal").first.wait_for()
-    assert state(page)["state"] == "IDLE"
+    refused = wait_state(page, "d.state === 'REFUSED'")
+    line = page.locator("#wp-status .wp-line").inner_text()  # said in the panel, no job
+    assert not refused.get("rid") and "quote line shows a refusal" in line, line
     type_number(page, "steps", str(top))
     page.wait_for_function(f"{QUOTE}.innerText.startsWith('Quote:')")
     page.locator("#wp-steps .wp-field-error").wait_for(state="detached")

@@ -1,5 +1,5 @@
 """The page's live stream of its job (app/ui/live_route.py), against a real studio on the stack:
-the page's Generate (`page_generate`, over Gradio's queue as the page calls it) answers the job's
+the page's Generate (`page_generate`, a direct request as the page makes it) answers the job's
 first view, `GET /wanpod/live/<job id>` brings every update, each the status panel as the page
 shows it, ending with the final one, and the page's end-of-job event (`page_final`) the final
 view with its video. The API's /generate still streams every update. Who may follow a job is
@@ -72,14 +72,23 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     assert messages[-1]["msg"] == "process_completed" and messages[-1]["success"], messages[-1]
     status, _video, _details, rid = messages[-1]["output"]["data"][:4]
     assert rid.startswith("wp-") and 'data-final="0"' in status, status
-    # one answer: the page says "Submitting…" itself, and the event is a function, not a
-    # generator (no process_generating before the end, which the page would handle twice)
-    assert [m["msg"] for m in messages] == ["process_starts", "process_completed"], messages
+    # one answer in one request: the page says "Submitting…" itself, and the event is a
+    # function, not a generator, taking no queue (a join, an event stream, its messages)
+    config = requests.get(f"{studio.base_url}/config", timeout=30).json()
+    (dep,) = [d for d in config["dependencies"] if d.get("api_name") == "page_generate"]
+    assert dep["queue"] is False and [m["msg"] for m in messages] == ["process_completed"]
     # values only: the job's buttons follow the job id in the page itself (a property update
     # from the studio would be a component built per button and answer)
     first = messages[-1]["output"]["data"]
     assert not [v for v in first if isinstance(v, dict) and v.get("__type__") == "update"]
     assert first[-1].startswith("**Seed that ran:**"), first[-1]  # the seed line, by value
+
+    # refused: said in the panel, as the event's answer (a direct request that failed would
+    # show the page nothing)
+    (refused,) = join(studio.base_url, "page_generate", args(prompt="", seconds=3.0))
+    assert refused["success"], refused
+    panel = refused["output"]["data"][0]
+    assert 'data-state="REFUSED"' in panel and "Not submitted: prompt: is empty" in panel
 
     with requests.get(f"{studio.base_url}/wanpod/live/{rid}", stream=True, timeout=120) as live:
         assert live.status_code == 200

@@ -24,10 +24,14 @@ pytestmark = pytest.mark.slow
 TIMEOUT_MS = 60_000
 
 
-def toast_text(page, needle: str) -> str:
-    loc = page.locator(".toast-body", has_text=needle)
-    loc.first.wait_for(timeout=TIMEOUT_MS)
-    return loc.first.inner_text()
+def refusal_text(page) -> str:
+    """The status panel's line once Generate has been refused ("Not submitted: <reason>")."""
+    page.wait_for_function(
+        "document.querySelector('#wp-status')?.dataset.state === 'REFUSED'", timeout=TIMEOUT_MS
+    )
+    line = page.locator("#wp-status .wp-line").inner_text()
+    assert line.startswith("Not submitted: "), line
+    return line
 
 
 def generate(page, prompt: str) -> None:
@@ -86,9 +90,10 @@ def test_budget_refusal_in_the_quote_and_on_generate(stack, context, tmp_path):
         )
         assert "Over the studio's limits" in page.locator("#wp-quote").inner_text()
         generate(page, "over budget")
-        text = toast_text(page, "daily budget")
-        assert "$0.0010 per UTC day" in text and "WANPOD_BUDGET_DAILY_USD" in text
-        assert page.locator("#wp-status").get_attribute("data-state") == "IDLE"
+        text = refusal_text(page)
+        assert "daily budget" in text and "$0.0010 per UTC day" in text, text
+        assert "WANPOD_BUDGET_DAILY_USD" in text
+        assert page.locator("#wp-status[data-rid]").count() == 0  # no job
     finally:
         proc.stop()
 
@@ -106,8 +111,8 @@ def test_preflight_refusal_names_the_missing_file(studio, context, tmp_path):
     page.get_by_role("option", name="Bring your own", exact=False).click()
     page.locator("#wp-workflow input[type='file']").set_input_files(str(path))
     generate(page, "pre-flight")
-    text = toast_text(page, "my_style_lora.safetensors")
-    assert "my_style_lora.safetensors → models/loras/" in text
+    text = refusal_text(page)
+    assert "my_style_lora.safetensors → models/loras/" in text, text
 
 
 def interrupted_count(stack) -> int:

@@ -125,8 +125,8 @@ def test_an_unreachable_endpoint_keeps_the_failure_on_screen(stack, context, tmp
         # the studio sends the page's Generate one answer (the page said "Submitting…"
         # itself); an API client, which has no page, gets "Submitting…" first from the studio
         fields = {"wp-prompt": "a lighthouse nobody can reach"}
-        messages = list(join(app.base_url, "page_generate", **fields))
-        assert [m["msg"] for m in messages] == ["process_starts", "process_completed"], messages
+        messages = list(join(app.base_url, "page_generate", **fields))  # a direct request
+        assert [m["msg"] for m in messages] == ["process_completed"], messages
         assert 'data-state="FAILED"' in messages[-1]["output"]["data"][0], messages
         answers = [m["output"]["data"][0] for m in join(app.base_url, "generate", **fields)
                    if m["msg"] == "process_generating"]  # fmt: skip
@@ -136,19 +136,20 @@ def test_an_unreachable_endpoint_keeps_the_failure_on_screen(stack, context, tmp
         app.stop()
 
 
-def test_generate_says_submitting_at_once_and_a_refusal_puts_the_panel_back(studio, context):
+def test_generate_says_submitting_at_once_and_a_refusal_says_why_in_the_panel(studio, context):
     """The page shows "Submitting…" at the click, before the studio answers (which it does
-    once: the job's first view); a Generate refused with an error (a toast) leaves the panel as
-    it was."""
+    once, in a direct request: the job's first view); a refused Generate says why in the
+    panel, where "Submitting…" was (Gradio's page shows no message for a direct request that
+    fails)."""
     page = open_studio(context, studio.base_url)
     page.evaluate(RECORD_STATES)
-    shown = page.locator("#wp-status").evaluate("e => e.outerHTML")
     page.locator("#wp-prompt textarea").fill("")
     page.locator("#wp-generate").click()
-    page.locator(".toast-body", has_text="prompt: is empty").first.wait_for()
-    page.wait_for_function("document.querySelector('#wp-status').dataset.state !== 'SUBMITTING'")
-    assert page.evaluate("window.__wpStates") == ["SUBMITTING", "IDLE"]
-    assert page.locator("#wp-status").evaluate("e => e.outerHTML") == shown  # as it was
+    wait_state(page, "d.state === 'REFUSED'")
+    assert page.evaluate("window.__wpStates") == ["SUBMITTING", "REFUSED"]
+    line = page.locator(LINE).inner_text()
+    assert line.startswith("Not submitted: prompt: is empty"), line
+    assert state_after_settling(page) == "REFUSED"  # it stays
 
     page.evaluate("window.__wpStates = []")
     job = start_job(page, "a kite over the dunes", quality=False)
