@@ -111,13 +111,19 @@ def answered(fn: Callable[..., Iterator[tuple[Any, ...]]]) -> Callable[..., tupl
     return run
 
 
+def no_job(state: str, line: str, error: str, ask_end: bool = False) -> tuple[str, dict[str, Any]]:
+    """The status panel (`line`) and the result (`error`) of a Generate that left no job to
+    follow, in `state`; `ask_end`: see `ended_html`."""
+    result = {"job_id": None, "state": state, "final": True, "error": error}
+    return ended_html(state, line, ask_end=ask_end), result
+
+
 def not_taken(msg: str, failed: bool) -> tuple[str, dict[str, Any]]:
-    """A Generate that left no job to follow: its status panel and its result. `failed`: the
-    endpoint did not take it (the ledger holds its FAILED row, the page asks for its end), else
-    the studio refused it (nothing was written or sent)."""
+    """`no_job` for a Generate that was not taken. `failed`: the endpoint did not take it (the
+    ledger holds its FAILED row, the page asks for its end), else the studio refused it
+    (nothing was written or sent)."""
     state, word = ("FAILED", "Failed") if failed else ("REFUSED", "Not submitted")
-    result = {"job_id": None, "state": state, "final": True, "error": msg}
-    return ended_html(state, f"{word}: {msg}", ask_end=failed), result
+    return no_job(state, f"{word}: {msg}", msg, ask_end=failed)
 
 
 def said_in_panel(
@@ -137,8 +143,8 @@ def said_in_panel(
             msg = exc.message if isinstance(exc, gr.Error) else message(exc)
             log.warning("the page's Generate failed: %s", msg)
             line = f"Generate failed: {msg}. History shows whether the job was sent."
-            result = {"job_id": None, "state": "ERROR", "final": True, "error": msg}
-            return ended_html("ERROR", line), *(gr.skip(),) * 4, result
+            panel, result = no_job("ERROR", line, msg)
+            return panel, *(gr.skip(),) * 4, result
 
     run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     return run

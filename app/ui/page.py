@@ -255,7 +255,7 @@ def build_ui(
         )
         # its 24 fields processed in its call (app/ui/inline.py); one request, not Gradio's
         # queue (~5 ms of the studio's CPU and up to a queue tick, 50 ms, per Generate): a
-        # refusal is its answer, in the status panel (Callbacks.said_in_panel)
+        # refusal is its answer, in the status panel (Callbacks.refused, said_in_panel)
         generated = click_here(
             generate_btn,
             page.generate,
