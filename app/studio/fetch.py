@@ -34,6 +34,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError as URLLib3Error
 
 from app.environment import env_float
 from app.errors import ConfigError, FetchRefused
@@ -215,7 +216,10 @@ class Fetcher:
         except FetchRefused as exc:
             path.unlink(missing_ok=True)
             raise FetchRefused(f"result {shown(url)}: {exc}") from None
-        except (requests.RequestException, OSError, ValueError) as exc:
+        # urllib3's own errors too: the body is read from the raw response, so a reset
+        # mid-body (or the time cap cutting the connection as the peer writes, which the
+        # kernel may answer with a reset) is urllib3's ProtocolError, not one of requests'
+        except (requests.RequestException, URLLib3Error, OSError, ValueError) as exc:
             path.unlink(missing_ok=True)
             if guard.expired or time.monotonic() > deadline:
                 raise FetchRefused(self._slow(url)) from None

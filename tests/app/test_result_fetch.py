@@ -6,6 +6,8 @@ time; a base64 item is never fetched; slow downloads do not stall another job's 
 from __future__ import annotations
 
 import base64
+import socket
+import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -25,7 +27,8 @@ PRICES = cost.load_prices(PRICES_PATH)
 
 
 class Server:
-    """A real HTTP server on loopback: /ok, /big, /drip (one byte per 0.2 s), /to?<url>."""
+    """A real HTTP server on loopback: /ok, /big, /drip (one byte per 0.2 s), /reset (part of
+    its body, then the connection reset), /to?<url>."""
 
     def __init__(self) -> None:
         self.hits: list[str] = []
@@ -44,6 +47,16 @@ class Server:
                     self.send_response(200)
                     self.end_headers()
                     self.wfile.write(b"x" * 3_000_000)
+                elif self.path.startswith("/reset"):  # as a peer that fails mid-body
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    self.wfile.write(b"x" * 10)
+                    self.wfile.flush()
+                    linger = struct.pack("ii", 1, 0)  # closed with a reset, not a FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                    self.connection.close()
+                    self.close_connection = True
                 elif self.path.startswith("/drip"):
                     self.send_response(200)
                     self.end_headers()
@@ -151,6 +164,16 @@ def test_size_and_time_are_capped_per_download(s3, tmp_path):
     quick = Fetcher(FetchSettings(s3_endpoint=s3.url, timeout_s=1.0))
     with pytest.raises(FetchRefused, match="not downloaded within 1 s"):
         quick.download(f"{s3.url}/drip", tmp_path / "drip.mp4")
+
+
+def test_a_connection_reset_mid_download_is_a_refusal_naming_it(s3, tmp_path):
+    """A peer that resets the connection part-way through the body (or the time cap cutting
+    the connection as the peer writes, which the kernel may answer with a reset) is the
+    download failing, said as such, not urllib3's ProtocolError escaping to the tracker."""
+    fetcher = Fetcher(FetchSettings(s3_endpoint=s3.url))
+    with pytest.raises(FetchRefused, match=r"the download failed \(ProtocolError\)"):
+        fetcher.download(f"{s3.url}/reset", tmp_path / "reset.mp4")
+    assert not (tmp_path / "reset.mp4").exists()
 
 
 def test_slow_downloads_do_not_stall_another_jobs_delivery(s3, tmp_path):
