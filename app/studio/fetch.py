@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import HTTPError as URLLib3Error
 
 from app.environment import env_float
 from app.errors import ConfigError, FetchRefused
@@ -219,7 +219,12 @@ class Fetcher:
         # urllib3's own errors too: the body is read from the raw response, so a reset
         # mid-body (or the time cap cutting the connection as the peer writes, which the
         # kernel may answer with a reset) is urllib3's ProtocolError, not one of requests'
-        except (requests.RequestException, URLLib3Error, OSError, ValueError) as exc:
+        except (
+            requests.RequestException,
+            urllib3.exceptions.HTTPError,
+            OSError,
+            ValueError,
+        ) as exc:
             path.unlink(missing_ok=True)
             if guard.expired or time.monotonic() > deadline:
                 raise FetchRefused(self._slow(url)) from None
