@@ -1,6 +1,7 @@
 """The protocol-level client mode of bench/studio_concurrency.py: N users that follow the same
-events a page follows (Gradio's queue: the page's Generate until the final video, and the job's
-live stream, app/ui/live_route.py), without rendering (`PageProtocol`). Optionally two studio
+events a page follows (the page's Generate and end-of-job events, each as the page makes it,
+direct or over Gradio's queue, and the job's live stream, app/ui/live_route.py), without
+rendering (`PageProtocol`). Optionally two studio
 replicas on one PostgreSQL ledger, the users split across them. Prints the issue's figures:
 - the studio's own path, first request -> last video stored (from the ledger), as a ratio to the
   median executionTime (target <= 1.15);
@@ -74,16 +75,15 @@ def proc_cpu(pid: int) -> float:
 
 
 class PageProtocol:
-    """One studio's Generate as a page follows it: POST /gradio_api/queue/join for the page's
-    own event (`page_generate`, with the event's inputs; a State input is sent as null: it lives
-    in the studio) and the session's server-sent events until it completes (the job's first
-    view: its id), then the job's live stream (`GET /wanpod/live/<job id>`,
-    app/ui/live_route.py) to the final panel, then the page's end-of-job event as the panel's
-    script clicks it (`page_final_only`: the final view, the session's strip, one direct POST
-    to /gradio_api/run/predict as the page makes it, the event taking no queue;
-    `history_on_screen`: `page_final` over the queue, the History gallery too, as for a page
-    scrolled down to that gallery), then
-    GET the result video's URL, as the page's <video> does. All users share one asyncio loop
+    """One studio's Generate as a page follows it: the page's own event (`page_generate`, one
+    direct POST to /gradio_api/run/predict as the page makes it, with the event's inputs; a
+    State input is sent as null: it lives in the studio; over the queue, `event`, when the page
+    config says it takes one), answering the job's first view (its id), then the job's live
+    stream (`GET /wanpod/live/<job id>`, app/ui/live_route.py) to the final panel, then the
+    page's end-of-job event as the panel's script clicks it (`page_final_only`: the final view,
+    the session's strip, one direct POST; `history_on_screen`: `page_final` over the queue, the
+    History gallery too, as for a page scrolled down to that gallery), then GET the result
+    video's URL, as the page's <video> does. All users share one asyncio loop
     and one HTTP connection pool: the clients stand in for the users' own machines, so they are
     kept light (gradio_client spends a thread per call and polls its message queue every 50
     ms; at 64 users it took more CPU than the studio itself)."""

@@ -13,7 +13,7 @@ the Gradio named in app/ui/gradio_internals.py (a test fails on any other).
 
 Queue positions: with Gradio's default (`status_update_rate="auto"`), each time an event starts,
 every event still waiting for the same concurrency slot is sent its new position and ETA, one
-message per waiting event per start: a burst of n Generates queued at once costs ~n²/2 messages
+message per waiting event per start: a burst of n events queued at once costs ~n²/2 messages
 through the event loop (64 users: ~2000, each a model built, encoded and streamed to a page that
 hides it: the page's events run with show_progress="hidden"). The studio sends positions every
 STATUS_EVERY_S instead (`queue_up`, which app/__main__.py calls);
