@@ -65,6 +65,7 @@ LIVE_JS = (
         + r"""
 let live = null;
 let following = null;
+let endAsked = null;  // the job whose end this page asked for: not followed again
 const stop = () => { if (live) { live.close(); live = null; } };
 const click = (id) => {
   const b = document.getElementById(id);
@@ -99,7 +100,9 @@ const follow = () => {
   const running = !!rid && s.dataset.final === "0";
   if (cancel && cancel.disabled === running) cancel.disabled = !running;  // else nothing to cancel
   if (!rid || s.dataset.final !== "0") { if (!rid || rid === following) stop(); return; }
-  if (rid === following) return;
+  // the same job again: followed already, or its end asked for (a panel put back after
+  // "Submitting…" is followed anew: its stream was stopped while the panel had no job)
+  if (rid === following && (live || endAsked === rid)) return;
   stop();
   following = rid;
   const source = new EventSource(`${studioRoot()}__PATH__${encodeURIComponent(rid)}`);
@@ -125,10 +128,10 @@ const follow = () => {
         cur.innerHTML = n.innerHTML;
       }
     }
-    if (m.final && live === source) { stop(); ended(); }
+    if (m.final && live === source) { stop(); endAsked = rid; ended(); }
   };
   source.onerror = () => {  // closed for good (refused): the page's end event says what is so
-    if (source.readyState === 2 && live === source) { live = null; ended(); }
+    if (source.readyState === 2 && live === source) { live = null; endAsked = rid; ended(); }
   };
 };
 if (typeof watch === "function") watch("value", () => setTimeout(follow, 0));

@@ -56,6 +56,7 @@ CSS = (
 .gradio-container {overflow: clip !important;} /* hidden would make a scroller: no sticky */
 #wp-status progress {width: 100%; height: 14px;}
 #wp-status .wp-line {font-size: 1.05em; margin-top: 4px;}
+#wp-status .wp-refused {color: #b42318; font-size: 0.92em; margin-top: 4px;}
 /* the buttons a job switches (and Generate's focus ring) change at once: Gradio's 0.2 s
    transitions drew a dozen frames each, as the job starts and again as it ends */
 #wp-generate, #wp-result-col button {transition: none;}

@@ -68,7 +68,9 @@ SUBMITTING_HTML = ended_html("SUBMITTING", "Submitting…")
 # answer replaces it as usual). A refused Generate answers its own panel ("Not submitted: …",
 # Callbacks.refused); a request that fails answers none, nor does an answer equal to the panel
 # shown: when the event ends (GENERATE_DONE_JS, after it succeeds or fails) with "Submitting…"
-# still up, what the panel showed before comes back.
+# still up, what the panel showed before comes back. A refusal over a live job the page was
+# following puts that job's panel back with the reason under its line (`.wp-refused`): the
+# page follows it on (LIVE_JS updates the bar and the line in place, and its end replaces it).
 SUBMIT_JS = (
     """
 let before = null;
@@ -88,7 +90,16 @@ document.addEventListener("click", (ev) => {
 }, true);
 document.addEventListener("wp-generate-done", () => setTimeout(() => {
   const s = element.querySelector("#wp-status");
+  const live = before !== null && before[0].some(([k, v]) => k === "data-final" && v === "0");
   if (before !== null && s && s.dataset.state === "SUBMITTING") put(s, ...before);
+  else if (live && s && s.dataset.state === "REFUSED") {
+    const why = document.createElement("div");
+    why.className = "wp-refused";
+    why.textContent = s.querySelector(".wp-line").textContent;
+    put(s, ...before);
+    s.querySelectorAll(".wp-refused").forEach((e) => e.remove());
+    s.appendChild(why);
+  }
   before = null;
 }, 0));
 """

@@ -16,10 +16,20 @@ from emulators.comfyui import scene
 from emulators.comfyui.config import VIDEO_MAX_SIDE
 from emulators.comfyui.values import Look
 from tests.app.conftest import start_studio
-from tests.app.test_browser import TIMEOUT_MS, open_studio, slow_steps, start_job, wait_state
+from tests.app.test_browser import (
+    TIMEOUT_MS,
+    open_studio,
+    slow_steps,
+    start_job,
+    state,
+    wait_state,
+    wait_video_playable,
+)
 from tests.app.test_live_route import join
+from tests.app.test_post_steps_live import hold
 from tests.emulators.video_checks import Video
 from tests.helpers import free_port
+from workflows.fill import fill
 
 pytestmark = pytest.mark.slow
 
@@ -157,6 +167,30 @@ def test_generate_says_submitting_at_once_and_a_refusal_says_why_in_the_panel(st
     states = page.evaluate("window.__wpStates")
     assert states[0] == "SUBMITTING" and states[-1] == "COMPLETED", states
     assert "IDLE" not in states and job["rid"].startswith("wp-")
+
+
+def test_a_refusal_over_a_live_job_says_why_under_it_and_follows_the_job_on(studio, context, stack):
+    """Generate refused while the page follows a live job: the job's panel comes back with the
+    reason under its line, and the page follows the job on, to its end and its video (the
+    panel's "Submitting…" stopped its live stream: the page opens it again)."""
+    save = next(n for n, v in fill("t2v_14b", {"prompt": "x"}).workflow.items()
+                if v["class_type"] == "SaveVideo")  # fmt: skip
+    page = open_studio(context, studio.base_url)
+    hold(stack, save)  # every job waits at its SaveVideo until let go
+    try:
+        job = start_job(page, "a heron waits in the reeds", quality=False)
+        wait_state(page, f"d.rid === '{job['rid']}' && d.state === 'IN_PROGRESS'")
+        page.locator("#wp-prompt textarea").fill("")
+        page.locator("#wp-generate").click()
+        why = page.locator("#wp-status .wp-refused")
+        why.wait_for()
+        assert why.inner_text().startswith("Not submitted: prompt: is empty"), why.inner_text()
+        shown = state(page)
+        assert shown["rid"] == job["rid"] and shown["final"] == "0", shown
+    finally:
+        hold(stack, None)
+    wait_state(page, f"d.rid === '{job['rid']}' && d.state === 'COMPLETED'")
+    assert wait_video_playable(page)["duration"] > 0  # its end asked for: the video shown
 
 
 def state_after_settling(page) -> str:
