@@ -90,9 +90,9 @@ document.addEventListener("click", (ev) => {
 }, true);
 document.addEventListener("wp-generate-done", () => setTimeout(() => {
   const s = element.querySelector("#wp-status");
-  const live = before !== null && before[0].some(([k, v]) => k === "data-final" && v === "0");
+  const wasLive = before !== null && before[0].some(([k, v]) => k === "data-final" && v === "0");
   if (before !== null && s && s.dataset.state === "SUBMITTING") put(s, ...before);
-  else if (live && s && s.dataset.state === "REFUSED") {
+  else if (wasLive && s && s.dataset.state === "REFUSED") {
     const why = document.createElement("div");
     why.className = "wp-refused";
     why.textContent = s.querySelector(".wp-line").textContent;
