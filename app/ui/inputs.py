@@ -1,7 +1,8 @@
 """The page's honest-inputs and money wiring (Gradio only; the rules live in app/studio):
 
 - `field_errors_html(form, shown)` + FIELD_ERRORS_JS: the quote line's refusal also shown next
-  to its field (`.wp-field-error` inside the field's block; the toast stays where Gradio raises);
+  to its field (`.wp-field-error` inside the field's block; a Generate pressed meanwhile says
+  it in the status panel, "Not submitted: …");
 - `Extras.ran_seed` / `use_seed`: the seed the shown job ran with, and "Use this seed" (fills the
   seed box, Randomize off);
 - `Extras.rerun_ask`: "Rerun exactly" first shows the rerun's quote and asks; "Confirm rerun"
