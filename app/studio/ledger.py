@@ -218,10 +218,17 @@ class Ledger:
     # -- leases: one tracker per live job across replicas --------------------------------------
     def claim(self, rid: str, owner: str, lease_s: float) -> bool:
         """Take (or renew) the lease on row `rid` for `lease_s` seconds when it is free, expired
-        or already `owner`'s: one atomic conditional UPDATE. True when `owner` holds it now."""
+        or already `owner`'s and the row is live: one atomic conditional UPDATE. True when
+        `owner` holds it now. A final row is nobody's: the replica that ends a job frees its
+        lease in the same write, and another that read the row live just before gets nothing."""
         now = time.time()
-        sql = f"UPDATE jobs SET lease_owner=?, lease_until=? WHERE {self.db.claim_where()}"
-        return self.db.execute(sql, (owner, now + lease_s, rid, owner, now)).rowcount == 1
+        marks = ",".join("?" * len(LIVE_STATES))
+        sql = (
+            f"UPDATE jobs SET lease_owner=?, lease_until=? WHERE {self.db.claim_where()}"
+            f" AND state IN ({marks})"
+        )
+        args = (owner, now + lease_s, rid, owner, now, *LIVE_STATES)
+        return self.db.execute(sql, args).rowcount == 1
 
     def release(self, owner: str) -> None:
         """Give up every lease `owner` holds (a replica stopping cleanly)."""

@@ -105,6 +105,19 @@ def test_a_lease_is_held_by_one_owner_until_it_expires(ledger_url):
     assert ledger.claim(rid, "replica-a", 30)
 
 
+def test_a_final_row_is_nobodys_to_claim(ledger_url):
+    """A replica that ends a job frees its lease with the final state. Another replica that
+    read the row live just before must not take it then (it would poll RunPod for a job that
+    has ended, and could store its result a second time)."""
+    ledger = Ledger(ledger_url)
+    rid = _create(ledger, owner="replica-b", lease_s=30)
+    ledger.update(rid, job_id="job-b", state=JobState.IN_PROGRESS)
+    assert ledger.get(rid).live and not ledger.claim(rid, "replica-a", 30)
+    ledger.update(rid, state=JobState.COMPLETED, lease_owner=None, lease_until=None)
+    assert not ledger.claim(rid, "replica-a", 30)
+    assert not ledger.claim(rid, "replica-b", 30)  # not even by the replica that held it
+
+
 def test_of_many_replicas_claiming_at_once_exactly_one_gets_the_lease(ledger_url):
     rids = [_create(Ledger(ledger_url)) for _ in range(5)]
     winners: dict[str, list[str]] = {rid: [] for rid in rids}
