@@ -41,6 +41,7 @@ from app.studio.forms import FormValues
 T = TypeVar("T")
 
 LIVE_STATES = tuple(sorted(LIVE))  # for SQL: `state IN (...)`
+IS_LIVE = f"state IN ({','.join('?' * len(LIVE_STATES))})"  # its arguments: LIVE_STATES
 
 _JSON = ("params", "workflow", "quote", "progress", "outputs", "cost", "recipe", "form", "chain")
 _LEASE = ("lease_owner", "lease_until", "webhook_digest")  # the tracker's, not in a JobRow
@@ -222,11 +223,8 @@ class Ledger:
         `owner` holds it now. A final row is nobody's: the replica that ends a job frees its
         lease in the same write, and another that read the row live just before gets nothing."""
         now = time.time()
-        marks = ",".join("?" * len(LIVE_STATES))
-        sql = (
-            f"UPDATE jobs SET lease_owner=?, lease_until=? WHERE {self.db.claim_where()}"
-            f" AND state IN ({marks})"
-        )
+        sql = f"UPDATE jobs SET lease_owner=?, lease_until=? WHERE {self.db.claim_where()}"
+        sql += f" AND {IS_LIVE}"
         args = (owner, now + lease_s, rid, owner, now, *LIVE_STATES)
         return self.db.execute(sql, args).rowcount == 1
 
@@ -238,10 +236,9 @@ class Ledger:
 
     def lease_owners(self) -> list[str]:
         """The owners of the leases on live rows that have not run out yet."""
-        marks = ",".join("?" * len(LIVE_STATES))
         sql = (
             "SELECT DISTINCT lease_owner FROM jobs WHERE lease_owner IS NOT NULL"
-            f" AND lease_until >= ? AND state IN ({marks})"
+            f" AND lease_until >= ? AND {IS_LIVE}"
         )
         rows = self.db.execute(sql, (time.time(), *LIVE_STATES)).rows
         return sorted(r["lease_owner"] for r in rows)
@@ -267,8 +264,7 @@ class Ledger:
     def live(self) -> list[JobRow]:
         """The rows not final yet, without their workflows (the tracker's scan reads them every
         few seconds and needs ids and states)."""
-        marks = ",".join("?" * len(LIVE_STATES))
-        sql = f"SELECT {self._without_workflow} FROM jobs WHERE state IN ({marks})"
+        sql = f"SELECT {self._without_workflow} FROM jobs WHERE {IS_LIVE}"
         return self._q(sql + " ORDER BY created_at", LIVE_STATES)
 
     def recent(self, limit: int = 20) -> list[JobRow]:

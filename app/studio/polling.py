@@ -14,10 +14,10 @@ polling slower delays the result by up to one interval. The schedule:
   replicas of the studio on one ledger split it: with n of them following jobs, each takes 1/n
   (`Budget.share`; the tracker counts them from the ledger's leases at each scan). Before, each
   took the whole budget, and three replicas ending bursts together could pass RunPod's 200 a
-  second and be answered 429. Of the jobs whose fast poll is
-  due, the one that finished sampling first (`Pace.end_at`) gets it: a burst of jobs ends about
-  in that order, so the budget goes to the jobs about to end rather than round the whole
-  burst. As each ends, its share goes to the others at once. (Before: every job near its end
+  second and be answered 429. Of the jobs whose fast poll is due, the one that finished
+  sampling first (`Pace.end_at`) gets it: a burst of jobs ends about in that order, so the
+  budget goes to the jobs about to end rather than round the whole burst. As each ends, its
+  share goes to the others at once. (Before: every job near its end
   got a fixed n / budget interval, set at each poll; with 64 jobs decoding together each was
   polled every ~0.6 s, and the last ends of a burst were seen up to that much later.)
   The budget governs only the polls beyond the normal schedule: a job still waiting for a

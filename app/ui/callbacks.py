@@ -126,6 +126,11 @@ def not_taken(msg: str, failed: bool) -> tuple[str, dict[str, Any]]:
     return no_job(state, f"{word}: {msg}", msg, ask_end=failed)
 
 
+def in_panel(panel: str, result: dict[str, Any]) -> tuple[Any, ...]:
+    """The page's Generate answering `panel` and `result`, the rest of the page as it was."""
+    return panel, *(gr.skip(),) * 4, result
+
+
 def said_in_panel(
     fn: Callable[..., tuple[Any, ...]], message: Callable[[BaseException], str]
 ) -> Callable[..., tuple[Any, ...]]:
@@ -143,8 +148,7 @@ def said_in_panel(
             msg = exc.message if isinstance(exc, gr.Error) else message(exc)
             log.warning("the page's Generate failed: %s", msg)
             line = f"Generate failed: {msg}. History shows whether the job was sent."
-            panel, result = no_job("ERROR", line, msg)
-            return panel, *(gr.skip(),) * 4, result
+            return in_panel(*no_job("ERROR", line, msg))
 
     run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     return run
@@ -278,8 +282,7 @@ class Callbacks:
         into view), and leaves the rest of the page as it was."""
         if not self.quiet:
             raise self.error(exc) from None
-        panel, result = not_taken(self.message(exc), failed=False)
-        return panel, gr.skip(), gr.skip(), gr.skip(), gr.skip(), result
+        return in_panel(*not_taken(self.message(exc), failed=False))
 
     def rerun(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
         """The job's exact workflow and seed as a new job, streamed like /generate."""
