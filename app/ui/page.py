@@ -165,6 +165,7 @@ def build_ui(
                     label="This session's results",
                     elem_id="wp-recent",
                     columns=6,
+                    fit_columns=False,  # one result is a tile, not a crop of the column's width
                     height=110,
                     allow_preview=False,
                     interactive=False,

@@ -220,6 +220,12 @@ def test_mobile_ctrl_enter_generates_and_scrolls_to_the_progress(studio, browser
         wait_state(page, "d.state === 'COMPLETED'")
         # this session's strip shows the result
         page.locator("#wp-recent img, #wp-recent video").first.wait_for()
+        # as a tile that fits the strip, not the strip's width of it cut to the strip's height
+        tile, strip = page.evaluate(
+            "[document.querySelector('#wp-recent img'), document.querySelector('#wp-recent')]"
+            ".map(e => { const r = e.getBoundingClientRect(); return [r.width, r.bottom]; })"
+        )
+        assert tile[0] <= strip[0] / 3 and tile[1] <= strip[1] + 1, (tile, strip)
     finally:
         ctx.close()
 
