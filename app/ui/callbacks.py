@@ -93,6 +93,38 @@ def shows_job(
     return run
 
 
+def strip_ids(rids: list[str] | None, job_id: str | None) -> list[str]:
+    """This session's strip's job ids with `job_id` (if any) first, RECENT of them."""
+    rest = [r for r in (rids or []) if r != job_id]
+    return ([job_id, *rest] if job_id else rest)[:RECENT]
+
+
+def joins_strip(fn: Callable[..., tuple[Any, ...]]) -> Callable[..., tuple[Any, ...]]:
+    """`fn` (a page event answering `status, video, details, job id, ...` once) with one more
+    input and output, the job ids of this session's strip (`recent`, a State): the job it
+    answers joins them at once, not only at its end. So a job the page stops following (a
+    later Generate, Rerun or Open takes the panel, and the page never asks for its end) is in
+    the strip at the end of the next job the page follows (`Callbacks.ended`), once it has a
+    video. Gradio reads the parameters (`recent` after the positional ones) from the wrapper's
+    signature."""
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())
+    at = next((i for i, p in enumerate(params) if p.kind >= p.KEYWORD_ONLY), len(params))
+    recent = inspect.Parameter("recent", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+    joined = signature.replace(parameters=[*params[:at], recent, *params[at:]])
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        bound = joined.bind(*args, **kwargs)
+        rids = bound.arguments.pop("recent", None)
+        out = fn(*bound.args, **bound.kwargs)
+        rid = out[3]
+        return (*out, strip_ids(rids, rid if isinstance(rid, str) else None))
+
+    run.__signature__ = joined  # type: ignore[attr-defined]
+    return run
+
+
 def answered(fn: Callable[..., Iterator[tuple[Any, ...]]]) -> Callable[..., tuple[Any, ...]]:
     """`fn` (a streamed event that yields once for the page: `Callbacks.live()`) as a function
     returning that answer. Gradio runs a generator as one more call to learn it has ended, and
@@ -182,7 +214,8 @@ class Callbacks:
         streaming every update to the end. The page's Generate is a direct request, so it
         answers a refusal in the status panel (`refused`, `said_in_panel`). `job_shown(caller,
         job id)`: more outputs of those events, set whenever the job id they answer changes (the
-        page's job buttons and seed line), so that a new job costs the page no event of its own."""
+        page's job buttons and seed line), so that a new job costs the page no event of its own.
+        Last in and out, the job ids of this session's strip (`joins_strip`)."""
         page = copy.copy(self)
         page.quiet = True
         for name in ("generate", "rerun", "attach"):
@@ -191,7 +224,7 @@ class Callbacks:
                 fn = said_in_panel(fn, page.message)
             if job_shown is not None:
                 fn = shows_job(fn, job_shown, self.studio)
-            setattr(page, name, fn)
+            setattr(page, name, joins_strip(fn))
         return page
 
     def message(self, exc: BaseException) -> str:
@@ -358,10 +391,7 @@ class Callbacks:
         ended with a video, shown by its thumbnail (the video itself when it has none), captioned
         with its id and state. A tile of the video would load and decode it again in the page,
         and every tile again as a new job shifts them along."""
-        rids = [r for r in (rids or []) if r != job_id]
-        if job_id:
-            rids.insert(0, job_id)
-        rids = rids[:RECENT]
+        rids = strip_ids(rids, job_id)
         caller = caller_of(self.studio, request)
         items = []
         for rid in rids:

@@ -1,7 +1,8 @@
 """The studio's History section: a filterable gallery of past jobs, one opened job, reuse, rerun.
 
-`build_history(cb, blocks, watch_out=..., after_fill=...)` is called by `app.ui.page.build_ui`
-inside the Blocks (after the form and result column, so it spans the page). It renders and wires:
+`build_history(cb, blocks, watch_out=..., watch_in=..., after_fill=...)` is called by
+`app.ui.page.build_ui` inside the Blocks (after the form and result column, so it spans the
+page). It renders and wires:
 - filters (text in the prompt or job id, pipeline, status group) and a Refresh button over a
   `gr.Gallery` of thumbnails (app/studio/history.py: first frame JPEGs, placeholders for jobs
   without a video), newest first, at most GALLERY_LIMIT jobs;
@@ -220,10 +221,16 @@ class History:
 
 
 def build_history(
-    cb: Any, blocks: gr.Blocks, *, watch_out: list[Any], after_fill: Callable[[Any], Any]
+    cb: Any,
+    blocks: gr.Blocks,
+    *,
+    watch_out: list[Any],
+    watch_in: list[Any],
+    after_fill: Callable[[Any], Any],
 ) -> History:
     """The History accordion and its events; `after_fill(event)` chains what follows a filled
-    form (its quote and frame note)."""
+    form (its quote and frame note). Rerun answers `watch_out` as the page's own events do,
+    from the opened job and `watch_in` (app/ui/page.py's `page_out`)."""
     hc = HistoryCallbacks(cb)
     forms = cb.studio.forms
     with gr.Accordion("History", open=True, elem_id="wp-history"):
@@ -316,7 +323,7 @@ def build_history(
     )
     # the page's status panel follows the new job; its end refreshes the gallery (page_final,
     # or once the gallery is on screen: app/ui/live_route.py)
-    rerun.click(cb.rerun, opened, watch_out, api_name="history_rerun", **PRIVATE)
+    rerun.click(cb.rerun, [opened, *watch_in], watch_out, api_name="history_rerun", **PRIVATE)
     blocks.load(
         hc.refresh,
         filters,

@@ -240,8 +240,12 @@ def build_ui(
             return note.then(None, js=SCROLL_TO_FORM_JS, **PRIVATE)
 
         watch_out = [status, video, details, job_id, job_store, result]
-        page_out = watch_out + shown_out
-        history = build_history(page, blocks, watch_out=page_out, after_fill=after_fill)
+        # the page's events that answer a job: its view, what follows its id, and this
+        # session's strip's job ids (in and out: the job joins them, Callbacks.live)
+        page_out = [*watch_out, *shown_out, recent_rids]
+        history = build_history(
+            page, blocks, watch_out=page_out, watch_in=[recent_rids], after_fill=after_fill
+        )
         laid_out = gr.on(  # a user's choice only: a programmatic change (Reuse) keeps the form
             [form["pipeline"].input, form["mode"].input], form.layout,
             inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},
@@ -261,7 +265,7 @@ def build_ui(
         generated = click_here(
             generate_btn,
             page.generate,
-            {**form.kwargs, "shown": shown},
+            {**form.kwargs, "shown": shown, "recent": recent_rids},
             page_out,
             api_name="page_generate",
             queue=False,
@@ -269,12 +273,13 @@ def build_ui(
         )
         for ended_as in (generated.then, generated.failure):  # the panel's "Submitting…" ends
             ended_as(None, js=GENERATE_DONE_JS, **PRIVATE)
-        attach_btn.click(page.attach, attach_id, page_out, api_name="page_attach", **PRIVATE)
+        attach_btn.click(page.attach, [attach_id, recent_rids], page_out, api_name="page_attach",
+                         **PRIVATE)  # fmt: skip
         cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", **QUIET)
         rerun_btn.click(extras.rerun_ask, job_id, [rerun_note, confirm_btn],
                         api_name="rerun_quote", **QUIET)  # fmt: skip
         confirm_btn.click(extras.rerun_sent, None, [rerun_note, confirm_btn], **PRIVATE).then(
-            page.rerun, job_id, page_out, api_name="page_rerun", **PRIVATE
+            page.rerun, [job_id, recent_rids], page_out, api_name="page_rerun", **PRIVATE
         )
 
         # the end of a job the page followed (Generate, Rerun, Open, a reload): its final view,
@@ -305,7 +310,8 @@ def build_ui(
             **PRIVATE,
         )
         requote.after(loaded)
-        blocks.load(page.attach, job_store, page_out, api_name="load_attach", **PRIVATE)
+        blocks.load(page.attach, [job_store, recent_rids], page_out, api_name="load_attach",
+                    **PRIVATE)  # fmt: skip
         # The API's /generate, /attach and /rerun stream every update of the job (an API client
         # has no live stream to follow); their triggers are hidden: the page runs its own above.
         api = {"outputs": watch_out, **QUIET}

@@ -22,12 +22,15 @@ def sse(response: requests.Response) -> Iterator[dict]:
             yield json.loads(line[5:])
 
 
-def join(base: str, api_name: str, values: list | None = None, **by_elem_id) -> Iterator[dict]:
+def join(
+    base: str, api_name: str, values: list | None = None, session: str = "", **by_elem_id
+) -> Iterator[dict]:
     """Call one of the page's own events as the page does: over Gradio's queue, or in one
     direct request for an event that takes no queue (`"queue": false` in the page's config,
     answered as one `process_completed` message here); `values` for its inputs in order
     (States are the studio's: null), else each input's value in the page as served, or
-    `by_elem_id`'s; the event's messages until it completes."""
+    `by_elem_id`'s; in page session `session` (its States kept from one event to the next),
+    else a new one; the event's messages until it completes."""
     config = requests.get(f"{base}/config", timeout=30).json()
     dep = next(d for d in config["dependencies"] if d.get("api_name") == api_name)
     comps = {c["id"]: c for c in config["components"]}
@@ -41,7 +44,7 @@ def join(base: str, api_name: str, values: list | None = None, **by_elem_id) -> 
             data.append(next(given))
         else:
             data.append(by_elem_id.get(props.get("elem_id"), props.get("value")))
-    sh = uuid.uuid4().hex
+    sh = session or uuid.uuid4().hex
     body = {"data": data, "fn_index": dep["id"], "session_hash": sh, "event_data": None}
     if dep.get("queue") is False:  # Gradio's client posts to /run/predict (by fn_index)
         answer = requests.post(f"{base}/gradio_api/run/predict", json=body, timeout=120)
@@ -81,7 +84,8 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     # from the studio would be a component built per button and answer)
     first = messages[-1]["output"]["data"]
     assert not [v for v in first if isinstance(v, dict) and v.get("__type__") == "update"]
-    assert first[-1].startswith("**Seed that ran:**"), first[-1]  # the seed line, by value
+    assert first[-2].startswith("**Seed that ran:**"), first[-2]  # the seed line, by value
+    assert first[-1] is None  # the strip's job ids (a State) stay in the studio
 
     # refused: said in the panel, as the event's answer (a direct request that failed would
     # show the page nothing)
@@ -153,3 +157,22 @@ def test_the_api_still_streams_every_update(client):
     assert states[-1] == "COMPLETED", states
     running = [o[0] for o, s in zip(outputs, states, strict=True) if s == "IN_PROGRESS"]
     assert len(set(running)) >= 2, states  # the progress moved on between them
+
+
+def test_a_job_the_page_stopped_following_is_in_the_strip_at_the_next_end(studio):
+    """A second Generate takes the panel while the first job runs: the page follows the new
+    job and never asks for the first one's end. The first job joined this session's strip
+    when it was submitted, so the strip shows it at the next end the page asks for."""
+    session = uuid.uuid4().hex
+    rids = []
+    for prompt in ("a heron, first", "a heron, second"):
+        (answer,) = join(studio.base_url, "page_generate", args(prompt=prompt, seconds=3.0),
+                         session=session)  # fmt: skip
+        rids.append(answer["output"]["data"][3])
+    for rid in rids:  # both run to their end
+        with requests.get(f"{studio.base_url}/wanpod/live/{rid}", stream=True, timeout=120) as s:
+            assert 'data-state="COMPLETED"' in list(sse(s))[-1]["html"]
+    first, second = rids
+    (end,) = join(studio.base_url, "page_final_only", session=session, **{"wp-job": second})
+    recent = end["output"]["data"][4]
+    assert [t["caption"].split(" · ")[0] for t in recent] == [second, first], recent
