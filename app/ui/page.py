@@ -60,6 +60,8 @@ CSS = (
 /* the buttons a job switches (and Generate's focus ring) change at once: Gradio's 0.2 s
    transitions drew a dozen frames each, as the job starts and again as it ends */
 #wp-generate, #wp-result-col button {transition: none;}
+/* this session's strip scrolls sideways where its tiles overflow a narrow screen */
+#wp-recent .grid-wrap {overflow-x: auto;}
 #wp-demo {background: #fff4d6; border: 1px solid #e0b84a; padding: 8px 12px; border-radius: 6px;}
 """
     + INPUTS_CSS
@@ -169,6 +171,7 @@ def build_ui(
                     height=110,
                     allow_preview=False,
                     interactive=False,
+                    buttons=[],  # "download all" would give the tiles' stills, not the videos
                 )
                 recent_rids = gr.State([])
                 with gr.Row():
