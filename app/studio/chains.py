@@ -231,8 +231,11 @@ class Chains:
     # -- running -----------------------------------------------------------------------------
     def chain(self, cid: str | None, caller: Caller) -> ChainRow:
         """The chain `cid` when `caller` may see it (app/studio/owners.py: its user's, or an
-        admin's), else an InputError like an unknown chain's."""
-        chain = self.store.get((cid or "").strip())
+        admin's), else an InputError like an unknown chain's; an empty id is said to be empty."""
+        cid = (cid or "").strip()
+        if not cid:
+            raise InputError("chain", "is empty; give the id of a chain of this studio (ch-...)")
+        chain = self.store.get(cid)
         if chain is None or not caller.sees(chain.user):
             raise InputError("chain", f"{cid!r} is not a chain of this studio")
         return chain

@@ -327,8 +327,12 @@ class Studio:
 
     def row(self, rid: str | None, caller: Caller, workflow: bool = True) -> JobRow:
         """The ledger row `rid` when `caller` may see it, else an InputError saying it is not a
-        job of this studio (the same words for another user's job as for an unknown one)."""
-        row = self.ledger.get((rid or "").strip(), workflow=workflow)
+        job of this studio (the same words for another user's job as for an unknown one); an
+        empty id is said to be empty."""
+        rid = (rid or "").strip()
+        if not rid:
+            raise InputError("job", "is empty; give the id of a job of this studio (wp-...)")
+        row = self.ledger.get(rid, workflow=workflow)
         if row is None or not caller.sees(row.user):
             raise InputError("job", f"{rid!r} is not a job of this studio")
         return row

@@ -27,6 +27,7 @@ from app.ui import requote
 from app.ui.callbacks import caller_of, user_of
 from app.ui.fields import Textbox, described
 from app.ui.quiet import PRIVATE, QUIET
+from app.ui.status import job_buttons_js
 
 CHAIN_RESYNC_S = 5.0  # a running chain's panel is redrawn at least this often
 CHAIN_ID_TEXT = "a chain of this studio, by the id /storyboard or /extend answered (ch-...)"
@@ -74,9 +75,11 @@ def chain_panel() -> ChainPanel:
             "the prompt of the new segment; blank keeps the extended job's prompt",
         )
         quote = gr.Markdown(elem_id="wp-chain-quote")
-        with gr.Row():
+        with gr.Row():  # Extend: usable while the page shows a job (app/ui/page.py)
             storyboard = gr.Button("Run storyboard", size="sm", elem_id="wp-chain-run")
-            extend = gr.Button("Extend the shown job", size="sm", elem_id="wp-chain-extend")
+            extend = gr.Button(
+                "Extend the shown job", size="sm", elem_id="wp-chain-extend", interactive=False
+            )
         status = gr.Markdown(elem_id="wp-chain-status")
         video = gr.Video(
             label="Chain video", interactive=False, elem_id="wp-chain-video", buttons=["download"]
@@ -84,10 +87,11 @@ def chain_panel() -> ChainPanel:
         chain_id = described(
             Textbox(label="Chain", interactive=False, elem_id="wp-chain-id"), CHAIN_ID_TEXT
         )
-        with gr.Row():
-            cancel = gr.Button("Cancel chain", size="sm", variant="stop", elem_id="wp-chain-cancel")
-            rerun = gr.Button("Rerun chain", size="sm", elem_id="wp-chain-rerun")
-            reuse = gr.Button("Reuse chain settings", size="sm", elem_id="wp-chain-reuse")
+        with gr.Row():  # usable while a chain is shown (`wire_chain`)
+            off = {"size": "sm", "interactive": False}
+            cancel = gr.Button("Cancel chain", variant="stop", elem_id="wp-chain-cancel", **off)
+            rerun = gr.Button("Rerun chain", elem_id="wp-chain-rerun", **off)
+            reuse = gr.Button("Reuse chain settings", elem_id="wp-chain-reuse", **off)
     return ChainPanel(
         prompts, colour, extend_prompt, quote, storyboard, extend, status, video, chain_id,
         cancel, rerun, reuse, gr.State(None), section,
@@ -225,6 +229,8 @@ def wire_chain(
     cc = ChainCallbacks(cb, chains, panel)
     form = cb.form
     out = [panel.status, panel.video, panel.chain_id]
+    buttons = [panel.cancel, panel.rerun, panel.reuse]  # the shown chain's
+    panel.chain_id.change(None, panel.chain_id, buttons, js=job_buttons_js(3), **PRIVATE)
     story = {**form.kwargs, "prompts": panel.prompts, "colour_match": panel.colour}
 
     def quoted(triggers: list[Any], fn: Any, inputs: dict[str, Any], name: str) -> None:

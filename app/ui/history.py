@@ -56,6 +56,20 @@ CSS = """
 """
 
 
+def open_answer(
+    rid: str, video: str | None, text: str, workflow: Any, file: str | None
+) -> tuple[Any, ...]:
+    """What opening `rid` ("": nothing opened) answers: the opened id, its video, details,
+    workflow and workflow file, then its buttons: Reuse settings, Rerun exactly and Extend
+    usable while a job or chain is opened (the service says why one cannot be reused, rerun or
+    extended), the workflow's download while there is a file."""
+    usable = gr.update(interactive=bool(rid))
+    return (
+        rid, video, text, workflow, gr.update(value=file, interactive=file is not None),
+        usable, usable, usable,
+    )  # fmt: skip
+
+
 class HistoryCallbacks:
     """Thin functions over the ledger and `app.studio.history`; errors become gr.Error via `cb`."""
 
@@ -105,15 +119,17 @@ class HistoryCallbacks:
         try:
             if chain_history.is_chain(rid) and getattr(self.cb, "chains", None) is not None:
                 view = self.cb.chains.view(rid, caller)  # the chain: its segments, its video
-                return rid, view.video, view.line, {}, gr.update(value=None)
+                return open_answer(rid, view.video, view.line, {}, None)
             row = self.studio.row(rid, caller) if rid else None
         except InputError:
             row = None
         if row is None:
-            return "", None, "Pick a job in the gallery.", None, gr.update(value=None)
+            return open_answer("", None, "Pick a job in the gallery.", None, None)
         video = hist.video_of(row, self.studio.tracker.store.local)
         text = details(row) + "\n\n" + hist.recipe_markdown(row)
-        return rid, str(video) if video else None, text, row.workflow, self._workflow_file(row)
+        return open_answer(
+            rid, str(video) if video else None, text, row.workflow, self._workflow_file(row)
+        )
 
     def _workflow_file(self, row: Any) -> str | None:
         """The filled workflow as a file in the served results folder (written once)."""
@@ -278,12 +294,13 @@ def build_history(
                 )  # fmt: skip
             with gr.Column(scale=5):
                 info = gr.Markdown("Pick a job in the gallery.", elem_id="wp-hist-details")
-                with gr.Row():
-                    reuse = gr.Button("Reuse settings", size="sm", elem_id="wp-hist-reuse")
-                    rerun = gr.Button("Rerun exactly", size="sm", elem_id="wp-hist-rerun")
-                    extend = gr.Button("Extend", size="sm", elem_id="wp-hist-extend")
+                with gr.Row():  # usable once a job is opened (`opened`)
+                    off = {"size": "sm", "interactive": False}
+                    reuse = gr.Button("Reuse settings", elem_id="wp-hist-reuse", **off)
+                    rerun = gr.Button("Rerun exactly", elem_id="wp-hist-rerun", **off)
+                    extend = gr.Button("Extend", elem_id="wp-hist-extend", **off)
                     download = gr.DownloadButton(
-                        "Download workflow JSON", size="sm", elem_id="wp-hist-download"
+                        "Download workflow JSON", elem_id="wp-hist-download", **off
                     )
                 with gr.Accordion("Filled workflow (API format)", open=False):
                     workflow = gr.JSON(elem_id="wp-hist-workflow")
@@ -306,7 +323,7 @@ def build_history(
         [gallery.select],
         hc.open,
         rids,
-        [opened, video, info, workflow, download],
+        [opened, video, info, workflow, download, reuse, rerun, extend],
         api_name="history_open",
         api_visibility="private",
         **QUIET,

@@ -44,7 +44,7 @@ from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_erro
 from app.ui.live_route import CANCEL_ID, END_ONLY, END_TRIGGER, LIVE_JS
 from app.ui.quiet import PRIVATE, QUIET
 from app.ui.serving import cache_cleanup
-from app.ui.status import CLOCK_JS, GENERATE_DONE_JS, SUBMIT_JS, status_html
+from app.ui.status import CLOCK_JS, GENERATE_DONE_JS, SUBMIT_JS, job_buttons_js, status_html
 
 CSS = (
     """
@@ -66,13 +66,6 @@ CSS = (
 """
     + INPUTS_CSS
 )
-
-
-def job_buttons_js(count: int) -> str:
-    """The page's job buttons (`count` of them) usable while a job id is shown."""
-    return (
-        f"(rid) => Array({count}).fill({{__type__: 'update', interactive: !!(rid || '').trim()}})"
-    )
 
 
 # "Use this seed" shows while the seed line does
@@ -204,11 +197,12 @@ def build_ui(
                     use_seed_btn = gr.Button(
                         "Use this seed", size="sm", visible=False, elem_id="wp-use-seed"
                     )
-        job_buttons = [cancel_btn, rerun_btn, reuse_btn, final.button]
-        # Cancel, Rerun, Reuse and Draft -> final need a job, "Use this seed" a seed line: the
-        # page sets them itself as the job id or the seed line changes (listeners that run
-        # only in the browser). From the studio, each would be a new component built per
-        # answer (Gradio validates a property update so), a tenth of its CPU at 64 users.
+        job_buttons = [cancel_btn, rerun_btn, reuse_btn, final.button, chain.extend]
+        # Cancel, Rerun, Reuse, Draft -> final and "Extend the shown job" need a job, "Use
+        # this seed" a seed line: the page sets them itself as the job id or the seed line
+        # changes (listeners that run only in the browser). From the studio, each would be a
+        # new component built per answer (Gradio validates a property update so), a tenth of
+        # its CPU at 64 users.
         job_id.change(None, job_id, job_buttons, js=job_buttons_js(len(job_buttons)), **PRIVATE)
         seed_md.change(None, seed_md, use_seed_btn, js=SEED_BUTTON_JS, **PRIVATE)
 

@@ -104,6 +104,16 @@ document.addEventListener("wp-generate-done", () => setTimeout(() => {
 }, 0));
 """
 ).replace("__SUBMITTING__", json.dumps(SUBMITTING_HTML))
+
+
+def job_buttons_js(count: int) -> str:
+    """A listener's script, run in the page on a change of a job (or chain) id: the `count`
+    buttons that act on the job usable while an id is shown."""
+    return (
+        f"(rid) => Array({count}).fill({{__type__: 'update', interactive: !!(rid || '').trim()}})"
+    )
+
+
 GENERATE_DONE_JS = '() => { document.dispatchEvent(new Event("wp-generate-done")); }'
 
 

@@ -14,11 +14,12 @@ from app.studio.chain_store import ChainStore
 from tests.app.test_api import args, finished
 from tests.app.test_browser import TIMEOUT_MS, open_studio
 from tests.app.test_history import ledger_of
-from tests.app.test_history_browser import ITEM, filter_text, open_item
+from tests.app.test_history_browser import ITEM, disabled, filter_text, open_item
 
 pytestmark = pytest.mark.slow
 
 HERON = f"chain heron {uuid.uuid4().hex[:6]} on a misty lake"
+CHAIN_BUTTONS = ("#wp-chain-extend", "#wp-chain-cancel", "#wp-chain-rerun", "#wp-chain-reuse")
 
 
 def test_extend_from_history_makes_one_stitched_video(studio, context, client):
@@ -27,6 +28,9 @@ def test_extend_from_history_makes_one_stitched_video(studio, context, client):
     )
     assert 'data-state="COMPLETED"' in status, status
     page = open_studio(context, studio.base_url)
+    page.get_by_role("button", name="Longer video: Extend or Storyboard").click()
+    # no job shown, no chain shown: Extend the shown job, and the chain's buttons, wait
+    assert disabled(page, CHAIN_BUTTONS) == [True] * 4
     filter_text(page, HERON, 1)
     open_item(page, HERON)
     page.locator("#wp-hist-extend").click()
@@ -42,6 +46,7 @@ def test_extend_from_history_makes_one_stitched_video(studio, context, client):
     )
     assert page.locator("#wp-chain-video").is_visible()  # Extend opened the section
     cid = page.locator("#wp-chain-id textarea, #wp-chain-id input").first.input_value()
+    assert disabled(page, CHAIN_BUTTONS[1:]) == [False] * 3  # the chain shown: its buttons
     ledger = ledger_of(studio)
     chain = ChainStore(ledger).get(cid)
     assert chain.kind == "extend" and chain.parent == rid and chain.state == "COMPLETED"
@@ -60,3 +65,6 @@ def test_extend_from_history_makes_one_stitched_video(studio, context, client):
         timeout=TIMEOUT_MS,
     )
     assert rid in page.locator("#wp-hist-details").inner_text()
+    # a chain opened: reused, rerun (the service points to Rerun chain), extended; no one
+    # workflow to save
+    assert disabled(page) == [False, False, False, True]

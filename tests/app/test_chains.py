@@ -165,6 +165,23 @@ def test_the_longest_chain_is_refused_up_front_with_the_reason(stack, tmp_path):
         chains.studio.tracker.stop()
 
 
+def test_an_empty_or_unknown_id_is_refused_naming_what_was_wanted(stack, tmp_path):
+    chains = services(stack, tmp_path)
+    try:
+        for cid, said in (
+            (" ", "chain: is empty; give the id of a chain of this studio (ch-...)"),
+            ("ch-nope", "chain: 'ch-nope' is not a chain of this studio"),
+        ):
+            with pytest.raises(InputError) as refused:
+                chains.rerun(cid)
+            assert str(refused.value) == said
+        with pytest.raises(InputError) as refused:
+            chains.extend("")
+        assert str(refused.value) == "job: is empty; give the id of a job of this studio (wp-...)"
+    finally:
+        chains.studio.tracker.stop()
+
+
 def test_extend_continues_a_finished_job_from_its_last_frame(stack, tmp_path, png_file):
     chains = services(stack, tmp_path)
     studio = chains.studio

@@ -75,3 +75,6 @@ def test_unknown_job_is_refused_naming_the_field(client):
         client.predict("wp-nope", api_name="/reuse")
     with pytest.raises(AppError, match="is not a job of this studio"):
         client.predict("wp-nope", api_name="/rerun")
+    empty = r"^job: is empty; give the id of a job of this studio \(wp-\.\.\.\)$"
+    with pytest.raises(AppError, match=empty):
+        client.predict("  ", api_name="/rerun")

@@ -72,6 +72,13 @@ def open_item(page, needle: str) -> None:
     )
 
 
+OPENED_BUTTONS = ("#wp-hist-reuse", "#wp-hist-rerun", "#wp-hist-extend", "#wp-hist-download")
+
+
+def disabled(page, selectors: tuple[str, ...] = OPENED_BUTTONS) -> list[bool]:
+    return [page.locator(s).is_disabled() for s in selectors]
+
+
 def choose(page, elem_id: str, option: str) -> None:
     page.locator(f"#{elem_id} input").click()
     page.get_by_role("option", name=option, exact=True).click()
@@ -106,7 +113,12 @@ def test_gallery_thumbnail_filter_open_and_replay(studio, context, owl):
     filter_text(page, f"no such prompt {TAG}", 0)
     filter_text(page, OWL, 1)
 
+    assert disabled(page) == [True] * 4  # nothing opened: nothing to reuse, rerun, extend, save
     open_item(page, OWL)
+    page.wait_for_function(
+        f"![{', '.join(repr(s) for s in OPENED_BUTTONS)}]"
+        ".some(s => document.querySelector(s).disabled)"
+    )
     page.wait_for_function(
         "(() => { const v = document.querySelector('#wp-hist-video video');"
         " return v && v.readyState >= 2 && v.duration > 0; })()",
