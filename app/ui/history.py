@@ -53,6 +53,14 @@ REFRESH_ID = "wp-hist-refresh"  # its Refresh (clicked by the page once a stale 
 CSS = """
 #wp-hist-gallery .caption-label {white-space: normal; max-width: calc(100% - 8px);
   font-size: 11px; line-height: 1.25; opacity: 0.92;}
+/* a phone: four columns of at least 100 px overflowed the gallery (the third cut, the fourth
+   off screen); two fit, and a caption cut to four lines leaves the picture in view */
+@media (max-width: 640px) {
+  #wp-hist-gallery .grid-container {grid-template-columns: repeat(2, minmax(0, 1fr));}
+  #wp-hist-gallery .caption-label {display: -webkit-box; -webkit-box-orient: vertical;
+    -webkit-line-clamp: 4; overflow: hidden;
+    padding-bottom: 0; border-bottom: 4px solid transparent;} /* no 5th line in the padding */
+}
 """
 
 
@@ -281,6 +289,7 @@ def build_history(
             allow_preview=False,
             object_fit="cover",
             interactive=False,
+            buttons=[],  # no "download all" of the thumbnails: the opened job has its video's
             elem_id=GALLERY_ID,
         )
         rids = gr.State([])
@@ -304,7 +313,7 @@ def build_history(
                     )
                 with gr.Accordion("Filled workflow (API format)", open=False):
                     workflow = gr.JSON(elem_id="wp-hist-workflow")
-        gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions wrap in full
+        gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions; a phone
 
     filters = [text, pipeline, status]
     history = History(hc, filters, gallery, rids, note, opened, after_fill, extend)

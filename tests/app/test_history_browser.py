@@ -134,6 +134,30 @@ def test_gallery_thumbnail_filter_open_and_replay(studio, context, owl):
     assert json.loads(Path(download.value.path()).read_text()) == row.workflow
 
 
+def test_the_gallery_fits_a_phone(studio, browser, owl):
+    """On a phone the gallery shows two columns, both inside it, and a caption leaves the
+    thumbnail's picture in view (four columns of at least 100 px overflowed it, and a caption
+    wrapped in full covered the tile)."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = open_studio(ctx, studio.base_url)
+        filter_text(page, OWL, 1)
+        fit = page.evaluate(
+            "(() => { const g = '#wp-hist-gallery', box = (s) =>"
+            " document.querySelector(`${g} ${s}`).getBoundingClientRect();"
+            " const grid = document.querySelector(`${g} .grid-container`);"
+            " return {columns: getComputedStyle(grid).gridTemplateColumns.split(' ').length,"
+            " wrap: box('.grid-wrap').right, tile: box('button.thumbnail-item'),"
+            " caption: box('.caption-label')}; })()"
+        )
+        tile, caption = fit["tile"], fit["caption"]
+        assert fit["columns"] == 2, fit
+        assert tile["x"] + 2 * tile["width"] <= fit["wrap"], fit  # the second column too
+        assert caption["y"] >= tile["y"] and caption["height"] <= 0.6 * tile["height"], fit
+    finally:
+        ctx.close()
+
+
 def test_reuse_settings_from_another_pipeline(studio, context, koi):
     page = open_studio(context, studio.base_url)
     assert page.locator("#wp-pipeline input").input_value() == "Text to video (Wan 2.2 14B)"
