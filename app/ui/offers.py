@@ -40,6 +40,12 @@ NONE = ("— none —", "")
 UPSCALE_LABEL = "Upscale ×2"
 SMOOTH_LABEL = "Smooth motion ×2 (RIFE frame interpolation)"
 PAIR_HINT = "pairs are for the 14B's two experts; the 5B takes single files"
+# a checkbox and its model side by side, stacked where both do not fit (a phone): Gradio's
+# checkbox takes no minimum width (its min_width is not applied), and was squeezed to a word a
+# line beside the model's dropdown
+CSS = """
+#wp-upscale, #wp-interpolate {min-width: min(200px, 100%) !important;}
+"""
 
 
 class Picker:

@@ -42,6 +42,7 @@ from app.ui.inline import click_here
 from app.ui.inputs import CSS as INPUTS_CSS
 from app.ui.inputs import FIELD_ERRORS_JS, SCROLL_TO_FORM_JS, Extras, field_errors_html
 from app.ui.live_route import CANCEL_ID, END_ONLY, END_TRIGGER, LIVE_JS
+from app.ui.offers import CSS as OFFERS_CSS
 from app.ui.quiet import PRIVATE, QUIET
 from app.ui.serving import cache_cleanup
 from app.ui.status import CLOCK_JS, GENERATE_DONE_JS, SUBMIT_JS, job_buttons_js, status_html
@@ -65,6 +66,7 @@ CSS = (
 #wp-demo {background: #fff4d6; border: 1px solid #e0b84a; padding: 8px 12px; border-radius: 6px;}
 """
     + INPUTS_CSS
+    + OFFERS_CSS
 )
 
 

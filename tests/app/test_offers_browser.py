@@ -77,3 +77,26 @@ def test_smooth_motion_without_the_node_is_disabled_and_says_what_to_install(stu
     note = page.locator("#wp-offers-note").inner_text()
     assert "Smooth motion:" in note and "ComfyUI-Frame-Interpolation" in note
     assert page.locator("#wp-upscale input[type='checkbox']").is_enabled()  # core nodes
+
+
+def test_on_a_phone_each_option_and_its_model_stack(studio, browser):
+    """A checkbox and its model's dropdown share a row where both fit (a desktop) and stack on a
+    phone: the checkbox's label and help are not squeezed beside the dropdown."""
+    widths = {}
+    for width in (1440, 390):
+        ctx = browser.new_context(viewport={"width": width, "height": 900})
+        try:
+            page = open_studio(ctx, studio.base_url)
+            open_extras(page)
+            widths[width] = page.evaluate(
+                "['#wp-upscale', '#wp-upscale-model', '#wp-interpolate', '#wp-interpolate-model']"
+                ".map(s => document.querySelector(s).getBoundingClientRect())"
+                ".map(r => [Math.round(r.top), Math.round(r.width)])"
+            )
+        finally:
+            ctx.close()
+    for checkbox, model in ((0, 1), (2, 3)):
+        (box_top, _), (model_top, _) = widths[1440][checkbox], widths[1440][model]
+        assert box_top == model_top, widths  # side by side
+        (box_top, box_w), (model_top, model_w) = widths[390][checkbox], widths[390][model]
+        assert model_top > box_top and box_w == model_w, widths  # stacked, full width
