@@ -1,8 +1,8 @@
 """The page's honest-inputs and money wiring (Gradio only; the rules live in app/studio):
 
 - `field_errors_html(form, shown)` + FIELD_ERRORS_JS: the quote line's refusal also shown next
-  to its field (`.wp-field-error` inside the field's block; a Generate pressed meanwhile says
-  it in the status panel, "Not submitted: …");
+  to its field (`.wp-field-error` inside the field's block, once the user has acted on the
+  page; a Generate pressed meanwhile says it in the status panel, "Not submitted: …");
 - `Extras.ran_seed` / `use_seed`: the seed the shown job ran with, and "Use this seed" (fills the
   seed box, Randomize off);
 - `Extras.rerun_ask`: "Rerun exactly" first shows the rerun's quote and asks; "Confirm rerun"
@@ -27,10 +27,19 @@ from app.studio.shown import Shown
 from app.ui.callbacks import caller_of
 from app.ui.health_route import cold_attrs
 
-# Places each `[data-field]` message of the (hidden) errors box inside its field's block.
+# Places each `[data-field]` message of the (hidden) errors box inside its field's block, once
+# the user has acted on the form (changed a field, pressed a button other than a section's
+# toggle, Ctrl+Enter): a fresh page's empty prompt is said on the quote line, not in red under a
+# field nobody has touched yet (nor as soon as the prompt is clicked into, before any typing).
 FIELD_ERRORS_JS = """
+let acted = false;
+const ACTS = ["input", "change", "click", "keydown"];
+const acts = (e) => e.type === "input" || e.type === "change"
+  || (e.type === "click" && e.target.closest && e.target.closest("button:not(.label-wrap)"))
+  || (e.type === "keydown" && (e.ctrlKey || e.metaKey) && e.key === "Enter");
 const place = () => {
   document.querySelectorAll(".wp-field-error").forEach((e) => e.remove());
+  if (!acted) return;
   element.querySelectorAll("[data-target]").forEach((src) => {
     const target = document.getElementById(src.dataset.target);
     if (!target) return;
@@ -42,6 +51,13 @@ const place = () => {
     target.appendChild(note);
   });
 };
+const act = (e) => {
+  if (acted || !e.isTrusted || !acts(e)) return;
+  acted = true;
+  ACTS.forEach((t) => document.removeEventListener(t, act, true));
+  place();
+};
+ACTS.forEach((t) => document.addEventListener(t, act, true));
 if (typeof watch === "function") watch("value", place);
 place();
 """

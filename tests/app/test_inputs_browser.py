@@ -44,6 +44,22 @@ def type_number(page, field: str, value: str) -> None:
     box.press("Enter")
 
 
+def test_a_fresh_page_says_the_empty_prompt_on_its_quote_line_until_the_user_acts(studio, context):
+    page = open_studio(context, studio.base_url)
+    wait_quote(page, "prompt: is empty")
+    # the refusal is there for its field (the hidden box the page places from), not placed yet
+    page.wait_for_function("document.querySelector('#wp-field-errors [data-target]')")
+    assert page.locator(".wp-field-error").count() == 0
+    page.locator("#wp-prompt textarea").click()  # into the prompt: nothing typed yet
+    page.get_by_role("button", name="Advanced").click()  # a section opened
+    # (a note is placed in the click's own dispatch: it would be there now)
+    assert page.locator(".wp-field-error").count() == 0
+    page.locator("#wp-generate").click()  # refused ("Not submitted"), and now said at the field
+    note = page.locator("#wp-prompt .wp-field-error")
+    note.wait_for()
+    assert "prompt: is empty" in note.inner_text()
+
+
 def test_enter_then_generate_charges_the_quoted_job(studio, context):
     page = open_studio(context, studio.base_url)
     page.locator("#wp-prompt textarea").fill("a kite over dunes")
