@@ -164,6 +164,16 @@ def _seed(row: Any) -> str:
     return str((getattr(row, "params", None) or {}).get("seed", "-"))
 
 
+# the table fits the form's column on a desktop and scrolls sideways where it does not (a phone)
+CSS = """
+#wp-batch-status .wp-batch-table {overflow-x: auto; max-width: 100%;}
+#wp-batch-status table {font-size: 0.85em; margin: 4px 0;}
+#wp-batch-status th, #wp-batch-status td {padding: 4px 6px;}
+#wp-batch-status td code {white-space: nowrap; font-size: 0.95em;}
+#wp-batch-status td progress {display: block; width: 100%; min-width: 4em; height: 8px;}
+"""
+
+
 def batch_html(run: BatchRun, views: list[tuple[str, Any, Any]]) -> str:
     """The batch's table: one row per job with its id, seed, prompt, state and progress."""
     states = [v.state if v is not None else "UNKNOWN" for _, v, _ in views]
@@ -196,8 +206,9 @@ def batch_html(run: BatchRun, views: list[tuple[str, Any, Any]]) -> str:
         f'<div id="wp-batch-status" data-total="{len(run.rids)}" data-final="{final}" '
         f'data-completed="{completed}" data-rids="{html.escape(",".join(run.rids))}">'
         f'<div class="wp-line">{html.escape(line)}</div>{error}'
-        "<table><tr><th>#</th><th>Job</th><th>Seed</th><th>Prompt</th><th>State</th>"
-        f"<th>Progress</th></tr>{''.join(rows)}</table></div>"
+        '<div class="wp-batch-table"><table><tr><th>#</th><th>Job</th><th>Seed</th>'
+        "<th>Prompt</th><th>State</th>"
+        f"<th>Progress</th></tr>{''.join(rows)}</table></div></div>"
     )
 
 

@@ -51,6 +51,14 @@ def test_batch_combined_quote_then_run_to_the_end(studio, context):
     assert all(r.params["prompt"] == f"batch lantern {TAG} on a lake" for r in rows)
     table = text_of(page, "#wp-batch-status")
     assert all(r in table for r in rids) and table.count("COMPLETED") == 2
+    # the table fits the form's column, its progress column included (it scrolls sideways
+    # only where it cannot fit: a phone)
+    fit = page.evaluate(
+        "(() => { const w = document.querySelector('#wp-batch-status .wp-batch-table');"
+        " const box = document.querySelector('#wp-batch').getBoundingClientRect();"
+        " return [w.scrollWidth, w.clientWidth, w.getBoundingClientRect().right, box.right]; })()"
+    )
+    assert fit[0] <= fit[1] and fit[2] <= fit[3], fit
     page.wait_for_function("document.querySelectorAll('#wp-batch-gallery video').length === 2")
 
 
