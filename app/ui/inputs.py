@@ -2,7 +2,7 @@
 
 - `field_errors_html(form, shown)` + FIELD_ERRORS_JS: the quote line's refusal also shown next
   to its field (`.wp-field-error` inside the field's block, once the user has acted on the
-  page; a Generate pressed meanwhile says it in the status panel, "Not submitted: …");
+  form; a Generate pressed meanwhile says it in the status panel, "Not submitted: …");
 - `Extras.ran_seed` / `use_seed`: the seed the shown job ran with, and "Use this seed" (fills the
   seed box, Randomize off);
 - `Extras.rerun_ask`: "Rerun exactly" first shows the rerun's quote and asks; "Confirm rerun"
