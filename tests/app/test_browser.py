@@ -25,14 +25,19 @@ def open_studio(context, url: str):
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
+    loaded(page)
+    return page
+
+
+def loaded(page) -> None:
+    """Wait for the page's load chain (form update -> quote, then the health panel) to finish, so
+    a click is not undone by a late load answer (nor the studio stopped under a page still
+    fetching its parts)."""
     page.locator("#wp-prompt textarea").wait_for()
-    # Wait for the page's load chain (form update -> quote, then the health panel) to finish, so
-    # a click is not undone by a late load answer.
     page.wait_for_function(
         f"{QUOTE} && {QUOTE}.innerText.trim() !== '' &&"
         " document.querySelector('#wp-health') !== null"
     )
-    return page
 
 
 def state(page) -> dict:

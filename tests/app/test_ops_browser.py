@@ -16,7 +16,7 @@ import pytest
 
 from app.studio.ledger import Ledger
 from tests.app.conftest import start_studio, studio_env
-from tests.app.test_browser import open_studio, slow_steps, wait_state
+from tests.app.test_browser import loaded, open_studio, slow_steps, wait_state
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
@@ -59,11 +59,12 @@ def test_login_is_required_when_app_auth_is_set(stack, context, tmp_path):
         page.locator("input[type='text']").first.fill("ann")
         page.locator("input[type='password']").fill("open-sesame-42")
         page.get_by_role("button", name="Login").click()
-        page.locator("#wp-prompt textarea").wait_for()
+        loaded(page)  # the studio is stopped below: not under a page still fetching its parts
         assert urllib.request.urlopen(proc.base_url + "/", timeout=10).status == 200
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(proc.base_url + "/gradio_api/info", timeout=10)
         assert info.value.code == 401
+        page.close()  # before its studio stops
     finally:
         proc.stop()
 
