@@ -71,6 +71,7 @@ SUBMITTING_HTML = ended_html("SUBMITTING", "Submitting…")
 # still up, what the panel showed before comes back. A refusal over a live job the page was
 # following puts that job's panel back with the reason under its line (`.wp-refused`): the
 # page follows it on (LIVE_JS updates the bar and the line in place, and its end replaces it).
+# A refusal of a field's value brings that field into view when it is out of sight.
 SUBMIT_JS = (
     """
 let before = null;
@@ -90,6 +91,7 @@ document.addEventListener("click", (ev) => {
 }, true);
 document.addEventListener("wp-generate-done", () => setTimeout(() => {
   const s = element.querySelector("#wp-status");
+  const refused = s && s.dataset.state === "REFUSED";
   const wasLive = before !== null && before[0].some(([k, v]) => k === "data-final" && v === "0");
   if (before !== null && s && s.dataset.state === "SUBMITTING") put(s, ...before);
   else if (wasLive && s && s.dataset.state === "REFUSED") {
@@ -101,6 +103,15 @@ document.addEventListener("wp-generate-done", () => setTimeout(() => {
     s.appendChild(why);
   }
   before = null;
+  // refused for a field's value, with that field out of sight (a phone: the panel is under the
+  // form): the field comes into view, its reason under it
+  const note = refused && document.querySelector(".wp-field-error");
+  if (note) {
+    const r = note.getBoundingClientRect();
+    if (r.bottom < 0 || r.top > window.innerHeight) {
+      note.parentElement.scrollIntoView({behavior: "instant", block: "center"});
+    }
+  }
 }, 0));
 """
 ).replace("__SUBMITTING__", json.dumps(SUBMITTING_HTML))

@@ -230,6 +230,22 @@ def test_mobile_ctrl_enter_generates_and_scrolls_to_the_progress(studio, browser
         ctx.close()
 
 
+def test_on_a_phone_a_refused_value_brings_its_field_into_view(studio, browser):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = open_studio(ctx, studio.base_url)  # its prompt empty
+        page.locator("#wp-generate").scroll_into_view_if_needed()
+        page.locator("#wp-generate").click()  # the page scrolls to the status panel first
+        wait_state(page, "d.state === 'REFUSED'")
+        page.wait_for_function(
+            "(() => { const r = document.querySelector('#wp-prompt').getBoundingClientRect();"
+            " return r.top >= 0 && r.bottom <= window.innerHeight; })()"
+        )
+        assert "prompt: is empty" in page.locator("#wp-prompt .wp-field-error").inner_text()
+    finally:
+        ctx.close()
+
+
 def test_desktop_keeps_the_result_beside_the_form(studio, browser):
     ctx = browser.new_context(viewport={"width": 1440, "height": 900})
     try:
