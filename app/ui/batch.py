@@ -171,6 +171,13 @@ CSS = """
 #wp-batch-status th, #wp-batch-status td {padding: 4px 6px;}
 #wp-batch-status td code {white-space: nowrap; font-size: 0.95em;}
 #wp-batch-status td progress {display: block; width: 100%; min-width: 4em; height: 8px;}
+/* the videos' gallery as tall as its rows (Gradio keeps an "auto" height at 320-450 px) except
+   while a video is previewed (the preview fills that height), in two columns on a phone (four
+   of at least 100 px overflow it) */
+#wp-batch-gallery:not(:has(.preview)) .grid-wrap.fixed-height {min-height: 0;}
+@media (max-width: 640px) {
+  #wp-batch-gallery .grid-container {grid-template-columns: repeat(2, minmax(0, 1fr));}
+}
 """
 
 
@@ -240,8 +247,10 @@ def batch_panel(cb: Any) -> BatchPanel:
         gallery = gr.Gallery(
             label="Batch videos",
             columns=4,
+            fit_columns=False,  # a tile is a quarter of the row, however few videos there are
             height="auto",
             interactive=False,
+            buttons=["fullscreen"],  # not "download all": each video has its own download
             elem_id="wp-batch-gallery",
         )
         ids = gr.Textbox(label="Batch job ids", interactive=False, elem_id="wp-batch-ids")

@@ -60,6 +60,12 @@ def test_batch_combined_quote_then_run_to_the_end(studio, context):
     )
     assert fit[0] <= fit[1] and fit[2] <= fit[3], fit
     page.wait_for_function("document.querySelectorAll('#wp-batch-gallery video').length === 2")
+    # the gallery is as tall as its one row of videos, not a fixed box around them
+    wrap, tile = page.evaluate(
+        "['#wp-batch-gallery .grid-wrap', '#wp-batch-gallery button.thumbnail-item']"
+        ".map(s => document.querySelector(s).getBoundingClientRect().height)"
+    )
+    assert wrap <= tile + 40, (wrap, tile)
 
 
 def test_draft_to_final_fills_the_form_with_its_own_quote_and_runs(studio, client, context):
