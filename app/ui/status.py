@@ -94,7 +94,7 @@ document.addEventListener("wp-generate-done", () => setTimeout(() => {
   const refused = s && s.dataset.state === "REFUSED";
   const wasLive = before !== null && before[0].some(([k, v]) => k === "data-final" && v === "0");
   if (before !== null && s && s.dataset.state === "SUBMITTING") put(s, ...before);
-  else if (wasLive && s && s.dataset.state === "REFUSED") {
+  else if (wasLive && refused) {
     const why = document.createElement("div");
     why.className = "wp-refused";
     why.textContent = s.querySelector(".wp-line").textContent;
