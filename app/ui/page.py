@@ -59,14 +59,13 @@ CSS = (
 #wp-status progress {width: 100%; height: 14px;}
 /* the bar drawn the same in every browser, in the page's colours (Chromium's own: a dark grey
    track, green fill) */
-#wp-status progress, #wp-batch-status progress {-webkit-appearance: none; appearance: none;
+:is(#wp-status, #wp-batch-status) progress {-webkit-appearance: none; appearance: none;
   border: none; border-radius: 7px; overflow: hidden; background: var(--border-color-primary);}
-#wp-status progress::-webkit-progress-bar, #wp-batch-status progress::-webkit-progress-bar {
+:is(#wp-status, #wp-batch-status) progress::-webkit-progress-bar {
   background: var(--border-color-primary);}
-#wp-status progress::-webkit-progress-value, #wp-batch-status progress::-webkit-progress-value {
+:is(#wp-status, #wp-batch-status) progress::-webkit-progress-value {
   background: var(--color-accent);}
-#wp-status progress::-moz-progress-bar, #wp-batch-status progress::-moz-progress-bar {
-  background: var(--color-accent);}
+:is(#wp-status, #wp-batch-status) progress::-moz-progress-bar {background: var(--color-accent);}
 #wp-status .wp-line {font-size: 1.05em; margin-top: 4px;}
 #wp-status .wp-refused {color: #b42318; font-size: 0.92em; margin-top: 4px;}
 /* the buttons a job switches (and Generate's focus ring) change at once: Gradio's 0.2 s

@@ -40,6 +40,11 @@ def loaded(page) -> None:
     )
 
 
+def disabled(page, selectors) -> list[bool]:
+    """Whether each button (by CSS selector) is disabled."""
+    return [page.locator(s).is_disabled() for s in selectors]
+
+
 def state(page) -> dict:
     return page.evaluate(f"(() => {{ const s = {STATE}; return s ? {{...s.dataset}} : null; }})()")
 

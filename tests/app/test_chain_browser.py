@@ -12,9 +12,9 @@ import pytest
 from app.studio import stitch
 from app.studio.chain_store import ChainStore
 from tests.app.test_api import args, finished
-from tests.app.test_browser import TIMEOUT_MS, open_studio
+from tests.app.test_browser import TIMEOUT_MS, disabled, open_studio
 from tests.app.test_history import ledger_of
-from tests.app.test_history_browser import ITEM, disabled, filter_text, open_item
+from tests.app.test_history_browser import ITEM, OPENED_BUTTONS, filter_text, open_item
 
 pytestmark = pytest.mark.slow
 
@@ -67,4 +67,4 @@ def test_extend_from_history_makes_one_stitched_video(studio, context, client):
     assert rid in page.locator("#wp-hist-details").inner_text()
     # a chain opened: reused, rerun (the service points to Rerun chain), extended; no one
     # workflow to save
-    assert disabled(page) == [False, False, False, True]
+    assert disabled(page, OPENED_BUTTONS) == [False, False, False, True]

@@ -17,7 +17,7 @@ from gradio_client import handle_file
 
 from app.studio.ledger import Ledger
 from tests.app.test_api import args, finished
-from tests.app.test_browser import TIMEOUT_MS, open_studio, wait_state
+from tests.app.test_browser import TIMEOUT_MS, disabled, open_studio, wait_state
 from tests.app.test_history import ledger_of
 from tests.helpers import png_bytes
 
@@ -75,10 +75,6 @@ def open_item(page, needle: str) -> None:
 OPENED_BUTTONS = ("#wp-hist-reuse", "#wp-hist-rerun", "#wp-hist-extend", "#wp-hist-download")
 
 
-def disabled(page, selectors: tuple[str, ...] = OPENED_BUTTONS) -> list[bool]:
-    return [page.locator(s).is_disabled() for s in selectors]
-
-
 def choose(page, elem_id: str, option: str) -> None:
     page.locator(f"#{elem_id} input").click()
     page.get_by_role("option", name=option, exact=True).click()
@@ -113,7 +109,9 @@ def test_gallery_thumbnail_filter_open_and_replay(studio, context, owl):
     filter_text(page, f"no such prompt {TAG}", 0)
     filter_text(page, OWL, 1)
 
-    assert disabled(page) == [True] * 4  # nothing opened: nothing to reuse, rerun, extend, save
+    assert (
+        disabled(page, OPENED_BUTTONS) == [True] * 4
+    )  # nothing opened: nothing to reuse, rerun, extend, save
     open_item(page, OWL)
     page.wait_for_function(
         f"![{', '.join(repr(s) for s in OPENED_BUTTONS)}]"

@@ -18,6 +18,7 @@ from emulators.comfyui.values import Look
 from tests.app.conftest import start_studio
 from tests.app.test_browser import (
     TIMEOUT_MS,
+    disabled,
     open_studio,
     slow_steps,
     start_job,
@@ -34,6 +35,7 @@ from workflows.fill import fill
 pytestmark = pytest.mark.slow
 
 JOB_BUTTONS = ("wp-cancel", "wp-rerun", "wp-reuse", "wp-draft-final")
+JOB_SELECTORS = tuple(f"#{b}" for b in JOB_BUTTONS)
 LINE = "#wp-status .wp-line"
 # Every state the status panel shows, in order, recorded as it changes (set before a click).
 RECORD_STATES = """
@@ -47,10 +49,6 @@ new MutationObserver(() => {
 """
 
 
-def disabled(page) -> list[bool]:
-    return [page.locator(f"#{b}").is_disabled() for b in JOB_BUTTONS]
-
-
 def transitions(page) -> list[str]:
     """How long Generate and the job buttons take to change (their CSS transitions)."""
     return page.evaluate(
@@ -61,14 +59,16 @@ def transitions(page) -> list[str]:
 
 def test_job_buttons_wait_for_a_job_and_cancel_is_one_state_with_its_cost(studio, context, stack):
     page = open_studio(context, studio.base_url)
-    assert disabled(page) == [True] * 4  # no job yet: nothing to cancel, rerun, reuse, promote
+    assert (
+        disabled(page, JOB_SELECTORS) == [True] * 4
+    )  # no job yet: nothing to cancel, rerun, reuse, promote
     # they switch at once as a job starts and ends: no frames drawn for a fade (app/ui/page.py)
     assert transitions(page) == ["0s"] * 5
     slow_steps(stack, 1.0)
     try:
         start_job(page, "a slow glacier, time-lapse")
         page.wait_for_function("!document.querySelector('#wp-cancel').disabled", timeout=TIMEOUT_MS)
-        assert disabled(page) == [False] * 4
+        assert disabled(page, JOB_SELECTORS) == [False] * 4
         wait_state(page, "d.state === 'IN_PROGRESS' && f > 0.12")
         page.locator("#wp-cancel").click()
         done = wait_state(page, "d.state === 'CANCELLED'")
@@ -82,7 +82,7 @@ def test_job_buttons_wait_for_a_job_and_cancel_is_one_state_with_its_cost(studio
     assert "Error" not in page.locator("#wp-status-box").inner_text()
     # nothing left to cancel; the job can still be rerun, reused, promoted
     page.wait_for_function("document.querySelector('#wp-cancel').disabled", timeout=TIMEOUT_MS)
-    assert disabled(page) == [True, False, False, False]
+    assert disabled(page, JOB_SELECTORS) == [True, False, False, False]
 
 
 def test_open_a_job_by_an_unknown_id_says_it_is_unknown(studio, context):
@@ -93,7 +93,7 @@ def test_open_a_job_by_an_unknown_id_says_it_is_unknown(studio, context):
     wait_state(page, "d.state === 'UNKNOWN'")
     line = page.locator(LINE).inner_text()
     assert "Unknown job" in line and "wp-nosuchjob42" in line, line
-    assert disabled(page) == [True] * 4
+    assert disabled(page, JOB_SELECTORS) == [True] * 4
 
 
 def test_an_unreachable_endpoint_keeps_the_failure_on_screen(stack, context, tmp_path):
@@ -290,7 +290,12 @@ def test_demo_video_has_the_jobs_aspect_and_its_prompt_as_caption(studio, contex
     wait_state(page, "d.state === 'COMPLETED'")
     page.locator("#wp-video video").wait_for()
     page.wait_for_function("document.querySelector('#wp-cancel').disabled", timeout=TIMEOUT_MS)
-    assert disabled(page) == [True, False, False, False]  # a finished job: nothing to cancel
+    assert disabled(page, JOB_SELECTORS) == [
+        True,
+        False,
+        False,
+        False,
+    ]  # a finished job: nothing to cancel
     src = page.evaluate("document.querySelector('#wp-video video').src")
     path = Path(urllib.parse.unquote(src.split("file=", 1)[1]))
     video = Video(path.read_bytes())  # the stored mp4, decoded with PyAV
