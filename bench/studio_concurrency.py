@@ -417,8 +417,10 @@ def run_browsers(url: str, args: argparse.Namespace, data: Path) -> int:
             page.locator("#wp-generate").scroll_into_view_if_needed()  # as a user would
             pages.append(page)
         for page in pages:
+            # the typed prompt's quote (a form without one is priced too, beside its refusal)
             page.wait_for_function(
-                "document.querySelector('#wp-quote').innerText.includes('GPU s')"
+                "document.querySelector('#wp-quote').innerText.includes('GPU s') &&"
+                " !document.querySelector('#wp-quote').innerText.includes('prompt: is empty')"
             )
         print(f"{args.users} pages loaded and filled in {time.monotonic() - t_load:.1f} s")
         # A user fills the form before pressing Generate: the browser's own work after it

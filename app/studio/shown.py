@@ -5,7 +5,7 @@ page keeps what its quote line last showed as a `Shown` (a gr.State: the cost mo
 the refusal it showed); `Studio.submit` prepares the job again from the values Generate sent and
 refuses it unless its cost inputs are the ones on the quote line. So a value the browser changed
 without a new quote (a slider clamped on Enter, a field edited while the quote was on its way) is
-never charged at a price nobody saw, and Generate is refused while the quote line shows an error.
+never charged at a price nobody saw, and Generate is refused while the quote line shows no price.
 An API client that never saw a quote line passes no `Shown`: its job is checked as it is.
 """
 
@@ -19,23 +19,22 @@ from app.studio.cost import CostRequest, Quote
 
 @dataclass(frozen=True)
 class Shown:
-    """The quote line: the job's cost inputs and quote, or the refusal it showed instead."""
+    """The quote line: the job's cost inputs and quote, or the refusal it showed instead, or
+    both (a form priced while its prompt alone is refused: app/ui/callbacks.py)."""
 
     request: CostRequest | None = None
     quote: Quote | None = None
     problem: str = ""  # the refusal on the quote line ("steps: ...")
     field: str = ""  # the FormValues field it names ("" when none)
 
-    @property
-    def ok(self) -> bool:
-        return self.request is not None and not self.problem
-
 
 def check_shown(shown: Shown | None, request: CostRequest, quote: Quote) -> None:
-    """Refuse a job that is not the one on the quote line (nothing shown: nothing to compare)."""
+    """Refuse a job that is not the one on the quote line (nothing shown: nothing to compare).
+    A line that priced the job beside a refusal (a form without its prompt yet) stands for
+    the price: the job Generate sends was validated again as it is, and is sent at that price."""
     if shown is None:
         return
-    if not shown.ok:
+    if shown.request is None:
         raise InputError(
             shown.field or "form",
             f"the quote line shows a refusal ({shown.problem}); allowed: a job the quote line "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import dataclasses
 import functools
 import html
 import inspect
@@ -58,6 +59,7 @@ def files_optional(fn: Any) -> Any:
 
 RECENT = 12  # jobs in the page's "this session's results" strip
 SUBMITTING_AFTER_S = 0.3  # an API submit slower than this streams "Submitting…" first
+PRICED_PROMPT = "a video"  # prices a form whose prompt is refused (its words cost nothing)
 
 
 def user_of(request: gr.Request | None) -> str | None:
@@ -243,6 +245,7 @@ class Callbacks:
     def quoted(self, fields: dict[str, Any]) -> tuple[str, Shown]:
         """The quote line and what it shows, kept for the page's Generate (app/studio/shown.py):
         the page's quote event answers both (app/ui/page.py), the API's /quote the line."""
+        values = None
         try:
             values = self.form.values(fields)
             prep = self.studio.prepare(values)
@@ -250,7 +253,25 @@ class Callbacks:
         except Exception as exc:
             msg = self.message(exc)
             field = field_of(str(getattr(exc, "field", "")))
-            return f"⚠️ {md_text(msg)}", Shown(problem=msg, field=field)
+            priced = self._prompt_aside(values) if field == "prompt" and values else None
+            if priced is None:
+                return f"⚠️ {md_text(msg)}", Shown(problem=msg, field=field)
+            # the price does not depend on the prompt's words: the settings' quote, then the
+            # refusal (an operator sees what a choice costs before writing the prompt). Generate
+            # validates the form again: an empty prompt is refused, a typed one sent at this price
+            line, kept = priced
+            return f"{line}\n\n⚠️ {md_text(msg)}", Shown(kept.request, kept.quote, msg, field)
+        return self._line(values, prep, fits)
+
+    def _prompt_aside(self, values: Any) -> tuple[str, Shown] | None:
+        """The quote line of `values` with a stand-in prompt (None where that is refused too)."""
+        try:
+            values = dataclasses.replace(values, prompt=PRICED_PROMPT)
+            return self._line(values, self.studio.prepare(values), self.studio.images(values))
+        except Exception:
+            return None
+
+    def _line(self, values: Any, prep: Any, fits: Any) -> tuple[str, Shown]:
         line = "**Quote:** " + prep.quote.summary()
         adds = adds_words(prep.filled.params, getattr(prep.filled, "output", None))
         if adds:

@@ -73,13 +73,15 @@ CSS = """
 
 def field_errors_html(form: Any, shown: Shown | None) -> str:
     """The refusal the quote line shows, addressed to its field's component (by elem_id); for a
-    quoted job, its cold start, which prices the health panel's note (app/ui/health_route.py)."""
+    quoted job (one refused for its prompt alone is quoted too), its cold start, which prices the
+    health panel's note (app/ui/health_route.py)."""
+    quote = shown.quote if shown is not None else None
+    cold = cold_attrs(ColdStart.from_quote(quote)) if quote is not None else ""
     if shown is None or not shown.problem or shown.field not in form.names:
-        ok = shown is not None and shown.ok and shown.quote is not None
-        return f"<div {cold_attrs(ColdStart.from_quote(shown.quote)) if ok else ''}></div>"
+        return f"<div {cold}></div>"
     target = form[shown.field].elem_id
     return (
-        f'<div><span data-field="{shown.field}" data-target="{html.escape(target)}">'
+        f'<div {cold}><span data-field="{shown.field}" data-target="{html.escape(target)}">'
         f"⚠️ {html.escape(shown.problem)}</span></div>"
     )
 

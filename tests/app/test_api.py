@@ -119,6 +119,19 @@ def test_bad_inputs_are_refused_naming_the_field(client, kwargs, expected):
         client.predict(*args(**kwargs), api_name="/generate")
 
 
+def test_a_form_without_a_prompt_is_priced_and_refused(client):
+    # the price is the settings' (a prompt's words cost nothing): an operator sees what a
+    # choice costs before writing the prompt; the refusal follows the quote, and Generate
+    # is refused for it as before
+    empty = client.predict(*args(prompt="", resolution="720p landscape"), api_name="/quote")
+    typed = client.predict(*args(prompt="a tram", resolution="720p landscape"), api_name="/quote")
+    assert empty.startswith(typed + "\n\n⚠️ prompt\\: is empty"), empty  # markdown: "\\:"
+    smaller = client.predict(*args(prompt="  ", resolution="480p square"), api_name="/quote")
+    assert smaller.split("\n\n")[0] != empty.split("\n\n")[0]  # each setting priced anew
+    with pytest.raises(AppError, match=r"^prompt: is empty"):
+        client.predict(*args(prompt="", resolution="720p landscape"), api_name="/generate")
+
+
 def test_unreadable_image_is_refused(client, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")

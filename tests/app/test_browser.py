@@ -19,6 +19,18 @@ STATE = "document.querySelector('#wp-status')"
 # (hidden, show_progress="hidden") while a quote is on its way ("0.1s" before the line).
 QUOTE_LINE = "#wp-quote [data-testid=markdown]"
 QUOTE = f"document.querySelector('{QUOTE_LINE}')"
+# The quote line prices the form as it stands, prompt included: a form without a prompt is
+# priced too, beside the prompt's refusal (Callbacks.quoted), so a price alone does not say that
+# the typed prompt's quote has come.
+QUOTED_JS = (
+    f"!!{QUOTE} && {QUOTE}.innerText.includes('GPU s')"
+    f" && !{QUOTE}.innerText.includes('prompt: is empty')"
+)
+
+
+def wait_quoted(page) -> None:
+    """Until the quote line prices the form as it stands, prompt included."""
+    page.wait_for_function(QUOTED_JS)
 
 
 def open_studio(context, url: str):
@@ -67,10 +79,7 @@ def start_job(page, prompt: str, quality: bool = True) -> dict:
             " !document.querySelector('#wp-negative').innerText.includes('ignored in turbo')"
         )
     page.locator("#wp-prompt textarea").fill(prompt)
-    page.wait_for_function(
-        "document.querySelector('#wp-quote') &&"
-        " document.querySelector('#wp-quote').innerText.includes('GPU s')"
-    )
+    wait_quoted(page)
     page.locator("#wp-generate").click()
     return wait_state(page, "d.rid && d.rid.startsWith('wp-')")
 
@@ -220,7 +229,7 @@ def test_an_idle_page_has_no_frame_loop(studio, browser):
         page.wait_for_function("window.__wpPending === 0", polling=50, timeout=TIMEOUT_MS)
         # the page still works: status-tracker timers run, on a timer, and the form answers
         page.locator("#wp-prompt textarea").fill("an idle page, then a quote")
-        page.wait_for_function("document.querySelector('#wp-quote').innerText.includes('GPU s')")
+        wait_quoted(page)
     finally:
         ctx.close()
 

@@ -48,6 +48,19 @@ def test_generate_is_refused_while_the_quote_line_shows_a_refusal(studio):
         check_shown(refused, prep.request, prep.quote)
 
 
+def test_a_line_priced_beside_its_prompt_refusal_stands_for_its_price(studio):
+    # a fresh page prices its settings before a prompt is written (Callbacks.quoted): the
+    # prompt typed and Generate pressed before the next quote arrives sends that job, at that
+    # price; other settings are refused as on any quote line
+    priced = studio.prepare(dataclasses.replace(T2V, prompt="a video"))
+    shown = Shown(priced.request, priced.quote, "prompt: is empty", "prompt")
+    typed = studio.prepare(T2V)
+    check_shown(shown, typed.request, typed.quote)
+    longer = studio.prepare(dataclasses.replace(T2V, seconds=3.0))
+    with pytest.raises(InputError, match=r"^quote: the form sent a different job \(frames "):
+        check_shown(shown, longer.request, longer.quote)
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

@@ -11,7 +11,15 @@ import re
 
 import pytest
 
-from tests.app.test_browser import QUOTE, QUOTE_LINE, TIMEOUT_MS, open_studio, state, wait_state
+from tests.app.test_browser import (
+    QUOTE,
+    QUOTE_LINE,
+    TIMEOUT_MS,
+    open_studio,
+    state,
+    wait_quoted,
+    wait_state,
+)
 from tests.helpers import png_bytes
 
 pytestmark = pytest.mark.slow
@@ -46,7 +54,11 @@ def type_number(page, field: str, value: str) -> None:
 
 def test_a_fresh_page_says_the_empty_prompt_on_its_quote_line_until_the_user_acts(studio, context):
     page = open_studio(context, studio.base_url)
-    wait_quote(page, "prompt: is empty")
+    line = wait_quote(page, "prompt: is empty")
+    # priced before the prompt is written (its words cost nothing), the refusal under the price
+    assert line.startswith("Quote: ≈") and "GPU s" in line.split("prompt: is empty")[0], line
+    # and the health panel's note prices the cold start from that quote
+    page.wait_for_function("document.querySelector('#wp-field-errors [data-cold-s]')")
     # the refusal is there for its field (the hidden box the page places from), not placed yet
     page.wait_for_function("document.querySelector('#wp-field-errors [data-target]')")
     assert page.locator(".wp-field-error").count() == 0
@@ -118,7 +130,7 @@ def test_seed_rerun_and_reuse_ask_and_say_what_they_do(studio, context):
     open_advanced(page)
     page.locator("#wp-negative textarea").fill("")  # honoured: no negative prompt at all
     page.locator("#wp-prompt textarea").fill("a red tram at night")
-    wait_quote(page, "GPU s")
+    wait_quoted(page)
     page.locator("#wp-generate").click()
     job = wait_state(page, "d.rid && d.rid.startsWith('wp-')")
     wait_state(page, "d.state === 'COMPLETED'")
@@ -159,7 +171,7 @@ def test_switching_to_the_5b_is_quiet_and_shows_its_frames(studio, context):
     page = open_studio(context, studio.base_url)
     assert "81 frames at 16 fps" in page.locator("#wp-frames").inner_text()
     page.locator("#wp-prompt textarea").fill("a fox in snow")
-    wait_quote(page, "GPU s")
+    wait_quoted(page)
     pick_pipeline(page, "Text (+ optional image) to video (Wan 2.2 5B)")
     page.wait_for_function(
         "document.querySelector('#wp-frames').innerText.includes('121 frames** at 24')"

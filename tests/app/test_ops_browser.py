@@ -16,7 +16,7 @@ import pytest
 
 from app.studio.ledger import Ledger
 from tests.app.conftest import start_studio, studio_env
-from tests.app.test_browser import loaded, open_studio, slow_steps, wait_state
+from tests.app.test_browser import loaded, open_studio, slow_steps, wait_quoted, wait_state
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
@@ -36,10 +36,7 @@ def refusal_text(page) -> str:
 
 def generate(page, prompt: str) -> None:
     page.locator("#wp-prompt textarea").fill(prompt)
-    page.wait_for_function(
-        "document.querySelector('#wp-quote') &&"
-        " document.querySelector('#wp-quote').innerText.includes('GPU s')"
-    )
+    wait_quoted(page)
     page.locator("#wp-generate").click()
 
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from app.ui import requote
-from tests.app.test_browser import open_studio
+from tests.app.test_browser import open_studio, wait_quoted
 from tests.app.test_inputs_browser import pick_pipeline, wait_quote
 
 LINES = {"wp-quote": requote.FORM, "wp-batch-quote": requote.BATCH,
@@ -53,7 +53,7 @@ def test_a_pipeline_switch_asks_for_its_quote_with_the_settled_form(studio, cont
     context.on("request", on_request)
     page = open_studio(context, studio.base_url)
     page.locator("#wp-prompt textarea").fill("a fox in snow")
-    wait_quote(page, "GPU s")
+    wait_quoted(page)
     asked.clear()
     pick_pipeline(page, "Bring your own API workflow")
     text = wait_quote(page, "workflow")

@@ -23,6 +23,7 @@ from tests.app.test_browser import (
     slow_steps,
     start_job,
     state,
+    wait_quoted,
     wait_state,
     wait_video_playable,
 )
@@ -107,7 +108,7 @@ def test_an_unreachable_endpoint_keeps_the_failure_on_screen(stack, context, tmp
         )
         page.evaluate(RECORD_STATES)
         page.locator("#wp-prompt textarea").fill("a lighthouse nobody can reach")
-        page.wait_for_function("document.querySelector('#wp-quote').innerText.includes('GPU s')")
+        wait_quoted(page)
         page.locator("#wp-generate").click()
         wait_state(page, "d.state === 'FAILED'")
         page.wait_for_function("window.__wpStates.includes('FAILED')")
@@ -209,7 +210,7 @@ def test_mobile_ctrl_enter_generates_and_scrolls_to_the_progress(studio, browser
         )
         assert status_top > 844  # below the fold before Generate on a phone
         page.locator("#wp-prompt textarea").fill("a cat on a windowsill, rain outside")
-        page.wait_for_function("document.querySelector('#wp-quote').innerText.includes('GPU s')")
+        wait_quoted(page)
         page.locator("#wp-prompt textarea").press("Control+Enter")
         wait_state(page, "d.rid && d.rid.startsWith('wp-')")
         box = page.evaluate(
@@ -285,7 +286,7 @@ def test_demo_video_has_the_jobs_aspect_and_its_prompt_as_caption(studio, contex
     page.locator("#wp-seed input").fill("77")
     page.locator("#wp-randomize input").uncheck()
     page.locator("#wp-prompt textarea").fill(prompt)
-    page.wait_for_function("document.querySelector('#wp-quote').innerText.includes('GPU s')")
+    wait_quoted(page)
     page.locator("#wp-generate").click()
     wait_state(page, "d.state === 'COMPLETED'")
     page.locator("#wp-video video").wait_for()
