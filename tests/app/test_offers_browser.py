@@ -8,11 +8,10 @@ from __future__ import annotations
 import pytest
 
 from tests.app.conftest import USER_LORAS
-from tests.app.test_browser import QUOTED_JS, open_studio, wait_state
+from tests.app.test_browser import open_studio, wait_state
 
 pytestmark = pytest.mark.slow
 HIGH, LOW, _ = USER_LORAS["loras"]
-QUOTED = QUOTED_JS
 
 
 def open_extras(page) -> None:
