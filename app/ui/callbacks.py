@@ -260,7 +260,8 @@ class Callbacks:
             # refusal (an operator sees what a choice costs before writing the prompt). Generate
             # validates the form again: an empty prompt is refused, a typed one sent at this price
             line, kept = priced
-            return f"{line}\n\n⚠️ {md_text(msg)}", Shown(kept.request, kept.quote, msg, field)
+            shown = dataclasses.replace(kept, problem=msg, field=field)  # the price and the refusal
+            return f"{line}\n\n⚠️ {md_text(msg)}", shown
         return self._line(values, prep, fits)
 
     def _prompt_aside(self, values: Any) -> tuple[str, Shown] | None:

@@ -109,9 +109,8 @@ def test_gallery_thumbnail_filter_open_and_replay(studio, context, owl):
     filter_text(page, f"no such prompt {TAG}", 0)
     filter_text(page, OWL, 1)
 
-    assert (
-        disabled(page, OPENED_BUTTONS) == [True] * 4
-    )  # nothing opened: nothing to reuse, rerun, extend, save
+    # nothing opened: nothing to reuse, rerun, extend, save
+    assert disabled(page, OPENED_BUTTONS) == [True] * 4
     open_item(page, OWL)
     page.wait_for_function(
         f"![{', '.join(repr(s) for s in OPENED_BUTTONS)}]"

@@ -60,9 +60,8 @@ def transitions(page) -> list[str]:
 
 def test_job_buttons_wait_for_a_job_and_cancel_is_one_state_with_its_cost(studio, context, stack):
     page = open_studio(context, studio.base_url)
-    assert (
-        disabled(page, JOB_SELECTORS) == [True] * 4
-    )  # no job yet: nothing to cancel, rerun, reuse, promote
+    # no job yet: nothing to cancel, rerun, reuse, promote
+    assert disabled(page, JOB_SELECTORS) == [True] * 4
     # they switch at once as a job starts and ends: no frames drawn for a fade (app/ui/page.py)
     assert transitions(page) == ["0s"] * 5
     slow_steps(stack, 1.0)
@@ -291,12 +290,8 @@ def test_demo_video_has_the_jobs_aspect_and_its_prompt_as_caption(studio, contex
     wait_state(page, "d.state === 'COMPLETED'")
     page.locator("#wp-video video").wait_for()
     page.wait_for_function("document.querySelector('#wp-cancel').disabled", timeout=TIMEOUT_MS)
-    assert disabled(page, JOB_SELECTORS) == [
-        True,
-        False,
-        False,
-        False,
-    ]  # a finished job: nothing to cancel
+    # a finished job: nothing to cancel
+    assert disabled(page, JOB_SELECTORS) == [True, False, False, False]
     src = page.evaluate("document.querySelector('#wp-video video').src")
     path = Path(urllib.parse.unquote(src.split("file=", 1)[1]))
     video = Video(path.read_bytes())  # the stored mp4, decoded with PyAV
