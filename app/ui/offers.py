@@ -189,10 +189,13 @@ class Picker:
                 gr.Warning(f"inventory not refreshed: {type(exc).__name__}: {exc}")
             return self.layout(self.form.forms[pipeline_id])
 
+        # its progress shows on the note only: a target stays in the page's loading statuses,
+        # and the accordion as one made every later event's message visit all its fields
+        # (app/ui/quiet.py)
         self.refresh.click(
             refreshed, pipeline, self.components[:2] + [r[1] for r in self.rows]
             + [self.form["upscale_model"], self.form["interpolate"]],
-            api_visibility="private", show_progress="minimal",
+            api_visibility="private", show_progress="minimal", show_progress_on=[self.note],
         )  # fmt: skip
 
 

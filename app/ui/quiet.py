@@ -7,7 +7,9 @@ event it has run, and at every message of every later event it visits each of th
 search of the page's component tree and a copy of the component's properties. Hidden, they
 showed nothing: that walk took ~90 ms of a page's script per job under the profiler, ~20 ms
 now. (An event's inputs still join that set as the event completes: Gradio's page adds them
-itself, the form's fields among them.)
+itself, the form's fields among them.) A target that is a layout block is visited with every
+component in it: the one event that shows progress (Refresh from the endpoint, app/ui/offers.py)
+shows it on its note, not on its accordion (a visit of ~9 ms per message instead of ~5).
 """
 
 from __future__ import annotations

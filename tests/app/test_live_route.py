@@ -137,7 +137,11 @@ def test_the_page_events_name_no_progress_target(studio):
     assert len(quiet) > 50, len(quiet)  # the page's own events and the API's
     assert [d["api_name"] for d in quiet if d["show_progress_on"] != []] == []
     shown = [d["api_name"] for d in config["dependencies"] if d["show_progress"] != "hidden"]
-    assert shown == ["refreshed"], shown  # Refresh from the endpoint shows its own progress
+    assert shown == ["refreshed"], shown  # Refresh from the endpoint shows its own progress,
+    # on its note: not on the accordion, whose every field the page would visit at each message
+    (refreshed,) = [d for d in config["dependencies"] if d.get("api_name") == "refreshed"]
+    ids = {c["props"].get("elem_id"): c["id"] for c in config["components"]}
+    assert refreshed["show_progress_on"] == [ids["wp-offers-note"]], refreshed["show_progress_on"]
 
 
 def test_an_unknown_job_has_no_stream(studio):
