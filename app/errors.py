@@ -46,6 +46,7 @@ class InputError(StudioError):
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.reason = message  # what is wrong with it, without the field's name
         super().__init__(f"{field}: {message}")
 
 

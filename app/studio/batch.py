@@ -279,7 +279,8 @@ class BatchService:
             except InputError as exc:
                 if len(batch.jobs) == 1:
                     raise
-                raise InputError(exc.field, f"{exc} (job {k} of {len(batch.jobs)})") from None
+                n = len(batch.jobs)
+                raise type(exc)(exc.field, f"{exc.reason} (job {k} of {n})") from None
         combined = combine([p.quote for p in preps])
         ops = self.studio.ops
         refusals: list[gr_.Refusal] = []

@@ -28,11 +28,12 @@ import gradio as gr
 
 from app.errors import InputError
 from app.studio.batch import BatchPlan, BatchRun, BatchService
+from app.studio.forms import field_of
 from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.promote import promote
 from app.ui import requote
-from app.ui.callbacks import caller_of, files_optional, user_of
+from app.ui.callbacks import PRICED_PROMPT, caller_of, files_optional, user_of
 from app.ui.fields import Number, Textbox, described
 from app.ui.quiet import QUIET
 
@@ -87,10 +88,27 @@ class BatchCallbacks:
                 "becomes its own job, quoted here together before you press Generate batch."
             ), ()
         try:
-            plan = self._plan(count, seeds, prompts, fields)
-            checked = self.service.check(plan, user_of(request))
+            return self._line(request, count, seeds, prompts, fields)
         except Exception as exc:
-            return f"⚠️ {md_text(self.cb.message(exc))}", ()
+            refusal = f"⚠️ {md_text(self.cb.message(exc))}"
+            if field_of(str(getattr(exc, "field", ""))) != "prompt":
+                return refusal, ()
+            # refused for the form's prompt alone (a batch of seeds): priced as the form's own
+            # quote line is (Callbacks.quoted), the refusal under the price; Generate batch
+            # checks the form again
+            try:
+                line, drawn = self._line(
+                    request, count, seeds, prompts, {**fields, "prompt": PRICED_PROMPT}
+                )
+            except Exception:
+                return refusal, ()
+            return f"{line}\n\n{refusal}", drawn
+
+    def _line(
+        self, request: gr.Request, count: Any, seeds: Any, prompts: Any, fields: dict[str, Any]
+    ) -> tuple[str, tuple[int, ...]]:
+        plan = self._plan(count, seeds, prompts, fields)
+        checked = self.service.check(plan, user_of(request))
         line = f"**Batch of {checked.plan.describe()}:** {checked.quote.summary()}"
         if checked.refusals:
             line += (

@@ -16,6 +16,7 @@ from PIL import Image
 from app.settings import PRICES_PATH
 from app.studio import cost
 from app.studio.ledger import Ledger
+from app.studio.markup import md_text
 from tests.app.conftest import start_studio
 from tests.app.test_api import args, finished
 
@@ -97,6 +98,23 @@ def test_batch_of_two_prompts(client, studio):
     assert {(r.params["width"], r.params["height"]) for r in rows} == {(1280, 720)}
     with pytest.raises(AppError, match=r"^job: wp-\S+ is already at the largest size of"):
         client.predict(rids[0], api_name="/draft_final")
+
+
+def test_a_batch_of_seeds_without_a_prompt_is_priced_and_refused(client, studio):
+    # as the form's own quote line: the settings' price (a prompt's words cost nothing), the
+    # refusal under it; Generate batch is refused for it, and no job is sent
+    empty = client.predict(*batch_args(args(prompt=""), seeds="1, 2, 3"), api_name="/batch_quote")
+    typed = client.predict(*batch_args(args(), seeds="1, 2, 3"), api_name="/batch_quote")
+    assert typed.startswith("**Batch of 3 jobs"), typed
+    refusal = md_text("prompt: is empty; describe the video you want (job 1 of 3)")
+    assert empty == f"{typed}\n\n⚠️ {refusal}", empty  # the field named once, the job counted
+    before = len(ledger_of(studio).recent(1000))
+    with pytest.raises(AppError, match=r"prompt: is empty"):
+        run_batch(client, args(prompt=""), seeds="1, 2, 3")
+    assert len(ledger_of(studio).recent(1000)) == before
+    # a batch of prompts needs none in the form (each line is a job's prompt)
+    lines = client.predict(*batch_args(args(prompt=""), prompts="a\nb"), api_name="/batch_quote")
+    assert lines.startswith("**Batch of 2 jobs") and "⚠️" not in lines, lines
 
 
 def test_draft_to_final_quality_larger_size_same_seed_and_prompt(client, studio):
