@@ -245,7 +245,7 @@ class Callbacks:
     def quoted(self, fields: dict[str, Any]) -> tuple[str, Shown]:
         """The quote line and what it shows, kept for the page's Generate (app/studio/shown.py):
         the page's quote event answers both (app/ui/page.py), the API's /quote the line."""
-        values = None
+        values = prep = None
         try:
             values = self.form.values(fields)
             prep = self.studio.prepare(values)
@@ -253,22 +253,35 @@ class Callbacks:
         except Exception as exc:
             msg = self.message(exc)
             field = field_of(str(getattr(exc, "field", "")))
-            priced = self._prompt_aside(values) if field == "prompt" and values else None
+            priced = self._priced_aside(values, prep, field)
             if priced is None:
                 return f"⚠️ {md_text(msg)}", Shown(problem=msg, field=field)
-            # the price does not depend on the prompt's words: the settings' quote, then the
-            # refusal (an operator sees what a choice costs before writing the prompt). Generate
-            # validates the form again: an empty prompt is refused, a typed one sent at this price
+            # the price does not depend on what was refused: the settings' quote, then the
+            # refusal (an operator sees what a choice costs before writing the prompt or
+            # picking the image). Generate validates the form again: the refusal stands, and a
+            # prompt or an image given meanwhile is sent at this price
             line, kept = priced
             shown = dataclasses.replace(kept, problem=msg, field=field)  # the price and the refusal
             return f"{line}\n\n⚠️ {md_text(msg)}", shown
         return self._line(values, prep, fits)
 
-    def _prompt_aside(self, values: Any) -> tuple[str, Shown] | None:
-        """The quote line of `values` with a stand-in prompt (None where that is refused too)."""
+    def _priced_aside(self, values: Any, prep: Any, field: str) -> tuple[str, Shown] | None:
+        """The quote line of a form refused only for what its price does not depend on: its
+        images (checked once the form is priced, `prep`: missing, unusable), or its prompt
+        (priced with a stand-in, PRICED_PROMPT; an image refused then is said once the prompt
+        is written). None for any other refusal, or where the stand-in is refused too."""
         try:
+            if prep is not None:
+                return self._line(values, prep, [])
+            if values is None or field != "prompt":
+                return None
             values = dataclasses.replace(values, prompt=PRICED_PROMPT)
-            return self._line(values, self.studio.prepare(values), self.studio.images(values))
+            prep = self.studio.prepare(values)
+            try:
+                fits = self.studio.images(values)
+            except Exception:
+                fits = []
+            return self._line(values, prep, fits)
         except Exception:
             return None
 

@@ -13,6 +13,7 @@ from gradio_client.exceptions import AppError
 
 from app.settings import PRICES_PATH
 from app.studio import cost
+from app.studio.markup import md_text
 
 ADV = {
     "steps": 4,
@@ -130,6 +131,23 @@ def test_a_form_without_a_prompt_is_priced_and_refused(client):
     assert smaller.split("\n\n")[0] != empty.split("\n\n")[0]  # each setting priced anew
     with pytest.raises(AppError, match=r"^prompt: is empty"):
         client.predict(*args(prompt="", resolution="720p landscape"), api_name="/generate")
+
+
+def test_a_form_without_its_image_is_priced_and_refused(client, png_file):
+    # an image's content does not change the price (it is fitted to the resolution): the
+    # settings' quote, the refusal under it; with the image the same price, described
+    kw = {"pipeline": "i2v_14b", "resolution": "480p landscape"}
+    missing = client.predict(*args(**kw), api_name="/quote")
+    price, refusal = missing.split("\n\n")
+    assert price.startswith("**Quote:**") and "GPU s" in price, missing
+    assert refusal.startswith("⚠️ start image\\: Image to video"), missing
+    given = client.predict(*args(**kw, start=handle_file(str(png_file))), api_name="/quote")
+    assert given.startswith(price + "\n\n**Images:** start image"), given
+    with pytest.raises(AppError, match=r"^start image: .*needs a start image"):
+        client.predict(*args(**kw), api_name="/generate")
+    # without a prompt either: priced, the prompt refused first
+    neither = client.predict(*args(**kw, prompt=""), api_name="/quote")
+    assert neither == f"{price}\n\n⚠️ {md_text('prompt: is empty; describe the video you want')}"
 
 
 def test_unreadable_image_is_refused(client, tmp_path):

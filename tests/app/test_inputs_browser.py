@@ -190,8 +190,8 @@ def test_images_are_matched_described_and_tiny_ones_refused(studio, context, tmp
     page = open_studio(context, studio.base_url)
     page.locator("#wp-prompt textarea").fill("a heron takes off")
     pick_pipeline(page, "Image to video (Wan 2.2 14B)")
-    text = wait_quote(page, "needs a start image")  # said before any click
-    assert text.startswith("⚠️ start image:"), text
+    text = wait_quote(page, "needs a start image")  # said before any click, under the price
+    assert text.startswith("Quote:") and text.splitlines()[-1].startswith("⚠️ start image:"), text
     page.locator("#wp-start .wp-field-error").wait_for()
     wide = tmp_path / "wide.png"
     wide.write_bytes(png_bytes(832, 480))
