@@ -117,6 +117,21 @@ def test_a_batch_of_seeds_without_a_prompt_is_priced_and_refused(client, studio)
     assert lines.startswith("**Batch of 2 jobs") and "⚠️" not in lines, lines
 
 
+def test_a_batch_without_its_image_is_priced_and_refused(client, studio, png_file):
+    # every job of the batch sends the form's images: a missing one is said under the price
+    form = args("i2v_14b", resolution="480p landscape")
+    missing = client.predict(*batch_args(form, seeds="1, 2"), api_name="/batch_quote")
+    price, refusal = missing.split("\n\n")
+    assert price.startswith("**Batch of 2 jobs"), missing
+    assert refusal.startswith("⚠️ start image\\: Image to video"), missing
+    given = args("i2v_14b", resolution="480p landscape", start=handle_file(str(png_file)))
+    assert client.predict(*batch_args(given, seeds="1, 2"), api_name="/batch_quote") == price
+    before = len(ledger_of(studio).recent(1000))
+    with pytest.raises(AppError, match=r"^start image: .*needs a start image"):
+        run_batch(client, form, seeds="1, 2")
+    assert len(ledger_of(studio).recent(1000)) == before
+
+
 def test_draft_to_final_quality_larger_size_same_seed_and_prompt(client, studio):
     _, _, draft_details, draft = finished(
         client.predict(*args(prompt="a heron at dawn", seed=321), api_name="/generate")
