@@ -103,16 +103,7 @@ class BatchCallbacks:
             except Exception:
                 return refusal, ()
             return f"{line}\n\n{refusal}", drawn
-        return line + self._images_refused(fields), drawn
-
-    def _images_refused(self, fields: dict[str, Any]) -> str:
-        """The refusal of the form's images, which every job of the batch sends, under the
-        price as on the form's own line ("" when they are usable)."""
-        try:
-            self.studio.images(self.cb.form.values(fields))
-        except Exception as exc:
-            return f"\n\n⚠️ {md_text(self.cb.message(exc))}"
-        return ""
+        return line + self.cb.images_refusal(fields), drawn
 
     def _line(
         self, request: gr.Request, count: Any, seeds: Any, prompts: Any, fields: dict[str, Any]

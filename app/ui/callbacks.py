@@ -265,6 +265,16 @@ class Callbacks:
             return f"{line}\n\n⚠️ {md_text(msg)}", shown
         return self._line(values, prep, fits)
 
+    def images_refusal(self, fields: dict[str, Any]) -> str:
+        """The form's images refused, as a paragraph under a price ("" when they are usable):
+        the batch's and the storyboard's quote lines, whose jobs (a batch's every one, a
+        storyboard's first) send the form's images, say it as the form's own line does."""
+        try:
+            self.studio.images(self.form.values(fields))
+        except Exception as exc:
+            return f"\n\n⚠️ {md_text(self.message(exc))}"
+        return ""
+
     def _priced_aside(self, values: Any, prep: Any, field: str) -> tuple[str, Shown] | None:
         """The quote line of a form refused only for what its price does not depend on: its
         images (checked once the form is priced, `prep`: missing, unusable), or its prompt

@@ -125,7 +125,7 @@ class ChainCallbacks:
             check = self.chains.storyboard_check(values, prompts, colour_match, user_of(request))
         except Exception as exc:
             return f"⚠️ {self.cb.message(exc)}"
-        return self._quoted(check)
+        return self._quoted(check) + self.cb.images_refusal(fields)  # its first segment's
 
     def storyboard(
         self, request: gr.Request, prompts: str, colour_match: bool, **fields: Any

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
 from app.studio import stitch
 from app.studio.chain_store import ChainStore
@@ -27,6 +27,18 @@ def test_storyboard_and_its_quote_through_the_api(client):
     assert stitch.frame_count(Path(video)) == 3 * 17 - 2
     values = client.predict(cid, api_name="/reuse_chain")
     assert values[2] == "api kite" and values[-1] == PROMPTS
+
+
+def test_a_storyboard_without_its_image_is_priced_and_refused(client, png_file):
+    # its first segment sends the form's start image: a missing one is said under the price
+    form = args("i2v_14b", resolution="480p landscape", seconds=1.0)
+    missing = client.predict(*form, PROMPTS, False, api_name="/storyboard_quote")
+    price, refusal = missing.split("\n\n")
+    assert "3 new segments" in price and "GPU s" in price, missing
+    assert refusal.startswith("⚠️ start image\\: Image to video"), missing
+    given = args("i2v_14b", resolution="480p landscape", seconds=1.0,
+                 start=handle_file(str(png_file)))  # fmt: skip
+    assert client.predict(*given, PROMPTS, False, api_name="/storyboard_quote") == price
 
 
 def test_a_killed_studio_leaves_the_chain_to_the_next_one(stack, slow_stack, tmp_path):  # noqa: F811
