@@ -383,6 +383,8 @@ def protocol_mode(args: argparse.Namespace, cfg: StackConfig, work: Path) -> int
 def run_browsers(url: str, args: argparse.Namespace, data: Path) -> int:
     from playwright.sync_api import sync_playwright
 
+    from tests.app.test_browser import QUOTED_JS  # when the quote line prices the typed form
+
     if args.browser_nice:
         # The users' browsers run on their own machines, not on the studio's: started from
         # here on, Playwright and Chromium inherit a lower CPU priority than the studio and the
@@ -418,10 +420,7 @@ def run_browsers(url: str, args: argparse.Namespace, data: Path) -> int:
             pages.append(page)
         for page in pages:
             # the typed prompt's quote (a form without one is priced too, beside its refusal)
-            page.wait_for_function(
-                "document.querySelector('#wp-quote').innerText.includes('GPU s') &&"
-                " !document.querySelector('#wp-quote').innerText.includes('prompt: is empty')"
-            )
+            page.wait_for_function(QUOTED_JS)
         print(f"{args.users} pages loaded and filled in {time.monotonic() - t_load:.1f} s")
         # A user fills the form before pressing Generate: the browser's own work after it
         # started (Chromium runs deferred start-up tasks seconds after launch) and the pages'
