@@ -269,18 +269,27 @@ class BatchService:
             drawn=drawn,
         )
 
-    def check(self, batch: BatchPlan, user: str | None = None, what: str = "batch") -> BatchCheck:
+    def check(
+        self,
+        batch: BatchPlan,
+        user: str | None = None,
+        what: str = "batch",
+        part: str = "job",
+        done: int = 0,
+    ) -> BatchCheck:
         """Prepare (fill + quote) every job; the combined quote and every limit it breaks
-        (`what` names the whole in the budget lines: a batch, a storyboard)."""
+        (`what` names the whole in the budget lines: a batch, a storyboard). A job's refusal
+        says which it is: "(`part` k of n)", counting the `done` ones before it (a chain's
+        segments already made)."""
         preps = []
-        for k, values in enumerate(batch.jobs, 1):
+        n = done + len(batch.jobs)
+        for k, values in enumerate(batch.jobs, done + 1):
             try:
                 preps.append(self.studio.prepare(values))
             except InputError as exc:
-                if len(batch.jobs) == 1:
+                if n == 1:
                     raise
-                n = len(batch.jobs)
-                raise type(exc)(exc.field, f"{exc.reason} (job {k} of {n})") from None
+                raise type(exc)(exc.field, f"{exc.reason} ({part} {k} of {n})") from None
         combined = combine([p.quote for p in preps])
         ops = self.studio.ops
         refusals: list[gr_.Refusal] = []

@@ -123,7 +123,11 @@ class Chains:
         ]
         what = "storyboard" if kind == "storyboard" else "extension"
         checked = BatchService(self.studio).check(
-            BatchPlan(tuple(jobs), tuple(plan["prompts"]), (jobs[0].seed or 0,)), user, what
+            BatchPlan(tuple(jobs), tuple(plan["prompts"]), (jobs[0].seed or 0,)),
+            user,
+            what,
+            part="segment",
+            done=offset,
         )
         fps = self.studio.form(jobs[-1].pipeline).fps
         frames = sum(self.studio.form(v.pipeline).frames(v.seconds) for v in jobs)

@@ -165,6 +165,16 @@ def test_the_longest_chain_is_refused_up_front_with_the_reason(stack, tmp_path):
         chains.studio.tracker.stop()
 
 
+def test_a_refused_segment_is_named_as_a_segment(stack, tmp_path):
+    chains = services(stack, tmp_path)
+    chains.studio.tracker.stop()
+    with pytest.raises(InputError) as refused:
+        chains.storyboard_check(values(11.0), PROMPTS)
+    said = "duration: 11.0 is not allowed; allowed: 0.25 to 10 in steps of 0.25 (segment 1 of 3)"
+    assert str(refused.value) == said
+    assert chains.studio.ledger.recent() == []
+
+
 def test_an_empty_or_unknown_id_is_refused_naming_what_was_wanted(stack, tmp_path):
     chains = services(stack, tmp_path)
     try:
