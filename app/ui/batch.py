@@ -33,7 +33,7 @@ from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.promote import promote
 from app.ui import requote
-from app.ui.callbacks import PRICED_PROMPT, caller_of, files_optional, user_of
+from app.ui.callbacks import KEPT_S, PRICED_PROMPT, caller_of, files_optional, user_of
 from app.ui.fields import Number, Textbox, described
 from app.ui.quiet import QUIET
 
@@ -137,7 +137,7 @@ class BatchCallbacks:
         except Exception as exc:
             raise self.cb.error(exc) from None
         if run.error:
-            gr.Warning(run.error)
+            gr.Warning(run.error, duration=KEPT_S)  # the batch stopped part-way
         yield from self.follow(run, caller_of(self.studio, request))
 
     def follow(self, run: BatchRun, caller: Caller) -> Iterator[tuple[Any, ...]]:

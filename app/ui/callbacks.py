@@ -60,6 +60,16 @@ def files_optional(fn: Any) -> Any:
 RECENT = 12  # jobs in the page's "this session's results" strip
 SUBMITTING_AFTER_S = 0.3  # an API submit slower than this streams "Submitting…" first
 PRICED_PROMPT = "a video"  # prices a form whose prompt is refused (its words cost nothing)
+# An action's refusal or failure stays on screen until the user closes it (Gradio's toasts go
+# after 10 s by default): a button in History or the Longer video section has no panel of its
+# own to say it in, and a user who looked away would never learn why nothing happened.
+# Confirmations (gr.Info) and a field's refusal while a form is being filled keep the default.
+KEPT_S: float | None = None
+
+
+def refusal(message: str) -> gr.Error:
+    """An action's refusal or failure, as the toast that stays until closed (`KEPT_S`)."""
+    return gr.Error(message, duration=KEPT_S, print_exception=False)
 
 
 def user_of(request: gr.Request | None) -> str | None:
@@ -138,7 +148,7 @@ def answered(fn: Callable[..., Iterator[tuple[Any, ...]]]) -> Callable[..., tupl
     def run(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
         answers = list(fn(*args, **kwargs))
         if not answers:  # only while the studio shuts down (Callbacks.watch)
-            raise gr.Error("The studio is shutting down: reload the page in a moment.")
+            raise refusal("The studio is shutting down: reload the page in a moment.")
         return answers[-1]
 
     run.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
@@ -233,7 +243,7 @@ class Callbacks:
         return user_message(exc, self.studio.settings.secret_values())
 
     def error(self, exc: BaseException) -> gr.Error:
-        return gr.Error(self.message(exc), print_exception=False)
+        return refusal(self.message(exc))
 
     @files_optional
     def quote(self, **fields: Any) -> str:
@@ -346,7 +356,7 @@ class Callbacks:
             # did not take the job (the ledger holds its FAILED row) or a late refusal; API
             # clients read the result's "state" and "error"
             if not self.quiet:  # the page's Generate is a direct request: no toast there
-                gr.Warning(msg)
+                gr.Warning(msg, duration=KEPT_S)
             ended, result = not_taken(msg, failed=isinstance(exc, SubmitError))
             yield ended, None, "", "", gr.skip(), result
             return
@@ -366,9 +376,8 @@ class Callbacks:
         """The job's exact workflow and seed as a new job, streamed like /generate."""
         caller = caller_of(self.studio, request)
         if is_chain((job_id or "").strip()):  # a chain opened in History
-            raise gr.Error(
-                f"{job_id.strip()} is a chain: press Rerun chain in the Longer video section",
-                print_exception=False,
+            raise refusal(
+                f"{job_id.strip()} is a chain: press Rerun chain in the Longer video section"
             )
         try:
             new = self.studio.rerun((job_id or "").strip(), caller)

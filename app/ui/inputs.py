@@ -24,7 +24,7 @@ from app.studio.checks.health import ColdStart
 from app.studio.inputs import matching_preset
 from app.studio.owners import Caller
 from app.studio.shown import Shown
-from app.ui.callbacks import caller_of
+from app.ui.callbacks import caller_of, refusal
 from app.ui.health_route import cold_attrs
 
 # Places each `[data-field]` message of the (hidden) errors box inside its field's block, once
@@ -102,7 +102,7 @@ class Extras:
         """The shown job's seed in the seed box, Randomize off (the next job repeats it)."""
         seed = self._seed(caller_of(self.studio, request), job_id)
         if seed is None:
-            raise gr.Error("job: no job with a seed is shown; allowed: a finished or live job")
+            raise refusal("job: no job with a seed is shown; allowed: a finished or live job")
         gr.Info(f"Seed {seed} is in the seed box; Randomize seed is off.")
         return seed, False
 

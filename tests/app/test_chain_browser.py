@@ -68,3 +68,20 @@ def test_extend_from_history_makes_one_stitched_video(studio, context, client):
     # a chain opened: reused, rerun (the service points to Rerun chain), extended; no one
     # workflow to save
     assert disabled(page, OPENED_BUTTONS) == [False, False, False, True]
+
+
+def test_a_refused_action_stays_on_screen_until_closed(studio, context):
+    """A button's refusal is a toast that stays until the user closes it: the Longer video
+    section has no panel of its own to say it in, and Gradio's toasts go after 10 s. The page's
+    timers run on Playwright's clock, moved a minute on (checked to fail with Gradio's 10 s)."""
+    context.clock.install()
+    page = open_studio(context, studio.base_url)
+    page.get_by_role("button", name="Longer video: Extend or Storyboard").click()
+    page.locator("#wp-chain-run").click()  # no prompt anywhere: refused
+    toast = page.locator(".toast-body", has_text="prompt: is empty; describe the video you want")
+    toast.wait_for()
+    page.clock.fast_forward(60_000)
+    # still there, and not closing (a closing toast is made inert as it fades out)
+    assert toast.is_visible() and toast.evaluate("e => e.closest('[inert]') === null")
+    toast.locator(".toast-close").click()
+    toast.wait_for(state="detached")
