@@ -33,9 +33,10 @@ from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.promote import promote
 from app.ui import requote
-from app.ui.callbacks import KEPT_S, PRICED_PROMPT, caller_of, files_optional, user_of
+from app.ui.callbacks import PRICED_PROMPT, caller_of, files_optional, user_of
 from app.ui.fields import Number, Textbox, described
 from app.ui.quiet import QUIET
+from app.ui.toasts import stopped
 
 BATCH_TICK_S = 0.5  # the batch table's refresh while jobs run
 
@@ -137,7 +138,7 @@ class BatchCallbacks:
         except Exception as exc:
             raise self.cb.error(exc) from None
         if run.error:
-            gr.Warning(run.error, duration=KEPT_S)  # the batch stopped part-way
+            stopped(run.error)
         yield from self.follow(run, caller_of(self.studio, request))
 
     def follow(self, run: BatchRun, caller: Caller) -> Iterator[tuple[Any, ...]]:

@@ -38,6 +38,7 @@ from app.studio.summary import job_result, unknown_job
 from app.ui.form import Form
 from app.ui.pace import Pace
 from app.ui.status import SUBMITTING_HTML, ended_html, status_html, unknown_html
+from app.ui.toasts import refusal, stopped
 
 log = logging.getLogger("wanpod.app")
 
@@ -60,16 +61,6 @@ def files_optional(fn: Any) -> Any:
 RECENT = 12  # jobs in the page's "this session's results" strip
 SUBMITTING_AFTER_S = 0.3  # an API submit slower than this streams "Submitting…" first
 PRICED_PROMPT = "a video"  # prices a form whose prompt is refused (its words cost nothing)
-# An action's refusal or failure stays on screen until the user closes it (Gradio's toasts go
-# after 10 s by default): a button in History or the Longer video section has no panel of its
-# own to say it in, and a user who looked away would never learn why nothing happened.
-# Confirmations (gr.Info) and a field's refusal while a form is being filled keep the default.
-KEPT_S: float | None = None
-
-
-def refusal(message: str) -> gr.Error:
-    """An action's refusal or failure, as the toast that stays until closed (`KEPT_S`)."""
-    return gr.Error(message, duration=KEPT_S, print_exception=False)
 
 
 def user_of(request: gr.Request | None) -> str | None:
@@ -356,7 +347,7 @@ class Callbacks:
             # did not take the job (the ledger holds its FAILED row) or a late refusal; API
             # clients read the result's "state" and "error"
             if not self.quiet:  # the page's Generate is a direct request: no toast there
-                gr.Warning(msg, duration=KEPT_S)
+                stopped(msg)
             ended, result = not_taken(msg, failed=isinstance(exc, SubmitError))
             yield ended, None, "", "", gr.skip(), result
             return

@@ -24,8 +24,9 @@ from app.studio.checks.health import ColdStart
 from app.studio.inputs import matching_preset
 from app.studio.owners import Caller
 from app.studio.shown import Shown
-from app.ui.callbacks import caller_of, refusal
+from app.ui.callbacks import caller_of
 from app.ui.health_route import cold_attrs
+from app.ui.toasts import refusal
 
 # Places each `[data-field]` message of the (hidden) errors box inside its field's block, once
 # the user has acted on the form (changed a field, pressed a button other than a section's

@@ -33,6 +33,7 @@ from app.studio.offers import (
 )
 from app.ui.fields import Checkbox, Dropdown, Textbox
 from app.ui.quiet import QUIET
+from app.ui.toasts import stopped
 from workflows.loras import MAX_STACK, STRENGTH_MAX, STRENGTH_MIN, STRENGTH_STEP
 from workflows.poststeps import post_steps
 
@@ -171,8 +172,14 @@ class Picker:
         out[self.form["loras"]] = picks_text(picks)
         return out
 
-    def wire(self, studio_refresh: Callable[[], Offers], pipeline: Any) -> None:
-        """Row changes -> the `loras` field; the refresh button -> a new inventory."""
+    def wire(
+        self,
+        studio_refresh: Callable[[], Offers],
+        pipeline: Any,
+        message: Callable[[BaseException], str],
+    ) -> None:
+        """Row changes -> the `loras` field; the refresh button -> a new inventory (a failure
+        said as `message` words it: the page's one wording, secrets scrubbed)."""
         rows = self._row_inputs()
         outs = [self.form["loras"], *(c for row in self.rows for c in (row[0], row[2], row[3]))]
         for _, pick, strength, low in self.rows:
@@ -186,7 +193,7 @@ class Picker:
             try:
                 studio_refresh()
             except Exception as exc:  # the note says it; the old inventory stays in use
-                gr.Warning(f"inventory not refreshed: {type(exc).__name__}: {exc}")
+                stopped(f"inventory not refreshed: {message(exc)}")
             return self.layout(self.form.forms[pipeline_id])
 
         # its progress shows on the note only: a target stays in the page's loading statuses,

@@ -204,3 +204,28 @@ def test_a_url_beside_an_uploaded_start_image_is_refused(png_file):
     with pytest.raises(InputError) as e:
         job_images(FORMS["i2v_14b"], v, (480, 480), "t")
     assert e.value.field == "start image URL" and "one of them" in str(e.value)
+
+
+def test_a_failed_refresh_is_said_in_the_page_wording_with_the_old_inventory_kept():
+    """Refresh from the endpoint that fails says so in a warning worded as every refusal of the
+    page (`Callbacks.message`: secrets scrubbed, no exception class), and lays the offers out
+    again from the inventory the studio still has."""
+    import gradio as gr
+
+    from app.errors import InventoryUnavailable, user_message
+    from app.ui.form import Form
+
+    def refresh():
+        raise InventoryUnavailable("the inventory job failed: key sk-SECRET refused")
+
+    forms, _ = load_forms()
+    with gr.Blocks() as blocks:
+        form = Form(forms, offers=lambda: offers(INVENTORY)).build()
+        form.picker.wire(refresh, form["pipeline"], lambda exc: user_message(exc, ("sk-SECRET",)))
+    refreshed = next(f.fn for f in blocks.fns.values() if f.name == "refreshed")
+    with pytest.warns(UserWarning) as said:  # gr.Warning outside a request: a Python warning
+        out = refreshed("t2v_14b")
+    assert [str(w.message) for w in said] == [
+        "inventory not refreshed: the inventory job failed: key *** refused"
+    ]
+    assert form.picker.note in out  # the offers laid out again
