@@ -150,9 +150,12 @@ class FileGuard:
 
     def job_of(self, raw: str) -> str | None:
         """The job or chain id whose folder holds `raw` ("" for a shared file, None: not a
-        result)."""
+        result). `raw` is read as Gradio opens it: its `..` taken away by the letters first
+        (os.path.abspath, gradio.utils.abspath), links resolved after; resolved the other way
+        round, `/bin/../<results>/<job>/video.mp4` (`/bin` a link to `usr/bin`) read as
+        `/usr/<results>/...`, not a result, while Gradio served the job's file."""
         try:
-            target = Path(os.path.realpath(raw))
+            target = Path(os.path.realpath(os.path.abspath(raw)))
             rel = target.relative_to(self.results)
         except (ValueError, OSError):
             return None

@@ -7,9 +7,12 @@ answers alike: another user's job is "not a job of this studio", like an unknown
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -156,6 +159,29 @@ def test_her_stored_files_download_only_for_her_and_the_admin(shared, hers):
     )
     r = s.get(f"{proc.base_url}/gradio_api/file={sneaky}", timeout=30)
     assert r.status_code == 403
+    # a link before a `..` (`/bin` -> `usr/bin` on Debian, as in the app's image): Gradio opens
+    # `/bin/../<path>` as `<path>`; sent as written (http.client tidies no `..`), plain and
+    # percent-encoded
+    cookies = "; ".join(f"{k}={v}" for k, v in s.cookies.get_dict().items())
+    linked = [d for d in ("/bin", "/lib", "/sbin", "/lib64") if os.path.islink(d)] or ["/tmp"]
+    for path in files:
+        for dots in ("..", "%2e%2e"):
+            status, body = raw_get(proc.base_url, f"/gradio_api/file={linked[0]}/{dots}{path}",
+                                   cookies)  # fmt: skip
+            assert status == 403, (linked[0], dots, path.name, status)
+            assert body != path.read_bytes()
+
+
+def raw_get(base_url: str, target: str, cookies: str) -> tuple[int, bytes]:
+    """GET `target` exactly as written (no client normalises its `..`)."""
+    url = urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.request("GET", target, headers={"Cookie": cookies})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
 def test_her_live_stream_only_for_her_and_the_admin(shared, hers):
@@ -192,3 +218,26 @@ def test_uploads_over_the_setting_are_refused(shared):
     assert big.status_code == 413, big.text  # WANPOD_MAX_UPLOAD_MB=1
     small = s.post(url, files={"files": ("small.png", b"\0" * 500_000)}, timeout=30)
     assert small.status_code == 200, small.text
+
+
+def test_a_stored_files_path_is_read_as_gradio_opens_it(tmp_path):
+    """`..` goes by the letters first, links after (os.path.abspath, then realpath): a link
+    before a `..` does not take a job's file out of its folder's check."""
+    from types import SimpleNamespace
+
+    from app.ui.guards import FileGuard
+
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere" / "deep"
+    (data / "results" / "wp-bob").mkdir(parents=True)
+    elsewhere.mkdir(parents=True)
+    (data / "link").symlink_to(elsewhere)  # like /bin -> usr/bin
+    studio = SimpleNamespace(
+        settings=SimpleNamespace(data_dir=data), ledger=SimpleNamespace(db=None)
+    )
+    guard = FileGuard(None, studio)
+    video = data / "results" / "wp-bob" / "video.mp4"
+    assert guard.job_of(str(video)) == "wp-bob"
+    assert guard.job_of(f"{data}/link/../results/wp-bob/video.mp4") == "wp-bob"
+    assert guard.job_of(f"{data}/results/_placeholders/../wp-bob/video.mp4") == "wp-bob"
+    assert guard.job_of(f"{data}/results/_placeholders/x.png") == ""  # shared
+    assert guard.job_of(f"{elsewhere}/video.mp4") is None  # not a result
