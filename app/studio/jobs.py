@@ -215,7 +215,6 @@ class Studio:
     def _write_and_send(
         self, prep, mode, params, job_input, clearance, user, recipe, form, chain
     ) -> str:
-        leased_at = time.monotonic()  # the row's lease (tracker.lease()) runs from after this
         lease = self.tracker.lease()  # held by this replica while /run is under way
 
         def admit() -> str:  # budget check and row: one step (no double spend)
@@ -250,7 +249,9 @@ class Studio:
             msg = user_message(exc, self.settings.secret_values())
             self.ledger.update(rid, state=JobState.FAILED, error=msg, finished_at=time.time())
             raise SubmitError(f"the endpoint did not take the job: {msg}") from None
-        self.ledger.update(rid, job_id=ref.id, state=ref.state, submitted_at=time.time())
+        leased_at = time.monotonic()  # the lease is renewed with the job id (a slow /run's)
+        if not self.ledger.sent(rid, ref.id, ref.state, **lease):
+            log.warning("job %s: /run answered %s, but the row has a job id already", rid, ref.id)
         self.tracker.watch(rid, leased_at=leased_at)
         if clearance is not None and clearance.note:
             log.info("job %s: %s", rid, clearance.note)

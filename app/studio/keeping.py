@@ -135,8 +135,8 @@ class Keeping:
                 log.warning("tracker: %s: %s", rid, text)
             self._notes[rid] = text
         # the ledger is on the same disk: when it cannot be written, the note in memory shows
-        with contextlib.suppress(Exception):
-            self.ledger.update(rid, progress={"stage": "disk full"}, error=text)
+        with contextlib.suppress(Exception):  # while this replica holds the live row
+            self.ledger.update_owned(rid, self.owner, progress={"stage": "disk full"}, error=text)
         self._changed(rid)
 
     def note(self, rid: str) -> str | None:

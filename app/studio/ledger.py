@@ -13,7 +13,8 @@ as it was) next to what was sent (`params`, `workflow`), the `quote` (cost.Quote
 (app/studio/migrations.py, app/studio/reuse.py).
 The database is WANPOD_DATABASE_URL's (app/studio/db.py): a SQLite file by default, PostgreSQL
 for a ledger several studio replicas share; the same methods and tests run on both. The tracker's
-lease (`claim`, `update_owned`, `release`) makes one replica follow each live job at a time.
+lease (`claim`, `update_owned`, `release`) makes one replica follow each live job at a time;
+/run's answer (`sent`) and the LOST of an abandoned submit (`abandon`) are conditional writes.
 
 States: SUBMITTING, IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT, LOST
 (SUBMITTING with no answer, or the endpoint no longer knows the job).
@@ -182,7 +183,8 @@ class Ledger:
         self._update(rid, None, fields)
 
     def update_owned(self, rid: str, owner: str, **fields: Any) -> bool:
-        """`update` only while `owner` holds the row's lease (atomic); False when it does not."""
+        """`update` only while `owner` holds the lease of the row and the row is live (one
+        conditional write); False when it does not, or the job has ended."""
         return self._update(rid, owner, fields)
 
     def _update(self, rid: str, owner: str | None, fields: Mapping[str, Any]) -> bool:
@@ -194,7 +196,9 @@ class Ledger:
             values.append(_encode(value) if name in _JSON else value)
         cols.append("updated_at=?")
         values.append(time.time())
-        where, args = ("id=?", [rid]) if owner is None else ("id=? AND lease_owner=?", [rid, owner])
+        where, args = ("id=?", [rid])
+        if owner is not None:
+            where, args = f"id=? AND lease_owner=? AND {IS_LIVE}", [rid, owner, *LIVE_STATES]
         sql = f"UPDATE jobs SET {', '.join(cols)} WHERE {where}"
         return self.db.execute(sql, (*values, *args)).rowcount == 1
 
@@ -220,12 +224,40 @@ class Ledger:
     def claim(self, rid: str, owner: str, lease_s: float) -> bool:
         """Take (or renew) the lease on row `rid` for `lease_s` seconds when it is free, expired
         or already `owner`'s and the row is live: one atomic conditional UPDATE. True when
-        `owner` holds it now. A final row is nobody's: the replica that ends a job frees its
-        lease in the same write, and another that read the row live just before gets nothing."""
+        `owner` holds it now. A final row is nobody's: its `lease_owner` stays as the replica
+        that ended it, but neither this nor `update_owned` matches a row no longer live, so
+        another replica that read the row live just before gets nothing."""
         now = time.time()
         sql = f"UPDATE jobs SET lease_owner=?, lease_until=? WHERE {self.db.claim_where()}"
         sql += f" AND {IS_LIVE}"
         args = (owner, now + lease_s, rid, owner, now, *LIVE_STATES)
+        return self.db.execute(sql, args).rowcount == 1
+
+    def sent(self, rid: str, job_id: str, state: str, owner: str, lease_s: float) -> bool:
+        """Record /run's answer on row `rid` (one conditional write): its RunPod job id and
+        state, `owner`'s lease renewed for `lease_s`. A row its lease ran out on while /run
+        was under way, marked LOST meanwhile (`abandon`), is live again: the job exists on the
+        endpoint. False when the row already has a job id (nothing written)."""
+        now = time.time()
+        sql = (
+            "UPDATE jobs SET job_id=?, state=?, submitted_at=?, finished_at=NULL, error=NULL,"
+            " lease_owner=?, lease_until=?, updated_at=? WHERE id=? AND job_id IS NULL"
+        )
+        args = (job_id, state, now, owner, now + lease_s, now, rid)
+        return self.db.execute(sql, args).rowcount == 1
+
+    def abandon(self, rid: str, error: str) -> bool:
+        """Mark LOST a live row that has no RunPod job id and whose lease ran out (its studio
+        stopped between the row and /run's answer), in one conditional write: a row whose
+        /run answer is recorded first, or whose submitting replica still holds it, is left as
+        it is. True when it was marked."""
+        now = time.time()
+        sql = (
+            "UPDATE jobs SET state=?, finished_at=?, error=?, lease_owner=NULL, lease_until=NULL,"
+            f" updated_at=? WHERE id=? AND job_id IS NULL AND {IS_LIVE}"
+            " AND (lease_owner IS NULL OR lease_until < ?)"
+        )
+        args = (JobState.LOST, now, error, now, rid, *LIVE_STATES, now)
         return self.db.execute(sql, args).rowcount == 1
 
     def release(self, owner: str) -> None:

@@ -20,9 +20,13 @@ looks for live rows it does not follow yet (submitted through another replica) a
 a job another replica holds is only observed (its row re-read each poll_s, so a page attached
 here still sees every change), and the moment that replica's lease runs out (it died) this one
 takes it over; a replica certainly gone (killed on this machine: app/studio/replicas.py) has its
-leases freed at the next scan (at once for a restarted studio's own predecessor). The final
-write of a result is conditional on still holding the lease (`Ledger.update_owned`), so a job is
-stored once; its files have fixed names per row.
+leases freed at the next scan (at once for a restarted studio's own predecessor). Every write a
+poll makes, and the final write of a result, is conditional on still holding the live row's lease
+(`Ledger.update_owned`): a status answer that outlasted the lease cannot undo what the replica
+that took the job over wrote, so a job is stored and ended once; its files have fixed names per
+row. A new row is held by the replica sending it; /run's answer is recorded by one conditional
+write (`Ledger.sent`), and a row abandoned mid-submit is marked LOST by another (`Ledger.abandon`),
+so a slow /run answer is never lost to the scan.
 
 The endpoint is anything with `.status(job_id)` returning an object with `state`, `progress`,
 `output`, `error`, `delay_ms`, `execution_ms`, `worker_id` (app/endpoint/client.py's JobStatus).
@@ -179,7 +183,7 @@ class Tracker(Keeping):
         The replicas left holding leases share the endpoint's /status budget with this one."""
         others: set[str] = set()
         for owner in self.ledger.lease_owners():
-            replica = owner.split("/")[0]  # a replica's reaper holds leases under its name too
+            replica = owner.split("/")[0]  # an older studio's reaper held "<replica>/reaper"
             if replica == self.owner:
                 continue
             if certainly_gone(owner):
@@ -193,15 +197,7 @@ class Tracker(Keeping):
             if row.job_id:
                 if row.id not in self._scheduled:
                     self.watch(row.id)
-            elif self.ledger.claim(row.id, self.owner + "/reaper", self.lease_s):
-                self.ledger.update(  # a final row: its lease ends with it
-                    row.id,
-                    state=JobState.LOST,
-                    finished_at=time.time(),
-                    error=UNANSWERED,
-                    lease_owner=None,
-                    lease_until=None,
-                )
+            elif self.ledger.abandon(row.id, UNANSWERED):
                 self._changed(row.id)
 
     # -- pages ---------------------------------------------------------------------------------
@@ -474,7 +470,8 @@ class Tracker(Keeping):
             fields["state"] = JobState.IN_PROGRESS  # stays live until the files are stored
             fields["completed_seen_at"] = time.time()
             fields["progress"] = {"stage": "delivering"}
-            self.ledger.update(rid, **fields)
+            if not self._record(rid, fields):
+                return self._observe(rid, row.updated_at)
             self._changed(rid)
             with self._cond:  # still live in the ledger: not to be polled again meanwhile
                 self._storing.add(rid)
@@ -487,11 +484,23 @@ class Tracker(Keeping):
             if fields.get("execution_ms") or rid in self._implausible:  # it still bills
                 bill = self._bill(rid, fields.get("execution_ms"), fields.get("delay_ms"), row.gpu)
                 fields["cost"] = dataclasses.replace(bill, partial=True)
-            self.ledger.update(rid, **{k: v for k, v in fields.items() if k != "state"})
-            self._finish(rid, state, error=self._scrub(str(err or state.lower())))
+            more = {k: v for k, v in fields.items() if k != "state"}
+            if not self._finish(rid, state, error=self._scrub(str(err or state.lower())), **more):
+                return self._observe(rid, row.updated_at)  # the replica holding it ends it
             return False
         changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
         if changed:  # a poll that learnt nothing new writes nothing (and wakes no page)
-            self.ledger.update(rid, **changed)
+            if not self._record(rid, changed):
+                return self._observe(rid, row.updated_at)
             self._changed(rid)
         return True
+
+    def _record(self, rid: str, fields: dict[str, Any]) -> bool:
+        """Write what a status call learnt while this replica still holds the live row (one
+        conditional write): False, the lease forgotten here, when the call outlasted the lease
+        and another replica took the job over, or ended it, meanwhile (a stale answer
+        written over it would make an ended job live again, to be stored twice)."""
+        if self.ledger.update_owned(rid, self.owner, **fields):
+            return True
+        self._held.pop(rid, None)
+        return False

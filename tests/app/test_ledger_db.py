@@ -106,9 +106,9 @@ def test_a_lease_is_held_by_one_owner_until_it_expires(ledger_url):
 
 
 def test_a_final_row_is_nobodys_to_claim(ledger_url):
-    """A replica that ends a job frees its lease with the final state. Another replica that
-    read the row live just before must not take it then (it would poll RunPod for a job that
-    has ended, and could store its result a second time)."""
+    """A final row is nobody's, its lease freed or not. Another replica that read the row
+    live just before must not take it then (it would poll RunPod for a job that has ended,
+    and could store its result a second time)."""
     ledger = Ledger(ledger_url)
     rid = _create(ledger, owner="replica-b", lease_s=30)
     ledger.update(rid, job_id="job-b", state=JobState.IN_PROGRESS)
@@ -116,6 +116,45 @@ def test_a_final_row_is_nobodys_to_claim(ledger_url):
     ledger.update(rid, state=JobState.COMPLETED, lease_owner=None, lease_until=None)
     assert not ledger.claim(rid, "replica-a", 30)
     assert not ledger.claim(rid, "replica-b", 30)  # not even by the replica that held it
+
+
+def test_a_final_row_is_written_by_no_lease_holder(ledger_url):
+    """A replica's writes while it holds a job (`update_owned`) match live rows only: an answer
+    that arrives after the job ended (ended by another replica, its lease kept as a record of
+    who did) changes nothing."""
+    ledger = Ledger(ledger_url)
+    rid = _create(ledger, owner="replica-a", lease_s=30)
+    ledger.update(rid, job_id="job-a", state=JobState.IN_PROGRESS)
+    assert ledger.update_owned(rid, "replica-a", progress={"stage": "sampling"})
+    assert ledger.update_owned(rid, "replica-a", state=JobState.COMPLETED)
+    ended = ledger.get(rid)
+    assert not ledger.update_owned(rid, "replica-a", state=JobState.IN_PROGRESS)
+    assert not ledger.update_owned(rid, "replica-a", progress={"stage": "delivering"})
+    assert ledger.get(rid) == ended
+
+
+def test_run_answer_and_abandoned_submit_each_write_only_if_first(ledger_url):
+    """/run's answer (`sent`) and the scan's LOST for a submit nobody finished (`abandon`):
+    each a conditional write, so whichever comes second of the two changes nothing, except
+    that a job id arriving after LOST makes the row live again (the job exists)."""
+    ledger = Ledger(ledger_url)
+    held = _create(ledger, owner="replica-a", lease_s=30)
+    assert not ledger.abandon(held, "gone")  # its submitting replica still holds it
+    expired = _create(ledger, owner="replica-a", lease_s=-1)
+    assert ledger.sent(expired, "job-1", JobState.IN_QUEUE, owner="replica-a", lease_s=30)
+    assert not ledger.abandon(expired, "gone")  # the answer came first: the job is followed
+    assert ledger.get(expired).state == JobState.IN_QUEUE
+    late = _create(ledger, owner="replica-a", lease_s=-1)
+    assert ledger.abandon(late, "gone")
+    assert (ledger.get(late).state, ledger.get(late).error) == (JobState.LOST, "gone")
+    assert not ledger.abandon(late, "gone")  # once
+    assert ledger.sent(late, "job-2", JobState.IN_PROGRESS, owner="replica-b", lease_s=30)
+    row = ledger.get(late)
+    assert (row.state, row.job_id, row.error, row.finished_at) == (
+        JobState.IN_PROGRESS, "job-2", None, None)  # fmt: skip
+    assert not ledger.claim(late, "replica-a", 30)  # held by the replica that sent it
+    assert not ledger.sent(late, "job-3", JobState.IN_QUEUE, owner="replica-b", lease_s=30)
+    assert ledger.get(late).job_id == "job-2"
 
 
 def test_of_many_replicas_claiming_at_once_exactly_one_gets_the_lease(ledger_url):

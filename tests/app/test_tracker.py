@@ -11,7 +11,7 @@ from app.settings import PRICES_PATH
 from app.studio import cost
 from app.studio.ledger import Ledger
 from app.studio.tracker import Tracker
-from tests.helpers import wait_for
+from tests.helpers import COMFY_FIXTURES, wait_for
 
 
 def row(ledger: Ledger) -> str:
@@ -415,3 +415,125 @@ def test_replicas_following_jobs_on_the_endpoint_split_its_status_budget(tmp_pat
     finally:
         tracker.stop()
     assert "job-b" not in polls  # replica b's job is b's to poll
+
+
+def completed_with_video() -> SimpleNamespace:
+    """RunPod's /status of a finished job, its video as base64 (what the worker returns)."""
+    import base64
+
+    video = COMFY_FIXTURES / "recordings" / "files" / "video_success" / "acceptance_00001_.mp4"
+    data = base64.b64encode(video.read_bytes()).decode()
+    output = {"images": [{"filename": "v.mp4", "type": "base64", "data": data}]}
+    return SimpleNamespace(state="COMPLETED", progress=None, error=None, delay_ms=10,
+                           execution_ms=5000, worker_id="w1", output=output)  # fmt: skip
+
+
+def test_an_answer_that_outlasts_the_lease_leaves_the_job_another_replica_ended(tmp_path):
+    """Replica A's /status call outlasts its lease (RunPod slow, a read timeout and a retry);
+    replica B takes the job over, stores it and ends it. A's answer, arriving then, is
+    written only while A holds the live row: the ended row stays as B wrote it, the job is
+    stored once and ended once."""
+    import threading
+
+    from app.endpoint.states import JobState
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    rid = row(ledger)
+    ledger.update(rid, job_id="job-1", state=JobState.IN_PROGRESS)
+    done = completed_with_video()
+    calling, answer = threading.Event(), threading.Event()
+
+    def slow_status(job_id: str) -> SimpleNamespace:
+        calling.set()
+        answer.wait(60)
+        return done
+
+    ended: list[tuple[str, str]] = []
+    prices = cost.load_prices(PRICES_PATH)
+
+    def replica(name: str, status) -> Tracker:
+        def on_final(rid: str) -> None:
+            ended.append((name, rid))
+
+        return Tracker(ledger, SimpleNamespace(status=status), tmp_path / name, prices,
+                       lease_s=1.0, owner=name, on_final=on_final)  # fmt: skip
+
+    a, b = replica("A", slow_status), replica("B", lambda job_id: done)
+    a.start()
+    try:
+        calling.wait(30)
+        lease = "SELECT lease_until FROM jobs WHERE id=?"
+        wait_for(lambda: ledger.db.execute(lease, (rid,)).one()["lease_until"] < time.time(),
+                 what="A's lease running out while its call waits")  # fmt: skip
+        b.start()
+        by_b = wait_for(lambda: (r := ledger.get(rid)).final and r, 30, "B's end of the job")
+        answer.set()  # A's answer arrives now: COMPLETED, like B's
+        wait_for(lambda: rid not in a._scheduled and rid not in a._storing and not a._inflight,
+                 what="A done with the job")  # fmt: skip
+        now = ledger.get(rid)
+        assert now.state == "COMPLETED" and now.updated_at == by_b.updated_at  # as B wrote it
+        assert ended == [("B", rid)]
+        assert not (tmp_path / "A" / "results" / rid).exists()  # A never stored it
+        assert list((tmp_path / "B" / "results" / rid).iterdir())
+    finally:
+        answer.set()
+        a.stop()
+        b.stop()
+    assert ledger.live() == [] and ended == [("B", rid)]
+
+
+def failed_answer(job_id: str) -> SimpleNamespace:
+    return SimpleNamespace(state="FAILED", progress=None, error=f"{job_id} failed on its worker",
+                           delay_ms=10, execution_ms=900, worker_id="w1", output=None)  # fmt: skip
+
+
+def test_a_run_answer_after_the_submit_lease_ran_out_is_followed_all_the_same(tmp_path):
+    """/run answers after the new row's lease ran out (a connect timeout and a retry, a 429's
+    Retry-After): the scan has marked the row LOST meanwhile, as a studio that stopped
+    mid-submit. The job exists on the endpoint, so its answer makes the row live again, held
+    here, and the tracker follows it to its end."""
+    from app.endpoint.states import JobState
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    tracker = Tracker(ledger, SimpleNamespace(status=failed_answer), tmp_path,
+                      cost.load_prices(PRICES_PATH), lease_s=1.0)  # fmt: skip
+    tracker.start()
+    try:
+        rid = ledger.create(template="t2v_14b", mode="turbo", params={}, workflow={},
+                            quote=None, gpu="H100 PRO", **tracker.lease())  # fmt: skip
+        lost = wait_for(lambda: (r := ledger.get(rid)).final and r, 30, "the scan's LOST")
+        assert lost.state == "LOST" and "RunPod's job id never arrived" in lost.error
+        assert ledger.sent(rid, "job-late", JobState.IN_QUEUE, **tracker.lease())  # /run's answer
+        revived = ledger.get(rid)
+        assert revived.live and revived.job_id == "job-late"
+        assert revived.finished_at is None and revived.error is None
+        tracker.watch(rid)
+        done = wait_for(lambda: (r := ledger.get(rid)).final and r, 30, "the job's end")
+    finally:
+        tracker.stop()
+    assert done.state == "FAILED" and done.error == "job-late failed on its worker"
+    assert not ledger.sent(rid, "job-other", JobState.IN_QUEUE, **tracker.lease())  # once only
+
+
+def test_the_scan_leaves_a_row_whose_run_answer_is_recorded_first(tmp_path):
+    """The scan read the row without a job id; /run's answer is recorded before the scan
+    writes: the row is not marked LOST (its write is conditional on the row still having no
+    job id), and the job is followed."""
+    from app.endpoint.states import JobState
+
+    class AnsweredMeanwhile(Ledger):
+        def abandon(self, rid: str, error: str) -> bool:
+            self.sent(rid, "job-1", JobState.IN_QUEUE, owner="elsewhere", lease_s=0.0)
+            return super().abandon(rid, error)
+
+    ledger = AnsweredMeanwhile(tmp_path / "ledger.sqlite3")
+    tracker = Tracker(ledger, SimpleNamespace(status=failed_answer), tmp_path,
+                      cost.load_prices(PRICES_PATH), lease_s=1.0)  # fmt: skip
+    rid = row(ledger)  # no lease: abandoned as far as the scan can tell
+    tracker.start()
+    try:
+        done = wait_for(lambda: (r := ledger.get(rid)).final and r, 30, "the job's end")
+    finally:
+        tracker.stop()
+    assert done.state == "FAILED" and done.job_id == "job-1"
+    assert done.error == "job-1 failed on its worker"  # followed, not LOST
