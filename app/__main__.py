@@ -194,7 +194,7 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
                     Middleware(EarlyScript, script=RAF_FIX_JS + LOGIN_NOTICE_JS),
                     Middleware(FileGuard, studio=studio),
                     Middleware(SignInGuard),
-                    Middleware(WebhookRoute, receive_webhook=hooks.receive),
+                    Middleware(WebhookRoute, webhooks=hooks),
                     Middleware(LiveRoute, studio=studio),
                     Middleware(HealthRoute, studio=studio),
                 ]

@@ -275,6 +275,11 @@ class Ledger:
         rows = self.db.execute(sql, (time.time(), *LIVE_STATES)).rows
         return sorted(r["lease_owner"] for r in rows)
 
+    def has_webhook(self, rid: str, digest: str) -> bool:
+        """True while `digest` is the row's unused webhook secret (nothing written)."""
+        sql = "SELECT id FROM jobs WHERE id=? AND webhook_digest=?"
+        return self.db.execute(sql, (rid, digest)).one() is not None
+
     def take_webhook(self, rid: str, digest: str) -> bool:
         """True once for the row's webhook secret (atomic: the digest is cleared as it matches)."""
         sql = "UPDATE jobs SET webhook_digest=NULL WHERE id=? AND webhook_digest=?"

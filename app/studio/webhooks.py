@@ -8,7 +8,8 @@ webhook (or a second replica receiving the same one) finds nothing to match and 
 a forged one (wrong token, another job's body, an unknown row). An accepted webhook does not trust
 the body: it makes the tracker ask RunPod for the job's status at once (with the API key), so the
 final state and the result are recorded without waiting for the next poll. Polling stays the
-fallback when a webhook never comes.
+fallback when a webhook never comes. `expects(rid, token)` checks the token without using it up,
+so the route (app/ui/webhook_route.py) refuses a forged call before reading its body.
 """
 
 from __future__ import annotations
@@ -44,19 +45,26 @@ def webhook_url(public_url: str, rid: str, token: str) -> str:
 
 
 class Webhooks:
+    refused = Answer(403, "refused: wrong or already used webhook token")
+
     def __init__(self, ledger: Ledger, tracker: Any) -> None:
         self.ledger = ledger
         self.tracker = tracker
 
+    def expects(self, rid: str, token: str) -> bool:
+        """True when `token` is row `rid`'s unused webhook secret (read only: nothing is used
+        up), checked before a webhook's body is read."""
+        return bool(token) and self.ledger.has_webhook(rid, digest(token))
+
     def receive(self, rid: str, token: str, body: bytes) -> Answer:
         try:
             job_id = json.loads(body or b"{}").get("id")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return Answer(400, "the webhook body is not a RunPod status object")
         row = self.ledger.get(rid, workflow=False)
         if row is None or not token or not job_id or job_id != row.job_id:
             return Answer(403, "refused: unknown job, or the body is not this job's")
         if not self.ledger.take_webhook(rid, digest(token)):
-            return Answer(403, "refused: wrong or already used webhook token")
+            return self.refused
         self.tracker.poke(rid)
         return Answer(200, "recorded")

@@ -5,14 +5,17 @@ A forged webhook (wrong token, another job's body, unknown row) and a replayed o
 
 from __future__ import annotations
 
+import http.client
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
 from app.studio.db import open_database
 from app.studio.ledger import Ledger
 from app.studio.webhooks import PATH, digest
+from app.ui.webhook_route import MAX_BODY
 from tests.app.conftest import start_studio
 from tests.app.test_api import args, finished
 from tests.helpers import free_port, wait_for
@@ -53,7 +56,13 @@ def test_the_final_status_comes_by_webhook_and_forged_or_replayed_ones_are_refus
         assert post("a-guessed-token").status_code == 403
         assert post("the-right-token", {"id": "another-job"}).status_code == 403
         assert post("the-right-token", to=f"{public}{PATH}wp-nosuchrow").status_code == 403
-        assert requests.post(url, params={"token": "x"}, data=b"not json").status_code == 400
+        not_json = requests.post(url, params={"token": "the-right-token"}, data=b"not json")
+        assert not_json.status_code == 400  # and the token is not used up by it
+        # refused before a byte of the body is read: a wrong token, or more than MAX_BODY
+        # announced (the body never sent: an answer at all shows it was not waited for)
+        for token, length, status in (("a-guessed-token", 1 << 20, 403),
+                                      ("the-right-token", MAX_BODY + 1, 413)):  # fmt: skip
+            assert announced_only(public, f"{PATH}{other}?token={token}", length) == status
         accepted = post("the-right-token")
         assert accepted.status_code == 200, accepted.text
         replayed = post("the-right-token")
@@ -62,3 +71,18 @@ def test_the_final_status_comes_by_webhook_and_forged_or_replayed_ones_are_refus
         assert "the-right-token" not in studio.output()
     finally:
         studio.stop()
+
+
+def announced_only(base_url: str, target: str, length: int) -> int:
+    """POST `target` announcing a body of `length` bytes and sending none: the status of the
+    answer (a route that waited for the body would time out here)."""
+    url = urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=20)
+    try:
+        conn.putrequest("POST", target)
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(length))
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
