@@ -26,7 +26,7 @@ from typing import Any
 
 from workflows.catalog import frames_for, snap_frames
 from workflows.errors import ParamError, WorkflowFormatError
-from workflows.fill import NEGATIVE_IGNORED, SAFE_NAME, SAFE_PREFIX, FilledWorkflow
+from workflows.fill import NEGATIVE_IGNORED, SAFE_NAME, SAFE_PREFIX, FilledWorkflow, text_param
 
 EXPORT_HINT = (
     "this is ComfyUI's UI (save) format, not the API format; in ComfyUI open the workflow and use "
@@ -205,8 +205,7 @@ def fill_byo(
         raise ParamError(name, given[name], f"parameters this workflow has: {allowed}")
     for name, slots in (("prompt", d.positive), ("negative_prompt", d.negative)):
         if name in given:
-            if not isinstance(given[name], str):
-                raise ParamError(name, given[name], "text")
+            text_param(name, given[name])
             put(slots, given[name])
             resolved[name] = given[name]
     for name, slots in (("width", d.width), ("height", d.height)):

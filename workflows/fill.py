@@ -177,10 +177,19 @@ def _mode(t: Template, mode: object) -> str:
 
 
 def _text(t: Template, name: str, value: object, empty_ok: bool) -> str:
+    text = text_param(name, value)
+    if not empty_ok and not text.strip():
+        raise ParamError(name, value, "non-empty text")
+    return text
+
+
+def text_param(name: str, value: object) -> str:
+    """A prompt's text: a string without NUL (U+0000), which PostgreSQL's JSON cannot hold (the
+    ledger's search reads `params` as jsonb) and no prompt means."""
     if not isinstance(value, str):
         raise ParamError(name, value, "text")
-    if not empty_ok and not value.strip():
-        raise ParamError(name, value, "non-empty text")
+    if "\0" in value:
+        raise ParamError(name, value, "text without NUL characters (U+0000)")
     return value
 
 

@@ -16,6 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# a listing filter no row matches: APP_AUTH's user names hold no ":" (app/access.py); "\0" would
+# be refused by PostgreSQL in a query's text
+NOBODY = ":"
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -37,7 +41,7 @@ class Caller:
     @property
     def scope(self) -> str | None:
         """The ledger's user filter for listings: None = every user's jobs."""
-        return None if self.admin else (self.user or "\0")
+        return None if self.admin else (self.user or NOBODY)
 
 
 ANYONE = Caller(None, admin=True)  # the operator's own tools (CLI, tracker): every job

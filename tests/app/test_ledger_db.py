@@ -118,6 +118,18 @@ def test_a_final_row_is_nobodys_to_claim(ledger_url):
     assert not ledger.claim(rid, "replica-b", 30)  # not even by the replica that held it
 
 
+def test_a_caller_without_a_name_lists_nothing(ledger_url):
+    """Under APP_AUTH a caller with no user name sees no row: its listing filter matches none,
+    on PostgreSQL too (which refuses a NUL in a query's text)."""
+    from app.studio.owners import Caller
+
+    ledger = Ledger(ledger_url)
+    _create(ledger, user="ada")
+    _create(ledger)
+    assert ledger.search("", user=Caller("").scope) == []
+    assert len(ledger.search("", user=Caller(None, admin=True).scope)) == 2
+
+
 def test_a_final_row_is_written_by_no_lease_holder(ledger_url):
     """A replica's writes while it holds a job (`update_owned`) match live rows only: an answer
     that arrives after the job ended (ended by another replica, its lease kept as a record of

@@ -80,6 +80,8 @@ def test_fill_byo_refusals(schema):
         ParamError, match=r"^width: 650 is not allowed; allowed: positive multiples of 16"
     ):
         fill_byo(t2v, {"width": 650}, schema)
+    with pytest.raises(ParamError, match=r"^prompt: .*allowed: text without NUL characters"):
+        fill_byo(t2v, {"prompt": "a kite\0"}, schema)
     f = fill_byo(t2v, {"frames": 82, "seed": 5}, schema)
     assert f.workflow["74"]["inputs"]["length"] == 81 and f.seed == 5
     assert "frames 82 snapped to 81 (Wan needs 4n+1 frames)" in f.notes
