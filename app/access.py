@@ -122,6 +122,20 @@ SIGNIN_PER_ADDRESS = 20  # people behind one NAT may all mistype; one guesser is
 SIGNIN_KEYS = 10_000  # users and addresses remembered at most (made-up names cannot grow it)
 
 
+def address_key(address: str) -> str:
+    """The client an address counts for: an IPv6 address by its /64 (one host or network holds
+    them all, so a guesser could take a fresh one per try), anything else as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class SignInThrottle:
     """Failed sign-ins per user name and per client address over a sliding window: while either
     has its limit of failures in the window, `wait_s` says how long until the oldest one ages out
@@ -139,6 +153,9 @@ class SignInThrottle:
         self.keys = keys
         self._fails: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
 
+    def _keys(self, user: str, address: str) -> tuple[tuple[str, str], tuple[str, str]]:
+        return ("user", user), ("address", address_key(address))
+
     def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
         times = self._fails.get(key) or deque()
         while times and now - times[0] >= self.window_s:
@@ -148,7 +165,7 @@ class SignInThrottle:
     def wait_s(self, user: str, address: str, now: float) -> float:
         """Seconds until a sign-in of `user` from `address` is taken (0: now)."""
         wait = 0.0
-        for key in (("user", user), ("address", address)):
+        for key in self._keys(user, address):
             times = self._recent(key, now)
             limit = self.limits[key[0]]
             if len(times) >= limit:
@@ -156,15 +173,24 @@ class SignInThrottle:
         return wait
 
     def failed(self, user: str, address: str, now: float) -> int:
-        """Record a failure; returns the user's failures in the window."""
-        for key in (("user", user), ("address", address)):
+        """Record a failure; returns the user's failures in the window. Past `keys` remembered,
+        the longest untouched name or address goes first, one at its limit last: failures
+        under made-up names (from many addresses) cannot push out a user being guessed at and
+        so give the guesser fresh tries."""
+        for key in self._keys(user, address):
             times = self._recent(key, now)
             times.append(now)
             self._fails[key] = times
             self._fails.move_to_end(key)
+        count = len(self._fails[("user", user)])
         while len(self._fails) > self.keys:
-            self._fails.popitem(last=False)
-        return len(self._fails[("user", user)])
+            key = next((k for k, times in self._fails.items()
+                        if len(self._recent(k, now)) < self.limits[k[0]]), None)  # fmt: skip
+            if key is None:
+                self._fails.popitem(last=False)
+            else:
+                del self._fails[key]
+        return count
 
     def succeeded(self, user: str) -> None:
         """A right password clears the user's failures (not its address's)."""

@@ -40,6 +40,31 @@ def test_the_throttle_remembers_a_bounded_number_of_names():
     assert len(t._fails) <= 50
 
 
+def test_made_up_names_from_many_addresses_do_not_give_a_guessed_user_fresh_tries():
+    """Past its bound the throttle forgets the longest untouched names first, but not one at
+    its limit: a guesser cannot flush the user it is guessing at with made-up names."""
+    t = SignInThrottle(window_s=300, per_user=3, per_address=25, keys=50)
+    for k in range(3):
+        t.failed("ann", "10.0.0.1", 100 + k)
+    for k in range(1000):  # 40 addresses, 25 made-up names each
+        assert t.failed(f"made-up-{k}", f"10.1.{k // 25}.1", 110 + k / 100) == 1
+    assert len(t._fails) <= 50
+    assert t.wait_s("ann", "10.0.0.99", 130) == pytest.approx(270)  # still refused
+
+
+def test_an_ipv6_client_counts_by_its_64_network():
+    """An IPv6 host holds a whole /64: its addresses count as one client; an IPv4 address
+    mapped into IPv6 counts as itself."""
+    t = SignInThrottle(window_s=60, per_user=100, per_address=3)
+    for k in range(3):
+        t.failed(f"user-{k}", f"2001:db8:0:7::{k + 1:x}", 100)
+    assert t.wait_s("user-9", "2001:db8:0:7:ffff::1", 101) == pytest.approx(59)
+    assert t.wait_s("user-9", "2001:db8:0:8::1", 101) == 0  # another network
+    for k in range(3):
+        t.failed(f"user-{k}", "::ffff:10.0.0.7", 100)
+    assert t.wait_s("user-9", "10.0.0.7", 101) == pytest.approx(59)
+
+
 @pytest.fixture
 def signin_app():
     import gradio as gr
