@@ -105,8 +105,9 @@ def url_problem(url: str, settings: FetchSettings) -> str | None:
 
 def address_problem(ip: str) -> str | None:
     addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv6Address):  # one carrying an IPv4 address is checked as it
+        teredo_client = addr.teredo[1] if addr.teredo else None
+        addr = addr.ipv4_mapped or addr.sixtofour or teredo_client or addr
     checks = (
         (addr in METADATA, "a cloud metadata address"),
         (addr.is_loopback, "a loopback address"),
