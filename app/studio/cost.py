@@ -353,8 +353,8 @@ def request_from_workflow(pipeline: str, mode: str, workflow: Mapping[str, objec
             if s is not None:
                 steps = max(steps, int(s))
             c = value("cfg") if "cfg" in inputs else None
-            if c is not None:
-                cfg = float(c)
+            if c is not None:  # the largest (was the last: a cfg-1 sampler after a cfg-3.5 one
+                cfg = max(cfg, float(c))  # quoted the job as one pass per step, half its cost)
     base = CostRequest(pipeline, mode, width or 832, height or 480, frames, steps or 20, cfg)
     return with_post_steps(base, postplan.read(workflow))
 

@@ -72,6 +72,26 @@ def test_calibration_learns_from_finished_jobs():
     assert "calibrated from 2 jobs" in scaled.basis
 
 
+def test_a_workflow_is_quoted_at_its_largest_steps_and_cfg_wherever_they_stand():
+    """Wan 2.2's two experts each carry steps and cfg; the quote takes the largest of each, so
+    a cfg-1 sampler after a cfg-3.5 one (or one that feeds nothing) does not halve it."""
+    import copy
+
+    from workflows.fill import fill
+
+    wf = fill("t2v_14b", {"prompt": "x", "mode": "quality"}).workflow
+    samplers = [n for n, node in wf.items() if "Sampler" in node["class_type"]]
+    assert len(samplers) == 2
+    whole = cost.request_from_workflow("t2v_14b", "quality", wf)
+    assert whole.cfg > 1
+    for last in (samplers[-1], "999"):  # the low-noise expert at cfg 1; a sampler added last
+        mixed = copy.deepcopy(wf)
+        mixed.setdefault(last, {"class_type": "KSampler", "inputs": {"steps": 1}})
+        mixed[last]["inputs"]["cfg"] = 1.0
+        req = cost.request_from_workflow("t2v_14b", "quality", mixed)
+        assert (req.cfg, req.steps) == (whole.cfg, whole.steps), last
+
+
 def test_actual_cost_is_billed_per_second_rounded_up():
     a = cost.actual(4001, 1500, "H100 PRO", PRICES)
     assert a.billed_s == 5 and a.dollars == pytest.approx(5 * 0.00116) and a.delay_s == 1.5

@@ -128,11 +128,14 @@ def test_the_configured_s3_endpoint_is_fetched_and_nothing_else_on_loopback(s3, 
         results.save_outputs(item(f"{s3.url}/bucket/v.mp4"), tmp_path / "b", no_s3)
 
 
+TEREDO_10_0_0_1 = "2001:0:4136:e378:8000:63bf:f5ff:fffe"  # Teredo; 2002:7f00:1::1 is 6to4
+
+
 def test_private_link_local_and_metadata_addresses_are_refused_before_connecting(tmp_path):
     for ip, what in (("10.1.2.3", "private"), ("169.254.169.254", "metadata"),
                      ("169.254.1.1", "link-local"), ("::ffff:127.0.0.1", "loopback"),
-                     ("fd00:ec2::254", "metadata"), ("2002:7f00:1::1", "loopback"),  # 6to4
-                     ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private")):  # Teredo, 10.0.0.1  # fmt: skip
+                     ("fd00:ec2::254", "metadata"), ("2002:7f00:1::1", "loopback"),
+                     (TEREDO_10_0_0_1, "private")):  # fmt: skip
         assert what in address_problem(ip)
     assert address_problem("93.184.216.34") is None
     resolved = []
