@@ -12,7 +12,8 @@ StudioError                  str() is a sentence a user can act on, never a secr
 │   └── InventoryPending     ... it is still being fetched
 └── EndpointError            RunPod's HTTP API failed (`status`: the HTTP status, if any)
     ├── AuthError, UnknownEndpoint, JobNotFound, PayloadTooLarge, RateLimited, BadRequest,
-    └── ServerError, EndpointUnreachable
+    ├── ServerError          ... JobMayExist: /run reached RunPod, its answer was lost
+    └── EndpointUnreachable
 
 `ALL_ERRORS` lists every class (a test walks it); the endpoint's messages are built here by the
 small constructors below (`auth_error(status)`, ...). `user_message(exc, secrets)` is the line a
@@ -143,6 +144,10 @@ class ServerError(EndpointError):
     """5xx after the client's retries, or a /run whose fate is unknown."""
 
 
+class JobMayExist(ServerError):
+    """/run (or /retry) reached RunPod and its answer was lost: a job may have been created."""
+
+
 class EndpointUnreachable(EndpointError):
     """No connection to the endpoint after the client's retries."""
 
@@ -201,8 +206,8 @@ def server_error(op: str, status: int, tries: int) -> ServerError:
     )
 
 
-def run_unknown(status: int | None, detail: str) -> ServerError:
-    return ServerError(
+def run_unknown(status: int | None, detail: str) -> JobMayExist:
+    return JobMayExist(
         f"Submitting the job failed ({detail}) after the request reached RunPod, so a job may "
         "or may not have been created; it was not resubmitted to avoid a duplicate. Check the "
         "endpoint's requests in the RunPod console before trying again.",
@@ -240,6 +245,7 @@ ALL_ERRORS: tuple[type[StudioError], ...] = (
     RateLimited,
     BadRequest,
     ServerError,
+    JobMayExist,
     EndpointUnreachable,
 )
 

@@ -23,6 +23,7 @@ Every refusal is a StudioError naming the field (ParamError from workflows becom
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -36,7 +37,15 @@ from typing import Any
 
 from app.endpoint import RUN_LIMIT, EndpointClient
 from app.endpoint.states import JobState
-from app.errors import MB, DiskFull, InputError, StudioError, SubmitError, user_message
+from app.errors import (
+    MB,
+    DiskFull,
+    InputError,
+    JobMayExist,
+    StudioError,
+    SubmitError,
+    user_message,
+)
 from app.settings import Settings
 from app.studio import cost, disk, webhooks
 from app.studio.checks.gate import Gate
@@ -53,6 +62,10 @@ from app.studio.shown import Shown, check_shown
 from app.studio.tracker import Tracker
 
 log = logging.getLogger("wanpod.jobs")
+MAY_EXIST = (  # a LOST row's words when /run's answer was lost (app/studio/reconcile.py)
+    "Its quote counts against today's budget; if the endpoint's requests in the RunPod console "
+    "show the job, reconcile this row with its id."
+)
 
 
 @dataclass(frozen=True)
@@ -235,16 +248,27 @@ class Studio:
             )
 
         rid = self.ledger.atomic(admit)
-        keep = self.inputs_dir(rid)
-        for upload in job_input.get("images", []):
-            keep.mkdir(parents=True, exist_ok=True)
-            (keep / upload["name"]).write_text(upload["image"])
-        hook = self._webhook(rid)  # None unless WANPOD_PUBLIC_URL is set
+        try:
+            keep = self.inputs_dir(rid)
+            for upload in job_input.get("images", []):
+                keep.mkdir(parents=True, exist_ok=True)
+                (keep / upload["name"]).write_text(upload["image"])
+            hook = self._webhook(rid)  # None unless WANPOD_PUBLIC_URL is set
+        except Exception as exc:  # nothing sent: the row ends now, its hold with it
+            with contextlib.suppress(Exception):  # the ledger's disk may be what failed
+                error = f"not sent: {user_message(exc, self.settings.secret_values())}"
+                self.ledger.update(rid, state=JobState.FAILED, error=error, finished_at=time.time())
+            raise
         try:
             if clearance is not None:
                 ref = self.endpoint.run(job_input, policy=clearance.policy, **hook)
             else:
                 ref = self.endpoint.run(job_input, **hook)
+        except JobMayExist as exc:  # it may run and cost: LOST, its quote counted, reconcilable
+            msg = user_message(exc, self.settings.secret_values())
+            lost = {"state": JobState.LOST, "error": f"{msg} {MAY_EXIST}", "lease_owner": None}
+            self.ledger.update(rid, finished_at=time.time(), lease_until=None, **lost)
+            raise SubmitError(f"the job may have reached the endpoint: {msg}") from None
         except Exception as exc:
             msg = user_message(exc, self.settings.secret_values())
             self.ledger.update(rid, state=JobState.FAILED, error=msg, finished_at=time.time())

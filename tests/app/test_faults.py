@@ -24,12 +24,13 @@ from app.endpoint import EndpointClient
 from app.errors import SubmitError
 from app.settings import PRICES_PATH, Settings
 from app.studio import cost
+from app.studio.checks.guardrails import row_dollars
 from app.studio.fetch import Fetcher, FetchSettings
 from app.studio.forms import FormValues
 from app.studio.ledger import Ledger
 from app.studio.tracker import Tracker
 from emulators.stack import LocalStack, StackConfig
-from tests.helpers import s3_server, wait_for
+from tests.helpers import png_bytes, s3_server, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -156,9 +157,29 @@ def test_run_429_is_retried_and_500_is_accounted_for(studio, fstack):
     fault(fstack, status=500, count=1, ops=["run"])
     with pytest.raises(SubmitError) as info:
         studio.submit(values("refused with 500"))
+    assert "may have reached the endpoint" in str(info.value)
     assert "may or may not have been created" in str(info.value)
     [row] = [r for r in studio.ledger.recent(50) if r.params.get("prompt") == "refused with 500"]
-    assert row.state == "FAILED" and "not resubmitted" in row.error and row.final
+    # it may run and cost: LOST (as a studio stopped mid-/run), its quote counted against the
+    # budgets, and reconcilable with the id from RunPod's console
+    assert row.state == "LOST" and "not resubmitted" in row.error and "reconcile" in row.error
+    assert row.final and row.job_id is None and row_dollars(row) == row.quote.dollars > 0
+
+
+def test_a_job_that_could_not_be_sent_ends_failed_and_holds_no_budget(studio, tmp_path):
+    """Its row is written (and its quote held) before /run; when keeping its input image
+    fails first (here the inputs folder is a file), nothing is sent: the row is FAILED at
+    once, counting $0, not left SUBMITTING to end LOST with its quote counted all day."""
+    (tmp_path / "data" / "inputs").write_text("not a folder")
+    image = tmp_path / "start.png"
+    image.write_bytes(png_bytes(300, 200))
+    job = FormValues(pipeline="i2v_14b", mode="turbo", prompt="never sent",
+                     resolution="480p landscape", seconds=1.0, start_image=str(image))  # fmt: skip
+    with pytest.raises(OSError):
+        studio.submit(job)
+    [row] = [r for r in studio.ledger.recent(50) if r.params.get("prompt") == "never sent"]
+    assert row.state == "FAILED" and row.error.startswith("not sent: ") and row.job_id is None
+    assert row_dollars(row) == 0
 
 
 def test_frozen_control_plane_times_out_then_the_job_finishes(fstack, tmp_path):
