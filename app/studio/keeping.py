@@ -11,6 +11,7 @@ state it reads: the ledger, store, fetcher, prices, owner, secrets, the thumbnai
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import threading
@@ -37,7 +38,8 @@ class Keeping:
             value, why = timings.plausible_ms(getattr(st, attr, None), name, ceiling)
             if why:
                 log.warning("tracker: %s: implausible timing refused: %s", rid, why)
-                self._implausible.add(rid)
+                if attr == "execution_ms":  # what bills: a bad delay leaves a good run billed
+                    self._implausible.add(rid)
             elif value is not None:
                 out[attr] = value
         return out
@@ -59,16 +61,20 @@ class Keeping:
                 self._storing.discard(rid)
 
     def _store_outputs(self, rid: str, st: Any, execution_ms: int | None) -> None:
+        def failed(error: str) -> None:  # the endpoint ran it: billed all the same
+            row = self.ledger.get(rid, workflow=False)
+            bill = self._bill(rid, execution_ms, None, row.gpu if row else "")
+            self._finish(rid, JobState.FAILED, error=error,
+                         cost=dataclasses.replace(bill, partial=True))  # fmt: skip
+
         try:
             output = st.output if isinstance(st.output, dict) else {}
             if output.get("error"):
-                self._finish(rid, JobState.FAILED, error=self._scrub(str(output["error"])))
+                failed(self._scrub(str(output["error"])))
                 return
             saved = results.save_outputs(output, self.store.folder(rid), self.fetcher)
             if not saved:
-                self._finish(
-                    rid, JobState.FAILED, error="the job completed without any output file"
-                )
+                failed("the job completed without any output file")
                 return
             video = results.main_video(saved)
             kept = self.store.keep(rid, saved)  # lasting locations (uploaded when S3)
@@ -93,15 +99,13 @@ class Keeping:
                 self._thumbs.submit(self._keep_thumbnail, rid, video.path)
         except FetchRefused as exc:
             log.warning("tracker: result of %s refused: %s", rid, exc)
-            self._finish(rid, JobState.FAILED, error=self._scrub(str(exc)))
+            failed(self._scrub(str(exc)))
         except Exception as exc:
             if disk.full(exc):
                 self._wait_for_space(rid, exc)
                 return
             log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
-            self._finish(
-                rid, JobState.FAILED, error=f"the result could not be stored ({type(exc).__name__})"
-            )
+            failed(f"the result could not be stored ({type(exc).__name__})")
 
     def _keep_thumbnail(self, rid: str, video: Path) -> None:
         """The video's first frame beside it in the store (the history gallery's picture, so

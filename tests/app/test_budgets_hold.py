@@ -16,11 +16,12 @@ from app.errors import GuardrailError, InputError
 from app.settings import PRICES_PATH, Settings
 from app.studio import cost, graph, timings
 from app.studio.checks.gate import Gate, job_shape
-from app.studio.checks.guardrails import Guardrails, check
+from app.studio.checks.guardrails import Guardrails, check, row_dollars
 from app.studio.checks.inputs import check_inputs, input_problems
 from app.studio.jobs import Prepared, Studio
-from app.studio.ledger import Ledger
+from app.studio.ledger import JobRow, Ledger
 from app.studio.tracker import Tracker
+from tests.helpers import wait_for
 from workflows.fill import fill
 
 PRICES = cost.load_prices(PRICES_PATH)
@@ -190,6 +191,44 @@ def test_negative_or_endless_timings_are_refused_and_never_refund(tmp_path, capl
     assert row.execution_ms is None and row.delay_ms is None
     assert row.cost is not None and row.cost.dollars == pytest.approx(0.1)  # the quote, not -$1160
     assert "implausible timing refused: executionTime=-1160000000 is negative" in caplog.text
+
+
+def answered(tmp_path, answer: SimpleNamespace) -> JobRow:
+    """The row of a running job (quote: 100 s at $0.001/s) once the tracker has recorded
+    `answer`, RunPod's /status, and ended it."""
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    quote = cost.Quote("A100", 0.001, 100.0, 0.1)
+    rid = ledger.create(template="t2v_14b", mode="turbo", params={}, workflow={}, quote=quote,
+                        gpu="A100")  # fmt: skip
+    ledger.update(rid, job_id="j1", state=JobState.IN_PROGRESS)
+    endpoint = SimpleNamespace(status=lambda job_id: answer)
+    tracker = Tracker(ledger, endpoint, tmp_path, PRICES, max_execution_s=7200).start()
+    try:
+        return wait_for(lambda: (r := ledger.get(rid)).final and r, 30, "the job's end")
+    finally:
+        tracker.stop()
+
+
+def test_a_bad_delay_time_leaves_the_run_billed_by_its_execution_time(tmp_path):
+    answer = SimpleNamespace(state="FAILED", progress=None, output=None, error="oom",
+                             delay_ms=-40, execution_ms=600_000, worker_id=None)  # fmt: skip
+    row = answered(tmp_path, answer)
+    assert row.delay_ms is None and row.execution_ms == 600_000
+    assert row.cost.billed_s == 600 and row.cost.partial  # not the quote's 100 s
+
+
+@pytest.mark.parametrize("execution_ms, billed_s", [(3_000, 3), (-1_000, 100)])
+def test_a_completed_job_whose_output_fails_is_billed_all_the_same(tmp_path, execution_ms,
+                                                                    billed_s):  # fmt: skip
+    """RunPod bills a run that ended COMPLETED with an error output (or no file, or one that
+    cannot be stored): the FAILED row carries its cost, at the quote when its executionTime
+    was refused, and counts against the budgets."""
+    answer = SimpleNamespace(state="COMPLETED", progress=None, output={"error": "boom"}, error=None,
+                             delay_ms=10, execution_ms=execution_ms, worker_id=None)  # fmt: skip
+    row = answered(tmp_path, answer)
+    assert row.state == "FAILED" and row.error == "boom"
+    assert row.cost.billed_s == billed_s and row.cost.partial
+    assert row_dollars(row) == row.cost.dollars > 0
 
 
 def test_a_linked_or_image_reading_byo_workflow_is_refused_through_the_api(client, tmp_path):
