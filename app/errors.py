@@ -6,6 +6,7 @@ StudioError                  str() is a sentence a user can act on, never a secr
 ├── InputError               a form value is refused (names the field, the value, what is allowed)
 │   └── ImageError           an uploaded image cannot be used
 ├── SubmitError              the endpoint refused or could not take the job
+├── SegmentSent              a chain's segment was sent already (by another replica)
 ├── GuardrailError           the job breaks the operator's limits (one line per limit)
 ├── PreflightError           the endpoint lacks a model file or node the workflow needs
 ├── InventoryUnavailable     the endpoint's model inventory could not be had
@@ -75,6 +76,10 @@ class LedgerDamaged(ConfigError):
 
 class SubmitError(StudioError):
     """The endpoint refused or could not take the job (or a cancel)."""
+
+
+class SegmentSent(StudioError):
+    """A chain's next segment has a ledger row already: another replica sent it (nothing sent)."""
 
 
 class GuardrailError(StudioError):
@@ -233,6 +238,7 @@ ALL_ERRORS: tuple[type[StudioError], ...] = (
     DiskFull,
     LedgerDamaged,
     SubmitError,
+    SegmentSent,
     GuardrailError,
     PreflightError,
     InventoryUnavailable,

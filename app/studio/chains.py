@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from app.endpoint.states import JobState
-from app.errors import GuardrailError, InputError, SubmitError, user_message
+from app.errors import GuardrailError, InputError, SegmentSent, SubmitError, user_message
 from app.studio import stitch
 from app.studio.batch import BatchPlan, BatchQuote, BatchService, parse_prompts
 from app.studio.chain_history import ChainView, describe, is_chain
@@ -276,7 +276,10 @@ class Chains:
                 log.exception("chains: resuming %s failed", chain.id)
 
     def _lock(self, cid: str) -> threading.Lock:
-        """The chain's lock: one advance (or cancel) of a chain at a time in this studio."""
+        """The chain's lock: one advance (or cancel) of a chain at a time in this studio.
+        Across replicas a segment is sent once: its ledger row is written only if the chain
+        has none for that index, in the same atomic step as the budget check (`SegmentSent`
+        otherwise, Ledger.has_segment)."""
         with self._guard:
             return self._locks[cid]
 
@@ -299,6 +302,8 @@ class Chains:
                 return self._end(chain, segs, COMPLETED, None)
             try:
                 self._send_next(chain, segs)
+            except SegmentSent:  # by another replica meanwhile: its end advances the chain
+                log.info("chains: %s: segment %d sent by another replica", cid, len(segs) + 1)
             except Exception as exc:
                 msg = user_message(exc, self.studio.settings.secret_values())
                 self._end(chain, segs, FAILED, f"segment {len(segs) + 1} was not sent: {msg}")

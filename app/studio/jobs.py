@@ -42,6 +42,7 @@ from app.errors import (
     DiskFull,
     InputError,
     JobMayExist,
+    SegmentSent,
     StudioError,
     SubmitError,
     user_message,
@@ -231,6 +232,8 @@ class Studio:
         lease = self.tracker.lease()  # held by this replica while /run is under way
 
         def admit() -> str:  # budget check and row: one step (no double spend)
+            if chain is not None and self.ledger.has_segment(chain["id"], chain["index"]):
+                raise SegmentSent(f"segment {chain['index'] + 1} of {chain['id']} was sent already")
             if self.ops is not None:
                 self.ops.hold(prep, user)
             return self.ledger.create(

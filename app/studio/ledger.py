@@ -293,6 +293,12 @@ class Ledger:
         rows = self._q(f"SELECT {cols} FROM jobs WHERE id=?", (rid,))
         return rows[0] if rows else None
 
+    def has_segment(self, cid: str, index: int) -> bool:
+        """True when chain `cid` has a row for its segment `index` (app/studio/chains.py)."""
+        chain_id, at = self.db.json_text("chain", "id"), self.db.json_text("chain", "index")
+        sql = f"SELECT id FROM jobs WHERE {chain_id} = ? AND CAST({at} AS INTEGER) = ?"
+        return self.db.execute(sql, (cid, int(index))).one() is not None
+
     def workflow(self, rid: str) -> dict[str, Any]:
         """The filled workflow a row was sent with ({} for an unknown row)."""
         row = self.db.execute("SELECT workflow FROM jobs WHERE id=?", (rid,)).one()

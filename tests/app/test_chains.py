@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.endpoint import EndpointClient
-from app.errors import GuardrailError, InputError
+from app.errors import GuardrailError, InputError, SegmentSent
 from app.settings import PRICES_PATH, Settings
 from app.studio import cost, stitch
 from app.studio.chains import Chains
@@ -117,6 +117,43 @@ def test_a_restarted_studio_carries_the_chain_on(stack, tmp_path):
         assert stitch.frame_count(Path(chain.result_path)) == 3 * 33 - 2
     finally:
         again.studio.tracker.stop()
+
+
+class StaleFirstRead(Chains):
+    """Another replica's chain service: its own locks, the same ledger, and a first read of
+    the chain's segments taken before the last one's row was written."""
+
+    stale: list | None = None
+
+    def segments(self, chain):
+        if self.stale is not None:
+            segs, self.stale = self.stale, None
+            return segs
+        return super().segments(chain)
+
+
+def test_a_segment_another_replica_sent_meanwhile_is_not_sent_again(stack, tmp_path):
+    """Two replicas advance the same chain (a rolling restart's resume, both ends of a job):
+    the segment's row is written only if the chain has none for its index, in the budget
+    check's atomic step, so the one that comes second sends nothing and leaves the chain
+    running."""
+    chains = services(stack, tmp_path)
+    try:
+        cid = chains.storyboard(values(), PROMPTS)  # segment 1 sent
+        other = StaleFirstRead(chains.studio)
+        other.stale = []  # it saw no segment yet
+        other.advance(cid)
+        assert chains.chain(cid, ANYONE).state != "FAILED"
+        assert [s.chain["index"] for s in chains.segments(chains.chain(cid, ANYONE))][:1] == [0]
+        with pytest.raises(SegmentSent, match=r"segment 1 of ch-\w+ was sent already"):
+            chains.studio.submit(values(), chain={"id": cid, "index": 0, "parent": None})
+        finished(chains, cid)
+        chain = chains.chain(cid, ANYONE)
+        assert chain.state == "COMPLETED", chains.view(cid, ANYONE).line
+        assert [s.chain["index"] for s in chains.segments(chain)] == [0, 1, 2]
+        assert len(chains.store.segment_ids(cid)) == 3  # no row, nothing sent, for a repeat
+    finally:
+        chains.studio.tracker.stop()
 
 
 def test_a_cancel_keeps_the_finished_segments_and_their_video(stack, tmp_path):

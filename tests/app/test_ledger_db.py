@@ -130,6 +130,14 @@ def test_a_caller_without_a_name_lists_nothing(ledger_url):
     assert len(ledger.search("", user=Caller(None, admin=True).scope)) == 2
 
 
+def test_a_chains_segment_is_found_by_its_index(ledger_url):
+    ledger = Ledger(ledger_url)
+    _create(ledger, chain={"id": "ch-1", "index": 0, "parent": None})
+    _create(ledger, chain={"id": "ch-1", "index": 10, "parent": None})
+    assert ledger.has_segment("ch-1", 0) and ledger.has_segment("ch-1", 10)
+    assert not ledger.has_segment("ch-1", 1) and not ledger.has_segment("ch-2", 0)
+
+
 def test_a_final_row_is_written_by_no_lease_holder(ledger_url):
     """A replica's writes while it holds a job (`update_owned`) match live rows only: an answer
     that arrives after the job ended (ended by another replica, its lease kept as a record of
