@@ -175,6 +175,22 @@ def _item(loc: Located, type_: str, data: str, size: int) -> dict:
     }
 
 
+def s3_key(prefix: str, job_id: str, f: OutputFile, taken: set[str]) -> str:
+    """`<prefix>/<job id>/<subfolder>/<file name>`, once per job: the save node's subfolder
+    keeps two nodes' same-named files apart (`a/x_00001_.png`, `b/x_00001_.png`: one key
+    without it, the second upload over the first); a name still taken (a temp file named as
+    an output) is numbered, `-2`, `-3`... before its extension. Adds the key to `taken`."""
+    sub = f.subfolder.replace("\\", "/").strip("/")  # relative, without `..` (checked first)
+    key = "/".join(p for p in (prefix, job_id, sub, f.filename) if p)
+    stem, dot, ext = key.rpartition(".") if "." in f.filename else (key, "", "")
+    n = 1
+    while key in taken:
+        n += 1
+        key = f"{stem}-{n}{dot}{ext}"
+    taken.add(key)
+    return key
+
+
 class Delivery:
     """Turns located output files into result items. Build once per worker (S3 client)."""
 
@@ -184,7 +200,8 @@ class Delivery:
 
     async def deliver(self, job_id: str, located: list[Located], client: ComfyClient) -> list[dict]:
         if self.s3 is not None:
-            return [await self._to_s3(job_id, loc, client) for loc in located]
+            taken: set[str] = set()
+            return [await self._to_s3(job_id, loc, client, taken) for loc in located]
         return await self._to_base64(located, client)
 
     async def _to_base64(self, located: list[Located], client: ComfyClient) -> list[dict]:
@@ -220,10 +237,11 @@ class Delivery:
         sent); `used` is what the base64 result already holds (the size limit is shared)."""
         items: list[dict] = []
         cfg = self.s.s3
+        taken: set[str] = set()  # websocket_<node>_<n>_ names: their own, as ComfyUI's are
         for f, data in blobs:
             loc = Located(f, None, len(data), data)
             if self.s3 is not None and cfg is not None:
-                key = "/".join(p for p in (cfg.prefix, job_id, f.filename) if p)
+                key = s3_key(cfg.prefix, job_id, f, taken)
                 items.append(await self._s3_item(loc, key, None))
                 continue
             used += b64_size(len(data)) + ITEM_OVERHEAD
@@ -239,11 +257,10 @@ class Delivery:
         except Exception as e:
             raise OutputError(f"{f.filename} (node {f.node_id}): {e}") from None
 
-    async def _to_s3(self, job_id: str, loc: Located, client: ComfyClient) -> dict:
+    async def _to_s3(self, job_id: str, loc: Located, client: ComfyClient, taken: set[str]) -> dict:
         cfg = self.s.s3
         assert cfg is not None
-        key = "/".join(p for p in (cfg.prefix, job_id, loc.file.filename) if p)
-        return await self._s3_item(loc, key, client)
+        return await self._s3_item(loc, s3_key(cfg.prefix, job_id, loc.file, taken), client)
 
     async def _s3_item(self, loc: Located, key: str, client: ComfyClient | None) -> dict:
         tmp: str | None = None

@@ -442,12 +442,48 @@ def test_s3_delivery_against_moto(emu: Comfy, s3_server):
     [item] = out["images"]
     assert item["type"] == "s3_url" and item["mime"] == "video/mp4" and item["kind"] == "video"
     url = item["data"]
-    assert f"/wanpod-out/renders/job-s3/{item['filename']}?" in url
+    assert f"/wanpod-out/renders/job-s3/{item['subfolder']}/{item['filename']}?" in url
     assert "test-secret-key" not in json.dumps(out)
     r = requests.get(url, timeout=10)
     assert r.status_code == 200 and r.headers["Content-Type"] == "video/mp4"
     assert len(r.content) == item["size"] >= 2_000_000
     assert decode_mp4(r.content)[0] == 81
+
+
+def test_s3_keys_keep_same_named_outputs_of_two_subfolders_apart(emu: Comfy, s3_server):
+    """Two save nodes writing `a/x_00001_.png` and `b/x_00001_.png`: each its own object (the
+    subfolder is in the key), each item's URL serving its own picture."""
+    import io
+
+    import boto3
+    import requests
+    from PIL import Image
+
+    env = dict(BUCKET_ENDPOINT_URL=s3_server.base_url, BUCKET_ACCESS_KEY_ID="AKIDTESTKEY",
+               BUCKET_SECRET_ACCESS_KEY="test-secret-key", BUCKET_NAME="two-folders")  # fmt: skip
+    s3 = boto3.client("s3", endpoint_url=s3_server.base_url, aws_access_key_id="a",
+                      aws_secret_access_key="b", region_name="us-east-1")  # fmt: skip
+    s3.create_bucket(Bucket="two-folders")
+
+    def empty(w: int, h: int) -> dict:
+        return {"class_type": "EmptyImage",
+                "inputs": {"width": w, "height": h, "batch_size": 1, "color": 0}}  # fmt: skip
+
+    def save(image: str, prefix: str) -> dict:
+        return {"class_type": "SaveImage",
+                "inputs": {"images": [image, 0], "filename_prefix": prefix}}  # fmt: skip
+
+    wf = {"1": empty(16, 16), "2": empty(32, 8), "3": save("1", "a/x"), "4": save("2", "b/x")}
+    out = run(make_handler(emu.settings(**env)), {"id": "folders", "input": {"workflow": wf}})
+    assert "error" not in out, out
+    by_folder = {i["subfolder"]: i for i in out["images"]}
+    assert sorted(by_folder) == ["a", "b"]
+    assert {i["filename"] for i in out["images"]} == {"x_00001_.png"}
+    for folder, size in (("a", (16, 16)), ("b", (32, 8))):
+        url = by_folder[folder]["data"]
+        assert f"/two-folders/folders/{folder}/x_00001_.png?" in url
+        got = requests.get(url, timeout=10)
+        assert Image.open(io.BytesIO(got.content)).size == size
 
 
 def test_interrupt_by_someone_else_is_reported(emu: Comfy):
