@@ -6,7 +6,8 @@ RESULT_MAX_BYTES it fails with a message that says how to enable S3 (RunPod reje
 after the job, worker-comfyui #129/#167). Encoding is one pass (pybase64's SIMD encoder when
 installed, straight to a `str`; else binascii into a preallocated buffer); peak memory 2.33x
 (2.67x) the file. S3 mode streams the file with `upload_file` (multipart, bounded memory), real
-ContentType, key `[prefix/]<job id>/<file name>`, and returns a presigned GET URL.
+ContentType, key `[prefix/]<job id>/[subfolder/]<file name>` (`s3_key`), and returns a presigned
+GET URL.
 
 What ComfyUI reports is not trusted as a path (a custom node, or a compromised ComfyUI, can name
 `{"filename": "environ", "subfolder": "/proc/self"}`): `locate` delivers only outputs of type
