@@ -50,12 +50,17 @@ MAX_DEPTH = 64
 UPLOAD_FOLDER_PREFIX = "wanpod-"
 # Inputs that name a file ComfyUI reads (LoadImage's `image`, LoadVideo's `file`, ...); any other
 # string input is a file reference too when it ends in a media extension.
-FILE_INPUT_NAMES = frozenset({"image", "mask", "video", "file", "audio", "image_path", "path"})
+FILE_INPUT_NAMES = frozenset(
+    {"image", "mask", "video", "file", "audio", "image_path", "path", "latent"}  # LoadLatent's
+)
 _MEDIA_EXT = re.compile(
     r"\.(png|jpe?g|webp|gif|bmp|tiff?|mp4|webm|mov|mkv|avi|wav|mp3|flac|ogg|opus|m4a)$",
     re.IGNORECASE,
 )
-_ANNOTATION = re.compile(r" \[(input|output|temp)\]$")
+# ComfyUI's folder_paths.annotated_filepath: a name ending in "[output]" (or another folder's
+# tag) reads that folder, the tag and ONE character before it cut ("x.png [output]" is meant,
+# "x.png_[output]" reads output/x.png all the same)
+_ANNOTATION = re.compile(r"(?s).?\[(input|output|temp|clipspace)\]$")
 # Any `scheme://` prefix: base64 never contains ':', so such a value is meant as a URL.
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,15}://")
 # Browsers and CDNs handle 8 KB; signed storage URLs run to ~2 KB.
@@ -221,11 +226,13 @@ def _check_file_refs(workflow: Mapping[str, dict], allow_annotated: bool) -> Non
     the name to the folder without a containment check, so `../x` or `/etc/x` would be read."""
     for node_id, node in workflow.items():
         for name, value in node["inputs"].items():
-            if not isinstance(value, str) or "\n" in value or len(value) > 1024:
+            if not isinstance(value, str):
                 continue
-            bare = _ANNOTATION.sub("", value)
-            if name not in FILE_INPUT_NAMES and not _MEDIA_EXT.search(bare):
-                continue
+            if name not in FILE_INPUT_NAMES:  # a file by its extension: not a prompt's text
+                if "\n" in value or len(value) > 1024:
+                    continue
+                if not _MEDIA_EXT.search(_ANNOTATION.sub("", value)):
+                    continue
             problem = _file_ref_problem(value, allow_annotated)
             if problem:
                 raise InputError(

@@ -58,17 +58,18 @@ def annotated_path(
     output_directory: Path | None = None,
     temp_directory: Path | None = None,
 ) -> Path:
-    """ComfyUI's `folder_paths.get_annotated_filepath`: " [output]" / " [temp]" / " [input]"
-    pick the folder, the rest is joined to it without a containment check (so `../x` and
-    absolute names reach outside the folder, as in ComfyUI)."""
+    """ComfyUI's `folder_paths.get_annotated_filepath`: a name ending in "[output]" / "[temp]"
+    / "[input]" picks the folder, the tag and the one character before it cut (" [output]" as
+    written, or any other character), the rest joined to it without a containment check (so
+    `../x` and absolute names reach outside the folder, as in ComfyUI)."""
     base = Path(input_directory)
     for suffix, d in (
-        (" [output]", output_directory),
-        (" [temp]", temp_directory),
-        (" [input]", input_directory),
+        ("[output]", output_directory),
+        ("[input]", input_directory),
+        ("[temp]", temp_directory),
     ):
         if name.endswith(suffix):
-            name = name[: -len(suffix)]
+            name = name[: -len(suffix) - 1]
             base = Path(d) if d is not None else base
             break
     return base / name

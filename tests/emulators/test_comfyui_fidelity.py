@@ -69,7 +69,9 @@ def test_load_image_reads_annotated_and_dotdot_names_at_run_time(
 ) -> None:
     Image.new("RGB", (10, 6)).save(comfy_dirs["output"] / "only_in_output.png")
     Image.new("RGB", (8, 8)).save(comfy_dirs["input"].parent / "beside_input.png")
-    for name, size in (("only_in_output.png [output]", (10, 6)), ("../beside_input.png", (8, 8))):
+    names = {"only_in_output.png [output]": (10, 6), "../beside_input.png": (8, 8),
+             "only_in_output.png_[output]": (10, 6)}  # fmt: skip  # the character before: cut
+    for name, size in names.items():
         prompt = {
             "1": {"class_type": "LoadImage", "inputs": {"image": name}},
             "2": {

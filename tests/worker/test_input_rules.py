@@ -70,6 +70,10 @@ def test_empty_input_object_is_reported_as_present_and_empty():
         ("C:\\secret.png", "is an absolute path"),
         ("ComfyUI_00001_.png [output]", "reads ComfyUI's output folder"),
         ("x.png [temp]", "reads ComfyUI's temp folder"),
+        # ComfyUI cuts the tag and whatever one character stands before it
+        ("ComfyUI_00001_.png_[output]", "reads ComfyUI's output folder"),
+        ("x.pngX[temp]", "reads ComfyUI's temp folder"),
+        ("./" * 520 + "../../../../etc/hostname", "climbs out of the folder with '..'"),  # long
     ],
 )
 def test_file_inputs_outside_the_input_folder_are_refused(value, why):
@@ -78,6 +82,13 @@ def test_file_inputs_outside_the_input_folder_are_refused(value, why):
     text = str(e.value)
     assert text.startswith("invalid input: workflow['1'] (LoadImage) input 'image': ")
     assert why in text and repr(value)[:40] in text
+
+
+def test_a_latent_file_outside_the_input_folder_is_refused():
+    wf = load_image_wf("a.png")
+    wf["5"] = {"class_type": "LoadLatent", "inputs": {"latent": "../../../../tmp/x.latent"}}
+    with pytest.raises(InputError, match=r"workflow\['5'\] \(LoadLatent\) input 'latent': climbs"):
+        parse_job_input({"workflow": wf}, S)
 
 
 def test_other_nodes_file_inputs_are_checked_and_annotations_can_be_allowed():
