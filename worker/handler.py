@@ -113,6 +113,9 @@ async def run_job(
                 f"no result after {settings.job_timeout_s:g} s (JOB_TIMEOUT_S); "
                 "ComfyUI was interrupted and the prompt removed from its queue"
             ) from None
+    except asyncio.CancelledError:  # RunPod's /cancel: the SDK cancels this task
+        progress.abandon()  # its sender thread (and session) would wait for posts forever
+        raise
     except WorkerError as e:
         progress.finish()
         result = to_result(e, settings.secrets())

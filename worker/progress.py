@@ -205,6 +205,14 @@ class OrderedSender:
                     self._busy = False
                     self._cond.notify_all()
 
+    def abandon(self) -> None:
+        """Accept nothing more and drop what is pending, without waiting: the thread ends after
+        the post in flight, if any (a cancelled job)."""
+        with self._cond:
+            self._closed = True
+            self._pending = None
+            self._cond.notify_all()
+
     def close(self, timeout: float) -> bool:
         """Accept nothing more; wait (up to `timeout` s) until what is pending has been posted.
         True when drained."""
@@ -293,6 +301,13 @@ class ProgressReporter:
         if self._trailing is not None:
             self._trailing.cancel()
             self._trailing = None
+
+    def abandon(self) -> None:
+        """No more posts, and none pending sent (the job was cancelled: RunPod has ended it);
+        the sender's thread ends without being waited for."""
+        self.finish()
+        if self._sender is not None:
+            self._sender.abandon()
 
     async def quiet(self) -> None:
         """Wait until what was posted has been delivered and the last post is at least `quiet_s`

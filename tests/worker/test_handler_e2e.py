@@ -12,6 +12,7 @@ import time
 import av
 import pytest
 
+from tests.helpers import free_port, wait_for
 from tests.worker.conftest import (
     Comfy,
     get_json,
@@ -191,6 +192,35 @@ def test_cancel_interrupts_comfyui_and_clears_the_queue(emu: Comfy):
     assert q == {"queue_running": [], "queue_pending": []}
     msgs = [m[0] for m in hist[prompt_id]["status"]["messages"]]
     assert msgs[-1] == "execution_interrupted"
+
+
+def test_a_cancelled_job_leaves_no_progress_thread_behind(emu: Comfy):
+    """RunPod's /cancel cancels the handler's task: the job's progress sender (a thread and an
+    HTTP session) is closed, nothing pending posted, not left waiting for posts forever."""
+    import threading
+
+    emu.knobs(step_delay=0.3)
+    sink = f"http://127.0.0.1:{free_port()}/progress/$ID"  # posts fail: logged, never fatal
+    h = make_handler(emu.settings(RUNPOD_WEBHOOK_POST_OUTPUT=sink, PROGRESS_INTERVAL_S="0"))
+
+    def sender_alive() -> bool:
+        return any(t.name == "progress-c-threads" for t in threading.enumerate())
+
+    async def scenario():
+        task = asyncio.create_task(
+            h({"id": "c-threads", "input": {"workflow": with_seed(T2V, 18)}})
+        )
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if sender_alive():
+                break
+        assert sender_alive(), "no progress was posted"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    wait_for(lambda: not sender_alive(), 10, "the progress sender's end")
 
 
 def test_cancel_while_pending_removes_the_prompt_from_the_queue(emu: Comfy):
