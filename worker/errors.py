@@ -228,7 +228,11 @@ def to_result(exc: BaseException, secrets: Sequence[str] = ()) -> dict[str, obje
         error = f"internal worker error: {type(exc).__name__}: {exc}"
         details = []
     own = isinstance(exc, InputError)  # quotes the caller's own values: paths stay as given
-    out: dict[str, object] = {"error": scrub(one_line(error, own), secrets)}
+
+    def said(text: str) -> str:  # secrets out first: shortening a path could cut one apart
+        return scrub(one_line(scrub(text, secrets), own), secrets)
+
+    out: dict[str, object] = {"error": said(error)}
     if details:
-        out["details"] = [scrub(one_line(d, own), secrets) for d in details]
+        out["details"] = [said(d) for d in details]
     return out

@@ -100,6 +100,16 @@ def test_to_result_unexpected_exception_and_scrubbing():
     )
 
 
+def test_a_secret_that_looks_like_a_path_is_scrubbed_whole():
+    """An S3 secret key holds '+' and '/': it is taken out before a path in the message is
+    shortened to its last part (which would cut the secret apart, leaving most of it)."""
+    secret = "Ab3d+/Ef5h/Ij7lMn9pQr1tUv3xWz5Ab7dEf9h"
+    for exc in (RuntimeError(f"signing failed for key {secret}"),
+                errors.ExecutionFailed(f"bad credentials {secret}")):  # fmt: skip
+        error = to_result(exc, [secret])["error"]
+        assert "***" in error and "Ij7lMn9p" not in error and "Ab3d" not in error, error
+
+
 def test_a_refusal_names_a_long_path_as_given():
     """A long path is the caller's own value, not a payload: the refusal quotes it."""
     path = "/runpod-volume/inputs/customer_uploads/2026/12/06/job_0123456789ab/start.png"
