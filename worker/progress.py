@@ -165,6 +165,7 @@ class OrderedSender:
         self._closed = False
         self._thread: threading.Thread | None = None
         self.sent = 0
+        self.abandoned = False
 
     def submit(self, job: dict, payload: dict) -> None:
         """Queue `payload` (the `post(job, payload)` signature ProgressReporter calls)."""
@@ -209,7 +210,7 @@ class OrderedSender:
         """Accept nothing more and drop what is pending, without waiting: the thread ends after
         the post in flight, if any (a cancelled job)."""
         with self._cond:
-            self._closed = True
+            self._closed = self.abandoned = True
             self._pending = None
             self._cond.notify_all()
 
@@ -313,12 +314,25 @@ class ProgressReporter:
         """Wait until what was posted has been delivered and the last post is at least `quiet_s`
         old (runpod-python #250)."""
         self.finish()
-        if self.last_post is None:
-            return
-        if self._sender is not None:
-            drained = await asyncio.to_thread(self._sender.close, SENDER_DRAIN_S)
-            if not drained:
-                log.warning("progress: last update not delivered within %g s", SENDER_DRAIN_S)
-        left = self.quiet_s - (self._clock() - self.last_post)
-        if left > 0:
-            await asyncio.sleep(left)
+        await settle(self._sender, self.last_post, self.quiet_s, self._clock)
+
+
+async def settle(
+    sender: OrderedSender | None,
+    last_post: float | None,
+    quiet_s: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Before a job's result: `sender` closed with what it holds delivered (up to
+    SENDER_DRAIN_S), and its last post (at `last_post` on `clock`) at least `quiet_s` old: a
+    progress post landing after the result would show the job running again (runpod-python
+    #250)."""
+    if last_post is None:
+        return
+    if sender is not None:
+        drained = await asyncio.to_thread(sender.close, SENDER_DRAIN_S)
+        if not drained:
+            log.warning("progress: last update not delivered within %g s", SENDER_DRAIN_S)
+    left = quiet_s - (clock() - last_post)
+    if left > 0:
+        await asyncio.sleep(left)

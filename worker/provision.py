@@ -48,6 +48,7 @@ from workflows.catalog import ModelFile, load_catalog
 from workflows.errors import ParamError
 
 from .errors import InputError, ProvisionError
+from .progress import OrderedSender, settle
 from .settings import Settings
 from .volume import DEFAULT_ROOTS
 
@@ -427,15 +428,15 @@ async def run_job(request: ProvisionRequest, job: dict, settings: Settings) -> d
     next run."""
     volume = choose_volume(None, settings.volume_paths)
     stop = threading.Event()
+    # posted one at a time, in order, and delivered before the result (the SDK's own
+    # progress_update posts from a thread of its own each time: the last could land after it)
+    sender = OrderedSender(job) if settings.progress_enabled else None
+    last_post: list[float] = []
 
     def post(p: dict[str, Any]) -> None:
-        if settings.progress_enabled:
-            from runpod.serverless import progress_update
-
-            try:
-                progress_update(job, p)
-            except Exception as e:  # progress must never fail the job
-                log.warning("progress post failed: %s", type(e).__name__)
+        if sender is not None:
+            sender.submit(job, p)
+            last_post[:] = [time.monotonic()]
         log.info("provision: %s %s/%s bytes", p["file"], p["bytes_done"], p["bytes_total"])
 
     work = asyncio.to_thread(provision, request, volume, settings.hf_token.value or None, post,
@@ -444,7 +445,12 @@ async def run_job(request: ProvisionRequest, job: dict, settings: Settings) -> d
         report = await work
     except asyncio.CancelledError:
         stop.set()
+        if sender is not None:
+            sender.abandon()
         raise
+    finally:
+        if sender is not None and not sender.abandoned:
+            await settle(sender, last_post[-1] if last_post else None, settings.progress_quiet_s)
     log.info("provision: %d file(s) present and verified on %s", len(report["files"]), volume)
     return {"provision": report}
 

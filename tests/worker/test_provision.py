@@ -216,6 +216,44 @@ def test_the_provision_job_refuses_when_no_volume_is_mounted(hub, tmp_path):
     assert "attach a network volume to the endpoint" in r["out"]
 
 
+RUN_JOB = """
+import asyncio, json, os, sys, time
+from worker.delivery import Delivery
+from worker.handler import run_job
+from worker.settings import Settings
+settings = Settings.from_env(os.environ)
+result = asyncio.run(run_job(json.loads(sys.argv[1]), settings, Delivery(settings)))
+print("RETURNED", time.monotonic(), json.dumps(result)[:300])  # one clock for all processes
+"""
+
+
+def test_the_provision_jobs_progress_is_delivered_before_its_result(hub, faults, tmp_path):
+    """Its posts go one at a time, in order, and the last one is answered before the handler
+    returns (the SDK's progress_update posts from a thread of its own: the last post could
+    land after the result and show the job running again, runpod-python #250)."""
+    from tests.worker.test_process import Capture
+
+    capture = Capture()
+    try:
+        env = {**os.environ, "HF_ENDPOINT": hub.base_url, "HF_TOKEN": TOKEN,
+               "WANPOD_VOLUME_PATHS": str(tmp_path), "PROGRESS_INTERVAL_S": "0",
+               "RUNPOD_WEBHOOK_POST_OUTPUT": capture.url + "/progress/$ID"}  # fmt: skip
+        job = {"id": "prov-order", "input": {"provision": {"pipelines": ["ti2v_5b"]}}}
+        p = subprocess.run([sys.executable, "-c", RUN_JOB, json.dumps(job)], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert p.returncode == 0 and "RETURNED" in p.stdout, (p.stdout + p.stderr)[-3000:]
+        returned = float(p.stdout.split("RETURNED ", 1)[1].split()[0])
+    finally:
+        capture.close()
+    posts = [(at, body) for at, path, body in capture.posts if path.startswith("/progress/")]
+    assert len(posts) >= 2
+    last = posts[-1][1]["output"]
+    assert last["files_done"] == last["files_total"] == 3 and last["percent"] == 100.0
+    assert [b["output"]["bytes_done"] for _, b in posts] == sorted(
+        b["output"]["bytes_done"] for _, b in posts)  # fmt: skip  # in order
+    assert max(at for at, _ in posts) < returned
+
+
 def test_progress_reports_file_and_bytes(hub, faults, tmp_path):
     from worker.provision import provision as run
 
