@@ -11,6 +11,7 @@ scrubbed message.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 
@@ -198,6 +199,21 @@ def one_line(text: str, server_paths: bool = False) -> str:
     if server_paths:
         return joined
     return _ABS_PATH.sub(lambda m: re.split(r"[/\\]", m.group(0))[-1], joined)
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """Log lines, tracebacks included, with the worker's secret values replaced by ***: an
+    exception logged as it was (an unexpected error's traceback) cannot carry one out."""
+
+    def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = tuple(s for s in secrets if s and len(s) >= 4)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:

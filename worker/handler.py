@@ -37,7 +37,15 @@ import aiohttp
 from .cleanup import Footprint, Sweeper, sweeper_for
 from .comfy import ComfyClient, format_node_errors
 from .delivery import ITEM_OVERHEAD, Delivery, locate
-from .errors import ConfigError, JobTimeout, OutputError, UnreadableModel, WorkerError, to_result
+from .errors import (
+    ConfigError,
+    JobTimeout,
+    OutputError,
+    ScrubbingFormatter,
+    UnreadableModel,
+    WorkerError,
+    to_result,
+)
 from .fetch import ImageFetcher
 from .inputs import ImageURL, JobRequest, job_upload_folder, parse_job_input, rewrite_image_refs
 from .inventory import collect_inventory, model_folder, wants_inventory
@@ -383,13 +391,13 @@ def sdk_log_level(env: Mapping[str, str], argv: list[str]) -> str:
     return max(wanted, floor, key=_SDK_LEVELS.index)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-        force=True,
-    )
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stdout, force=True)
+    for handler in logging.getLogger().handlers:  # no secret in any line, tracebacks included
+        handler.setFormatter(ScrubbingFormatter(LOG_FORMAT, settings.secrets()))
     for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "aiohttp", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -110,6 +110,29 @@ def test_a_secret_that_looks_like_a_path_is_scrubbed_whole():
         assert "***" in error and "Ij7lMn9p" not in error and "Ab3d" not in error, error
 
 
+def test_a_logged_traceback_holds_no_secret(capsys):
+    """The worker's log lines go through one formatter that takes its secret values out of the
+    whole line, an unexpected error's traceback included."""
+    import logging
+
+    from worker.handler import configure_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging(Settings.from_env({"COMFY_ORG_API_KEY": "org-key-LOGS-5678"}))
+        try:
+            raise RuntimeError("ComfyUI answered for org-key-LOGS-5678")
+        except RuntimeError:
+            logging.getLogger("worker").exception("job x: unexpected error")
+        out = capsys.readouterr().out
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert "job x: unexpected error" in out and "Traceback" in out
+    assert "RuntimeError: ComfyUI answered for ***" in out and "org-key-LOGS" not in out
+
+
 def test_a_refusal_names_a_long_path_as_given():
     """A long path is the caller's own value, not a payload: the refusal quotes it."""
     path = "/runpod-volume/inputs/customer_uploads/2026/12/06/job_0123456789ab/start.png"
