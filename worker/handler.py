@@ -392,13 +392,14 @@ def sdk_log_level(env: Mapping[str, str], argv: list[str]) -> str:
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+NOISY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "aiohttp", "asyncio")  # WARNING+
 
 
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stdout, force=True)
     for handler in logging.getLogger().handlers:  # no secret in any line, tracebacks included
         handler.setFormatter(ScrubbingFormatter(LOG_FORMAT, settings.secrets()))
-    for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "aiohttp", "asyncio"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
