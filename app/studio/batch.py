@@ -37,8 +37,9 @@ from typing import Any
 
 from app.errors import InputError, user_message
 from app.studio.checks import guardrails as gr_
-from app.studio.cost import Quote
+from app.studio.cost import CostRequest, Quote
 from app.studio.forms import MAX_SEED, FormValues
+from app.studio.shown import BatchShown, check_batch_shown
 
 DEFAULT_MAX = 16
 BUDGET_LIMITS = ("daily budget", "your daily budget")
@@ -233,6 +234,11 @@ class BatchCheck:
     plan: BatchPlan
     quote: BatchQuote
     refusals: tuple[gr_.Refusal, ...]
+    requests: tuple[CostRequest, ...] = ()  # each job's cost inputs, in plan order
+
+    def shown(self) -> BatchShown:
+        """What a quote line showing this check prices (app/studio/shown.py)."""
+        return BatchShown(self.plan.seeds, self.requests, self.quote.dollars)
 
 
 @dataclass(frozen=True)
@@ -302,11 +308,15 @@ class BatchService:
             refusals += budget_refusals(
                 combined.dollars, combined.jobs, ops.limits, rows, user, what=what
             )
-        return BatchCheck(batch, combined, tuple(refusals))
+        return BatchCheck(batch, combined, tuple(refusals), tuple(p.request for p in preps))
 
-    def submit(self, batch: BatchPlan, user: str | None = None) -> BatchRun:
-        """Refuse the whole batch up front when a limit breaks; else send every job."""
+    def submit(
+        self, batch: BatchPlan, user: str | None = None, shown: BatchShown | None = None
+    ) -> BatchRun:
+        """Refuse the whole batch up front when a limit breaks, or when it is not the batch its
+        quote line priced (`shown`, the page's; None for an API client); else send every job."""
         checked = self.check(batch, user)
+        check_batch_shown(shown, checked.requests, checked.quote.dollars)
         if checked.refusals:
             raise gr_.GuardrailError(list(checked.refusals))
         rids: list[str] = []

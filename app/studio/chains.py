@@ -48,9 +48,11 @@ from app.studio.chain_store import (
     ChainStore,
 )
 from app.studio.checks.guardrails import Refusal
+from app.studio.cost import CostRequest
 from app.studio.forms import FormValues, resolve_seed
 from app.studio.ledger import JobRow
 from app.studio.owners import ANYONE, Caller
+from app.studio.shown import BatchShown, check_batch_shown
 
 log = logging.getLogger("wanpod.chains")
 
@@ -66,6 +68,11 @@ class ChainCheck:
     frames: int  # of the stitched video (seams counted once)
     seconds: float
     refusals: tuple[Refusal, ...]
+    requests: tuple[CostRequest, ...] = ()  # the segments' cost inputs, in order
+
+    def shown(self) -> BatchShown:
+        """What a quote line showing this check prices (app/studio/shown.py)."""
+        return BatchShown((), self.requests, self.quote.dollars)
 
     def summary(self) -> str:
         n = len(self.plan["prompts"])
@@ -141,7 +148,9 @@ class Chains:
                 f"{offset + len(jobs)} segments make {seconds:.1f} s ({frames} frames at {fps} "
                 f"fps); allowed: at most {most:g} s per chain (set by WANPOD_CHAIN_MAX_S)",
             )
-        return ChainCheck(kind, plan, checked.quote, frames, seconds, checked.refusals)
+        return ChainCheck(
+            kind, plan, checked.quote, frames, seconds, checked.refusals, checked.requests
+        )
 
     def storyboard_check(
         self, values: FormValues, prompts_text: str, colour_match: bool = False, user=None
@@ -182,12 +191,30 @@ class Chains:
 
     # -- starting ----------------------------------------------------------------------------
     def storyboard(
-        self, values: FormValues, prompts_text: str, colour_match: bool = False, user=None
+        self,
+        values: FormValues,
+        prompts_text: str,
+        colour_match: bool = False,
+        user=None,
+        shown: BatchShown | None = None,
     ) -> str:
-        return self._start(self.storyboard_check(values, prompts_text, colour_match, user), user)
+        """`shown`: what the page's quote line priced (None for an API client): another
+        storyboard is refused, nothing sent (app/studio/shown.py)."""
+        checked = self.storyboard_check(values, prompts_text, colour_match, user)
+        check_batch_shown(shown, checked.requests, checked.quote.dollars, "storyboard")
+        return self._start(checked, user)
 
-    def extend(self, rid: str, prompt: str = "", colour_match: bool = False, user=None) -> str:
-        return self._start(self.extend_check(rid, prompt, colour_match, user), user)
+    def extend(
+        self,
+        rid: str,
+        prompt: str = "",
+        colour_match: bool = False,
+        user=None,
+        shown: BatchShown | None = None,
+    ) -> str:
+        checked = self.extend_check(rid, prompt, colour_match, user)
+        check_batch_shown(shown, checked.requests, checked.quote.dollars, "extension")
+        return self._start(checked, user)
 
     def rerun(self, cid: str, user: str | None = None) -> str:
         """The chain's plan again (same prompts, same seed) as a new chain; limits apply."""

@@ -50,6 +50,41 @@ def check_shown(shown: Shown | None, request: CostRequest, quote: Quote) -> None
         )
 
 
+@dataclass(frozen=True)
+class BatchShown:
+    """A batch's quote line: the seeds it drew (Generate batch runs those) and the cost inputs
+    of the jobs it priced, in plan order, with their total."""
+
+    seeds: tuple[int, ...] = ()
+    requests: tuple[CostRequest, ...] = ()
+    dollars: float = 0.0
+
+
+def check_batch_shown(
+    shown: BatchShown | None,
+    requests: tuple[CostRequest, ...],
+    dollars: float,
+    what: str = "batch",
+) -> None:
+    """Refuse a batch (`what`: or a storyboard, an extension) that is not the one on its quote
+    line, as `check_shown` does a job (no priced line: nothing to compare; it is checked as it
+    is)."""
+    if shown is None or not shown.requests or shown.requests == requests:
+        return
+    if len(shown.requests) != len(requests):
+        diff = f"{len(requests)} jobs instead of {len(shown.requests)}"
+    else:
+        pairs = enumerate(zip(shown.requests, requests, strict=True), 1)
+        k, (a, b) = next((k, pair) for k, pair in pairs if pair[0] != pair[1])
+        diff = f"job {k}: {_diff(a, b)}"
+    raise InputError(
+        f"{what} quote",
+        f"the form sent a different {what} ({diff}) than its quote line priced "
+        f"(${shown.dollars:.4f}); this one is ${dollars:.4f}. Nothing was sent: check the "
+        "quote line, then press the button again",
+    )
+
+
 def _diff(a: CostRequest | None, b: CostRequest) -> str:
     if a is None:
         return "no quote"

@@ -32,6 +32,7 @@ from app.studio.forms import field_of
 from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.promote import promote
+from app.studio.shown import BatchShown
 from app.ui import requote
 from app.ui.callbacks import PRICED_PROMPT, caller_of, files_optional, user_of
 from app.ui.fields import Number, Textbox, described
@@ -47,7 +48,7 @@ class BatchPanel:
     seeds: Any
     prompts: Any
     quote: Any
-    drawn: Any  # a gr.State: the seeds the batch quote drew
+    drawn: Any  # a gr.State: what the batch quote showed (a BatchShown: seeds, jobs, total)
     button: Any
     status: Any
     gallery: Any
@@ -75,25 +76,27 @@ class BatchCallbacks:
         self, count: Any, seeds: Any, prompts: Any, fields: dict[str, Any], drawn: Any = None
     ) -> BatchPlan:
         values = self.cb.form.values(fields)
-        return self.service.plan(values, count, seeds, prompts, drawn or ())
+        seeds_drawn = drawn.seeds if isinstance(drawn, BatchShown) else ()
+        return self.service.plan(values, count, seeds, prompts, seeds_drawn)
 
     @files_optional
     def quote(
         self, request: gr.Request, count: Any, seeds: Any, prompts: Any, **fields: Any
-    ) -> tuple[str, tuple[int, ...]]:
+    ) -> tuple[str, BatchShown | None]:
         """The batch's combined quote (each job quoted, then added up) and every limit the
-        batch would break; with the seeds it drew (a State: Generate batch runs those)."""
+        batch would break; with what it showed (a State: Generate batch runs the seeds it
+        drew, and is refused unless it sends the jobs it priced)."""
         if (count in (None, "", 1, 1.0)) and not (seeds or "").strip() and not prompts:
             return (
                 "Set a number of seeds, a seed list or several prompts (one per line): each "
                 "becomes its own job, quoted here together before you press Generate batch."
-            ), ()
+            ), None
         try:
             line, drawn = self._line(request, count, seeds, prompts, fields)
         except Exception as exc:
             refusal = f"⚠️ {md_text(self.cb.message(exc))}"
             if field_of(str(getattr(exc, "field", ""))) != "prompt":
-                return refusal, ()
+                return refusal, None
             # refused for the form's prompt alone (a batch of seeds): priced as the form's own
             # quote line is (Callbacks.quoted), the refusal under the price; Generate batch
             # checks the form again
@@ -102,13 +105,20 @@ class BatchCallbacks:
                     request, count, seeds, prompts, {**fields, "prompt": PRICED_PROMPT}
                 )
             except Exception:
-                return refusal, ()
+                return refusal, None
             return f"{line}\n\n{refusal}", drawn
         return line + self.cb.images_refusal(fields), drawn
 
+    @files_optional
+    def quote_line(
+        self, request: gr.Request, count: Any, seeds: Any, prompts: Any, **fields: Any
+    ) -> str:
+        """The API's /batch_quote: the line only (an API client is not held to a quote)."""
+        return self.quote(request, count, seeds, prompts, **fields)[0]
+
     def _line(
         self, request: gr.Request, count: Any, seeds: Any, prompts: Any, fields: dict[str, Any]
-    ) -> tuple[str, tuple[int, ...]]:
+    ) -> tuple[str, BatchShown]:
         plan = self._plan(count, seeds, prompts, fields)
         checked = self.service.check(plan, user_of(request))
         line = f"**Batch of {checked.plan.describe()}:** {checked.quote.summary()}"
@@ -117,7 +127,7 @@ class BatchCallbacks:
                 "\n\n⚠️ **Over the studio's limits** (Generate batch would be refused): "
                 + "; ".join(html.escape(str(r), quote=False) for r in checked.refusals)
             )
-        return line, checked.plan.seeds
+        return line, checked.shown()
 
     @files_optional
     def generate(
@@ -130,11 +140,13 @@ class BatchCallbacks:
         **fields: Any,
     ) -> Iterator[tuple[Any, ...]]:
         """Refuse the whole batch up front, or send every job; then stream the batch's table,
-        videos and job ids until every job is final. `drawn`: the seeds the batch quote showed
-        (a State; None for an API client, whose random seeds are drawn now)."""
+        videos and job ids until every job is final. `drawn`: what the batch quote showed (a
+        State: its seeds are run, and a batch other than the one it priced is refused; None
+        for an API client, whose random seeds are drawn now)."""
         try:
             plan = self._plan(count, seeds, prompts, fields, drawn)
-            run = self.service.submit(plan, user=user_of(request))
+            shown = drawn if isinstance(drawn, BatchShown) else None
+            run = self.service.submit(plan, user=user_of(request), shown=shown)
         except Exception as exc:
             raise self.cb.error(exc) from None
         if run.error:
@@ -278,7 +290,7 @@ def batch_panel(cb: Any) -> BatchPanel:
               "form's seed and the ones after it")  # fmt: skip
     described(seeds, "the seeds, separated by commas or spaces; replaces count when given")
     described(prompts, "prompts, one per line, each run with every seed; empty: the form's")
-    return BatchPanel(count, seeds, prompts, quote, gr.State(()), button, status, gallery, ids)
+    return BatchPanel(count, seeds, prompts, quote, gr.State(None), button, status, gallery, ids)
 
 
 def draft_final_panel() -> DraftFinalPanel:
@@ -304,8 +316,8 @@ def wire_batch(
                     "prompts": batch.prompts}  # fmt: skip
     # its quote follows the form's and its own fields in order (app/ui/requote.py: the page's
     # form listener asks for every quote line)
-    requote.line(requote.BATCH, bc.quote, batch_inputs, [batch.quote, batch.drawn],
-                 api_name="batch_quote")  # fmt: skip
+    requote.line(requote.BATCH, bc.quote_line, batch_inputs, [batch.quote],
+                 api_name="batch_quote", page=(bc.quote, [batch.quote, batch.drawn]))  # fmt: skip
     requote.on([batch.count.change, batch.seeds.change, batch.prompts.change])
     batch.button.click(
         bc.generate,

@@ -23,6 +23,7 @@ import gradio as gr
 from app.studio import chain_history
 from app.studio.chains import Chains
 from app.studio.owners import Caller
+from app.studio.shown import BatchShown
 from app.ui import requote
 from app.ui.callbacks import caller_of, user_of
 from app.ui.fields import Textbox, described
@@ -49,6 +50,7 @@ class ChainPanel:
     reuse: Any
     values: Any = None  # a gr.State: the FormValues /reuse_chain gave, for the page's form
     section: Any = None  # the accordion (History's Extend opens it: the chain shows there)
+    shown: Any = None  # a gr.State: what the quote line priced (a BatchShown), for its button
 
 
 def chain_panel() -> ChainPanel:
@@ -94,7 +96,7 @@ def chain_panel() -> ChainPanel:
             reuse = gr.Button("Reuse chain settings", elem_id="wp-chain-reuse", **off)
     return ChainPanel(
         prompts, colour, extend_prompt, quote, storyboard, extend, status, video, chain_id,
-        cancel, rerun, reuse, gr.State(None), section,
+        cancel, rerun, reuse, gr.State(None), section, gr.State(None),
     )  # fmt: skip
 
 
@@ -116,46 +118,73 @@ class ChainCallbacks:
 
     def storyboard_quote(
         self, request: gr.Request, prompts: str, colour_match: bool, **fields: Any
-    ) -> str:
-        """The whole storyboard's quote, its video's length and every limit it would break."""
+    ) -> tuple[str, BatchShown | None]:
+        """The whole storyboard's quote, its video's length and every limit it would break;
+        with what it priced (a State: the storyboard sent must be that one)."""
         if not (prompts or "").strip():
-            return "Write one prompt per line: each becomes a segment of one longer video."
+            return "Write one prompt per line: each becomes a segment of one longer video.", None
         try:
             values = self.cb.form.values(fields)
             check = self.chains.storyboard_check(values, prompts, colour_match, user_of(request))
         except Exception as exc:
-            return f"⚠️ {self.cb.message(exc)}"
-        return self._quoted(check) + self.cb.images_refusal(fields)  # its first segment's
+            return f"⚠️ {self.cb.message(exc)}", None
+        line = self._quoted(check) + self.cb.images_refusal(fields)  # its first segment's
+        return line, check.shown()
+
+    def storyboard_line(
+        self, request: gr.Request, prompts: str, colour_match: bool, **fields: Any
+    ) -> str:
+        """The API's /storyboard_quote: the line only (an API client is not held to it)."""
+        return self.storyboard_quote(request, prompts, colour_match, **fields)[0]
 
     def storyboard(
-        self, request: gr.Request, prompts: str, colour_match: bool, **fields: Any
+        self,
+        request: gr.Request,
+        prompts: str,
+        colour_match: bool,
+        shown: BatchShown | None = None,
+        **fields: Any,
     ) -> Iterator[tuple[Any, ...]]:
-        """Start the storyboard (refused whole when a limit breaks), then stream it."""
+        """Start the storyboard (refused whole when a limit breaks, or when it is not the one
+        the quote line priced), then stream it."""
         try:
             values = self.cb.form.values(fields)
-            cid = self.chains.storyboard(values, prompts, colour_match, user=user_of(request))
+            cid = self.chains.storyboard(values, prompts, colour_match, user=user_of(request),
+                                         shown=_priced(shown))  # fmt: skip
         except Exception as exc:
             raise self.cb.error(exc) from None
         yield from self.watch(cid, caller_of(self.studio_of(), request))
 
     def extend_quote(
         self, request: gr.Request, job_id: str | None, prompt: str, colour_match: bool
-    ) -> str:
+    ) -> tuple[str, BatchShown | None]:
         try:
             check = self.chains.extend_check(
                 (job_id or "").strip(), prompt or "", colour_match, user_of(request)
             )
         except Exception as exc:
-            return f"⚠️ {self.cb.message(exc)}"
-        return self._quoted(check)
+            return f"⚠️ {self.cb.message(exc)}", None
+        return self._quoted(check), check.shown()
+
+    def extend_line(
+        self, request: gr.Request, job_id: str | None, prompt: str, colour_match: bool
+    ) -> str:
+        """The API's /extend_quote: the line only."""
+        return self.extend_quote(request, job_id, prompt, colour_match)[0]
 
     def extend(
-        self, request: gr.Request, job_id: str | None, prompt: str, colour_match: bool
+        self,
+        request: gr.Request,
+        job_id: str | None,
+        prompt: str,
+        colour_match: bool,
+        shown: BatchShown | None = None,
     ) -> Iterator[tuple[Any, ...]]:
         """A new segment from the job's last frame, streamed until the joined video is made."""
         try:
             rid = (job_id or "").strip()
-            cid = self.chains.extend(rid, prompt or "", bool(colour_match), user=user_of(request))
+            cid = self.chains.extend(rid, prompt or "", bool(colour_match), user=user_of(request),
+                                     shown=_priced(shown))  # fmt: skip
         except Exception as exc:
             raise self.cb.error(exc) from None
         yield from self.watch(cid, caller_of(self.studio_of(), request))
@@ -222,6 +251,12 @@ class ChainCallbacks:
             self.chains.wait(cid, CHAIN_RESYNC_S)
 
 
+def _priced(shown: Any) -> BatchShown | None:
+    """The quote line's BatchShown from its State (None: nothing priced there yet, or an API
+    client, which has no quote line: checked as it is)."""
+    return shown if isinstance(shown, BatchShown) else None
+
+
 def wire_chain(
     cb: Any, chains: Chains, panel: ChainPanel, *, job_id: Any, history: Any, after_fill: Any
 ) -> ChainCallbacks:
@@ -233,22 +268,29 @@ def wire_chain(
     panel.chain_id.change(None, panel.chain_id, buttons, js=job_buttons_js(3), **PRIVATE)
     story = {**form.kwargs, "prompts": panel.prompts, "colour_match": panel.colour}
 
-    def quoted(triggers: list[Any], fn: Any, inputs: dict[str, Any], name: str) -> None:
-        gr.on(triggers, fn, inputs_kwargs=inputs, outputs=panel.quote, api_name=name,
-              **QUIET, trigger_mode="always_last")  # fmt: skip
+    # one quote line for both buttons, and (the page's only) one State with what it priced
+    # (app/studio/shown.py); the API's quote events answer the line alone
+    line = [panel.quote, panel.shown]
+
+    def quoted(triggers: list[Any], page_fn: Any, fn: Any, inputs: dict[str, Any], name: str):
+        gr.on(triggers, page_fn, inputs_kwargs=inputs, outputs=line, api_name=f"page_{name}",
+              **PRIVATE, trigger_mode="always_last")  # fmt: skip
+        gr.Button(visible=False).click(fn, inputs_kwargs=inputs, outputs=panel.quote,
+                                       api_name=name, **QUIET)  # fmt: skip
 
     # the storyboard's quote follows the form's and its own fields in order (app/ui/requote.py:
     # the page's form listener asks for every quote line)
-    requote.line(requote.STORYBOARD, cc.storyboard_quote, story, [panel.quote],
-                 api_name="storyboard_quote")  # fmt: skip
+    requote.line(requote.STORYBOARD, cc.storyboard_line, story, [panel.quote],
+                 api_name="storyboard_quote", page=(cc.storyboard_quote, line))  # fmt: skip
     requote.on([panel.prompts.change, panel.colour.change])
     panel.storyboard.click(
-        cc.storyboard, inputs_kwargs=story, outputs=out, api_name="storyboard",
-        **QUIET,
+        cc.storyboard, inputs_kwargs={**story, "shown": panel.shown}, outputs=out,
+        api_name="storyboard", **QUIET,
     )  # fmt: skip
     ext = {"job_id": job_id, "prompt": panel.extend_prompt, "colour_match": panel.colour}
-    quoted([panel.extend_prompt.change], cc.extend_quote, ext, "extend_quote")
-    panel.extend.click(cc.extend, inputs_kwargs=ext, outputs=out, api_name="extend", **QUIET)
+    quoted([panel.extend_prompt.change], cc.extend_quote, cc.extend_line, ext, "extend_quote")
+    panel.extend.click(cc.extend, inputs_kwargs={**ext, "shown": panel.shown}, outputs=out,
+                       api_name="extend", **QUIET)  # fmt: skip
     shown = history.extend.click(lambda: gr.Accordion(open=True), None, panel.section, **PRIVATE)
     history.refresh_after(
         shown.then(

@@ -216,8 +216,9 @@ class Refuses:
         @dataclass
         class Prepared:
             quote: cost.Quote
+            request: cost.CostRequest
 
-        return Prepared(quotes(4)[0])
+        return Prepared(quotes(4)[0], cost.CostRequest("t2v_14b", "turbo", 832, 480, 81, 4, 1.0))
 
     def submit(self, values: FormValues, user: str | None = None) -> str:
         if len(self.sent) >= self.takes:
@@ -238,6 +239,41 @@ def test_a_batch_stopped_half_way_names_what_was_and_was_not_sent():
     assert last.endswith("injected 500. Job 1 was sent and run; job 2 was NOT sent.")
     with pytest.raises(SubmitError, match="injected 500"):  # the first job refused: an error
         batch.BatchService(Refuses(takes=0)).submit(batch.plan(BASE, count=2))
+
+
+def test_a_batch_other_than_the_one_its_quote_line_priced_is_refused_before_anything(tmp_path):
+    """Generate batch sends the jobs its quote line priced (the page keeps them beside the seeds
+    it drew); a form changed while that line was on its way makes another batch: refused, naming
+    the difference and both prices, nothing sent. An API client (no line) is not compared."""
+    import dataclasses
+
+    from app.studio.jobs import Studio
+
+    class Recording(Studio):
+        sent: list[FormValues]
+
+        def submit(self, values: FormValues, user: str | None = None, **kw: Any) -> str:
+            self.sent.append(values)
+            return f"wp-{len(self.sent)}"
+
+    studio = offline_studio(tmp_path, Recording)
+    studio.sent = []
+    service = batch.BatchService(studio)
+    shown = service.check(batch.plan(BASE, count=2)).shown()
+    assert len(shown.requests) == 2 and shown.dollars > 0
+    larger = dataclasses.replace(BASE, resolution="720p landscape")
+    with pytest.raises(InputError) as refused:
+        service.submit(batch.plan(larger, count=2, drawn=shown.seeds), shown=shown)
+    assert str(refused.value).startswith(
+        "batch quote: the form sent a different batch (job 1: width 1280 instead of 640, height "
+        f"720 instead of 640) than its quote line priced (${shown.dollars:.4f}); this one is $"
+    ), refused.value
+    more = batch.plan(BASE, count=3, drawn=shown.seeds)
+    with pytest.raises(InputError, match=r"\(3 jobs instead of 2\)"):
+        service.submit(more, shown=shown)
+    assert studio.sent == []
+    assert len(service.submit(batch.plan(BASE, count=2, drawn=shown.seeds), shown=shown).rids) == 2
+    assert len(service.submit(batch.plan(larger, count=2)).rids) == 2  # an API client's
 
 
 # -- draft -> final refusals and values, on a real ledger ----------------------------------------

@@ -25,6 +25,43 @@ def text_of(page, selector: str) -> str:
     return page.locator(selector).inner_text()
 
 
+def test_a_batch_changed_while_its_quote_is_on_its_way_is_refused(studio, context):
+    """The page keeps what the batch's quote line priced: a count changed and Generate batch
+    pressed before the new quote arrives (here it is held back) sends nothing, and says why."""
+    page = open_studio(context, studio.base_url)
+    prompt = f"held quote {TAG}"
+    page.locator("#wp-prompt textarea").fill(prompt)
+    page.locator("#wp-batch").get_by_text("Batch: several seeds or prompts").click()
+    page.locator("#wp-batch-count input").fill("2")
+    page.locator("#wp-batch-count input").press("Tab")
+    page.wait_for_function(
+        "document.querySelector('#wp-batch-quote').innerText.includes('Batch of 2 jobs')"
+    )
+    config = page.request.get(f"{studio.base_url}/config").json()
+    (quote_fn,) = [i for i, d in enumerate(config["dependencies"])
+                   if d["api_name"] == "page_batch_quote"]  # fmt: skip
+    held = []
+
+    def hold_the_batch_quote(route) -> None:
+        if f'"fn_index":{quote_fn},' in (route.request.post_data or "").replace(" ", ""):
+            held.append(route)  # never answered
+        else:
+            route.continue_()
+
+    page.route("**/gradio_api/queue/join*", hold_the_batch_quote)
+    page.locator("#wp-batch-count input").fill("3")
+    page.locator("#wp-batch-count input").press("Tab")
+    page.wait_for_function("document.querySelector('#wp-batch-count input').value === '3'")
+    page.wait_for_timeout(0)  # lets Playwright run the route handler
+    page.locator("#wp-batch-generate").click()
+    toast = page.locator(".toast-body").filter(has_text="the form sent a different batch")
+    toast.wait_for()
+    assert held  # the line still priced 2 jobs
+    assert "(3 jobs instead of 2) than its quote line priced ($" in toast.inner_text()
+    assert "Batch of 2 jobs" in text_of(page, "#wp-batch-quote")
+    assert not [r for r in ledger_of(studio).recent(50) if r.params.get("prompt") == prompt]
+
+
 def test_batch_combined_quote_then_run_to_the_end(studio, context):
     page = open_studio(context, studio.base_url)
     page.locator("#wp-prompt textarea").fill(f"batch lantern {TAG} on a lake")

@@ -119,6 +119,30 @@ def test_a_restarted_studio_carries_the_chain_on(stack, tmp_path):
         again.studio.tracker.stop()
 
 
+def test_a_storyboard_other_than_the_one_its_quote_line_priced_is_refused(stack, tmp_path):
+    """The page keeps what the chain's quote line priced; a storyboard (or an extension) sent
+    from a form changed meanwhile is refused, naming the difference, with no chain and no job
+    made. An API client passes nothing and is checked as it is."""
+    import dataclasses
+
+    chains = services(stack, tmp_path)
+    try:
+        shown = chains.storyboard_check(values(), PROMPTS).shown()
+        assert len(shown.requests) == 3 and shown.dollars > 0
+        larger = dataclasses.replace(values(), resolution="720p landscape")
+        with pytest.raises(InputError) as refused:
+            chains.storyboard(larger, PROMPTS, shown=shown)
+        assert str(refused.value).startswith(
+            "storyboard quote: the form sent a different storyboard (job 1: width 1280 instead "
+            "of 832, height 720 instead of 480) than its quote line priced ($"
+        ), refused.value
+        with pytest.raises(InputError, match=r"\(2 jobs instead of 3\)"):
+            chains.storyboard(values(), "one\ntwo", shown=shown)
+        assert chains.store.unfinished() == [] and chains.studio.ledger.recent() == []
+    finally:
+        chains.studio.tracker.stop()
+
+
 class StaleFirstRead(Chains):
     """Another replica's chain service: its own locks, the same ledger, and a first read of
     the chain's segments taken before the last one's row was written."""
