@@ -40,7 +40,7 @@ PY=${WANPOD_PYTHON:-python}
 COMFY_CMD=${COMFY_CMD:-"$PY -u /comfyui/main.py"}
 COMFY_HOST=${COMFY_HOST:-127.0.0.1:8188}
 export COMFY_HOST
-export COMFY_PID_FILE=${COMFY_PID_FILE:-/tmp/comfyui.pid}
+export COMFY_PID_FILE=${COMFY_PID_FILE-/tmp/comfyui.pid}  # set empty: no pid file, no check
 START_TIMEOUT=${COMFY_START_TIMEOUT_S:-600}
 WORKER_CMD=${WORKER_CMD:-"$PY -u -m worker.handler"}
 YAML=${EXTRA_MODEL_PATHS_CONFIG:-}
@@ -100,7 +100,11 @@ fi
 
 if [ -z "${EXTRA_MODEL_PATHS_CONFIG:-}" ]; then
   YAML=$(mktemp -t extra_model_paths-XXXXXX.yaml)
-  $PY -m worker.volume --write-yaml "$YAML"
+  if ! $PY -m worker.volume --write-yaml "$YAML" || [ ! -s "$YAML" ]; then
+    # never an empty yaml for ComfyUI (it stops on one): the shipped one, for the default roots
+    log "WARNING: the volume scan failed; ComfyUI gets worker/extra_model_paths.yaml" >&2
+    cp "$ROOT/worker/extra_model_paths.yaml" "$YAML"
+  fi
 else
   $PY -m worker.volume
 fi
@@ -113,7 +117,7 @@ comfy_args=(--listen "$host" --port "$port" --disable-auto-launch --disable-meta
 # shellcheck disable=SC2086  # COMFY_CMD and COMFY_EXTRA_ARGS are word lists by design
 $COMFY_CMD "${comfy_args[@]}" ${COMFY_EXTRA_ARGS:-} &
 comfy_pid=$!
-echo "$comfy_pid" >"$COMFY_PID_FILE"
+[ -n "$COMFY_PID_FILE" ] && echo "$comfy_pid" >"$COMFY_PID_FILE"
 log "ComfyUI starting (pid $comfy_pid) on $COMFY_HOST with $YAML"
 
 stop_all() {

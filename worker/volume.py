@@ -103,7 +103,7 @@ def find_cached(roots: Sequence[str]) -> list[CachedModel]:
         for repo_dir in sorted(hub.glob("models--*")):
             _, org, name = [*repo_dir.name.split("--", 2), "", ""][:3]
             ref = repo_dir / "refs" / "main"
-            main = ref.read_text().strip() if ref.is_file() else ""
+            main = ref.read_text(errors="replace").strip() if ref.is_file() else ""
             snaps = sorted((repo_dir / "snapshots").glob("*"))
             for snap in [s for s in snaps if s.name == main] or snaps:
                 base = snap / "split_files"
@@ -239,12 +239,19 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     ap.add_argument("--write-yaml", help="write extra_model_paths.yaml for the roots here")
     args = ap.parse_args(argv)
     roots = [r for r in args.roots.split(":") if r]
-    cached = find_cached(roots)
+    try:
+        cached = find_cached(roots)
+    except OSError as e:  # a volume that cannot be read: its models/ folders are still listed
+        print(f"volume: WARNING: cached models not read ({type(e).__name__}: {e})", flush=True)
+        cached = []
     if args.write_yaml:
         Path(args.write_yaml).write_text(render_yaml(roots, cached))
-    root = find_root(roots)
-    debug = (env.get("NETWORK_VOLUME_DEBUG") or "").lower() in ("1", "true", "yes")
-    print_report(scan(root, cached), debug)
+    try:
+        root = find_root(roots)
+        debug = (env.get("NETWORK_VOLUME_DEBUG") or "").lower() in ("1", "true", "yes")
+        print_report(scan(root, cached), debug)
+    except OSError as e:  # the report only: the yaml is written
+        print(f"volume: WARNING: the volume could not be scanned ({type(e).__name__}: {e})")
     return 0
 
 

@@ -76,7 +76,7 @@ def test_hub_defaults_give_the_same_settings_as_the_image():
 
 def test_hub_defaults_match_start_sh_defaults():
     start = (REPO / "worker" / "start.sh").read_text()
-    for key, default in re.findall(r"\$\{([A-Z][A-Z0-9_]+):-([^}$]*)\}", start):
+    for key, default in re.findall(r"\$\{([A-Z][A-Z0-9_]+):?-([^}$]*)\}", start):
         if key in ENV and default:
             assert as_env(ENV[key]).strip('"') == default.strip('"'), key
 

@@ -251,3 +251,31 @@ def test_start_sh_loads_wan_files_from_runpod_cached_models(tmp_path):
     assert "volume: cached model Comfy-Org/Wan_2.1_ComfyUI_repackaged" in out
     assert "text_encoders 1 file(s)" in out
     assert "job local_test done: ComfyUI_00001_.mp4 (video/mp4" in out
+
+
+def test_a_corrupted_cached_model_ref_is_read_all_the_same(tmp_path):
+    files = load_catalog().files_for(["t2v_14b"], ["turbo"])
+    vol = fake_hf_cache(tmp_path / "runpod-volume", files)
+    for ref in vol.glob("huggingface-cache/hub/*/refs/main"):
+        ref.write_bytes(b"\xff\xfe not a revision")  # every snapshot is looked at instead
+    assert len(find_cached([str(vol)])) == 2
+
+
+def test_start_sh_gives_comfyui_the_shipped_yaml_when_the_volume_scan_fails(tmp_path):
+    """ComfyUI stops on an empty extra_model_paths.yaml: a scan that fails (a bug, a volume
+    that errors) leaves it the shipped one for the default roots, and the worker starts."""
+    python = tmp_path / "python"  # the scan fails; everything else is Python as usual
+    python.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "-m worker.volume" ]; then echo "Traceback: boom" >&2; exit 1; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    inventory = {"input": {"inventory": True}}  # needs no model
+    code, out = run_start(tmp_path, fake_volume(tmp_path / "volume"), inventory,
+                          WANPOD_PYTHON=str(python))  # fmt: skip
+    assert code == 0, out[-4000:]
+    assert "WARNING: the volume scan failed; ComfyUI gets worker/extra_model_paths.yaml" in out
+    (used,) = tmp_path.glob("extra_model_paths-*.yaml")
+    assert used.read_text() == (REPO / "worker" / "extra_model_paths.yaml").read_text()
+    assert "ComfyUI is ready on" in out and "worker exited with code 0" in out
