@@ -66,6 +66,10 @@ LIVE_JS = (
 let live = null;
 let following = null;
 let endAsked = null;  // the job whose end this page asked for: not followed again
+// a stream refused (a proxy's 502 while the studio restarts, ...): the job's view asked for,
+// then the stream opened again while the panel still shows the job live, at growing intervals
+let retryAt = 0;
+let backoff = 1000;
 const stop = () => { if (live) { live.close(); live = null; } };
 const click = (id) => {
   const b = document.getElementById(id);
@@ -102,12 +106,13 @@ const follow = () => {
   if (!rid || s.dataset.final !== "0") { if (!rid || rid === following) stop(); return; }
   // the same job again: followed already, or its end asked for (a panel put back after
   // "Submitting…" is followed anew: its stream was stopped while the panel had no job)
-  if (rid === following && (live || endAsked === rid)) return;
+  if (rid === following && (live || endAsked === rid || Date.now() < retryAt)) return;
   stop();
   following = rid;
   const source = new EventSource(`${studioRoot()}__PATH__${encodeURIComponent(rid)}`);
   live = source;
   source.onmessage = (e) => {
+    backoff = 1000;
     const m = JSON.parse(e.data);
     const cur = element.querySelector("#wp-status");
     if (!cur || cur.dataset.rid !== rid) { if (live === source) stop(); return; }
@@ -130,8 +135,14 @@ const follow = () => {
     }
     if (m.final && live === source) { stop(); endAsked = rid; ended(); }
   };
-  source.onerror = () => {  // closed for good (refused): the page's end event says what is so
-    if (source.readyState === 2 && live === source) { live = null; endAsked = rid; ended(); }
+  source.onerror = () => {  // refused: the page's end event shows the job as it is now, and a
+    // job still live then is followed again (its panel's data-final stays "0")
+    if (source.readyState === 2 && live === source) {
+      live = null;
+      retryAt = Date.now() + backoff;
+      backoff = Math.min(backoff * 2, 30000);
+      ended();
+    }
   };
 };
 if (typeof watch === "function") watch("value", () => setTimeout(follow, 0));

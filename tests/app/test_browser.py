@@ -150,6 +150,26 @@ def test_form_quote_generate_progress_and_playback(studio, context, slow_stack):
     assert slow_stack.api_key not in page.content()
 
 
+def test_a_refused_live_stream_is_opened_again_until_the_jobs_end(studio, context, slow_stack):
+    """A proxy in front of the studio answers 502 while the studio restarts: the page asks for
+    the job's view and, while the job is still live, opens its stream again (at growing
+    intervals), so it still shows the end."""
+    page = open_studio(context, studio.base_url)
+    refused: list[str] = []
+
+    def bad_gateway(route) -> None:
+        if len(refused) < 2:
+            refused.append(route.request.url)
+            route.fulfill(status=502, body="Bad Gateway")
+        else:
+            route.continue_()
+
+    page.route("**/wanpod/live/**", bad_gateway)
+    job = start_job(page, "a kite behind a gateway")
+    done = wait_state(page, f"d.rid === '{job['rid']}' && d.state === 'COMPLETED'")
+    assert len(refused) == 2 and done["final"] == "1"
+
+
 def test_closed_tab_reopened_finds_its_job(studio, context, slow_stack):
     page = open_studio(context, studio.base_url)
     job = start_job(page, "a paper boat on a river")
