@@ -170,16 +170,20 @@ class HistoryCallbacks:
         except Exception as exc:
             raise self.cb.error(exc) from None
         form = self.studio.forms.get(v.pipeline)
-        if form is not None:
-            images = {  # the job's images, or none where it had none
-                param: self._kept_image(row, param) if used else None
-                for param, used in (
-                    ("start_image", form.needs_start),
-                    ("end_image", form.needs_end),
-                )
-            }
-            v = dataclasses.replace(v, **images)
-        return v
+        if form is None:  # a pipeline renamed or dropped since (an older studio's row)
+            offered = ", ".join(self.studio.forms)
+            error = InputError("job", f"{rid} ran the pipeline {v.pipeline!r}, which this studio "
+                               f"no longer offers; allowed: a job of {offered}")  # fmt: skip
+            raise self.cb.error(error)
+        if v.workflow_file and not Path(v.workflow_file).is_file():
+            # the upload's copy went with the studio's restart: the workflow the job ran (its
+            # values are filled in again from the form as they were)
+            v = dataclasses.replace(v, workflow_file=self._workflow_file(row))
+        images = {  # the job's images, or none where it had none
+            param: self._kept_image(row, param) if used else None
+            for param, used in (("start_image", form.needs_start), ("end_image", form.needs_end))
+        }
+        return dataclasses.replace(v, **images)
 
     def reuse(self, request: gr.Request, job_id: str | None) -> dict[Any, Any]:
         """A past job's form values: its pipeline, prompts, size, duration, seed (fixed), mode

@@ -4,6 +4,7 @@ job's form values; "rerun exactly" sends the same filled workflow and seed as a 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -56,6 +57,52 @@ def test_recipe_reuse_and_rerun_exactly(client, studio):
     assert again.workflow == row.workflow  # exactly the same filled workflow
     assert again.recipe["rerun_of"] == rid and again.recipe["comfyui_version"]
     assert Path(video2).read_bytes()[4:8] == b"ftyp"
+
+
+def test_reuse_of_a_bring_your_own_job_after_its_upload_is_gone(client, studio, tmp_path):
+    """The form keeps the path of Gradio's copy of the uploaded workflow, which goes with a
+    restart of the studio: Reuse then gives the workflow the job ran (its values are filled in
+    again from the form), and it runs again as it did."""
+    from tests.app.test_api import byo_args
+    from tests.helpers import COMFY_FIXTURES
+
+    wf = tmp_path / "my_t2v.json"
+    wf.write_bytes((COMFY_FIXTURES / "workflows" / "wan22_t2v_14B_lightx2v.api.json").read_bytes())
+    status, _, _, rid = finished(client.predict(*byo_args(wf, seed=31), api_name="/generate"))
+    assert 'data-state="COMPLETED"' in status, status
+    row = ledger_of(studio).get(rid)
+    Path(row.form.workflow_file).unlink()  # as a restart leaves it
+    values = client.predict(rid, api_name="/reuse")
+    pipeline, mode, prompt, _neg, _s, _e, workflow, *_ = values
+    assert (pipeline, mode, prompt) == ("byo", "as uploaded", "a byo cat")
+    assert json.loads(Path(workflow).read_text()) == row.workflow
+    again = args("byo", "as uploaded", prompt="a byo cat", seed=31)
+    again[6] = handle_file(workflow)
+    status, _, _, rid2 = finished(client.predict(*again, api_name="/generate"))
+    assert 'data-state="COMPLETED"' in status, status
+    ran, first = ledger_of(studio).get(rid2).workflow, row.workflow
+    for w in (ran, first):  # each job names its own output files
+        for node in w.values():
+            node["inputs"].pop("filename_prefix", None)
+    assert ran == first  # the same job
+
+
+def test_reuse_of_a_job_whose_pipeline_is_no_longer_offered_says_so(client, studio):
+    """An older studio's row (a pipeline renamed since): Reuse names the pipeline and what is
+    offered instead of failing with the bare name."""
+    from app.studio.forms import FormValues
+
+    ledger = ledger_of(studio)
+    gone = FormValues(pipeline="t2v_14b_v1", prompt="an old kite", resolution="480p square")
+    rid = ledger.create(template="t2v_14b_v1", mode="turbo", params={"prompt": "an old kite"},
+                        workflow={}, quote=None, gpu="H100 PRO", form=gone)  # fmt: skip
+    ledger.update(rid, state="COMPLETED")
+    with pytest.raises(AppError) as refused:
+        client.predict(rid, api_name="/reuse")
+    assert str(refused.value).startswith(
+        f"job: {rid} ran the pipeline 't2v_14b_v1', which this studio no longer offers; "
+        "allowed: a job of t2v_14b, "
+    ), refused.value
 
 
 def test_rerun_of_an_image_job_resends_its_kept_image(client, studio, png_file):
