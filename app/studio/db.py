@@ -125,6 +125,11 @@ class Database:
         raise NotImplementedError
 
 
+def _lower(value: Any) -> Any:
+    """SQL lower() as Python lowers text (every script), for the ledger's searches."""
+    return value.lower() if isinstance(value, str) else value
+
+
 GROUPED = ("INSERT", "UPDATE", "DELETE", "REPLACE")  # the writes committed with others (SQLite)
 
 
@@ -196,6 +201,8 @@ class SQLiteDatabase(Database):
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=self.BUSY_S, isolation_level=None)
             conn.row_factory = sqlite3.Row
+            # SQLite's own lower() lowers ASCII only: a search for "école" missed "ÉCOLE"
+            conn.create_function("lower", 1, _lower, deterministic=True)
             conn.execute(f"PRAGMA busy_timeout={int(self.BUSY_S * 1000)}")
             self._local.conn = conn
         return conn

@@ -118,6 +118,13 @@ def test_a_final_row_is_nobodys_to_claim(ledger_url):
     assert not ledger.claim(rid, "replica-b", 30)  # not even by the replica that held it
 
 
+def test_search_is_case_insensitive_beyond_ascii(ledger_url):
+    ledger = Ledger(ledger_url)
+    rid = _create(ledger, "Café ÉCOLE at dawn, Ωmega")
+    for text in ("café", "CAFÉ", "école", "École", "ωmega", "ÉCOLE AT"):
+        assert [r.id for r in ledger.search(text)] == [rid], text
+
+
 def test_a_caller_without_a_name_lists_nothing(ledger_url):
     """Under APP_AUTH a caller with no user name sees no row: its listing filter matches none,
     on PostgreSQL too (which refuses a NUL in a query's text)."""
