@@ -330,6 +330,7 @@ class Ledger:
         if user is not None:
             where.append('"user" = ?')  # quoted: `user` is a reserved word in PostgreSQL
             args.append(user)
+        text = text.replace("\0", "")  # no prompt holds one (refused), and PostgreSQL refuses it
         if text.strip():
             like = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%")
             like = like.replace("_", "\\_") + "%"

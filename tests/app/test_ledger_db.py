@@ -121,8 +121,8 @@ def test_a_final_row_is_nobodys_to_claim(ledger_url):
 def test_search_is_case_insensitive_beyond_ascii(ledger_url):
     ledger = Ledger(ledger_url)
     rid = _create(ledger, "Café ÉCOLE at dawn, Ωmega")
-    for text in ("café", "CAFÉ", "école", "École", "ωmega", "ÉCOLE AT"):
-        assert [r.id for r in ledger.search(text)] == [rid], text
+    for text in ("café", "CAFÉ", "école", "École", "ωmega", "ÉCOLE AT", "caf\0é"):
+        assert [r.id for r in ledger.search(text)] == [rid], text  # a NUL typed: left out
 
 
 def test_a_caller_without_a_name_lists_nothing(ledger_url):
