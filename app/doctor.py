@@ -15,12 +15,13 @@ checked (no credentials, key or id refused, unreachable, inventory job failed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from app.endpoint import EndpointClient
-from app.errors import EndpointError, StudioError
+from app.errors import EndpointError, InventoryPending, StudioError
 from app.studio.checks.preflight import Inventory, MissingFile, fetch_inventory, template_gaps
 from workflows.catalog import load_catalog
 
@@ -92,8 +93,16 @@ def run(client: EndpointClient, out: Callable[[str], None] = print,
     out(f"  ok     health: workers {workers}; jobs {jobs}")
     if health.idle + health.running == 0:
         out("         no worker is up: the inventory job waits for a cold start")
+    sent: list[str] = []
     try:
-        inv = fetch_inventory(client, timeout_s=timeout_s, poll_s=poll_s)
+        inv = fetch_inventory(client, timeout_s=timeout_s, poll_s=poll_s, on_sent=sent.append)
+    except InventoryPending:  # no worker took it in time: each run sends its own, so cancel it
+        with contextlib.suppress(EndpointError):
+            client.cancel(sent[0])
+        out(f"  FAIL   inventory job {sent[0]}: not answered within {timeout_s:g} s (the "
+            "endpoint is still starting? a worker's first start pulls the image, which can take "
+            "longer); cancelled. Run doctor again, or with a longer --timeout")  # fmt: skip
+        return 2
     except (EndpointError, StudioError) as e:
         out(f"  FAIL   inventory job: {e}")
         return 2

@@ -18,9 +18,10 @@ CATALOG = load_catalog()
 LORA = "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors"  # the one file left out
 
 
-def doctor(env: dict[str, str]) -> subprocess.CompletedProcess:
+def doctor(env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
-    return subprocess.run([PYTHON, "-m", "app.cli", "doctor", "--timeout", "60", "--poll", "0.1"],
+    return subprocess.run([PYTHON, "-m", "app.cli", "doctor", "--timeout", str(timeout_s),
+                           "--poll", "0.1"],
                           cwd=REPO, env={**base, **env}, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
 
@@ -72,3 +73,21 @@ def test_doctor_without_credentials_says_what_to_set():
     r = doctor({})
     assert r.returncode == 2
     assert "set RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID" in r.stdout
+
+
+def test_doctor_cancels_an_inventory_job_no_worker_took_in_time(tmp_path):
+    """An endpoint still starting (no worker up yet): the job doctor sent is cancelled when its
+    wait ends, and the line says what to do (each run sends a job of its own)."""
+    import json
+    import urllib.request
+
+    with LocalStack(StackConfig(workers=0, wait_workers=False)) as s:
+        r = doctor(s.env(), timeout_s=2)
+        req = urllib.request.Request(f"{s.plane_url}/emulator/state",
+                                     headers={"Authorization": s.api_key})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            state = json.load(answer)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "not answered within 2 s" in r.stdout and "cancelled. Run doctor again" in r.stdout
+    assert s.api_key not in r.stdout
+    assert state["queue"] == []  # cancelled: no worker starting later runs it

@@ -222,7 +222,7 @@ def fetch_inventory(
 ) -> Inventory:
     """Send the inventory job (or keep polling `job_id`) through the endpoint client."""
     if job_id is None:
-        timeout_ms = int(max(timeout_s, 5.0) * 1000)
+        timeout_ms = int(max(timeout_s, 10.0) * 1000)  # RunPod takes more than 5 s only
         ref = endpoint.run(dict(INVENTORY_INPUT), policy={"executionTimeout": timeout_ms})
         job_id = ref.id
         if on_sent:
