@@ -354,9 +354,12 @@ def _decode_image(where: str, name: str, b64: object, settings: Settings) -> Ima
     try:
         data = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
-        raise InputError(
-            f"{where}.image", "is not valid base64", "standard base64 (RFC 4648) or a URL"
-        ) from None
+        try:  # whitespace further on (a '\r', a space pasted in): left out, as worker-comfyui
+            data = base64.b64decode("".join(b64.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError(
+                f"{where}.image", "is not valid base64", "standard base64 (RFC 4648) or a URL"
+            ) from None
     return image_from_bytes(where, name, data, settings)
 
 

@@ -47,6 +47,21 @@ def test_unknown_keys_are_ignored_and_listed_as_warnings():
     assert parse_job_input({"workflow": WF}, S).warnings == ()
 
 
+def test_base64_with_whitespace_anywhere_is_read_as_worker_comfyui_reads_it():
+    """worker-comfyui's decode leaves whitespace out wherever it stands: a '\\r' or a space far
+    into the text (no newline) is read too; other characters are still refused."""
+    import base64
+
+    clean = png_b64((64, 48))
+    spaced = clean[:300] + "\r" + clean[300:600] + " " + clean[600:]
+    for text in (clean, spaced):
+        r = parse_job_input({"workflow": WF, "images": [{"name": "a.png", "image": text}]}, S)
+        assert r.images[0].data == base64.b64decode(clean)
+    with pytest.raises(InputError, match=r"images\[0\]\.image: is not valid base64"):
+        bad = clean[:300] + "*" + clean[300:]
+        parse_job_input({"workflow": WF, "images": [{"name": "a.png", "image": bad}]}, S)
+
+
 def test_image_name_may_carry_a_relative_subfolder():
     r = parse_job_input(
         {"workflow": WF, "images": [{"name": "sub/in/a.png", "image": png_b64()}]}, S
