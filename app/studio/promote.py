@@ -91,6 +91,10 @@ def final_values(
     if row.mode != DRAFT_MODE:
         raise _refuse(rid, f"ran in {row.mode} mode, not as a {DRAFT_MODE} draft")
     draft = studio.reuse(rid, caller)
+    if form.preset(draft.resolution) is None:  # an older row: a size no longer a preset
+        offered = ", ".join(p.label for p in form.presets)
+        raise _refuse(rid, f"ran at a size that is not one of {form.title}'s presets "
+                      f"({draft.resolution or 'none recorded'}; they are {offered})")  # fmt: skip
     bigger = larger_preset(form, draft.resolution)
     if bigger is None:
         raise _refuse(rid, f"is already at the largest size of {form.title} ({draft.resolution})")

@@ -357,3 +357,19 @@ def test_draft_to_final_refusals_name_the_reason(offline, kw, why):
         promote(offline, rid, ANYONE)
     with pytest.raises(InputError, match=r"^job: 'wp-none' is not a job of this studio"):
         promote(offline, "wp-none", ANYONE)
+
+
+@pytest.mark.parametrize("size", ["", "1080p cinema"])
+def test_draft_to_final_of_a_size_no_longer_a_preset_says_so(offline, size):
+    import dataclasses
+
+    rid = job(offline)
+    row = offline.ledger.get(rid)
+    offline.ledger.update(rid, form=dataclasses.replace(row.form, resolution=size))  # an old row
+    with pytest.raises(InputError) as refused:
+        promote(offline, rid, ANYONE)
+    assert str(refused.value).startswith(
+        f"job: {rid} ran at a size that is not one of Text to video (Wan 2.2 14B)'s presets "
+        f"({size or 'none recorded'}; they are "
+    ), refused.value
+    assert "480p square" in str(refused.value) and "720p square" in str(refused.value)
