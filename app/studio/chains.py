@@ -204,17 +204,10 @@ class Chains:
         check_batch_shown(shown, checked.requests, checked.quote.dollars, "storyboard")
         return self._start(checked, user)
 
-    def extend(
-        self,
-        rid: str,
-        prompt: str = "",
-        colour_match: bool = False,
-        user=None,
-        shown: BatchShown | None = None,
-    ) -> str:
-        checked = self.extend_check(rid, prompt, colour_match, user)
-        check_batch_shown(shown, checked.requests, checked.quote.dollars, "extension")
-        return self._start(checked, user)
+    def extend(self, rid: str, prompt: str = "", colour_match: bool = False, user=None) -> str:
+        """(Not held to a quote line: an extension's cost is its job's, which the form does not
+        change.)"""
+        return self._start(self.extend_check(rid, prompt, colour_match, user), user)
 
     def rerun(self, cid: str, user: str | None = None) -> str:
         """The chain's plan again (same prompts, same seed) as a new chain; limits apply."""

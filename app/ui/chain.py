@@ -50,7 +50,9 @@ class ChainPanel:
     reuse: Any
     values: Any = None  # a gr.State: the FormValues /reuse_chain gave, for the page's form
     section: Any = None  # the accordion (History's Extend opens it: the chain shows there)
-    shown: Any = None  # a gr.State: what the quote line priced (a BatchShown), for its button
+    # a gr.State: what the quote line last priced for Generate storyboard (a BatchShown; the
+    # line also shows Extend's quote, which no form field changes)
+    story_shown: Any = None
 
 
 def chain_panel() -> ChainPanel:
@@ -157,34 +159,22 @@ class ChainCallbacks:
 
     def extend_quote(
         self, request: gr.Request, job_id: str | None, prompt: str, colour_match: bool
-    ) -> tuple[str, BatchShown | None]:
+    ) -> str:
         try:
             check = self.chains.extend_check(
                 (job_id or "").strip(), prompt or "", colour_match, user_of(request)
             )
         except Exception as exc:
-            return f"⚠️ {self.cb.message(exc)}", None
-        return self._quoted(check), check.shown()
-
-    def extend_line(
-        self, request: gr.Request, job_id: str | None, prompt: str, colour_match: bool
-    ) -> str:
-        """The API's /extend_quote: the line only."""
-        return self.extend_quote(request, job_id, prompt, colour_match)[0]
+            return f"⚠️ {self.cb.message(exc)}"
+        return self._quoted(check)
 
     def extend(
-        self,
-        request: gr.Request,
-        job_id: str | None,
-        prompt: str,
-        colour_match: bool,
-        shown: BatchShown | None = None,
+        self, request: gr.Request, job_id: str | None, prompt: str, colour_match: bool
     ) -> Iterator[tuple[Any, ...]]:
         """A new segment from the job's last frame, streamed until the joined video is made."""
         try:
             rid = (job_id or "").strip()
-            cid = self.chains.extend(rid, prompt or "", bool(colour_match), user=user_of(request),
-                                     shown=_priced(shown))  # fmt: skip
+            cid = self.chains.extend(rid, prompt or "", bool(colour_match), user=user_of(request))
         except Exception as exc:
             raise self.cb.error(exc) from None
         yield from self.watch(cid, caller_of(self.studio_of(), request))
@@ -268,29 +258,24 @@ def wire_chain(
     panel.chain_id.change(None, panel.chain_id, buttons, js=job_buttons_js(3), **PRIVATE)
     story = {**form.kwargs, "prompts": panel.prompts, "colour_match": panel.colour}
 
-    # one quote line for both buttons, and (the page's only) one State with what it priced
-    # (app/studio/shown.py); the API's quote events answer the line alone
-    line = [panel.quote, panel.shown]
-
-    def quoted(triggers: list[Any], page_fn: Any, fn: Any, inputs: dict[str, Any], name: str):
-        gr.on(triggers, page_fn, inputs_kwargs=inputs, outputs=line, api_name=f"page_{name}",
-              **PRIVATE, trigger_mode="always_last")  # fmt: skip
-        gr.Button(visible=False).click(fn, inputs_kwargs=inputs, outputs=panel.quote,
-                                       api_name=name, **QUIET)  # fmt: skip
+    def quoted(triggers: list[Any], fn: Any, inputs: dict[str, Any], name: str) -> None:
+        gr.on(triggers, fn, inputs_kwargs=inputs, outputs=panel.quote, api_name=name,
+              **QUIET, trigger_mode="always_last")  # fmt: skip
 
     # the storyboard's quote follows the form's and its own fields in order (app/ui/requote.py:
-    # the page's form listener asks for every quote line)
+    # the page's form listener asks for every quote line); the page keeps what it priced
+    # (app/studio/shown.py), the API's /storyboard_quote answers the line alone
     requote.line(requote.STORYBOARD, cc.storyboard_line, story, [panel.quote],
-                 api_name="storyboard_quote", page=(cc.storyboard_quote, line))  # fmt: skip
+                 api_name="storyboard_quote",
+                 page=(cc.storyboard_quote, [panel.quote, panel.story_shown]))  # fmt: skip
     requote.on([panel.prompts.change, panel.colour.change])
     panel.storyboard.click(
-        cc.storyboard, inputs_kwargs={**story, "shown": panel.shown}, outputs=out,
+        cc.storyboard, inputs_kwargs={**story, "shown": panel.story_shown}, outputs=out,
         api_name="storyboard", **QUIET,
     )  # fmt: skip
     ext = {"job_id": job_id, "prompt": panel.extend_prompt, "colour_match": panel.colour}
-    quoted([panel.extend_prompt.change], cc.extend_quote, cc.extend_line, ext, "extend_quote")
-    panel.extend.click(cc.extend, inputs_kwargs={**ext, "shown": panel.shown}, outputs=out,
-                       api_name="extend", **QUIET)  # fmt: skip
+    quoted([panel.extend_prompt.change], cc.extend_quote, ext, "extend_quote")
+    panel.extend.click(cc.extend, inputs_kwargs=ext, outputs=out, api_name="extend", **QUIET)
     shown = history.extend.click(lambda: gr.Accordion(open=True), None, panel.section, **PRIVATE)
     history.refresh_after(
         shown.then(
