@@ -46,6 +46,7 @@ WORKER_CMD=${WORKER_CMD:-"$PY -u -m worker.handler"}
 YAML=${EXTRA_MODEL_PATHS_CONFIG:-}
 
 log() { echo "wanpod-start: $*"; }
+is_true() { case "${1,,}" in 1 | true | yes | on) return 0 ;; *) return 1 ;; esac; }  # as settings.py
 
 # tcmalloc, as the base image does
 tcmalloc=""
@@ -69,7 +70,7 @@ except Exception as e:
     print(f"FAIL: {e}")
     raise SystemExit(1)
 '
-if [ "${WANPOD_GPU_CHECK:-true}" = "true" ]; then
+if is_true "${WANPOD_GPU_CHECK:-true}"; then
   if [ -n "${WANPOD_GPU_CHECK_CMD:-}" ]; then
     # shellcheck disable=SC2086  # a command line by design
     gpu=$($WANPOD_GPU_CHECK_CMD 2>&1); gpu_code=$?
@@ -144,7 +145,7 @@ done
 log "ComfyUI is ready on $COMFY_HOST"
 
 worker_args=("$@")
-if [ "${SERVE_API_LOCALLY:-false}" = "true" ]; then
+if is_true "${SERVE_API_LOCALLY:-false}"; then
   worker_args+=(--rp_serve_api --rp_api_host=0.0.0.0)
 fi
 # shellcheck disable=SC2086

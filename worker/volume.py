@@ -248,7 +248,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         Path(args.write_yaml).write_text(render_yaml(roots, cached))
     try:
         root = find_root(roots)
-        debug = (env.get("NETWORK_VOLUME_DEBUG") or "").lower() in ("1", "true", "yes")
+        flag = (env.get("NETWORK_VOLUME_DEBUG") or "").strip().lower()
+        debug = flag in ("1", "true", "yes", "on")  # as settings.py reads a boolean
         print_report(scan(root, cached), debug)
     except OSError as e:  # the report only: the yaml is written
         print(f"volume: WARNING: the volume could not be scanned ({type(e).__name__}: {e})")

@@ -204,12 +204,18 @@ def test_start_sh_says_when_the_gpu_tool_is_missing(tmp_path):
     assert (
         "could not run (command not found); on a CPU-only machine set WANPOD_GPU_CHECK=false" in out
     )
-    env["WANPOD_GPU_CHECK"] = "false"
+    for on in ("1", "Yes", "TRUE"):  # what settings.py reads as true: the check runs
+        env["WANPOD_GPU_CHECK"] = on
+        p = subprocess.run(["bash", str(START)], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+        assert p.returncode == 1 and "(check exited with code 127)" in p.stdout + p.stderr, on
     env["COMFY_CMD"] = "false"  # and past the check, ComfyUI's own failure is reported
-    p = subprocess.run(["bash", str(START)], cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=60)  # fmt: skip
-    assert "GPU check skipped (WANPOD_GPU_CHECK=false)" in p.stdout
-    assert "ComfyUI exited with code 1 before it was ready" in p.stdout + p.stderr
+    for off in ("false", "0", "No", "off"):  # what settings.py reads as false
+        env["WANPOD_GPU_CHECK"] = off
+        p = subprocess.run(["bash", str(START)], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+        assert f"GPU check skipped (WANPOD_GPU_CHECK={off})" in p.stdout, p.stdout
+        assert "ComfyUI exited with code 1 before it was ready" in p.stdout + p.stderr
 
 
 def fake_hf_cache(root, files):
