@@ -207,21 +207,22 @@ class ScrubbingFormatter(logging.Formatter):
 
     def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
         super().__init__(fmt)
-        self.secrets = tuple(s for s in secrets if s and len(s) >= 4)
+        self.secrets = tuple(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return _without_secrets(super().format(record), self.secrets)
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:
     """Remove known secret values and long base64-looking runs from a message."""
+    return _without_blobs(_without_secrets(text, secrets))
+
+
+def _without_secrets(text: str, secrets: Sequence[str]) -> str:
     for s in secrets:
         if s and len(s) >= 4:
             text = text.replace(s, "***")
-    return _without_blobs(text)
+    return text
 
 
 def _without_blobs(text: str) -> str:

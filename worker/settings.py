@@ -49,7 +49,7 @@ class Secret:
 # Where a network volume is mounted: serverless workers (/runpod-volume), pods (/workspace).
 VOLUME_ROOTS = ("/runpod-volume", "/workspace")
 
-_TRUE = {"1", "true", "yes", "on"}
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})  # also start.sh's is_true
 _FALSE = {"0", "false", "no", "off", ""}
 
 
@@ -58,7 +58,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw is None:
         return default
     v = raw.strip().lower()
-    if v in _TRUE:
+    if v in TRUE_WORDS:
         return True
     if v in _FALSE:
         return False

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from workflows.catalog import load_catalog
 
-from .settings import VOLUME_ROOTS
+from .settings import TRUE_WORDS, VOLUME_ROOTS
 
 DEFAULT_ROOTS = VOLUME_ROOTS
 ROOT_KEYS = {"/runpod-volume": "runpod_volume", "/workspace": "workspace"}
@@ -248,8 +248,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         Path(args.write_yaml).write_text(render_yaml(roots, cached))
     try:
         root = find_root(roots)
-        flag = (env.get("NETWORK_VOLUME_DEBUG") or "").strip().lower()
-        debug = flag in ("1", "true", "yes", "on")  # as settings.py reads a boolean
+        debug = (env.get("NETWORK_VOLUME_DEBUG") or "").strip().lower() in TRUE_WORDS
         print_report(scan(root, cached), debug)
     except OSError as e:  # the report only: the yaml is written
         print(f"volume: WARNING: the volume could not be scanned ({type(e).__name__}: {e})")

@@ -60,15 +60,20 @@ class BatchShown:
     dollars: float = 0.0
 
 
+def priced(state: object) -> BatchShown | None:
+    """The BatchShown a page's State holds (None: nothing priced there yet, or an API client,
+    which has no quote line: its batch is checked as it is)."""
+    return state if isinstance(state, BatchShown) else None
+
+
 def check_batch_shown(
     shown: BatchShown | None,
     requests: tuple[CostRequest, ...],
     dollars: float,
     what: str = "batch",
 ) -> None:
-    """Refuse a batch (`what`: or a storyboard, an extension) that is not the one on its quote
-    line, as `check_shown` does a job (no priced line: nothing to compare; it is checked as it
-    is)."""
+    """Refuse a batch (`what`: or a storyboard) that is not the one on its quote line, as
+    `check_shown` does a job (no priced line: nothing to compare; it is checked as it is)."""
     if shown is None or not shown.requests or shown.requests == requests:
         return
     if len(shown.requests) != len(requests):

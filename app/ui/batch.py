@@ -32,7 +32,7 @@ from app.studio.forms import field_of
 from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.promote import promote
-from app.studio.shown import BatchShown
+from app.studio.shown import BatchShown, priced
 from app.ui import requote
 from app.ui.callbacks import PRICED_PROMPT, caller_of, files_optional, user_of
 from app.ui.fields import Number, Textbox, described
@@ -76,8 +76,8 @@ class BatchCallbacks:
         self, count: Any, seeds: Any, prompts: Any, fields: dict[str, Any], drawn: Any = None
     ) -> BatchPlan:
         values = self.cb.form.values(fields)
-        seeds_drawn = drawn.seeds if isinstance(drawn, BatchShown) else ()
-        return self.service.plan(values, count, seeds, prompts, seeds_drawn)
+        shown = priced(drawn)
+        return self.service.plan(values, count, seeds, prompts, shown.seeds if shown else ())
 
     @files_optional
     def quote(
@@ -145,8 +145,7 @@ class BatchCallbacks:
         for an API client, whose random seeds are drawn now)."""
         try:
             plan = self._plan(count, seeds, prompts, fields, drawn)
-            shown = drawn if isinstance(drawn, BatchShown) else None
-            run = self.service.submit(plan, user=user_of(request), shown=shown)
+            run = self.service.submit(plan, user=user_of(request), shown=priced(drawn))
         except Exception as exc:
             raise self.cb.error(exc) from None
         if run.error:

@@ -23,7 +23,7 @@ import gradio as gr
 from app.studio import chain_history
 from app.studio.chains import Chains
 from app.studio.owners import Caller
-from app.studio.shown import BatchShown
+from app.studio.shown import BatchShown, priced
 from app.ui import requote
 from app.ui.callbacks import caller_of, user_of
 from app.ui.fields import Textbox, described
@@ -152,7 +152,7 @@ class ChainCallbacks:
         try:
             values = self.cb.form.values(fields)
             cid = self.chains.storyboard(values, prompts, colour_match, user=user_of(request),
-                                         shown=_priced(shown))  # fmt: skip
+                                         shown=priced(shown))  # fmt: skip
         except Exception as exc:
             raise self.cb.error(exc) from None
         yield from self.watch(cid, caller_of(self.studio_of(), request))
@@ -239,12 +239,6 @@ class ChainCallbacks:
             if tracker is not None and tracker.stopped:
                 return
             self.chains.wait(cid, CHAIN_RESYNC_S)
-
-
-def _priced(shown: Any) -> BatchShown | None:
-    """The quote line's BatchShown from its State (None: nothing priced there yet, or an API
-    client, which has no quote line: checked as it is)."""
-    return shown if isinstance(shown, BatchShown) else None
 
 
 def wire_chain(
