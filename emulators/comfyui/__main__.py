@@ -133,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.verbose or "WARNING"),
         format="%(asctime)s comfyui-emulator %(levelname)s %(message)s",
     )
+    if args.temp_directory is not None:  # ComfyUI's main.py keeps its temp files in D/temp
+        args.temp_directory = args.temp_directory / "temp"
     base = args.base_directory
     for name in ("input", "output", "temp"):  # ComfyUI: --base-directory moves these too
         if base is not None and getattr(args, f"{name}_directory") is None:

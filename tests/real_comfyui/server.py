@@ -110,7 +110,7 @@ class RealComfyUI(Comfy):
 
     def __init__(self, root: Path, checkout: Path, wait: bool = True) -> None:
         self.root = root
-        self.input, self.output, self.temp = root / "input", root / "output", root / "temp"
+        self.input, self.output, self.temp = root / "input", root / "output", root / "temp" / "temp"
         self.user = root / "user"
         for d in (self.input, self.output, self.temp, self.user):
             d.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ class RealComfyUI(Comfy):
             str(comfyui_python(checkout)), "main.py", "--cpu", "--listen", "127.0.0.1",
             "--port", str(port), "--disable-auto-launch",
             "--input-directory", str(self.input), "--output-directory", str(self.output),
-            "--temp-directory", str(self.temp), "--user-directory", str(self.user),
+            "--temp-directory", str(root / "temp"), "--user-directory", str(self.user),
             "--database-url", f"sqlite:///{root / 'comfyui.db'}",
             "--extra-model-paths-config", str(models),
         ]  # fmt: skip

@@ -91,7 +91,7 @@ class Comfy:
         self.root = root
         self.input = root / "input"
         self.output = root / "output"
-        self.temp = root / "temp"
+        self.temp = root / "temp" / "temp"  # ComfyUI's --temp-directory D: its files in D/temp
         for d in (self.input, self.output, self.temp):
             d.mkdir(parents=True, exist_ok=True)
         self.pid_file = root / "comfyui.pid"
