@@ -265,8 +265,12 @@ class ComfyClient:
         sub = body.get("subfolder") or ""
         return f"{sub}/{name}" if sub else name
 
-    async def queue(self, workflow: dict, client_id: str, extra_data: dict | None) -> Queued:
-        payload: dict = {"prompt": workflow, "client_id": client_id}
+    async def queue(
+        self, workflow: dict, client_id: str, extra_data: dict | None, prompt_id: str
+    ) -> Queued:
+        """POST /prompt under `prompt_id` (ComfyUI takes the client's; an older one that picks
+        its own answers it: the answer's id is the one to follow)."""
+        payload: dict = {"prompt": workflow, "client_id": client_id, "prompt_id": prompt_id}
         if extra_data:
             payload["extra_data"] = extra_data
         async with self.session.post(self.base + "/prompt", json=payload) as r:

@@ -44,6 +44,7 @@ from .errors import (
     ScrubbingFormatter,
     UnreadableModel,
     WorkerError,
+    WorkflowRejected,
     to_result,
 )
 from .fetch import ImageFetcher
@@ -255,9 +256,14 @@ class _JobRun:
         extra = {"api_key_comfy_org": key.value} if key else None
         watcher = Watcher(client, s, "", uuid.uuid4().hex, self.req.workflow, self.progress)
         ws = await watcher.open()  # before queueing, so no message for our prompt is missed
+        # the prompt's id is ours before /prompt answers: a cancel (or the deadline) that lands
+        # while it is answered still stops the prompt ComfyUI may have queued already
+        self.prompt_id = watcher.prompt_id = str(uuid.uuid4())
         try:
-            queued = await client.queue(self.req.workflow, watcher.client_id, extra)
-        except BaseException:
+            queued = await client.queue(self.req.workflow, watcher.client_id, extra, self.prompt_id)
+        except BaseException as e:
+            if isinstance(e, WorkflowRejected):  # refused: nothing was queued
+                self.prompt_id = None
             await ws.close()
             raise
         self.prompt_id = watcher.prompt_id = queued.prompt_id

@@ -39,6 +39,8 @@ Knobs (all optional, `None`/0 means off):
 - gc_stall (s): ComfyUI's end-of-job garbage collection: after a job, when 10 s have passed since
   the last one, the whole server stalls this long (0.29 s measured on the recording machine)
   before the final `status` / `executing {node: null}` go out. Default 0 (off).
+- prompt_answer_delay (s): POST /prompt answers this long after it queued the prompt (a slow
+  network or a loaded server): the prompt may start before its client has its id. Default 0.
 - preview_method ("none" | "auto" | "latent2rgb" | "taesd"): anything but "none" makes samplers send
   a binary JPEG preview frame at every step, as ComfyUI's `--preview-method` does: type 4
   PREVIEW_IMAGE_WITH_METADATA before `progress` to clients that sent the `supports_preview_metadata`
@@ -73,6 +75,7 @@ KNOBS: tuple[str, ...] = (
     "cache",
     "preview_method",
     "gc_stall",
+    "prompt_answer_delay",
 )
 
 
@@ -163,6 +166,7 @@ _COERCE = {
     "video_max_side": lambda n, v: _opt_int(n, v) or 0,
     "cache": _bool,
     "gc_stall": _opt_float,
+    "prompt_answer_delay": _opt_float,
     "preview_method": lambda n, v: _choice(n, v, ("none", "auto", "latent2rgb", "taesd")),
 }
 
@@ -200,6 +204,7 @@ class EmulatorConfig:
     cache: bool = True
     preview_method: str = "none"
     gc_stall: float = 0.0
+    prompt_answer_delay: float = 0.0
     argv: list[str] = field(default_factory=list)
     # the temp folder this config made for the directories not given: removed by
     # `remove_own_folder()` when the server built on it stops (a copy made by `replace` owns none)

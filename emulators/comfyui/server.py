@@ -142,6 +142,8 @@ async def post_prompt(request: web.Request) -> web.Response:
         log.warning("invalid prompt: %s", v.error)
         return web.json_response({"error": v.error, "node_errors": v.node_errors}, status=400)
     st.queue.put(QueueItem(number, prompt_id, prompt, extra, v.outputs))
+    if cfg.prompt_answer_delay:
+        await asyncio.sleep(cfg.prompt_answer_delay)
     return web.json_response(
         {"prompt_id": prompt_id, "number": number, "node_errors": v.node_errors}
     )

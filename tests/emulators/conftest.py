@@ -29,6 +29,7 @@ DEFAULT_KNOBS = {
     "cache": True,
     "preview_method": "none",
     "gc_stall": 0.0,
+    "prompt_answer_delay": 0.0,
 }
 
 

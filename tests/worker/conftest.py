@@ -36,6 +36,7 @@ DEFAULT_KNOBS = {
     "ws_drop_unnoticed_s": 0.0,
     "ws_refuse_after": None,
     "cache": False,
+    "prompt_answer_delay": 0.0,
 }
 REAL_COMFYUI = bool(os.environ.get("COMFYUI_DIR", "").strip())
 TARGET_FIXTURES = {"comfy", "emu", "own_comfy"}

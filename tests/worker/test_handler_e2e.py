@@ -265,6 +265,38 @@ def test_handler_timeout_interrupts_and_fails_clearly(emu: Comfy):
     assert get_json(emu.url + "/queue") == {"queue_running": [], "queue_pending": []}
 
 
+@pytest.mark.parametrize("end", ["cancel", "deadline"])
+def test_a_job_stopped_while_comfyui_answers_its_prompt_stops_the_prompt(emu: Comfy, end: str):
+    """RunPod's /cancel (or JOB_TIMEOUT_S) lands after ComfyUI queued the prompt but before its
+    /prompt answer reached the worker: the worker named the prompt itself, so it still
+    interrupts it and takes it off the queue (no prompt left running into the next job)."""
+    emu.knobs(step_delay=1.0, prompt_answer_delay=30.0)
+    timeout = "1.5" if end == "deadline" else "60"
+    h = make_handler(emu.settings(JOB_TIMEOUT_S=timeout, CLEANUP_JOB_FILES="false"))
+
+    async def scenario() -> tuple[str, dict | None]:
+        job = {"id": f"c-{end}", "input": {"workflow": with_seed(T2V, 21)}}
+        task = asyncio.create_task(h(job))
+        q = await asyncio.to_thread(
+            wait_for, lambda: get_json(emu.url + "/queue")["queue_running"], 10, "the prompt"
+        )
+        prompt_id = q[0][1]
+        if end == "cancel":
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return prompt_id, None
+        return prompt_id, await task
+
+    prompt_id, out = asyncio.run(scenario())
+    if out is not None:
+        assert out["error"].startswith("job timed out: no result after 1.5 s"), out
+    wait_for(lambda: get_json(f"{emu.url}/history/{prompt_id}"), 10, "the prompt's end")
+    hist = get_json(f"{emu.url}/history/{prompt_id}")[prompt_id]
+    assert hist["status"]["messages"][-1][0] == "execution_interrupted"
+    assert get_json(emu.url + "/queue") == {"queue_running": [], "queue_pending": []}
+
+
 DROPS = {
     "early": ({"ws_drop_after": 6}, 1),
     "after_output": ({"ws_drop_after_type": "executed"}, 1),  # the end arrives during the drop
