@@ -238,7 +238,7 @@ class BatchCheck:
 
     def shown(self) -> BatchShown:
         """What a quote line showing this check prices (app/studio/shown.py)."""
-        return BatchShown(self.plan.seeds, self.requests, self.quote.dollars)
+        return BatchShown(self.plan.seeds, self.requests, self.quote.dollars, self.quote.per_job)
 
 
 @dataclass(frozen=True)
@@ -319,10 +319,13 @@ class BatchService:
         check_batch_shown(shown, checked.requests, checked.quote.dollars)
         if checked.refusals:
             raise gr_.GuardrailError(list(checked.refusals))
+        if shown is not None and len(shown.quotes) == len(batch.jobs):  # the jobs at their line's
+            checked = dataclasses.replace(checked, quote=combine(shown.quotes))  # prices
         rids: list[str] = []
         for k, values in enumerate(batch.jobs, 1):
+            line = shown.job(k - 1) if shown is not None else None  # each job at its price
             try:
-                rids.append(self.studio.submit(values, user=user))
+                rids.append(self.studio.submit(values, user=user, shown=line))
             except Exception as exc:  # said in the result, never swallowed
                 msg = user_message(exc, self.studio.settings.secret_values())
                 if not rids:

@@ -186,6 +186,8 @@ class Studio:
         images = job_images(form, values, self._size(form, values), uuid.uuid4().hex[:10])
         prep = self.prepare(values, images.names)
         check_shown(shown, prep.request, prep.quote)
+        if shown is not None and shown.quote is not None:  # the job the line priced, at the
+            prep = dataclasses.replace(prep, quote=shown.quote)  # price it showed
         job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
         uploads = images.uploads(getattr(prep.filled, "images", {}) or {})
         names = [u["name"] for u in uploads]

@@ -3,9 +3,11 @@
 The quote line and the job sent derive from the same validated values (`Studio.prepare`). The
 page keeps what its quote line last showed as a `Shown` (a gr.State: the cost model's inputs, or
 the refusal it showed); `Studio.submit` prepares the job again from the values Generate sent and
-refuses it unless its cost inputs are the ones on the quote line. So a value the browser changed
-without a new quote (a slider clamped on Enter, a field edited while the quote was on its way) is
-never charged at a price nobody saw, and Generate is refused while the quote line shows no price.
+refuses it unless its cost inputs are the ones on the quote line, and the job it sends keeps the
+price that line showed (a job that ended meanwhile may have moved the calibration a little). So a
+value the browser changed without a new quote (a slider clamped on Enter, a field edited while
+the quote was on its way) is never charged at a price nobody saw, and Generate is refused while
+the quote line shows no price.
 An API client that never saw a quote line passes no `Shown`: its job is checked as it is.
 """
 
@@ -58,6 +60,13 @@ class BatchShown:
     seeds: tuple[int, ...] = ()
     requests: tuple[CostRequest, ...] = ()
     dollars: float = 0.0
+    quotes: tuple[Quote, ...] = ()  # each job's quote, in plan order (a batch's; a chain: none)
+
+    def job(self, k: int) -> Shown | None:
+        """The quote line of the batch's job `k` (0-based), as a job's own line would show it."""
+        if k < len(self.requests) and k < len(self.quotes):
+            return Shown(self.requests[k], self.quotes[k])
+        return None
 
 
 def priced(state: object) -> BatchShown | None:

@@ -220,7 +220,7 @@ class Refuses:
 
         return Prepared(quotes(4)[0], cost.CostRequest("t2v_14b", "turbo", 832, 480, 81, 4, 1.0))
 
-    def submit(self, values: FormValues, user: str | None = None) -> str:
+    def submit(self, values: FormValues, user: str | None = None, **_: Any) -> str:
         if len(self.sent) >= self.takes:
             raise SubmitError("the endpoint did not take the job: injected 500")
         self.sent.append(values)

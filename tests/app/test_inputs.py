@@ -144,3 +144,55 @@ def test_the_spend_line_names_endpoint_price_and_todays_spend(studio):
         f"<b>Endpoint</b> <code>ep123</code> · <b>H100 PRO</b> at ${prices.price('H100 PRO'):.5f}/s"
         " · <b>today (UTC):</b> $0.0000 spent of the $25.00 daily budget"
     )
+
+
+# -- the price a quote line showed is the job's ---------------------------------------------------
+def recording_studio(tmp_path):
+    """The studio's services on a real ledger; the quote of each job Generate would send is
+    recorded, nothing sent."""
+    from app.studio.jobs import Studio
+
+    class Recording(Studio):
+        def _send(self, prep, *args, **kw) -> str:
+            self.sent.append(prep.quote)
+            return f"wp-{len(self.sent)}"
+
+    studio = offline_studio(tmp_path, Recording)
+    studio.sent = []
+    return studio
+
+
+def a_job_ends_slower_than_quoted(studio, values: FormValues) -> None:
+    """A job like `values` ends three times slower than quoted: the next quotes learn from it."""
+    prep = studio.prepare(values)
+    rid = studio.ledger.create(template=prep.template_id, mode=values.mode,
+                               params=prep.filled.params, workflow=prep.filled.workflow,
+                               quote=prep.quote, gpu="H100 PRO")  # fmt: skip
+    slow = round(prep.quote.execution_s * 3000)
+    studio.ledger.update(rid, state="COMPLETED", execution_ms=slow, finished_at=time.time())
+    studio.forget_calibration()
+
+
+def test_a_job_keeps_the_price_its_quote_line_showed(tmp_path):
+    """A job that ended between the quote and Generate moved the calibration: the job sent is
+    still quoted (stored, held against the budgets) at the price the line showed; an API client,
+    which saw no line, is quoted as the job is now."""
+    studio = recording_studio(tmp_path)
+    line = studio.prepare(T2V)
+    a_job_ends_slower_than_quoted(studio, T2V)
+    now = studio.prepare(T2V).quote
+    assert now.dollars > line.quote.dollars * 2  # the calibration moved
+    studio.submit(T2V, shown=Shown(line.request, line.quote))
+    studio.submit(T2V)
+    assert studio.sent == [line.quote, now]
+
+
+def test_a_batch_keeps_the_prices_its_quote_line_showed(tmp_path):
+    studio = recording_studio(tmp_path)
+    service = batch.BatchService(studio)
+    shown = service.check(batch.plan(T2V, count=2)).shown()
+    a_job_ends_slower_than_quoted(studio, T2V)
+    run = service.submit(batch.plan(T2V, count=2, drawn=shown.seeds), shown=shown)
+    assert studio.sent == list(shown.quotes) and run.quote.dollars == shown.dollars
+    service.submit(batch.plan(T2V, count=2, drawn=shown.seeds))  # an API client's: priced now
+    assert [q.dollars for q in studio.sent[2:]] == [studio.prepare(T2V).quote.dollars] * 2
