@@ -2,9 +2,10 @@
 (app/studio/cost.py fits it) from the COMPLETED rows with an executionTime.
 
 `Learning(ledger).calibration()` is read at every quote; it is rebuilt after `forget()` (a job
-ended) or CALIBRATION_TTL_S (another replica's jobs). A finished row never changes, so what each
-one asked (`cost.request_from_workflow` over its filled workflow, the large part of a row) is
-read once per process, not at every rebuild.
+ended) or CALIBRATION_TTL_S (another replica's jobs). A rebuild reads the rows' timings alone
+(`Ledger.timings`, nothing decoded), and a finished row never changes, so what each one asked
+(`cost.request_from_workflow` over its filled workflow, the large part of a row) is read once per
+process, not at every rebuild.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Learning:
         if self._cal and now - self._cal[0] < CALIBRATION_TTL_S:
             return self._cal[1]
         obs, asked = [], {}
-        for row in self.ledger.finished_with_timing(workflow=False):
+        for row in self.ledger.timings():
             if row.id not in self._asked:
                 try:
                     filled = self.ledger.workflow(row.id)

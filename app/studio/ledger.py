@@ -94,6 +94,17 @@ class JobRow:
         return self.state.final
 
 
+@dataclass(frozen=True)
+class Timing:
+    """A COMPLETED row's executionTime and what the cost model keys it by (`Ledger.timings`)."""
+
+    id: str
+    template: str
+    mode: str
+    gpu: str
+    execution_ms: int
+
+
 class Ledger:
     """The job rows on `url` (a SQLite path, `sqlite:///path` or `postgresql://...`); the schema is
     migrated forward on open (app/studio/migrations.py). `forms` is the form catalog the one-time
@@ -373,6 +384,16 @@ class Ledger:
     def without_form(self) -> list[JobRow]:
         """Rows stored before the `form` column (for the one-time migration)."""
         return self._q("SELECT * FROM jobs WHERE form IS NULL")
+
+    def timings(self, limit: int = 500) -> list[Timing]:
+        """`finished_with_timing`'s rows, newest first, as the calibration reads them: the few
+        columns it needs, nothing decoded (it is read again after every job's end)."""
+        rows = self.db.execute(
+            "SELECT id, template, mode, gpu, execution_ms FROM jobs WHERE state='COMPLETED'"
+            " AND execution_ms IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+            (limit,),
+        ).rows
+        return [Timing(**r) for r in rows]
 
     def finished_with_timing(self, limit: int = 500, workflow: bool = True) -> list[JobRow]:
         """COMPLETED jobs with an executionTime: what the cost model learns from

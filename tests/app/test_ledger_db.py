@@ -13,7 +13,7 @@ from app.studio import migrations
 from app.studio.cost import Actual, Quote
 from app.studio.db import open_database
 from app.studio.forms import FormValues
-from app.studio.ledger import Ledger
+from app.studio.ledger import Ledger, Timing
 from tests.helpers import in_threads
 
 QUOTE = Quote(gpu="H100 PRO", per_s=0.00116, execution_s=60.0, dollars=0.0696)
@@ -44,6 +44,7 @@ def test_rows_go_in_and_come_out_typed(ledger_url):
         "job-1", JobState.COMPLETED, bill, {"stage": "done"})  # fmt: skip
     assert isinstance(again.finished_at, float) and again.finished_at > 1.7e9  # full precision
     assert [r.id for r in ledger.finished_with_timing()] == [rid] and ledger.live() == []
+    assert ledger.timings() == [Timing(rid, "t2v_14b", "turbo", "H100 PRO", 61500)]
     assert ledger.get("wp-unknown") is None and ledger.workflow("wp-unknown") == {}
 
 
