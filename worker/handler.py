@@ -114,6 +114,7 @@ async def run_job(
                         progress,
                         t0,
                         sweeper or sweeper_for(settings),
+                        deadline,
                     )
         except TimeoutError:
             if not deadline.expired():  # a network timeout inside, not our deadline
@@ -159,10 +160,12 @@ async def _run(
     progress: ProgressReporter,
     t0: float,
     sweeper: Sweeper,
+    deadline: asyncio.Timeout | None = None,
 ) -> dict:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         run = _JobRun(job_id, req, s, delivery, progress, ComfyClient(s, session), sweeper)
+        run.deadline = deadline
         run.marks["start"] = t0
         return await run.execute()
 
@@ -183,6 +186,7 @@ class _JobRun:
         self.prompt_id: str | None = None
         self.problems: list[str] = []
         self.renamed = False  # outputs re-made under this job's own names (cached re-run)
+        self.deadline: asyncio.Timeout | None = None  # JOB_TIMEOUT_S's, until the delivery
 
     def mark(self, name: str) -> None:
         self.marks[name] = time.monotonic()
@@ -212,6 +216,9 @@ class _JobRun:
                         async with asyncio.timeout(5):
                             e.locate(await model_folder(self.client, e.filename))
                 raise
+            else:  # delivered: the clean-up after it (bounded on its own) is not the job's run,
+                if self.deadline is not None and not self.deadline.expired():  # and a deadline
+                    self.deadline.reschedule(None)  # passing meanwhile is no time-out
         finally:
             await self._cleanup()
         result: dict = {

@@ -51,6 +51,9 @@ RECONNECTED_CHECK_S = 0.5  # after a reconnect the new socket may be deaf (see a
 DEAF_AFTER_S = 2.0  # silence after a reconnect that makes the worker open another socket
 MAX_REOPENS = 3
 HTTP_RETRY_WS_S = 5.0  # following over HTTP: how often the websocket is tried again
+# how long closing a socket waits for ComfyUI's close frame: nothing more comes that the job
+# needs, and a server stalled by its end-of-job gc (0.3 s measured) answers only after it
+WS_CLOSE_S = 0.1
 
 
 @dataclass
@@ -137,7 +140,10 @@ class Watcher:
 
     async def connect(self) -> aiohttp.ClientWebSocketResponse:
         url = f"{self.s.comfy_ws}/ws?clientId={self.client_id}"
-        return await self.client.session.ws_connect(url, heartbeat=None, max_msg_size=0)
+        timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=WS_CLOSE_S)
+        return await self.client.session.ws_connect(
+            url, heartbeat=None, max_msg_size=0, timeout=timeout
+        )
 
     async def open(self) -> aiohttp.ClientWebSocketResponse:
         """The first socket, opened before the prompt is queued, with the reconnect attempts

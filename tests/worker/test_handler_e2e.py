@@ -297,6 +297,33 @@ def test_a_job_stopped_while_comfyui_answers_its_prompt_stops_the_prompt(emu: Co
     assert get_json(emu.url + "/queue") == {"queue_running": [], "queue_pending": []}
 
 
+def test_a_deadline_passing_during_the_clean_up_keeps_the_delivered_result(own_comfy: Comfy):
+    """JOB_TIMEOUT_S bounds the job's run, not the clean-up after its outputs were delivered:
+    ComfyUI's end-of-job garbage collection (gc_stall) holds the history's removal past the
+    deadline, and the delivered video still comes back, not a time-out."""
+    own_comfy.knobs(step_delay=0.005, gc_stall=4.0)
+    h = make_handler(own_comfy.settings(JOB_TIMEOUT_S="2"))
+    t0 = time.monotonic()
+    out = run(h, {"id": "late-clean", "input": {"workflow": with_seed(T2V, 22)}})
+    assert "error" not in out, out["error"]
+    assert time.monotonic() - t0 > 2  # the clean-up did outlast the deadline
+    [video] = out["images"]
+    assert decode_mp4(base64.b64decode(video["data"]))[0] > 0
+
+
+def test_the_job_ends_without_waiting_out_comfyuis_end_of_job_gc(own_comfy: Comfy):
+    """After `execution_success` ComfyUI's gc may stall the server (gc_stall: 3 s here, 0.3 s
+    measured on real ComfyUI); the worker closes its websocket without waiting for the stalled
+    server's close frame, so the result (clean-up off: nothing else to ask ComfyUI) comes back
+    while the server is still stalled."""
+    own_comfy.knobs(step_delay=0.005, gc_stall=3.0)
+    h = make_handler(own_comfy.settings(CLEANUP_JOB_FILES="false"))
+    t0 = time.monotonic()
+    out = run(h, {"id": "gc-end", "input": {"workflow": with_seed(T2V, 23)}})
+    assert "error" not in out and len(out["images"]) == 1, out
+    assert time.monotonic() - t0 < 2.5  # the job alone takes ~0.1 s; the stall 3 s
+
+
 DROPS = {
     "early": ({"ws_drop_after": 6}, 1),
     "after_output": ({"ws_drop_after_type": "executed"}, 1),  # the end arrives during the drop
