@@ -326,13 +326,17 @@ _LATENT_NODES = (
 
 
 def request_from_workflow(pipeline: str, mode: str, workflow: Mapping[str, object]) -> CostRequest:
-    """The cost features of a filled API workflow: latent size and length, steps and cfg, as the
-    graph will use them (links followed through primitive nodes, app/studio/graph.py; the largest
-    when several nodes set them), and its post-steps (app/studio/postplan.py). Raises
+    """The cost features of a filled API workflow: latent size and length (the largest), steps
+    and cfg, as the graph will use them (links followed through primitive nodes,
+    app/studio/graph.py), and its post-steps (app/studio/postplan.py). Steps are the steps every
+    sampler that feeds something runs, added up (`sampler_steps`: Wan 2.2's two experts split one
+    count; a second pass after the first adds its own); cfg is the largest. Raises
     graph.Unresolved for a value known only at run time."""
     width = height = 0
     frames = 1
     steps, cfg = 0, 1.0
+    fed = {str(v[0]) for node in workflow.values() if isinstance(node, Mapping)
+           for v in (node.get("inputs") or {}).values() if graph.is_link(v)}  # fmt: skip
     for node_id, node in workflow.items():
         if not isinstance(node, Mapping):
             continue
@@ -349,14 +353,23 @@ def request_from_workflow(pipeline: str, mode: str, workflow: Mapping[str, objec
             if w is not None and h is not None and n is not None:
                 width, height, frames = max(width, int(w)), max(height, int(h)), max(frames, int(n))
         if ("Sampler" in kind or "Scheduler" in kind) and "steps" in inputs:
-            s = value("steps")
-            if s is not None:
-                steps = max(steps, int(s))
+            if str(node_id) in fed:  # one that feeds nothing does not run
+                steps += sampler_steps(workflow, str(node_id))
             c = value("cfg") if "cfg" in inputs else None
             if c is not None:  # the largest (was the last: a cfg-1 sampler after a cfg-3.5 one
                 cfg = max(cfg, float(c))  # quoted the job as one pass per step, half its cost)
     base = CostRequest(pipeline, mode, width or 832, height or 480, frames, steps or 20, cfg)
     return with_post_steps(base, postplan.read(workflow))
+
+
+def sampler_steps(workflow: Mapping[str, object], node: str) -> int:
+    """The steps a sampler (or scheduler) node runs: its `steps`, or for a KSamplerAdvanced its
+    window of them (start_at_step up to end_at_step, which may stand past the end)."""
+    steps = graph.number(workflow, node, "steps") or 0
+    start = graph.number(workflow, node, "start_at_step")
+    end = graph.number(workflow, node, "end_at_step")
+    last = steps if end is None else min(steps, end)
+    return max(0, int(last) - int(start or 0))
 
 
 def with_post_steps(req: CostRequest, plan: postplan.PostPlan) -> CostRequest:

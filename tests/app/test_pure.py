@@ -92,6 +92,30 @@ def test_a_workflow_is_quoted_at_its_largest_steps_and_cfg_wherever_they_stand()
         assert (req.cfg, req.steps) == (whole.cfg, whole.steps), last
 
 
+def test_a_second_sampling_pass_is_quoted_on_top_of_the_first():
+    """Steps add up over the samplers that run: Wan 2.2's two experts split one count (2 + 2 of
+    4), a second full pass after them (a refine at denoise 0.5) adds its own 6, and a sampler
+    that feeds nothing (it would not run) adds none."""
+    import copy
+
+    from workflows.fill import fill
+
+    wf = fill("t2v_14b", {"prompt": "x"}).workflow
+    assert cost.request_from_workflow("t2v_14b", "turbo", wf).steps == 4
+    decode = next(n for n, node in wf.items() if node["class_type"] == "VAEDecode")
+    low = next(n for n, node in wf.items() if node["class_type"] == "KSamplerAdvanced"
+               and node["inputs"]["start_at_step"] > 0)  # fmt: skip
+    refined = copy.deepcopy(wf)
+    refined["900"] = {"class_type": "KSampler", "inputs": {
+        **{k: wf[low]["inputs"][k] for k in ("model", "positive", "negative", "sampler_name")},
+        "latent_image": wf[decode]["inputs"]["samples"], "seed": 1, "steps": 6, "cfg": 1.0,
+        "scheduler": "simple", "denoise": 0.5}}  # fmt: skip
+    refined[decode]["inputs"]["samples"] = ["900", 0]
+    assert cost.request_from_workflow("t2v_14b", "turbo", refined).steps == 10
+    refined[decode]["inputs"]["samples"] = wf[decode]["inputs"]["samples"]  # 900 feeds nothing
+    assert cost.request_from_workflow("t2v_14b", "turbo", refined).steps == 4
+
+
 def test_actual_cost_is_billed_per_second_rounded_up():
     a = cost.actual(4001, 1500, "H100 PRO", PRICES)
     assert a.billed_s == 5 and a.dollars == pytest.approx(5 * 0.00116) and a.delay_s == 1.5
