@@ -97,8 +97,8 @@ async def upload_image(request: web.Request) -> web.Response:
     post = await request.post()
     image = post.get("image")
     overwrite = post.get("overwrite")
-    typ = str(post.get("type") or "input")
-    upload_dir = st.dir_by_type(typ)
+    typ = str(post.get("type", "input"))
+    upload_dir = st.dir_by_type(typ) if typ else None  # an empty type is unknown to ComfyUI too
     if upload_dir is None or (image and not hasattr(image, "file")):
         # ComfyUI crashes here (unbound folder for an unknown type / a text field named image)
         return server_error()

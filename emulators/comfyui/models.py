@@ -58,6 +58,9 @@ LOADER_INPUTS: dict[tuple[str, str], str] = {
     ("AudioEncoderLoader", "audio_encoder_name"): "audio_encoders",
 }
 EXTRA_OPTIONS = {("VAELoader", "vae_name"): ["pixel_space"]}
+# model folders ComfyUI also reads under its output folder (CheckpointSave, LoraSave ... write
+# there): <output>/checkpoints, <output>/clip (text_encoders), ...
+OUTPUT_MODEL_FOLDERS = ("checkpoints", "clip", "vae", "diffusion_models", "loras")
 
 
 class ModelFolders:
@@ -66,7 +69,10 @@ class ModelFolders:
 
     @classmethod
     def from_config(
-        cls, yaml_paths: list[Path], base_directory: Path | None = None
+        cls,
+        yaml_paths: list[Path],
+        base_directory: Path | None = None,
+        output_directory: Path | None = None,
     ) -> ModelFolders:
         mf = cls()
         models = Path(base_directory) / "models" if base_directory else None
@@ -75,6 +81,9 @@ class ModelFolders:
             mf.folders[name] = (paths, set(exts))
         for y in yaml_paths:
             mf.load_yaml(Path(y))
+        if output_directory is not None:  # ComfyUI's main.py: where its save nodes put models
+            for key in OUTPUT_MODEL_FOLDERS:
+                mf.add(key, Path(output_directory) / key)
         return mf
 
     def add(self, key: str, path: Path) -> None:

@@ -105,7 +105,9 @@ async def post_prompt(request: web.Request) -> web.Response:
         body = await request.json()
     except ValueError:
         return server_error()
-    if not isinstance(body, dict):
+    if isinstance(body, list | str):  # ComfyUI's `in` tests pass over them: no "prompt" key
+        body = {}
+    if not isinstance(body, dict):  # a number: ComfyUI's `"number" in body` raises
         return server_error()
     if "number" in body:
         number: float = float(body["number"])
@@ -123,7 +125,7 @@ async def post_prompt(request: web.Request) -> web.Response:
         }
         return web.json_response({"error": error, "node_errors": {}}, status=400)
     prompt = body["prompt"]
-    prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+    prompt_id = str(body["prompt_id"]) if "prompt_id" in body else str(uuid.uuid4())
     cfg = st.config
     try:
         v = validate_prompt(
@@ -135,7 +137,9 @@ async def post_prompt(request: web.Request) -> web.Response:
     except (TypeError, KeyError, AttributeError) as e:  # where ComfyUI's handler crashes
         log.warning("POST /prompt crashed like ComfyUI would: %r", e)
         return server_error()
-    extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
+    extra = body.get("extra_data", {})
+    if not isinstance(extra, dict):  # ComfyUI sets extra_data["client_id"] on it, or queues it
+        return server_error()  # and fails when it runs: a 500 either way here
     if "client_id" in body:
         extra["client_id"] = body["client_id"]
     if not v.ok:
@@ -160,25 +164,49 @@ async def get_queue(request: web.Request) -> web.Response:
 
 async def post_queue(request: web.Request) -> web.Response:
     st = get_state(request)
-    body = await _json_or_empty(request)
+    body = await _clear_and_delete(request)
+    if body is None:
+        return server_error()
     if body.get("clear"):
         st.queue.wipe()
-    for pid in body.get("delete", []) or []:
+    for pid in body.get("delete", []):
         st.queue.delete_pending(pid)
     return web.Response(status=200)
 
 
-async def _json_or_empty(request: web.Request) -> dict[str, Any]:
+async def _clear_and_delete(request: web.Request) -> dict[str, Any] | None:
+    """The body of POST /queue or /history as ComfyUI reads it (`"clear" in body`, then each
+    id of body["delete"]), or None where ComfyUI's handler raises (a 500): JSON that does not
+    parse, a number, a "delete" that is not a list of ids."""
     try:
         body = await request.json()
     except ValueError:
+        return None
+    if isinstance(body, list | str):
         return {}
-    return body if isinstance(body, dict) else {}
+    if not isinstance(body, dict):
+        return None
+    delete = body.get("delete", [])
+    if not isinstance(delete, list | str | dict):
+        return None
+    return {**body, "delete": list(delete)}
+
+
+async def _json_object(request: web.Request, bad_json: dict[str, Any] | None) -> dict | None:
+    """A JSON object body; `bad_json` for one that does not parse (ComfyUI's /interrupt: {},
+    /free: None, a 500); None for any other JSON (ComfyUI calls .get on it: a 500)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return bad_json
+    return body if isinstance(body, dict) else None
 
 
 async def post_interrupt(request: web.Request) -> web.Response:
     st = get_state(request)
-    body = await _json_or_empty(request)
+    body = await _json_object(request, bad_json={})
+    if body is None:
+        return server_error()
     pid = body.get("prompt_id")
     if pid:
         if pid in st.queue.running_ids():
@@ -192,7 +220,9 @@ async def post_interrupt(request: web.Request) -> web.Response:
 
 async def post_free(request: web.Request) -> web.Response:
     st = get_state(request)
-    body = await _json_or_empty(request)
+    body = await _json_object(request, bad_json=None)
+    if body is None:
+        return server_error()
     if body.get("free_memory"):
         st.executor.free()
     return web.Response(status=200)
@@ -225,10 +255,12 @@ async def get_history_id(request: web.Request) -> web.Response:
 
 async def post_history(request: web.Request) -> web.Response:
     st = get_state(request)
-    body = await _json_or_empty(request)
+    body = await _clear_and_delete(request)
+    if body is None:
+        return server_error()
     if body.get("clear"):
         st.queue.history.clear()
-    for pid in body.get("delete", []) or []:
+    for pid in body.get("delete", []):
         st.queue.history.pop(pid, None)
     return web.Response(status=200)
 
@@ -395,8 +427,11 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     )
     app[STATE] = state
     for method, path, handler in ROUTES:
-        app.router.add_route(method, "/api" + path, handler)
-        app.router.add_route(method, path, handler)
+        for at in ("/api" + path, path):  # a GET answers HEAD too, as ComfyUI's routes.get does
+            if method == "GET":
+                app.router.add_get(at, handler)
+            else:
+                app.router.add_route(method, at, handler)
 
     async def on_startup(_app: web.Application) -> None:
         state.hub.start()

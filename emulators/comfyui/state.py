@@ -22,7 +22,9 @@ class State:
         self.config = config
         models = None
         if config.extra_model_paths or config.base_directory:
-            models = ModelFolders.from_config(config.extra_model_paths, config.base_directory)
+            models = ModelFolders.from_config(
+                config.extra_model_paths, config.base_directory, config.output_directory
+            )
         nodes = with_extra_schemas(load_schema_file(config.schema_path), config.extra_schemas)
         self.schema = Schema(nodes, config.input_directory, models)
         self.hub = Hub(config)

@@ -16,10 +16,13 @@ import json
 import struct
 from pathlib import Path
 
+import requests
 from PIL import Image
 
+from tests.emulators.bodies import CASES, TINY, UPLOADS, png
 from tests.emulators.comfy_client import Comfy
 from tests.emulators.test_comfyui_replay import wait_history
+from tests.helpers import comfy_emulator
 
 
 def empty_image(w: int = 16, h: int = 8, batch: int = 2) -> dict:
@@ -131,3 +134,34 @@ def test_loader_lists_leave_out_the_recording_probe_files(comfy: Comfy) -> None:
     body = comfy.post("/prompt", json={"prompt": bad}).json()
     listed = body["node_errors"]["1"]["errors"][0]["extra_info"]["input_config"][0]
     assert listed and not [n for n in listed if n.startswith("probe_")]
+
+
+def test_odd_requests_are_answered_as_real_comfyui_answers_them(comfy: Comfy) -> None:
+    got = {case: comfy.session.request(case[0], comfy.base_url + case[1], data=case[2],
+                                       timeout=10).status_code for case in CASES}  # fmt: skip
+    assert got == CASES
+    uploads = {fields: requests.post(comfy.base_url + "/upload/image", data=dict(fields),
+                                    files={"image": ("odd.png", png())}, timeout=30).status_code
+               for fields in UPLOADS}  # fmt: skip
+    assert uploads == UPLOADS
+
+
+def test_a_falsy_prompt_id_is_kept_as_given(comfy: Comfy) -> None:
+    for given, kept in (("", ""), (0, "0"), (None, "None")):
+        body = comfy.post("/prompt", json={"prompt": TINY, "prompt_id": given}).json()
+        assert body["prompt_id"] == kept
+
+
+def test_models_saved_under_the_output_folder_are_listed(tmp_path: Path) -> None:
+    """ComfyUI also reads <output>/{checkpoints,clip,vae,diffusion_models,loras} (where its
+    save nodes put models); with model folders on disk, so does the emulator."""
+    (tmp_path / "models" / "loras").mkdir(parents=True)
+    for folder in ("loras", "clip", "vae"):
+        (tmp_path / "output" / folder).mkdir(parents=True)
+        (tmp_path / "output" / folder / f"saved_{folder}.safetensors").touch()
+    args = ["--base-directory", str(tmp_path), "--output-directory", str(tmp_path / "output")]
+    with comfy_emulator(*args) as srv:
+        c = Comfy(srv.base_url)
+        assert c.get("/models/loras").json() == ["saved_loras.safetensors"]
+        assert c.get("/models/vae").json() == ["saved_vae.safetensors"]
+        assert "saved_clip.safetensors" in c.get("/models/text_encoders").json()
