@@ -62,7 +62,12 @@ UNANSWERED = (
     "cost up to its quote (counted against today's budget); RunPod's job id never arrived. If "
     "the endpoint's requests in the RunPod console show it, reconcile this row with that id"
 )
-NOT_FOUND_LIMIT = 3  # consecutive "unknown job" answers before the row is LOST
+# "unknown job" answers (404) before the row is LOST: at least this many in a row, over at
+# least NOT_FOUND_S (RunPod forgets a job's result 30 min after it ends; a burst of 404s from
+# its API while the job runs must not lose a job that then completes, runs up its bill and
+# keeps its video)
+NOT_FOUND_LIMIT = 3
+NOT_FOUND_S = 300.0
 LEASE_S = 30.0  # a dead replica's jobs are taken over within this (plus one poll)
 LEASE_SCAN_FRACTION = 1 / 3  # look for jobs nobody follows 3x per lease time; also the slowest
 # poll of a held job, so its lease is renewed well before it runs out
@@ -88,6 +93,7 @@ class Tracker(Keeping):
         max_execution_s: float = timings.EXECUTION_TIMEOUT_MAX_MS / 1000,
         fetcher: Fetcher | None = None,
         budget: polling.Budget | None = None,
+        not_found_s: float = NOT_FOUND_S,
     ) -> None:
         self.ledger = ledger
         self.endpoint = endpoint
@@ -124,7 +130,8 @@ class Tracker(Keeping):
         self.budget = budget or polling.Budget()
         self._scheduled: set[str] = set()
         self._interval: dict[str, float] = {}
-        self._misses: dict[str, int] = {}
+        self._misses: dict[str, tuple[int, float]] = {}  # 404s in a row: count, first's time
+        self.not_found_s = not_found_s
         self._pace: dict[str, polling.Pace] = {}
         self._samplers: dict[str, Samplers] = {}  # per live job, read once from its workflow
         self._versions: dict[str, int] = {}
@@ -428,15 +435,24 @@ class Tracker(Keeping):
             st = self.endpoint.status(row.job_id)
         except Exception as exc:
             if isinstance(exc, JobNotFound):
-                self._misses[rid] = self._misses.get(rid, 0) + 1
-                if self._misses[rid] >= NOT_FOUND_LIMIT:
+                count, since = self._misses.get(rid, (0, time.monotonic()))
+                self._misses[rid] = (count + 1, since)
+                if count + 1 >= NOT_FOUND_LIMIT and time.monotonic() - since >= self.not_found_s:
                     self._finish(rid, JobState.LOST, error="the endpoint no longer knows this job")
                     return False
             log.warning("tracker: status of %s: %s", rid, type(exc).__name__)
             self._interval[rid] = polling.error_interval(self._interval[rid])
             return True
-        self._misses.pop(rid, None)
         state = JobState.parse(st.state)
+        if state is JobState.UNKNOWN:  # an answer without a state (a proxy's, an API error's
+            log.warning(  # body with HTTP 200): nothing learnt, asked again as after an error
+                "tracker: status of %s: no state in the answer (%s)",
+                rid,
+                self._scrub(str(st.state))[:80],
+            )
+            self._interval[rid] = polling.error_interval(self._interval[rid])
+            return True
+        self._misses.pop(rid, None)
         fields: dict[str, Any] = {"state": state}
         fields.update(self._timings(rid, st))
         if getattr(st, "worker_id", None):

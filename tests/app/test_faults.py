@@ -145,6 +145,26 @@ def test_status_429_and_503_while_a_job_runs(studio, fstack):
     assert_stored(row)
 
 
+def test_a_burst_of_404s_or_of_answers_without_a_state_while_a_job_runs(studio, fstack):
+    """RunPod's API answering "no such job" three times in a row while the job runs (a
+    hiccup: the job goes on), or twice answering HTTP 200 with no status at all (an error body
+    from a proxy): the job is still followed to its end and its video stored, not LOST after
+    the third 404, nor left in a state nothing follows."""
+    knobs(fstack, step_delay=0.3)
+    rid = studio.submit(values("rides through 404s"))
+    wait_state(studio.ledger, rid, ("IN_PROGRESS",))
+    fault(fstack, status=404, count=3, ops=["status"])
+    assert_stored(wait_final(studio.ledger, rid))
+    rid = studio.submit(values("rides through stateless answers"))
+    wait_state(studio.ledger, rid, ("IN_PROGRESS",))
+    fault(fstack, status=200, count=2, ops=["status"])  # {"error": "injected fault 200"}
+    assert_stored(wait_final(studio.ledger, rid))
+    served = requests.get(
+        f"{fstack.plane_url}/emulator/faults", headers={"Authorization": fstack.api_key}, timeout=5
+    ).json()["faults"]
+    assert [f["count"] for f in served] == [0] * len(served)  # every fault was answered
+
+
 def test_run_429_is_retried_and_500_is_accounted_for(studio, fstack):
     fault(fstack, status=429, count=2, ops=["run"])
     rid = studio.submit(values("accepted after 429"))

@@ -39,7 +39,8 @@ def test_rows_without_answer_or_unknown_to_the_endpoint_end_lost(stack, tmp_path
     unknown = row(ledger)
     ledger.update(unknown, job_id="no-such-job", state="IN_QUEUE")
     client = EndpointClient(stack.base_url, stack.api_key, retries=0)
-    tracker = Tracker(ledger, client, tmp_path, cost.load_prices(PRICES_PATH), poll_s=0.05)
+    tracker = Tracker(ledger, client, tmp_path, cost.load_prices(PRICES_PATH), poll_s=0.05,
+                      not_found_s=0.5)  # fmt: skip  # (300 s by default: a burst is no end)
     tracker.start()
     try:
         assert ledger.get(unanswered).state == "LOST"
