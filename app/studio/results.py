@@ -6,7 +6,9 @@
 downloaded here, server-side, through app/studio/fetch.py's guard (https or the configured S3
 endpoint only, no private addresses, size and time capped; the URL never reaches a browser). A file
 name keeps its last part only, with anything but letters, digits, `.`, `_` and `-` replaced (a name
-like `../x/v.mp4` stays inside `folder`). `main_video(saved)` is the item the page plays.
+like `../x/v.mp4` stays inside `folder`); a name an earlier item of the job took (two save nodes'
+`x_00001_.png` in their own subfolders) is numbered before its extension, `-2`, `-3`..., as the
+worker numbers its S3 keys. `main_video(saved)` is the item the page plays.
 """
 
 from __future__ import annotations
@@ -41,16 +43,28 @@ def safe_name(name: str) -> str:
     return _SAFE_NAME.sub("_", Path(name).name) or "output"
 
 
+def free_name(name: str, taken: set[str]) -> str:
+    """`name`, or numbered (`x-2.png`, `x-3.png`...) when `taken` has it; added to `taken`."""
+    stem, dot, ext = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
+    n, free = 1, name
+    while free in taken:
+        n += 1
+        free = f"{stem}-{n}{dot}{ext}"
+    taken.add(free)
+    return free
+
+
 def save_outputs(output: object, folder: Path, fetcher: Fetcher | None = None) -> list[SavedOutput]:
     """Every output item of `output` as a file in `folder` (created when there is one);
     `fetcher` downloads s3_url items (default: https only, default limits)."""
     items = output.get("images") if isinstance(output, Mapping) else None
-    saved = []
+    saved: list[SavedOutput] = []
+    taken: set[str] = set()
     for i, item in enumerate(items or []):
         if not isinstance(item, Mapping):
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / safe_name(str(item.get("filename") or f"output_{i}"))
+        path = folder / free_name(safe_name(str(item.get("filename") or f"output_{i}")), taken)
         data = str(item.get("data") or "")
         if item.get("type") == "s3_url":
             (fetcher or Fetcher(FetchSettings())).download(data, path)

@@ -146,6 +146,14 @@ def test_cli_progress_line_and_saving(tmp_path: Path):
     }
     saved = save_outputs(out, tmp_path / "o")
     assert saved == [tmp_path / "o" / "v.mp4"] and saved[0].read_bytes() == b"video"
+    # two save nodes' same-named files, each from its own subfolder: both kept, the second
+    # numbered (it overwrote the first)
+    two = [{"filename": "x_00001_.png", "subfolder": sub, "type": "base64",
+            "data": base64.b64encode(sub.encode()).decode()}
+           for sub in ("a", "b", "c")]  # fmt: skip
+    saved = save_outputs({"images": two}, tmp_path / "two")
+    assert [p.name for p in saved] == ["x_00001_.png", "x_00001_-2.png", "x_00001_-3.png"]
+    assert [p.read_bytes() for p in saved] == [b"a", b"b", b"c"]
 
 
 def test_cli_downloads_presigned_urls(tmp_path: Path, monkeypatch):
