@@ -279,7 +279,19 @@ class Studio:
             self.ledger.update(rid, state=JobState.FAILED, error=msg, finished_at=time.time())
             raise SubmitError(f"the endpoint did not take the job: {msg}") from None
         leased_at = time.monotonic()  # the lease is renewed with the job id (a slow /run's)
-        if not self.ledger.sent(rid, ref.id, ref.state, **lease):
+        try:
+            recorded = self.ledger.sent(rid, ref.id, ref.state, **lease)
+        except Exception as exc:  # the ledger away (PostgreSQL restarting, its disk full): the
+            log.warning(  # job runs on RunPod all the same; the tracker records its id later
+                "job %s: /run answered %s, which the ledger could not record (%s): recorded "
+                "once it can be",
+                rid,
+                ref.id,
+                type(exc).__name__,
+            )
+            self.tracker.sent_later(rid, ref.id, ref.state)
+            return rid
+        if not recorded:
             log.warning("job %s: /run answered %s, but the row has a job id already", rid, ref.id)
         self.tracker.watch(rid, leased_at=leased_at)
         if clearance is not None and clearance.note:

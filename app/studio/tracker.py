@@ -131,6 +131,8 @@ class Tracker(Keeping):
         self._scheduled: set[str] = set()
         self._interval: dict[str, float] = {}
         self._misses: dict[str, tuple[int, float]] = {}  # 404s in a row: count, first's time
+        # rows whose /run answered while the ledger could not record it: (job id, state)
+        self._unrecorded: dict[str, tuple[str, str]] = {}
         self.not_found_s = not_found_s
         self._pace: dict[str, polling.Pace] = {}
         self._samplers: dict[str, Samplers] = {}  # per live job, read once from its workflow
@@ -176,7 +178,42 @@ class Tracker(Keeping):
         self._polls.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=False)
         self._thumbs.shutdown(wait=True, cancel_futures=True)  # the gallery makes what is left
+        self._record_unrecorded()
+        for rid, (job_id, _) in self._unrecorded.items():  # the operator's way back to them
+            log.error(
+                "job %s ran on RunPod as %s, which the ledger never recorded: reconcile the "
+                "row with that id once it is LOST",
+                rid,
+                job_id,
+            )
         self.ledger.release(self.owner)  # another replica takes our jobs over at once
+
+    def sent_later(self, rid: str, job_id: str, state: str) -> None:
+        """/run answered `job_id` for row `rid` while the ledger could not record it (down for
+        a moment, or its disk full): it is written at the next scans (every lease/3 s) until
+        the ledger takes it, and the job is followed from then on. A row the scan marked LOST
+        meanwhile is live again (`Ledger.sent`)."""
+        with self._lock:
+            self._unrecorded[rid] = (job_id, state)
+
+    def _record_unrecorded(self) -> None:
+        with self._lock:
+            waiting = list(self._unrecorded.items())
+        for rid, (job_id, state) in waiting:
+            try:
+                written = self.ledger.sent(rid, job_id, state, self.owner, self.lease_s)
+            except Exception as exc:  # still away: the next scan tries again
+                log.warning("tracker: job %s's id %s not recorded yet: %s", rid, job_id,
+                            type(exc).__name__)  # fmt: skip
+                continue
+            with self._lock:
+                self._unrecorded.pop(rid, None)
+            if written:
+                log.info("tracker: job %s's RunPod id %s is recorded now", rid, job_id)
+                self.watch(rid)
+            else:
+                log.warning("tracker: job %s has a RunPod id already; %s not recorded", rid,
+                            job_id)  # fmt: skip
 
     def lease(self) -> dict[str, Any]:
         """`Ledger.create` arguments: a row being submitted here is held by this replica."""
@@ -394,6 +431,7 @@ class Tracker(Keeping):
             self._inflight.discard(rid)
 
     def _scan(self) -> None:
+        self._record_unrecorded()  # before the scan, which would mark such a row LOST
         try:
             self._adopt()
         except Exception:  # the database away for a moment: the next scan tries again

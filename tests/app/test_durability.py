@@ -221,6 +221,42 @@ def test_a_job_whose_run_answer_never_came_may_cost_and_is_reconciled(tmp_path):
         tracker.stop()
 
 
+def test_a_job_id_the_ledger_could_not_record_is_recorded_when_it_can(small_disk):
+    """The disk fills while /run is under way (another job's video, a log): RunPod took the job,
+    and its id cannot be written. Generate still answers the row (the job runs, and costs);
+    the tracker records the id once space returns and follows the job from then on."""
+    ledger = Ledger(small_disk / "ledger.sqlite3")
+    filler: list[Path] = []
+
+    def run(job_input, **_):  # the endpoint takes the job as the disk fills up
+        filler.append(fill_up(small_disk))
+        return SimpleNamespace(id="job-accepted-7", state=JobState.IN_QUEUE)
+
+    queued = SimpleNamespace(state="IN_QUEUE", progress=None, output=None, error=None,
+                             delay_ms=None, execution_ms=None, worker_id=None)  # fmt: skip
+    tracker = Tracker(
+        ledger,
+        SimpleNamespace(status=lambda job_id: queued),
+        small_disk,
+        PRICES,
+        poll_s=0.05,
+        lease_s=1.5,
+    )  # fmt: skip  (it scans every 0.5 s)
+    studio = Studio(settings=Settings.from_env({"WANPOD_DATA_DIR": str(small_disk)}), forms={},
+                    fill=fill, endpoint=SimpleNamespace(run=run), ledger=ledger,
+                    tracker=tracker, prices=PRICES)  # fmt: skip
+    p = prepared()
+    rid = studio._send(p, "turbo", {}, {"workflow": p.filled.workflow}, None, None, {}, None)
+    assert ledger.get(rid).job_id is None  # not written: the disk is full
+    filler[0].unlink()  # space returns
+    tracker.start()
+    try:
+        row = wait_for(lambda: (r := ledger.get(rid)).job_id and r, 20, "the job id recorded")
+        assert (row.job_id, row.state) == ("job-accepted-7", "IN_QUEUE")
+    finally:
+        tracker.stop()
+
+
 def test_concurrent_writers_wait_rather_than_fail(tmp_path):
     """The transaction that holds the budget check makes other writers wait (busy timeout)."""
     ledger = Ledger(tmp_path / "ledger.sqlite3")
