@@ -74,6 +74,11 @@ class LedgerDamaged(ConfigError):
     """The ledger file is damaged or empty: names the file, what is wrong and what to do."""
 
 
+class LedgerUnreachable(ConfigError):
+    """The ledger's PostgreSQL server took no new connection (at start: a wrong URL; later: the
+    server restarting): names the database, its password hidden."""
+
+
 class SubmitError(StudioError):
     """The endpoint refused or could not take the job (or a cancel)."""
 
@@ -237,6 +242,7 @@ ALL_ERRORS: tuple[type[StudioError], ...] = (
     FetchRefused,
     DiskFull,
     LedgerDamaged,
+    LedgerUnreachable,
     SubmitError,
     SegmentSent,
     GuardrailError,

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from app.errors import ConfigError
+from app.errors import ConfigError, LedgerUnreachable
 
 T = TypeVar("T")
 
@@ -72,6 +72,22 @@ def url_secrets(url: str) -> tuple[str, ...]:
     """The parts of a database URL that must be scrubbed from messages."""
     password = urlsplit(url).password if url.startswith(SCHEMES[1:]) else None
     return (password,) if password else ()
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The ledger could not be used for a moment (its server restarting or out of reach, the
+    file locked past the busy timeout): what trying again later may cure, unlike a fault of the
+    statement. A full disk is disk.full's."""
+    if isinstance(exc, LedgerUnreachable):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return "locked" in text or "disk i/o" in text or "unable to open" in text
+    try:
+        import psycopg
+    except ImportError:  # only a PostgreSQL ledger needs the driver
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def open_database(url: str | Path) -> Database:
@@ -365,7 +381,7 @@ class PostgresDatabase(Database):
         try:
             return psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
         except psycopg.OperationalError as exc:
-            raise ConfigError(
+            raise LedgerUnreachable(
                 f"the ledger database {redact(self.url)} cannot be reached "
                 f"({type(exc).__name__}); check WANPOD_DATABASE_URL"
             ) from None
@@ -396,10 +412,31 @@ class PostgresDatabase(Database):
             self._slots.release()
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
-        with self._borrow() as conn:
-            cur = conn.execute(self._sql(sql), tuple(args) if args else None)
-            rows = [dict(r) for r in cur.fetchall()] if cur.description else []
-            return Result(rows, cur.rowcount)
+        """One statement; on a pooled connection the server dropped (it restarted: every idle
+        connection is dead then, and all are let go), once more on a new one, outside a
+        transaction."""
+        in_transaction = getattr(self._local, "conn", None) is not None
+        for retry in (False, True):
+            with self._borrow() as conn:
+                try:
+                    cur = conn.execute(self._sql(sql), tuple(args) if args else None)
+                except Exception as exc:
+                    if retry or in_transaction or not (unavailable(exc) and conn.broken):
+                        raise
+                    self._drop_idle()  # that one is closed, and left out of the pool
+                    continue
+                rows = [dict(r) for r in cur.fetchall()] if cur.description else []
+                return Result(rows, cur.rowcount)
+        raise AssertionError("unreachable")
+
+    def _drop_idle(self) -> None:
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def columns(self, table: str) -> list[str]:
         with self._borrow() as conn:

@@ -22,6 +22,7 @@ from typing import Any
 from app.endpoint.states import JobState
 from app.errors import FetchRefused, scrub
 from app.studio import cost, disk, history, results, timings
+from app.studio.db import unavailable
 
 log = logging.getLogger("wanpod.tracker")
 
@@ -104,6 +105,15 @@ class Keeping:
             if disk.full(exc):
                 self._wait_for_space(rid, exc)
                 return
+            if unavailable(exc):  # the ledger away for a moment (PostgreSQL restarting): the
+                log.warning(  # job stays live and is stored again, not FAILED with its video
+                    "tracker: %s: the ledger is unavailable (%s); storing again in %g s",
+                    rid,
+                    type(exc).__name__,
+                    self.retry_s,
+                )
+                self._again_later(rid)
+                return
             log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
             failed(f"the result could not be stored ({type(exc).__name__})")
 
@@ -126,6 +136,10 @@ class Keeping:
         """The data disk is full: the job stays live (COMPLETED at the endpoint until its
         retention ends) and the store is tried again every disk.RETRY_S; its page says so."""
         self._disk_full(rid, exc)
+        self._again_later(rid)
+
+    def _again_later(self, rid: str) -> None:
+        """Poll the job (and so store it) again in retry_s."""
         if not self._stop.is_set():
             timer = threading.Timer(self.retry_s, self.watch, (rid,))
             timer.daemon = True

@@ -47,6 +47,7 @@ from typing import Any, Protocol
 from app.endpoint.states import JobState
 from app.errors import JobNotFound
 from app.studio import cost, disk, polling, timings
+from app.studio.db import unavailable
 from app.studio.fetch import Fetcher, FetchSettings
 from app.studio.keeping import Keeping
 from app.studio.ledger import Ledger
@@ -402,6 +403,10 @@ class Tracker(Keeping):
             if disk.full(exc):  # the ledger cannot be written: say so, look again later
                 self._disk_full(rid, exc)
                 self._interval[rid] = self.retry_s
+            elif unavailable(exc):  # its server restarting: asked again with backoff
+                log.warning("tracker: polling %s: the ledger is unavailable (%s)", rid,
+                            type(exc).__name__)  # fmt: skip
+                self._interval[rid] = polling.error_interval(self._interval[rid])
             else:
                 log.exception("tracker: polling %s failed", rid)
                 self._interval[rid] = polling.error_interval(self._interval[rid])

@@ -257,6 +257,67 @@ def test_a_job_id_the_ledger_could_not_record_is_recorded_when_it_can(small_disk
         tracker.stop()
 
 
+def finished_answer(video: bytes) -> SimpleNamespace:
+    """RunPod's /status of a COMPLETED job whose output is `video` (base64)."""
+    return SimpleNamespace(state="COMPLETED", progress=None, error=None, delay_ms=5,
+                           execution_ms=2000, worker_id="w",
+                           output={"images": [{"filename": "v.mp4", "type": "base64",
+                                               "data": base64.b64encode(video).decode(),
+                                               "mime": "video/mp4"}]})  # fmt: skip
+
+
+def in_progress(ledger: Ledger) -> str:
+    rid = ledger.create(template="t2v_14b", mode="turbo", params={}, workflow={}, quote=None,
+                        gpu="H100 PRO")  # fmt: skip
+    ledger.update(rid, job_id="job-1", state="IN_PROGRESS")
+    return rid
+
+
+def test_a_final_write_the_ledger_could_not_take_is_tried_again(tmp_path):
+    """The ledger fails the one write that makes a stored job COMPLETED (locked past its busy
+    timeout, its server restarting): the job stays live and is stored again, not marked FAILED
+    with its video kept and no row pointing at it."""
+    video = os.urandom(5000)
+
+    class Blinking(Ledger):  # fails the first final write, as a ledger away for a moment does
+        failed = 0
+
+        def update_owned(self, rid, owner, **fields):
+            if fields.get("state") == JobState.COMPLETED and not self.failed:
+                self.failed += 1
+                raise sqlite3.OperationalError("database is locked")
+            return super().update_owned(rid, owner, **fields)
+
+    ledger = Blinking(tmp_path / "ledger.sqlite3")
+    rid = in_progress(ledger)
+    tracker = Tracker(ledger, SimpleNamespace(status=lambda job_id: finished_answer(video)),
+                      tmp_path, PRICES, poll_s=0.05)  # fmt: skip
+    tracker.retry_s = 0.2
+    tracker.start()
+    try:
+        row = wait_for(lambda: (r := ledger.get(rid)).final and r, 30, "the job's end")
+    finally:
+        tracker.stop()
+    assert ledger.failed == 1 and row.state == "COMPLETED", row.error
+    assert Path(row.result_path).read_bytes() == video
+
+
+def test_a_postgresql_restart_costs_no_statement(tmp_path):
+    """PostgreSQL restarted (a failover, maintenance): every pooled connection is dead. The next
+    statements run on new ones, where each once failed with 'terminating connection'."""
+    from tests.postgres import NOT_INSTALLED, PostgresCluster, bindir
+
+    if bindir() is None:
+        pytest.skip(NOT_INSTALLED)
+    with PostgresCluster(bindir()) as pg:
+        ledger = Ledger(pg.new_database())
+        rid = in_progress(ledger)
+        assert in_threads(lambda: ledger.get(rid), 4) == []  # four connections in the pool
+        pg.restart()
+        assert [ledger.get(rid).id for _ in range(4)] == [rid] * 4
+        assert in_threads(lambda: ledger.get(rid), 4) == []
+
+
 def test_concurrent_writers_wait_rather_than_fail(tmp_path):
     """The transaction that holds the budget check makes other writers wait (busy timeout)."""
     ledger = Ledger(tmp_path / "ledger.sqlite3")
