@@ -437,10 +437,24 @@ class Tracker(Keeping):
 
     def _scan(self) -> None:
         self._record_unrecorded()  # before the scan, which would mark such a row LOST
+        self._renew_storing()
         try:
             self._adopt()
         except Exception:  # the database away for a moment: the next scan tries again
             log.exception("tracker: looking for unfollowed jobs failed")
+
+    def _renew_storing(self) -> None:
+        """Keep the leases of the jobs whose results are being stored (no poll renews them
+        then): a download and upload longer than the lease must not let another replica take
+        the job, store it again and make this one's final write fail, over and over."""
+        with self._lock:
+            storing = list(self._storing)
+        for rid in storing:
+            try:
+                if not self._hold(rid):
+                    log.warning("tracker: %s was taken over while its result was stored", rid)
+            except Exception as exc:  # the ledger away for a moment: the next scan renews it
+                log.warning("tracker: lease of %s not renewed: %s", rid, type(exc).__name__)
 
     def _observe(self, rid: str, updated_at: float) -> bool:
         """A job another replica holds: tell this replica's pages when its row changed."""
