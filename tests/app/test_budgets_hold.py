@@ -28,7 +28,8 @@ PRICES = cost.load_prices(PRICES_PATH)
 
 
 def literal() -> dict:
-    """A BYO-shaped t2v workflow at 1344 px, 401 frames, 60 steps, values written literally."""
+    """A BYO-shaped t2v workflow at 1344 px, 401 frames, 60 steps (the low-noise expert runs
+    to the end of them), values written literally."""
     wf = copy.deepcopy(fill("t2v_14b", {"prompt": "x", "mode": "quality"}).workflow)
     for node in wf.values():
         ins = node["inputs"]
@@ -36,6 +37,8 @@ def literal() -> dict:
             ins.update(width=1344, height=1344, length=401)
         if "steps" in ins:
             ins["steps"] = 60
+        if ins.get("start_at_step"):
+            ins["end_at_step"] = 10000
     return wf
 
 
@@ -77,7 +80,8 @@ def test_a_value_computed_at_run_time_is_refused_with_the_reason():
     assert err.value.field == "workflow" and "cannot quote or check" in str(err.value)
     assert "node p" in str(err.value)
     loop = {"1": {"class_type": "PrimitiveInt", "inputs": {"value": ["1", 0]}},
-            "2": {"class_type": "KSampler", "inputs": {"steps": ["1", 0], "cfg": 1.0}}}  # fmt: skip
+            "2": {"class_type": "KSampler", "inputs": {"steps": ["1", 0], "cfg": 1.0}},
+            "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0]}}}  # fmt: skip
     with pytest.raises(graph.Unresolved, match="loop"):
         cost.request_from_workflow("byo", "quality", loop)
 
