@@ -11,10 +11,13 @@ and adds the columns older studios did not have. Add a step at the end; never ed
 3. the form values of rows stored before the ledger kept them (app/studio/reuse.py, once)
 4. `webhook_digest`: the SHA-256 of a job's webhook secret until its webhook is used
 5. chains (app/studio/chain_store.py): the jobs' `chain` column and the `chains` table
+6. rows a tracker once left in state UNKNOWN (a /status answer without a status was written as
+   one, which nothing follows): live again, so the tracker asks RunPod where they are
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from app.studio.db import Database
@@ -106,12 +109,21 @@ def _v5_chains(db: Database, backfill: FormBackfill) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS chains_state ON chains(state)")
 
 
+def _v6_unknown_states(db: Database, backfill: FormBackfill) -> None:
+    db.execute(
+        "UPDATE jobs SET state='IN_PROGRESS', updated_at=? WHERE state='UNKNOWN'"
+        " AND job_id IS NOT NULL",
+        (time.time(),),
+    )
+
+
 STEPS: tuple[Callable[[Database, FormBackfill], None], ...] = (
     _v1_jobs,
     _v2_leases,
     _v3_forms,
     _v4_webhooks,
     _v5_chains,
+    _v6_unknown_states,
 )
 LATEST = len(STEPS)
 

@@ -72,11 +72,24 @@ def test_live_recent_since_and_search(ledger_url):
 def test_the_schema_version_is_in_the_database_and_opening_again_changes_nothing(ledger_url):
     Ledger(ledger_url)
     db = open_database(ledger_url)
-    assert migrations.version(db) == migrations.LATEST == 5
+    assert migrations.version(db) == migrations.LATEST == 6
     assert {"lease_owner", "lease_until", "form", "user"} <= set(db.columns("jobs"))
     assert migrations.migrate(db, lambda: 0) == migrations.LATEST  # nothing left to do
     rows = db.execute("SELECT version FROM schema_version").rows
-    assert rows == [{"version": 5}]
+    assert rows == [{"version": 6}]
+
+
+def test_a_row_an_older_tracker_left_unknown_is_followed_again(ledger_url):
+    """Step 6: an answer without a status was once written as state UNKNOWN, which nothing
+    follows; such a row with a RunPod id is live again (the tracker asks where it is)."""
+    ledger = Ledger(ledger_url)
+    rid = _create(ledger)
+    db = open_database(ledger_url)
+    db.execute("UPDATE jobs SET job_id='job-9', state='UNKNOWN' WHERE id=?", (rid,))
+    db.execute("UPDATE schema_version SET version=5")
+    assert ledger.live() == []
+    Ledger(ledger_url)  # a studio of this version starts
+    assert [(r.id, r.state) for r in ledger.live()] == [(rid, JobState.IN_PROGRESS)]
 
 
 def test_replicas_starting_at_once_migrate_one_after_the_other(ledger_url):
