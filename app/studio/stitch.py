@@ -127,8 +127,9 @@ def _reencode(videos: Sequence[Path], out: Path) -> Stitched:
         rate = s.average_rate or s.guessed_rate or Fraction(16)
         width, height = s.codec_context.width, s.codec_context.height
     count = 0
+    rate = Fraction(rate).limit_denominator(1001)
     with av.open(str(out), "w", format="mp4") as dst:
-        stream = dst.add_stream("libx264", rate=Fraction(rate).limit_denominator(1001))
+        stream = dst.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": REENCODE_CRF, "preset": REENCODE_PRESET}
         for k, video in enumerate(videos):
@@ -136,7 +137,7 @@ def _reencode(videos: Sequence[Path], out: Path) -> Stitched:
                 if k and i == 0:
                     continue  # the seam: the previous segment's last frame, already written
                 picture = frame.reformat(width=width, height=height, format="yuv420p")
-                picture.pts = None
+                picture.pts, picture.time_base = count, 1 / rate  # one frame period apart
                 for packet in stream.encode(picture):
                     dst.mux(packet)
                 count += 1

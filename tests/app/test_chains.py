@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -87,6 +88,9 @@ def test_a_three_segment_storyboard_is_one_video_without_repeated_seam_frames(st
         assert counts == [17, 17, 17]
         assert stitch.frame_count(Path(chain.result_path)) == sum(counts) - 2 == chain.frames
         assert not chain.remuxed  # H.264 segments: re-encoded once
+        with av.open(chain.result_path) as c:  # it plays at its segments' 16 fps
+            seconds = c.duration / av.time_base
+        assert abs(seconds - chain.frames / 16) < 0.1, seconds
         for k in (1, 2):  # each seam: the previous last frame is the next first frame
             before, after = stitch.last_frame(videos[k - 1]), stitch.first_frame(videos[k])
             seam = diff(before, after)

@@ -42,6 +42,14 @@ def colours(video: Path) -> list[tuple[int, ...]]:
         return [f.to_image().getpixel((W // 2, H // 2)) for f in c.decode(video=0)]
 
 
+def timing(video: Path) -> tuple[float, int]:
+    """The video's duration in seconds and how many distinct presentation times its frames
+    have (a player shows each frame at its own)."""
+    with av.open(str(video)) as c:
+        times = {f.pts for f in c.decode(video=0)}
+        return c.duration / av.time_base, len(times)
+
+
 def near(a, b, tol: int = 6) -> bool:
     return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
 
@@ -51,6 +59,8 @@ def test_all_intra_segments_are_joined_without_re_encoding(tmp_path):
     b = segment(tmp_path / "b.mp4", greens((120, 0, 0), 5), gop=1)
     made = stitch.stitch([a, b], tmp_path / "out.mp4")
     assert made.remuxed and made.frames == 9 == stitch.frame_count(made.path)
+    duration, times = timing(made.path)
+    assert times == 9 and abs(duration - 9 / 16) < 0.02, duration  # 16 fps, as its segments
     got = colours(made.path)
     assert near(got[4], (120, 0, 0)) and near(got[5], (0, 60, 0))  # b's first frame left out
     with av.open(str(a)) as src, av.open(str(made.path)) as out:  # the same compressed bytes
@@ -66,6 +76,8 @@ def test_predicted_segments_are_re_encoded_once_without_the_seam_frame(tmp_path)
     assert not stitch.can_remux([a, b, c])
     made = stitch.stitch([a, b, c], tmp_path / "out.mp4")
     assert not made.remuxed and made.frames == 5 + 5 + 3 - 2 == stitch.frame_count(made.path)
+    duration, times = timing(made.path)
+    assert times == 11 and abs(duration - 11 / 16) < 0.02, duration  # 16 fps, as its segments
     got = colours(made.path)
     assert near(got[4], (120, 0, 0)) and near(got[5], (0, 60, 0))
     assert near(got[8], (0, 120, 0)) and near(got[9], (0, 60, 0))
