@@ -81,6 +81,13 @@ class ChainStore:
         sql = f"UPDATE chains SET {', '.join(cols)} WHERE id=?"
         self.db.execute(sql, (*values, time.time(), cid))
 
+    def stop(self, cid: str, state: str, error: str) -> bool:
+        """Set a chain that has not ended to `state` (CANCELLED) in one conditional write: a
+        chain that ended meanwhile (its last segment stored, its video stitched) keeps its
+        end. True when it was set."""
+        sql = "UPDATE chains SET state=?, error=?, updated_at=? WHERE id=? AND finished_at IS NULL"
+        return self.db.execute(sql, (state, error, time.time(), cid)).rowcount == 1
+
     def get(self, cid: str) -> ChainRow | None:
         rows = self._rows("SELECT * FROM chains WHERE id=?", (cid,))
         return rows[0] if rows else None

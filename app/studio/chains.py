@@ -242,8 +242,17 @@ class Chains:
         start = plan["values"].get("start_image")
         if checked.kind == "storyboard" and start:  # kept for the chain's rerun
             kept = self.folder(cid) / f"start_0{Path(start).suffix or '.png'}"
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(start, kept)
+            try:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(start, kept)
+            except OSError as exc:  # nothing sent: the chain ends now (no restart sends it)
+                where = self.folder(cid).parent
+                error = (
+                    f"its start image could not be kept in {where} "
+                    f"({exc.strerror or type(exc).__name__}); nothing was sent"
+                )
+                self.store.update(cid, state=FAILED, error=error, finished_at=time.time())
+                raise SubmitError(f"the storyboard was not started: {error}") from None
             plan["values"] = {**plan["values"], "start_image": str(kept)}
             self.store.update(cid, plan=plan)
         self.advance(cid)
@@ -376,10 +385,10 @@ class Chains:
     def cancel(self, cid: str, caller: Caller) -> str:
         """No further segment; the live one is cancelled; finished segments are kept."""
         chain = self.chain(cid, caller)
-        if chain.finished_at is not None:
-            return f"Chain {cid} already ended {chain.state}."
-        with self._lock(cid):  # a segment being sent is sent (and followed) before this
-            self.store.update(cid, state=CANCELLED, error="cancelled by the operator")
+        with self._lock(cid):  # a segment being sent (or the video stitched) comes first
+            if not self.store.stop(cid, CANCELLED, "cancelled by the operator"):
+                ended = self.store.get(cid) or chain
+                return f"Chain {cid} already ended {ended.state}."
             live = [s for s in self.segments(chain) if s.live and s.job_id]
         for seg in live:
             self.studio.cancel(seg.id, ANYONE)  # the chain's own segments

@@ -170,13 +170,18 @@ class Keeping:
         fields = {"state": state, "error": error, "finished_at": time.time(), **more}
         if not self.ledger.update_owned(rid, self.owner, **fields):
             return False
+        self._ended(rid)
+        return True
+
+    def _ended(self, rid: str) -> None:
+        """Row `rid` was made final here: its pages are told, and the end-of-job hook runs (the
+        calibration learns, a chain moves on)."""
         self._changed(rid)
         if self.on_final:
             try:
                 self.on_final(rid)
             except Exception:
                 log.exception("tracker: on_final hook failed")
-        return True
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self.secrets)

@@ -243,7 +243,7 @@ class Tracker(Keeping):
                 if row.id not in self._scheduled:
                     self.watch(row.id)
             elif self.ledger.abandon(row.id, UNANSWERED):
-                self._changed(row.id)
+                self._ended(row.id)  # a chain's segment: its chain ends
 
     # -- pages ---------------------------------------------------------------------------------
     def watch(self, rid: str, leased_at: float | None = None) -> None:

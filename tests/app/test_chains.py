@@ -3,6 +3,7 @@ real workers): one stitched video, seams that match, restarts, cancel, budgets, 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import av
@@ -199,6 +200,102 @@ def test_a_cancel_keeps_the_finished_segments_and_their_video(stack, tmp_path):
         kept = sum(1 for s in segs if s.state == "COMPLETED")
         assert stitch.frame_count(Path(chain.result_path)) == kept * 33 - (kept - 1)
         assert Path(segs[0].result_path).is_file()
+    finally:
+        chains.studio.tracker.stop()
+
+
+class Announcing:
+    """A chain's lock that says when someone starts waiting for it (then waits as it does)."""
+
+    def __init__(self, lock) -> None:
+        self.lock, self.waiting = lock, threading.Event()
+
+    def __enter__(self):
+        self.waiting.set()
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self.lock.__exit__(*exc)
+
+
+def test_a_cancel_while_the_chain_is_stitched_leaves_it_completed(stack, tmp_path, monkeypatch):
+    """Cancel pressed while the last segment's end stitches the chain's video (the page still
+    shows it running): the cancel waits for the stitch and says the chain ended; the chain
+    stays COMPLETED, and can be extended, where it was rewritten CANCELLED."""
+    chains = services(stack, tmp_path)
+    stitched, go = threading.Event(), threading.Event()
+    real = stitch.stitch
+
+    def held(videos, out):  # a long chain's one re-encode, held until the cancel waits
+        stitched.set()
+        go.wait(60)
+        return real(videos, out)
+
+    monkeypatch.setattr(stitch, "stitch", held)
+    try:
+        cid = chains.storyboard(values(), "a heron\nthe heron flies")
+        assert stitched.wait(90), "the chain's video was never stitched"
+        lock = chains._locks[cid] = Announcing(chains._locks[cid])
+        said: list[str] = []
+        cancel = threading.Thread(target=lambda: said.append(chains.cancel(cid, ANYONE)))
+        cancel.start()
+        assert lock.waiting.wait(30)  # the cancel waits for the stitch
+        go.set()
+        cancel.join(60)
+        chain = chains.chain(cid, ANYONE)
+        assert said == [f"Chain {cid} already ended COMPLETED."]
+        assert chain.state == "COMPLETED" and chain.error is None
+    finally:
+        go.set()
+        chains.studio.tracker.stop()
+
+
+def test_a_segment_marked_lost_by_the_lease_scan_ends_its_chain(stack, tmp_path):
+    """A replica died while its segment's /run was under way: another replica's lease scan
+    marks the segment LOST, and the chain ends FAILED then, not left running with nothing
+    live until a studio restarts."""
+    chains = services(stack, tmp_path)
+    studio = chains.studio
+    try:
+        checked = chains.storyboard_check(values(), "a heron\nthe heron flies")
+        cid = chains.store.create("storyboard", checked.plan, None, None)
+        # what the replica that died leaves: the segment's row, no job id, its lease run out
+        first = studio.ledger.create(
+            template="t2v_14b", mode="turbo", params={}, workflow={}, quote=None,
+            gpu="H100 PRO", chain={"id": cid, "index": 0, "parent": None},
+            owner="gone-replica", lease_s=-1,
+        )  # fmt: skip
+        studio.tracker._scan()  # another replica's lease scan (every lease/3 s)
+        finished(chains, cid, 30)
+        chain = chains.chain(cid, ANYONE)
+        assert studio.ledger.get(first).state == "LOST"
+        assert chain.state == "FAILED" and "segment 1 ended LOST" in chain.error
+    finally:
+        studio.tracker.stop()
+
+
+def test_a_storyboard_whose_start_image_cannot_be_kept_is_not_started(stack, tmp_path):
+    """The chain's start image is kept for its rerun before anything is sent; when it cannot
+    be (here the chains folder is a file), the storyboard is refused saying why, and its chain
+    is ended: a restarted studio does not send it later."""
+    from app.errors import SubmitError
+    from tests.helpers import png_bytes
+
+    image = tmp_path / "start.png"
+    image.write_bytes(png_bytes(832, 480))
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "chains").write_text("not a folder")
+    chains = services(stack, tmp_path)
+    try:
+        i2v = FormValues(pipeline="i2v_14b", prompt="a lake", resolution="480p landscape",
+                         seconds=1.0, start_image=str(image), seed=3, randomize=False)  # fmt: skip
+        with pytest.raises(SubmitError) as refused:
+            chains.storyboard(i2v, "a lake\nthe lake at dusk")
+        assert "start image could not be kept" in str(refused.value)
+        assert "nothing was sent" in str(refused.value)
+        [chain] = chains.store.recent()
+        assert chain.state == "FAILED" and chain.finished_at is not None
+        assert chains.store.unfinished() == [] and chains.store.segment_ids(chain.id) == []
     finally:
         chains.studio.tracker.stop()
 
