@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
+
 from app.endpoint.states import JobState
 from app.errors import GuardrailError, InputError, SegmentSent, SubmitError, user_message
 from app.studio import stitch
@@ -58,6 +60,7 @@ log = logging.getLogger("wanpod.chains")
 
 CONTINUES_WITH = {"t2v_14b": "i2v_14b", "flf2v_14b": "i2v_14b"}  # same size and fps (16)
 VIDEO_NAME = "chain.mp4"
+EMPTY_STORYBOARD = "is empty; write one prompt per line: each becomes a segment of one longer video"
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,9 @@ class Chains:
     def storyboard_check(
         self, values: FormValues, prompts_text: str, colour_match: bool = False, user=None
     ) -> ChainCheck:
-        prompts = list(parse_prompts(prompts_text)) or [values.prompt]
+        prompts = list(parse_prompts(prompts_text))
+        if not prompts:  # what its quote line says too: nothing priced, nothing sent
+            raise InputError("storyboard prompts", EMPTY_STORYBOARD)
         return self.check("storyboard", self._plan(values, prompts, colour_match), user)
 
     def extend_check(
@@ -170,7 +175,7 @@ class Chains:
             raise InputError("job", f"{rid} was not sent from the form; it cannot be extended")
         plan = self._plan(parent.form, [prompt.strip() or parent.form.prompt], colour_match)
         plan["done"] = [parent.id]
-        plan["done_frames"] = [stitch.frame_count(self._video(parent))]
+        plan["done_frames"] = [self._frames_of(parent, "job")]
         plan["extends"] = parent.id
         return self.check("extend", plan, user)
 
@@ -185,7 +190,7 @@ class Chains:
         base = FormValues(**chain.plan["values"])  # the first segment's, seed included
         plan = self._plan(base, [prompt.strip() or last], colour_match)
         plan["done"] = [s.id for s in segs]
-        plan["done_frames"] = [stitch.frame_count(self._video(s)) for s in segs]
+        plan["done_frames"] = [self._frames_of(s, "chain") for s in segs]
         plan["extends"] = cid
         return self.check("extend", plan, user)
 
@@ -355,6 +360,18 @@ class Chains:
         info = {"id": chain.id, "index": k, "parent": parent.id if parent else None}
         info["start_frame"] = start
         return self.studio.submit(values, user=chain.user, chain=info)
+
+    def _frames_of(self, row: JobRow, field: str) -> int:
+        """How many frames a finished segment's video has, read from it; an InputError on
+        `field` when it can no longer be read (removed from the results folder)."""
+        try:
+            return stitch.frame_count(self._video(row))
+        except (OSError, av.error.FFmpegError) as exc:
+            raise InputError(
+                field,
+                f"{row.id}'s video cannot be read any more ({type(exc).__name__}: it was "
+                "removed or damaged); it cannot be extended",
+            ) from None
 
     def _video(self, row: JobRow) -> Path:
         """A segment's video as a local file (fetched once from object storage when the results

@@ -350,6 +350,11 @@ def test_an_empty_or_unknown_id_is_refused_naming_what_was_wanted(stack, tmp_pat
         with pytest.raises(InputError) as refused:
             chains.extend("")
         assert str(refused.value) == "job: is empty; give the id of a job of this studio (wp-...)"
+        for blank in ("", " \n\t\n"):  # its quote line prices nothing: nothing is sent
+            with pytest.raises(InputError) as refused:
+                chains.storyboard(values(), blank)
+            assert str(refused.value).startswith("storyboard prompts: is empty; write one")
+        assert chains.store.recent() == []
     finally:
         chains.studio.tracker.stop()
 
@@ -385,6 +390,11 @@ def test_extend_continues_a_finished_job_from_its_last_frame(stack, tmp_path, pn
         assert chains.chain(rerun, ANYONE).state == "COMPLETED"
         reused, prompts = chains.reuse(cid, ANYONE)
         assert prompts == "the lake at dusk" and reused.seed == 3
+        Path(segs[0].result_path).unlink()  # the first job's video removed from the results
+        for target, field in ((rid, "job"), (cid, "chain")):
+            with pytest.raises(InputError) as refused:
+                chains.extend(target)
+            assert str(refused.value).startswith(f"{field}: {rid}'s video cannot be read any")
     finally:
         studio.tracker.stop()
 
