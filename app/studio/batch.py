@@ -235,6 +235,7 @@ class BatchCheck:
     quote: BatchQuote
     refusals: tuple[gr_.Refusal, ...]
     requests: tuple[CostRequest, ...] = ()  # each job's cost inputs, in plan order
+    outputs: tuple[Any, ...] = ()  # each job's video (workflows' poststeps.Output, or None)
 
     def shown(self) -> BatchShown:
         """What a quote line showing this check prices (app/studio/shown.py)."""
@@ -308,7 +309,10 @@ class BatchService:
             refusals += budget_refusals(
                 combined.dollars, combined.jobs, ops.limits, rows, user, what=what
             )
-        return BatchCheck(batch, combined, tuple(refusals), tuple(p.request for p in preps))
+        outputs = tuple(getattr(p.filled, "output", None) for p in preps)
+        return BatchCheck(
+            batch, combined, tuple(refusals), tuple(p.request for p in preps), outputs
+        )
 
     def submit(
         self, batch: BatchPlan, user: str | None = None, shown: BatchShown | None = None

@@ -139,8 +139,14 @@ class Chains:
             part="segment",
             done=offset,
         )
-        fps = self.studio.form(jobs[-1].pipeline).fps
-        frames = sum(self.studio.form(v.pipeline).frames(v.seconds) for v in jobs)
+        # each segment's video as its workflow writes it (Smooth motion doubles the frames
+        # and the fps), else as its form makes it
+        outputs = checked.outputs or (None,) * len(jobs)
+        made = [(out.frames, out.fps) if out is not None else
+                (self.studio.form(v.pipeline).frames(v.seconds), self.studio.form(v.pipeline).fps)
+                for out, v in zip(outputs, jobs, strict=True)]  # fmt: skip
+        fps = made[-1][1]
+        frames = sum(n for n, _ in made)
         frames += sum(plan.get("done_frames", ()))
         frames -= offset + len(jobs) - 1  # each seam's repeated frame is dropped
         seconds = frames / fps
@@ -148,7 +154,7 @@ class Chains:
         if seconds > most:
             raise InputError(
                 what,
-                f"{offset + len(jobs)} segments make {seconds:.1f} s ({frames} frames at {fps} "
+                f"{offset + len(jobs)} segments make {seconds:.1f} s ({frames} frames at {fps:g} "
                 f"fps); allowed: at most {most:g} s per chain (set by WANPOD_CHAIN_MAX_S)",
             )
         return ChainCheck(

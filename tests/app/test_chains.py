@@ -327,6 +327,21 @@ def test_the_longest_chain_is_refused_up_front_with_the_reason(stack, tmp_path):
         chains.studio.tracker.stop()
 
 
+def test_a_storyboard_with_smooth_motion_is_as_long_as_its_interpolated_video(stack, tmp_path):
+    """Smooth motion ×2 doubles each segment's frames (2N - 1) and its fps: the chain's length
+    (and WANPOD_CHAIN_MAX_S) counts the video its segments write, not the frames sampled."""
+    import dataclasses
+
+    chains = services(stack, tmp_path)
+    try:
+        plain = chains.storyboard_check(values(), PROMPTS)
+        assert (plain.frames, plain.seconds) == (3 * 17 - 2, (3 * 17 - 2) / 16)
+        smooth = chains.storyboard_check(dataclasses.replace(values(), interpolate=True), PROMPTS)
+        assert (smooth.frames, smooth.seconds) == (3 * 33 - 2, (3 * 33 - 2) / 32)
+    finally:
+        chains.studio.tracker.stop()
+
+
 def test_a_refused_segment_is_named_as_a_segment(stack, tmp_path):
     chains = services(stack, tmp_path)
     chains.studio.tracker.stop()
