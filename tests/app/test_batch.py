@@ -217,6 +217,7 @@ class Refuses:
         class Prepared:
             quote: cost.Quote
             request: cost.CostRequest
+            filled: Any = None
 
         return Prepared(quotes(4)[0], cost.CostRequest("t2v_14b", "turbo", 832, 480, 81, 4, 1.0))
 
