@@ -60,7 +60,6 @@ log = logging.getLogger("wanpod.chains")
 
 CONTINUES_WITH = {"t2v_14b": "i2v_14b", "flf2v_14b": "i2v_14b"}  # same size and fps (16)
 VIDEO_NAME = "chain.mp4"
-EMPTY_STORYBOARD = "is empty; write one prompt per line: each becomes a segment of one longer video"
 
 
 @dataclass(frozen=True)
@@ -164,9 +163,7 @@ class Chains:
     def storyboard_check(
         self, values: FormValues, prompts_text: str, colour_match: bool = False, user=None
     ) -> ChainCheck:
-        prompts = list(parse_prompts(prompts_text))
-        if not prompts:  # what its quote line says too: nothing priced, nothing sent
-            raise InputError("storyboard prompts", EMPTY_STORYBOARD)
+        prompts = list(parse_prompts(prompts_text))  # none: refused, as its line prices none
         return self.check("storyboard", self._plan(values, prompts, colour_match), user)
 
     def extend_check(

@@ -368,7 +368,7 @@ def test_an_empty_or_unknown_id_is_refused_naming_what_was_wanted(stack, tmp_pat
         for blank in ("", " \n\t\n"):  # its quote line prices nothing: nothing is sent
             with pytest.raises(InputError) as refused:
                 chains.storyboard(values(), blank)
-            assert str(refused.value).startswith("storyboard prompts: is empty; write one")
+            assert str(refused.value).startswith("storyboard prompts: are empty; write one")
         assert chains.store.recent() == []
     finally:
         chains.studio.tracker.stop()
