@@ -50,11 +50,11 @@ from app.studio.chain_store import (
     ChainStore,
 )
 from app.studio.checks.guardrails import Refusal
-from app.studio.cost import CostRequest
+from app.studio.cost import CostRequest, Quote
 from app.studio.forms import FormValues, resolve_seed
 from app.studio.ledger import JobRow
 from app.studio.owners import ANYONE, Caller
-from app.studio.shown import BatchShown, check_batch_shown
+from app.studio.shown import BatchShown, Shown, check_batch_shown
 
 log = logging.getLogger("wanpod.chains")
 
@@ -246,6 +246,10 @@ class Chains:
         quote = {"dollars": q.dollars, "gpu_s": q.gpu_s, "gpu": q.gpu, "summary": checked.summary()}
         quote |= {"frames": checked.frames, "seconds": checked.seconds}
         plan = dict(checked.plan)
+        plan["priced"] = [  # each segment still to send, at the price the chain was quoted
+            {"request": dataclasses.asdict(r), "quote": dataclasses.asdict(p)}
+            for r, p in zip(checked.requests, q.per_job, strict=True)
+        ]
         cid = self.store.create(checked.kind, plan, quote, user, plan.get("extends"))
         start = plan["values"].get("start_image")
         if checked.kind == "storyboard" and start:  # kept for the chain's rerun
@@ -362,7 +366,16 @@ class Chains:
         values = self.segment_values(chain.plan, k, start)
         info = {"id": chain.id, "index": k, "parent": parent.id if parent else None}
         info["start_frame"] = start
-        return self.studio.submit(values, user=chain.user, chain=info)
+        return self.studio.submit(values, user=chain.user, chain=info, keep=self._priced(chain, k))
+
+    def _priced(self, chain: ChainRow, k: int) -> Shown | None:
+        """Segment `k`'s cost inputs and price when the chain was quoted (None: a chain
+        started before they were kept)."""
+        priced = chain.plan.get("priced") or []
+        at = k - len(chain.plan.get("done", ()))
+        if not 0 <= at < len(priced):
+            return None
+        return Shown(CostRequest(**priced[at]["request"]), Quote(**priced[at]["quote"]))
 
     def _frames_of(self, row: JobRow, field: str) -> int:
         """How many frames a finished segment's video has, read from it; an InputError on

@@ -179,15 +179,20 @@ class Studio:
         user: str | None = None,
         chain: Mapping[str, Any] | None = None,
         shown: Shown | None = None,
+        keep: Shown | None = None,
     ) -> str:
         """`chain`: the chain segment this job is (app/studio/chains.py), kept on its row;
-        `shown`: what the page's quote line showed (the job sent must be that one)."""
+        `shown`: what the page's quote line showed (the job sent must be that one); `keep`:
+        a chain segment's price when the chain was quoted, kept when it prices this job (the
+        same cost inputs), else the job is quoted now."""
         form = self.form(values.pipeline)
         images = job_images(form, values, self._size(form, values), uuid.uuid4().hex[:10])
         prep = self.prepare(values, images.names)
         check_shown(shown, prep.request, prep.quote)
         if shown is not None and shown.quote is not None:  # the job the line priced, at the
             prep = dataclasses.replace(prep, quote=shown.quote)  # price it showed
+        elif keep is not None and keep.quote is not None and keep.request == prep.request:
+            prep = dataclasses.replace(prep, quote=keep.quote)
         job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
         uploads = images.uploads(getattr(prep.filled, "images", {}) or {})
         names = [u["name"] for u in uploads]

@@ -42,6 +42,7 @@ def services(stack, folder: Path, **env: str) -> Chains:
         settings=settings, forms=forms, fill=fill, byo_fill=byo_fill, endpoint=endpoint,
         ledger=ledger, tracker=tracker, prices=prices, ops=gate,
     )  # fmt: skip
+    tracker.on_final = studio.forget_calibration  # the quotes learn from every job's end
     chains = Chains(studio)
     chains.attach(tracker)
     tracker.start()
@@ -338,6 +339,26 @@ def test_a_storyboard_with_smooth_motion_is_as_long_as_its_interpolated_video(st
         assert (plain.frames, plain.seconds) == (3 * 17 - 2, (3 * 17 - 2) / 16)
         smooth = chains.storyboard_check(dataclasses.replace(values(), interpolate=True), PROMPTS)
         assert (smooth.frames, smooth.seconds) == (3 * 33 - 2, (3 * 33 - 2) / 32)
+    finally:
+        chains.studio.tracker.stop()
+
+
+def test_each_segment_is_charged_the_price_the_storyboard_was_quoted(stack, tmp_path):
+    """The storyboard is quoted whole before anything is sent; each segment sent later (after
+    earlier segments moved the calibration: the emulator runs far faster than quoted) keeps
+    the price it had on that quote, as a job keeps its quote line's."""
+    chains = services(stack, tmp_path)
+    try:
+        checked = chains.storyboard_check(values(), PROMPTS)
+        cid = chains.storyboard(values(), PROMPTS)
+        finished(chains, cid)
+        chain = chains.chain(cid, ANYONE)
+        segs = chains.segments(chain)
+        assert chain.state == "COMPLETED" and len(segs) == 3
+        assert [s.quote for s in segs] == list(checked.quote.per_job)
+        assert sum(s.quote.dollars for s in segs) == pytest.approx(chain.quote["dollars"])
+        now = chains.studio.prepare(chains.segment_values(chain.plan, 2, "start.png")).quote
+        assert now.dollars != segs[2].quote.dollars  # quoted now, it would cost otherwise
     finally:
         chains.studio.tracker.stop()
 
