@@ -61,3 +61,26 @@ UPLOADS: dict[tuple[tuple[str, str], ...], int] = {
     (("type", ""),): 500,  # no such folder type (ComfyUI's folder is left unbound)
     (("type", "bogus"),): 500,
 }
+
+
+def statuses(base_url: str) -> tuple[dict, dict]:
+    """What the server at `base_url` answers each of CASES and UPLOADS (status codes)."""
+    import requests
+
+    cases = {case: requests.request(case[0], base_url + case[1], data=case[2],
+                                    timeout=30).status_code for case in CASES}  # fmt: skip
+    uploads = {fields: requests.post(base_url + "/upload/image", data=dict(fields),
+                                     files={"image": ("odd.png", png())}, timeout=30).status_code
+               for fields in UPLOADS}  # fmt: skip
+    return cases, uploads
+
+
+FALSY_IDS = (("", ""), (0, "0"), (None, "None"))  # prompt_id given -> the id ComfyUI answers
+
+
+def ids_answered(base_url: str) -> list[str]:
+    """The prompt ids the server answers for FALSY_IDS' given ones (TINY queued each time)."""
+    import requests
+
+    return [requests.post(base_url + "/prompt", json={"prompt": TINY, "prompt_id": given},
+                          timeout=30).json()["prompt_id"] for given, _ in FALSY_IDS]  # fmt: skip

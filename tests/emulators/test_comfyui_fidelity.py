@@ -16,10 +16,9 @@ import json
 import struct
 from pathlib import Path
 
-import requests
 from PIL import Image
 
-from tests.emulators.bodies import CASES, TINY, UPLOADS, png
+from tests.emulators.bodies import CASES, FALSY_IDS, UPLOADS, ids_answered, statuses
 from tests.emulators.comfy_client import Comfy
 from tests.emulators.test_comfyui_replay import wait_history
 from tests.helpers import comfy_emulator
@@ -137,19 +136,11 @@ def test_loader_lists_leave_out_the_recording_probe_files(comfy: Comfy) -> None:
 
 
 def test_odd_requests_are_answered_as_real_comfyui_answers_them(comfy: Comfy) -> None:
-    got = {case: comfy.session.request(case[0], comfy.base_url + case[1], data=case[2],
-                                       timeout=10).status_code for case in CASES}  # fmt: skip
-    assert got == CASES
-    uploads = {fields: requests.post(comfy.base_url + "/upload/image", data=dict(fields),
-                                    files={"image": ("odd.png", png())}, timeout=30).status_code
-               for fields in UPLOADS}  # fmt: skip
-    assert uploads == UPLOADS
+    assert statuses(comfy.base_url) == (CASES, UPLOADS)
 
 
 def test_a_falsy_prompt_id_is_kept_as_given(comfy: Comfy) -> None:
-    for given, kept in (("", ""), (0, "0"), (None, "None")):
-        body = comfy.post("/prompt", json={"prompt": TINY, "prompt_id": given}).json()
-        assert body["prompt_id"] == kept
+    assert ids_answered(comfy.base_url) == [kept for _, kept in FALSY_IDS]
 
 
 def test_models_saved_under_the_output_folder_are_listed(tmp_path: Path) -> None:

@@ -6,27 +6,18 @@ from __future__ import annotations
 
 import requests
 
-from tests.emulators.bodies import CASES, TINY, UPLOADS, png
+from tests.emulators.bodies import CASES, FALSY_IDS, UPLOADS, ids_answered, statuses
 from tests.real_comfyui.helpers import idle, wait_for
 from tests.real_comfyui.server import RealComfyUI
 
 
 def test_odd_requests_are_answered_as_recorded(real: RealComfyUI) -> None:
-    got = {case: requests.request(case[0], real.url + case[1], data=case[2],
-                                  timeout=30).status_code for case in CASES}  # fmt: skip
-    assert got == CASES
-    uploads = {fields: requests.post(real.url + "/upload/image", data=dict(fields),
-                                    files={"image": ("odd.png", png())}, timeout=30).status_code
-               for fields in UPLOADS}  # fmt: skip
-    assert uploads == UPLOADS
+    assert statuses(real.url) == (CASES, UPLOADS)
 
 
 def test_a_falsy_prompt_id_is_kept_as_given(real: RealComfyUI) -> None:
-    for given, kept in (("", ""), (0, "0"), (None, "None")):
-        body = requests.post(real.url + "/prompt", json={"prompt": TINY, "prompt_id": given},
-                             timeout=30).json()  # fmt: skip
-        assert body["prompt_id"] == kept
-        wait_for(lambda: idle(real), "the prompt to end", 60)
+    assert ids_answered(real.url) == [kept for _, kept in FALSY_IDS]
+    wait_for(lambda: idle(real), "the prompts to end", 60)
 
 
 def test_models_saved_under_the_output_folder_are_listed(real: RealComfyUI) -> None:
