@@ -6,7 +6,10 @@
   errors with exponential backoff and full jitter (Retry-After honoured);
 - `run`/`runsync`/`retry` never create a duplicate: they are retried only when the request
   provably never reached the server (connection refused / connect timeout) or was refused
-  with 429; any other failure raises `ServerError` saying the job may exist;
+  with 429 (ridden out for RATE_WAIT_S: RunPod counts its limits over 10 s windows, and a job
+  refused for a second would otherwise be lost); any other failure, an answer without a job id
+  included, raises `ServerError` saying the job may exist; /runsync's answer is waited for as
+  long as the wait it asked for;
 - payloads over RunPod's limits (10 MB /run, 20 MB /runsync) are refused before sending;
 - errors are the `app.errors.EndpointError` tree; the key never appears in a message or repr.
 
@@ -20,6 +23,7 @@ them; without a CA bundle set, certifi's, as requests uses.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import random
 import time
@@ -42,6 +46,10 @@ RUN_LIMIT = 10_000_000
 RUNSYNC_LIMIT = 20_000_000
 # policy.executionTimeout: RunPod takes more than 5 s (5000 and below answer 400), at most 7 days.
 EXECUTION_TIMEOUT_ABOVE_MS = 5_000
+# how long a job submission (/run, /runsync) rides out 429s: RunPod counts its per-endpoint
+# limits over 10 s windows, so this spans a few of them (reads back off as any error, briefly:
+# the tracker asks again later itself)
+RATE_WAIT_S = 30.0
 EXECUTION_TIMEOUT_MAX_MS = 7 * 24 * 3600 * 1000
 FINAL_STATES = ENDED_ON_RUNPOD
 # /health `workers`: the counts RunPod documents, plus `unhealthy` (a worker whose fitness check
@@ -207,6 +215,7 @@ class EndpointClient:
         retries: int = 4,
         backoff_s: float = 0.5,
         backoff_max_s: float = 8.0,
+        rate_wait_s: float = RATE_WAIT_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -215,6 +224,7 @@ class EndpointClient:
         self.retries = retries
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
+        self.rate_wait_s = rate_wait_s
         self._pool = _pool(self.base_url)
         self._timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
         self._sleep = sleep
@@ -244,13 +254,16 @@ class EndpointClient:
     ) -> JobRef:
         body = self._job_body(input, policy, webhook, s3_config, "run", RUN_LIMIT)
         data = self._call("POST", "run", body, idempotent=False)
+        if not data.get("id"):  # it reached RunPod, and says nothing of the job it made
+            raise errors.run_unknown(200, "an answer without a job id")
         return JobRef(str(data["id"]), JobState.parse(data.get("status", "IN_QUEUE")))
 
     def runsync(
         self, input: Any, wait_ms: int = 90_000, policy: Mapping[str, Any] | None = None
     ) -> JobStatus:
         body = self._job_body(input, policy, None, None, "runsync", RUNSYNC_LIMIT)
-        data = self._call("POST", f"runsync?wait={int(wait_ms)}", body, idempotent=False)
+        path = f"runsync?wait={int(wait_ms)}"
+        data = self._call("POST", path, body, idempotent=False, read_s=wait_ms / 1000)
         return JobStatus.from_body(data)
 
     def status(self, job_id: str) -> JobStatus:
@@ -308,17 +321,26 @@ class EndpointClient:
             raise errors.payload_too_large(len(raw), limit, op, None)
         return raw
 
-    def _delay(self, attempt: int, resp: _Response | None) -> float:
+    def _delay(self, attempt: int, resp: _Response | None, most: float | None = None) -> float:
+        """The wait before try `attempt` + 1: the answer's Retry-After (seconds or an HTTP
+        date), else exponential backoff with full jitter; at most `most` (backoff_max_s)."""
+        most = self.backoff_max_s if most is None else most
         if resp is not None:
-            ra = resp.headers.get("Retry-After", "")
-            if ra.replace(".", "", 1).isdigit():
-                return min(float(ra), self.backoff_max_s)
-        return random.uniform(0, min(self.backoff_max_s, self.backoff_s * 2**attempt))
+            after = retry_after(resp.headers.get("Retry-After", ""))
+            if after is not None:
+                return min(after, most)
+        return random.uniform(0, min(most, self.backoff_max_s, self.backoff_s * 2**attempt))
 
-    def _send(self, method: str, url: str, body: bytes | None, headers: dict) -> _Response:
-        """One HTTP exchange; urllib3's errors raised as they are (a redirect's too)."""
+    def _send(
+        self, method: str, url: str, body: bytes | None, headers: dict, read_s: float | None
+    ) -> _Response:
+        """One HTTP exchange; urllib3's errors raised as they are (a redirect's too). `read_s`:
+        how long the answer may take (a /runsync's wait and a margin), else timeout_s."""
+        timeout = self._timeout
+        if read_s is not None:
+            timeout = urllib3.Timeout(connect=self.timeout_s, read=read_s + self.timeout_s)
         try:
-            r = self._pool.request(method, url, body=body, headers=headers, timeout=self._timeout)
+            r = self._pool.request(method, url, body=body, headers=headers, timeout=timeout)
         except urllib3.exceptions.MaxRetryError as exc:  # connect / redirect: what failed
             raise (exc.reason or exc) from None
         return _Response(r.status, r.headers, r.data)
@@ -331,16 +353,18 @@ class EndpointClient:
         *,
         idempotent: bool = True,
         job_id: str | None = None,
+        read_s: float | None = None,
     ) -> dict:
         url = f"{self.base_url}/{path}"
         headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"}
         op = path.split("?")[0].split("/")[0]
         tries = 0
+        rated = 0.0  # seconds a submission has waited out 429s
         while True:
             tries += 1
             last = tries > self.retries
             try:
-                resp = self._send(method, url, body, headers)
+                resp = self._send(method, url, body, headers, read_s)
             except urllib3.exceptions.HTTPError as exc:
                 if (idempotent or _never_sent(exc)) and not last:
                     self._sleep(self._delay(tries - 1, None))
@@ -350,6 +374,12 @@ class EndpointClient:
                     raise errors.run_unknown(None, detail) from None
                 raise errors.unreachable(self.base_url, tries, detail) from None
             status = resp.status_code
+            if status == 429 and not idempotent and rated < self.rate_wait_s:
+                left = self.rate_wait_s - rated  # at least a quarter second between tries
+                wait = min(max(self._delay(tries - 1, resp, left), 0.25), left)
+                rated += wait
+                self._sleep(wait)
+                continue
             if status == 429 or (status >= 500 and idempotent):
                 if not last:
                     self._sleep(self._delay(tries - 1, resp))
@@ -373,8 +403,26 @@ class EndpointClient:
             try:
                 data = resp.json()
             except ValueError:
+                if not idempotent:  # it reached RunPod, which may have made the job
+                    raise errors.run_unknown(status, "an answer that is not JSON") from None
                 raise errors.server_error(op, status, tries) from None
             return data if isinstance(data, dict) else {"stream": data}
+
+
+def retry_after(value: str) -> float | None:
+    """An HTTP Retry-After value in seconds (given as seconds or as an HTTP date), or None."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.replace(".", "", 1).isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _reason(resp: _Response) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -14,6 +15,7 @@ from app.endpoint import EndpointClient, JobStatus
 from app.errors import (
     AuthError,
     EndpointUnreachable,
+    JobMayExist,
     JobNotFound,
     PayloadTooLarge,
     RateLimited,
@@ -221,6 +223,75 @@ def test_rate_limit_429_retried_by_the_client(tmp_path):
         patient = p.client(retries=8, backoff_s=0.1)
         for _ in range(8):
             patient.health()
+
+
+def test_a_submission_rides_out_the_rate_limit_window(tmp_path):
+    """RunPod counts its limits over windows (10 s): a /run refused with 429 is tried again until
+    the window lets it through (RATE_WAIT_S), not given up after a few quick retries, when the
+    studio would mark the job as never sent. Reads still give up quickly."""
+    with plane(
+        tmp_path, "--workers", "0", "--rate-limit", "2", "--rate-window", "3", wait_workers=None
+    ) as p:
+        c = p.client(backoff_s=0.01)  # a few quick retries alone would all land in the window
+        refs = [c.run({"n": n}) for n in range(3)]
+        assert [r.state for r in refs] == ["IN_QUEUE"] * 3
+        reader = p.client(retries=1, backoff_s=0.01)
+        with pytest.raises(RateLimited):  # a read is not held up: the tracker asks again later
+            for _ in range(5):
+                reader.status(refs[0].id)
+
+
+def test_retry_after_is_read_as_seconds_or_as_a_date():
+    from email.utils import format_datetime
+
+    from app.endpoint.client import retry_after
+
+    assert retry_after("12") == 12.0 and retry_after("1.5") == 1.5
+    assert retry_after("") is None and retry_after("soon") is None
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # already past
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+    assert 15 < retry_after(soon) <= 20
+
+
+@pytest.mark.parametrize("body", [b"<html>gateway</html>", b'{"status": "IN_QUEUE"}'])
+def test_a_run_answer_without_a_job_id_may_have_made_a_job(body):
+    """/run answered 200 by something that says nothing of the job (a proxy's page, JSON without
+    an id): the request reached RunPod, so the job may exist (LOST and reconcilable in the
+    studio), not 'not sent', which invites a duplicate."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        c = EndpointClient(f"http://127.0.0.1:{srv.server_port}/v2/x", KEY, backoff_s=0.01)
+        with pytest.raises(JobMayExist, match="may or may not have been created"):
+            c.run({})
+    finally:
+        srv.shutdown()
+
+
+def test_runsync_waits_as_long_as_the_wait_it_asked_for(tmp_path):
+    """/runsync holds the request up to its `wait` (90 s by default on RunPod): the answer is
+    waited for that long, not cut at the client's read timeout (a job left running, billed,
+    reported as 'may exist')."""
+    with plane(tmp_path, "--workers", "0", wait_workers=None) as p:
+        c = p.client(timeout_s=0.5)
+        t0 = time.monotonic()
+        st = c.runsync({"n": 1}, wait_ms=2000)  # no worker: answered IN_QUEUE after the wait
+        assert st.state == "IN_QUEUE" and time.monotonic() - t0 >= 1.9
+        p.post("purge-queue")
 
 
 def test_job_status_from_body_maps_fields():
