@@ -77,8 +77,8 @@ def test_a_refused_action_stays_on_screen_until_closed(studio, context):
     context.clock.install()
     page = open_studio(context, studio.base_url)
     page.get_by_role("button", name="Longer video: Extend or Storyboard").click()
-    page.locator("#wp-chain-run").click()  # no prompt anywhere: refused
-    toast = page.locator(".toast-body", has_text="prompt: is empty; describe the video you want")
+    page.locator("#wp-chain-run").click()  # no storyboard prompt: refused
+    toast = page.locator(".toast-body", has_text="storyboard prompts: are empty; write one")
     toast.wait_for()
     page.clock.fast_forward(60_000)
     # still there, and not closing (a closing toast is made inert as it fades out)
