@@ -10,8 +10,9 @@ Dockerfile sets). Nothing else: no worker, no
 emulators, no tests, no virtual environments, no data folder, no generated stubs (*.pyi), no
 caches. OUT may be empty, missing, or a clone of the Space (its .git is kept and everything else
 replaced); anything else needs --force. Before finishing, every written file is searched for the
-values of the secret variables set in this environment (RUNPOD_API_KEY, APP_AUTH, S3 keys, HF
-tokens); a hit removes nothing but fails with the file name (exit 3). Prints the Space secrets to
+values of the secret variables set in this environment (RUNPOD_API_KEY, APP_AUTH, the worker's
+and the studio's S3 keys, the ledger database's password, HF tokens); a hit removes nothing but
+fails with the file name (exit 3). Prints the Space secrets to
 set. Standard library only. Exit codes: 0 ok, 2 usage/refused folder, 3 secret found.
 """
 
@@ -26,6 +27,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from app.studio.db import url_secrets  # noqa: E402  (standard library only, as this script)
+
 SOURCES = ("app", "workflows")
 FILES = {"requirements/app.txt": "requirements/app.txt", "Dockerfile.app": "Dockerfile"}
 SKIP_SUFFIXES = (".pyi", ".pyc", ".sqlite3", ".log")
@@ -38,6 +42,9 @@ SECRET_VARS = (
     "AWS_SECRET_ACCESS_KEY",
     "HF_TOKEN",
     "HUGGING_FACE_HUB_TOKEN",
+    "WANPOD_S3_ACCESS_KEY_ID",  # the studio's own result store
+    "WANPOD_S3_SECRET_ACCESS_KEY",
+    "WANPOD_DATABASE_URL",  # its password (a shared PostgreSQL ledger)
 )
 SPACE_SECRETS = (
     ("RUNPOD_API_KEY", "secret", "a RunPod API key with access to the endpoint"),
@@ -150,6 +157,8 @@ def secret_values(env: dict[str, str]) -> list[tuple[str, str]]:
         parts = [value]
         if name == "APP_AUTH":  # each password on its own
             parts += [p.partition(":")[2] for p in value.split(",") if ":" in p]
+        if name == "WANPOD_DATABASE_URL":  # the password in it, as the studio scrubs it
+            parts += list(url_secrets(value))
         out += [(name, p) for p in parts if len(p) >= 6]
     return out
 

@@ -26,6 +26,8 @@ ENV = {
     "RUNPOD_API_KEY": KEY,
     "APP_AUTH": f"ann:{PASSWORD}",
     "BUCKET_SECRET_ACCESS_KEY": "s3-abcdef",
+    "WANPOD_S3_SECRET_ACCESS_KEY": "studio-s3-ghijkl",
+    "WANPOD_DATABASE_URL": "postgresql://wanpod:Db_pa55word_X@db.internal/wanpod",
 }
 
 
@@ -90,12 +92,15 @@ def test_a_secret_in_a_source_file_fails_the_assembly(tmp_path):
     (repo / "requirements").mkdir()
     shutil.copy(REPO / "requirements" / "app.txt", repo / "requirements" / "app.txt")
     shutil.copy(REPO / "Dockerfile.app", repo / "Dockerfile.app")
-    (repo / "app" / "leak.py").write_text(f'KEY = "{KEY}"\nAUTH = "{PASSWORD}"\n')
+    (repo / "app" / "leak.py").write_text(
+        f'KEY = "{KEY}"\nAUTH = "{PASSWORD}"\nS3 = "studio-s3-ghijkl"\nDB = "Db_pa55word_X"\n'
+    )
     with pytest.raises(assemble_space.SecretFound) as info:
         assemble_space.assemble(tmp_path / "out", env=ENV, repo=repo)
-    assert "app/leak.py contains the value of RUNPOD_API_KEY" in str(info.value)
-    assert "APP_AUTH" in str(info.value)
-    assert KEY not in str(info.value) and PASSWORD not in str(info.value)
+    said = str(info.value)
+    assert "app/leak.py contains the value of RUNPOD_API_KEY" in said and "APP_AUTH" in said
+    assert "WANPOD_S3_SECRET_ACCESS_KEY" in said and "WANPOD_DATABASE_URL" in said
+    assert KEY not in said and PASSWORD not in said and "Db_pa55word_X" not in said
 
 
 def test_cli_exit_codes_and_secret_list(tmp_path):
