@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from app.endpoint import EndpointClient, JobStatus
-from app.errors import ConfigError, EndpointError
+from app.errors import ConfigError, EndpointError, StudioError, user_message
 from app.settings import runpod_credentials
 from app.studio import results
 from app.studio.fetch import Fetcher, FetchSettings
@@ -78,10 +78,12 @@ def progress_line(
 
 
 def save_outputs(output: object, out_dir: Path) -> list[Path]:
-    """The job's outputs as files in `out_dir` (the studio's rule: app/studio/results.py)."""
+    """The job's outputs as files in `out_dir` (the studio's rule: app/studio/results.py), next
+    to, never over, the files of earlier runs there."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fetcher = Fetcher(FetchSettings.from_env(os.environ))  # the studio's download guard
-    return [saved.path for saved in results.save_outputs(output, out_dir, fetcher)]
+    saved = results.save_outputs(output, out_dir, fetcher, keep_existing=True)
+    return [s.path for s in saved]
 
 
 def run_job(
@@ -126,7 +128,14 @@ def run_job(
     if isinstance(timings, Mapping):
         keys = ("wait_ready_ms", "upload_ms", "queue_ms", "run_ms", "deliver_ms", "total_ms")
         print("worker: " + ", ".join(f"{k} {timings[k]}" for k in keys if k in timings))
-    for path in save_outputs(st.output, out_dir):
+    try:
+        paths = save_outputs(st.output, out_dir)
+    except (StudioError, OSError) as e:  # a refused or failed download, a full disk
+        why = user_message(e) if isinstance(e, StudioError) else f"{type(e).__name__}: {e}"
+        print(f"error: job {ref.id} COMPLETED, but its outputs were not saved: {why}. RunPod "
+              "keeps the result for 30 minutes after the job ends", file=sys.stderr)  # fmt: skip
+        return 1
+    for path in paths:
         print(f"saved {path} ({path.stat().st_size} bytes)")
     return 0
 

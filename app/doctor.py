@@ -128,3 +128,11 @@ def main(env: Mapping[str, str], timeout_s: float = 300.0, poll_s: float = 1.0) 
         print(f"doctor: {e}")
         return 2
     return run(client, timeout_s=timeout_s, poll_s=poll_s)
+
+
+if __name__ == "__main__":  # `python -m app.doctor [--timeout S]` is `python -m app.cli doctor`
+    import sys
+
+    from app.cli import main as cli
+
+    sys.exit(cli(["doctor", *sys.argv[1:]]))

@@ -54,12 +54,18 @@ def free_name(name: str, taken: set[str]) -> str:
     return free
 
 
-def save_outputs(output: object, folder: Path, fetcher: Fetcher | None = None) -> list[SavedOutput]:
+def save_outputs(
+    output: object, folder: Path, fetcher: Fetcher | None = None, keep_existing: bool = False
+) -> list[SavedOutput]:
     """Every output item of `output` as a file in `folder` (created when there is one);
-    `fetcher` downloads s3_url items (default: https only, default limits)."""
+    `fetcher` downloads s3_url items (default: https only, default limits); `keep_existing`:
+    the files already in `folder` are not overwritten (a folder several jobs are saved to:
+    ComfyUI's counter starts again in each job the worker cleans up after)."""
     items = output.get("images") if isinstance(output, Mapping) else None
     saved: list[SavedOutput] = []
     taken: set[str] = set()
+    if keep_existing and folder.is_dir():
+        taken = {p.name for p in folder.iterdir()}
     for i, item in enumerate(items or []):
         if not isinstance(item, Mapping):
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from app.cli import load_job_input, progress_line, save_outputs
 from app.endpoint import JobStatus
 from emulators.runpod.jobs import JobRequestError, JobStore
 from emulators.runpod.workers import WorkerSpec, worker_env
+from tests.helpers import REPO
 
 
 def test_state_machine_sticky_final_states_and_progress():
@@ -146,6 +148,8 @@ def test_cli_progress_line_and_saving(tmp_path: Path):
     }
     saved = save_outputs(out, tmp_path / "o")
     assert saved == [tmp_path / "o" / "v.mp4"] and saved[0].read_bytes() == b"video"
+    again = save_outputs(out, tmp_path / "o")  # a second run into the same folder: kept apart
+    assert again == [tmp_path / "o" / "v-2.mp4"] and saved[0].read_bytes() == b"video"
     # two save nodes' same-named files, each from its own subfolder: both kept, the second
     # numbered (it overwrote the first)
     two = [{"filename": "x_00001_.png", "subfolder": sub, "type": "base64",
@@ -181,3 +185,35 @@ def test_cli_downloads_presigned_urls(tmp_path: Path, monkeypatch):
         assert saved[0].read_bytes() == b"s3 video bytes"
     finally:
         srv.shutdown()
+
+
+def test_cli_says_when_a_completed_jobs_outputs_cannot_be_saved(tmp_path: Path, capsys):
+    """A COMPLETED job whose result the download guard refuses (plain http to a host that is not
+    the configured S3 endpoint) or cannot fetch: one line saying the job completed and why its
+    outputs were not saved, exit 1, not a traceback."""
+    from types import SimpleNamespace
+
+    from app.cli import run_job
+
+    done = JobStatus.from_body({"id": "j-1", "status": "COMPLETED", "output": {"images": [
+        {"filename": "v.mp4", "type": "s3_url",
+         "data": "http://minio.internal:9000/bucket/v.mp4?X-Amz-Signature=abc"}]}})  # fmt: skip
+    client = SimpleNamespace(run=lambda job_input: SimpleNamespace(id="j-1", state="IN_QUEUE"),
+                             wait=lambda *a, **kw: done)  # fmt: skip
+    assert run_job(client, {"workflow": {}}, tmp_path / "out", 0.1, None) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: job j-1 COMPLETED, but its outputs were not saved: result ")
+    assert "uses http; allowed: https, or the configured S3 endpoint" in err
+    assert "X-Amz-Signature" not in err
+
+
+def test_python_m_app_doctor_is_the_cli_doctor(tmp_path: Path):
+    """`python -m app.doctor` did nothing and exited 0, whatever the endpoint; it is the CLI's
+    doctor (here: no credentials, exit 2 saying what to set)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
+    done = subprocess.run([sys.executable, "-m", "app.doctor"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and "RUNPOD_API_KEY" in done.stdout, done
