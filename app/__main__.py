@@ -152,7 +152,16 @@ def main(env: Mapping[str, str] | None = None, argv: list[str] | None = None) ->
 
         results = str((settings.data_dir / "results").resolve())
         serve_in_place(results)  # served where stored, checked first (app/ui/static_paths.py)
-        blocks, studio = assemble(settings, base_url, api_key, settings.demo)
+        try:
+            blocks, studio = assemble(settings, base_url, api_key, settings.demo)
+        except StudioError as exc:  # e.g. the ledger's database out of reach
+            print(f"wanpod studio: {user_message(exc, settings.secret_values())}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # its data folder cannot be made or written
+            where, why = exc.filename or settings.data_dir, exc.strerror or type(exc).__name__
+            print(f"wanpod studio: {where} cannot be used ({why}); set WANPOD_DATA_DIR to a "
+                  "folder the studio can write", file=sys.stderr)  # fmt: skip
+            return 2
         stack.callback(studio.tracker.stop)
         from app.ui.queue_pace import queue_up
 

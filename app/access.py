@@ -240,11 +240,13 @@ class Access:
         """Raise AccessError when the studio would be public without a login or permission."""
         reasons = self.exposure(host)
         if reasons and not self.auth_enabled and not self.allow_public_without_auth:
+            fixes = ["bind to 127.0.0.1"] if not is_local_host(host) else []
+            instead = " and ".join([*fixes, *(["drop the share link"] if self.share else [])])
             raise AccessError(
                 "refusing to start without a login: "
                 + " and ".join(reasons)
                 + ", so anyone who finds it could spend your RunPod credit. Set APP_AUTH="
-                "user:password[,user2:password2], or bind to 127.0.0.1, or set "
+                f"user:password[,user2:password2], or {instead}, or set "
                 "APP_ALLOW_PUBLIC_WITHOUT_AUTH=true if something else guards it (a private "
                 "Space, a reverse proxy with its own login)."
             )

@@ -83,16 +83,22 @@ def test_no_auth_on_localhost_is_fine():
 @pytest.mark.parametrize(
     ("env", "host", "words"),
     [
-        ({}, "0.0.0.0", ["listens on 0.0.0.0", "APP_AUTH=", "APP_ALLOW_PUBLIC_WITHOUT_AUTH"]),
-        ({"GRADIO_SHARE": "true"}, "127.0.0.1", ["share link", "APP_AUTH="]),
-        ({"GRADIO_SHARE": "1"}, "::", ["listens on ::", " and ", "share link"]),
+        ({}, "0.0.0.0", ["listens on 0.0.0.0", "APP_AUTH=", "or bind to 127.0.0.1, or set",
+                         "APP_ALLOW_PUBLIC_WITHOUT_AUTH"]),
+        # a share link is public wherever the studio listens: binding to loopback is no cure
+        ({"GRADIO_SHARE": "true"}, "127.0.0.1", ["share link", "APP_AUTH=",
+                                                 "or drop the share link, or set"]),
+        ({"GRADIO_SHARE": "1"}, "::", ["listens on ::", " and ", "share link",
+                                       "or bind to 127.0.0.1 and drop the share link, or"]),
     ],
-)
+)  # fmt: skip
 def test_public_without_auth_is_refused(env, host, words):
     with pytest.raises(AccessError) as info:
         Access.from_env(env).launch_kwargs(host)
     for word in words:
         assert word in str(info.value)
+    if host == "127.0.0.1":
+        assert "bind to 127.0.0.1" not in str(info.value)
 
 
 def test_share_flag_from_the_command_line_overrides_env():

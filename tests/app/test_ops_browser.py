@@ -6,6 +6,7 @@ interrupt, the ledger keeps the job CANCELLED with its partial cost)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -76,6 +77,28 @@ def test_public_bind_without_auth_is_refused_at_start(stack, tmp_path):
     assert "refusing to start without a login" in run.stderr
     assert "APP_AUTH" in run.stderr and "APP_ALLOW_PUBLIC_WITHOUT_AUTH" in run.stderr
     assert stack.api_key not in run.stderr + run.stdout
+
+
+@pytest.mark.parametrize("case", ["data folder under a file", "ledger database out of reach"])
+def test_a_studio_that_cannot_start_says_why_in_one_line(stack, tmp_path, case):
+    """What the studio needs at start and cannot have (a data folder it cannot make, a
+    PostgreSQL ledger that takes no connection) is one line and exit 2, as a bad setting is,
+    not a traceback; the database's password is not in it."""
+    (tmp_path / "file").write_text("not a folder")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+           **studio_env(stack, tmp_path / "data", free_port())}  # fmt: skip
+    if case == "data folder under a file":
+        env["WANPOD_DATA_DIR"] = str(tmp_path / "file" / "data")
+        said = f"wanpod studio: {tmp_path / 'file' / 'data'} cannot be used (Not a directory)"
+    else:
+        env["WANPOD_DATABASE_URL"] = "postgresql://wanpod:Db_pa55word_X@127.0.0.1:1/wanpod"
+        said = "wanpod studio: the ledger database postgresql://wanpod:***@127.0.0.1:1/wanpod"
+    run = subprocess.run(
+        [sys.executable, "-m", "app"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert said in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert "Db_pa55word_X" not in run.stderr + run.stdout
 
 
 def test_budget_refusal_in_the_quote_and_on_generate(stack, context, tmp_path):
