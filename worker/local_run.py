@@ -1,6 +1,7 @@
 """Run one job through the real handler and save its outputs: `python -m worker.local_run
-[test_input.json] [--out DIR]` (used by `make run`). Reads settings from the environment like
-the worker does; base64 outputs are decoded into DIR, S3 outputs are printed as URLs."""
+[test_input.json] [--out DIR]` (used by `scripts/run_worker_job.sh`). Reads settings from the
+environment like the worker does; base64 outputs are decoded into DIR, S3 outputs are printed
+as URLs."""
 
 from __future__ import annotations
 

@@ -119,8 +119,8 @@ def parse_request(raw: object) -> ProvisionRequest:
         raise InputError("provision.dry_run", "must be true or false", "true, false", dry_run)
     try:
         catalog.files_for(pipelines, modes)
-    except ParamError as e:
-        raise InputError("provision.modes", str(e), ", ".join(all_modes)) from None
+    except ParamError as e:  # its text names the field and what the pipeline offers already
+        raise InputError("provision.modes", str(e).removeprefix("modes: ")) from None
     return ProvisionRequest(pipelines, modes, dry_run)
 
 
@@ -161,7 +161,7 @@ def choose_volume(explicit: str | None = None, roots: Sequence[str] = DEFAULT_RO
             return Path(r)
     raise ProvisionError(
         f"no volume is mounted (looked for {' and '.join(roots)}): attach a network volume to "
-        "the endpoint or pod, or give --volume PATH"
+        "the endpoint or pod (from the command line: or give --volume PATH)"
     )
 
 
@@ -214,6 +214,12 @@ def make_plan(request: ProvisionRequest, volume: Path, token: str | None = None,
             url = hf_hub_url(f.repo, f.path, endpoint=endpoint)
             meta = get_hf_file_metadata(url, token=token or None, endpoint=endpoint)
         except Exception as e:  # HTTP errors (HfHubHTTPError), no network (httpx errors)
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            if status in (401, 403):  # it answered: the token is what it refused
+                raise ProvisionError(
+                    f"the Hub refused {f.repo}/{f.path} (HTTP {status}): set HF_TOKEN to a "
+                    "token that may read it (and accept the model's licence on its page)"
+                ) from None
             raise ProvisionError(
                 f"the Hub did not answer for {f.repo}/{f.path}: {_reason(e)}"
             ) from None
