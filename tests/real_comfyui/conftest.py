@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from emulators.comfyui.models import OUTPUT_MODEL_FOLDERS
 from tests.real_comfyui.helpers import idle, wait_for
 from tests.real_comfyui.server import RealComfyUI, comfyui_dir, shared_real_comfyui
 
@@ -22,6 +23,8 @@ def real() -> RealComfyUI:
     for folder in (c.input, c.output):
         shutil.rmtree(folder)
         folder.mkdir()
+    for name in OUTPUT_MODEL_FOLDERS:  # ComfyUI lists models there and caches each folder's
+        (c.output / name).mkdir()  # time: one that goes away breaks every loader's listing
     yield c
     wait_for(lambda: idle(c), "the test's prompts to end", 300)
 

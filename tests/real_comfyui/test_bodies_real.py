@@ -21,7 +21,6 @@ def test_a_falsy_prompt_id_is_kept_as_given(real: RealComfyUI) -> None:
 
 
 def test_models_saved_under_the_output_folder_are_listed(real: RealComfyUI) -> None:
-    (real.output / "loras").mkdir()
-    (real.output / "loras" / "saved_loras.safetensors").touch()
+    (real.output / "loras" / "saved_loras.safetensors").touch()  # (the fixture made the folder)
     listed = requests.get(real.url + "/models/loras", timeout=30).json()
     assert "saved_loras.safetensors" in listed
