@@ -94,6 +94,12 @@ class JobRow:
         return self.state.final
 
 
+# the finished rows the cost model learns from, newest first (a LIMIT to bind)
+_WITH_TIMING = (
+    "WHERE state='COMPLETED' AND execution_ms IS NOT NULL ORDER BY finished_at DESC LIMIT ?"
+)
+
+
 @dataclass(frozen=True)
 class Timing:
     """A COMPLETED row's executionTime and what the cost model keys it by (`Ledger.timings`)."""
@@ -386,24 +392,15 @@ class Ledger:
         return self._q("SELECT * FROM jobs WHERE form IS NULL")
 
     def timings(self, limit: int = 500) -> list[Timing]:
-        """`finished_with_timing`'s rows, newest first, as the calibration reads them: the few
-        columns it needs, nothing decoded (it is read again after every job's end)."""
-        rows = self.db.execute(
-            "SELECT id, template, mode, gpu, execution_ms FROM jobs WHERE state='COMPLETED'"
-            " AND execution_ms IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
-            (limit,),
-        ).rows
-        return [Timing(**r) for r in rows]
+        """`finished_with_timing`'s rows as the calibration reads them: the few columns it
+        needs, nothing decoded (it is read again after every job's end)."""
+        sql = f"SELECT id, template, mode, gpu, execution_ms FROM jobs {_WITH_TIMING}"
+        return [Timing(**r) for r in self.db.execute(sql, (limit,)).rows]
 
-    def finished_with_timing(self, limit: int = 500, workflow: bool = True) -> list[JobRow]:
-        """COMPLETED jobs with an executionTime: what the cost model learns from
-        (`workflow=False`: without their workflows, which a finished row never changes)."""
-        cols = "*" if workflow else self._without_workflow
-        return self._q(
-            f"SELECT {cols} FROM jobs WHERE state='COMPLETED' AND execution_ms IS NOT NULL"
-            " ORDER BY finished_at DESC LIMIT ?",
-            (limit,),
-        )
+    def finished_with_timing(self, limit: int = 500) -> list[JobRow]:
+        """COMPLETED jobs with an executionTime, newest first: what the cost model learns
+        from."""
+        return self._q(f"SELECT * FROM jobs {_WITH_TIMING}", (limit,))
 
 
 def _columns(names: Iterable[str]) -> str:

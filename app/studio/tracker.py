@@ -495,6 +495,7 @@ class Tracker(Keeping):
                 count, since = self._misses.get(rid, (0, time.monotonic()))
                 self._misses[rid] = (count + 1, since)
                 if count + 1 >= NOT_FOUND_LIMIT and time.monotonic() - since >= self.not_found_s:
+                    self._misses.pop(rid, None)
                     self._finish(rid, JobState.LOST, error="the endpoint no longer knows this job")
                     return False
             log.warning("tracker: status of %s: %s", rid, type(exc).__name__)
