@@ -270,10 +270,11 @@ class Studio:
                 self.ledger.update(rid, state=JobState.FAILED, error=error, finished_at=time.time())
             raise
         try:
-            if clearance is not None:
-                ref = self.endpoint.run(job_input, policy=clearance.policy, **hook)
-            else:
-                ref = self.endpoint.run(job_input, **hook)
+            with self.tracker.submitting(rid):  # its lease renewed while /run is under way
+                if clearance is not None:
+                    ref = self.endpoint.run(job_input, policy=clearance.policy, **hook)
+                else:
+                    ref = self.endpoint.run(job_input, **hook)
         except JobMayExist as exc:  # it may run and cost: LOST, its quote counted, reconcilable
             msg = user_message(exc, self.settings.secret_values())
             lost = {"state": JobState.LOST, "error": f"{msg} {MAY_EXIST}", "lease_owner": None}

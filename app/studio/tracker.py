@@ -34,12 +34,13 @@ The endpoint is anything with `.status(job_id)` returning an object with `state`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -113,6 +114,7 @@ class Tracker(Keeping):
         self._inflight: set[str] = set()  # jobs whose status call is running
         self._poked: set[str] = set()  # webhooks that came while their job's call ran
         self._storing: set[str] = set()  # COMPLETED jobs whose files are being stored here
+        self._submitting: set[str] = set()  # rows whose /run is under way here (`submitting`)
         self.max_execution_s = max_execution_s  # the executionTimeout ceiling (guardrails)
         self._implausible: set[str] = set()  # jobs whose endpoint timings were refused
         self.fetcher = fetcher or Fetcher(FetchSettings())  # result downloads (app/studio/fetch.py)
@@ -252,8 +254,8 @@ class Tracker(Keeping):
         and the first poll need not take it again (one ledger write less per job, in a burst
         of submits all queued on the ledger's writer)."""
         with self._cond:
-            if leased_at is not None and rid not in self._held:
-                self._held[rid] = leased_at + self.lease_s
+            if leased_at is not None:  # (a renewal while /run was under way ended earlier)
+                self._held[rid] = max(self._held.get(rid, 0.0), leased_at + self.lease_s)
             if rid not in self._scheduled and rid not in self._storing:
                 self._scheduled.add(rid)
                 self._interval[rid] = self.poll_s
@@ -435,24 +437,40 @@ class Tracker(Keeping):
                 self._poked.discard(rid)
             self._inflight.discard(rid)
 
+    @contextlib.contextmanager
+    def submitting(self, rid: str) -> Iterator[None]:
+        """While /run is under way for row `rid` (written with `lease()`): its lease is renewed
+        at every scan, as no poll renews it before the job has an id. /run may take longer
+        than the lease (429s ridden out for RATE_WAIT_S, then a slow answer): a scan, here or
+        on another replica, would otherwise take the row for abandoned and mark it LOST."""
+        with self._lock:
+            self._submitting.add(rid)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._submitting.discard(rid)
+
     def _scan(self) -> None:
         self._record_unrecorded()  # before the scan, which would mark such a row LOST
-        self._renew_storing()
+        self._renew_busy()
         try:
             self._adopt()
         except Exception:  # the database away for a moment: the next scan tries again
             log.exception("tracker: looking for unfollowed jobs failed")
 
-    def _renew_storing(self) -> None:
-        """Keep the leases of the jobs whose results are being stored (no poll renews them
-        then): a download and upload longer than the lease must not let another replica take
-        the job, store it again and make this one's final write fail, over and over."""
+    def _renew_busy(self) -> None:
+        """Keep the leases of the rows no poll renews: those whose /run is under way here, and
+        the jobs whose results are being stored here (a download and upload longer than the
+        lease must not let another replica take the job, store it again and make this one's
+        final write fail, over and over)."""
         with self._lock:
-            storing = list(self._storing)
-        for rid in storing:
+            busy = [(rid, "sent") for rid in self._submitting]
+            busy += [(rid, "stored") for rid in self._storing]
+        for rid, doing in busy:
             try:
                 if not self._hold(rid):
-                    log.warning("tracker: %s was taken over while its result was stored", rid)
+                    log.warning("tracker: %s was taken over while it was %s", rid, doing)
             except Exception as exc:  # the ledger away for a moment: the next scan renews it
                 log.warning("tracker: lease of %s not renewed: %s", rid, type(exc).__name__)
 

@@ -14,7 +14,8 @@ Test-only routes (client key): GET /emulator/state (workers with pids, queue, jo
 woken), GET /emulator/jobs/{id} (wall times of hand-out, progress posts and result; late posts
 ignored; webhook calls made and whether the webhook is done), POST /emulator/faults
 `{"status": 503, "count": 2, "ops": ["status"]}` (the next `count` matching client requests
-answer `status`; ops omitted = all client routes).
+answer `status`; ops omitted = all client routes); `"delay_s": 4` holds each such answer 4 s
+first (alone: a slow answer, then the real one).
 """
 
 from __future__ import annotations
@@ -177,19 +178,28 @@ class ControlPlane:
                 return _error(404, f"endpoint {parts[1]!r} not found")
             if self.cfg.api_latency_s > 0:
                 await asyncio.sleep(self.cfg.api_latency_s)
-            refused = self._rate_and_faults(op)
+            fault = self._fault(op)
+            if fault is not None and fault.get("delay_s"):
+                await asyncio.sleep(fault["delay_s"])  # a slow answer (then as it would be)
+            if fault is not None and fault.get("status") is not None:
+                return _error(int(fault["status"]), f"injected fault {fault['status']}")
+            refused = self._rate_limited()
             if refused is not None:
                 return refused
         if parts[1] != self.cfg.endpoint_id:
             return _error(404, f"endpoint {parts[1]!r} not found")
         return await handler(request)
 
-    def _rate_and_faults(self, op: str) -> web.Response | None:
+    def _fault(self, op: str) -> dict | None:
+        """The first injected fault for `op` with uses left (one use taken), else None."""
         for fault in self.faults:
             ops = fault.get("ops")
             if fault.get("count", 0) > 0 and (not ops or op in ops):
                 fault["count"] -= 1
-                return _error(int(fault.get("status", 500)), f"injected fault {fault['status']}")
+                return fault
+        return None
+
+    def _rate_limited(self) -> web.Response | None:
         if self.cfg.rate_limit > 0:
             now = time.monotonic()
             while self.requests and now - self.requests[0] > self.cfg.rate_window_s:
@@ -458,11 +468,18 @@ class ControlPlane:
 
     async def set_faults(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("status"), int):
-            return _error(400, 'faults body: {"status": int, "count": int, "ops": [op, ...]}')
-        self.faults.append(
-            {"status": body["status"], "count": int(body.get("count", 1)), "ops": body.get("ops")}
-        )
+        usage = 'faults body: {"status": int and/or "delay_s": number, "count": int, "ops": [op]}'
+        if not isinstance(body, dict):
+            return _error(400, usage)
+        status, delay = body.get("status"), body.get("delay_s", 0)
+        if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
+            return _error(400, usage)
+        if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
+            return _error(400, usage)
+        if status is None and not delay:
+            return _error(400, usage)
+        count, ops = int(body.get("count", 1)), body.get("ops")
+        self.faults.append({"status": status, "delay_s": float(delay), "count": count, "ops": ops})
         return web.json_response({"faults": self.faults})
 
     # -- internals ---------------------------------------------------------------------------

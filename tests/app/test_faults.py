@@ -186,6 +186,39 @@ def test_run_429_is_retried_and_500_is_accounted_for(studio, fstack):
     assert row.final and row.job_id is None and row_dollars(row) == row.quote.dollars > 0
 
 
+def test_a_slow_run_answer_keeps_its_lease_and_the_job_is_never_lost(fstack, tmp_path):
+    """/run answers after longer than the lease (429s ridden out for up to RATE_WAIT_S, then a
+    slow answer): the submitting replica renews the row's lease meanwhile, so neither its own
+    lease scan nor another replica's takes the row for abandoned and marks it LOST (which ran
+    the end-of-job hooks and showed pages a false end) before the answer comes."""
+    from app.__main__ import assemble
+
+    lease_s = 2.0  # the shortest WANPOD_LEASE_S allowed
+    env = {**fstack.env(), "WANPOD_DATA_DIR": str(tmp_path / "a"), "WANPOD_POLL_S": "0.1",
+           "WANPOD_PREFLIGHT": "off", "WANPOD_LEASE_S": str(lease_s),
+           "WANPOD_S3_ENDPOINT_URL": fstack_s3_url(fstack)}  # fmt: skip
+    _, studio = assemble(Settings.from_env(env), fstack.base_url, fstack.api_key, False)
+    ended_by_b: list[str] = []
+    other = Tracker(Ledger(tmp_path / "a" / "ledger.sqlite3"),
+                    EndpointClient(fstack.base_url, fstack.api_key), tmp_path / "b",
+                    cost.load_prices(PRICES_PATH), poll_s=0.1, lease_s=lease_s,
+                    owner="replica-b", on_final=ended_by_b.append).start()  # fmt: skip
+    ended_by_a: list[str] = []
+    before = studio.tracker.on_final
+    studio.tracker.on_final = lambda rid: (ended_by_a.append(rid), before and before(rid))
+    try:
+        fault(fstack, delay_s=3 * lease_s, count=1, ops=["run"])  # scans every lease/3 s
+        rid = studio.submit(values("a slow /run answer"))
+        row = studio.ledger.get(rid)
+        assert row.job_id and row.live and row.error is None, (row.state, row.error)
+        assert ended_by_a == [] and ended_by_b == []  # nothing took it for abandoned
+        assert_stored(wait_final(studio.ledger, rid))
+        assert ended_by_a == [rid] and ended_by_b == []
+    finally:
+        other.stop()
+        studio.tracker.stop()
+
+
 def test_a_job_that_could_not_be_sent_ends_failed_and_holds_no_budget(studio, tmp_path):
     """Its row is written (and its quote held) before /run; when keeping its input image
     fails first (here the inputs folder is a file), nothing is sent: the row is FAILED at

@@ -187,6 +187,20 @@ def test_reads_retry_5xx_and_429(api):
     api.post("purge-queue")
 
 
+def test_a_slow_answer_fault_holds_the_answer_then_gives_the_real_one(api):
+    c = api.client()
+    ref = c.run({})
+    api.emulator("faults", {"delay_s": 0.5, "count": 1, "ops": ["status"]})
+    t0 = time.monotonic()
+    assert c.status(ref.id).state == "IN_QUEUE"  # answered as it would be, only later
+    assert time.monotonic() - t0 >= 0.5
+    for body in ({"count": 1}, {"delay_s": -1}, {"status": "500"}, {"delay_s": True}):
+        r = requests.post(f"{api.server.base_url}/emulator/faults", json=body,
+                          headers={"Authorization": KEY})  # fmt: skip
+        assert r.status_code == 400 and "delay_s" in r.json()["error"], body
+    api.post("purge-queue")
+
+
 def test_run_is_never_retried_after_reaching_the_server_but_429_is(api):
     c = api.client()
     api.emulator("faults", {"status": 500, "count": 2, "ops": ["run"]})
