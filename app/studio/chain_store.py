@@ -88,6 +88,16 @@ class ChainStore:
         sql = "UPDATE chains SET state=?, error=?, updated_at=? WHERE id=? AND finished_at IS NULL"
         return self.db.execute(sql, (state, error, time.time(), cid)).rowcount == 1
 
+    def finish(self, cid: str, **fields: Any) -> bool:
+        """Write the chain's end (`fields`, `finished_at` now) in one conditional write: a
+        chain another replica ended meanwhile (it carried the chain on while this one was
+        stopped or frozen) keeps that end. True when written."""
+        fields["finished_at"] = time.time()
+        cols = [f'"{k}"=?' for k in fields] + ["updated_at=?"]
+        values = [json.dumps(v) if k in _JSON else v for k, v in fields.items()]
+        sql = f"UPDATE chains SET {', '.join(cols)} WHERE id=? AND finished_at IS NULL"
+        return self.db.execute(sql, (*values, time.time(), cid)).rowcount == 1
+
     def get(self, cid: str) -> ChainRow | None:
         rows = self._rows("SELECT * FROM chains WHERE id=?", (cid,))
         return rows[0] if rows else None

@@ -15,7 +15,12 @@ stitched without the repeated frame at each seam (app/studio/stitch.py).
   chain, index, parent and start frame). Nothing here is a queue: RunPod queues the one live
   segment; the tracker's end-of-job hook (`on_final`) sends the next one the moment the
   previous one is stored, and a starting studio (`resume()`) carries every unfinished chain on.
-  Closing the tab or restarting the studio therefore does not break a chain.
+  Closing the tab or restarting the studio therefore does not break a chain. A chain left with
+  nothing under way for a lease's time (the replica advancing it died between a segment's end
+  and the next segment's row, or while stitching; its hook failed) is carried on by any
+  replica's lease scan (`carry_on`); its end is written once (`ChainStore.finish`), and a
+  segment whose /run answered after its chain had ended (its replica frozen past its lease
+  meanwhile) is cancelled.
 - `cancel(cid)`: no further segment is sent, the live one is cancelled; the finished segments
   and their stitched video are kept. A failed segment ends the chain FAILED the same way.
 - Colour match (off by default): each new start frame's histogram is matched to the previous
@@ -93,6 +98,7 @@ class Chains:
         self.store = ChainStore(studio.ledger)
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._carrying = threading.Lock()  # held while stalled chains are carried on
         self._cond = threading.Condition()
 
     def folder(self, cid: str) -> Path:
@@ -292,7 +298,8 @@ class Chains:
         return [r for r in rows if r is not None]
 
     def attach(self, tracker: Any) -> None:
-        """Chain this service's end-of-job hook after the tracker's existing one."""
+        """Chain this service's end-of-job hook after the tracker's existing one; the lease
+        scan carries stalled chains on (`carry_on`)."""
         before = tracker.on_final
 
         def on_final(rid: str) -> None:
@@ -301,6 +308,7 @@ class Chains:
             self.on_final(rid)
 
         tracker.on_final = on_final
+        tracker.on_scan = self.carry_on
 
     def on_final(self, rid: str) -> None:
         """The tracker's end-of-job hook: a segment ended, so its chain moves on."""
@@ -315,6 +323,46 @@ class Chains:
                 self.advance(chain.id)
             except Exception:
                 log.exception("chains: resuming %s failed", chain.id)
+
+    def stalled(self, idle_s: float) -> list[str]:
+        """The unfinished chains with no live segment whose last change (the chain's row, its
+        last segment's) is `idle_s` or more ago: no replica is moving them on."""
+        now, out = time.time(), []
+        for chain in self.store.unfinished():
+            segs = self.segments(chain)
+            if any(s.live for s in segs):
+                continue
+            changed = [chain.updated_at] + [s.finished_at or s.updated_at for s in segs[-1:]]
+            if now - max(changed) >= idle_s:
+                out.append(chain.id)
+        return out
+
+    def carry_on(self) -> None:
+        """The lease scan's hook (every lease/3 s, app/studio/tracker.py): the chains stalled
+        for a lease's time are advanced on a thread of their own (sending a segment or
+        stitching takes a while; the scan runs on a status-call thread), one batch at a time."""
+        idle_s = self.studio.tracker.lease_s
+        stalled = self.stalled(idle_s)
+        if not stalled or not self._carrying.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            try:
+                for cid in stalled:
+                    log.warning(
+                        "chains: %s had nothing under way for %.0f s (the replica moving it on "
+                        "stopped?): carried on here",
+                        cid,
+                        idle_s,
+                    )
+                    try:
+                        self.advance(cid)
+                    except Exception:
+                        log.exception("chains: carrying %s on failed", cid)
+            finally:
+                self._carrying.release()
+
+        threading.Thread(target=run, name="wanpod-chains", daemon=True).start()
 
     def _lock(self, cid: str) -> threading.Lock:
         """The chain's lock: one advance (or cancel) of a chain at a time in this studio.
@@ -342,13 +390,30 @@ class Chains:
             if len(segs) >= chain.total:
                 return self._end(chain, segs, COMPLETED, None)
             try:
-                self._send_next(chain, segs)
+                rid = self._send_next(chain, segs)
             except SegmentSent:  # by another replica meanwhile: its end advances the chain
                 log.info("chains: %s: segment %d sent by another replica", cid, len(segs) + 1)
             except Exception as exc:
                 msg = user_message(exc, self.studio.settings.secret_values())
                 self._end(chain, segs, FAILED, f"segment {len(segs) + 1} was not sent: {msg}")
+            else:
+                self._unwanted(cid, rid)
             self._changed()
+
+    def _unwanted(self, cid: str, rid: str) -> None:
+        """Cancel segment `rid` when its chain stopped while it was sent: ended by another
+        replica (which took the segment's row for abandoned while this replica was frozen
+        past its lease) or cancelled through another replica. It is not part of the chain's
+        video any more and would only cost."""
+        now = self.store.get(cid)
+        if now is None or (now.state == RUNNING and now.finished_at is None):
+            return
+        log.warning("chains: %s ended %s while its segment %s was sent: cancelled", cid,
+                    now.state, rid)  # fmt: skip
+        try:
+            self.studio.cancel(rid, ANYONE)
+        except SubmitError as exc:  # no job id recorded yet, or RunPod refused: said
+            log.warning("chains: cancelling %s failed: %s", rid, exc)
 
     def _send_next(self, chain: ChainRow, segs: list[JobRow]) -> str:
         k = len(segs)
@@ -412,7 +477,8 @@ class Chains:
                 fields["error"] = (error + "; " if error else "") + (
                     f"the segments could not be stitched ({type(exc).__name__})"
                 )
-        self.store.update(chain.id, finished_at=time.time(), **fields)
+        if not self.store.finish(chain.id, **fields):
+            log.info("chains: %s was ended meanwhile by another replica; its end is kept", chain.id)
         self._changed()
 
     def cancel(self, cid: str, caller: Caller) -> str:

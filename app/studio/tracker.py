@@ -105,6 +105,7 @@ class Tracker(Keeping):
         self.poll_s = poll_s
         self.secrets = secrets
         self.on_final = on_final
+        self.on_scan: Callable[[], None] | None = None  # after each lease scan (chains carry on)
         self.lease_s = lease_s
         self.owner = owner or replica_id()
         self._seen: dict[str, float] = {}  # rows another replica follows: last updated_at seen
@@ -458,6 +459,11 @@ class Tracker(Keeping):
             self._adopt()
         except Exception:  # the database away for a moment: the next scan tries again
             log.exception("tracker: looking for unfollowed jobs failed")
+        if self.on_scan is not None:
+            try:
+                self.on_scan()
+            except Exception:
+                log.exception("tracker: on_scan hook failed")
 
     def _renew_busy(self) -> None:
         """Keep the leases of the rows no poll renews: those whose /run is under way here, and

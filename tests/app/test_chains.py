@@ -27,7 +27,7 @@ from tests.helpers import wait_for
 PROMPTS = "a heron lands on the lake\nthe heron folds its wings\nthe heron looks at the camera"
 
 
-def services(stack, folder: Path, **env: str) -> Chains:
+def services(stack, folder: Path, lease_s: float = 30.0, **env: str) -> Chains:
     """The studio's services as `python -m app` assembles them, on the ledger in `folder`."""
     from workflows.fill import fill
 
@@ -35,7 +35,7 @@ def services(stack, folder: Path, **env: str) -> Chains:
     prices = cost.load_prices(PRICES_PATH)
     ledger = Ledger(folder / "ledger.sqlite3")
     endpoint = EndpointClient(stack.base_url, stack.api_key)
-    tracker = Tracker(ledger, endpoint, folder, prices, poll_s=0.1)
+    tracker = Tracker(ledger, endpoint, folder, prices, poll_s=0.1, lease_s=lease_s)
     forms, byo_fill = load_forms()
     gate = Gate.from_settings(settings, endpoint=endpoint, ledger=ledger, endpoint_key="t")
     studio = Studio(
@@ -271,6 +271,77 @@ def test_a_segment_marked_lost_by_the_lease_scan_ends_its_chain(stack, tmp_path)
         chain = chains.chain(cid, ANYONE)
         assert studio.ledger.get(first).state == "LOST"
         assert chain.state == "FAILED" and "segment 1 ended LOST" in chain.error
+    finally:
+        studio.tracker.stop()
+
+
+def test_a_chain_its_replica_stopped_moving_on_is_carried_on_by_the_lease_scan(stack, tmp_path):
+    """The replica moving a chain on died between a segment's end and the next segment's row
+    (or while stitching, or its hook failed): the chain has nothing under way, and any
+    replica's lease scan carries it on after a lease's time, not only a restart of that
+    replica on its own data folder."""
+    chains = services(stack, tmp_path, lease_s=2.0)  # scans every 2/3 s
+    dropped: list[str] = []
+
+    def dies_once(rid: str) -> None:  # the replica stops where its end-of-job hook ran
+        if not dropped:
+            dropped.append(rid)
+            raise RuntimeError("the replica stopped here")
+        Chains.on_final(chains, rid)
+
+    chains.on_final = dies_once
+    try:
+        cid = chains.storyboard(values(), "a heron\nthe heron flies")
+        finished(chains, cid, 60)
+        chain = chains.chain(cid, ANYONE)
+        assert chain.state == "COMPLETED", chains.view(cid, ANYONE).line
+        assert [s.state for s in chains.segments(chain)] == ["COMPLETED", "COMPLETED"]
+        assert dropped == [chains.store.segment_ids(cid)[0]]  # segment 1's end was lost
+        assert not chains.store.finish(cid, state="FAILED")  # its end is written once
+        assert chains.chain(cid, ANYONE).state == "COMPLETED"
+    finally:
+        chains.studio.tracker.stop()
+
+
+def test_a_segment_sent_after_its_chain_ended_elsewhere_is_cancelled(stack, tmp_path):
+    """This replica was frozen past its lease while segment 2's /run was answering: another
+    replica took the row for abandoned (LOST) and ended the chain FAILED on it. When the
+    answer comes the row is live again (the job exists), but the chain no longer wants it:
+    the segment is cancelled, not run and billed outside the chain, and the chain keeps the
+    end the other replica wrote."""
+    import requests
+
+    from app.studio.tracker import UNANSWERED
+
+    chains = services(stack, tmp_path, lease_s=300.0)  # no scan of its own renews it here
+    studio = chains.studio
+    try:
+        cid = chains.storyboard(values(2.0), "a heron\nthe heron flies")
+        first = chains.store.segment_ids(cid)[0]
+        wait_for(lambda: studio.ledger.get(first).job_id, 30, "segment 1 sent")
+        slow = {"delay_s": 4, "count": 1, "ops": ["run"]}  # segment 2's /run answers late
+        auth = {"Authorization": stack.api_key}
+        requests.post(
+            f"{stack.plane_url}/emulator/faults", json=slow, headers=auth
+        ).raise_for_status()
+        wait_for(lambda: len(chains.store.segment_ids(cid)) == 2, 60, "segment 2's row")
+        second = chains.store.segment_ids(cid)[1]
+        assert studio.ledger.get(second).job_id is None  # its /run is being answered
+        # the other replica: the lease ran out, its scan marks the row LOST, its hook ends
+        # the chain
+        studio.ledger.db.execute("UPDATE jobs SET lease_until=0 WHERE id=?", (second,))
+        assert studio.ledger.abandon(second, UNANSWERED)
+        Chains(studio).advance(cid)
+        ended = chains.chain(cid, ANYONE)
+        assert ended.state == "FAILED" and "segment 2 ended LOST" in ended.error
+        row = wait_for(lambda: (r := studio.ledger.get(second)).final and r.job_id and r, 60,
+                       "segment 2 sent and ended")  # fmt: skip
+        assert row.state == "CANCELLED", (row.state, row.error)
+        assert row.result_path is None
+        after = chains.chain(cid, ANYONE)
+        assert (after.state, after.error, after.finished_at) == (
+            "FAILED", ended.error, ended.finished_at)  # fmt: skip
+        assert stitch.frame_count(Path(after.result_path)) == 33  # segment 1 alone
     finally:
         studio.tracker.stop()
 
