@@ -185,11 +185,17 @@ def _text(t: Template, name: str, value: object, empty_ok: bool) -> str:
 
 def text_param(name: str, value: object) -> str:
     """A prompt's text: a string without NUL (U+0000), which PostgreSQL's JSON cannot hold (the
-    ledger's search reads `params` as jsonb) and no prompt means."""
+    ledger's search reads `params` as jsonb) and no prompt means, and without a lone surrogate
+    (U+D800..U+DFFF, which JSON's \\u escapes can carry): no UTF-8 encodes one, so ComfyUI's
+    video writer fails on it after the job was paid for, and every answer echoing it fails."""
     if not isinstance(value, str):
         raise ParamError(name, value, "text")
     if "\0" in value:
         raise ParamError(name, value, "text without NUL characters (U+0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ParamError(name, value, "text without lone surrogates (U+D800..U+DFFF)") from None
     return value
 
 

@@ -120,6 +120,30 @@ def test_bad_inputs_are_refused_naming_the_field(client, kwargs, expected):
         client.predict(*args(**kwargs), api_name="/generate")
 
 
+def test_a_lone_surrogate_in_a_prompt_is_refused_naming_the_field(client):
+    """JSON's \\ud800 escape decodes to a lone surrogate, which no UTF-8 encodes: ComfyUI's
+    video writer failed on it after the job was paid for, and every answer echoing the prompt
+    failed in Gradio's encoder. (gradio_client cannot send one: raw HTTP, as any client can.)"""
+    import json
+
+    import requests
+
+    for field, at in (("prompt", 2), ("negative prompt", 3)):
+        data = args(mode="quality", prompt="a kite")
+        data[at] = "a kite \ud800 at dusk"
+        body = json.dumps({"data": data})  # ensure_ascii: the surrogate as \ud800
+        call = f"{client.src.rstrip('/')}/gradio_api/call/generate"
+        r = requests.post(call, data=body, headers={"Content-Type": "application/json"}, timeout=30)
+        r.raise_for_status()
+        with requests.get(f"{call}/{r.json()['event_id']}", stream=True, timeout=60) as answer:
+            events = [line for line in answer.iter_lines(decode_unicode=True) if line]
+        assert events[0] == "event: error", events
+        assert (
+            f"{field}: 'a kite \\\\ud800 at dusk' is not allowed; allowed: text without lone "
+            "surrogates (U+D800..U+DFFF)" in events[1]
+        ), events
+
+
 def test_a_form_without_a_prompt_is_priced_and_refused(client):
     # the price is the settings' (a prompt's words cost nothing): an operator sees what a
     # choice costs before writing the prompt; the refusal follows the quote, and Generate

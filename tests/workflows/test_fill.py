@@ -288,6 +288,8 @@ def test_split_consistency(tid, params, steps, split, schema):
         ({"prompt": 3}, "prompt"),
         ({"prompt": "a kite\0"}, "prompt"),  # NUL: no prompt means it, PostgreSQL's JSON refuses it
         ({"negative_prompt": "\0blur"}, "negative_prompt"),
+        ({"prompt": "a kite \ud800"}, "prompt"),  # a lone surrogate: no UTF-8 writes it
+        ({"negative_prompt": "blur\udfff"}, "negative_prompt"),
         ({"output_prefix": "../etc"}, "output_prefix"),
         ({"output_prefix": "/abs"}, "output_prefix"),
         ({"start_image": "x.png"}, "start_image"),
