@@ -50,8 +50,8 @@ from app.errors import (
 from app.settings import Settings
 from app.studio import cost, disk, webhooks
 from app.studio.checks.gate import Gate
-from app.studio.forms import FormValues, PipelineForm, to_params
-from app.studio.inputs import ImageFit, image_fits, job_images
+from app.studio.forms import LABELS, FormValues, PipelineForm, to_params
+from app.studio.inputs import ImageFit, JobImages, image_fits, job_images
 from app.studio.learning import Learning
 from app.studio.ledger import JobRow, Ledger
 from app.studio.offers import Offers, offers
@@ -87,6 +87,24 @@ class JobView:
     video: str | None
     details: str
     final: bool
+
+
+def too_large(size: int, prep: Prepared, values: FormValues, images: JobImages) -> InputError:
+    """/run's body is over RunPod's limit: the refusal names the field that makes most of it
+    (an image, as sent: fitted and re-encoded; a prompt; a bring-your-own workflow file)."""
+    parts = {LABELS[param]: len(img.b64) for param, img in images.files.items()}
+    texts = {"prompt": values.prompt, "negative_prompt": values.negative_prompt or ""}
+    parts |= {LABELS[name]: len(json.dumps(text)) for name, text in texts.items()}
+    if prep.form.byo:
+        parts["workflow file"] = len(json.dumps(prep.filled.workflow)) - sum(
+            len(json.dumps(t)) for t in texts.values()
+        )
+    field = max(parts, key=lambda k: parts[k])
+    return InputError(
+        field,
+        f"the request is {size / MB:.1f} MB, {parts[field] / MB:.1f} MB of it this field's; "
+        f"RunPod's /run takes at most {RUN_LIMIT // MB} MB",
+    )
 
 
 class Studio:
@@ -201,11 +219,7 @@ class Studio:
             job_input["images"] = uploads
         size = len(json.dumps(job_input))
         if size > RUN_LIMIT:
-            raise InputError(
-                "start image",
-                f"the request is {size / MB:.1f} MB; RunPod's /run takes at most "
-                f"{RUN_LIMIT // MB} MB",
-            )
+            raise too_large(size, prep, values, images)
         resolved = dict(getattr(prep.filled, "params", {}) or prep.params)
         recipe = {
             "template": prep.template_id,
