@@ -40,6 +40,7 @@ LABELS = {
     "start_image": "start image",
     "end_image": "end image",
     "workflow": "workflow file",
+    "workflow_file": "workflow file",
     "mode": "mode",
     "loras": "LoRAs",
     "upscale": "upscale",
@@ -49,6 +50,7 @@ LABELS = {
     "start_image_url": "start image URL",
 }
 POST_STEPS = ("upscale", "upscale_model", "interpolate", "interpolate_model")  # fill's names
+FILE_FIELDS = ("start_image", "end_image", "workflow_file")  # files: optional, as on the form
 MAX_SEED = 2**53 - 1  # what a browser's number input carries exactly
 
 

@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -49,13 +50,15 @@ from app.errors import (
 )
 from app.settings import Settings
 from app.studio import cost, disk, webhooks
+from app.studio.chain_history import is_chain
+from app.studio.chain_store import ChainStore
 from app.studio.checks.gate import Gate
-from app.studio.forms import LABELS, FormValues, PipelineForm, to_params
+from app.studio.forms import FILE_FIELDS, LABELS, FormValues, PipelineForm, to_params
 from app.studio.inputs import ImageFit, JobImages, image_fits, job_images
 from app.studio.learning import Learning
 from app.studio.ledger import JobRow, Ledger
 from app.studio.offers import Offers, offers
-from app.studio.owners import Caller
+from app.studio.owners import Caller, result_holder
 from app.studio.progress import ProgressView, Samplers, describe, samplers
 from app.studio.records import details, template_version
 from app.studio.reuse import asked
@@ -132,6 +135,7 @@ class Studio:
         self.learning = Learning(ledger)  # the quotes' calibration from finished jobs
         self.ops = ops  # limits, budgets, pre-flight before /run (None: no checks)
         self.disk = disk.Probe(settings.data_dir)  # can the data folder take a new job?
+        self._results = Path(os.path.realpath(Path(settings.data_dir) / "results"))
         self._samplers = functools.lru_cache(maxsize=1024)(self._read_samplers)
 
     # -- quote -----------------------------------------------------------------------------
@@ -203,6 +207,7 @@ class Studio:
         `shown`: what the page's quote line showed (the job sent must be that one); `keep`:
         a chain segment's price when the chain was quoted, kept when it prices this job (the
         same cost inputs), else the job is quoted now."""
+        self.check_files(values, self.caller(user))
         form = self.form(values.pipeline)
         images = job_images(form, values, self._size(form, values), uuid.uuid4().hex[:10])
         prep = self.prepare(values, images.names)
@@ -386,6 +391,34 @@ class Studio:
     def caller(self, username: str | None) -> Caller:
         """The caller for a signed-in user name (Gradio's `request.username`)."""
         return Caller.of(username, self.settings.access)
+
+    def may_read(self, raw: str, caller: Caller) -> bool:
+        """Whether `caller` may read the file at `raw` through the studio (fetch it, or send it
+        as a job's input): a file of a job's or chain's folder under the results folder only
+        when the caller may see that job or chain; anything else is Gradio's business (its own
+        allowed and blocked paths)."""
+        holder = result_holder(self._results, raw)
+        if not holder:
+            return True
+        if is_chain(holder):
+            chain = ChainStore(self.ledger).get(holder)
+            return chain is not None and caller.sees(chain.user)
+        try:
+            self.row(holder, caller, workflow=False)
+        except InputError:
+            return False
+        return True
+
+    def check_files(self, values: FormValues, caller: Caller) -> None:
+        """Refuse a form whose file fields name a stored file the caller may not read (another
+        user's kept image, sent back by path through the API), in the same words whether that
+        file exists or not."""
+        for name in FILE_FIELDS:
+            path = getattr(values, name)
+            if path and not self.may_read(str(path), caller):
+                raise InputError(
+                    LABELS[name], f"{str(path)!r} is not a file of yours; upload the file instead"
+                )
 
     def row(self, rid: str | None, caller: Caller, workflow: bool = True) -> JobRow:
         """The ledger row `rid` when `caller` may see it, else an InputError saying it is not a

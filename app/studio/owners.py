@@ -13,7 +13,9 @@ id does not tell whether it exists.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # a listing filter no row matches: APP_AUTH's user names hold no ":" (app/access.py); "\0" would
@@ -45,3 +47,23 @@ class Caller:
 
 
 ANYONE = Caller(None, admin=True)  # the operator's own tools (CLI, tracker): every job
+
+
+def result_holder(results: Path, raw: str) -> str | None:
+    """The job or chain id whose folder under `results` (a real path) holds the file `raw`:
+    `<results>/<job id>/...`, `<results>/chains/<chain id>/...` ("-" for the chains folder
+    itself); "" for a shared file (a `_`-prefixed folder: the gallery's placeholders); None
+    when `raw` is not under `results`. `raw` is read as Gradio opens it: its `..` taken away
+    by the letters first (os.path.abspath, gradio.utils.abspath), links resolved after;
+    resolved the other way round, `/bin/../<results>/<job>/video.mp4` (`/bin` a link to
+    `usr/bin`) read as `/usr/<results>/...`, not a result, while Gradio served the job's file."""
+    try:
+        target = Path(os.path.realpath(os.path.abspath(raw)))
+        rel = target.relative_to(results)
+    except (ValueError, OSError):
+        return None
+    parts = rel.parts
+    if parts[:1] == ("chains",):
+        return parts[1] if len(parts) > 2 else "-"
+    first = parts[0] if parts else ""
+    return "" if not first or first.startswith("_") else first

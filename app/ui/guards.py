@@ -24,19 +24,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 
 from app.access import SignInThrottle
-from app.errors import InputError
-from app.studio.chain_history import is_chain
-from app.studio.chain_store import ChainStore
 
 log = logging.getLogger("wanpod.access")
 
@@ -145,39 +140,9 @@ class FileGuard:
     def __init__(self, app: ASGIApp, studio: Any) -> None:
         self.app = app
         self.studio = studio
-        self.results = Path(os.path.realpath(Path(studio.settings.data_dir) / "results"))
-        self.chains = ChainStore(studio.ledger)
-
-    def job_of(self, raw: str) -> str | None:
-        """The job or chain id whose folder holds `raw` ("" for a shared file, None: not a
-        result). `raw` is read as Gradio opens it: its `..` taken away by the letters first
-        (os.path.abspath, gradio.utils.abspath), links resolved after; resolved the other way
-        round, `/bin/../<results>/<job>/video.mp4` (`/bin` a link to `usr/bin`) read as
-        `/usr/<results>/...`, not a result, while Gradio served the job's file."""
-        try:
-            target = Path(os.path.realpath(os.path.abspath(raw)))
-            rel = target.relative_to(self.results)
-        except (ValueError, OSError):
-            return None
-        parts = rel.parts
-        if parts[:1] == ("chains",):
-            return parts[1] if len(parts) > 2 else "-"
-        first = parts[0] if parts else ""
-        return "" if not first or first.startswith("_") else first
 
     def allowed(self, scope: Scope, raw: str) -> bool:
-        rid = self.job_of(raw)
-        if not rid:
-            return True
-        caller = self.studio.caller(signed_in_user(scope))
-        if is_chain(rid):
-            chain = self.chains.get(rid)
-            return chain is not None and caller.sees(chain.user)
-        try:
-            self.studio.row(rid, caller, workflow=False)
-        except InputError:
-            return False
-        return True
+        return self.studio.may_read(raw, self.studio.caller(signed_in_user(scope)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = FILE_ROUTE.search(scope.get("path", "")) if scope.get("type") == "http" else None

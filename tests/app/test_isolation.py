@@ -223,21 +223,17 @@ def test_uploads_over_the_setting_are_refused(shared):
 def test_a_stored_files_path_is_read_as_gradio_opens_it(tmp_path):
     """`..` goes by the letters first, links after (os.path.abspath, then realpath): a link
     before a `..` does not take a job's file out of its folder's check."""
-    from types import SimpleNamespace
-
-    from app.ui.guards import FileGuard
+    from app.studio.owners import result_holder
 
     data, elsewhere = tmp_path / "data", tmp_path / "elsewhere" / "deep"
     (data / "results" / "wp-bob").mkdir(parents=True)
     elsewhere.mkdir(parents=True)
     (data / "link").symlink_to(elsewhere)  # like /bin -> usr/bin
-    studio = SimpleNamespace(
-        settings=SimpleNamespace(data_dir=data), ledger=SimpleNamespace(db=None)
-    )
-    guard = FileGuard(None, studio)
+    results = Path(os.path.realpath(data / "results"))
     video = data / "results" / "wp-bob" / "video.mp4"
-    assert guard.job_of(str(video)) == "wp-bob"
-    assert guard.job_of(f"{data}/link/../results/wp-bob/video.mp4") == "wp-bob"
-    assert guard.job_of(f"{data}/results/_placeholders/../wp-bob/video.mp4") == "wp-bob"
-    assert guard.job_of(f"{data}/results/_placeholders/x.png") == ""  # shared
-    assert guard.job_of(f"{elsewhere}/video.mp4") is None  # not a result
+    assert result_holder(results, str(video)) == "wp-bob"
+    assert result_holder(results, f"{data}/link/../results/wp-bob/video.mp4") == "wp-bob"
+    assert result_holder(results, f"{data}/results/_placeholders/../wp-bob/video.mp4") == "wp-bob"
+    assert result_holder(results, f"{data}/results/_placeholders/x.png") == ""  # shared
+    assert result_holder(results, f"{data}/results/chains/ch-1/chain.mp4") == "ch-1"
+    assert result_holder(results, f"{elsewhere}/video.mp4") is None  # not a result
