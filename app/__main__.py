@@ -39,7 +39,7 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
     from app.studio.jobs import Studio
     from app.studio.ledger import Ledger
     from app.studio.store import open_store
-    from app.studio.tracker import Tracker
+    from app.studio.tracker import NOT_FOUND_S, Tracker
     from app.ui.page import build_ui
     from workflows.fill import fill
 
@@ -60,6 +60,9 @@ def assemble(settings: Any, base_url: str, api_key: str, demo_mode: bool) -> tup
         store=open_store(settings.shared, settings.data_dir / "results"),
         max_execution_s=settings.guardrails.ceiling_s,
         fetcher=Fetcher(settings.fetch),
+        # a demo studio's local stack is new at each start and knows no earlier job: one
+        # it does not know is gone (after three answers), not in a 404 burst of RunPod's
+        not_found_s=0.0 if demo_mode else NOT_FOUND_S,
     )
     studio = Studio(
         settings=settings,

@@ -52,6 +52,26 @@ def test_rows_without_answer_or_unknown_to_the_endpoint_end_lost(stack, tmp_path
         tracker.stop()
 
 
+def test_a_demo_studio_ends_a_job_its_new_stack_does_not_know_at_once(stack, tmp_path):
+    """A demo studio starts its own local stack, which knows no job of an earlier start: a job
+    left running by a demo studio that stopped ends LOST at the first answers (as the demo's
+    banner says), not after the 300 s a RunPod endpoint's 404 burst is given."""
+    from app.__main__ import assemble
+    from app.settings import Settings
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    left = row(ledger)
+    ledger.update(left, job_id="job-of-the-last-demo", state="IN_PROGRESS")
+    env = {**stack.env(), "WANPOD_DATA_DIR": str(tmp_path), "WANPOD_POLL_S": "0.1",
+           "WANPOD_PREFLIGHT": "off"}  # fmt: skip
+    _, studio = assemble(Settings.from_env(env), stack.base_url, stack.api_key, True)
+    try:
+        wait_for(lambda: ledger.get(left).state == "LOST", 60, "the job LOST")
+        assert ledger.get(left).error == "the endpoint no longer knows this job"
+    finally:
+        studio.tracker.stop()
+
+
 def test_a_job_submitted_elsewhere_is_followed_and_stored(stack, tmp_path):
     client, ledger, rid = sent_elsewhere(stack, tmp_path, "tracker test")
     tracker = Tracker(ledger, client, tmp_path, cost.load_prices(PRICES_PATH), poll_s=0.1)
