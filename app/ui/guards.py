@@ -41,32 +41,40 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+SIGNED_OUT = (
+    "Your sign-in has ended (the studio restarted, or you signed out in another tab): "
+    "reload the page to sign in again."
+)
 LOGIN_NOTICE_JS = """
 (() => {
   const native = window.fetch.bind(window);
+  const show = (text) => {
+    let box = document.getElementById("wp-login-notice");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "wp-login-notice";
+      box.setAttribute("role", "alert");
+      box.style.cssText = "position:fixed;top:12px;left:50%;transform:translateX(-50%);" +
+        "z-index:1000;background:#fde8e8;color:#8a1c1c;border:1px solid #e0a0a0;" +
+        "padding:8px 14px;border-radius:6px;font:14px sans-serif;max-width:90vw";
+      document.body.appendChild(box);
+    }
+    box.textContent = String(text);
+  };
   window.fetch = async function (input, init) {
     const res = await native(input, init);
     try {
       const url = new URL(String((input && input.url) || input), location.href);
       if (res.status === 429 && /\\/login\\/?$/.test(url.pathname)) {
-        const detail = (await res.clone().json()).detail;
-        let box = document.getElementById("wp-login-notice");
-        if (!box) {
-          box = document.createElement("div");
-          box.id = "wp-login-notice";
-          box.setAttribute("role", "alert");
-          box.style.cssText = "position:fixed;top:12px;left:50%;transform:translateX(-50%);" +
-            "z-index:1000;background:#fde8e8;color:#8a1c1c;border:1px solid #e0a0a0;" +
-            "padding:8px 14px;border-radius:6px;font:14px sans-serif;max-width:90vw";
-          document.body.appendChild(box);
-        }
-        box.textContent = String(detail);
+        show((await res.clone().json()).detail);
+      } else if (res.status === 401 && /\\/(gradio_api|wanpod)\\//.test(url.pathname)) {
+        show(SIGNED_OUT);  /* every action of the page would fail silently */
       }
     } catch (e) { /* not ours to break: the page keeps its own handling */ }
     return res;
   };
 })();
-"""
+""".replace("SIGNED_OUT", json.dumps(SIGNED_OUT))
 FILE_ROUTE = re.compile(r"/gradio_api/file[=/](?P<path>.+)$")
 LOGIN_ROUTE = re.compile(r"/login/?$")
 MAX_LOGIN_BODY = 64 * 1024  # a sign-in form is a user name and a password

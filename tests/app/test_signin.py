@@ -70,7 +70,8 @@ def signin_app():
     import gradio as gr
 
     with gr.Blocks() as demo:
-        gr.Textbox()
+        said = gr.Textbox(elem_id="said")
+        gr.Button("Say", elem_id="say").click(lambda: "said", None, said)
     port = free_port()
     kwargs = Access.from_env({"APP_AUTH": f"ann:{PASSWORD},bob:other-pass-1"}).launch_kwargs(
         "127.0.0.1"
@@ -131,5 +132,33 @@ def test_the_login_page_says_why_a_sign_in_is_refused(signin_app, browser):
         notice.wait_for()
         assert "Too many failed sign-ins" in notice.inner_text()
         assert "try again in" in notice.inner_text()
+    finally:
+        context.close()
+
+
+@pytest.mark.slow
+def test_a_page_whose_sign_in_ended_says_to_sign_in_again(signin_app, browser):
+    """Gradio keeps sign-ins in memory: after a studio restart (here: the cookie gone) every
+    request of an open page is answered 401, and Gradio's page shows nothing, so each action
+    silently did nothing. The page now says why and what to do. A fresh login page, whose
+    requests are not signed in yet, says nothing."""
+    from app.ui.guards import SIGNED_OUT
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(signin_app + "/")
+        page.locator("input").nth(0).fill("ann")
+        page.locator("input[type=password]").fill(PASSWORD)
+        assert page.locator("#wp-login-notice").count() == 0  # the login page said nothing
+        page.locator("button").filter(has_text="Login").click()
+        page.locator("#say").click()
+        page.wait_for_function("document.querySelector('#said textarea').value === 'said'")
+        context.clear_cookies()  # what a restart does to the page's sign-in
+        page.locator("#say").click()
+        notice = page.locator("#wp-login-notice")
+        notice.wait_for()
+        assert notice.inner_text() == SIGNED_OUT
     finally:
         context.close()
