@@ -10,6 +10,13 @@ Gradio's own check would fail before the quote is computed, leaving a stale quot
 A number field also refuses NaN and infinity (JSON's NaN / Infinity literals reach Gradio from a
 raw API client; a NaN would pass any range check, since no comparison with it is true).
 
+A value of the wrong type (an API client's text for a checkbox, an object for a prompt or a
+choice, a list for a number) is never converted into another value (bool("false") is True, and
+str({...}) a prompt): a field of the studio's form (`typed_by_form`, set by app/ui/form.py's
+`Form.add`) passes it on as sent, and the form refuses it naming the field as the service does
+(an InputError: the quote line says it); any other field refuses it here, naming its label, the
+value as sent and what is allowed. A checkbox takes true or false, a text or choice field text.
+
 `described(component, text)` gives a component the description its API parameter carries in
 `/gradio_api/info` (and gradio_client's `view_api`): Gradio reads a parameter's description from
 the component's `api_info_as_input()["additional_description"]`, and has no argument for it.
@@ -43,11 +50,45 @@ def _checked(component: Any, base_preprocess: Any, payload: Any, unreadable: str
         ) from None
 
 
-def _number(component: Any, payload: Any) -> Any:
-    """The value as a number of the component's precision, its range left to the service."""
+def as_sent(value: Any) -> str:
+    """A refused value as a refusal shows it (its repr, shortened as workflows' ParamError does)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _of_type(component: Any, payload: Any, kind: type, allowed: str) -> Any:
+    """`payload` when it is None or a `kind`; otherwise a form's field passes it on as sent
+    (`Form.values` refuses it), any other field refuses it here."""
+    if payload is None or isinstance(payload, kind) or component.typed_by_form:
+        return payload
+    raise gr.Error(
+        f"{_field(component)}: {as_sent(payload)} is not allowed; allowed: {allowed}",
+        print_exception=False,
+    )
+
+
+def _numeric(component: Any, payload: Any) -> Any:
+    """Number and Slider: the value as a number of the component's precision, its range left to
+    the service (a number's text is read as Gradio's own Number reads it); NaN and infinity
+    refused; a value that is no number (a bool, a list, other text) is a form's field's to
+    refuse (passed on as sent), else refused here."""
+    payload = _finite(component, payload)
     if payload is None:
         return None
-    if isinstance(payload, bool) or not isinstance(payload, int | float):
+    if component.typed_by_form:
+        try:
+            value = _number(component, payload)
+        except (TypeError, ValueError, OverflowError):
+            return payload
+        return _finite(component, value)
+    return _finite(component, _checked(component, _number, payload, "not a number"))
+
+
+def _number(component: Any, payload: Any) -> Any:
+    """The value as a number of the component's precision (a bool is no number)."""
+    if isinstance(payload, bool):
+        raise TypeError("a bool is not a number")
+    if not isinstance(payload, int | float):
         payload = float(payload)
     return gr.Number.round_to_precision(payload, component.precision)
 
@@ -59,6 +100,20 @@ def _finite(component: Any, value: Any) -> Any:
             print_exception=False,
         )
     return value
+
+
+def options(choices: Any) -> str:
+    """A choice field's choices (Gradio's (label, value) pairs) as a refusal lists them: their
+    values, the first 12 and how many in all (as the catalog's refusals list them)."""
+    values = [str(c[1] if isinstance(c, tuple | list) else c) for c in choices or ()]
+    shown = ", ".join(values[:12])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > 12 else "")
+
+
+def _options(component: Any) -> str:
+    if getattr(component, "allow_custom_value", False):
+        return "text"
+    return options(component.choices) if component.choices else "text"
 
 
 def described(component: C, text: str) -> C:
@@ -88,6 +143,7 @@ def _describable(cls: T) -> T:
 
     cls.api_text = ""  # type: ignore[attr-defined]
     cls.api_example = None  # type: ignore[attr-defined]
+    cls.typed_by_form = False  # type: ignore[attr-defined]
     cls.api_info_as_input = api_info_as_input  # type: ignore[attr-defined]
     if "example_inputs" not in cls.__dict__:
         cls.example_inputs = example_inputs  # type: ignore[attr-defined]
@@ -100,7 +156,7 @@ class Slider(gr.Slider):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return _checked(self, _number, _finite(self, payload), "not a number")
+        return _numeric(self, payload)
 
 
 @_describable
@@ -108,7 +164,7 @@ class Number(gr.Number):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return _checked(self, _number, _finite(self, payload), "not a number")
+        return _numeric(self, payload)
 
 
 @_describable
@@ -116,7 +172,8 @@ class Dropdown(gr.Dropdown):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return payload  # the service checks the choice against the job's pipeline and mode
+        # text; the service checks the choice against the job's pipeline and mode
+        return _of_type(self, payload, str, _options(self))
 
 
 @_describable
@@ -124,7 +181,8 @@ class Radio(gr.Radio):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return payload  # the service checks the choice against the job's pipeline
+        # text; the service checks the choice against the job's pipeline
+        return _of_type(self, payload, str, _options(self))
 
 
 @_describable
@@ -144,10 +202,16 @@ class Image(gr.Image):
 class Textbox(gr.Textbox):
     is_template = True
 
+    def preprocess(self, payload: Any) -> Any:
+        return _of_type(self, payload, str, "text")  # Gradio's own makes str() of anything
+
 
 @_describable
 class Checkbox(gr.Checkbox):
     is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        return _of_type(self, payload, bool, "true or false")  # Gradio's own passes anything
 
 
 @_describable

@@ -5,8 +5,10 @@ under the `FormValues` field it fills, with the description its API parameter ca
 callback reaches the form through this object, never through a list position:
 - `kwargs`: {field name: component}, in `FormValues` order: the `inputs_kwargs` of every event
   that reads the form, so the API's parameters are the field names (`/generate`, `/quote`, ...);
-- `values(fields)`: those components' values as a typed `FormValues` (each converted by the
-  type of its field);
+- `values(fields)`: those components' values as a typed `FormValues`; a value of another type
+  than its field's (an API client's "false" for a checkbox, an object for a prompt, 4.5 steps)
+  is refused, never converted (an InputError naming the field, the value as sent and what is
+  allowed: the components pass such a value on as sent, `typed_by_form`, app/ui/fields.py);
 - `layout(pipeline, mode)`: visibility, choices, ranges and defaults of a pipeline's form;
 - `updates(values)`: that layout with `values` in it, for every component (reuse, draft -> final);
 - `plain(values)`: the bare values, for what an API client gets back.
@@ -17,6 +19,7 @@ Adding a field: a `FormValues` field (the service's typed shape) and one `add` i
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -24,9 +27,22 @@ from typing import Any
 
 import gradio as gr
 
-from app.studio.forms import ADVANCED, FormValues, PipelineForm
+from app.errors import InputError
+from app.studio.forms import ADVANCED, LABELS, FormValues, PipelineForm
 from app.studio.offers import Offers
-from app.ui.fields import Checkbox, Dropdown, File, Image, Number, Radio, Slider, Textbox, described
+from app.ui.fields import (
+    Checkbox,
+    Dropdown,
+    File,
+    Image,
+    Number,
+    Radio,
+    Slider,
+    Textbox,
+    as_sent,
+    described,
+    options,
+)
 from app.ui.offers import Picker
 from app.ui.quiet import QUIET
 
@@ -108,6 +124,7 @@ class Form:
         if name in self._by_name:
             raise ValueError(f"the form has a {name!r} field already")
         self._by_name[name] = described(component, description or self.describe(name))
+        component.typed_by_form = True  # a value of another type reaches `values`, refused there
         return component
 
     def describe(self, name: str) -> str:
@@ -140,8 +157,54 @@ class Form:
 
     # -- values both ways ----------------------------------------------------------------------
     def values(self, fields: Mapping[str, Any]) -> FormValues:
-        """The components' values (`fields`: by name, as an event with `kwargs` passes them)."""
-        return self.shape(**{n: _typed(self._types[n], fields[n]) for n in self.names})
+        """The components' values (`fields`: by name, as an event with `kwargs` passes them),
+        each of its field's type; a value of another type is an InputError naming the field
+        (as the service's refusals do), the value as sent and what is allowed."""
+        typed = {}
+        for name in self.names:
+            raw = fields[name]
+            try:
+                typed[name] = _typed(self._types[name], raw, self._uploads(name))
+            except _WrongType as exc:
+                allowed = self._allowed(name, exc.kind, fields)
+                raise InputError(
+                    LABELS.get(name, name), f"{as_sent(raw)} is not allowed; allowed: {allowed}"
+                ) from None
+        return self.shape(**typed)
+
+    def _uploads(self, name: str) -> bool:
+        return isinstance(self._by_name[name], gr.Image | gr.File)
+
+    def _allowed(self, name: str, kind: type, fields: Mapping[str, Any]) -> str:
+        """What a field of type `kind` takes: for a number, the range of the job's pipeline and
+        mode (else the component's); for a choice, the component's choices."""
+        component = self._by_name[name]
+        if kind is bool:
+            return "true or false"
+        if kind is str:
+            if self._uploads(name):
+                return "an uploaded file"
+            choices = getattr(component, "choices", None)
+            custom = getattr(component, "allow_custom_value", False)
+            return options(choices) if choices and not custom else "text"
+        what = "a whole number" if kind is int else "a number"
+        span = self._span(name, fields)
+        return f"{what}, {span}" if span else what
+
+    def _span(self, name: str, fields: Mapping[str, Any]) -> str:
+        pipeline, mode = fields.get("pipeline"), fields.get("mode")
+        form = self.forms.get(pipeline) if isinstance(pipeline, str) else None
+        lo = hi = None
+        if form is not None and name == "seconds":
+            lo, hi = form.seconds[:2]
+        elif form is not None and isinstance(mode, str):
+            spec = (form.advanced.get(mode) or {}).get(name)
+            lo, hi = (spec.minimum, spec.maximum) if spec is not None else (None, None)
+        if lo is None or hi is None:
+            component = self._by_name[name]
+            if isinstance(component, gr.Slider):
+                lo, hi = component.minimum, component.maximum
+        return f"{_num(lo)} to {_num(hi)}" if lo is not None and hi is not None else ""
 
     def plain(self, values: FormValues) -> dict[Any, Any]:
         """Every component set to its field's value (what an API client gets back)."""
@@ -372,9 +435,20 @@ class Form:
         )
 
 
-def _typed(hint: Any, raw: Any) -> Any:
+class _WrongType(Exception):  # `Form.values` makes it an InputError naming the field
+    """A value that is not of its field's type (`kind`)."""
+
+    def __init__(self, kind: type) -> None:
+        super().__init__(kind.__name__)
+        self.kind = kind
+
+
+def _typed(hint: Any, raw: Any, upload: bool = False) -> Any:
     """A component's value as its `FormValues` field's type (`str`, `float`, `int`, `bool`, or
-    one of them or None). Files and images arrive as paths (or upload objects and dicts)."""
+    one of them or None), or _WrongType: never converted into another value (bool("false") is
+    True, int(4.5) 4, str of an object its repr). None is the field's empty value, and so is
+    "" but for a bool; a whole float is an int; an upload (`upload`: a file or image field)
+    arrives as a path, or an upload object or dict with one."""
     union = typing.get_origin(hint) in (typing.Union, types.UnionType)
     args = set(typing.get_args(hint)) if union else {hint}
     optional = type(None) in args
@@ -382,16 +456,32 @@ def _typed(hint: Any, raw: Any) -> Any:
     if len(kinds) != 1:
         raise TypeError(f"a form field's type must be one type or None, not {hint}")
     kind = kinds.pop()
-    if raw is None or raw == "":
+    if kind not in (str, int, float, bool):
+        raise TypeError(f"a form field's type must be str, int, float or bool, not {kind}")
+    if raw is None or (isinstance(raw, str) and raw == "" and kind is not bool):
         return None if optional else kind()
-    if kind is str:
-        return _path(raw)
-    if kind in (int, float, bool):
-        return kind(raw)
-    raise TypeError(f"a form field's type must be str, int, float or bool, not {kind}")
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+    elif kind is str:
+        path = _path(raw) if upload else raw
+        if isinstance(path, str):
+            return path
+    elif isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
+        if kind is float:
+            return float(raw)
+        if raw == int(raw):  # 6.0 is 6; 4.5 is refused, not truncated
+            return int(raw)
+    raise _WrongType(kind)
 
 
-def _path(value: Any) -> str:
+def _path(value: Any) -> Any:
+    """An upload's path: the value itself (a path), or the `path` (or `name`) of an upload
+    object or dict; None where it has neither."""
     if isinstance(value, dict):
-        return str(value.get("path") or value.get("name"))
-    return str(getattr(value, "path", None) or getattr(value, "name", None) or value)
+        return value.get("path") or value.get("name")
+    return getattr(value, "path", None) or getattr(value, "name", None) or value
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)

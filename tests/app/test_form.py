@@ -14,15 +14,17 @@ from typing import Any, ClassVar
 import gradio as gr
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
-from app.errors import SubmitError
+from app.errors import InputError, SubmitError
 from app.studio.forms import FormValues
 from app.studio.forms_catalog import load_forms
 from app.studio.jobs import Studio
+from app.studio.markup import md_text
 from app.studio.owners import ANYONE
 from app.studio.tracker import Tracker
 from app.ui import page
-from app.ui.fields import Slider
+from app.ui.fields import Checkbox, Dropdown, Number, Slider, Textbox
 from app.ui.form import Form
 from tests.app.test_api import args
 from tests.app.test_batch import job, offline_studio
@@ -143,6 +145,107 @@ def test_the_form_reads_its_values_by_name_and_type(motion):
     assert (empty.seed, empty.cfg, empty.sampler, empty.prompt) == (None, None, None, "")
     with pytest.raises(ValueError, match="'nope' is not a field of WithMotion"):
         form.add("nope", Slider(0, 1), "")
+
+
+@pytest.fixture(scope="module")
+def plain_form() -> Form:
+    forms, _ = load_forms()
+    with gr.Blocks():
+        return Form(forms).build()
+
+
+SAMPLERS = "euler, euler_cfg_pp, euler_ancestral, euler_ancestral_cfg_pp, heun, heunpp2, dpm_2"
+
+
+@pytest.mark.parametrize(
+    ("name", "sent", "refusal"),
+    [
+        # text for a checkbox: bool("false") is True, and the job would run an upscale
+        ("upscale", "false", "upscale: 'false' is not allowed; allowed: true or false"),
+        ("interpolate", "no", "smooth motion: 'no' is not allowed; allowed: true or false"),
+        ("randomize", 0, "randomize: 0 is not allowed; allowed: true or false"),
+        ("upscale", "", "upscale: '' is not allowed; allowed: true or false"),
+        # an object for text: the prompt would be its repr; for a choice, 'None'
+        ("prompt", {"text": "a fox"}, "prompt: {'text': 'a fox'} is not allowed; allowed: text"),
+        ("loras", 5, "LoRAs: 5 is not allowed; allowed: text"),
+        ("sampler", {"a": 1}, f"sampler: {{'a': 1}} is not allowed; allowed: {SAMPLERS}, "),
+        ("pipeline", 3, "pipeline: 3 is not allowed; allowed: t2v_14b, i2v_14b, flf2v_14b, "),
+        ("start_image", {"url": "x"}, "start image: {'url': 'x'} is not allowed; allowed: an "),
+        # no number: the value as sent and the range of the job's pipeline and mode
+        ("steps", [1], "steps: [1] is not allowed; allowed: a whole number, 2 to 60"),
+        ("steps", "abc", "steps: 'abc' is not allowed; allowed: a whole number, 2 to 60"),
+        ("steps", True, "steps: True is not allowed; allowed: a whole number, 2 to 60"),
+        ("seconds", "long", "duration: 'long' is not allowed; allowed: a number, 0.25 to 10"),
+        # a fraction of a step is refused (never clamped), not truncated to 60, 4 or 1
+        ("steps", 60.9, "steps: 60.9 is not allowed; allowed: a whole number, 2 to 60"),
+        ("steps", 4.5, "steps: 4.5 is not allowed; allowed: a whole number, 2 to 60"),
+        ("steps", 1.9, "steps: 1.9 is not allowed; allowed: a whole number, 2 to 60"),
+        ("seed", 1.5, "seed: 1.5 is not allowed; allowed: a whole number"),
+    ],
+)
+def test_a_value_of_another_type_is_refused_naming_the_field_never_converted(
+    plain_form, name, sent, refusal
+):
+    """An API client's value of another type than its field's is refused as the service
+    refuses a value out of range: the field's label, the value as sent, what is allowed."""
+    fields = dict(zip(plain_form.names, args(mode="quality"), strict=True))
+    with pytest.raises(InputError) as exc:
+        plain_form.values({**fields, name: sent})
+    assert str(exc.value).startswith(refusal), str(exc.value)
+
+
+def test_values_of_their_fields_types_pass_and_long_ones_are_shortened(plain_form):
+    fields = dict(zip(plain_form.names, args(mode="quality"), strict=True))
+    values = plain_form.values({**fields, "upscale": True, "randomize": None, "steps": 20.0})
+    assert (values.upscale, values.randomize, values.steps) == (True, False, 20)
+    assert type(values.steps) is int
+    with pytest.raises(InputError) as exc:
+        plain_form.values({**fields, "prompt": ["x" * 200]})
+    shortened = repr(["x" * 200])[:77] + "..."  # as the service's refusals shorten a value
+    assert str(exc.value) == f"prompt: {shortened} is not allowed; allowed: text"
+
+
+def test_a_form_field_passes_a_value_of_another_type_on_for_the_form_to_refuse(plain_form):
+    """Gradio's own components convert it (str() of an object, a bool for 1.0): the form's pass
+    it on as sent; a component outside the form refuses it, naming its label."""
+    for name, sent in (("upscale", "false"), ("prompt", {"a": 1}), ("sampler", {"a": 1}),
+                       ("steps", [1]), ("steps", True), ("seed", "abc")):  # fmt: skip
+        assert plain_form[name].preprocess(sent) == sent, name
+    assert plain_form["steps"].preprocess(6) == 6 and plain_form["seed"].preprocess(7.0) == 7
+    with gr.Blocks():
+        box, text = Checkbox(label="Colour match"), Textbox(label="Job id (wp-...)")
+        pick, count = Dropdown(["a", "b"], label="Pick"), Number(label="Count", precision=0)
+    for component, sent, refusal in (
+        (box, "false", "colour match: 'false' is not allowed; allowed: true or false"),
+        (text, {"id": 1}, "job id: {'id': 1} is not allowed; allowed: text"),
+        (pick, {"a": 1}, "pick: {'a': 1} is not allowed; allowed: a, b"),
+        (count, True, "count: not a number (TypeError)"),
+    ):
+        with pytest.raises(gr.Error) as exc:
+            component.preprocess(sent)
+        assert exc.value.message == refusal
+    assert box.preprocess(False) is False and text.preprocess("wp-1") == "wp-1"
+    assert pick.preprocess("b") == "b" and count.preprocess(3.0) == 3
+
+
+def test_the_api_refuses_a_value_of_another_type_and_sends_nothing(motion):
+    """Through Gradio's API: `upscale="false"` once ran a paid upscale, a prompt object a job
+    with its repr, 4.5 steps a 4-step job. Generate is refused naming the field; the quote line
+    says the refusal; nothing reaches the service."""
+    studio, _, client = motion
+    studio.seen.clear()
+    for change, refusal in (
+        ({"upscale": "false"}, "upscale: 'false' is not allowed; allowed: true or false"),
+        ({"prompt": {"text": "a fox in snow"}}, "prompt: {'text': 'a fox in snow'} is not "),
+        ({"mode": "quality", "steps": 4.5}, "steps: 4.5 is not allowed; allowed: a whole number"),
+    ):
+        form_args = [*args(**change), 0.75]
+        with pytest.raises(AppError) as exc:
+            client.predict(*form_args, api_name="/generate")
+        assert str(exc.value).startswith(refusal), str(exc.value)
+        text = client.predict(*form_args, api_name="/quote")
+        assert text.startswith(f"⚠️ {md_text(refusal)}"), text
+    assert studio.seen == []  # neither quoted nor sent
 
 
 def test_every_form_value_has_a_component_and_every_parameter_a_description(client):
