@@ -262,12 +262,14 @@ def batch_panel(cb: Any) -> BatchPanel:
                 info="random ones with Randomize seed, else the seed and the ones after it",
                 elem_id="wp-batch-count",
             )
-            seeds = Textbox(
+            seeds = Textbox(  # value "": optional in the API as on the form (not "Hello!!")
+                "",
                 label="Seed list (optional; replaces the number)",
                 placeholder="e.g. 11, 12, 13",
                 elem_id="wp-batch-seeds",
             )
         prompts = Textbox(
+            "",
             label="Prompts, one per line (empty: the form's prompt)",
             lines=3,
             elem_id="wp-batch-prompts",

@@ -316,8 +316,9 @@ class Callbacks:
     ) -> Iterator[tuple[Any, ...]]:
         """Submit the job, then stream its status until it is final (the last answer is whole:
         status, video, details, job id, result). A slow submit streams "Submitting…" first (the
-        page's own Generate, `live()`, does not: the page shows it at the click); an endpoint that
-        does not take the job leaves the failure and its reason in the status panel. `shown`:
+        page's own Generate, `live()`, does not: the page shows it at the click); a refusal is an
+        API client's error however late it comes (`refused`), and an endpoint that does not take
+        the job leaves the failure and its reason in the status panel. `shown`:
         the page's quote line (a State; None for an API client): the job sent must be the one
         it priced."""
         try:
@@ -326,29 +327,29 @@ class Callbacks:
             yield self.refused(exc)
             return
         send = functools.partial(self.studio.submit, values, user=user_of(request), shown=shown)
-        on_screen = False
         try:
             if self.quiet:  # the page shows "Submitting…" itself at the click (app/ui/status.py)
                 rid = send()  # in this event's thread: nothing to stream meanwhile
             else:
                 sending = self.submits.submit(send)
-                try:  # a refusal comes fast: an API client gets it as an error, nothing shown yet
+                try:  # most answers come fast: nothing is streamed before them
                     rid = sending.result(timeout=SUBMITTING_AFTER_S)
                 except concurrent.futures.TimeoutError:
                     yield SUBMITTING_HTML, None, "", "", gr.skip(), {}
-                    on_screen = True
                     rid = sending.result()
         except Exception as exc:
-            if not on_screen and not isinstance(exc, SubmitError):
+            # refused, nothing sent: an API client's error and the page's "Not submitted",
+            # however long the refusal took (a pre-flight that reads the endpoint's inventory)
+            if not isinstance(exc, SubmitError):
                 yield self.refused(exc)
                 return
             msg = self.message(exc)
             # kept on screen (an error raised now would drop this last answer): the endpoint
-            # did not take the job (the ledger holds its FAILED row) or a late refusal; API
-            # clients read the result's "state" and "error"
+            # did not take the job (the ledger holds its FAILED row); API clients read the
+            # result's "state" and "error"
             if not self.quiet:  # the page's Generate is a direct request: no toast there
                 stopped(msg)
-            ended, result = not_taken(msg, failed=isinstance(exc, SubmitError))
+            ended, result = not_taken(msg, failed=True)
             yield ended, None, "", "", gr.skip(), result
             return
         yield from self.watch(rid, caller_of(self.studio, request))
@@ -376,19 +377,29 @@ class Callbacks:
             raise self.error(exc) from None
         yield from self.watch(new, caller)
 
-    def cancel(self, request: gr.Request, job_id: str | None) -> None:
-        """Cancel a queued or running job."""
+    def cancel(self, request: gr.Request, job_id: str | None) -> str:
+        """Cancel a queued or running job: the outcome line ("Cancel sent for job …", "Job …
+        already ended COMPLETED."), the API's answer and the page's confirmation toast."""
         try:
-            gr.Info(self.studio.cancel((job_id or "").strip(), caller_of(self.studio, request)))
+            line = self.studio.cancel((job_id or "").strip(), caller_of(self.studio, request))
         except Exception as exc:
             raise self.error(exc) from None
+        gr.Info(line)
+        return line
 
     def attach(self, request: gr.Request, job_id: str | None) -> Iterator[tuple[Any, ...]]:
         """Stream an existing job (one the caller may see) by id until it is final; an id it
-        may not see is answered as unknown (the studio does not say whose it is)."""
+        may not see is answered as unknown (the studio does not say whose it is). An empty id
+        is an API client's error, as for every route that takes a job id; the page's own
+        (`live()`: a fresh tab has no stored job at load) answers the idle panel."""
         rid = (job_id or "").strip()
         caller = caller_of(self.studio, request)
         if not rid:
+            if not self.quiet:
+                try:
+                    self.studio.row(rid, caller, workflow=False)  # refuses it as empty
+                except Exception as exc:
+                    raise self.error(exc) from None
             yield status_html(None), gr.skip(), gr.skip(), "", gr.skip(), gr.skip()
             return
         if self.studio.view(rid, caller) is None:

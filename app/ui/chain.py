@@ -8,12 +8,13 @@ them and History's "Extend" (the opened job). The service is app/studio/chains.p
 API names: `/storyboard_quote` and `/storyboard` (the form's fields + `prompts`, `colour_match`:
 the whole chain quoted / refused up front or started, then streamed until its video is stitched),
 `/extend_quote` and `/extend` (`job_id`, `prompt`: blank keeps the job's, `colour_match`), `/chain`
-(stream a chain by id), `/cancel_chain`, `/rerun_chain` (the same plan and seed as a new chain),
-`/reuse_chain` (the chain's first segment's form values, and its prompts).
+(stream a chain by id), `/cancel_chain` (its outcome line), `/rerun_chain` (the same plan and
+seed as a new chain), `/reuse_chain` (the chain's first segment's form values, and its prompts).
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +23,11 @@ import gradio as gr
 
 from app.studio import chain_history
 from app.studio.chains import Chains
+from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.shown import BatchShown, priced
 from app.ui import requote
-from app.ui.callbacks import caller_of, user_of
+from app.ui.callbacks import caller_of, files_optional, user_of
 from app.ui.fields import Textbox, described
 from app.ui.quiet import PRIVATE, QUIET
 from app.ui.status import job_buttons_js
@@ -114,9 +116,13 @@ class ChainCallbacks:
         line = check.summary()
         if check.refusals:
             line += "\n\n⚠️ **Over the studio's limits** (the chain would be refused): " + "; ".join(
-                str(r) for r in check.refusals
+                html.escape(str(r), quote=False) for r in check.refusals
             )
         return line
+
+    def _refused(self, exc: BaseException) -> str:
+        """A quote line's refusal: its words (which may quote a prompt) shown as text."""
+        return f"⚠️ {md_text(self.cb.message(exc))}"
 
     def storyboard_quote(
         self, request: gr.Request, prompts: str, colour_match: bool, **fields: Any
@@ -129,16 +135,18 @@ class ChainCallbacks:
             values = self.cb.form.values(fields)
             check = self.chains.storyboard_check(values, prompts, colour_match, user_of(request))
         except Exception as exc:
-            return f"⚠️ {self.cb.message(exc)}", None
+            return self._refused(exc), None
         line = self._quoted(check) + self.cb.images_refusal(fields)  # its first segment's
         return line, check.shown()
 
+    @files_optional
     def storyboard_line(
         self, request: gr.Request, prompts: str, colour_match: bool, **fields: Any
     ) -> str:
         """The API's /storyboard_quote: the line only (an API client is not held to it)."""
         return self.storyboard_quote(request, prompts, colour_match, **fields)[0]
 
+    @files_optional
     def storyboard(
         self,
         request: gr.Request,
@@ -165,7 +173,7 @@ class ChainCallbacks:
                 (job_id or "").strip(), prompt or "", colour_match, user_of(request)
             )
         except Exception as exc:
-            return f"⚠️ {self.cb.message(exc)}"
+            return self._refused(exc)
         return self._quoted(check)
 
     def extend(
@@ -197,12 +205,16 @@ class ChainCallbacks:
             return
         yield from self.watch(str(opened), caller_of(self.studio_of(), request))
 
-    def cancel(self, request: gr.Request, chain_id: str | None) -> None:
+    def cancel(self, request: gr.Request, chain_id: str | None) -> str:
+        """The outcome line ("Chain … cancelled: …", "Chain … already ended COMPLETED."): the
+        API's answer and the page's confirmation toast."""
         try:
             caller = caller_of(self.studio_of(), request)
-            gr.Info(self.chains.cancel((chain_id or "").strip(), caller))
+            line = self.chains.cancel((chain_id or "").strip(), caller)
         except Exception as exc:
             raise self.cb.error(exc) from None
+        gr.Info(line)
+        return line
 
     def rerun(self, request: gr.Request, chain_id: str | None) -> Iterator[tuple[Any, ...]]:
         try:
@@ -283,7 +295,8 @@ def wire_chain(
     history.opened.change(cc.follow, history.opened, out, api_name="chain_follow", **PRIVATE)
     attach = gr.Button(visible=False)  # /chain: an API client follows a chain by id
     attach.click(cc.attach, panel.chain_id, out, api_name="chain", **QUIET)
-    panel.cancel.click(cc.cancel, panel.chain_id, None, api_name="cancel_chain", **QUIET)
+    said = gr.Textbox(visible=False, label="Outcome")  # /cancel_chain's answer (a toast here)
+    panel.cancel.click(cc.cancel, panel.chain_id, said, api_name="cancel_chain", **QUIET)
     panel.rerun.click(cc.rerun, panel.chain_id, out, api_name="rerun_chain", **QUIET)
     reused = panel.reuse.click(
         cc.reuse, panel.chain_id, [*form.inputs, panel.prompts, panel.values],

@@ -285,7 +285,8 @@ def build_ui(
             ended_as(None, js=GENERATE_DONE_JS, **PRIVATE)
         attach_btn.click(page.attach, [attach_id, recent_rids], page_out, api_name="page_attach",
                          **PRIVATE)  # fmt: skip
-        cancel_btn.click(cb.cancel, job_id, None, api_name="cancel", **QUIET)
+        said = gr.Textbox(visible=False, label="Outcome")  # /cancel's answer (a toast here)
+        cancel_btn.click(cb.cancel, job_id, said, api_name="cancel", **QUIET)
         rerun_btn.click(extras.rerun_ask, job_id, [rerun_note, confirm_btn],
                         api_name="rerun_quote", **QUIET)  # fmt: skip
         confirm_btn.click(extras.rerun_sent, None, [rerun_note, confirm_btn], **PRIVATE).then(
