@@ -73,9 +73,15 @@ class BatchCallbacks:
         self.final = final
 
     def _plan(
-        self, count: Any, seeds: Any, prompts: Any, fields: dict[str, Any], drawn: Any = None
+        self,
+        request: gr.Request | None,
+        count: Any,
+        seeds: Any,
+        prompts: Any,
+        fields: dict[str, Any],
+        drawn: Any = None,
     ) -> BatchPlan:
-        values = self.cb.form.values(fields)
+        values = self.cb.values(fields, request)
         shown = priced(drawn)
         return self.service.plan(values, count, seeds, prompts, shown.seeds if shown else ())
 
@@ -107,7 +113,7 @@ class BatchCallbacks:
             except Exception:
                 return refusal, None
             return f"{line}\n\n{refusal}", drawn
-        return line + self.cb.images_refusal(fields), drawn
+        return line + self.cb.images_refusal(fields, request), drawn
 
     @files_optional
     def quote_line(
@@ -119,7 +125,7 @@ class BatchCallbacks:
     def _line(
         self, request: gr.Request, count: Any, seeds: Any, prompts: Any, fields: dict[str, Any]
     ) -> tuple[str, BatchShown]:
-        plan = self._plan(count, seeds, prompts, fields)
+        plan = self._plan(request, count, seeds, prompts, fields)
         checked = self.service.check(plan, user_of(request))
         line = f"**Batch of {checked.plan.describe()}:** {checked.quote.summary()}"
         if checked.refusals:
@@ -144,7 +150,7 @@ class BatchCallbacks:
         State: its seeds are run, and a batch other than the one it priced is refused; None
         for an API client, whose random seeds are drawn now)."""
         try:
-            plan = self._plan(count, seeds, prompts, fields, drawn)
+            plan = self._plan(request, count, seeds, prompts, fields, drawn)
             run = self.service.submit(plan, user=user_of(request), shown=priced(drawn))
         except Exception as exc:
             raise self.cb.error(exc) from None

@@ -18,7 +18,7 @@ import html
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -237,18 +237,26 @@ class Callbacks:
         return refusal(self.message(exc))
 
     @files_optional
-    def quote(self, **fields: Any) -> str:
+    def values(self, fields: Mapping[str, Any], request: gr.Request | None) -> Any:
+        """The form's values from an event's fields (`Form.values`); a stored file the caller
+        may not read, named by path in a file field, is refused before anything reads it
+        (`Studio.check_files`: Gradio takes any file it serves as an input)."""
+        values = self.form.values(fields)
+        self.studio.check_files(values, caller_of(self.studio, request))
+        return values
+
+    def quote(self, request: gr.Request, **fields: Any) -> str:
         """The job's quote (GPU seconds, dollars, cold start), what happens to its images, and
         any limit it would break. A refused value (out of range, not offered, a missing or too
         small image) is said instead, naming the field."""
-        return self.quoted(fields)[0]
+        return self.quoted(fields, request)[0]
 
-    def quoted(self, fields: dict[str, Any]) -> tuple[str, Shown]:
+    def quoted(self, fields: dict[str, Any], request: gr.Request | None) -> tuple[str, Shown]:
         """The quote line and what it shows, kept for the page's Generate (app/studio/shown.py):
         the page's quote event answers both (app/ui/page.py), the API's /quote the line."""
         values = prep = None
         try:
-            values = self.form.values(fields)
+            values = self.values(fields, request)
             prep = self.studio.prepare(values)
             fits = self.studio.images(values)
         except Exception as exc:
@@ -266,12 +274,12 @@ class Callbacks:
             return f"{line}\n\n⚠️ {md_text(msg)}", shown
         return self._line(values, prep, fits)
 
-    def images_refusal(self, fields: dict[str, Any]) -> str:
+    def images_refusal(self, fields: dict[str, Any], request: gr.Request | None) -> str:
         """The form's images refused, as a paragraph under a price ("" when they are usable):
         the batch's and the storyboard's quote lines, whose jobs (a batch's every one, a
         storyboard's first) send the form's images, say it as the form's own line does."""
         try:
-            self.studio.images(self.form.values(fields))
+            self.studio.images(self.values(fields, request))
         except Exception as exc:
             return f"\n\n⚠️ {md_text(self.message(exc))}"
         return ""
@@ -322,7 +330,7 @@ class Callbacks:
         the page's quote line (a State; None for an API client): the job sent must be the one
         it priced."""
         try:
-            values = self.form.values(fields)
+            values = self.values(fields, request)
         except Exception as exc:
             yield self.refused(exc)
             return

@@ -132,11 +132,11 @@ class ChainCallbacks:
         if not (prompts or "").strip():
             return "Write one prompt per line: each becomes a segment of one longer video.", None
         try:
-            values = self.cb.form.values(fields)
+            values = self.cb.values(fields, request)
             check = self.chains.storyboard_check(values, prompts, colour_match, user_of(request))
         except Exception as exc:
             return self._refused(exc), None
-        line = self._quoted(check) + self.cb.images_refusal(fields)  # its first segment's
+        line = self._quoted(check) + self.cb.images_refusal(fields, request)  # its first one's
         return line, check.shown()
 
     @files_optional
@@ -158,7 +158,7 @@ class ChainCallbacks:
         """Start the storyboard (refused whole when a limit breaks, or when it is not the one
         the quote line priced), then stream it."""
         try:
-            values = self.cb.form.values(fields)
+            values = self.cb.values(fields, request)
             cid = self.chains.storyboard(values, prompts, colour_match, user=user_of(request),
                                          shown=priced(shown))  # fmt: skip
         except Exception as exc:

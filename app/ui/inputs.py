@@ -151,10 +151,13 @@ class Extras:
             "then Generate."
         )
 
-    def match_preset(self, pipeline: str, start_image: Any) -> Any:
+    def match_preset(self, request: gr.Request, pipeline: str, start_image: Any) -> Any:
         """On an uploaded start image: the resolution preset matching its aspect ratio."""
         form = self.studio.forms.get(pipeline)
-        if form is None:
+        if form is None or not start_image:
+            return gr.skip()
+        caller = caller_of(self.studio, request)
+        if not self.studio.may_read(str(start_image), caller):  # the quote line says why
             return gr.skip()
         try:
             label = matching_preset(form, start_image)  # a file path (type="filepath")

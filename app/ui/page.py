@@ -229,10 +229,10 @@ def build_ui(
         page = cb.live(job_shown)
         shown_out = [seed_md]
 
-        def page_quote(**fields: Any) -> tuple[str, Any, str]:
+        def page_quote(request: gr.Request, **fields: Any) -> tuple[str, Any, str]:
             # the quote line, what it shows (Generate sends only that job) and its refusal next
             # to its field, from one reading of the form
-            line, kept = cb.quoted(fields)
+            line, kept = cb.quoted(fields, request)
             return line, kept, field_errors_html(form, kept)
 
         # the quote lines follow the form in order (app/ui/requote.py); the API's /quote

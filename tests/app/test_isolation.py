@@ -172,6 +172,48 @@ def test_her_stored_files_download_only_for_her_and_the_admin(shared, hers):
             assert body != path.read_bytes()
 
 
+def call(session: requests.Session, base: str, api_name: str, data: list) -> tuple[str, str]:
+    """A named API route over raw HTTP (Gradio's /call): its last event and data. A file field
+    may then name a path on the server, as any client may send it."""
+    url = f"{base}/gradio_api/call/{api_name}"
+    r = session.post(url, json={"data": data}, timeout=30)
+    assert r.status_code == 200, r.text
+    with session.get(f"{url}/{r.json()['event_id']}", stream=True, timeout=120) as answer:
+        lines = [line for line in answer.iter_lines(decode_unicode=True) if line]
+    return lines[-2].removeprefix("event: "), lines[-1].removeprefix("data: ")
+
+
+def test_her_stored_files_are_no_input_of_another_users_job(shared, hers):
+    """Gradio takes any file it serves as an input sent by path, her stored files among them:
+    bob's quote, generate or storyboard naming her kept start image or thumbnail is refused
+    without reading it (its size; its pixels, through his own job's Reuse). (A path to no file
+    Gradio refuses itself: "not uploaded by a user".)"""
+    from app.studio.markup import md_text
+
+    proc, _ = shared
+    _rid, _, files = hers
+    mine = [p for p in files if p.suffix in (".png", ".jpg")]
+    bob, alice = signed_in(proc, "bob"), signed_in(proc, "alice")
+    for path in mine:
+        image = {"path": str(path), "meta": {"_type": "gradio.FileData"}}
+        fields = args("i2v_14b", prompt="bob's lighthouse", start=image)
+        refusal = f"start image: {str(path)!r} is not a file of yours; upload the file instead"
+        event, line = call(bob, proc.base_url, "quote", fields)
+        assert event == "complete" and md_text(refusal) in json.loads(line)[0], line
+        assert "Images:" not in line  # nothing read: no size, no fit
+        event, line = call(bob, proc.base_url, "generate", fields)
+        assert event == "error" and refusal in line, line
+        event, line = call(bob, proc.base_url, "storyboard", [*fields, "a\nb", False])
+        assert event == "error" and refusal in line, line
+    own = args(
+        "i2v_14b",
+        prompt="her own",
+        start={"path": str(mine[0]), "meta": {"_type": "gradio.FileData"}},
+    )
+    event, line = call(alice, proc.base_url, "quote", own)
+    assert event == "complete" and "**Images:**" in json.loads(line)[0], line  # hers: read
+
+
 def raw_get(base_url: str, target: str, cookies: str) -> tuple[int, bytes]:
     """GET `target` exactly as written (no client normalises its `..`)."""
     url = urlsplit(base_url)
