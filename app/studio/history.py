@@ -1,12 +1,14 @@
 """The history gallery's logic, without Gradio: filters, gallery items, thumbnails, the recipe.
 
 - `HistoryFilter.from_ui(text, pipeline, status)` turns the page's filter fields into a ledger
-  query (`Ledger.search`): text in the prompt (or the job id), one pipeline, one status group
-  (`STATUS_GROUPS`: "Live" is every queued/running state).
-- `listing(ledger, filt, caller, limit)`: the rows the caller may see (their own; an admin's:
-  everyone's), filtered, newest first.
+  query (`Ledger.search`): text in the prompt (or the job or chain id), one pipeline, one status
+  group (`STATUS_GROUPS`: "Live" is every queued/running state).
+- `listing(ledger, filt, caller, limit, before)`: the rows the caller may see (their own; an
+  admin's: everyone's), filtered, newest first, a page at a time (a chain's segments by the text
+  alone: app/studio/chain_history.py filters and folds them into their chain).
 - `gallery_items(rows, titles, results_dir)` -> one `HistoryItem` per ledger row, newest first:
-  its thumbnail (or a placeholder image for jobs without a video: failed, cancelled, lost, live),
+  its thumbnail (or a placeholder image for jobs without a video: failed, cancelled, lost, live,
+  or completed with its video file gone since: `video_gone`),
   a caption with status, pipeline, mode, size, seed, cost and prompt, and the row id.
 - `thumbnail(video)`: the first frame of a stored mp4 decoded with PyAV, scaled to THUMB_W wide
   and cached as a JPEG next to the video (`<name>.thumb.jpg`); None when it cannot be decoded.
@@ -14,8 +16,9 @@
   48 `<video>` elements would each fetch their mp4. A placeholder PNG per status is drawn once
   in `<results>/_placeholders/` (inside the folder the studio already serves).
 - `restore_input(kept, out)`: a job's kept input image (base64) back as a file, for reuse.
-- `recipe_markdown(row)`: the recipe (template, version hash, seed, ComfyUI version, rerun of),
-  the times and the user, for the opened job's panel.
+- `opened_markdown(row, video)`: the opened job's panel: its details (its state named, live or
+  not), a missing video said, and `recipe_markdown(row)`: the recipe (template, version hash,
+  seed, ComfyUI version, rerun of), the times and the user.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from app.studio.files import replacing
 from app.studio.ledger import LIVE_STATES, JobRow, Ledger
 from app.studio.markup import md_text
 from app.studio.owners import Caller
+from app.studio.records import details
 from workflows.catalog import frames_for
 
 log = logging.getLogger("wanpod.history")
@@ -78,13 +82,28 @@ class HistoryFilter:
     def active(self) -> bool:
         return bool(self.text or self.template or self.states is not None)
 
+    def admits_state(self, state: str) -> bool:
+        return self.states is None or state in self.states
 
-def listing(ledger: Ledger, filt: HistoryFilter, caller: Caller, limit: int) -> list[JobRow]:
+    def admits_template(self, template: str | None) -> bool:
+        return self.template is None or template == self.template
+
+
+def listing(
+    ledger: Ledger,
+    filt: HistoryFilter,
+    caller: Caller,
+    limit: int,
+    before: tuple[float, str] | None = None,
+) -> list[JobRow]:
     """The caller's jobs (an admin's: everyone's) matching `filt`, newest first, without their
-    filled workflows (the gallery is refreshed at each job's end; opening a job reads it)."""
+    filled workflows (the gallery is refreshed at each job's end; opening a job reads it);
+    `before`: the page after that row's (created_at, id). A chain's segments are matched by
+    the text alone: their chain's state and pipeline are its own (app/studio/chain_history.py)."""
     return ledger.search(
-        filt.text, filt.template, filt.states, limit, user=caller.scope, workflow=False
-    )
+        filt.text, filt.template, filt.states, limit, user=caller.scope, workflow=False,
+        before=before, whole_chains=True,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -140,12 +159,27 @@ def video_of(row: JobRow, local: Callable[[str | None], Path | None] | None = No
     return path if path.is_file() else None
 
 
+def video_gone(row: JobRow) -> bool:
+    """True when a COMPLETED row's video was kept in the results folder and is not there any
+    more (one stat). A video in object storage (`s3://...`, app/studio/store.py) is not
+    looked for here: fetching it is opening the job (`video_of`)."""
+    where = row.result_path
+    if row.state is not JobState.COMPLETED or not where:
+        return False
+    return not _in_object_storage(where) and not Path(where).is_file()
+
+
+def _in_object_storage(location: str) -> bool:
+    return "://" in location  # s3://bucket/key; the results folder's are paths
+
+
 def thumbnail_of(
     row: JobRow, local: Callable[[str | None], Path | None] | None = None
 ) -> Path | None:
     """A COMPLETED row's thumbnail: the one kept beside its video (`local`: the result store's,
-    which fetches it from object storage), else made from the video."""
-    if row.state is not JobState.COMPLETED or not row.result_path:
+    which fetches it from object storage), else made from the video; none once the video is
+    gone (`video_gone`: its placeholder says so)."""
+    if row.state is not JobState.COMPLETED or not row.result_path or video_gone(row):
         return None
     if local is not None:
         kept = local(row.result_path + THUMB_SUFFIX)
@@ -262,6 +296,26 @@ def restore_input(kept: Path, out: Path) -> Path | None:
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def opened_markdown(row: JobRow, video: Path | None) -> str:
+    """The opened job's panel: its details with its state named (live or not: nothing keeps
+    this panel current, so a live one says so), a COMPLETED job's missing video, the recipe."""
+    parts = [details(row, state=True)]
+    if row.live:
+        parts.append(
+            f"**Live:** {row.state} when opened; this panel does not follow it: press Follow"
+            " live to watch it in the status panel (or open it again)."
+        )
+    if row.state is JobState.COMPLETED and video is None:
+        why = (
+            "it could not be fetched from the result store; open the job again later"
+            if _in_object_storage(row.result_path or "")
+            else "its file is gone from the results folder"
+        )
+        parts.append(f"**Video:** none to play: {why}.")
+    parts.append(recipe_markdown(row))
+    return "\n\n".join(parts)
 
 
 def recipe_markdown(row: JobRow) -> str:

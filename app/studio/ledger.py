@@ -338,10 +338,15 @@ class Ledger:
         limit: int = 48,
         user: str | None = None,
         workflow: bool = True,
+        before: tuple[float, str] | None = None,
+        whole_chains: bool = False,
     ) -> list[JobRow]:
-        """Newest first, filtered: `text` is a case-insensitive substring of the prompt or of the
-        row id, `template` an exact template id, `states` the allowed states (None: all), `user`
-        the user who sent it (None: every user's). `workflow=False`: as in `get`."""
+        """Newest first, filtered: `text` is a case-insensitive substring of the prompt, of the
+        row id or of its chain's id, `template` an exact template id, `states` the allowed
+        states (None: all), `user` the user who sent it (None: every user's). `workflow=False`:
+        as in `get`. `before`: the rows after the row with that (created_at, id) in this order
+        (the next page). `whole_chains`: `template` and `states` left to the caller for a
+        chain's segments, which are listed as their chain (app/studio/chain_history.py)."""
         where: list[str] = []
         args: list[Any] = []
         if user is not None:
@@ -352,20 +357,30 @@ class Ledger:
             like = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%")
             like = like.replace("_", "\\_") + "%"
             prompt = self.db.json_text("params", "prompt")
+            chain = self.db.json_text("chain", "id")
             where.append(
                 f"(lower(coalesce({prompt}, '')) LIKE ? ESCAPE '\\'"
-                " OR lower(id) LIKE ? ESCAPE '\\')"
+                " OR lower(id) LIKE ? ESCAPE '\\'"
+                f" OR lower(coalesce({chain}, '')) LIKE ? ESCAPE '\\')"
             )
-            args += [like, like]
+            args += [like, like, like]
+        kept: list[str] = []
         if template:
-            where.append("template = ?")
+            kept.append("template = ?")
             args.append(template)
         if states is not None:
-            where.append(f"state IN ({','.join('?' * len(states)) or 'NULL'})")
+            kept.append(f"state IN ({','.join('?' * len(states)) or 'NULL'})")
             args += list(states)
+        if kept and whole_chains:
+            where.append(f"(chain IS NOT NULL OR ({' AND '.join(kept)}))")
+        else:
+            where += kept
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            args += [before[0], before[0], before[1]]
         cols = "*" if workflow else self._without_workflow
         sql = f"SELECT {cols} FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
-        return self._q(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
+        return self._q(sql + " ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit))
 
     def since(self, ts: float) -> list[JobRow]:
         """Rows created at or after `ts` (epoch seconds), whole. The budgets read `spend_since`."""

@@ -33,14 +33,15 @@ def _catalog_version(template_id: str) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
-def details(row: JobRow) -> str:
+def details(row: JobRow, state: bool = False) -> str:
     """Markdown: parameters and seed used, timings, quote vs actual cost; what a user typed is
     shown as text (`md_text`: no image, link or HTML from a prompt). The state is named once
     the job has ended: a live job's state is the status panel's, which the page keeps current
-    from its live stream (app/ui/live_route.py) while these details are not sent again."""
+    from its live stream (app/ui/live_route.py) while these details are not sent again;
+    `state=True` names it anyway (History's panel, which has no status panel beside it)."""
     p = row.params or {}
     q = row.quote
-    ended = f" · **{row.state}**" if row.final else ""
+    ended = f" · **{row.state}**" if row.final or state else ""
     lines = [f"**Job** `{row.id}` · RunPod id `{row.job_id or '-'}`{ended}"]
     hidden = ("prompt", "negative_prompt", "output_prefix")
     shown = {k: v for k, v in p.items() if k not in hidden and not isinstance(v, dict | list)}

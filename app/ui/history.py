@@ -3,12 +3,14 @@
 `build_history(cb, blocks, watch_out=..., watch_in=..., after_fill=...)` is called by
 `app.ui.page.build_ui` inside the Blocks (after the form and result column, so it spans the
 page). It renders and wires:
-- filters (text in the prompt or job id, pipeline, status group) and a Refresh button over a
-  `gr.Gallery` of thumbnails (app/studio/history.py: first frame JPEGs, placeholders for jobs
-  without a video), newest first, at most GALLERY_LIMIT jobs;
+- filters (text in the prompt or job or chain id, pipeline, status group) and a Refresh button
+  over a `gr.Gallery` of thumbnails (app/studio/history.py: first frame JPEGs, placeholders for
+  jobs without a video), newest first, at most GALLERY_LIMIT items (a chain is one:
+  app/studio/chain_history.py), the note saying when older ones match too;
 - the opened job (a click on a thumbnail): its video, its details (app.studio.records.details:
-  parameters, quote, timings, actual cost, error) and recipe, its filled workflow as JSON and as a
-  download;
+  state, parameters, quote, timings, actual cost, error; a missing video said) and recipe, its
+  filled workflow as JSON and as a download; a live job's "Follow live" shows it in the page's
+  status panel (nothing keeps this panel current);
 - "Reuse settings" (the opened job's form values, its pipeline and kept input images included)
   and "Rerun exactly" (the same filled workflow and seed as a new job, streamed into the page's
   status panel like Generate).
@@ -42,7 +44,6 @@ from app.studio import chain_history
 from app.studio import history as hist
 from app.studio.forms import FormValues
 from app.studio.owners import Caller
-from app.studio.records import details
 from app.ui.callbacks import caller_of
 from app.ui.inline import click_here
 from app.ui.quiet import PRIVATE, QUIET
@@ -65,17 +66,26 @@ CSS = """
 
 
 def open_answer(
-    rid: str, video: str | None, text: str, workflow: Any, file: str | None
+    rid: str, video: str | None, text: str, workflow: Any, file: str | None, live: bool = False
 ) -> tuple[Any, ...]:
     """What opening `rid` ("": nothing opened) answers: the opened id, its video, details,
     workflow and workflow file, then its buttons: Reuse settings, Rerun exactly and Extend
     usable while a job or chain is opened (the service says why one cannot be reused, rerun or
-    extended), the workflow's download while there is a file."""
+    extended), the workflow's download while there is a file, Follow live shown for a live job."""
     usable = gr.update(interactive=bool(rid))
     return (
         rid, video, text, workflow, gr.update(value=file, interactive=file is not None),
-        usable, usable, usable,
+        usable, usable, usable, gr.update(visible=live),
     )  # fmt: skip
+
+
+def note(listed: chain_history.Listing, filt: hist.HistoryFilter) -> str:
+    """The line over the gallery: how many are shown, and whether older ones match too."""
+    n = len(listed.entries)
+    if not n:
+        return "No job matches these filters." if filt.active else "No jobs yet."
+    more = " (the newest; narrow the filters for older ones)" if listed.more else ""
+    return f"{n} job{'s' if n != 1 else ''} shown, newest first{more}."
 
 
 class HistoryCallbacks:
@@ -101,20 +111,11 @@ class HistoryCallbacks:
         except ValueError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         caller = caller_of(self.studio, request)
-        rows = hist.listing(self.studio.ledger, filt, caller, GALLERY_LIMIT)
         chains = getattr(self.cb, "chains", None)  # a chain's segments are one item
+        listed = chain_history.listing(self.studio.ledger, chains, filt, caller, GALLERY_LIMIT)
         local = self.studio.tracker.store.local  # fetched from object storage when there
-        items = chain_history.fold(rows, chains, self.titles(), self.results_dir, local)
-        if not items:
-            note = "No job matches these filters." if filt.active else "No jobs yet."
-        else:
-            more = (
-                " (the newest; narrow the filters for older ones)"
-                if len(items) >= GALLERY_LIMIT
-                else ""
-            )
-            note = f"{len(items)} job{'s' if len(items) != 1 else ''} shown, newest first{more}."
-        return [(i.image, i.caption) for i in items], [i.rid for i in items], note
+        items = chain_history.items(listed.entries, self.titles(), self.results_dir, local)
+        return [(i.image, i.caption) for i in items], [i.rid for i in items], note(listed, filt)
 
     def open(
         self, request: gr.Request, rids: list[str] | None, evt: gr.SelectData
@@ -134,10 +135,9 @@ class HistoryCallbacks:
         if row is None:
             return open_answer("", None, "Pick a job in the gallery.", None, None)
         video = hist.video_of(row, self.studio.tracker.store.local)
-        text = details(row) + "\n\n" + hist.recipe_markdown(row)
-        return open_answer(
-            rid, str(video) if video else None, text, row.workflow, self._workflow_file(row)
-        )
+        text = hist.opened_markdown(row, video)
+        file = self._workflow_file(row)
+        return open_answer(rid, str(video) if video else None, text, row.workflow, file, row.live)
 
     def _workflow_file(self, row: Any) -> str | None:
         """The filled workflow as a file in the served results folder (written once)."""
@@ -204,7 +204,7 @@ class History:
     rids: gr.State
     note: gr.Markdown
     opened: gr.State
-    after_fill: Callable[[Any], Any]
+    after_fill: Callable[..., Any]
     extend: Any = None  # "Extend" on the opened job (wired by app/ui/chain.py)
 
     def refresh_after(
@@ -245,7 +245,7 @@ class History:
             api_name="reuse",
             **QUIET,
         )
-        self.after_fill(form.shown(event, hc.values))
+        self.after_fill(form.shown(event, hc.values), job_id)
 
 
 def build_history(
@@ -254,10 +254,11 @@ def build_history(
     *,
     watch_out: list[Any],
     watch_in: list[Any],
-    after_fill: Callable[[Any], Any],
+    after_fill: Callable[..., Any],
 ) -> History:
-    """The History accordion and its events; `after_fill(event)` chains what follows a filled
-    form (its quote and frame note). Rerun answers `watch_out` as the page's own events do,
+    """The History accordion and its events; `after_fill(event, source)` chains what follows a
+    form filled from the job or chain id in `source` (its quote, frame note, the note naming
+    it). Rerun and Follow live answer `watch_out` as the page's own events do,
     from the opened job and `watch_in` (app/ui/page.py's `page_out`)."""
     hc = HistoryCallbacks(cb)
     forms = cb.studio.forms
@@ -315,6 +316,9 @@ def build_history(
                     download = gr.DownloadButton(
                         "Download workflow JSON", elem_id="wp-hist-download", **off
                     )
+                    follow = gr.Button(  # a live job: this panel is its state when opened
+                        "Follow live", size="sm", visible=False, elem_id="wp-hist-follow"
+                    )
                 with gr.Accordion("Filled workflow (API format)", open=False):
                     workflow = gr.JSON(elem_id="wp-hist-workflow")
         gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions; a phone
@@ -336,7 +340,7 @@ def build_history(
         [gallery.select],
         hc.open,
         rids,
-        [opened, video, info, workflow, download, reuse, rerun, extend],
+        [opened, video, info, workflow, download, reuse, rerun, extend, follow],
         api_name="history_open",
         api_visibility="private",
         **QUIET,
@@ -349,11 +353,13 @@ def build_history(
             api_name="history_reuse",
             api_visibility="private",
             **QUIET,
-        )
+        ),
+        opened,  # the form's note names the opened job, not the page's
     )
-    # the page's status panel follows the new job; its end refreshes the gallery (page_final,
-    # or once the gallery is on screen: app/ui/live_route.py)
+    # the page's status panel follows the new job (or the opened live one); its end refreshes
+    # the gallery (page_final, or once the gallery is on screen: app/ui/live_route.py)
     rerun.click(cb.rerun, [opened, *watch_in], watch_out, api_name="history_rerun", **PRIVATE)
+    follow.click(cb.attach, [opened, *watch_in], watch_out, api_name="history_follow", **PRIVATE)
     blocks.load(
         hc.refresh,
         filters,

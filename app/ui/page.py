@@ -241,13 +241,18 @@ def build_ui(
                      page=(page_quote, [quote_md, shown, field_errors]))  # fmt: skip
         requote.on(c.change for c in form.inputs if c not in (form["pipeline"], form["mode"]))
 
-        def after_fill(event):  # a form filled from values: quote, frame note, what was filled
+        def after_fill(event, source=job_id):
+            # a form filled from the job (or chain) whose id `source` holds: the page's own job
+            # unless said (History's opened job, the chain shown): quote, frame note, its note
             requote.after(event)
             note = form.show_frames(event).then(
-                extras.filled, inputs_kwargs={"job_id": job_id, **form.kwargs},
+                extras.filled, inputs_kwargs={"job_id": source, **form.kwargs},
                 outputs=form_note, **PRIVATE,
             )  # fmt: skip
             return note.then(None, js=SCROLL_TO_FORM_JS, **PRIVATE)
+
+        def after_chain_fill(event):  # Reuse chain settings: the chain shown
+            return after_fill(event, chain.chain_id)
 
         watch_out = [status, video, details, job_id, job_store, result]
         # the page's events that answer a job: its view, what follows its id, and this
@@ -313,7 +318,7 @@ def build_ui(
         form.picker.wire(studio.refresh_offers, form["pipeline"], cb.message)
         history.wire_reuse(reuse_btn, job_id)
         wire_batch(cb, batch, final, job_id=job_id, after_fill=after_fill)
-        wire_chain(cb, chains, chain, job_id=job_id, history=history, after_fill=after_fill)
+        wire_chain(cb, chains, chain, job_id=job_id, history=history, after_fill=after_chain_fill)
         loaded = blocks.load(
             form.layout,
             inputs_kwargs={"pipeline": form["pipeline"], "mode": form["mode"]},

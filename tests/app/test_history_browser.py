@@ -1,7 +1,10 @@
 """The History section in Debian's headless Chromium (Playwright) against the session's studio:
 the gallery shows a finished job with its thumbnail and filters it; an opened job replays its
 video and shows its seed and recipe; "Reuse settings" from a job of another pipeline fills the
-form with that job's values; "Rerun exactly" from the gallery makes a new job with the same seed.
+form with that job's values (the note names that job); "Rerun exactly" from the gallery makes a
+new job with the same seed; a live job opened names its state, and "Follow live" follows it in
+the page's status panel to its end; a chain is found by its own id, and "Reuse chain settings"
+names it.
 
 Jobs are made through the API first (fast), with prompts no other test uses, so the filters find
 exactly them in the session's shared ledger."""
@@ -9,6 +12,7 @@ exactly them in the session's shared ledger."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from gradio_client import handle_file
 
 from app.studio.ledger import Ledger
 from tests.app.test_api import args, finished
-from tests.app.test_browser import TIMEOUT_MS, disabled, open_studio, wait_state
+from tests.app.test_browser import TIMEOUT_MS, disabled, open_studio, slow_steps, wait_state
 from tests.app.test_history import ledger_of
 from tests.helpers import png_bytes
 
@@ -162,6 +166,10 @@ def test_reuse_settings_from_another_pipeline(studio, context, koi):
     open_item(page, KOI)
     page.locator("#wp-hist-reuse").click()
     page.wait_for_function(f"document.querySelector('#wp-prompt textarea').value === {KOI!r}")
+    # the note names the job the form was filled from: the opened one (the page shows none)
+    page.wait_for_function(
+        f"document.querySelector('#wp-form-note').innerText.includes('from job {koi}')"
+    )
     # the quote for the reused form comes last in the chain: every value has landed by then
     page.wait_for_function(
         "document.querySelector('#wp-quote').innerText.includes('GPU s') &&"
@@ -204,3 +212,54 @@ def test_rerun_exactly_from_the_gallery(studio, context, owl):
     # the gallery refreshes once the rerun has ended: both jobs, the newest first
     page.wait_for_function(f"document.querySelectorAll('{ITEM}').length === 2")
     assert "seed 31337" in page.locator(ITEM).first.inner_text()
+
+
+def test_a_live_job_opened_names_its_state_and_follows_live(studio, context, client, stack):
+    """A job sent elsewhere (here the API), opened in History while it runs: its panel names
+    the state it had (nothing keeps the panel current), and Follow live shows it in the page's
+    status panel, which follows it to its end."""
+    prompt = f"history heron {TAG} still flying"
+    slow_steps(stack, 1.0)  # a few seconds live
+    try:
+        client.submit(*args(prompt=prompt, seed=5), api_name="/generate")
+        deadline = time.monotonic() + 30
+        while not (found := ledger_of(studio).search(prompt)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rid = found[0].id
+        page = open_studio(context, studio.base_url)
+        filter_text(page, prompt, 1)
+        open_item(page, prompt)
+        info = page.locator("#wp-hist-details").inner_text()
+        assert rid in info and "Live:" in info, info
+        assert any(f"{s} when opened" in info for s in ("IN_QUEUE", "IN_PROGRESS")), info
+        page.locator("#wp-hist-follow").click()
+        wait_state(page, f"d.rid === '{rid}'")
+    finally:
+        slow_steps(stack, 0.1)
+    wait_state(page, "d.state === 'COMPLETED'")
+    assert "seed=5" in page.locator("#wp-details").inner_text()
+
+
+def test_a_chain_found_by_its_id_and_reused_is_named_in_the_note(studio, context, client):
+    prompt = f"history wren {TAG} on a branch"
+    status, _, _, rid = finished(
+        client.predict(*args(prompt=prompt, seconds=1.0, seed=8), api_name="/generate")
+    )
+    assert 'data-state="COMPLETED"' in status, status
+    *_, cid = client.predict(job_id=rid, prompt="", colour_match=False, api_name="/extend")
+    page = open_studio(context, studio.base_url)
+    page.locator("#wp-hist-text textarea, #wp-hist-text input").first.fill(cid)
+    page.wait_for_function(  # the chain alone (its parent job is an item of its own)
+        f"document.querySelectorAll('{ITEM}').length === 1 &&"
+        f" document.querySelector('{ITEM}').innerText.includes('chain of 2/2 segments')"
+    )
+    page.locator(ITEM).first.click()
+    page.wait_for_function(
+        f"document.querySelector('#wp-hist-details').innerText.includes({cid!r})"
+    )
+    page.get_by_role("button", name="Longer video: Extend or Storyboard").click()
+    page.locator("#wp-chain-reuse:not([disabled])").click()  # the chain opened shows there
+    page.wait_for_function(
+        f"document.querySelector('#wp-form-note').innerText.includes('from job {cid}')"
+    )
+    assert page.locator("#wp-prompt textarea").input_value() == prompt
