@@ -26,7 +26,7 @@ import gradio as gr
 
 from app.errors import SubmitError, user_message
 from app.studio.chain_history import is_chain
-from app.studio.forms import field_of
+from app.studio.forms import FILE_FIELDS, field_of
 from app.studio.history import thumbnail
 from app.studio.inputs import describe
 from app.studio.jobs import JobView, Studio
@@ -42,7 +42,6 @@ from app.ui.toasts import refusal, stopped
 
 log = logging.getLogger("wanpod.app")
 
-FILE_FIELDS = ("start_image", "end_image", "workflow_file")  # optional, as on the form
 
 
 def files_optional(fn: Any) -> Any:
@@ -245,6 +244,7 @@ class Callbacks:
         self.studio.check_files(values, caller_of(self.studio, request))
         return values
 
+    @files_optional
     def quote(self, request: gr.Request, **fields: Any) -> str:
         """The job's quote (GPU seconds, dollars, cold start), what happens to its images, and
         any limit it would break. A refused value (out of range, not offered, a missing or too

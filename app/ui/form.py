@@ -163,13 +163,13 @@ class Form:
         typed = {}
         for name in self.names:
             raw = fields[name]
-            try:
-                typed[name] = _typed(self._types[name], raw, self._uploads(name))
-            except _WrongType as exc:
-                allowed = self._allowed(name, exc.kind, fields)
+            value = _typed(self._types[name], raw, self._uploads(name))
+            if isinstance(value, _WrongType):
+                allowed = self._allowed(name, value.kind, fields)
                 raise InputError(
                     LABELS.get(name, name), f"{as_sent(raw)} is not allowed; allowed: {allowed}"
-                ) from None
+                )
+            typed[name] = value
         return self.shape(**typed)
 
     def _uploads(self, name: str) -> bool:
@@ -435,17 +435,16 @@ class Form:
         )
 
 
-class _WrongType(Exception):  # `Form.values` makes it an InputError naming the field
+@dataclasses.dataclass(frozen=True)
+class _WrongType:  # what `_typed` answers for such a value; `Form.values` refuses it
     """A value that is not of its field's type (`kind`)."""
 
-    def __init__(self, kind: type) -> None:
-        super().__init__(kind.__name__)
-        self.kind = kind
+    kind: type
 
 
 def _typed(hint: Any, raw: Any, upload: bool = False) -> Any:
     """A component's value as its `FormValues` field's type (`str`, `float`, `int`, `bool`, or
-    one of them or None), or _WrongType: never converted into another value (bool("false") is
+    one of them or None), or a _WrongType: never converted into another value (bool("false") is
     True, int(4.5) 4, str of an object its repr). None is the field's empty value, and so is
     "" but for a bool; a whole float is an int; an upload (`upload`: a file or image field)
     arrives as a path, or an upload object or dict with one."""
@@ -472,7 +471,7 @@ def _typed(hint: Any, raw: Any, upload: bool = False) -> Any:
             return float(raw)
         if raw == int(raw):  # 6.0 is 6; 4.5 is refused, not truncated
             return int(raw)
-    raise _WrongType(kind)
+    return _WrongType(kind)
 
 
 def _path(value: Any) -> Any:

@@ -16,8 +16,9 @@ import pytest
 from gradio_client.exceptions import AppError
 
 from app.errors import InputError, SubmitError
+from app.studio.forms import FILE_FIELDS
 from app.ui import callbacks
-from app.ui.callbacks import FILE_FIELDS, Callbacks
+from app.ui.callbacks import Callbacks
 from app.ui.status import SUBMITTING_HTML
 from tests.app.test_page_end import page_callbacks
 from tests.app.test_studio_api import endpoint
@@ -37,6 +38,12 @@ class SlowSubmit:
     def submit(self, values, user=None, shown=None):
         time.sleep(self.after_s)
         raise self.error
+
+    def caller(self, user):  # one operator (no login)
+        return None
+
+    def check_files(self, values, caller):  # its own files, here none
+        return None
 
 
 FORM = SimpleNamespace(values=lambda fields: fields)  # the form's values, as given

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.studio.forms import FormValues
-from app.ui.callbacks import FILE_FIELDS
+from app.studio.forms import FILE_FIELDS, FormValues
 
 FORM_FIELDS = [f.name for f in dataclasses.fields(FormValues)]
 
