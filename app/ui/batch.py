@@ -314,9 +314,11 @@ def wire_batch(
     *,
     job_id: Any,
     after_fill: Callable[[Any], Any],
+    history: Any = None,
 ) -> BatchCallbacks:
     """The batch's and draft -> final's events; `after_fill(event)` chains what follows a filled
-    form (its quote and frame note)."""
+    form (its quote and frame note); `history` (app/ui/history.py's History): its gallery is
+    refreshed once the batch has ended, as after a job the page followed."""
     bc = BatchCallbacks(cb, final)
     form = cb.form
     batch_inputs = {**form.kwargs, "count": batch.count, "seeds": batch.seeds,
@@ -326,13 +328,15 @@ def wire_batch(
     requote.line(requote.BATCH, bc.quote_line, batch_inputs, [batch.quote],
                  api_name="batch_quote", page=(bc.quote, [batch.quote, batch.drawn]))  # fmt: skip
     requote.on([batch.count.change, batch.seeds.change, batch.prompts.change])
-    batch.button.click(
+    ran = batch.button.click(
         bc.generate,
         inputs_kwargs={**batch_inputs, "drawn": batch.drawn},
         outputs=[batch.status, batch.gallery, batch.ids],
         api_name="generate_batch",
         **QUIET,
     )
+    if history is not None:
+        history.refresh_after(ran)
     event = final.button.click(
         bc.draft_final,
         job_id,

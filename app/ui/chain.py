@@ -275,13 +275,16 @@ def wire_chain(
                  api_name="storyboard_quote",
                  page=(cc.storyboard_quote, [panel.quote, panel.story_shown]))  # fmt: skip
     requote.on([panel.prompts.change, panel.colour.change])
-    panel.storyboard.click(
+    # a chain started here refreshes the History gallery once it has ended (as a job does)
+    history.refresh_after(panel.storyboard.click(
         cc.storyboard, inputs_kwargs={**story, "shown": panel.story_shown}, outputs=out,
         api_name="storyboard", **QUIET,
-    )  # fmt: skip
+    ))  # fmt: skip
     ext = {"job_id": job_id, "prompt": panel.extend_prompt, "colour_match": panel.colour}
     quoted([panel.extend_prompt.change], cc.extend_quote, ext, "extend_quote")
-    panel.extend.click(cc.extend, inputs_kwargs=ext, outputs=out, api_name="extend", **QUIET)
+    history.refresh_after(
+        panel.extend.click(cc.extend, inputs_kwargs=ext, outputs=out, api_name="extend", **QUIET)
+    )
     shown = history.extend.click(lambda: gr.Accordion(open=True), None, panel.section, **PRIVATE)
     history.refresh_after(
         shown.then(
@@ -297,7 +300,9 @@ def wire_chain(
     attach.click(cc.attach, panel.chain_id, out, api_name="chain", **QUIET)
     said = gr.Textbox(visible=False, label="Outcome")  # /cancel_chain's answer (a toast here)
     panel.cancel.click(cc.cancel, panel.chain_id, said, api_name="cancel_chain", **QUIET)
-    panel.rerun.click(cc.rerun, panel.chain_id, out, api_name="rerun_chain", **QUIET)
+    history.refresh_after(
+        panel.rerun.click(cc.rerun, panel.chain_id, out, api_name="rerun_chain", **QUIET)
+    )
     reused = panel.reuse.click(
         cc.reuse, panel.chain_id, [*form.inputs, panel.prompts, panel.values],
         api_name="reuse_chain", **QUIET,

@@ -20,6 +20,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.studio.chain_history import is_chain
 from app.studio.checks.health import ColdStart
 from app.studio.inputs import matching_preset
 from app.studio.owners import Caller
@@ -145,8 +146,10 @@ class Extras:
         title = form.title if form is not None else v.pipeline
         seed = "random seed" if v.randomize else f"seed {v.seed}"
         size = f", {v.resolution}" if v.resolution else ""
+        source = (job_id or "").strip()
+        what = "chain" if is_chain(source) else "job"
         return (
-            f"✅ **Form filled from job `{(job_id or '').strip()}`:** {title}, {v.mode}{size}, "
+            f"✅ **Form filled from {what} `{source}`:** {title}, {v.mode}{size}, "
             f"{v.seconds:g} s, {seed}, prompt “{html.escape(v.prompt[:60])}”. Check the quote, "
             "then Generate."
         )

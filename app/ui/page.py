@@ -317,7 +317,7 @@ def build_ui(
         use_seed_btn.click(extras.use_seed, job_id, [form["seed"], form["randomize"]], **PRIVATE)
         form.picker.wire(studio.refresh_offers, form["pipeline"], cb.message)
         history.wire_reuse(reuse_btn, job_id)
-        wire_batch(cb, batch, final, job_id=job_id, after_fill=after_fill)
+        wire_batch(cb, batch, final, job_id=job_id, after_fill=after_fill, history=history)
         wire_chain(cb, chains, chain, job_id=job_id, history=history, after_fill=after_chain_fill)
         loaded = blocks.load(
             form.layout,

@@ -81,6 +81,12 @@ def test_batch_combined_quote_then_run_to_the_end(studio, context):
     page.locator("#wp-batch-generate").click()
     page.wait_for_function(f"{STATUS} && {STATUS}.dataset.total === '2'")
     page.wait_for_function(f"{STATUS}.dataset.completed === '2'")
+    # History's gallery shows the batch's jobs once it has ended, as after a job the page
+    # followed (it waited for Refresh)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#wp-hist-gallery .caption-label')]"
+        f".filter(c => c.innerText.includes('batch lantern {TAG}')).length === 2"
+    )
     rids = page.evaluate(f"{STATUS}.dataset.rids").split(",")
     rows = [ledger_of(studio).get(r) for r in rids]
     assert [r.state for r in rows] == ["COMPLETED", "COMPLETED"]

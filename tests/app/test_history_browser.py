@@ -260,6 +260,6 @@ def test_a_chain_found_by_its_id_and_reused_is_named_in_the_note(studio, context
     page.get_by_role("button", name="Longer video: Extend or Storyboard").click()
     page.locator("#wp-chain-reuse:not([disabled])").click()  # the chain opened shows there
     page.wait_for_function(
-        f"document.querySelector('#wp-form-note').innerText.includes('from job {cid}')"
+        f"document.querySelector('#wp-form-note').innerText.includes('from chain {cid}')"
     )
     assert page.locator("#wp-prompt textarea").input_value() == prompt
