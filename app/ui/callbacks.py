@@ -43,7 +43,6 @@ from app.ui.toasts import refusal, stopped
 log = logging.getLogger("wanpod.app")
 
 
-
 def files_optional(fn: Any) -> Any:
     """`fn(**fields)` with the form's file fields as keyword parameters defaulting to None in its
     signature: Gradio's API info (and gradio_client) then lists them as optional, not Required."""
