@@ -28,7 +28,7 @@ from app.studio.owners import Caller
 from app.studio.shown import BatchShown, priced
 from app.ui import requote
 from app.ui.callbacks import caller_of, files_optional, user_of
-from app.ui.fields import Textbox, described
+from app.ui.fields import Checkbox, Textbox, described
 from app.ui.quiet import PRIVATE, QUIET
 from app.ui.status import job_buttons_js
 
@@ -69,7 +69,7 @@ def chain_panel() -> ChainPanel:
             ),
             "one prompt per segment, one per line; each segment starts on the previous last frame",
         )  # fmt: skip
-        colour = gr.Checkbox(
+        colour = Checkbox(  # refuses "false" and the like: bool("false") is True
             False,
             label="Match each new start frame's colours to the previous segment",
             elem_id="wp-chain-colour",

@@ -28,3 +28,14 @@ def test_a_value_of_another_type_is_refused_not_run(client, change, refusal):
     assert str(exc.value).startswith(refusal), str(exc.value)
     text = client.predict(*args(**change), api_name="/quote")
     assert text.startswith(f"⚠️ {md_text(refusal)}"), text
+
+
+def test_the_chains_colour_match_takes_a_boolean_only(client):
+    """The Longer video section's colour-match switch is no form field: it refuses another type
+    itself (it was Gradio's own Checkbox, which passed "false" on, true to Python)."""
+    with pytest.raises(AppError) as exc:
+        client.predict(job_id="wp-none", prompt="", colour_match="false", api_name="/extend")
+    assert str(exc.value) == (
+        "match each new start frame's colours to the previous segment: 'false' is not allowed; "
+        "allowed: true or false"
+    ), str(exc.value)
