@@ -20,7 +20,7 @@ class ParamError(WorkflowError, ValueError):
         self.param = param
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{param}: {_show(value)} is not allowed; allowed: {allowed}")
+        super().__init__(f"{param}: {as_sent(value)} is not allowed; allowed: {allowed}")
 
 
 class TemplateError(WorkflowError):
@@ -31,6 +31,7 @@ class WorkflowFormatError(WorkflowError, ValueError):
     """The uploaded file is not an API-format ComfyUI workflow."""
 
 
-def _show(value: object) -> str:
+def as_sent(value: object) -> str:
+    """A refused value as a refusal shows it: its repr, shortened to 80 characters."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from workflows.errors import as_sent
+
 C = TypeVar("C")
 T = TypeVar("T", bound=type)
 
@@ -48,12 +50,6 @@ def _checked(component: Any, base_preprocess: Any, payload: Any, unreadable: str
         raise gr.Error(
             f"{_field(component)}: {unreadable} ({type(exc).__name__})", print_exception=False
         ) from None
-
-
-def as_sent(value: Any) -> str:
-    """A refused value as a refusal shows it (its repr, shortened as workflows' ParamError does)."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _of_type(component: Any, payload: Any, kind: type, allowed: str) -> Any:

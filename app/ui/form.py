@@ -39,12 +39,12 @@ from app.ui.fields import (
     Radio,
     Slider,
     Textbox,
-    as_sent,
     described,
     options,
 )
 from app.ui.offers import Picker
 from app.ui.quiet import QUIET
+from workflows.errors import as_sent
 
 ADVANCED_LABELS = {
     "steps": "Steps",
