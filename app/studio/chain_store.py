@@ -76,26 +76,27 @@ class ChainStore:
         return cid
 
     def update(self, cid: str, **fields: Any) -> None:
-        cols = [f'"{k}"=?' for k in fields] + ["updated_at=?"]
-        values = [json.dumps(v) if k in _JSON else v for k, v in fields.items()]
-        sql = f"UPDATE chains SET {', '.join(cols)} WHERE id=?"
-        self.db.execute(sql, (*values, time.time(), cid))
+        self._set(cid, fields)
 
     def stop(self, cid: str, state: str, error: str) -> bool:
         """Set a chain that has not ended to `state` (CANCELLED) in one conditional write: a
         chain that ended meanwhile (its last segment stored, its video stitched) keeps its
         end. True when it was set."""
-        sql = "UPDATE chains SET state=?, error=?, updated_at=? WHERE id=? AND finished_at IS NULL"
-        return self.db.execute(sql, (state, error, time.time(), cid)).rowcount == 1
+        return self._set(cid, {"state": state, "error": error}, unfinished=True)
 
     def finish(self, cid: str, **fields: Any) -> bool:
         """Write the chain's end (`fields`, `finished_at` now) in one conditional write: a
         chain another replica ended meanwhile (it carried the chain on while this one was
         stopped or frozen) keeps that end. True when written."""
-        fields["finished_at"] = time.time()
+        return self._set(cid, {**fields, "finished_at": time.time()}, unfinished=True)
+
+    def _set(self, cid: str, fields: dict[str, Any], unfinished: bool = False) -> bool:
+        """One UPDATE of `fields` (and `updated_at`); `unfinished`: only while the chain has
+        not ended. True when a row was written."""
         cols = [f'"{k}"=?' for k in fields] + ["updated_at=?"]
         values = [json.dumps(v) if k in _JSON else v for k, v in fields.items()]
-        sql = f"UPDATE chains SET {', '.join(cols)} WHERE id=? AND finished_at IS NULL"
+        sql = f"UPDATE chains SET {', '.join(cols)} WHERE id=?"
+        sql += " AND finished_at IS NULL" if unfinished else ""
         return self.db.execute(sql, (*values, time.time(), cid)).rowcount == 1
 
     def get(self, cid: str) -> ChainRow | None:

@@ -35,6 +35,7 @@ from app.studio.ledger import LIVE_STATES, JobRow, Ledger
 from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.records import details
+from app.studio.store import in_object_storage
 from workflows.catalog import frames_for
 
 log = logging.getLogger("wanpod.history")
@@ -166,11 +167,7 @@ def video_gone(row: JobRow) -> bool:
     where = row.result_path
     if row.state is not JobState.COMPLETED or not where:
         return False
-    return not _in_object_storage(where) and not Path(where).is_file()
-
-
-def _in_object_storage(location: str) -> bool:
-    return "://" in location  # s3://bucket/key; the results folder's are paths
+    return not in_object_storage(where) and not Path(where).is_file()
 
 
 def thumbnail_of(
@@ -310,7 +307,7 @@ def opened_markdown(row: JobRow, video: Path | None) -> str:
     if row.state is JobState.COMPLETED and video is None:
         why = (
             "it could not be fetched from the result store; open the job again later"
-            if _in_object_storage(row.result_path or "")
+            if in_object_storage(row.result_path)
             else "its file is gone from the results folder"
         )
         parts.append(f"**Video:** none to play: {why}.")

@@ -136,6 +136,7 @@ class Studio:
         self.ops = ops  # limits, budgets, pre-flight before /run (None: no checks)
         self.disk = disk.Probe(settings.data_dir)  # can the data folder take a new job?
         self._results = Path(os.path.realpath(Path(settings.data_dir) / "results"))
+        self._chains = ChainStore(ledger)  # whose a chain's stored files are (`may_read`)
         self._samplers = functools.lru_cache(maxsize=1024)(self._read_samplers)
 
     # -- quote -----------------------------------------------------------------------------
@@ -401,7 +402,7 @@ class Studio:
         if not holder:
             return True
         if is_chain(holder):
-            chain = ChainStore(self.ledger).get(holder)
+            chain = self._chains.get(holder)
             return chain is not None and caller.sees(chain.user)
         try:
             self.row(holder, caller, workflow=False)

@@ -89,7 +89,7 @@ class S3Store:
         return f"s3://{self.bucket}/{key}"
 
     def local(self, location: str | None) -> Path | None:
-        if not location or not location.startswith("s3://"):
+        if not in_object_storage(location):
             return LocalStore(self.cache_dir).local(location)
         bucket, _, key = location.removeprefix("s3://").partition("/")
         rid, _, name = key.removeprefix(self.prefix).strip("/").partition("/")
@@ -112,6 +112,11 @@ class S3Store:
         return self.client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s
         )
+
+
+def in_object_storage(location: str | None) -> bool:
+    """Whether a stored result's location is an object's (`s3://...`), not a local path."""
+    return bool(location) and str(location).startswith("s3://")
 
 
 def open_store(shared: Any, results_dir: Path) -> ResultStore:

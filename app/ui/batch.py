@@ -29,12 +29,11 @@ import gradio as gr
 from app.errors import InputError
 from app.studio.batch import BatchPlan, BatchRun, BatchService
 from app.studio.forms import field_of
-from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.promote import promote
 from app.studio.shown import BatchShown, priced
 from app.ui import requote
-from app.ui.callbacks import PRICED_PROMPT, caller_of, files_optional, user_of
+from app.ui.callbacks import PRICED_PROMPT, caller_of, files_optional, user_of, warned
 from app.ui.fields import Number, Textbox, described
 from app.ui.quiet import QUIET
 from app.ui.toasts import stopped
@@ -100,7 +99,7 @@ class BatchCallbacks:
         try:
             line, drawn = self._line(request, count, seeds, prompts, fields)
         except Exception as exc:
-            refusal = f"⚠️ {md_text(self.cb.message(exc))}"
+            refusal = warned(self.cb.message(exc))
             if field_of(str(getattr(exc, "field", ""))) != "prompt":
                 return refusal, None
             # refused for the form's prompt alone (a batch of seeds): priced as the form's own

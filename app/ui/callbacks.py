@@ -61,6 +61,11 @@ SUBMITTING_AFTER_S = 0.3  # an API submit slower than this streams "Submitting�
 PRICED_PROMPT = "a video"  # prices a form whose prompt is refused (its words cost nothing)
 
 
+def warned(text: str) -> str:
+    """A refusal on a quote line: its words (which may quote what the user typed) as text."""
+    return f"⚠️ {md_text(text)}"
+
+
 def user_of(request: gr.Request | None) -> str | None:
     """The signed-in user (set under APP_AUTH); Gradio injects `request`, not part of the API."""
     return getattr(request, "username", None) if request is not None else None
@@ -234,7 +239,6 @@ class Callbacks:
     def error(self, exc: BaseException) -> gr.Error:
         return refusal(self.message(exc))
 
-    @files_optional
     def values(self, fields: Mapping[str, Any], request: gr.Request | None) -> Any:
         """The form's values from an event's fields (`Form.values`); a stored file the caller
         may not read, named by path in a file field, is refused before anything reads it
@@ -263,14 +267,14 @@ class Callbacks:
             field = field_of(str(getattr(exc, "field", "")))
             priced = self._priced_aside(values, prep, field)
             if priced is None:
-                return f"⚠️ {md_text(msg)}", Shown(problem=msg, field=field)
+                return warned(msg), Shown(problem=msg, field=field)
             # the price does not depend on what was refused: the settings' quote, then the
             # refusal (an operator sees what a choice costs before writing the prompt or
             # picking the image). Generate validates the form again: the refusal stands, and a
             # prompt or an image given meanwhile is sent at this price
             line, kept = priced
             shown = dataclasses.replace(kept, problem=msg, field=field)  # the price and the refusal
-            return f"{line}\n\n⚠️ {md_text(msg)}", shown
+            return f"{line}\n\n{warned(msg)}", shown
         return self._line(values, prep, fits)
 
     def images_refusal(self, fields: dict[str, Any], request: gr.Request | None) -> str:
@@ -280,7 +284,7 @@ class Callbacks:
         try:
             self.studio.images(self.values(fields, request))
         except Exception as exc:
-            return f"\n\n⚠️ {md_text(self.message(exc))}"
+            return f"\n\n{warned(self.message(exc))}"
         return ""
 
     def _priced_aside(self, values: Any, prep: Any, field: str) -> tuple[str, Shown] | None:

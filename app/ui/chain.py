@@ -23,11 +23,10 @@ import gradio as gr
 
 from app.studio import chain_history
 from app.studio.chains import Chains
-from app.studio.markup import md_text
 from app.studio.owners import Caller
 from app.studio.shown import BatchShown, priced
 from app.ui import requote
-from app.ui.callbacks import caller_of, files_optional, user_of
+from app.ui.callbacks import caller_of, files_optional, user_of, warned
 from app.ui.fields import Checkbox, Textbox, described
 from app.ui.quiet import PRIVATE, QUIET
 from app.ui.status import job_buttons_js
@@ -120,10 +119,6 @@ class ChainCallbacks:
             )
         return line
 
-    def _refused(self, exc: BaseException) -> str:
-        """A quote line's refusal: its words (which may quote a prompt) shown as text."""
-        return f"⚠️ {md_text(self.cb.message(exc))}"
-
     def storyboard_quote(
         self, request: gr.Request, prompts: str, colour_match: bool, **fields: Any
     ) -> tuple[str, BatchShown | None]:
@@ -135,7 +130,7 @@ class ChainCallbacks:
             values = self.cb.values(fields, request)
             check = self.chains.storyboard_check(values, prompts, colour_match, user_of(request))
         except Exception as exc:
-            return self._refused(exc), None
+            return warned(self.cb.message(exc)), None
         line = self._quoted(check) + self.cb.images_refusal(fields, request)  # its first one's
         return line, check.shown()
 
@@ -173,7 +168,7 @@ class ChainCallbacks:
                 (job_id or "").strip(), prompt or "", colour_match, user_of(request)
             )
         except Exception as exc:
-            return self._refused(exc)
+            return warned(self.cb.message(exc))
         return self._quoted(check)
 
     def extend(
