@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,12 +51,14 @@ class Secret:
 VOLUME_ROOTS = ("/runpod-volume", "/workspace")
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})  # also start.sh's is_true
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """Unset or blank (an empty row in RunPod's environment editor): the default, as every
+    other setting here and start.sh read a blank value."""
     raw = env.get(name)
-    if raw is None:
+    if raw is None or not raw.strip():
         return default
     v = raw.strip().lower()
     if v in TRUE_WORDS:
@@ -197,7 +200,8 @@ class Settings:
             ready_interval_s=_num(env, "COMFY_API_AVAILABLE_INTERVAL_MS", 50, int, 1) / 1000,
             ready_max_retries=_num(env, "COMFY_API_AVAILABLE_MAX_RETRIES", 0, int, 0),
             ready_timeout_s=_num(env, "COMFY_READY_TIMEOUT_S", 600.0),
-            comfy_pid_file=_str(env, "COMFY_PID_FILE", "/tmp/comfyui.pid"),
+            # set empty: start.sh writes no pid file, and there is nothing to check
+            comfy_pid_file=env.get("COMFY_PID_FILE", "/tmp/comfyui.pid").strip(),
             ws_reconnect_attempts=_num(env, "WEBSOCKET_RECONNECT_ATTEMPTS", 5, int, 0),
             ws_reconnect_delay_s=_num(env, "WEBSOCKET_RECONNECT_DELAY_S", 3.0),
             ws_trace=_bool(env, "WEBSOCKET_TRACE", False),
@@ -234,6 +238,21 @@ class Settings:
 _S3_REQUIRED = ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY")
 
 
+# S3 host names that carry a region (AWS's, and stores named like them, such as Wasabi's):
+# s3.<region>, s3-<region> (AWS's older dash form), s3.dualstack.<region>, s3-fips.<region>,
+# each possibly after "<bucket>."; AWS's global s3.amazonaws.com is us-east-1
+_S3_HOST_REGION = re.compile(
+    r"(?:^|\.)s3(?:-fips)?(?:[.-]dualstack)?[.-](?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\."
+)
+
+
+def _aws_region(host: str) -> str:
+    """The region an S3 endpoint's host names (SigV4 signs with it); us-east-1 for the global
+    endpoint and for hosts that name none (S3-compatible stores, which accept it)."""
+    match = _S3_HOST_REGION.search(host.lower())
+    return match["region"] if match else "us-east-1"
+
+
 def _s3_from_env(env: Mapping[str, str]) -> S3Settings | None:
     present = [n for n in _S3_REQUIRED if _str(env, n)]
     if not present:
@@ -260,13 +279,7 @@ def _s3_from_env(env: Mapping[str, str]) -> S3Settings | None:
                 "BUCKET_NAME is not set and BUCKET_ENDPOINT_URL does not name a bucket "
                 "(https://<bucket>.s3.<region>.amazonaws.com); set BUCKET_NAME"
             )
-    region = _str(env, "BUCKET_REGION")
-    if not region:
-        host = parsed.hostname or ""
-        parts = host.split(".")
-        region = parts[parts.index("s3") + 1] if "s3" in parts[:-2] else "us-east-1"
-        if region in ("amazonaws",):
-            region = "us-east-1"
+    region = _str(env, "BUCKET_REGION") or _aws_region(parsed.hostname or "")
     return S3Settings(
         endpoint_url=endpoint,
         access_key_id=Secret(_str(env, "BUCKET_ACCESS_KEY_ID")),

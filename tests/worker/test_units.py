@@ -71,6 +71,40 @@ def test_s3_bucket_from_virtual_hosted_endpoint_and_secrets_masked():
     assert repr(Secret("x")) == "Secret('***')"
 
 
+@pytest.mark.parametrize(
+    "host, region",
+    [
+        ("my-bucket.s3.eu-west-1.amazonaws.com", "eu-west-1"),
+        ("my-bucket.s3-eu-west-1.amazonaws.com", "eu-west-1"),  # AWS's older dash form
+        ("s3.dualstack.ap-southeast-2.amazonaws.com", "ap-southeast-2"),
+        ("s3-fips.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+        ("my-bucket.s3.amazonaws.com", "us-east-1"),  # the global endpoint
+        ("s3.eu-central-1.wasabisys.com", "eu-central-1"),
+        ("s3.us-west-004.backblazeb2.com", "us-west-004"),
+        ("minio.internal", "us-east-1"),
+    ],
+)
+def test_s3_region_is_the_one_the_endpoint_names(host, region):
+    env = {"BUCKET_ACCESS_KEY_ID": "AK", "BUCKET_SECRET_ACCESS_KEY": "SK", "BUCKET_NAME": "b"}
+    s = Settings.from_env({**env, "BUCKET_ENDPOINT_URL": f"https://{host}"})
+    assert s.s3.region == region
+    named = Settings.from_env(
+        {**env, "BUCKET_ENDPOINT_URL": f"https://{host}", "BUCKET_REGION": "x-1"}
+    )
+    assert named.s3.region == "x-1"
+
+
+def test_a_blank_setting_is_its_default():
+    """An empty row in RunPod's environment editor means the default, for switches too."""
+    blank = {"CLEANUP_JOB_FILES": "", "REFRESH_WORKER": " ", "WEBSOCKET_RECONNECT_ATTEMPTS": ""}
+    s = Settings.from_env(blank)
+    assert s.cleanup is True and s.refresh_worker is False and s.ws_reconnect_attempts == 5
+    assert Settings.from_env({"CLEANUP_JOB_FILES": "false"}).cleanup is False
+    # except COMFY_PID_FILE, where empty means no pid file (start.sh writes none): no check
+    assert Settings.from_env({}).comfy_pid_file == "/tmp/comfyui.pid"
+    assert Settings.from_env({"COMFY_PID_FILE": ""}).comfy_pid_file == ""
+
+
 # -- errors ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", errors.ALL_ERRORS)
 def test_every_error_class_has_a_readable_message(cls):
