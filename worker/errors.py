@@ -11,9 +11,10 @@ scrubbed message.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 
 class WorkerError(Exception):
@@ -203,14 +204,31 @@ def one_line(text: str, server_paths: bool = False) -> str:
 
 class ScrubbingFormatter(logging.Formatter):
     """Log lines, tracebacks included, with the worker's secret values replaced by ***: an
-    exception logged as it was (an unexpected error's traceback) cannot carry one out."""
+    exception logged as it was (an unexpected error's traceback) cannot carry one out. The
+    secrets are the worker's own and those of the jobs under way (`job_secrets`)."""
 
     def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
         super().__init__(fmt)
         self.secrets = tuple(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        return _without_secrets(super().format(record), self.secrets)
+        return _without_secrets(super().format(record), self.secrets + tuple(_JOB_SECRETS))
+
+
+_JOB_SECRETS: list[str] = []  # the secrets jobs under way brought (their Comfy.org API keys)
+
+
+@contextlib.contextmanager
+def job_secrets(*secrets: str) -> Iterator[None]:
+    """While the block runs, log lines are scrubbed of `secrets` too: a job's own key (its
+    `comfy_org_api_key`) stays out of the operator's log as the worker's keys do."""
+    added = [s for s in secrets if s]
+    _JOB_SECRETS.extend(added)
+    try:
+        yield
+    finally:
+        for s in added:
+            _JOB_SECRETS.remove(s)
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:

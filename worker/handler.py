@@ -45,6 +45,7 @@ from .errors import (
     UnreadableModel,
     WorkerError,
     WorkflowRejected,
+    job_secrets,
     to_result,
 )
 from .fetch import ImageFetcher
@@ -93,10 +94,15 @@ async def run_job(
     progress = ProgressReporter(
         job, settings.progress_enabled, settings.progress_interval_s, settings.progress_quiet_s
     )
+    secrets = settings.secrets()
+    scrubbing = contextlib.ExitStack()  # log lines without the job's own key while it runs
     try:
         inventory = wants_inventory(job.get("input"))
         provision = None if inventory else wants_provision(job.get("input"))
         request = None if inventory or provision else parse_job_input(job.get("input"), settings)
+        if request is not None and request.comfy_org_api_key.value not in secrets:
+            secrets = [*secrets, request.comfy_org_api_key.value]
+            scrubbing.enter_context(job_secrets(request.comfy_org_api_key.value))
         timeout = settings.job_timeout_s or None
         deadline = asyncio.timeout(timeout)
         try:
@@ -128,7 +134,7 @@ async def run_job(
         raise
     except WorkerError as e:
         progress.finish()
-        result = to_result(e, settings.secrets())
+        result = to_result(e, secrets)
         log.warning("job %s failed: %s", job_id, result["error"])
         await progress.quiet()
         return result
@@ -136,7 +142,9 @@ async def run_job(
         progress.finish()
         log.exception("job %s: unexpected error", job_id)
         await progress.quiet()
-        return to_result(e, settings.secrets())
+        return to_result(e, secrets)
+    finally:
+        scrubbing.close()
     await progress.quiet()
     if settings.refresh_worker:
         result["refresh_worker"] = True

@@ -23,6 +23,7 @@ from tests.worker.conftest import (
     run,
     with_seed,
 )
+from worker.errors import ScrubbingFormatter
 from worker.handler import make_handler
 
 T2V = load_workflow("wan22_t2v_14B_lightx2v")
@@ -682,3 +683,29 @@ def test_comfyui_restarted_during_the_job_is_not_waited_for(own_comfy: Comfy):
     t.join(5)
     assert out["error"].startswith("ComfyUI stopped during the job: ComfyUI no longer knows prompt")
     assert time.monotonic() - t0 < 15
+
+
+def test_a_jobs_own_key_is_kept_out_of_its_error_and_the_log(emu: Comfy):
+    """The key a job brings (`comfy_org_api_key`) is scrubbed like the worker's own: here a
+    model name that happens to hold it comes back in the refusal and in the log's line."""
+    import logging
+
+    key = "job-key-SCRUB-7788"
+    wf = with_seed(T2V, 54)
+    loader = next(n for n in wf.values() if n["class_type"] == "UNETLoader")
+    loader["inputs"]["unet_name"] = f"{key}.safetensors"
+    line = io.StringIO()
+    log_to = logging.StreamHandler(line)
+    log_to.setFormatter(ScrubbingFormatter("%(message)s", []))
+    logging.getLogger("worker").addHandler(log_to)
+    try:
+        out = run(make_handler(emu.settings()), {"id": "s", "input": {
+            "workflow": wf, "comfy_org_api_key": key}})  # fmt: skip
+    finally:
+        logging.getLogger("worker").removeHandler(log_to)
+    assert "***.safetensors" in out["error"] and key not in json.dumps(out), out
+    assert "***.safetensors" in line.getvalue() and key not in line.getvalue(), line.getvalue()
+    # the job over, its key is not scrubbed from later lines (it is no secret of the worker's)
+    assert key in ScrubbingFormatter("%(message)s", []).format(
+        logging.LogRecord("worker", logging.INFO, "", 0, key, (), None)
+    )
