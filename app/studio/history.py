@@ -295,6 +295,13 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
+def no_video(row: JobRow) -> str:
+    """Why a COMPLETED row has no video to play here (its result store did not give it)."""
+    if in_object_storage(row.result_path):
+        return "it could not be fetched from the result store; open the job again later"
+    return "its file is gone from the results folder"
+
+
 def opened_markdown(row: JobRow, video: Path | None) -> str:
     """The opened job's panel: its details with its state named (live or not: nothing keeps
     this panel current, so a live one says so), a COMPLETED job's missing video, the recipe."""
@@ -305,12 +312,7 @@ def opened_markdown(row: JobRow, video: Path | None) -> str:
             " live to watch it in the status panel (or open it again)."
         )
     if row.state is JobState.COMPLETED and video is None:
-        why = (
-            "it could not be fetched from the result store; open the job again later"
-            if in_object_storage(row.result_path)
-            else "its file is gone from the results folder"
-        )
-        parts.append(f"**Video:** none to play: {why}.")
+        parts.append(f"**Video:** none to play: {no_video(row)}.")
     parts.append(recipe_markdown(row))
     return "\n\n".join(parts)
 

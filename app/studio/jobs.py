@@ -54,6 +54,7 @@ from app.studio.chain_history import is_chain
 from app.studio.chain_store import ChainStore
 from app.studio.checks.gate import Gate
 from app.studio.forms import FILE_FIELDS, LABELS, FormValues, PipelineForm, to_params
+from app.studio.history import no_video
 from app.studio.inputs import ImageFit, JobImages, image_fits, job_images
 from app.studio.learning import Learning
 from app.studio.ledger import JobRow, Ledger
@@ -476,6 +477,8 @@ class Studio:
         stored = (
             self.tracker.store.local(row.result_path) if row.state is JobState.COMPLETED else None
         )
+        if row.state is JobState.COMPLETED and stored is None:  # not "Done" with nothing
+            pv = dataclasses.replace(pv, head=f"{pv.head} · no video to play: {no_video(row)}")
         video = str(stored) if stored else None
         return JobView(rid, row.state, pv, video, details(row), row.final)
 

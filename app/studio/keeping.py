@@ -21,7 +21,7 @@ from typing import Any
 
 from app.endpoint.states import JobState
 from app.errors import FetchRefused, scrub
-from app.studio import cost, disk, history, results, timings
+from app.studio import cost, disk, history, results, store, timings
 from app.studio.db import unavailable
 
 log = logging.getLogger("wanpod.tracker")
@@ -114,6 +114,9 @@ class Keeping:
                 )
                 self._again_later(rid)
                 return
+            if store.unavailable(exc):  # the object store out of reach or answering 5xx: as
+                self._store_away(rid, exc)  # for a full disk, the job stays live and is
+                return  # stored again (RunPod keeps its result until its retention ends)
             log.warning("tracker: storing results of %s failed: %s", rid, type(exc).__name__)
             failed(f"the result could not be stored ({type(exc).__name__})")
 
@@ -145,16 +148,30 @@ class Keeping:
             timer.daemon = True
             timer.start()
 
+    def _store_away(self, rid: str, exc: BaseException) -> None:
+        """The result store cannot take the files now: the page says so (no key, bucket or
+        address: the error's kind only) and the job is stored again in retry_s."""
+        text = (
+            f"the result store is unavailable ({type(exc).__name__}); the video is stored "
+            f"as soon as it answers (trying every {self.retry_s:g} s)"
+        )
+        self._cannot_store(rid, text, "store unavailable")
+        self._again_later(rid)
+
     def _disk_full(self, rid: str, exc: BaseException) -> None:
         why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        text = disk.message(self.results_dir.parent, why)
+        self._cannot_store(rid, disk.message(self.results_dir.parent, why), "disk full")
+
+    def _cannot_store(self, rid: str, text: str, stage: str) -> None:
+        """A live job that cannot be stored now: `text` on its page (and in its row, while
+        this replica holds it), `stage` as its progress."""
         with self._cond:
             if self._notes.get(rid) != text:
                 log.warning("tracker: %s: %s", rid, text)
             self._notes[rid] = text
         # the ledger is on the same disk: when it cannot be written, the note in memory shows
         with contextlib.suppress(Exception):  # while this replica holds the live row
-            self.ledger.update_owned(rid, self.owner, progress={"stage": "disk full"}, error=text)
+            self.ledger.update_owned(rid, self.owner, progress={"stage": stage}, error=text)
         self._changed(rid)
 
     def note(self, rid: str) -> str | None:

@@ -114,6 +114,36 @@ class S3Store:
         )
 
 
+# S3 error codes that trying again later may cure (AWS's and S3-compatible stores' names)
+RETRIABLE_CODES = frozenset({
+    "SlowDown", "RequestTimeout", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+    "ServiceUnavailable", "InternalError", "RequestTimeTooSkewed",
+})  # fmt: skip
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The object store could not be used for a moment: out of reach, timing out, answering
+    5xx or asking to slow down. What trying again later may cure, unlike refused keys or a
+    missing bucket. boto3's upload_file wraps the store's answer in S3UploadFailedError: the
+    error it was raised from is looked at too."""
+    try:
+        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as Unreachable
+    except ImportError:  # only an S3 result store needs the SDK
+        return False
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, HTTPClientError | Unreachable):  # refused, closed, timed out, TLS
+            return True
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            return error.get("Code") in RETRIABLE_CODES or int(status) >= 500
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def in_object_storage(location: str | None) -> bool:
     """Whether a stored result's location is an object's (`s3://...`), not a local path."""
     return bool(location) and str(location).startswith("s3://")

@@ -5,24 +5,37 @@ its keys ever reaching a page, an API answer or a log line."""
 
 from __future__ import annotations
 
+import base64
+import os
 import time
+import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 import requests
 
+from app.endpoint.states import JobState
+from app.settings import PRICES_PATH, Settings
+from app.studio import cost
 from app.studio.history import gallery_items
+from app.studio.jobs import Studio
+from app.studio.ledger import Ledger
+from app.studio.owners import ANYONE
 from app.studio.results import SavedOutput
 from app.studio.shared import SharedSettings
 from app.studio.store import LocalStore, S3Store, open_store
+from app.studio.tracker import Tracker
 from tests.app.conftest import start_studio
 from tests.app.test_api import args, finished
 from tests.helpers import s3_server, wait_for
+from workflows.fill import fill
 
 KEY_ID, SECRET = "AKIDSTUDIORESULTS", "studioResultsS3secret0123456789abcd"
 BUCKET = "wanpod-results"
+PRICES = cost.load_prices(PRICES_PATH)
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +133,71 @@ def test_a_studio_stores_a_job_in_s3_and_serves_it_without_showing_a_key(stack, 
             assert SECRET not in text and KEY_ID not in text
     finally:
         studio.stop()
+
+
+def completed_answer(video: bytes) -> SimpleNamespace:
+    """RunPod's /status answer for a COMPLETED job whose video comes back as base64."""
+    return SimpleNamespace(
+        state="COMPLETED", progress=None, error=None, delay_ms=5, execution_ms=2000,
+        worker_id="w", output={"images": [{"filename": "v.mp4", "type": "base64",
+                                           "data": base64.b64encode(video).decode()}]},
+    )  # fmt: skip
+
+
+def test_a_store_out_of_reach_keeps_the_job_live_and_stores_it_when_it_answers(tmp_path):
+    """The object store away when a job ends (here: its server stopped) is no reason to fail a
+    paid job and drop its video: the page says the store is unavailable, and the job is stored
+    once the store answers again, as for a full disk."""
+    srv = s3_server(BUCKET)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    video = os.urandom(50_000)
+    tracker = Tracker(ledger, SimpleNamespace(status=lambda job_id: completed_answer(video)),
+                      tmp_path, PRICES, poll_s=0.05,
+                      store=open_store(settings(srv, "away"), tmp_path / "results"))  # fmt: skip
+    tracker.retry_s = 0.3
+    studio = Studio(settings=Settings.from_env({"WANPOD_DATA_DIR": str(tmp_path)}), forms={},
+                    fill=fill, endpoint=None, ledger=ledger, tracker=tracker,
+                    prices=PRICES)  # fmt: skip
+    rid = ledger.create(template="t2v_14b", mode="turbo", params={}, workflow={}, quote=None,
+                        gpu="H100 PRO")  # fmt: skip
+    ledger.update(rid, job_id="job-0", state=JobState.IN_PROGRESS)
+    srv.stop()
+    tracker.start()
+    try:
+        head = wait_for(
+            lambda: (h := studio.view(rid, ANYONE).progress.head).startswith("the result store")
+            and h, 60, "the page to say the store is unavailable",
+            lambda: str(studio.view(rid, ANYONE)),
+        )  # fmt: skip
+        assert "unavailable" in head and srv.base_url not in head and BUCKET not in head
+        assert ledger.get(rid).live  # not FAILED: its video is stored once the store answers
+        srv.start()
+        urllib.request.urlopen(urllib.request.Request(f"{srv.base_url}/{BUCKET}", method="PUT"))
+        row = wait_for(lambda: (r := ledger.get(rid)).final and r, 60, "the retried store")
+        assert row.state == "COMPLETED" and row.error is None, row
+        assert row.result_path == f"s3://{BUCKET}/away/{rid}/v.mp4"
+        assert f"away/{rid}/v.mp4" in bucket_keys(srv)
+        assert studio.view(rid, ANYONE).progress.head.startswith("Done")
+    finally:
+        tracker.stop()
+        srv.stop()
+
+
+def test_a_completed_job_whose_video_the_store_cannot_give_says_so(s3, tmp_path):
+    """Opened or attached through a replica that cannot fetch its video (the object gone), a
+    COMPLETED job's panel says there is no video to play and why, not just "Done"."""
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    tracker = Tracker(ledger, SimpleNamespace(status=lambda job_id: None), tmp_path, PRICES,
+                      store=open_store(settings(s3, "gone"), tmp_path / "results"))  # fmt: skip
+    studio = Studio(settings=Settings.from_env({"WANPOD_DATA_DIR": str(tmp_path)}), forms={},
+                    fill=fill, endpoint=None, ledger=ledger, tracker=tracker,
+                    prices=PRICES)  # fmt: skip
+    rid = ledger.create(template="t2v_14b", mode="turbo", params={}, workflow={}, quote=None,
+                        gpu="H100 PRO")  # fmt: skip
+    ledger.update(rid, job_id="job-1", state=JobState.COMPLETED, finished_at=time.time(),
+                  result_path=f"s3://{BUCKET}/gone/{rid}/v.mp4")  # fmt: skip
+    view = studio.view(rid, ANYONE)
+    assert view.video is None and view.final
+    assert view.progress.head.startswith("Done") and view.progress.head.endswith(
+        "no video to play: it could not be fetched from the result store; open the job again later"
+    ), view.progress.head
