@@ -265,7 +265,7 @@ class Callbacks:
         except Exception as exc:
             msg = self.message(exc)
             field = field_of(str(getattr(exc, "field", "")))
-            priced = self._priced_aside(values, prep, field)
+            priced = self._priced_aside(values, prep, field, user_of(request))
             if priced is None:
                 return warned(msg), Shown(problem=msg, field=field)
             # the price does not depend on what was refused: the settings' quote, then the
@@ -275,7 +275,7 @@ class Callbacks:
             line, kept = priced
             shown = dataclasses.replace(kept, problem=msg, field=field)  # the price and the refusal
             return f"{line}\n\n{warned(msg)}", shown
-        return self._line(values, prep, fits)
+        return self._line(values, prep, fits, user_of(request))
 
     def images_refusal(self, fields: dict[str, Any], request: gr.Request | None) -> str:
         """The form's images refused, as a paragraph under a price ("" when they are usable):
@@ -287,14 +287,16 @@ class Callbacks:
             return f"\n\n{warned(self.message(exc))}"
         return ""
 
-    def _priced_aside(self, values: Any, prep: Any, field: str) -> tuple[str, Shown] | None:
+    def _priced_aside(
+        self, values: Any, prep: Any, field: str, user: str | None
+    ) -> tuple[str, Shown] | None:
         """The quote line of a form refused only for what its price does not depend on: its
         images (checked once the form is priced, `prep`: missing, unusable), or its prompt
         (priced with a stand-in, PRICED_PROMPT; an image refused then is said once the prompt
         is written). None for any other refusal, or where the stand-in is refused too."""
         try:
             if prep is not None:
-                return self._line(values, prep, [])
+                return self._line(values, prep, [], user)
             if values is None or field != "prompt":
                 return None
             values = dataclasses.replace(values, prompt=PRICED_PROMPT)
@@ -303,18 +305,20 @@ class Callbacks:
                 fits = self.studio.images(values)
             except Exception:
                 fits = []
-            return self._line(values, prep, fits)
+            return self._line(values, prep, fits, user)
         except Exception:
             return None
 
-    def _line(self, values: Any, prep: Any, fits: Any) -> tuple[str, Shown]:
+    def _line(self, values: Any, prep: Any, fits: Any, user: str | None) -> tuple[str, Shown]:
+        """The priced line; its limits are those Generate holds `user`'s job to (their own
+        daily budget included)."""
         line = "**Quote:** " + prep.quote.summary()
         adds = adds_words(prep.filled.params, getattr(prep.filled, "output", None))
         if adds:
             line += "\n\n**Adds:** " + html.escape(adds)
         if fits:
             line += "\n\n**Images:** " + html.escape(describe(fits, values.resolution))
-        refusals = self.studio.ops.refusals(prep) if self.studio.ops is not None else []
+        refusals = self.studio.ops.refusals(prep, user) if self.studio.ops is not None else []
         if refusals:
             line += "\n\n⚠️ **Over the studio's limits** (Generate would be refused): " + "; ".join(
                 html.escape(str(r)) for r in refusals

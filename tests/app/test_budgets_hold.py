@@ -267,3 +267,32 @@ def test_a_linked_or_image_reading_byo_workflow_is_refused_through_the_api(clien
     with pytest.raises(AppError) as info:
         client.predict(*byo_args(extra), api_name="/generate")
     assert "(LoadImage): image: '../../../etc/secret.png' points outside" in str(info.value)
+
+
+def test_the_quote_line_warns_of_the_signed_in_users_own_daily_budget(tmp_path):
+    """The form's quote line warns of every limit Generate would refuse the job for, the
+    signed-in user's own daily budget included (it warned of the studio's only)."""
+    from app.studio.forms import FormValues
+    from app.ui.callbacks import Callbacks
+    from tests.app.test_batch import offline_studio
+
+    studio = offline_studio(tmp_path)
+    values = {"pipeline": "t2v_14b", "mode": "turbo", "prompt": "a heron",
+              "resolution": "480p square", "seed": 5, "randomize": False}  # fmt: skip
+    q = studio.prepare(FormValues(**values)).quote
+    ann_spent = q.dollars * 0.6  # ann's earlier job today: one more breaks her budget only
+    rid = studio.ledger.create(template="t2v_14b", mode="turbo", params={}, workflow={},
+                               quote=q, gpu="H100 PRO", user="ann")  # fmt: skip
+    done = studio.ledger.get(rid).created_at
+    studio.ledger.update(rid, state=JobState.COMPLETED, finished_at=done,
+                         cost=cost.Actual(billed_s=1, dollars=ann_spent))  # fmt: skip
+    limits = Guardrails(daily_usd=None, user_daily_usd=q.dollars * 1.5, job_usd=None)
+    studio.ops = Gate(limits=limits, ledger=studio.ledger)
+    api = Callbacks(studio, SimpleNamespace(values=lambda fields: FormValues(**fields)))  # type: ignore[arg-type]
+    ann, bob = SimpleNamespace(username="ann"), SimpleNamespace(username="bob")
+    line, _ = api.quoted(values, ann)  # type: ignore[arg-type]
+    assert "Over the studio's limits" in line and "your daily budget" in line, line
+    with pytest.raises(GuardrailError, match="your daily budget"):
+        studio.ops.hold(studio.prepare(FormValues(**values)), "ann")  # what Generate does
+    line, _ = api.quoted(values, bob)  # type: ignore[arg-type]
+    assert "Over the studio's limits" not in line, line
