@@ -56,6 +56,7 @@ FINAL_STATES = ENDED_ON_RUNPOD
 # failed). The local control plane answers exactly these; the studio's panel reads each.
 WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhealthy")
 JOB_COUNTS = ("inQueue", "inProgress", "completed", "failed", "retried")  # /health `jobs`
+HEALTH_QUICK_S = 5.0  # a health panel's one try: connect and answer each within this
 
 
 @dataclass(frozen=True)
@@ -286,8 +287,10 @@ class EndpointClient:
     def purge_queue(self) -> int:
         return int(self._call("POST", "purge-queue").get("removed", 0))
 
-    def health(self) -> Health:
-        data = self._call("GET", "health")
+    def health(self, quick: bool = False) -> Health:
+        """`quick`: one try within HEALTH_QUICK_S (a panel refreshed every few seconds says
+        the endpoint does not answer then, rather than after the reads' retries, ~2.5 min)."""
+        data = self._call("GET", "health", within_s=HEALTH_QUICK_S if quick else None)
         return Health.from_body(data)
 
     def wait(
@@ -332,13 +335,22 @@ class EndpointClient:
         return random.uniform(0, min(most, self.backoff_max_s, self.backoff_s * 2**attempt))
 
     def _send(
-        self, method: str, url: str, body: bytes | None, headers: dict, read_s: float | None
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict,
+        read_s: float | None,
+        within_s: float | None = None,
     ) -> _Response:
         """One HTTP exchange; urllib3's errors raised as they are (a redirect's too). `read_s`:
-        how long the answer may take (a /runsync's wait and a margin), else timeout_s."""
+        how long the answer may take (a /runsync's wait and a margin), else timeout_s;
+        `within_s`: connect and answer each within that (a quick call's)."""
         timeout = self._timeout
         if read_s is not None:
             timeout = urllib3.Timeout(connect=self.timeout_s, read=read_s + self.timeout_s)
+        if within_s is not None:
+            timeout = urllib3.Timeout(connect=within_s, read=within_s)
         try:
             r = self._pool.request(method, url, body=body, headers=headers, timeout=timeout)
         except urllib3.exceptions.MaxRetryError as exc:  # connect / redirect: what failed
@@ -354,7 +366,9 @@ class EndpointClient:
         idempotent: bool = True,
         job_id: str | None = None,
         read_s: float | None = None,
+        within_s: float | None = None,
     ) -> dict:
+        """`within_s`: one try, within that many seconds (no retries)."""
         url = f"{self.base_url}/{path}"
         headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"}
         op = path.split("?")[0].split("/")[0]
@@ -362,9 +376,9 @@ class EndpointClient:
         rated = 0.0  # seconds a submission has waited out 429s
         while True:
             tries += 1
-            last = tries > self.retries
+            last = tries > self.retries or within_s is not None
             try:
-                resp = self._send(method, url, body, headers, read_s)
+                resp = self._send(method, url, body, headers, read_s, within_s)
             except urllib3.exceptions.HTTPError as exc:
                 if (idempotent or _never_sent(exc)) and not last:
                     self._sleep(self._delay(tries - 1, None))

@@ -150,7 +150,8 @@ class CountingEndpoint:
         self.answers = list(answers)
         self.calls = 0
 
-    def health(self):
+    def health(self, quick=False):
+        assert quick  # a panel's call is one quick try
         self.calls += 1
         item = self.answers.pop(0)
         if isinstance(item, Exception):
@@ -172,6 +173,80 @@ def test_cached_health_calls_the_endpoint_once_per_ttl():
     now[0] += 0.01
     down = cached.panel(COLD)
     assert ep.calls == 2 and not down.ok and key not in down.error and "***" in down.error
+
+
+def test_a_health_call_under_way_holds_no_other_page_back():
+    """While one page's /health call waits on a slow endpoint, the other pages get the last
+    answer at once (its time says how old it is): they used to queue behind the call."""
+    import threading
+
+    from app.studio.checks.health import CachedHealth
+
+    slow = threading.Event()
+
+    class Slow(CountingEndpoint):
+        started = 0
+
+        def health(self, quick=False):
+            self.started += 1
+            if self.started > 1:  # the second call hangs until the test lets it go
+                slow.wait(60)
+            return super().health(quick)
+
+    ep = Slow(Health.from_body(RECORDED), Health.from_body(RECORDED))
+    now = [100.0]
+    cached = CachedHealth(ep, ttl_s=2.0, clock=lambda: now[0])
+    first = cached.panel(None)
+    now[0] += 5
+    asking = threading.Thread(target=cached.panel, args=(None,))
+    asking.start()
+    wait_for(lambda: ep.started == 2, 30, "the second call under way")
+    other = cached.panel(None)  # not waiting for it
+    assert other.checked_at == first.checked_at and other.in_queue == first.in_queue
+    slow.set()
+    asking.join(30)
+    assert not asking.is_alive() and ep.calls == 2
+
+
+def test_a_quick_health_call_is_one_try_within_its_limit(monkeypatch):
+    """An endpoint that takes the connection and never answers /health: the panel's call gives
+    up after one try within HEALTH_QUICK_S (the reads' five tries of 30 s each took ~155 s,
+    and the panel showed its last green answer meanwhile)."""
+    import socket
+    import threading
+
+    from app.endpoint import client as client_module
+    from app.errors import EndpointUnreachable
+
+    monkeypatch.setattr(client_module, "HEALTH_QUICK_S", 0.3)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    taken: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:  # takes each connection and says nothing
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                taken.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/v2/ep"
+        ep = client_module.EndpointClient(url, "rpa_KEY", sleep=lambda s: None)
+        with pytest.raises(EndpointUnreachable) as down:
+            ep.health(quick=True)
+        assert "1 tr" in str(down.value) and len(taken) == 1, (str(down.value), len(taken))
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in taken:
+            conn.close()
+        server.close()
 
 
 def test_the_environments_proxy_is_read_once_and_carries_every_call(monkeypatch):

@@ -160,7 +160,10 @@ def render_html(panel: HealthPanel) -> str:
 
 
 class CachedHealth:
-    """One /health call per `ttl_s` however many pages refresh their panel (thread-safe)."""
+    """One /health call per `ttl_s` however many pages refresh their panel (thread-safe). The
+    call is one quick try (EndpointClient.health(quick=True)) made outside the lock: while it
+    is under way, the other pages get the last answer at once (its time says how old it is)
+    rather than queueing behind it; only the first answer is waited for."""
 
     def __init__(
         self,
@@ -173,18 +176,25 @@ class CachedHealth:
         self.ttl_s = ttl_s
         self.secrets = secrets
         self.clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._last: tuple[float, Any, float] | None = None
+        self._asking = False  # a call is under way
 
     def panel(self, cold: ColdStart | None = None) -> HealthPanel:
         with self._lock:
             now = self.clock()
-            if self._last is None or now - self._last[0] >= self.ttl_s:
-                try:
-                    answer: Any = self.endpoint.health()
-                except Exception as exc:
-                    answer = exc
-                self._last = (now, answer, time.time())
+            ask = (self._last is None or now - self._last[0] >= self.ttl_s) and not self._asking
+            self._asking = self._asking or ask
+        if ask:
+            try:
+                answer: Any = self.endpoint.health(quick=True)
+            except Exception as exc:
+                answer = exc
+            with self._lock:
+                self._last, self._asking = (now, answer, time.time()), False
+                self._lock.notify_all()
+        with self._lock:
+            self._lock.wait_for(lambda: self._last is not None)
             _, answer, checked = self._last
         if isinstance(answer, Exception):
             msg = user_message(answer, self.secrets)
