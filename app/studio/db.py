@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from app.errors import ConfigError, LedgerUnreachable
 
@@ -60,18 +60,36 @@ def database_url(raw: str, data_dir: Path) -> str:
     return raw
 
 
+def _userinfo(url: str) -> tuple[str, str, str] | None:
+    """`scheme://user:password@rest` as (scheme://user, password, rest), the password as
+    written; None without one. The password runs to the LAST '@', as libpq reads it: a '#',
+    '?' or '/' left unencoded in it ends urlsplit's netloc early (its password is then None,
+    and the whole password was shown in clear)."""
+    head, sep, after = url.partition("://")
+    userinfo, at, rest = after.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not (sep and at and colon and password):
+        return None
+    return f"{head}://{user}", password, rest
+
+
 def redact(url: str) -> str:
     """`url` without its password (for messages)."""
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
+    parts = _userinfo(url)
+    return url if parts is None else f"{parts[0]}:***@{parts[2]}"
 
 
 def url_secrets(url: str) -> tuple[str, ...]:
-    """The parts of a database URL that must be scrubbed from messages."""
-    password = urlsplit(url).password if url.startswith(SCHEMES[1:]) else None
-    return (password,) if password else ()
+    """The parts of a database URL that must be scrubbed from messages: its password as
+    written and percent-decoded (a driver's message may quote either), also as urlsplit
+    reads it where that differs."""
+    if not url.startswith(SCHEMES[1:]):
+        return ()
+    parts = _userinfo(url)
+    found = {parts[1]} if parts else set()
+    found |= {p for p in (urlsplit(url).password,) if p}
+    found |= {unquote(p) for p in found}
+    return tuple(sorted(found, key=len, reverse=True))  # the longest first: none cut apart
 
 
 def unavailable(exc: BaseException) -> bool:
@@ -384,6 +402,12 @@ class PostgresDatabase(Database):
             raise LedgerUnreachable(
                 f"the ledger database {redact(self.url)} cannot be reached "
                 f"({type(exc).__name__}); check WANPOD_DATABASE_URL"
+            ) from None
+        except psycopg.Error as exc:  # the URL itself refused (a bad %-escape): its words may
+            raise ConfigError(  # quote the password, so only the error's kind is said
+                f"WANPOD_DATABASE_URL={redact(self.url)!r} cannot be used "
+                f"({type(exc).__name__}); allowed: postgresql://user:password@host:port/database"
+                ", special characters in the password percent-encoded (# as %23)"
             ) from None
 
     @contextmanager

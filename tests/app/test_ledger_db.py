@@ -8,6 +8,8 @@ import dataclasses
 import threading
 import time
 
+import pytest
+
 from app.endpoint.states import JobState
 from app.studio import migrations
 from app.studio.cost import Actual, Quote
@@ -261,3 +263,26 @@ def test_an_atomic_step_is_one_step_for_every_writer(ledger_url):
     for t in threads:
         t.join()
     assert len(admitted) == 1 and [r.id for r in Ledger(ledger_url).recent(10)] == admitted
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["PgSecret#PW", "PgSecret?PW", "PgSecret/PW", "PgSecret%ZZPW", "Pg@Secret", "p%40ssSecret"],
+)
+def test_a_database_password_is_kept_out_of_messages_however_it_is_written(password):
+    """A '#', '?' or '/' left unencoded, or a bad %-escape, in WANPOD_DATABASE_URL's password:
+    the messages that name the URL show *** for it, and the studio's secrets hold it (as
+    written and decoded) for every other message. urlsplit saw no password in the first three,
+    and the driver's refusal of a bad escape quoted it."""
+    from urllib.parse import unquote
+
+    from app.errors import ConfigError
+    from app.studio.db import PostgresDatabase, redact, url_secrets
+
+    url = f"postgresql://wanpod:{password}@127.0.0.1:1/wanpod"  # nothing listens on port 1
+    assert redact(url) == "postgresql://wanpod:***@127.0.0.1:1/wanpod"
+    assert password in url_secrets(url) and unquote(password) in url_secrets(url)
+    with pytest.raises(ConfigError) as refused:  # LedgerUnreachable is a ConfigError
+        PostgresDatabase(url)._connect()
+    assert "PgSecret" not in str(refused.value) and "Secret" not in str(refused.value)
+    assert "WANPOD_DATABASE_URL" in str(refused.value), str(refused.value)
