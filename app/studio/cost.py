@@ -165,13 +165,23 @@ class Quote:
     prices_read_on: str = ""
     post_s: Mapping[str, float] = field(default_factory=dict)  # "upscale ×2" -> s, in run order
 
+    @property
+    def gpu_s(self) -> int:
+        """The GPU seconds as shown (whole seconds, up: RunPod bills each started second)."""
+        return math.ceil(self.execution_s)
+
+    @property
+    def cold_s(self) -> int:
+        """The cold start's seconds as shown, rounded as `gpu_s`."""
+        return math.ceil(self.cold_start_s)
+
     def summary(self) -> str:
         post = ", ".join(f"{name} ≈ {math.ceil(s)} s" for name, s in self.post_s.items())
         post = f" incl. {post} (estimates)" if post else ""
         return (
-            f"≈ {math.ceil(self.execution_s)} GPU s on {self.gpu}{post} = ${self.dollars:.4f} "
+            f"≈ {self.gpu_s} GPU s on {self.gpu}{post} = ${self.dollars:.4f} "
             f"(at ${self.per_s:.5f}/s, prices of {self.prices_read_on}; {self.basis}) · "
-            f"cold start +{math.ceil(self.cold_start_s)} s = +${self.cold_dollars:.4f} "
+            f"cold start +{self.cold_s} s = +${self.cold_dollars:.4f} "
             "if no worker is warm"
         )
 

@@ -57,8 +57,8 @@ def details(row: JobRow, state: bool = False) -> str:
         lines.append(f"**LoRAs:** {md_text(stack_words(p['loras']))}")
     if q:
         lines.append(
-            f"**Quote:** ≈{q.execution_s:.0f} GPU s = ${q.dollars:.4f} on {q.gpu} ({q.basis});"
-            f" cold start +{q.cold_start_s:.0f} s = +${q.cold_dollars:.4f}"
+            f"**Quote:** ≈{q.gpu_s} GPU s = ${q.dollars:.4f} on {q.gpu} ({q.basis});"
+            f" cold start +{q.cold_s} s = +${q.cold_dollars:.4f}"
         )
     if row.delay_ms is not None or row.execution_ms is not None:
         lines.append(

@@ -117,6 +117,22 @@ def test_a_stored_quote_keeps_its_post_step_breakdown(tmp_path):
     assert stored.post_s == q.post_s and stored.summary() == q.summary()
 
 
+def test_a_jobs_details_show_the_quote_lines_seconds(tmp_path):
+    """The job's details say the quote in the quote line's seconds (whole, rounded up as
+    RunPod bills): '≈ 12 GPU s' on the line was '≈11 GPU s' in the details for one price."""
+    import dataclasses
+
+    from app.studio.records import details
+
+    q = cost.quote(request(), H100, PRICES)
+    q = dataclasses.replace(q, execution_s=11.3, cold_start_s=40.2)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    rid = ledger.create(template="t2v_14b", mode="turbo", params={}, workflow={}, quote=q, gpu=H100)
+    shown = details(ledger.get(rid))
+    assert "≈ 12 GPU s on H100 PRO" in q.summary() and "cold start +41 s" in q.summary()
+    assert f"**Quote:** ≈12 GPU s = ${q.dollars:.4f}" in shown and "cold start +41 s" in shown
+
+
 def test_the_quote_line_check_names_a_changed_post_step():
     plain, up = request(), request(upscale=True)
     shown = Shown(plain, cost.quote(plain, H100, PRICES))
