@@ -64,6 +64,7 @@ class ProvisionRequest:
     pipelines: tuple[str, ...]
     modes: tuple[str, ...]
     dry_run: bool = False
+    files: tuple[str, ...] = ()  # only these of the pipelines' files (all when empty)
 
 
 @dataclass
@@ -101,15 +102,17 @@ class Plan:
 
 
 def parse_request(raw: object) -> ProvisionRequest:
-    """`{"pipelines": [...], "modes": [...], "dry_run": bool}` (all optional) -> request."""
+    """`{"pipelines": [...], "modes": [...], "files": [...], "dry_run": bool}` (all optional)
+    -> request. `files`: only these file names of the pipelines' (a RunPod cached model holds
+    the rest: its text encoder lives in another repository)."""
     if raw is True:
         raw = {}
     if not isinstance(raw, Mapping):
         raise InputError("provision", "must be an object", '{"pipelines": [...], "modes": [...]}')
-    unknown = sorted(set(raw) - {"pipelines", "modes", "dry_run"})
+    unknown = sorted(set(raw) - {"pipelines", "modes", "files", "dry_run"})
     if unknown:
         raise InputError("provision", f"unknown key(s) {', '.join(unknown)}",
-                         "pipelines, modes, dry_run")  # fmt: skip
+                         "pipelines, modes, files, dry_run")  # fmt: skip
     catalog = load_catalog()
     pipelines = _names(raw.get("pipelines"), "provision.pipelines", catalog.ids())
     all_modes = tuple(dict.fromkeys(m for t in catalog for m in t.modes))
@@ -118,10 +121,11 @@ def parse_request(raw: object) -> ProvisionRequest:
     if not isinstance(dry_run, bool):
         raise InputError("provision.dry_run", "must be true or false", "true, false", dry_run)
     try:
-        catalog.files_for(pipelines, modes)
+        needed = tuple(dict.fromkeys(f.name for f in catalog.files_for(pipelines, modes)))
     except ParamError as e:  # its text names the field and what the pipeline offers already
         raise InputError("provision.modes", str(e).removeprefix("modes: ")) from None
-    return ProvisionRequest(pipelines, modes, dry_run)
+    files = _names(raw.get("files"), "provision.files", needed) if raw.get("files") else ()
+    return ProvisionRequest(pipelines, modes, dry_run, files)
 
 
 def _names(raw: object, field_name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -210,6 +214,8 @@ def make_plan(request: ProvisionRequest, volume: Path, token: str | None = None,
     plan = Plan(volume, request, free=shutil.disk_usage(volume).free, endpoint=endpoint)
     recorded = _manifest(volume)
     for f in load_catalog().files_for(request.pipelines, request.modes):
+        if request.files and f.name not in request.files:
+            continue
         try:
             url = hf_hub_url(f.repo, f.path, endpoint=endpoint)
             meta = get_hf_file_metadata(url, token=token or None, endpoint=endpoint)
@@ -390,7 +396,8 @@ def render(plan: Plan) -> str:
     words = {"present": "present", "verify": "check", "resume": "resume", "fetch": "fetch"}
     lines = [
         f"volume {plan.volume}: {human(plan.free)} free",
-        f"pipelines {', '.join(plan.request.pipelines)}; modes {', '.join(plan.request.modes)}",
+        f"pipelines {', '.join(plan.request.pipelines)}; modes {', '.join(plan.request.modes)}"
+        + (f"; files {', '.join(plan.request.files)}" if plan.request.files else ""),
     ]
     for i in plan.items:
         extra = f" ({human(i.have)} there)" if i.action == "resume" else ""
@@ -467,6 +474,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     )
     ap.add_argument("--pipelines", default="", help="comma-separated template ids (default: all)")
     ap.add_argument("--modes", default="", help="comma-separated modes (default: all)")
+    ap.add_argument(
+        "--files", default="", help="comma-separated file names of those (default: all of them)"
+    )
     ap.add_argument("--volume", default=None, help="default: first of WANPOD_VOLUME_PATHS")
     ap.add_argument(
         "--dry-run", action="store_true", help="show what would be fetched; no download"
@@ -475,7 +485,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     token = env.get("HF_TOKEN") or None
     try:
         request = parse_request(
-            {"pipelines": args.pipelines, "modes": args.modes, "dry_run": args.dry_run}
+            {
+                "pipelines": args.pipelines,
+                "modes": args.modes,
+                "files": args.files,
+                "dry_run": args.dry_run,
+            }
         )
         roots = [r for r in (env.get("WANPOD_VOLUME_PATHS") or "").split(":") if r]
         volume = choose_volume(args.volume, roots or DEFAULT_ROOTS)

@@ -115,6 +115,25 @@ def test_fetches_into_comfyui_folders_verifies_and_skips_on_rerun(hub, faults, r
     assert [r for r in asked(hub) if r["kind"] == "cdn"] == []  # nothing downloaded again
 
 
+def test_one_file_alone_for_an_endpoint_that_caches_the_rest(hub, faults, repos, tmp_path):
+    """An endpoint with RunPod's cached Wan 2.2 model lacks only the text encoder (another
+    repository): --files fetches that one file onto a small volume, not the pipeline's six."""
+    encoder = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+    code, out = provision(hub, tmp_path, "--pipelines", "t2v_14b", "--modes", "turbo",
+                          "--files", encoder)  # fmt: skip
+    assert code == 0, out
+    assert f"; files {encoder}" in out and "provision: done; 1 file(s) present" in out, out
+    (text_encoder,) = [f for f in T2V_TURBO if f.name == encoder]
+    assert same_bytes(repos, tmp_path, text_encoder)
+    assert [p.name for p in (tmp_path / "models").rglob("*.safetensors")] == [encoder]
+    with pytest.raises(InputError) as refused:
+        parse_request({"pipelines": ["t2v_14b"], "modes": ["turbo"], "files": ["x.safetensors"]})
+    assert str(refused.value).startswith(
+        "invalid input: provision.files: unknown 'x.safetensors'; allowed: "
+    )
+    assert encoder in str(refused.value)
+
+
 def test_without_the_token_the_hub_refuses_and_says_so(hub, faults, tmp_path):
     code, out = provision(hub, tmp_path, "--pipelines", "ti2v_5b", token="hf_not_the_right_one")
     assert code == 1
@@ -178,7 +197,9 @@ def test_refusals_name_what_is_wrong(hub, tmp_path):
     said = str(refused.value)  # one field name, one list of what is allowed
     assert said.endswith("provision.modes: 'turbo' is not allowed; allowed: ti2v_5b offers quality")
     assert said.count("allowed:") == 1 and "modes: modes" not in said
-    with pytest.raises(InputError, match=r"unknown key\(s\) volume"):
+    with pytest.raises(
+        InputError, match=r"unknown key\(s\) volume; allowed: pipelines, modes, files"
+    ):
         parse_request({"volume": "/etc"})
     with pytest.raises(
         ProvisionError, match=r"no volume is mounted \(looked for /nope/a and /nope/b\)"
