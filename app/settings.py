@@ -106,7 +106,8 @@ class Settings:
         key, endpoint = runpod_credentials(env) or ("", "")
         if endpoint and not endpoint.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(
-                f"RUNPOD_ENDPOINT_ID={endpoint!r} is not an endpoint id; allowed: letters, digits"
+                f"RUNPOD_ENDPOINT_ID={endpoint!r} is not an endpoint id; allowed: letters, digits,"
+                " - and _"
             )
         base = env.get("RUNPOD_API_BASE", DEFAULT_API_BASE).strip() or DEFAULT_API_BASE
         if not base.startswith(("http://", "https://")):

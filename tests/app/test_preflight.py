@@ -265,6 +265,20 @@ def test_settings_from_env():
         PreflightSettings.from_env({"WANPOD_PREFLIGHT": "maybe"})
     with pytest.raises(ConfigError, match="WANPOD_INVENTORY_TIMEOUT_S"):
         PreflightSettings.from_env({"WANPOD_INVENTORY_TIMEOUT_S": "1"})
+    # blank (an empty row of a deploy's settings) is the default, as for every other variable
+    assert PreflightSettings.from_env({"WANPOD_PREFLIGHT": "  "}).mode == "best-effort"
+
+
+def test_an_endpoint_id_refusal_names_every_character_it_takes():
+    from app.settings import Settings
+
+    env = {"RUNPOD_API_KEY": "rpa_KEY", "RUNPOD_ENDPOINT_ID": "ab c"}
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(env)
+    assert str(refused.value) == (
+        "RUNPOD_ENDPOINT_ID='ab c' is not an endpoint id; allowed: letters, digits, - and _"
+    )
+    assert Settings.from_env({**env, "RUNPOD_ENDPOINT_ID": "ab-c_1"})  # as said
 
 
 # -- the inventory job through the local stack -------------------------------------------------

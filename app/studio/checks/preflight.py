@@ -197,7 +197,7 @@ class PreflightSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PreflightSettings:
-        mode = (env.get("WANPOD_PREFLIGHT") or "best-effort").strip().lower()
+        mode = (env.get("WANPOD_PREFLIGHT") or "").strip().lower() or "best-effort"  # blank too
         if mode not in MODES:
             raise ConfigError(
                 f"WANPOD_PREFLIGHT={mode!r} is not a mode; allowed: {', '.join(MODES)}"
