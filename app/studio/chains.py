@@ -240,10 +240,13 @@ class Chains:
         return values, "\n".join(chain.plan["prompts"])
 
     def _kept_start(self, chain: ChainRow) -> Path:
-        kept = sorted(self.folder(chain.id).glob("start_0.*"))
-        if not kept:
+        """The storyboard's kept start image (`start_0.<ext>`, the plan's), this replica's or
+        the result store's (`Studio.kept_input`)."""
+        name = Path(str(chain.plan["values"].get("start_image") or "")).name
+        kept = self.studio.kept_input(chain.id, name, self.folder(chain.id))
+        if kept is None:
             raise InputError("chain", f"{chain.id}'s start image was not kept; upload it again")
-        return kept[0]
+        return kept
 
     def _start(self, checked: ChainCheck, user: str | None) -> str:
         if checked.refusals:
@@ -274,6 +277,8 @@ class Chains:
             plan["values"] = {**plan["values"], "start_image": str(kept)}
             self.store.update(cid, plan=plan)
         self.advance(cid)
+        if checked.kind == "storyboard" and start:  # for the other replicas (Studio.share_inputs)
+            self.studio.share_inputs(cid, [Path(plan["values"]["start_image"])])
         chain = self.chain(cid, ANYONE)  # the chain just made
         if chain.state == FAILED and not self.store.segment_ids(cid):
             raise SubmitError(f"the chain's first segment was not sent: {chain.error}")

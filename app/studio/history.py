@@ -274,8 +274,8 @@ def form_seconds(
 
 
 def restore_input(kept: Path, out: Path) -> Path | None:
-    """A job's kept input image (`$WANPOD_DATA_DIR/inputs/<job>/<name>`, base64 as sent to the
-    worker) as an image file at `out`, for "Reuse settings"; None when it was not kept."""
+    """A job's kept input image (`Studio.kept_input`: base64 as sent to the worker) as an image
+    file at `out`, for "Reuse settings"; None when it was not kept."""
     import base64
     import binascii
 

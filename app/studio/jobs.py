@@ -9,7 +9,8 @@ fill function, endpoint client, ledger, tracker, prices) and has no Gradio in it
   written BEFORE /run (with `policy.executionTimeout` from the quote), the RunPod
   job id stored the moment /run answers, and the tracker told to follow it. Returns the row id.
 - `rerun(rid, caller)`: the same filled workflow and seed as a new job (limits and pre-flight
-  apply; input images are kept per job in the data folder for this); `reuse(rid, caller)`: a
+  apply; input images are kept per job in the data folder, and in an S3 result store for the
+  other replicas, `kept_input`); `reuse(rid, caller)`: a
   past job's form values. Each row keeps its recipe: template, template version (hash), seed,
   and the worker-reported ComfyUI version.
 - `cancel(rid, caller)`: /cancel for a live job; the tracker records CANCELLED and the partial
@@ -64,6 +65,7 @@ from app.studio.progress import ProgressView, Samplers, describe, samplers
 from app.studio.records import details, template_version
 from app.studio.reuse import asked
 from app.studio.shown import Shown, check_shown
+from app.studio.store import LocalStore, ResultStore
 from app.studio.tracker import Tracker
 
 log = logging.getLogger("wanpod.jobs")
@@ -280,10 +282,7 @@ class Studio:
 
         rid = self.ledger.atomic(admit)
         try:
-            keep = self.inputs_dir(rid)
-            for upload in job_input.get("images", []):
-                keep.mkdir(parents=True, exist_ok=True)
-                (keep / upload["name"]).write_text(upload["image"])
+            kept = self._keep_inputs(rid, job_input.get("images", []))
             hook = self._webhook(rid)  # None unless WANPOD_PUBLIC_URL is set
         except Exception as exc:  # nothing sent: the row ends now, its hold with it
             with contextlib.suppress(Exception):  # the ledger's disk may be what failed
@@ -317,13 +316,42 @@ class Studio:
                 type(exc).__name__,
             )
             self.tracker.sent_later(rid, ref.id, ref.state)
+            self.share_inputs(rid, kept)
             return rid
         if not recorded:
             log.warning("job %s: /run answered %s, but the row has a job id already", rid, ref.id)
         self.tracker.watch(rid, leased_at=leased_at)
         if clearance is not None and clearance.note:
             log.info("job %s: %s", rid, clearance.note)
+        self.share_inputs(rid, kept)
         return rid
+
+    def _keep_inputs(self, rid: str, uploads: list[dict[str, str]]) -> list[Path]:
+        """The job's input images (base64, as sent) written to this replica's inputs folder."""
+        keep = self.inputs_dir(rid)
+        paths = []
+        for upload in uploads:
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / upload["name"]).write_text(upload["image"])
+            paths.append(keep / upload["name"])
+        return paths
+
+    def share_inputs(self, rid: str, paths: list[Path]) -> None:
+        """The kept inputs put in the result store for the other replicas (S3; the local store
+        keeps none) once the job is sent and followed, so a slow store delays no /run (only the
+        submit's answer, and only a job with images). A store that fails here does not undo a
+        job already sent: its inputs stay this replica's alone (another says they were not
+        kept), and the log says so without the store's address."""
+        for path in paths:
+            try:
+                self.store.keep_input(rid, path)
+            except Exception as exc:
+                code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+                log.warning(
+                    "%s: its input %s could not be put in the result store (%s %s): only "
+                    "this replica can rerun it",
+                    rid, path.name, type(exc).__name__, code,
+                )  # fmt: skip
 
     def _webhook(self, rid: str) -> dict[str, str]:
         """`run()`'s webhook argument for row `rid`, its secret's digest kept in the row."""
@@ -341,17 +369,17 @@ class Studio:
         row = self.row(rid, caller)
         user = caller.user
         job_input: dict[str, Any] = {"workflow": row.workflow}
-        kept = self.inputs_dir(row.id)
         names = [str(n["inputs"]["image"]) for n in row.workflow.values()
                  if n.get("class_type") == "LoadImage"]  # fmt: skip
         if names:
-            missing = [n for n in names if not (kept / n).is_file()]
+            kept = {n: self.kept_input(row.id, n) for n in names}
+            missing = [n for n, path in kept.items() if path is None]
             if missing:
                 raise InputError(
                     "job", f"its input images were not kept ({', '.join(missing)}); use Reuse "
                     "settings and upload them again",
                 )  # fmt: skip
-            job_input["images"] = [{"name": n, "image": (kept / n).read_text()} for n in names]
+            job_input["images"] = [{"name": n, "image": kept[n].read_text()} for n in names]
         req, q = self.rerun_quote(row)
         filled = _Filled(row.workflow, dict(row.params or {}))
         prep = Prepared(self.forms.get(row.template), row.template, filled.params, filled, req, q)
@@ -437,6 +465,22 @@ class Studio:
     def inputs_dir(self, rid: str) -> Path:
         """Where a job's input images are kept (base64, as sent) for reruns and reuse."""
         return self.settings.data_dir / "inputs" / rid
+
+    @property
+    def store(self) -> ResultStore:
+        """Where finished jobs' files (and kept inputs) live (app/studio/store.py)."""
+        store = getattr(self.tracker, "store", None)
+        return store if store is not None else LocalStore(self._results)
+
+    def kept_input(self, holder: str, name: str, folder: Path | None = None) -> Path | None:
+        """The one rule for where a job's (or a storyboard's) kept input `name` is: this
+        replica's copy in `folder` (the job's inputs folder by default), else the result
+        store's (another replica's submit), fetched into `folder` once; None when not kept.
+        No access check: the caller looked the job or chain up for its user first."""
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            return None  # a name from a row, never a path out of the folder
+        path = (folder or self.inputs_dir(holder)) / name
+        return path if path.is_file() else self.store.fetch_input(holder, name, path)
 
     # -- cancel ------------------------------------------------------------------------------
     def cancel(self, rid: str, caller: Caller) -> str:

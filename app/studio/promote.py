@@ -104,9 +104,9 @@ def final_values(
         name = str((row.params or {}).get(param) or "")
         if not used or not name:
             continue
-        kept = studio.inputs_dir(rid) / Path(name).name
+        kept = studio.kept_input(rid, Path(name).name)
         out = Path(inputs_dir or Path(studio.settings.data_dir) / "results" / rid / "inputs")
-        restored = restore_input(kept, out / Path(name).name)
+        restored = restore_input(kept, out / Path(name).name) if kept else None
         if restored is None:
             raise _refuse(rid, f"has no kept {param.replace('_', ' ')} ({name})")
         images[param] = str(restored)

@@ -12,6 +12,10 @@ downloaded once into the replica's results folder (a cache Gradio serves from) a
 `put(rid, path, mime)` keeps a file the studio made beside a job's outputs: the tracker puts the
 video's thumbnail there (`<video>.thumb.jpg`, app/studio/history.py), so another replica's history
 gallery fetches a small JPEG, not the whole video (a job stored before falls back to its video).
+`keep_input(rid, path)` / `fetch_input(rid, name, out)`: a job's input image (or a storyboard's
+start image) as its replica keeps it for reruns, reuse and draft → final; S3 puts it under
+`prefix/<rid>/inputs/<name>` so another replica fetches it once into its own folder (`out`).
+The local store keeps nothing more: the replica's own copy is the only one.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from app.studio.results import SavedOutput, safe_name
 log = logging.getLogger("wanpod.store")
 
 PRESIGN_S = 300  # a presigned URL's life: enough to start a download, too short to share
+INPUTS = "inputs"  # a job's kept input images' folder under its key prefix
 
 
 class ResultStore(Protocol):
@@ -35,6 +40,8 @@ class ResultStore(Protocol):
     def keep(self, rid: str, saved: Sequence[SavedOutput]) -> list[dict[str, Any]]: ...
     def put(self, rid: str, path: Path, mime: str) -> str: ...
     def local(self, location: str | None) -> Path | None: ...
+    def keep_input(self, rid: str, path: Path) -> None: ...
+    def fetch_input(self, rid: str, name: str, out: Path) -> Path | None: ...
 
 
 class LocalStore:
@@ -55,6 +62,13 @@ class LocalStore:
         path = Path(location) if location else None
         return path if path is not None and path.is_file() else None
 
+    def keep_input(self, rid: str, path: Path) -> None:
+        """The replica's own copy is the kept one."""
+
+    def fetch_input(self, rid: str, name: str, out: Path) -> Path | None:
+        """Only the replica's own copy was kept: none to fetch."""
+        return None
+
 
 class S3Store:
     """`s3://bucket/prefix` through `client` (a boto3 S3 client); `cache_dir` is the results
@@ -67,8 +81,8 @@ class S3Store:
         self.client = client
         self.cache_dir = Path(cache_dir)
 
-    def _key(self, rid: str, name: str) -> str:
-        return "/".join(p for p in (self.prefix, safe_name(rid), safe_name(name)) if p)
+    def _key(self, rid: str, *names: str) -> str:
+        return "/".join(p for p in (self.prefix, safe_name(rid), *map(safe_name, names)) if p)
 
     def folder(self, rid: str) -> Path:
         return self.cache_dir / safe_name(rid)
@@ -93,7 +107,17 @@ class S3Store:
             return LocalStore(self.cache_dir).local(location)
         bucket, _, key = location.removeprefix("s3://").partition("/")
         rid, _, name = key.removeprefix(self.prefix).strip("/").partition("/")
-        path = self.folder(rid) / safe_name(name)
+        return self._fetch(bucket, key, self.folder(rid) / safe_name(name))
+
+    def keep_input(self, rid: str, path: Path) -> None:
+        """Uploaded beside the job's outputs, under `inputs/` (never served from the store)."""
+        self.client.upload_file(str(path), self.bucket, self._key(rid, INPUTS, path.name))
+
+    def fetch_input(self, rid: str, name: str, out: Path) -> Path | None:
+        return self._fetch(self.bucket, self._key(rid, INPUTS, name), out)
+
+    def _fetch(self, bucket: str, key: str, path: Path) -> Path | None:
+        """`key` downloaded once to `path` (reused while there); None when it cannot be had."""
         if path.is_file():
             return path
         try:
@@ -101,7 +125,7 @@ class S3Store:
             with replacing(path) as tmp:
                 self.client.download_file(bucket, key, str(tmp))
             return path
-        except Exception as exc:  # the store away or the object gone: shown as no video
+        except Exception as exc:  # the store away or the object gone: the caller says so
             code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
             level = logging.DEBUG if code in ("404", "NoSuchKey") else logging.WARNING
             log.log(level, "store: %s could not be fetched (%s %s)", key, type(exc).__name__, code)

@@ -152,9 +152,9 @@ class HistoryCallbacks:
 
     def _kept_image(self, row: Any, param: str) -> str | None:
         name = str((row.params or {}).get(param) or "")
-        if not name or "/" in name or "\\" in name or name.startswith("."):
+        kept = self.studio.kept_input(row.id, name)
+        if kept is None:  # not kept, or not a plain file name
             return None
-        kept = self.studio.inputs_dir(row.id) / name
         out = hist.restore_input(kept, self.results_dir / row.id / "inputs" / name)
         return str(out) if out else None
 

@@ -30,7 +30,7 @@ from app.studio.store import LocalStore, S3Store, open_store
 from app.studio.tracker import Tracker
 from tests.app.conftest import start_studio
 from tests.app.test_api import args, finished
-from tests.helpers import s3_server, wait_for
+from tests.helpers import png_bytes, s3_server, wait_for
 from workflows.fill import fill
 
 KEY_ID, SECRET = "AKIDSTUDIORESULTS", "studioResultsS3secret0123456789abcd"
@@ -53,6 +53,17 @@ def settings(s3, prefix: str = "team/videos") -> SharedSettings:
         "WANPOD_S3_ACCESS_KEY_ID": KEY_ID,
         "WANPOD_S3_SECRET_ACCESS_KEY": SECRET,
     })  # fmt: skip
+
+
+def studio_env(s3, prefix: str) -> dict[str, str]:
+    """A studio's environment for results under `s3://BUCKET/<prefix>` of the server `s3`."""
+    return {
+        "WANPOD_RESULTS_URL": f"s3://{BUCKET}/{prefix}",
+        "WANPOD_S3_ENDPOINT_URL": s3.base_url,
+        "WANPOD_S3_REGION": "us-east-1",
+        "WANPOD_S3_ACCESS_KEY_ID": KEY_ID,
+        "WANPOD_S3_SECRET_ACCESS_KEY": SECRET,
+    }
 
 
 def bucket_keys(s3) -> list[str]:
@@ -101,14 +112,7 @@ def test_presigned_urls_fetch_the_file_and_carry_their_expiry(s3, tmp_path):
 def test_a_studio_stores_a_job_in_s3_and_serves_it_without_showing_a_key(stack, s3, tmp_path):
     from gradio_client import Client
 
-    env = {
-        "WANPOD_RESULTS_URL": f"s3://{BUCKET}/studio",
-        "WANPOD_S3_ENDPOINT_URL": s3.base_url,
-        "WANPOD_S3_REGION": "us-east-1",
-        "WANPOD_S3_ACCESS_KEY_ID": KEY_ID,
-        "WANPOD_S3_SECRET_ACCESS_KEY": SECRET,
-    }
-    studio = start_studio(stack, tmp_path / "data", **env)
+    studio = start_studio(stack, tmp_path / "data", **studio_env(s3, "studio"))
     try:
         client = Client(studio.base_url + "/", verbose=False)
         result = client.predict(*args(prompt="to the bucket", steps=4), api_name="/generate")
@@ -133,6 +137,127 @@ def test_a_studio_stores_a_job_in_s3_and_serves_it_without_showing_a_key(stack, 
             assert SECRET not in text and KEY_ID not in text
     finally:
         studio.stop()
+
+
+USERS = {"ann": "ann-pw-41", "bob": "bob-pw-42"}
+NOT_HERS = "is not a (job|chain) of this studio"
+
+
+@pytest.fixture(scope="module")
+def replicas(stack, postgres, s3, tmp_path_factory):
+    """Two studios (A, B) on one PostgreSQL ledger and one bucket, with users ann and bob; and
+    a start image."""
+    from gradio_client import Client
+
+    folder = tmp_path_factory.mktemp("replicas")
+    env = {**studio_env(s3, "shared"), "WANPOD_DATABASE_URL": postgres.new_database(),
+           "APP_AUTH": ",".join(f"{u}:{p}" for u, p in USERS.items())}  # fmt: skip
+    a = start_studio(stack, folder / "a", **env)
+    b = start_studio(stack, folder / "b", **env)
+    png = folder / "start.png"
+    png.write_bytes(png_bytes(300, 200, (200, 40, 40)))
+    try:
+        clients = {
+            name: Client(proc.base_url + "/", auth=(user, USERS[user]), verbose=False)
+            for name, proc, user in (("ann_a", a, "ann"), ("ann_b", b, "ann"), ("bob_b", b, "bob"))
+        }
+        yield SimpleNamespace(a=a, b=b, folder=folder, png=png, **clients)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_an_image_job_is_rerun_reused_and_promoted_through_another_replica(replicas, s3):
+    """The start image of ann's image-to-video job sent through A is kept in the store too, so
+    B reruns it and restores it for Reuse settings and Draft → final, with the bytes A sent;
+    bob reaches none of it through B."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    r, folder = replicas, replicas.folder
+    form = args("i2v_14b", start=handle_file(str(r.png)), prompt="a red kite", seed=5)
+    status, _, _, rid = finished(r.ann_a.predict(*form, api_name="/generate"))
+    assert 'data-state="COMPLETED"' in status, status
+    (kept,) = (folder / "a" / "inputs" / rid).iterdir()
+    sent = base64.b64decode(kept.read_text())  # the start image as the worker had it
+
+    status, _, _, again = finished(r.ann_b.predict(rid, api_name="/rerun"))
+    assert 'data-state="COMPLETED"' in status, status
+    resent = folder / "b" / "inputs" / again / kept.name
+    assert base64.b64decode(resent.read_text()) == sent
+    reused = r.ann_b.predict(rid, api_name="/reuse")
+    assert Path(reused[4]).read_bytes() == sent  # the start image field
+    *final, _note = r.ann_b.predict(rid, api_name="/draft_final")
+    assert (final[1], Path(final[4]).read_bytes()) == ("quality", sent)
+    assert f"shared/{rid}/inputs/{kept.name}" in bucket_keys(s3)
+
+    for route in ("/rerun", "/reuse", "/draft_final"):
+        with pytest.raises(AppError, match=NOT_HERS):
+            r.bob_b.predict(rid, api_name=route)
+    restored = folder / "b" / "results" / rid / "inputs" / kept.name
+    for user, expected in (("ann", 200), ("bob", 403)):
+        session = requests.Session()
+        session.post(f"{r.b.base_url}/login", data={"username": user, "password": USERS[user]})
+        answer = session.get(f"{r.b.base_url}/gradio_api/file={restored}", timeout=30)
+        assert answer.status_code == expected, (user, answer.status_code)
+    for text in (r.a.output(), r.b.output()):
+        assert SECRET not in text and KEY_ID not in text
+
+
+def test_a_storyboard_is_rerun_and_reused_from_its_start_image_through_another_replica(
+    replicas,
+):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    r = replicas
+    story = args("i2v_14b", start=handle_file(str(r.png)), prompt="a kite", seconds=1.0)
+    status, _, cid = r.ann_a.predict(*story, "a kite\nthe kite lands", False,
+                                     api_name="/storyboard")  # fmt: skip
+    assert "COMPLETED" in status, status
+    (start,) = (r.folder / "a" / "results" / "chains" / cid).glob("start_0.*")
+    values = r.ann_b.predict(cid, api_name="/reuse_chain")
+    assert Path(values[4]).read_bytes() == start.read_bytes()
+    status, _, other = r.ann_b.predict(cid, api_name="/rerun_chain")
+    assert other != cid and "COMPLETED" in status, status
+    for route in ("/reuse_chain", "/rerun_chain"):
+        with pytest.raises(AppError, match=NOT_HERS):
+            r.bob_b.predict(cid, api_name=route)
+
+
+def test_an_image_job_is_sent_when_the_store_refuses_its_inputs(stack, tmp_path, caplog):
+    """Keeping the inputs in the store comes after /run: a store refusing them does not undo a
+    job already sent; its inputs stay the submitting replica's, and the log says so without
+    the store's words (which may name the bucket)."""
+    from app.endpoint import EndpointClient
+    from app.studio.forms import FormValues
+    from app.studio.forms_catalog import load_forms
+
+    class Refusing(LocalStore):
+        def keep_input(self, rid: str, path: Path) -> None:
+            raise PermissionError(f"AccessDenied on s3://{BUCKET}/{rid} for {KEY_ID}")
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    endpoint = EndpointClient(stack.base_url, stack.api_key)
+    tracker = Tracker(ledger, endpoint, tmp_path, PRICES, store=Refusing(tmp_path / "results"))
+    forms, _ = load_forms()
+    settings = Settings.from_env({"WANPOD_DATA_DIR": str(tmp_path), "WANPOD_PREFLIGHT": "off"})
+    studio = Studio(settings=settings, forms=forms, fill=fill, endpoint=endpoint, ledger=ledger,
+                    tracker=tracker, prices=PRICES)  # fmt: skip
+    png = tmp_path / "start.png"
+    png.write_bytes(png_bytes(300, 200))
+    values = FormValues(pipeline="i2v_14b", prompt="a kite", start_image=str(png), seed=3,
+                        resolution="480p landscape", seconds=1.0, randomize=False)  # fmt: skip
+    try:
+        rid = studio.submit(values)
+        assert ledger.get(rid).job_id and ledger.get(rid).error is None  # sent
+        (kept,) = studio.inputs_dir(rid).iterdir()
+        assert studio.kept_input(rid, kept.name) == kept  # this replica reruns it
+        (line,) = [r.getMessage() for r in caplog.records if "could not be put" in r.getMessage()]
+        assert rid in line and "PermissionError" in line
+        assert BUCKET not in line and KEY_ID not in line
+    finally:
+        tracker.stop()
 
 
 def completed_answer(video: bytes) -> SimpleNamespace:
