@@ -11,7 +11,7 @@ of the `{"inventory": true}` job). Pure:
 - The `loras` form field is fill's own `loras` parameter as JSON text (a list of `{"file"}` or
   `{"high", "low"}` objects with strengths): `parse_field(text)` reads it (InputError naming the
   field), `field_text(uses)` writes it. The page's picker rows map to it through `key_of` (one
-  string per file set) and `Pick`.
+  string per file set) and `Pick`; a name typed into a row is a single file (`files_of`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from app.errors import InputError
 from workflows.loras import MAX_STACK, LoraOption, LoraUse, pair_loras
@@ -32,6 +32,7 @@ KINDS = {  # how the picker names an option's kind
     "low": "low-noise expert only",
 }
 LORAS_FIELD = "loras"
+FILE_KEYS = ("file", "high", "low")  # what an option's key holds
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,29 @@ def offers(inventory: Any | None) -> Offers:
 
 
 def files_of(key: str | None) -> dict[str, str]:
-    """The files a picker key names ({"file"} or {"high", "low"} or a half); {} for none or a
-    key that is not one."""
-    try:
-        files = json.loads(key) if key else {}
-    except ValueError:
+    """The files a picker value names ({} for none): an option's key ({"file"} or {"high", "low"}
+    or a half), else a name typed into the picker, a single file as the API's `{"file": name}`
+    (a file on the volume the last inventory does not list: fill judges the name, pre-flight
+    whether the endpoint has it; a typed name dropped here ran the job without it)."""
+    text = (key or "").strip()
+    if not text:
         return {}
-    return {k: str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+    try:
+        files = json.loads(text)
+    except ValueError:
+        files = None
+    if _is_key(files):
+        return dict(files)
+    return {"file": text}
+
+
+def _is_key(value: object) -> TypeGuard[dict[str, str]]:
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and set(value) <= set(FILE_KEYS)
+        and all(isinstance(v, str) and v for v in value.values())
+    )
 
 
 def is_pair(key: str | None) -> bool:
@@ -73,7 +90,7 @@ def is_pair(key: str | None) -> bool:
 def key_of(item: LoraOption | LoraUse | dict[str, Any]) -> str:
     """One string per set of files (the picker's value): the same for an option and a use of it."""
     get = item.get if isinstance(item, dict) else lambda k: getattr(item, k, None)
-    return json.dumps({k: get(k) for k in ("file", "high", "low") if get(k)}, sort_keys=True)
+    return json.dumps({k: get(k) for k in FILE_KEYS if get(k)}, sort_keys=True)
 
 
 def labels(options: Sequence[LoraOption]) -> list[str]:
@@ -90,8 +107,8 @@ def labels(options: Sequence[LoraOption]) -> list[str]:
 
 @dataclass(frozen=True)
 class Pick:
-    """One picker row: the option's key ("" = none), its strength, and for a pair the low-noise
-    expert's own strength (None: the same as `strength`)."""
+    """One picker row: the option's key or a typed file name ("" = none), its strength, and for
+    a pair the low-noise expert's own strength (None: the same as `strength`)."""
 
     key: str = ""
     strength: float = 1.0

@@ -50,7 +50,10 @@ const place = () => {
     note.setAttribute("role", "alert");
     note.dataset.field = src.dataset.field;
     note.textContent = src.textContent;
-    target.appendChild(note);
+    // an accordion (the LoRA picker's, for its hidden `loras` field): under its header, seen
+    // open or closed
+    const head = [...target.children].find((c) => c.classList.contains("label-wrap"));
+    if (head) head.after(note); else target.appendChild(note);
   });
 };
 const act = (e) => {
@@ -74,14 +77,16 @@ CSS = """
 
 
 def field_errors_html(form: Any, shown: Shown | None) -> str:
-    """The refusal the quote line shows, addressed to its field's component (by elem_id); for a
-    quoted job (one refused for its prompt alone is quoted too), its cold start, which prices the
-    health panel's note (app/ui/health_route.py)."""
+    """The refusal the quote line shows, addressed to its field's component (by elem_id, or the
+    block a hidden field names as `errors_at`: the picker's `loras`); for a quoted job (one
+    refused for its prompt alone is quoted too), its cold start, which prices the health panel's
+    note (app/ui/health_route.py)."""
     quote = shown.quote if shown is not None else None
     cold = cold_attrs(ColdStart.from_quote(quote)) if quote is not None else ""
     if shown is None or not shown.problem or shown.field not in form.names:
         return f"<div {cold}></div>"
-    target = form[shown.field].elem_id
+    field = form[shown.field]
+    target = getattr(field, "errors_at", None) or field.elem_id
     return (
         f'<div {cold}><span data-field="{shown.field}" data-target="{html.escape(target)}">'
         f"⚠️ {html.escape(shown.problem)}</span></div>"

@@ -2,13 +2,14 @@
 
 `Picker(form, offers)` builds, inside the form's column, an accordion with up to MAX_STACK picker
 rows (a LoRA of the endpoint, paired by name: app/studio/offers.py; a strength, and for a pair the
-low-noise expert's own), the form's hidden `loras` field (fill's `loras` as JSON: the API's named
-parameter, the recipe, what Reuse restores), and the post-step fields `upscale`, `upscale_model`,
-`interpolate`, `interpolate_model`. The rows are not form fields: a user's change to a row writes
-the `loras` field (`compose`), and a form filled from values (Reuse, Draft -> final) shows its
-`loras` in the rows (`show`, called by `Form.updates`). Choices come from the endpoint's last
-inventory (`Studio.offers`), refreshed with the accordion's button; smooth motion is offered only
-when the endpoint has the RIFE node, else its checkbox says what to install.
+low-noise expert's own; a file name typed into a row is a single file), the form's hidden `loras`
+field (fill's `loras` as JSON: the API's named parameter, the recipe, what Reuse restores; its
+refusals are said under the accordion's header), and the post-step fields `upscale`,
+`upscale_model`, `interpolate`, `interpolate_model`. The rows are not form fields: a user's change
+to a row writes the `loras` field (`compose`), and a form filled from values (Reuse, Draft ->
+final) shows its `loras` in the rows (`show`, called by `Form.updates`). Choices come from the
+endpoint's last inventory (`Studio.offers`), refreshed with the accordion's button; smooth motion
+is offered only when the endpoint has the RIFE node, else its checkbox says what to install.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from workflows.poststeps import post_steps
 NONE = ("— none —", "")
 UPSCALE_LABEL = "Upscale ×2"
 SMOOTH_LABEL = "Smooth motion ×2 (RIFE frame interpolation)"
+EXTRAS_ID = "wp-extras"  # the accordion
 PAIR_HINT = "pairs are for the 14B's two experts; the 5B takes single files"
 # a checkbox and its model side by side, stacked where both do not fit (a phone): Gradio's
 # checkbox takes no minimum width (its min_width is not applied), and was squeezed to a word a
@@ -64,7 +66,7 @@ class Picker:
     def build(self) -> Picker:
         steps = post_steps()
         with gr.Accordion(
-            "Your LoRAs · upscale · smooth motion", open=False, elem_id="wp-extras"
+            "Your LoRAs · upscale · smooth motion", open=False, elem_id=EXTRAS_ID
         ) as self.box:
             self.note = gr.Markdown(elem_id="wp-offers-note")
             self.refresh = gr.Button(
@@ -79,9 +81,12 @@ class Picker:
                     strength = self._strength("strength", f"wp-lora-{i + 1}-strength", True)
                     low = self._strength("low-noise strength", f"wp-lora-{i + 1}-low", False)
                 self.rows.append((row, pick, strength, low))
-            self.form.add(
+            loras = self.form.add(
                 "loras", Textbox(label="LoRAs (JSON)", value="", visible=False, elem_id="wp-loras")
             )
+            # never rendered: its refusals go under the accordion's header (app/ui/inputs.py),
+            # seen open or closed
+            loras.errors_at = EXTRAS_ID
             with gr.Row():
                 self.form.add("upscale", Checkbox(label=UPSCALE_LABEL, elem_id="wp-upscale"))
                 self.form.add(
@@ -225,8 +230,8 @@ def note(offers: Offers, form: PipelineForm) -> str:
     if not offers.known:
         return (
             "The endpoint's inventory has not been fetched yet (a cold start may take minutes): "
-            "no LoRAs listed. The API's `loras` parameter takes file names; pre-flight checks "
-            "them before a paid run."
+            "no LoRAs listed. A row takes a typed file name, as the API's `loras` parameter does; "
+            "pre-flight checks them before a paid run."
         )
     pairs = sum(1 for o in offers.loras if o.kind == "pair")
     text = (

@@ -18,6 +18,8 @@ from app.studio.inputs import describe, image_fits, job_images
 from app.studio.offers import (
     Offers,
     Pick,
+    files_of,
+    is_pair,
     key_of,
     labels,
     offers,
@@ -100,6 +102,43 @@ def test_picker_rows_write_fills_loras_and_read_them_back():
     same = picks_text([Pick(key_of(pair), 0.7, 0.7)])  # one strength for both experts
     assert json.loads(same) == [{"high": STYLE[0], "low": STYLE[1], "strength": 0.7}]
     assert picks_text([Pick(), Pick()]) == "" and key_of(pair) == key_of(LoraUse(*(None, *STYLE)))
+
+
+def test_a_file_name_typed_into_a_row_is_a_single_file_as_the_api_takes_it(tmp_path):
+    """The picker takes typed values (a file on the volume its list does not show): the row is
+    the API's {"file": name}, judged by fill and pre-flight, never dropped."""
+    typed = [Pick(" my_own_lora.safetensors ", 0.8), Pick(), Pick('{"high": 1}'), Pick("[2]")]
+    assert json.loads(picks_text(typed)) == [
+        {"file": "my_own_lora.safetensors", "strength": 0.8},
+        {"file": '{"high": 1}', "strength": 1.0},  # not an option's key: a name, as typed
+        {"file": "[2]", "strength": 1.0},
+    ]
+    assert not is_pair("x_high_noise.safetensors")
+    assert files_of(key_of({"file": "detail.safetensors"})) == files_of("detail.safetensors")
+    studio = offline_studio(tmp_path)
+    ok = studio.prepare(values(loras=picks_text(typed[:1])))
+    assert ok.filled.params["loras"] == [{"file": "my_own_lora.safetensors", "strength": 0.8}]
+    with pytest.raises(InputError) as e:
+        studio.prepare(values(loras=picks_text([Pick("notes.txt")])))
+    assert str(e.value).startswith("LoRAs (LoRA 1, file): 'notes.txt' is not allowed; allowed: ")
+    assert field_of(e.value.field) == "loras"
+
+
+def test_the_loras_fields_refusal_is_placed_under_the_pickers_header():
+    """`loras` is a hidden field (the rows write it): its refusal goes to the picker's accordion,
+    which the page renders, where other fields' go to their own block."""
+    import gradio as gr
+
+    from app.studio.shown import Shown
+    from app.ui.form import Form
+    from app.ui.inputs import field_errors_html
+
+    with gr.Blocks():
+        form = Form(FORMS, offers=lambda: offers(INVENTORY)).build()
+    said = field_errors_html(form, Shown(problem="LoRAs (LoRA 1): ...", field="loras"))
+    assert 'data-field="loras" data-target="wp-extras"' in said
+    said = field_errors_html(form, Shown(problem="steps: 61 ...", field="steps"))
+    assert 'data-target="wp-steps"' in said
 
 
 @pytest.mark.parametrize(

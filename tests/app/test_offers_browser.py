@@ -1,7 +1,8 @@
 """The LoRA picker and the post-step options in headless Chromium: picking a pair (its low-noise
 strength appears, the job runs with it, the details name it, Reuse puts it back in the picker, the
-5B refuses it next to the picker), and smooth motion on an endpoint without the RIFE node (the
-option is disabled and says what to install)."""
+5B refuses it next to the picker), a file name typed into a row (judged as a picked file), and
+smooth motion on an endpoint without the RIFE node (the option is disabled and says what to
+install)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,54 @@ def test_picking_a_pair_runs_with_it_and_reuse_brings_it_back(volume_studio, con
     page.wait_for_function("document.querySelector('#wp-quote')?.innerText.includes('one model')")
     quote = page.locator("#wp-quote").inner_text()
     assert "LoRAs (LoRA 1)" in quote and "5B" in quote, quote
+    note = page.locator("#wp-extras .wp-field-error")  # and next to the picker
+    note.wait_for()
+    assert "LoRAs (LoRA 1)" in note.inner_text() and "one model" in note.inner_text()
+    page.get_by_text("Your LoRAs · upscale · smooth motion").click()  # closed: still said
+    page.locator("#wp-lora-1").wait_for(state="hidden")
+    assert note.is_visible()
+
+
+def type_lora(page, row: int, name: str) -> None:
+    box = page.locator(f"#wp-lora-{row} input")
+    box.fill(name)
+    box.press("Enter")
+
+
+def test_a_typed_lora_name_is_a_single_file_judged_as_a_picked_one(volume_studio, context):
+    """A file name typed into a row (a file on the volume the list does not show) is the API's
+    {"file": name}: a name fill refuses is said next to the picker, one the endpoint lacks is
+    named by pre-flight, and one it has runs with the job."""
+    page = open_studio(context, volume_studio.base_url)
+    page.locator("#wp-prompt textarea").fill("a lantern drifting down a river")
+    open_extras(page)
+    type_lora(page, 1, "notes.txt")
+    note = page.locator("#wp-extras .wp-field-error")
+    page.wait_for_function(
+        "document.querySelector('#wp-extras .wp-field-error')?.innerText.includes('notes.txt')"
+    )
+    text = note.inner_text()
+    assert "LoRAs (LoRA 1, file): 'notes.txt'" in text and "loras folder" in text, text
+
+    type_lora(page, 1, "my_own_lora.safetensors")
+    page.wait_for_function(
+        "document.querySelector('#wp-quote')?.innerText.includes('my_own_lora.safetensors (1)')"
+    )
+    note.wait_for(state="detached")
+    page.locator("#wp-lora-row-2").wait_for(state="visible")  # in use: room for the next
+    page.locator("#wp-generate").click()  # pre-flight: the endpoint lacks it
+    wait_state(page, "d.state === 'REFUSED'")
+    line = page.locator("#wp-status .wp-line").inner_text()
+    assert "my_own_lora.safetensors → models/loras/" in line, line
+
+    type_lora(page, 1, "detail.safetensors")  # on the volume: runs with the job
+    page.wait_for_function(
+        "document.querySelector('#wp-quote')?.innerText.includes('LoRAs detail.safetensors (1)')"
+    )
+    page.locator("#wp-generate").click()
+    wait_state(page, "d.state === 'COMPLETED'")
+    details = page.locator("#wp-details").inner_text()
+    assert "LoRAs: detail.safetensors (1)" in details, details
 
 
 def test_smooth_motion_without_the_node_is_disabled_and_says_what_to_install(studio, context):
