@@ -380,9 +380,8 @@ class Studio:
                     "settings and upload them again",
                 )  # fmt: skip
             job_input["images"] = [{"name": n, "image": kept[n].read_text()} for n in names]
-        req, q = self.rerun_quote(row)
-        filled = _Filled(row.workflow, dict(row.params or {}))
-        prep = Prepared(self.forms.get(row.template), row.template, filled.params, filled, req, q)
+        prep = self._rerun_prepared(row)
+        filled = prep.filled
         clearance = self.ops.before_run(prep, user, names) if self.ops is not None else None
         recipe = {**(row.recipe or {}), "rerun_of": row.id}
         recipe.pop("comfyui_version", None)
@@ -393,6 +392,19 @@ class Studio:
         """What rerunning a job would cost: its own workflow, quoted now."""
         req = cost.request_from_workflow(row.template, row.mode, row.workflow)
         return req, cost.quote(req, self.settings.gpu_type, self.prices, self.calibration())
+
+    def _rerun_prepared(self, row: JobRow) -> Prepared:
+        """A rerun of `row` as the limits see it: its own workflow and params, quoted now."""
+        req, q = self.rerun_quote(row)
+        filled = _Filled(row.workflow, dict(row.params or {}))
+        return Prepared(self.forms.get(row.template), row.template, filled.params, filled, req, q)
+
+    def rerun_refusals(self, row: JobRow, user: str | None) -> list[Any]:
+        """The limits a rerun of `row` by `user` would break now (what Confirm rerun would be
+        refused for): said with its quote, before the confirm."""
+        if self.ops is None:
+            return []
+        return list(self.ops.refusals(self._rerun_prepared(row), user))
 
     def offers(self) -> Offers:
         """The LoRAs, upscale models and smooth motion the endpoint offers, from its last

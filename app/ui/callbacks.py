@@ -18,7 +18,7 @@ import html
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,16 @@ PRICED_PROMPT = "a video"  # prices a form whose prompt is refused (its words co
 def warned(text: str) -> str:
     """A refusal on a quote line: its words (which may quote what the user typed) as text."""
     return f"⚠️ {md_text(text)}"
+
+
+def over_limits(refusals: Sequence[object], what: str) -> str:
+    """The paragraph a quote line ends with when its job would break the studio's limits ("" when
+    it breaks none): `what` names what would be refused (Generate, the chain, the rerun)."""
+    if not refusals:
+        return ""
+    return f"\n\n⚠️ **Over the studio's limits** ({what} would be refused): " + "; ".join(
+        html.escape(str(r), quote=False) for r in refusals
+    )
 
 
 def user_of(request: gr.Request | None) -> str | None:
@@ -319,11 +329,7 @@ class Callbacks:
         if fits:
             line += "\n\n**Images:** " + html.escape(describe(fits, values.resolution))
         refusals = self.studio.ops.refusals(prep, user) if self.studio.ops is not None else []
-        if refusals:
-            line += "\n\n⚠️ **Over the studio's limits** (Generate would be refused): " + "; ".join(
-                html.escape(str(r)) for r in refusals
-            )
-        return line, Shown(prep.request, prep.quote)
+        return line + over_limits(refusals, "Generate"), Shown(prep.request, prep.quote)
 
     @files_optional
     def generate(

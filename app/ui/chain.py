@@ -14,7 +14,6 @@ seed as a new chain), `/reuse_chain` (the chain's first segment's form values, a
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ from app.studio.chains import Chains
 from app.studio.owners import Caller
 from app.studio.shown import BatchShown, priced
 from app.ui import requote
-from app.ui.callbacks import caller_of, files_optional, user_of, warned
+from app.ui.callbacks import caller_of, files_optional, over_limits, user_of, warned
 from app.ui.fields import Checkbox, Textbox, described
 from app.ui.quiet import PRIVATE, QUIET
 from app.ui.status import job_buttons_js
@@ -112,12 +111,7 @@ class ChainCallbacks:
         self.panel = panel
 
     def _quoted(self, check: Any) -> str:
-        line = check.summary()
-        if check.refusals:
-            line += "\n\n⚠️ **Over the studio's limits** (the chain would be refused): " + "; ".join(
-                html.escape(str(r), quote=False) for r in check.refusals
-            )
-        return line
+        return check.summary() + over_limits(check.refusals, "the chain")
 
     def storyboard_quote(
         self, request: gr.Request, prompts: str, colour_match: bool, **fields: Any

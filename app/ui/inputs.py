@@ -25,7 +25,7 @@ from app.studio.checks.health import ColdStart
 from app.studio.inputs import matching_preset
 from app.studio.owners import Caller
 from app.studio.shown import Shown
-from app.ui.callbacks import caller_of
+from app.ui.callbacks import caller_of, over_limits, user_of
 from app.ui.health_route import cold_attrs
 from app.ui.toasts import refusal
 
@@ -125,10 +125,12 @@ class Extras:
         return int(seed) if isinstance(seed, int | float) else None
 
     def rerun_ask(self, request: gr.Request, job_id: str | None) -> tuple[str, Any]:
-        """The rerun's quote (its own workflow and seed, priced now) and the confirm button."""
+        """The rerun's quote (its own workflow and seed, priced now), the limits it would break
+        (as the form's quote line says them), and the confirm button."""
         try:
             row = self.studio.row(job_id, caller_of(self.studio, request))
             _, q = self.studio.rerun_quote(row)
+            refusals = self.studio.rerun_refusals(row, user_of(request))
         except Exception as exc:
             raise self.cb.error(exc) from None
         seed = (row.params or {}).get("seed", "-")
@@ -136,7 +138,7 @@ class Extras:
             f"**Rerun job `{row.id}` exactly** (same workflow, seed {seed}): {q.summary()}. "
             "Press **Confirm rerun** to send it."
         )
-        return note, gr.update(visible=True)
+        return note + over_limits(refusals, "Confirm rerun"), gr.update(visible=True)
 
     def rerun_sent(self) -> tuple[str, Any]:
         return "", gr.update(visible=False)

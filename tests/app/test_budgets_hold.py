@@ -296,3 +296,32 @@ def test_the_quote_line_warns_of_the_signed_in_users_own_daily_budget(tmp_path):
         studio.ops.hold(studio.prepare(FormValues(**values)), "ann")  # what Generate does
     line, _ = api.quoted(values, bob)  # type: ignore[arg-type]
     assert "Over the studio's limits" not in line, line
+
+
+def test_the_rerun_note_warns_of_the_limits_confirm_rerun_would_be_refused_for(tmp_path):
+    """'Rerun exactly' shows the rerun's quote and asks; it now also says the limits the rerun
+    would break (here ann's own daily budget), as the form's quote line does, before Confirm."""
+    from app.studio.forms import FormValues
+    from app.ui.callbacks import Callbacks
+    from app.ui.inputs import Extras
+    from tests.app.test_batch import offline_studio
+
+    studio = offline_studio(tmp_path)
+    values = FormValues(pipeline="t2v_14b", mode="turbo", prompt="a heron",
+                        resolution="480p square", seed=5, randomize=False)  # fmt: skip
+    prep = studio.prepare(values)
+    rid = studio.ledger.create(template="t2v_14b", mode="turbo", params=dict(prep.filled.params),
+                               workflow=prep.filled.workflow, quote=prep.quote, gpu="H100 PRO",
+                               user="ann")  # fmt: skip
+    done = studio.ledger.get(rid).created_at
+    studio.ledger.update(rid, state=JobState.COMPLETED, finished_at=done,
+                         cost=cost.Actual(billed_s=1, dollars=prep.quote.dollars))  # fmt: skip
+    limits = Guardrails(daily_usd=None, user_daily_usd=prep.quote.dollars * 1.5, job_usd=None)
+    studio.ops = Gate(limits=limits, ledger=studio.ledger)
+    extras = Extras(Callbacks(studio, SimpleNamespace()))  # type: ignore[arg-type]
+    note, _ = extras.rerun_ask(SimpleNamespace(username="ann"), rid)  # type: ignore[arg-type]
+    assert note.startswith(f"**Rerun job `{rid}` exactly**"), note
+    assert "Over the studio's limits** (Confirm rerun would be refused): your daily budget" in note
+    studio.ops = Gate(limits=Guardrails(daily_usd=None, user_daily_usd=None), ledger=studio.ledger)
+    note, _ = extras.rerun_ask(SimpleNamespace(username="ann"), rid)  # type: ignore[arg-type]
+    assert "Over the studio's limits" not in note
