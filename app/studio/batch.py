@@ -9,6 +9,8 @@ Pure planning and arithmetic (no I/O, no Gradio):
   same seeds go with every prompt, so prompts are compared on equal terms. Each job's seed is
   fixed (randomize off). More than `max_jobs` jobs (WANPOD_BATCH_MAX) is an InputError naming
   the setting.
+- `parse_ids(text, max_jobs)`: a batch's job ids as /generate_batch answered them (the page keeps
+  them in the browser and follows them again after a reload; the API's /batch_attach).
 - `combine(quotes)` -> `BatchQuote`: the whole batch's GPU seconds and dollars (each job billed
   per second, rounded up, as RunPod bills it), the per-job figure, and the cold start apart (what
   each worker that starts cold adds; the total never includes it).
@@ -40,6 +42,7 @@ from app.studio.checks import guardrails as gr_
 from app.studio.cost import CostRequest, Quote
 from app.studio.forms import MAX_SEED, FormValues
 from app.studio.shown import BatchShown, check_batch_shown
+from workflows.errors import as_sent
 
 DEFAULT_MAX = 16
 BUDGET_LIMITS = ("daily budget", "your daily budget")
@@ -82,6 +85,23 @@ def parse_seeds(text: str | None) -> tuple[int, ...]:
             )
         seeds.append(seed)
     return tuple(seeds)
+
+
+def parse_ids(text: str | None, max_jobs: int = DEFAULT_MAX) -> tuple[str, ...]:
+    """A batch's job ids as /generate_batch answers them (separated by commas or spaces), each
+    once: none, or more than a batch has, is refused (whose they are is the studio's lookup)."""
+    allowed = (
+        f"the ids /generate_batch answered (wp-..., separated by commas), 1..{max_jobs} of "
+        "them (WANPOD_BATCH_MAX)"
+    )
+    ids = tuple(dict.fromkeys(t for t in _SEP.split((text or "").strip()) if t))
+    if not ids:
+        raise InputError("batch job ids", f"is empty; allowed: {allowed}")
+    if len(ids) > max_jobs:
+        raise InputError(
+            "batch job ids", f"{as_sent(text)} holds {len(ids)} ids; allowed: {allowed}"
+        )
+    return ids
 
 
 def parse_prompts(text: str | None) -> tuple[str, ...]:
@@ -258,6 +278,10 @@ class BatchService:
 
     def max_jobs(self) -> int:
         return int(getattr(self.studio.settings, "batch_max", DEFAULT_MAX))
+
+    def ids(self, text: str | None) -> tuple[str, ...]:
+        """A batch's job ids (`parse_ids`), as many as a batch may have."""
+        return parse_ids(text, self.max_jobs())
 
     def plan(
         self,

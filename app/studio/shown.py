@@ -55,12 +55,14 @@ def check_shown(shown: Shown | None, request: CostRequest, quote: Quote) -> None
 @dataclass(frozen=True)
 class BatchShown:
     """A batch's quote line: the seeds it drew (Generate batch runs those) and the cost inputs
-    of the jobs it priced, in plan order, with their total."""
+    of the jobs it priced, in plan order, with their total; or what it showed instead of a
+    price (`problem`: its hint or refusal), for which its button is refused."""
 
     seeds: tuple[int, ...] = ()
     requests: tuple[CostRequest, ...] = ()
     dollars: float = 0.0
     quotes: tuple[Quote, ...] = ()  # each job's quote, in plan order (a batch's; a chain: none)
+    problem: str = ""  # the line shows no price, but this ("" when it shows one)
 
     def job(self, k: int) -> Shown | None:
         """The quote line of the batch's job `k` (0-based), as a job's own line would show it."""
@@ -81,8 +83,15 @@ def check_batch_shown(
     dollars: float,
     what: str = "batch",
 ) -> None:
-    """Refuse a batch (`what`: or a storyboard) that is not the one on its quote line, as
-    `check_shown` does a job (no priced line: nothing to compare; it is checked as it is)."""
+    """Refuse a batch (`what`: or a storyboard) that is not the one on its quote line, or whose
+    line shows no price, as `check_shown` does a job (no line at all, an API client's: nothing
+    to compare; it is checked as it is)."""
+    if shown is not None and shown.problem and not shown.requests:
+        raise InputError(
+            f"{what} quote",
+            f"its quote line shows no price ({shown.problem}); allowed: a {what} its quote "
+            "line prices — correct what it names, wait for the price, then press the button again",
+        )
     if shown is None or not shown.requests or shown.requests == requests:
         return
     if len(shown.requests) != len(requests):

@@ -132,6 +132,29 @@ def test_a_batch_without_its_image_is_priced_and_refused(client, studio, png_fil
     assert len(ledger_of(studio).recent(1000)) == before
 
 
+def test_batch_attach_streams_a_batch_by_its_ids(client, studio):
+    # an API client (no quote line) still sends a batch of the defaults: one job
+    status, gallery, (one,) = run_batch(client, args(prompt="a single batch job"))
+    assert 'data-total="1"' in status and len(gallery) == 1, status
+    status, gallery, rids = run_batch(client, args(prompt="an owl at dusk"), count=2)
+    again, videos, ids = client.predict(", ".join([*rids, "wp-nope"]), api_name="/batch_attach")
+    assert ids == ", ".join([*rids, "wp-nope"])
+    assert 'data-total="3" data-final="3" data-completed="2"' in again, again
+    assert again.count("an owl at dusk") == 2, again
+    assert 'data-rid="wp-nope" data-state="UNKNOWN"' in again  # an unknown id: an unknown row
+    quoted = re.compile(r"quote \$[\d.]+ · actual \$[\d.]+")  # the jobs' own, as generate said
+    assert quoted.search(again).group() == quoted.search(status).group(), (again, status)
+    assert [v["caption"].split(" · ")[0] for v in videos] == rids
+    with pytest.raises(AppError, match=r"^batch job ids: is empty; allowed: the ids /generate_b"):
+        client.predict("  ", api_name="/batch_attach")
+    many = ", ".join(f"wp-{k}" for k in range(17))
+    with pytest.raises(
+        AppError, match=r"^batch job ids: 'wp-0, .* holds 17 ids; allowed: .*1\.\.16"
+    ):
+        client.predict(many, api_name="/batch_attach")
+    assert ledger_of(studio).get(one).state == "COMPLETED"
+
+
 def test_draft_to_final_quality_larger_size_same_seed_and_prompt(client, studio):
     _, _, draft_details, draft = finished(
         client.predict(*args(prompt="a heron at dawn", seed=321), api_name="/generate")

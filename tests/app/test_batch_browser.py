@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from tests.app.test_api import args, finished
-from tests.app.test_browser import open_studio, wait_state
+from tests.app.test_browser import loaded, open_studio, wait_state
 from tests.app.test_history import ledger_of
 
 pytestmark = pytest.mark.slow
@@ -88,6 +88,10 @@ def test_batch_combined_quote_then_run_to_the_end(studio, context):
         f".filter(c => c.innerText.includes('batch lantern {TAG}')).length === 2"
     )
     rids = page.evaluate(f"{STATUS}.dataset.rids").split(",")
+    # its jobs join this session's strip, newest first, as a job the page followed does
+    page.wait_for_function("document.querySelectorAll('#wp-recent .caption-label').length === 2")
+    strip = page.locator("#wp-recent .caption-label").all_inner_texts()
+    assert strip == [f"{rids[1]} · COMPLETED", f"{rids[0]} · COMPLETED"], strip
     rows = [ledger_of(studio).get(r) for r in rids]
     assert [r.state for r in rows] == ["COMPLETED", "COMPLETED"]
     assert len({r.params["seed"] for r in rows}) == 2
@@ -147,3 +151,96 @@ def test_draft_to_final_fills_the_form_with_its_own_quote_and_runs(studio, clien
     row = ledger_of(studio).get(done["rid"])
     assert (row.mode, row.params["width"], row.params["height"]) == ("quality", 960, 960)
     assert (row.params["seed"], row.params["prompt"]) == (2468, prompt)
+
+
+def open_batch(page, prompt: str) -> None:
+    page.locator("#wp-prompt textarea").fill(prompt)
+    page.locator("#wp-batch").get_by_text("Batch: several seeds or prompts").click()
+
+
+def batch_of(page, count: int) -> list[str]:
+    """Generate batch for `count` seeds, once the batch line prices them: the batch's job ids."""
+    page.locator("#wp-batch-count input").fill(str(count))
+    page.locator("#wp-batch-count input").press("Tab")
+    page.wait_for_function(
+        f"document.querySelector('#wp-batch-quote').innerText.includes('Batch of {count} jobs')"
+    )
+    page.locator("#wp-batch-generate").click()
+    page.wait_for_function(f"{STATUS} && {STATUS}.dataset.total === '{count}'")
+    return page.evaluate(f"{STATUS}.dataset.rids").split(",")
+
+
+def test_generate_batch_is_refused_while_its_line_shows_no_price(studio, context):
+    """Generate batch is held to its own line as Generate is: with the defaults (one seed, no
+    list, no prompts), or a number of seeds sent empty, the line shows no price, and pressing
+    it sends nothing and says what to set (it sent one job)."""
+    page = open_studio(context, studio.base_url)
+    prompt = f"unpriced batch {TAG}"
+    open_batch(page, prompt)
+    hint = "Set a number of seeds, a seed list or several prompts"
+    page.wait_for_function(
+        f"document.querySelector('#wp-batch-quote').innerText.includes('{hint}')"
+    )
+    refusals = page.locator(".toast-body").filter(has_text="its quote line shows no price")
+    page.locator("#wp-batch-generate").click()
+    refusals.first.wait_for()
+    said = refusals.first.inner_text()
+    assert "batch quote: its quote line shows no price (number of seeds 1 with no" in said, said
+    assert "set a number of seeds of 2 or more, a seed list or several prompts" in said, said
+    page.locator("#wp-batch-count input").fill("")  # sent empty (None)
+    page.locator("#wp-batch-count input").press("Tab")
+    page.wait_for_function(
+        "document.querySelector('#wp-batch-quote').innerText.includes('Set a number')"
+    )
+    page.locator("#wp-batch-generate").click()
+    page.wait_for_function(
+        "[...document.querySelectorAll('.toast-body')]"
+        ".filter(t => t.innerText.includes('number of seeds None with no seed list')).length"
+    )
+    assert page.evaluate(STATUS) is None
+    assert not [r for r in ledger_of(studio).recent(50) if r.params.get("prompt") == prompt]
+
+
+def test_a_reload_follows_the_batch_again_and_its_jobs_join_the_strip(studio, context):
+    """The page keeps its batch's job ids in the browser: a reload shows its table again and
+    follows it to its end, and the batch's jobs join this session's strip (newest first)."""
+    page = open_studio(context, studio.base_url)
+    open_batch(page, f"reloaded batch {TAG}")
+    rids = batch_of(page, 2)
+    page.reload()
+    loaded(page)
+    page.wait_for_function(f"{STATUS} && {STATUS}.dataset.rids === '{','.join(rids)}'")
+    page.wait_for_function(f"{STATUS}.dataset.completed === '2'")
+    assert page.locator("#wp-batch-status").is_visible()  # its accordion open
+    assert [r.state for r in map(ledger_of(studio).get, rids)] == ["COMPLETED"] * 2
+    page.wait_for_function("document.querySelectorAll('#wp-batch-gallery video').length === 2")
+    page.wait_for_function("document.querySelectorAll('#wp-recent .caption-label').length === 2")
+    strip = page.locator("#wp-recent .caption-label").all_inner_texts()
+    assert strip == [f"{rids[1]} · COMPLETED", f"{rids[0]} · COMPLETED"], strip
+
+
+def test_the_batch_table_reads_on_a_phone(studio, browser):
+    """At 390 px each job of the table is a few lines, its state and progress first, with no
+    sideways scroll (six columns scrolled sideways there, the state out of view)."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = open_studio(ctx, studio.base_url)
+        open_batch(page, f"phone batch {TAG}")
+        batch_of(page, 2)
+        page.wait_for_function(f"{STATUS}.dataset.final === '2'")
+        box, rows, head = page.evaluate(
+            "(() => { const t = document.querySelector('#wp-batch-status .wp-batch-table');"
+            " const r = [...t.querySelectorAll('tbody tr')].map(tr => {"
+            "  const b = tr.getBoundingClientRect(), s = tr.querySelector('.wp-state')"
+            "   .getBoundingClientRect(), p = tr.querySelector('progress')"
+            "   .getBoundingClientRect(); return [b.height, s.top - b.top, s.right, p.right]; });"
+            " return [[t.scrollWidth, t.clientWidth], r,"
+            "  t.querySelector('thead').getBoundingClientRect().height]; })()"
+        )
+        assert box[0] <= box[1], box  # nothing to scroll sideways
+        assert head == 0  # the column heads give way to the cards
+        for height, state_top, state_right, bar_right in rows:
+            assert height < 110 and state_top < 12, rows  # the state on the first line
+            assert state_right <= 390 and bar_right <= 390, rows
+    finally:
+        ctx.close()

@@ -109,6 +109,18 @@ def test_another_user_cannot_reach_her_job_over_the_api(shared, hers, route):
             bob.predict(rid, api_name=route)
 
 
+def test_a_batch_attach_shows_her_job_to_her_only(shared, hers):
+    # /batch_attach applies /attach's rule: bob's answer is an unknown row, none of her data
+    proc, _ = shared
+    rid, _, _ = hers
+    status, gallery, _ = client_as(proc, "bob").predict(rid, api_name="/batch_attach")
+    assert f'data-rid="{rid}" data-state="UNKNOWN"' in status and not gallery, status
+    assert "secret lighthouse" not in status and "quote $0.0000" in status, status
+    status, gallery, _ = client_as(proc, "alice").predict(rid, api_name="/batch_attach")
+    assert f'data-rid="{rid}" data-state="COMPLETED"' in status and "secret lighthouse" in status
+    assert [g["caption"].split(" · ")[0] for g in gallery] == [rid]
+
+
 def test_the_owner_and_the_admin_reach_her_job(shared, hers):
     proc, _ = shared
     rid, prompt, _ = hers
