@@ -43,6 +43,7 @@ from app.ui.callbacks import (
     PRICED_PROMPT,
     caller_of,
     files_optional,
+    over_limits,
     strip_ids,
     user_of,
     warned,
@@ -149,12 +150,7 @@ class BatchCallbacks:
         plan = self._plan(request, count, seeds, prompts, fields)
         checked = self.service.check(plan, user_of(request))
         line = f"**Batch of {checked.plan.describe()}:** {checked.quote.summary()}"
-        if checked.refusals:
-            line += (
-                "\n\n⚠️ **Over the studio's limits** (Generate batch would be refused): "
-                + "; ".join(html.escape(str(r), quote=False) for r in checked.refusals)
-            )
-        return line, checked.shown()
+        return line + over_limits(checked.refusals, "Generate batch"), checked.shown()
 
     @files_optional
     def generate(

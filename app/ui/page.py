@@ -68,7 +68,7 @@ CSS = (
 :is(#wp-status, #wp-batch-status) progress::-webkit-progress-value {
   background: var(--color-accent);}
 :is(#wp-status, #wp-batch-status) progress::-moz-progress-bar {background: var(--color-accent);}
-#wp-status .wp-line {font-size: 1.05em; margin-top: 4px;}
+#wp-status .wp-line {font-size: 1.05em; margin-top: 4px; white-space: pre-line;}
 #wp-status .wp-refused {color: #b42318; font-size: 0.92em; margin-top: 4px;}
 /* the buttons a job switches (and Generate's focus ring) change at once: Gradio's 0.2 s
    transitions drew a dozen frames each, as the job starts and again as it ends */

@@ -114,6 +114,9 @@ def test_budget_refusal_in_the_quote_and_on_generate(stack, context, tmp_path):
         text = refusal_text(page)
         assert "daily budget" in text and "$0.0010 per UTC day" in text, text
         assert "WANPOD_BUDGET_DAILY_USD" in text
+        # each broken limit on a line of its own, as the refusal's words put them (they ran
+        # together on one line)
+        assert "refused by the studio's limits:\n" in text, text
         assert page.locator("#wp-status[data-rid]").count() == 0  # no job
     finally:
         proc.stop()
