@@ -65,7 +65,7 @@ from app.studio.progress import ProgressView, Samplers, describe, samplers
 from app.studio.records import details, template_version
 from app.studio.reuse import asked
 from app.studio.shown import Shown, check_shown
-from app.studio.store import LocalStore, ResultStore
+from app.studio.store import LocalStore, ResultStore, error_code
 from app.studio.tracker import Tracker
 
 log = logging.getLogger("wanpod.jobs")
@@ -346,7 +346,7 @@ class Studio:
             try:
                 self.store.keep_input(rid, path)
             except Exception as exc:
-                code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+                code = error_code(exc)
                 log.warning(
                     "%s: its input %s could not be put in the result store (%s %s): only "
                     "this replica can rerun it",

@@ -126,7 +126,7 @@ class S3Store:
                 self.client.download_file(bucket, key, str(tmp))
             return path
         except Exception as exc:  # the store away or the object gone: the caller says so
-            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            code = error_code(exc)
             level = logging.DEBUG if code in ("404", "NoSuchKey") else logging.WARNING
             log.log(level, "store: %s could not be fetched (%s %s)", key, type(exc).__name__, code)
             return None
@@ -145,6 +145,12 @@ RETRIABLE_CODES = frozenset({
 })  # fmt: skip
 
 
+def error_code(exc: BaseException) -> str:
+    """The store's error code an S3 error carries ("NoSuchKey", "SlowDown", "404"; "" for none):
+    what a log line may say of it (never the store's message, which names bucket and key)."""
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
 def unavailable(exc: BaseException) -> bool:
     """The object store could not be used for a moment: out of reach, timing out, answering
     5xx or asking to slow down. What trying again later may cure, unlike refused keys or a
@@ -161,9 +167,8 @@ def unavailable(exc: BaseException) -> bool:
         if isinstance(exc, HTTPClientError | Unreachable):  # refused, closed, timed out, TLS
             return True
         if isinstance(exc, ClientError):
-            error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-            return error.get("Code") in RETRIABLE_CODES or int(status) >= 500
+            return error_code(exc) in RETRIABLE_CODES or int(status) >= 500
         exc = exc.__cause__ or exc.__context__
     return False
 
