@@ -2,7 +2,8 @@
 
 `Access.from_env(env, share=None)` reads, once:
 - APP_AUTH: `user:password` pairs, comma-separated (`ann:pw1,bob:pw2`; a password may contain
-  `:` but not `,`). Users must be unique and non-empty, passwords non-empty.
+  `:` but not `,`; spaces around a user or a password are not part of it, as around a pair).
+  Users must be unique and non-empty, passwords non-empty.
 - APP_ADMINS: user names (comma-separated, each one of APP_AUTH's) who see every user's jobs;
   everyone else sees only their own (app/studio/owners.py).
 - APP_ALLOW_PUBLIC_WITHOUT_AUTH: true/false (default false).
@@ -47,7 +48,7 @@ def parse_auth(raw: str | None) -> tuple[tuple[str, Secret], ...]:
     for n, pair in enumerate(text.split(","), start=1):
         pair = pair.strip()
         user, sep, password = pair.partition(":")
-        user = user.strip()
+        user, password = user.strip(), password.strip()
         where = f"APP_AUTH entry {n}" + (f" (user {user!r})" if user and sep else "")
         if not sep:
             raise ConfigError(f"{where} has no ':'; allowed: user:password pairs separated by ','")

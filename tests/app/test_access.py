@@ -23,6 +23,9 @@ from tests.helpers import free_port
 def test_auth_pairs_parsed_with_colons_allowed_in_passwords():
     users = parse_auth(" ann:pw1 , bob:pa:ss ")
     assert [(u, s.value) for u, s in users] == [("ann", "pw1"), ("bob", "pa:ss")]
+    # spaces around a password are not part of it, on either side (as around the pair)
+    users = parse_auth("ann: pw1 , bob : pw2")
+    assert [(u, s.value) for u, s in users] == [("ann", "pw1"), ("bob", "pw2")]
     assert parse_auth("") == () and parse_auth(None) == ()
 
 
@@ -32,6 +35,7 @@ def test_auth_pairs_parsed_with_colons_allowed_in_passwords():
         ("ann", ["entry 1", "no ':'"]),
         ("ann:pw,:pw2", ["entry 2", "user name is empty"]),
         ("ann:pw,bob:", ["entry 2", "'bob'", "password is empty"]),
+        ("ann:pw,bob:  ", ["entry 2", "'bob'", "password is empty"]),
         ("ann:pw,ann:other", ["entry 2", "'ann' appears twice"]),
         ("an n:pw", ["entry 1", "spaces"]),
     ],
