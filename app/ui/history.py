@@ -104,8 +104,16 @@ class HistoryCallbacks:
         return {k: f.title for k, f in self.studio.forms.items()}
 
     def refresh(
-        self, request: gr.Request, text: str | None, pipeline: str | None, status: str | None
+        self,
+        request: gr.Request,
+        text: str | None,
+        pipeline: str | None,
+        status: str | None,
+        opened: str | None = None,
     ) -> tuple[Any, list[str], str]:
+        """The gallery for the filters, its items' ids and the note over it. The tile marked
+        selected is the opened job's (`opened`), wherever it now is, or none: Gradio keeps its
+        selected index across a new value, which marked another job once a newer one came."""
         try:
             filt = hist.HistoryFilter.from_ui(text, pipeline, status)
         except ValueError as exc:
@@ -115,7 +123,10 @@ class HistoryCallbacks:
         listed = chain_history.listing(self.studio.ledger, chains, filt, caller, GALLERY_LIMIT)
         local = self.studio.tracker.store.local  # fetched from object storage when there
         items = chain_history.items(listed.entries, self.titles(), self.results_dir, local)
-        return [(i.image, i.caption) for i in items], [i.rid for i in items], note(listed, filt)
+        rids = [i.rid for i in items]
+        selected = rids.index(opened) if opened in rids else None
+        gallery = gr.update(value=[(i.image, i.caption) for i in items], selected_index=selected)
+        return gallery, rids, note(listed, filt)
 
     def open(
         self, request: gr.Request, rids: list[str] | None, evt: gr.SelectData
@@ -224,13 +235,14 @@ class History:
 
     def _refresh(self, also: tuple[Callable[..., Any], list, list] | None) -> tuple[Any, ...]:
         fn, inputs, outputs = also or (None, [], [])
-        n = len(self.filters)
+        n = len(self.filters) + 1  # and the opened job
 
         def refresh(request: gr.Request, *values: Any) -> tuple[Any, ...]:
             gallery = self.callbacks.refresh(request, *values[:n])
             return gallery if fn is None else (*gallery, *fn(request, *values[n:]))
 
-        return refresh, [*self.filters, *inputs], [self.gallery, self.rids, self.note, *outputs]
+        listing_in = [*self.filters, self.opened]
+        return refresh, [*listing_in, *inputs], [self.gallery, self.rids, self.note, *outputs]
 
     def wire_reuse(self, button: Any, job_id: Any) -> None:
         """The page's "Reuse settings" for the job shown: `/reuse` gives API clients the plain
@@ -329,7 +341,7 @@ def build_history(
     gr.on(
         [text.submit, text.change, pipeline.change, status.change, refresh.click],
         hc.refresh,
-        filters,
+        [*filters, opened],
         listing,
         api_name="history_refresh",
         api_visibility="private",
@@ -362,7 +374,7 @@ def build_history(
     follow.click(cb.attach, [opened, *watch_in], watch_out, api_name="history_follow", **PRIVATE)
     blocks.load(
         hc.refresh,
-        filters,
+        [*filters, opened],
         listing,
         api_name="history_load",
         api_visibility="private",

@@ -13,7 +13,7 @@ What Gradio still does with processing off, and so is not repeated here: uploade
 checked against its upload folder and validated into the component's data model (`inputs` then
 arrive as that model's plain dict), a State input is the session's value, an answered file is
 checked against the allowed paths and served, and a `gr.update()` / `gr.skip()` answer is
-applied as is (none of these events answers a value inside an update).
+applied as is, but for a value inside an update, which is processed as Gradio would.
 """
 
 from __future__ import annotations
@@ -39,8 +39,12 @@ def _in(component: Any, payload: Any) -> Any:
 
 
 def _out(component: Any, value: Any) -> Any:
-    """One answer as Gradio would send it."""
-    if component.stateful or (isinstance(value, dict) and value.get("__type__") == "update"):
+    """One answer as Gradio would send it (an update's value processed, the rest as is)."""
+    if component.stateful:
+        return value
+    if isinstance(value, dict) and value.get("__type__") == "update":
+        if "value" in value:
+            return {**value, "value": _out(component, value["value"])}
         return value
     value = component.postprocess(value)
     return value.model_dump() if hasattr(value, "model_dump") else value

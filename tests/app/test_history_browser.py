@@ -212,6 +212,12 @@ def test_rerun_exactly_from_the_gallery(studio, context, owl):
     # the gallery refreshes once the rerun has ended: both jobs, the newest first
     page.wait_for_function(f"document.querySelectorAll('{ITEM}').length === 2")
     assert "seed 31337" in page.locator(ITEM).first.inner_text()
+    # the opened job is still the one marked, now second (Gradio kept the marked index, 0,
+    # which marked the rerun)
+    marked = (
+        f"Array.from(document.querySelectorAll('{ITEM}'), b => b.classList.contains('selected'))"
+    )
+    page.wait_for_function(f"{marked}.join() === 'false,true'")
 
 
 def test_a_live_job_opened_names_its_state_and_follows_live(studio, context, client, stack):

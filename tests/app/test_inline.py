@@ -38,8 +38,10 @@ def app(tmp_path_factory):
                 "seed": (type(fields["seed"]).__name__, fields["seed"]),
                 "image": Path(image).read_bytes() == PNG.read_bytes() if image else None,
             })  # fmt: skip
-            yield "**working**", None, {"step": 1}, "kept"
-            yield f"**done** {fields['seed']}", str(video), {"step": 2}, gr.skip()
+            yield "**working**", None, {"step": 1}, "kept", gr.skip()
+            # an update with a value: the value is processed, the rest of the update kept
+            shown = gr.update(value=[(str(PNG), "the start")], selected_index=0)
+            yield f"**done** {fields['seed']}", str(video), {"step": 2}, gr.skip(), shown
 
         return fn
 
@@ -49,7 +51,7 @@ def app(tmp_path_factory):
             "image": Image(label="Start image", type="filepath"),
         }
         note = Textbox(label="Note")
-        outs = [gr.Markdown(), gr.Video(), gr.JSON(), gr.State()]
+        outs = [gr.Markdown(), gr.Video(), gr.JSON(), gr.State(), gr.Gallery()]
         inputs = {**fields, "note": note}
         go_plain, go_here = gr.Button(), gr.Button()
         go_plain.click(answer("plain"), inputs_kwargs=inputs, outputs=outs, api_name="plain")
@@ -83,6 +85,11 @@ def test_the_callback_gets_what_gradio_would_give_it_and_sends_the_same(app):
     # the video served the same way: a file the client downloads, the same bytes
     assert Path(here_end[1]).read_bytes() == Path(plain_end[1]).read_bytes() == MP4.read_bytes()
     assert len(here_steps) == len(plain_steps) == 2
+    # the gallery's update: its picture served as a file, its caption kept
+    shown = here_end[3]  # (the client drops the State)
+    assert shown == plain_end[3] and shown["selected_index"] == 0
+    (item,) = shown["value"]
+    assert item["caption"] == "the start" and Path(item["image"]).read_bytes() == PNG.read_bytes()
 
 
 def test_a_refused_input_names_its_field_as_gradio_does(app):

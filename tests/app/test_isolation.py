@@ -82,7 +82,9 @@ def hers(shared, tmp_path_factory):
     status, _video, _details, rid = finished(result)
     assert 'data-state="COMPLETED"' in status, status
     alice.predict(rid, api_name="/reuse")  # restores her kept start image as a file
-    listed = event(signed_in(proc, "alice"), proc.base_url, "history_refresh", ["", "All", "All"])
+    listed = event(
+        signed_in(proc, "alice"), proc.base_url, "history_refresh", ["", "All", "All", None]
+    )
     assert prompt in json.dumps(listed)  # her listing shows it (and made its thumbnail)
     files = sorted(p for p in (data / "results" / rid).rglob("*") if p.is_file())
     kinds = {p.suffix for p in files}
@@ -140,7 +142,7 @@ def test_the_history_listing_shows_each_user_their_own_and_the_admin_all(shared,
     for user in USERS:
         s = signed_in(proc, user)
         for text in ("", rid):  # everything, and her job by its id
-            out = event(s, proc.base_url, "history_refresh", [text, "All", "All"])
+            out = event(s, proc.base_url, "history_refresh", [text, "All", "All", None])
             seen[user, text] = prompt in json.dumps(out)
     assert seen == {
         ("alice", ""): True,
