@@ -11,7 +11,8 @@ folded or filtered out never shorten the gallery nor hide that older jobs exist.
 the stitched video's first frame (or the placeholder of its state), and a caption with the
 chain's state, segment count, frames, cost and prompts. The item's id is the chain id
 (`ch-...`), which the History panel opens as the chain: `describe(chains, chain)` is what a page
-shows for one (state, each segment, its video, quote, note).
+shows for one (state, each segment, its video, quote, note), each prompt and the note as text
+(app/studio/markup.py: no image, link or HTML from a prompt), cut to PROMPT_CHARS at a word's end.
 An Extend's parent job stays an item of its own as well: it is a job in its own right.
 """
 
@@ -26,9 +27,11 @@ from app.endpoint.states import JobState
 from app.studio import history as hist
 from app.studio.chain_store import CANCELLED, CHAIN_PREFIX, RUNNING, ChainRow
 from app.studio.ledger import JobRow, Ledger
+from app.studio.markup import md_short, md_text
 from app.studio.owners import ANYONE, Caller
 
 _AS_JOB_STATE = {RUNNING: JobState.IN_PROGRESS}  # a running chain: shown and filtered as live
+PROMPT_CHARS = 60  # of each segment's prompt on the chain's panel
 MAX_PAGES = 20  # pages of rows read for one gallery at most (then older ones are said to exist)
 
 
@@ -171,7 +174,7 @@ def describe(chains: Any, chain: ChainRow) -> ChainView:
     for k, seg in enumerate(segs, 1):
         view = chains.studio.view(seg.id, ANYONE)  # a segment of a chain the caller may see
         status = view.progress.head if view is not None and seg.live else str(seg.state)
-        prompt = str((seg.params or {}).get("prompt", ""))[:60]
+        prompt = md_short((seg.params or {}).get("prompt", ""), PROMPT_CHARS)  # as text
         lines.append(f"{k}. `{seg.id}` · {status} · {prompt}")
     if chain.result_path:
         how = "copied without re-encoding" if chain.remuxed else "re-encoded once"
@@ -183,7 +186,7 @@ def describe(chains: Any, chain: ChainRow) -> ChainView:
             f" on {q.get('gpu')}; {q.get('frames')} frames ≈ {q.get('seconds', 0):.1f} s)"
         )
     if chain.error:
-        lines.append(f"**Note:** {chain.error}")
+        lines.append(f"**Note:** {md_text(chain.error)}")  # may quote a prompt
     video = chain.result_path
     if video and not Path(video).is_file():
         video = None

@@ -15,6 +15,7 @@ from tests.app.test_api import args, finished
 from tests.app.test_browser import TIMEOUT_MS, disabled, open_studio
 from tests.app.test_history import ledger_of
 from tests.app.test_history_browser import ITEM, OPENED_BUTTONS, filter_text, open_item
+from tests.app.test_user_text import bait  # noqa: F401  (a fixture: a server counting fetches)
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +86,30 @@ def test_a_refused_action_stays_on_screen_until_closed(studio, context):
     assert toast.is_visible() and toast.evaluate("e => e.closest('[inert]') === null")
     toast.locator(".toast-close").click()
     toast.wait_for(state="detached")
+
+
+def test_a_chains_prompts_are_text_and_make_no_browser_fetch(studio, context, client, bait):  # noqa: F811
+    """A storyboard whose prompts hold Markdown and HTML images, opened in History (and so in
+    the Longer video section): its panels show the prompts as typed, and the browser fetches
+    nothing from them."""
+    url, hits = bait
+    tag = f"chain bait {uuid.uuid4().hex[:6]}"
+    md, html = f"![x]({url}/md.png)", f'<img src="{url}/html.png">'
+    prompts = f"{tag} {md}\n{html} {tag}"
+    status, _, cid = client.predict(
+        *args(prompt="a fox", seconds=1.0, seed=5), prompts, False, api_name="/storyboard"
+    )
+    assert "COMPLETED" in status and "![" not in status, status
+    page = open_studio(context, studio.base_url)
+    page.get_by_role("button", name="Longer video: Extend or Storyboard").click()
+    filter_text(page, tag, 1)
+    page.locator(ITEM).first.click()
+    for panel in ("#wp-hist-details", "#wp-chain-status"):  # the chain opened shows in both
+        page.wait_for_function(
+            f"document.querySelector('{panel}').innerText.includes({cid!r})", timeout=TIMEOUT_MS
+        )
+        text = page.locator(panel).inner_text()
+        assert f"{tag} {md}" in text and html in text, text  # as typed, as text
+        assert page.locator(f"{panel} img").count() == 0
+    fetched = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+    assert [u for u in fetched if u.startswith(url)] == [] and hits == []
