@@ -10,7 +10,9 @@ stitched without the repeated frame at each seam (app/studio/stitch.py).
   the combined quote, the length the video will have, and every limit broken: the per-job limits
   for each segment and the daily / per-user budgets against the WHOLE chain's dollars
   (app/studio/batch.py's arithmetic), and the longest chain (WANPOD_CHAIN_MAX_S) as an InputError.
-  `storyboard()` / `extend()` refuse up front, before anything is written or sent.
+  `storyboard()` / `extend()` refuse up front, before anything is written or sent, as they do
+  a chain any segment of which `Studio.submit` would refuse (`sendable`: the first segment's
+  missing image, which its quote priced with a stand-in).
 - The chain lives in the ledger (app/studio/chain_store.py; each segment's job row names its
   chain, index, parent and start frame). Nothing here is a queue: RunPod queues the one live
   segment; the tracker's end-of-job hook (`on_final`) sends the next one the moment the
@@ -248,9 +250,25 @@ class Chains:
             raise InputError("chain", f"{chain.id}'s start image was not kept; upload it again")
         return kept
 
+    def sendable(self, plan: dict[str, Any], user: str | None) -> None:
+        """Refuse the chain whole, before any row is written or job sent, for what
+        `Studio.submit` would refuse of any segment (`Studio.sendable`): the first one's
+        images (the form's: its quote priced a stand-in)."""
+        offset = len(plan.get("done", ()))
+        n = offset + len(plan["prompts"])
+        for k in range(offset, n):
+            start = plan["values"].get("start_image") if k == 0 else None
+            try:
+                self.studio.sendable(self.segment_values(plan, k, start), user, frame=k > 0)
+            except InputError as exc:
+                if n == 1:
+                    raise
+                raise type(exc)(exc.field, f"{exc.reason} (segment {k + 1} of {n})") from None
+
     def _start(self, checked: ChainCheck, user: str | None) -> str:
         if checked.refusals:
             raise GuardrailError(list(checked.refusals))
+        self.sendable(checked.plan, user)
         q = checked.quote
         quote = {"dollars": q.dollars, "gpu_s": q.gpu_s, "gpu": q.gpu, "summary": checked.summary()}
         quote |= {"frames": checked.frames, "seconds": checked.seconds}
@@ -281,7 +299,7 @@ class Chains:
             self.studio.share_inputs(cid, [Path(plan["values"]["start_image"])])
         chain = self.chain(cid, ANYONE)  # the chain just made
         if chain.state == FAILED and not self.store.segment_ids(cid):
-            raise SubmitError(f"the chain's first segment was not sent: {chain.error}")
+            raise SubmitError(str(chain.error))  # "segment 1 was not sent: …"
         return cid
 
     # -- running -----------------------------------------------------------------------------

@@ -240,6 +240,17 @@ class Studio:
         args = (prep, values.mode, params, job_input, clearance, user, recipe, form)
         return self._send(*args, chain=chain)
 
+    def sendable(self, values: FormValues, user: str | None = None, frame: bool = False) -> None:
+        """Refuse, writing and sending nothing, what `submit` would refuse of the job before its
+        row: files the caller may not read and a missing or unusable image (in the quote line's
+        words; no pre-flight, no budget: a chain checks those whole). `frame`: a chain segment
+        whose start image is a frame made when it is sent (not checked here)."""
+        self.check_files(values, self.caller(user))
+        if not frame:
+            self.images(values)
+            form = self.form(values.pipeline)
+            job_images(form, values, self._size(form, values), uuid.uuid4().hex[:10])
+
     def _send(
         self, prep, mode, params, job_input, clearance, user, recipe, form, chain=None
     ) -> str:

@@ -372,6 +372,25 @@ def test_a_storyboard_whose_start_image_cannot_be_kept_is_not_started(stack, tmp
         chains.studio.tracker.stop()
 
 
+def test_an_image_to_video_storyboard_without_its_image_is_refused_before_any_row(stack, tmp_path):
+    """Its quote prices it (its start image a stand-in) and says the image is missing; the
+    storyboard itself is refused whole in those words, no chain row written, no job sent."""
+    chains = services(stack, tmp_path)
+    try:
+        i2v = FormValues(pipeline="i2v_14b", prompt="a lake", resolution="480p landscape",
+                         seconds=1.0, seed=3, randomize=False)  # fmt: skip
+        assert chains.storyboard_check(i2v, "a lake\nthe lake at dusk").quote.dollars > 0
+        with pytest.raises(InputError) as refused:
+            chains.storyboard(i2v, "a lake\nthe lake at dusk")
+        assert str(refused.value) == (
+            "start image: Image to video (Wan 2.2 14B) needs a start image; allowed: a PNG, "
+            "JPEG or WebP (segment 1 of 2)"
+        )
+        assert chains.store.recent() == [] and chains.studio.ledger.recent() == []
+    finally:
+        chains.studio.tracker.stop()
+
+
 def test_a_budget_for_two_segments_refuses_three_before_anything_is_sent(stack, tmp_path):
     probe = services(stack, tmp_path / "probe")
     probe.studio.tracker.stop()
