@@ -104,8 +104,9 @@ def cold_of(query: str) -> ColdStart | None:
     return cold if ok else None
 
 
-def parts(studio: Any, cold: ColdStart | None) -> dict[str, str | None]:
-    """The panel, the Generate area's note and the spend line (None in demo mode)."""
+def parts(studio: Any, cold: ColdStart | None, user: str | None = None) -> dict[str, str | None]:
+    """The panel, the Generate area's note and the spend line (None in demo mode; with the
+    signed-in `user`'s own spend and budget)."""
     ops = studio.ops
     panel = ops.health_panel(cold) if ops is not None else None
     note = ""
@@ -118,8 +119,12 @@ def parts(studio: Any, cold: ColdStart | None) -> dict[str, str | None]:
     s = studio.settings
     if not s.demo:
         rows = ops.rows_today() if ops is not None else studio.ledger.spend_since(0)
-        daily = ops.limits.daily_usd if ops is not None else None
-        spend = spend_line(s.endpoint_id, s.gpu_type, studio.prices, rows, daily)
+        limits = ops.limits if ops is not None else None
+        spend = spend_line(
+            s.endpoint_id, s.gpu_type, studio.prices, rows,
+            limits.daily_usd if limits else None,
+            user=user, user_daily_usd=limits.user_daily_usd if limits else None,
+        )  # fmt: skip
     return {"panel": render_html(panel) if panel is not None else "", "note": note, "spend": spend}
 
 
@@ -133,7 +138,7 @@ class HealthRoute(PageRoute):
             await self.app(scope, receive, send)
             return
         cold = cold_of(scope.get("query_string", b"").decode("latin-1"))
-        body = json.dumps(await run_in_threadpool(parts, self.studio, cold)).encode()
+        body = json.dumps(await run_in_threadpool(parts, self.studio, cold, user)).encode()
         head = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -142,7 +142,22 @@ def test_the_spend_line_names_endpoint_price_and_todays_spend(studio):
     line = spend_line("ep123", "H100 PRO", prices, [], 25.0, now=time.time())
     assert line == (
         f"<b>Endpoint</b> <code>ep123</code> · <b>H100 PRO</b> at ${prices.price('H100 PRO'):.5f}/s"
-        " · <b>today (UTC):</b> $0.0000 spent of the $25.00 daily budget"
+        " · <b>today (UTC):</b> $0.0000 spent by all users of the $25.00 daily budget"
+    )
+
+
+@pytest.mark.parametrize(
+    ("cap", "words"),
+    [
+        (None, "(no daily budget set)"),
+        (0.0, "(the daily budget is $0: every job is refused)"),  # it was "no budget set"
+        (0.042, "of the $0.0420 daily budget"),  # as its refusal says it (it was "$0.04")
+        (25.0, "of the $25.00 daily budget"),
+    ],
+)
+def test_the_spend_line_says_the_budget_as_its_refusal_does(studio, cap, words):
+    assert spend_line("ep", "H100 PRO", studio.prices, [], cap).endswith(
+        f"spent by all users {words}"
     )
 
 

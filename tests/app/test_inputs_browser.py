@@ -222,4 +222,4 @@ def test_runpod_mode_names_endpoint_price_and_todays_spend(studio, stack, contex
     page.wait_for_function("document.querySelector('#wp-spend')?.innerText.includes('today')")
     line = page.locator("#wp-spend").inner_text()
     assert f"Endpoint {stack.endpoint_id}" in line and "/s" in line, line
-    assert "spent of the $" in line and "daily budget" in line, line
+    assert "spent by all users of the $" in line and "daily budget" in line, line

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -264,6 +265,24 @@ def test_the_endpoint_health_only_for_a_signed_in_user(shared):
     assert requests.get(f"{proc.base_url}/wanpod/health", timeout=30).status_code == 401
     r = signed_in(proc, "bob").get(f"{proc.base_url}/wanpod/health", timeout=30)
     assert r.status_code == 200 and 'id="wp-health"' in r.json()["panel"]
+
+
+def test_the_spend_line_adds_the_signed_in_users_own_spend_and_budget(shared, hers):
+    """Everyone's spend today, said to be everyone's, and the user's own against their own
+    budget (the one that usually refuses first); only alice has spent (her job, `hers`)."""
+    proc, _ = shared
+    said = {}
+    for user in ("alice", "bob"):
+        line = signed_in(proc, user).get(f"{proc.base_url}/wanpod/health", timeout=30).json()
+        said[user] = re.search(
+            r"\$([0-9.]+) spent by all users of the \$25\.00 daily budget; "
+            r"you: \$([0-9.]+) of your \$5\.00 daily budget",
+            line["spend"],
+        )
+        assert said[user], line["spend"]
+        said[user] = said[user].groups()
+    (total, hers_), (total_b, bobs) = said["alice"], said["bob"]
+    assert float(total) > 0 and hers_ == total == total_b and bobs == "0.0000", said
 
 
 def test_uploads_over_the_setting_are_refused(shared):

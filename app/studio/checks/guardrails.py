@@ -190,7 +190,8 @@ class Refusal:
         return f"{self.limit}: {self.value}; allowed: {self.allowed} (set by {self.setting})"
 
 
-def _usd(x: float) -> str:
+def usd(x: float) -> str:
+    """Dollars as refusals and the spend line say them: cents from $1, else four decimals."""
     return f"${x:.2f}" if x >= 1 or x == 0 else f"${x:.4f}"
 
 
@@ -217,8 +218,8 @@ def check(
         out.append(
             Refusal(
                 "job cost",
-                f"this job is quoted {_usd(job.dollars)}",
-                f"at most {_usd(g.job_usd)} per job",
+                f"this job is quoted {usd(job.dollars)}",
+                f"at most {usd(g.job_usd)} per job",
                 "WANPOD_MAX_JOB_USD",
             )
         )
@@ -246,9 +247,9 @@ def check(
             out.append(
                 Refusal(
                     limit,
-                    f"{_usd(spent)} spent today ({who}) + {whose} {_usd(job.dollars)} = "
-                    f"{_usd(spent + job.dollars)}",
-                    f"{_usd(cap)} per UTC day ({_usd(left)} left; resets at 00:00 UTC)",
+                    f"{usd(spent)} spent today ({who}) + {whose} {usd(job.dollars)} = "
+                    f"{usd(spent + job.dollars)}",
+                    f"{usd(cap)} per UTC day ({usd(left)} left; resets at 00:00 UTC)",
                     var,
                 )
             )
