@@ -12,7 +12,7 @@ stitched without the repeated frame at each seam (app/studio/stitch.py).
   (app/studio/batch.py's arithmetic), and the longest chain (WANPOD_CHAIN_MAX_S) as an InputError.
   `storyboard()` / `extend()` refuse up front, before anything is written or sent, as they do
   a chain any segment of which `Studio.submit` would refuse (`sendable`: the first segment's
-  missing image, which its quote priced with a stand-in).
+  missing image, which its quote priced with a stand-in; a /run body over RunPod's limit).
 - The chain lives in the ledger (app/studio/chain_store.py; each segment's job row names its
   chain, index, parent and start frame). Nothing here is a queue: RunPod queues the one live
   segment; the tracker's end-of-job hook (`on_final`) sends the next one the moment the
@@ -253,7 +253,8 @@ class Chains:
     def sendable(self, plan: dict[str, Any], user: str | None) -> None:
         """Refuse the chain whole, before any row is written or job sent, for what
         `Studio.submit` would refuse of any segment (`Studio.sendable`): the first one's
-        images (the form's: its quote priced a stand-in)."""
+        images (the form's: its quote priced a stand-in) and every one's /run body (a later
+        one's start frame, made when it is sent, not counted)."""
         offset = len(plan.get("done", ()))
         n = offset + len(plan["prompts"])
         for k in range(offset, n):

@@ -113,6 +113,19 @@ def too_large(size: int, prep: Prepared, values: FormValues, images: JobImages) 
     )
 
 
+def run_input(prep: Prepared, values: FormValues, images: JobImages) -> dict[str, Any]:
+    """/run's input for the job (its workflow, its images as sent); the InputError of
+    `too_large` when it is over RunPod's limit."""
+    job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
+    uploads = images.uploads(getattr(prep.filled, "images", {}) or {})
+    if uploads:
+        job_input["images"] = uploads
+    size = len(json.dumps(job_input))
+    if size > RUN_LIMIT:
+        raise too_large(size, prep, values, images)
+    return job_input
+
+
 class Studio:
     def __init__(
         self,
@@ -220,15 +233,9 @@ class Studio:
             prep = dataclasses.replace(prep, quote=shown.quote)  # price it showed
         elif keep is not None and keep.quote is not None and keep.request == prep.request:
             prep = dataclasses.replace(prep, quote=keep.quote)
-        job_input: dict[str, Any] = {"workflow": prep.filled.workflow}
-        uploads = images.uploads(getattr(prep.filled, "images", {}) or {})
-        names = [u["name"] for u in uploads]
+        job_input = run_input(prep, values, images)
+        names = [u["name"] for u in job_input.get("images", [])]
         clearance = self.ops.before_run(prep, user, names) if self.ops is not None else None
-        if uploads:
-            job_input["images"] = uploads
-        size = len(json.dumps(job_input))
-        if size > RUN_LIMIT:
-            raise too_large(size, prep, values, images)
         resolved = dict(getattr(prep.filled, "params", {}) or prep.params)
         recipe = {
             "template": prep.template_id,
@@ -242,14 +249,17 @@ class Studio:
 
     def sendable(self, values: FormValues, user: str | None = None, frame: bool = False) -> None:
         """Refuse, writing and sending nothing, what `submit` would refuse of the job before its
-        row: files the caller may not read and a missing or unusable image (in the quote line's
-        words; no pre-flight, no budget: a chain checks those whole). `frame`: a chain segment
-        whose start image is a frame made when it is sent (not checked here)."""
+        row: files the caller may not read, a missing or unusable image (in the quote line's
+        words) and a /run body over RUN_LIMIT (no pre-flight, no budget: a chain checks those
+        whole). `frame`: a chain segment whose start image is a frame made when it is sent
+        (not counted here)."""
         self.check_files(values, self.caller(user))
+        form = self.form(values.pipeline)
+        images = JobImages({}, {})
         if not frame:
             self.images(values)
-            form = self.form(values.pipeline)
-            job_images(form, values, self._size(form, values), uuid.uuid4().hex[:10])
+            images = job_images(form, values, self._size(form, values), uuid.uuid4().hex[:10])
+        run_input(self.prepare(values, images.names or None), values, images)
 
     def _send(
         self, prep, mode, params, job_input, clearance, user, recipe, form, chain=None

@@ -391,6 +391,23 @@ def test_an_image_to_video_storyboard_without_its_image_is_refused_before_any_ro
         chains.studio.tracker.stop()
 
 
+def test_a_prompt_too_large_for_run_on_a_later_line_refuses_the_storyboard_whole(stack, tmp_path):
+    """RunPod's /run takes 10 MB: a storyboard whose second prompt makes its segment's request
+    larger is refused before its first segment is sent (and billed), naming the field and the
+    segment."""
+    chains = services(stack, tmp_path)
+    try:
+        huge = "a heron " * 1_400_000  # 11.2 MB
+        with pytest.raises(InputError) as refused:
+            chains.storyboard(values(), f"a heron\n{huge}")
+        said = str(refused.value)
+        assert said.startswith("prompt: the request is 11.2 MB, 11.2 MB of it this field's; "), said
+        assert said.endswith("RunPod's /run takes at most 10 MB (segment 2 of 2)"), said[-200:]
+        assert chains.store.recent() == [] and chains.studio.ledger.recent() == []
+    finally:
+        chains.studio.tracker.stop()
+
+
 def test_a_budget_for_two_segments_refuses_three_before_anything_is_sent(stack, tmp_path):
     probe = services(stack, tmp_path / "probe")
     probe.studio.tracker.stop()
