@@ -40,6 +40,7 @@ from app.errors import ConfigError
 from app.studio.checks.guardrails import Guardrails
 from app.studio.checks.preflight import PreflightSettings
 from app.studio.cost import PRICES_PATH, load_prices
+from app.studio.db import userinfo_secrets
 from app.studio.fetch import FetchSettings
 from app.studio.shared import SharedSettings
 
@@ -121,7 +122,7 @@ class Settings:
             Secret(env[n])
             for n in ("BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")
             if env.get(n)
-        )
+        ) + tuple(Secret(p) for p in userinfo_secrets(base))  # a proxy's password in the URL
         return cls(
             api_key=Secret(key),
             endpoint_id=endpoint,

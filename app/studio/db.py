@@ -80,11 +80,14 @@ def redact(url: str) -> str:
 
 
 def url_secrets(url: str) -> tuple[str, ...]:
-    """The parts of a database URL that must be scrubbed from messages: its password as
-    written and percent-decoded (a driver's message may quote either), also as urlsplit
-    reads it where that differs."""
-    if not url.startswith(SCHEMES[1:]):
-        return ()
+    """The parts of a database URL that must be scrubbed from messages (`userinfo_secrets`)."""
+    return userinfo_secrets(url) if url.startswith(SCHEMES[1:]) else ()
+
+
+def userinfo_secrets(url: str) -> tuple[str, ...]:
+    """The password in any URL's `user:password@` (a database's, or a proxy's in
+    RUNPOD_API_BASE), to be scrubbed from messages: as written and percent-decoded (a driver's
+    message may quote either), also as urlsplit reads it where that differs."""
     parts = _userinfo(url)
     found = {parts[1]} if parts else set()
     found |= {p for p in (urlsplit(url).password,) if p}

@@ -112,6 +112,21 @@ def test_read_panel_turns_an_unreachable_endpoint_into_an_error_panel_without_th
     assert key not in p.error
 
 
+def test_a_password_in_the_api_base_stays_out_of_the_panel():
+    """A proxy's password in RUNPOD_API_BASE is one of the studio's secrets: the panel (shown
+    to every signed-in user) says the endpoint cannot be reached without it."""
+    from app.settings import Settings
+    from tests.helpers import free_port
+
+    base = f"http://proxyuser:Pr0xyPa55word@127.0.0.1:{free_port()}/v2"
+    env = {"RUNPOD_API_KEY": "rpa_SECRETKEY0123456789", "RUNPOD_ENDPOINT_ID": "ep1"}
+    settings = Settings.from_env({**env, "RUNPOD_API_BASE": base})
+    client = EndpointClient(f"{settings.api_base}/ep1", settings.api_key.value, retries=0)
+    p = read_panel(client, COLD, secrets=settings.secret_values())
+    assert p.error.startswith("/health did not answer: Cannot reach the endpoint"), p.error
+    assert "Pr0xyPa55word" not in p.error and "proxyuser" in p.error, p.error
+
+
 @pytest.mark.slow
 def test_panel_follows_the_local_stack_through_a_job(stack):
     from workflows.fill import fill
