@@ -46,7 +46,7 @@ import av
 from app.endpoint.states import JobState
 from app.errors import GuardrailError, InputError, SegmentSent, SubmitError, user_message
 from app.studio import stitch
-from app.studio.batch import BatchPlan, BatchQuote, BatchService, parse_prompts
+from app.studio.batch import BatchPlan, BatchQuote, BatchService, combine, parse_prompts
 from app.studio.chain_history import ChainView, describe, is_chain
 from app.studio.chain_store import (
     CANCELLED,
@@ -80,8 +80,17 @@ class ChainCheck:
     requests: tuple[CostRequest, ...] = ()  # the segments' cost inputs, in order
 
     def shown(self) -> BatchShown:
-        """What a quote line showing this check prices (app/studio/shown.py)."""
-        return BatchShown((), self.requests, self.quote.dollars)
+        """What a quote line showing this check prices (app/studio/shown.py): each segment's
+        cost inputs and quote."""
+        return BatchShown((), self.requests, self.quote.dollars, self.quote.per_job)
+
+    def held(self, shown: BatchShown | None) -> ChainCheck:
+        """This check at the prices its quote line showed (`shown`: checked to be these
+        segments first), as BatchService.submit holds a batch's jobs to their line's: a job
+        that ended in between moved the calibration, which does not change them."""
+        if shown is None or len(shown.quotes) != len(self.requests):
+            return self
+        return dataclasses.replace(self, quote=combine(shown.quotes))
 
     def summary(self) -> str:
         n = len(self.plan["prompts"])
@@ -215,10 +224,11 @@ class Chains:
         shown: BatchShown | None = None,
     ) -> str:
         """`shown`: what the page's quote line priced (None for an API client): another
-        storyboard is refused, nothing sent (app/studio/shown.py)."""
+        storyboard is refused, nothing sent (app/studio/shown.py); this one is charged the
+        prices it showed."""
         checked = self.storyboard_check(values, prompts_text, colour_match, user)
         check_batch_shown(shown, checked.requests, checked.quote.dollars, "storyboard")
-        return self._start(checked, user)
+        return self._start(checked.held(shown), user)
 
     def extend(self, rid: str, prompt: str = "", colour_match: bool = False, user=None) -> str:
         """(Not held to a quote line: an extension's cost is its job's, which the form does not

@@ -470,6 +470,38 @@ def test_each_segment_is_charged_the_price_the_storyboard_was_quoted(stack, tmp_
         chains.studio.tracker.stop()
 
 
+def test_a_storyboard_is_charged_the_prices_its_line_showed(stack, tmp_path):
+    """A job ends between the storyboard's quote line and Run storyboard, and the studio learns
+    from it (its calibration moves): the storyboard is charged what its line showed, each
+    segment at its price there, as a batch's jobs are."""
+    import dataclasses
+    import time
+
+    chains = services(stack, tmp_path)
+    studio = chains.studio
+    try:
+        shown = chains.storyboard_check(values(), PROMPTS).shown()
+        prep = studio.prepare(values())  # a finished job, recorded as the tracker records one
+        rid = studio.ledger.create(
+            template=prep.template_id, mode="turbo", params={}, workflow=prep.filled.workflow,
+            quote=prep.quote, gpu=studio.settings.gpu_type,
+        )  # fmt: skip
+        studio.ledger.update(rid, state="COMPLETED", execution_ms=90_000, finished_at=time.time())
+        studio.forget_calibration(rid)
+        now = chains.storyboard_check(values(), PROMPTS)
+        assert now.quote.dollars != pytest.approx(shown.dollars)  # the calibration moved
+        cid = chains.storyboard(values(), PROMPTS, shown=shown)
+        chain = chains.chain(cid, ANYONE)
+        assert chain.quote["dollars"] == pytest.approx(shown.dollars)
+        priced = [p["quote"] for p in chain.plan["priced"]]
+        assert priced == [dataclasses.asdict(q) for q in shown.quotes]
+        first = chains.segments(chain)[0]
+        assert first.quote == shown.quotes[0]  # sent at its price on the line
+        chains.cancel(cid, ANYONE)
+    finally:
+        studio.tracker.stop()
+
+
 def test_a_refused_segment_is_named_as_a_segment(stack, tmp_path):
     chains = services(stack, tmp_path)
     chains.studio.tracker.stop()
