@@ -244,12 +244,21 @@ class Chains:
         return self._start(self.check(chain.kind, plan, user), user)
 
     def reuse(self, cid: str, caller: Caller) -> tuple[FormValues, str]:
-        """The chain's base form values (its first segment's) and its prompts, one per line."""
+        """The chain's base form values (its first segment's) and every segment's prompt in
+        order, one per line (an Extend's earlier segments first): run as a storyboard, they
+        make the same shot again."""
         chain = self.chain(cid, caller)
         values = FormValues(**chain.plan["values"])
         if chain.kind == "storyboard" and values.start_image:
             values = dataclasses.replace(values, start_image=str(self._kept_start(chain)))
-        return values, "\n".join(chain.plan["prompts"])
+        return values, "\n".join(self.prompts(chain))
+
+    def prompts(self, chain: ChainRow) -> list[str]:
+        """Every segment's prompt in order: the segments it continues (an Extend's, as they
+        ran), then its own (its plan's)."""
+        done = [self.studio.ledger.get(r, workflow=False) for r in chain.plan.get("done", ())]
+        ran = [str((r.params or {}).get("prompt") or "") for r in done if r is not None]
+        return ran + list(chain.plan["prompts"])
 
     def _kept_start(self, chain: ChainRow) -> Path:
         """The storyboard's kept start image (`start_0.<ext>`, the plan's), this replica's or

@@ -563,8 +563,12 @@ def test_extend_continues_a_finished_job_from_its_last_frame(stack, tmp_path, pn
         rerun = chains.rerun(cid)
         finished(chains, rerun)
         assert chains.chain(rerun, ANYONE).state == "COMPLETED"
-        reused, prompts = chains.reuse(cid, ANYONE)
-        assert prompts == "the lake at dusk" and reused.seed == 3
+        reused, prompts = chains.reuse(cid, ANYONE)  # every segment's prompt: the same shot
+        assert prompts == "a lake\nthe lake at dusk" and reused.seed == 3
+        assert (reused.pipeline, reused.prompt) == ("i2v_14b", "a lake")  # the first segment's
+        assert chains.reuse(longer, ANYONE)[1] == "a lake\nthe lake at dusk\nthe lake at dusk"
+        again = chains.storyboard_check(reused, prompts)  # remade as a storyboard: as long
+        assert again.frames == chain.frames and len(again.requests) == 2
         Path(segs[0].result_path).unlink()  # the first job's video removed from the results
         for target, field in ((rid, "job"), (cid, "chain")):
             with pytest.raises(InputError) as refused:
