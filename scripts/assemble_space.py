@@ -4,7 +4,8 @@
     python scripts/assemble_space.py OUT [--title T] [--emoji E] [--force]
 
 The Space gets exactly what Dockerfile.app builds from: a root file named `Dockerfile` (a copy of
-Dockerfile.app), `requirements/app.txt`, the committed files of `app/` and `workflows/`, and a
+Dockerfile.app), `requirements/app.txt`, the committed files of `app/` and `workflows/` (as of
+HEAD: a change not committed is left out, and named on stderr), and a
 README.md whose YAML front matter says `sdk: docker` and `app_port` (the GRADIO_SERVER_PORT the
 Dockerfile sets). Nothing else: no worker, no
 emulators, no tests, no virtual environments, no data folder, no generated stubs (*.pyi), no
@@ -68,34 +69,52 @@ class SecretFound(Refused):
     pass
 
 
-def dockerfile_port(dockerfile: Path) -> int:
+def dockerfile_port(dockerfile: str) -> int:
     """The port the image serves on (its GRADIO_SERVER_PORT), which app_port must name."""
-    match = re.search(r"GRADIO_SERVER_PORT=(\d+)", dockerfile.read_text())
+    match = re.search(r"GRADIO_SERVER_PORT=(\d+)", dockerfile)
     if not match:
-        raise Refused(f"{dockerfile.name} sets no GRADIO_SERVER_PORT; the Space needs app_port")
+        raise Refused("Dockerfile.app sets no GRADIO_SERVER_PORT; the Space needs app_port")
     return int(match.group(1))
 
 
-def source_files(repo: Path = REPO) -> list[Path]:
-    """Committed files of app/ and workflows/ (relative), without generated or cached ones."""
+def _git(repo: Path, *args: str) -> bytes | None:
+    """`git args` in `repo`: its output, None when `repo` is no git checkout (or git is absent)."""
     try:
-        out = subprocess.run(
-            ["git", "ls-files", "-z", "--", *SOURCES],
-            cwd=repo,
-            check=True,
-            capture_output=True,
-        ).stdout.decode()
-        names = [n for n in out.split("\0") if n]
-    except (OSError, subprocess.CalledProcessError):  # not a git checkout: walk the folders
+        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def source_files(repo: Path = REPO) -> list[Path]:
+    """Committed files of app/ and workflows/ (relative, as of HEAD), without generated or
+    cached ones; outside a git checkout, the folders' files."""
+    out = _git(repo, "ls-tree", "-r", "-z", "--name-only", "HEAD", "--", *SOURCES)
+    if out is not None:
+        names = [n for n in out.decode().split("\0") if n]
+    else:
         names = [str(p.relative_to(repo)) for s in SOURCES for p in (repo / s).rglob("*")]
+        names = [n for n in names if (repo / n).is_file()]
     keep = []
     for name in names:
         path = Path(name)
         if any(part in SKIP_PARTS for part in path.parts) or path.suffix in SKIP_SUFFIXES:
             continue
-        if (repo / path).is_file():
-            keep.append(path)
+        keep.append(path)
     return sorted(keep)
+
+
+def read_source(repo: Path, rel: Path | str) -> bytes:
+    """A file as committed (HEAD's copy, whatever the working tree holds); outside a git
+    checkout, the file itself."""
+    committed = _git(repo, "show", f"HEAD:{Path(rel).as_posix()}")
+    return committed if committed is not None else (repo / rel).read_bytes()
+
+
+def uncommitted(repo: Path = REPO) -> list[str]:
+    """The Space's source paths with changes not committed (edited, added or untracked): what
+    the Space leaves out until they are committed."""
+    out = _git(repo, "status", "--porcelain", "-z", "--", *SOURCES, *FILES)
+    return sorted({entry[3:] for entry in (out or b"").decode().split("\0") if len(entry) > 3})
 
 
 def front_matter(title: str, emoji: str, port: int) -> str:
@@ -187,17 +206,13 @@ def assemble(
 ) -> list[Path]:
     """Write the Space into `out`; returns the written files (relative). Raises Refused."""
     env = dict(os.environ if env is None else env)
-    text = readme(title, emoji, dockerfile_port(repo / "Dockerfile.app"))
+    text = readme(title, emoji, dockerfile_port(read_source(repo, "Dockerfile.app").decode()))
     prepare_folder(out, force)
     written = []
-    for src, dst in FILES.items():
+    for src, dst in [*FILES.items(), *((rel, rel) for rel in source_files(repo))]:
         (out / dst).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(repo / src, out / dst)
+        (out / dst).write_bytes(read_source(repo, src))
         written.append(Path(dst))
-    for rel in source_files(repo):
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(repo / rel, out / rel)
-        written.append(rel)
     (out / "README.md").write_text(text, encoding="utf-8")
     written.append(Path("README.md"))
     hits = find_secrets(out, env)
@@ -221,7 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as exc:
         print(f"assemble_space: {exc}", file=sys.stderr)
         return 2
-    print(f"Space assembled in {args.out} ({len(written)} files).")
+    print(f"Space assembled in {args.out} ({len(written)} files, as committed).")
+    left = uncommitted()
+    if left:
+        print(
+            f"assemble_space: not in the Space until committed: {', '.join(left[:10])}"
+            + (f" and {len(left) - 10} more" if len(left) > 10 else ""),
+            file=sys.stderr,
+        )
     print("Set these Space secrets (Settings -> Variables and secrets -> New secret):")
     for name, _, what in SPACE_SECRETS:
         print(f"  {name}: {what}")

@@ -10,7 +10,7 @@ import pytest
 import requests
 from starlette.middleware import Middleware
 
-from app.access import SIGNIN_PER_USER, Access, SignInThrottle
+from app.access import SIGNIN_PER_ADDRESS, SIGNIN_PER_USER, Access, SignInThrottle
 from app.ui.early_script import EarlyScript
 from app.ui.guards import LOGIN_NOTICE_JS, SignInGuard
 from tests.helpers import free_port
@@ -114,6 +114,23 @@ def test_a_hundred_wrong_passwords_are_refused_and_logged_without_them(signin_ap
     assert log.count("sign-in failed for user 'ann' from 127.0.0.1") == SIGNIN_PER_USER
     assert "sign-in refused for user 'ann' from 127.0.0.1" in log
     assert not any(p in log for p in [*tried, PASSWORD])
+
+
+def test_behind_a_trusted_proxy_each_client_counts_by_its_forwarded_address(signin_app, caplog):
+    """docs/operating.md: uvicorn takes the client's address from X-Forwarded-For when the
+    connection comes from a proxy named in FORWARDED_ALLOW_IPS (its default: this machine,
+    which the requests here come from), so one client's failures do not refuse the others."""
+    caplog.set_level(logging.WARNING, logger="wanpod.access")
+
+    def sign_in(user: str, address: str) -> int:
+        form = {"username": user, "password": "wrong-pw"}
+        via = {"X-Forwarded-For": address}
+        return requests.post(f"{signin_app}/login", data=form, headers=via, timeout=10).status_code
+
+    codes = [sign_in(f"made-up-{k}", "203.0.113.5") for k in range(SIGNIN_PER_ADDRESS + 1)]
+    assert codes == [400] * SIGNIN_PER_ADDRESS + [429]  # that client is at its limit
+    assert sign_in("made-up-x", "203.0.113.9") == 400  # another one is not
+    assert "from 203.0.113.5" in caplog.text and "from 127.0.0.1" not in caplog.text
 
 
 @pytest.mark.slow

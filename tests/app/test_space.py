@@ -155,3 +155,29 @@ def test_the_app_imports_from_the_assembled_tree_alone(space):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().startswith(str(space))
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                   check=True, capture_output=True)  # fmt: skip
+
+
+def test_the_space_gets_what_is_committed_and_names_what_is_not(tmp_path):
+    """What the Space ships is what was committed: an edit, a new file not committed and a
+    debugging line left in the working tree are not pushed (they were: the files were copied
+    from the working tree), and each is named."""
+    repo = tmp_path / "clone"
+    for rel in ("Dockerfile.app", "requirements/app.txt", "app/__main__.py"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / rel, repo / rel)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "first")
+    committed = (repo / "app/__main__.py").read_bytes()
+    (repo / "app/__main__.py").write_bytes(committed + b"open('/tmp/debug.log', 'a')  # DIAG\n")
+    (repo / "app/new_module.py").write_text("X = 1\n")
+    out = tmp_path / "space"
+    written = assemble_space.assemble(out, env={}, repo=repo)
+    assert (out / "app/__main__.py").read_bytes() == committed
+    assert Path("app/new_module.py") not in written and not (out / "app/new_module.py").exists()
+    assert assemble_space.uncommitted(repo) == ["app/__main__.py", "app/new_module.py"]
