@@ -115,6 +115,11 @@ def parts(studio: Any, cold: ColdStart | None, user: str | None = None) -> dict[
             f"⚠️ <b>The endpoint is not healthy</b> ({html.escape(panel.error or '')}): "
             "a job sent now may fail; see Endpoint health."
         )
+    elif panel is not None and panel.blocked:
+        note = (
+            f"⚠️ <b>The endpoint cannot start a job now</b> ({html.escape(panel.blocked)}): "
+            "a job sent now waits in its queue; see Endpoint health."
+        )
     spend = None
     s = studio.settings
     if not s.demo:

@@ -50,6 +50,39 @@ def test_queued_jobs_take_the_idle_workers_first():
     assert "No idle worker" in p.note and "$" not in p.note
 
 
+@pytest.mark.parametrize(
+    ("workers", "why"),
+    [
+        ({"throttled": 3}, "3 throttled"),
+        ({"unhealthy": 2}, "2 unhealthy"),
+        ({"throttled": 1, "unhealthy": 1}, "1 throttled and 1 unhealthy"),
+    ],
+)
+def test_workers_all_throttled_or_unhealthy_can_take_no_job(workers, why):
+    """Throttled workers get no GPU and unhealthy ones free up for nothing: no cold start is
+    coming (the note promised one, and the panel counted as healthy, so Generate warned of
+    nothing)."""
+    p = panel_from(Health.from_body({"jobs": {"inQueue": 4}, "workers": workers}), COLD)
+    assert p.blocked == f"no worker can take a job: {why}"
+    assert p.note.startswith(f"No worker can take a job ({why}): the next job waits in the queue")
+    assert "cold start" not in p.note
+    # one worker up or starting beside them: jobs can start
+    for up in ("idle", "running", "initializing"):
+        assert not panel_from(Health.from_body({"workers": {**workers, up: 1}})).blocked
+
+
+def test_the_generate_note_warns_of_an_endpoint_that_can_take_no_job():
+    from types import SimpleNamespace
+
+    from app.ui.health_route import parts
+
+    blocked = panel_from(Health.from_body({"jobs": {}, "workers": {"throttled": 2}}), COLD)
+    ops = SimpleNamespace(health_panel=lambda cold: blocked)
+    studio = SimpleNamespace(ops=ops, settings=SimpleNamespace(demo=True))
+    note = parts(studio, COLD)["note"]
+    assert "cannot start a job now" in note and "2 throttled" in note, note
+
+
 def test_extra_worker_states_are_shown_and_bad_values_ignored():
     p = panel_from(
         Health.from_body(

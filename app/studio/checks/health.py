@@ -71,6 +71,17 @@ class HealthPanel:
         return self.ok and self.free > 0
 
     @property
+    def blocked(self) -> str:
+        """Why no job can start though /health answered ("" when one can): every worker is
+        throttled (RunPod has no GPU of the endpoint's type for it) or unhealthy, and none is
+        up or starting. The page then warns under Generate, as for a failed /health."""
+        if self.free or self.running or self.initializing:
+            return ""
+        stuck = [f"{n} {word}" for n, word in
+                 ((self.throttled, "throttled"), (self.unhealthy, "unhealthy")) if n]  # fmt: skip
+        return f"no worker can take a job: {' and '.join(stuck)}" if stuck else ""
+
+    @property
     def workers_line(self) -> str:
         parts = [f"{self.idle} idle", f"{self.running} running"]
         ready = self.ready if self.ready != self.idle else 0  # RunPod's example: idle 4, ready 4
@@ -92,7 +103,7 @@ class HealthPanel:
         )
 
 
-def cold_note(free: int, running: int, in_queue: int, cold: ColdStart | None) -> str:
+def cold_note(panel: HealthPanel, cold: ColdStart | None) -> str:
     """One sentence: will the next job start warm, and if not, what a cold start costs."""
     cost = ""
     if cold is not None:
@@ -100,14 +111,20 @@ def cold_note(free: int, running: int, in_queue: int, cold: ColdStart | None) ->
             f" ≈ {math.ceil(cold.seconds)} s (container start + model load + idle timeout), "
             f"+${cold.dollars:.4f} on {cold.gpu}"
         )
-    if free > in_queue:
-        left = free - in_queue
+    if panel.free > panel.in_queue:
+        left = panel.free - panel.in_queue
         plural = "s" if left != 1 else ""
         return f"{left} worker{plural} warm: the next job starts without a cold start."
-    if running or in_queue:
+    if panel.blocked:  # no cold start is coming: RunPod has no GPU for them, or they are broken
         return (
-            "No idle worker: the next job waits in the queue until a worker frees up, or RunPod "
-            f"starts a new one with a cold start{cost}."
+            f"No worker can take a job ({panel.blocked.split(': ', 1)[1]}): the next job waits "
+            "in the queue until RunPod has a GPU for one or a worker recovers."
+        )
+    if panel.running or panel.in_queue:
+        return (
+            "No idle worker: the next job waits in the queue until a worker frees up, or, "
+            f"below the endpoint's maximum workers, RunPod starts a new one with a cold "
+            f"start{cost}."
         )
     return f"No worker is up: the next job pays a cold start{cost}."
 
@@ -125,7 +142,7 @@ def panel_from(
         retried=health.job_count("retried"),
         checked_at=time.time() if now is None else now,
     )
-    return replace(panel, note=cold_note(panel.free, panel.running, panel.in_queue, cold))
+    return replace(panel, note=cold_note(panel, cold))
 
 
 def read_panel(
