@@ -244,14 +244,16 @@ class Chains:
         return self._start(self.check(chain.kind, plan, user), user)
 
     def reuse(self, cid: str, caller: Caller) -> tuple[FormValues, str]:
-        """The chain's base form values (its first segment's) and every segment's prompt in
-        order, one per line (an Extend's earlier segments first): run as a storyboard, they
-        make the same shot again."""
+        """The chain's base form values (its first segment's, its prompt included) and every
+        segment's prompt in order, one per line (an Extend's earlier segments first): run as
+        a storyboard, they make the same shot again."""
         chain = self.chain(cid, caller)
-        values = FormValues(**chain.plan["values"])
+        prompts = self.prompts(chain)
+        # the first segment's prompt: a storyboard's form prompt was none of its segments'
+        values = dataclasses.replace(FormValues(**chain.plan["values"]), prompt=prompts[0])
         if chain.kind == "storyboard" and values.start_image:
             values = dataclasses.replace(values, start_image=str(self._kept_start(chain)))
-        return values, "\n".join(self.prompts(chain))
+        return values, "\n".join(prompts)
 
     def prompts(self, chain: ChainRow) -> list[str]:
         """Every segment's prompt in order: the segments it continues (an Extend's, as they

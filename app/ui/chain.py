@@ -3,7 +3,9 @@
 `chain_panel()` (in the form column) renders the storyboard's prompts (one per segment, per
 line), the colour-match switch, the extension's prompt, the chain's quote, its buttons, the
 chain's status (every segment with its state) and the stitched video. `wire_chain(...)` wires
-them and History's "Extend" (the opened job). The service is app/studio/chains.py.
+them, History's "Extend" (the opened job) and, on an opened chain, History's "Reuse settings"
+(its prompts in the storyboard's field; History fills the form). The service is
+app/studio/chains.py.
 
 API names: `/storyboard_quote` and `/storyboard` (the form's fields + `prompts`, `colour_match`:
 the whole chain quoted / refused up front or started, then streamed until its video is stitched),
@@ -223,6 +225,18 @@ class ChainCallbacks:
         plain = self.cb.form.plain(values)
         return {**plain, self.panel.prompts: prompts, self.panel.values: values}
 
+    def history_prompts(self, request: gr.Request, opened: str | None) -> tuple[Any, Any]:
+        """History's Reuse settings on an opened chain (the form itself is filled by History):
+        its prompts in the storyboard's field, the section opened to show them; nothing for a
+        job (a refusal is History's own answer's)."""
+        if not chain_history.is_chain(opened):
+            return gr.skip(), gr.skip()
+        try:
+            _, prompts = self.chains.reuse(str(opened), caller_of(self.studio_of(), request))
+        except Exception:  # said by History's answer, from the same lookup
+            return gr.skip(), gr.skip()
+        return prompts, gr.Accordion(open=True)
+
     def watch(self, cid: str, caller: Caller) -> Iterator[tuple[Any, ...]]:
         """The chain's panel (status, video, id) until its video is stitched; the last answer
         is whole."""
@@ -297,4 +311,7 @@ def wire_chain(
         api_name="reuse_chain", **QUIET,
     )  # fmt: skip
     after_fill(form.shown(reused, panel.values))
+    # History's Reuse settings on an opened chain: the form (History's answer) and its prompts
+    history.reuse.click(cc.history_prompts, history.opened, [panel.prompts, panel.section],
+                        api_name="history_reuse_prompts", **PRIVATE)  # fmt: skip
     return cc

@@ -175,7 +175,8 @@ class HistoryCallbacks:
         rid = (rid or "").strip()
         try:
             if chain_history.is_chain(rid) and getattr(self.cb, "chains", None) is not None:
-                return self.cb.chains.reuse(rid, caller)[0]  # the chain's first segment's
+                # the chain's first segment's (its prompts: ChainCallbacks.history_prompts)
+                return self.cb.chains.reuse(rid, caller)[0]
             v = self.studio.reuse(rid, caller)
             row = self.studio.row(rid, caller)
         except Exception as exc:
@@ -217,6 +218,7 @@ class History:
     opened: gr.State
     after_fill: Callable[..., Any]
     extend: Any = None  # "Extend" on the opened job (wired by app/ui/chain.py)
+    reuse: Any = None  # "Reuse settings" (on an opened chain app/ui/chain.py fills its prompts)
 
     def refresh_after(
         self, event: Any, also: tuple[Callable[..., Any], list, list] | None = None
@@ -336,7 +338,7 @@ def build_history(
         gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions; a phone
 
     filters = [text, pipeline, status]
-    history = History(hc, filters, gallery, rids, note, opened, after_fill, extend)
+    history = History(hc, filters, gallery, rids, note, opened, after_fill, extend, reuse)
     listing = [gallery, rids, note]
     gr.on(
         [text.submit, text.change, pipeline.change, status.change, refresh.click],

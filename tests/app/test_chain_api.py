@@ -26,7 +26,7 @@ def test_storyboard_and_its_quote_through_the_api(client):
     assert cid.startswith("ch-") and "COMPLETED" in status and "3 of 3 segments" in status
     assert stitch.frame_count(Path(video)) == 3 * 17 - 2
     values = client.predict(cid, api_name="/reuse_chain")
-    assert values[2] == "api kite" and values[-1] == PROMPTS
+    assert values[2] == "a kite rises" and values[-1] == PROMPTS  # the first segment's prompt
 
 
 def test_a_storyboard_without_its_image_is_priced_and_refused(client, png_file):

@@ -502,6 +502,22 @@ def test_a_storyboard_is_charged_the_prices_its_line_showed(stack, tmp_path):
         studio.tracker.stop()
 
 
+def test_a_reused_storyboard_fills_the_form_with_its_first_segments_prompt(stack, tmp_path):
+    """A storyboard's form prompt is none of its segments' (each line is one): reused, the form
+    gets the first segment's (an empty one was refused by Generate), the lines all of them."""
+    import dataclasses
+
+    chains = services(stack, tmp_path)
+    chains.studio.tracker.stop()
+    blank = dataclasses.replace(values(), prompt="")
+    cid = chains.store.create(
+        "storyboard", chains.storyboard_check(blank, PROMPTS).plan, None, None
+    )
+    reused, prompts = chains.reuse(cid, ANYONE)
+    assert reused.prompt == "a heron lands on the lake" and prompts == PROMPTS
+    assert (reused.pipeline, reused.seed, reused.seconds) == ("t2v_14b", 7, 1.0)
+
+
 def test_a_refused_segment_is_named_as_a_segment(stack, tmp_path):
     chains = services(stack, tmp_path)
     chains.studio.tracker.stop()

@@ -263,9 +263,23 @@ def test_a_chain_found_by_its_id_and_reused_is_named_in_the_note(studio, context
     page.wait_for_function(
         f"document.querySelector('#wp-hist-details').innerText.includes({cid!r})"
     )
-    page.get_by_role("button", name="Longer video: Extend or Storyboard").click()
-    page.locator("#wp-chain-reuse:not([disabled])").click()  # the chain opened shows there
+    # History's Reuse settings: the form as the first segment had it, every segment's prompt
+    # in the storyboard's field (the Longer video section opened to show them)
+    page.locator("#wp-hist-reuse").click()
     page.wait_for_function(
         f"document.querySelector('#wp-form-note').innerText.includes('from chain {cid}')"
     )
     assert page.locator("#wp-prompt textarea").input_value() == prompt
+    prompts = page.locator("#wp-chain-prompts textarea")
+    both = json.dumps(f"{prompt}\n{prompt}")  # the job's, and the extension's (blank: its own)
+    page.wait_for_function(
+        "(() => { const t = document.querySelector('#wp-chain-prompts textarea');"
+        f" return !!t && t.value === {both}; }})()"
+    )
+    assert prompts.is_visible()
+    page.locator("#wp-prompt textarea").fill("")  # Reuse chain settings fills it again
+    page.locator("#wp-chain-reuse:not([disabled])").click()  # the chain opened shows there
+    page.wait_for_function(
+        f"document.querySelector('#wp-prompt textarea').value === {json.dumps(prompt)}"
+    )
+    assert f"from chain {cid}" in page.locator("#wp-form-note").inner_text()
