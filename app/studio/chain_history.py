@@ -9,10 +9,11 @@ video). Rows are read a page (limit + 1) at a time until limit + 1 entries are f
 folded or filtered out never shorten the gallery nor hide that older jobs exist.
 `items(entries, titles, results_dir)` gives app/studio/history.py's items for them: a chain's is
 the stitched video's first frame (or the placeholder of its state), and a caption with the
-chain's state, segment count, frames, cost and prompts. The item's id is the chain id
-(`ch-...`), which the History panel opens as the chain: `describe(chains, chain)` is what a page
-shows for one (state, each segment, its video, quote, note), each prompt and the note as text
-(app/studio/markup.py: no image, link or HTML from a prompt), cut to PROMPT_CHARS at a word's end.
+chain's state, its segments done of those planned (`progress`), frames, cost and prompts. The
+item's id is the chain id (`ch-...`), which the History panel opens as the chain:
+`describe(chains, chain)` is what a page shows for one (state, each segment, its video, quote,
+note), each prompt and the note as text (app/studio/markup.py: no image, link or HTML from a
+prompt), cut to PROMPT_CHARS at a word's end.
 An Extend's parent job stays an item of its own as well: it is a job in its own right.
 """
 
@@ -139,9 +140,16 @@ def items(
     return out
 
 
+def progress(chain: ChainRow, segs: Sequence[JobRow]) -> str:
+    """How far the chain got: its segments finished (a sent one may still run, or have been
+    cancelled or failed) of those it plans, e.g. "2 of 3 segments done"."""
+    done = sum(1 for s in segs if s.state is JobState.COMPLETED)
+    return f"{done} of {chain.total} segments done"
+
+
 def caption(chain: ChainRow, segs: Sequence[JobRow], title: str | None) -> str:
     spent = sum(s.cost.dollars for s in segs if s.cost is not None)
-    head = [shown_state(chain), f"chain of {len(segs)}/{chain.total} segments", title or "?"]
+    head = [shown_state(chain), f"chain, {progress(chain, segs)}", title or "?"]
     if chain.frames:
         head.append(f"{chain.frames} frames")
     head.append(f"${spent:.4f}")
@@ -170,7 +178,7 @@ def describe(chains: Any, chain: ChainRow) -> ChainView:
     head = f"**Chain** `{chain.id}` · {what} · **{shown_state(chain)}**"
     if not final and chain.state == CANCELLED:
         head += " (cancelling)"
-    lines = [head + f" · {len(segs)} of {chain.total} segments"]
+    lines = [head + f" · {progress(chain, segs)}"]
     for k, seg in enumerate(segs, 1):
         view = chains.studio.view(seg.id, ANYONE)  # a segment of a chain the caller may see
         status = view.progress.head if view is not None and seg.live else str(seg.state)

@@ -23,7 +23,7 @@ def test_storyboard_and_its_quote_through_the_api(client):
     quote = client.predict(*a, PROMPTS, False, api_name="/storyboard_quote")
     assert "3 new segments → one video of 49 frames" in quote, quote
     status, video, cid = client.predict(*a, PROMPTS, False, api_name="/storyboard")
-    assert cid.startswith("ch-") and "COMPLETED" in status and "3 of 3 segments" in status
+    assert cid.startswith("ch-") and "COMPLETED" in status and "3 of 3 segments done" in status
     assert stitch.frame_count(Path(video)) == 3 * 17 - 2
     values = client.predict(cid, api_name="/reuse_chain")
     assert values[2] == "a kite rises" and values[-1] == PROMPTS  # the first segment's prompt

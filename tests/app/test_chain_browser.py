@@ -54,7 +54,7 @@ def test_extend_from_history_makes_one_stitched_video(studio, context, client):
     assert stitch.frame_count(Path(chain.result_path)) == 17 + 17 - 1
     # History: the chain is one item next to the extended job, and opens as the chain
     filter_text(page, HERON, 2)
-    item = page.locator(ITEM, has_text="chain of 2/2 segments")
+    item = page.locator(ITEM, has_text="chain, 2 of 2 segments done")
     assert HERON in item.inner_text()
     item.click()
     page.wait_for_function(

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from app.endpoint.states import JobState
-from app.studio.chain_history import describe
+from app.studio.chain_history import caption, describe
 from app.studio.chains import Chains
 from app.studio.ledger import Ledger
 
@@ -50,3 +50,18 @@ def test_a_segments_prompt_is_shown_as_text_and_cut_at_a_word(chains):
     assert shown.endswith("…") and len(shown) <= 60, shown
     assert EVIL.startswith(shown[:-1] + " "), shown  # whole words, then the mark of the cut
     assert "a heron" in line and "…" not in line.split("\n\n")[2]  # short: whole, no mark
+
+
+def test_a_chain_counts_the_segments_done_of_those_planned(chains):
+    """Cancelled while its third segment ran: two done of three, in its panel and its History
+    caption (not the three sent); a running chain counts its live segment as not done."""
+    done, live = JobState.COMPLETED, JobState.IN_PROGRESS
+    prompts = ["a kite rises", "the kite loops", "the kite lands"]
+    cid = chain_of(chains, prompts, [done, done, JobState.CANCELLED], state="CANCELLED", frames=33)
+    chain = chains.store.get(cid)
+    head = describe(chains, chain).line.split("\n\n")[0]
+    assert head.endswith("**CANCELLED** · 2 of 3 segments done"), head
+    said = caption(chain, chains.segments(chain), "Text to video")
+    assert said.startswith("CANCELLED · chain, 2 of 3 segments done · Text to video · 33 frames")
+    running = chains.store.get(chain_of(chains, prompts, [done, live]))
+    assert describe(chains, running).line.split("\n\n")[0].endswith("1 of 3 segments done")

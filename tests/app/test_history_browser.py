@@ -257,7 +257,7 @@ def test_a_chain_found_by_its_id_and_reused_is_named_in_the_note(studio, context
     page.locator("#wp-hist-text textarea, #wp-hist-text input").first.fill(cid)
     page.wait_for_function(  # the chain alone (its parent job is an item of its own)
         f"document.querySelectorAll('{ITEM}').length === 1 &&"
-        f" document.querySelector('{ITEM}').innerText.includes('chain of 2/2 segments')"
+        f" document.querySelector('{ITEM}').innerText.includes('chain, 2 of 2 segments done')"
     )
     page.locator(ITEM).first.click()
     page.wait_for_function(
