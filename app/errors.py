@@ -196,9 +196,13 @@ def payload_too_large(size: int | None, limit: int, op: str, status: int | None)
     )
 
 
+def _tries(n: int) -> str:
+    return f"{n} {'try' if n == 1 else 'tries'}"
+
+
 def rate_limited(tries: int) -> RateLimited:
     return RateLimited(
-        f"RunPod is rate-limiting this endpoint (HTTP 429, {tries} tries). Wait a little and "
+        f"RunPod is rate-limiting this endpoint (HTTP 429, {_tries(tries)}). Wait a little and "
         "try again.",
         429,
     )
@@ -210,7 +214,7 @@ def bad_request(op: str, reason: str) -> BadRequest:
 
 def server_error(op: str, status: int, tries: int) -> ServerError:
     return ServerError(
-        f"RunPod answered HTTP {status} to /{op} ({tries} tries). This is on RunPod's side; "
+        f"RunPod answered HTTP {status} to /{op} ({_tries(tries)}). This is on RunPod's side; "
         "try again later.",
         status,
     )
@@ -227,8 +231,17 @@ def run_unknown(status: int | None, detail: str) -> JobMayExist:
 
 def unreachable(base_url: str, tries: int, detail: str) -> EndpointUnreachable:
     return EndpointUnreachable(
-        f"Cannot reach the endpoint at {base_url} ({tries} tries): {detail}. Check the network "
-        "connection and the endpoint URL.",
+        f"Cannot reach the endpoint at {base_url} ({_tries(tries)}): {detail}. Check the "
+        "network connection and the endpoint URL.",
+    )
+
+
+def no_answer(base_url: str, tries: int, seconds: float) -> EndpointUnreachable:
+    """Connected, but no answer in time: RunPod's API slow or stuck, or a proxy holding on."""
+    return EndpointUnreachable(
+        f"The endpoint at {base_url} took the connection but did not answer within "
+        f"{seconds:g} s ({_tries(tries)}). RunPod's API may be slow or down, or a proxy in "
+        "between stuck; try again later.",
     )
 
 

@@ -172,6 +172,24 @@ def _never_sent(exc: Exception) -> bool:
     return isinstance(exc, urllib3.exceptions.ConnectTimeoutError)  # NewConnectionError too
 
 
+_FAILURES = (  # what a transport error means, for messages (most specific first: urllib3's
+    # NewConnectionError is a ConnectTimeoutError, its NameResolutionError a NewConnectionError)
+    (urllib3.exceptions.NameResolutionError, "the host name does not resolve"),
+    (urllib3.exceptions.NewConnectionError, "the connection was refused"),
+    (urllib3.exceptions.ConnectTimeoutError, "connecting timed out"),
+    (urllib3.exceptions.ReadTimeoutError, "no answer in time"),
+    (urllib3.exceptions.SSLError, "the TLS handshake failed"),
+    (urllib3.exceptions.ProxyError, "the proxy failed"),
+    (urllib3.exceptions.ProtocolError, "the connection broke before the answer"),
+)
+
+
+def _failure(exc: Exception) -> str:
+    """A transport error in words, its class named for a diagnosis."""
+    words = next((w for kind, w in _FAILURES if isinstance(exc, kind)), "the request failed")
+    return f"{words} ({type(exc).__name__})"
+
+
 POOL_SIZE = 64  # keep-alive connections kept per host: the tracker's polls and submits at once
 # redirects followed as requests follows them; every other failure is the caller's to retry
 _RETRIES = urllib3.Retry(total=None, connect=0, read=0, other=0, status=0, redirect=5)
@@ -383,9 +401,12 @@ class EndpointClient:
                 if (idempotent or _never_sent(exc)) and not last:
                     self._sleep(self._delay(tries - 1, None))
                     continue
-                detail = type(exc).__name__
+                detail = _failure(exc)
                 if not idempotent and not _never_sent(exc):
                     raise errors.run_unknown(None, detail) from None
+                if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+                    waited = within_s or (read_s + self.timeout_s if read_s else self.timeout_s)
+                    raise errors.no_answer(self.base_url, tries, waited) from None
                 raise errors.unreachable(self.base_url, tries, detail) from None
             status = resp.status_code
             if status == 429 and not idempotent and rated < self.rate_wait_s:

@@ -141,7 +141,8 @@ def test_read_panel_turns_an_unreachable_endpoint_into_an_error_panel_without_th
     client = EndpointClient(f"http://127.0.0.1:{free_port()}/v2/ep", key, retries=0)
     p = read_panel(client, COLD, secrets=(key,))
     assert not p.ok and not p.warm
-    assert p.error.startswith("/health did not answer: Cannot reach the endpoint")
+    assert p.error.startswith("/health failed: Cannot reach the endpoint")
+    assert "(1 try): the connection was refused (NewConnectionError)." in p.error, p.error
     assert key not in p.error
 
 
@@ -156,7 +157,7 @@ def test_a_password_in_the_api_base_stays_out_of_the_panel():
     settings = Settings.from_env({**env, "RUNPOD_API_BASE": base})
     client = EndpointClient(f"{settings.api_base}/ep1", settings.api_key.value, retries=0)
     p = read_panel(client, COLD, secrets=settings.secret_values())
-    assert p.error.startswith("/health did not answer: Cannot reach the endpoint"), p.error
+    assert p.error.startswith("/health failed: Cannot reach the endpoint"), p.error
     assert "Pr0xyPa55word" not in p.error and "proxyuser" in p.error, p.error
 
 
@@ -288,7 +289,9 @@ def test_a_quick_health_call_is_one_try_within_its_limit(monkeypatch):
         ep = client_module.EndpointClient(url, "rpa_KEY", sleep=lambda s: None)
         with pytest.raises(EndpointUnreachable) as down:
             ep.health(quick=True)
-        assert "1 tr" in str(down.value) and len(taken) == 1, (str(down.value), len(taken))
+        said = str(down.value)  # it connected: no answer, not "cannot reach" (and 1 try)
+        assert "took the connection but did not answer within 0.3 s (1 try)" in said, said
+        assert len(taken) == 1
     finally:
         stop.set()
         thread.join(5)

@@ -152,9 +152,12 @@ def read_panel(
     try:
         return panel_from(endpoint.health(), cold)
     except Exception as exc:
-        return HealthPanel(
-            error=f"/health did not answer: {user_message(exc, secrets)}", checked_at=time.time()
-        )
+        return failed_panel(exc, secrets, time.time())
+
+
+def failed_panel(exc: Exception, secrets: tuple[str, ...], checked_at: float) -> HealthPanel:
+    """The panel for a /health call that failed: what failed, without a secret."""
+    return HealthPanel(error=f"/health failed: {user_message(exc, secrets)}", checked_at=checked_at)
 
 
 def render_html(panel: HealthPanel) -> str:
@@ -214,6 +217,5 @@ class CachedHealth:
             self._lock.wait_for(lambda: self._last is not None)
             _, answer, checked = self._last
         if isinstance(answer, Exception):
-            msg = user_message(answer, self.secrets)
-            return HealthPanel(error=f"/health did not answer: {msg}", checked_at=checked)
+            return failed_panel(answer, self.secrets, checked)
         return panel_from(answer, cold, now=checked)
