@@ -278,18 +278,19 @@ def wire_chain(
                  api_name="storyboard_quote",
                  page=(cc.storyboard_quote, [panel.quote, panel.story_shown]))  # fmt: skip
     requote.on([panel.prompts.change, panel.colour.change])
-    # a chain started here refreshes the History gallery once it has ended (as a job does)
-    history.refresh_after(panel.storyboard.click(
+    # a chain started here refreshes History (its gallery; the chain opened there) once it has
+    # ended, as a job does; a cancel at once
+    history.refresh_chain_after(panel.storyboard.click(
         cc.storyboard, inputs_kwargs={**story, "shown": panel.story_shown}, outputs=out,
         api_name="storyboard", **QUIET,
     ))  # fmt: skip
     ext = {"job_id": job_id, "prompt": panel.extend_prompt, "colour_match": panel.colour}
     quoted([panel.extend_prompt.change], cc.extend_quote, ext, "extend_quote")
-    history.refresh_after(
+    history.refresh_chain_after(
         panel.extend.click(cc.extend, inputs_kwargs=ext, outputs=out, api_name="extend", **QUIET)
     )
     shown = history.extend.click(lambda: gr.Accordion(open=True), None, panel.section, **PRIVATE)
-    history.refresh_after(
+    history.refresh_chain_after(
         shown.then(
             cc.extend,
             inputs_kwargs={**ext, "job_id": history.opened},
@@ -298,12 +299,18 @@ def wire_chain(
             **PRIVATE,
         )
     )
-    history.opened.change(cc.follow, history.opened, out, api_name="chain_follow", **PRIVATE)
+    # a chain opened in History, followed here to its end: then History shows that end too
+    followed = history.opened.change(
+        cc.follow, history.opened, out, api_name="chain_follow", **PRIVATE
+    )
+    history.refresh_chain_after(followed, opened_only=True)
     attach = gr.Button(visible=False)  # /chain: an API client follows a chain by id
     attach.click(cc.attach, panel.chain_id, out, api_name="chain", **QUIET)
     said = gr.Textbox(visible=False, label="Outcome")  # /cancel_chain's answer (a toast here)
-    panel.cancel.click(cc.cancel, panel.chain_id, said, api_name="cancel_chain", **QUIET)
-    history.refresh_after(
+    history.refresh_chain_after(
+        panel.cancel.click(cc.cancel, panel.chain_id, said, api_name="cancel_chain", **QUIET)
+    )
+    history.refresh_chain_after(
         panel.rerun.click(cc.rerun, panel.chain_id, out, api_name="rerun_chain", **QUIET)
     )
     reused = panel.reuse.click(

@@ -15,7 +15,8 @@ page). It renders and wires:
   and "Rerun exactly" (the same filled workflow and seed as a new job, streamed into the page's
   status panel like Generate).
 `History.wire_reuse(button, job_id)` wires the page's own "Reuse settings" (API `/reuse`);
-`History.refresh_after(event)` chains a gallery refresh after an event, `History.refresh_on(
+`History.refresh_after(event)` chains a gallery refresh after an event (`refresh_chain_after`: and
+the opened chain's panel, after a chain's events: app/ui/chain.py), `History.refresh_on(
 trigger, also, api_name)` refreshes it (with more of the page) on a button's click (the page's
 end of a job, app/ui/page.py, when the gallery is on screen; otherwise the page clicks Refresh
 once the gallery comes into view: a gallery of up to GALLERY_LIMIT thumbnails is the costliest
@@ -219,6 +220,8 @@ class History:
     after_fill: Callable[..., Any]
     extend: Any = None  # "Extend" on the opened job (wired by app/ui/chain.py)
     reuse: Any = None  # "Reuse settings" (on an opened chain app/ui/chain.py fills its prompts)
+    panel: list[Any] = dataclasses.field(default_factory=list)  # the opened one's (`open_answer`
+    # less the opened id)
 
     def refresh_after(
         self, event: Any, also: tuple[Callable[..., Any], list, list] | None = None
@@ -227,6 +230,29 @@ class History:
         request first): more of the page refreshed by the same event (one event, not two: each
         costs a page a pass over all its components)."""
         return event.then(*self._refresh(also), api_name="history_refresh_after", **PRIVATE)
+
+    def refresh_chain_after(self, event: Any, opened_only: bool = False) -> Any:
+        """The gallery refreshed after a chain's `event` (started, cancelled, ended) and, while
+        a chain is opened, its panel (state, segments, video: a job's is History's own);
+        `opened_only`: nothing at all unless a chain is opened (an event every opening runs)."""
+        hc = self.callbacks
+        skips = tuple(gr.skip() for _ in self.panel)
+
+        def panel(request: gr.Request, opened: str | None) -> tuple[Any, ...]:
+            if not chain_history.is_chain(opened):
+                return skips
+            return hc.open_job(str(opened), caller_of(hc.studio, request))[1:]
+
+        refresh, inputs, outputs = self._refresh((panel, [self.opened], self.panel))
+        at = len(self.filters)  # the opened id among the inputs
+
+        def when_opened(request: gr.Request, *values: Any) -> tuple[Any, ...]:
+            if not chain_history.is_chain(values[at]):
+                return tuple(gr.skip() for _ in outputs)
+            return refresh(request, *values)
+
+        fn = when_opened if opened_only else refresh
+        return event.then(fn, inputs, outputs, api_name="history_refresh_chain", **PRIVATE)
 
     def refresh_on(
         self, trigger: Any, also: tuple[Callable[..., Any], list, list], api_name: str
@@ -338,7 +364,8 @@ def build_history(
         gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions; a phone
 
     filters = [text, pipeline, status]
-    history = History(hc, filters, gallery, rids, note, opened, after_fill, extend, reuse)
+    panel = [video, info, workflow, download, reuse, rerun, extend, follow]
+    history = History(hc, filters, gallery, rids, note, opened, after_fill, extend, reuse, panel)
     listing = [gallery, rids, note]
     gr.on(
         [text.submit, text.change, pipeline.change, status.change, refresh.click],
@@ -354,7 +381,7 @@ def build_history(
         [gallery.select],
         hc.open,
         rids,
-        [opened, video, info, workflow, download, reuse, rerun, extend, follow],
+        [opened, *panel],
         api_name="history_open",
         api_visibility="private",
         **QUIET,

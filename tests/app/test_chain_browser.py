@@ -12,7 +12,7 @@ import pytest
 from app.studio import stitch
 from app.studio.chain_store import ChainStore
 from tests.app.test_api import args, finished
-from tests.app.test_browser import TIMEOUT_MS, disabled, open_studio
+from tests.app.test_browser import TIMEOUT_MS, disabled, open_studio, slow_steps
 from tests.app.test_history import ledger_of
 from tests.app.test_history_browser import ITEM, OPENED_BUTTONS, filter_text, open_item
 from tests.app.test_user_text import bait  # noqa: F401  (a fixture: a server counting fetches)
@@ -113,3 +113,44 @@ def test_a_chains_prompts_are_text_and_make_no_browser_fetch(studio, context, cl
         assert page.locator(f"{panel} img").count() == 0
     fetched = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
     assert [u for u in fetched if u.startswith(url)] == [] and hits == []
+
+
+def test_a_chain_cancelled_shows_its_end_in_history_without_a_refresh(
+    studio, context, client, stack
+):
+    """A running storyboard opened in History (so followed in the Longer video section) and
+    cancelled there: History's panel and gallery item say CANCELLED once the chain has ended,
+    with no press of Refresh (they kept RUNNING)."""
+    from tests.app.test_history import ledger_of
+    from tests.helpers import wait_for
+
+    tag = f"chain cancel {uuid.uuid4().hex[:6]}"
+    slow_steps(stack, 1.0)  # segments of several seconds: the chain is cancelled mid-way
+    try:
+        prompts = f"{tag} rises\n{tag} loops\n{tag} lands"
+        client.submit(
+            *args(prompt="a kite", seconds=1.0, seed=9), prompts, False, api_name="/storyboard"
+        )
+        store = ChainStore(ledger_of(studio))
+        chain = wait_for(lambda: next((c for c in store.recent() if tag in str(c.plan)), None),
+                         60, "the chain written")  # fmt: skip
+        page = open_studio(context, studio.base_url)
+        page.get_by_role("button", name="Longer video: Extend or Storyboard").click()
+        filter_text(page, tag, 1)
+        item = page.locator(ITEM).first
+        assert "RUNNING" in item.inner_text()
+        item.click()
+        page.wait_for_function(
+            f"document.querySelector('#wp-hist-details').innerText.includes({chain.id!r})"
+        )
+        page.locator("#wp-chain-cancel:not([disabled])").click()
+    finally:
+        slow_steps(stack, 0.1)
+    page.wait_for_function(
+        "document.querySelector('#wp-hist-details').innerText.includes('CANCELLED')",
+        timeout=60_000,
+    )
+    page.wait_for_function(
+        f"document.querySelector('{ITEM}').innerText.startsWith('CANCELLED')", timeout=10_000
+    )
+    assert store.get(chain.id).state == "CANCELLED"
