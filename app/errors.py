@@ -80,7 +80,13 @@ class LedgerUnreachable(ConfigError):
 
 
 class SubmitError(StudioError):
-    """The endpoint refused or could not take the job (or a cancel)."""
+    """The endpoint refused or could not take the job (or a cancel). `rid`: the ledger row it
+    left LOST when /run reached RunPod and its answer was lost (the job may run and cost: the
+    page follows that row, not a failure)."""
+
+    def __init__(self, message: str, rid: str | None = None) -> None:
+        self.rid = rid
+        super().__init__(message)
 
 
 class SegmentSent(StudioError):

@@ -320,7 +320,13 @@ class Studio:
             msg = user_message(exc, self.settings.secret_values())
             lost = {"state": JobState.LOST, "error": f"{msg} {MAY_EXIST}", "lease_owner": None}
             self.ledger.update(rid, finished_at=time.time(), lease_until=None, **lost)
-            raise SubmitError(f"the job may have reached the endpoint: {msg}") from None
+            log.warning(  # for the operator's reconcile: the row, and why
+                "job %s: LOST: /run reached RunPod but its answer was lost (%s); if the "
+                "endpoint's requests show the job, reconcile this row with its id",
+                rid,
+                type(exc).__name__,
+            )
+            raise SubmitError(f"the job may have reached the endpoint: {msg}", rid=rid) from None
         except Exception as exc:
             msg = user_message(exc, self.settings.secret_values())
             self.ledger.update(rid, state=JobState.FAILED, error=msg, finished_at=time.time())

@@ -366,10 +366,13 @@ class Callbacks:
                 return
             msg = self.message(exc)
             # kept on screen (an error raised now would drop this last answer): the endpoint
-            # did not take the job (the ledger holds its FAILED row); API clients read the
-            # result's "state" and "error"
+            # did not take the job (the ledger holds its FAILED row), or may have (its LOST
+            # row, shown as History shows it); API clients read the result's "state" and "error"
             if not self.quiet:  # the page's Generate is a direct request: no toast there
                 stopped(msg)
+            if exc.rid is not None:
+                yield from self.watch(exc.rid, caller_of(self.studio, request))
+                return
             ended, result = not_taken(msg, failed=True)
             yield ended, None, "", "", gr.skip(), result
             return

@@ -184,6 +184,26 @@ def test_run_429_is_retried_and_500_is_accounted_for(studio, fstack):
     # budgets, and reconcilable with the id from RunPod's console
     assert row.state == "LOST" and "not resubmitted" in row.error and "reconcile" in row.error
     assert row.final and row.job_id is None and row_dollars(row) == row.quote.dollars > 0
+    assert info.value.rid == row.id  # the row it left, for the page to show
+
+
+def test_a_lost_submit_shows_its_lost_row_not_a_failure(studio, fstack, caplog):
+    """The page's Generate whose /run answer was lost shows the LOST row, as History does, not
+    "Failed:" (a word kept for jobs the endpoint did not take: this one may run and cost), and
+    the log names the row for the operator's reconcile."""
+    from types import SimpleNamespace
+
+    from app.ui.callbacks import Callbacks
+
+    page = Callbacks(studio, SimpleNamespace(values=lambda fields: values(**fields)))  # type: ignore[arg-type]
+    page.quiet = True  # the page's own Generate (no toast)
+    fault(fstack, status=500, count=1, ops=["run"])
+    *_, last = page.generate(SimpleNamespace(username=None), prompt="lost with 500")  # type: ignore[arg-type]
+    panel, result = last[0], last[-1]
+    [row] = [r for r in studio.ledger.recent(50) if r.params.get("prompt") == "lost with 500"]
+    assert row.state == "LOST" and result["state"] == "LOST" and result["job_id"] == row.id
+    assert 'data-state="LOST"' in panel and "Failed" not in panel, panel
+    assert f"job {row.id}: LOST" in caplog.text and "reconcile" in caplog.text
 
 
 def test_a_slow_run_answer_keeps_its_lease_and_the_job_is_never_lost(fstack, tmp_path):
