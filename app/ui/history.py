@@ -67,16 +67,24 @@ CSS = """
 
 
 def open_answer(
-    rid: str, video: str | None, text: str, workflow: Any, file: str | None, live: bool = False
+    rid: str,
+    video: str | None,
+    text: str,
+    workflow: Any,
+    file: str | None,
+    live: bool = False,
+    chain: bool = False,
 ) -> tuple[Any, ...]:
     """What opening `rid` ("": nothing opened) answers: the opened id, its video, details,
     workflow and workflow file, then its buttons: Reuse settings, Rerun exactly and Extend
     usable while a job or chain is opened (the service says why one cannot be reused, rerun or
-    extended), the workflow's download while there is a file, Follow live shown for a live job."""
+    extended), the workflow's download while there is a file, Follow live shown for a live job;
+    last the filled workflow's accordion, hidden for a `chain` (one workflow per segment: its
+    panel lists them, each opened by its id)."""
     usable = gr.update(interactive=bool(rid))
     return (
         rid, video, text, workflow, gr.update(value=file, interactive=file is not None),
-        usable, usable, usable, gr.update(visible=live),
+        usable, usable, usable, gr.update(visible=live), gr.update(visible=not chain),
     )  # fmt: skip
 
 
@@ -140,7 +148,7 @@ class HistoryCallbacks:
         try:
             if chain_history.is_chain(rid) and getattr(self.cb, "chains", None) is not None:
                 view = self.cb.chains.view(rid, caller)  # the chain: its segments, its video
-                return open_answer(rid, view.video, view.line, {}, None)
+                return open_answer(rid, view.video, view.line, {}, None, chain=True)
             row = self.studio.row(rid, caller) if rid else None
         except InputError:
             row = None
@@ -359,12 +367,14 @@ def build_history(
                     follow = gr.Button(  # a live job: this panel is its state when opened
                         "Follow live", size="sm", visible=False, elem_id="wp-hist-follow"
                     )
-                with gr.Accordion("Filled workflow (API format)", open=False):
+                with gr.Accordion(
+                    "Filled workflow (API format)", open=False, elem_id="wp-hist-workflow-box"
+                ) as workflow_box:  # hidden for a chain: one workflow per segment
                     workflow = gr.JSON(elem_id="wp-hist-workflow")
         gr.HTML(head=f"<style>{CSS}</style>", elem_id="wp-hist-css")  # captions; a phone
 
     filters = [text, pipeline, status]
-    panel = [video, info, workflow, download, reuse, rerun, extend, follow]
+    panel = [video, info, workflow, download, reuse, rerun, extend, follow, workflow_box]
     history = History(hc, filters, gallery, rids, note, opened, after_fill, extend, reuse, panel)
     listing = [gallery, rids, note]
     gr.on(

@@ -34,6 +34,7 @@ def test_extend_from_history_makes_one_stitched_video(studio, context, client):
     assert disabled(page, CHAIN_BUTTONS) == [True] * 4
     filter_text(page, HERON, 1)
     open_item(page, HERON)
+    assert page.locator("#wp-hist-workflow-box").is_visible()  # a job's filled workflow
     page.locator("#wp-hist-extend").click()
     page.wait_for_function(
         "(() => { const s = document.querySelector('#wp-chain-status');"
@@ -66,6 +67,7 @@ def test_extend_from_history_makes_one_stitched_video(studio, context, client):
         timeout=TIMEOUT_MS,
     )
     assert rid in page.locator("#wp-hist-details").inner_text()
+    assert not page.locator("#wp-hist-workflow-box").is_visible()  # one per segment: none here
     # a chain opened: reused, rerun (the service points to Rerun chain), extended; no one
     # workflow to save
     assert disabled(page, OPENED_BUTTONS) == [False, False, False, True]

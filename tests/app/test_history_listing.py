@@ -45,6 +45,9 @@ class Studio:
     def row(self, rid, caller, workflow=True):
         return self.ledger.get(rid, workflow)
 
+    def view(self, rid, caller):  # a chain's live segment's progress line: none here
+        return None
+
 
 @pytest.fixture
 def studio(ledger_url, tmp_path) -> Studio:
@@ -126,8 +129,18 @@ def test_a_chain_is_found_by_its_own_id(history, studio):
 def opened(history, rid: str) -> tuple[str | None, str, bool]:
     """What opening `rid` shows: its video, its panel's text, whether Follow live shows (the
     last of its buttons)."""
-    _rid, video, text, *_, follow = history.open_job(rid, ANYONE)
+    _rid, video, text, *_, follow, _workflow_box = history.open_job(rid, ANYONE)
     return video, text, bool(follow.get("visible"))
+
+
+def test_a_chain_opened_shows_no_filled_workflow_a_job_does(history, studio):
+    """A chain has one workflow per segment (its panel lists them, each opened by its id): its
+    filled workflow's accordion is hidden, not shown empty; a job's shows."""
+    cid = storyboard(studio, 2, ["COMPLETED"] * 2)
+    *_, box = history.open_job(cid, ANYONE)
+    assert box.get("visible") is False
+    *_, box = history.open_job(job(studio, 1, "a lone kite"), ANYONE)
+    assert box.get("visible") is True
 
 
 def test_a_live_job_opened_names_its_state_and_offers_to_follow_it(history, studio):
@@ -145,11 +158,11 @@ def test_a_completed_job_whose_video_is_gone_says_so(history, studio):
     video.parent.mkdir(parents=True)
     shutil.copy(MP4, video)
     rid = job(studio, 1, result_path=str(video))
-    (item,), _, _ = history.refresh(None, "", "All", "All")
+    (item,) = history.refresh(None, "", "All", "All")[0]["value"]
     assert item[0].endswith(".mp4.thumb.jpg")  # its first frame, kept beside it
     assert opened(history, rid)[0] == str(video)
     video.unlink()  # the thumbnail stays behind
-    (item,), _, _ = history.refresh(None, "", "All", "All")
+    (item,) = history.refresh(None, "", "All", "All")[0]["value"]
     assert item[0].endswith("_placeholders/COMPLETED.png")  # drawn "no video file"
     shown, text, _ = opened(history, rid)
     assert shown is None
