@@ -18,10 +18,10 @@ final's form, with its own quote in the quote line, and the operator presses Gen
 the service is asked once per click). Planning and arithmetic
 live in app/studio/batch.py and app/studio/promote.py.
 
-A batch's jobs join this session's strip once it has ended. A page reloaded mid-batch does not
-follow the batch again (its jobs run on; History and /batch_attach have them): a load event
-reading the batch's ids from a `gr.BrowserState` found none about one time in two, so it is not
-offered until that is understood.
+As for one job (app/ui/page.py), the page keeps its batch's job ids in `gr.BrowserState`
+(localStorage): a reload shows the batch again, running or ended, and follows it to its end (the
+jobs live in the ledger, not in the page), and a batch's jobs join this session's strip once it
+has ended.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from workflows.errors import as_sent
 
 BATCH_TICK_S = 0.5  # the batch table's refresh while jobs run
 IDS_TEXT = "the job ids /generate_batch answered (wp-..., separated by commas)"
+STORE_KEY = "wanpod_batch"  # the localStorage key of the page's batch's job ids
 
 
 @dataclass
@@ -70,6 +71,7 @@ class BatchPanel:
     status: Any
     gallery: Any
     ids: Any
+    store: Any  # a gr.BrowserState: the batch's job ids, followed again after a reload
 
 
 @dataclass
@@ -185,6 +187,23 @@ class BatchCallbacks:
         except Exception as exc:
             raise self.cb.error(exc) from None
         yield from self.follow(rids, caller_of(self.studio, request))
+
+    def page_attach(self, request: gr.Request, stored: str | None) -> Iterator[tuple[Any, ...]]:
+        """The page's batch at load (its ids kept in the browser): its accordion opened and
+        its table followed to its end, running or ended (a job the caller may not see is an
+        unknown row, as /batch_attach answers it); none kept (or unreadable) shows nothing.
+        Opened whatever its jobs' states: the table lives in the accordion, which the page
+        does not mount while it is closed, and a batch that ended while the page reloaded
+        (before this read it) is still the page's batch."""
+        try:
+            rids = self.service.ids(stored)
+        except InputError:
+            yield (gr.skip(),) * 4
+            return
+        opened: Any = gr.Accordion(open=True)
+        for answer in self.follow(rids, caller_of(self.studio, request)):
+            yield (*answer, opened)
+            opened = gr.skip()
 
     def strip(
         self, request: gr.Request, ids: str | None, rids: list[str] | None
@@ -328,8 +347,9 @@ def batch_html(rids: tuple[str, ...], views: list[tuple[str, Any, Any]], error: 
     )
 
 
-def batch_panel(cb: Any) -> BatchPanel:
-    """The Batch accordion (inside the page's form column)."""
+def batch_panel(cb: Any, browser_key: str = "") -> BatchPanel:
+    """The Batch accordion (inside the page's form column). `browser_key`: as the page's job
+    store's (app/ui/page.py), for the batch's job ids kept in the browser."""
     most = int(getattr(cb.studio.settings, "batch_max", 16))
     with gr.Accordion(
         "Batch: several seeds or prompts", open=False, elem_id="wp-batch"
@@ -367,13 +387,16 @@ def batch_panel(cb: Any) -> BatchPanel:
             elem_id="wp-batch-gallery",
         )
         ids = Textbox(label="Batch job ids", interactive=False, elem_id="wp-batch-ids")
+    # outside the accordion: a closed one does not mount it, and it reads the browser's copy as
+    # it mounts
+    store = gr.BrowserState("", storage_key=STORE_KEY, secret=browser_key or None)
     described(ids, IDS_TEXT)
     described(count, f"how many seeds (1..{most}): random ones when randomize is true, else the "
               "form's seed and the ones after it")  # fmt: skip
     described(seeds, "the seeds, separated by commas or spaces; replaces count when given")
     described(prompts, "prompts, one per line, each run with every seed; empty: the form's")
     return BatchPanel(
-        accordion, count, seeds, prompts, quote, gr.State(None), button, status, gallery, ids
+        accordion, count, seeds, prompts, quote, gr.State(None), button, status, gallery, ids, store
     )
 
 
@@ -389,6 +412,7 @@ def wire_batch(
     batch: BatchPanel,
     final: DraftFinalPanel,
     *,
+    blocks: Any,
     job_id: Any,
     after_fill: Callable[[Any], Any],
     history: Any = None,
@@ -416,6 +440,12 @@ def wire_batch(
         api_name="generate_batch",
         **QUIET,
     )
+    # the page keeps the batch's ids (in the browser only: no request)
+    batch.ids.change(None, batch.ids, batch.store, js="(ids) => ids", **PRIVATE)
+    attached = blocks.load(  # the page's batch, followed again at load
+        bc.page_attach, batch.store, [batch.status, batch.gallery, batch.ids, batch.accordion],
+        api_name="load_batch_attach", **PRIVATE,
+    )  # fmt: skip
     gr.Button(visible=False, elem_id="wp-api-batch-attach").click(
         bc.attach, batch.ids, [batch.status, batch.gallery, batch.ids],
         api_name="batch_attach", **QUIET,
@@ -425,6 +455,8 @@ def wire_batch(
         history.refresh_after(ran, strip)
     elif strip is not None:
         ran.then(*strip, **PRIVATE)
+    if strip is not None:
+        attached.then(*strip, **PRIVATE)
     event = final.button.click(
         bc.draft_final,
         job_id,

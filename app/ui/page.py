@@ -18,7 +18,8 @@ page itself from `/wanpod/health` (app/ui/health_route.py), not by Gradio events
 
 The page keeps its job id in `gr.BrowserState` (localStorage), so a closed and reopened tab, or a
 restarted app, attaches to the same job again: the job itself lives in the ledger and is followed
-by the server-side tracker, not by this page.
+by the server-side tracker, not by this page. Its batch's job ids are kept so too
+(app/ui/batch.py).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def build_ui(
                     "Generate (Ctrl+Enter)", variant="primary", elem_id="wp-generate"
                 )
                 gr.HTML(FILL, visible=not demo_mode, elem_id="wp-spend", padding=False)
-                batch = batch_panel(cb)
+                batch = batch_panel(cb, browser_key)
                 chain = chain_panel()
                 with gr.Accordion("Result as data (the API's answer)", open=False):
                     result = gr.JSON(label="Result", elem_id="wp-result")
@@ -318,7 +319,7 @@ def build_ui(
         use_seed_btn.click(extras.use_seed, job_id, [form["seed"], form["randomize"]], **PRIVATE)
         form.picker.wire(studio.refresh_offers, form["pipeline"], cb.message)
         history.wire_reuse(reuse_btn, job_id)
-        wire_batch(cb, batch, final, job_id=job_id, after_fill=after_fill,
+        wire_batch(cb, batch, final, blocks=blocks, job_id=job_id, after_fill=after_fill,
                    history=history, recent=(recent, recent_rids))  # fmt: skip
         wire_chain(cb, chains, chain, job_id=job_id, history=history, after_fill=after_chain_fill)
         loaded = blocks.load(

@@ -11,8 +11,9 @@ import uuid
 
 import pytest
 
+from app.ui.batch import STORE_KEY
 from tests.app.test_api import args, finished
-from tests.app.test_browser import open_studio, wait_state
+from tests.app.test_browser import loaded, open_studio, wait_state
 from tests.app.test_history import ledger_of
 
 pytestmark = pytest.mark.slow
@@ -199,6 +200,31 @@ def test_generate_batch_is_refused_while_its_line_shows_no_price(studio, context
     )
     assert page.evaluate(STATUS) is None
     assert not [r for r in ledger_of(studio).recent(50) if r.params.get("prompt") == prompt]
+
+
+def test_a_reload_follows_the_batch_again_and_its_jobs_join_the_strip(studio, context):
+    """The page keeps its batch's job ids in the browser: a reload mid-batch shows its table
+    again, its accordion open, and follows it to its end, and the batch's jobs join this
+    session's strip (newest first); so does a reload once the batch has ended (a batch that
+    ended before the reloaded page's load read it stayed in its closed accordion: about one
+    reload in two here, as a batch of two jobs takes about as long as a reload)."""
+    page = open_studio(context, studio.base_url)
+    open_batch(page, f"reloaded batch {TAG}")
+    rids = batch_of(page, 2)
+    page.wait_for_function(f"localStorage.getItem('{STORE_KEY}') !== null")  # kept
+    for _ in range(2):  # mid-batch (mostly: the batch may end first), then once it has ended
+        page.reload()
+        loaded(page)
+        page.wait_for_function(f"{STATUS} && {STATUS}.dataset.rids === '{','.join(rids)}'")
+        page.wait_for_function(f"{STATUS}.dataset.completed === '2'")
+        assert page.locator("#wp-batch-status").is_visible()  # its accordion open
+        page.wait_for_function("document.querySelectorAll('#wp-batch-gallery video').length === 2")
+        page.wait_for_function(
+            "document.querySelectorAll('#wp-recent .caption-label').length === 2"
+        )
+        strip = page.locator("#wp-recent .caption-label").all_inner_texts()
+        assert strip == [f"{rids[1]} · COMPLETED", f"{rids[0]} · COMPLETED"], strip
+    assert [r.state for r in map(ledger_of(studio).get, rids)] == ["COMPLETED"] * 2
 
 
 def test_the_batch_table_reads_on_a_phone(studio, browser):
