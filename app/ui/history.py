@@ -121,8 +121,10 @@ class HistoryCallbacks:
         opened: str | None = None,
     ) -> tuple[Any, list[str], str]:
         """The gallery for the filters, its items' ids and the note over it. The tile marked
-        selected is the opened job's (`opened`), wherever it now is, or none: Gradio keeps its
-        selected index across a new value, which marked another job once a newer one came."""
+        selected is the opened job's (`opened`), wherever it now is: Gradio keeps its selected
+        index across a new value, which marked another job once a newer one came. An opened
+        job no longer listed cannot be unmarked so: Gradio drops a None from an update, and
+        the page keeps its index (clamped to the new list)."""
         try:
             filt = hist.HistoryFilter.from_ui(text, pipeline, status)
         except ValueError as exc:

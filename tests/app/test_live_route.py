@@ -113,7 +113,8 @@ def test_the_page_gets_the_first_view_follows_the_job_live_and_asks_for_its_end(
     assert f"/results/{rid}/" in video["url"], video["url"]
     got = requests.get(video["url"], timeout=30)
     assert got.status_code == 200 and got.content[4:8] == b"ftyp"
-    assert "shown, newest first" in note and "a heron, live" in gallery[0]["caption"]  # newest
+    newest = gallery["value"][0]  # an update (its marked tile: the opened job's, none here)
+    assert "shown, newest first" in note and "a heron, live" in newest["caption"]
     assert len(recent) == 1 and rid in recent[0]["caption"]  # this session's strip,
     assert recent[0]["image"]["url"].endswith(".thumb.jpg"), recent[0]  # a tile of a still
 
