@@ -230,10 +230,19 @@ class Chains:
         check_batch_shown(shown, checked.requests, checked.quote.dollars, "storyboard")
         return self._start(checked.held(shown), user)
 
-    def extend(self, rid: str, prompt: str = "", colour_match: bool = False, user=None) -> str:
-        """(Not held to a quote line: an extension's cost is its job's, which the form does not
-        change.)"""
-        return self._start(self.extend_check(rid, prompt, colour_match, user), user)
+    def extend(
+        self,
+        rid: str,
+        prompt: str = "",
+        colour_match: bool = False,
+        user=None,
+        shown: BatchShown | None = None,
+    ) -> str:
+        """`shown`: what the extension's quote line priced (None: no line, an API client or
+        History's Extend): another extension is refused, this one charged at its prices."""
+        checked = self.extend_check(rid, prompt, colour_match, user)
+        check_batch_shown(shown, checked.requests, checked.quote.dollars, "extension")
+        return self._start(checked.held(shown), user)
 
     def rerun(self, cid: str, user: str | None = None) -> str:
         """The chain's plan again (same prompts, same seed) as a new chain; limits apply."""

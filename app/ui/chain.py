@@ -1,7 +1,9 @@
 """The studio's "Longer video" section: Extend a finished job, Storyboard N segments (Gradio only).
 
 `chain_panel()` (in the form column) renders the storyboard's prompts (one per segment, per
-line), the colour-match switch, the extension's prompt, the chain's quote, its buttons, the
+line), the colour-match switch, the extension's prompt and its own quote line (the job shown
+extended: asked again when the shown job or the prompt changes; Extend is held to it as Run
+storyboard is to the storyboard's), the storyboard's quote, its buttons, the
 chain's status (every segment with its state) and the stitched video. `wire_chain(...)` wires
 them, History's "Extend" (the opened job) and, on an opened chain, History's "Reuse settings"
 (its prompts in the storyboard's field; History fills the form). The service is
@@ -52,9 +54,10 @@ class ChainPanel:
     reuse: Any
     values: Any = None  # a gr.State: the FormValues /reuse_chain gave, for the page's form
     section: Any = None  # the accordion (History's Extend opens it: the chain shows there)
-    # a gr.State: what the quote line last priced for Generate storyboard (a BatchShown; the
-    # line also shows Extend's quote, which no form field changes)
+    # a gr.State: what the quote line last priced for Generate storyboard (a BatchShown)
     story_shown: Any = None
+    extend_line: Any = None  # Extend's own quote line (the extension of the job shown)
+    extend_shown: Any = None  # a gr.State: what it last priced, which Extend is held to
 
 
 def chain_panel() -> ChainPanel:
@@ -80,6 +83,7 @@ def chain_panel() -> ChainPanel:
             ),
             "the prompt of the new segment; blank keeps the extended job's prompt",
         )
+        extend_line = gr.Markdown(elem_id="wp-chain-extend-quote")
         quote = gr.Markdown(elem_id="wp-chain-quote")
         with gr.Row():  # Extend: usable while the page shows a job (app/ui/page.py)
             storyboard = gr.Button("Run storyboard", size="sm", elem_id="wp-chain-run")
@@ -100,7 +104,7 @@ def chain_panel() -> ChainPanel:
             reuse = gr.Button("Reuse chain settings", elem_id="wp-chain-reuse", **off)
     return ChainPanel(
         prompts, colour, extend_prompt, quote, storyboard, extend, status, video, chain_id,
-        cancel, rerun, reuse, gr.State(None), section, gr.State(None),
+        cancel, rerun, reuse, gr.State(None), section, gr.State(None), extend_line, gr.State(None),
     )  # fmt: skip
 
 
@@ -158,22 +162,33 @@ class ChainCallbacks:
 
     def extend_quote(
         self, request: gr.Request, job_id: str | None, prompt: str, colour_match: bool
-    ) -> str:
+    ) -> tuple[str, BatchShown | None]:
+        """The extension's quote line (the API's /extend_quote: the line; a State is not in
+        the API), with what it priced: Extend the shown job sends that extension at that
+        price."""
         try:
             check = self.chains.extend_check(
                 (job_id or "").strip(), prompt or "", colour_match, user_of(request)
             )
         except Exception as exc:
-            return warned(self.cb.message(exc))
-        return self._quoted(check)
+            return warned(self.cb.message(exc)), None
+        return self._quoted(check), check.shown()
 
     def extend(
-        self, request: gr.Request, job_id: str | None, prompt: str, colour_match: bool
+        self,
+        request: gr.Request,
+        job_id: str | None,
+        prompt: str,
+        colour_match: bool,
+        shown: BatchShown | None = None,
     ) -> Iterator[tuple[Any, ...]]:
-        """A new segment from the job's last frame, streamed until the joined video is made."""
+        """A new segment from the job's last frame, streamed until the joined video is made;
+        `shown`: what the extension's line priced (none from History's Extend, which has no
+        line)."""
         try:
             rid = (job_id or "").strip()
-            cid = self.chains.extend(rid, prompt or "", bool(colour_match), user=user_of(request))
+            cid = self.chains.extend(rid, prompt or "", bool(colour_match), user=user_of(request),
+                                     shown=priced(shown))  # fmt: skip
         except Exception as exc:
             raise self.cb.error(exc) from None
         yield from self.watch(cid, caller_of(self.studio_of(), request))
@@ -267,10 +282,6 @@ def wire_chain(
     panel.chain_id.change(None, panel.chain_id, buttons, js=job_buttons_js(3), **PRIVATE)
     story = {**form.kwargs, "prompts": panel.prompts, "colour_match": panel.colour}
 
-    def quoted(triggers: list[Any], fn: Any, inputs: dict[str, Any], name: str) -> None:
-        gr.on(triggers, fn, inputs_kwargs=inputs, outputs=panel.quote, api_name=name,
-              **QUIET, trigger_mode="always_last")  # fmt: skip
-
     # the storyboard's quote follows the form's and its own fields in order (app/ui/requote.py:
     # the page's form listener asks for every quote line); the page keeps what it priced
     # (app/studio/shown.py), the API's /storyboard_quote answers the line alone
@@ -285,9 +296,18 @@ def wire_chain(
         api_name="storyboard", **QUIET,
     ))  # fmt: skip
     ext = {"job_id": job_id, "prompt": panel.extend_prompt, "colour_match": panel.colour}
-    quoted([panel.extend_prompt.change], cc.extend_quote, ext, "extend_quote")
+    # Extend's line: the job shown (a new one, a blank prompt: its own) and the prompt
+    gr.on([panel.extend_prompt.change, job_id.change], cc.extend_quote, inputs_kwargs=ext,
+          outputs=[panel.extend_line, panel.extend_shown], api_name="extend_quote", **QUIET,
+          trigger_mode="always_last")  # fmt: skip
     history.refresh_chain_after(
-        panel.extend.click(cc.extend, inputs_kwargs=ext, outputs=out, api_name="extend", **QUIET)
+        panel.extend.click(
+            cc.extend,
+            inputs_kwargs={**ext, "shown": panel.extend_shown},
+            outputs=out,
+            api_name="extend",
+            **QUIET,
+        )
     )
     shown = history.extend.click(lambda: gr.Accordion(open=True), None, panel.section, **PRIVATE)
     history.refresh_chain_after(

@@ -156,3 +156,33 @@ def test_a_chain_cancelled_shows_its_end_in_history_without_a_refresh(
         f"document.querySelector('{ITEM}').innerText.startsWith('CANCELLED')", timeout=10_000
     )
     assert store.get(chain.id).state == "CANCELLED"
+
+
+def test_the_shown_jobs_extension_is_priced_on_its_own_line(studio, context, client):
+    """A job shown on the page (here opened by id) has its extension priced at once, its prompt
+    blank (the job's own), on the extension's own line; Extend the shown job then sends it."""
+    prompt = f"extend line {uuid.uuid4().hex[:6]} a swan"
+    *_, rid = finished(
+        client.predict(*args(prompt=prompt, seconds=1.0, seed=77), api_name="/generate")
+    )
+    page = open_studio(context, studio.base_url)
+    page.get_by_role("button", name="Longer video: Extend or Storyboard").click()
+    page.get_by_text("Open a job by id").click()
+    page.locator("#wp-attach-id textarea, #wp-attach-id input").first.fill(rid)
+    page.locator("#wp-attach").click()
+    page.wait_for_function(
+        "document.querySelector('#wp-chain-extend-quote').innerText.includes("
+        "'Extend: 1 new segment → one video of 33 frames')",
+        timeout=TIMEOUT_MS,
+    )
+    assert "GPU s" in page.locator("#wp-chain-extend-quote").inner_text()
+    assert "Extend" not in page.locator("#wp-chain-quote").inner_text()  # the storyboard's
+    page.locator("#wp-chain-extend:not([disabled])").click()
+    page.wait_for_function(
+        "(() => { const s = document.querySelector('#wp-chain-status');"
+        " return s && s.innerText.includes('2 of 2 segments done'); })()",
+        timeout=TIMEOUT_MS,
+    )
+    cid = page.locator("#wp-chain-id textarea, #wp-chain-id input").first.input_value()
+    chain = ChainStore(ledger_of(studio)).get(cid)
+    assert chain.parent == rid and chain.state == "COMPLETED"

@@ -518,6 +518,44 @@ def test_a_reused_storyboard_fills_the_form_with_its_first_segments_prompt(stack
     assert (reused.pipeline, reused.seed, reused.seconds) == ("t2v_14b", 7, 1.0)
 
 
+def test_an_extension_is_held_to_its_quote_line(stack, tmp_path):
+    """Extend the shown job keeps what its line priced: another job's extension is refused,
+    naming both prices, and one whose quote moved meanwhile is charged the line's."""
+    import dataclasses
+    import time
+
+    chains = services(stack, tmp_path)
+    studio = chains.studio
+    try:
+        small = studio.submit(values())
+        large = studio.submit(dataclasses.replace(values(), resolution="720p landscape"))
+        for rid in (small, large):
+            wait_for(lambda r=rid: studio.ledger.get(r).final, 60, "the job ended")
+        check = chains.extend_check(small, "the heron dives")
+        shown = check.shown()
+        assert shown.quotes and shown.dollars > 0
+        with pytest.raises(InputError) as refused:
+            chains.extend(large, "the heron dives", shown=shown)
+        assert str(refused.value).startswith("extension quote: the form sent a different ")
+        assert f"(${shown.dollars:.4f}); this one is $" in str(refused.value)
+        # an image-to-video job (as the extension is) ends slow: the calibration moves
+        prep = studio.prepare(chains.segment_values(check.plan, 1, "start.png"))
+        rid = studio.ledger.create(
+            template=prep.template_id, mode="turbo", params={}, workflow=prep.filled.workflow,
+            quote=prep.quote, gpu=studio.settings.gpu_type,
+        )  # fmt: skip
+        studio.ledger.update(rid, state="COMPLETED", execution_ms=90_000, finished_at=time.time())
+        studio.forget_calibration(rid)
+        assert chains.extend_check(small, "the heron dives").quote.dollars != shown.dollars
+        cid = chains.extend(small, "the heron dives", shown=shown)
+        chain = chains.chain(cid, ANYONE)
+        assert chain.quote["dollars"] == pytest.approx(shown.dollars)
+        assert chains.segments(chain)[1].quote == shown.quotes[0]
+        chains.cancel(cid, ANYONE)
+    finally:
+        studio.tracker.stop()
+
+
 def test_a_refused_segment_is_named_as_a_segment(stack, tmp_path):
     chains = services(stack, tmp_path)
     chains.studio.tracker.stop()
