@@ -77,9 +77,11 @@ CSS = (
 #wp-recent .grid-wrap {overflow-x: auto;}
 #wp-demo {background: #fff4d6; border: 1px solid #e0b84a; padding: 8px 12px; border-radius: 6px;}
 """
-    + INPUTS_CSS
-    + OFFERS_CSS
-    + BATCH_CSS
+    # Cancel, while there is nothing to cancel, looks like the other job buttons do unusable:
+    # Gradio's faded red "stop" read as a live button beside "No job yet"
+    + f"#{CANCEL_ID}:disabled {{background: var(--button-secondary-background-fill-hover);"
+    " color: var(--button-secondary-text-color-hover);"
+    " border-color: var(--button-secondary-border-color);}\n" + INPUTS_CSS + OFFERS_CSS + BATCH_CSS
 )
 
 

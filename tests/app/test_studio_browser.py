@@ -62,6 +62,9 @@ def test_job_buttons_wait_for_a_job_and_cancel_is_one_state_with_its_cost(studio
     page = open_studio(context, studio.base_url)
     # no job yet: nothing to cancel, rerun, reuse, promote
     assert disabled(page, JOB_SELECTORS) == [True] * 4
+    # and Cancel looks so too: as Rerun exactly does (it looked a faded, live red)
+    looks = "id => getComputedStyle(document.getElementById(id)).backgroundColor"
+    assert page.evaluate(looks, "wp-cancel") == page.evaluate(looks, "wp-rerun")
     # they switch at once as a job starts and ends: no frames drawn for a fade (app/ui/page.py)
     assert transitions(page) == ["0s"] * 5
     slow_steps(stack, 1.0)
@@ -69,6 +72,7 @@ def test_job_buttons_wait_for_a_job_and_cancel_is_one_state_with_its_cost(studio
         start_job(page, "a slow glacier, time-lapse")
         page.wait_for_function("!document.querySelector('#wp-cancel').disabled", timeout=TIMEOUT_MS)
         assert disabled(page, JOB_SELECTORS) == [False] * 4
+        assert page.evaluate(looks, "wp-cancel") != page.evaluate(looks, "wp-rerun")  # red
         wait_state(page, "d.state === 'IN_PROGRESS' && f > 0.12")
         page.locator("#wp-cancel").click()
         done = wait_state(page, "d.state === 'CANCELLED'")
