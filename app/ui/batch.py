@@ -314,10 +314,12 @@ def batch_html(rids: tuple[str, ...], views: list[tuple[str, Any, Any]], error: 
     rows = [row for _, _, row in views if row is not None]
     quoted = sum(row.quote.dollars for row in rows if row.quote is not None)
     actual = sum(row.cost.dollars for row in rows if row.cost is not None)
+    billed = f" · actual ${actual:.4f} billed" if actual else ""
     line = (
         f"Batch of {len(rids)} job{'s' if len(rids) != 1 else ''}: {final} finished "
         f"({completed} completed) · quote ${quoted:.4f}"
-        + (f" · actual ${actual:.4f} billed so far" if actual else "")
+        + billed
+        + (" so far" if billed and final < len(rids) else "")
     )
     cells = []
     for k, (rid, view, row) in enumerate(views, 1):

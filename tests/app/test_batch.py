@@ -374,3 +374,34 @@ def test_draft_to_final_of_a_size_no_longer_a_preset_says_so(offline, size):
         f"({size or 'none recorded'}; they are "
     ), refused.value
     assert "480p square" in str(refused.value) and "720p square" in str(refused.value)
+
+
+def test_the_batch_line_says_billed_so_far_only_while_a_job_runs(offline, tmp_path):
+    """The batch's table line: what its jobs have billed, "so far" while one still runs (it
+    said "so far" after the batch had ended)."""
+    from app.studio.forms import FormValues
+    from app.studio.tracker import Tracker
+    from app.ui.batch import batch_html
+
+    # the views read the ledger through a tracker (not started: nothing is polled)
+    offline.tracker = Tracker(offline.ledger, None, tmp_path, offline.prices)
+
+    prep = offline.prepare(
+        FormValues(pipeline="t2v_14b", prompt="a heron", resolution="480p square", seed=1)
+    )
+    rids = tuple(
+        offline.ledger.create(template="t2v_14b", mode="turbo", params=dict(prep.filled.params),
+                              workflow={}, quote=prep.quote, gpu="H100 PRO")
+        for _ in range(2)
+    )  # fmt: skip
+
+    def line() -> str:
+        views = [(r, offline.view(r, ANYONE), offline.ledger.get(r)) for r in rids]
+        return batch_html(rids, views).split('<div class="wp-line">')[1].split("</div>")[0]
+
+    billed = cost.Actual(billed_s=2, dollars=0.0023)
+    offline.ledger.update(rids[0], state=JobState.COMPLETED, finished_at=time.time(), cost=billed)
+    offline.ledger.update(rids[1], state=JobState.IN_PROGRESS, job_id="job-2")
+    assert line().endswith("actual $0.0023 billed so far"), line()
+    offline.ledger.update(rids[1], state=JobState.COMPLETED, finished_at=time.time(), cost=billed)
+    assert line().endswith("actual $0.0046 billed"), line()
