@@ -23,6 +23,7 @@ import gradio as gr
 from app.studio.chain_history import is_chain
 from app.studio.checks.health import ColdStart
 from app.studio.inputs import matching_preset
+from app.studio.markup import md_short, md_text
 from app.studio.owners import Caller
 from app.studio.shown import Shown
 from app.ui.callbacks import caller_of, over_limits, user_of
@@ -154,11 +155,13 @@ class Extras:
         seed = "random seed" if v.randomize else f"seed {v.seed}"
         size = f", {v.resolution}" if v.resolution else ""
         source = (job_id or "").strip()
-        what = "chain" if is_chain(source) else "job"
+        chain = is_chain(source)
+        shown = f"`{source}`" if source.replace("-", "").isalnum() else md_text(source)
+        # the prompt as text (Markdown would render an image link and fetch it), cut at a word
         return (
-            f"✅ **Form filled from {what} `{source}`:** {title}, {v.mode}{size}, "
-            f"{v.seconds:g} s, {seed}, prompt “{html.escape(v.prompt[:60])}”. Check the quote, "
-            "then Generate."
+            f"✅ **Form filled from {'chain' if chain else 'job'} {shown}:** {title}, {v.mode}"
+            f"{size}, {v.seconds:g} s, {seed}, prompt “{md_short(v.prompt, 60)}”. Check the "
+            f"quote, then {'Run storyboard' if chain else 'Generate'}."
         )
 
     def match_preset(self, request: gr.Request, pipeline: str, start_image: Any) -> Any:

@@ -1,6 +1,7 @@
 """What a user typed is shown as text: a prompt with Markdown image syntax, a link or HTML makes
 no viewer's browser fetch anything (job details, the opened job's panel, history captions, the
-batch table, the status panel), and reads back exactly as typed."""
+form's note after Reuse settings, the batch table, the status panel), and reads back exactly as
+typed."""
 
 from __future__ import annotations
 
@@ -68,6 +69,12 @@ def test_a_prompt_with_image_markdown_fetches_nothing_in_the_page(studio, client
     page.locator("#wp-hist-details").get_by_text("md.png", exact=False).wait_for()
     assert f"a fox ![x]({url}/md.png)" in page.locator("#wp-hist-details").inner_text()
     assert page.locator("#wp-hist-details img").count() == 0
+    # Reuse settings: the form's note names the prompt, as text too
+    page.locator("#wp-hist-reuse").click()
+    note = page.locator("#wp-form-note")
+    note.get_by_text("Form filled from job", exact=False).wait_for()
+    assert f"a fox ![x]({url}/md.png)" in note.inner_text(), note.inner_text()
+    assert note.locator("img").count() == 0
     # the result column's details, the job opened by id
     page.get_by_text("Open a job by id").click()
     page.locator("#wp-attach-id textarea, #wp-attach-id input").first.fill(rid)
