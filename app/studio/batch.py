@@ -193,20 +193,32 @@ class BatchQuote:
         d = [q.dollars for q in self.per_job]
         return min(d), max(d)
 
-    def summary(self, whole: str = "the batch") -> str:
+    def summary(self, whole: str = "the batch", part: str = "job") -> str:
+        """The line's words: `whole` what is priced, `part` each of its jobs (a chain's
+        "segment")."""
         secs = [math.ceil(q.execution_s) for q in self.per_job]
         if len(set(secs)) == 1:
             each = f"{self.jobs} × {secs[0]} GPU s"
         else:
-            each = f"{self.jobs} jobs of {min(secs)}–{max(secs)} GPU s"
+            each = f"{self.jobs} {part}s of {min(secs)}–{max(secs)} GPU s"
         lo, hi = self.job_dollars
-        per_job = f"${lo:.4f} per job" if lo == hi else f"${lo:.4f}–${hi:.4f} per job"
+        per_job = f"${lo:.4f} per {part}" if lo == hi else f"${lo:.4f}–${hi:.4f} per {part}"
         return (
             f"≈ {each} = {self.gpu_s} GPU s on {self.gpu} = ${self.dollars:.4f} for {whole} "
             f"({per_job}; at ${self.per_s:.5f}/s, prices of {self.prices_read_on}; {self.basis})"
             f" · cold start +{math.ceil(self.cold_start_s)} s = +${self.cold_dollars:.4f} per "
             "worker that starts cold (not included)"
         )
+
+
+def held(shown: BatchShown | None, quote: BatchQuote) -> BatchQuote:
+    """`quote` at the prices its quote line showed (`shown`: checked to price the same jobs
+    first), each job's or segment's as the line had it: a job that ended in between moved the
+    calibration, which does not change what was shown. `quote` itself for an API client (no
+    line) or a line that priced another count."""
+    if shown is None or len(shown.quotes) != len(quote.per_job):
+        return quote
+    return combine(shown.quotes)
 
 
 def combine(quotes: Sequence[Quote]) -> BatchQuote:
@@ -347,8 +359,7 @@ class BatchService:
         check_batch_shown(shown, checked.requests, checked.quote.dollars)
         if checked.refusals:
             raise gr_.GuardrailError(list(checked.refusals))
-        if shown is not None and len(shown.quotes) == len(batch.jobs):  # the jobs at their line's
-            checked = dataclasses.replace(checked, quote=combine(shown.quotes))  # prices
+        checked = dataclasses.replace(checked, quote=held(shown, checked.quote))
         rids: list[str] = []
         for k, values in enumerate(batch.jobs, 1):
             line = shown.job(k - 1) if shown is not None else None  # each job at its price

@@ -46,7 +46,7 @@ import av
 from app.endpoint.states import JobState
 from app.errors import GuardrailError, InputError, SegmentSent, SubmitError, user_message
 from app.studio import stitch
-from app.studio.batch import BatchPlan, BatchQuote, BatchService, combine, parse_prompts
+from app.studio.batch import BatchPlan, BatchQuote, BatchService, held, parse_prompts
 from app.studio.chain_history import ChainView, describe, is_chain
 from app.studio.chain_store import (
     CANCELLED,
@@ -85,19 +85,15 @@ class ChainCheck:
         return BatchShown((), self.requests, self.quote.dollars, self.quote.per_job)
 
     def held(self, shown: BatchShown | None) -> ChainCheck:
-        """This check at the prices its quote line showed (`shown`: checked to be these
-        segments first), as BatchService.submit holds a batch's jobs to their line's: a job
-        that ended in between moved the calibration, which does not change them."""
-        if shown is None or len(shown.quotes) != len(self.requests):
-            return self
-        return dataclasses.replace(self, quote=combine(shown.quotes))
+        """This check at the prices its quote line showed (batch.held, as a batch's jobs)."""
+        return dataclasses.replace(self, quote=held(shown, self.quote))
 
     def summary(self) -> str:
         n = len(self.plan["prompts"])
         what = "Storyboard" if self.kind == "storyboard" else "Extend"
         return (
             f"**{what}:** {n} new segment{'s' if n != 1 else ''} → one video of {self.frames} "
-            f"frames ≈ {self.seconds:.1f} s · {self.quote.summary('the chain')}"
+            f"frames ≈ {self.seconds:.1f} s · {self.quote.summary('the chain', 'segment')}"
         )
 
 

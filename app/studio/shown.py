@@ -61,7 +61,7 @@ class BatchShown:
     seeds: tuple[int, ...] = ()
     requests: tuple[CostRequest, ...] = ()
     dollars: float = 0.0
-    quotes: tuple[Quote, ...] = ()  # each job's quote, in plan order (a batch's; a chain: none)
+    quotes: tuple[Quote, ...] = ()  # each job's (or chain segment's) quote, in plan order
     problem: str = ""  # the line shows no price, but this ("" when it shows one)
 
     def job(self, k: int) -> Shown | None:

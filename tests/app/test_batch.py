@@ -143,6 +143,9 @@ def test_combined_quote_of_unequal_jobs_gives_the_range():
     assert bq.gpu_s == math.ceil(qs[0].execution_s) + math.ceil(qs[1].execution_s)
     assert qs[0].dollars < qs[1].dollars
     assert f"${qs[0].dollars:.4f}–${qs[1].dollars:.4f} per job" in bq.summary()
+    # a chain's line names its parts as segments (it said "per job")
+    chain = bq.summary("the chain", "segment")
+    assert "2 segments of" in chain and "per segment;" in chain and "job" not in chain, chain
     with pytest.raises(InputError, match=r"^batch: has no jobs"):
         batch.combine([])
 

@@ -470,24 +470,31 @@ def test_each_segment_is_charged_the_price_the_storyboard_was_quoted(stack, tmp_
         chains.studio.tracker.stop()
 
 
+def ended_slow(studio, prep) -> None:
+    """A job like `prep` finished in 90 s, recorded as the tracker records one: the studio's
+    calibration, and so its next quotes, move."""
+    import time
+
+    rid = studio.ledger.create(
+        template=prep.template_id, mode="turbo", params={}, workflow=prep.filled.workflow,
+        quote=prep.quote, gpu=studio.settings.gpu_type,
+    )  # fmt: skip
+    studio.ledger.update(rid, state="COMPLETED", execution_ms=90_000, finished_at=time.time())
+    studio.forget_calibration(rid)
+
+
 def test_a_storyboard_is_charged_the_prices_its_line_showed(stack, tmp_path):
     """A job ends between the storyboard's quote line and Run storyboard, and the studio learns
     from it (its calibration moves): the storyboard is charged what its line showed, each
     segment at its price there, as a batch's jobs are."""
     import dataclasses
-    import time
 
     chains = services(stack, tmp_path)
     studio = chains.studio
     try:
         shown = chains.storyboard_check(values(), PROMPTS).shown()
-        prep = studio.prepare(values())  # a finished job, recorded as the tracker records one
-        rid = studio.ledger.create(
-            template=prep.template_id, mode="turbo", params={}, workflow=prep.filled.workflow,
-            quote=prep.quote, gpu=studio.settings.gpu_type,
-        )  # fmt: skip
-        studio.ledger.update(rid, state="COMPLETED", execution_ms=90_000, finished_at=time.time())
-        studio.forget_calibration(rid)
+        # a finished job, recorded as the tracker records one
+        ended_slow(studio, studio.prepare(values()))
         now = chains.storyboard_check(values(), PROMPTS)
         assert now.quote.dollars != pytest.approx(shown.dollars)  # the calibration moved
         cid = chains.storyboard(values(), PROMPTS, shown=shown)
@@ -522,7 +529,6 @@ def test_an_extension_is_held_to_its_quote_line(stack, tmp_path):
     """Extend the shown job keeps what its line priced: another job's extension is refused,
     naming both prices, and one whose quote moved meanwhile is charged the line's."""
     import dataclasses
-    import time
 
     chains = services(stack, tmp_path)
     studio = chains.studio
@@ -539,13 +545,7 @@ def test_an_extension_is_held_to_its_quote_line(stack, tmp_path):
         assert str(refused.value).startswith("extension quote: the form sent a different ")
         assert f"(${shown.dollars:.4f}); this one is $" in str(refused.value)
         # an image-to-video job (as the extension is) ends slow: the calibration moves
-        prep = studio.prepare(chains.segment_values(check.plan, 1, "start.png"))
-        rid = studio.ledger.create(
-            template=prep.template_id, mode="turbo", params={}, workflow=prep.filled.workflow,
-            quote=prep.quote, gpu=studio.settings.gpu_type,
-        )  # fmt: skip
-        studio.ledger.update(rid, state="COMPLETED", execution_ms=90_000, finished_at=time.time())
-        studio.forget_calibration(rid)
+        ended_slow(studio, studio.prepare(chains.segment_values(check.plan, 1, "start.png")))
         assert chains.extend_check(small, "the heron dives").quote.dollars != shown.dollars
         cid = chains.extend(small, "the heron dives", shown=shown)
         chain = chains.chain(cid, ANYONE)
