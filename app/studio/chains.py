@@ -240,13 +240,22 @@ class Chains:
         check_batch_shown(shown, checked.requests, checked.quote.dollars, "extension")
         return self._start(checked.held(shown), user)
 
-    def rerun(self, cid: str, user: str | None = None) -> str:
-        """The chain's plan again (same prompts, same seed) as a new chain; limits apply."""
+    def rerun_check(self, cid: str, user: str | None = None) -> ChainCheck:
+        """What rerunning the chain would send and cost, priced now (the page shows it and asks
+        before Confirm rerun chain)."""
         chain = self.chain(cid, self.studio.caller(user))
         plan = dict(chain.plan)
         if chain.kind == "storyboard" and plan["values"].get("start_image"):
             plan["values"] = {**plan["values"], "start_image": str(self._kept_start(chain))}
-        return self._start(self.check(chain.kind, plan, user), user)
+        return self.check(chain.kind, plan, user)
+
+    def rerun(self, cid: str, user: str | None = None, shown: BatchShown | None = None) -> str:
+        """The chain's plan again (same prompts, same seed) as a new chain; limits apply.
+        `shown`: what the page's rerun question priced (None for an API client): held to it,
+        as a storyboard is to its line."""
+        checked = self.rerun_check(cid, user)
+        check_batch_shown(shown, checked.requests, checked.quote.dollars, "chain rerun")
+        return self._start(checked.held(shown), user)
 
     def reuse(self, cid: str, caller: Caller) -> tuple[FormValues, str]:
         """The chain's base form values (its first segment's, its prompt included) and every

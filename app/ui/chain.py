@@ -58,6 +58,9 @@ class ChainPanel:
     story_shown: Any = None
     extend_line: Any = None  # Extend's own quote line (the extension of the job shown)
     extend_shown: Any = None  # a gr.State: what it last priced, which Extend is held to
+    rerun_note: Any = None  # Rerun chain's question: its price now, then Confirm rerun chain
+    confirm: Any = None  # Confirm rerun chain (shown with the question)
+    rerun_shown: Any = None  # a gr.State: what the question priced, which the rerun is held to
 
 
 def chain_panel() -> ChainPanel:
@@ -102,9 +105,14 @@ def chain_panel() -> ChainPanel:
             cancel = gr.Button("Cancel chain", variant="stop", elem_id="wp-chain-cancel", **off)
             rerun = gr.Button("Rerun chain", elem_id="wp-chain-rerun", **off)
             reuse = gr.Button("Reuse chain settings", elem_id="wp-chain-reuse", **off)
+        rerun_note = gr.Markdown(elem_id="wp-chain-rerun-note")
+        confirm = gr.Button(
+            "Confirm rerun chain", size="sm", visible=False, elem_id="wp-chain-rerun-confirm"
+        )
     return ChainPanel(
         prompts, colour, extend_prompt, quote, storyboard, extend, status, video, chain_id,
         cancel, rerun, reuse, gr.State(None), section, gr.State(None), extend_line, gr.State(None),
+        rerun_note, confirm, gr.State(None),
     )  # fmt: skip
 
 
@@ -222,9 +230,30 @@ class ChainCallbacks:
         gr.Info(line)
         return line
 
-    def rerun(self, request: gr.Request, chain_id: str | None) -> Iterator[tuple[Any, ...]]:
+    def rerun_ask(
+        self, request: gr.Request, chain_id: str | None
+    ) -> tuple[str, Any, BatchShown | None]:
+        """Rerun chain's question: what the rerun sends and costs now, the limits it would
+        break, and the confirm button; with what it priced (the rerun is held to it)."""
+        cid = (chain_id or "").strip()
         try:
-            cid = self.chains.rerun((chain_id or "").strip(), user=user_of(request))
+            check = self.chains.rerun_check(cid, user=user_of(request))
+        except Exception as exc:
+            raise self.cb.error(exc) from None
+        note = (
+            f"**Rerun chain `{cid}`** (same prompts and seed): {check.summary()}. Press "
+            "**Confirm rerun chain** to send it."
+        )
+        refused = over_limits(check.refusals, "Confirm rerun chain")
+        return note + refused, gr.update(visible=True), check.shown()
+
+    def rerun(
+        self, request: gr.Request, chain_id: str | None, shown: Any = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """The rerun, held to the question's price (`shown`; an API client: none, checked as
+        it is)."""
+        try:
+            cid = self.chains.rerun((chain_id or "").strip(), user_of(request), priced(shown))
         except Exception as exc:
             raise self.cb.error(exc) from None
         yield from self.watch(cid, caller_of(self.studio_of(), request))
@@ -330,9 +359,19 @@ def wire_chain(
     history.refresh_chain_after(
         panel.cancel.click(cc.cancel, panel.chain_id, said, api_name="cancel_chain", **QUIET)
     )
-    history.refresh_chain_after(
-        panel.rerun.click(cc.rerun, panel.chain_id, out, api_name="rerun_chain", **QUIET)
+    # Rerun chain asks first (its price now, and the limits), as Rerun exactly does; Confirm
+    # sends the chain it priced. The API's /rerun_chain sends at once (an API client has no
+    # question), /rerun_chain_quote asks
+    asked = [panel.rerun_note, panel.confirm]
+    panel.rerun.click(cc.rerun_ask, panel.chain_id, [*asked, panel.rerun_shown],
+                      api_name="rerun_chain_quote", **QUIET)  # fmt: skip
+    panel.chain_id.change(lambda: ("", gr.update(visible=False)), None, asked, **PRIVATE)
+    confirmed = panel.confirm.click(lambda: ("", gr.update(visible=False)), None, asked,
+                                    **PRIVATE)  # fmt: skip
+    rerun = confirmed.then(
+        cc.rerun, [panel.chain_id, panel.rerun_shown], out, api_name="rerun_chain", **QUIET
     )
+    history.refresh_chain_after(rerun)
     reused = panel.reuse.click(
         cc.reuse, panel.chain_id, [*form.inputs, panel.prompts, panel.values],
         api_name="reuse_chain", **QUIET,

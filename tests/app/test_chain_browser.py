@@ -186,3 +186,41 @@ def test_the_shown_jobs_extension_is_priced_on_its_own_line(studio, context, cli
     cid = page.locator("#wp-chain-id textarea, #wp-chain-id input").first.input_value()
     chain = ChainStore(ledger_of(studio)).get(cid)
     assert chain.parent == rid and chain.state == "COMPLETED"
+
+
+def test_rerun_chain_asks_with_its_price_then_sends_that_chain(studio, context, client):
+    """Rerun chain first shows the rerun's price (and any limit it breaks), as Rerun exactly
+    does; nothing is sent until Confirm rerun chain, and the chain sent is charged that price
+    (it sent paid segments at once, at a price never shown)."""
+    from tests.helpers import wait_for
+
+    tag = f"chain rerun {uuid.uuid4().hex[:6]}"
+    status, _, cid = client.predict(
+        *args(prompt="a kite", seconds=1.0, seed=21), f"{tag} rises\n{tag} lands", False,
+        api_name="/storyboard",
+    )  # fmt: skip
+    assert "COMPLETED" in status, status
+    store = ChainStore(ledger_of(studio))
+    page = open_studio(context, studio.base_url)
+    page.get_by_role("button", name="Longer video: Extend or Storyboard").click()
+    filter_text(page, tag, 1)
+    page.locator(ITEM).first.click()  # opened: the chain shows in the section too
+    page.wait_for_function(
+        f"document.querySelector('#wp-chain-id textarea, #wp-chain-id input').value === {cid!r}"
+    )
+    page.locator("#wp-chain-rerun:not([disabled])").click()
+    note = page.locator("#wp-chain-rerun-note")
+    note.get_by_text("Confirm rerun chain", exact=False).wait_for()
+    text = note.inner_text()
+    assert f"Rerun chain {cid}" in text and "per segment" in text, text
+    asked = float(text.split(" for the chain")[0].rsplit("$", 1)[1])
+    assert [c.id for c in store.recent() if tag in str(c.plan)] == [cid]  # nothing sent yet
+    page.locator("#wp-chain-rerun-confirm").click()
+    page.wait_for_function(
+        "(() => { const i = document.querySelector('#wp-chain-id textarea, #wp-chain-id input');"
+        f" return i.value && i.value !== {cid!r}; }})()"
+    )
+    assert not page.locator("#wp-chain-rerun-confirm").is_visible()
+    (again,) = [c for c in store.recent() if tag in str(c.plan) and c.id != cid]
+    assert round(again.quote["dollars"], 4) == asked  # charged what the question showed
+    wait_for(lambda: store.get(again.id).state == "COMPLETED", 120, "the rerun chain's end")
