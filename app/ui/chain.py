@@ -12,8 +12,10 @@ app/studio/chains.py.
 API names: `/storyboard_quote` and `/storyboard` (the form's fields + `prompts`, `colour_match`:
 the whole chain quoted / refused up front or started, then streamed until its video is stitched),
 `/extend_quote` and `/extend` (`job_id`, `prompt`: blank keeps the job's, `colour_match`), `/chain`
-(stream a chain by id), `/cancel_chain` (its outcome line), `/rerun_chain` (the same plan and
-seed as a new chain), `/reuse_chain` (the chain's first segment's form values, and its prompts).
+(stream a chain by id), `/cancel_chain` (its outcome line), `/rerun_chain_quote` (what a rerun
+sends and costs now: the page's question before Confirm rerun chain), `/rerun_chain` (the same
+plan and seed as a new chain), `/reuse_chain` (the chain's first segment's form values, and its
+prompts).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ API names: `/quote`, `/generate` (submits, then streams the job until it is fina
 workflow and seed as a new job, streamed like /generate), `/reuse` (a past job's form values),
 the batch's `/batch_quote`, `/generate_batch`, `/batch_attach`, `/draft_final`, and the chains'
 `/storyboard_quote`,
-`/storyboard`, `/extend_quote`, `/extend`, `/chain`, `/cancel_chain`, `/rerun_chain`,
-`/reuse_chain` (app/ui/chain.py). The health panel
+`/storyboard`, `/extend_quote`, `/extend`, `/chain`, `/cancel_chain`, `/rerun_chain_quote`,
+`/rerun_chain`, `/reuse_chain` (app/ui/chain.py). The health panel
 (app/studio/checks/health.py), the note under Generate and the spend line are painted by the
 page itself from `/wanpod/health` (app/ui/health_route.py), not by Gradio events.
 
