@@ -40,6 +40,18 @@ CHAIN_RESYNC_S = 5.0  # a running chain's panel is redrawn at least this often
 CHAIN_ID_TEXT = "a chain of this studio, by the id /storyboard or /extend answered (ch-...)"
 
 
+EXTEND_REQUOTE_ID = "wp-chain-extend-requote"  # prices Extend's line (clicked by the page)
+# Extend's line is priced while the Longer video section is open: as it opens, as its prompt
+# changes, and (this script, on the page's job id and a job's end) when the job shown changes
+# or ends. Priced at every new job id it was a Gradio event per Generate (the studio's queue,
+# a pass over the page's components) for a line no one saw, of a job still running.
+EXTEND_REQUOTE_JS = (
+    "() => { const s = document.querySelector('#wp-chain .label-wrap');"
+    f" if (s && s.classList.contains('open')) document.getElementById('{EXTEND_REQUOTE_ID}')"
+    "?.click(); }"
+)
+
+
 @dataclass
 class ChainPanel:
     prompts: Any
@@ -63,6 +75,7 @@ class ChainPanel:
     rerun_note: Any = None  # Rerun chain's question: its price now, then Confirm rerun chain
     confirm: Any = None  # Confirm rerun chain (shown with the question)
     rerun_shown: Any = None  # a gr.State: what the question priced, which the rerun is held to
+    extend_requote: Any = None  # prices Extend's line (EXTEND_REQUOTE_JS clicks it)
 
 
 def chain_panel() -> ChainPanel:
@@ -89,6 +102,8 @@ def chain_panel() -> ChainPanel:
             "the prompt of the new segment; blank keeps the extended job's prompt",
         )
         extend_line = gr.Markdown(elem_id="wp-chain-extend-quote")
+        extend_requote = gr.Button("Price the extension", visible="hidden",
+                                   elem_id=EXTEND_REQUOTE_ID)  # fmt: skip
         quote = gr.Markdown(elem_id="wp-chain-quote")
         with gr.Row():  # Extend: usable while the page shows a job (app/ui/page.py)
             storyboard = gr.Button("Run storyboard", size="sm", elem_id="wp-chain-run")
@@ -114,7 +129,7 @@ def chain_panel() -> ChainPanel:
     return ChainPanel(
         prompts, colour, extend_prompt, quote, storyboard, extend, status, video, chain_id,
         cancel, rerun, reuse, gr.State(None), section, gr.State(None), extend_line, gr.State(None),
-        rerun_note, confirm, gr.State(None),
+        rerun_note, confirm, gr.State(None), extend_requote,
     )  # fmt: skip
 
 
@@ -327,10 +342,12 @@ def wire_chain(
         api_name="storyboard", **QUIET,
     ))  # fmt: skip
     ext = {"job_id": job_id, "prompt": panel.extend_prompt, "colour_match": panel.colour}
-    # Extend's line: the job shown (a new one, a blank prompt: its own) and the prompt
-    gr.on([panel.extend_prompt.change, job_id.change], cc.extend_quote, inputs_kwargs=ext,
-          outputs=[panel.extend_line, panel.extend_shown], api_name="extend_quote", **QUIET,
-          trigger_mode="always_last")  # fmt: skip
+    # Extend's line: the job shown (a new one, a blank prompt: its own) and the prompt, while
+    # the section is open (EXTEND_REQUOTE_JS; the page also runs it at a job's end)
+    gr.on([panel.extend_prompt.change, panel.section.expand, panel.extend_requote.click],
+          cc.extend_quote, inputs_kwargs=ext, outputs=[panel.extend_line, panel.extend_shown],
+          api_name="extend_quote", **QUIET, trigger_mode="always_last")  # fmt: skip
+    job_id.change(None, None, None, js=EXTEND_REQUOTE_JS, **PRIVATE)
     history.refresh_chain_after(
         panel.extend.click(
             cc.extend,

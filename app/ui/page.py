@@ -36,7 +36,7 @@ from app.ui import requote
 from app.ui.batch import CSS as BATCH_CSS
 from app.ui.batch import batch_panel, draft_final_panel, wire_batch
 from app.ui.callbacks import Callbacks
-from app.ui.chain import chain_panel, wire_chain
+from app.ui.chain import EXTEND_REQUOTE_JS, chain_panel, wire_chain
 from app.ui.fields import Textbox, described
 from app.ui.form import Form
 from app.ui.health_route import FILL, HEALTH_JS
@@ -307,11 +307,13 @@ def build_ui(
         # event; with the gallery off screen, the page refreshes it once it shows
         ended_in = [job_id, recent_rids]
         ended_out = [status, video, details, result, recent, recent_rids]
-        history.refresh_on(end_trigger, (page.ended, ended_in, ended_out), "page_final")
+        ended = history.refresh_on(end_trigger, (page.ended, ended_in, ended_out), "page_final")
         # one request, not Gradio's queue (a join, an event stream and its messages): about
         # half the studio's CPU for the event, and the end runs no longer than a page's read
-        click_here(end_only, page.ended, ended_in, ended_out, api_name="page_final_only",
-                   queue=False, **PRIVATE)  # fmt: skip
+        ended_only = click_here(end_only, page.ended, ended_in, ended_out,
+                                api_name="page_final_only", queue=False, **PRIVATE)  # fmt: skip
+        for end in (ended, ended_only):  # the ended job's extension, priced if it is on screen
+            end.then(None, js=EXTEND_REQUOTE_JS, **PRIVATE)
         form["start_image"].upload(
             extras.match_preset,
             inputs_kwargs={"pipeline": form["pipeline"], "start_image": form["start_image"]},

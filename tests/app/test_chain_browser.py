@@ -224,3 +224,29 @@ def test_rerun_chain_asks_with_its_price_then_sends_that_chain(studio, context, 
     (again,) = [c for c in store.recent() if tag in str(c.plan) and c.id != cid]
     assert round(again.quote["dollars"], 4) == asked  # charged what the question showed
     wait_for(lambda: store.get(again.id).state == "COMPLETED", 120, "the rerun chain's end")
+
+
+def test_the_extension_is_priced_only_while_its_section_is_open(studio, context):
+    """A Generate with the Longer video section closed asks nothing about an extension (each
+    new job id cost an extend_quote event: the studio's queue and a pass over the page); opened,
+    the section prices the shown job's extension, and again at the end of the next job."""
+    from tests.app.test_browser import start_job, wait_state
+
+    page = open_studio(context, studio.base_url)
+    config = page.evaluate("window.gradio_config")
+    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "extend_quote")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if f'"fn_index":{fn}' in (
+        (r.post_data or "").replace(" ", "")) else None)  # fmt: skip
+    start_job(page, f"closed section {uuid.uuid4().hex[:6]} a gull", quality=False)
+    wait_state(page, "d.state === 'COMPLETED'")
+    assert asked == []  # the section closed: no extension priced
+    page.get_by_role("button", name="Longer video: Extend or Storyboard").click()
+    line = page.locator("#wp-chain-extend-quote")
+    line.get_by_text("Extend: 1 new segment", exact=False).wait_for()
+    assert len(asked) == 1  # as it opened
+    # the next job: its extension cannot be priced while it runs, and is once it has ended
+    job = start_job(page, f"open section {uuid.uuid4().hex[:6]} a tern", quality=False)
+    line.get_by_text(f"{job['rid']} has no finished video to extend", exact=False).wait_for()
+    wait_state(page, "d.state === 'COMPLETED'")
+    line.get_by_text("Extend: 1 new segment", exact=False).wait_for()
