@@ -42,14 +42,33 @@ CHAIN_ID_TEXT = "a chain of this studio, by the id /storyboard or /extend answer
 
 EXTEND_REQUOTE_ID = "wp-chain-extend-requote"  # prices Extend's line (clicked by the page)
 # Extend's line is priced while the Longer video section is open: as it opens, as its prompt
-# changes, and (this script, on the page's job id and a job's end) when the job shown changes
-# or ends. Priced at every new job id it was a Gradio event per Generate (the studio's queue,
-# a pass over the page's components) for a line no one saw, of a job still running.
+# changes, and (this script, beside the page's status panel) when the job the panel shows
+# changes or ends. Priced at every new job id it was a Gradio event per Generate (the studio's
+# queue, a pass over the page's components) for a line no one saw, of a job still running; a
+# js-only Gradio event on the job id still cost a following page ~5 ms/s of script: this
+# watches the panel's data-rid and data-final instead, outside Gradio's events.
 EXTEND_REQUOTE_JS = (
-    "() => { const s = document.querySelector('#wp-chain .label-wrap');"
-    f" if (s && s.classList.contains('open')) document.getElementById('{EXTEND_REQUOTE_ID}')"
-    "?.click(); }"
-)
+    r"""
+(() => {
+  const box = document.querySelector("#wp-status-box");
+  if (!box) return;
+  const shown = () => {
+    const s = document.querySelector("#wp-status");
+    return s && s.dataset.rid ? `${s.dataset.rid}|${s.dataset.final || ""}` : "";
+  };
+  let seen = shown();
+  new MutationObserver(() => {
+    const key = shown();
+    if (key === seen) return;
+    seen = key;
+    const head = document.querySelector("#wp-chain .label-wrap");
+    if (key && head && head.classList.contains("open")) {
+      document.getElementById("__ID__")?.click();
+    }
+  }).observe(box, {subtree: true, childList: true, attributes: true});
+})();
+"""
+).replace("__ID__", EXTEND_REQUOTE_ID)
 
 
 @dataclass
@@ -343,11 +362,10 @@ def wire_chain(
     ))  # fmt: skip
     ext = {"job_id": job_id, "prompt": panel.extend_prompt, "colour_match": panel.colour}
     # Extend's line: the job shown (a new one, a blank prompt: its own) and the prompt, while
-    # the section is open (EXTEND_REQUOTE_JS; the page also runs it at a job's end)
+    # the section is open (EXTEND_REQUOTE_JS, run beside the page's status panel)
     gr.on([panel.extend_prompt.change, panel.section.expand, panel.extend_requote.click],
           cc.extend_quote, inputs_kwargs=ext, outputs=[panel.extend_line, panel.extend_shown],
           api_name="extend_quote", **QUIET, trigger_mode="always_last")  # fmt: skip
-    job_id.change(None, None, None, js=EXTEND_REQUOTE_JS, **PRIVATE)
     history.refresh_chain_after(
         panel.extend.click(
             cc.extend,

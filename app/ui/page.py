@@ -162,7 +162,7 @@ def build_ui(
             with gr.Column(scale=5), gr.Column(elem_id="wp-result-col"):  # sticky when wide
                 status = gr.HTML(
                     status_html(None),
-                    js_on_load=CLOCK_JS + SUBMIT_JS + LIVE_JS,
+                    js_on_load=CLOCK_JS + SUBMIT_JS + LIVE_JS + EXTEND_REQUOTE_JS,
                     elem_id="wp-status-box",
                     label="Status",
                 )
@@ -307,13 +307,11 @@ def build_ui(
         # event; with the gallery off screen, the page refreshes it once it shows
         ended_in = [job_id, recent_rids]
         ended_out = [status, video, details, result, recent, recent_rids]
-        ended = history.refresh_on(end_trigger, (page.ended, ended_in, ended_out), "page_final")
+        history.refresh_on(end_trigger, (page.ended, ended_in, ended_out), "page_final")
         # one request, not Gradio's queue (a join, an event stream and its messages): about
         # half the studio's CPU for the event, and the end runs no longer than a page's read
-        ended_only = click_here(end_only, page.ended, ended_in, ended_out,
-                                api_name="page_final_only", queue=False, **PRIVATE)  # fmt: skip
-        for end in (ended, ended_only):  # the ended job's extension, priced if it is on screen
-            end.then(None, js=EXTEND_REQUOTE_JS, **PRIVATE)
+        click_here(end_only, page.ended, ended_in, ended_out, api_name="page_final_only",
+                   queue=False, **PRIVATE)  # fmt: skip
         form["start_image"].upload(
             extras.match_preset,
             inputs_kwargs={"pipeline": form["pipeline"], "start_image": form["start_image"]},
