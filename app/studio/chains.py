@@ -223,8 +223,7 @@ class Chains:
         storyboard is refused, nothing sent (app/studio/shown.py); this one is charged the
         prices it showed."""
         checked = self.storyboard_check(values, prompts_text, colour_match, user)
-        check_batch_shown(shown, checked.requests, checked.quote.dollars, "storyboard")
-        return self._start(checked.held(shown), user)
+        return self._start(checked, user, shown, "storyboard")
 
     def extend(
         self,
@@ -237,8 +236,7 @@ class Chains:
         """`shown`: what the extension's quote line priced (None: no line, an API client or
         History's Extend): another extension is refused, this one charged at its prices."""
         checked = self.extend_check(rid, prompt, colour_match, user)
-        check_batch_shown(shown, checked.requests, checked.quote.dollars, "extension")
-        return self._start(checked.held(shown), user)
+        return self._start(checked, user, shown, "extension")
 
     def rerun_check(self, cid: str, user: str | None = None) -> ChainCheck:
         """What rerunning the chain would send and cost, priced now (the page shows it and asks
@@ -253,9 +251,7 @@ class Chains:
         """The chain's plan again (same prompts, same seed) as a new chain; limits apply.
         `shown`: what the page's rerun question priced (None for an API client): held to it,
         as a storyboard is to its line."""
-        checked = self.rerun_check(cid, user)
-        check_batch_shown(shown, checked.requests, checked.quote.dollars, "chain rerun")
-        return self._start(checked.held(shown), user)
+        return self._start(self.rerun_check(cid, user), user, shown, "chain rerun")
 
     def reuse(self, cid: str, caller: Caller) -> tuple[FormValues, str]:
         """The chain's base form values (its first segment's, its prompt included) and every
@@ -301,7 +297,14 @@ class Chains:
                     raise
                 raise type(exc)(exc.field, f"{exc.reason} (segment {k + 1} of {n})") from None
 
-    def _start(self, checked: ChainCheck, user: str | None) -> str:
+    def _start(
+        self, checked: ChainCheck, user: str | None, shown: BatchShown | None, what: str
+    ) -> str:
+        """Start the chain `checked` priced: refused when it is not the `what` its quote line
+        (`shown`; None: no line) priced, else held to that line's prices; then every limit and
+        what `Studio.submit` would refuse, before anything is written or sent."""
+        check_batch_shown(shown, checked.requests, checked.quote.dollars, what)
+        checked = checked.held(shown)
         if checked.refusals:
             raise GuardrailError(list(checked.refusals))
         self.sendable(checked.plan, user)

@@ -71,15 +71,20 @@ class HealthPanel:
         return self.ok and self.free > 0
 
     @property
-    def blocked(self) -> str:
-        """Why no job can start though /health answered ("" when one can): every worker is
-        throttled (RunPod has no GPU of the endpoint's type for it) or unhealthy, and none is
-        up or starting. The page then warns under Generate, as for a failed /health."""
+    def stuck(self) -> str:
+        """The workers that hold the endpoint when none is up or starting ("3 throttled and 1
+        unhealthy"; "" when one is up or starting, or none is stuck): a throttled one gets no
+        GPU of the endpoint's type from RunPod, an unhealthy one frees up for nothing."""
         if self.free or self.running or self.initializing:
             return ""
-        stuck = [f"{n} {word}" for n, word in
-                 ((self.throttled, "throttled"), (self.unhealthy, "unhealthy")) if n]  # fmt: skip
-        return f"no worker can take a job: {' and '.join(stuck)}" if stuck else ""
+        held = ((self.throttled, "throttled"), (self.unhealthy, "unhealthy"))
+        return " and ".join(f"{n} {word}" for n, word in held if n)
+
+    @property
+    def blocked(self) -> str:
+        """Why no job can start though /health answered ("" when one can). The page then warns
+        under Generate, as for a failed /health."""
+        return f"no worker can take a job: {self.stuck}" if self.stuck else ""
 
     @property
     def workers_line(self) -> str:
@@ -115,9 +120,9 @@ def cold_note(panel: HealthPanel, cold: ColdStart | None) -> str:
         left = panel.free - panel.in_queue
         plural = "s" if left != 1 else ""
         return f"{left} worker{plural} warm: the next job starts without a cold start."
-    if panel.blocked:  # no cold start is coming: RunPod has no GPU for them, or they are broken
+    if panel.stuck:  # no cold start is coming: RunPod has no GPU for them, or they are broken
         return (
-            f"No worker can take a job ({panel.blocked.split(': ', 1)[1]}): the next job waits "
+            f"No worker can take a job ({panel.stuck}): the next job waits "
             "in the queue until RunPod has a GPU for one or a worker recovers."
         )
     if panel.running or panel.in_queue:
